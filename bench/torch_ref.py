@@ -1,0 +1,302 @@
+#!/usr/bin/python3
+"""PyTorch twin of lockstep's reference models, for speed and accuracy comparisons.
+
+The models are nn.Sequential so parameter names ("1.weight", "3.bias", ...) are stable
+and match the layer order of docs/DESIGN "Reference models":
+
+  mlp       Flatten, Linear(784,128), ReLU, Linear(128,10)
+  mlp-wide  Flatten, Linear(784,1024), ReLU, Linear(1024,1024), ReLU, Linear(1024,10)
+  cnn       Conv2d(1,32,3,p=1), ReLU, MaxPool2d(2), Conv2d(32,64,3,p=1), ReLU, MaxPool2d(2),
+            Flatten, Linear(3136,128), ReLU, Linear(128,10)
+
+Fashion-MNIST is read straight from Debian's IDX .gz files with gzip + numpy (no
+torchvision); pixels are uint8/255 as float32 with no other normalisation.
+
+Modes:
+  --mode speed  time N training steps (zero_grad, forward, cross_entropy, backward,
+                step) after W warm-up steps; print one JSON line.
+  --mode train  the full recipe (shuffle each epoch, last partial batch kept, LR schedule
+                stepped every iteration), evaluate on t10k after each epoch; print
+                per-epoch lines and a final JSON line.
+
+Run it with Debian's interpreter (/usr/bin/python3), which has python3-torch.
+"""
+
+import argparse
+import gzip
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DEFAULT_DATA_DIR = os.environ.get("LK_FASHION_MNIST_DIR",
+                                  "/usr/share/datasets/fashion-mnist")
+MODELS = ("mlp", "mlp-wide", "cnn")
+
+
+# ---------------------------------------------------------------- models
+
+def build_model(name):
+    if name == "mlp":
+        return nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(784, 128), nn.ReLU(),
+            nn.Linear(128, 10))
+    if name == "mlp-wide":
+        return nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(784, 1024), nn.ReLU(),
+            nn.Linear(1024, 1024), nn.ReLU(),
+            nn.Linear(1024, 10))
+    if name == "cnn":
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(3136, 128), nn.ReLU(),
+            nn.Linear(128, 10))
+    raise SystemExit(f"torch_ref.py: unknown model '{name}' (choose from {', '.join(MODELS)})")
+
+
+# ---------------------------------------------------------------- data
+
+def read_idx(path):
+    """Read an IDX file (optionally gzipped) into a numpy array."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise SystemExit(f"torch_ref.py: cannot read {path}: {e} "
+                         "(install dataset-fashion-mnist or set --data-dir)")
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise SystemExit(f"torch_ref.py: {path}: not an IDX file (bad magic)")
+    dtype_code, ndim = raw[2], raw[3]
+    if dtype_code != 0x08:
+        raise SystemExit(f"torch_ref.py: {path}: IDX type 0x{dtype_code:02x} unsupported "
+                         "(expected 0x08, unsigned byte)")
+    header = 4 + 4 * ndim
+    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    count = math.prod(dims)
+    if len(raw) != header + count:
+        raise SystemExit(f"torch_ref.py: {path}: expected {header + count} bytes for "
+                         f"shape {dims}, found {len(raw)}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def load_split(data_dir, split, limit=0):
+    """Return (images float32 [N,1,28,28] in [0,1], labels int64 [N])."""
+    images = read_idx(os.path.join(data_dir, f"{split}-images-idx3-ubyte.gz"))
+    labels = read_idx(os.path.join(data_dir, f"{split}-labels-idx1-ubyte.gz"))
+    if images.shape[0] != labels.shape[0]:
+        raise SystemExit(f"torch_ref.py: {split}: {images.shape[0]} images but "
+                         f"{labels.shape[0]} labels")
+    if limit > 0:
+        images, labels = images[:limit], labels[:limit]
+    x = torch.from_numpy(images.astype(np.float32) / np.float32(255.0))
+    x = x.reshape(-1, 1, images.shape[1], images.shape[2])
+    y = torch.from_numpy(labels.astype(np.int64))
+    return x, y
+
+
+# ---------------------------------------------------------------- optimiser
+
+def build_optimizer(params, args):
+    name, lr, wd = args.optim, args.lr, args.weight_decay
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd)
+    if name == "momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
+    if name == "nesterov":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    raise SystemExit(f"torch_ref.py: unknown optimizer '{name}'")
+
+
+def build_scheduler(opt, args, total_iters):
+    if args.schedule == "constant":
+        return None
+    if args.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_iters)
+    raise SystemExit(f"torch_ref.py: unknown schedule '{args.schedule}'")
+
+
+# ---------------------------------------------------------------- modes
+
+def evaluate(model, x, y, batch=1000):
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch):
+            out = model(x[i:i + batch])
+            yb = y[i:i + batch]
+            loss_sum += F.cross_entropy(out, yb, reduction="sum").item()
+            correct += (out.argmax(dim=1) == yb).sum().item()
+    model.train()
+    n = x.shape[0]
+    return loss_sum / n, correct / n
+
+
+def mode_speed(args):
+    torch.manual_seed(args.seed)
+    x, y = load_split(args.data_dir, "train", args.limit)
+    n = x.shape[0]
+    if n < args.batch:
+        raise SystemExit(f"torch_ref.py: {n} training samples < batch {args.batch}")
+    model = build_model(args.model)
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
+
+    gen = torch.Generator().manual_seed(args.seed)
+    perm = torch.randperm(n, generator=gen)
+    pos = 0
+    times = []
+    total = args.warmup + args.steps
+    for step in range(total):
+        if pos + args.batch > n:  # next epoch: reshuffle, full batches only
+            perm = torch.randperm(n, generator=gen)
+            pos = 0
+        idx = perm[pos:pos + args.batch]
+        pos += args.batch
+        xb, yb = x[idx], y[idx]  # batch gathered outside the timed region
+
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+        t1 = time.perf_counter()
+        if step >= args.warmup:
+            times.append(t1 - t0)
+
+    if not math.isfinite(loss.item()):
+        raise SystemExit(f"torch_ref.py: loss is {loss.item()} after {total} steps")
+    result = {
+        "framework": "pytorch",
+        "model": args.model,
+        "batch": args.batch,
+        "threads": args.threads,
+        "steps": len(times),
+        "warmup": args.warmup,
+        "samples_per_s": round(args.batch * len(times) / sum(times), 2),
+        "step_ms_median": round(statistics.median(times) * 1e3, 4),
+        "final_loss": round(loss.item(), 6),
+        "torch": torch.__version__,
+    }
+    print(json.dumps(result), flush=True)
+
+
+def mode_train(args):
+    torch.manual_seed(args.seed)
+    x, y = load_split(args.data_dir, "train", args.limit)
+    xt, yt = load_split(args.data_dir, "t10k", args.test_limit)
+    n = x.shape[0]
+    model = build_model(args.model)
+    opt = build_optimizer(model.parameters(), args)
+    iters_per_epoch = math.ceil(n / args.batch)  # DataLoader drop_last=False
+    total_iters = iters_per_epoch * args.epochs
+    sched = build_scheduler(opt, args, total_iters)
+    gen = torch.Generator().manual_seed(args.seed)
+
+    print(f"torch_ref: model {args.model}, {sum(p.numel() for p in model.parameters())} "
+          f"params, {n} train / {xt.shape[0]} test samples, batch {args.batch}, "
+          f"{iters_per_epoch} steps/epoch, optim {args.optim}, lr {args.lr}, "
+          f"schedule {args.schedule}, threads {args.threads}", flush=True)
+    t_start = time.perf_counter()
+    test_loss = test_acc = float("nan")
+    for epoch in range(1, args.epochs + 1):
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=gen)
+        loss_sum = 0.0
+        for i in range(0, n, args.batch):
+            idx = perm[i:i + args.batch]
+            xb, yb = x[idx], y[idx]
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(xb), yb)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            loss_sum += loss.item() * xb.shape[0]
+        train_time = time.perf_counter() - t0
+        test_loss, test_acc = evaluate(model, xt, yt)
+        lr_now = opt.param_groups[0]["lr"]
+        print(f"epoch {epoch}/{args.epochs}  train_loss {loss_sum / n:.4f}  "
+              f"test_loss {test_loss:.4f}  test_acc {test_acc:.4f}  lr {lr_now:.6g}  "
+              f"{train_time:.1f}s ({n / train_time:.0f} samples/s)", flush=True)
+
+    result = {
+        "framework": "pytorch",
+        "model": args.model,
+        "epochs": args.epochs,
+        "batch": args.batch,
+        "optim": args.optim,
+        "lr": args.lr,
+        "schedule": args.schedule,
+        "seed": args.seed,
+        "train_samples": n,
+        "test_acc": round(test_acc, 6),
+        "test_loss": round(test_loss, 6),
+        "seconds": round(time.perf_counter() - t_start, 2),
+    }
+    print(json.dumps(result), flush=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--mode", choices=("speed", "train"), required=True)
+    p.add_argument("--model", choices=MODELS, required=True)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+                   help="folder with the Fashion-MNIST IDX .gz files "
+                        "(default $LK_FASHION_MNIST_DIR or %(default)s)")
+    p.add_argument("--limit", type=int, default=0,
+                   help="use only the first N training samples (0 = all)")
+    # speed
+    p.add_argument("--steps", type=int, default=200, help="speed: timed steps")
+    p.add_argument("--warmup", type=int, default=20, help="speed: untimed steps first")
+    # train
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--optim", default="momentum",
+                   choices=("sgd", "momentum", "nesterov", "adam", "adamw"),
+                   help="train: momentum/nesterov use 0.9 (speed mode is always momentum)")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--schedule", default="cosine", choices=("constant", "cosine"),
+                   help="train: cosine = CosineAnnealingLR over all iterations, "
+                        "stepped every iteration")
+    p.add_argument("--test-limit", type=int, default=0,
+                   help="train: evaluate on only the first N test samples (0 = all)")
+    args = p.parse_args(argv)
+
+    for name in ("batch", "threads", "epochs"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1")
+    if args.steps < 1 or args.warmup < 0:
+        p.error("--steps must be >= 1 and --warmup >= 0")
+    torch.set_num_threads(args.threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+
+    if args.mode == "speed":
+        mode_speed(args)
+    else:
+        mode_train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

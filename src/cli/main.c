@@ -1,0 +1,281 @@
+/* main.c - the `lockstep` command: train, eval, predict, info. Library errors
+ * arrive as lk_status + message; here they become a clear line on stderr and a
+ * non-zero exit status. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/common.h"
+#include "../core/device.h"
+#include "../models/zoo.h"
+#include "../train/predict.h"
+#include "../train/trainer.h"
+#include "args.h"
+
+static int fail(lk_status s)
+{
+    fprintf(stderr, "lockstep: error: %s\n", lk_error_message());
+    return s == LK_ERR_ARG ? 2 : 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: lockstep <command> [flags]\n\n"
+            "commands:\n"
+            "  train    train a model (lockstep train --help)\n"
+            "  eval     accuracy and loss of a checkpoint on a dataset's test split\n"
+            "  predict  class predictions of a checkpoint for images in a file\n"
+            "  info     build, devices and libraries\n\n"
+            "  --help, --version\n");
+}
+
+static void train_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: lockstep train --model NAME [flags]\n\n"
+            "  --model NAME          mlp, mlp-wide, cnn (default cnn)\n"
+            "  --data SPEC           fashion-mnist[:DIR], mnist:DIR, cifar10:DIR (default fashion-mnist)\n"
+            "  --epochs N | --steps N  length of the run (default 1 epoch)\n"
+            "  --batch B             samples per rank per step (default 64)\n"
+            "  --optim NAME          sgd momentum nesterov adam adamw rmsprop adagrad (default momentum)\n"
+            "  --lr X                learning rate (default: the optimizer's PyTorch default)\n"
+            "  --momentum X --beta1 X --beta2 X --eps X --alpha X   optimizer constants\n"
+            "  --weight-decay X      L2 penalty (decoupled for adamw)\n"
+            "  --l1 X                L1 penalty\n"
+            "  --clip X              clip the global gradient norm to X\n"
+            "  --schedule NAME       constant, step, cosine (default constant)\n"
+            "  --warmup N            linear warm-up steps\n"
+            "  --step-size N --gamma X   step schedule: lr *= gamma every N steps\n"
+            "  --init NAME           default (PyTorch), normal, uniform, xavier, xavier-normal, he, he-uniform\n"
+            "  --seed S              seed of init, shuffling and dropout (default 0)\n"
+            "  --device D            auto, cpu, cuda, cuda:N (default auto)\n"
+            "  --threads N           CPU threads for BLAS and loops (default: all cores)\n"
+            "  --save DIR            write a checkpoint after every epoch\n"
+            "  --resume DIR          continue from a checkpoint written by --save\n"
+            "  --metrics FILE        JSON lines: steps, evaluations, summary\n"
+            "  --eval-every N        also validate every N steps (always after each epoch)\n"
+            "  --log-every N         log/metrics line every N steps (default 50)\n"
+            "  --train-limit N       use the first N training samples only\n"
+            "  --val-limit N         use the first N validation samples only\n"
+            "  --progress bar|lines  console output (default: bar on a terminal)\n"
+            "  --quiet               no console output\n");
+}
+
+enum {
+    O_MODEL = 256, O_DATA, O_EPOCHS, O_STEPS, O_BATCH, O_OPTIM, O_LR, O_MOMENTUM, O_BETA1, O_BETA2,
+    O_EPS, O_ALPHA, O_WD, O_L1, O_CLIP, O_SCHEDULE, O_WARMUP, O_STEP_SIZE, O_GAMMA, O_INIT,
+    O_SEED, O_DEVICE, O_THREADS, O_SAVE, O_RESUME, O_METRICS, O_EVAL_EVERY, O_LOG_EVERY,
+    O_TRAIN_LIMIT, O_VAL_LIMIT, O_PROGRESS, O_QUIET, O_HELP, O_CHECKPOINT, O_INPUT, O_TOP,
+    O_LIMIT,
+};
+
+static const struct option train_opts[] = {
+    {"model", 1, 0, O_MODEL},         {"data", 1, 0, O_DATA},
+    {"epochs", 1, 0, O_EPOCHS},       {"steps", 1, 0, O_STEPS},
+    {"batch", 1, 0, O_BATCH},         {"optim", 1, 0, O_OPTIM},
+    {"lr", 1, 0, O_LR},               {"momentum", 1, 0, O_MOMENTUM},
+    {"beta1", 1, 0, O_BETA1},         {"beta2", 1, 0, O_BETA2},
+    {"eps", 1, 0, O_EPS},             {"alpha", 1, 0, O_ALPHA},
+    {"weight-decay", 1, 0, O_WD},     {"l1", 1, 0, O_L1},
+    {"clip", 1, 0, O_CLIP},           {"schedule", 1, 0, O_SCHEDULE},
+    {"warmup", 1, 0, O_WARMUP},       {"step-size", 1, 0, O_STEP_SIZE},
+    {"gamma", 1, 0, O_GAMMA},         {"init", 1, 0, O_INIT},
+    {"seed", 1, 0, O_SEED},           {"device", 1, 0, O_DEVICE},
+    {"threads", 1, 0, O_THREADS},     {"save", 1, 0, O_SAVE},
+    {"resume", 1, 0, O_RESUME},       {"metrics", 1, 0, O_METRICS},
+    {"eval-every", 1, 0, O_EVAL_EVERY}, {"log-every", 1, 0, O_LOG_EVERY},
+    {"train-limit", 1, 0, O_TRAIN_LIMIT}, {"val-limit", 1, 0, O_VAL_LIMIT},
+    {"progress", 1, 0, O_PROGRESS},   {"quiet", 0, 0, O_QUIET},
+    {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
+};
+
+/* Optimizer constants given on the command line; applied over the chosen
+ * optimizer's defaults whatever the flag order. */
+typedef struct {
+    int set;
+    double v;
+} opt_val;
+
+static lk_status parse_float_flag(const char *flag, double lo, double hi, opt_val *dst)
+{
+    dst->set = 1;
+    return lk_arg_float(flag, optarg, lo, hi, &dst->v);
+}
+
+static int cmd_train(int argc, char **argv)
+{
+    lk_train_opts o = lk_train_defaults();
+    lk_optim_kind kind = LK_OPT_MOMENTUM;
+    lk_schedule sched = LK_SCHED_CONSTANT;
+    opt_val lr = {0}, mom = {0}, b1 = {0}, b2 = {0}, eps = {0}, alpha = {0}, wd = {0}, l1 = {0},
+            clip = {0}, gamma = {0};
+    long warmup = 0, step_size = 0, v;
+    int c;
+    lk_status s = LK_OK;
+    opterr = 0;
+    while (s == LK_OK && (c = getopt_long(argc, argv, "", train_opts, NULL)) != -1) {
+        const char *flag = argv[optind - 1];
+        switch (c) {
+        case O_MODEL: o.model = optarg; break;
+        case O_DATA: o.data = optarg; break;
+        case O_EPOCHS: s = lk_arg_int("--epochs", optarg, 1, 100000, &v), o.epochs = (int)v; break;
+        case O_STEPS: s = lk_arg_int("--steps", optarg, 1, 1L << 40, &v), o.steps = v; break;
+        case O_BATCH: s = lk_arg_int("--batch", optarg, 1, 1 << 20, &v), o.batch = (int)v; break;
+        case O_OPTIM: s = lk_optim_parse(optarg, &kind); break;
+        case O_LR: s = parse_float_flag("--lr", 0, 1e6, &lr); break;
+        case O_MOMENTUM: s = parse_float_flag("--momentum", 0, 0.999999, &mom); break;
+        case O_BETA1: s = parse_float_flag("--beta1", 0, 0.999999, &b1); break;
+        case O_BETA2: s = parse_float_flag("--beta2", 0, 0.999999, &b2); break;
+        case O_EPS: s = parse_float_flag("--eps", 0, 1, &eps); break;
+        case O_ALPHA: s = parse_float_flag("--alpha", 0, 1, &alpha); break;
+        case O_WD: s = parse_float_flag("--weight-decay", 0, 1e3, &wd); break;
+        case O_L1: s = parse_float_flag("--l1", 0, 1e3, &l1); break;
+        case O_CLIP: s = parse_float_flag("--clip", 0, 1e12, &clip); break;
+        case O_GAMMA: s = parse_float_flag("--gamma", 0, 1e3, &gamma); break;
+        case O_SCHEDULE: s = lk_schedule_parse(optarg, &sched); break;
+        case O_WARMUP: s = lk_arg_int("--warmup", optarg, 0, 1L << 40, &warmup); break;
+        case O_STEP_SIZE: s = lk_arg_int("--step-size", optarg, 1, 1L << 40, &step_size); break;
+        case O_INIT: s = lk_init_parse(optarg, &o.init); break;
+        case O_SEED: s = lk_arg_u64("--seed", optarg, &o.seed); break;
+        case O_DEVICE: o.device = optarg; break;
+        case O_THREADS: s = lk_arg_int("--threads", optarg, 1, 4096, &v), o.threads = (int)v; break;
+        case O_SAVE: o.save_dir = optarg; break;
+        case O_RESUME: o.resume_dir = optarg; break;
+        case O_METRICS: o.metrics_path = optarg; break;
+        case O_EVAL_EVERY: s = lk_arg_int("--eval-every", optarg, 0, 1L << 40, &o.eval_every); break;
+        case O_LOG_EVERY: s = lk_arg_int("--log-every", optarg, 1, 1L << 40, &o.log_every); break;
+        case O_TRAIN_LIMIT: s = lk_arg_int("--train-limit", optarg, 1, 1 << 30, &v), o.train_limit = (int)v; break;
+        case O_VAL_LIMIT: s = lk_arg_int("--val-limit", optarg, 1, 1 << 30, &v), o.val_limit = (int)v; break;
+        case O_PROGRESS:
+            if (!strcmp(optarg, "bar")) o.progress = 1;
+            else if (!strcmp(optarg, "lines")) o.progress = 0;
+            else s = LK_ERR(LK_ERR_ARG, "--progress: expected bar or lines, got '%s'", optarg);
+            break;
+        case O_QUIET: o.quiet = 1; break;
+        case O_HELP: train_usage(stdout); return 0;
+        case ':': s = LK_ERR(LK_ERR_ARG, "%s needs a value", flag); break;
+        default: s = LK_ERR(LK_ERR_ARG, "unknown flag '%s' for train (see lockstep train --help)", flag);
+        }
+    }
+    if (s == LK_OK && optind < argc)
+        s = LK_ERR(LK_ERR_ARG, "unexpected argument '%s' (flags start with --)", argv[optind]);
+    if (s != LK_OK) return fail(s);
+
+    o.optim = lk_optim_defaults(kind);
+    if (lr.set) o.optim.lr = (float)lr.v;
+    if (mom.set) o.optim.momentum = (float)mom.v;
+    if (b1.set) o.optim.beta1 = (float)b1.v;
+    if (b2.set) o.optim.beta2 = (float)b2.v;
+    if (eps.set) o.optim.eps = (float)eps.v;
+    if (alpha.set) o.optim.alpha = (float)alpha.v;
+    if (wd.set) o.optim.weight_decay = (float)wd.v;
+    if (l1.set) o.optim.l1 = (float)l1.v;
+    if (clip.set) o.optim.clip_norm = (float)clip.v;
+    if (gamma.set) o.optim.gamma = (float)gamma.v;
+    o.optim.schedule = sched;
+    o.optim.warmup = warmup;
+    o.optim.step_size = step_size;
+    if (sched == LK_SCHED_STEP && step_size == 0)
+        return fail(LK_ERR(LK_ERR_ARG, "--schedule step needs --step-size N"));
+
+    lk_train_result r;
+    s = lk_train(&o, &r);
+    return s == LK_OK ? 0 : fail(s);
+}
+
+static const struct option ckpt_opts[] = {
+    {"checkpoint", 1, 0, O_CHECKPOINT}, {"data", 1, 0, O_DATA},     {"input", 1, 0, O_INPUT},
+    {"device", 1, 0, O_DEVICE},         {"threads", 1, 0, O_THREADS}, {"batch", 1, 0, O_BATCH},
+    {"top", 1, 0, O_TOP},               {"limit", 1, 0, O_LIMIT},   {"help", 0, 0, O_HELP},
+    {0, 0, 0, 0},
+};
+
+/* eval and predict share their flags; each checks the ones it needs. */
+static int cmd_checkpoint(int argc, char **argv, int predict)
+{
+    const char *ckpt = NULL, *data = NULL, *input = NULL, *device = "auto";
+    long threads = 0, batch = 256, top = 1, limit = 0;
+    int c;
+    lk_status s = LK_OK;
+    opterr = 0;
+    while (s == LK_OK && (c = getopt_long(argc, argv, "", ckpt_opts, NULL)) != -1) {
+        const char *flag = argv[optind - 1];
+        switch (c) {
+        case O_CHECKPOINT: ckpt = optarg; break;
+        case O_DATA: data = optarg; break;
+        case O_INPUT: input = optarg; break;
+        case O_DEVICE: device = optarg; break;
+        case O_THREADS: s = lk_arg_int("--threads", optarg, 1, 4096, &threads); break;
+        case O_BATCH: s = lk_arg_int("--batch", optarg, 1, 1 << 20, &batch); break;
+        case O_TOP: s = lk_arg_int("--top", optarg, 1, 1000, &top); break;
+        case O_LIMIT: s = lk_arg_int("--limit", optarg, 1, 1 << 30, &limit); break;
+        case O_HELP:
+            printf(predict ? "usage: lockstep predict --checkpoint DIR --input FILE [--top K] "
+                             "[--limit N] [--device D] [--threads N]\n"
+                             "  FILE: an IDX image file (plain or .gz) or a binary PGM (P5) image\n"
+                           : "usage: lockstep eval --checkpoint DIR [--data SPEC] [--batch B] "
+                             "[--device D] [--threads N]\n"
+                             "  SPEC defaults to the data the checkpoint was trained on\n");
+            return 0;
+        case ':': s = LK_ERR(LK_ERR_ARG, "%s needs a value", flag); break;
+        default:
+            s = LK_ERR(LK_ERR_ARG, "unknown flag '%s' for %s", flag, predict ? "predict" : "eval");
+        }
+    }
+    if (s == LK_OK && optind < argc)
+        s = LK_ERR(LK_ERR_ARG, "unexpected argument '%s'", argv[optind]);
+    if (s == LK_OK && !ckpt) s = LK_ERR(LK_ERR_ARG, "--checkpoint DIR is required");
+    if (s == LK_OK && predict && !input) s = LK_ERR(LK_ERR_ARG, "--input FILE is required");
+    if (s != LK_OK) return fail(s);
+    if (predict) {
+        s = lk_predict(ckpt, input, device, (int)threads, (int)top, (int)limit, stdout);
+        return s == LK_OK ? 0 : fail(s);
+    }
+    lk_eval_result r;
+    s = lk_eval_checkpoint(ckpt, data, device, (int)threads, (int)batch, &r);
+    if (s != LK_OK) return fail(s);
+    printf("test accuracy %.4f  loss %.4f  (%d samples, checkpoint %s)\n", r.acc, r.loss, r.n, ckpt);
+    return 0;
+}
+
+static int cmd_info(void)
+{
+    lk_device *d;
+    printf("lockstep %s\n", LK_VERSION);
+    printf("ranks: 1 (this build runs one process; launch/ wraps mpirun for more)\n");
+    lk_status s = lk_device_open(&d, "cpu", 0);
+    if (s != LK_OK) return fail(s);
+    printf("device: %s, %d threads\n", d->name, d->threads);
+    printf("blas: %s\n", lk_backend_cpu_blas_info());
+    lk_device_close(d);
+    printf("models:");
+    for (int i = 0; i < lk_zoo_count(); i++) printf(" %s", lk_zoo_at(i)->name);
+    printf("\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("lockstep %s\n", LK_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return cmd_checkpoint(argc - 1, argv + 1, 0);
+    if (!strcmp(cmd, "predict")) return cmd_checkpoint(argc - 1, argv + 1, 1);
+    if (!strcmp(cmd, "info")) return cmd_info();
+    fprintf(stderr, "lockstep: error: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

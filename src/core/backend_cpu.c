@@ -1,0 +1,313 @@
+/* backend_cpu.c - the CPU backend: OpenBLAS sgemm for every matrix product,
+ * OpenMP loops for element-wise work. Convolution and pooling live in
+ * backend_cpu_conv.c. Loops only fork threads when the work is large enough to
+ * pay for it, so 1-thread runs carry no OpenMP overhead. */
+#include "backend_cpu.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rng.h"
+
+static void *cpu_alloc(lk_device *d, size_t bytes)
+{
+    (void)d;
+    return aligned_alloc(64, LK_ALIGN_UP(bytes ? bytes : 1, 64));
+}
+static void cpu_free(lk_device *d, void *p)
+{
+    (void)d;
+    free(p);
+}
+static void cpu_copy(lk_device *d, void *dst, const void *src, size_t bytes)
+{
+    (void)d;
+    memmove(dst, src, bytes);
+}
+static void cpu_memset0(lk_device *d, void *p, size_t bytes)
+{
+    (void)d;
+    memset(p, 0, bytes);
+}
+static void cpu_sync(lk_device *d) { (void)d; }
+
+static void cpu_gemm(lk_device *d, int ta, int tb, int m, int n, int k, float alpha, const float *a,
+                     int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+    (void)d;
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
+                n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static void cpu_bias_add(lk_device *d, float *y, const float *b, int outer, int c, int inner)
+{
+    (void)d;
+    long rows = (long)outer * c;
+#pragma omp parallel for if (rows * inner > LK_CPU_PAR_MIN) schedule(static)
+    for (long r = 0; r < rows; r++) {
+        float bv = b[r % c];
+        float *yr = y + r * inner;
+        for (int i = 0; i < inner; i++) yr[i] += bv;
+    }
+}
+
+static void cpu_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c, int inner)
+{
+    (void)d;
+    if (inner == 1) { /* linear layers: column sums of [outer, c] */
+        for (int o = 0; o < outer; o++) {
+            const float *row = dy + (size_t)o * c;
+            for (int j = 0; j < c; j++) db[j] += row[j];
+        }
+        return;
+    }
+#pragma omp parallel for if ((long)outer * c * inner > LK_CPU_PAR_MIN) schedule(static)
+    for (int j = 0; j < c; j++) {
+        float s = 0.0f;
+        for (int o = 0; o < outer; o++) {
+            const float *p = dy + ((size_t)o * c + j) * inner;
+            for (int i = 0; i < inner; i++) s += p[i];
+        }
+        db[j] += s;
+    }
+}
+
+static inline float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+static inline float gelu_grad(float x)
+{
+    float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+    float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+    return cdf + x * pdf;
+}
+static inline float sigmoid(float x)
+{
+    return x >= 0 ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
+}
+
+static void cpu_act_forward(lk_device *d, lk_act act, float alpha, const float *x, float *y, size_t n)
+{
+    (void)d;
+    long ln = (long)n;
+    switch (act) {
+    case LK_ACT_IDENTITY:
+        if (x != y) memmove(y, x, n * sizeof *x);
+        break;
+    case LK_ACT_RELU:
+#pragma omp parallel for simd if (ln > LK_CPU_PAR_MIN) schedule(static)
+        for (long i = 0; i < ln; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    case LK_ACT_LEAKY_RELU:
+#pragma omp parallel for simd if (ln > LK_CPU_PAR_MIN) schedule(static)
+        for (long i = 0; i < ln; i++) y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];
+        break;
+    case LK_ACT_SIGMOID:
+#pragma omp parallel for if (ln > LK_CPU_PAR_MIN / 8) schedule(static)
+        for (long i = 0; i < ln; i++) y[i] = sigmoid(x[i]);
+        break;
+    case LK_ACT_TANH:
+#pragma omp parallel for if (ln > LK_CPU_PAR_MIN / 8) schedule(static)
+        for (long i = 0; i < ln; i++) y[i] = tanhf(x[i]);
+        break;
+    case LK_ACT_GELU:
+#pragma omp parallel for if (ln > LK_CPU_PAR_MIN / 8) schedule(static)
+        for (long i = 0; i < ln; i++) y[i] = gelu(x[i]);
+        break;
+    }
+}
+
+static void cpu_act_backward(lk_device *d, lk_act act, float alpha, const float *x, const float *y,
+                             const float *dy, float *dx, size_t n)
+{
+    (void)d;
+    long ln = (long)n;
+    switch (act) {
+    case LK_ACT_IDENTITY:
+        if (dx != dy) memmove(dx, dy, n * sizeof *dy);
+        break;
+    case LK_ACT_RELU:
+#pragma omp parallel for simd if (ln > LK_CPU_PAR_MIN) schedule(static)
+        for (long i = 0; i < ln; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    case LK_ACT_LEAKY_RELU:
+#pragma omp parallel for simd if (ln > LK_CPU_PAR_MIN) schedule(static)
+        for (long i = 0; i < ln; i++) dx[i] = x[i] > 0.0f ? dy[i] : alpha * dy[i];
+        break;
+    case LK_ACT_SIGMOID:
+#pragma omp parallel for simd if (ln > LK_CPU_PAR_MIN) schedule(static)
+        for (long i = 0; i < ln; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+        break;
+    case LK_ACT_TANH:
+#pragma omp parallel for simd if (ln > LK_CPU_PAR_MIN) schedule(static)
+        for (long i = 0; i < ln; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+        break;
+    case LK_ACT_GELU:
+#pragma omp parallel for if (ln > LK_CPU_PAR_MIN / 8) schedule(static)
+        for (long i = 0; i < ln; i++) dx[i] = dy[i] * gelu_grad(x[i]);
+        break;
+    }
+}
+
+static void cpu_dropout_forward(lk_device *d, float p, uint64_t seed, uint64_t a, const float *x,
+                                float *y, size_t n)
+{
+    (void)d;
+    float keep = 1.0f / (1.0f - p);
+    long ln = (long)n;
+#pragma omp parallel for if (ln > LK_CPU_PAR_MIN / 8) schedule(static)
+    for (long i = 0; i < ln; i++)
+        y[i] = lk_rng_uniform(seed, LK_RNG_DROPOUT, a, (uint64_t)i) >= p ? x[i] * keep : 0.0f;
+}
+
+static void cpu_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a, const float *dy,
+                                 float *dx, size_t n)
+{
+    cpu_dropout_forward(d, p, seed, a, dy, dx, n); /* the same mask and scale */
+}
+
+static void cpu_softmax_xent(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
+                             float *loss, float *dlogits, float scale)
+{
+    (void)d;
+    double total = 0.0;
+    float g = scale / (float)n;
+    for (int r = 0; r < n; r++) {
+        const float *z = logits + (size_t)r * c;
+        float mx = z[0];
+        for (int j = 1; j < c; j++) mx = z[j] > mx ? z[j] : mx;
+        float sum = 0.0f;
+        for (int j = 0; j < c; j++) sum += expf(z[j] - mx);
+        float lse = logf(sum);
+        total += (double)(lse - (z[labels[r]] - mx));
+        if (dlogits) {
+            float *dz = dlogits + (size_t)r * c;
+            float inv = 1.0f / sum;
+            for (int j = 0; j < c; j++) dz[j] = expf(z[j] - mx) * inv * g;
+            dz[labels[r]] -= g;
+        }
+    }
+    *loss = (float)(total / n);
+}
+
+static void cpu_mse(lk_device *d, const float *p, const float *t, size_t n, float *loss, float *dp,
+                    float scale)
+{
+    (void)d;
+    double total = 0.0;
+    float g = 2.0f * scale / (float)n;
+    for (size_t i = 0; i < n; i++) {
+        float e = p[i] - t[i];
+        total += (double)e * e;
+        if (dp) dp[i] = g * e;
+    }
+    *loss = (float)(total / (double)n);
+}
+
+static void cpu_bce_logits(lk_device *d, const float *z, const float *t, size_t n, float *loss,
+                           float *dz, float scale)
+{
+    (void)d;
+    double total = 0.0;
+    float g = scale / (float)n;
+    for (size_t i = 0; i < n; i++) {
+        float x = z[i];
+        total += (double)(fmaxf(x, 0.0f) - x * t[i] + log1pf(expf(-fabsf(x))));
+        if (dz) dz[i] = g * (sigmoid(x) - t[i]);
+    }
+    *loss = (float)(total / (double)n);
+}
+
+static void cpu_count_correct(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
+                              float *correct)
+{
+    (void)d;
+    int hits = 0;
+    for (int r = 0; r < n; r++) {
+        const float *z = logits + (size_t)r * c;
+        int best = 0;
+        for (int j = 1; j < c; j++)
+            if (z[j] > z[best]) best = j;
+        hits += best == labels[r];
+    }
+    *correct = (float)hits;
+}
+
+static void cpu_sumsq(lk_device *d, const float *x, size_t n, float *out)
+{
+    (void)d;
+    double s = 0.0;
+    long ln = (long)n;
+#pragma omp parallel for reduction(+ : s) if (ln > LK_CPU_PAR_MIN) schedule(static)
+    for (long i = 0; i < ln; i++) s += (double)x[i] * x[i];
+    *out = (float)s;
+}
+
+static void cpu_scale(lk_device *d, float *x, float a, size_t n)
+{
+    (void)d;
+    cblas_sscal((int)n, a, x, 1);
+}
+
+static void cpu_axpy(lk_device *d, float a, const float *x, float *y, size_t n)
+{
+    (void)d;
+    cblas_saxpy((int)n, a, x, 1, y, 1);
+}
+
+static const lk_backend cpu_backend = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .copy_h2d = cpu_copy,
+    .copy_d2h = cpu_copy,
+    .copy_d2d = cpu_copy,
+    .memset0 = cpu_memset0,
+    .sync = cpu_sync,
+    .gemm = cpu_gemm,
+    .bias_add = cpu_bias_add,
+    .bias_grad = cpu_bias_grad,
+    .act_forward = cpu_act_forward,
+    .act_backward = cpu_act_backward,
+    .conv2d_saved = lk_cpu_conv2d_saved,
+    .conv2d_workspace = lk_cpu_conv2d_workspace,
+    .conv2d_forward = lk_cpu_conv2d_forward,
+    .conv2d_backward = lk_cpu_conv2d_backward,
+    .pool2d_forward = lk_cpu_pool2d_forward,
+    .pool2d_backward = lk_cpu_pool2d_backward,
+    .dropout_forward = cpu_dropout_forward,
+    .dropout_backward = cpu_dropout_backward,
+    .softmax_xent = cpu_softmax_xent,
+    .mse = cpu_mse,
+    .bce_logits = cpu_bce_logits,
+    .count_correct = cpu_count_correct,
+    .optim_update = lk_cpu_optim_update,
+    .sumsq = cpu_sumsq,
+    .scale = cpu_scale,
+    .axpy = cpu_axpy,
+};
+
+lk_status lk_backend_cpu_open(lk_device *d, int threads)
+{
+    if (threads <= 0) threads = omp_get_max_threads();
+    /* Both pools get the same count: BLAS calls and our loops never overlap. */
+    openblas_set_num_threads(threads);
+    omp_set_num_threads(threads);
+    d->kind = LK_DEV_CPU;
+    d->ordinal = 0;
+    d->threads = threads;
+    d->ops = &cpu_backend;
+    d->impl = NULL;
+    snprintf(d->name, sizeof d->name, "cpu");
+    return LK_OK;
+}
+
+void lk_backend_cpu_close(lk_device *d) { (void)d; }
+
+const char *lk_backend_cpu_blas_info(void)
+{
+    static _Thread_local char buf[160];
+    snprintf(buf, sizeof buf, "%s (core %s)", openblas_get_config(), openblas_get_corename());
+    return buf;
+}

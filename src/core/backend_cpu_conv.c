@@ -1,0 +1,220 @@
+/* backend_cpu_conv.c - convolution as im2col + one batch-wide sgemm, and pooling.
+ *
+ * The im2col matrix col[K][N*P] (K = C*kh*kw, P = OH*OW) covers the whole batch so
+ * each pass is ONE large gemm instead of N small ones; it is kept in the layer's
+ * saved block so backward reuses it instead of rebuilding it. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "backend_cpu.h"
+
+static size_t conv_k(const lk_conv2d_desc *cd) { return (size_t)cd->c * cd->kh * cd->kw; }
+static size_t conv_np(const lk_conv2d_desc *cd) { return (size_t)cd->n * cd->oh * cd->ow; }
+
+size_t lk_cpu_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd)
+{
+    (void)d;
+    return conv_k(cd) * conv_np(cd) * sizeof(float);
+}
+
+size_t lk_cpu_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd)
+{
+    (void)d;
+    /* forward: out^T [k][NP]; backward: dy^T [k][NP] and dcol [K][NP] */
+    return ((size_t)cd->k + conv_k(cd)) * conv_np(cd) * sizeof(float);
+}
+
+static void im2col(const lk_conv2d_desc *cd, const float *x, float *col)
+{
+    const int P = cd->oh * cd->ow;
+    const long K = (long)conv_k(cd);
+    const size_t NP = conv_np(cd);
+#pragma omp parallel for if (K * (long)NP > LK_CPU_PAR_MIN) schedule(static)
+    for (long r = 0; r < K; r++) {
+        int c = (int)(r / (cd->kh * cd->kw));
+        int ki = (int)(r / cd->kw % cd->kh), kj = (int)(r % cd->kw);
+        float *dst = col + (size_t)r * NP;
+        for (int n = 0; n < cd->n; n++) {
+            const float *plane = x + ((size_t)n * cd->c + c) * cd->h * cd->w;
+            float *out = dst + (size_t)n * P;
+            for (int oh = 0; oh < cd->oh; oh++) {
+                int ih = oh * cd->stride_h - cd->pad_h + ki;
+                float *orow = out + (size_t)oh * cd->ow;
+                if (ih < 0 || ih >= cd->h) {
+                    memset(orow, 0, (size_t)cd->ow * sizeof(float));
+                    continue;
+                }
+                const float *irow = plane + (size_t)ih * cd->w;
+                if (cd->stride_w == 1) {
+                    int off = kj - cd->pad_w; /* iw = ow + off */
+                    int lo = off < 0 ? -off : 0;
+                    int hi = cd->w - off < cd->ow ? cd->w - off : cd->ow;
+                    if (hi < lo) hi = lo;
+                    for (int ow = 0; ow < lo; ow++) orow[ow] = 0.0f;
+                    if (hi > lo) memcpy(orow + lo, irow + lo + off, (size_t)(hi - lo) * sizeof(float));
+                    for (int ow = hi; ow < cd->ow; ow++) orow[ow] = 0.0f;
+                } else {
+                    for (int ow = 0; ow < cd->ow; ow++) {
+                        int iw = ow * cd->stride_w - cd->pad_w + kj;
+                        orow[ow] = iw >= 0 && iw < cd->w ? irow[iw] : 0.0f;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* dx = col2im(dcol): the adjoint of im2col. Parallel over (n, c) planes so that no
+ * two threads add into the same element. */
+static void col2im(const lk_conv2d_desc *cd, const float *dcol, float *dx)
+{
+    const int P = cd->oh * cd->ow;
+    const size_t NP = conv_np(cd);
+    const long planes = (long)cd->n * cd->c;
+    const size_t hw = (size_t)cd->h * cd->w;
+    memset(dx, 0, (size_t)planes * hw * sizeof(float));
+#pragma omp parallel for if (planes * (long)hw * cd->kh * cd->kw > LK_CPU_PAR_MIN) schedule(static)
+    for (long pl = 0; pl < planes; pl++) {
+        int n = (int)(pl / cd->c), c = (int)(pl % cd->c);
+        float *plane = dx + (size_t)pl * hw;
+        for (int ki = 0; ki < cd->kh; ki++)
+            for (int kj = 0; kj < cd->kw; kj++) {
+                size_t r = ((size_t)c * cd->kh + ki) * cd->kw + kj;
+                const float *src = dcol + r * NP + (size_t)n * P;
+                for (int oh = 0; oh < cd->oh; oh++) {
+                    int ih = oh * cd->stride_h - cd->pad_h + ki;
+                    if (ih < 0 || ih >= cd->h) continue;
+                    float *irow = plane + (size_t)ih * cd->w;
+                    const float *srow = src + (size_t)oh * cd->ow;
+                    for (int ow = 0; ow < cd->ow; ow++) {
+                        int iw = ow * cd->stride_w - cd->pad_w + kj;
+                        if (iw >= 0 && iw < cd->w) irow[iw] += srow[ow];
+                    }
+                }
+            }
+    }
+}
+
+void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+                           const float *b, float *y, void *saved, void *ws)
+{
+    (void)d;
+    const int K = (int)conv_k(cd), P = cd->oh * cd->ow;
+    const int NP = (int)conv_np(cd);
+    float *col = saved, *out_t = ws;
+    im2col(cd, x, col);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cd->k, NP, K, 1.0f, w, K, col, NP, 0.0f,
+                out_t, NP);
+    /* [k][n*P + p] -> [n][k][p], adding the bias on the way */
+    const long rows = (long)cd->n * cd->k;
+#pragma omp parallel for if (rows * P > LK_CPU_PAR_MIN) schedule(static)
+    for (long r = 0; r < rows; r++) {
+        int n = (int)(r / cd->k), k = (int)(r % cd->k);
+        const float *src = out_t + (size_t)k * NP + (size_t)n * P;
+        float *dst = y + (size_t)r * P;
+        float bv = b ? b[k] : 0.0f;
+        for (int p = 0; p < P; p++) dst[p] = src[p] + bv;
+    }
+}
+
+void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+                            const float *dy, float *dx, float *dw, float *db, void *saved, void *ws)
+{
+    (void)d;
+    (void)x; /* its im2col matrix is in `saved` */
+    const int K = (int)conv_k(cd), P = cd->oh * cd->ow;
+    const int NP = (int)conv_np(cd);
+    const float *col = saved;
+    float *dy_t = ws, *dcol = (float *)ws + (size_t)cd->k * NP;
+    /* [n][k][p] -> [k][n*P + p] */
+    const long rows = (long)cd->n * cd->k;
+#pragma omp parallel for if (rows * P > LK_CPU_PAR_MIN) schedule(static)
+    for (long r = 0; r < rows; r++) {
+        int n = (int)(r / cd->k), k = (int)(r % cd->k);
+        memcpy(dy_t + (size_t)k * NP + (size_t)n * P, dy + (size_t)r * P, (size_t)P * sizeof(float));
+    }
+    if (db) {
+        for (int k = 0; k < cd->k; k++) {
+            const float *row = dy_t + (size_t)k * NP;
+            float s = 0.0f;
+            for (int i = 0; i < NP; i++) s += row[i];
+            db[k] += s;
+        }
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cd->k, K, NP, 1.0f, dy_t, NP, col, NP, 1.0f,
+                dw, K);
+    if (dx) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, NP, cd->k, 1.0f, w, K, dy_t, NP,
+                    0.0f, dcol, NP);
+        col2im(cd, dcol, dx);
+    }
+}
+
+void lk_cpu_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float *x, float *y,
+                           int32_t *argmax)
+{
+    (void)d;
+    const long planes = (long)pd->n * pd->c;
+    const float inv = 1.0f / (float)(pd->kh * pd->kw);
+#pragma omp parallel for if (planes * pd->h * pd->w > LK_CPU_PAR_MIN) schedule(static)
+    for (long pl = 0; pl < planes; pl++) {
+        const float *in = x + (size_t)pl * pd->h * pd->w;
+        float *out = y + (size_t)pl * pd->oh * pd->ow;
+        int32_t *am = argmax ? argmax + (size_t)pl * pd->oh * pd->ow : NULL;
+        for (int oh = 0; oh < pd->oh; oh++)
+            for (int ow = 0; ow < pd->ow; ow++) {
+                int h0 = oh * pd->stride_h - pd->pad_h, w0 = ow * pd->stride_w - pd->pad_w;
+                float best = -INFINITY, sum = 0.0f;
+                int besti = -1;
+                for (int i = h0; i < h0 + pd->kh; i++) {
+                    if (i < 0 || i >= pd->h) continue;
+                    for (int j = w0; j < w0 + pd->kw; j++) {
+                        if (j < 0 || j >= pd->w) continue;
+                        float v = in[i * pd->w + j];
+                        sum += v;
+                        if (v > best || besti < 0) {
+                            best = v;
+                            besti = i * pd->w + j;
+                        }
+                    }
+                }
+                size_t o = (size_t)oh * pd->ow + ow;
+                if (pd->is_max) {
+                    out[o] = best;
+                    am[o] = besti;
+                } else {
+                    out[o] = sum * inv; /* count_include_pad, as PyTorch's default */
+                }
+            }
+    }
+}
+
+void lk_cpu_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float *dy,
+                            const int32_t *argmax, float *dx)
+{
+    (void)d;
+    const long planes = (long)pd->n * pd->c;
+    const float inv = 1.0f / (float)(pd->kh * pd->kw);
+#pragma omp parallel for if (planes * pd->h * pd->w > LK_CPU_PAR_MIN) schedule(static)
+    for (long pl = 0; pl < planes; pl++) {
+        float *in = dx + (size_t)pl * pd->h * pd->w;
+        const float *g = dy + (size_t)pl * pd->oh * pd->ow;
+        memset(in, 0, (size_t)pd->h * pd->w * sizeof(float));
+        if (pd->is_max) {
+            const int32_t *am = argmax + (size_t)pl * pd->oh * pd->ow;
+            for (int o = 0; o < pd->oh * pd->ow; o++) in[am[o]] += g[o];
+            continue;
+        }
+        for (int oh = 0; oh < pd->oh; oh++)
+            for (int ow = 0; ow < pd->ow; ow++) {
+                int h0 = oh * pd->stride_h - pd->pad_h, w0 = ow * pd->stride_w - pd->pad_w;
+                float v = g[oh * pd->ow + ow] * inv;
+                for (int i = h0; i < h0 + pd->kh; i++) {
+                    if (i < 0 || i >= pd->h) continue;
+                    for (int j = w0; j < w0 + pd->kw; j++)
+                        if (j >= 0 && j < pd->w) in[i * pd->w + j] += v;
+                }
+            }
+    }
+}

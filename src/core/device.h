@@ -1,0 +1,141 @@
+/* device.h - a compute device ("cpu" or "cuda:N") and the backend vtable.
+ *
+ * The vtable is the ONLY place that knows the hardware. Layers, models, the
+ * optimizer and the CLI call the checked wrappers in ops.h, which dispatch here.
+ * All pointers passed to the compute entries are device pointers; all tensors
+ * are float32, row-major, NCHW. Entries never fail (arguments were checked by
+ * ops.c); only alloc can return NULL. */
+#ifndef LK_DEVICE_H
+#define LK_DEVICE_H
+
+#include "common.h"
+
+typedef enum { LK_DEV_CPU = 0, LK_DEV_CUDA = 1 } lk_device_kind;
+
+typedef enum {
+    LK_ACT_IDENTITY = 0,
+    LK_ACT_RELU,
+    LK_ACT_LEAKY_RELU, /* alpha = negative slope */
+    LK_ACT_SIGMOID,
+    LK_ACT_TANH,
+    LK_ACT_GELU, /* exact (erf) form, as torch.nn.GELU() */
+} lk_act;
+
+/* Convolution on an NCHW batch; weights [k][c][kh][kw] as in PyTorch. */
+typedef struct {
+    int n, c, h, w;          /* input */
+    int k, kh, kw;           /* output channels and kernel */
+    int stride_h, stride_w, pad_h, pad_w;
+    int oh, ow;              /* output spatial size (filled by lk_conv2d_desc_init) */
+} lk_conv2d_desc;
+
+typedef struct {
+    int n, c, h, w;
+    int kh, kw, stride_h, stride_w, pad_h, pad_w;
+    int oh, ow;
+    int is_max; /* 1: max pooling (saves argmax), 0: average (count_include_pad) */
+} lk_pool2d_desc;
+
+typedef enum {
+    LK_OPT_SGD = 0,
+    LK_OPT_MOMENTUM,
+    LK_OPT_NESTEROV,
+    LK_OPT_ADAM,
+    LK_OPT_ADAMW,
+    LK_OPT_RMSPROP,
+    LK_OPT_ADAGRAD,
+} lk_optim_kind;
+
+/* Everything one fused optimizer pass needs, with the same meaning as PyTorch's
+ * torch.optim classes. weight_decay is L2 added to the gradient, except for AdamW
+ * where it is decoupled (w -= lr*wd*w). l1 adds l1*sign(w) to the gradient.
+ * grad_scale multiplies the raw gradient first (clipping, accumulation). */
+typedef struct {
+    lk_optim_kind kind;
+    float lr, momentum, beta1, beta2, eps, alpha, weight_decay, l1, grad_scale;
+    long step; /* 1-based step number, for Adam's bias correction */
+} lk_optim_hparams;
+
+typedef struct lk_device lk_device;
+
+typedef struct lk_backend {
+    const char *name;
+    /* memory */
+    void *(*alloc)(lk_device *d, size_t bytes);
+    void (*free)(lk_device *d, void *p);
+    void (*copy_h2d)(lk_device *d, void *dst, const void *src, size_t bytes);
+    void (*copy_d2h)(lk_device *d, void *dst, const void *src, size_t bytes);
+    void (*copy_d2d)(lk_device *d, void *dst, const void *src, size_t bytes);
+    void (*memset0)(lk_device *d, void *p, size_t bytes);
+    void (*sync)(lk_device *d);
+    /* dense algebra: C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C */
+    void (*gemm)(lk_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                 const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+    /* y[o][c][i] += b[c]; db[c] += sum_{o,i} dy[o][c][i] */
+    void (*bias_add)(lk_device *d, float *y, const float *b, int outer, int c, int inner);
+    void (*bias_grad)(lk_device *d, float *db, const float *dy, int outer, int c, int inner);
+    /* y = f(x); dx = dy * f'(x) (x and y both given: each activation uses the cheaper) */
+    void (*act_forward)(lk_device *d, lk_act act, float alpha, const float *x, float *y, size_t n);
+    void (*act_backward)(lk_device *d, lk_act act, float alpha, const float *x, const float *y,
+                         const float *dy, float *dx, size_t n);
+    /* convolution. `saved` (conv2d_saved bytes) is kept by the layer from forward to
+     * backward (the CPU keeps its im2col matrix there); `ws` (conv2d_workspace bytes)
+     * is scratch shared by all layers. dx is overwritten unless NULL; dw and db are
+     * accumulated; b and db may be NULL. */
+    size_t (*conv2d_saved)(lk_device *d, const lk_conv2d_desc *cd);
+    size_t (*conv2d_workspace)(lk_device *d, const lk_conv2d_desc *cd);
+    void (*conv2d_forward)(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+                           const float *b, float *y, void *saved, void *ws);
+    void (*conv2d_backward)(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+                            const float *dy, float *dx, float *dw, float *db, void *saved,
+                            void *ws);
+    /* pooling; argmax is an int32 per output element (max pooling only) */
+    void (*pool2d_forward)(lk_device *d, const lk_pool2d_desc *pd, const float *x, float *y,
+                           int32_t *argmax);
+    void (*pool2d_backward)(lk_device *d, const lk_pool2d_desc *pd, const float *dy,
+                            const int32_t *argmax, float *dx);
+    /* dropout: element i is kept when lk_rng_uniform(seed, LK_RNG_DROPOUT, a, i) >= p */
+    void (*dropout_forward)(lk_device *d, float p, uint64_t seed, uint64_t a, const float *x,
+                            float *y, size_t n);
+    void (*dropout_backward)(lk_device *d, float p, uint64_t seed, uint64_t a, const float *dy,
+                             float *dx, size_t n);
+    /* losses over n rows / elements: *loss = mean loss (device scalar);
+     * when dx != NULL also dx = d(mean loss)/dx * scale */
+    void (*softmax_xent)(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
+                         float *loss, float *dlogits, float scale);
+    void (*mse)(lk_device *d, const float *pred, const float *target, size_t n, float *loss,
+                float *dpred, float scale);
+    void (*bce_logits)(lk_device *d, const float *logits, const float *target, size_t n,
+                       float *loss, float *dlogits, float scale);
+    /* *correct = number of rows whose argmax equals the label (device scalar) */
+    void (*count_correct)(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
+                          float *correct);
+    /* flat-buffer helpers */
+    void (*optim_update)(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
+                       float *s1, float *s2, size_t n);
+    void (*sumsq)(lk_device *d, const float *x, size_t n, float *out); /* device scalar */
+    void (*scale)(lk_device *d, float *x, float a, size_t n);
+    void (*axpy)(lk_device *d, float a, const float *x, float *y, size_t n); /* y += a*x */
+} lk_backend;
+
+struct lk_device {
+    lk_device_kind kind;
+    int ordinal;            /* GPU index, 0 for the CPU */
+    int threads;            /* CPU threads for BLAS and OpenMP loops */
+    const lk_backend *ops;
+    void *impl;             /* backend state (handles, streams) */
+    char name[64];
+};
+
+/* Opens "cpu", "cuda", "cuda:N" or "auto" (CUDA when built with it and a GPU is
+ * present, else the CPU). threads <= 0 keeps the backend's default. */
+lk_status lk_device_open(lk_device **out, const char *spec, int threads);
+void lk_device_close(lk_device *d);
+
+/* Backends register a constructor; the CPU one is always linked. */
+lk_status lk_backend_cpu_open(lk_device *d, int threads);
+void lk_backend_cpu_close(lk_device *d);
+/* Describes the CPU math library (e.g. "OpenBLAS 0.3.21 Haswell"). */
+const char *lk_backend_cpu_blas_info(void);
+
+#endif

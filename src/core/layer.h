@@ -1,0 +1,87 @@
+/* layer.h - the layer vtable and parameter specs.
+ *
+ * A layer is written once, against ops.h only. Lifecycle:
+ *   1. a constructor (layers.h) records the configuration;
+ *   2. setup() receives the per-sample input shape in l->in, sets l->out and
+ *      declares parameters in l->params (shapes, fans, names);
+ *   3. the model lays all parameters out in one flat buffer and fills each
+ *      lk_param's w/g pointers, and hands each layer its saved-state block;
+ *   4. forward/backward run on batch views of arena memory.
+ * backward ACCUMULATES parameter gradients (so micro-batches can add up) and
+ * OVERWRITES dx; dx->data is NULL when the input gradient is not needed. */
+#ifndef LK_LAYER_H
+#define LK_LAYER_H
+
+#include "tensor.h"
+
+typedef enum {
+    LK_INIT_DEFAULT = 0, /* PyTorch's Linear/Conv2d default: U(+-1/sqrt(fan_in)) for W and b */
+    LK_INIT_NORMAL,      /* N(0, 0.01^2) weights (std set by lk_init_std), zero bias */
+    LK_INIT_UNIFORM,     /* U(-0.05, 0.05) weights, zero bias */
+    LK_INIT_XAVIER_UNIFORM,
+    LK_INIT_XAVIER_NORMAL,
+    LK_INIT_HE_UNIFORM,
+    LK_INIT_HE_NORMAL,
+} lk_init_kind;
+
+#define LK_PARAM_NAME 24
+#define LK_LAYER_MAX_PARAMS 4
+
+typedef struct {
+    char name[LK_PARAM_NAME]; /* "weight", "bias" */
+    lk_shape shape;
+    int fan_in, fan_out;
+    int is_bias;
+    size_t offset;   /* in floats, into the model's flat buffers */
+    float *w, *g;    /* device pointers: params + offset, grads + offset */
+} lk_param;
+
+/* What a layer sees of the step it runs in. */
+typedef struct {
+    lk_device *dev;
+    int training;       /* 1 in training (dropout active) */
+    uint64_t seed;      /* run seed */
+    long step;          /* global step, keys dropout masks */
+    void *workspace;    /* shared scratch of the largest workspace_bytes() */
+} lk_ctx;
+
+typedef struct lk_layer lk_layer;
+
+typedef struct {
+    const char *type;
+    lk_status (*setup)(lk_layer *l);
+    /* bytes this layer keeps from forward to backward (e.g. argmax), per batch */
+    size_t (*saved_bytes)(const lk_layer *l, lk_device *d, int batch);
+    /* bytes of shared scratch used during one call, per batch */
+    size_t (*workspace_bytes)(const lk_layer *l, lk_device *d, int batch);
+    lk_status (*forward)(lk_layer *l, const lk_ctx *c, const lk_tensor *x, lk_tensor *y);
+    lk_status (*backward)(lk_layer *l, const lk_ctx *c, const lk_tensor *x, const lk_tensor *y,
+                          const lk_tensor *dy, lk_tensor *dx);
+    /* 1 when the output is the input reinterpreted (flatten): no memory, dx = dy */
+    int alias;
+} lk_layer_vt;
+
+struct lk_layer {
+    const lk_layer_vt *vt;
+    int index;                 /* position in the model; PyTorch Sequential index */
+    lk_shape in, out;          /* per sample */
+    int nparams;
+    lk_param params[LK_LAYER_MAX_PARAMS];
+    size_t param_offset;       /* the layer's contiguous slice of the flat buffers */
+    size_t param_count;
+    void *saved;               /* saved_bytes(max_batch) of arena memory, or NULL */
+};
+
+/* Declares a parameter during setup(). */
+lk_param *lk_layer_add_param(lk_layer *l, const char *name, int ndim, const int *shape,
+                             int fan_in, int fan_out, int is_bias);
+/* Fills every parameter of the layer on `dev` from the counter-based RNG, keyed by
+ * (seed, layer index, parameter number) so each tensor gets its own numbers.
+ * host_scratch holds the largest parameter tensor. */
+lk_status lk_layer_init_params(lk_layer *l, lk_device *dev, lk_init_kind kind, uint64_t seed,
+                               float *host_scratch);
+lk_status lk_init_parse(const char *name, lk_init_kind *out);
+const char *lk_init_name(lk_init_kind kind);
+void lk_layer_destroy(lk_layer *l);
+
+#endif

@@ -1,0 +1,31 @@
+/* layers.h - constructors of the built-in layers. Each returns NULL with an error
+ * message (lk_error_message) when its arguments are invalid. */
+#ifndef LK_LAYERS_H
+#define LK_LAYERS_H
+
+#include "layer.h"
+
+lk_layer *lk_linear(int in_features, int out_features, int bias);
+lk_layer *lk_conv2d(int in_channels, int out_channels, int kernel, int stride, int padding,
+                    int bias);
+lk_layer *lk_maxpool2d(int kernel, int stride, int padding);
+lk_layer *lk_avgpool2d(int kernel, int stride, int padding);
+lk_layer *lk_flatten(void);
+lk_layer *lk_activation(lk_act act, float alpha); /* alpha: LeakyReLU slope */
+lk_layer *lk_dropout(float p);
+
+/* Losses (not layers: they end the chain). The mean over the batch, like PyTorch's
+ * default reduction; dout = d(loss)/d(out) * scale when dout != NULL. */
+typedef enum { LK_LOSS_XENT = 0, LK_LOSS_MSE, LK_LOSS_BCE_LOGITS } lk_loss_kind;
+typedef struct {
+    const float *out;       /* model output [batch, ...] */
+    const int32_t *labels;  /* class labels (XENT) */
+    const float *targets;   /* targets with out's shape (MSE, BCE) */
+    int batch;
+    int features;           /* out elements per sample */
+} lk_loss_args;
+lk_status lk_loss(lk_device *d, lk_loss_kind kind, const lk_loss_args *a, float *loss,
+                  float *dout, float scale);
+const char *lk_loss_name(lk_loss_kind kind);
+
+#endif

@@ -1,0 +1,71 @@
+/* linear.c - y = x W^T + b with W [out][in], as torch.nn.Linear. */
+#include "../layers.h"
+#include "../ops.h"
+
+typedef struct {
+    lk_layer base;
+    int in, out, bias;
+} linear;
+
+static lk_status linear_setup(lk_layer *l)
+{
+    linear *s = (linear *)l;
+    if (l->in.ndim != 1 || l->in.d[0] != s->in) {
+        char b[64];
+        return LK_ERR(LK_ERR_SHAPE, "layer %d (linear %d->%d): expects input [%d] per sample, got %s",
+                      l->index, s->in, s->out, s->in, lk_shape_str(&l->in, b, sizeof b));
+    }
+    l->out = lk_shape_make(1, &s->out);
+    int wshape[2] = {s->out, s->in};
+    lk_layer_add_param(l, "weight", 2, wshape, s->in, s->out, 0);
+    if (s->bias) lk_layer_add_param(l, "bias", 1, &s->out, s->in, s->out, 1);
+    return LK_OK;
+}
+
+static lk_status linear_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, lk_tensor *y)
+{
+    linear *s = (linear *)l;
+    int B = x->shape.d[0];
+    LK_CHECK(lk_gemm(c->dev, 0, 1, B, s->out, s->in, 1.0f, x->data, s->in, l->params[0].w, s->in,
+                     0.0f, y->data, s->out));
+    if (s->bias) LK_CHECK(lk_bias_add(c->dev, y->data, l->params[1].w, B, s->out, 1));
+    return LK_OK;
+}
+
+static lk_status linear_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, const lk_tensor *y,
+                                 const lk_tensor *dy, lk_tensor *dx)
+{
+    (void)y;
+    linear *s = (linear *)l;
+    int B = x->shape.d[0];
+    LK_CHECK(lk_gemm(c->dev, 1, 0, s->out, s->in, B, 1.0f, dy->data, s->out, x->data, s->in, 1.0f,
+                     l->params[0].g, s->in));
+    if (s->bias) LK_CHECK(lk_bias_grad(c->dev, l->params[1].g, dy->data, B, s->out, 1));
+    if (dx->data)
+        LK_CHECK(lk_gemm(c->dev, 0, 0, B, s->in, s->out, 1.0f, dy->data, s->out, l->params[0].w,
+                         s->in, 0.0f, dx->data, s->in));
+    return LK_OK;
+}
+
+static const lk_layer_vt linear_vt = {
+    .type = "linear",
+    .setup = linear_setup,
+    .forward = linear_forward,
+    .backward = linear_backward,
+};
+
+lk_layer *lk_linear(int in_features, int out_features, int bias)
+{
+    if (in_features <= 0 || out_features <= 0) {
+        LK_ERR(LK_ERR_ARG, "linear: features must be positive (in=%d out=%d)", in_features,
+               out_features);
+        return NULL;
+    }
+    linear *s = lk_calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->base.vt = &linear_vt;
+    s->in = in_features;
+    s->out = out_features;
+    s->bias = bias;
+    return &s->base;
+}

@@ -1,0 +1,249 @@
+/* model.c - planning, the flat parameter/gradient buffers, forward and backward. */
+#include "model.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "ops.h"
+
+#define PARAM_ALIGN 16 /* floats: every tensor starts on a 64-byte boundary */
+
+lk_status lk_model_create(lk_model **out, lk_device *dev, const lk_shape *in_sample)
+{
+    lk_model *m = lk_calloc(1, sizeof *m);
+    if (!m) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a model");
+    m->dev = dev;
+    m->in_shape = *in_sample;
+    *out = m;
+    return LK_OK;
+}
+
+lk_shape lk_model_out_shape(const lk_model *m)
+{
+    return m->nlayers ? m->layers[m->nlayers - 1]->out : m->in_shape;
+}
+
+lk_status lk_model_add(lk_model *m, lk_layer *l)
+{
+    if (!l) return LK_ERR(LK_ERR_ARG, "layer %d: %s", m->nlayers, lk_error_message());
+    if (m->params) {
+        lk_layer_destroy(l);
+        return LK_ERR(LK_ERR_STATE, "cannot add a layer after the model is built");
+    }
+    if (m->nlayers == m->cap) {
+        int cap = m->cap ? 2 * m->cap : 16;
+        lk_layer **grown = lk_malloc((size_t)cap * sizeof *grown);
+        if (!grown) {
+            lk_layer_destroy(l);
+            return LK_ERR(LK_ERR_NOMEM, "cannot grow the layer list");
+        }
+        if (m->nlayers) memcpy(grown, m->layers, (size_t)m->nlayers * sizeof *grown);
+        lk_free(m->layers);
+        m->layers = grown;
+        m->cap = cap;
+    }
+    l->index = m->nlayers;
+    l->in = lk_model_out_shape(m);
+    lk_status s = l->vt->setup(l);
+    if (s != LK_OK) {
+        lk_layer_destroy(l);
+        return s;
+    }
+    m->layers[m->nlayers++] = l;
+    return LK_OK;
+}
+
+/* Takes every activation-arena pointer in a fixed order; run once to measure and
+ * once on the real arena. */
+static void plan_arena(lk_model *m, lk_arena *a)
+{
+    const int B = m->max_batch;
+    size_t in_bytes = (size_t)B * lk_shape_numel(&m->in_shape) * sizeof(float);
+    size_t dmax = in_bytes, ws = 0;
+    m->act[0] = lk_arena_take(a, in_bytes);
+    for (int i = 0; i < m->nlayers; i++) {
+        lk_layer *l = m->layers[i];
+        size_t out_bytes = (size_t)B * lk_shape_numel(&l->out) * sizeof(float);
+        m->act[i + 1] = l->vt->alias ? m->act[i] : lk_arena_take(a, out_bytes);
+        size_t sb = l->vt->saved_bytes ? l->vt->saved_bytes(l, m->dev, B) : 0;
+        l->saved = sb ? lk_arena_take(a, sb) : NULL;
+        if (l->vt->workspace_bytes) ws = LK_MAX(ws, l->vt->workspace_bytes(l, m->dev, B));
+        dmax = LK_MAX(dmax, out_bytes);
+    }
+    m->dbuf[0] = lk_arena_take(a, dmax);
+    m->dbuf[1] = lk_arena_take(a, dmax);
+    m->dout = lk_arena_take(a, dmax);
+    m->workspace = ws ? lk_arena_take(a, ws) : NULL;
+}
+
+lk_status lk_model_build(lk_model *m, int max_batch)
+{
+    if (m->params) return LK_ERR(LK_ERR_STATE, "model already built");
+    if (m->nlayers == 0) return LK_ERR(LK_ERR_ARG, "model has no layers");
+    if (max_batch <= 0) return LK_ERR(LK_ERR_ARG, "batch size must be positive (got %d)", max_batch);
+    m->max_batch = max_batch;
+
+    /* reverse layer order: the last layer's gradients are final first */
+    size_t off = 0;
+    for (int i = m->nlayers - 1; i >= 0; i--) {
+        lk_layer *l = m->layers[i];
+        l->param_offset = off;
+        for (int j = 0; j < l->nparams; j++) {
+            l->params[j].offset = off;
+            off += LK_ALIGN_UP(lk_shape_numel(&l->params[j].shape), PARAM_ALIGN);
+        }
+        l->param_count = off - l->param_offset;
+    }
+    m->nparams = off;
+    size_t pbytes = LK_MAX(off, 1) * sizeof(float);
+    m->params = lk_dev_alloc(m->dev, pbytes);
+    m->grads = lk_dev_alloc(m->dev, pbytes);
+    m->act = lk_calloc((size_t)m->nlayers + 1, sizeof *m->act);
+    if (!m->params || !m->grads || !m->act)
+        return LK_ERR(LK_ERR_NOMEM, "cannot allocate %zu parameters on %s", off, m->dev->name);
+    lk_zero(m->dev, m->params, pbytes);
+    lk_zero(m->dev, m->grads, pbytes);
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; j < m->layers[i]->nparams; j++) {
+            lk_param *p = &m->layers[i]->params[j];
+            p->w = m->params + p->offset;
+            p->g = m->grads + p->offset;
+        }
+
+    lk_arena measure = lk_arena_measure();
+    plan_arena(m, &measure);
+    LK_CHECK(lk_arena_create(&m->arena, m->dev, measure.used));
+    plan_arena(m, &m->arena);
+    return LK_OK;
+}
+
+lk_status lk_model_init(lk_model *m, lk_init_kind kind, uint64_t seed)
+{
+    if (!m->params) return LK_ERR(LK_ERR_STATE, "model must be built before init");
+    size_t biggest = 1;
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; j < m->layers[i]->nparams; j++)
+            biggest = LK_MAX(biggest, lk_shape_numel(&m->layers[i]->params[j].shape));
+    float *scratch = lk_malloc(biggest * sizeof(float));
+    if (!scratch) return LK_ERR(LK_ERR_NOMEM, "cannot allocate init scratch");
+    lk_status s = LK_OK;
+    for (int i = 0; i < m->nlayers && s == LK_OK; i++)
+        s = lk_layer_init_params(m->layers[i], m->dev, kind, seed, scratch);
+    lk_free(scratch);
+    m->seed = seed;
+    lk_model_zero_grad(m);
+    return s;
+}
+
+void lk_model_destroy(lk_model *m)
+{
+    if (!m) return;
+    for (int i = 0; i < m->nlayers; i++) lk_layer_destroy(m->layers[i]);
+    lk_free(m->layers);
+    lk_free(m->act);
+    lk_dev_free(m->dev, m->params);
+    lk_dev_free(m->dev, m->grads);
+    lk_arena_destroy(&m->arena);
+    lk_free(m);
+}
+
+float *lk_model_input(lk_model *m) { return m->act ? m->act[0] : NULL; }
+
+static lk_status check_batch(const lk_model *m, int batch)
+{
+    if (!m->params) return LK_ERR(LK_ERR_STATE, "model is not built");
+    if (batch <= 0 || batch > m->max_batch)
+        return LK_ERR(LK_ERR_ARG, "batch of %d samples outside 1..%d (the size the model was built for)",
+                      batch, m->max_batch);
+    return LK_OK;
+}
+
+lk_status lk_model_forward(lk_model *m, int batch, int training, long step, lk_tensor *out)
+{
+    LK_CHECK(check_batch(m, batch));
+    lk_ctx c = {m->dev, training, m->seed, step, m->workspace};
+    for (int i = 0; i < m->nlayers; i++) {
+        lk_layer *l = m->layers[i];
+        if (l->vt->alias) continue;
+        lk_tensor x = lk_tensor_batch(m->dev, m->act[i], batch, &l->in);
+        lk_tensor y = lk_tensor_batch(m->dev, m->act[i + 1], batch, &l->out);
+        LK_CHECK(l->vt->forward(l, &c, &x, &y));
+    }
+    lk_shape os = lk_model_out_shape(m);
+    *out = lk_tensor_batch(m->dev, m->act[m->nlayers], batch, &os);
+    return LK_OK;
+}
+
+lk_status lk_model_backward(lk_model *m, int batch, long step)
+{
+    LK_CHECK(check_batch(m, batch));
+    lk_ctx c = {m->dev, 1, m->seed, step, m->workspace};
+    float *dy = m->dout;
+    int first = 0; /* below the first layer with parameters no gradient is needed */
+    while (first < m->nlayers && m->layers[first]->nparams == 0) first++;
+    for (int i = m->nlayers - 1; i >= first; i--) {
+        lk_layer *l = m->layers[i];
+        if (l->vt->alias) continue; /* dx is dy reinterpreted */
+        int need_dx = i > first;
+        float *dx = need_dx ? (dy == m->dbuf[0] ? m->dbuf[1] : m->dbuf[0]) : NULL;
+        lk_tensor tx = lk_tensor_batch(m->dev, m->act[i], batch, &l->in);
+        lk_tensor ty = lk_tensor_batch(m->dev, m->act[i + 1], batch, &l->out);
+        lk_tensor tdy = lk_tensor_batch(m->dev, dy, batch, &l->out);
+        lk_tensor tdx = lk_tensor_batch(m->dev, dx, batch, &l->in);
+        LK_CHECK(l->vt->backward(l, &c, &tx, &ty, &tdy, &tdx));
+        if (l->param_count && m->on_grad_ready)
+            m->on_grad_ready(m->grad_ready_user, l->param_offset, l->param_count);
+        dy = dx;
+    }
+    return LK_OK;
+}
+
+void lk_model_zero_grad(lk_model *m)
+{
+    if (m->grads) lk_zero(m->dev, m->grads, m->nparams * sizeof(float));
+}
+
+int lk_model_param_count(const lk_model *m)
+{
+    int n = 0;
+    for (int i = 0; i < m->nlayers; i++) n += m->layers[i]->nparams;
+    return n;
+}
+
+const lk_param *lk_model_param(const lk_model *m, int idx, char *name, size_t name_size)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        const lk_layer *l = m->layers[i];
+        if (idx < l->nparams) {
+            if (name) snprintf(name, name_size, "%d.%s", l->index, l->params[idx].name);
+            return &l->params[idx];
+        }
+        idx -= l->nparams;
+    }
+    return NULL;
+}
+
+size_t lk_model_trainable(const lk_model *m)
+{
+    size_t n = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; j < m->layers[i]->nparams; j++)
+            n += lk_shape_numel(&m->layers[i]->params[j].shape);
+    return n;
+}
+
+void lk_model_describe(const lk_model *m, char *buf, size_t size)
+{
+    size_t n = 0;
+    char s1[64], s2[64];
+    for (int i = 0; i < m->nlayers && n < size; i++) {
+        const lk_layer *l = m->layers[i];
+        size_t np = 0;
+        for (int j = 0; j < l->nparams; j++) np += lk_shape_numel(&l->params[j].shape);
+        n += (size_t)snprintf(buf + n, size - n, "  %2d %-11s %-14s -> %-14s %9zu params\n", i,
+                              l->vt->type, lk_shape_str(&l->in, s1, sizeof s1),
+                              lk_shape_str(&l->out, s2, sizeof s2), np);
+    }
+    if (n < size)
+        snprintf(buf + n, size - n, "  total %zu trainable parameters\n", lk_model_trainable(m));
+}

@@ -1,0 +1,66 @@
+/* model.h - a chain of layers with ONE parameter buffer, ONE gradient buffer and
+ * ONE activation arena.
+ *
+ * Parameters are laid out in REVERSE layer order: the last layer's tensors sit at
+ * offset 0, so during backward the gradients become final from offset 0 upwards
+ * and each layer's slice is contiguous. After each layer's backward the model calls
+ * on_grad_ready(user, offset, count) with that slice (the gradient bucketer hooks
+ * in here). Nothing is allocated after lk_model_build(). */
+#ifndef LK_MODEL_H
+#define LK_MODEL_H
+
+#include "arena.h"
+#include "layer.h"
+
+typedef void (*lk_grad_ready_fn)(void *user, size_t offset, size_t count);
+
+typedef struct lk_model {
+    lk_device *dev;
+    lk_shape in_shape;        /* per sample */
+    int nlayers, cap;
+    lk_layer **layers;
+    int max_batch;            /* set by build */
+    size_t nparams;           /* floats in params/grads (tensors are 16-float aligned) */
+    float *params, *grads;    /* device */
+    lk_arena arena;           /* activations, saved state, workspace */
+    float **act;              /* act[0] input, act[i+1] output of layer i (max_batch) */
+    float *dbuf[2];           /* ping-pong input gradients */
+    float *dout;              /* gradient of the loss w.r.t. the output (filled by the loss) */
+    void *workspace;
+    uint64_t seed;            /* keys dropout masks */
+    lk_grad_ready_fn on_grad_ready;
+    void *grad_ready_user;
+} lk_model;
+
+lk_status lk_model_create(lk_model **out, lk_device *dev, const lk_shape *in_sample);
+/* Appends a layer (the model owns it from now on, also on failure). Checks that
+ * the layer accepts the current output shape. A NULL layer is reported as the
+ * constructor's error. */
+lk_status lk_model_add(lk_model *m, lk_layer *l);
+/* Plans and allocates params, grads and the arena for batches up to max_batch. */
+lk_status lk_model_build(lk_model *m, int max_batch);
+/* Initialises every parameter from (seed, tensor id) and zeroes the gradients. */
+lk_status lk_model_init(lk_model *m, lk_init_kind kind, uint64_t seed);
+void lk_model_destroy(lk_model *m);
+
+/* Per-sample output shape and its element count. */
+lk_shape lk_model_out_shape(const lk_model *m);
+/* Device buffer for up to max_batch inputs (copy the batch here). */
+float *lk_model_input(lk_model *m);
+/* Runs all layers on `batch` samples; returns the output view. */
+lk_status lk_model_forward(lk_model *m, int batch, int training, long step, lk_tensor *out);
+/* Back-propagates m->dout (filled by lk_loss) through every layer, accumulating
+ * into m->grads and calling on_grad_ready after each layer with parameters. */
+lk_status lk_model_backward(lk_model *m, int batch, long step);
+void lk_model_zero_grad(lk_model *m);
+
+/* Parameter enumeration in PyTorch order (first layer first, weight before bias)
+ * with PyTorch's nn.Sequential names ("1.weight"). */
+int lk_model_param_count(const lk_model *m);
+const lk_param *lk_model_param(const lk_model *m, int i, char *name, size_t name_size);
+/* Number of trainable floats (without alignment padding). */
+size_t lk_model_trainable(const lk_model *m);
+/* Human-readable summary into buf. */
+void lk_model_describe(const lk_model *m, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,268 @@
+/* ops.c - argument checks, then dispatch through the device's backend. */
+#include "ops.h"
+
+#include <math.h>
+
+#define NEED(cond, ...)                                       \
+    do {                                                      \
+        if (!(cond)) return LK_ERR(LK_ERR_ARG, __VA_ARGS__);  \
+    } while (0)
+
+void *lk_dev_alloc(lk_device *d, size_t bytes) { return d->ops->alloc(d, bytes); }
+void lk_dev_free(lk_device *d, void *p)
+{
+    if (p) d->ops->free(d, p);
+}
+void lk_copy_to_device(lk_device *d, void *dst, const void *src, size_t bytes)
+{
+    if (bytes) d->ops->copy_h2d(d, dst, src, bytes);
+}
+void lk_copy_to_host(lk_device *d, void *dst, const void *src, size_t bytes)
+{
+    if (bytes) d->ops->copy_d2h(d, dst, src, bytes);
+}
+void lk_copy_on_device(lk_device *d, void *dst, const void *src, size_t bytes)
+{
+    if (bytes && dst != src) d->ops->copy_d2d(d, dst, src, bytes);
+}
+void lk_zero(lk_device *d, void *p, size_t bytes)
+{
+    if (bytes) d->ops->memset0(d, p, bytes);
+}
+void lk_sync(lk_device *d) { d->ops->sync(d); }
+
+float lk_read_scalar(lk_device *d, const float *p)
+{
+    float v;
+    d->ops->copy_d2h(d, &v, p, sizeof v);
+    return v;
+}
+
+lk_status lk_gemm(lk_device *d, int ta, int tb, int m, int n, int k, float alpha, const float *a,
+                  int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+    NEED(m > 0 && n > 0 && k > 0, "gemm: dimensions must be positive (m=%d n=%d k=%d)", m, n, k);
+    NEED(a && b && c, "gemm: null matrix");
+    NEED(lda >= (ta ? m : k) && ldb >= (tb ? k : n) && ldc >= n,
+         "gemm: leading dimension too small (lda=%d ldb=%d ldc=%d for m=%d n=%d k=%d)", lda, ldb,
+         ldc, m, n, k);
+    d->ops->gemm(d, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return LK_OK;
+}
+
+lk_status lk_bias_add(lk_device *d, float *y, const float *b, int outer, int c, int inner)
+{
+    NEED(y && b && outer >= 0 && c > 0 && inner > 0, "bias_add: bad arguments");
+    if (outer) d->ops->bias_add(d, y, b, outer, c, inner);
+    return LK_OK;
+}
+
+lk_status lk_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c, int inner)
+{
+    NEED(db && dy && outer >= 0 && c > 0 && inner > 0, "bias_grad: bad arguments");
+    if (outer) d->ops->bias_grad(d, db, dy, outer, c, inner);
+    return LK_OK;
+}
+
+const char *lk_act_name(lk_act act)
+{
+    switch (act) {
+    case LK_ACT_IDENTITY: return "identity";
+    case LK_ACT_RELU: return "relu";
+    case LK_ACT_LEAKY_RELU: return "leaky_relu";
+    case LK_ACT_SIGMOID: return "sigmoid";
+    case LK_ACT_TANH: return "tanh";
+    case LK_ACT_GELU: return "gelu";
+    }
+    return "?";
+}
+
+static lk_status same_numel(const char *op, const lk_tensor *a, const lk_tensor *b)
+{
+    if (lk_tensor_numel(a) != lk_tensor_numel(b)) {
+        char sa[64], sb[64];
+        return LK_ERR(LK_ERR_SHAPE, "%s: shapes %s and %s differ in size", op,
+                      lk_shape_str(&a->shape, sa, sizeof sa), lk_shape_str(&b->shape, sb, sizeof sb));
+    }
+    return LK_OK;
+}
+
+lk_status lk_act_forward(lk_device *d, lk_act act, float alpha, const lk_tensor *x, lk_tensor *y)
+{
+    LK_CHECK(same_numel(lk_act_name(act), x, y));
+    d->ops->act_forward(d, act, alpha, x->data, y->data, lk_tensor_numel(x));
+    return LK_OK;
+}
+
+lk_status lk_act_backward(lk_device *d, lk_act act, float alpha, const lk_tensor *x,
+                          const lk_tensor *y, const lk_tensor *dy, lk_tensor *dx)
+{
+    LK_CHECK(same_numel(lk_act_name(act), x, y));
+    LK_CHECK(same_numel(lk_act_name(act), dy, dx));
+    LK_CHECK(same_numel(lk_act_name(act), x, dx));
+    d->ops->act_backward(d, act, alpha, x->data, y->data, dy->data, dx->data, lk_tensor_numel(x));
+    return LK_OK;
+}
+
+static int out_size(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
+
+lk_status lk_conv2d_desc_init(lk_conv2d_desc *cd)
+{
+    NEED(cd->n >= 0 && cd->c > 0 && cd->h > 0 && cd->w > 0 && cd->k > 0 && cd->kh > 0 && cd->kw > 0,
+         "conv2d: bad shape (c=%d h=%d w=%d k=%d kernel %dx%d)", cd->c, cd->h, cd->w, cd->k,
+         cd->kh, cd->kw);
+    NEED(cd->stride_h > 0 && cd->stride_w > 0 && cd->pad_h >= 0 && cd->pad_w >= 0,
+         "conv2d: stride must be positive and padding non-negative");
+    NEED(cd->h + 2 * cd->pad_h >= cd->kh && cd->w + 2 * cd->pad_w >= cd->kw,
+         "conv2d: kernel %dx%d larger than padded input %dx%d", cd->kh, cd->kw,
+         cd->h + 2 * cd->pad_h, cd->w + 2 * cd->pad_w);
+    cd->oh = out_size(cd->h, cd->kh, cd->stride_h, cd->pad_h);
+    cd->ow = out_size(cd->w, cd->kw, cd->stride_w, cd->pad_w);
+    return LK_OK;
+}
+
+lk_status lk_pool2d_desc_init(lk_pool2d_desc *pd)
+{
+    NEED(pd->n >= 0 && pd->c > 0 && pd->h > 0 && pd->w > 0 && pd->kh > 0 && pd->kw > 0,
+         "pool2d: bad shape (c=%d h=%d w=%d kernel %dx%d)", pd->c, pd->h, pd->w, pd->kh, pd->kw);
+    NEED(pd->stride_h > 0 && pd->stride_w > 0 && pd->pad_h >= 0 && pd->pad_w >= 0,
+         "pool2d: stride must be positive and padding non-negative");
+    NEED(2 * pd->pad_h <= pd->kh && 2 * pd->pad_w <= pd->kw,
+         "pool2d: padding must be at most half the kernel");
+    NEED(pd->h + 2 * pd->pad_h >= pd->kh && pd->w + 2 * pd->pad_w >= pd->kw,
+         "pool2d: kernel %dx%d larger than padded input %dx%d", pd->kh, pd->kw,
+         pd->h + 2 * pd->pad_h, pd->w + 2 * pd->pad_w);
+    pd->oh = out_size(pd->h, pd->kh, pd->stride_h, pd->pad_h);
+    pd->ow = out_size(pd->w, pd->kw, pd->stride_w, pd->pad_w);
+    return LK_OK;
+}
+
+size_t lk_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd)
+{
+    return d->ops->conv2d_saved(d, cd);
+}
+
+size_t lk_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd)
+{
+    return d->ops->conv2d_workspace(d, cd);
+}
+
+lk_status lk_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+                            const float *b, float *y, void *saved, void *ws)
+{
+    NEED(x && w && y, "conv2d_forward: null tensor");
+    NEED(cd->oh > 0 && cd->ow > 0, "conv2d_forward: descriptor not initialised");
+    if (cd->n) d->ops->conv2d_forward(d, cd, x, w, b, y, saved, ws);
+    return LK_OK;
+}
+
+lk_status lk_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x,
+                             const float *w, const float *dy, float *dx, float *dw, float *db,
+                             void *saved, void *ws)
+{
+    NEED(x && w && dy && dw, "conv2d_backward: null tensor");
+    NEED(cd->oh > 0 && cd->ow > 0, "conv2d_backward: descriptor not initialised");
+    if (cd->n) d->ops->conv2d_backward(d, cd, x, w, dy, dx, dw, db, saved, ws);
+    return LK_OK;
+}
+
+lk_status lk_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float *x, float *y,
+                            int32_t *argmax)
+{
+    NEED(x && y && (argmax || !pd->is_max), "pool2d_forward: null tensor");
+    NEED(pd->oh > 0 && pd->ow > 0, "pool2d_forward: descriptor not initialised");
+    if (pd->n) d->ops->pool2d_forward(d, pd, x, y, argmax);
+    return LK_OK;
+}
+
+lk_status lk_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float *dy,
+                             const int32_t *argmax, float *dx)
+{
+    NEED(dy && dx && (argmax || !pd->is_max), "pool2d_backward: null tensor");
+    if (pd->n) d->ops->pool2d_backward(d, pd, dy, argmax, dx);
+    return LK_OK;
+}
+
+lk_status lk_dropout_forward(lk_device *d, float p, uint64_t seed, uint64_t a, const lk_tensor *x,
+                             lk_tensor *y)
+{
+    NEED(p >= 0.0f && p < 1.0f, "dropout: probability %g outside [0, 1)", (double)p);
+    LK_CHECK(same_numel("dropout", x, y));
+    d->ops->dropout_forward(d, p, seed, a, x->data, y->data, lk_tensor_numel(x));
+    return LK_OK;
+}
+
+lk_status lk_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a,
+                              const lk_tensor *dy, lk_tensor *dx)
+{
+    NEED(p >= 0.0f && p < 1.0f, "dropout: probability %g outside [0, 1)", (double)p);
+    LK_CHECK(same_numel("dropout", dy, dx));
+    d->ops->dropout_backward(d, p, seed, a, dy->data, dx->data, lk_tensor_numel(dy));
+    return LK_OK;
+}
+
+lk_status lk_softmax_xent(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
+                          float *loss, float *dlogits, float scale)
+{
+    NEED(logits && labels && loss && n > 0 && c > 0, "softmax_xent: bad arguments (n=%d c=%d)", n, c);
+    d->ops->softmax_xent(d, logits, labels, n, c, loss, dlogits, scale);
+    return LK_OK;
+}
+
+lk_status lk_mse(lk_device *d, const float *pred, const float *target, size_t n, float *loss,
+                 float *dpred, float scale)
+{
+    NEED(pred && target && loss && n > 0, "mse: bad arguments");
+    d->ops->mse(d, pred, target, n, loss, dpred, scale);
+    return LK_OK;
+}
+
+lk_status lk_bce_logits(lk_device *d, const float *logits, const float *target, size_t n,
+                        float *loss, float *dlogits, float scale)
+{
+    NEED(logits && target && loss && n > 0, "bce_logits: bad arguments");
+    d->ops->bce_logits(d, logits, target, n, loss, dlogits, scale);
+    return LK_OK;
+}
+
+lk_status lk_count_correct(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
+                           float *correct)
+{
+    NEED(logits && labels && correct && n > 0 && c > 0, "count_correct: bad arguments");
+    d->ops->count_correct(d, logits, labels, n, c, correct);
+    return LK_OK;
+}
+
+lk_status lk_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
+                        float *s1, float *s2, size_t n)
+{
+    NEED(w && g, "optim_update: null buffer");
+    NEED(isfinite(hp->lr) && hp->lr >= 0.0f, "optim_update: learning rate %g is not valid", (double)hp->lr);
+    int need1 = hp->kind != LK_OPT_SGD;
+    int need2 = hp->kind == LK_OPT_ADAM || hp->kind == LK_OPT_ADAMW || hp->kind == LK_OPT_RMSPROP;
+    NEED((!need1 || s1) && (!need2 || s2), "optim_update: optimizer state missing");
+    NEED(hp->step >= 1, "optim_update: step must start at 1");
+    if (n) d->ops->optim_update(d, hp, w, g, s1, s2, n);
+    return LK_OK;
+}
+
+lk_status lk_sumsq(lk_device *d, const float *x, size_t n, float *out)
+{
+    NEED(x && out, "sumsq: null buffer");
+    d->ops->sumsq(d, x, n, out);
+    return LK_OK;
+}
+
+lk_status lk_scale(lk_device *d, float *x, float a, size_t n)
+{
+    NEED(x || !n, "scale: null buffer");
+    if (n) d->ops->scale(d, x, a, n);
+    return LK_OK;
+}
+
+lk_status lk_axpy(lk_device *d, float a, const float *x, float *y, size_t n)
+{
+    NEED((x && y) || !n, "axpy: null buffer");
+    if (n) d->ops->axpy(d, a, x, y, n);
+    return LK_OK;
+}

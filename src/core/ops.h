@@ -1,0 +1,64 @@
+/* ops.h - the public op API. Each call checks its arguments and dispatches through
+ * dev->ops. Layers and the optimizer use only these (never a backend directly). */
+#ifndef LK_OPS_H
+#define LK_OPS_H
+
+#include "tensor.h"
+
+/* memory */
+void *lk_dev_alloc(lk_device *d, size_t bytes);
+void lk_dev_free(lk_device *d, void *p);
+void lk_copy_to_device(lk_device *d, void *dst, const void *src, size_t bytes);
+void lk_copy_to_host(lk_device *d, void *dst, const void *src, size_t bytes);
+void lk_copy_on_device(lk_device *d, void *dst, const void *src, size_t bytes);
+void lk_zero(lk_device *d, void *p, size_t bytes);
+void lk_sync(lk_device *d);
+/* Reads one device float (a metric read: synchronises). */
+float lk_read_scalar(lk_device *d, const float *p);
+
+lk_status lk_gemm(lk_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+lk_status lk_bias_add(lk_device *d, float *y, const float *b, int outer, int c, int inner);
+lk_status lk_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c, int inner);
+
+lk_status lk_act_forward(lk_device *d, lk_act act, float alpha, const lk_tensor *x, lk_tensor *y);
+lk_status lk_act_backward(lk_device *d, lk_act act, float alpha, const lk_tensor *x,
+                          const lk_tensor *y, const lk_tensor *dy, lk_tensor *dx);
+const char *lk_act_name(lk_act act);
+
+/* Fills oh/ow from the rest; errors name the shapes when the kernel does not fit. */
+lk_status lk_conv2d_desc_init(lk_conv2d_desc *cd);
+lk_status lk_pool2d_desc_init(lk_pool2d_desc *pd);
+size_t lk_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd);
+size_t lk_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd);
+lk_status lk_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+                            const float *b, float *y, void *saved, void *ws);
+lk_status lk_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x,
+                             const float *w, const float *dy, float *dx, float *dw, float *db,
+                             void *saved, void *ws);
+lk_status lk_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float *x, float *y,
+                            int32_t *argmax);
+lk_status lk_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float *dy,
+                             const int32_t *argmax, float *dx);
+
+lk_status lk_dropout_forward(lk_device *d, float p, uint64_t seed, uint64_t a,
+                             const lk_tensor *x, lk_tensor *y);
+lk_status lk_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a,
+                              const lk_tensor *dy, lk_tensor *dx);
+
+lk_status lk_softmax_xent(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
+                          float *loss, float *dlogits, float scale);
+lk_status lk_mse(lk_device *d, const float *pred, const float *target, size_t n, float *loss,
+                 float *dpred, float scale);
+lk_status lk_bce_logits(lk_device *d, const float *logits, const float *target, size_t n,
+                        float *loss, float *dlogits, float scale);
+lk_status lk_count_correct(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
+                           float *correct);
+
+lk_status lk_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
+                        float *s1, float *s2, size_t n);
+lk_status lk_sumsq(lk_device *d, const float *x, size_t n, float *out);
+lk_status lk_scale(lk_device *d, float *x, float a, size_t n);
+lk_status lk_axpy(lk_device *d, float a, const float *x, float *y, size_t n);
+
+#endif

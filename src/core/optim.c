@@ -1,0 +1,156 @@
+/* optim.c - schedules, clipping and the optimizer step over the flat buffers. */
+#include "optim.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "ops.h"
+
+static const char *const optim_names[] = {
+    [LK_OPT_SGD] = "sgd",   [LK_OPT_MOMENTUM] = "momentum", [LK_OPT_NESTEROV] = "nesterov",
+    [LK_OPT_ADAM] = "adam", [LK_OPT_ADAMW] = "adamw",       [LK_OPT_RMSPROP] = "rmsprop",
+    [LK_OPT_ADAGRAD] = "adagrad",
+};
+static const char *const sched_names[] = {
+    [LK_SCHED_CONSTANT] = "constant", [LK_SCHED_STEP] = "step", [LK_SCHED_COSINE] = "cosine"};
+
+const char *lk_optim_name(lk_optim_kind kind) { return optim_names[kind]; }
+const char *lk_schedule_name(lk_schedule s) { return sched_names[s]; }
+
+lk_status lk_optim_parse(const char *name, lk_optim_kind *out)
+{
+    for (int i = 0; i <= LK_OPT_ADAGRAD; i++)
+        if (!strcmp(name, optim_names[i])) {
+            *out = (lk_optim_kind)i;
+            return LK_OK;
+        }
+    return LK_ERR(LK_ERR_ARG,
+                  "unknown --optim '%s' (expected sgd, momentum, nesterov, adam, adamw, rmsprop, "
+                  "adagrad)",
+                  name);
+}
+
+lk_status lk_schedule_parse(const char *name, lk_schedule *out)
+{
+    for (int i = 0; i <= LK_SCHED_COSINE; i++)
+        if (!strcmp(name, sched_names[i])) {
+            *out = (lk_schedule)i;
+            return LK_OK;
+        }
+    return LK_ERR(LK_ERR_ARG, "unknown --schedule '%s' (expected constant, step or cosine)", name);
+}
+
+lk_optim_config lk_optim_defaults(lk_optim_kind kind)
+{
+    lk_optim_config c = {0};
+    c.kind = kind;
+    c.beta1 = 0.9f;
+    c.beta2 = 0.999f;
+    c.alpha = 0.99f;
+    c.gamma = 0.1f;
+    switch (kind) {
+    case LK_OPT_SGD: c.lr = 0.01f; break;
+    case LK_OPT_MOMENTUM:
+    case LK_OPT_NESTEROV: c.lr = 0.01f, c.momentum = 0.9f; break;
+    case LK_OPT_ADAM: c.lr = 1e-3f, c.eps = 1e-8f; break;
+    case LK_OPT_ADAMW: c.lr = 1e-3f, c.eps = 1e-8f, c.weight_decay = 0.01f; break;
+    case LK_OPT_RMSPROP: c.lr = 0.01f, c.eps = 1e-8f; break;
+    case LK_OPT_ADAGRAD: c.lr = 0.01f, c.eps = 1e-10f; break;
+    }
+    return c;
+}
+
+float lk_optim_lr_at(const lk_optim_config *c, long step)
+{
+    if (c->warmup > 0 && step < c->warmup) return c->lr * (float)(step + 1) / (float)c->warmup;
+    long t = step - (c->warmup > 0 ? c->warmup : 0);
+    switch (c->schedule) {
+    case LK_SCHED_CONSTANT: break;
+    case LK_SCHED_STEP:
+        if (c->step_size > 0) return c->lr * powf(c->gamma, (float)(t / c->step_size));
+        break;
+    case LK_SCHED_COSINE: {
+        long span = c->total_steps - (c->warmup > 0 ? c->warmup : 0);
+        if (span <= 0) break;
+        double frac = t >= span ? 1.0 : (double)t / (double)span;
+        return (float)(0.5 * c->lr * (1.0 + cos(M_PI * frac)));
+    }
+    }
+    return c->lr;
+}
+
+int lk_optim_state_count(lk_optim_kind kind)
+{
+    switch (kind) {
+    case LK_OPT_SGD: return 0;
+    case LK_OPT_MOMENTUM:
+    case LK_OPT_NESTEROV:
+    case LK_OPT_ADAGRAD: return 1;
+    case LK_OPT_ADAM:
+    case LK_OPT_ADAMW:
+    case LK_OPT_RMSPROP: return 2;
+    }
+    return 0;
+}
+
+lk_status lk_optim_create(lk_optim **out, lk_device *dev, const lk_optim_config *cfg, size_t n)
+{
+    *out = NULL;
+    if (!(cfg->lr >= 0.0f) || !isfinite(cfg->lr))
+        return LK_ERR(LK_ERR_ARG, "--lr must be a non-negative number (got %g)", (double)cfg->lr);
+    if (cfg->weight_decay < 0.0f || cfg->l1 < 0.0f || cfg->clip_norm < 0.0f)
+        return LK_ERR(LK_ERR_ARG, "--weight-decay, --l1 and --clip must not be negative");
+    if (cfg->momentum < 0.0f || cfg->momentum >= 1.0f)
+        return LK_ERR(LK_ERR_ARG, "--momentum must be in [0, 1) (got %g)", (double)cfg->momentum);
+    lk_optim *o = lk_calloc(1, sizeof *o);
+    if (!o) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the optimizer");
+    o->cfg = *cfg;
+    o->dev = dev;
+    o->n = n;
+    int ns = lk_optim_state_count(cfg->kind);
+    size_t bytes = LK_MAX(n, 1) * sizeof(float);
+    o->s1 = ns >= 1 ? lk_dev_alloc(dev, bytes) : NULL;
+    o->s2 = ns >= 2 ? lk_dev_alloc(dev, bytes) : NULL;
+    o->scratch = lk_dev_alloc(dev, sizeof(float));
+    if ((ns >= 1 && !o->s1) || (ns >= 2 && !o->s2) || !o->scratch) {
+        lk_optim_destroy(o);
+        return LK_ERR(LK_ERR_NOMEM, "cannot allocate optimizer state for %zu parameters", n);
+    }
+    if (o->s1) lk_zero(dev, o->s1, bytes);
+    if (o->s2) lk_zero(dev, o->s2, bytes);
+    *out = o;
+    return LK_OK;
+}
+
+void lk_optim_destroy(lk_optim *o)
+{
+    if (!o) return;
+    lk_dev_free(o->dev, o->s1);
+    lk_dev_free(o->dev, o->s2);
+    lk_dev_free(o->dev, o->scratch);
+    lk_free(o);
+}
+
+lk_status lk_optim_step(lk_optim *o, float *w, const float *g, float grad_scale)
+{
+    const lk_optim_config *c = &o->cfg;
+    if (c->clip_norm > 0.0f) {
+        LK_CHECK(lk_sumsq(o->dev, g, o->n, o->scratch));
+        float norm = sqrtf(lk_read_scalar(o->dev, o->scratch)) * fabsf(grad_scale);
+        o->last_grad_norm = norm;
+        if (!isfinite(norm))
+            return LK_ERR(LK_ERR_STATE, "gradient norm is not finite at step %ld (diverged: lower --lr?)",
+                          o->step + 1);
+        if (norm > c->clip_norm) grad_scale *= c->clip_norm / norm;
+    }
+    lk_optim_hparams hp = {
+        .kind = c->kind, .lr = lk_optim_lr_at(c, o->step), .momentum = c->momentum,
+        .beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps, .alpha = c->alpha,
+        .weight_decay = c->weight_decay, .l1 = c->l1, .grad_scale = grad_scale,
+        .step = o->step + 1,
+    };
+    LK_CHECK(lk_optim_update(o->dev, &hp, w, g, o->s1, o->s2, o->n));
+    o->last_lr = hp.lr;
+    o->step++;
+    return LK_OK;
+}

@@ -1,0 +1,54 @@
+/* optim.h - optimizers over the flat parameter buffer: learning-rate schedule,
+ * optional global-norm clipping, then ONE fused update pass (lk_optim_update). */
+#ifndef LK_OPTIM_H
+#define LK_OPTIM_H
+
+#include "device.h"
+
+typedef enum { LK_SCHED_CONSTANT = 0, LK_SCHED_STEP, LK_SCHED_COSINE } lk_schedule;
+
+typedef struct {
+    lk_optim_kind kind;
+    float lr;
+    float momentum;      /* momentum/nesterov (default 0.9); RMSprop momentum (0) */
+    float beta1, beta2;  /* Adam/AdamW (0.9, 0.999) */
+    float eps;           /* Adam 1e-8, RMSprop 1e-8, AdaGrad 1e-10 */
+    float alpha;         /* RMSprop smoothing (0.99) */
+    float weight_decay;  /* L2 (decoupled for AdamW) */
+    float l1;
+    float clip_norm;     /* 0: no clipping */
+    lk_schedule schedule;
+    long warmup;         /* linear warm-up steps from lr/warmup to lr */
+    long total_steps;    /* cosine decays to 0 at total_steps */
+    long step_size;      /* step schedule: multiply by gamma every step_size steps */
+    float gamma;
+} lk_optim_config;
+
+/* Defaults for a kind (PyTorch's), lr included. */
+lk_optim_config lk_optim_defaults(lk_optim_kind kind);
+lk_status lk_optim_parse(const char *name, lk_optim_kind *out);
+const char *lk_optim_name(lk_optim_kind kind);
+lk_status lk_schedule_parse(const char *name, lk_schedule *out);
+const char *lk_schedule_name(lk_schedule s);
+/* Learning rate used for 0-based step `step`. */
+float lk_optim_lr_at(const lk_optim_config *c, long step);
+
+typedef struct {
+    lk_optim_config cfg;
+    lk_device *dev;
+    size_t n;
+    float *s1, *s2;      /* state (momentum/exp_avg, exp_avg_sq/square_avg/sum), device */
+    float *scratch;      /* device scalar for the gradient norm */
+    long step;           /* steps taken */
+    float last_lr;
+    float last_grad_norm; /* only measured when clipping */
+} lk_optim;
+
+lk_status lk_optim_create(lk_optim **out, lk_device *dev, const lk_optim_config *cfg, size_t n);
+void lk_optim_destroy(lk_optim *o);
+/* One step: w -= update(g * grad_scale). Reports a non-finite gradient norm when clipping. */
+lk_status lk_optim_step(lk_optim *o, float *w, const float *g, float grad_scale);
+/* Number of state buffers the kind uses (0, 1 or 2), e.g. for checkpoints. */
+int lk_optim_state_count(lk_optim_kind kind);
+
+#endif

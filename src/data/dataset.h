@@ -1,0 +1,65 @@
+/* dataset.h - in-memory labelled image datasets and the rank-sharded sampler. */
+#ifndef LK_DATASET_H
+#define LK_DATASET_H
+
+#include "../core/tensor.h"
+
+typedef struct {
+    char name[64];          /* "fashion-mnist", "cifar10", ... */
+    char source[512];       /* file or directory it came from */
+    int n;                  /* samples */
+    lk_shape sample;        /* per sample, e.g. {3, {1, 28, 28}} */
+    int nclasses;
+    float *x;               /* n * numel(sample) floats scaled to [0, 1], host */
+    int32_t *y;             /* n labels in [0, nclasses) */
+    const char *const *class_names; /* static table or NULL */
+} lk_dataset;
+
+/* IDX pair (images idx3/ubyte, labels idx1/ubyte); each may be plain or gzip
+ * (detected from the content, not the name). Checks magic, dimensions, the file
+ * length and that the counts agree; errors name the file and what was wrong. */
+lk_status lk_idx_load(const char *images_path, const char *labels_path, lk_dataset *out);
+/* An IDX image file alone (for inference); labels are all 0. */
+lk_status lk_idx_load_images(const char *images_path, lk_dataset *out);
+/* CIFAR-10 binary batches (each record: 1 label byte + 3072 pixel bytes). */
+lk_status lk_cifar10_load(const char *const *paths, int npaths, lk_dataset *out);
+
+/* Opens a dataset split from a --data SPEC:
+ *   fashion-mnist[:DIR]  (default DIR /usr/share/datasets/fashion-mnist)
+ *   mnist:DIR            (same IDX layout)
+ *   cifar10:DIR          (cifar-10-batches-bin: data_batch_1..5.bin, test_batch.bin)
+ * split: "train" or "test". */
+lk_status lk_data_open(const char *spec, const char *split, lk_dataset *out);
+void lk_dataset_free(lk_dataset *d);
+size_t lk_dataset_sample_numel(const lk_dataset *d);
+/* Keeps only the first n samples (n <= d->n). */
+void lk_dataset_truncate(lk_dataset *d, int n);
+
+/* Gathers samples idx[0..count) into x (count * sample numel floats) and y. */
+void lk_dataset_gather(const lk_dataset *d, const int32_t *idx, int count, float *x, int32_t *y);
+
+/* Sampler: one seeded permutation per epoch, identical on every rank; the global
+ * batch is batch * world, and rank r takes its slice [r*batch, (r+1)*batch) of
+ * each global batch. The final, short global batch is split as evenly as possible
+ * across ranks; if it would leave a rank with nothing it is dropped, so no rank
+ * ever waits for a batch another rank does not have. */
+typedef struct {
+    int n, batch, rank, world;
+    uint64_t seed;
+    int shuffle;
+    long epoch;
+    int steps;              /* steps per epoch */
+    int32_t *perm;          /* n entries */
+} lk_sampler;
+
+lk_status lk_sampler_init(lk_sampler *s, int n, int batch, int rank, int world, uint64_t seed,
+                          int shuffle);
+void lk_sampler_free(lk_sampler *s);
+/* Computes the epoch's permutation in place (no allocation). */
+void lk_sampler_set_epoch(lk_sampler *s, long epoch);
+/* This rank's indices for step `step` of the epoch; returns how many (<= batch). */
+int lk_sampler_batch(const lk_sampler *s, int step, int32_t *idx);
+/* Samples in the whole global batch of `step` (for averaging across ranks). */
+int lk_sampler_global_count(const lk_sampler *s, int step);
+
+#endif

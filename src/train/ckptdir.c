@@ -1,0 +1,196 @@
+/* ckptdir.c - checkpoint directories. config.json is written last, so a directory
+ * whose config.json names step N holds weights at least that new. */
+#include "ckptdir.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../core/checkpoint.h"
+
+const char *lk_ckptdir_path(const char *dir, const char *name, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/%s", dir, name);
+    return buf;
+}
+
+static lk_status make_dirs(const char *dir)
+{
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return LK_ERR(LK_ERR_IO, "cannot create directory %s: %s", tmp, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        return LK_ERR(LK_ERR_IO, "cannot create directory %s: %s", tmp, strerror(errno));
+    return LK_OK;
+}
+
+static cJSON *optim_json(const lk_optim_config *o)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "name", lk_optim_name(o->kind));
+    cJSON_AddNumberToObject(j, "lr", o->lr);
+    cJSON_AddNumberToObject(j, "momentum", o->momentum);
+    cJSON_AddNumberToObject(j, "beta1", o->beta1);
+    cJSON_AddNumberToObject(j, "beta2", o->beta2);
+    cJSON_AddNumberToObject(j, "eps", o->eps);
+    cJSON_AddNumberToObject(j, "alpha", o->alpha);
+    cJSON_AddNumberToObject(j, "weight_decay", o->weight_decay);
+    cJSON_AddNumberToObject(j, "l1", o->l1);
+    cJSON_AddNumberToObject(j, "clip_norm", o->clip_norm);
+    cJSON_AddStringToObject(j, "schedule", lk_schedule_name(o->schedule));
+    cJSON_AddNumberToObject(j, "warmup", (double)o->warmup);
+    cJSON_AddNumberToObject(j, "total_steps", (double)o->total_steps);
+    cJSON_AddNumberToObject(j, "step_size", (double)o->step_size);
+    cJSON_AddNumberToObject(j, "gamma", o->gamma);
+    return j;
+}
+
+lk_status lk_ckptdir_save(const char *dir, const lk_run_config *c, const lk_model *m,
+                          const lk_optim *o)
+{
+    char path[600];
+    LK_CHECK(make_dirs(dir));
+    char step[32];
+    snprintf(step, sizeof step, "%ld", c->step);
+    const char *keys[] = {"model", "step"}, *vals[] = {c->model, step};
+    LK_CHECK(lk_checkpoint_save_weights(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path),
+                                        m, keys, vals, 2));
+    if (o)
+        LK_CHECK(lk_checkpoint_save_optim(lk_ckptdir_path(dir, "optim.safetensors", path, sizeof path),
+                                          m, o));
+
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "format", "lockstep-checkpoint");
+    cJSON_AddNumberToObject(j, "version", 1);
+    cJSON_AddStringToObject(j, "model", c->model);
+    cJSON_AddStringToObject(j, "data", c->data);
+    cJSON_AddItemToObject(j, "input_shape", cJSON_CreateIntArray(c->in_shape.d, c->in_shape.ndim));
+    cJSON_AddNumberToObject(j, "classes", c->nclasses);
+    cJSON *names = cJSON_AddArrayToObject(j, "class_names");
+    for (int i = 0; i < c->nclasses && i < 16; i++)
+        cJSON_AddItemToArray(names, cJSON_CreateString(c->class_names[i]));
+    cJSON_AddNumberToObject(j, "epoch", c->epoch);
+    cJSON_AddNumberToObject(j, "step", (double)c->step);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
+    cJSON_AddStringToObject(j, "seed", seed);
+    cJSON_AddNumberToObject(j, "batch", c->batch);
+    cJSON_AddNumberToObject(j, "world", c->world);
+    cJSON_AddItemToObject(j, "optimizer", optim_json(&c->optim));
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    if (!text) return LK_ERR(LK_ERR_NOMEM, "cannot render config.json");
+    lk_status s = lk_write_file_atomic(lk_ckptdir_path(dir, "config.json", path, sizeof path), text,
+                                       strlen(text));
+    cJSON_free(text);
+    return s;
+}
+
+static const cJSON *field(const cJSON *j, const char *key, int want_string, const char *path,
+                          lk_status *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!v || (want_string ? !cJSON_IsString(v) : !cJSON_IsNumber(v))) {
+        *err = LK_ERR(LK_ERR_FORMAT, "%s: field \"%s\" is missing or not a %s", path, key,
+                      want_string ? "string" : "number");
+        return NULL;
+    }
+    return v;
+}
+
+static lk_status parse_config(const cJSON *j, const char *path, lk_run_config *c)
+{
+    lk_status err = LK_OK;
+    const cJSON *v;
+    if (!cJSON_IsObject(j)) return LK_ERR(LK_ERR_FORMAT, "%s: not a JSON object", path);
+    if (!(v = field(j, "format", 1, path, &err))) return err;
+    if (strcmp(v->valuestring, "lockstep-checkpoint"))
+        return LK_ERR(LK_ERR_FORMAT, "%s: not a lockstep checkpoint (format \"%s\")", path,
+                      v->valuestring);
+    if (!(v = field(j, "model", 1, path, &err))) return err;
+    snprintf(c->model, sizeof c->model, "%s", v->valuestring);
+    if (!(v = field(j, "data", 1, path, &err))) return err;
+    snprintf(c->data, sizeof c->data, "%s", v->valuestring);
+    if (!(v = field(j, "classes", 0, path, &err))) return err;
+    c->nclasses = v->valueint;
+    if (c->nclasses < 1 || c->nclasses > 1 << 20)
+        return LK_ERR(LK_ERR_FORMAT, "%s: \"classes\" = %d is not valid", path, c->nclasses);
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(j, "input_shape");
+    int nd = cJSON_IsArray(shape) ? cJSON_GetArraySize(shape) : 0;
+    if (nd < 1 || nd > 3) return LK_ERR(LK_ERR_FORMAT, "%s: \"input_shape\" must have 1-3 dims", path);
+    c->in_shape.ndim = nd;
+    for (int i = 0; i < nd; i++) {
+        const cJSON *d = cJSON_GetArrayItem(shape, i);
+        if (!cJSON_IsNumber(d) || d->valueint < 1)
+            return LK_ERR(LK_ERR_FORMAT, "%s: \"input_shape\"[%d] is not a positive integer", path, i);
+        c->in_shape.d[i] = d->valueint;
+    }
+    const cJSON *names = cJSON_GetObjectItemCaseSensitive(j, "class_names");
+    for (int i = 0; i < c->nclasses && i < 16; i++) {
+        const cJSON *nm = cJSON_IsArray(names) ? cJSON_GetArrayItem(names, i) : NULL;
+        if (cJSON_IsString(nm))
+            snprintf(c->class_names[i], sizeof c->class_names[i], "%s", nm->valuestring);
+        else
+            snprintf(c->class_names[i], sizeof c->class_names[i], "%d", i);
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "epoch")) && cJSON_IsNumber(v)) c->epoch = v->valueint;
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "step")) && cJSON_IsNumber(v)) c->step = (long)v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "batch")) && cJSON_IsNumber(v)) c->batch = v->valueint;
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "world")) && cJSON_IsNumber(v)) c->world = v->valueint;
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "seed")) && cJSON_IsString(v))
+        c->seed = strtoull(v->valuestring, NULL, 10);
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(j, "optimizer");
+    if (cJSON_IsObject(o)) {
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(o, "name");
+        if (cJSON_IsString(nm)) {
+            lk_status s = lk_optim_parse(nm->valuestring, &c->optim.kind);
+            if (s != LK_OK) return LK_ERR(LK_ERR_FORMAT, "%s: %s", path, lk_error_message());
+        }
+        c->optim = lk_optim_defaults(c->optim.kind);
+#define GETF(key, dst)                                                  \
+    if ((v = cJSON_GetObjectItemCaseSensitive(o, key)) && cJSON_IsNumber(v)) dst = v->valuedouble
+        GETF("lr", c->optim.lr);
+        GETF("momentum", c->optim.momentum);
+        GETF("beta1", c->optim.beta1);
+        GETF("beta2", c->optim.beta2);
+        GETF("eps", c->optim.eps);
+        GETF("alpha", c->optim.alpha);
+        GETF("weight_decay", c->optim.weight_decay);
+        GETF("l1", c->optim.l1);
+        GETF("clip_norm", c->optim.clip_norm);
+        GETF("warmup", c->optim.warmup);
+        GETF("total_steps", c->optim.total_steps);
+        GETF("step_size", c->optim.step_size);
+        GETF("gamma", c->optim.gamma);
+#undef GETF
+        const cJSON *sc = cJSON_GetObjectItemCaseSensitive(o, "schedule");
+        if (cJSON_IsString(sc) && lk_schedule_parse(sc->valuestring, &c->optim.schedule) != LK_OK)
+            return LK_ERR(LK_ERR_FORMAT, "%s: %s", path, lk_error_message());
+    }
+    return LK_OK;
+}
+
+lk_status lk_ckptdir_load_config(const char *dir, lk_run_config *c)
+{
+    char path[600];
+    void *text = NULL;
+    size_t n = 0;
+    memset(c, 0, sizeof *c);
+    lk_ckptdir_path(dir, "config.json", path, sizeof path);
+    LK_CHECK(lk_read_file(path, &text, &n));
+    cJSON *j = cJSON_ParseWithLength(text, n);
+    lk_free(text);
+    if (!j) return LK_ERR(LK_ERR_FORMAT, "%s: not valid JSON", path);
+    lk_status s = parse_config(j, path, c);
+    cJSON_Delete(j);
+    return s;
+}

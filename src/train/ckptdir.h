@@ -1,0 +1,31 @@
+/* ckptdir.h - a checkpoint directory: model.safetensors, optim.safetensors and
+ * config.json (what is needed to rebuild the model and resume the run). */
+#ifndef LK_CKPTDIR_H
+#define LK_CKPTDIR_H
+
+#include "../core/model.h"
+#include "../core/optim.h"
+
+typedef struct {
+    char model[64];
+    char data[512];
+    lk_shape in_shape;
+    int nclasses;
+    char class_names[16][32];
+    int epoch;          /* epochs completed */
+    long step;          /* optimizer steps taken */
+    uint64_t seed;
+    int batch, world;
+    lk_optim_config optim;
+} lk_run_config;
+
+/* Creates dir if needed; writes weights, optimizer state (when o != NULL) and
+ * config.json, each atomically. */
+lk_status lk_ckptdir_save(const char *dir, const lk_run_config *c, const lk_model *m,
+                          const lk_optim *o);
+/* Reads and validates config.json. */
+lk_status lk_ckptdir_load_config(const char *dir, lk_run_config *c);
+/* dir/name into buf. */
+const char *lk_ckptdir_path(const char *dir, const char *name, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,43 @@
+/* metrics.h - JSON-lines metrics (--metrics FILE) and the console progress view. */
+#ifndef LK_METRICS_H
+#define LK_METRICS_H
+
+#include <stdio.h>
+
+#include "../core/common.h"
+
+typedef struct {
+    FILE *f;
+    char path[512];
+} lk_metrics;
+
+/* Opens (truncates) path; a NULL path makes every write a no-op. */
+lk_status lk_metrics_open(lk_metrics *m, const char *path);
+void lk_metrics_close(lk_metrics *m);
+typedef struct {
+    long step;
+    int epoch;
+    double loss, lr, samples_per_s, step_ms, comm_ms;
+} lk_step_record;
+lk_status lk_metrics_step(lk_metrics *m, const lk_step_record *r);
+lk_status lk_metrics_eval(lk_metrics *m, long step, int epoch, double val_loss, double val_acc);
+typedef struct {
+    double samples_per_s, step_ms_median, val_loss, val_acc, wall_s;
+    long steps, warmup_steps;
+    int epochs, world, batch;
+    const char *device, *model;
+} lk_summary_record;
+lk_status lk_metrics_summary(lk_metrics *m, const lk_summary_record *r);
+
+/* Console: a redrawn bar on a terminal, plain lines otherwise. */
+typedef struct {
+    int bar;        /* 1: terminal bar */
+    int quiet;
+    double last_draw;
+} lk_progress;
+void lk_progress_init(lk_progress *p, int mode /* -1 auto, 0 lines, 1 bar */, int quiet);
+void lk_progress_step(lk_progress *p, int epoch, int epochs, int step, int steps, double loss,
+                      double samples_per_s, int force);
+void lk_progress_line(lk_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

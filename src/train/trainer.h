@@ -1,0 +1,50 @@
+/* trainer.h - the training loop: sharded batches, forward, loss, backward,
+ * optimizer step, validation, metrics and checkpoints. */
+#ifndef LK_TRAINER_H
+#define LK_TRAINER_H
+
+#include "../core/layer.h"
+#include "../core/optim.h"
+
+typedef struct {
+    const char *model;        /* zoo name */
+    const char *data;         /* --data SPEC */
+    int epochs;               /* used when steps == 0 */
+    long steps;               /* total optimizer steps (0: epochs decide) */
+    int batch;                /* per rank */
+    lk_optim_config optim;
+    lk_init_kind init;
+    uint64_t seed;
+    const char *device;
+    int threads;
+    const char *save_dir;     /* NULL: no checkpoint */
+    const char *resume_dir;   /* NULL: fresh start */
+    const char *metrics_path; /* NULL: no JSON lines */
+    long eval_every;          /* also validate every N steps (0: at epoch ends only) */
+    long log_every;           /* metrics/log line every N steps */
+    int train_limit;          /* use only the first N training samples (0: all) */
+    int val_limit;            /* use only the first N validation samples (0: all) */
+    int progress;             /* -1 auto (bar on a terminal), 0 plain lines, 1 bar */
+    int quiet;
+} lk_train_opts;
+
+/* Defaults: cnn, fashion-mnist, 1 epoch, batch 64, momentum lr 0.01 ... */
+lk_train_opts lk_train_defaults(void);
+
+typedef struct {
+    double val_loss, val_acc;
+    double samples_per_s, step_ms_median;
+    long steps;
+} lk_train_result;
+
+lk_status lk_train(const lk_train_opts *o, lk_train_result *res);
+
+/* Evaluates a saved checkpoint on a dataset split ("test" unless the spec says). */
+typedef struct {
+    double loss, acc;
+    int n;
+} lk_eval_result;
+lk_status lk_eval_checkpoint(const char *ckpt_dir, const char *data_spec, const char *device,
+                             int threads, int batch, lk_eval_result *res);
+
+#endif
