@@ -15,7 +15,11 @@
 
 static int fail(lk_status s)
 {
-    fprintf(stderr, "lockstep: error: %s\n", lk_error_message());
+    const char *debug = getenv("LK_DEBUG");
+    if (debug && *debug && *debug != '0')
+        fprintf(stderr, "lockstep: error: %s [%s]\n", lk_error_message(), lk_error_where());
+    else
+        fprintf(stderr, "lockstep: error: %s\n", lk_error_message());
     return s == LK_ERR_ARG ? 2 : 1;
 }
 
@@ -115,7 +119,7 @@ static int cmd_train(int argc, char **argv)
     int c;
     lk_status s = LK_OK;
     opterr = 0;
-    while (s == LK_OK && (c = getopt_long(argc, argv, "", train_opts, NULL)) != -1) {
+    while (s == LK_OK && (c = getopt_long(argc, argv, ":", train_opts, NULL)) != -1) {
         const char *flag = argv[optind - 1];
         switch (c) {
         case O_MODEL: o.model = optarg; break;
@@ -200,7 +204,7 @@ static int cmd_checkpoint(int argc, char **argv, int predict)
     int c;
     lk_status s = LK_OK;
     opterr = 0;
-    while (s == LK_OK && (c = getopt_long(argc, argv, "", ckpt_opts, NULL)) != -1) {
+    while (s == LK_OK && (c = getopt_long(argc, argv, ":", ckpt_opts, NULL)) != -1) {
         const char *flag = argv[optind - 1];
         switch (c) {
         case O_CHECKPOINT: ckpt = optarg; break;

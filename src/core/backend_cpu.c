@@ -45,6 +45,13 @@ static void cpu_gemm(lk_device *d, int ta, int tb, int m, int n, int k, float al
 static void cpu_bias_add(lk_device *d, float *y, const float *b, int outer, int c, int inner)
 {
     (void)d;
+    if (inner == 1) { /* linear layers: add b to every row of [outer, c] */
+        for (int o = 0; o < outer; o++) {
+            float *row = y + (size_t)o * c;
+            for (int j = 0; j < c; j++) row[j] += b[j];
+        }
+        return;
+    }
     long rows = (long)outer * c;
 #pragma omp parallel for if (rows * inner > LK_CPU_PAR_MIN) schedule(static)
     for (long r = 0; r < rows; r++) {
@@ -297,6 +304,7 @@ lk_status lk_backend_cpu_open(lk_device *d, int threads)
     d->kind = LK_DEV_CPU;
     d->ordinal = 0;
     d->threads = threads;
+    d->host_addressable = 1;
     d->ops = &cpu_backend;
     d->impl = NULL;
     snprintf(d->name, sizeof d->name, "cpu");

@@ -87,6 +87,13 @@ static void col2im(const lk_conv2d_desc *cd, const float *dcol, float *dx)
                     if (ih < 0 || ih >= cd->h) continue;
                     float *irow = plane + (size_t)ih * cd->w;
                     const float *srow = src + (size_t)oh * cd->ow;
+                    if (cd->stride_w == 1) { /* contiguous: iw = ow + off */
+                        int off = kj - cd->pad_w;
+                        int lo = off < 0 ? -off : 0;
+                        int hi = LK_MIN(cd->ow, cd->w - off);
+                        for (int ow = lo; ow < hi; ow++) irow[ow + off] += srow[ow];
+                        continue;
+                    }
                     for (int ow = 0; ow < cd->ow; ow++) {
                         int iw = ow * cd->stride_w - cd->pad_w + kj;
                         if (iw >= 0 && iw < cd->w) irow[iw] += srow[ow];
@@ -151,12 +158,44 @@ void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float 
     }
 }
 
+/* The common 2x2/2 max pooling without the generic window loops. Ties keep the
+ * first element in row-major order, as the generic path does. */
+static void maxpool_2x2(const lk_pool2d_desc *pd, const float *x, float *y, int32_t *argmax)
+{
+    const long planes = (long)pd->n * pd->c;
+    const int W = pd->w, OW = pd->ow, OH = pd->oh;
+#pragma omp parallel for if (planes * pd->h * W > LK_CPU_PAR_MIN) schedule(static)
+    for (long pl = 0; pl < planes; pl++) {
+        const float *in = x + (size_t)pl * pd->h * W;
+        float *out = y + (size_t)pl * OH * OW;
+        int32_t *am = argmax + (size_t)pl * OH * OW;
+        for (int oh = 0; oh < OH; oh++) {
+            const float *r0 = in + (size_t)(2 * oh) * W, *r1 = r0 + W;
+            for (int ow = 0; ow < OW; ow++) {
+                int i = 2 * ow;
+                float best = r0[i];
+                int bi = 2 * oh * W + i;
+                if (r0[i + 1] > best) best = r0[i + 1], bi = 2 * oh * W + i + 1;
+                if (r1[i] > best) best = r1[i], bi = (2 * oh + 1) * W + i;
+                if (r1[i + 1] > best) best = r1[i + 1], bi = (2 * oh + 1) * W + i + 1;
+                out[oh * OW + ow] = best;
+                am[oh * OW + ow] = bi;
+            }
+        }
+    }
+}
+
 void lk_cpu_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float *x, float *y,
                            int32_t *argmax)
 {
     (void)d;
     const long planes = (long)pd->n * pd->c;
     const float inv = 1.0f / (float)(pd->kh * pd->kw);
+    if (pd->is_max && pd->kh == 2 && pd->kw == 2 && pd->stride_h == 2 && pd->stride_w == 2 &&
+        pd->pad_h == 0 && pd->pad_w == 0) {
+        maxpool_2x2(pd, x, y, argmax);
+        return;
+    }
 #pragma omp parallel for if (planes * pd->h * pd->w > LK_CPU_PAR_MIN) schedule(static)
     for (long pl = 0; pl < planes; pl++) {
         const float *in = x + (size_t)pl * pd->h * pd->w;

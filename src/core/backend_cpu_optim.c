@@ -13,7 +13,9 @@ void lk_cpu_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, con
     const float wd = hp->kind == LK_OPT_ADAMW ? 0.0f : hp->weight_decay;
     const int par = ln > LK_CPU_PAR_MIN;
 /* the gradient the rule sees: scaled, plus L1 and coupled L2 terms */
-#define GRAD(i) (g[i] * gs + wd * w[i] + (l1 != 0.0f ? l1 * ((w[i] > 0.0f) - (w[i] < 0.0f)) : 0.0f))
+/* (branch-free so every loop vectorises; the extra terms are free in a
+ * memory-bound loop) */
+#define GRAD(i) (g[i] * gs + wd * w[i] + l1 * (float)((w[i] > 0.0f) - (w[i] < 0.0f)))
     switch (hp->kind) {
     case LK_OPT_SGD:
 #pragma omp parallel for simd if (par) schedule(static)
@@ -61,11 +63,8 @@ void lk_cpu_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, con
             float gi = GRAD(i);
             float v = a * s1[i] + (1.0f - a) * gi * gi;
             s1[i] = v;
-            float u = gi / (sqrtf(v) + eps);
-            if (mom > 0.0f) {
-                u += mom * s2[i];
-                s2[i] = u;
-            }
+            float u = gi / (sqrtf(v) + eps) + mom * s2[i]; /* mom = 0: plain RMSprop */
+            s2[i] = u;
             w[i] -= lr * u;
         }
         break;

@@ -9,22 +9,26 @@
 #include <time.h>
 
 static _Thread_local char lk_errbuf[1024];
+static _Thread_local char lk_errwhere[128];
 static lk_log_level lk_level = LK_LOG_INFO; /* process-wide verbosity, set once by the CLI */
 
 lk_status lk_error_set(lk_status code, const char *file, int line, const char *fmt, ...)
 {
     const char *base = strrchr(file, '/');
     base = base ? base + 1 : file;
-    int n = snprintf(lk_errbuf, sizeof lk_errbuf, "%s:%d: ", base, line);
-    if (n < 0 || (size_t)n >= sizeof lk_errbuf) n = 0;
+    snprintf(lk_errwhere, sizeof lk_errwhere, "%s:%d", base, line);
+    /* formatted into a copy: the arguments may include lk_error_message() itself */
+    char tmp[sizeof lk_errbuf];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(lk_errbuf + n, sizeof lk_errbuf - (size_t)n, fmt, ap);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
+    memcpy(lk_errbuf, tmp, sizeof tmp);
     return code;
 }
 
 const char *lk_error_message(void) { return lk_errbuf; }
+const char *lk_error_where(void) { return lk_errwhere; }
 
 const char *lk_status_name(lk_status s)
 {

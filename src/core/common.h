@@ -24,11 +24,13 @@ typedef enum {
     LK_ERR_STATE,   /* numerics went wrong (NaN loss) or an object is misused */
 } lk_status;
 
-/* Records "file:line: message" for the calling thread and returns code. */
+/* Records the message and where it was raised (file:line) for the calling
+ * thread and returns code. */
 lk_status lk_error_set(lk_status code, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* The last recorded message of this thread ("" when none). */
+/* The last recorded message of this thread ("" when none), and its file:line. */
 const char *lk_error_message(void);
+const char *lk_error_where(void);
 const char *lk_status_name(lk_status s);
 
 #define LK_ERR(code, ...) lk_error_set((code), __FILE__, __LINE__, __VA_ARGS__)

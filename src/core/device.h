@@ -122,6 +122,7 @@ struct lk_device {
     lk_device_kind kind;
     int ordinal;            /* GPU index, 0 for the CPU */
     int threads;            /* CPU threads for BLAS and OpenMP loops */
+    int host_addressable;   /* device memory is ordinary host memory (the CPU) */
     const lk_backend *ops;
     void *impl;             /* backend state (handles, streams) */
     char name[64];

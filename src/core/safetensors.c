@@ -272,9 +272,10 @@ static cJSON *build_header(const lk_st_tensor *t, int n, const char *const *mk,
             cJSON_Delete(e);
             break;
         }
-        cJSON *shape = cJSON_AddArrayToObject(e, "shape");
-        cJSON *offs = cJSON_AddArrayToObject(e, "data_offsets");
-        ok = cJSON_AddStringToObject(e, "dtype", "F32") && shape && offs;
+        ok = cJSON_AddStringToObject(e, "dtype", "F32") != NULL; /* the usual key order */
+        cJSON *shape = ok ? cJSON_AddArrayToObject(e, "shape") : NULL;
+        cJSON *offs = shape ? cJSON_AddArrayToObject(e, "data_offsets") : NULL;
+        ok = offs != NULL;
         for (int d = 0; ok && d < t[i].ndim; d++)
             ok = cJSON_AddItemToArray(shape, json_int((uint64_t)t[i].shape[d]));
         uint64_t end = off + tensor_bytes(&t[i]);

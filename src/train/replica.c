@@ -47,9 +47,12 @@ lk_status lk_replica_open(lk_replica *r, const char *device, int threads, const 
 
 void lk_replica_load_batch(lk_replica *r, const lk_dataset *d, const int32_t *idx, int n)
 {
+    float *x = lk_model_input(r->model);
+    if (r->dev->host_addressable) { /* gather straight into the model's input */
+        lk_dataset_gather(d, idx, n, x, r->labels);
+        return;
+    }
     lk_dataset_gather(d, idx, n, r->x_host, r->y_host);
-    lk_copy_to_device(r->dev, lk_model_input(r->model), r->x_host,
-                      (size_t)n * lk_dataset_sample_numel(d) * sizeof(float));
+    lk_copy_to_device(r->dev, x, r->x_host, (size_t)n * lk_dataset_sample_numel(d) * sizeof(float));
     lk_copy_to_device(r->dev, r->labels, r->y_host, (size_t)n * sizeof(int32_t));
 }
-

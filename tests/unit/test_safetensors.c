@@ -163,34 +163,25 @@ static void test_spec_layout(void **state)
     assert_true(8 + n <= size);
     assert_int_equal(size - 8 - n, (6 + 4) * sizeof(float));
     cJSON *h = cJSON_ParseWithLength((const char *)raw + 8, (size_t)n);
-    assert_non_null(h);
     assert_true(cJSON_IsObject(h));
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(h, "a");
-    const cJSON *b = cJSON_GetObjectItemCaseSensitive(h, "b");
-    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(h, "__metadata__");
-    assert_string_equal(cJSON_GetObjectItemCaseSensitive(a, "dtype")->valuestring, "F32");
-    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(a, "shape");
-    assert_int_equal(cJSON_GetArraySize(shape), 2);
-    assert_int_equal(cJSON_GetArrayItem(shape, 0)->valueint, 2);
-    assert_int_equal(cJSON_GetArrayItem(shape, 1)->valueint, 3);
-    const cJSON *oa = cJSON_GetObjectItemCaseSensitive(a, "data_offsets");
-    const cJSON *ob = cJSON_GetObjectItemCaseSensitive(b, "data_offsets");
-    assert_int_equal(cJSON_GetArrayItem(oa, 0)->valueint, 0);
-    assert_int_equal(cJSON_GetArrayItem(oa, 1)->valueint, 24);
-    assert_int_equal(cJSON_GetArrayItem(ob, 0)->valueint, 24);
-    assert_int_equal(cJSON_GetArrayItem(ob, 1)->valueint, 40);
+    cJSON_Delete(h);
+    /* our writer's compact JSON, tensors in the order given and contiguous */
+    char *json = strndup((const char *)raw + 8, (size_t)n);
+    char crc[80];
+    snprintf(crc, sizeof crc, "\"lockstep_crc32\":\"%08lx\"",
+             crc32(0L, raw + 8 + n, (uInt)(size - 8 - n)));
+    assert_non_null(strstr(json, crc));
+    assert_non_null(strstr(json, "\"format\":\"pt\""));
+    assert_non_null(
+        strstr(json, "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}"));
+    assert_non_null(
+        strstr(json, "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[24,40]}"));
+    free(json);
     float want[4];
     fill(want, 4, 1);
     assert_memory_equal(raw + 8 + n + 24, want, sizeof want);
-    assert_string_equal(cJSON_GetObjectItemCaseSensitive(meta, "format")->valuestring, "pt");
-    char crc[16];
-    snprintf(crc, sizeof crc, "%08lx", crc32(0L, raw + 8 + n, (uInt)(size - 8 - n)));
-    assert_string_equal(cJSON_GetObjectItemCaseSensitive(meta, "lockstep_crc32")->valuestring,
-                        crc);
     for (uint64_t i = 8; i < 8 + n; i++) /* compact JSON, then spaces: no NULs */
         assert_true(raw[i] >= 0x20 && raw[i] < 0x7f);
-    assert_true(raw[8] == '{');
-    cJSON_Delete(h);
     free(raw);
 }
 
@@ -660,6 +651,14 @@ static void test_checkpoint_optim(void **state)
     lk_model_destroy(m);
 }
 
+/* Opens the device before tu_tmpdir() runs: testutil.c registers its atexit
+ * cleanup twice (closing the device twice) when the directory comes first. */
+static int open_device_first(void **state)
+{
+    (void)state;
+    return tu_cpu() ? 0 : -1;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -678,5 +677,5 @@ int main(void)
         cmocka_unit_test(test_checkpoint_weights),
         cmocka_unit_test(test_checkpoint_optim),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, open_device_first, NULL);
 }

@@ -8,10 +8,19 @@
 
 static lk_device *tu_dev;
 static char tu_dir[512];
+static int tu_registered;
+
+static void tu_cleanup(void);
+static void tu_register(void)
+{
+    if (!tu_registered) atexit(tu_cleanup);
+    tu_registered = 1;
+}
 
 static void tu_cleanup(void)
 {
     if (tu_dev) lk_device_close(tu_dev);
+    tu_dev = NULL;
     if (tu_dir[0]) {
         char cmd[600];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", tu_dir);
@@ -26,7 +35,7 @@ lk_device *tu_cpu(void)
             fprintf(stderr, "cannot open cpu device: %s\n", lk_error_message());
             abort();
         }
-        atexit(tu_cleanup);
+        tu_register();
     }
     return tu_dev;
 }
@@ -40,7 +49,7 @@ const char *tu_tmpdir(void)
             perror("mkdtemp");
             abort();
         }
-        if (!tu_dev) atexit(tu_cleanup);
+        tu_register();
     }
     return tu_dir;
 }
