@@ -61,9 +61,11 @@ static void cpu_bias_add(lk_device *d, float *y, const float *b, int outer, int 
     }
 }
 
-static void cpu_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c, int inner)
+static void cpu_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c, int inner,
+                          float beta)
 {
     (void)d;
+    if (beta == 0.0f) memset(db, 0, (size_t)c * sizeof *db);
     if (inner == 1) { /* linear layers: column sums of [outer, c] */
         for (int o = 0; o < outer; o++) {
             const float *row = dy + (size_t)o * c;

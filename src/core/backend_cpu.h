@@ -14,7 +14,8 @@ size_t lk_cpu_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd);
 void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
                            const float *b, float *y, void *saved, void *ws);
 void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
-                            const float *dy, float *dx, float *dw, float *db, void *saved, void *ws);
+                            const float *dy, float *dx, float *dw, float *db, float beta,
+                            void *saved, void *ws);
 void lk_cpu_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float *x, float *y,
                            int32_t *argmax);
 void lk_cpu_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float *dy,

@@ -1,43 +1,55 @@
-/* backend_cpu_conv.c - convolution as im2col + one batch-wide sgemm, and pooling.
+/* backend_cpu_conv.c - convolution as im2col + sgemm, and pooling.
  *
- * The im2col matrix col[K][N*P] (K = C*kh*kw, P = OH*OW) covers the whole batch so
- * each pass is ONE large gemm instead of N small ones; it is kept in the layer's
- * saved block so backward reuses it instead of rebuilding it. */
+ * The batch is processed in chunks of nb images sized so that one chunk's im2col
+ * matrix (K x nb*P floats, K = C*kh*kw, P = OH*OW) stays in cache: each chunk is
+ * one gemm large enough to run at full speed, and the intermediate products
+ * (the output before its NCHW transpose, the column gradient before col2im) are
+ * consumed while still in cache instead of round-tripping through memory. The
+ * im2col matrices of all chunks are kept in the layer's saved block, so backward
+ * reuses them instead of rebuilding them. */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 #include "backend_cpu.h"
 
+#define CONV_CHUNK_FLOATS (256L * 1024) /* ~1 MiB of im2col matrix per chunk */
+
 static size_t conv_k(const lk_conv2d_desc *cd) { return (size_t)cd->c * cd->kh * cd->kw; }
-static size_t conv_np(const lk_conv2d_desc *cd) { return (size_t)cd->n * cd->oh * cd->ow; }
+static size_t conv_p(const lk_conv2d_desc *cd) { return (size_t)cd->oh * cd->ow; }
+
+static int conv_chunk(const lk_conv2d_desc *cd)
+{
+    long nb = CONV_CHUNK_FLOATS / (long)(conv_k(cd) * conv_p(cd));
+    return (int)LK_MAX(1, LK_MIN(nb, cd->n > 0 ? cd->n : 1));
+}
 
 size_t lk_cpu_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd)
 {
     (void)d;
-    return conv_k(cd) * conv_np(cd) * sizeof(float);
+    return conv_k(cd) * conv_p(cd) * (size_t)cd->n * sizeof(float);
 }
 
 size_t lk_cpu_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd)
 {
     (void)d;
-    /* forward: out^T [k][NP]; backward: dy^T [k][NP] and dcol [K][NP] */
-    return ((size_t)cd->k + conv_k(cd)) * conv_np(cd) * sizeof(float);
+    /* one chunk of output^T / dy^T [k][nb*P] and of dcol [K][nb*P] */
+    return ((size_t)cd->k + conv_k(cd)) * conv_p(cd) * (size_t)conv_chunk(cd) * sizeof(float);
 }
 
-static void im2col(const lk_conv2d_desc *cd, const float *x, float *col)
+/* col[K][cnt*P] for images n0 .. n0+cnt-1 */
+static void im2col(const lk_conv2d_desc *cd, const float *x, int n0, int cnt, float *col)
 {
-    const int P = cd->oh * cd->ow;
+    const int P = (int)conv_p(cd);
     const long K = (long)conv_k(cd);
-    const size_t NP = conv_np(cd);
-#pragma omp parallel for if (K * (long)NP > LK_CPU_PAR_MIN) schedule(static)
+    const size_t NP = (size_t)cnt * P;
+#pragma omp parallel for collapse(2) if (K * (long)NP > LK_CPU_PAR_MIN) schedule(static)
     for (long r = 0; r < K; r++) {
-        int c = (int)(r / (cd->kh * cd->kw));
-        int ki = (int)(r / cd->kw % cd->kh), kj = (int)(r % cd->kw);
-        float *dst = col + (size_t)r * NP;
-        for (int n = 0; n < cd->n; n++) {
-            const float *plane = x + ((size_t)n * cd->c + c) * cd->h * cd->w;
-            float *out = dst + (size_t)n * P;
+        for (int n = 0; n < cnt; n++) {
+            int c = (int)(r / (cd->kh * cd->kw));
+            int ki = (int)(r / cd->kw % cd->kh), kj = (int)(r % cd->kw);
+            const float *plane = x + ((size_t)(n0 + n) * cd->c + c) * cd->h * cd->w;
+            float *out = col + (size_t)r * NP + (size_t)n * P;
             for (int oh = 0; oh < cd->oh; oh++) {
                 int ih = oh * cd->stride_h - cd->pad_h + ki;
                 float *orow = out + (size_t)oh * cd->ow;
@@ -65,19 +77,20 @@ static void im2col(const lk_conv2d_desc *cd, const float *x, float *col)
     }
 }
 
-/* dx = col2im(dcol): the adjoint of im2col. Parallel over (n, c) planes so that no
- * two threads add into the same element. */
-static void col2im(const lk_conv2d_desc *cd, const float *dcol, float *dx)
+/* dx (images n0 .. n0+cnt-1) = col2im(dcol), the adjoint of im2col. Parallel over
+ * (n, c) planes so that no two threads add into the same element. */
+static void col2im(const lk_conv2d_desc *cd, const float *dcol, int n0, int cnt, float *dx)
 {
-    const int P = cd->oh * cd->ow;
-    const size_t NP = conv_np(cd);
-    const long planes = (long)cd->n * cd->c;
+    const int P = (int)conv_p(cd);
+    const size_t NP = (size_t)cnt * P;
+    const long planes = (long)cnt * cd->c;
     const size_t hw = (size_t)cd->h * cd->w;
-    memset(dx, 0, (size_t)planes * hw * sizeof(float));
+    float *base = dx + (size_t)n0 * cd->c * hw;
+    memset(base, 0, (size_t)planes * hw * sizeof(float));
 #pragma omp parallel for if (planes * (long)hw * cd->kh * cd->kw > LK_CPU_PAR_MIN) schedule(static)
     for (long pl = 0; pl < planes; pl++) {
         int n = (int)(pl / cd->c), c = (int)(pl % cd->c);
-        float *plane = dx + (size_t)pl * hw;
+        float *plane = base + (size_t)pl * hw;
         for (int ki = 0; ki < cd->kh; ki++)
             for (int kj = 0; kj < cd->kw; kj++) {
                 size_t r = ((size_t)c * cd->kh + ki) * cd->kw + kj;
@@ -107,54 +120,61 @@ void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *
                            const float *b, float *y, void *saved, void *ws)
 {
     (void)d;
-    const int K = (int)conv_k(cd), P = cd->oh * cd->ow;
-    const int NP = (int)conv_np(cd);
-    float *col = saved, *out_t = ws;
-    im2col(cd, x, col);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cd->k, NP, K, 1.0f, w, K, col, NP, 0.0f,
-                out_t, NP);
-    /* [k][n*P + p] -> [n][k][p], adding the bias on the way */
-    const long rows = (long)cd->n * cd->k;
+    const int K = (int)conv_k(cd), P = (int)conv_p(cd), nb = conv_chunk(cd);
+    float *out_t = ws;
+    for (int n0 = 0; n0 < cd->n; n0 += nb) {
+        const int cnt = LK_MIN(nb, cd->n - n0), NP = cnt * P;
+        float *col = (float *)saved + (size_t)n0 * P * K;
+        im2col(cd, x, n0, cnt, col);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cd->k, NP, K, 1.0f, w, K, col, NP,
+                    0.0f, out_t, NP);
+        /* [k][n*P + p] -> [n][k][p], adding the bias on the way */
+        const long rows = (long)cnt * cd->k;
 #pragma omp parallel for if (rows * P > LK_CPU_PAR_MIN) schedule(static)
-    for (long r = 0; r < rows; r++) {
-        int n = (int)(r / cd->k), k = (int)(r % cd->k);
-        const float *src = out_t + (size_t)k * NP + (size_t)n * P;
-        float *dst = y + (size_t)r * P;
-        float bv = b ? b[k] : 0.0f;
-        for (int p = 0; p < P; p++) dst[p] = src[p] + bv;
+        for (long r = 0; r < rows; r++) {
+            int n = (int)(r / cd->k), k = (int)(r % cd->k);
+            const float *src = out_t + (size_t)k * NP + (size_t)n * P;
+            float *dst = y + ((size_t)n0 * cd->k + r) * P;
+            float bv = b ? b[k] : 0.0f;
+            for (int p = 0; p < P; p++) dst[p] = src[p] + bv;
+        }
     }
 }
 
 void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
-                            const float *dy, float *dx, float *dw, float *db, void *saved, void *ws)
+                            const float *dy, float *dx, float *dw, float *db, float beta,
+                            void *saved, void *ws)
 {
     (void)d;
-    (void)x; /* its im2col matrix is in `saved` */
-    const int K = (int)conv_k(cd), P = cd->oh * cd->ow;
-    const int NP = (int)conv_np(cd);
-    const float *col = saved;
-    float *dy_t = ws, *dcol = (float *)ws + (size_t)cd->k * NP;
-    /* [n][k][p] -> [k][n*P + p] */
-    const long rows = (long)cd->n * cd->k;
+    (void)x; /* its im2col matrices are in `saved` */
+    const int K = (int)conv_k(cd), P = (int)conv_p(cd), nb = conv_chunk(cd);
+    float *dy_t = ws, *dcol = (float *)ws + (size_t)cd->k * nb * P;
+    for (int n0 = 0; n0 < cd->n; n0 += nb) {
+        const int cnt = LK_MIN(nb, cd->n - n0), NP = cnt * P;
+        const float *col = (const float *)saved + (size_t)n0 * P * K;
+        /* [n][k][p] -> [k][n*P + p] */
+        const long rows = (long)cnt * cd->k;
 #pragma omp parallel for if (rows * P > LK_CPU_PAR_MIN) schedule(static)
-    for (long r = 0; r < rows; r++) {
-        int n = (int)(r / cd->k), k = (int)(r % cd->k);
-        memcpy(dy_t + (size_t)k * NP + (size_t)n * P, dy + (size_t)r * P, (size_t)P * sizeof(float));
-    }
-    if (db) {
-        for (int k = 0; k < cd->k; k++) {
-            const float *row = dy_t + (size_t)k * NP;
-            float s = 0.0f;
-            for (int i = 0; i < NP; i++) s += row[i];
-            db[k] += s;
+        for (long r = 0; r < rows; r++) {
+            int n = (int)(r / cd->k), k = (int)(r % cd->k);
+            memcpy(dy_t + (size_t)k * NP + (size_t)n * P, dy + ((size_t)n0 * cd->k + r) * P,
+                   (size_t)P * sizeof(float));
         }
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cd->k, K, NP, 1.0f, dy_t, NP, col, NP, 1.0f,
-                dw, K);
-    if (dx) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, NP, cd->k, 1.0f, w, K, dy_t, NP,
-                    0.0f, dcol, NP);
-        col2im(cd, dcol, dx);
+        const float b = n0 == 0 ? beta : 1.0f; /* later chunks add to the first */
+        if (db)
+            for (int k = 0; k < cd->k; k++) {
+                const float *row = dy_t + (size_t)k * NP;
+                float s = 0.0f;
+                for (int i = 0; i < NP; i++) s += row[i];
+                db[k] = b * db[k] + s;
+            }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cd->k, K, NP, 1.0f, dy_t, NP, col, NP,
+                    b, dw, K);
+        if (dx) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, NP, cd->k, 1.0f, w, K, dy_t, NP,
+                        0.0f, dcol, NP);
+            col2im(cd, dcol, n0, cnt, dx);
+        }
     }
 }
 

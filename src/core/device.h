@@ -71,24 +71,25 @@ typedef struct lk_backend {
     /* dense algebra: C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C */
     void (*gemm)(lk_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
-    /* y[o][c][i] += b[c]; db[c] += sum_{o,i} dy[o][c][i] */
+    /* y[o][c][i] += b[c]; db[c] = beta * db[c] + sum_{o,i} dy[o][c][i] (beta 0 or 1) */
     void (*bias_add)(lk_device *d, float *y, const float *b, int outer, int c, int inner);
-    void (*bias_grad)(lk_device *d, float *db, const float *dy, int outer, int c, int inner);
+    void (*bias_grad)(lk_device *d, float *db, const float *dy, int outer, int c, int inner,
+                      float beta);
     /* y = f(x); dx = dy * f'(x) (x and y both given: each activation uses the cheaper) */
     void (*act_forward)(lk_device *d, lk_act act, float alpha, const float *x, float *y, size_t n);
     void (*act_backward)(lk_device *d, lk_act act, float alpha, const float *x, const float *y,
                          const float *dy, float *dx, size_t n);
     /* convolution. `saved` (conv2d_saved bytes) is kept by the layer from forward to
      * backward (the CPU keeps its im2col matrix there); `ws` (conv2d_workspace bytes)
-     * is scratch shared by all layers. dx is overwritten unless NULL; dw and db are
-     * accumulated; b and db may be NULL. */
+     * is scratch shared by all layers. dx is overwritten unless NULL; dw and db become
+     * beta * themselves + the gradient (beta 0 or 1); b and db may be NULL. */
     size_t (*conv2d_saved)(lk_device *d, const lk_conv2d_desc *cd);
     size_t (*conv2d_workspace)(lk_device *d, const lk_conv2d_desc *cd);
     void (*conv2d_forward)(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
                            const float *b, float *y, void *saved, void *ws);
     void (*conv2d_backward)(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
-                            const float *dy, float *dx, float *dw, float *db, void *saved,
-                            void *ws);
+                            const float *dy, float *dx, float *dw, float *db, float beta,
+                            void *saved, void *ws);
     /* pooling; argmax is an int32 per output element (max pooling only) */
     void (*pool2d_forward)(lk_device *d, const lk_pool2d_desc *pd, const float *x, float *y,
                            int32_t *argmax);

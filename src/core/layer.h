@@ -7,8 +7,9 @@
  *   3. the model lays all parameters out in one flat buffer and fills each
  *      lk_param's w/g pointers, and hands each layer its saved-state block;
  *   4. forward/backward run on batch views of arena memory.
- * backward ACCUMULATES parameter gradients (so micro-batches can add up) and
- * OVERWRITES dx; dx->data is NULL when the input gradient is not needed. */
+ * backward ACCUMULATES parameter gradients (so micro-batches can add up) unless
+ * ctx->replace_grads is set, when it overwrites them (which spares a zero_grad
+ * pass); it always OVERWRITES dx; dx->data is NULL when dx is not needed. */
 #ifndef LK_LAYER_H
 #define LK_LAYER_H
 
@@ -43,6 +44,7 @@ typedef struct {
     uint64_t seed;      /* run seed */
     long step;          /* global step, keys dropout masks */
     void *workspace;    /* shared scratch of the largest workspace_bytes() */
+    int replace_grads;  /* backward: 1 = parameter gradients overwrite, 0 = accumulate */
 } lk_ctx;
 
 typedef struct lk_layer lk_layer;

@@ -161,7 +161,7 @@ static lk_status check_batch(const lk_model *m, int batch)
 lk_status lk_model_forward(lk_model *m, int batch, int training, long step, lk_tensor *out)
 {
     LK_CHECK(check_batch(m, batch));
-    lk_ctx c = {m->dev, training, m->seed, step, m->workspace};
+    lk_ctx c = {m->dev, training, m->seed, step, m->workspace, 0};
     for (int i = 0; i < m->nlayers; i++) {
         lk_layer *l = m->layers[i];
         if (l->vt->alias) continue;
@@ -176,8 +176,13 @@ lk_status lk_model_forward(lk_model *m, int batch, int training, long step, lk_t
 
 lk_status lk_model_backward(lk_model *m, int batch, long step)
 {
+    return lk_model_backward_ex(m, batch, step, LK_GRADS_ADD);
+}
+
+lk_status lk_model_backward_ex(lk_model *m, int batch, long step, lk_grads_mode mode)
+{
     LK_CHECK(check_batch(m, batch));
-    lk_ctx c = {m->dev, 1, m->seed, step, m->workspace};
+    lk_ctx c = {m->dev, 1, m->seed, step, m->workspace, mode == LK_GRADS_REPLACE};
     float *dy = m->dout;
     int first = 0; /* below the first layer with parameters no gradient is needed */
     while (first < m->nlayers && m->layers[first]->nparams == 0) first++;

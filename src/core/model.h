@@ -52,6 +52,11 @@ lk_status lk_model_forward(lk_model *m, int batch, int training, long step, lk_t
 /* Back-propagates m->dout (filled by lk_loss) through every layer, accumulating
  * into m->grads and calling on_grad_ready after each layer with parameters. */
 lk_status lk_model_backward(lk_model *m, int batch, long step);
+/* The same, with the choice: LK_GRADS_REPLACE makes this backward's gradients
+ * replace m->grads (the first micro-batch of a step: no zero_grad pass needed),
+ * LK_GRADS_ADD adds them. Padding between tensors stays zero either way. */
+typedef enum { LK_GRADS_ADD = 0, LK_GRADS_REPLACE = 1 } lk_grads_mode;
+lk_status lk_model_backward_ex(lk_model *m, int batch, long step, lk_grads_mode mode);
 void lk_model_zero_grad(lk_model *m);
 
 /* Parameter enumeration in PyTorch order (first layer first, weight before bias)

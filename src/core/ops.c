@@ -57,10 +57,13 @@ lk_status lk_bias_add(lk_device *d, float *y, const float *b, int outer, int c, 
     return LK_OK;
 }
 
-lk_status lk_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c, int inner)
+lk_status lk_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c, int inner,
+                       float beta)
 {
     NEED(db && dy && outer >= 0 && c > 0 && inner > 0, "bias_grad: bad arguments");
-    if (outer) d->ops->bias_grad(d, db, dy, outer, c, inner);
+    NEED(beta == 0.0f || beta == 1.0f, "bias_grad: beta must be 0 or 1");
+    if (outer) d->ops->bias_grad(d, db, dy, outer, c, inner, beta);
+    else if (beta == 0.0f) d->ops->memset0(d, db, (size_t)c * sizeof(float));
     return LK_OK;
 }
 
@@ -158,11 +161,12 @@ lk_status lk_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float 
 
 lk_status lk_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x,
                              const float *w, const float *dy, float *dx, float *dw, float *db,
-                             void *saved, void *ws)
+                             float beta, void *saved, void *ws)
 {
     NEED(x && w && dy && dw, "conv2d_backward: null tensor");
+    NEED(beta == 0.0f || beta == 1.0f, "conv2d_backward: beta must be 0 or 1");
     NEED(cd->oh > 0 && cd->ow > 0, "conv2d_backward: descriptor not initialised");
-    if (cd->n) d->ops->conv2d_backward(d, cd, x, w, dy, dx, dw, db, saved, ws);
+    if (cd->n) d->ops->conv2d_backward(d, cd, x, w, dy, dx, dw, db, beta, saved, ws);
     return LK_OK;
 }
 

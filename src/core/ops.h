@@ -19,7 +19,8 @@ float lk_read_scalar(lk_device *d, const float *p);
 lk_status lk_gemm(lk_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                   const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 lk_status lk_bias_add(lk_device *d, float *y, const float *b, int outer, int c, int inner);
-lk_status lk_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c, int inner);
+lk_status lk_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c, int inner,
+                       float beta);
 
 lk_status lk_act_forward(lk_device *d, lk_act act, float alpha, const lk_tensor *x, lk_tensor *y);
 lk_status lk_act_backward(lk_device *d, lk_act act, float alpha, const lk_tensor *x,
@@ -35,7 +36,7 @@ lk_status lk_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float 
                             const float *b, float *y, void *saved, void *ws);
 lk_status lk_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x,
                              const float *w, const float *dy, float *dx, float *dw, float *db,
-                             void *saved, void *ws);
+                             float beta, void *saved, void *ws);
 lk_status lk_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float *x, float *y,
                             int32_t *argmax);
 lk_status lk_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float *dy,

@@ -194,9 +194,8 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
             lk_loss_args la = {.out = out.data, .labels = s->r.labels, .batch = n, .features = feats};
             LK_CHECK(lk_loss(s->r.dev, s->r.loss, &la, &s->r.scalars[0], m->dout, 1.0f));
             LK_CHECK(lk_axpy(s->r.dev, 1.0f, &s->r.scalars[0], &s->r.scalars[2], 1));
-            LK_CHECK(lk_model_backward(m, n, step));
+            LK_CHECK(lk_model_backward_ex(m, n, step, LK_GRADS_REPLACE));
             LK_CHECK(lk_optim_step(s->opt, m->params, m->grads, 1.0f));
-            lk_model_zero_grad(m);
             step++;
             s->step_ms[timed++] = (lk_now() - t0) * 1e3;
             log_samples += n;

@@ -65,8 +65,8 @@ static lk_status conv_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x,
     conv2d *s = (conv2d *)l;
     lk_conv2d_desc cd = conv_desc(l, x->shape.d[0]);
     return lk_conv2d_backward(c->dev, &cd, x->data, l->params[0].w, dy->data, dx->data,
-                              l->params[0].g, s->bias ? l->params[1].g : NULL, l->saved,
-                              c->workspace);
+                              l->params[0].g, s->bias ? l->params[1].g : NULL,
+                              c->replace_grads ? 0.0f : 1.0f, l->saved, c->workspace);
 }
 
 static const lk_layer_vt conv_vt = {

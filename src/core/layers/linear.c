@@ -38,9 +38,10 @@ static lk_status linear_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *
     (void)y;
     linear *s = (linear *)l;
     int B = x->shape.d[0];
-    LK_CHECK(lk_gemm(c->dev, 1, 0, s->out, s->in, B, 1.0f, dy->data, s->out, x->data, s->in, 1.0f,
+    const float beta = c->replace_grads ? 0.0f : 1.0f;
+    LK_CHECK(lk_gemm(c->dev, 1, 0, s->out, s->in, B, 1.0f, dy->data, s->out, x->data, s->in, beta,
                      l->params[0].g, s->in));
-    if (s->bias) LK_CHECK(lk_bias_grad(c->dev, l->params[1].g, dy->data, B, s->out, 1));
+    if (s->bias) LK_CHECK(lk_bias_grad(c->dev, l->params[1].g, dy->data, B, s->out, 1, beta));
     if (dx->data)
         LK_CHECK(lk_gemm(c->dev, 0, 0, B, s->in, s->out, 1.0f, dy->data, s->out, l->params[0].w,
                          s->in, 0.0f, dx->data, s->in));
