@@ -78,6 +78,7 @@ static void cpu_bias_grad(lk_device *d, float *db, const float *dy, int outer, i
         float s = 0.0f;
         for (int o = 0; o < outer; o++) {
             const float *p = dy + ((size_t)o * c + j) * inner;
+#pragma omp simd reduction(+ : s)
             for (int i = 0; i < inner; i++) s += p[i];
         }
         db[j] += s;

@@ -165,6 +165,7 @@ void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float 
             for (int k = 0; k < cd->k; k++) {
                 const float *row = dy_t + (size_t)k * NP;
                 float s = 0.0f;
+#pragma omp simd reduction(+ : s)
                 for (int i = 0; i < NP; i++) s += row[i];
                 db[k] = b * db[k] + s;
             }
@@ -249,10 +250,45 @@ void lk_cpu_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float *
     }
 }
 
+/* 2x2/2 max pooling backward: the windows tile the input, so every input element
+ * is written exactly once (no zero fill, no scatter). */
+static void maxpool_2x2_backward(const lk_pool2d_desc *pd, const float *dy, const int32_t *argmax,
+                                 float *dx)
+{
+    const long planes = (long)pd->n * pd->c;
+    const int W = pd->w, OW = pd->ow, OH = pd->oh;
+#pragma omp parallel for if (planes * pd->h * W > LK_CPU_PAR_MIN) schedule(static)
+    for (long pl = 0; pl < planes; pl++) {
+        float *in = dx + (size_t)pl * pd->h * W;
+        const float *g = dy + (size_t)pl * OH * OW;
+        const int32_t *am = argmax + (size_t)pl * OH * OW;
+        for (int oh = 0; oh < OH; oh++) {
+            float *r0 = in + (size_t)(2 * oh) * W, *r1 = r0 + W;
+            const int base0 = 2 * oh * W, base1 = base0 + W;
+            for (int ow = 0; ow < OW; ow++) {
+                const int i = 2 * ow, a = am[oh * OW + ow];
+                const float v = g[oh * OW + ow];
+                r0[i] = a == base0 + i ? v : 0.0f;
+                r0[i + 1] = a == base0 + i + 1 ? v : 0.0f;
+                r1[i] = a == base1 + i ? v : 0.0f;
+                r1[i + 1] = a == base1 + i + 1 ? v : 0.0f;
+            }
+        }
+        if (pd->h & 1) memset(in + (size_t)(pd->h - 1) * W, 0, (size_t)W * sizeof(float));
+        if (W & 1)
+            for (int r = 0; r < 2 * OH; r++) in[(size_t)r * W + W - 1] = 0.0f;
+    }
+}
+
 void lk_cpu_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float *dy,
                             const int32_t *argmax, float *dx)
 {
     (void)d;
+    if (pd->is_max && pd->kh == 2 && pd->kw == 2 && pd->stride_h == 2 && pd->stride_w == 2 &&
+        pd->pad_h == 0 && pd->pad_w == 0) {
+        maxpool_2x2_backward(pd, dy, argmax, dx);
+        return;
+    }
     const long planes = (long)pd->n * pd->c;
     const float inv = 1.0f / (float)(pd->kh * pd->kw);
 #pragma omp parallel for if (planes * pd->h * pd->w > LK_CPU_PAR_MIN) schedule(static)
