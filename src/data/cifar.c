@@ -54,8 +54,7 @@ static lk_status cifar_read(FILE *f, const char *path, long records, lk_dataset 
             return LK_ERR(LK_ERR_FORMAT, "%s: record %ld has label %d, expected 0..%d", path, r,
                           rec[0], CIFAR_NCLASSES - 1);
         d->y[first + r] = rec[0];
-        float *x = d->x + (size_t)(first + r) * CIFAR_PIXELS;
-        for (int i = 0; i < CIFAR_PIXELS; i++) x[i] = (float)rec[1 + i] / 255.0f;
+        memcpy(d->x + (size_t)(first + r) * CIFAR_PIXELS, rec + 1, CIFAR_PIXELS);
     }
     return LK_OK;
 }
@@ -77,7 +76,7 @@ lk_status lk_cifar10_load(const char *const *paths, int npaths, lk_dataset *out)
             return LK_ERR(LK_ERR_FORMAT, "CIFAR-10 files up to %s hold too many records (%ld)",
                           paths[i], total);
     }
-    out->x = lk_malloc((size_t)total * CIFAR_PIXELS * sizeof(float));
+    out->x = lk_malloc((size_t)total * CIFAR_PIXELS);
     out->y = lk_malloc((size_t)total * sizeof(int32_t));
     lk_status s = LK_OK;
     if (!out->x || !out->y)

@@ -144,7 +144,9 @@ void lk_dataset_gather(const lk_dataset *d, const int32_t *idx, int count, float
 {
     size_t m = lk_dataset_sample_numel(d);
     for (int i = 0; i < count; i++) {
-        memcpy(x + (size_t)i * m, d->x + (size_t)idx[i] * m, m * sizeof(float));
+        const uint8_t *src = d->x + (size_t)idx[i] * m;
+        float *dst = x + (size_t)i * m;
+        for (size_t k = 0; k < m; k++) dst[k] = (float)src[k] * (1.0f / 255.0f);
         if (y) y[i] = d->y[idx[i]];
     }
 }

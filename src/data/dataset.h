@@ -10,7 +10,8 @@ typedef struct {
     int n;                  /* samples */
     lk_shape sample;        /* per sample, e.g. {3, {1, 28, 28}} */
     int nclasses;
-    float *x;               /* n * numel(sample) floats scaled to [0, 1], host */
+    uint8_t *x;             /* n * numel(sample) 8-bit pixels, host (a quarter of the
+                               memory traffic of floats); gather scales them to [0, 1] */
     int32_t *y;             /* n labels in [0, nclasses) */
     const char *const *class_names; /* static table or NULL */
 } lk_dataset;
@@ -35,7 +36,8 @@ size_t lk_dataset_sample_numel(const lk_dataset *d);
 /* Keeps only the first n samples (n <= d->n). */
 void lk_dataset_truncate(lk_dataset *d, int n);
 
-/* Gathers samples idx[0..count) into x (count * sample numel floats) and y. */
+/* Gathers samples idx[0..count) into x (count * sample numel floats, pixel/255) and y
+ * (y may be NULL). */
 void lk_dataset_gather(const lk_dataset *d, const int32_t *idx, int count, float *x, int32_t *y);
 
 /* Sampler: one seeded permutation per epoch, identical on every rank; the global

@@ -105,8 +105,8 @@ static lk_status idx_header(gzFile gz, const char *path, uint32_t magic, uint32_
     return LK_OK;
 }
 
-/* Reads want payload bytes into x (scaled to [0,1]) or y, then checks the file ends. */
-static lk_status idx_payload(gzFile gz, const char *path, size_t want, float *x, int32_t *y)
+/* Reads want payload bytes into x (as they are) or y, then checks the file ends. */
+static lk_status idx_payload(gzFile gz, const char *path, size_t want, uint8_t *x, int32_t *y)
 {
     uint8_t buf[16384];
     size_t got = 0;
@@ -115,10 +115,10 @@ static lk_status idx_payload(gzFile gz, const char *path, size_t want, float *x,
         int r = gzread(gz, buf, (unsigned)chunk);
         if (r < 0) return gz_fail(gz, path);
         if (r == 0) break;
-        for (int i = 0; i < r; i++) {
-            if (x) x[got + (size_t)i] = (float)buf[i] / 255.0f;
-            else y[got + (size_t)i] = buf[i];
-        }
+        if (x)
+            memcpy(x + got, buf, (size_t)r);
+        else
+            for (int i = 0; i < r; i++) y[got + (size_t)i] = buf[i];
         got += (size_t)r;
     }
     if (got < want) {
@@ -150,10 +150,10 @@ static lk_status load_images(const char *path, lk_dataset *d)
     size_t bytes = 0;
     lk_status s = idx_header(gz, path, IDX_IMAGES_MAGIC, dims, &bytes);
     if (s == LK_OK) {
-        d->x = lk_malloc(bytes * sizeof(float));
+        d->x = lk_malloc(bytes);
         if (!d->x)
             s = LK_ERR(LK_ERR_NOMEM, "%s: cannot allocate %zu bytes for %u images of %ux%u", path,
-                       bytes * sizeof(float), dims[0], dims[1], dims[2]);
+                       bytes, dims[0], dims[1], dims[2]);
     }
     if (s == LK_OK) s = idx_payload(gz, path, bytes, d->x, NULL);
     gzclose(gz);

@@ -43,10 +43,11 @@ static lk_status load_pgm(const char *path, const void *bytes, size_t n, lk_data
     out->n = 1;
     int shape[3] = {1, (int)h, (int)w};
     out->sample = lk_shape_make(3, shape);
-    out->x = lk_malloc((size_t)(w * h) * sizeof(float));
+    out->x = lk_malloc((size_t)(w * h));
     out->y = lk_calloc(1, sizeof(int32_t));
     if (!out->x || !out->y) return LK_ERR(LK_ERR_NOMEM, "%s: out of memory", path);
-    for (long i = 0; i < w * h; i++) out->x[i] = (float)(unsigned char)p[i] / (float)maxval;
+    for (long i = 0; i < w * h; i++) /* to the 0..255 range of every dataset */
+        out->x[i] = (uint8_t)(((unsigned char)p[i] > maxval ? maxval : (unsigned char)p[i]) * 255 / maxval);
     return LK_OK;
 }
 
