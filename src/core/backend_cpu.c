@@ -53,12 +53,11 @@ static void cpu_bias_add(lk_device *d, float *y, const float *b, int outer, int 
         return;
     }
     long rows = (long)outer * c;
-#pragma omp parallel for if (rows * inner > LK_CPU_PAR_MIN) schedule(static)
-    for (long r = 0; r < rows; r++) {
+    LK_CPU_FOR(rows * inner > LK_CPU_PAR_MIN, r, rows, {
         float bv = b[r % c];
         float *yr = y + r * inner;
         for (int i = 0; i < inner; i++) yr[i] += bv;
-    }
+    });
 }
 
 static void cpu_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c, int inner,
@@ -73,16 +72,15 @@ static void cpu_bias_grad(lk_device *d, float *db, const float *dy, int outer, i
         }
         return;
     }
-#pragma omp parallel for if ((long)outer * c * inner > LK_CPU_PAR_MIN) schedule(static)
-    for (int j = 0; j < c; j++) {
+    LK_CPU_FOR((long)outer * c * inner > LK_CPU_PAR_MIN, j, c, {
         float s = 0.0f;
         for (int o = 0; o < outer; o++) {
             const float *p = dy + ((size_t)o * c + j) * inner;
-#pragma omp simd reduction(+ : s)
+            _Pragma("omp simd reduction(+ : s)")
             for (int i = 0; i < inner; i++) s += p[i];
         }
         db[j] += s;
-    }
+    });
 }
 
 static inline float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
@@ -106,24 +104,19 @@ static void cpu_act_forward(lk_device *d, lk_act act, float alpha, const float *
         if (x != y) memmove(y, x, n * sizeof *x);
         break;
     case LK_ACT_RELU:
-#pragma omp parallel for simd if (ln > LK_CPU_PAR_MIN) schedule(static)
-        for (long i = 0; i < ln; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN, i, ln, y[i] = x[i] > 0.0f ? x[i] : 0.0f;);
         break;
     case LK_ACT_LEAKY_RELU:
-#pragma omp parallel for simd if (ln > LK_CPU_PAR_MIN) schedule(static)
-        for (long i = 0; i < ln; i++) y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];
+        LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN, i, ln, y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];);
         break;
     case LK_ACT_SIGMOID:
-#pragma omp parallel for if (ln > LK_CPU_PAR_MIN / 8) schedule(static)
-        for (long i = 0; i < ln; i++) y[i] = sigmoid(x[i]);
+        LK_CPU_FOR(ln > LK_CPU_PAR_MIN / 8, i, ln, y[i] = sigmoid(x[i]););
         break;
     case LK_ACT_TANH:
-#pragma omp parallel for if (ln > LK_CPU_PAR_MIN / 8) schedule(static)
-        for (long i = 0; i < ln; i++) y[i] = tanhf(x[i]);
+        LK_CPU_FOR(ln > LK_CPU_PAR_MIN / 8, i, ln, y[i] = tanhf(x[i]););
         break;
     case LK_ACT_GELU:
-#pragma omp parallel for if (ln > LK_CPU_PAR_MIN / 8) schedule(static)
-        for (long i = 0; i < ln; i++) y[i] = gelu(x[i]);
+        LK_CPU_FOR(ln > LK_CPU_PAR_MIN / 8, i, ln, y[i] = gelu(x[i]););
         break;
     }
 }
@@ -138,24 +131,19 @@ static void cpu_act_backward(lk_device *d, lk_act act, float alpha, const float 
         if (dx != dy) memmove(dx, dy, n * sizeof *dy);
         break;
     case LK_ACT_RELU:
-#pragma omp parallel for simd if (ln > LK_CPU_PAR_MIN) schedule(static)
-        for (long i = 0; i < ln; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+        LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN, i, ln, dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;);
         break;
     case LK_ACT_LEAKY_RELU:
-#pragma omp parallel for simd if (ln > LK_CPU_PAR_MIN) schedule(static)
-        for (long i = 0; i < ln; i++) dx[i] = x[i] > 0.0f ? dy[i] : alpha * dy[i];
+        LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN, i, ln, dx[i] = x[i] > 0.0f ? dy[i] : alpha * dy[i];);
         break;
     case LK_ACT_SIGMOID:
-#pragma omp parallel for simd if (ln > LK_CPU_PAR_MIN) schedule(static)
-        for (long i = 0; i < ln; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+        LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN, i, ln, dx[i] = dy[i] * y[i] * (1.0f - y[i]););
         break;
     case LK_ACT_TANH:
-#pragma omp parallel for simd if (ln > LK_CPU_PAR_MIN) schedule(static)
-        for (long i = 0; i < ln; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+        LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN, i, ln, dx[i] = dy[i] * (1.0f - y[i] * y[i]););
         break;
     case LK_ACT_GELU:
-#pragma omp parallel for if (ln > LK_CPU_PAR_MIN / 8) schedule(static)
-        for (long i = 0; i < ln; i++) dx[i] = dy[i] * gelu_grad(x[i]);
+        LK_CPU_FOR(ln > LK_CPU_PAR_MIN / 8, i, ln, dx[i] = dy[i] * gelu_grad(x[i]););
         break;
     }
 }
@@ -166,9 +154,8 @@ static void cpu_dropout_forward(lk_device *d, float p, uint64_t seed, uint64_t a
     (void)d;
     float keep = 1.0f / (1.0f - p);
     long ln = (long)n;
-#pragma omp parallel for if (ln > LK_CPU_PAR_MIN / 8) schedule(static)
-    for (long i = 0; i < ln; i++)
-        y[i] = lk_rng_uniform(seed, LK_RNG_DROPOUT, a, (uint64_t)i) >= p ? x[i] * keep : 0.0f;
+    LK_CPU_FOR(ln > LK_CPU_PAR_MIN / 8, i, ln,
+        y[i] = lk_rng_uniform(seed, LK_RNG_DROPOUT, a, (uint64_t)i) >= p ? x[i] * keep : 0.0f;);
 }
 
 static void cpu_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a, const float *dy,
@@ -249,8 +236,13 @@ static void cpu_sumsq(lk_device *d, const float *x, size_t n, float *out)
     (void)d;
     double s = 0.0;
     long ln = (long)n;
-#pragma omp parallel for reduction(+ : s) if (ln > LK_CPU_PAR_MIN) schedule(static)
-    for (long i = 0; i < ln; i++) s += (double)x[i] * x[i];
+    if (ln > LK_CPU_PAR_MIN && lk_cpu_multithreaded()) {
+#pragma omp parallel for reduction(+ : s) schedule(static)
+        for (long i = 0; i < ln; i++) s += (double)x[i] * x[i];
+    } else {
+#pragma omp simd reduction(+ : s)
+        for (long i = 0; i < ln; i++) s += (double)x[i] * x[i];
+    }
     *out = (float)s;
 }
 
@@ -297,6 +289,8 @@ static const lk_backend cpu_backend = {
     .scale = cpu_scale,
     .axpy = cpu_axpy,
 };
+
+int lk_cpu_multithreaded(void) { return omp_get_max_threads() > 1; }
 
 lk_status lk_backend_cpu_open(lk_device *d, int threads)
 {

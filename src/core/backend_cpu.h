@@ -9,6 +9,36 @@
 /* Below this many elements a loop runs on one thread. */
 #define LK_CPU_PAR_MIN 32768L
 
+/* 1 when loops may fork: more than one OpenMP thread is configured. */
+int lk_cpu_multithreaded(void);
+
+/* for (long i = 0; i < n; i++) { body } on the OpenMP team when `par` holds and more
+ * than one thread is configured, else as a plain loop. The plain path never enters
+ * OpenMP: libgomp allocates a team even for a region whose if() clause is false,
+ * and a training step must not allocate. */
+#define LK_CPU_FOR(par, i, n, ...)                                      \
+    do {                                                                \
+        const long lk_n_ = (n);                                         \
+        if ((par) && lk_cpu_multithreaded()) {                          \
+            _Pragma("omp parallel for schedule(static)")                \
+            for (long i = 0; i < lk_n_; i++) { __VA_ARGS__ }            \
+        } else {                                                        \
+            for (long i = 0; i < lk_n_; i++) { __VA_ARGS__ }            \
+        }                                                               \
+    } while (0)
+/* The same for bodies that vectorise (no calls, no loop-carried state). */
+#define LK_CPU_FOR_SIMD(par, i, n, ...)                                 \
+    do {                                                                \
+        const long lk_n_ = (n);                                         \
+        if ((par) && lk_cpu_multithreaded()) {                          \
+            _Pragma("omp parallel for simd schedule(static)")           \
+            for (long i = 0; i < lk_n_; i++) { __VA_ARGS__ }            \
+        } else {                                                        \
+            _Pragma("omp simd")                                         \
+            for (long i = 0; i < lk_n_; i++) { __VA_ARGS__ }            \
+        }                                                               \
+    } while (0)
+
 size_t lk_cpu_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd);
 size_t lk_cpu_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd);
 void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,

@@ -43,38 +43,37 @@ static void im2col(const lk_conv2d_desc *cd, const float *x, int n0, int cnt, fl
     const int P = (int)conv_p(cd);
     const long K = (long)conv_k(cd);
     const size_t NP = (size_t)cnt * P;
-#pragma omp parallel for collapse(2) if (K * (long)NP > LK_CPU_PAR_MIN) schedule(static)
-    for (long r = 0; r < K; r++) {
-        for (int n = 0; n < cnt; n++) {
-            int c = (int)(r / (cd->kh * cd->kw));
-            int ki = (int)(r / cd->kw % cd->kh), kj = (int)(r % cd->kw);
-            const float *plane = x + ((size_t)(n0 + n) * cd->c + c) * cd->h * cd->w;
-            float *out = col + (size_t)r * NP + (size_t)n * P;
-            for (int oh = 0; oh < cd->oh; oh++) {
-                int ih = oh * cd->stride_h - cd->pad_h + ki;
-                float *orow = out + (size_t)oh * cd->ow;
-                if (ih < 0 || ih >= cd->h) {
-                    memset(orow, 0, (size_t)cd->ow * sizeof(float));
-                    continue;
-                }
-                const float *irow = plane + (size_t)ih * cd->w;
-                if (cd->stride_w == 1) {
-                    int off = kj - cd->pad_w; /* iw = ow + off */
-                    int lo = off < 0 ? -off : 0;
-                    int hi = cd->w - off < cd->ow ? cd->w - off : cd->ow;
-                    if (hi < lo) hi = lo;
-                    for (int ow = 0; ow < lo; ow++) orow[ow] = 0.0f;
-                    if (hi > lo) memcpy(orow + lo, irow + lo + off, (size_t)(hi - lo) * sizeof(float));
-                    for (int ow = hi; ow < cd->ow; ow++) orow[ow] = 0.0f;
-                } else {
-                    for (int ow = 0; ow < cd->ow; ow++) {
-                        int iw = ow * cd->stride_w - cd->pad_w + kj;
-                        orow[ow] = iw >= 0 && iw < cd->w ? irow[iw] : 0.0f;
-                    }
+    LK_CPU_FOR(K * (long)NP > LK_CPU_PAR_MIN, rn, K * cnt, {
+        const long r = rn / cnt;
+        const int n = (int)(rn % cnt);
+        int c = (int)(r / (cd->kh * cd->kw));
+        int ki = (int)(r / cd->kw % cd->kh), kj = (int)(r % cd->kw);
+        const float *plane = x + ((size_t)(n0 + n) * cd->c + c) * cd->h * cd->w;
+        float *out = col + (size_t)r * NP + (size_t)n * P;
+        for (int oh = 0; oh < cd->oh; oh++) {
+            int ih = oh * cd->stride_h - cd->pad_h + ki;
+            float *orow = out + (size_t)oh * cd->ow;
+            if (ih < 0 || ih >= cd->h) {
+                memset(orow, 0, (size_t)cd->ow * sizeof(float));
+                continue;
+            }
+            const float *irow = plane + (size_t)ih * cd->w;
+            if (cd->stride_w == 1) {
+                int off = kj - cd->pad_w; /* iw = ow + off */
+                int lo = off < 0 ? -off : 0;
+                int hi = cd->w - off < cd->ow ? cd->w - off : cd->ow;
+                if (hi < lo) hi = lo;
+                for (int ow = 0; ow < lo; ow++) orow[ow] = 0.0f;
+                if (hi > lo) memcpy(orow + lo, irow + lo + off, (size_t)(hi - lo) * sizeof(float));
+                for (int ow = hi; ow < cd->ow; ow++) orow[ow] = 0.0f;
+            } else {
+                for (int ow = 0; ow < cd->ow; ow++) {
+                    int iw = ow * cd->stride_w - cd->pad_w + kj;
+                    orow[ow] = iw >= 0 && iw < cd->w ? irow[iw] : 0.0f;
                 }
             }
         }
-    }
+    });
 }
 
 /* dx (images n0 .. n0+cnt-1) = col2im(dcol), the adjoint of im2col. Parallel over
@@ -87,8 +86,7 @@ static void col2im(const lk_conv2d_desc *cd, const float *dcol, int n0, int cnt,
     const size_t hw = (size_t)cd->h * cd->w;
     float *base = dx + (size_t)n0 * cd->c * hw;
     memset(base, 0, (size_t)planes * hw * sizeof(float));
-#pragma omp parallel for if (planes * (long)hw * cd->kh * cd->kw > LK_CPU_PAR_MIN) schedule(static)
-    for (long pl = 0; pl < planes; pl++) {
+    LK_CPU_FOR(planes * (long)hw * cd->kh * cd->kw > LK_CPU_PAR_MIN, pl, planes, {
         int n = (int)(pl / cd->c), c = (int)(pl % cd->c);
         float *plane = base + (size_t)pl * hw;
         for (int ki = 0; ki < cd->kh; ki++)
@@ -113,7 +111,7 @@ static void col2im(const lk_conv2d_desc *cd, const float *dcol, int n0, int cnt,
                     }
                 }
             }
-    }
+    });
 }
 
 void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
@@ -130,14 +128,13 @@ void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *
                     0.0f, out_t, NP);
         /* [k][n*P + p] -> [n][k][p], adding the bias on the way */
         const long rows = (long)cnt * cd->k;
-#pragma omp parallel for if (rows * P > LK_CPU_PAR_MIN) schedule(static)
-        for (long r = 0; r < rows; r++) {
+        LK_CPU_FOR(rows * P > LK_CPU_PAR_MIN, r, rows, {
             int n = (int)(r / cd->k), k = (int)(r % cd->k);
             const float *src = out_t + (size_t)k * NP + (size_t)n * P;
             float *dst = y + ((size_t)n0 * cd->k + r) * P;
             float bv = b ? b[k] : 0.0f;
             for (int p = 0; p < P; p++) dst[p] = src[p] + bv;
-        }
+        });
     }
 }
 
@@ -154,12 +151,11 @@ void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float 
         const float *col = (const float *)saved + (size_t)n0 * P * K;
         /* [n][k][p] -> [k][n*P + p] */
         const long rows = (long)cnt * cd->k;
-#pragma omp parallel for if (rows * P > LK_CPU_PAR_MIN) schedule(static)
-        for (long r = 0; r < rows; r++) {
+        LK_CPU_FOR(rows * P > LK_CPU_PAR_MIN, r, rows, {
             int n = (int)(r / cd->k), k = (int)(r % cd->k);
             memcpy(dy_t + (size_t)k * NP + (size_t)n * P, dy + ((size_t)n0 * cd->k + r) * P,
                    (size_t)P * sizeof(float));
-        }
+        });
         const float b = n0 == 0 ? beta : 1.0f; /* later chunks add to the first */
         if (db)
             for (int k = 0; k < cd->k; k++) {
@@ -167,7 +163,7 @@ void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float 
                 float s = 0.0f;
 #pragma omp simd reduction(+ : s)
                 for (int i = 0; i < NP; i++) s += row[i];
-                db[k] = b * db[k] + s;
+                db[k] = b != 0.0f ? db[k] + s : s; /* replace: even a stale NaN goes */
             }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cd->k, K, NP, 1.0f, dy_t, NP, col, NP,
                     b, dw, K);
@@ -185,8 +181,7 @@ static void maxpool_2x2(const lk_pool2d_desc *pd, const float *x, float *y, int3
 {
     const long planes = (long)pd->n * pd->c;
     const int W = pd->w, OW = pd->ow, OH = pd->oh;
-#pragma omp parallel for if (planes * pd->h * W > LK_CPU_PAR_MIN) schedule(static)
-    for (long pl = 0; pl < planes; pl++) {
+    LK_CPU_FOR(planes * pd->h * W > LK_CPU_PAR_MIN, pl, planes, {
         const float *in = x + (size_t)pl * pd->h * W;
         float *out = y + (size_t)pl * OH * OW;
         int32_t *am = argmax + (size_t)pl * OH * OW;
@@ -203,7 +198,7 @@ static void maxpool_2x2(const lk_pool2d_desc *pd, const float *x, float *y, int3
                 am[oh * OW + ow] = bi;
             }
         }
-    }
+    });
 }
 
 void lk_cpu_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float *x, float *y,
@@ -217,8 +212,7 @@ void lk_cpu_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float *
         maxpool_2x2(pd, x, y, argmax);
         return;
     }
-#pragma omp parallel for if (planes * pd->h * pd->w > LK_CPU_PAR_MIN) schedule(static)
-    for (long pl = 0; pl < planes; pl++) {
+    LK_CPU_FOR(planes * pd->h * pd->w > LK_CPU_PAR_MIN, pl, planes, {
         const float *in = x + (size_t)pl * pd->h * pd->w;
         float *out = y + (size_t)pl * pd->oh * pd->ow;
         int32_t *am = argmax ? argmax + (size_t)pl * pd->oh * pd->ow : NULL;
@@ -247,7 +241,7 @@ void lk_cpu_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float *
                     out[o] = sum * inv; /* count_include_pad, as PyTorch's default */
                 }
             }
-    }
+    });
 }
 
 /* 2x2/2 max pooling backward: the windows tile the input, so every input element
@@ -257,8 +251,7 @@ static void maxpool_2x2_backward(const lk_pool2d_desc *pd, const float *dy, cons
 {
     const long planes = (long)pd->n * pd->c;
     const int W = pd->w, OW = pd->ow, OH = pd->oh;
-#pragma omp parallel for if (planes * pd->h * W > LK_CPU_PAR_MIN) schedule(static)
-    for (long pl = 0; pl < planes; pl++) {
+    LK_CPU_FOR(planes * pd->h * W > LK_CPU_PAR_MIN, pl, planes, {
         float *in = dx + (size_t)pl * pd->h * W;
         const float *g = dy + (size_t)pl * OH * OW;
         const int32_t *am = argmax + (size_t)pl * OH * OW;
@@ -277,7 +270,7 @@ static void maxpool_2x2_backward(const lk_pool2d_desc *pd, const float *dy, cons
         if (pd->h & 1) memset(in + (size_t)(pd->h - 1) * W, 0, (size_t)W * sizeof(float));
         if (W & 1)
             for (int r = 0; r < 2 * OH; r++) in[(size_t)r * W + W - 1] = 0.0f;
-    }
+    });
 }
 
 void lk_cpu_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float *dy,
@@ -291,8 +284,7 @@ void lk_cpu_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float 
     }
     const long planes = (long)pd->n * pd->c;
     const float inv = 1.0f / (float)(pd->kh * pd->kw);
-#pragma omp parallel for if (planes * pd->h * pd->w > LK_CPU_PAR_MIN) schedule(static)
-    for (long pl = 0; pl < planes; pl++) {
+    LK_CPU_FOR(planes * pd->h * pd->w > LK_CPU_PAR_MIN, pl, planes, {
         float *in = dx + (size_t)pl * pd->h * pd->w;
         const float *g = dy + (size_t)pl * pd->oh * pd->ow;
         memset(in, 0, (size_t)pd->h * pd->w * sizeof(float));
@@ -311,5 +303,5 @@ void lk_cpu_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float 
                         if (j >= 0 && j < pd->w) in[i * pd->w + j] += v;
                 }
             }
-    }
+    });
 }

@@ -18,66 +18,61 @@ void lk_cpu_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, con
 #define GRAD(i) (g[i] * gs + wd * w[i] + l1 * (float)((w[i] > 0.0f) - (w[i] < 0.0f)))
     switch (hp->kind) {
     case LK_OPT_SGD:
-#pragma omp parallel for simd if (par) schedule(static)
-        for (long i = 0; i < ln; i++) w[i] -= lr * GRAD(i);
+        LK_CPU_FOR_SIMD(par, i, ln, w[i] -= lr * GRAD(i););
         break;
     case LK_OPT_MOMENTUM:
-#pragma omp parallel for simd if (par) schedule(static)
-        for (long i = 0; i < ln; i++) {
+        LK_CPU_FOR_SIMD(par, i, ln, {
             float b = mom * s1[i] + GRAD(i);
             s1[i] = b;
             w[i] -= lr * b;
-        }
+        });
         break;
     case LK_OPT_NESTEROV:
-#pragma omp parallel for simd if (par) schedule(static)
-        for (long i = 0; i < ln; i++) {
+        LK_CPU_FOR_SIMD(par, i, ln, {
             float gi = GRAD(i);
             float b = mom * s1[i] + gi;
             s1[i] = b;
             w[i] -= lr * (gi + mom * b);
-        }
+        });
         break;
     case LK_OPT_ADAM:
     case LK_OPT_ADAMW: {
         const float b1 = hp->beta1, b2 = hp->beta2, eps = hp->eps;
-        const float bc1 = 1.0f - powf(b1, (float)hp->step);
-        const float bc2_sqrt = sqrtf(1.0f - powf(b2, (float)hp->step));
+        /* in double, as PyTorch: 1 - 0.999^t in float loses ~4 digits */
+        const float bc1 = (float)(1.0 - pow(b1, (double)hp->step));
+        const float bc2_sqrt = (float)sqrt(1.0 - pow(b2, (double)hp->step));
         const float step = lr / bc1;
         const float decay = hp->kind == LK_OPT_ADAMW ? 1.0f - lr * hp->weight_decay : 1.0f;
-#pragma omp parallel for simd if (par) schedule(static)
-        for (long i = 0; i < ln; i++) {
+        LK_CPU_FOR_SIMD(par, i, ln, {
             float gi = GRAD(i);
             float m = b1 * s1[i] + (1.0f - b1) * gi;
             float v = b2 * s2[i] + (1.0f - b2) * gi * gi;
             s1[i] = m;
             s2[i] = v;
             w[i] = w[i] * decay - step * m / (sqrtf(v) / bc2_sqrt + eps);
-        }
+        });
         break;
     }
     case LK_OPT_RMSPROP: {
         const float a = hp->alpha, eps = hp->eps;
-#pragma omp parallel for simd if (par) schedule(static)
-        for (long i = 0; i < ln; i++) {
+        LK_CPU_FOR_SIMD(par, i, ln, {
             float gi = GRAD(i);
             float v = a * s1[i] + (1.0f - a) * gi * gi;
             s1[i] = v;
             float u = gi / (sqrtf(v) + eps) + mom * s2[i]; /* mom = 0: plain RMSprop */
             s2[i] = u;
             w[i] -= lr * u;
-        }
+        });
         break;
     }
     case LK_OPT_ADAGRAD: {
         const float eps = hp->eps;
-#pragma omp parallel for simd if (par) schedule(static)
-        for (long i = 0; i < ln; i++) {
+        LK_CPU_FOR_SIMD(par, i, ln, {
             float gi = GRAD(i);
             float s = s1[i] + gi * gi;
             s1[i] = s;
             w[i] -= lr * gi / (sqrtf(s) + eps);
-        }
+        });
         break;
     }
     }

@@ -217,6 +217,7 @@ int lk_model_param_count(const lk_model *m)
 
 const lk_param *lk_model_param(const lk_model *m, int idx, char *name, size_t name_size)
 {
+    if (idx < 0) return NULL;
     for (int i = 0; i < m->nlayers; i++) {
         const lk_layer *l = m->layers[i];
         if (idx < l->nparams) {

@@ -37,7 +37,8 @@ typedef struct {
     lk_optim_config cfg;
     lk_device *dev;
     size_t n;
-    float *s1, *s2;      /* state (momentum/exp_avg, exp_avg_sq/square_avg/sum), device */
+    float *s1, *s2;      /* state, device: momentum buffer | Adam exp_avg, exp_avg_sq |
+                          * RMSprop square_avg, momentum buffer | AdaGrad sum */
     float *scratch;      /* device scalar for the gradient norm */
     long step;           /* steps taken */
     float last_lr;

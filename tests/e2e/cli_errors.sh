@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End to end: bad flags, bad files and bad checkpoints give a clear message that
 # names the culprit and a non-zero exit, never a crash.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/common.bash"
 
 "$LK" --version | grep -q "^lockstep " || fail "--version"
 "$LK" --help | grep -q "train" || fail "--help"

@@ -2,7 +2,7 @@
 # End to end against PyTorch: a checkpoint lockstep saved loads into the PyTorch
 # twin of each reference model with strict names and shapes, and PyTorch's test
 # loss and accuracy equal lockstep's own eval (loss within 1e-3 relative).
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/common.bash"
 [[ -d /usr/share/datasets/fashion-mnist ]] || { echo "SKIP: dataset-fashion-mnist not installed"; exit 0; }
 /usr/bin/python3 -c "import torch" 2>/dev/null || { echo "SKIP: python3-torch not installed"; exit 0; }
 here=$(cd "$(dirname "$0")/../.." && pwd)

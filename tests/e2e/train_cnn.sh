@@ -3,7 +3,7 @@
 # epochs and requires validation accuracy >= 0.72 on 1000 test images (PyTorch
 # with the same recipe reaches ~0.77 on this subset); then checks that eval of
 # the saved checkpoint reproduces the same accuracy, and that --resume continues.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/common.bash"
 [[ -d /usr/share/datasets/fashion-mnist ]] || { echo "SKIP: dataset-fashion-mnist not installed"; exit 0; }
 
 "$LK" train --model cnn --train-limit 3000 --val-limit 1000 --epochs 2 --batch 64 \

@@ -58,6 +58,15 @@ GC_API void gc_compare(gc_report *r, const char *what, size_t i, double num, dou
     }
 }
 
+/* got[i] must match ref[i] within tol * (1 + |ref|) (float32 forward, double ref). */
+GC_API void gc_expect_close(const char *what, const float *got, const double *ref, size_t n,
+                            double tol)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(fabs((double)got[i] - ref[i]) <= tol * (1.0 + fabs(ref[i]))))
+            fail_msg("%s[%zu] = %.8g, reference %.8g", what, i, (double)got[i], ref[i]);
+}
+
 /* N(0,1) values keyed by `a`; with min_abs > 0 values closer than that to zero are
  * redrawn so ReLU-like kinks lie well outside +-eps. */
 GC_API void gc_fill_normal(float *x, size_t n, uint64_t a, float min_abs)
@@ -109,7 +118,7 @@ GC_API size_t gc_param_numel(const lk_layer *l)
 typedef struct {
     lk_model *m;
     lk_layer *l;
-    int batch, training;
+    int batch, training, replace_grads;
     long step;
     size_t nx, ny;
     float *x, *y, *dy, *dx; /* dy is R */
@@ -151,7 +160,8 @@ GC_API void gc_layer_close(gc_layer *g)
 
 GC_API lk_ctx gc_ctx(const gc_layer *g)
 {
-    lk_ctx c = {tu_cpu(), g->training, g->m->seed, g->step, g->m->workspace, 0};
+    lk_ctx c = {.dev = tu_cpu(), .training = g->training, .seed = g->m->seed, .step = g->step,
+                .workspace = g->m->workspace, .replace_grads = g->replace_grads};
     return c;
 }
 
@@ -225,37 +235,66 @@ GC_API int gc_layer_check(gc_layer *g, const char *name, int dx_samples, double 
     return r.failed;
 }
 
-/* backward ACCUMULATES parameter gradients and OVERWRITES dx: two backward passes
- * after one forward give twice the parameter gradients and the same dx. */
-GC_API void gc_layer_check_accumulate(gc_layer *g)
+/* Copies the layer's parameter gradients into out (gc_param_numel floats). */
+GC_API void gc_grads_get(const gc_layer *g, float *out)
+{
+    for (int j = 0; j < g->l->nparams; j++) {
+        size_t n = lk_shape_numel(&g->l->params[j].shape);
+        memcpy(out, g->l->params[j].g, n * sizeof(float));
+        out += n;
+    }
+}
+
+/* Every parameter gradient equals factor * want (within float rounding); else
+ * describes the first mismatch in bad (when it is still empty). */
+GC_API void gc_grads_expect(const gc_layer *g, const float *want, float factor, const char *why,
+                            char *bad, size_t bad_size)
+{
+    for (int j = 0; j < g->l->nparams; j++) {
+        const float *gr = g->l->params[j].g;
+        for (size_t e = 0; e < lk_shape_numel(&g->l->params[j].shape); e++, want++)
+            if (!(fabsf(gr[e] - factor * *want) <= 1e-5f * (1.0f + fabsf(gr[e]))) && !bad[0])
+                snprintf(bad, bad_size, "%s: %s grad[%zu] = %g, expected %g", why,
+                         g->l->params[j].name, e, (double)gr[e], (double)(factor * *want));
+    }
+}
+
+/* backward ACCUMULATES parameter gradients by default and OVERWRITES them with
+ * ctx->replace_grads (whatever they held: `stale` is written there first); dx is
+ * always overwritten: two passes after one forward give 2x the gradients, or 1x
+ * when replacing, and the same dx. Closes the layer, then reports (no leak on
+ * failure). */
+GC_API void gc_layer_check_grad_modes_and_close(gc_layer *g, float stale)
 {
     size_t np = gc_param_numel(g->l);
     float *once = malloc((np + g->nx + 1) * sizeof(float));
+    char bad[200] = "";
     assert_non_null(once);
+    g->replace_grads = 0;
     lk_model_zero_grad(g->m);
     TU_OK(gc_forward(g));
     TU_OK(gc_backward(g));
-    size_t off = 0;
-    for (int j = 0; j < g->l->nparams; j++) {
-        size_t n = lk_shape_numel(&g->l->params[j].shape);
-        memcpy(once + off, g->l->params[j].g, n * sizeof(float));
-        off += n;
-    }
+    gc_grads_get(g, once);
     memcpy(once + np, g->dx, g->nx * sizeof(float));
     TU_OK(gc_backward(g));
-    off = 0;
-    for (int j = 0; j < g->l->nparams; j++) {
-        const float *gr = g->l->params[j].g;
-        for (size_t e = 0; e < lk_shape_numel(&g->l->params[j].shape); e++, off++)
-            if (fabsf(gr[e] - 2.0f * once[off]) > 1e-5f * (1.0f + fabsf(gr[e])))
-                fail_msg("param %d grad[%zu] = %g after two backward passes, expected 2 * %g", j,
-                         e, (double)gr[e], (double)once[off]);
-    }
-    for (size_t e = 0; e < g->nx; e++)
+    gc_grads_expect(g, once, 2.0f, "accumulate (second backward)", bad, sizeof bad);
+    for (size_t e = 0; e < g->nx && !bad[0]; e++)
         if (g->dx[e] != once[np + e])
-            fail_msg("dx[%zu] changed on a second backward (%g vs %g): it must be overwritten", e,
-                     (double)g->dx[e], (double)once[np + e]);
+            snprintf(bad, sizeof bad, "dx[%zu] changed on a second backward (%g vs %g): it "
+                     "must be overwritten", e, (double)g->dx[e], (double)once[np + e]);
+    /* replace: the stale values must not leak in */
+    g->replace_grads = 1;
+    for (int j = 0; j < g->l->nparams; j++)
+        for (size_t e = 0; e < lk_shape_numel(&g->l->params[j].shape); e++)
+            g->l->params[j].g[e] = stale;
+    TU_OK(gc_backward(g));
+    gc_grads_expect(g, once, 1.0f, isnan(stale) ? "replace over NaN" : "replace over stale", bad,
+                    sizeof bad);
+    TU_OK(gc_backward(g));
+    gc_grads_expect(g, once, 1.0f, "replace (second backward)", bad, sizeof bad);
     free(once);
+    gc_layer_close(g);
+    if (bad[0]) fail_msg("%s", bad);
 }
 
 /* ---- a whole model through lk_model_forward / lk_model_backward ---- */

@@ -3,15 +3,6 @@
  * differences; losses against reference values and their numeric gradients. */
 #include "gradcheck.h"
 
-/* got[i] must match ref[i] within tol * (1 + |ref|) (float32 forward, double ref). */
-static void expect_close(const char *what, const float *got, const double *ref, size_t n,
-                         double tol)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!(fabs((double)got[i] - ref[i]) <= tol * (1.0 + fabs(ref[i]))))
-            fail_msg("%s[%zu] = %.8g, reference %.8g", what, i, (double)got[i], ref[i]);
-}
-
 /* The harness itself must reject wrong gradients, or every check below is vacuous. */
 static void test_gradcheck_detects_errors(void **state)
 {
@@ -58,11 +49,10 @@ static void check_linear(int in, int out, int bias, int batch)
             for (int i = 0; i < in; i++) s += (double)g.x[n * in + i] * w[o * in + i];
             ref[n * out + o] = s;
         }
-    expect_close("linear y", g.y, ref, g.ny, 1e-5);
+    gc_expect_close("linear y", g.y, ref, g.ny, 1e-5);
     free(ref);
     assert_int_equal(gc_layer_check(&g, bias ? "linear" : "linear(nobias)", GC_ALL, GC_EPS), 0);
-    gc_layer_check_accumulate(&g);
-    gc_layer_close(&g);
+    gc_layer_check_grad_modes_and_close(&g, 777.0f);
 }
 
 static void test_linear(void **state)
@@ -90,7 +80,8 @@ static void conv_ref(const conv_cfg *c, int oh, int ow, const float *x, const fl
                     for (int ci = 0; ci < c->cin; ci++)
                         for (int ki = 0; ki < c->k; ki++)
                             for (int kj = 0; kj < c->k; kj++) {
-                                int ih = i * c->stride - c->pad + ki, iw = j * c->stride - c->pad + kj;
+                                int ih = i * c->stride - c->pad + ki;
+                                int iw = j * c->stride - c->pad + kj;
                                 if (ih < 0 || ih >= c->h || iw < 0 || iw >= c->w) continue;
                                 s += (double)x[((n * c->cin + ci) * c->h + ih) * c->w + iw] *
                                      w[((o * c->cin + ci) * c->k + ki) * c->k + kj];
@@ -126,7 +117,7 @@ static void test_conv2d(void **state)
         TU_OK(gc_forward(&g));
         double *ref = malloc(g.ny * sizeof(double));
         conv_ref(c, oh, ow, g.x, g.l->params[0].w, c->bias ? g.l->params[1].w : NULL, ref);
-        expect_close("conv2d y", g.y, ref, g.ny, 1e-5);
+        gc_expect_close("conv2d y", g.y, ref, g.ny, 1e-5);
         free(ref);
         char name[48];
         snprintf(name, sizeof name, "conv%d/s%d/p%d/%d->%d/%dx%dx%d", c->k, c->stride, c->pad,
@@ -134,8 +125,23 @@ static void test_conv2d(void **state)
         /* every parameter; every input, or 300 sampled ones of a large input */
         int dx_samples = g.nx > 2000 ? 300 : GC_ALL;
         assert_int_equal(gc_layer_check(&g, name, dx_samples, GC_EPS), 0);
-        gc_layer_check_accumulate(&g);
-        gc_layer_close(&g);
+        gc_layer_check_grad_modes_and_close(&g, 777.0f);
+    }
+}
+
+/* Replacing gradients must not read the old ones at all: after a diverged step
+ * they may be NaN or Inf, and 0 * NaN is still NaN. */
+static void test_replace_grads_over_nan(void **state)
+{
+    (void)state;
+    int lin = 5;
+    gc_layer g;
+    gc_layer_open(&g, 1, &lin, lk_linear(5, 3, 1), 2);
+    gc_layer_check_grad_modes_and_close(&g, NAN);
+    static const int shapes[2][4] = {{2, 5, 5, 2}, {2, 32, 32, 24}}; /* c, h, w, batch */
+    for (int t = 0; t < 2; t++) {
+        gc_layer_open(&g, 3, shapes[t], lk_conv2d(2, 3, 3, 1, 1, 1), shapes[t][3]);
+        gc_layer_check_grad_modes_and_close(&g, NAN);
     }
 }
 
@@ -185,14 +191,13 @@ static void check_pool(int is_max)
         TU_OK(gc_forward(&g));
         double *ref = malloc(g.ny * sizeof(double));
         pool_ref(p, is_max, oh, ow, g.x, ref);
-        expect_close(is_max ? "maxpool y" : "avgpool y", g.y, ref, g.ny, 1e-6);
+        gc_expect_close(is_max ? "maxpool y" : "avgpool y", g.y, ref, g.ny, 1e-6);
         free(ref);
         char name[48];
         snprintf(name, sizeof name, "%s%d/s%d/p%d/%dx%d", is_max ? "maxpool" : "avgpool", p->k,
                  p->stride, p->pad, p->h, p->w);
         assert_int_equal(gc_layer_check(&g, name, GC_ALL, GC_EPS), 0);
-        gc_layer_check_accumulate(&g);
-        gc_layer_close(&g);
+        gc_layer_check_grad_modes_and_close(&g, 777.0f);
     }
 }
 
@@ -200,6 +205,36 @@ static void test_maxpool2d(void **state)
 {
     (void)state;
     check_pool(1);
+}
+
+/* Ties go to the first element of the window in row-major order (PyTorch's
+ * `val > maxval` scan), on the 2x2/2 fast path and the generic path alike. */
+static void test_maxpool_ties(void **state)
+{
+    (void)state;
+    static const pool_cfg cfgs[] = {{2, 4, 6, 2, 2, 0, 2}, {1, 5, 5, 3, 2, 1, 2}};
+    for (size_t t = 0; t < 2; t++) {
+        const pool_cfg *p = &cfgs[t];
+        int in[3] = {p->c, p->h, p->w};
+        gc_layer g;
+        gc_layer_open(&g, 3, in, lk_maxpool2d(p->k, p->stride, p->pad), p->batch);
+        for (size_t i = 0; i < g.nx; i++) g.x[i] = 0.5f; /* every window is one big tie */
+        TU_OK(gc_forward(&g));
+        TU_OK(gc_backward(&g));
+        int oh = g.l->out.d[1], ow = g.l->out.d[2];
+        double *want = calloc(g.nx, sizeof(double));
+        for (int pl = 0; pl < p->batch * p->c; pl++)
+            for (int i = 0; i < oh; i++)
+                for (int j = 0; j < ow; j++) {
+                    /* first in-bounds element of the window */
+                    int a = LK_MAX(i * p->stride - p->pad, 0);
+                    int b = LK_MAX(j * p->stride - p->pad, 0);
+                    want[(pl * p->h + a) * p->w + b] += g.dy[(pl * oh + i) * ow + j];
+                }
+        gc_expect_close("maxpool tie dx", g.dx, want, g.nx, 1e-6);
+        free(want);
+        gc_layer_close(&g);
+    }
 }
 
 static void test_avgpool2d(void **state)
@@ -242,11 +277,10 @@ static void test_activations(void **state)
         TU_OK(gc_forward(&g));
         double *ref = malloc(g.ny * sizeof(double));
         for (size_t i = 0; i < g.ny; i++) ref[i] = act_ref(acts[t].act, acts[t].alpha, g.x[i]);
-        expect_close(lk_act_name(acts[t].act), g.y, ref, g.ny, 1e-5);
+        gc_expect_close(lk_act_name(acts[t].act), g.y, ref, g.ny, 1e-5);
         free(ref);
         assert_int_equal(gc_layer_check(&g, lk_act_name(acts[t].act), GC_ALL, GC_EPS), 0);
-        gc_layer_check_accumulate(&g);
-        gc_layer_close(&g);
+        gc_layer_check_grad_modes_and_close(&g, 777.0f);
     }
 }
 
@@ -342,8 +376,7 @@ static void test_dropout_gradcheck(void **state)
     gc_layer_open(&g, 3, in, lk_dropout(0.5f), 3);
     g.step = 42;
     assert_int_equal(gc_layer_check(&g, "dropout(0.5)", GC_ALL, GC_EPS), 0);
-    gc_layer_check_accumulate(&g);
-    gc_layer_close(&g);
+    gc_layer_check_grad_modes_and_close(&g, 777.0f);
 }
 
 /* ---------------- whole models (flatten, chains) ---------------- */
@@ -458,7 +491,8 @@ static double ref_loss(lk_loss_kind kind, const float *z, const int32_t *lab, co
 }
 
 /* Loss value vs reference, dout vs numeric gradient, and dout's scale factor. */
-static void check_loss(lk_loss_kind kind, float *z, const int32_t *lab, const float *t, int B, int C)
+static void check_loss(lk_loss_kind kind, float *z, const int32_t *lab, const float *t, int B,
+                       int C)
 {
     lk_device *d = tu_cpu();
     size_t n = (size_t)B * C;
@@ -568,7 +602,9 @@ int main(void)
         cmocka_unit_test(test_gradcheck_detects_errors),
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_conv2d),
+        cmocka_unit_test(test_replace_grads_over_nan),
         cmocka_unit_test(test_maxpool2d),
+        cmocka_unit_test(test_maxpool_ties),
         cmocka_unit_test(test_avgpool2d),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_activation_extremes),

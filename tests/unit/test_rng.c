@@ -173,7 +173,8 @@ static void test_below(void **state)
     assert_true(chi2 < 45.0);
     /* large n: both halves of the range are reached */
     int high = 0;
-    for (uint64_t i = 0; i < 10000; i++) high += lk_rng_below(3, LK_RNG_TEST, 0, i, 0xffffffffu) >= 0x80000000u;
+    for (uint64_t i = 0; i < 10000; i++)
+        high += lk_rng_below(3, LK_RNG_TEST, 0, i, 0xffffffffu) >= 0x80000000u;
     assert_true(abs(high - 5000) < 400);
 }
 

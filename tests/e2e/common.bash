@@ -1,4 +1,4 @@
-# lib.sh - helpers for the end-to-end tests (sourced; $1 of the test is the lockstep binary).
+# common.bash - helpers for the end-to-end tests (sourced; $1 of the test is the lockstep binary).
 set -euo pipefail
 LK="$1"
 TMP=$(mktemp -d)
