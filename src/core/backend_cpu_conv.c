@@ -64,7 +64,7 @@ static void im2col(const lk_conv2d_desc *cd, const float *x, int n0, int cnt, fl
                 int hi = cd->w - off < cd->ow ? cd->w - off : cd->ow;
                 if (hi < lo) hi = lo;
                 for (int ow = 0; ow < lo; ow++) orow[ow] = 0.0f;
-                if (hi > lo) memcpy(orow + lo, irow + lo + off, (size_t)(hi - lo) * sizeof(float));
+                for (int ow = lo; ow < hi; ow++) orow[ow] = irow[ow + off]; /* short rows: no memcpy call */
                 for (int ow = hi; ow < cd->ow; ow++) orow[ow] = 0.0f;
             } else {
                 for (int ow = 0; ow < cd->ow; ow++) {
@@ -187,15 +187,18 @@ static void maxpool_2x2(const lk_pool2d_desc *pd, const float *x, float *y, int3
         int32_t *am = argmax + (size_t)pl * OH * OW;
         for (int oh = 0; oh < OH; oh++) {
             const float *r0 = in + (size_t)(2 * oh) * W, *r1 = r0 + W;
+            float *o = out + (size_t)oh * OW;
+            int32_t *a = am + (size_t)oh * OW;
+            const int b0 = 2 * oh * W, b1 = b0 + W;
+            /* max first, then the first position holding it: a select chain that
+             * vectorises, with the same ties-to-first rule as the generic path */
             for (int ow = 0; ow < OW; ow++) {
-                int i = 2 * ow;
-                float best = r0[i];
-                int bi = 2 * oh * W + i;
-                if (r0[i + 1] > best) best = r0[i + 1], bi = 2 * oh * W + i + 1;
-                if (r1[i] > best) best = r1[i], bi = (2 * oh + 1) * W + i;
-                if (r1[i + 1] > best) best = r1[i + 1], bi = (2 * oh + 1) * W + i + 1;
-                out[oh * OW + ow] = best;
-                am[oh * OW + ow] = bi;
+                const int i = 2 * ow;
+                const float v0 = r0[i], v1 = r0[i + 1], v2 = r1[i], v3 = r1[i + 1];
+                const float m01 = v1 > v0 ? v1 : v0, m23 = v3 > v2 ? v3 : v2;
+                const float m = m23 > m01 ? m23 : m01; /* (not fmaxf: a libm call) */
+                o[ow] = m;
+                a[ow] = v0 == m ? b0 + i : v1 == m ? b0 + i + 1 : v2 == m ? b1 + i : b1 + i + 1;
             }
         }
     });
@@ -244,44 +247,10 @@ void lk_cpu_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float *
     });
 }
 
-/* 2x2/2 max pooling backward: the windows tile the input, so every input element
- * is written exactly once (no zero fill, no scatter). */
-static void maxpool_2x2_backward(const lk_pool2d_desc *pd, const float *dy, const int32_t *argmax,
-                                 float *dx)
-{
-    const long planes = (long)pd->n * pd->c;
-    const int W = pd->w, OW = pd->ow, OH = pd->oh;
-    LK_CPU_FOR(planes * pd->h * W > LK_CPU_PAR_MIN, pl, planes, {
-        float *in = dx + (size_t)pl * pd->h * W;
-        const float *g = dy + (size_t)pl * OH * OW;
-        const int32_t *am = argmax + (size_t)pl * OH * OW;
-        for (int oh = 0; oh < OH; oh++) {
-            float *r0 = in + (size_t)(2 * oh) * W, *r1 = r0 + W;
-            const int base0 = 2 * oh * W, base1 = base0 + W;
-            for (int ow = 0; ow < OW; ow++) {
-                const int i = 2 * ow, a = am[oh * OW + ow];
-                const float v = g[oh * OW + ow];
-                r0[i] = a == base0 + i ? v : 0.0f;
-                r0[i + 1] = a == base0 + i + 1 ? v : 0.0f;
-                r1[i] = a == base1 + i ? v : 0.0f;
-                r1[i + 1] = a == base1 + i + 1 ? v : 0.0f;
-            }
-        }
-        if (pd->h & 1) memset(in + (size_t)(pd->h - 1) * W, 0, (size_t)W * sizeof(float));
-        if (W & 1)
-            for (int r = 0; r < 2 * OH; r++) in[(size_t)r * W + W - 1] = 0.0f;
-    });
-}
-
 void lk_cpu_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float *dy,
                             const int32_t *argmax, float *dx)
 {
     (void)d;
-    if (pd->is_max && pd->kh == 2 && pd->kw == 2 && pd->stride_h == 2 && pd->stride_w == 2 &&
-        pd->pad_h == 0 && pd->pad_w == 0) {
-        maxpool_2x2_backward(pd, dy, argmax, dx);
-        return;
-    }
     const long planes = (long)pd->n * pd->c;
     const float inv = 1.0f / (float)(pd->kh * pd->kw);
     LK_CPU_FOR(planes * pd->h * pd->w > LK_CPU_PAR_MIN, pl, planes, {
