@@ -33,8 +33,8 @@ size_t lk_cpu_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd)
 size_t lk_cpu_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd)
 {
     (void)d;
-    /* one chunk of output^T / dy^T [k][nb*P] and of dcol [K][nb*P] */
-    return ((size_t)cd->k + conv_k(cd)) * conv_p(cd) * (size_t)conv_chunk(cd) * sizeof(float);
+    /* one chunk of dcol [K][nb*P] */
+    return conv_k(cd) * conv_p(cd) * (size_t)conv_chunk(cd) * sizeof(float);
 }
 
 /* col[K][cnt*P] for images n0 .. n0+cnt-1 */
@@ -118,23 +118,21 @@ void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *
                            const float *b, float *y, void *saved, void *ws)
 {
     (void)d;
+    (void)ws;
     const int K = (int)conv_k(cd), P = (int)conv_p(cd), nb = conv_chunk(cd);
-    float *out_t = ws;
     for (int n0 = 0; n0 < cd->n; n0 += nb) {
         const int cnt = LK_MIN(nb, cd->n - n0), NP = cnt * P;
         float *col = (float *)saved + (size_t)n0 * P * K;
         im2col(cd, x, n0, cnt, col);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cd->k, NP, K, 1.0f, w, K, col, NP,
-                    0.0f, out_t, NP);
-        /* [k][n*P + p] -> [n][k][p], adding the bias on the way */
-        const long rows = (long)cnt * cd->k;
-        LK_CPU_FOR(rows * P > LK_CPU_PAR_MIN, r, rows, {
-            int n = (int)(r / cd->k), k = (int)(r % cd->k);
-            const float *src = out_t + (size_t)k * NP + (size_t)n * P;
-            float *dst = y + ((size_t)n0 * cd->k + r) * P;
-            float bv = b ? b[k] : 0.0f;
-            for (int p = 0; p < P; p++) dst[p] = src[p] + bv;
-        });
+        /* one gemm per image straight into its NCHW output: no transpose pass */
+        for (int n = 0; n < cnt; n++) {
+            float *yn = y + (size_t)(n0 + n) * cd->k * P;
+            if (b)
+                for (int k = 0; k < cd->k; k++)
+                    for (int p = 0; p < P; p++) yn[(size_t)k * P + p] = b[k];
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cd->k, P, K, 1.0f, w, K,
+                        col + (size_t)n * P, NP, b ? 1.0f : 0.0f, yn, P);
+        }
     }
 }
 
@@ -145,33 +143,28 @@ void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float 
     (void)d;
     (void)x; /* its im2col matrices are in `saved` */
     const int K = (int)conv_k(cd), P = (int)conv_p(cd), nb = conv_chunk(cd);
-    float *dy_t = ws, *dcol = (float *)ws + (size_t)cd->k * nb * P;
+    float *dcol = ws;
     for (int n0 = 0; n0 < cd->n; n0 += nb) {
         const int cnt = LK_MIN(nb, cd->n - n0), NP = cnt * P;
         const float *col = (const float *)saved + (size_t)n0 * P * K;
-        /* [n][k][p] -> [k][n*P + p] */
-        const long rows = (long)cnt * cd->k;
-        LK_CPU_FOR(rows * P > LK_CPU_PAR_MIN, r, rows, {
-            int n = (int)(r / cd->k), k = (int)(r % cd->k);
-            memcpy(dy_t + (size_t)k * NP + (size_t)n * P, dy + ((size_t)n0 * cd->k + r) * P,
-                   (size_t)P * sizeof(float));
-        });
-        const float b = n0 == 0 ? beta : 1.0f; /* later chunks add to the first */
-        if (db)
-            for (int k = 0; k < cd->k; k++) {
-                const float *row = dy_t + (size_t)k * NP;
-                float s = 0.0f;
+        for (int n = 0; n < cnt; n++) {
+            const float *dyn = dy + (size_t)(n0 + n) * cd->k * P;
+            const float bn = n0 + n == 0 ? beta : 1.0f; /* later images add to the first */
+            if (db)
+                for (int k = 0; k < cd->k; k++) {
+                    const float *row = dyn + (size_t)k * P;
+                    float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-                for (int i = 0; i < NP; i++) s += row[i];
-                db[k] = b != 0.0f ? db[k] + s : s; /* replace: even a stale NaN goes */
-            }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cd->k, K, NP, 1.0f, dy_t, NP, col, NP,
-                    b, dw, K);
-        if (dx) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, NP, cd->k, 1.0f, w, K, dy_t, NP,
-                        0.0f, dcol, NP);
-            col2im(cd, dcol, n0, cnt, dx);
+                    for (int i = 0; i < P; i++) s += row[i];
+                    db[k] = bn != 0.0f ? db[k] + s : s; /* replace: even a stale NaN goes */
+                }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cd->k, K, P, 1.0f, dyn, P,
+                        col + (size_t)n * P, NP, bn, dw, K);
+            if (dx)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, cd->k, 1.0f, w, K, dyn, P,
+                            0.0f, dcol + (size_t)n * P, NP);
         }
+        if (dx) col2im(cd, dcol, n0, cnt, dx);
     }
 }
 
