@@ -248,7 +248,7 @@ static int cmd_info(void)
 {
     lk_device *d;
     printf("lockstep %s\n", LK_VERSION);
-    printf("ranks: 1 (this build runs one process; launch/ wraps mpirun for more)\n");
+    printf("ranks: 1 (one process)\n");
     lk_status s = lk_device_open(&d, "cpu", 0);
     if (s != LK_OK) return fail(s);
     printf("device: %s, %d threads\n", d->name, d->threads);

@@ -188,28 +188,14 @@ static lk_status load_labels(const char *path, const char *images_path, lk_datas
     return LK_OK;
 }
 
-lk_status lk_idx_load(const char *images_path, const char *labels_path, lk_dataset *out)
+/* Images, then the labels file, or all-zero labels when labels_path is NULL. */
+static lk_status idx_load(const char *images_path, const char *labels_path, lk_dataset *out)
 {
     memset(out, 0, sizeof *out);
-    if (!images_path || !labels_path) return LK_ERR(LK_ERR_ARG, "lk_idx_load: NULL path");
+    if (!images_path) return LK_ERR(LK_ERR_ARG, "lk_idx_load: NULL images path");
     lk_status s = load_images(images_path, out);
-    if (s == LK_OK) s = load_labels(labels_path, images_path, out);
-    if (s != LK_OK) {
-        lk_dataset_free(out);
-        return s;
-    }
-    snprintf(out->name, sizeof out->name, "idx");
-    snprintf(out->source, sizeof out->source, "%s", images_path);
-    out->nclasses = IDX_NCLASSES;
-    return LK_OK;
-}
-
-lk_status lk_idx_load_images(const char *images_path, lk_dataset *out)
-{
-    memset(out, 0, sizeof *out);
-    if (!images_path) return LK_ERR(LK_ERR_ARG, "lk_idx_load_images: NULL path");
-    lk_status s = load_images(images_path, out);
-    if (s == LK_OK) {
+    if (s == LK_OK && labels_path) s = load_labels(labels_path, images_path, out);
+    if (s == LK_OK && !labels_path) {
         out->y = lk_calloc((size_t)out->n, sizeof(int32_t)); /* unlabelled: all 0 */
         if (!out->y) s = LK_ERR(LK_ERR_NOMEM, "%s: cannot allocate labels", images_path);
     }
@@ -221,4 +207,18 @@ lk_status lk_idx_load_images(const char *images_path, lk_dataset *out)
     snprintf(out->source, sizeof out->source, "%s", images_path);
     out->nclasses = IDX_NCLASSES;
     return LK_OK;
+}
+
+lk_status lk_idx_load(const char *images_path, const char *labels_path, lk_dataset *out)
+{
+    if (!labels_path) {
+        memset(out, 0, sizeof *out);
+        return LK_ERR(LK_ERR_ARG, "lk_idx_load: NULL labels path");
+    }
+    return idx_load(images_path, labels_path, out);
+}
+
+lk_status lk_idx_load_images(const char *images_path, lk_dataset *out)
+{
+    return idx_load(images_path, NULL, out);
 }

@@ -77,13 +77,9 @@ static lk_status run(const char *dir, const lk_run_config *rc, const lk_dataset 
     if (C > (int)(sizeof logits / sizeof *logits))
         return LK_ERR(LK_ERR_ARG, "predict supports up to %zu classes", sizeof logits / sizeof *logits);
     top = LK_MIN(top, C);
-    lk_model *m = r->model;
-    for (int start = 0; start < d->n; start += m->max_batch) {
-        int n = LK_MIN(m->max_batch, d->n - start);
-        for (int i = 0; i < n; i++) r->idx[i] = start + i;
-        lk_replica_load_batch(r, d, r->idx, n);
+    for (int start = 0, n = 0; start < d->n; start += n) {
         lk_tensor o;
-        LK_CHECK(lk_model_forward(m, n, 0, 0, &o));
+        LK_CHECK(lk_replica_infer(r, d, start, &n, &o));
         for (int i = 0; i < n; i++) {
             lk_copy_to_host(r->dev, logits, o.data + (size_t)i * C, (size_t)C * sizeof(float));
             float mx = logits[0], sum = 0.0f;

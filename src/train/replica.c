@@ -45,6 +45,14 @@ lk_status lk_replica_open(lk_replica *r, const char *device, int threads, const 
     return LK_OK;
 }
 
+lk_status lk_replica_infer(lk_replica *r, const lk_dataset *d, int start, int *n, lk_tensor *out)
+{
+    *n = LK_MIN(r->model->max_batch, d->n - start);
+    for (int i = 0; i < *n; i++) r->idx[i] = start + i;
+    lk_replica_load_batch(r, d, r->idx, *n);
+    return lk_model_forward(r->model, *n, 0, 0, out);
+}
+
 void lk_replica_load_batch(lk_replica *r, const lk_dataset *d, const int32_t *idx, int n)
 {
     float *x = lk_model_input(r->model);

@@ -24,5 +24,8 @@ lk_status lk_replica_open(lk_replica *r, const char *device, int threads, const 
 void lk_replica_free(lk_replica *r);
 /* Copies samples idx[0..n) of d into the model input and label buffers. */
 void lk_replica_load_batch(lk_replica *r, const lk_dataset *d, const int32_t *idx, int n);
+/* Inference on samples [start, start + *n) of d, *n = min(max_batch, d->n - start):
+ * loads them in order and runs the model in eval mode; out is the output view. */
+lk_status lk_replica_infer(lk_replica *r, const lk_dataset *d, int start, int *n, lk_tensor *out);
 
 #endif

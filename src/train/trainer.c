@@ -46,12 +46,9 @@ static lk_status evaluate(lk_replica *r, const lk_dataset *d, double *loss, doub
     lk_model *m = r->model;
     double loss_sum = 0.0, correct = 0.0;
     int feats = (int)lk_shape_numel(&m->layers[m->nlayers - 1]->out);
-    for (int start = 0; start < d->n; start += m->max_batch) {
-        int n = LK_MIN(m->max_batch, d->n - start);
-        for (int i = 0; i < n; i++) r->idx[i] = start + i;
-        lk_replica_load_batch(r, d, r->idx, n);
+    for (int start = 0, n = 0; start < d->n; start += n) {
         lk_tensor out;
-        LK_CHECK(lk_model_forward(m, n, 0, 0, &out));
+        LK_CHECK(lk_replica_infer(r, d, start, &n, &out));
         lk_loss_args la = {.out = out.data, .labels = r->labels, .batch = n, .features = feats};
         LK_CHECK(lk_loss(r->dev, r->loss, &la, &r->scalars[0], NULL, 1.0f));
         LK_CHECK(lk_count_correct(r->dev, out.data, r->labels, n, feats, &r->scalars[1]));
