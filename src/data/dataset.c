@@ -146,6 +146,10 @@ void lk_dataset_gather(const lk_dataset *d, const int32_t *idx, int count, float
     for (int i = 0; i < count; i++) {
         const uint8_t *src = d->x + (size_t)idx[i] * m;
         float *dst = x + (size_t)i * m;
+        if (i + 1 < count) { /* samples are scattered: fetch the next one meanwhile */
+            const uint8_t *next = d->x + (size_t)idx[i + 1] * m;
+            for (size_t k = 0; k < m; k += 64) __builtin_prefetch(next + k);
+        }
         for (size_t k = 0; k < m; k++) dst[k] = (float)src[k] * (1.0f / 255.0f);
         if (y) y[i] = d->y[idx[i]];
     }
