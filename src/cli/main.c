@@ -7,20 +7,29 @@
 #include <string.h>
 
 #include "../core/common.h"
+#include "../comm/comm.h"
 #include "../core/device.h"
 #include "../models/zoo.h"
 #include "../train/predict.h"
 #include "../train/trainer.h"
 #include "args.h"
 
+/* The job's communicator: set once in main, so an error on any rank can stop
+ * every rank (never a hang in a collective the failed rank will not join). */
+static lk_comm *g_comm;
+
 static int fail(lk_status s)
 {
     const char *debug = getenv("LK_DEBUG");
+    char who[32] = "";
+    if (g_comm && g_comm->world > 1) snprintf(who, sizeof who, "rank %d: ", g_comm->rank);
     if (debug && *debug && *debug != '0')
-        fprintf(stderr, "lockstep: error: %s [%s]\n", lk_error_message(), lk_error_where());
+        fprintf(stderr, "lockstep: %serror: %s [%s]\n", who, lk_error_message(), lk_error_where());
     else
-        fprintf(stderr, "lockstep: error: %s\n", lk_error_message());
-    return s == LK_ERR_ARG ? 2 : 1;
+        fprintf(stderr, "lockstep: %serror: %s\n", who, lk_error_message());
+    int code = s == LK_ERR_ARG ? 2 : 1;
+    if (g_comm && g_comm->world > 1) g_comm->vt->abort(g_comm, code);
+    return code;
 }
 
 static void usage(FILE *f)
@@ -64,7 +73,11 @@ static void train_usage(FILE *f)
             "  --train-limit N       use the first N training samples only\n"
             "  --val-limit N         use the first N validation samples only\n"
             "  --progress bar|lines  console output (default: bar on a terminal)\n"
-            "  --quiet               no console output\n");
+            "  --quiet               no console output\n"
+            "  --comm auto|local|mpi how ranks talk (default auto: mpi under mpirun/srun)\n"
+            "  --accum N             micro-batches per optimizer step (communication on the last)\n"
+            "  --bucket-mb X         gradient all-reduce bucket size in MiB (default 1)\n"
+            "  --check-every N       compare replica checksums every N steps (default 100)\n");
 }
 
 enum {
@@ -72,7 +85,7 @@ enum {
     O_EPS, O_ALPHA, O_WD, O_L1, O_CLIP, O_SCHEDULE, O_WARMUP, O_STEP_SIZE, O_GAMMA, O_INIT,
     O_SEED, O_DEVICE, O_THREADS, O_SAVE, O_RESUME, O_METRICS, O_EVAL_EVERY, O_LOG_EVERY,
     O_TRAIN_LIMIT, O_VAL_LIMIT, O_PROGRESS, O_QUIET, O_HELP, O_CHECKPOINT, O_INPUT, O_TOP,
-    O_LIMIT,
+    O_LIMIT, O_COMM, O_ACCUM, O_BUCKET_MB, O_CHECK_EVERY,
 };
 
 static const struct option train_opts[] = {
@@ -92,6 +105,8 @@ static const struct option train_opts[] = {
     {"eval-every", 1, 0, O_EVAL_EVERY}, {"log-every", 1, 0, O_LOG_EVERY},
     {"train-limit", 1, 0, O_TRAIN_LIMIT}, {"val-limit", 1, 0, O_VAL_LIMIT},
     {"progress", 1, 0, O_PROGRESS},   {"quiet", 0, 0, O_QUIET},
+    {"comm", 1, 0, O_COMM},           {"accum", 1, 0, O_ACCUM},
+    {"bucket-mb", 1, 0, O_BUCKET_MB}, {"check-every", 1, 0, O_CHECK_EVERY},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -158,6 +173,15 @@ static int cmd_train(int argc, char **argv)
             else s = LK_ERR(LK_ERR_ARG, "--progress: expected bar or lines, got '%s'", optarg);
             break;
         case O_QUIET: o.quiet = 1; break;
+        case O_COMM: break; /* consumed in main */
+        case O_ACCUM: s = lk_arg_int("--accum", optarg, 1, 1 << 20, &v), o.accum = (int)v; break;
+        case O_BUCKET_MB: {
+            double mb;
+            s = lk_arg_float("--bucket-mb", optarg, 1e-6, 1e6, &mb);
+            o.bucket_mb = mb;
+            break;
+        }
+        case O_CHECK_EVERY: s = lk_arg_int("--check-every", optarg, 0, 1L << 40, &o.check_every); break;
         case O_HELP: train_usage(stdout); return 0;
         case ':': s = LK_ERR(LK_ERR_ARG, "%s needs a value", flag); break;
         default: s = LK_ERR(LK_ERR_ARG, "unknown flag '%s' for train (see lockstep train --help)", flag);
@@ -184,6 +208,7 @@ static int cmd_train(int argc, char **argv)
     if (sched == LK_SCHED_STEP && step_size == 0)
         return fail(LK_ERR(LK_ERR_ARG, "--schedule step needs --step-size N"));
 
+    o.comm = g_comm;
     lk_train_result r;
     s = lk_train(&o, &r);
     return s == LK_OK ? 0 : fail(s);
@@ -247,16 +272,33 @@ static int cmd_checkpoint(int argc, char **argv, int predict)
 static int cmd_info(void)
 {
     lk_device *d;
-    printf("lockstep %s\n", LK_VERSION);
-    printf("ranks: 1 (one process)\n");
     lk_status s = lk_device_open(&d, "cpu", 0);
     if (s != LK_OK) return fail(s);
-    printf("device: %s, %d threads\n", d->name, d->threads);
-    printf("blas: %s\n", lk_backend_cpu_blas_info());
+    lk_comm *c = g_comm;
+    if (c->rank == 0) {
+        printf("lockstep %s\n", LK_VERSION);
+        printf("communication: %s backend, %s, %d rank%s\n", c->vt->name, c->library, c->world,
+               c->world == 1 ? "" : "s");
+        printf("blas: %s\n", lk_backend_cpu_blas_info());
+        printf("models:");
+        for (int i = 0; i < lk_zoo_count(); i++) printf(" %s", lk_zoo_at(i)->name);
+        printf("\n");
+    }
+    /* one line per rank, in rank order */
+    char line[256];
+    snprintf(line, sizeof line, "rank %d/%d: host %s, local rank %d/%d, device %s, %d threads",
+             c->rank, c->world, c->host, c->local_rank, c->local_world, d->name, d->threads);
     lk_device_close(d);
-    printf("models:");
-    for (int i = 0; i < lk_zoo_count(); i++) printf(" %s", lk_zoo_at(i)->name);
-    printf("\n");
+    char *all = lk_calloc((size_t)c->world, sizeof line);
+    if (!all) return fail(LK_ERR(LK_ERR_NOMEM, "out of memory"));
+    s = lk_comm_allgather_bytes(c, line, all, sizeof line);
+    if (s != LK_OK) {
+        lk_free(all);
+        return fail(s);
+    }
+    if (c->rank == 0)
+        for (int r = 0; r < c->world; r++) printf("%s\n", all + (size_t)r * sizeof line);
+    lk_free(all);
     return 0;
 }
 
@@ -275,11 +317,31 @@ int main(int argc, char **argv)
         printf("lockstep %s\n", LK_VERSION);
         return 0;
     }
-    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
-    if (!strcmp(cmd, "eval")) return cmd_checkpoint(argc - 1, argv + 1, 0);
-    if (!strcmp(cmd, "predict")) return cmd_checkpoint(argc - 1, argv + 1, 1);
-    if (!strcmp(cmd, "info")) return cmd_info();
-    fprintf(stderr, "lockstep: error: unknown command '%s'\n", cmd);
-    usage(stderr);
-    return 2;
+    int known = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "predict") ||
+                !strcmp(cmd, "info");
+    if (!known) {
+        fprintf(stderr, "lockstep: error: unknown command '%s'\n", cmd);
+        usage(stderr);
+        return 2;
+    }
+    /* --comm is read before anything else: every rank must join before one can fail */
+    const char *backend = "auto";
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--comm") && i + 1 < argc) backend = argv[i + 1];
+        else if (!strncmp(argv[i], "--comm=", 7)) backend = argv[i] + 7;
+    }
+    if (strcmp(cmd, "train") && strcmp(cmd, "info")) backend = "local"; /* eval, predict: one process */
+    lk_status s = lk_comm_open(&g_comm, backend, &argc, &argv);
+    if (s != LK_OK) return fail(s);
+    int rc;
+    if (!strcmp(cmd, "train"))
+        rc = cmd_train(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "eval"))
+        rc = cmd_checkpoint(argc - 1, argv + 1, 0);
+    else if (!strcmp(cmd, "predict"))
+        rc = cmd_checkpoint(argc - 1, argv + 1, 1);
+    else
+        rc = cmd_info();
+    lk_comm_close(g_comm);
+    return rc;
 }

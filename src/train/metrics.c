@@ -47,7 +47,8 @@ lk_status lk_metrics_step(lk_metrics *m, const lk_step_record *r)
     num(m->f, "lr", r->lr, 0);
     num(m->f, "samples_per_s", r->samples_per_s, 0);
     num(m->f, "step_ms", r->step_ms, 0);
-    num(m->f, "comm_ms", r->comm_ms, 1);
+    num(m->f, "comm_ms", r->comm_ms, 0);
+    num(m->f, "comm_hidden", r->hidden_share, 1);
     return finish(m);
 }
 

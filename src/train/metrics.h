@@ -18,6 +18,7 @@ typedef struct {
     long step;
     int epoch;
     double loss, lr, samples_per_s, step_ms, comm_ms;
+    double hidden_share; /* share of communication overlapped with backward */
 } lk_step_record;
 lk_status lk_metrics_step(lk_metrics *m, const lk_step_record *r);
 lk_status lk_metrics_eval(lk_metrics *m, long step, int epoch, double val_loss, double val_acc);

@@ -6,12 +6,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "../comm/bucket.h"
 #include "../core/checkpoint.h"
 #include "../core/ops.h"
 #include "../data/dataset.h"
 #include "../models/zoo.h"
 #include "ckptdir.h"
+#include "dist.h"
 #include "metrics.h"
 #include "replica.h"
 
@@ -28,6 +31,9 @@ lk_train_opts lk_train_defaults(void)
     o.device = "auto";
     o.log_every = 50;
     o.progress = -1;
+    o.accum = 1;
+    o.bucket_mb = 1.0;
+    o.check_every = 100;
     return o;
 }
 
@@ -40,25 +46,34 @@ static lk_status check_labels(const lk_model *m, const lk_dataset *d)
     return LK_OK;
 }
 
-/* Mean loss and accuracy over the whole of d, in eval mode. */
-static lk_status evaluate(lk_replica *r, const lk_dataset *d, double *loss, double *acc)
+/* Mean loss and accuracy over the whole of d, in eval mode: each rank evaluates
+ * its own contiguous shard and the sums are added up over the ranks. */
+static lk_status evaluate(lk_replica *r, lk_comm *c, const lk_dataset *d, double *loss, double *acc)
 {
     lk_model *m = r->model;
-    double loss_sum = 0.0, correct = 0.0;
+    double sums[3] = {0.0, 0.0, 0.0}; /* loss * n, correct, n */
     int feats = (int)lk_shape_numel(&m->layers[m->nlayers - 1]->out);
-    for (int start = 0, n = 0; start < d->n; start += n) {
+    lk_dataset shard = *d; /* a view: samples [lo, hi) of d */
+    int lo = (int)((long)d->n * c->rank / c->world), hi = (int)((long)d->n * (c->rank + 1) / c->world);
+    size_t numel = lk_dataset_sample_numel(d);
+    shard.x = d->x + (size_t)lo * numel;
+    shard.y = d->y + lo;
+    shard.n = hi - lo;
+    for (int start = 0, n = 0; start < shard.n; start += n) {
         lk_tensor out;
-        LK_CHECK(lk_replica_infer(r, d, start, &n, &out));
+        LK_CHECK(lk_replica_infer(r, &shard, start, &n, &out));
         lk_loss_args la = {.out = out.data, .labels = r->labels, .batch = n, .features = feats};
         LK_CHECK(lk_loss(r->dev, r->loss, &la, &r->scalars[0], NULL, 1.0f));
         LK_CHECK(lk_count_correct(r->dev, out.data, r->labels, n, feats, &r->scalars[1]));
-        float s[2];
-        lk_copy_to_host(r->dev, s, r->scalars, sizeof s);
-        loss_sum += (double)s[0] * n;
-        correct += s[1];
+        float v[2];
+        lk_copy_to_host(r->dev, v, r->scalars, sizeof v);
+        sums[0] += (double)v[0] * n;
+        sums[1] += v[1];
+        sums[2] += n;
     }
-    *loss = loss_sum / d->n;
-    *acc = correct / d->n;
+    LK_CHECK(lk_comm_allreduce_f64(c, sums, 3, LK_REDUCE_SUM));
+    *loss = sums[0] / sums[2];
+    *acc = sums[1] / sums[2];
     return LK_OK;
 }
 
@@ -83,7 +98,7 @@ static void fill_run_config(lk_run_config *rc, const lk_train_opts *o, const lk_
     rc->step = opt->step;
     rc->seed = o->seed;
     rc->batch = o->batch;
-    rc->world = 1;
+    rc->world = o->comm ? o->comm->world : 1;
     rc->optim = opt->cfg;
 }
 
@@ -94,6 +109,11 @@ typedef struct {
     lk_sampler sampler;
     lk_metrics metrics;
     double *step_ms;
+    lk_comm *comm, *own_comm;
+    lk_buckets *buckets;
+    float *host_params; /* host copy of the parameters (broadcast, replica checks) */
+    long total, step;   /* optimizer steps: the run's and the current one */
+    int epoch, epochs, steps_per_epoch;
 } run_state;
 
 static void run_free(run_state *s)
@@ -105,6 +125,9 @@ static void run_free(run_state *s)
     lk_sampler_free(&s->sampler);
     lk_metrics_close(&s->metrics);
     lk_free(s->step_ms);
+    lk_buckets_destroy(s->buckets);
+    lk_free(s->host_params);
+    lk_comm_close(s->own_comm);
 }
 
 static lk_status open_data(const lk_train_opts *o, run_state *s)
@@ -137,98 +160,189 @@ static lk_status resume(const lk_train_opts *o, run_state *s, int *epoch, long *
     return LK_OK;
 }
 
+/* Everything that must agree across ranks, fingerprinted for lk_agree_check. */
+static lk_status agree(const lk_train_opts *o, run_state *s)
+{
+    lk_agreement a = {0};
+    lk_agree_add_str(&a, "--model", o->model);
+    lk_agree_add_model(&a, s->r.model);
+    lk_agree_add_str(&a, "--data", o->data);
+    lk_agree_add(&a, "training samples", &s->train.n, sizeof s->train.n);
+    lk_agree_add(&a, "validation samples", &s->val.n, sizeof s->val.n);
+    lk_agree_add(&a, "--batch", &o->batch, sizeof o->batch);
+    lk_agree_add(&a, "--accum", &o->accum, sizeof o->accum);
+    lk_agree_add(&a, "--epochs/--steps", &s->total, sizeof s->total);
+    lk_agree_add(&a, "--seed", &o->seed, sizeof o->seed);
+    lk_agree_add(&a, "--init", &o->init, sizeof o->init);
+    lk_agree_add(&a, "--bucket-mb", &o->bucket_mb, sizeof o->bucket_mb);
+    const lk_optim_config *c = &s->opt->cfg;
+    lk_agree_add(&a, "--optim", &c->kind, sizeof c->kind);
+    float hyper[] = {c->lr, c->momentum, c->beta1, c->beta2, c->eps, c->alpha, c->weight_decay,
+                     c->l1, c->clip_norm, c->gamma};
+    lk_agree_add(&a, "optimizer hyperparameters", hyper, sizeof hyper);
+    long sched[] = {c->schedule, c->warmup, c->total_steps, c->step_size};
+    lk_agree_add(&a, "--schedule/--warmup/--step-size", sched, sizeof sched);
+    lk_agree_add(&a, "optimizer step (--resume)", &s->opt->step, sizeof s->opt->step);
+    return lk_agree_check(s->comm, &a);
+}
+
+static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
+{
+    s->comm = o->comm;
+    if (!s->comm) {
+        LK_CHECK(lk_comm_open(&s->own_comm, "local", NULL, NULL));
+        s->comm = s->own_comm;
+    }
+    const int rank = s->comm->rank, world = s->comm->world;
+    lk_progress_init(prog, o->progress, o->quiet || rank != 0);
+    LK_CHECK(open_data(o, s));
+    int threads = o->threads;
+    if (threads <= 0 && s->comm->local_world > 1) { /* share this host's cores */
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = (int)LK_MAX(1, cores / s->comm->local_world);
+    }
+    LK_CHECK(lk_replica_open(&s->r, o->device, threads, o->model, &s->train.sample,
+                             s->train.nclasses, o->batch, o->init, o->seed));
+    lk_model *m = s->r.model;
+    LK_CHECK(check_labels(m, &s->train));
+    LK_CHECK(lk_sampler_init(&s->sampler, s->train.n, o->batch, rank, world, o->seed, 1));
+    if (s->sampler.steps < 1)
+        return LK_ERR(LK_ERR_ARG, "--batch %d x %d ranks: no step fits in %d training samples",
+                      o->batch, world, s->train.n);
+    s->steps_per_epoch = (s->sampler.steps + o->accum - 1) / o->accum;
+    s->total = o->steps > 0 ? o->steps : (long)o->epochs * s->steps_per_epoch;
+    s->epochs = (int)((s->total + s->steps_per_epoch - 1) / s->steps_per_epoch);
+    lk_optim_config oc = o->optim;
+    oc.total_steps = s->total;
+    LK_CHECK(lk_optim_create(&s->opt, s->r.dev, &oc, m->nparams));
+    if (o->resume_dir) LK_CHECK(resume(o, s, &s->epoch, &s->step));
+    LK_CHECK(agree(o, s));
+    s->host_params = lk_malloc(m->nparams * sizeof(float));
+    if (!s->host_params) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a host copy of the parameters");
+    LK_CHECK(lk_dist_broadcast_params(s->comm, m, s->host_params));
+    if (world > 1) {
+        LK_CHECK(lk_buckets_create(&s->buckets, s->comm, m, (size_t)(o->bucket_mb * 1048576.0)));
+        /* optimizer state (--resume) must match too: rank 0's is the reference */
+        size_t n = m->nparams * sizeof(float);
+        if (s->opt->s1) LK_CHECK(lk_comm_broadcast(s->comm, s->opt->s1, n, 0));
+        if (s->opt->s2) LK_CHECK(lk_comm_broadcast(s->comm, s->opt->s2, n, 0));
+    }
+    if (rank == 0) LK_CHECK(lk_metrics_open(&s->metrics, o->metrics_path));
+    s->step_ms = lk_malloc((size_t)LK_MAX(s->total, 1) * sizeof(double));
+    if (!s->step_ms) return LK_ERR(LK_ERR_NOMEM, "cannot allocate step timers");
+
+    char desc[4096];
+    lk_model_describe(m, desc, sizeof desc);
+    lk_progress_line(prog,
+                     "model %s on %d rank%s x %s (%d thread%s), batch %d x %d ranks x %d accum, "
+                     "%d training / %d validation samples\n%s",
+                     o->model, world, world == 1 ? "" : "s", s->r.dev->name, s->r.dev->threads,
+                     s->r.dev->threads == 1 ? "" : "s", o->batch, world, o->accum, s->train.n,
+                     s->val.n, desc);
+    if (s->buckets)
+        lk_progress_line(prog, "gradient all-reduce: %s, %d bucket%s of <= %.2f MB", s->comm->library,
+                         s->buckets->n, s->buckets->n == 1 ? "" : "s", o->bucket_mb);
+    if (o->resume_dir)
+        lk_progress_line(prog, "resumed from %s at epoch %d, step %ld", o->resume_dir, s->epoch,
+                         s->step);
+    return LK_OK;
+}
+
+/* One optimizer step: `accum` micro-batches starting at sampler step `first`, the
+ * gradients of the last one all-reduced bucket by bucket during its backward.
+ * Each micro-batch's loss is scaled so that the summed gradient is the mean over
+ * every sample of the step, whatever the (tail) batch sizes per rank. */
+static lk_status train_step(run_state *s, int first, int count, double *samples)
+{
+    lk_model *m = s->r.model;
+    const int world = s->comm->world;
+    double group = 0.0;
+    for (int i = 0; i < count; i++) group += lk_sampler_global_count(&s->sampler, first + i);
+    for (int i = 0; i < count; i++) {
+        int n = lk_sampler_batch(&s->sampler, first + i, s->r.idx);
+        lk_replica_load_batch(&s->r, &s->train, s->r.idx, n);
+        lk_tensor out;
+        LK_CHECK(lk_model_forward(m, n, 1, s->step, &out));
+        lk_loss_args la = {.out = out.data, .labels = s->r.labels, .batch = n,
+                           .features = s->train.nclasses};
+        float scale = (float)(n * world / group);
+        LK_CHECK(lk_loss(s->r.dev, s->r.loss, &la, &s->r.scalars[0], m->dout, scale));
+        LK_CHECK(lk_axpy(s->r.dev, (float)n, &s->r.scalars[0], &s->r.scalars[2], 1));
+        int last = i + 1 == count;
+        if (s->buckets) lk_buckets_begin(s->buckets, last);
+        LK_CHECK(lk_model_backward_ex(m, n, s->step, i == 0 ? LK_GRADS_REPLACE : LK_GRADS_ADD));
+        *samples += n;
+    }
+    if (s->buckets) LK_CHECK(lk_buckets_finish(s->buckets));
+    LK_CHECK(lk_optim_step(s->opt, m->params, m->grads, 1.0f / (float)world));
+    s->step++;
+    return LK_OK;
+}
+
 static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result *res)
 {
     double t_start = lk_now();
-    LK_CHECK(open_data(o, s));
-    LK_CHECK(lk_replica_open(&s->r, o->device, o->threads, o->model, &s->train.sample,
-                          s->train.nclasses, o->batch, o->init, o->seed));
-    lk_model *m = s->r.model;
-    LK_CHECK(check_labels(m, &s->train));
-    LK_CHECK(lk_sampler_init(&s->sampler, s->train.n, o->batch, 0, 1, o->seed, 1));
-    if (s->sampler.steps < 1)
-        return LK_ERR(LK_ERR_ARG, "--batch %d: no full step fits in %d training samples", o->batch,
-                      s->train.n);
-
-    long total = o->steps > 0 ? o->steps : (long)o->epochs * s->sampler.steps;
-    int epochs = (int)((total + s->sampler.steps - 1) / s->sampler.steps);
-    lk_optim_config oc = o->optim;
-    oc.total_steps = total;
-    LK_CHECK(lk_optim_create(&s->opt, s->r.dev, &oc, m->nparams));
-    int epoch0 = 0;
-    long step = 0;
-    if (o->resume_dir) LK_CHECK(resume(o, s, &epoch0, &step));
-    LK_CHECK(lk_metrics_open(&s->metrics, o->metrics_path));
-    s->step_ms = lk_malloc((size_t)LK_MAX(total, 1) * sizeof(double));
-    if (!s->step_ms) return LK_ERR(LK_ERR_NOMEM, "cannot allocate step timers");
-
     lk_progress prog;
-    lk_progress_init(&prog, o->progress, o->quiet);
-    char desc[4096];
-    lk_model_describe(m, desc, sizeof desc);
-    lk_progress_line(&prog, "model %s on %s (%d thread%s), %d training / %d validation samples\n%s",
-                     o->model, s->r.dev->name, s->r.dev->threads, s->r.dev->threads == 1 ? "" : "s",
-                     s->train.n, s->val.n, desc);
-    if (o->resume_dir)
-        lk_progress_line(&prog, "resumed from %s at epoch %d, step %ld", o->resume_dir, epoch0, step);
-
-    const int feats = s->train.nclasses;
-    const long first_step = step;
+    LK_CHECK(setup(o, s, &prog));
+    lk_comm *c = s->comm;
+    const long first_step = s->step;
     double val_loss = NAN, val_acc = NAN;
-    int epoch = epoch0;
     long timed = 0;
-    while (step < total) {
-        lk_sampler_set_epoch(&s->sampler, epoch);
-        double log_t0 = lk_now(), log_samples = 0;
+    while (s->step < s->total) {
+        lk_sampler_set_epoch(&s->sampler, s->epoch);
+        double log_t0 = lk_now(), log_comm = 0.0, log_hidden = 0.0;
+        double log_local = 0.0; /* samples of this rank */
         long log_n = 0;
         lk_zero(s->r.dev, &s->r.scalars[2], sizeof(float));
-        for (int i = 0; i < s->sampler.steps && step < total; i++) {
+        for (int i = 0; i < s->sampler.steps && s->step < s->total; i += o->accum) {
             double t0 = lk_now();
-            int n = lk_sampler_batch(&s->sampler, i, s->r.idx);
-            lk_replica_load_batch(&s->r, &s->train, s->r.idx, n);
-            lk_tensor out;
-            LK_CHECK(lk_model_forward(m, n, 1, step, &out));
-            lk_loss_args la = {.out = out.data, .labels = s->r.labels, .batch = n, .features = feats};
-            LK_CHECK(lk_loss(s->r.dev, s->r.loss, &la, &s->r.scalars[0], m->dout, 1.0f));
-            LK_CHECK(lk_axpy(s->r.dev, 1.0f, &s->r.scalars[0], &s->r.scalars[2], 1));
-            LK_CHECK(lk_model_backward_ex(m, n, step, LK_GRADS_REPLACE));
-            LK_CHECK(lk_optim_step(s->opt, m->params, m->grads, 1.0f));
-            step++;
+            int count = LK_MIN(o->accum, s->sampler.steps - i);
+            LK_CHECK(train_step(s, i, count, &log_local));
             s->step_ms[timed++] = (lk_now() - t0) * 1e3;
-            log_samples += n;
+            if (s->buckets) {
+                log_comm += s->buckets->comm_ms;
+                log_hidden += lk_buckets_hidden_share(s->buckets);
+            }
             log_n++;
-            int last = i + 1 == s->sampler.steps || step == total;
+            int last = i + o->accum >= s->sampler.steps || s->step == s->total;
+            if (o->check_every > 0 && s->step % o->check_every == 0)
+                LK_CHECK(lk_dist_check_replicas(c, s->r.model, s->step, s->host_params));
             if (log_n == o->log_every || last) {
-                double loss = lk_read_scalar(s->r.dev, &s->r.scalars[2]) / (double)log_n;
+                /* mean loss over every sample of every rank since the last line */
+                double red[2] = {lk_read_scalar(s->r.dev, &s->r.scalars[2]), log_local};
+                LK_CHECK(lk_comm_allreduce_f64(c, red, 2, LK_REDUCE_SUM));
+                double loss = red[0] / red[1];
                 if (!isfinite(loss))
                     return LK_ERR(LK_ERR_STATE, "training loss is %g at step %ld (diverged: lower --lr?)",
-                                  loss, step);
+                                  loss, s->step);
                 double dt = lk_now() - log_t0;
-                lk_step_record rec = {step, epoch + 1, loss, s->opt->last_lr, log_samples / dt,
-                                      dt * 1e3 / (double)log_n, 0.0};
+                lk_step_record rec = {s->step, s->epoch + 1, loss, s->opt->last_lr, red[1] / dt,
+                                      dt * 1e3 / (double)log_n, log_comm / (double)log_n,
+                                      log_hidden / (double)log_n};
                 LK_CHECK(lk_metrics_step(&s->metrics, &rec));
-                lk_progress_step(&prog, epoch + 1, epochs, i + 1, s->sampler.steps, loss,
-                                 rec.samples_per_s, 1);
+                lk_progress_step(&prog, s->epoch + 1, s->epochs, i / o->accum + 1,
+                                 s->steps_per_epoch, loss, rec.samples_per_s, 1);
                 lk_zero(s->r.dev, &s->r.scalars[2], sizeof(float));
                 log_t0 = lk_now();
-                log_samples = 0;
+                log_local = log_comm = log_hidden = 0.0;
                 log_n = 0;
             }
-            if ((o->eval_every > 0 && step % o->eval_every == 0) || last) {
-                LK_CHECK(evaluate(&s->r, &s->val, &val_loss, &val_acc));
-                LK_CHECK(lk_metrics_eval(&s->metrics, step, epoch + 1, val_loss, val_acc));
-                lk_progress_line(&prog, "epoch %d step %ld: val_loss %.4f val_acc %.4f", epoch + 1,
-                                 step, val_loss, val_acc);
+            if ((o->eval_every > 0 && s->step % o->eval_every == 0) || last) {
+                LK_CHECK(evaluate(&s->r, c, &s->val, &val_loss, &val_acc));
+                LK_CHECK(lk_metrics_eval(&s->metrics, s->step, s->epoch + 1, val_loss, val_acc));
+                lk_progress_line(&prog, "epoch %d step %ld: val_loss %.4f val_acc %.4f",
+                                 s->epoch + 1, s->step, val_loss, val_acc);
                 log_t0 = lk_now(); /* keep evaluation out of the throughput */
             }
         }
-        epoch++;
-        if (o->save_dir) {
+        s->epoch++;
+        if (o->save_dir && c->rank == 0) {
             lk_run_config rc;
-            fill_run_config(&rc, o, &s->train, s->opt, epoch);
-            LK_CHECK(lk_ckptdir_save(o->save_dir, &rc, m, s->opt));
+            fill_run_config(&rc, o, &s->train, s->opt, s->epoch);
+            LK_CHECK(lk_ckptdir_save(o->save_dir, &rc, s->r.model, s->opt));
         }
     }
+    LK_CHECK(lk_dist_check_replicas(c, s->r.model, s->step, s->host_params));
 
     /* throughput over the steps after warm-up (the first 10%, at most 20 steps) */
     long warm = LK_MIN(20, timed / 10);
@@ -236,14 +350,15 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
     for (long i = warm; i < timed; i++) sum += s->step_ms[i];
     long nt = timed - warm;
     qsort(s->step_ms + warm, (size_t)nt, sizeof(double), cmp_double);
+    const double per_step = (double)o->batch * o->accum * c->world;
     res->step_ms_median = nt > 0 ? s->step_ms[warm + nt / 2] : NAN;
-    res->samples_per_s = nt > 0 && sum > 0 ? (double)o->batch * nt / (sum * 1e-3) : NAN;
+    res->samples_per_s = nt > 0 && sum > 0 ? per_step * nt / (sum * 1e-3) : NAN;
     res->val_loss = val_loss;
     res->val_acc = val_acc;
-    res->steps = step - first_step;
+    res->steps = s->step - first_step;
     lk_summary_record sr = {res->samples_per_s, res->step_ms_median, val_loss, val_acc,
-                            lk_now() - t_start, step, warm, epochs, 1, o->batch, s->r.dev->name,
-                            o->model};
+                            lk_now() - t_start, s->step, warm, s->epochs, c->world, o->batch,
+                            s->r.dev->name, o->model};
     LK_CHECK(lk_metrics_summary(&s->metrics, &sr));
     lk_progress_line(&prog, "done: %ld steps, %.0f samples/s (median step %.3f ms), val_acc %.4f",
                      res->steps, res->samples_per_s, res->step_ms_median, val_acc);
@@ -259,6 +374,8 @@ lk_status lk_train(const lk_train_opts *o, lk_train_result *res)
     if (o->steps <= 0 && o->epochs < 1)
         return LK_ERR(LK_ERR_ARG, "--epochs must be at least 1 (got %d)", o->epochs);
     if (o->log_every < 1) return LK_ERR(LK_ERR_ARG, "--log-every must be at least 1");
+    if (o->accum < 1) return LK_ERR(LK_ERR_ARG, "--accum must be at least 1 (got %d)", o->accum);
+    if (!(o->bucket_mb > 0)) return LK_ERR(LK_ERR_ARG, "--bucket-mb must be positive");
     if (!lk_zoo_find(o->model)) return lk_zoo_build(o->model, NULL, 0); /* names the known ones */
     lk_status st = train_run(o, &s, res);
     run_free(&s);
@@ -291,7 +408,9 @@ lk_status lk_eval_checkpoint(const char *dir, const char *data_spec, const char 
     if (st == LK_OK)
         st = lk_checkpoint_load_weights(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path),
                                         r.model);
-    if (st == LK_OK) st = evaluate(&r, &d, &res->loss, &res->acc);
+    lk_comm local;
+    if (st == LK_OK) st = lk_comm_local_open(&local);
+    if (st == LK_OK) st = evaluate(&r, &local, &d, &res->loss, &res->acc);
     res->n = d.n;
     lk_replica_free(&r);
     lk_dataset_free(&d);

@@ -3,6 +3,7 @@
 #ifndef LK_TRAINER_H
 #define LK_TRAINER_H
 
+#include "../comm/comm.h"
 #include "../core/layer.h"
 #include "../core/optim.h"
 
@@ -26,6 +27,10 @@ typedef struct {
     int val_limit;            /* use only the first N validation samples (0: all) */
     int progress;             /* -1 auto (bar on a terminal), 0 plain lines, 1 bar */
     int quiet;
+    lk_comm *comm;            /* the ranks (NULL: a world of one) */
+    int accum;                /* micro-batches per optimizer step */
+    double bucket_mb;         /* gradient bucket size */
+    long check_every;         /* compare replica checksums every N steps (0: at the end only) */
 } lk_train_opts;
 
 /* Defaults: cnn, fashion-mnist, 1 epoch, batch 64, momentum lr 0.01 ... */

@@ -1,0 +1,117 @@
+/* comm.c - choosing a backend, and the checked wrappers. */
+#include "comm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int lk_comm_launched(void)
+{
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK",
+                                       "SLURM_STEP_NUM_TASKS", "MPI_LOCALNRANKS"};
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
+        if (getenv(vars[i])) return 1;
+    return 0;
+}
+
+lk_status lk_comm_open(lk_comm **out, const char *backend, int *argc, char ***argv)
+{
+    *out = NULL;
+    if (!backend || !strcmp(backend, "auto")) backend = lk_comm_launched() ? "mpi" : "local";
+    lk_comm *c = lk_calloc(1, sizeof *c);
+    if (!c) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a communicator");
+    lk_status s;
+    if (!strcmp(backend, "local"))
+        s = lk_comm_local_open(c);
+    else if (!strcmp(backend, "mpi"))
+        s = lk_comm_mpi_open(c, argc, argv);
+    else
+        s = LK_ERR(LK_ERR_ARG, "unknown --comm '%s' (expected auto, local or mpi)", backend);
+    if (s != LK_OK) {
+        lk_free(c);
+        return s;
+    }
+    *out = c;
+    return LK_OK;
+}
+
+void lk_comm_close(lk_comm *c)
+{
+    if (!c) return;
+    c->vt->close(c);
+    lk_free(c);
+}
+
+static lk_status check_slot(const lk_comm *c, int slot)
+{
+    if (slot < 0 || slot >= LK_COMM_MAX_SLOTS)
+        return LK_ERR(LK_ERR_ARG, "rank %d: request slot %d outside 0..%d", c->rank, slot,
+                      LK_COMM_MAX_SLOTS - 1);
+    return LK_OK;
+}
+
+lk_status lk_comm_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op op, int slot)
+{
+    LK_CHECK(check_slot(c, slot));
+    if (n && !buf) return LK_ERR(LK_ERR_ARG, "allreduce: null buffer");
+    return c->vt->allreduce_start(c, buf, n, op, slot);
+}
+
+lk_status lk_comm_wait(lk_comm *c, int slot)
+{
+    LK_CHECK(check_slot(c, slot));
+    return c->vt->wait(c, slot);
+}
+
+lk_status lk_comm_test(lk_comm *c, int slot, int *done)
+{
+    LK_CHECK(check_slot(c, slot));
+    return c->vt->test(c, slot, done);
+}
+
+lk_status lk_comm_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op)
+{
+    LK_CHECK(lk_comm_allreduce_start(c, buf, n, op, LK_COMM_MAX_SLOTS - 1));
+    return lk_comm_wait(c, LK_COMM_MAX_SLOTS - 1);
+}
+
+lk_status lk_comm_allreduce_f64(lk_comm *c, double *buf, int n, lk_reduce_op op)
+{
+    if (n < 0 || (n && !buf)) return LK_ERR(LK_ERR_ARG, "allreduce_f64: bad arguments");
+    return c->vt->allreduce_f64(c, buf, n, op);
+}
+
+lk_status lk_comm_broadcast(lk_comm *c, void *buf, size_t bytes, int root)
+{
+    if (root < 0 || root >= c->world)
+        return LK_ERR(LK_ERR_ARG, "broadcast: root %d outside 0..%d", root, c->world - 1);
+    if (bytes && !buf) return LK_ERR(LK_ERR_ARG, "broadcast: null buffer");
+    return c->vt->broadcast(c, buf, bytes, root);
+}
+
+static lk_status check_counts(const lk_comm *c, const char *op, const int *counts)
+{
+    if (!counts) return LK_ERR(LK_ERR_ARG, "%s: counts missing", op);
+    for (int r = 0; r < c->world; r++)
+        if (counts[r] < 0) return LK_ERR(LK_ERR_ARG, "%s: count of rank %d is negative", op, r);
+    return LK_OK;
+}
+
+lk_status lk_comm_reduce_scatter(lk_comm *c, const float *send, float *recv, const int *counts,
+                                 lk_reduce_op op)
+{
+    LK_CHECK(check_counts(c, "reduce_scatter", counts));
+    return c->vt->reduce_scatter(c, send, recv, counts, op);
+}
+
+lk_status lk_comm_allgather(lk_comm *c, const float *send, float *recv, const int *counts)
+{
+    LK_CHECK(check_counts(c, "allgather", counts));
+    return c->vt->allgather(c, send, recv, counts);
+}
+
+lk_status lk_comm_allgather_bytes(lk_comm *c, const void *send, void *recv, size_t bytes)
+{
+    return c->vt->allgather_bytes(c, send, recv, bytes);
+}
+
+lk_status lk_comm_barrier(lk_comm *c) { return c->vt->barrier(c); }

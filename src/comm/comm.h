@@ -1,0 +1,75 @@
+/* comm.h - everything between ranks: the lk_comm vtable and its backends.
+ *
+ * Backends: "local" (a world of one process, no MPI) and "mpi" (host buffers).
+ * "auto" picks "mpi" when the process was started by mpirun/srun, else "local".
+ * Collectives on float buffers; every call reports failures as lk_status with a
+ * message naming the operation and the rank. Asynchronous all-reduces use fixed
+ * request slots (0 .. LK_COMM_MAX_SLOTS-1) so nothing is allocated per step. */
+#ifndef LK_COMM_H
+#define LK_COMM_H
+
+#include "../core/common.h"
+
+#define LK_COMM_MAX_SLOTS 256
+
+typedef enum { LK_REDUCE_SUM = 0, LK_REDUCE_AVG, LK_REDUCE_MAX, LK_REDUCE_MIN } lk_reduce_op;
+
+typedef struct lk_comm lk_comm;
+
+typedef struct {
+    const char *name;
+    /* in-place all-reduce of n floats, started now, finished by wait(slot) */
+    lk_status (*allreduce_start)(lk_comm *c, float *buf, size_t n, lk_reduce_op op, int slot);
+    /* drives the request on (MPI progress); *done = 1 once it completed */
+    lk_status (*test)(lk_comm *c, int slot, int *done);
+    lk_status (*wait)(lk_comm *c, int slot);
+    /* blocking collectives */
+    lk_status (*allreduce_f64)(lk_comm *c, double *buf, int n, lk_reduce_op op);
+    lk_status (*broadcast)(lk_comm *c, void *buf, size_t bytes, int root);
+    /* recv (counts[rank] floats) = reduction over ranks of send's slice of this rank,
+     * slices laid out back to back in rank order; counts may differ and be 0 */
+    lk_status (*reduce_scatter)(lk_comm *c, const float *send, float *recv, const int *counts,
+                                lk_reduce_op op);
+    /* recv = every rank's send (counts[r] floats from rank r) back to back */
+    lk_status (*allgather)(lk_comm *c, const float *send, float *recv, const int *counts);
+    /* recv = world blocks of `bytes` bytes, block r from rank r */
+    lk_status (*allgather_bytes)(lk_comm *c, const void *send, void *recv, size_t bytes);
+    lk_status (*barrier)(lk_comm *c);
+    /* ends every rank of the job now (after a fatal error on this one) */
+    void (*abort)(lk_comm *c, int code);
+    void (*close)(lk_comm *c);
+} lk_comm_vt;
+
+struct lk_comm {
+    const lk_comm_vt *vt;
+    int rank, world;
+    int local_rank, local_world; /* ranks on this host */
+    char host[64];
+    char library[128];           /* e.g. "Open MPI v4.1.4" */
+    void *impl;
+};
+
+/* Opens a backend by name ("auto", "local", "mpi"); argc/argv may be NULL. */
+lk_status lk_comm_open(lk_comm **out, const char *backend, int *argc, char ***argv);
+/* Finalises (MPI_Finalize) and frees. */
+void lk_comm_close(lk_comm *c);
+/* 1 when this process was started by a parallel launcher (mpirun, srun). */
+int lk_comm_launched(void);
+
+lk_status lk_comm_local_open(lk_comm *c);
+lk_status lk_comm_mpi_open(lk_comm *c, int *argc, char ***argv);
+
+/* Convenience wrappers with argument checks. */
+lk_status lk_comm_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op);
+lk_status lk_comm_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op op, int slot);
+lk_status lk_comm_wait(lk_comm *c, int slot);
+lk_status lk_comm_test(lk_comm *c, int slot, int *done);
+lk_status lk_comm_allreduce_f64(lk_comm *c, double *buf, int n, lk_reduce_op op);
+lk_status lk_comm_broadcast(lk_comm *c, void *buf, size_t bytes, int root);
+lk_status lk_comm_reduce_scatter(lk_comm *c, const float *send, float *recv, const int *counts,
+                                 lk_reduce_op op);
+lk_status lk_comm_allgather(lk_comm *c, const float *send, float *recv, const int *counts);
+lk_status lk_comm_allgather_bytes(lk_comm *c, const void *send, void *recv, size_t bytes);
+lk_status lk_comm_barrier(lk_comm *c);
+
+#endif

@@ -1,0 +1,233 @@
+/* comm_mpi.c - the MPI backend (host buffers). Errors come back as codes
+ * (MPI_ERRORS_RETURN) and are turned into messages naming the call and the rank. */
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "comm.h"
+
+typedef struct {
+    MPI_Comm world, node;
+    int initialised_here;
+    MPI_Request req[LK_COMM_MAX_SLOTS];
+    float *avg_buf[LK_COMM_MAX_SLOTS]; /* AVG: scaled by 1/world when the sum arrives */
+    size_t avg_n[LK_COMM_MAX_SLOTS];
+    int *displs;                       /* world entries, for the v-collectives */
+    int *counts_int;
+} mpi_impl;
+
+static lk_status mpi_fail(const lk_comm *c, const char *call, int rc)
+{
+    char msg[MPI_MAX_ERROR_STRING] = "";
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    return LK_ERR(LK_ERR_COMM, "rank %d: %s failed: %s", c->rank, call, msg);
+}
+#define MPI_TRY(c, call)                                  \
+    do {                                                  \
+        int rc_ = (call);                                 \
+        if (rc_ != MPI_SUCCESS) return mpi_fail(c, #call, rc_); \
+    } while (0)
+
+static MPI_Op mpi_op(lk_reduce_op op)
+{
+    switch (op) {
+    case LK_REDUCE_MAX: return MPI_MAX;
+    case LK_REDUCE_MIN: return MPI_MIN;
+    case LK_REDUCE_SUM:
+    case LK_REDUCE_AVG: break;
+    }
+    return MPI_SUM;
+}
+
+static void finish_avg(lk_comm *c, mpi_impl *m, int slot)
+{
+    float *b = m->avg_buf[slot];
+    if (!b) return;
+    const float s = 1.0f / (float)c->world;
+    for (size_t i = 0; i < m->avg_n[slot]; i++) b[i] *= s;
+    m->avg_buf[slot] = NULL;
+}
+
+static lk_status mpi_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op op, int slot)
+{
+    mpi_impl *m = c->impl;
+    if (m->req[slot] != MPI_REQUEST_NULL)
+        return LK_ERR(LK_ERR_STATE, "rank %d: request slot %d is still in flight", c->rank, slot);
+    if (n > INT_MAX)
+        return LK_ERR(LK_ERR_ARG, "rank %d: all-reduce of %zu floats exceeds one MPI message",
+                      c->rank, n);
+    m->avg_buf[slot] = op == LK_REDUCE_AVG && n ? buf : NULL;
+    m->avg_n[slot] = n;
+    if (!n) return LK_OK;
+    MPI_TRY(c, MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, mpi_op(op), m->world,
+                              &m->req[slot]));
+    return LK_OK;
+}
+
+static lk_status mpi_test(lk_comm *c, int slot, int *done)
+{
+    mpi_impl *m = c->impl;
+    *done = 1;
+    if (m->req[slot] == MPI_REQUEST_NULL) return LK_OK;
+    MPI_TRY(c, MPI_Test(&m->req[slot], done, MPI_STATUS_IGNORE));
+    if (*done) finish_avg(c, m, slot);
+    return LK_OK;
+}
+
+static lk_status mpi_wait(lk_comm *c, int slot)
+{
+    mpi_impl *m = c->impl;
+    if (m->req[slot] != MPI_REQUEST_NULL) MPI_TRY(c, MPI_Wait(&m->req[slot], MPI_STATUS_IGNORE));
+    finish_avg(c, m, slot);
+    return LK_OK;
+}
+
+static lk_status mpi_allreduce_f64(lk_comm *c, double *buf, int n, lk_reduce_op op)
+{
+    mpi_impl *m = c->impl;
+    if (!n) return LK_OK;
+    MPI_TRY(c, MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, mpi_op(op), m->world));
+    if (op == LK_REDUCE_AVG)
+        for (int i = 0; i < n; i++) buf[i] /= c->world;
+    return LK_OK;
+}
+
+static lk_status mpi_broadcast(lk_comm *c, void *buf, size_t bytes, int root)
+{
+    mpi_impl *m = c->impl;
+    for (size_t off = 0; off < bytes; off += (size_t)INT_MAX / 2) { /* big buffers in pieces */
+        int len = (int)LK_MIN(bytes - off, (size_t)INT_MAX / 2);
+        MPI_TRY(c, MPI_Bcast((char *)buf + off, len, MPI_BYTE, root, m->world));
+    }
+    return LK_OK;
+}
+
+static void fill_displs(const lk_comm *c, mpi_impl *m, const int *counts)
+{
+    int off = 0;
+    for (int r = 0; r < c->world; r++) {
+        m->displs[r] = off;
+        off += counts[r];
+    }
+}
+
+static lk_status mpi_reduce_scatter(lk_comm *c, const float *send, float *recv, const int *counts,
+                                    lk_reduce_op op)
+{
+    mpi_impl *m = c->impl;
+    float dummy = 0.0f;
+    MPI_TRY(c, MPI_Reduce_scatter(send ? send : &dummy, recv ? recv : &dummy, counts, MPI_FLOAT,
+                                  mpi_op(op), m->world));
+    if (op == LK_REDUCE_AVG)
+        for (int i = 0; i < counts[c->rank]; i++) recv[i] /= (float)c->world;
+    return LK_OK;
+}
+
+static lk_status mpi_allgather(lk_comm *c, const float *send, float *recv, const int *counts)
+{
+    mpi_impl *m = c->impl;
+    float dummy = 0.0f;
+    fill_displs(c, m, counts);
+    MPI_TRY(c, MPI_Allgatherv(send ? send : &dummy, counts[c->rank], MPI_FLOAT, recv ? recv : &dummy,
+                              counts, m->displs, MPI_FLOAT, m->world));
+    return LK_OK;
+}
+
+static lk_status mpi_allgather_bytes(lk_comm *c, const void *send, void *recv, size_t bytes)
+{
+    mpi_impl *m = c->impl;
+    if (bytes > INT_MAX) return LK_ERR(LK_ERR_ARG, "allgather of %zu bytes is too large", bytes);
+    MPI_TRY(c, MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, m->world));
+    return LK_OK;
+}
+
+static lk_status mpi_barrier(lk_comm *c)
+{
+    mpi_impl *m = c->impl;
+    MPI_TRY(c, MPI_Barrier(m->world));
+    return LK_OK;
+}
+
+static void mpi_abort(lk_comm *c, int code)
+{
+    mpi_impl *m = c->impl;
+    fflush(stdout);
+    fflush(stderr);
+    MPI_Abort(m->world, code ? code : 1);
+}
+
+static void mpi_close(lk_comm *c)
+{
+    mpi_impl *m = c->impl;
+    if (!m) return;
+    for (int i = 0; i < LK_COMM_MAX_SLOTS; i++)
+        if (m->req[i] != MPI_REQUEST_NULL) MPI_Wait(&m->req[i], MPI_STATUS_IGNORE);
+    if (m->node != MPI_COMM_NULL) MPI_Comm_free(&m->node);
+    if (m->world != MPI_COMM_NULL) MPI_Comm_free(&m->world);
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (m->initialised_here && !finalized) MPI_Finalize();
+    lk_free(m->displs);
+    lk_free(m->counts_int);
+    lk_free(m);
+    c->impl = NULL;
+}
+
+static const lk_comm_vt mpi_vt = {
+    .name = "mpi",
+    .allreduce_start = mpi_allreduce_start,
+    .test = mpi_test,
+    .wait = mpi_wait,
+    .allreduce_f64 = mpi_allreduce_f64,
+    .broadcast = mpi_broadcast,
+    .reduce_scatter = mpi_reduce_scatter,
+    .allgather = mpi_allgather,
+    .allgather_bytes = mpi_allgather_bytes,
+    .barrier = mpi_barrier,
+    .abort = mpi_abort,
+    .close = mpi_close,
+};
+
+lk_status lk_comm_mpi_open(lk_comm *c, int *argc, char ***argv)
+{
+    mpi_impl *m = lk_calloc(1, sizeof *m);
+    if (!m) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the MPI backend");
+    m->world = m->node = MPI_COMM_NULL;
+    for (int i = 0; i < LK_COMM_MAX_SLOTS; i++) m->req[i] = MPI_REQUEST_NULL;
+    c->vt = &mpi_vt;
+    c->impl = m;
+    int inited = 0, provided = 0;
+    MPI_Initialized(&inited);
+    if (!inited) {
+        /* only the main thread calls MPI */
+        if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+            lk_free(m);
+            return LK_ERR(LK_ERR_COMM, "MPI_Init_thread failed");
+        }
+        m->initialised_here = 1;
+    }
+    MPI_Comm_dup(MPI_COMM_WORLD, &m->world);
+    MPI_Comm_set_errhandler(m->world, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(m->world, &c->rank);
+    MPI_Comm_size(m->world, &c->world);
+    MPI_Comm_split_type(m->world, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &m->node);
+    MPI_Comm_rank(m->node, &c->local_rank);
+    MPI_Comm_size(m->node, &c->local_world);
+    int len = 0;
+    char name[MPI_MAX_PROCESSOR_NAME];
+    MPI_Get_processor_name(name, &len);
+    snprintf(c->host, sizeof c->host, "%.63s", name);
+    char lib[MPI_MAX_LIBRARY_VERSION_STRING];
+    MPI_Get_library_version(lib, &len);
+    lib[strcspn(lib, ",\n")] = 0; /* "Open MPI v4.1.4" */
+    snprintf(c->library, sizeof c->library, "%.127s", lib);
+    m->displs = lk_calloc((size_t)c->world, sizeof *m->displs);
+    m->counts_int = lk_calloc((size_t)c->world, sizeof *m->counts_int);
+    if (!m->displs || !m->counts_int) {
+        mpi_close(c);
+        return LK_ERR(LK_ERR_NOMEM, "cannot allocate MPI bookkeeping");
+    }
+    return LK_OK;
+}
