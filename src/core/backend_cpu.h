@@ -46,6 +46,17 @@ void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *
 void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
                             const float *dy, float *dx, float *dw, float *db, float beta,
                             void *saved, void *ws);
+/* Winograd F(2x2, 3x3) convolution (backend_cpu_winograd.c), used by the lk_cpu_conv2d_*
+ * entries when lk_cpu_wino_applies(cd): 3x3 kernel, stride 1, padding 0 or 1, at least 8
+ * input channels. Same contract as those entries; backward reads the transformed input
+ * that forward kept in `saved`, and needs no x. */
+int lk_cpu_wino_applies(const lk_conv2d_desc *cd);
+size_t lk_cpu_wino_saved(const lk_conv2d_desc *cd);
+size_t lk_cpu_wino_workspace(const lk_conv2d_desc *cd);
+void lk_cpu_wino_forward(const lk_conv2d_desc *cd, const float *x, const float *w, const float *b,
+                         float *y, void *saved, void *ws);
+void lk_cpu_wino_backward(const lk_conv2d_desc *cd, const float *dy, float *dx, float *dw,
+                          float beta, void *saved, void *ws);
 void lk_cpu_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float *x, float *y,
                            int32_t *argmax);
 void lk_cpu_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float *dy,

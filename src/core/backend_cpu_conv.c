@@ -9,6 +9,7 @@
  * reuses them instead of rebuilding them. */
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend_cpu.h"
@@ -24,15 +25,25 @@ static int conv_chunk(const lk_conv2d_desc *cd)
     return (int)LK_MAX(1, LK_MIN(nb, cd->n > 0 ? cd->n : 1));
 }
 
+/* DEV ONLY */
+static int wino(const lk_conv2d_desc *cd)
+{
+    static int off = -1;
+    if (off < 0) off = getenv("LK_NO_WINO") != NULL;
+    return !off && lk_cpu_wino_applies(cd);
+}
+
 size_t lk_cpu_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd)
 {
     (void)d;
+    if (wino(cd)) return lk_cpu_wino_saved(cd);
     return conv_k(cd) * conv_p(cd) * (size_t)cd->n * sizeof(float);
 }
 
 size_t lk_cpu_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd)
 {
     (void)d;
+    if (wino(cd)) return lk_cpu_wino_workspace(cd);
     /* one chunk of dcol [K][nb*P] */
     return conv_k(cd) * conv_p(cd) * (size_t)conv_chunk(cd) * sizeof(float);
 }
@@ -118,7 +129,10 @@ void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *
                            const float *b, float *y, void *saved, void *ws)
 {
     (void)d;
-    (void)ws;
+    if (wino(cd)) {
+        lk_cpu_wino_forward(cd, x, w, b, y, saved, ws);
+        return;
+    }
     const int K = (int)conv_k(cd), P = (int)conv_p(cd), nb = conv_chunk(cd);
     for (int n0 = 0; n0 < cd->n; n0 += nb) {
         const int cnt = LK_MIN(nb, cd->n - n0), NP = cnt * P;
@@ -136,12 +150,32 @@ void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *
     }
 }
 
+/* db = beta * db + the sums of one image's output-gradient planes */
+static void bias_grad(const lk_conv2d_desc *cd, const float *dyn, float *db, float beta)
+{
+    const int P = (int)conv_p(cd);
+    for (int k = 0; k < cd->k; k++) {
+        const float *row = dyn + (size_t)k * P;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int i = 0; i < P; i++) s += row[i];
+        db[k] = beta != 0.0f ? db[k] + s : s; /* replace: even a stale NaN goes */
+    }
+}
+
 void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
                             const float *dy, float *dx, float *dw, float *db, float beta,
                             void *saved, void *ws)
 {
     (void)d;
-    (void)x; /* its im2col matrices are in `saved` */
+    (void)x; /* its im2col matrices (or Winograd transforms) are in `saved` */
+    if (wino(cd)) {
+        if (db)
+            for (int n = 0; n < cd->n; n++)
+                bias_grad(cd, dy + (size_t)n * cd->k * conv_p(cd), db, n == 0 ? beta : 1.0f);
+        lk_cpu_wino_backward(cd, dy, dx, dw, beta, saved, ws);
+        return;
+    }
     const int K = (int)conv_k(cd), P = (int)conv_p(cd), nb = conv_chunk(cd);
     float *dcol = ws;
     for (int n0 = 0; n0 < cd->n; n0 += nb) {
@@ -150,14 +184,7 @@ void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float 
         for (int n = 0; n < cnt; n++) {
             const float *dyn = dy + (size_t)(n0 + n) * cd->k * P;
             const float bn = n0 + n == 0 ? beta : 1.0f; /* later images add to the first */
-            if (db)
-                for (int k = 0; k < cd->k; k++) {
-                    const float *row = dyn + (size_t)k * P;
-                    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-                    for (int i = 0; i < P; i++) s += row[i];
-                    db[k] = bn != 0.0f ? db[k] + s : s; /* replace: even a stale NaN goes */
-                }
+            if (db) bias_grad(cd, dyn, db, bn);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cd->k, K, P, 1.0f, dyn, P,
                         col + (size_t)n * P, NP, bn, dw, K);
             if (dx)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "../comm/bucket.h"
@@ -114,7 +115,36 @@ typedef struct {
     float *host_params; /* host copy of the parameters (broadcast, replica checks) */
     long total, step;   /* optimizer steps: the run's and the current one */
     int epoch, epochs, steps_per_epoch;
+    struct {            /* LK_INJECT_FAULT=KIND:RANK:STEP, for testing failure handling */
+        char kind[16];
+        int rank;
+        long step;
+    } fault;
 } run_state;
+
+/* Fault injection for the tests of failure handling: after optimizer step STEP,
+ * rank RANK returns an error ("error"), dies ("kill") or perturbs its parameters
+ * so the replicas diverge ("diverge"). */
+static lk_status parse_fault(run_state *s)
+{
+    const char *spec = getenv("LK_INJECT_FAULT");
+    s->fault.step = -1;
+    if (!spec || !*spec) return LK_OK;
+    if (sscanf(spec, "%15[a-z]:%d:%ld", s->fault.kind, &s->fault.rank, &s->fault.step) != 3 ||
+        (strcmp(s->fault.kind, "error") && strcmp(s->fault.kind, "kill") &&
+         strcmp(s->fault.kind, "diverge")))
+        return LK_ERR(LK_ERR_ARG, "LK_INJECT_FAULT='%s': expected error|kill|diverge:RANK:STEP", spec);
+    return LK_OK;
+}
+
+static lk_status inject_fault(run_state *s)
+{
+    if (s->fault.step != s->step || s->fault.rank != s->comm->rank) return LK_OK;
+    if (!strcmp(s->fault.kind, "kill")) raise(SIGKILL);
+    if (!strcmp(s->fault.kind, "error"))
+        return LK_ERR(LK_ERR_STATE, "injected fault after step %ld (LK_INJECT_FAULT)", s->step);
+    return lk_scale(s->r.dev, s->r.model->params, 1.0001f, 1); /* "diverge" */
+}
 
 static void run_free(run_state *s)
 {
@@ -194,6 +224,7 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
         s->comm = s->own_comm;
     }
     const int rank = s->comm->rank, world = s->comm->world;
+    LK_CHECK(parse_fault(s));
     lk_progress_init(prog, o->progress, o->quiet || rank != 0);
     LK_CHECK(open_data(o, s));
     int threads = o->threads;
@@ -276,7 +307,7 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
     if (s->buckets) LK_CHECK(lk_buckets_finish(s->buckets));
     LK_CHECK(lk_optim_step(s->opt, m->params, m->grads, 1.0f / (float)world));
     s->step++;
-    return LK_OK;
+    return inject_fault(s);
 }
 
 static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result *res)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Failures in a multi-rank run end every rank with a non-zero status and a message
+# naming the rank, within a bounded time - never a hang: ranks that disagree at start,
+# an error on one rank, replicas that diverge, a rank that is killed, bad data on one rank.
+source "$(dirname "$0")/common.bash"
+[[ -d /usr/share/datasets/fashion-mnist ]] || { echo "SKIP: dataset-fashion-mnist not installed"; exit 0; }
+run=(train --model mlp --train-limit 2000 --val-limit 100 --quiet --threads 1)
+LK_DEADLINE=60
+
+# MPMD launch: rank 1 runs with another learning rate
+expect_nonzero "rank 1 differs from rank 0 in optimizer hyperparameters" -- \
+  bash -c "ASAN_OPTIONS=\${ASAN_OPTIONS:+\$ASAN_OPTIONS:}detect_leaks=0 '$HERE/launch/mpirun.sh' -n 1 --oversubscribe '$LK' ${run[*]} --steps 5 --lr 0.1 : -np 1 '$LK' ${run[*]} --steps 5 --lr 0.2"
+expect_nonzero "rank 1 differs from rank 0 in --batch" -- \
+  bash -c "ASAN_OPTIONS=\${ASAN_OPTIONS:+\$ASAN_OPTIONS:}detect_leaks=0 '$HERE/launch/mpirun.sh' -n 1 --oversubscribe '$LK' ${run[*]} --steps 5 --batch 32 : -np 1 '$LK' ${run[*]} --steps 5 --batch 16"
+# an error on rank 1 after step 3
+expect_nonzero "rank 1: error: injected fault after step 3" -- \
+  env LK_INJECT_FAULT=error:1:3 bash -c "$(declare -f mpi); HERE='$HERE'; mpi -n 2 --oversubscribe '$LK' ${run[*]} --steps 50"
+# rank 2 of 3 perturbs its parameters after step 4: the check at step 5 catches it
+expect_nonzero "replicas diverged at step 5: the parameters of rank(s) 2 differ" -- \
+  env LK_INJECT_FAULT=diverge:2:4 bash -c "$(declare -f mpi); HERE='$HERE'; mpi -n 3 --oversubscribe '$LK' ${run[*]} --steps 50 --check-every 5"
+# rank 1 is killed (SIGKILL) after step 3 while rank 0 waits for it in an all-reduce
+expect_nonzero "signal 9" -- \
+  env LK_INJECT_FAULT=kill:1:3 bash -c "$(declare -f mpi); HERE='$HERE'; mpi -n 2 --oversubscribe '$LK' ${run[*]} --steps 100000"
+# rank 1 cannot read its data
+expect_nonzero "rank 1: error: dataset 'fashion-mnist:$TMP/missing'" -- \
+  bash -c "ASAN_OPTIONS=\${ASAN_OPTIONS:+\$ASAN_OPTIONS:}detect_leaks=0 '$HERE/launch/mpirun.sh' -n 1 --oversubscribe '$LK' ${run[*]} --steps 5 : -np 1 '$LK' ${run[*]} --steps 5 --data fashion-mnist:$TMP/missing"
+echo PASS

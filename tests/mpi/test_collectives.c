@@ -1,0 +1,225 @@
+/* test_collectives.c - every collective of the MPI backend against a serial
+ * reference, under mpirun -np 2 and -np 3 (also run as a world of one). Lengths
+ * include 0, 1, odd and uneven-per-rank; the reference is what the sum (max, min)
+ * over ranks of each rank's known contribution must be. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/bucket.h"
+#include "comm/comm.h"
+#include "core/layers.h"
+#include "testutil.h"
+
+static lk_comm *C;
+
+/* what rank r contributes at index i: distinct per rank, exact in float */
+static float contrib(int r, size_t i) { return (float)((r + 1) * 1000 + (long)(i % 997)) * 0.25f; }
+
+static void test_allreduce(void **state)
+{
+    (void)state;
+    const size_t lens[] = {0, 1, 7, 1000, 100003};
+    const lk_reduce_op ops[] = {LK_REDUCE_SUM, LK_REDUCE_AVG, LK_REDUCE_MAX, LK_REDUCE_MIN};
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++)
+        for (size_t oi = 0; oi < 4; oi++) {
+            size_t n = lens[li];
+            float *buf = malloc((n ? n : 1) * sizeof *buf);
+            for (size_t i = 0; i < n; i++) buf[i] = contrib(C->rank, i);
+            TU_OK(lk_comm_allreduce(C, buf, n, ops[oi]));
+            for (size_t i = 0; i < n; i++) {
+                double want = ops[oi] == LK_REDUCE_MIN ? 1e30 : ops[oi] == LK_REDUCE_MAX ? -1e30 : 0;
+                for (int r = 0; r < C->world; r++) {
+                    double v = contrib(r, i);
+                    if (ops[oi] == LK_REDUCE_MAX) want = fmax(want, v);
+                    else if (ops[oi] == LK_REDUCE_MIN) want = fmin(want, v);
+                    else want += v;
+                }
+                if (ops[oi] == LK_REDUCE_AVG) want /= C->world;
+                if (fabs(buf[i] - want) > 1e-6 * fabs(want))
+                    fail_msg("rank %d: op %zu n %zu: [%zu] = %g, expected %g", C->rank, oi, n, i,
+                             (double)buf[i], want);
+            }
+            free(buf);
+        }
+}
+
+/* several requests in flight at once, driven by test() before wait() */
+static void test_async_slots(void **state)
+{
+    (void)state;
+    enum { SLOTS = 5, N = 4099 };
+    static float buf[SLOTS][N];
+    for (int s = 0; s < SLOTS; s++)
+        for (size_t i = 0; i < N; i++) buf[s][i] = contrib(C->rank, i + (size_t)s);
+    for (int s = 0; s < SLOTS; s++) TU_OK(lk_comm_allreduce_start(C, buf[s], N, LK_REDUCE_SUM, s));
+    int done = 0;
+    TU_OK(lk_comm_test(C, SLOTS - 1, &done));
+    for (int s = SLOTS - 1; s >= 0; s--) TU_OK(lk_comm_wait(C, s));
+    for (int s = 0; s < SLOTS; s++)
+        for (size_t i = 0; i < N; i++) {
+            double want = 0;
+            for (int r = 0; r < C->world; r++) want += contrib(r, i + (size_t)s);
+            assert_true(fabs(buf[s][i] - want) <= 1e-6 * want);
+        }
+    /* a slot cannot be reused while in flight */
+    TU_OK(lk_comm_allreduce_start(C, buf[0], N, LK_REDUCE_SUM, 0));
+    if (C->world > 1) TU_FAILS_WITH(lk_comm_allreduce_start(C, buf[1], N, LK_REDUCE_SUM, 0),
+                                    LK_ERR_STATE, "still in flight");
+    TU_OK(lk_comm_wait(C, 0));
+    TU_FAILS_WITH(lk_comm_wait(C, LK_COMM_MAX_SLOTS), LK_ERR_ARG, "slot");
+}
+
+static void test_broadcast(void **state)
+{
+    (void)state;
+    const size_t sizes[] = {0, 5, 1 << 20};
+    for (int root = 0; root < C->world; root += LK_MAX(1, C->world - 1))
+        for (size_t si = 0; si < 3; si++) {
+            size_t n = sizes[si];
+            unsigned char *b = malloc(n ? n : 1);
+            for (size_t i = 0; i < n; i++) b[i] = (unsigned char)(C->rank == root ? i * 7 + 3 : 0xEE);
+            TU_OK(lk_comm_broadcast(C, b, n, root));
+            for (size_t i = 0; i < n; i++) assert_int_equal(b[i], (unsigned char)(i * 7 + 3));
+            free(b);
+            if (C->world == 1) break;
+        }
+    TU_FAILS_WITH(lk_comm_broadcast(C, NULL, 0, C->world), LK_ERR_ARG, "root");
+}
+
+/* uneven counts, one of them zero */
+static int count_of(int r) { return r == 1 ? 0 : 3 * r + 2; }
+
+static void test_reduce_scatter(void **state)
+{
+    (void)state;
+    int counts[64], total = 0;
+    for (int r = 0; r < C->world; r++) total += counts[r] = count_of(r);
+    float *send = malloc((size_t)total * sizeof *send), recv[64];
+    for (int i = 0; i < total; i++) send[i] = contrib(C->rank, (size_t)i);
+    TU_OK(lk_comm_reduce_scatter(C, send, recv, counts, LK_REDUCE_SUM));
+    int off = 0;
+    for (int r = 0; r < C->rank; r++) off += counts[r];
+    for (int i = 0; i < counts[C->rank]; i++) {
+        double want = 0;
+        for (int r = 0; r < C->world; r++) want += contrib(r, (size_t)(off + i));
+        assert_true(fabs(recv[i] - want) <= 1e-6 * want);
+    }
+    int bad[64];
+    memcpy(bad, counts, sizeof bad);
+    bad[0] = -1;
+    TU_FAILS_WITH(lk_comm_reduce_scatter(C, send, recv, bad, LK_REDUCE_SUM), LK_ERR_ARG, "negative");
+    free(send);
+}
+
+static void test_allgather(void **state)
+{
+    (void)state;
+    int counts[64], total = 0;
+    for (int r = 0; r < C->world; r++) total += counts[r] = count_of(r);
+    float send[64], *recv = malloc((size_t)(total ? total : 1) * sizeof *recv);
+    for (int i = 0; i < counts[C->rank]; i++) send[i] = contrib(C->rank, (size_t)i);
+    TU_OK(lk_comm_allgather(C, send, recv, counts));
+    int off = 0;
+    for (int r = 0; r < C->world; r++) {
+        for (int i = 0; i < counts[r]; i++) assert_true(recv[off + i] == contrib(r, (size_t)i));
+        off += counts[r];
+    }
+    free(recv);
+    long mine = 1000 + C->rank, all[64];
+    TU_OK(lk_comm_allgather_bytes(C, &mine, all, sizeof mine));
+    for (int r = 0; r < C->world; r++) assert_int_equal(all[r], 1000 + r);
+}
+
+static void test_f64_and_barrier(void **state)
+{
+    (void)state;
+    double v[3] = {C->rank + 0.5, 1.0, -(double)C->rank};
+    TU_OK(lk_comm_allreduce_f64(C, v, 3, LK_REDUCE_SUM));
+    double w = C->world;
+    assert_true(fabs(v[0] - (w * (w - 1) / 2 + 0.5 * w)) < 1e-12);
+    assert_true(v[1] == w);
+    TU_OK(lk_comm_barrier(C));
+}
+
+/* The bucketer on a real model: several buckets, gradients reported in backward
+ * order by lk_model_backward, and the result is the sum over ranks. */
+static void test_buckets(void **state)
+{
+    (void)state;
+    int in = 20;
+    lk_shape s = lk_shape_make(1, &in);
+    lk_model *m;
+    TU_OK(lk_model_create(&m, tu_cpu(), &s));
+    TU_OK(lk_model_add(m, lk_linear(20, 300, 1)));
+    TU_OK(lk_model_add(m, lk_activation(LK_ACT_TANH, 0)));
+    TU_OK(lk_model_add(m, lk_linear(300, 200, 1)));
+    TU_OK(lk_model_add(m, lk_activation(LK_ACT_TANH, 0)));
+    TU_OK(lk_model_add(m, lk_linear(200, 5, 1)));
+    TU_OK(lk_model_build(m, 4));
+    TU_OK(lk_model_init(m, LK_INIT_DEFAULT, 11));
+    lk_buckets *b;
+    TU_OK(lk_buckets_create(&b, C, m, 64 * 1024)); /* 16k floats: more than one bucket */
+    assert_true(b->n >= 2);
+    assert_int_equal(b->b[0].begin, 0);
+    for (int i = 1; i < b->n; i++) assert_int_equal(b->b[i].begin, b->b[i - 1].end);
+    assert_int_equal(b->b[b->n - 1].end, m->nparams);
+
+    /* each rank's input differs, so its gradients do */
+    float *x = lk_model_input(m);
+    for (int i = 0; i < 4 * 20; i++) x[i] = contrib(C->rank, (size_t)i) * 1e-3f;
+    lk_tensor out;
+    TU_OK(lk_model_forward(m, 4, 1, 0, &out));
+    for (int i = 0; i < 4 * 5; i++) m->dout[i] = 0.1f * (float)(i % 3);
+    /* reference: every rank's gradients, computed serially by re-running each input */
+    size_t n = m->nparams;
+    double *want = calloc(n, sizeof *want);
+    for (int r = 0; r < C->world; r++) {
+        for (int i = 0; i < 4 * 20; i++) x[i] = contrib(r, (size_t)i) * 1e-3f;
+        TU_OK(lk_model_forward(m, 4, 1, 0, &out));
+        for (int i = 0; i < 4 * 5; i++) m->dout[i] = 0.1f * (float)(i % 3);
+        m->on_grad_ready = NULL;
+        TU_OK(lk_model_backward_ex(m, 4, 0, LK_GRADS_REPLACE));
+        for (size_t k = 0; k < n; k++) want[k] += m->grads[k];
+    }
+    for (int i = 0; i < 4 * 20; i++) x[i] = contrib(C->rank, (size_t)i) * 1e-3f;
+    TU_OK(lk_model_forward(m, 4, 1, 0, &out));
+    for (int i = 0; i < 4 * 5; i++) m->dout[i] = 0.1f * (float)(i % 3);
+    m->on_grad_ready = lk_buckets_grad_ready;
+    lk_buckets_begin(b, 1);
+    TU_OK(lk_model_backward_ex(m, 4, 0, LK_GRADS_REPLACE));
+    TU_OK(lk_buckets_finish(b));
+    for (size_t k = 0; k < n; k++)
+        if (fabs(m->grads[k] - want[k]) > 1e-5 * (fabs(want[k]) + 1e-3))
+            fail_msg("rank %d: grad[%zu] = %g, expected %g", C->rank, k, (double)m->grads[k], want[k]);
+    /* inactive: no communication, gradients stay local */
+    lk_buckets_begin(b, 0);
+    TU_OK(lk_model_backward_ex(m, 4, 0, LK_GRADS_REPLACE));
+    TU_OK(lk_buckets_finish(b));
+    free(want);
+    lk_buckets_destroy(b);
+    lk_model_destroy(m);
+}
+
+int main(int argc, char **argv)
+{
+    lk_status s = lk_comm_open(&C, "auto", &argc, &argv);
+    if (s != LK_OK) {
+        fprintf(stderr, "cannot open the communicator: %s\n", lk_error_message());
+        return 1;
+    }
+    printf("rank %d of %d (%s backend)\n", C->rank, C->world, C->vt->name);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_allreduce),   cmocka_unit_test(test_async_slots),
+        cmocka_unit_test(test_broadcast),   cmocka_unit_test(test_reduce_scatter),
+        cmocka_unit_test(test_allgather),   cmocka_unit_test(test_f64_and_barrier),
+        cmocka_unit_test(test_buckets),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    /* a failure on any rank fails every rank */
+    double f = failed;
+    if (lk_comm_allreduce_f64(C, &f, 1, LK_REDUCE_MAX) != LK_OK) f = 1;
+    lk_comm_close(C);
+    return f > 0 ? 1 : 0;
+}
