@@ -11,11 +11,11 @@ set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo_root"
 
-# Number of MPI ranks. Only 1 is supported by this script for now; the multi-rank
-# launch (mpirun -np "$LK_RANKS" ...) is added by a later change.
-LK_RANKS=${LK_RANKS:-1}
-if [[ "$LK_RANKS" != 1 ]]; then
-  echo "quickstart.sh: LK_RANKS=$LK_RANKS is not supported yet (single rank only)" >&2
+# Number of MPI ranks (data-parallel replicas): 2 by default; each gets its share of
+# the cores. LK_RANKS=1 trains in one process without mpirun.
+LK_RANKS=${LK_RANKS:-2}
+if ! [[ "$LK_RANKS" =~ ^[1-9][0-9]*$ ]]; then
+  echo "quickstart.sh: LK_RANKS must be a positive number, got '$LK_RANKS'" >&2
   exit 2
 fi
 
@@ -28,9 +28,16 @@ echo "== build (Release) into build/"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$(nproc)"
 
-echo "== train cnn on fashion-mnist -> $run_dir"
+echo "== train cnn on fashion-mnist with $LK_RANKS rank(s) -> $run_dir"
 mkdir -p "$run_dir"
-build/lockstep train --model cnn --data fashion-mnist --epochs 3 --batch 64 \
+launch=()
+if [[ $LK_RANKS -gt 1 ]]; then
+  launch=(launch/mpirun.sh -n "$LK_RANKS")
+  [[ $LK_RANKS -gt $(getconf _NPROCESSORS_ONLN) ]] && launch+=(--oversubscribe)
+fi
+# --batch is per rank: 64 / ranks keeps the recipe's global batch of 64
+batch=$(( 64 / LK_RANKS > 0 ? 64 / LK_RANKS : 1 ))
+"${launch[@]}" build/lockstep train --model cnn --data fashion-mnist --epochs 3 --batch "$batch" \
   --optim momentum --lr 0.05 --schedule cosine --seed 0 \
   --save "$run_dir" --metrics "$run_dir/metrics.jsonl" "$@"
 
