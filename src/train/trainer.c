@@ -225,7 +225,10 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     }
     const int rank = s->comm->rank, world = s->comm->world;
     LK_CHECK(parse_fault(s));
-    lk_progress_init(prog, o->progress, o->quiet || rank != 0);
+    /* under mpirun stdout is a pseudo-terminal even when the job's output goes to a
+     * file: plain lines there unless a bar is asked for */
+    int mode = o->progress < 0 && lk_comm_launched() ? 0 : o->progress;
+    lk_progress_init(prog, mode, o->quiet || rank != 0);
     LK_CHECK(open_data(o, s));
     int threads = o->threads;
     if (threads <= 0 && s->comm->local_world > 1) { /* share this host's cores */
