@@ -8,6 +8,7 @@
 
 #include "../core/common.h"
 #include "../comm/comm.h"
+#include "../comm/topo.h"
 #include "../core/device.h"
 #include "../models/zoo.h"
 #include "../train/predict.h"
@@ -77,7 +78,8 @@ static void train_usage(FILE *f)
             "  --comm auto|local|mpi how ranks talk (default auto: mpi under mpirun/srun)\n"
             "  --accum N             micro-batches per optimizer step (communication on the last)\n"
             "  --bucket-mb X         gradient all-reduce bucket size in MiB (default 1)\n"
-            "  --check-every N       compare replica checksums every N steps (default 100)\n");
+            "  --check-every N       compare replica checksums every N steps (default 100)\n"
+            "  --bind cores|none     bind each rank to its share of the host's cores (default cores)\n");
 }
 
 enum {
@@ -85,7 +87,7 @@ enum {
     O_EPS, O_ALPHA, O_WD, O_L1, O_CLIP, O_SCHEDULE, O_WARMUP, O_STEP_SIZE, O_GAMMA, O_INIT,
     O_SEED, O_DEVICE, O_THREADS, O_SAVE, O_RESUME, O_METRICS, O_EVAL_EVERY, O_LOG_EVERY,
     O_TRAIN_LIMIT, O_VAL_LIMIT, O_PROGRESS, O_QUIET, O_HELP, O_CHECKPOINT, O_INPUT, O_TOP,
-    O_LIMIT, O_COMM, O_ACCUM, O_BUCKET_MB, O_CHECK_EVERY,
+    O_LIMIT, O_COMM, O_ACCUM, O_BUCKET_MB, O_CHECK_EVERY, O_BIND,
 };
 
 static const struct option train_opts[] = {
@@ -107,6 +109,7 @@ static const struct option train_opts[] = {
     {"progress", 1, 0, O_PROGRESS},   {"quiet", 0, 0, O_QUIET},
     {"comm", 1, 0, O_COMM},           {"accum", 1, 0, O_ACCUM},
     {"bucket-mb", 1, 0, O_BUCKET_MB}, {"check-every", 1, 0, O_CHECK_EVERY},
+    {"bind", 1, 0, O_BIND},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -182,6 +185,11 @@ static int cmd_train(int argc, char **argv)
             break;
         }
         case O_CHECK_EVERY: s = lk_arg_int("--check-every", optarg, 0, 1L << 40, &o.check_every); break;
+        case O_BIND:
+            if (!strcmp(optarg, "cores")) o.bind = 1;
+            else if (!strcmp(optarg, "none")) o.bind = 0;
+            else s = LK_ERR(LK_ERR_ARG, "--bind: expected cores or none, got '%s'", optarg);
+            break;
         case O_HELP: train_usage(stdout); return 0;
         case ':': s = LK_ERR(LK_ERR_ARG, "%s needs a value", flag); break;
         default: s = LK_ERR(LK_ERR_ARG, "unknown flag '%s' for train (see lockstep train --help)", flag);
@@ -271,10 +279,13 @@ static int cmd_checkpoint(int argc, char **argv, int predict)
 
 static int cmd_info(void)
 {
-    lk_device *d;
-    lk_status s = lk_device_open(&d, "cpu", 0);
-    if (s != LK_OK) return fail(s);
     lk_comm *c = g_comm;
+    lk_topo_binding b;
+    lk_status s = lk_topo_bind(c, 1, &b);
+    if (s != LK_OK) return fail(s);
+    lk_device *d;
+    s = lk_device_open(&d, "cpu", b.ncores);
+    if (s != LK_OK) return fail(s);
     if (c->rank == 0) {
         printf("lockstep %s\n", LK_VERSION);
         printf("communication: %s backend, %s, %d rank%s\n", c->vt->name, c->library, c->world,
@@ -285,9 +296,13 @@ static int cmd_info(void)
         printf("\n");
     }
     /* one line per rank, in rank order */
-    char line[256];
-    snprintf(line, sizeof line, "rank %d/%d: host %s, local rank %d/%d, device %s, %d threads",
-             c->rank, c->world, c->host, c->local_rank, c->local_world, d->name, d->threads);
+    char line[1024];
+    snprintf(line, sizeof line,
+             "rank %d/%d: host %s, local rank %d/%d, cores %s of %d (NUMA %s)%s%s, device %s, "
+             "%d thread%s",
+             c->rank, c->world, c->host, c->local_rank, c->local_world, b.cores, b.host_cores,
+             b.numa, b.bound ? " bound" : ", ", b.bound ? "" : b.note, d->name, d->threads,
+             d->threads == 1 ? "" : "s");
     lk_device_close(d);
     char *all = lk_calloc((size_t)c->world, sizeof line);
     if (!all) return fail(LK_ERR(LK_ERR_NOMEM, "out of memory"));

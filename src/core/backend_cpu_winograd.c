@@ -16,14 +16,13 @@
  * chunk's V and M stay in cache between the transforms and the gemms. U and V of
  * every chunk are kept in the layer's saved block for backward; M, dM, dV and the
  * accumulated dU live in the workspace. The transforms run over one (image,
- * channel) plane at a time, tile row by tile row, vectorised across the tiles of a
- * row (blocks of WB tiles, so their scratch lives on the stack). */
+ * channel) plane at a time, vectorised across its tiles. */
 #include <cblas.h>
 #include <string.h>
 
 #include "backend_cpu.h"
 
-#define WB 32                         /* tiles per row block in the transforms */
+#define TB 64                         /* tiles per block in the transforms */
 #define WINO_CHUNK_FLOATS (256L * 1024) /* V + M (or dM + dV) floats of one chunk */
 #define WINO_ALIGN 16                 /* floats: sub-buffers start on 64 bytes */
 
@@ -122,190 +121,222 @@ static void filter_adjoint(const wgeo *g, const float *du, float *dw, float beta
     }
 }
 
-/* ---------------- data transforms (one plane, vectorised across a tile row) ---------------- */
+/* ---------------- data transforms (one plane at a time) ----------------
+ *
+ * A plane's tiles go in blocks of TB consecutive tile indices (row-major over the
+ * tile grid, so a block may span several short tile rows or part of a long one).
+ * Per block: gather the tiles' 4x4 (or 2x2) patches into small arrays on the stack,
+ * one per patch position; transform across the block's tiles with every array
+ * contiguous (this is the part that vectorises); scatter the result. */
 
-/* e[q] = row[c0 + 2q], o[q] = row[c0 + 2q + 1] for q < nq; zero outside [0, w) or
- * when the row itself is outside the plane (row == NULL) */
-static void load_eo(const float *row, int w, int c0, int nq, float *restrict e, float *restrict o)
+static inline float at(const float *row, int w, int c) { return c >= 0 && c < w ? row[c] : 0.0f; }
+
+/* a[q], b[q], c[q], d[q] = row[c0 + 2q + 0..3] for q < len: 0 outside [0, w), and
+ * everywhere when the row is outside the plane (row == NULL) */
+static void gather4(const float *row, int w, int c0, int len, float *a, float *b, float *c,
+                    float *d)
 {
     if (!row) {
-        memset(e, 0, (size_t)nq * sizeof(float));
-        memset(o, 0, (size_t)nq * sizeof(float));
-    } else if (c0 >= 0 && c0 + 2 * nq <= w) {
-        const float *s = row + c0;
-        for (int q = 0; q < nq; q++) {
-            e[q] = s[2 * q];
-            o[q] = s[2 * q + 1];
-        }
-    } else {
-        for (int q = 0; q < nq; q++) {
-            const int c = c0 + 2 * q;
-            e[q] = c >= 0 && c < w ? row[c] : 0.0f;
-            o[q] = c + 1 >= 0 && c + 1 < w ? row[c + 1] : 0.0f;
-        }
+        for (int q = 0; q < len; q++) a[q] = b[q] = c[q] = d[q] = 0.0f;
+        return;
+    }
+    /* q in [lo, hi): all four columns inside the row */
+    const int lo = LK_MIN(len, c0 < 0 ? (1 - c0) / 2 : 0);
+    const int hi = LK_MAX(lo, LK_MIN(len, w - 4 - c0 >= 0 ? (w - 4 - c0) / 2 + 1 : 0));
+    for (int q = 0; q < len; q++) {
+        if (q == lo) q = hi; /* skip the interior */
+        if (q >= len) break;
+        const int col = c0 + 2 * q;
+        a[q] = at(row, w, col);
+        b[q] = at(row, w, col + 1);
+        c[q] = at(row, w, col + 2);
+        d[q] = at(row, w, col + 3);
+    }
+    const float *s = row + c0;
+    for (int q = lo; q < hi; q++) {
+        a[q] = s[2 * q];
+        b[q] = s[2 * q + 1];
+        c[q] = s[2 * q + 2];
+        d[q] = s[2 * q + 3];
     }
 }
 
 /* v[xi * vs + tile] = (B^T d B)[xi] for the tiles of one input plane */
 static void input_transform(const wgeo *g, const float *x, float *v, size_t vs)
 {
-    float e[4][WB + 1], o[4][WB + 1];
-    for (int ty = 0; ty < g->th; ty++)
-        for (int tx0 = 0; tx0 < g->tw; tx0 += WB) {
-            const int nt = LK_MIN(WB, g->tw - tx0);
+    float d[16][TB]; /* d[4i+j][s]: row i, column j of tile s's input patch */
+    for (int t0 = 0; t0 < g->tpi; t0 += TB) {
+        const int nb = LK_MIN(TB, g->tpi - t0);
+        for (int s = 0, len; s < nb; s += len) {
+            const int ty = (t0 + s) / g->tw, tx0 = (t0 + s) % g->tw;
+            len = LK_MIN(nb - s, g->tw - tx0);
             for (int i = 0; i < 4; i++) {
                 const int r = 2 * ty - g->ph + i;
-                load_eo(r >= 0 && r < g->H ? x + (size_t)r * g->W : NULL, g->W, 2 * tx0 - g->pw,
-                        nt + 1, e[i], o[i]);
-            }
-            float *dst = v + (size_t)ty * g->tw + tx0;
-#pragma omp simd /* the 16 output rows never overlap (vs >= tiles per image) */
-            for (int j = 0; j < nt; j++) {
-                float d[4][4], t[4][4];
-                for (int i = 0; i < 4; i++) {
-                    d[i][0] = e[i][j];
-                    d[i][1] = o[i][j];
-                    d[i][2] = e[i][j + 1];
-                    d[i][3] = o[i][j + 1];
-                }
-                for (int b = 0; b < 4; b++) { /* B^T d */
-                    t[0][b] = d[0][b] - d[2][b];
-                    t[1][b] = d[1][b] + d[2][b];
-                    t[2][b] = d[2][b] - d[1][b];
-                    t[3][b] = d[1][b] - d[3][b];
-                }
-                for (int i = 0; i < 4; i++) { /* (B^T d) B */
-                    dst[(size_t)(4 * i + 0) * vs + j] = t[i][0] - t[i][2];
-                    dst[(size_t)(4 * i + 1) * vs + j] = t[i][1] + t[i][2];
-                    dst[(size_t)(4 * i + 2) * vs + j] = t[i][2] - t[i][1];
-                    dst[(size_t)(4 * i + 3) * vs + j] = t[i][1] - t[i][3];
-                }
+                gather4(r >= 0 && r < g->H ? x + (size_t)r * g->W : NULL, g->W, 2 * tx0 - g->pw,
+                        len, d[4 * i] + s, d[4 * i + 1] + s, d[4 * i + 2] + s, d[4 * i + 3] + s);
             }
         }
+        float *dst = v + t0;
+#pragma omp simd /* the 16 output rows never overlap (vs >= tiles per image) */
+        for (int s = 0; s < nb; s++) {
+            float t[4][4];
+            for (int b = 0; b < 4; b++) { /* B^T d */
+                t[0][b] = d[b][s] - d[8 + b][s];
+                t[1][b] = d[4 + b][s] + d[8 + b][s];
+                t[2][b] = d[8 + b][s] - d[4 + b][s];
+                t[3][b] = d[4 + b][s] - d[12 + b][s];
+            }
+            for (int i = 0; i < 4; i++) { /* (B^T d) B */
+                dst[(size_t)(4 * i + 0) * vs + s] = t[i][0] - t[i][2];
+                dst[(size_t)(4 * i + 1) * vs + s] = t[i][1] + t[i][2];
+                dst[(size_t)(4 * i + 2) * vs + s] = t[i][2] - t[i][1];
+                dst[(size_t)(4 * i + 3) * vs + s] = t[i][1] - t[i][3];
+            }
+        }
+    }
 }
 
 /* y plane = A^T M A (+ bias) from m[xi * ms + tile] */
 static void output_transform(const wgeo *g, const float *m, size_t ms, float bias, float *y)
 {
-    float y00[WB], y01[WB], y10[WB], y11[WB];
-    for (int ty = 0; ty < g->th; ty++)
-        for (int tx0 = 0; tx0 < g->tw; tx0 += WB) {
-            const int nt = LK_MIN(WB, g->tw - tx0);
-            const float *src = m + (size_t)ty * g->tw + tx0;
-            for (int j = 0; j < nt; j++) {
-                float s[2][4]; /* A^T M */
-                for (int b = 0; b < 4; b++) {
-                    const float m0 = src[(size_t)b * ms + j], m1 = src[(size_t)(4 + b) * ms + j];
-                    const float m2 = src[(size_t)(8 + b) * ms + j], m3 = src[(size_t)(12 + b) * ms + j];
-                    s[0][b] = m0 + m1 + m2;
-                    s[1][b] = m1 - m2 - m3;
-                }
-                y00[j] = s[0][0] + s[0][1] + s[0][2] + bias;
-                y01[j] = s[0][1] - s[0][2] - s[0][3] + bias;
-                y10[j] = s[1][0] + s[1][1] + s[1][2] + bias;
-                y11[j] = s[1][1] - s[1][2] - s[1][3] + bias;
+    float o[4][TB]; /* o[2a+b][s]: output (a, b) of tile s */
+    for (int t0 = 0; t0 < g->tpi; t0 += TB) {
+        const int nb = LK_MIN(TB, g->tpi - t0);
+        const float *src = m + t0;
+#pragma omp simd
+        for (int s = 0; s < nb; s++) {
+            float r[2][4]; /* A^T M */
+            for (int b = 0; b < 4; b++) {
+                const float m0 = src[(size_t)b * ms + s], m1 = src[(size_t)(4 + b) * ms + s];
+                const float m2 = src[(size_t)(8 + b) * ms + s], m3 = src[(size_t)(12 + b) * ms + s];
+                r[0][b] = m0 + m1 + m2;
+                r[1][b] = m1 - m2 - m3;
             }
-            const int c0 = 2 * tx0, full = LK_MIN(nt, (g->OW - c0) / 2); /* tiles with 2 columns */
-            for (int a = 0; a < 2; a++) {
-                const int r = 2 * ty + a;
-                if (r >= g->OH) break;
-                float *restrict row = y + (size_t)r * g->OW + c0;
-                const float *p0 = a ? y10 : y00, *p1 = a ? y11 : y01;
-                for (int j = 0; j < full; j++) {
-                    row[2 * j] = p0[j];
-                    row[2 * j + 1] = p1[j];
-                }
-                if (full < nt) row[2 * full] = p0[full]; /* odd width: last tile's left column */
+            for (int a = 0; a < 2; a++) { /* (A^T M) A */
+                o[2 * a][s] = r[a][0] + r[a][1] + r[a][2] + bias;
+                o[2 * a + 1][s] = r[a][1] - r[a][2] - r[a][3] + bias;
             }
         }
+        for (int s = 0, len; s < nb; s += len) {
+            const int ty = (t0 + s) / g->tw, tx0 = (t0 + s) % g->tw;
+            len = LK_MIN(nb - s, g->tw - tx0);
+            const int full = LK_MIN(len, (g->OW - 2 * tx0) / 2); /* tiles with both columns */
+            for (int a = 0; a < 2 && 2 * ty + a < g->OH; a++) {
+                float *row = y + (size_t)(2 * ty + a) * g->OW + 2 * tx0;
+                const float *p0 = o[2 * a] + s, *p1 = o[2 * a + 1] + s;
+                for (int q = 0; q < full; q++) {
+                    row[2 * q] = p0[q];
+                    row[2 * q + 1] = p1[q];
+                }
+                if (full < len) row[2 * full] = p0[full]; /* odd width: the last tile's left column */
+            }
+        }
+    }
 }
 
 /* dm[xi * ms + tile] = (A dY A^T)[xi] for the tiles of one output-gradient plane */
 static void output_adjoint(const wgeo *g, const float *dy, float *dm, size_t ms)
 {
-    float e[2][WB], o[2][WB];
-    for (int ty = 0; ty < g->th; ty++)
-        for (int tx0 = 0; tx0 < g->tw; tx0 += WB) {
-            const int nt = LK_MIN(WB, g->tw - tx0);
+    float e[4][TB]; /* e[2a+b][s]: dY (a, b) of tile s, 0 past the edge */
+    for (int t0 = 0; t0 < g->tpi; t0 += TB) {
+        const int nb = LK_MIN(TB, g->tpi - t0);
+        for (int s = 0, len; s < nb; s += len) {
+            const int ty = (t0 + s) / g->tw, tx0 = (t0 + s) % g->tw;
+            len = LK_MIN(nb - s, g->tw - tx0);
+            const int full = LK_MIN(len, (g->OW - 2 * tx0) / 2);
             for (int a = 0; a < 2; a++) {
-                const int r = 2 * ty + a;
-                load_eo(r < g->OH ? dy + (size_t)r * g->OW : NULL, g->OW, 2 * tx0, nt, e[a], o[a]);
-            }
-            float *dst = dm + (size_t)ty * g->tw + tx0;
-#pragma omp simd
-            for (int j = 0; j < nt; j++) {
-                const float a0 = e[0][j], b0 = o[0][j], a1 = e[1][j], b1 = o[1][j];
-                const float ra[4] = {a0, a0 + a1, a0 - a1, -a1}; /* A dY: column 0 */
-                const float rb[4] = {b0, b0 + b1, b0 - b1, -b1}; /* and column 1 */
-                for (int i = 0; i < 4; i++) { /* (A dY) A^T */
-                    dst[(size_t)(4 * i + 0) * ms + j] = ra[i];
-                    dst[(size_t)(4 * i + 1) * ms + j] = ra[i] + rb[i];
-                    dst[(size_t)(4 * i + 2) * ms + j] = ra[i] - rb[i];
-                    dst[(size_t)(4 * i + 3) * ms + j] = -rb[i];
+                float *p0 = e[2 * a] + s, *p1 = e[2 * a + 1] + s;
+                if (2 * ty + a >= g->OH) {
+                    for (int q = 0; q < len; q++) p0[q] = p1[q] = 0.0f;
+                    continue;
+                }
+                const float *row = dy + (size_t)(2 * ty + a) * g->OW + 2 * tx0;
+                for (int q = 0; q < full; q++) {
+                    p0[q] = row[2 * q];
+                    p1[q] = row[2 * q + 1];
+                }
+                if (full < len) {
+                    p0[full] = row[2 * full];
+                    p1[full] = 0.0f;
                 }
             }
         }
+        float *dst = dm + t0;
+#pragma omp simd
+        for (int s = 0; s < nb; s++) {
+            const float a0 = e[0][s], b0 = e[1][s], a1 = e[2][s], b1 = e[3][s];
+            const float ra[4] = {a0, a0 + a1, a0 - a1, -a1}; /* A dY: column 0 */
+            const float rb[4] = {b0, b0 + b1, b0 - b1, -b1}; /* and column 1 */
+            for (int i = 0; i < 4; i++) { /* (A dY) A^T */
+                dst[(size_t)(4 * i + 0) * ms + s] = ra[i];
+                dst[(size_t)(4 * i + 1) * ms + s] = ra[i] + rb[i];
+                dst[(size_t)(4 * i + 2) * ms + s] = ra[i] - rb[i];
+                dst[(size_t)(4 * i + 3) * ms + s] = -rb[i];
+            }
+        }
+    }
 }
 
 /* dx plane = sum over tiles of B dV B^T, overlapping tiles added (the adjoint of
- * input_transform; contributions to padding are dropped) */
+ * input_transform; what falls on the padding is dropped) */
 static void input_adjoint(const wgeo *g, const float *dv, size_t vs, float *dx)
 {
-    float p[4][4][WB]; /* p[a][b][j]: row a, column b of tile j's B dV B^T */
-    float e[WB + 1], o[WB + 1];
+    float p[16][TB]; /* p[4a+b][s]: (a, b) of tile s's B dV B^T */
     memset(dx, 0, (size_t)g->H * g->W * sizeof(float));
-    for (int ty = 0; ty < g->th; ty++)
-        for (int tx0 = 0; tx0 < g->tw; tx0 += WB) {
-            const int nt = LK_MIN(WB, g->tw - tx0);
-            const float *src = dv + (size_t)ty * g->tw + tx0;
-            for (int j = 0; j < nt; j++) {
-                float h[4][4]; /* dV B^T */
-                for (int i = 0; i < 4; i++) {
-                    const float v0 = src[(size_t)(4 * i + 0) * vs + j];
-                    const float v1 = src[(size_t)(4 * i + 1) * vs + j];
-                    const float v2 = src[(size_t)(4 * i + 2) * vs + j];
-                    const float v3 = src[(size_t)(4 * i + 3) * vs + j];
-                    h[i][0] = v0;
-                    h[i][1] = v1 - v2 + v3;
-                    h[i][2] = v1 + v2 - v0;
-                    h[i][3] = -v3;
-                }
-                for (int b = 0; b < 4; b++) { /* B (dV B^T) */
-                    p[0][b][j] = h[0][b];
-                    p[1][b][j] = h[1][b] - h[2][b] + h[3][b];
-                    p[2][b][j] = h[1][b] + h[2][b] - h[0][b];
-                    p[3][b][j] = -h[3][b];
-                }
+    for (int t0 = 0; t0 < g->tpi; t0 += TB) {
+        const int nb = LK_MIN(TB, g->tpi - t0);
+        const float *src = dv + t0;
+#pragma omp simd
+        for (int s = 0; s < nb; s++) {
+            float h[4][4]; /* dV B^T */
+            for (int i = 0; i < 4; i++) {
+                const float v0 = src[(size_t)(4 * i + 0) * vs + s];
+                const float v1 = src[(size_t)(4 * i + 1) * vs + s];
+                const float v2 = src[(size_t)(4 * i + 2) * vs + s];
+                const float v3 = src[(size_t)(4 * i + 3) * vs + s];
+                h[i][0] = v0;
+                h[i][1] = v1 - v2 + v3;
+                h[i][2] = v1 + v2 - v0;
+                h[i][3] = -v3;
             }
-            const int c0 = 2 * tx0 - g->pw; /* column of e[0] */
+            for (int b = 0; b < 4; b++) { /* B (dV B^T) */
+                p[b][s] = h[0][b];
+                p[4 + b][s] = h[1][b] - h[2][b] + h[3][b];
+                p[8 + b][s] = h[1][b] + h[2][b] - h[0][b];
+                p[12 + b][s] = -h[3][b];
+            }
+        }
+        for (int s = 0, len; s < nb; s += len) {
+            const int ty = (t0 + s) / g->tw, tx0 = (t0 + s) % g->tw;
+            len = LK_MIN(nb - s, g->tw - tx0);
+            const int c0 = 2 * tx0 - g->pw; /* column of the segment's first tile */
+            const int lo = LK_MIN(len, c0 < 0 ? (1 - c0) / 2 : 0);
+            const int hi = LK_MAX(lo, LK_MIN(len, g->W - 4 - c0 >= 0 ? (g->W - 4 - c0) / 2 + 1 : 0));
             for (int a = 0; a < 4; a++) {
                 const int r = 2 * ty - g->ph + a;
                 if (r < 0 || r >= g->H) continue;
-                /* columns 2j, 2j+1 of this row block: tile j's left half + tile j-1's right */
-                e[0] = p[a][0][0];
-                o[0] = p[a][1][0];
-                for (int j = 1; j < nt; j++) {
-                    e[j] = p[a][0][j] + p[a][2][j - 1];
-                    o[j] = p[a][1][j] + p[a][3][j - 1];
-                }
-                e[nt] = p[a][2][nt - 1];
-                o[nt] = p[a][3][nt - 1];
                 float *row = dx + (size_t)r * g->W;
-                if (c0 >= 0 && c0 + 2 * nt + 2 <= g->W) {
-                    float *restrict s = row + c0;
-                    for (int q = 0; q <= nt; q++) {
-                        s[2 * q] += e[q];
-                        s[2 * q + 1] += o[q];
+                const float *p0 = p[4 * a] + s, *p1 = p[4 * a + 1] + s;
+                const float *p2 = p[4 * a + 2] + s, *p3 = p[4 * a + 3] + s;
+                for (int q = 0; q < len; q++) {
+                    if (q == lo) q = hi; /* the interior below */
+                    if (q >= len) break;
+                    const float val[4] = {p0[q], p1[q], p2[q], p3[q]};
+                    for (int j = 0; j < 4; j++) {
+                        const int col = c0 + 2 * q + j;
+                        if (col >= 0 && col < g->W) row[col] += val[j];
                     }
-                } else {
-                    for (int q = 0; q <= nt; q++) {
-                        const int c = c0 + 2 * q;
-                        if (c >= 0 && c < g->W) row[c] += e[q];
-                        if (c + 1 >= 0 && c + 1 < g->W) row[c + 1] += o[q];
-                    }
+                }
+                float *o = row + c0;
+                for (int q = lo; q < hi; q++) {
+                    o[2 * q] += p0[q];
+                    o[2 * q + 1] += p1[q];
+                    o[2 * q + 2] += p2[q];
+                    o[2 * q + 3] += p3[q];
                 }
             }
         }
+    }
 }
 
 /* ---------------- the passes ---------------- */

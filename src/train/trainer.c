@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../comm/bucket.h"
+#include "../comm/topo.h"
 #include "../core/checkpoint.h"
 #include "../core/ops.h"
 #include "../data/dataset.h"
@@ -35,6 +36,7 @@ lk_train_opts lk_train_defaults(void)
     o.accum = 1;
     o.bucket_mb = 1.0;
     o.check_every = 100;
+    o.bind = 1;
     return o;
 }
 
@@ -115,6 +117,7 @@ typedef struct {
     float *host_params; /* host copy of the parameters (broadcast, replica checks) */
     long total, step;   /* optimizer steps: the run's and the current one */
     int epoch, epochs, steps_per_epoch;
+    lk_topo_binding binding;
     struct {            /* LK_INJECT_FAULT=KIND:RANK:STEP, for testing failure handling */
         char kind[16];
         int rank;
@@ -229,12 +232,10 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
      * file: plain lines there unless a bar is asked for */
     int mode = o->progress < 0 && lk_comm_launched() ? 0 : o->progress;
     lk_progress_init(prog, mode, o->quiet || rank != 0);
+    /* each rank its own cores, before any thread exists; a thread per core */
+    LK_CHECK(lk_topo_bind(s->comm, o->bind, &s->binding));
     LK_CHECK(open_data(o, s));
-    int threads = o->threads;
-    if (threads <= 0 && s->comm->local_world > 1) { /* share this host's cores */
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = (int)LK_MAX(1, cores / s->comm->local_world);
-    }
+    int threads = o->threads > 0 ? o->threads : s->binding.ncores;
     LK_CHECK(lk_replica_open(&s->r, o->device, threads, o->model, &s->train.sample,
                              s->train.nclasses, o->batch, o->init, o->seed));
     lk_model *m = s->r.model;
@@ -273,6 +274,9 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
                      o->model, world, world == 1 ? "" : "s", s->r.dev->name, s->r.dev->threads,
                      s->r.dev->threads == 1 ? "" : "s", o->batch, world, o->accum, s->train.n,
                      s->val.n, desc);
+    lk_progress_line(prog, "rank 0 on %s: cores %s (NUMA %s)%s%s", s->comm->host,
+                     s->binding.cores, s->binding.numa, s->binding.bound ? ", bound" : "; ",
+                     s->binding.bound ? "" : s->binding.note);
     if (s->buckets)
         lk_progress_line(prog, "gradient all-reduce: %s, %d bucket%s of <= %.2f MB", s->comm->library,
                          s->buckets->n, s->buckets->n == 1 ? "" : "s", o->bucket_mb);

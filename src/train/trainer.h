@@ -31,6 +31,7 @@ typedef struct {
     int accum;                /* micro-batches per optimizer step */
     double bucket_mb;         /* gradient bucket size */
     long check_every;         /* compare replica checksums every N steps (0: at the end only) */
+    int bind;                 /* bind each rank to its share of the host's cores (hwloc) */
 } lk_train_opts;
 
 /* Defaults: cnn, fashion-mnist, 1 epoch, batch 64, momentum lr 0.01 ... */
