@@ -1,5 +1,9 @@
 /* backend_cpu_conv.c - convolution as im2col + sgemm, and pooling.
  *
+ * 3x3 stride-1 layers with at least 8 input channels go to Winograd F(2x2, 3x3)
+ * instead (backend_cpu_winograd.c, chosen from the descriptor alone by
+ * lk_cpu_wino_applies); everything else comes here.
+ *
  * The batch is processed in chunks of nb images sized so that one chunk's im2col
  * matrix (K x nb*P floats, K = C*kh*kw, P = OH*OW) stays in cache: each chunk is
  * one gemm large enough to run at full speed, and the intermediate products
@@ -9,7 +13,6 @@
  * reuses them instead of rebuilding them. */
 #include <cblas.h>
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "backend_cpu.h"
@@ -25,25 +28,17 @@ static int conv_chunk(const lk_conv2d_desc *cd)
     return (int)LK_MAX(1, LK_MIN(nb, cd->n > 0 ? cd->n : 1));
 }
 
-/* DEV ONLY */
-static int wino(const lk_conv2d_desc *cd)
-{
-    static int off = -1;
-    if (off < 0) off = getenv("LK_NO_WINO") != NULL;
-    return !off && lk_cpu_wino_applies(cd);
-}
-
 size_t lk_cpu_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd)
 {
     (void)d;
-    if (wino(cd)) return lk_cpu_wino_saved(cd);
+    if (lk_cpu_wino_applies(cd)) return lk_cpu_wino_saved(cd);
     return conv_k(cd) * conv_p(cd) * (size_t)cd->n * sizeof(float);
 }
 
 size_t lk_cpu_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd)
 {
     (void)d;
-    if (wino(cd)) return lk_cpu_wino_workspace(cd);
+    if (lk_cpu_wino_applies(cd)) return lk_cpu_wino_workspace(cd);
     /* one chunk of dcol [K][nb*P] */
     return conv_k(cd) * conv_p(cd) * (size_t)conv_chunk(cd) * sizeof(float);
 }
@@ -129,7 +124,7 @@ void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *
                            const float *b, float *y, void *saved, void *ws)
 {
     (void)d;
-    if (wino(cd)) {
+    if (lk_cpu_wino_applies(cd)) {
         lk_cpu_wino_forward(cd, x, w, b, y, saved, ws);
         return;
     }
@@ -169,7 +164,7 @@ void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float 
 {
     (void)d;
     (void)x; /* its im2col matrices (or Winograd transforms) are in `saved` */
-    if (wino(cd)) {
+    if (lk_cpu_wino_applies(cd)) {
         if (db)
             for (int n = 0; n < cd->n; n++)
                 bias_grad(cd, dy + (size_t)n * cd->k * conv_p(cd), db, n == 0 ? beta : 1.0f);
