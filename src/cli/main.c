@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../core/common.h"
+#include "../comm/bucket.h"
 #include "../comm/comm.h"
 #include "../comm/topo.h"
 #include "../core/device.h"
@@ -78,6 +79,10 @@ static void train_usage(FILE *f)
             "  --comm auto|local|mpi how ranks talk (default auto: mpi under mpirun/srun)\n"
             "  --accum N             micro-batches per optimizer step (communication on the last)\n"
             "  --bucket-mb X         gradient all-reduce bucket size in MiB (default 1)\n"
+            "  --comm-progress M     who drives the all-reduces during backward: thread (a comm\n"
+            "                        thread, blocking MPI_Allreduce per bucket), layers (the\n"
+            "                        training thread, non-blocking MPI between layers) or auto\n"
+            "                        (default: thread where MPI allows a second thread)\n"
             "  --check-every N       compare replica checksums every N steps (default 100)\n"
             "  --bind cores|none     bind each rank to its share of the host's cores (default cores)\n");
 }
@@ -88,6 +93,7 @@ enum {
     O_SEED, O_DEVICE, O_THREADS, O_SAVE, O_RESUME, O_METRICS, O_EVAL_EVERY, O_LOG_EVERY,
     O_TRAIN_LIMIT, O_VAL_LIMIT, O_PROGRESS, O_QUIET, O_HELP, O_CHECKPOINT, O_INPUT, O_TOP,
     O_LIMIT, O_COMM, O_ACCUM, O_BUCKET_MB, O_CHECK_EVERY, O_BIND,
+    O_COMM_PROGRESS,
 };
 
 static const struct option train_opts[] = {
@@ -109,7 +115,7 @@ static const struct option train_opts[] = {
     {"progress", 1, 0, O_PROGRESS},   {"quiet", 0, 0, O_QUIET},
     {"comm", 1, 0, O_COMM},           {"accum", 1, 0, O_ACCUM},
     {"bucket-mb", 1, 0, O_BUCKET_MB}, {"check-every", 1, 0, O_CHECK_EVERY},
-    {"bind", 1, 0, O_BIND},
+    {"bind", 1, 0, O_BIND},           {"comm-progress", 1, 0, O_COMM_PROGRESS},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -184,6 +190,12 @@ static int cmd_train(int argc, char **argv)
             o.bucket_mb = mb;
             break;
         }
+        case O_COMM_PROGRESS:
+            if (!strcmp(optarg, "auto")) o.comm_progress = LK_PROGRESS_AUTO;
+            else if (!strcmp(optarg, "layers")) o.comm_progress = LK_PROGRESS_LAYERS;
+            else if (!strcmp(optarg, "thread")) o.comm_progress = LK_PROGRESS_THREAD;
+            else s = LK_ERR(LK_ERR_ARG, "--comm-progress: expected auto, layers or thread, got '%s'", optarg);
+            break;
         case O_CHECK_EVERY: s = lk_arg_int("--check-every", optarg, 0, 1L << 40, &o.check_every); break;
         case O_BIND:
             if (!strcmp(optarg, "cores")) o.bind = 1;
@@ -298,8 +310,8 @@ static int cmd_info(void)
     /* one line per rank, in rank order */
     char line[1024];
     snprintf(line, sizeof line,
-             "rank %d/%d: host %s, local rank %d/%d, cores %s of %d (NUMA %s)%s%s, device %s, "
-             "%d thread%s",
+             "rank %d/%d: host %s, local rank %d/%d, cores %s of %d (NUMA %s)%s%s, GPU none, "
+             "device %s, %d thread%s",
              c->rank, c->world, c->host, c->local_rank, c->local_world, b.cores, b.host_cores,
              b.numa, b.bound ? " bound" : ", ", b.bound ? "" : b.note, d->name, d->threads,
              d->threads == 1 ? "" : "s");

@@ -1,11 +1,23 @@
 /* bucket.c - gradient bucketing with all-reduces overlapped with backward. */
 #include "bucket.h"
 
-lk_status lk_buckets_create(lk_buckets **out, lk_comm *c, lk_model *m, size_t bucket_bytes)
+#include <stdio.h>
+#include <string.h>
+
+static void *comm_thread(void *arg);
+
+lk_status lk_buckets_create(lk_buckets **out, lk_comm *c, lk_model *m, size_t bucket_bytes,
+                            lk_progress_mode mode)
 {
     *out = NULL;
     if (bucket_bytes < sizeof(float))
         return LK_ERR(LK_ERR_ARG, "--bucket-mb must be positive");
+    if (mode == LK_PROGRESS_AUTO) mode = c->threads_ok ? LK_PROGRESS_THREAD : LK_PROGRESS_LAYERS;
+    if (mode == LK_PROGRESS_THREAD && !c->threads_ok)
+        return LK_ERR(LK_ERR_COMM,
+                      "--comm-progress thread: %s does not allow MPI calls from a second thread "
+                      "(MPI_THREAD_SERIALIZED not provided); use --comm-progress layers",
+                      c->library[0] ? c->library : c->vt->name);
     int cap = 0;
     for (int i = 0; i < m->nlayers; i++) cap += m->layers[i]->param_count > 0;
     if (cap > LK_COMM_MAX_SLOTS) cap = LK_COMM_MAX_SLOTS;
@@ -30,6 +42,26 @@ lk_status lk_buckets_create(lk_buckets **out, lk_comm *c, lk_model *m, size_t bu
         }
     }
     if (begin < m->nparams || b->n == 0) b->b[b->n++] = (lk_bucket){begin, m->nparams, 0, 0};
+    b->mode = mode;
+    if (mode == LK_PROGRESS_THREAD) {
+        int rc = pthread_mutex_init(&b->mu, NULL);
+        if (!rc && (rc = pthread_cond_init(&b->wake, NULL)) != 0) pthread_mutex_destroy(&b->mu);
+        if (!rc && (rc = pthread_cond_init(&b->idle, NULL)) != 0) {
+            pthread_cond_destroy(&b->wake);
+            pthread_mutex_destroy(&b->mu);
+        }
+        if (!rc && (rc = pthread_create(&b->thread, NULL, comm_thread, b)) != 0) {
+            pthread_cond_destroy(&b->idle);
+            pthread_cond_destroy(&b->wake);
+            pthread_mutex_destroy(&b->mu);
+        }
+        if (rc) {
+            lk_free(b->b);
+            lk_free(b);
+            return LK_ERR(LK_ERR_COMM, "cannot start the comm thread: %s", strerror(rc));
+        }
+        b->thread_started = 1;
+    }
     m->on_grad_ready = lk_buckets_grad_ready;
     m->grad_ready_user = b;
     *out = b;
@@ -39,18 +71,34 @@ lk_status lk_buckets_create(lk_buckets **out, lk_comm *c, lk_model *m, size_t bu
 void lk_buckets_destroy(lk_buckets *b)
 {
     if (!b) return;
+    if (b->thread_started) {
+        pthread_mutex_lock(&b->mu);
+        b->stop = 1;
+        pthread_cond_signal(&b->wake);
+        pthread_mutex_unlock(&b->mu);
+        pthread_join(b->thread, NULL);
+        pthread_cond_destroy(&b->idle);
+        pthread_cond_destroy(&b->wake);
+        pthread_mutex_destroy(&b->mu);
+    }
     lk_free(b->b);
     lk_free(b);
 }
 
 void lk_buckets_begin(lk_buckets *b, int active)
 {
+    /* the comm thread, if any, is idle here: the last active step's finish waited
+     * for it, and an inactive step never arms it */
+    if (b->thread_started) pthread_mutex_lock(&b->mu);
     b->ready = 0;
     b->next = 0;
     b->active = active;
     b->status = LK_OK;
     b->t_first_start = b->t_last_done = 0.0;
     for (int i = 0; i < b->n; i++) b->b[i].started = b->b[i].done = 0;
+    b->armed = active;
+    b->finishing = b->complete = 0;
+    if (b->thread_started) pthread_mutex_unlock(&b->mu);
 }
 
 static void start(lk_buckets *b, int i)
@@ -77,28 +125,89 @@ static void progress(lk_buckets *b)
     }
 }
 
+static void start_ready(lk_buckets *b, size_t ready)
+{
+    while (b->next < b->n && b->b[b->next].end <= ready) start(b, b->next++);
+}
+
+/* The comm thread: between begin and finish of an active step it is the only
+ * thread calling MPI. It all-reduces each bucket as soon as the training thread has
+ * posted that its gradients are final, and sleeps on `wake` otherwise. */
+static void *comm_thread(void *arg)
+{
+    lk_buckets *b = arg;
+    pthread_mutex_lock(&b->mu);
+    while (!b->stop) {
+        if (b->armed && b->next < b->n && (b->finishing || b->b[b->next].end <= b->ready)) {
+            int i = b->next++;
+            lk_bucket *k = &b->b[i];
+            pthread_mutex_unlock(&b->mu);
+            double t0 = lk_now();
+            lk_status st = lk_comm_allreduce(b->comm, b->grads + k->begin, k->end - k->begin,
+                                             LK_REDUCE_SUM);
+            double t1 = lk_now();
+            if (st != LK_OK) /* the message is this thread's; keep it for finish */
+                snprintf(b->thread_error, sizeof b->thread_error, "%s", lk_error_message());
+            pthread_mutex_lock(&b->mu);
+            if (i == 0) b->t_first_start = t0;
+            b->t_last_done = t1;
+            k->started = k->done = 1;
+            if (st != LK_OK) {
+                b->status = st;
+                b->next = b->n; /* nothing more to do this step */
+            }
+            continue;
+        }
+        if (b->armed && b->finishing && b->next == b->n) { /* every bucket summed: hand back */
+            b->armed = 0;
+            b->complete = 1;
+            pthread_cond_signal(&b->idle);
+            continue;
+        }
+        pthread_cond_wait(&b->wake, &b->mu);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
 void lk_buckets_grad_ready(void *user, size_t offset, size_t count)
 {
     lk_buckets *b = user;
     if (!b->active) return;
+    if (b->thread_started) {
+        pthread_mutex_lock(&b->mu);
+        if (offset + count > b->ready) b->ready = offset + count;
+        pthread_cond_signal(&b->wake);
+        pthread_mutex_unlock(&b->mu);
+        return;
+    }
     if (offset + count > b->ready) b->ready = offset + count;
     progress(b);
-    while (b->next < b->n && b->b[b->next].end <= b->ready) start(b, b->next++);
+    start_ready(b, b->ready);
 }
 
 lk_status lk_buckets_finish(lk_buckets *b)
 {
     b->comm_ms = b->span_ms = 0.0;
     if (!b->active) return LK_OK;
-    while (b->next < b->n) start(b, b->next++);
     double t0 = lk_now();
-    for (int i = 0; i < b->n && b->status == LK_OK; i++) {
-        if (b->b[i].done) continue;
-        b->status = lk_comm_wait(b->comm, i);
-        b->b[i].done = 1;
-        b->t_last_done = lk_now();
+    if (b->thread_started) {
+        pthread_mutex_lock(&b->mu);
+        b->finishing = 1;
+        pthread_cond_signal(&b->wake);
+        while (!b->complete) pthread_cond_wait(&b->idle, &b->mu);
+        pthread_mutex_unlock(&b->mu);
+    } else {
+        start_ready(b, (size_t)-1);
+        for (int i = 0; i < b->n && b->status == LK_OK; i++) {
+            if (b->b[i].done) continue;
+            b->status = lk_comm_wait(b->comm, i);
+            b->b[i].done = 1;
+            b->t_last_done = lk_now();
+        }
     }
     double t1 = lk_now();
+    if (b->thread_started && b->status != LK_OK) b->status = LK_ERR(b->status, "%s", b->thread_error);
     b->comm_ms = (t1 - t0) * 1e3;
     b->span_ms = b->t_last_done > b->t_first_start ? (b->t_last_done - b->t_first_start) * 1e3 : 0;
     return b->status;

@@ -70,8 +70,8 @@ lk_status lk_comm_test(lk_comm *c, int slot, int *done)
 
 lk_status lk_comm_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op)
 {
-    LK_CHECK(lk_comm_allreduce_start(c, buf, n, op, LK_COMM_MAX_SLOTS - 1));
-    return lk_comm_wait(c, LK_COMM_MAX_SLOTS - 1);
+    if (n && !buf) return LK_ERR(LK_ERR_ARG, "allreduce: null buffer");
+    return c->vt->allreduce(c, buf, n, op);
 }
 
 lk_status lk_comm_allreduce_f64(lk_comm *c, double *buf, int n, lk_reduce_op op)

@@ -24,6 +24,7 @@ typedef struct {
     lk_status (*test)(lk_comm *c, int slot, int *done);
     lk_status (*wait)(lk_comm *c, int slot);
     /* blocking collectives */
+    lk_status (*allreduce)(lk_comm *c, float *buf, size_t n, lk_reduce_op op);
     lk_status (*allreduce_f64)(lk_comm *c, double *buf, int n, lk_reduce_op op);
     lk_status (*broadcast)(lk_comm *c, void *buf, size_t bytes, int root);
     /* recv (counts[rank] floats) = reduction over ranks of send's slice of this rank,
@@ -46,6 +47,7 @@ struct lk_comm {
     int local_rank, local_world; /* ranks on this host */
     char host[64];
     char library[128];           /* e.g. "Open MPI v4.1.4" */
+    int threads_ok;              /* calls may come from a second thread, one at a time */
     void *impl;
 };
 
@@ -59,7 +61,8 @@ int lk_comm_launched(void);
 lk_status lk_comm_local_open(lk_comm *c);
 lk_status lk_comm_mpi_open(lk_comm *c, int *argc, char ***argv);
 
-/* Convenience wrappers with argument checks. */
+/* Convenience wrappers with argument checks. lk_comm_allreduce is the blocking
+ * in-place all-reduce (MPI_Allreduce: the library's tuned algorithms). */
 lk_status lk_comm_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op);
 lk_status lk_comm_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op op, int slot);
 lk_status lk_comm_wait(lk_comm *c, int slot);

@@ -21,6 +21,11 @@ static lk_status local_wait(lk_comm *c, int slot)
     (void)c, (void)slot;
     return LK_OK;
 }
+static lk_status local_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op)
+{
+    (void)c, (void)buf, (void)n, (void)op;
+    return LK_OK;
+}
 static lk_status local_allreduce_f64(lk_comm *c, double *buf, int n, lk_reduce_op op)
 {
     (void)c, (void)buf, (void)n, (void)op;
@@ -64,6 +69,7 @@ static void local_close(lk_comm *c) { (void)c; }
 static const lk_comm_vt local_vt = {
     .name = "local",
     .allreduce_start = local_allreduce_start,
+    .allreduce = local_allreduce,
     .test = local_test,
     .wait = local_wait,
     .allreduce_f64 = local_allreduce_f64,
@@ -81,6 +87,7 @@ lk_status lk_comm_local_open(lk_comm *c)
     c->vt = &local_vt;
     c->rank = c->local_rank = 0;
     c->world = c->local_world = 1;
+    c->threads_ok = 1;
     if (gethostname(c->host, sizeof c->host) != 0) snprintf(c->host, sizeof c->host, "localhost");
     c->host[sizeof c->host - 1] = 0;
     snprintf(c->library, sizeof c->library, "none (single process)");

@@ -35,6 +35,7 @@ lk_train_opts lk_train_defaults(void)
     o.progress = -1;
     o.accum = 1;
     o.bucket_mb = 1.0;
+    o.comm_progress = LK_PROGRESS_AUTO;
     o.check_every = 100;
     o.bind = 1;
     return o;
@@ -256,7 +257,8 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     if (!s->host_params) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a host copy of the parameters");
     LK_CHECK(lk_dist_broadcast_params(s->comm, m, s->host_params));
     if (world > 1) {
-        LK_CHECK(lk_buckets_create(&s->buckets, s->comm, m, (size_t)(o->bucket_mb * 1048576.0)));
+        LK_CHECK(lk_buckets_create(&s->buckets, s->comm, m, (size_t)(o->bucket_mb * 1048576.0),
+                                   (lk_progress_mode)o->comm_progress));
         /* optimizer state (--resume) must match too: rank 0's is the reference */
         size_t n = m->nparams * sizeof(float);
         if (s->opt->s1) LK_CHECK(lk_comm_broadcast(s->comm, s->opt->s1, n, 0));
@@ -278,8 +280,11 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
                      s->binding.cores, s->binding.numa, s->binding.bound ? ", bound" : "; ",
                      s->binding.bound ? "" : s->binding.note);
     if (s->buckets)
-        lk_progress_line(prog, "gradient all-reduce: %s, %d bucket%s of <= %.2f MB", s->comm->library,
-                         s->buckets->n, s->buckets->n == 1 ? "" : "s", o->bucket_mb);
+        lk_progress_line(prog, "gradient all-reduce: %s, %d bucket%s of <= %.2f MB, progressed %s",
+                         s->comm->library, s->buckets->n, s->buckets->n == 1 ? "" : "s",
+                         o->bucket_mb,
+                         s->buckets->mode == LK_PROGRESS_THREAD ? "by a comm thread"
+                                                                : "between layers");
     if (o->resume_dir)
         lk_progress_line(prog, "resumed from %s at epoch %d, step %ld", o->resume_dir, s->epoch,
                          s->step);

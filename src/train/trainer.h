@@ -30,6 +30,7 @@ typedef struct {
     lk_comm *comm;            /* the ranks (NULL: a world of one) */
     int accum;                /* micro-batches per optimizer step */
     double bucket_mb;         /* gradient bucket size */
+    int comm_progress;        /* lk_progress_mode: who drives the all-reduces during backward */
     long check_every;         /* compare replica checksums every N steps (0: at the end only) */
     int bind;                 /* bind each rank to its share of the host's cores (hwloc) */
 } lk_train_opts;

@@ -18,6 +18,9 @@ expect_fail 2 "unknown --model 'resnet'" -- "$LK" train --model resnet
 expect_fail 2 "unknown --init 'zeros'" -- "$LK" train --init zeros
 expect_fail 2 "--schedule step needs --step-size" -- "$LK" train --schedule step
 expect_fail 2 "--epochs needs a value" -- "$LK" train --epochs
+expect_fail 2 "--comm-progress: expected auto, layers or thread, got 'poll'" -- "$LK" train --comm-progress poll
+expect_fail 2 "--bind: expected cores or none, got 'numa'" -- "$LK" train --bind numa
+expect_fail 2 "--bucket-mb: 0 is outside" -- "$LK" train --bucket-mb 0
 expect_fail 1 "no CUDA backend" -- "$LK" train --device cuda --steps 1
 expect_fail 2 "unknown device 'tpu'" -- "$LK" train --device tpu --steps 1
 expect_fail 1 "$TMP/nope" -- "$LK" train --data "fashion-mnist:$TMP/nope" --steps 1

@@ -2,6 +2,8 @@
 # Data parallelism is exact: N ranks x batch B reach the same parameters after k steps
 # as 1 rank x batch N*B (and so does --accum), for mlp and cnn. Tolerance: 1e-5 of the
 # largest weight of each tensor (only the order of float additions differs).
+# Both ways of driving the all-reduces (comm thread, the default here; and
+# non-blocking MPI between layers) are covered.
 source "$(dirname "$0")/common.bash"
 [[ -d /usr/share/datasets/fashion-mnist ]] || { echo "SKIP: dataset-fashion-mnist not installed"; exit 0; }
 common=(--train-limit 3000 --val-limit 200 --lr 0.05 --optim momentum --seed 7 --quiet --threads 1)
@@ -14,13 +16,17 @@ for model in mlp cnn; do
   steps=$([[ $model == mlp ]] && echo 40 || echo 8)
   "$LK" train --model $model --steps $steps --batch 48 "${common[@]}" --save "$TMP/$model-1x48"
   mpi -n 2 --oversubscribe train --model $model --steps $steps --batch 24 "${common[@]}" --save "$TMP/$model-2x24"
-  mpi -n 3 --oversubscribe train --model $model --steps $steps --batch 16 "${common[@]}" --save "$TMP/$model-3x16"
+  mpi -n 3 --oversubscribe train --model $model --steps $steps --batch 16 --comm-progress layers \
+    "${common[@]}" --save "$TMP/$model-3x16"
   mpi -n 2 --oversubscribe train --model $model --steps $steps --batch 12 --accum 2 --bucket-mb 0.05 \
     "${common[@]}" --save "$TMP/$model-2x12x2"
+  mpi -n 2 --oversubscribe train --model $model --steps $steps --batch 12 --accum 2 --bucket-mb 0.05 \
+    --comm-progress layers "${common[@]}" --save "$TMP/$model-2x12x2-layers"
   "$LK" train --model $model --steps $steps --batch 16 --accum 3 "${common[@]}" --save "$TMP/$model-1x16x3"
   check "$model 2 ranks x 24 vs 1 x 48" "$TMP/$model-1x48" "$TMP/$model-2x24"
-  check "$model 3 ranks x 16 vs 1 x 48" "$TMP/$model-1x48" "$TMP/$model-3x16"
+  check "$model 3 ranks x 16 (between layers) vs 1 x 48" "$TMP/$model-1x48" "$TMP/$model-3x16"
   check "$model 2 ranks x 12 x accum 2 (small buckets) vs 1 x 48" "$TMP/$model-1x48" "$TMP/$model-2x12x2"
+  check "$model the same, between layers" "$TMP/$model-1x48" "$TMP/$model-2x12x2-layers"
   check "$model 1 rank x 16 x accum 3 vs 1 x 48" "$TMP/$model-1x48" "$TMP/$model-1x16x3"
 done
 # a whole epoch of 1000 samples: the short last global batch (40) is split 20/20 and

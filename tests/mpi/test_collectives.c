@@ -144,10 +144,10 @@ static void test_f64_and_barrier(void **state)
 }
 
 /* The bucketer on a real model: several buckets, gradients reported in backward
- * order by lk_model_backward, and the result is the sum over ranks. */
-static void test_buckets(void **state)
+ * order by lk_model_backward, and the result is the sum over ranks, in several
+ * steps (active, inactive, active again) for either way of driving progress. */
+static void check_buckets(lk_progress_mode mode)
 {
-    (void)state;
     int in = 20;
     lk_shape s = lk_shape_make(1, &in);
     lk_model *m;
@@ -160,8 +160,13 @@ static void test_buckets(void **state)
     TU_OK(lk_model_build(m, 4));
     TU_OK(lk_model_init(m, LK_INIT_DEFAULT, 11));
     lk_buckets *b;
-    TU_OK(lk_buckets_create(&b, C, m, 64 * 1024)); /* 16k floats: more than one bucket */
+    TU_OK(lk_buckets_create(&b, C, m, 64 * 1024, mode)); /* 16k floats: more than one bucket */
     assert_true(b->n >= 2);
+    if (mode == LK_PROGRESS_AUTO) /* Open MPI and the local world allow the comm thread */
+        assert_int_equal(b->mode, C->threads_ok ? LK_PROGRESS_THREAD : LK_PROGRESS_LAYERS);
+    else
+        assert_int_equal(b->mode, mode);
+    assert_true(C->threads_ok);
     assert_int_equal(b->b[0].begin, 0);
     for (int i = 1; i < b->n; i++) assert_int_equal(b->b[i].begin, b->b[i - 1].end);
     assert_int_equal(b->b[b->n - 1].end, m->nparams);
@@ -187,19 +192,46 @@ static void test_buckets(void **state)
     TU_OK(lk_model_forward(m, 4, 1, 0, &out));
     for (int i = 0; i < 4 * 5; i++) m->dout[i] = 0.1f * (float)(i % 3);
     m->on_grad_ready = lk_buckets_grad_ready;
-    lk_buckets_begin(b, 1);
-    TU_OK(lk_model_backward_ex(m, 4, 0, LK_GRADS_REPLACE));
-    TU_OK(lk_buckets_finish(b));
-    for (size_t k = 0; k < n; k++)
-        if (fabs(m->grads[k] - want[k]) > 1e-5 * (fabs(want[k]) + 1e-3))
-            fail_msg("rank %d: grad[%zu] = %g, expected %g", C->rank, k, (double)m->grads[k], want[k]);
-    /* inactive: no communication, gradients stay local */
-    lk_buckets_begin(b, 0);
-    TU_OK(lk_model_backward_ex(m, 4, 0, LK_GRADS_REPLACE));
-    TU_OK(lk_buckets_finish(b));
+    for (int step = 0; step < 3; step++) {
+        lk_buckets_begin(b, 1);
+        TU_OK(lk_model_backward_ex(m, 4, 0, LK_GRADS_REPLACE));
+        TU_OK(lk_buckets_finish(b));
+        for (size_t k = 0; k < n; k++)
+            if (fabs(m->grads[k] - want[k]) > 1e-5 * (fabs(want[k]) + 1e-3))
+                fail_msg("rank %d, step %d: grad[%zu] = %g, expected %g", C->rank, step, k,
+                         (double)m->grads[k], want[k]);
+        assert_true(b->span_ms >= 0.0 && b->comm_ms >= 0.0);
+        double h = lk_buckets_hidden_share(b);
+        assert_true(h >= 0.0 && h <= 1.0);
+        /* inactive: no communication, gradients stay local */
+        lk_buckets_begin(b, 0);
+        TU_OK(lk_model_backward_ex(m, 4, 0, LK_GRADS_REPLACE));
+        TU_OK(lk_buckets_finish(b));
+        assert_true(b->comm_ms == 0.0);
+        TU_OK(lk_model_forward(m, 4, 1, 0, &out)); /* the same input again */
+        for (int i = 0; i < 4 * 5; i++) m->dout[i] = 0.1f * (float)(i % 3);
+    }
     free(want);
     lk_buckets_destroy(b);
     lk_model_destroy(m);
+}
+
+static void test_buckets_between_layers(void **state)
+{
+    (void)state;
+    check_buckets(LK_PROGRESS_LAYERS);
+}
+
+static void test_buckets_comm_thread(void **state)
+{
+    (void)state;
+    check_buckets(LK_PROGRESS_THREAD);
+}
+
+static void test_buckets_auto(void **state)
+{
+    (void)state;
+    check_buckets(LK_PROGRESS_AUTO);
 }
 
 int main(int argc, char **argv)
@@ -214,7 +246,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_allreduce),   cmocka_unit_test(test_async_slots),
         cmocka_unit_test(test_broadcast),   cmocka_unit_test(test_reduce_scatter),
         cmocka_unit_test(test_allgather),   cmocka_unit_test(test_f64_and_barrier),
-        cmocka_unit_test(test_buckets),
+        cmocka_unit_test(test_buckets_between_layers),
+        cmocka_unit_test(test_buckets_comm_thread), cmocka_unit_test(test_buckets_auto),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     /* a failure on any rank fails every rank */
