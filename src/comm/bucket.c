@@ -37,11 +37,11 @@ lk_status lk_buckets_create(lk_buckets **out, lk_comm *c, lk_model *m, size_t bu
         if (!l->param_count) continue;
         size_t end = l->param_offset + l->param_count;
         if (end - begin >= limit && b->n < cap - 1) {
-            b->b[b->n++] = (lk_bucket){begin, end, 0, 0};
+            b->b[b->n++] = (lk_bucket){begin, end, 0};
             begin = end;
         }
     }
-    if (begin < m->nparams || b->n == 0) b->b[b->n++] = (lk_bucket){begin, m->nparams, 0, 0};
+    if (begin < m->nparams || b->n == 0) b->b[b->n++] = (lk_bucket){begin, m->nparams, 0};
     b->mode = mode;
     if (mode == LK_PROGRESS_THREAD) {
         int rc = pthread_mutex_init(&b->mu, NULL);
@@ -95,8 +95,7 @@ void lk_buckets_begin(lk_buckets *b, int active)
     b->active = active;
     b->status = LK_OK;
     b->t_first_start = b->t_last_done = 0.0;
-    for (int i = 0; i < b->n; i++) b->b[i].started = b->b[i].done = 0;
-    b->armed = active;
+    for (int i = 0; i < b->n; i++) b->b[i].done = 0;
     b->finishing = b->complete = 0;
     if (b->thread_started) pthread_mutex_unlock(&b->mu);
 }
@@ -108,7 +107,6 @@ static void start(lk_buckets *b, int i)
     if (i == 0) b->t_first_start = lk_now();
     b->status = lk_comm_allreduce_start(b->comm, b->grads + k->begin, k->end - k->begin,
                                         LK_REDUCE_SUM, i);
-    k->started = 1;
 }
 
 /* Gives MPI a chance to move the requests in flight along. */
@@ -138,7 +136,8 @@ static void *comm_thread(void *arg)
     lk_buckets *b = arg;
     pthread_mutex_lock(&b->mu);
     while (!b->stop) {
-        if (b->armed && b->next < b->n && (b->finishing || b->b[b->next].end <= b->ready)) {
+        const int armed = b->active && !b->complete; /* an active step not handed back */
+        if (armed && b->next < b->n && (b->finishing || b->b[b->next].end <= b->ready)) {
             int i = b->next++;
             lk_bucket *k = &b->b[i];
             pthread_mutex_unlock(&b->mu);
@@ -151,15 +150,14 @@ static void *comm_thread(void *arg)
             pthread_mutex_lock(&b->mu);
             if (i == 0) b->t_first_start = t0;
             b->t_last_done = t1;
-            k->started = k->done = 1;
+            k->done = 1;
             if (st != LK_OK) {
                 b->status = st;
                 b->next = b->n; /* nothing more to do this step */
             }
             continue;
         }
-        if (b->armed && b->finishing && b->next == b->n) { /* every bucket summed: hand back */
-            b->armed = 0;
+        if (armed && b->finishing && b->next == b->n) { /* every bucket summed: hand back */
             b->complete = 1;
             pthread_cond_signal(&b->idle);
             continue;

@@ -28,7 +28,7 @@
 
 typedef struct {
     size_t begin, end;
-    int started, done;
+    int done;
 } lk_bucket;
 
 /* AUTO: THREAD where the communicator allows a second thread, else LAYERS */
@@ -47,12 +47,12 @@ typedef struct {
     double comm_ms;      /* last step: time blocked waiting in finish (exposed) */
     double span_ms;      /* last step: first start to last completion */
     /* LK_PROGRESS_THREAD: the comm thread and what it shares with the training
-     * thread (ready, finishing, complete, stop under mu) */
+     * thread (active, ready, finishing, complete, stop under mu) */
     lk_progress_mode mode;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t wake, idle;
-    int thread_started, armed, finishing, complete, stop;
+    int thread_started, finishing, complete, stop;
     char thread_error[512]; /* the comm thread's error message */
 } lk_buckets;
 

@@ -42,13 +42,26 @@ static MPI_Op mpi_op(lk_reduce_op op)
     return MPI_SUM;
 }
 
+/* AVG is a SUM scaled by 1/world once it has arrived */
+static void scale_avg(const lk_comm *c, float *buf, size_t n)
+{
+    const float s = 1.0f / (float)c->world;
+    for (size_t i = 0; i < n; i++) buf[i] *= s;
+}
+
 static void finish_avg(lk_comm *c, mpi_impl *m, int slot)
 {
-    float *b = m->avg_buf[slot];
-    if (!b) return;
-    const float s = 1.0f / (float)c->world;
-    for (size_t i = 0; i < m->avg_n[slot]; i++) b[i] *= s;
+    if (!m->avg_buf[slot]) return;
+    scale_avg(c, m->avg_buf[slot], m->avg_n[slot]);
     m->avg_buf[slot] = NULL;
+}
+
+static lk_status check_count(const lk_comm *c, size_t n)
+{
+    if (n > INT_MAX)
+        return LK_ERR(LK_ERR_ARG, "rank %d: all-reduce of %zu floats exceeds one MPI message",
+                      c->rank, n);
+    return LK_OK;
 }
 
 static lk_status mpi_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op op, int slot)
@@ -56,9 +69,7 @@ static lk_status mpi_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce
     mpi_impl *m = c->impl;
     if (m->req[slot] != MPI_REQUEST_NULL)
         return LK_ERR(LK_ERR_STATE, "rank %d: request slot %d is still in flight", c->rank, slot);
-    if (n > INT_MAX)
-        return LK_ERR(LK_ERR_ARG, "rank %d: all-reduce of %zu floats exceeds one MPI message",
-                      c->rank, n);
+    LK_CHECK(check_count(c, n));
     m->avg_buf[slot] = op == LK_REDUCE_AVG && n ? buf : NULL;
     m->avg_n[slot] = n;
     if (!n) return LK_OK;
@@ -88,15 +99,10 @@ static lk_status mpi_wait(lk_comm *c, int slot)
 static lk_status mpi_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op)
 {
     mpi_impl *m = c->impl;
-    if (n > INT_MAX)
-        return LK_ERR(LK_ERR_ARG, "rank %d: all-reduce of %zu floats exceeds one MPI message",
-                      c->rank, n);
+    LK_CHECK(check_count(c, n));
     if (!n) return LK_OK;
     MPI_TRY(c, MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, mpi_op(op), m->world));
-    if (op == LK_REDUCE_AVG) {
-        const float s = 1.0f / (float)c->world;
-        for (size_t i = 0; i < n; i++) buf[i] *= s;
-    }
+    if (op == LK_REDUCE_AVG) scale_avg(c, buf, n);
     return LK_OK;
 }
 
