@@ -2,9 +2,11 @@
 # Which way of overlapping the gradient all-reduce with backward works better here?
 # Runs 2 ranks x 1 thread (batch 64 per rank) of each model with
 #   layers   non-blocking MPI_Iallreduce per bucket, progressed between layers by the
-#            training thread (--comm-progress layers, the default)
-#   thread   a comm thread running a blocking MPI_Allreduce per bucket as soon as
-#            its gradients are final (--comm-progress thread)
+#            training thread (--comm-progress layers)
+#   mpi      a comm thread running a blocking MPI_Allreduce per bucket as soon as
+#            its gradients are final (--comm-progress thread --shm off)
+#   shm      the comm thread summing the gradients in place in shared memory, waiting
+#            on a futex instead of polling (the default: --comm-progress auto --shm auto)
 #   no comm  the same 2 processes, each training alone (--comm local): the ceiling
 #            that any overlap can reach on this machine
 # alternating, LK_BENCH_REPEATS rounds (default 3), and prints the median samples/s,
@@ -37,7 +39,12 @@ import json, sys
 print(sum([json.loads(l) for l in open(f)][-1]["samples_per_s"] for f in sys.argv[1:]), "nan nan")
 PY
   else
-    launch/mpirun.sh -n 2 train "${args[@]}" --comm-progress "$2" --metrics "$tmp/m.jsonl"
+    case $2 in
+      layers) args+=(--comm-progress layers) ;;
+      mpi) args+=(--comm-progress thread --shm off) ;;
+      shm) args+=(--comm-progress thread --shm auto) ;;
+    esac
+    launch/mpirun.sh -n 2 train "${args[@]}" --metrics "$tmp/m.jsonl"
     $PY - "$tmp/m.jsonl" <<'PY'
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
@@ -56,18 +63,18 @@ echo "|---|---|---:|---:|---:|---:|"
 for model in "${models[@]}"; do
   : >"$tmp/$model.txt"
   for ((r = 0; r < repeats; r++)); do
-    for mode in layers thread none; do echo "$mode $(run "$model" "$mode")" >>"$tmp/$model.txt"; done
+    for mode in layers mpi shm none; do echo "$mode $(run "$model" "$mode")" >>"$tmp/$model.txt"; done
   done
   $PY - "$model" "$tmp/$model.txt" <<'PY'
 import statistics as st, sys
 model, rows = sys.argv[1], [l.split() for l in open(sys.argv[2])]
 med = {}
-for mode in ("layers", "thread", "none"):
+for mode in ("layers", "mpi", "shm", "none"):
     rs = [list(map(float, r[1:])) for r in rows if r[0] == mode]
     med[mode] = [st.median(c) for c in zip(*rs)]
-names = {"layers": "between layers (MPI_Iallreduce)", "thread": "comm thread (MPI_Allreduce)",
-         "none": "no communication (ceiling)"}
-for mode in ("layers", "thread", "none"):
+names = {"layers": "between layers (MPI_Iallreduce)", "mpi": "comm thread (MPI_Allreduce)",
+         "shm": "comm thread (shared memory, in place)", "none": "no communication (ceiling)"}
+for mode in ("layers", "mpi", "shm", "none"):
     sps, ms, hid = med[mode]
     exp = "-" if mode == "none" else f"{ms:.2f}"
     hs = "-" if mode == "none" else f"{hid:.0%}"

@@ -83,6 +83,10 @@ static void train_usage(FILE *f)
             "                        thread, blocking MPI_Allreduce per bucket), layers (the\n"
             "                        training thread, non-blocking MPI between layers) or auto\n"
             "                        (default: thread where MPI allows a second thread)\n"
+            "  --shm auto|off        ranks on one host all-reduce through shared memory, waiting\n"
+            "                        without spinning (auto, with the comm thread) or through MPI\n"
+            "  --comm-timeout S      give up on a rank that does not arrive in lockstep's own\n"
+            "                        waits after S seconds (default 300)\n"
             "  --check-every N       compare replica checksums every N steps (default 100)\n"
             "  --bind cores|none     bind each rank to its share of the host's cores (default cores)\n");
 }
@@ -93,7 +97,7 @@ enum {
     O_SEED, O_DEVICE, O_THREADS, O_SAVE, O_RESUME, O_METRICS, O_EVAL_EVERY, O_LOG_EVERY,
     O_TRAIN_LIMIT, O_VAL_LIMIT, O_PROGRESS, O_QUIET, O_HELP, O_CHECKPOINT, O_INPUT, O_TOP,
     O_LIMIT, O_COMM, O_ACCUM, O_BUCKET_MB, O_CHECK_EVERY, O_BIND,
-    O_COMM_PROGRESS,
+    O_COMM_PROGRESS, O_SHM, O_COMM_TIMEOUT,
 };
 
 static const struct option train_opts[] = {
@@ -116,6 +120,7 @@ static const struct option train_opts[] = {
     {"comm", 1, 0, O_COMM},           {"accum", 1, 0, O_ACCUM},
     {"bucket-mb", 1, 0, O_BUCKET_MB}, {"check-every", 1, 0, O_CHECK_EVERY},
     {"bind", 1, 0, O_BIND},           {"comm-progress", 1, 0, O_COMM_PROGRESS},
+    {"shm", 1, 0, O_SHM},             {"comm-timeout", 1, 0, O_COMM_TIMEOUT},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -196,6 +201,12 @@ static int cmd_train(int argc, char **argv)
             else if (!strcmp(optarg, "thread")) o.comm_progress = LK_PROGRESS_THREAD;
             else s = LK_ERR(LK_ERR_ARG, "--comm-progress: expected auto, layers or thread, got '%s'", optarg);
             break;
+        case O_SHM:
+            if (!strcmp(optarg, "auto")) o.shm = 1;
+            else if (!strcmp(optarg, "off")) o.shm = 0;
+            else s = LK_ERR(LK_ERR_ARG, "--shm: expected auto or off, got '%s'", optarg);
+            break;
+        case O_COMM_TIMEOUT: s = lk_arg_float("--comm-timeout", optarg, 1e-3, 1e7, &o.comm_timeout); break;
         case O_CHECK_EVERY: s = lk_arg_int("--check-every", optarg, 0, 1L << 40, &o.check_every); break;
         case O_BIND:
             if (!strcmp(optarg, "cores")) o.bind = 1;

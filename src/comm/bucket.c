@@ -6,13 +6,19 @@
 
 static void *comm_thread(void *arg);
 
+lk_progress_mode lk_progress_resolve(const lk_comm *c, lk_progress_mode mode)
+{
+    if (mode != LK_PROGRESS_AUTO) return mode;
+    return c->threads_ok ? LK_PROGRESS_THREAD : LK_PROGRESS_LAYERS;
+}
+
 lk_status lk_buckets_create(lk_buckets **out, lk_comm *c, lk_model *m, size_t bucket_bytes,
                             lk_progress_mode mode)
 {
     *out = NULL;
     if (bucket_bytes < sizeof(float))
         return LK_ERR(LK_ERR_ARG, "--bucket-mb must be positive");
-    if (mode == LK_PROGRESS_AUTO) mode = c->threads_ok ? LK_PROGRESS_THREAD : LK_PROGRESS_LAYERS;
+    mode = lk_progress_resolve(c, mode);
     if (mode == LK_PROGRESS_THREAD && !c->threads_ok)
         return LK_ERR(LK_ERR_COMM,
                       "--comm-progress thread: %s does not allow MPI calls from a second thread "

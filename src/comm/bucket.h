@@ -34,6 +34,9 @@ typedef struct {
 /* AUTO: THREAD where the communicator allows a second thread, else LAYERS */
 typedef enum { LK_PROGRESS_AUTO = 0, LK_PROGRESS_LAYERS, LK_PROGRESS_THREAD } lk_progress_mode;
 
+/* AUTO made concrete for c: the comm thread where the library allows a second thread. */
+lk_progress_mode lk_progress_resolve(const lk_comm *c, lk_progress_mode mode);
+
 typedef struct {
     lk_comm *comm;
     float *grads;

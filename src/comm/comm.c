@@ -19,6 +19,7 @@ lk_status lk_comm_open(lk_comm **out, const char *backend, int *argc, char ***ar
     if (!backend || !strcmp(backend, "auto")) backend = lk_comm_launched() ? "mpi" : "local";
     lk_comm *c = lk_calloc(1, sizeof *c);
     if (!c) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a communicator");
+    c->timeout_s = LK_COMM_TIMEOUT_S;
     lk_status s;
     if (!strcmp(backend, "local"))
         s = lk_comm_local_open(c);
@@ -115,3 +116,8 @@ lk_status lk_comm_allgather_bytes(lk_comm *c, const void *send, void *recv, size
 }
 
 lk_status lk_comm_barrier(lk_comm *c) { return c->vt->barrier(c); }
+
+lk_status lk_comm_use_shm(lk_comm *c, int on, size_t grad_floats, float **grads)
+{
+    return c->vt->use_shm(c, on, grad_floats, grads);
+}

@@ -36,6 +36,8 @@ typedef struct {
     /* recv = world blocks of `bytes` bytes, block r from rank r */
     lk_status (*allgather_bytes)(lk_comm *c, const void *send, void *recv, size_t bytes);
     lk_status (*barrier)(lk_comm *c);
+    /* see lk_comm_use_shm */
+    lk_status (*use_shm)(lk_comm *c, int on, size_t grad_floats, float **grads);
     /* ends every rank of the job now (after a fatal error on this one) */
     void (*abort)(lk_comm *c, int code);
     void (*close)(lk_comm *c);
@@ -48,6 +50,9 @@ struct lk_comm {
     char host[64];
     char library[128];           /* e.g. "Open MPI v4.1.4" */
     int threads_ok;              /* calls may come from a second thread, one at a time */
+    int shm;                     /* blocking all-reduces go through shared memory (shm.h) */
+    char shm_note[256];          /* how same-host ranks all-reduce, or why not in shared memory */
+    double timeout_s;            /* longest wait for another rank in lockstep's own waits */
     void *impl;
 };
 
@@ -60,6 +65,8 @@ int lk_comm_launched(void);
 
 lk_status lk_comm_local_open(lk_comm *c);
 lk_status lk_comm_mpi_open(lk_comm *c, int *argc, char ***argv);
+
+#define LK_COMM_TIMEOUT_S 300.0
 
 /* Convenience wrappers with argument checks. lk_comm_allreduce is the blocking
  * in-place all-reduce (MPI_Allreduce: the library's tuned algorithms). */
@@ -74,5 +81,12 @@ lk_status lk_comm_reduce_scatter(lk_comm *c, const float *send, float *recv, con
 lk_status lk_comm_allgather(lk_comm *c, const float *send, float *recv, const int *counts);
 lk_status lk_comm_allgather_bytes(lk_comm *c, const void *send, void *recv, size_t bytes);
 lk_status lk_comm_barrier(lk_comm *c);
+/* Collective over every rank, same arguments everywhere. With on, ranks sharing a host
+ * all-reduce (lk_comm_allreduce) through shared memory where the job allows it (two or
+ * more ranks on every host, the same number on each); c->shm says whether it does and
+ * c->shm_note how. With grads, *grads receives a buffer of grad_floats floats in that
+ * shared memory (or NULL): all-reduces of ranges of it run in place, without copies.
+ * It stays valid until the next call or lk_comm_close. */
+lk_status lk_comm_use_shm(lk_comm *c, int on, size_t grad_floats, float **grads);
 
 #endif

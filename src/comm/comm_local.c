@@ -60,6 +60,16 @@ static lk_status local_barrier(lk_comm *c)
     (void)c;
     return LK_OK;
 }
+static lk_status local_use_shm(lk_comm *c, int on, size_t grad_floats, float **grads)
+{
+    (void)on;
+    (void)grad_floats;
+    if (grads) *grads = NULL;
+    c->shm = 0;
+    snprintf(c->shm_note, sizeof c->shm_note, "one process");
+    return LK_OK;
+}
+
 static void local_abort(lk_comm *c, int code)
 {
     (void)c, (void)code; /* no other rank to stop: the caller exits with the error */
@@ -78,6 +88,7 @@ static const lk_comm_vt local_vt = {
     .allgather = local_allgather,
     .allgather_bytes = local_allgather_bytes,
     .barrier = local_barrier,
+    .use_shm = local_use_shm,
     .abort = local_abort,
     .close = local_close,
 };

@@ -5,11 +5,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "comm.h"
+#include "shm.h"
+
+#define SHM_SLOTS_MAX ((size_t)32 << 20) /* staging slots per host, whatever the ranks */
 
 typedef struct {
     MPI_Comm world, node;
+    MPI_Comm cross;                    /* ranks of the same local rank on every host */
+    void *region;                      /* the host's shared memory (use_shm) */
+    size_t region_bytes;
+    lk_shm shm;
     int initialised_here;
     MPI_Request req[LK_COMM_MAX_SLOTS];
     float *avg_buf[LK_COMM_MAX_SLOTS]; /* AVG: scaled by 1/world when the sum arrives */
@@ -96,9 +104,32 @@ static lk_status mpi_wait(lk_comm *c, int slot)
     return LK_OK;
 }
 
+/* the shared-memory all-reduce's step between hosts */
+static lk_status cross_allreduce(void *user, float *chunk, size_t n, lk_reduce_op op)
+{
+    lk_comm *c = user;
+    mpi_impl *m = c->impl;
+    LK_CHECK(check_count(c, n));
+    MPI_TRY(c, MPI_Allreduce(MPI_IN_PLACE, chunk, (int)n, MPI_FLOAT, mpi_op(op), m->cross));
+    return LK_OK;
+}
+
+static lk_status shm_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op)
+{
+    mpi_impl *m = c->impl;
+    m->shm.timeout_s = c->timeout_s;
+    lk_status st = lk_shm_allreduce(&m->shm, buf, n, op, 1.0f / (float)c->world,
+                                    m->cross != MPI_COMM_NULL ? cross_allreduce : NULL, c);
+    if (st == LK_OK) return LK_OK;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", lk_error_message());
+    return LK_ERR(st, "on host %s, %s", c->host, msg);
+}
+
 static lk_status mpi_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op)
 {
     mpi_impl *m = c->impl;
+    if (c->shm) return shm_allreduce(c, buf, n, op);
     LK_CHECK(check_count(c, n));
     if (!n) return LK_OK;
     MPI_TRY(c, MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, mpi_op(op), m->world));
@@ -172,6 +203,94 @@ static lk_status mpi_barrier(lk_comm *c)
     return LK_OK;
 }
 
+static void unmap_shm(lk_comm *c)
+{
+    mpi_impl *m = c->impl;
+    c->shm = 0;
+    lk_shm_map_close(m->region, m->region_bytes);
+    m->region = NULL;
+    if (m->cross != MPI_COMM_NULL) MPI_Comm_free(&m->cross);
+}
+
+/* Local rank 0 creates the host's region, the others map it by name, and the name is
+ * removed at once (nothing is left behind, whatever happens later). Every rank of the
+ * job learns whether it worked everywhere; m->region stays NULL if not, with `why`. */
+static lk_status map_region(lk_comm *c, size_t bytes, char *why, size_t why_len)
+{
+    mpi_impl *m = c->impl;
+    static int serial;
+    char name[64] = "";
+    int ok = 1;
+    if (c->local_rank == 0) {
+        snprintf(name, sizeof name, "/lockstep-%ld-%d", (long)getpid(), serial++);
+        if (lk_shm_map_create(name, bytes, &m->region) != LK_OK) {
+            ok = 0;
+            name[0] = 0;
+            snprintf(why, why_len, "%s", lk_error_message());
+        }
+    }
+    MPI_TRY(c, MPI_Bcast(name, (int)sizeof name, MPI_CHAR, 0, m->node));
+    if (c->local_rank != 0 && name[0] && lk_shm_map_open(name, bytes, &m->region) != LK_OK) {
+        ok = 0;
+        snprintf(why, why_len, "%s", lk_error_message());
+    }
+    MPI_TRY(c, MPI_Barrier(m->node));
+    if (c->local_rank == 0 && name[0]) lk_shm_map_unlink(name);
+    int all = ok;
+    MPI_TRY(c, MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, m->world));
+    m->region_bytes = bytes;
+    if (!all) {
+        lk_shm_map_close(m->region, bytes);
+        m->region = NULL;
+        if (ok) snprintf(why, why_len, "failed on another rank");
+    }
+    return LK_OK;
+}
+
+/* One region per host, with every rank's gradient buffer in it when there is room;
+ * on several hosts, the ranks of each local rank form a cross-host communicator. */
+static lk_status mpi_use_shm(lk_comm *c, int on, size_t grad_floats, float **grads)
+{
+    mpi_impl *m = c->impl;
+    if (grads) *grads = NULL;
+    unmap_shm(c);
+    if (!on) {
+        snprintf(c->shm_note, sizeof c->shm_note, "%.60s (--shm off)", c->library);
+        return LK_OK;
+    }
+    int lw[2] = {c->local_world, -c->local_world};
+    MPI_TRY(c, MPI_Allreduce(MPI_IN_PLACE, lw, 2, MPI_INT, MPI_MIN, m->world));
+    if (lw[0] < 2 || lw[0] != -lw[1]) {
+        snprintf(c->shm_note, sizeof c->shm_note, "%.60s (%s)", c->library,
+                 lw[0] < 2 ? "one rank on a host" : "hosts run different numbers of ranks");
+        return LK_OK;
+    }
+    const int nl = c->local_world;
+    const size_t piece = lk_shm_piece_for(nl, SHM_SLOTS_MAX);
+    char why[200] = "";
+    if (!grads) grad_floats = 0;
+    LK_CHECK(map_region(c, lk_shm_region_bytes(nl, piece, grad_floats), why, sizeof why));
+    if (!m->region && grad_floats) { /* no room for the gradients: staged copies only */
+        grad_floats = 0;
+        LK_CHECK(map_region(c, lk_shm_region_bytes(nl, piece, 0), why, sizeof why));
+    }
+    if (!m->region) {
+        snprintf(c->shm_note, sizeof c->shm_note, "%.60s (no shared memory: %.120s)", c->library, why);
+        return LK_OK;
+    }
+    if (c->local_world < c->world)
+        MPI_TRY(c, MPI_Comm_split(m->world, c->local_rank, c->rank, &m->cross));
+    lk_shm_attach(&m->shm, m->region, c->local_rank, nl, piece, grad_floats, c->timeout_s);
+    if (grads) *grads = lk_shm_grads(&m->shm);
+    c->shm = 1;
+    snprintf(c->shm_note, sizeof c->shm_note, "shared memory between the %d ranks of %s%.60s%s, %s",
+             nl, c->local_world < c->world ? "each host, " : "the host",
+             c->local_world < c->world ? c->library : "",
+             c->local_world < c->world ? " across hosts" : "",
+             grad_floats ? "gradients in place" : "gradients copied through it");
+    return LK_OK;
+}
+
 static void mpi_abort(lk_comm *c, int code)
 {
     mpi_impl *m = c->impl;
@@ -186,6 +305,7 @@ static void mpi_close(lk_comm *c)
     if (!m) return;
     for (int i = 0; i < LK_COMM_MAX_SLOTS; i++)
         if (m->req[i] != MPI_REQUEST_NULL) MPI_Wait(&m->req[i], MPI_STATUS_IGNORE);
+    unmap_shm(c);
     if (m->node != MPI_COMM_NULL) MPI_Comm_free(&m->node);
     if (m->world != MPI_COMM_NULL) MPI_Comm_free(&m->world);
     int finalized = 0;
@@ -209,6 +329,7 @@ static const lk_comm_vt mpi_vt = {
     .allgather = mpi_allgather,
     .allgather_bytes = mpi_allgather_bytes,
     .barrier = mpi_barrier,
+    .use_shm = mpi_use_shm,
     .abort = mpi_abort,
     .close = mpi_close,
 };
@@ -217,7 +338,7 @@ lk_status lk_comm_mpi_open(lk_comm *c, int *argc, char ***argv)
 {
     mpi_impl *m = lk_calloc(1, sizeof *m);
     if (!m) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the MPI backend");
-    m->world = m->node = MPI_COMM_NULL;
+    m->world = m->node = m->cross = MPI_COMM_NULL;
     for (int i = 0; i < LK_COMM_MAX_SLOTS; i++) m->req[i] = MPI_REQUEST_NULL;
     c->vt = &mpi_vt;
     c->impl = m;

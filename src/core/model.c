@@ -6,6 +6,8 @@
 
 #include "ops.h"
 
+static void point_grads(lk_model *m);
+
 #define PARAM_ALIGN 16 /* floats: every tensor starts on a 64-byte boundary */
 
 lk_status lk_model_create(lk_model **out, lk_device *dev, const lk_shape *in_sample)
@@ -107,13 +109,36 @@ lk_status lk_model_build(lk_model *m, int max_batch)
         for (int j = 0; j < m->layers[i]->nparams; j++) {
             lk_param *p = &m->layers[i]->params[j];
             p->w = m->params + p->offset;
-            p->g = m->grads + p->offset;
         }
+    point_grads(m);
 
     lk_arena measure = lk_arena_measure();
     plan_arena(m, &measure);
     LK_CHECK(lk_arena_create(&m->arena, m->dev, measure.used));
     plan_arena(m, &m->arena);
+    return LK_OK;
+}
+
+static void point_grads(lk_model *m)
+{
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; j < m->layers[i]->nparams; j++) {
+            lk_param *p = &m->layers[i]->params[j];
+            p->g = m->grads + p->offset;
+        }
+}
+
+lk_status lk_model_borrow_grads(lk_model *m, float *buf)
+{
+    if (!m->params) return LK_ERR(LK_ERR_STATE, "model must be built before its gradients move");
+    if (!m->dev->host_addressable)
+        return LK_ERR(LK_ERR_ARG, "gradients on %s cannot live in host memory", m->dev->name);
+    if (!buf) return LK_ERR(LK_ERR_ARG, "lk_model_borrow_grads: null buffer");
+    if (!m->grads_borrowed) lk_dev_free(m->dev, m->grads);
+    m->grads = buf;
+    m->grads_borrowed = 1;
+    memset(buf, 0, m->nparams * sizeof(float));
+    point_grads(m);
     return LK_OK;
 }
 
@@ -142,7 +167,7 @@ void lk_model_destroy(lk_model *m)
     lk_free(m->layers);
     lk_free(m->act);
     lk_dev_free(m->dev, m->params);
-    lk_dev_free(m->dev, m->grads);
+    if (!m->grads_borrowed) lk_dev_free(m->dev, m->grads);
     lk_arena_destroy(&m->arena);
     lk_free(m);
 }

@@ -22,6 +22,7 @@ typedef struct lk_model {
     int max_batch;            /* set by build */
     size_t nparams;           /* floats in params/grads (tensors are 16-float aligned) */
     float *params, *grads;    /* device */
+    int grads_borrowed;       /* grads belong to the caller of lk_model_borrow_grads */
     lk_arena arena;           /* activations, saved state, workspace */
     float **act;              /* act[0] input, act[i+1] output of layer i (max_batch) */
     float *dbuf[2];           /* ping-pong input gradients */
@@ -37,6 +38,10 @@ lk_status lk_model_create(lk_model **out, lk_device *dev, const lk_shape *in_sam
  * the layer accepts the current output shape. A NULL layer is reported as the
  * constructor's error. */
 lk_status lk_model_add(lk_model *m, lk_layer *l);
+/* Moves the gradients into buf (nparams floats of host memory the caller keeps alive
+ * for the model's life, e.g. shared memory all-reduced in place); zeroes it. Only for
+ * models whose device memory is host memory. */
+lk_status lk_model_borrow_grads(lk_model *m, float *buf);
 /* Plans and allocates params, grads and the arena for batches up to max_batch. */
 lk_status lk_model_build(lk_model *m, int max_batch);
 /* Initialises every parameter from (seed, tensor id) and zeroes the gradients. */

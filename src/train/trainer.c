@@ -36,6 +36,8 @@ lk_train_opts lk_train_defaults(void)
     o.accum = 1;
     o.bucket_mb = 1.0;
     o.comm_progress = LK_PROGRESS_AUTO;
+    o.shm = 1;
+    o.comm_timeout = LK_COMM_TIMEOUT_S;
     o.check_every = 100;
     o.bind = 1;
     return o;
@@ -127,8 +129,8 @@ typedef struct {
 } run_state;
 
 /* Fault injection for the tests of failure handling: after optimizer step STEP,
- * rank RANK returns an error ("error"), dies ("kill") or perturbs its parameters
- * so the replicas diverge ("diverge"). */
+ * rank RANK returns an error ("error"), dies ("kill"), perturbs its parameters so
+ * the replicas diverge ("diverge") or stops without dying ("stall"). */
 static lk_status parse_fault(run_state *s)
 {
     const char *spec = getenv("LK_INJECT_FAULT");
@@ -136,8 +138,9 @@ static lk_status parse_fault(run_state *s)
     if (!spec || !*spec) return LK_OK;
     if (sscanf(spec, "%15[a-z]:%d:%ld", s->fault.kind, &s->fault.rank, &s->fault.step) != 3 ||
         (strcmp(s->fault.kind, "error") && strcmp(s->fault.kind, "kill") &&
-         strcmp(s->fault.kind, "diverge")))
-        return LK_ERR(LK_ERR_ARG, "LK_INJECT_FAULT='%s': expected error|kill|diverge:RANK:STEP", spec);
+         strcmp(s->fault.kind, "diverge") && strcmp(s->fault.kind, "stall")))
+        return LK_ERR(LK_ERR_ARG, "LK_INJECT_FAULT='%s': expected error|kill|diverge|stall:RANK:STEP",
+                      spec);
     return LK_OK;
 }
 
@@ -145,6 +148,8 @@ static lk_status inject_fault(run_state *s)
 {
     if (s->fault.step != s->step || s->fault.rank != s->comm->rank) return LK_OK;
     if (!strcmp(s->fault.kind, "kill")) raise(SIGKILL);
+    if (!strcmp(s->fault.kind, "stall")) /* alive but never arriving */
+        for (;;) pause();
     if (!strcmp(s->fault.kind, "error"))
         return LK_ERR(LK_ERR_STATE, "injected fault after step %ld (LK_INJECT_FAULT)", s->step);
     return lk_scale(s->r.dev, s->r.model->params, 1.0001f, 1); /* "diverge" */
@@ -209,6 +214,8 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     lk_agree_add(&a, "--seed", &o->seed, sizeof o->seed);
     lk_agree_add(&a, "--init", &o->init, sizeof o->init);
     lk_agree_add(&a, "--bucket-mb", &o->bucket_mb, sizeof o->bucket_mb);
+    lk_agree_add(&a, "--comm-progress", &o->comm_progress, sizeof o->comm_progress);
+    lk_agree_add(&a, "--shm", &o->shm, sizeof o->shm);
     const lk_optim_config *c = &s->opt->cfg;
     lk_agree_add(&a, "--optim", &c->kind, sizeof c->kind);
     float hyper[] = {c->lr, c->momentum, c->beta1, c->beta2, c->eps, c->alpha, c->weight_decay,
@@ -257,8 +264,15 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     if (!s->host_params) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a host copy of the parameters");
     LK_CHECK(lk_dist_broadcast_params(s->comm, m, s->host_params));
     if (world > 1) {
-        LK_CHECK(lk_buckets_create(&s->buckets, s->comm, m, (size_t)(o->bucket_mb * 1048576.0),
-                                   (lk_progress_mode)o->comm_progress));
+        /* the shared-memory all-reduce blocks: it is the comm thread's. The gradients
+         * move into the shared memory when it has room, to be summed in place. */
+        lk_progress_mode mode = lk_progress_resolve(s->comm, (lk_progress_mode)o->comm_progress);
+        float *shared = NULL;
+        s->comm->timeout_s = o->comm_timeout;
+        LK_CHECK(lk_comm_use_shm(s->comm, o->shm && mode == LK_PROGRESS_THREAD, m->nparams,
+                                 s->r.dev->host_addressable ? &shared : NULL));
+        if (shared) LK_CHECK(lk_model_borrow_grads(m, shared));
+        LK_CHECK(lk_buckets_create(&s->buckets, s->comm, m, (size_t)(o->bucket_mb * 1048576.0), mode));
         /* optimizer state (--resume) must match too: rank 0's is the reference */
         size_t n = m->nparams * sizeof(float);
         if (s->opt->s1) LK_CHECK(lk_comm_broadcast(s->comm, s->opt->s1, n, 0));
@@ -281,7 +295,7 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
                      s->binding.bound ? "" : s->binding.note);
     if (s->buckets)
         lk_progress_line(prog, "gradient all-reduce: %s, %d bucket%s of <= %.2f MB, progressed %s",
-                         s->comm->library, s->buckets->n, s->buckets->n == 1 ? "" : "s",
+                         s->comm->shm ? s->comm->shm_note : s->comm->library, s->buckets->n, s->buckets->n == 1 ? "" : "s",
                          o->bucket_mb,
                          s->buckets->mode == LK_PROGRESS_THREAD ? "by a comm thread"
                                                                 : "between layers");
@@ -419,6 +433,7 @@ lk_status lk_train(const lk_train_opts *o, lk_train_result *res)
     if (o->log_every < 1) return LK_ERR(LK_ERR_ARG, "--log-every must be at least 1");
     if (o->accum < 1) return LK_ERR(LK_ERR_ARG, "--accum must be at least 1 (got %d)", o->accum);
     if (!(o->bucket_mb > 0)) return LK_ERR(LK_ERR_ARG, "--bucket-mb must be positive");
+    if (!(o->comm_timeout > 0)) return LK_ERR(LK_ERR_ARG, "--comm-timeout must be positive");
     if (!lk_zoo_find(o->model)) return lk_zoo_build(o->model, NULL, 0); /* names the known ones */
     lk_status st = train_run(o, &s, res);
     run_free(&s);

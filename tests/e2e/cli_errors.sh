@@ -21,6 +21,8 @@ expect_fail 2 "--epochs needs a value" -- "$LK" train --epochs
 expect_fail 2 "--comm-progress: expected auto, layers or thread, got 'poll'" -- "$LK" train --comm-progress poll
 expect_fail 2 "--bind: expected cores or none, got 'numa'" -- "$LK" train --bind numa
 expect_fail 2 "--bucket-mb: 0 is outside" -- "$LK" train --bucket-mb 0
+expect_fail 2 "--shm: expected auto or off, got 'on'" -- "$LK" train --shm on
+expect_fail 2 "--comm-timeout: 0 is outside" -- "$LK" train --comm-timeout 0
 expect_fail 1 "no CUDA backend" -- "$LK" train --device cuda --steps 1
 expect_fail 2 "unknown device 'tpu'" -- "$LK" train --device tpu --steps 1
 expect_fail 1 "$TMP/nope" -- "$LK" train --data "fashion-mnist:$TMP/nope" --steps 1

@@ -21,6 +21,10 @@ expect_nonzero "replicas diverged at step 5: the parameters of rank(s) 2 differ"
 # rank 1 is killed (SIGKILL) after step 3 while rank 0 waits for it in an all-reduce
 expect_nonzero "signal 9" -- \
   env LK_INJECT_FAULT=kill:1:3 bash -c "$(declare -f mpi); HERE='$HERE'; mpi -n 2 --oversubscribe '$LK' ${run[*]} --steps 100000"
+# rank 1 stops without dying after step 3: rank 0's shared-memory all-reduce gives up
+# after --comm-timeout and the job ends (rank 0's error aborts rank 1)
+expect_nonzero "rank 0: error: on host $(hostname), local rank 0: shared-memory all-reduce: the other ranks on this host did not arrive within 3 s" -- \
+  env LK_INJECT_FAULT=stall:1:3 bash -c "$(declare -f mpi); HERE='$HERE'; mpi -n 2 --oversubscribe '$LK' ${run[*]} --steps 100 --comm-timeout 3"
 # rank 1 cannot read its data
 expect_nonzero "rank 1: error: dataset 'fashion-mnist:$TMP/missing'" -- \
   bash -c "ASAN_OPTIONS=\${ASAN_OPTIONS:+\$ASAN_OPTIONS:}detect_leaks=0 '$HERE/launch/mpirun.sh' -n 1 --oversubscribe '$LK' ${run[*]} --steps 5 : -np 1 '$LK' ${run[*]} --steps 5 --data fashion-mnist:$TMP/missing"

@@ -17,10 +17,9 @@ static lk_comm *C;
 /* what rank r contributes at index i: distinct per rank, exact in float */
 static float contrib(int r, size_t i) { return (float)((r + 1) * 1000 + (long)(i % 997)) * 0.25f; }
 
-static void test_allreduce(void **state)
+static void check_allreduce(void)
 {
-    (void)state;
-    const size_t lens[] = {0, 1, 7, 1000, 100003};
+    const size_t lens[] = {0, 1, 7, 1000, 100003, 600011};
     const lk_reduce_op ops[] = {LK_REDUCE_SUM, LK_REDUCE_AVG, LK_REDUCE_MAX, LK_REDUCE_MIN};
     for (size_t li = 0; li < sizeof lens / sizeof *lens; li++)
         for (size_t oi = 0; oi < 4; oi++) {
@@ -43,6 +42,55 @@ static void test_allreduce(void **state)
             }
             free(buf);
         }
+}
+
+static void test_allreduce(void **state)
+{
+    (void)state;
+    check_allreduce();
+}
+
+/* Same-host ranks through shared memory: copied through it (any buffer), and in place
+ * in the gradient buffer it hands out. Under mpirun every rank is on this host. */
+static void test_allreduce_shm(void **state)
+{
+    (void)state;
+    enum { G = 70001 };
+    float *g = NULL;
+    TU_OK(lk_comm_use_shm(C, 1, G, &g));
+    assert_int_equal(C->shm, C->world > 1);
+    assert_true(C->shm ? g != NULL : g == NULL);
+    printf("rank %d: %s\n", C->rank, C->shm_note);
+    check_allreduce();
+    if (g) {
+        const size_t ranges[][2] = {{0, G}, {3, 40000}, {40000, G}, {17, 17}};
+        for (int r = 0; r < 4; r++) {
+            for (size_t i = 0; i < G; i++) g[i] = contrib(C->rank, i);
+            size_t lo = ranges[r][0], n = ranges[r][1] - lo;
+            TU_OK(lk_comm_allreduce(C, g + lo, n, LK_REDUCE_AVG));
+            for (size_t i = 0; i < G; i++) {
+                double want = contrib(C->rank, i);
+                if (i >= lo && i < lo + n) {
+                    want = 0;
+                    for (int q = 0; q < C->world; q++) want += contrib(q, i);
+                    want /= C->world;
+                }
+                if (fabs(g[i] - want) > 1e-6 * fabs(want))
+                    fail_msg("rank %d: range %d: g[%zu] = %g, expected %g", C->rank, r, i,
+                             (double)g[i], want);
+            }
+            TU_OK(lk_comm_barrier(C)); /* all checked before the buffers are refilled */
+        }
+        /* a length that differs between ranks is an error on every rank, not a hang */
+        if (C->world > 1) {
+            lk_status st = lk_comm_allreduce(C, g, C->rank ? 10 : 11, LK_REDUCE_SUM);
+            assert_int_equal(st, LK_ERR_COMM);
+            assert_non_null(strstr(lk_error_message(), "differ"));
+        }
+    }
+    TU_OK(lk_comm_use_shm(C, 0, 0, NULL)); /* back to MPI, and the region goes */
+    assert_int_equal(C->shm, 0);
+    check_allreduce();
 }
 
 /* several requests in flight at once, driven by test() before wait() */
@@ -146,7 +194,7 @@ static void test_f64_and_barrier(void **state)
 /* The bucketer on a real model: several buckets, gradients reported in backward
  * order by lk_model_backward, and the result is the sum over ranks, in several
  * steps (active, inactive, active again) for either way of driving progress. */
-static void check_buckets(lk_progress_mode mode)
+static void check_buckets(lk_progress_mode mode, int shm)
 {
     int in = 20;
     lk_shape s = lk_shape_make(1, &in);
@@ -159,6 +207,12 @@ static void check_buckets(lk_progress_mode mode)
     TU_OK(lk_model_add(m, lk_linear(200, 5, 1)));
     TU_OK(lk_model_build(m, 4));
     TU_OK(lk_model_init(m, LK_INIT_DEFAULT, 11));
+    if (shm) { /* the gradients move into shared memory and are summed in place */
+        float *g = NULL;
+        TU_OK(lk_comm_use_shm(C, 1, m->nparams, &g));
+        if (g) TU_OK(lk_model_borrow_grads(m, g));
+        assert_true(C->world == 1 || (C->shm && m->grads == g));
+    }
     lk_buckets *b;
     TU_OK(lk_buckets_create(&b, C, m, 64 * 1024, mode)); /* 16k floats: more than one bucket */
     assert_true(b->n >= 2);
@@ -214,24 +268,31 @@ static void check_buckets(lk_progress_mode mode)
     free(want);
     lk_buckets_destroy(b);
     lk_model_destroy(m);
+    if (shm) TU_OK(lk_comm_use_shm(C, 0, 0, NULL));
 }
 
 static void test_buckets_between_layers(void **state)
 {
     (void)state;
-    check_buckets(LK_PROGRESS_LAYERS);
+    check_buckets(LK_PROGRESS_LAYERS, 0);
 }
 
 static void test_buckets_comm_thread(void **state)
 {
     (void)state;
-    check_buckets(LK_PROGRESS_THREAD);
+    check_buckets(LK_PROGRESS_THREAD, 0);
+}
+
+static void test_buckets_comm_thread_shm(void **state)
+{
+    (void)state;
+    check_buckets(LK_PROGRESS_THREAD, 1);
 }
 
 static void test_buckets_auto(void **state)
 {
     (void)state;
-    check_buckets(LK_PROGRESS_AUTO);
+    check_buckets(LK_PROGRESS_AUTO, 0);
 }
 
 int main(int argc, char **argv)
@@ -248,6 +309,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_allgather),   cmocka_unit_test(test_f64_and_barrier),
         cmocka_unit_test(test_buckets_between_layers),
         cmocka_unit_test(test_buckets_comm_thread), cmocka_unit_test(test_buckets_auto),
+        cmocka_unit_test(test_allreduce_shm), cmocka_unit_test(test_buckets_comm_thread_shm),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     /* a failure on any rank fails every rank */

@@ -1,0 +1,326 @@
+/* shm.c - all-reduce between the processes of one host through shared memory. */
+#include "shm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LINE 64
+#define SPINS 2000          /* polls before sleeping: a few microseconds */
+#define NAP_NS 100000000L   /* a sleep is cut every 100 ms to look at the clock */
+
+/* One central barrier: the last process to arrive resets `arrived` and advances
+ * `gen`; the others wait for `gen` to move. `sleepers` lets the last one skip the
+ * wake-up system call when nobody sleeps. `failed` ends every wait at once. */
+struct lk_shm_ctl {
+    _Alignas(LINE) _Atomic unsigned arrived;
+    _Alignas(LINE) _Atomic unsigned gen;
+    _Atomic unsigned sleepers;
+    _Atomic int failed; /* 1 + local rank of the first process that gave up */
+};
+
+static size_t align_up(size_t x) { return (x + LINE - 1) / LINE * LINE; }
+static size_t floats_padded(size_t n) { return align_up(n * sizeof(float)) / sizeof(float); }
+#define SIG_WORDS 2 /* per process: (length, op, in place) and the offset in the buffer */
+
+static size_t head_bytes(int nlocal)
+{
+    return align_up(sizeof(lk_shm_ctl)) + align_up((size_t)nlocal * SIG_WORDS * sizeof(unsigned long long));
+}
+
+size_t lk_shm_region_bytes(int nlocal, size_t piece, size_t grad_floats)
+{
+    return head_bytes(nlocal) + (size_t)(nlocal + 1) * floats_padded(piece) * sizeof(float) +
+           (size_t)nlocal * floats_padded(grad_floats) * sizeof(float);
+}
+
+size_t lk_shm_piece_for(int nlocal, size_t max_bytes)
+{
+    size_t fixed = head_bytes(nlocal);
+    size_t piece = max_bytes > fixed ? (max_bytes - fixed) / (size_t)(nlocal + 1) / sizeof(float) : 0;
+    if (piece > (1u << 18)) piece = 1u << 18;   /* 1 MiB slots */
+    return piece / 1024 * 1024;                 /* whole pages of floats */
+}
+
+void lk_shm_attach(lk_shm *s, void *region, int me, int nlocal, size_t piece, size_t grad_floats,
+                   double timeout_s)
+{
+    char *p = region;
+    s->ctl = (lk_shm_ctl *)p;
+    s->sig = (unsigned long long *)(p + align_up(sizeof(lk_shm_ctl)));
+    p += head_bytes(nlocal);
+    s->out = (float *)p;
+    p += floats_padded(piece) * sizeof(float);
+    s->slots = (float *)p;
+    p += (size_t)nlocal * floats_padded(piece) * sizeof(float);
+    s->grads = grad_floats ? (float *)p : NULL;
+    s->me = me;
+    s->nlocal = nlocal;
+    s->piece = piece;
+    s->grad_floats = grad_floats;
+    s->timeout_s = timeout_s;
+}
+
+static float *slot(const lk_shm *s, int i) { return s->slots + (size_t)i * floats_padded(s->piece); }
+static float *grads_of(const lk_shm *s, int i) { return s->grads + (size_t)i * floats_padded(s->grad_floats); }
+float *lk_shm_grads(const lk_shm *s) { return s->grads ? grads_of(s, s->me) : NULL; }
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* the futex word is the atomic's storage: a 32-bit int on Linux */
+static void futex_wait(_Atomic unsigned *word, unsigned expected)
+{
+    struct timespec nap = {0, NAP_NS};
+    syscall(SYS_futex, (unsigned *)word, FUTEX_WAIT, expected, &nap, NULL, 0);
+}
+
+static void futex_wake_all(_Atomic unsigned *word)
+{
+    syscall(SYS_futex, (unsigned *)word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+static lk_status fail(lk_shm *s, lk_status st)
+{
+    int none = 0;
+    atomic_compare_exchange_strong(&s->ctl->failed, &none, 1 + s->me);
+    futex_wake_all(&s->ctl->gen);
+    return st;
+}
+
+static lk_status peer_failed(const lk_shm *s)
+{
+    return LK_ERR(LK_ERR_COMM,
+                  "local rank %d: shared-memory all-reduce abandoned: local rank %d on this host "
+                  "failed in it",
+                  s->me, atomic_load(&s->ctl->failed) - 1);
+}
+
+static lk_status barrier(lk_shm *s)
+{
+    lk_shm_ctl *c = s->ctl;
+    const unsigned g = atomic_load_explicit(&c->gen, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&c->arrived, 1, memory_order_acq_rel) + 1 == (unsigned)s->nlocal) {
+        atomic_store_explicit(&c->arrived, 0, memory_order_relaxed);
+        atomic_store(&c->gen, g + 1); /* seq_cst: ordered before the load of sleepers */
+        if (atomic_load(&c->sleepers)) futex_wake_all(&c->gen);
+        return LK_OK;
+    }
+    for (int i = 0; i < SPINS; i++) {
+        if (atomic_load_explicit(&c->gen, memory_order_acquire) != g) return LK_OK;
+        cpu_relax();
+    }
+    const double deadline = lk_now() + s->timeout_s;
+    for (;;) {
+        atomic_fetch_add(&c->sleepers, 1); /* seq_cst: before the load of gen below */
+        if (atomic_load(&c->gen) == g && !atomic_load(&c->failed)) futex_wait(&c->gen, g);
+        atomic_fetch_sub(&c->sleepers, 1);
+        if (atomic_load_explicit(&c->gen, memory_order_acquire) != g) return LK_OK;
+        if (atomic_load(&c->failed)) return peer_failed(s);
+        if (lk_now() > deadline)
+            return fail(s, LK_ERR(LK_ERR_COMM,
+                                  "local rank %d: shared-memory all-reduce: the other ranks on "
+                                  "this host did not arrive within %.0f s (--comm-timeout)",
+                                  s->me, s->timeout_s));
+    }
+}
+
+static const char *op_name(unsigned long long w)
+{
+    static const char *const names[] = {"sum", "average", "max", "min"};
+    return names[w & 3];
+}
+
+/* all processes read every signature after the call's first barrier, so they all
+ * come to the same verdict */
+static lk_status check_signatures(const lk_shm *s)
+{
+    const unsigned long long *a = s->sig;
+    for (int i = 1; i < s->nlocal; i++) {
+        const unsigned long long *b = s->sig + (size_t)i * SIG_WORDS;
+        if (a[0] == b[0] && a[1] == b[1]) continue;
+        if ((a[0] ^ b[0]) & 4)
+            return LK_ERR(LK_ERR_COMM,
+                          "local rank %d: all-reduce calls differ on this host: local rank %d "
+                          "reduces %s gradient buffer, local rank %d %s",
+                          s->me, 0, a[0] & 4 ? "its" : "a buffer outside its", i,
+                          b[0] & 4 ? "its gradient buffer" : "a buffer outside it");
+        return LK_ERR(LK_ERR_COMM,
+                      "local rank %d: all-reduce calls differ on this host: local rank 0 passed "
+                      "%llu floats at offset %llu (%s), local rank %d %llu floats at offset %llu (%s)",
+                      s->me, a[0] >> 3, a[1], op_name(a[0]), i, b[0] >> 3, b[1], op_name(b[0]));
+    }
+    return LK_OK;
+}
+
+/* out[lo, hi) = op over every process q of its data at [lo, hi). In place (direct),
+ * out is this process's own buffer: it starts the running result, so that no source
+ * is overwritten before it is read. */
+static void reduce(const lk_shm *s, float *out, int direct, size_t at, size_t lo, size_t hi,
+                   lk_reduce_op op)
+{
+    const int first = direct ? s->me : 0;
+    const float *y = direct ? out : slot(s, 0); /* the running result */
+    if (s->nlocal == 1) {
+        if (out != y) memcpy(out + lo, y + lo, (hi - lo) * sizeof(float));
+        return;
+    }
+    for (int q = 0; q < s->nlocal; q++) {
+        if (q == first) continue;
+        const float *x = direct ? grads_of(s, q) + at : slot(s, q);
+        switch (op) {
+        case LK_REDUCE_SUM:
+        case LK_REDUCE_AVG:
+            for (size_t j = lo; j < hi; j++) out[j] = y[j] + x[j];
+            break;
+        case LK_REDUCE_MAX:
+            for (size_t j = lo; j < hi; j++) out[j] = x[j] > y[j] ? x[j] : y[j];
+            break;
+        case LK_REDUCE_MIN:
+            for (size_t j = lo; j < hi; j++) out[j] = x[j] < y[j] ? x[j] : y[j];
+            break;
+        }
+        y = out;
+    }
+}
+
+/* Sub-chunk `me` of len floats, cut at cache lines. */
+static void my_part(const lk_shm *s, size_t len, size_t *lo, size_t *hi)
+{
+    const size_t per = ((len + (size_t)s->nlocal - 1) / (size_t)s->nlocal + 15) / 16 * 16;
+    *lo = LK_MIN(len, per * (size_t)s->me);
+    *hi = LK_MIN(len, *lo + per);
+}
+
+/* The reduced sub-chunk res[lo, hi): across hosts, then scaled for an average. */
+static lk_status finish_part(lk_shm *s, float *res, size_t lo, size_t hi, lk_reduce_op op,
+                             float avg_scale, lk_shm_cross_fn cross, void *user)
+{
+    if (cross) {
+        lk_status st = cross(user, res + lo, hi - lo, op == LK_REDUCE_AVG ? LK_REDUCE_SUM : op);
+        if (st != LK_OK) return fail(s, st);
+    }
+    if (op == LK_REDUCE_AVG)
+        for (size_t j = lo; j < hi; j++) res[j] *= avg_scale;
+    return LK_OK;
+}
+
+static lk_status first_barrier(lk_shm *s)
+{
+    LK_CHECK(barrier(s));
+    lk_status st = check_signatures(s);
+    return st == LK_OK ? LK_OK : fail(s, st);
+}
+
+/* In place in the gradient buffers: no copies, one barrier either side. */
+static lk_status allreduce_direct(lk_shm *s, size_t at, size_t n, lk_reduce_op op, float avg_scale,
+                                  lk_shm_cross_fn cross, void *user)
+{
+    LK_CHECK(first_barrier(s));
+    size_t lo, hi;
+    my_part(s, n, &lo, &hi);
+    if (hi > lo) {
+        float *mine = grads_of(s, s->me) + at;
+        reduce(s, mine, 1, at, lo, hi, op);
+        LK_CHECK(finish_part(s, mine, lo, hi, op, avg_scale, cross, user));
+        for (int q = 0; q < s->nlocal; q++)
+            if (q != s->me) memcpy(grads_of(s, q) + at + lo, mine + lo, (hi - lo) * sizeof(float));
+    }
+    return barrier(s);
+}
+
+lk_status lk_shm_allreduce(lk_shm *s, float *buf, size_t n, lk_reduce_op op, float avg_scale,
+                           lk_shm_cross_fn cross, void *user)
+{
+    if (atomic_load(&s->ctl->failed)) return peer_failed(s);
+    float *g = lk_shm_grads(s);
+    const int direct = g && buf >= g && n <= s->grad_floats && (size_t)(buf - g) <= s->grad_floats - n;
+    const size_t at = direct ? (size_t)(buf - g) : 0;
+    unsigned long long *sig = s->sig + (size_t)s->me * SIG_WORDS;
+    sig[0] = (unsigned long long)n << 3 | (unsigned)direct << 2 | (unsigned)op;
+    sig[1] = at;
+    if (direct) return allreduce_direct(s, at, n, op, avg_scale, cross, user);
+    float *mine = slot(s, s->me);
+    size_t off = 0;
+    do { /* a zero length still meets the others once, to compare signatures */
+        const size_t len = LK_MIN(s->piece, n - off);
+        if (len) memcpy(mine, buf + off, len * sizeof(float));
+        if (off == 0) LK_CHECK(first_barrier(s));
+        else LK_CHECK(barrier(s));
+        size_t lo, hi;
+        my_part(s, len, &lo, &hi);
+        if (hi > lo) {
+            reduce(s, s->out, 0, 0, lo, hi, op);
+            LK_CHECK(finish_part(s, s->out, lo, hi, op, avg_scale, cross, user));
+        }
+        LK_CHECK(barrier(s));
+        if (len) memcpy(buf + off, s->out, len * sizeof(float));
+        off += len;
+    } while (off < n);
+    return LK_OK;
+}
+
+lk_status lk_shm_map_create(const char *name, size_t bytes, void **addr)
+{
+    *addr = NULL;
+    int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+    if (fd < 0) return LK_ERR(LK_ERR_COMM, "shm_open %s: %s", name, strerror(errno));
+    int rc = ftruncate(fd, (off_t)bytes);
+    if (rc == 0) rc = posix_fallocate(fd, 0, (off_t)bytes); /* returns the error number */
+    else rc = errno;
+    if (rc != 0) {
+        close(fd);
+        shm_unlink(name);
+        return LK_ERR(LK_ERR_COMM, "cannot reserve %.1f MiB of shared memory (%s): %s",
+                      (double)bytes / 1048576.0, name, strerror(rc));
+    }
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int err = errno;
+    close(fd);
+    if (p == MAP_FAILED) {
+        shm_unlink(name);
+        return LK_ERR(LK_ERR_COMM, "mmap of %s: %s", name, strerror(err));
+    }
+    *addr = p;
+    return LK_OK;
+}
+
+lk_status lk_shm_map_open(const char *name, size_t bytes, void **addr)
+{
+    *addr = NULL;
+    int fd = shm_open(name, O_RDWR, 0600);
+    if (fd < 0) return LK_ERR(LK_ERR_COMM, "shm_open %s: %s", name, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (size_t)st.st_size < bytes) {
+        close(fd);
+        return LK_ERR(LK_ERR_COMM, "shared memory %s is smaller than %zu bytes", name, bytes);
+    }
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int err = errno;
+    close(fd);
+    if (p == MAP_FAILED) return LK_ERR(LK_ERR_COMM, "mmap of %s: %s", name, strerror(err));
+    *addr = p;
+    return LK_OK;
+}
+
+void lk_shm_map_unlink(const char *name) { shm_unlink(name); }
+
+void lk_shm_map_close(void *addr, size_t bytes)
+{
+    if (addr) munmap(addr, bytes);
+}

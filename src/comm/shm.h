@@ -1,0 +1,68 @@
+/* shm.h - all-reduce between the processes of one host through shared memory.
+ *
+ * One region per host (lk_shm_region_bytes) is mapped by every process and starts
+ * zeroed. It may hold each process's gradient buffer (lk_shm.grads): an all-reduce of
+ * a range of it is done in place, with no copies: after a barrier, process i sums
+ * sub-chunk i of the range over every process's buffer, an optional cross-host hook
+ * all-reduces that sub-chunk with the processes of the same local rank on the other
+ * hosts, process i writes the result into every buffer, and a second barrier ends the
+ * call. Any other buffer goes piece by piece through per-process slots: each copies
+ * its piece into its slot, barrier, process i sums sub-chunk i over the slots into the
+ * shared output (and the hook), barrier, each copies the piece back. The next call's
+ * first barrier keeps slots and output from being reused before everyone is done.
+ *
+ * A process that waits for a slower one spins briefly and then sleeps on a futex: its
+ * core goes back to the training thread instead of being burnt polling. A wait longer
+ * than the timeout, or a failure on another process of the host, ends the call on
+ * every process with an error instead of a hang.
+ *
+ * Every process of the host must make the same calls in the same order, one at a time;
+ * a call whose range, length or operation differs on some process is reported as an
+ * error on all of them. The region is a POSIX shared-memory object (lk_shm_map_*);
+ * comm_mpi.c creates it and supplies the cross-host hook. */
+#ifndef LK_SHM_H
+#define LK_SHM_H
+
+#include "comm.h"
+
+/* all-reduces chunk[0..n) in place among the processes of one local rank on every host */
+typedef lk_status (*lk_shm_cross_fn)(void *user, float *chunk, size_t n, lk_reduce_op op);
+
+typedef struct lk_shm_ctl lk_shm_ctl;
+
+typedef struct {
+    lk_shm_ctl *ctl;         /* barrier state, in the region */
+    unsigned long long *sig; /* two words of call signature per process */
+    float *out;              /* piece floats: the summed piece */
+    float *slots;            /* nlocal x piece floats: each process's copy of its piece */
+    float *grads;            /* nlocal x grad_floats (padded): the gradient buffers */
+    int me, nlocal;
+    size_t piece;            /* floats per piece */
+    size_t grad_floats;      /* 0: no gradient buffers in the region */
+    double timeout_s;
+} lk_shm;
+
+/* The region's size for nlocal processes, pieces of `piece` floats and gradient
+ * buffers of grad_floats each (0 for none). */
+size_t lk_shm_region_bytes(int nlocal, size_t piece, size_t grad_floats);
+/* The piece length that keeps the slots and output within max_bytes (<= 1 MiB a slot). */
+size_t lk_shm_piece_for(int nlocal, size_t max_bytes);
+/* Points s at a region (page aligned, zeroed before the first call on any process). */
+void lk_shm_attach(lk_shm *s, void *region, int me, int nlocal, size_t piece, size_t grad_floats,
+                   double timeout_s);
+/* This process's gradient buffer in the region (NULL without one). */
+float *lk_shm_grads(const lk_shm *s);
+
+/* A POSIX shared-memory object of `bytes`, mapped: create reserves its memory (a full
+ * /dev/shm is an error here, not a SIGBUS later), open maps an existing one. */
+lk_status lk_shm_map_create(const char *name, size_t bytes, void **addr);
+lk_status lk_shm_map_open(const char *name, size_t bytes, void **addr);
+void lk_shm_map_unlink(const char *name);
+void lk_shm_map_close(void *addr, size_t bytes);
+
+/* In-place all-reduce of buf[0..n) over the host (and, with cross, over every host).
+ * AVG sums and then multiplies by avg_scale (1 / number of processes in all). */
+lk_status lk_shm_allreduce(lk_shm *s, float *buf, size_t n, lk_reduce_op op, float avg_scale,
+                           lk_shm_cross_fn cross, void *user);
+
+#endif
