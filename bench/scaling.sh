@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Weak scaling on this machine: `cnn` (or the models given), batch 64 per rank, 1 thread
-# per rank, 1 rank and 2 ranks, for lockstep (MPI) and PyTorch DDP (gloo), in one run.
+# per rank, 1 rank and 2 ranks, for lockstep (MPI; same-host ranks sum their gradients
+# in shared memory) and PyTorch DDP (gloo), in one run.
 # Prints samples/s (all ranks together) and weak-scaling efficiency
 # = samples/s(2 ranks) / (2 x samples/s(1 rank)).
 #
@@ -66,7 +67,7 @@ for model in "${models[@]}"; do
   $PY - "$model" "$rows" <<'PY'
 import statistics as st, sys
 model, rows = sys.argv[1], [l.split() for l in open(sys.argv[2])]
-names = {"lockstep": "lockstep (MPI)", "nocomm": "lockstep, 2 ranks without comm",
+names = {"lockstep": "lockstep (shared-memory all-reduce)", "nocomm": "lockstep, 2 ranks without comm",
          "torch": "PyTorch DDP (gloo)"}
 med = {}
 for key in ("lockstep", "nocomm", "torch"):
