@@ -69,7 +69,8 @@ lk_status lk_comm_mpi_open(lk_comm *c, int *argc, char ***argv);
 #define LK_COMM_TIMEOUT_S 300.0
 
 /* Convenience wrappers with argument checks. lk_comm_allreduce is the blocking
- * in-place all-reduce (MPI_Allreduce: the library's tuned algorithms). */
+ * in-place all-reduce (MPI_Allreduce: the library's tuned algorithms; or lockstep's
+ * shared-memory one between same-host ranks after lk_comm_use_shm). */
 lk_status lk_comm_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op);
 lk_status lk_comm_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op op, int slot);
 lk_status lk_comm_wait(lk_comm *c, int slot);

@@ -295,7 +295,8 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
                      s->binding.bound ? "" : s->binding.note);
     if (s->buckets)
         lk_progress_line(prog, "gradient all-reduce: %s, %d bucket%s of <= %.2f MB, progressed %s",
-                         s->comm->shm ? s->comm->shm_note : s->comm->library, s->buckets->n, s->buckets->n == 1 ? "" : "s",
+                         s->comm->shm ? s->comm->shm_note : s->comm->library, s->buckets->n,
+                         s->buckets->n == 1 ? "" : "s",
                          o->bucket_mb,
                          s->buckets->mode == LK_PROGRESS_THREAD ? "by a comm thread"
                                                                 : "between layers");
