@@ -304,16 +304,24 @@ static int cmd_info(void)
 {
     lk_comm *c = g_comm;
     lk_topo_binding b;
-    lk_status s = lk_topo_bind(c, 1, &b);
+    const int gpus = lk_cuda_device_count();
+    lk_status s = lk_topo_bind(c, 1, gpus, &b);
     if (s != LK_OK) return fail(s);
     lk_device *d;
     s = lk_device_open(&d, "cpu", b.ncores);
     if (s != LK_OK) return fail(s);
+    char gpu[160] = "none";
+    if (gpus > 0) { /* "cuda:1 (0000:3b:00.0) of 4" */
+        char bus[32] = "";
+        lk_cuda_pci_bus_id(c->local_rank % gpus, bus, (int)sizeof bus);
+        snprintf(gpu, sizeof gpu, "%s (%s) of %d", b.gpu, bus, gpus);
+    }
     if (c->rank == 0) {
         printf("lockstep %s\n", LK_VERSION);
         printf("communication: %s backend, %s, %d rank%s\n", c->vt->name, c->library, c->world,
                c->world == 1 ? "" : "s");
         printf("blas: %s\n", lk_backend_cpu_blas_info());
+        printf("cuda: %s\n", lk_cuda_describe());
         printf("models:");
         for (int i = 0; i < lk_zoo_count(); i++) printf(" %s", lk_zoo_at(i)->name);
         printf("\n");
@@ -321,10 +329,10 @@ static int cmd_info(void)
     /* one line per rank, in rank order */
     char line[1024];
     snprintf(line, sizeof line,
-             "rank %d/%d: host %s, local rank %d/%d, cores %s of %d (NUMA %s)%s%s, GPU none, "
+             "rank %d/%d: host %s, local rank %d/%d, cores %s of %d (NUMA %s)%s%s, GPU %s, "
              "device %s, %d thread%s",
              c->rank, c->world, c->host, c->local_rank, c->local_world, b.cores, b.host_cores,
-             b.numa, b.bound ? " bound" : ", ", b.bound ? "" : b.note, d->name, d->threads,
+             b.numa, b.bound ? " bound" : ", ", b.bound ? "" : b.note, gpu, d->name, d->threads,
              d->threads == 1 ? "" : "s");
     lk_device_close(d);
     char *all = lk_calloc((size_t)c->world, sizeof line);

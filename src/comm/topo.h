@@ -10,12 +10,15 @@ typedef struct {
     int host_cores;       /* cores on the host */
     char cores[128];      /* hwloc list of the PUs, e.g. "0-3" */
     char numa[64];        /* NUMA nodes of those cores, e.g. "0" */
+    char gpu[64];         /* the GPU this rank drives, "" for a CPU job */
     char note[160];       /* why not bound, when not */
 } lk_topo_binding;
 
 /* Splits this host's cores evenly among its local ranks (local rank l gets the l-th
  * contiguous share) and binds the process there when `bind` is set and there are at
- * least as many cores as local ranks. Call before any thread is created. */
-lk_status lk_topo_bind(const lk_comm *c, int bind, lk_topo_binding *out);
+ * least as many cores as local ranks. With gpus > 0 (the GPUs visible to a GPU job),
+ * local rank l drives GPU l mod gpus and shares the cores nearest it with the other
+ * ranks whose GPUs are as near. Call before any thread is created. */
+lk_status lk_topo_bind(const lk_comm *c, int bind, int gpus, lk_topo_binding *out);
 
 #endif

@@ -258,6 +258,12 @@ static void cpu_axpy(lk_device *d, float a, const float *x, float *y, size_t n)
     cblas_saxpy((int)n, a, x, 1, y, 1);
 }
 
+static lk_status cpu_status(lk_device *d)
+{
+    (void)d;
+    return LK_OK; /* every CPU entry completes before it returns */
+}
+
 static const lk_backend cpu_backend = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -288,6 +294,7 @@ static const lk_backend cpu_backend = {
     .sumsq = cpu_sumsq,
     .scale = cpu_scale,
     .axpy = cpu_axpy,
+    .status = cpu_status,
 };
 
 int lk_cpu_multithreaded(void) { return omp_get_max_threads() > 1; }

@@ -117,6 +117,9 @@ typedef struct lk_backend {
     void (*sumsq)(lk_device *d, const float *x, size_t n, float *out); /* device scalar */
     void (*scale)(lk_device *d, float *x, float a, size_t n);
     void (*axpy)(lk_device *d, float a, const float *x, float *y, size_t n); /* y += a*x */
+    /* the first failure since the device was opened (a GPU's calls are asynchronous:
+     * they fail later, and the entries above cannot return it), else LK_OK */
+    lk_status (*status)(lk_device *d);
 } lk_backend;
 
 struct lk_device {
@@ -137,6 +140,20 @@ void lk_device_close(lk_device *d);
 /* Backends register a constructor; the CPU one is always linked. */
 lk_status lk_backend_cpu_open(lk_device *d, int threads);
 void lk_backend_cpu_close(lk_device *d);
+/* The CUDA backend (built when nvcc is found: LK_HAVE_CUDA). */
+lk_status lk_backend_cuda_open(lk_device *d, int ordinal, int threads);
+void lk_backend_cuda_close(lk_device *d);
+int lk_cuda_device_count(void); /* 0 without a usable GPU or driver */
+/* e.g. "CUDA runtime 13.0, driver 13.0, cuDNN 9.13.0", or why there is no GPU;
+ * "not built" without the CUDA backend */
+const char *lk_cuda_describe(void);
+/* The PCI bus id ("0000:3b:00.0") of visible GPU `ordinal`; 0 on success. Creates no
+ * context, so it may come before the device is chosen. */
+int lk_cuda_pci_bus_id(int ordinal, char *buf, int len);
+/* The device a local rank uses: "cpu", or "cuda:N" where "auto" and "cuda" become
+ * GPU local_rank mod (visible GPUs) - one GPU per rank on a host, as
+ * CUDA_VISIBLE_DEVICES shows them - and "auto" becomes "cpu" without a GPU. */
+lk_status lk_device_resolve(const char *spec, int local_rank, char *out, size_t len);
 /* Describes the CPU math library (e.g. "OpenBLAS 0.3.21 Haswell"). */
 const char *lk_backend_cpu_blas_info(void);
 

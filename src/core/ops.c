@@ -30,6 +30,7 @@ void lk_zero(lk_device *d, void *p, size_t bytes)
     if (bytes) d->ops->memset0(d, p, bytes);
 }
 void lk_sync(lk_device *d) { d->ops->sync(d); }
+lk_status lk_device_status(lk_device *d) { return d->ops->status(d); }
 
 float lk_read_scalar(lk_device *d, const float *p)
 {

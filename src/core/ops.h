@@ -13,6 +13,8 @@ void lk_copy_to_host(lk_device *d, void *dst, const void *src, size_t bytes);
 void lk_copy_on_device(lk_device *d, void *dst, const void *src, size_t bytes);
 void lk_zero(lk_device *d, void *p, size_t bytes);
 void lk_sync(lk_device *d);
+/* The first failure of the device's asynchronous work so far (LK_OK on the CPU). */
+lk_status lk_device_status(lk_device *d);
 /* Reads one device float (a metric read: synchronises). */
 float lk_read_scalar(lk_device *d, const float *p);
 

@@ -82,6 +82,7 @@ static lk_status run(const char *dir, const lk_run_config *rc, const lk_dataset 
         LK_CHECK(lk_replica_infer(r, d, start, &n, &o));
         for (int i = 0; i < n; i++) {
             lk_copy_to_host(r->dev, logits, o.data + (size_t)i * C, (size_t)C * sizeof(float));
+            LK_CHECK(lk_device_status(r->dev));
             float mx = logits[0], sum = 0.0f;
             for (int j = 1; j < C; j++) mx = fmaxf(mx, logits[j]);
             for (int j = 0; j < C; j++) sum += (logits[j] = expf(logits[j] - mx));

@@ -73,6 +73,7 @@ static lk_status evaluate(lk_replica *r, lk_comm *c, const lk_dataset *d, double
         LK_CHECK(lk_count_correct(r->dev, out.data, r->labels, n, feats, &r->scalars[1]));
         float v[2];
         lk_copy_to_host(r->dev, v, r->scalars, sizeof v);
+        LK_CHECK(lk_device_status(r->dev));
         sums[0] += (double)v[0] * n;
         sums[1] += v[1];
         sums[2] += n;
@@ -240,11 +241,15 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
      * file: plain lines there unless a bar is asked for */
     int mode = o->progress < 0 && lk_comm_launched() ? 0 : o->progress;
     lk_progress_init(prog, mode, o->quiet || rank != 0);
-    /* each rank its own cores, before any thread exists; a thread per core */
-    LK_CHECK(lk_topo_bind(s->comm, o->bind, &s->binding));
+    /* the device (one GPU per local rank), then each rank its own cores - near its
+     * GPU - before any thread exists; a thread per core */
+    char dev[32];
+    LK_CHECK(lk_device_resolve(o->device, s->comm->local_rank, dev, sizeof dev));
+    int gpus = strcmp(dev, "cpu") && strncmp(o->device, "cuda:", 5) ? lk_cuda_device_count() : 0;
+    LK_CHECK(lk_topo_bind(s->comm, o->bind, gpus, &s->binding));
     LK_CHECK(open_data(o, s));
     int threads = o->threads > 0 ? o->threads : s->binding.ncores;
-    LK_CHECK(lk_replica_open(&s->r, o->device, threads, o->model, &s->train.sample,
+    LK_CHECK(lk_replica_open(&s->r, dev, threads, o->model, &s->train.sample,
                              s->train.nclasses, o->batch, o->init, o->seed));
     lk_model *m = s->r.model;
     LK_CHECK(check_labels(m, &s->train));
@@ -368,6 +373,7 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
             if (log_n == o->log_every || last) {
                 /* mean loss over every sample of every rank since the last line */
                 double red[2] = {lk_read_scalar(s->r.dev, &s->r.scalars[2]), log_local};
+                LK_CHECK(lk_device_status(s->r.dev)); /* a GPU's failures surface here */
                 LK_CHECK(lk_comm_allreduce_f64(c, red, 2, LK_REDUCE_SUM));
                 double loss = red[0] / red[1];
                 if (!isfinite(loss))

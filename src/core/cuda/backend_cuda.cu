@@ -1,0 +1,593 @@
+/* backend_cuda.cu - the CUDA backend: cuBLAS for matrix products, our kernels for
+ * element-wise work, activations, dropout (the CPU's Philox, so masks agree), losses
+ * and reductions. Convolution and pooling live in backend_cuda_conv.cu, the optimizer
+ * in backend_cuda_optim.cu. Everything runs on the device's one stream; reductions
+ * write per-block partial sums in double and a one-block kernel adds them in a fixed
+ * order, so results do not depend on scheduling. */
+#include "backend_cuda.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../rng.h"
+
+void lk_cuda_fail(lk_cuda *g, const char *file, int line, const char *call, const char *what)
+{
+    if (g->error[0]) return;
+    const char *base = strrchr(file, '/');
+    snprintf(g->error, sizeof g->error, "cuda:%d: %s failed: %s (%s:%d)", g->ordinal, call, what,
+             base ? base + 1 : file, line);
+}
+
+/* ---- memory ---- */
+
+static void *cu_alloc(lk_device *d, size_t bytes)
+{
+    void *p = NULL;
+    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
+        cudaGetLastError(); /* an out-of-memory is reported as NULL, not kept as sticky */
+        return NULL;
+    }
+    (void)d;
+    return p;
+}
+static void cu_free(lk_device *d, void *p) { LK_CU(lk_cuda_of(d), cudaFree(p)); }
+static void cu_copy_h2d(lk_device *d, void *dst, const void *src, size_t bytes)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    LK_CU(g, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g->stream));
+    /* the host buffer may be reused at once: wait for pinned sources too */
+    LK_CU(g, cudaStreamSynchronize(g->stream));
+}
+static void cu_copy_d2h(lk_device *d, void *dst, const void *src, size_t bytes)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    LK_CU(g, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g->stream));
+    LK_CU(g, cudaStreamSynchronize(g->stream));
+}
+static void cu_copy_d2d(lk_device *d, void *dst, const void *src, size_t bytes)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    LK_CU(g, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, g->stream));
+}
+static void cu_memset0(lk_device *d, void *p, size_t bytes)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    LK_CU(g, cudaMemsetAsync(p, 0, bytes, g->stream));
+}
+static void cu_sync(lk_device *d)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    LK_CU(g, cudaStreamSynchronize(g->stream));
+}
+
+/* ---- matrix products ---- */
+
+/* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T */
+static void cu_gemm(lk_device *d, int ta, int tb, int m, int n, int k, float alpha, const float *a,
+                    int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    LK_CUBLAS(g, cublasSgemm(g->cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                             n, m, k, &alpha, b, ldb, a, lda, &beta, c, ldc));
+}
+
+/* ---- reductions: per-block double partials, then one block adds them in order ---- */
+
+__device__ double block_sum(double v)
+{
+    __shared__ double warp_sums[LK_CUDA_THREADS / 32];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+    if (lane == 0) warp_sums[wid] = v;
+    __syncthreads();
+    v = threadIdx.x < blockDim.x / 32 ? warp_sums[threadIdx.x] : 0.0;
+    if (wid == 0)
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    __syncthreads(); /* warp_sums may be reused by the next call */
+    return v;         /* valid in thread 0 */
+}
+
+__device__ float block_max(float v)
+{
+    __shared__ float warp_max[LK_CUDA_THREADS / 32];
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_down_sync(0xffffffffu, v, o));
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+    if (lane == 0) warp_max[wid] = v;
+    __syncthreads();
+    v = threadIdx.x < blockDim.x / 32 ? warp_max[threadIdx.x] : -INFINITY;
+    if (wid == 0)
+        for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_down_sync(0xffffffffu, v, o));
+    __shared__ float result;
+    if (threadIdx.x == 0) result = v;
+    __syncthreads();
+    v = result;
+    __syncthreads();
+    return v; /* valid in every thread */
+}
+
+/* out = (sum of partial[0..nb)) / denom, by one block in a fixed order */
+__global__ void k_finish_sum(const double *partial, int nb, double denom, float *out)
+{
+    double v = 0.0;
+    for (int i = threadIdx.x; i < nb; i += blockDim.x) v += partial[i];
+    v = block_sum(v);
+    if (threadIdx.x == 0) *out = (float)(v / denom);
+}
+
+static unsigned reduce_blocks(const lk_cuda *g, size_t n)
+{
+    unsigned b = lk_cuda_blocks(g, n);
+    return b > LK_CUDA_REDUCE_BLOCKS ? LK_CUDA_REDUCE_BLOCKS : b;
+}
+
+static void finish_sum(lk_cuda *g, unsigned nb, double denom, float *out)
+{
+    k_finish_sum<<<1, LK_CUDA_THREADS, 0, g->stream>>>(g->partial, (int)nb, denom, out);
+    LK_LAUNCHED(g);
+}
+
+/* ---- bias ---- */
+
+__global__ void k_bias_add(float *y, const float *b, size_t total, int c, int inner)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] += b[(i / (size_t)inner) % (size_t)c];
+}
+
+void lk_cuda_bias_add(lk_device *d, float *y, const float *b, int outer, int c, int inner)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    size_t total = (size_t)outer * c * inner;
+    if (!total) return;
+    k_bias_add<<<lk_cuda_blocks(g, total), LK_CUDA_THREADS, 0, g->stream>>>(y, b, total, c, inner);
+    LK_LAUNCHED(g);
+}
+
+/* one block per channel */
+__global__ void k_bias_grad(float *db, const float *dy, int outer, int c, int inner, float beta)
+{
+    const int j = blockIdx.x;
+    const size_t per = (size_t)outer * inner;
+    double s = 0.0;
+    for (size_t t = threadIdx.x; t < per; t += blockDim.x) {
+        size_t o = t / (size_t)inner, i = t % (size_t)inner;
+        s += dy[(o * c + j) * (size_t)inner + i];
+    }
+    s = block_sum(s);
+    if (threadIdx.x == 0) db[j] = (beta != 0.0f ? db[j] : 0.0f) + (float)s;
+}
+
+void lk_cuda_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c, int inner,
+                       float beta)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    if (!c) return;
+    k_bias_grad<<<c, LK_CUDA_THREADS, 0, g->stream>>>(db, dy, outer, c, inner, beta);
+    LK_LAUNCHED(g);
+}
+
+/* ---- activations ---- */
+
+__device__ __forceinline__ float d_sigmoid(float x)
+{
+    return x >= 0.0f ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
+}
+
+__global__ void k_act_forward(int act, float alpha, const float *x, float *y, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float v = x[i];
+        switch (act) {
+        case LK_ACT_RELU: v = v > 0.0f ? v : 0.0f; break;
+        case LK_ACT_LEAKY_RELU: v = v > 0.0f ? v : alpha * v; break;
+        case LK_ACT_SIGMOID: v = d_sigmoid(v); break;
+        case LK_ACT_TANH: v = tanhf(v); break;
+        case LK_ACT_GELU: v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
+        default: break;
+        }
+        y[i] = v;
+    }
+}
+
+__global__ void k_act_backward(int act, float alpha, const float *x, const float *y,
+                               const float *dy, float *dx, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float g = dy[i];
+        switch (act) {
+        case LK_ACT_RELU: g = x[i] > 0.0f ? g : 0.0f; break;
+        case LK_ACT_LEAKY_RELU: g = x[i] > 0.0f ? g : alpha * g; break;
+        case LK_ACT_SIGMOID: g = g * y[i] * (1.0f - y[i]); break;
+        case LK_ACT_TANH: g = g * (1.0f - y[i] * y[i]); break;
+        case LK_ACT_GELU: {
+            float v = x[i];
+            float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
+            float pdf = 0.39894228040143268f * expf(-0.5f * v * v);
+            g = g * (cdf + v * pdf);
+            break;
+        }
+        default: break;
+        }
+        dx[i] = g;
+    }
+}
+
+static void cu_act_forward(lk_device *d, lk_act act, float alpha, const float *x, float *y, size_t n)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    if (!n || (act == LK_ACT_IDENTITY && x == y)) return;
+    k_act_forward<<<lk_cuda_blocks(g, n), LK_CUDA_THREADS, 0, g->stream>>>((int)act, alpha, x, y, n);
+    LK_LAUNCHED(g);
+}
+
+static void cu_act_backward(lk_device *d, lk_act act, float alpha, const float *x, const float *y,
+                            const float *dy, float *dx, size_t n)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    if (!n || (act == LK_ACT_IDENTITY && dx == dy)) return;
+    k_act_backward<<<lk_cuda_blocks(g, n), LK_CUDA_THREADS, 0, g->stream>>>((int)act, alpha, x, y,
+                                                                            dy, dx, n);
+    LK_LAUNCHED(g);
+}
+
+/* ---- dropout: the CPU's counter-based mask ---- */
+
+__global__ void k_dropout(float p, uint64_t seed, uint64_t a, const float *x, float *y, size_t n)
+{
+    const float keep = 1.0f / (1.0f - p);
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] = lk_rng_uniform(seed, LK_RNG_DROPOUT, a, (uint64_t)i) >= p ? x[i] * keep : 0.0f;
+}
+
+static void cu_dropout_forward(lk_device *d, float p, uint64_t seed, uint64_t a, const float *x,
+                               float *y, size_t n)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    if (!n) return;
+    k_dropout<<<lk_cuda_blocks(g, n), LK_CUDA_THREADS, 0, g->stream>>>(p, seed, a, x, y, n);
+    LK_LAUNCHED(g);
+}
+
+static void cu_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a, const float *dy,
+                                float *dx, size_t n)
+{
+    cu_dropout_forward(d, p, seed, a, dy, dx, n); /* the same mask and scale */
+}
+
+/* ---- losses ---- */
+
+/* rows r = blockIdx.x, += gridDim.x; the block shares a row's classes */
+__global__ void k_softmax_xent(const float *logits, const int32_t *labels, int n, int c,
+                               float *dlogits, float g, double *partial)
+{
+    double total = 0.0;
+    for (int r = blockIdx.x; r < n; r += gridDim.x) {
+        const float *z = logits + (size_t)r * c;
+        float mx = -INFINITY;
+        for (int j = threadIdx.x; j < c; j += blockDim.x) mx = fmaxf(mx, z[j]);
+        mx = block_max(mx);
+        double s = 0.0;
+        for (int j = threadIdx.x; j < c; j += blockDim.x) s += (double)expf(z[j] - mx);
+        s = block_sum(s);
+        __shared__ float sum;
+        if (threadIdx.x == 0) sum = (float)s;
+        __syncthreads();
+        const float tot = sum;
+        __syncthreads();
+        const int y = labels[r];
+        if (threadIdx.x == 0) total += (double)(logf(tot) - (z[y] - mx));
+        if (dlogits) {
+            float *dz = dlogits + (size_t)r * c;
+            const float inv = 1.0f / tot;
+            for (int j = threadIdx.x; j < c; j += blockDim.x)
+                dz[j] = expf(z[j] - mx) * inv * g - (j == y ? g : 0.0f);
+        }
+    }
+    if (threadIdx.x == 0) partial[blockIdx.x] = total;
+}
+
+static void cu_softmax_xent(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
+                            float *loss, float *dlogits, float scale)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    unsigned nb = n < LK_CUDA_REDUCE_BLOCKS ? (unsigned)n : LK_CUDA_REDUCE_BLOCKS;
+    if (!nb) nb = 1;
+    k_softmax_xent<<<nb, LK_CUDA_THREADS, 0, g->stream>>>(logits, labels, n, c, dlogits,
+                                                          scale / (float)n, g->partial);
+    LK_LAUNCHED(g);
+    finish_sum(g, nb, (double)n, loss);
+}
+
+__global__ void k_mse(const float *p, const float *t, size_t n, float *dp, float gscale,
+                      double *partial)
+{
+    double s = 0.0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float e = p[i] - t[i];
+        s += (double)e * e;
+        if (dp) dp[i] = gscale * e;
+    }
+    s = block_sum(s);
+    if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+static void cu_mse(lk_device *d, const float *p, const float *t, size_t n, float *loss, float *dp,
+                   float scale)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    unsigned nb = reduce_blocks(g, n);
+    k_mse<<<nb, LK_CUDA_THREADS, 0, g->stream>>>(p, t, n, dp, 2.0f * scale / (float)n, g->partial);
+    LK_LAUNCHED(g);
+    finish_sum(g, nb, (double)n, loss);
+}
+
+__global__ void k_bce_logits(const float *z, const float *t, size_t n, float *dz, float gscale,
+                             double *partial)
+{
+    double s = 0.0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float x = z[i];
+        s += (double)(fmaxf(x, 0.0f) - x * t[i] + log1pf(expf(-fabsf(x))));
+        if (dz) dz[i] = gscale * (d_sigmoid(x) - t[i]);
+    }
+    s = block_sum(s);
+    if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+static void cu_bce_logits(lk_device *d, const float *z, const float *t, size_t n, float *loss,
+                          float *dz, float scale)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    unsigned nb = reduce_blocks(g, n);
+    k_bce_logits<<<nb, LK_CUDA_THREADS, 0, g->stream>>>(z, t, n, dz, scale / (float)n, g->partial);
+    LK_LAUNCHED(g);
+    finish_sum(g, nb, (double)n, loss);
+}
+
+/* a thread per row: the first largest logit, as the CPU */
+__global__ void k_count_correct(const float *logits, const int32_t *labels, int n, int c,
+                                double *partial)
+{
+    double hits = 0.0;
+    for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < n; r += gridDim.x * blockDim.x) {
+        const float *z = logits + (size_t)r * c;
+        int best = 0;
+        for (int j = 1; j < c; j++)
+            if (z[j] > z[best]) best = j;
+        hits += best == labels[r];
+    }
+    hits = block_sum(hits);
+    if (threadIdx.x == 0) partial[blockIdx.x] = hits;
+}
+
+static void cu_count_correct(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
+                             float *correct)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    unsigned nb = reduce_blocks(g, (size_t)n);
+    k_count_correct<<<nb, LK_CUDA_THREADS, 0, g->stream>>>(logits, labels, n, c, g->partial);
+    LK_LAUNCHED(g);
+    finish_sum(g, nb, 1.0, correct);
+}
+
+/* ---- flat-buffer helpers ---- */
+
+__global__ void k_sumsq(const float *x, size_t n, double *partial)
+{
+    double s = 0.0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        s += (double)x[i] * x[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+static void cu_sumsq(lk_device *d, const float *x, size_t n, float *out)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    unsigned nb = reduce_blocks(g, n);
+    k_sumsq<<<nb, LK_CUDA_THREADS, 0, g->stream>>>(x, n, g->partial);
+    LK_LAUNCHED(g);
+    finish_sum(g, nb, 1.0, out);
+}
+
+__global__ void k_scale(float *x, float a, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        x[i] *= a;
+}
+
+static void cu_scale(lk_device *d, float *x, float a, size_t n)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    if (!n) return;
+    k_scale<<<lk_cuda_blocks(g, n), LK_CUDA_THREADS, 0, g->stream>>>(x, a, n);
+    LK_LAUNCHED(g);
+}
+
+__global__ void k_axpy(float a, const float *x, float *y, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] += a * x[i];
+}
+
+static void cu_axpy(lk_device *d, float a, const float *x, float *y, size_t n)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    if (!n) return;
+    k_axpy<<<lk_cuda_blocks(g, n), LK_CUDA_THREADS, 0, g->stream>>>(a, x, y, n);
+    LK_LAUNCHED(g);
+}
+
+static lk_status cu_status(lk_device *d)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    if (!g->error[0]) LK_CU(g, cudaGetLastError());
+    return g->error[0] ? LK_ERR(LK_ERR_DEVICE, "%s", g->error) : LK_OK;
+}
+
+static const lk_backend cuda_backend = {
+    /* .name = */ "cuda",
+    /* .alloc = */ cu_alloc,
+    /* .free = */ cu_free,
+    /* .copy_h2d = */ cu_copy_h2d,
+    /* .copy_d2h = */ cu_copy_d2h,
+    /* .copy_d2d = */ cu_copy_d2d,
+    /* .memset0 = */ cu_memset0,
+    /* .sync = */ cu_sync,
+    /* .gemm = */ cu_gemm,
+    /* .bias_add = */ lk_cuda_bias_add,
+    /* .bias_grad = */ lk_cuda_bias_grad,
+    /* .act_forward = */ cu_act_forward,
+    /* .act_backward = */ cu_act_backward,
+    /* .conv2d_saved = */ lk_cuda_conv2d_saved,
+    /* .conv2d_workspace = */ lk_cuda_conv2d_workspace,
+    /* .conv2d_forward = */ lk_cuda_conv2d_forward,
+    /* .conv2d_backward = */ lk_cuda_conv2d_backward,
+    /* .pool2d_forward = */ lk_cuda_pool2d_forward,
+    /* .pool2d_backward = */ lk_cuda_pool2d_backward,
+    /* .dropout_forward = */ cu_dropout_forward,
+    /* .dropout_backward = */ cu_dropout_backward,
+    /* .softmax_xent = */ cu_softmax_xent,
+    /* .mse = */ cu_mse,
+    /* .bce_logits = */ cu_bce_logits,
+    /* .count_correct = */ cu_count_correct,
+    /* .optim_update = */ lk_cuda_optim_update,
+    /* .sumsq = */ cu_sumsq,
+    /* .scale = */ cu_scale,
+    /* .axpy = */ cu_axpy,
+    /* .status = */ cu_status,
+};
+
+/* ---- opening and closing ---- */
+
+#define OPEN_TRY(what, call, errstr)                                                      \
+    do {                                                                                  \
+        if ((call)) {                                                                     \
+            lk_status st_ = LK_ERR(LK_ERR_DEVICE, "cuda:%d: %s failed: %s", ordinal, what, \
+                                   (errstr));                                             \
+            lk_backend_cuda_close(d);                                                     \
+            return st_;                                                                   \
+        }                                                                                 \
+    } while (0)
+
+extern "C" int lk_cuda_device_count(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+extern "C" const char *lk_cuda_describe(void)
+{
+    static char buf[200];
+    int rt = 0, drv = 0, n = 0;
+    cudaRuntimeGetVersion(&rt);
+    cudaDriverGetVersion(&drv);
+    size_t dnn = cudnnGetVersion();
+    cudaError_t e = cudaGetDeviceCount(&n);
+    cudaGetLastError();
+    snprintf(buf, sizeof buf, "CUDA runtime %d.%d, driver %s, cuDNN %zu.%zu.%zu: %d GPU%s visible%s%s",
+             rt / 1000, rt % 1000 / 10, drv ? "present" : "missing", dnn / 10000, dnn % 10000 / 100,
+             dnn % 100, e == cudaSuccess ? n : 0, (e == cudaSuccess ? n : 0) == 1 ? "" : "s",
+             e == cudaSuccess ? "" : " - ", e == cudaSuccess ? "" : cudaGetErrorString(e));
+    return buf;
+}
+
+extern "C" int lk_cuda_pci_bus_id(int ordinal, char *buf, int len)
+{
+    if (cudaDeviceGetPCIBusId(buf, len, ordinal) != cudaSuccess) {
+        cudaGetLastError();
+        if (len > 0) buf[0] = 0;
+        return -1;
+    }
+    return 0;
+}
+
+extern "C" lk_status lk_backend_cuda_open(lk_device *d, int ordinal, int threads)
+{
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess)
+        return LK_ERR(LK_ERR_DEVICE, "no usable GPU: cudaGetDeviceCount failed: %s",
+                      cudaGetErrorString(e));
+    if (ordinal < 0 || ordinal >= count)
+        return LK_ERR(LK_ERR_DEVICE, "device cuda:%d does not exist (%d GPU%s visible%s)", ordinal,
+                      count, count == 1 ? "" : "s",
+                      getenv("CUDA_VISIBLE_DEVICES") ? ", CUDA_VISIBLE_DEVICES is set" : "");
+    lk_cuda *g = (lk_cuda *)lk_calloc(1, sizeof *g);
+    if (!g) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the CUDA backend");
+    g->ordinal = ordinal;
+    d->impl = g;
+    d->kind = LK_DEV_CUDA;
+    d->ordinal = ordinal;
+    d->threads = threads > 0 ? threads : 1;
+    d->host_addressable = 0;
+    d->ops = &cuda_backend;
+    OPEN_TRY("cudaSetDevice", (e = cudaSetDevice(ordinal)) != cudaSuccess, cudaGetErrorString(e));
+    cudaDeviceProp prop;
+    OPEN_TRY("cudaGetDeviceProperties", (e = cudaGetDeviceProperties(&prop, ordinal)) != cudaSuccess,
+             cudaGetErrorString(e));
+    g->sms = prop.multiProcessorCount;
+    snprintf(d->name, sizeof d->name, "cuda:%d (%.40s)", ordinal, prop.name);
+    OPEN_TRY("cudaStreamCreateWithFlags",
+             (e = cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking)) != cudaSuccess,
+             cudaGetErrorString(e));
+    cublasStatus_t cb;
+    OPEN_TRY("cublasCreate", (cb = cublasCreate(&g->cublas)) != CUBLAS_STATUS_SUCCESS,
+             cublasGetStatusString(cb));
+    OPEN_TRY("cublasSetStream", (cb = cublasSetStream(g->cublas, g->stream)) != CUBLAS_STATUS_SUCCESS,
+             cublasGetStatusString(cb));
+    /* full float32 products, as the CPU (no TF32 unless asked for later) */
+    OPEN_TRY("cublasSetMathMode",
+             (cb = cublasSetMathMode(g->cublas, CUBLAS_PEDANTIC_MATH)) != CUBLAS_STATUS_SUCCESS,
+             cublasGetStatusString(cb));
+    cudnnStatus_t cd;
+    OPEN_TRY("cudnnCreate", (cd = cudnnCreate(&g->cudnn)) != CUDNN_STATUS_SUCCESS, cudnnGetErrorString(cd));
+    OPEN_TRY("cudnnSetStream", (cd = cudnnSetStream(g->cudnn, g->stream)) != CUDNN_STATUS_SUCCESS,
+             cudnnGetErrorString(cd));
+    OPEN_TRY("cudnnCreateTensorDescriptor",
+             (cd = cudnnCreateTensorDescriptor(&g->x_desc)) != CUDNN_STATUS_SUCCESS ||
+                 (cd = cudnnCreateTensorDescriptor(&g->y_desc)) != CUDNN_STATUS_SUCCESS,
+             cudnnGetErrorString(cd));
+    OPEN_TRY("cudnnCreateFilterDescriptor",
+             (cd = cudnnCreateFilterDescriptor(&g->w_desc)) != CUDNN_STATUS_SUCCESS,
+             cudnnGetErrorString(cd));
+    OPEN_TRY("cudnnCreateConvolutionDescriptor",
+             (cd = cudnnCreateConvolutionDescriptor(&g->conv_desc)) != CUDNN_STATUS_SUCCESS,
+             cudnnGetErrorString(cd));
+    OPEN_TRY("cudaMalloc (reduction partials)",
+             (e = cudaMalloc((void **)&g->partial, LK_CUDA_REDUCE_BLOCKS * sizeof(double))) != cudaSuccess,
+             cudaGetErrorString(e));
+    return LK_OK;
+}
+
+extern "C" void lk_backend_cuda_close(lk_device *d)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    if (!g) return;
+    if (g->stream) cudaStreamSynchronize(g->stream);
+    if (g->partial) cudaFree(g->partial);
+    if (g->conv_desc) cudnnDestroyConvolutionDescriptor(g->conv_desc);
+    if (g->w_desc) cudnnDestroyFilterDescriptor(g->w_desc);
+    if (g->y_desc) cudnnDestroyTensorDescriptor(g->y_desc);
+    if (g->x_desc) cudnnDestroyTensorDescriptor(g->x_desc);
+    if (g->cudnn) cudnnDestroy(g->cudnn);
+    if (g->cublas) cublasDestroy(g->cublas);
+    if (g->stream) cudaStreamDestroy(g->stream);
+    lk_free(g);
+    d->impl = NULL;
+}

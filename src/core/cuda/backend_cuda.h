@@ -1,0 +1,86 @@
+/* backend_cuda.h - what the CUDA backend's files share: the device state, the error
+ * checks and the launch geometry. Built only when nvcc is found (LK_CUDA). */
+#ifndef LK_BACKEND_CUDA_H
+#define LK_BACKEND_CUDA_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+extern "C" {
+#include "../device.h"
+}
+
+/* One per opened device. Every kernel, copy and library call goes to `stream`; the
+ * vtable entries cannot fail, so the first failure is kept ("sticky") with the file,
+ * line and call, and reported by the status entry (read at the trainer's sync points). */
+typedef struct {
+    int ordinal;
+    cudaStream_t stream;
+    cublasHandle_t cublas;
+    cudnnHandle_t cudnn;
+    cudnnTensorDescriptor_t x_desc, y_desc;
+    cudnnFilterDescriptor_t w_desc;
+    cudnnConvolutionDescriptor_t conv_desc;
+    double *partial;   /* device: per-block partial sums of the reductions */
+    int sms;           /* multiprocessors, for grid sizes */
+    char error[320];   /* the first failure, "" while none */
+} lk_cuda;
+
+static inline lk_cuda *lk_cuda_of(lk_device *d) { return (lk_cuda *)d->impl; }
+
+/* Keeps the first failure (later ones are usually its consequences). */
+void lk_cuda_fail(lk_cuda *g, const char *file, int line, const char *call, const char *what);
+
+#define LK_CU(g, call)                                                                   \
+    do {                                                                                 \
+        cudaError_t e_ = (call);                                                         \
+        if (e_ != cudaSuccess) lk_cuda_fail((g), __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+    } while (0)
+#define LK_CUBLAS(g, call)                                                               \
+    do {                                                                                 \
+        cublasStatus_t e_ = (call);                                                      \
+        if (e_ != CUBLAS_STATUS_SUCCESS)                                                 \
+            lk_cuda_fail((g), __FILE__, __LINE__, #call, cublasGetStatusString(e_));     \
+    } while (0)
+#define LK_CUDNN(g, call)                                                                \
+    do {                                                                                 \
+        cudnnStatus_t e_ = (call);                                                       \
+        if (e_ != CUDNN_STATUS_SUCCESS)                                                  \
+            lk_cuda_fail((g), __FILE__, __LINE__, #call, cudnnGetErrorString(e_));       \
+    } while (0)
+/* after a kernel launch: a bad configuration shows up here, a fault at the next sync */
+#define LK_LAUNCHED(g) LK_CU((g), cudaGetLastError())
+
+#define LK_CUDA_THREADS 256
+#define LK_CUDA_REDUCE_BLOCKS 256 /* partial sums per reduction (lk_cuda.partial) */
+
+/* blocks for a grid-stride loop over n elements */
+static inline unsigned lk_cuda_blocks(const lk_cuda *g, size_t n)
+{
+    size_t b = (n + LK_CUDA_THREADS - 1) / LK_CUDA_THREADS;
+    size_t cap = (size_t)g->sms * 8;
+    if (b > cap) b = cap;
+    return (unsigned)(b ? b : 1);
+}
+
+/* the files' parts of the vtable */
+size_t lk_cuda_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd);
+size_t lk_cuda_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd);
+void lk_cuda_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+                            const float *b, float *y, void *saved, void *ws);
+void lk_cuda_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+                             const float *dy, float *dx, float *dw, float *db, float beta,
+                             void *saved, void *ws);
+void lk_cuda_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float *x, float *y,
+                            int32_t *argmax);
+void lk_cuda_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float *dy,
+                             const int32_t *argmax, float *dx);
+void lk_cuda_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
+                          float *s1, float *s2, size_t n);
+/* bias gradient db[c] = beta*db[c] + sum over outer and inner (shared with conv) */
+void lk_cuda_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c, int inner,
+                       float beta);
+void lk_cuda_bias_add(lk_device *d, float *y, const float *b, int outer, int c, int inner);
+
+#endif

@@ -1,0 +1,333 @@
+/* test_cuda_parity.c - every backend entry, forward and backward, on the CPU and on
+ * CUDA with the same inputs, compared within stated tolerances:
+ *   exact        dropout masks (the same Philox numbers), argmax, counts, pooling
+ *   1e-5 rel.    element-wise work, activations, losses, optimizer updates
+ *   1e-4 rel.    matrix products and convolutions (other summation orders), scaled
+ *                by the largest magnitude of the result
+ * Without a GPU (or without a CUDA build) the test says why and exits 77, which
+ * ctest reports as skipped. tests/run-gpu.sh runs it on a GPU machine. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ops.h"
+#include "core/rng.h"
+#include "testutil.h"
+
+static lk_device *CPU, *GPU;
+
+/* random floats in [-1, 1) from the test stream */
+static float *host_rand(size_t n, uint64_t a)
+{
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = 2.0f * lk_rng_uniform(99, LK_RNG_TEST, a, i) - 1.0f;
+    return p;
+}
+
+/* a buffer on both devices with the same contents */
+typedef struct {
+    float *c, *g;
+    size_t n;
+} pair;
+
+static pair pair_of(const float *host, size_t n)
+{
+    pair p = {lk_dev_alloc(CPU, n * sizeof(float) + 4), lk_dev_alloc(GPU, n * sizeof(float) + 4), n};
+    assert_non_null(p.c);
+    assert_non_null(p.g);
+    memcpy(p.c, host, n * sizeof(float));
+    lk_copy_to_device(GPU, p.g, host, n * sizeof(float));
+    return p;
+}
+static pair pair_rand(size_t n, uint64_t a)
+{
+    float *h = host_rand(n, a);
+    pair p = pair_of(h, n);
+    free(h);
+    return p;
+}
+static void pair_free(pair *p)
+{
+    lk_dev_free(CPU, p->c);
+    lk_dev_free(GPU, p->g);
+}
+
+/* |gpu - cpu| <= tol * max(1, max|cpu|) element by element */
+static void same(const char *what, const pair *p, double tol)
+{
+    float *h = malloc(p->n * sizeof *h + 4);
+    lk_copy_to_host(GPU, h, p->g, p->n * sizeof *h);
+    TU_OK(lk_device_status(GPU));
+    double scale = 1.0;
+    for (size_t i = 0; i < p->n; i++) scale = fmax(scale, fabs(p->c[i]));
+    for (size_t i = 0; i < p->n; i++)
+        if (!(fabs((double)h[i] - p->c[i]) <= tol * scale))
+            fail_msg("%s: [%zu] cuda %.9g, cpu %.9g (tolerance %g x %g)", what, i, (double)h[i],
+                     (double)p->c[i], tol, scale);
+    free(h);
+}
+
+static void test_gemm(void **state)
+{
+    (void)state;
+    const int m = 37, n = 29, k = 53;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            pair a = pair_rand((size_t)m * k, 1), b = pair_rand((size_t)k * n, 2),
+                 c = pair_rand((size_t)m * n, 3);
+            int lda = ta ? m : k, ldb = tb ? k : n;
+            CPU->ops->gemm(CPU, ta, tb, m, n, k, 0.5f, a.c, lda, b.c, ldb, 1.0f, c.c, n);
+            GPU->ops->gemm(GPU, ta, tb, m, n, k, 0.5f, a.g, lda, b.g, ldb, 1.0f, c.g, n);
+            same("gemm", &c, 1e-4);
+            pair_free(&a), pair_free(&b), pair_free(&c);
+        }
+}
+
+static void test_bias(void **state)
+{
+    (void)state;
+    const int shapes[][3] = {{64, 10, 1}, {3, 8, 49}, {1, 5, 1000}};
+    for (int s = 0; s < 3; s++) {
+        int o = shapes[s][0], c = shapes[s][1], in = shapes[s][2];
+        size_t n = (size_t)o * c * in;
+        pair y = pair_rand(n, 4), b = pair_rand((size_t)c, 5), db = pair_rand((size_t)c, 6);
+        CPU->ops->bias_add(CPU, y.c, b.c, o, c, in);
+        GPU->ops->bias_add(GPU, y.g, b.g, o, c, in);
+        same("bias_add", &y, 1e-6);
+        for (int beta = 0; beta < 2; beta++) {
+            CPU->ops->bias_grad(CPU, db.c, y.c, o, c, in, (float)beta);
+            GPU->ops->bias_grad(GPU, db.g, y.g, o, c, in, (float)beta);
+            same("bias_grad", &db, 1e-5);
+        }
+        pair_free(&y), pair_free(&b), pair_free(&db);
+    }
+}
+
+static void test_activations(void **state)
+{
+    (void)state;
+    const size_t n = 10007;
+    for (int act = LK_ACT_IDENTITY; act <= LK_ACT_GELU; act++) {
+        pair x = pair_rand(n, 7), y = pair_rand(n, 8), dy = pair_rand(n, 9), dx = pair_rand(n, 10);
+        for (size_t i = 0; i < n; i++) x.c[i] *= 4.0f; /* reach the saturated tails */
+        lk_copy_to_device(GPU, x.g, x.c, n * sizeof(float));
+        CPU->ops->act_forward(CPU, (lk_act)act, 0.1f, x.c, y.c, n);
+        GPU->ops->act_forward(GPU, (lk_act)act, 0.1f, x.g, y.g, n);
+        same("act_forward", &y, 1e-5);
+        CPU->ops->act_backward(CPU, (lk_act)act, 0.1f, x.c, y.c, dy.c, dx.c, n);
+        GPU->ops->act_backward(GPU, (lk_act)act, 0.1f, x.g, y.g, dy.g, dx.g, n);
+        same("act_backward", &dx, 1e-5);
+        pair_free(&x), pair_free(&y), pair_free(&dy), pair_free(&dx);
+    }
+}
+
+static void test_conv(void **state)
+{
+    (void)state;
+    /* n c h w k kh kw stride pad */
+    const int cases[][9] = {{4, 3, 12, 11, 8, 3, 3, 1, 1}, {2, 5, 9, 9, 4, 5, 5, 2, 2},
+                            {3, 16, 7, 7, 6, 1, 1, 1, 0}, {2, 8, 10, 10, 16, 3, 3, 1, 0}};
+    for (int t = 0; t < 4; t++) {
+        const int *p = cases[t];
+        lk_conv2d_desc cd = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[7], p[8], p[8], 0, 0};
+        TU_OK(lk_conv2d_desc_init(&cd));
+        size_t xn = (size_t)cd.n * cd.c * cd.h * cd.w, wn = (size_t)cd.k * cd.c * cd.kh * cd.kw,
+               yn = (size_t)cd.n * cd.k * cd.oh * cd.ow;
+        pair x = pair_rand(xn, 11), w = pair_rand(wn, 12), b = pair_rand((size_t)cd.k, 13),
+             y = pair_rand(yn, 14), dy = pair_rand(yn, 15), dx = pair_rand(xn, 16),
+             dw = pair_rand(wn, 17), db = pair_rand((size_t)cd.k, 18);
+        void *cs = malloc(CPU->ops->conv2d_saved(CPU, &cd) + 1),
+             *cw = malloc(CPU->ops->conv2d_workspace(CPU, &cd) + 1);
+        void *gw = lk_dev_alloc(GPU, GPU->ops->conv2d_workspace(GPU, &cd) + 1);
+        assert_int_equal(GPU->ops->conv2d_saved(GPU, &cd), 0);
+        CPU->ops->conv2d_forward(CPU, &cd, x.c, w.c, b.c, y.c, cs, cw);
+        GPU->ops->conv2d_forward(GPU, &cd, x.g, w.g, b.g, y.g, NULL, gw);
+        same("conv2d_forward", &y, 1e-4);
+        for (int beta = 0; beta < 2; beta++) {
+            CPU->ops->conv2d_backward(CPU, &cd, x.c, w.c, dy.c, dx.c, dw.c, db.c, (float)beta, cs, cw);
+            GPU->ops->conv2d_backward(GPU, &cd, x.g, w.g, dy.g, dx.g, dw.g, db.g, (float)beta, NULL, gw);
+            same("conv2d_backward dx", &dx, 1e-4);
+            same("conv2d_backward dw", &dw, 1e-4);
+            same("conv2d_backward db", &db, 1e-4);
+        }
+        /* a shorter batch than planned, no bias, no dx (the first layer) */
+        cd.n = 1;
+        TU_OK(lk_conv2d_desc_init(&cd));
+        CPU->ops->conv2d_forward(CPU, &cd, x.c, w.c, NULL, y.c, cs, cw);
+        GPU->ops->conv2d_forward(GPU, &cd, x.g, w.g, NULL, y.g, NULL, gw);
+        same("conv2d_forward, batch 1", &y, 1e-4);
+        CPU->ops->conv2d_backward(CPU, &cd, x.c, w.c, dy.c, NULL, dw.c, NULL, 0.0f, cs, cw);
+        GPU->ops->conv2d_backward(GPU, &cd, x.g, w.g, dy.g, NULL, dw.g, NULL, 0.0f, NULL, gw);
+        same("conv2d_backward dw, batch 1", &dw, 1e-4);
+        free(cs), free(cw);
+        lk_dev_free(GPU, gw);
+        pair_free(&x), pair_free(&w), pair_free(&b), pair_free(&y), pair_free(&dy), pair_free(&dx);
+        pair_free(&dw), pair_free(&db);
+    }
+}
+
+static void test_pool(void **state)
+{
+    (void)state;
+    /* kh stride pad is_max */
+    const int cases[][4] = {{2, 2, 0, 1}, {3, 2, 1, 1}, {3, 1, 1, 0}, {2, 2, 0, 0}};
+    for (int t = 0; t < 4; t++) {
+        lk_pool2d_desc pd = {3, 4, 9, 8, cases[t][0], cases[t][0], cases[t][1], cases[t][1],
+                             cases[t][2], cases[t][2], 0, 0, cases[t][3]};
+        TU_OK(lk_pool2d_desc_init(&pd));
+        size_t xn = (size_t)pd.n * pd.c * pd.h * pd.w, yn = (size_t)pd.n * pd.c * pd.oh * pd.ow;
+        float *hx = host_rand(xn, 19);
+        for (size_t i = 0; i < xn; i += 7) hx[i] = hx[i + 1 < xn ? i + 1 : i]; /* ties */
+        pair x = pair_of(hx, xn), y = pair_rand(yn, 20), dy = pair_rand(yn, 21), dx = pair_rand(xn, 22);
+        int32_t *ac = malloc(yn * sizeof *ac), *ag = lk_dev_alloc(GPU, yn * sizeof *ag);
+        CPU->ops->pool2d_forward(CPU, &pd, x.c, y.c, ac);
+        GPU->ops->pool2d_forward(GPU, &pd, x.g, y.g, ag);
+        same("pool2d_forward", &y, 1e-6);
+        if (pd.is_max) {
+            int32_t *h = malloc(yn * sizeof *h);
+            lk_copy_to_host(GPU, h, ag, yn * sizeof *h);
+            assert_memory_equal(h, ac, yn * sizeof *h);
+            free(h);
+        }
+        CPU->ops->pool2d_backward(CPU, &pd, dy.c, ac, dx.c);
+        GPU->ops->pool2d_backward(GPU, &pd, dy.g, ag, dx.g);
+        same("pool2d_backward", &dx, 1e-6);
+        free(hx), free(ac);
+        lk_dev_free(GPU, ag);
+        pair_free(&x), pair_free(&y), pair_free(&dy), pair_free(&dx);
+    }
+}
+
+static void test_dropout(void **state)
+{
+    (void)state;
+    const size_t n = 100003;
+    pair x = pair_rand(n, 23), y = pair_rand(n, 24);
+    CPU->ops->dropout_forward(CPU, 0.3f, 7, 12345, x.c, y.c, n);
+    GPU->ops->dropout_forward(GPU, 0.3f, 7, 12345, x.g, y.g, n);
+    same("dropout_forward", &y, 0.0); /* the same mask, bit for bit */
+    CPU->ops->dropout_backward(CPU, 0.3f, 7, 12345, x.c, y.c, n);
+    GPU->ops->dropout_backward(GPU, 0.3f, 7, 12345, x.g, y.g, n);
+    same("dropout_backward", &y, 0.0);
+    pair_free(&x), pair_free(&y);
+}
+
+/* the device scalar written by a loss or reduction */
+static float gpu_scalar(const float *p)
+{
+    float v = lk_read_scalar(GPU, p);
+    TU_OK(lk_device_status(GPU));
+    return v;
+}
+
+static void close_to(const char *what, double cpu, double gpu, double tol)
+{
+    if (!(fabs(cpu - gpu) <= tol * fmax(1.0, fabs(cpu))))
+        fail_msg("%s: cuda %.9g, cpu %.9g", what, gpu, cpu);
+}
+
+static void test_losses(void **state)
+{
+    (void)state;
+    const int sizes[][2] = {{64, 10}, {3, 1000}, {300, 7}};
+    for (int s = 0; s < 3; s++) {
+        int n = sizes[s][0], c = sizes[s][1];
+        size_t nc = (size_t)n * c;
+        pair z = pair_rand(nc, 25), dz = pair_rand(nc, 26), t = pair_rand(nc, 27);
+        for (size_t i = 0; i < nc; i++) z.c[i] *= 8.0f;
+        lk_copy_to_device(GPU, z.g, z.c, nc * sizeof(float));
+        int32_t *lc = malloc((size_t)n * sizeof *lc), *lg = lk_dev_alloc(GPU, (size_t)n * sizeof *lg);
+        for (int r = 0; r < n; r++) lc[r] = (int32_t)(lk_rng_u32(3, LK_RNG_TEST, 0, (uint64_t)r) % (uint32_t)c);
+        lk_copy_to_device(GPU, lg, lc, (size_t)n * sizeof *lc);
+        float *gs = lk_dev_alloc(GPU, sizeof(float)), cl = 0.0f;
+        CPU->ops->softmax_xent(CPU, z.c, lc, n, c, &cl, dz.c, 0.5f);
+        GPU->ops->softmax_xent(GPU, z.g, lg, n, c, gs, dz.g, 0.5f);
+        close_to("softmax_xent loss", cl, gpu_scalar(gs), 1e-5);
+        same("softmax_xent dlogits", &dz, 1e-5);
+        CPU->ops->count_correct(CPU, z.c, lc, n, c, &cl);
+        GPU->ops->count_correct(GPU, z.g, lg, n, c, gs);
+        close_to("count_correct", cl, gpu_scalar(gs), 0.0);
+        CPU->ops->mse(CPU, z.c, t.c, nc, &cl, dz.c, 2.0f);
+        GPU->ops->mse(GPU, z.g, t.g, nc, gs, dz.g, 2.0f);
+        close_to("mse loss", cl, gpu_scalar(gs), 1e-5);
+        same("mse dpred", &dz, 1e-5);
+        for (size_t i = 0; i < nc; i++) t.c[i] = t.c[i] > 0.0f; /* 0/1 targets */
+        lk_copy_to_device(GPU, t.g, t.c, nc * sizeof(float));
+        CPU->ops->bce_logits(CPU, z.c, t.c, nc, &cl, dz.c, 1.0f);
+        GPU->ops->bce_logits(GPU, z.g, t.g, nc, gs, dz.g, 1.0f);
+        close_to("bce_logits loss", cl, gpu_scalar(gs), 1e-5);
+        same("bce_logits dlogits", &dz, 1e-5);
+        free(lc);
+        lk_dev_free(GPU, lg);
+        lk_dev_free(GPU, gs);
+        pair_free(&z), pair_free(&dz), pair_free(&t);
+    }
+}
+
+static void test_optim_and_helpers(void **state)
+{
+    (void)state;
+    const size_t n = 50021;
+    for (int kind = LK_OPT_SGD; kind <= LK_OPT_ADAGRAD; kind++) {
+        pair w = pair_rand(n, 28), g = pair_rand(n, 29), s1 = pair_rand(n, 30), s2 = pair_rand(n, 31);
+        /* second moments and sums of squares are not negative */
+        const int s1_squares = kind == LK_OPT_RMSPROP || kind == LK_OPT_ADAGRAD;
+        for (size_t i = 0; i < n; i++) {
+            s2.c[i] = fabsf(s2.c[i]);
+            if (s1_squares) s1.c[i] = fabsf(s1.c[i]);
+        }
+        lk_copy_to_device(GPU, s1.g, s1.c, n * sizeof(float));
+        lk_copy_to_device(GPU, s2.g, s2.c, n * sizeof(float));
+        lk_optim_hparams hp = {(lk_optim_kind)kind, 0.01f, 0.9f, 0.9f, 0.999f, 1e-8f, 0.99f,
+                               0.01f, 1e-4f, 0.5f, 3};
+        for (int step = 0; step < 3; step++, hp.step++) {
+            CPU->ops->optim_update(CPU, &hp, w.c, g.c, s1.c, s2.c, n);
+            GPU->ops->optim_update(GPU, &hp, w.g, g.g, s1.g, s2.g, n);
+        }
+        same("optim_update w", &w, 1e-5);
+        same("optim_update s1", &s1, 1e-5);
+        same("optim_update s2", &s2, 1e-5);
+        pair_free(&w), pair_free(&g), pair_free(&s1), pair_free(&s2);
+    }
+    pair x = pair_rand(n, 32), y = pair_rand(n, 33);
+    float *gs = lk_dev_alloc(GPU, sizeof(float)), cs = 0.0f;
+    CPU->ops->sumsq(CPU, x.c, n, &cs);
+    GPU->ops->sumsq(GPU, x.g, n, gs);
+    close_to("sumsq", cs, gpu_scalar(gs), 1e-6);
+    CPU->ops->axpy(CPU, -0.25f, x.c, y.c, n);
+    GPU->ops->axpy(GPU, -0.25f, x.g, y.g, n);
+    same("axpy", &y, 1e-6);
+    CPU->ops->scale(CPU, y.c, 3.0f, n);
+    GPU->ops->scale(GPU, y.g, 3.0f, n);
+    same("scale", &y, 1e-6);
+    lk_dev_free(GPU, gs);
+    pair_free(&x), pair_free(&y);
+}
+
+int main(void)
+{
+    lk_device *gpu = NULL;
+    if (lk_cuda_device_count() == 0 || lk_device_open(&gpu, "cuda", 1) != LK_OK) {
+        printf("SKIP: CPU/CUDA parity needs a GPU: %s\n",
+#if LK_HAVE_CUDA
+               lk_cuda_device_count() == 0 ? "no GPU visible (or no driver)" : lk_error_message()
+#else
+               "this build has no CUDA backend (nvcc not found)"
+#endif
+        );
+        return 77;
+    }
+    GPU = gpu;
+    CPU = tu_cpu();
+    printf("CPU/CUDA parity on %s\n", GPU->name);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gemm),        cmocka_unit_test(test_bias),
+        cmocka_unit_test(test_activations), cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_pool),        cmocka_unit_test(test_dropout),
+        cmocka_unit_test(test_losses),      cmocka_unit_test(test_optim_and_helpers),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    lk_device_close(GPU);
+    return failed ? 1 : 0;
+}
