@@ -268,6 +268,11 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     s->host_params = lk_malloc(m->nparams * sizeof(float));
     if (!s->host_params) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a host copy of the parameters");
     LK_CHECK(lk_dist_broadcast_params(s->comm, m, s->host_params));
+    if (world > 1 && !s->r.dev->host_addressable)
+        return LK_ERR(LK_ERR_DEVICE,
+                      "rank %d: %s: gradients in GPU memory cannot be all-reduced by this version "
+                      "(the NCCL backend is not built yet); train multi-rank jobs with --device cpu",
+                      rank, s->r.dev->name);
     if (world > 1) {
         /* the shared-memory all-reduce blocks: it is the comm thread's. The gradients
          * move into the shared memory when it has room, to be summed in place. */
