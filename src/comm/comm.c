@@ -1,6 +1,8 @@
 /* comm.c - choosing a backend, and the checked wrappers. */
 #include "comm.h"
 
+#include "../core/ops.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,10 +52,53 @@ static lk_status check_slot(const lk_comm *c, int slot)
     return LK_OK;
 }
 
+/* 1 when buf is device memory that must go through the staging buffer */
+static int staged(const lk_comm *c, const void *buf)
+{
+    return c->dev && buf && c->dev->ops->owns(c->dev, buf);
+}
+
+static lk_status check_stage(const lk_comm *c, const char *op, size_t bytes)
+{
+    if (bytes > c->stage_bytes)
+        return LK_ERR(LK_ERR_ARG, "rank %d: %s of %zu bytes of %s memory exceeds the %zu-byte staging "
+                      "buffer", c->rank, op, bytes, c->dev->name, c->stage_bytes);
+    return LK_OK;
+}
+
+/* device -> host, the collective on the host copy, host -> device */
+static lk_status allreduce_staged(lk_comm *c, float *buf, size_t n, lk_reduce_op op)
+{
+    LK_CHECK(check_stage(c, "all-reduce", n * sizeof(float)));
+    lk_copy_to_host(c->dev, c->stage, buf, n * sizeof(float));
+    LK_CHECK(lk_device_status(c->dev));
+    LK_CHECK(c->vt->allreduce(c, c->stage, n, op));
+    lk_copy_to_device(c->dev, buf, c->stage, n * sizeof(float));
+    return lk_device_status(c->dev);
+}
+
+lk_status lk_comm_use_device(lk_comm *c, lk_device *dev, size_t bytes)
+{
+    if (c->stage) c->dev->ops->host_free(c->dev, c->stage);
+    c->dev = NULL;
+    c->stage = NULL;
+    c->stage_bytes = 0;
+    if (!dev || dev->host_addressable) return LK_OK;
+    c->stage = dev->ops->host_alloc(dev, bytes);
+    if (!c->stage)
+        return LK_ERR(LK_ERR_NOMEM, "rank %d: cannot allocate %zu bytes of pinned memory to stage %s "
+                      "buffers", c->rank, bytes, dev->name);
+    c->dev = dev;
+    c->stage_bytes = bytes;
+    return LK_OK;
+}
+
 lk_status lk_comm_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op op, int slot)
 {
     LK_CHECK(check_slot(c, slot));
     if (n && !buf) return LK_ERR(LK_ERR_ARG, "allreduce: null buffer");
+    /* a device buffer is summed now, through the staging buffer: its request is done */
+    if (staged(c, buf)) return allreduce_staged(c, buf, n, op);
     return c->vt->allreduce_start(c, buf, n, op, slot);
 }
 
@@ -72,6 +117,7 @@ lk_status lk_comm_test(lk_comm *c, int slot, int *done)
 lk_status lk_comm_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op)
 {
     if (n && !buf) return LK_ERR(LK_ERR_ARG, "allreduce: null buffer");
+    if (staged(c, buf)) return allreduce_staged(c, buf, n, op);
     return c->vt->allreduce(c, buf, n, op);
 }
 
@@ -86,6 +132,14 @@ lk_status lk_comm_broadcast(lk_comm *c, void *buf, size_t bytes, int root)
     if (root < 0 || root >= c->world)
         return LK_ERR(LK_ERR_ARG, "broadcast: root %d outside 0..%d", root, c->world - 1);
     if (bytes && !buf) return LK_ERR(LK_ERR_ARG, "broadcast: null buffer");
+    if (staged(c, buf)) {
+        LK_CHECK(check_stage(c, "broadcast", bytes));
+        if (c->rank == root) lk_copy_to_host(c->dev, c->stage, buf, bytes);
+        LK_CHECK(lk_device_status(c->dev));
+        LK_CHECK(c->vt->broadcast(c, c->stage, bytes, root));
+        lk_copy_to_device(c->dev, buf, c->stage, bytes);
+        return lk_device_status(c->dev);
+    }
     return c->vt->broadcast(c, buf, bytes, root);
 }
 

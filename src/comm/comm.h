@@ -9,6 +9,7 @@
 #define LK_COMM_H
 
 #include "../core/common.h"
+#include "../core/device.h"
 
 #define LK_COMM_MAX_SLOTS 256
 
@@ -53,6 +54,9 @@ struct lk_comm {
     int shm;                     /* blocking all-reduces go through shared memory (shm.h) */
     char shm_note[256];          /* how same-host ranks all-reduce, or why not in shared memory */
     double timeout_s;            /* longest wait for another rank in lockstep's own waits */
+    lk_device *dev;              /* buffers of this device go through `stage` (use_device) */
+    void *stage;
+    size_t stage_bytes;
     void *impl;
 };
 
@@ -82,6 +86,10 @@ lk_status lk_comm_reduce_scatter(lk_comm *c, const float *send, float *recv, con
 lk_status lk_comm_allgather(lk_comm *c, const float *send, float *recv, const int *counts);
 lk_status lk_comm_allgather_bytes(lk_comm *c, const void *send, void *recv, size_t bytes);
 lk_status lk_comm_barrier(lk_comm *c);
+/* Lets all-reduces and broadcasts take buffers in dev's memory (a GPU's, which MPI
+ * cannot read): they are copied through `bytes` of pinned host memory, the largest
+ * such buffer. dev NULL releases it (before dev is closed). Local, not collective. */
+lk_status lk_comm_use_device(lk_comm *c, lk_device *dev, size_t bytes);
 /* Collective over every rank, same arguments everywhere. With on, ranks sharing a host
  * all-reduce (lk_comm_allreduce) through shared memory where the job allows it (two or
  * more ranks on every host, the same number on each); c->shm says whether it does and

@@ -33,6 +33,11 @@ static void cpu_memset0(lk_device *d, void *p, size_t bytes)
     memset(p, 0, bytes);
 }
 static void cpu_sync(lk_device *d) { (void)d; }
+static int cpu_owns(lk_device *d, const void *p)
+{
+    (void)d, (void)p;
+    return 0; /* the host addresses all of it */
+}
 
 static void cpu_gemm(lk_device *d, int ta, int tb, int m, int n, int k, float alpha, const float *a,
                      int lda, const float *b, int ldb, float beta, float *c, int ldc)
@@ -273,6 +278,9 @@ static const lk_backend cpu_backend = {
     .copy_d2d = cpu_copy,
     .memset0 = cpu_memset0,
     .sync = cpu_sync,
+    .host_alloc = cpu_alloc,
+    .host_free = cpu_free,
+    .owns = cpu_owns,
     .gemm = cpu_gemm,
     .bias_add = cpu_bias_add,
     .bias_grad = cpu_bias_grad,

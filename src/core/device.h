@@ -68,6 +68,11 @@ typedef struct lk_backend {
     void (*copy_d2d)(lk_device *d, void *dst, const void *src, size_t bytes);
     void (*memset0)(lk_device *d, void *p, size_t bytes);
     void (*sync)(lk_device *d);
+    /* host memory for staging device buffers (pinned on a GPU); 1 when p is memory of
+     * this device that the host cannot address (0 for all of a CPU's memory) */
+    void *(*host_alloc)(lk_device *d, size_t bytes);
+    void (*host_free)(lk_device *d, void *p);
+    int (*owns)(lk_device *d, const void *p);
     /* dense algebra: C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C */
     void (*gemm)(lk_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);

@@ -161,11 +161,12 @@ static void run_free(run_state *s)
     lk_dataset_free(&s->train);
     lk_dataset_free(&s->val);
     lk_optim_destroy(s->opt);
+    lk_buckets_destroy(s->buckets);
+    if (s->comm) lk_comm_use_device(s->comm, NULL, 0); /* before the device closes */
     lk_replica_free(&s->r);
     lk_sampler_free(&s->sampler);
     lk_metrics_close(&s->metrics);
     lk_free(s->step_ms);
-    lk_buckets_destroy(s->buckets);
     lk_free(s->host_params);
     lk_comm_close(s->own_comm);
 }
@@ -268,11 +269,8 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     s->host_params = lk_malloc(m->nparams * sizeof(float));
     if (!s->host_params) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a host copy of the parameters");
     LK_CHECK(lk_dist_broadcast_params(s->comm, m, s->host_params));
-    if (world > 1 && !s->r.dev->host_addressable)
-        return LK_ERR(LK_ERR_DEVICE,
-                      "rank %d: %s: gradients in GPU memory cannot be all-reduced by this version "
-                      "(the NCCL backend is not built yet); train multi-rank jobs with --device cpu",
-                      rank, s->r.dev->name);
+    /* GPU replicas: gradients and optimizer state reach MPI through pinned host memory */
+    if (world > 1) LK_CHECK(lk_comm_use_device(s->comm, s->r.dev, m->nparams * sizeof(float)));
     if (world > 1) {
         /* the shared-memory all-reduce blocks: it is the comm thread's. The gradients
          * move into the shared memory when it has room, to be summed in place. */

@@ -191,6 +191,61 @@ static void test_f64_and_barrier(void **state)
     TU_OK(lk_comm_barrier(C));
 }
 
+/* Device buffers (a GPU's, which MPI cannot read) go through the pinned staging
+ * buffer. A "device" here is the CPU backend that claims one malloc'd block as memory
+ * the host cannot address, so the staging path runs without a GPU. */
+static const char *fake_lo, *fake_hi;
+static int fake_owns(lk_device *d, const void *p)
+{
+    (void)d;
+    return (const char *)p >= fake_lo && (const char *)p < fake_hi;
+}
+
+static void test_device_buffers(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    static lk_backend fake_ops;
+    fake_ops = *tu_cpu()->ops;
+    fake_ops.owns = fake_owns;
+    lk_device fake = *tu_cpu();
+    fake.ops = &fake_ops;
+    fake.host_addressable = 0;
+    float *dev = malloc(2 * N * sizeof *dev);
+    fake_lo = (const char *)dev;
+    fake_hi = (const char *)(dev + 2 * N);
+    TU_OK(lk_comm_use_device(C, &fake, N * sizeof(float)));
+    for (size_t i = 0; i < N; i++) dev[i] = contrib(C->rank, i);
+    TU_OK(lk_comm_allreduce(C, dev, N, LK_REDUCE_SUM));
+    for (size_t i = 0; i < N; i++) {
+        double want = 0;
+        for (int r = 0; r < C->world; r++) want += contrib(r, i);
+        if (fabs(dev[i] - want) > 1e-6 * want)
+            fail_msg("rank %d: [%zu] %g != %g", C->rank, i, (double)dev[i], want);
+    }
+    for (size_t i = 0; i < N; i++) dev[i] = contrib(C->rank, i);
+    TU_OK(lk_comm_allreduce_start(C, dev, N, LK_REDUCE_AVG, 3)); /* done at once */
+    TU_OK(lk_comm_wait(C, 3));
+    for (size_t i = 0; i < N; i++) {
+        double want = 0;
+        for (int r = 0; r < C->world; r++) want += contrib(r, i);
+        want /= C->world;
+        if (fabs(dev[i] - want) > 1e-6 * want)
+            fail_msg("rank %d: avg [%zu] %g != %g", C->rank, i, (double)dev[i], want);
+    }
+    for (size_t i = 0; i < N; i++) dev[i] = C->rank == C->world - 1 ? (float)i : -1.0f;
+    TU_OK(lk_comm_broadcast(C, dev, N * sizeof(float), C->world - 1));
+    for (size_t i = 0; i < N; i++) assert_true(dev[i] == (float)i);
+    /* larger than the staging buffer: an error naming it, on every rank alike */
+    TU_FAILS_WITH(lk_comm_allreduce(C, dev, 2 * N, LK_REDUCE_SUM), LK_ERR_ARG, "staging buffer");
+    /* host buffers still go straight to the library */
+    float host[3] = {1, 2, 3};
+    TU_OK(lk_comm_allreduce(C, host, 3, LK_REDUCE_SUM));
+    assert_true(host[2] == 3.0f * C->world);
+    TU_OK(lk_comm_use_device(C, NULL, 0));
+    free(dev);
+}
+
 /* The bucketer on a real model: several buckets, gradients reported in backward
  * order by lk_model_backward, and the result is the sum over ranks, in several
  * steps (active, inactive, active again) for either way of driving progress. */
@@ -310,6 +365,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_buckets_between_layers),
         cmocka_unit_test(test_buckets_comm_thread), cmocka_unit_test(test_buckets_auto),
         cmocka_unit_test(test_allreduce_shm), cmocka_unit_test(test_buckets_comm_thread_shm),
+        cmocka_unit_test(test_device_buffers),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     /* a failure on any rank fails every rank */

@@ -62,6 +62,28 @@ static void cu_sync(lk_device *d)
     LK_CU(g, cudaStreamSynchronize(g->stream));
 }
 
+static void *cu_host_alloc(lk_device *d, size_t bytes)
+{
+    void *p = NULL;
+    (void)d;
+    if (cudaMallocHost(&p, bytes ? bytes : 1) != cudaSuccess) {
+        cudaGetLastError();
+        return NULL;
+    }
+    return p;
+}
+static void cu_host_free(lk_device *d, void *p) { LK_CU(lk_cuda_of(d), cudaFreeHost(p)); }
+static int cu_owns(lk_device *d, const void *p)
+{
+    cudaPointerAttributes a;
+    (void)d;
+    if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return a.type == cudaMemoryTypeDevice;
+}
+
 /* ---- matrix products ---- */
 
 /* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T */
@@ -445,6 +467,9 @@ static const lk_backend cuda_backend = {
     /* .copy_d2d = */ cu_copy_d2d,
     /* .memset0 = */ cu_memset0,
     /* .sync = */ cu_sync,
+    /* .host_alloc = */ cu_host_alloc,
+    /* .host_free = */ cu_host_free,
+    /* .owns = */ cu_owns,
     /* .gemm = */ cu_gemm,
     /* .bias_add = */ lk_cuda_bias_add,
     /* .bias_grad = */ lk_cuda_bias_grad,
