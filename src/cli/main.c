@@ -86,7 +86,9 @@ static void train_usage(FILE *f)
             "  --shm auto|off        ranks on one host all-reduce through shared memory, waiting\n"
             "                        without spinning (auto, with the comm thread) or through MPI\n"
             "  --comm-timeout S      give up on a rank that does not arrive in lockstep's own\n"
-            "                        waits after S seconds (default 300)\n"
+            "                        waits (shared memory, NCCL) after S seconds (default 300)\n"
+            "  --gpu-comm auto|nccl|mpi  GPU replicas all-reduce through NCCL on its own stream\n"
+            "                        (auto: when built with NCCL) or MPI via pinned host memory\n"
             "  --check-every N       compare replica checksums every N steps (default 100)\n"
             "  --bind cores|none     bind each rank to its share of the host's cores (default cores)\n");
 }
@@ -97,7 +99,7 @@ enum {
     O_SEED, O_DEVICE, O_THREADS, O_SAVE, O_RESUME, O_METRICS, O_EVAL_EVERY, O_LOG_EVERY,
     O_TRAIN_LIMIT, O_VAL_LIMIT, O_PROGRESS, O_QUIET, O_HELP, O_CHECKPOINT, O_INPUT, O_TOP,
     O_LIMIT, O_COMM, O_ACCUM, O_BUCKET_MB, O_CHECK_EVERY, O_BIND,
-    O_COMM_PROGRESS, O_SHM, O_COMM_TIMEOUT,
+    O_COMM_PROGRESS, O_SHM, O_COMM_TIMEOUT, O_GPU_COMM,
 };
 
 static const struct option train_opts[] = {
@@ -121,6 +123,7 @@ static const struct option train_opts[] = {
     {"bucket-mb", 1, 0, O_BUCKET_MB}, {"check-every", 1, 0, O_CHECK_EVERY},
     {"bind", 1, 0, O_BIND},           {"comm-progress", 1, 0, O_COMM_PROGRESS},
     {"shm", 1, 0, O_SHM},             {"comm-timeout", 1, 0, O_COMM_TIMEOUT},
+    {"gpu-comm", 1, 0, O_GPU_COMM},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -205,6 +208,12 @@ static int cmd_train(int argc, char **argv)
             if (!strcmp(optarg, "auto")) o.shm = 1;
             else if (!strcmp(optarg, "off")) o.shm = 0;
             else s = LK_ERR(LK_ERR_ARG, "--shm: expected auto or off, got '%s'", optarg);
+            break;
+        case O_GPU_COMM:
+            if (!strcmp(optarg, "auto")) o.gpu_comm = 0;
+            else if (!strcmp(optarg, "nccl")) o.gpu_comm = 1;
+            else if (!strcmp(optarg, "mpi")) o.gpu_comm = 2;
+            else s = LK_ERR(LK_ERR_ARG, "--gpu-comm: expected auto, nccl or mpi, got '%s'", optarg);
             break;
         case O_COMM_TIMEOUT: s = lk_arg_float("--comm-timeout", optarg, 1e-3, 1e7, &o.comm_timeout); break;
         case O_CHECK_EVERY: s = lk_arg_int("--check-every", optarg, 0, 1L << 40, &o.check_every); break;
@@ -322,6 +331,7 @@ static int cmd_info(void)
                c->world == 1 ? "" : "s");
         printf("blas: %s\n", lk_backend_cpu_blas_info());
         printf("cuda: %s\n", lk_cuda_describe());
+        printf("nccl: %s\n", lk_nccl_version());
         printf("models:");
         for (int i = 0; i < lk_zoo_count(); i++) printf(" %s", lk_zoo_at(i)->name);
         printf("\n");

@@ -9,7 +9,8 @@ static void *comm_thread(void *arg);
 lk_progress_mode lk_progress_resolve(const lk_comm *c, lk_progress_mode mode)
 {
     if (mode != LK_PROGRESS_AUTO) return mode;
-    return c->threads_ok ? LK_PROGRESS_THREAD : LK_PROGRESS_LAYERS;
+    /* NCCL needs no thread: its all-reduces are queued on a stream of their own */
+    return c->threads_ok && !c->nccl ? LK_PROGRESS_THREAD : LK_PROGRESS_LAYERS;
 }
 
 lk_status lk_buckets_create(lk_buckets **out, lk_comm *c, lk_model *m, size_t bucket_bytes,

@@ -77,8 +77,33 @@ static lk_status allreduce_staged(lk_comm *c, float *buf, size_t n, lk_reduce_op
     return lk_device_status(c->dev);
 }
 
+#if LK_HAVE_NCCL
+int lk_comm_have_nccl(void) { return 1; }
+#else
+int lk_comm_have_nccl(void) { return 0; }
+const char *lk_nccl_version(void) { return "not built"; }
+#endif
+
+lk_status lk_comm_use_nccl(lk_comm *c, int on)
+{
+#if LK_HAVE_NCCL
+    if (c->nccl) lk_nccl_close(c);
+    if (!on) return LK_OK;
+    if (!c->dev || c->dev->kind != LK_DEV_CUDA)
+        return LK_ERR(LK_ERR_ARG, "rank %d: NCCL needs a CUDA device (--device cuda)", c->rank);
+    return lk_nccl_open(c, c->dev);
+#else
+    if (on)
+        return LK_ERR(LK_ERR_COMM, "rank %d: this build of lockstep has no NCCL backend", c->rank);
+    return LK_OK;
+#endif
+}
+
 lk_status lk_comm_use_device(lk_comm *c, lk_device *dev, size_t bytes)
 {
+#if LK_HAVE_NCCL
+    if (c->nccl) lk_nccl_close(c);
+#endif
     if (c->stage) c->dev->ops->host_free(c->dev, c->stage);
     c->dev = NULL;
     c->stage = NULL;
@@ -97,6 +122,13 @@ lk_status lk_comm_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op
 {
     LK_CHECK(check_slot(c, slot));
     if (n && !buf) return LK_ERR(LK_ERR_ARG, "allreduce: null buffer");
+    c->slot_nccl[slot] = 0;
+#if LK_HAVE_NCCL
+    if (c->nccl && staged(c, buf)) {
+        c->slot_nccl[slot] = 1;
+        return lk_nccl_allreduce_start(c, buf, n, op, slot);
+    }
+#endif
     /* a device buffer is summed now, through the staging buffer: its request is done */
     if (staged(c, buf)) return allreduce_staged(c, buf, n, op);
     return c->vt->allreduce_start(c, buf, n, op, slot);
@@ -105,18 +137,27 @@ lk_status lk_comm_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op
 lk_status lk_comm_wait(lk_comm *c, int slot)
 {
     LK_CHECK(check_slot(c, slot));
+#if LK_HAVE_NCCL
+    if (c->slot_nccl[slot]) return lk_nccl_wait(c, slot);
+#endif
     return c->vt->wait(c, slot);
 }
 
 lk_status lk_comm_test(lk_comm *c, int slot, int *done)
 {
     LK_CHECK(check_slot(c, slot));
+#if LK_HAVE_NCCL
+    if (c->slot_nccl[slot]) return lk_nccl_test(c, slot, done);
+#endif
     return c->vt->test(c, slot, done);
 }
 
 lk_status lk_comm_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op)
 {
     if (n && !buf) return LK_ERR(LK_ERR_ARG, "allreduce: null buffer");
+#if LK_HAVE_NCCL
+    if (c->nccl && staged(c, buf)) return lk_nccl_allreduce(c, buf, n, op);
+#endif
     if (staged(c, buf)) return allreduce_staged(c, buf, n, op);
     return c->vt->allreduce(c, buf, n, op);
 }

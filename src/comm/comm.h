@@ -16,6 +16,7 @@
 typedef enum { LK_REDUCE_SUM = 0, LK_REDUCE_AVG, LK_REDUCE_MAX, LK_REDUCE_MIN } lk_reduce_op;
 
 typedef struct lk_comm lk_comm;
+typedef struct lk_nccl lk_nccl;
 
 typedef struct {
     const char *name;
@@ -57,6 +58,8 @@ struct lk_comm {
     lk_device *dev;              /* buffers of this device go through `stage` (use_device) */
     void *stage;
     size_t stage_bytes;
+    lk_nccl *nccl;               /* all-reduces of dev's buffers through NCCL (use_nccl) */
+    unsigned char slot_nccl[LK_COMM_MAX_SLOTS]; /* the request in a slot is NCCL's */
     void *impl;
 };
 
@@ -90,6 +93,21 @@ lk_status lk_comm_barrier(lk_comm *c);
  * cannot read): they are copied through `bytes` of pinned host memory, the largest
  * such buffer. dev NULL releases it (before dev is closed). Local, not collective. */
 lk_status lk_comm_use_device(lk_comm *c, lk_device *dev, size_t bytes);
+/* Collective: all-reduces of the use_device device's buffers go through NCCL on a
+ * stream of their own, bootstrapped over this communicator (on = 1), or through the
+ * staging buffer (on = 0). Needs a build with NCCL and a CUDA device. */
+lk_status lk_comm_use_nccl(lk_comm *c, int on);
+int lk_comm_have_nccl(void);   /* built with NCCL */
+const char *lk_nccl_version(void);
+
+/* comm_nccl.c (built with CUDA and NCCL), used by comm.c */
+lk_status lk_nccl_open(lk_comm *c, lk_device *dev);
+void lk_nccl_close(lk_comm *c);
+lk_status lk_nccl_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op op, int slot);
+lk_status lk_nccl_test(lk_comm *c, int slot, int *done);
+lk_status lk_nccl_wait(lk_comm *c, int slot);
+lk_status lk_nccl_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op);
+
 /* Collective over every rank, same arguments everywhere. With on, ranks sharing a host
  * all-reduce (lk_comm_allreduce) through shared memory where the job allows it (two or
  * more ranks on every host, the same number on each); c->shm says whether it does and

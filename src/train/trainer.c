@@ -218,6 +218,7 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     lk_agree_add(&a, "--bucket-mb", &o->bucket_mb, sizeof o->bucket_mb);
     lk_agree_add(&a, "--comm-progress", &o->comm_progress, sizeof o->comm_progress);
     lk_agree_add(&a, "--shm", &o->shm, sizeof o->shm);
+    lk_agree_add(&a, "--gpu-comm", &o->gpu_comm, sizeof o->gpu_comm);
     const lk_optim_config *c = &s->opt->cfg;
     lk_agree_add(&a, "--optim", &c->kind, sizeof c->kind);
     float hyper[] = {c->lr, c->momentum, c->beta1, c->beta2, c->eps, c->alpha, c->weight_decay,
@@ -270,7 +271,13 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     if (!s->host_params) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a host copy of the parameters");
     LK_CHECK(lk_dist_broadcast_params(s->comm, m, s->host_params));
     /* GPU replicas: gradients and optimizer state reach MPI through pinned host memory */
-    if (world > 1) LK_CHECK(lk_comm_use_device(s->comm, s->r.dev, m->nparams * sizeof(float)));
+    if (world > 1) {
+        LK_CHECK(lk_comm_use_device(s->comm, s->r.dev, m->nparams * sizeof(float)));
+        /* ... or NCCL on a stream of its own, for the gradients */
+        int nccl = s->r.dev->kind == LK_DEV_CUDA &&
+                   (o->gpu_comm == 1 || (o->gpu_comm == 0 && lk_comm_have_nccl()));
+        LK_CHECK(lk_comm_use_nccl(s->comm, nccl));
+    }
     if (world > 1) {
         /* the shared-memory all-reduce blocks: it is the comm thread's. The gradients
          * move into the shared memory when it has room, to be summed in place. */
@@ -303,11 +310,15 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
                      s->binding.bound ? "" : s->binding.note);
     if (s->buckets)
         lk_progress_line(prog, "gradient all-reduce: %s, %d bucket%s of <= %.2f MB, progressed %s",
-                         s->comm->shm ? s->comm->shm_note : s->comm->library, s->buckets->n,
+                         s->comm->nccl  ? lk_nccl_version()
+                         : s->comm->shm ? s->comm->shm_note
+                                        : s->comm->library,
+                         s->buckets->n,
                          s->buckets->n == 1 ? "" : "s",
                          o->bucket_mb,
-                         s->buckets->mode == LK_PROGRESS_THREAD ? "by a comm thread"
-                                                                : "between layers");
+                         s->comm->nccl ? "on its own CUDA stream"
+                         : s->buckets->mode == LK_PROGRESS_THREAD ? "by a comm thread"
+                                                                  : "between layers");
     if (o->resume_dir)
         lk_progress_line(prog, "resumed from %s at epoch %d, step %ld", o->resume_dir, s->epoch,
                          s->step);

@@ -22,6 +22,7 @@ expect_fail 2 "--comm-progress: expected auto, layers or thread, got 'poll'" -- 
 expect_fail 2 "--bind: expected cores or none, got 'numa'" -- "$LK" train --bind numa
 expect_fail 2 "--bucket-mb: 0 is outside" -- "$LK" train --bucket-mb 0
 expect_fail 2 "--shm: expected auto or off, got 'on'" -- "$LK" train --shm on
+expect_fail 2 "--gpu-comm: expected auto, nccl or mpi, got 'gloo'" -- "$LK" train --gpu-comm gloo
 expect_fail 2 "--comm-timeout: 0 is outside" -- "$LK" train --comm-timeout 0
 # a GPU asked for where there is none: the reason, whatever the build
 case $("$LK" info | grep '^cuda:') in

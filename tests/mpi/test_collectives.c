@@ -10,6 +10,7 @@
 #include "comm/bucket.h"
 #include "comm/comm.h"
 #include "core/layers.h"
+#include "core/ops.h"
 #include "testutil.h"
 
 static lk_comm *C;
@@ -246,6 +247,37 @@ static void test_device_buffers(void **state)
     free(dev);
 }
 
+/* NCCL with one rank on a GPU (two ranks cannot share a GPU in NCCL): an all-reduce
+ * queued on NCCL's stream, waited for by the compute stream, and the blocking form. */
+static void test_nccl_one_rank(void **state)
+{
+    (void)state;
+    if (!lk_comm_have_nccl() || lk_cuda_device_count() == 0 || C->world != 1) {
+        printf("skipped: NCCL with one rank needs a build with NCCL, a GPU and a world of 1 "
+               "(%s, %d GPUs, world %d)\n", lk_nccl_version(), lk_cuda_device_count(), C->world);
+        skip();
+    }
+    enum { N = 100003 };
+    lk_device *gpu;
+    TU_OK(lk_device_open(&gpu, "cuda", 1));
+    float *h = malloc(N * sizeof *h), *d = lk_dev_alloc(gpu, N * sizeof *d);
+    assert_non_null(d);
+    for (size_t i = 0; i < N; i++) h[i] = contrib(0, i);
+    lk_copy_to_device(gpu, d, h, N * sizeof *h);
+    TU_OK(lk_comm_use_device(C, gpu, N * sizeof(float)));
+    TU_OK(lk_comm_use_nccl(C, 1));
+    TU_OK(lk_comm_allreduce_start(C, d, N, LK_REDUCE_SUM, 0));
+    TU_OK(lk_comm_wait(C, 0));
+    TU_OK(lk_comm_allreduce(C, d, N, LK_REDUCE_AVG));
+    lk_copy_to_host(gpu, h, d, N * sizeof *h);
+    TU_OK(lk_device_status(gpu));
+    for (size_t i = 0; i < N; i++) assert_true(h[i] == contrib(0, i)); /* one rank: unchanged */
+    TU_OK(lk_comm_use_device(C, NULL, 0)); /* closes NCCL too */
+    lk_dev_free(gpu, d);
+    free(h);
+    lk_device_close(gpu);
+}
+
 /* The bucketer on a real model: several buckets, gradients reported in backward
  * order by lk_model_backward, and the result is the sum over ranks, in several
  * steps (active, inactive, active again) for either way of driving progress. */
@@ -365,7 +397,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_buckets_between_layers),
         cmocka_unit_test(test_buckets_comm_thread), cmocka_unit_test(test_buckets_auto),
         cmocka_unit_test(test_allreduce_shm), cmocka_unit_test(test_buckets_comm_thread_shm),
-        cmocka_unit_test(test_device_buffers),
+        cmocka_unit_test(test_device_buffers), cmocka_unit_test(test_nccl_one_rank),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     /* a failure on any rank fails every rank */

@@ -516,6 +516,8 @@ extern "C" int lk_cuda_device_count(void)
     return n;
 }
 
+extern "C" void *lk_cuda_stream(lk_device *d) { return (void *)lk_cuda_of(d)->stream; }
+
 extern "C" const char *lk_cuda_describe(void)
 {
     static char buf[200];

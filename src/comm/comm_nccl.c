@@ -1,0 +1,251 @@
+/* comm_nccl.c - NCCL for the all-reduces of device buffers (built with CUDA and
+ * LK_NCCL). The job's communicator stays MPI: it bootstraps NCCL (rank 0's
+ * ncclUniqueId is broadcast over it) and carries every host-buffer collective.
+ *
+ * All-reduces run on a stream of their own. Starting one records an event on the
+ * device's compute stream (everything backward has queued so far, the bucket's last
+ * layer included) and makes the comm stream wait for it, so NCCL overlaps the rest of
+ * backward; waiting makes the compute stream wait for the all-reduce's own event - the
+ * host never blocks. A watchdog thread polls ncclCommGetAsyncError and the age of
+ * every all-reduce in flight; on an error or after the timeout it aborts the NCCL
+ * communicator (which releases the streams) and the next call on the training thread
+ * returns the error, so every rank ends with a message instead of hanging. */
+#include <cuda_runtime.h>
+#include <nccl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "comm.h"
+
+#define SLOTS LK_COMM_MAX_SLOTS
+#define BLOCKING_SLOT (SLOTS - 1) /* the blocking all-reduce's own slot */
+#define POLL_NS 20000000L         /* the watchdog looks every 20 ms */
+
+struct lk_nccl {
+    ncclComm_t comm;
+    cudaStream_t stream;  /* the all-reduces' */
+    cudaStream_t compute; /* the device's */
+    cudaEvent_t ready[SLOTS], done[SLOTS];
+    double started[SLOTS]; /* host time of each all-reduce in flight, 0 when none */
+    int ordinal, rank;
+    double timeout_s;
+    pthread_t watchdog;
+    pthread_mutex_t mu; /* started[], comm (the watchdog may abort it) */
+    int stop, thread_started;
+    _Atomic int failed;
+    char error[320];
+};
+
+void *lk_cuda_stream(lk_device *d); /* backend_cuda.cu: the device's compute stream */
+
+static lk_status nccl_fail(const char *file, int line, const char *call, ncclResult_t r)
+{
+    return lk_error_set(LK_ERR_COMM, file, line, "%s failed: %s", call, ncclGetErrorString(r));
+}
+#define NCCL_TRY(call)                                                                \
+    do {                                                                              \
+        ncclResult_t r_ = (call);                                                     \
+        if (r_ != ncclSuccess) return nccl_fail(__FILE__, __LINE__, #call, r_);       \
+    } while (0)
+#define CUDA_TRY(call)                                                                \
+    do {                                                                              \
+        cudaError_t e_ = (call);                                                      \
+        if (e_ != cudaSuccess)                                                        \
+            return lk_error_set(LK_ERR_COMM, __FILE__, __LINE__, "%s failed: %s", #call, \
+                                cudaGetErrorString(e_));                              \
+    } while (0)
+
+/* called with mu held: the first failure wins; the communicator is aborted once */
+static void give_up(lk_nccl *g, const char *what)
+{
+    if (!atomic_load(&g->failed)) {
+        snprintf(g->error, sizeof g->error, "rank %d: NCCL all-reduce on cuda:%d: %s", g->rank,
+                 g->ordinal, what);
+        atomic_store(&g->failed, 1);
+    }
+    if (g->comm) {
+        ncclCommAbort(g->comm);
+        g->comm = NULL;
+    }
+}
+
+static void *watchdog(void *arg)
+{
+    lk_nccl *g = arg;
+    cudaSetDevice(g->ordinal);
+    for (;;) {
+        struct timespec nap = {0, POLL_NS};
+        nanosleep(&nap, NULL);
+        pthread_mutex_lock(&g->mu);
+        if (g->stop) {
+            pthread_mutex_unlock(&g->mu);
+            return NULL;
+        }
+        if (g->comm) {
+            ncclResult_t async = ncclSuccess;
+            ncclResult_t r = ncclCommGetAsyncError(g->comm, &async);
+            if (r != ncclSuccess || (async != ncclSuccess && async != ncclInProgress)) {
+                char what[200];
+                snprintf(what, sizeof what, "asynchronous error: %s",
+                         ncclGetErrorString(r != ncclSuccess ? r : async));
+                give_up(g, what);
+            }
+        }
+        const double now = lk_now();
+        for (int s = 0; s < SLOTS && g->comm; s++) {
+            if (g->started[s] == 0.0) continue;
+            cudaError_t q = cudaEventQuery(g->done[s]);
+            if (q == cudaSuccess) {
+                g->started[s] = 0.0;
+            } else if (q != cudaErrorNotReady) {
+                char what[200];
+                snprintf(what, sizeof what, "cudaEventQuery failed: %s", cudaGetErrorString(q));
+                give_up(g, what);
+            } else if (now - g->started[s] > g->timeout_s) {
+                char what[200];
+                snprintf(what, sizeof what,
+                         "bucket %d did not complete within %.0f s (--comm-timeout): another rank "
+                         "is gone or stuck",
+                         s, g->timeout_s);
+                give_up(g, what);
+            }
+        }
+        pthread_mutex_unlock(&g->mu);
+    }
+}
+
+static lk_status failed(const lk_nccl *g) { return LK_ERR(LK_ERR_COMM, "%s", g->error); }
+
+static ncclRedOp_t nccl_op(lk_reduce_op op)
+{
+    switch (op) {
+    case LK_REDUCE_AVG: return ncclAvg;
+    case LK_REDUCE_MAX: return ncclMax;
+    case LK_REDUCE_MIN: return ncclMin;
+    case LK_REDUCE_SUM: break;
+    }
+    return ncclSum;
+}
+
+lk_status lk_nccl_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op op, int slot)
+{
+    lk_nccl *g = c->nccl;
+    if (atomic_load(&g->failed)) return failed(g);
+    CUDA_TRY(cudaEventRecord(g->ready[slot], g->compute));
+    CUDA_TRY(cudaStreamWaitEvent(g->stream, g->ready[slot], 0));
+    pthread_mutex_lock(&g->mu);
+    ncclResult_t r = g->comm ? ncclAllReduce(buf, buf, n, ncclFloat, nccl_op(op), g->comm, g->stream)
+                             : ncclInvalidUsage;
+    cudaError_t e = r == ncclSuccess ? cudaEventRecord(g->done[slot], g->stream) : cudaSuccess;
+    if (r == ncclSuccess && e == cudaSuccess) g->started[slot] = lk_now();
+    pthread_mutex_unlock(&g->mu);
+    if (atomic_load(&g->failed)) return failed(g);
+    if (r != ncclSuccess) return nccl_fail(__FILE__, __LINE__, "ncclAllReduce", r);
+    CUDA_TRY(e);
+    return LK_OK;
+}
+
+lk_status lk_nccl_test(lk_comm *c, int slot, int *done)
+{
+    lk_nccl *g = c->nccl;
+    if (atomic_load(&g->failed)) return failed(g);
+    cudaError_t q = cudaEventQuery(g->done[slot]);
+    *done = q == cudaSuccess;
+    if (q != cudaSuccess && q != cudaErrorNotReady) CUDA_TRY(q);
+    return LK_OK;
+}
+
+lk_status lk_nccl_wait(lk_comm *c, int slot)
+{
+    lk_nccl *g = c->nccl;
+    if (atomic_load(&g->failed)) return failed(g);
+    /* the compute stream waits; the host does not */
+    CUDA_TRY(cudaStreamWaitEvent(g->compute, g->done[slot], 0));
+    return LK_OK;
+}
+
+lk_status lk_nccl_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op)
+{
+    lk_nccl *g = c->nccl;
+    LK_CHECK(lk_nccl_allreduce_start(c, buf, n, op, BLOCKING_SLOT));
+    /* an abort by the watchdog completes the event too */
+    CUDA_TRY(cudaEventSynchronize(g->done[BLOCKING_SLOT]));
+    if (atomic_load(&g->failed)) return failed(g);
+    return lk_nccl_wait(c, BLOCKING_SLOT);
+}
+
+void lk_nccl_close(lk_comm *c)
+{
+    lk_nccl *g = c->nccl;
+    if (!g) return;
+    if (g->thread_started) {
+        pthread_mutex_lock(&g->mu);
+        g->stop = 1;
+        pthread_mutex_unlock(&g->mu);
+        pthread_join(g->watchdog, NULL);
+    }
+    if (g->stream) cudaStreamSynchronize(g->stream);
+    if (g->comm) ncclCommDestroy(g->comm);
+    for (int s = 0; s < SLOTS; s++) {
+        if (g->ready[s]) cudaEventDestroy(g->ready[s]);
+        if (g->done[s]) cudaEventDestroy(g->done[s]);
+    }
+    if (g->stream) cudaStreamDestroy(g->stream);
+    pthread_mutex_destroy(&g->mu);
+    lk_free(g);
+    c->nccl = NULL;
+}
+
+static lk_status setup(lk_comm *c, lk_device *dev, lk_nccl *g)
+{
+    CUDA_TRY(cudaSetDevice(dev->ordinal));
+    CUDA_TRY(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking));
+    for (int s = 0; s < SLOTS; s++) {
+        CUDA_TRY(cudaEventCreateWithFlags(&g->ready[s], cudaEventDisableTiming));
+        CUDA_TRY(cudaEventCreateWithFlags(&g->done[s], cudaEventDisableTiming));
+    }
+    ncclUniqueId id;
+    memset(&id, 0, sizeof id);
+    if (c->rank == 0) NCCL_TRY(ncclGetUniqueId(&id));
+    LK_CHECK(lk_comm_broadcast(c, &id, sizeof id, 0)); /* a host buffer: over MPI */
+    NCCL_TRY(ncclCommInitRank(&g->comm, c->world, id, c->rank));
+    int rc = pthread_create(&g->watchdog, NULL, watchdog, g);
+    if (rc) return LK_ERR(LK_ERR_COMM, "cannot start the NCCL watchdog: %s", strerror(rc));
+    g->thread_started = 1;
+    return LK_OK;
+}
+
+lk_status lk_nccl_open(lk_comm *c, lk_device *dev)
+{
+    lk_nccl *g = lk_calloc(1, sizeof *g);
+    if (!g) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the NCCL state");
+    if (pthread_mutex_init(&g->mu, NULL) != 0) {
+        lk_free(g);
+        return LK_ERR(LK_ERR_COMM, "cannot create the NCCL watchdog's mutex");
+    }
+    g->ordinal = dev->ordinal;
+    g->rank = c->rank;
+    g->timeout_s = c->timeout_s;
+    g->compute = (cudaStream_t)lk_cuda_stream(dev);
+    c->nccl = g;
+    lk_status s = setup(c, dev, g);
+    if (s != LK_OK) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s", lk_error_message());
+        lk_nccl_close(c);
+        return LK_ERR(s, "rank %d: NCCL set-up on cuda:%d: %s", c->rank, dev->ordinal, msg);
+    }
+    return LK_OK;
+}
+
+const char *lk_nccl_version(void)
+{
+    static char buf[32];
+    int v = 0;
+    ncclGetVersion(&v);
+    snprintf(buf, sizeof buf, "NCCL %d.%d.%d", v / 10000, v / 100 % 100, v % 100);
+    return buf;
+}
