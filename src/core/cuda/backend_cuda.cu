@@ -22,6 +22,13 @@ void lk_cuda_fail(lk_cuda *g, const char *file, int line, const char *call, cons
 
 /* ---- memory ---- */
 
+/* the current device is per host thread: copies may come from the comm thread */
+static void on_device(lk_cuda *g)
+{
+    int cur = -1;
+    if (cudaGetDevice(&cur) != cudaSuccess || cur != g->ordinal) LK_CU(g, cudaSetDevice(g->ordinal));
+}
+
 static void *cu_alloc(lk_device *d, size_t bytes)
 {
     void *p = NULL;
@@ -36,13 +43,19 @@ static void cu_free(lk_device *d, void *p) { LK_CU(lk_cuda_of(d), cudaFree(p)); 
 static void cu_copy_h2d(lk_device *d, void *dst, const void *src, size_t bytes)
 {
     lk_cuda *g = lk_cuda_of(d);
+    on_device(g);
     LK_CU(g, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g->stream));
-    /* the host buffer may be reused at once: wait for pinned sources too */
-    LK_CU(g, cudaStreamSynchronize(g->stream));
+    /* The caller may reuse the host buffer at once. From pageable memory (a step's
+     * batch) cudaMemcpyAsync has already copied it out when it returns: no wait, so a
+     * step does not synchronise; from pinned memory the DMA reads it later: wait. */
+    cudaPointerAttributes a;
+    if (cudaPointerGetAttributes(&a, src) != cudaSuccess) cudaGetLastError();
+    else if (a.type == cudaMemoryTypeHost) LK_CU(g, cudaStreamSynchronize(g->stream));
 }
 static void cu_copy_d2h(lk_device *d, void *dst, const void *src, size_t bytes)
 {
     lk_cuda *g = lk_cuda_of(d);
+    on_device(g);
     LK_CU(g, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g->stream));
     LK_CU(g, cudaStreamSynchronize(g->stream));
 }
@@ -578,9 +591,9 @@ extern "C" lk_status lk_backend_cuda_open(lk_device *d, int ordinal, int threads
              cublasGetStatusString(cb));
     OPEN_TRY("cublasSetStream", (cb = cublasSetStream(g->cublas, g->stream)) != CUBLAS_STATUS_SUCCESS,
              cublasGetStatusString(cb));
-    /* full float32 products, as the CPU (no TF32 unless asked for later) */
+    /* float32 products (the default math mode: no TF32, unlike cuDNN's default) */
     OPEN_TRY("cublasSetMathMode",
-             (cb = cublasSetMathMode(g->cublas, CUBLAS_PEDANTIC_MATH)) != CUBLAS_STATUS_SUCCESS,
+             (cb = cublasSetMathMode(g->cublas, CUBLAS_DEFAULT_MATH)) != CUBLAS_STATUS_SUCCESS,
              cublasGetStatusString(cb));
     cudnnStatus_t cd;
     OPEN_TRY("cudnnCreate", (cd = cudnnCreate(&g->cudnn)) != CUDNN_STATUS_SUCCESS, cudnnGetErrorString(cd));
