@@ -27,7 +27,7 @@ lk_status lk_buckets_create(lk_buckets **out, lk_comm *c, lk_model *m, size_t bu
                       c->library[0] ? c->library : c->vt->name);
     int cap = 0;
     for (int i = 0; i < m->nlayers; i++) cap += m->layers[i]->param_count > 0;
-    if (cap > LK_COMM_MAX_SLOTS) cap = LK_COMM_MAX_SLOTS;
+    if (cap > LK_COMM_MAX_SLOTS - 1) cap = LK_COMM_MAX_SLOTS - 1; /* the last: blocking calls */
     lk_buckets *b = lk_calloc(1, sizeof *b);
     if (b) b->b = lk_calloc((size_t)LK_MAX(cap, 1), sizeof *b->b);
     if (!b || !b->b) {

@@ -84,6 +84,16 @@ int lk_comm_have_nccl(void) { return 0; }
 const char *lk_nccl_version(void) { return "not built"; }
 #endif
 
+lk_status lk_comm_status(lk_comm *c)
+{
+#if LK_HAVE_NCCL
+    if (c->nccl) return lk_nccl_status(c);
+#else
+    (void)c;
+#endif
+    return LK_OK;
+}
+
 lk_status lk_comm_use_nccl(lk_comm *c, int on)
 {
 #if LK_HAVE_NCCL

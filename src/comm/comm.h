@@ -98,6 +98,9 @@ lk_status lk_comm_use_device(lk_comm *c, lk_device *dev, size_t bytes);
  * staging buffer (on = 0). Needs a build with NCCL and a CUDA device. */
 lk_status lk_comm_use_nccl(lk_comm *c, int on);
 int lk_comm_have_nccl(void);   /* built with NCCL */
+/* The failure the NCCL watchdog found (an error, or an all-reduce older than the
+ * timeout), else LK_OK: to be read where the host has waited for the device. */
+lk_status lk_comm_status(lk_comm *c);
 const char *lk_nccl_version(void);
 
 /* comm_nccl.c (built with CUDA and NCCL), used by comm.c */
@@ -107,6 +110,7 @@ lk_status lk_nccl_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op
 lk_status lk_nccl_test(lk_comm *c, int slot, int *done);
 lk_status lk_nccl_wait(lk_comm *c, int slot);
 lk_status lk_nccl_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op);
+lk_status lk_nccl_status(lk_comm *c);
 
 /* Collective over every rank, same arguments everywhere. With on, ranks sharing a host
  * all-reduce (lk_comm_allreduce) through shared memory where the job allows it (two or

@@ -148,6 +148,12 @@ lk_status lk_nccl_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op
     return LK_OK;
 }
 
+lk_status lk_nccl_status(lk_comm *c)
+{
+    lk_nccl *g = c->nccl;
+    return atomic_load(&g->failed) ? failed(g) : LK_OK;
+}
+
 lk_status lk_nccl_test(lk_comm *c, int slot, int *done)
 {
     lk_nccl *g = c->nccl;

@@ -74,6 +74,7 @@ static lk_status evaluate(lk_replica *r, lk_comm *c, const lk_dataset *d, double
         float v[2];
         lk_copy_to_host(r->dev, v, r->scalars, sizeof v);
         LK_CHECK(lk_device_status(r->dev));
+        LK_CHECK(lk_comm_status(c));
         sums[0] += (double)v[0] * n;
         sums[1] += v[1];
         sums[2] += n;
@@ -388,6 +389,7 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                 /* mean loss over every sample of every rank since the last line */
                 double red[2] = {lk_read_scalar(s->r.dev, &s->r.scalars[2]), log_local};
                 LK_CHECK(lk_device_status(s->r.dev)); /* a GPU's failures surface here */
+                LK_CHECK(lk_comm_status(c));          /* and NCCL's, before MPI waits */
                 LK_CHECK(lk_comm_allreduce_f64(c, red, 2, LK_REDUCE_SUM));
                 double loss = red[0] / red[1];
                 if (!isfinite(loss))
