@@ -95,6 +95,8 @@ static const lk_comm_vt local_vt = {
 
 lk_status lk_comm_local_open(lk_comm *c)
 {
+    memset(c, 0, sizeof *c); /* also when it lives on the caller's stack */
+    c->timeout_s = LK_COMM_TIMEOUT_S;
     c->vt = &local_vt;
     c->rank = c->local_rank = 0;
     c->world = c->local_world = 1;
