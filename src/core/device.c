@@ -8,7 +8,7 @@
 
 #if !LK_HAVE_CUDA /* a build without CUDA sees no GPU */
 int lk_cuda_device_count(void) { return 0; }
-const char *lk_cuda_describe(void) { return "not built (nvcc was not found when lockstep was built)"; }
+const char *lk_cuda_describe(void) { return "not built (LK_CUDA=OFF, or no nvcc at build time)"; }
 int lk_cuda_pci_bus_id(int ordinal, char *buf, int len)
 {
     (void)ordinal;
@@ -30,14 +30,21 @@ static lk_status parse_ordinal(const char *spec, int *ordinal)
     return LK_OK;
 }
 
+/* checks a device name; *want_cuda for "cuda" and "cuda:N" (then *ordinal) */
+static lk_status parse_spec(const char **spec, int *want_cuda, int *ordinal)
+{
+    if (!*spec || !**spec) *spec = "auto";
+    *want_cuda = !strcmp(*spec, "cuda") || !strncmp(*spec, "cuda:", 5);
+    *ordinal = 0;
+    if (!*want_cuda && strcmp(*spec, "cpu") && strcmp(*spec, "auto"))
+        return LK_ERR(LK_ERR_ARG, "unknown device '%s' (expected auto, cpu, cuda or cuda:N)", *spec);
+    return *want_cuda ? parse_ordinal(*spec, ordinal) : LK_OK;
+}
+
 lk_status lk_device_resolve(const char *spec, int local_rank, char *out, size_t len)
 {
-    if (!spec || !*spec) spec = "auto";
-    int want_cuda = !strcmp(spec, "cuda") || !strncmp(spec, "cuda:", 5);
-    if (!want_cuda && strcmp(spec, "cpu") && strcmp(spec, "auto"))
-        return LK_ERR(LK_ERR_ARG, "unknown device '%s' (expected auto, cpu, cuda or cuda:N)", spec);
-    int ordinal = 0;
-    if (want_cuda) LK_CHECK(parse_ordinal(spec, &ordinal));
+    int want_cuda, ordinal;
+    LK_CHECK(parse_spec(&spec, &want_cuda, &ordinal));
     const int count = lk_cuda_device_count();
     if (!strcmp(spec, "cpu") || (!strcmp(spec, "auto") && count == 0))
         snprintf(out, len, "cpu");
@@ -51,17 +58,13 @@ lk_status lk_device_resolve(const char *spec, int local_rank, char *out, size_t 
 lk_status lk_device_open(lk_device **out, const char *spec, int threads)
 {
     *out = NULL;
-    if (!spec || !*spec) spec = "auto";
-    int want_cuda = !strcmp(spec, "cuda") || !strncmp(spec, "cuda:", 5);
-    if (!want_cuda && strcmp(spec, "cpu") && strcmp(spec, "auto"))
-        return LK_ERR(LK_ERR_ARG, "unknown device '%s' (expected auto, cpu, cuda or cuda:N)", spec);
-    int ordinal = 0;
-    if (want_cuda) LK_CHECK(parse_ordinal(spec, &ordinal));
+    int want_cuda, ordinal;
+    LK_CHECK(parse_spec(&spec, &want_cuda, &ordinal));
 #if !LK_HAVE_CUDA
     if (want_cuda)
         return LK_ERR(LK_ERR_DEVICE,
-                      "device '%s': this build of lockstep has no CUDA backend (nvcc was not found "
-                      "when it was built); use --device cpu",
+                      "device '%s': this build of lockstep has no CUDA backend (built with LK_CUDA=OFF "
+                      "or without nvcc); use --device cpu",
                       spec);
 #endif
     if (!strcmp(spec, "auto")) want_cuda = lk_cuda_device_count() > 0;
