@@ -3,6 +3,7 @@
 
 #include "../core/ops.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,6 +93,29 @@ lk_status lk_comm_status(lk_comm *c)
     (void)c;
 #endif
     return LK_OK;
+}
+
+lk_status lk_comm_gpu_shared(lk_comm *c, lk_device *dev, int *shared, char *who, size_t len)
+{
+    enum { KEY = 128 };
+    char key[KEY] = "";
+    if (dev->kind == LK_DEV_CUDA) {
+        char bus[32] = "";
+        lk_cuda_pci_bus_id(dev->ordinal, bus, (int)sizeof bus);
+        snprintf(key, sizeof key, "%.63s/%.31s", c->host, bus);
+    }
+    char *all = lk_calloc((size_t)c->world, KEY);
+    if (!all) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the GPU list");
+    lk_status st = lk_comm_allgather_bytes(c, key, all, KEY);
+    *shared = 0;
+    for (int r = 0; st == LK_OK && r < c->world && !*shared; r++)
+        for (int q = r + 1; q < c->world && !*shared; q++)
+            if (all[(size_t)r * KEY] && !strcmp(all + (size_t)r * KEY, all + (size_t)q * KEY)) {
+                *shared = 1;
+                snprintf(who, len, "ranks %d and %d share GPU %s", r, q, all + (size_t)r * KEY);
+            }
+    lk_free(all);
+    return st;
 }
 
 lk_status lk_comm_use_nccl(lk_comm *c, int on)

@@ -97,6 +97,9 @@ lk_status lk_comm_use_device(lk_comm *c, lk_device *dev, size_t bytes);
  * stream of their own, bootstrapped over this communicator (on = 1), or through the
  * staging buffer (on = 0). Needs a build with NCCL and a CUDA device. */
 lk_status lk_comm_use_nccl(lk_comm *c, int on);
+/* Collective: *shared = 1 when some GPU drives more than one rank of the job (NCCL
+ * refuses that; staging through MPI works), naming two such ranks in `who`. */
+lk_status lk_comm_gpu_shared(lk_comm *c, lk_device *dev, int *shared, char *who, size_t len);
 int lk_comm_have_nccl(void);   /* built with NCCL */
 /* The failure the NCCL watchdog found (an error, or an all-reduce older than the
  * timeout), else LK_OK: to be read where the host has waited for the device. */

@@ -6,10 +6,15 @@
  * device's compute stream (everything backward has queued so far, the bucket's last
  * layer included) and makes the comm stream wait for it, so NCCL overlaps the rest of
  * backward; waiting makes the compute stream wait for the all-reduce's own event - the
- * host never blocks. A watchdog thread polls ncclCommGetAsyncError and the age of
- * every all-reduce in flight; on an error or after the timeout it aborts the NCCL
- * communicator (which releases the streams) and the next call on the training thread
- * returns the error, so every rank ends with a message instead of hanging. */
+ * host never blocks. The communicator is non-blocking (NCCL's fault-tolerance mode):
+ * set-up and enqueueing return at once and are polled with a deadline by the thread
+ * that called them, so a peer that never connects cannot hold a call forever. A
+ * watchdog thread polls ncclCommGetAsyncError and the age of every all-reduce in
+ * flight; on an error or after the timeout it aborts the communicator (which releases
+ * the streams) and the next call on the training thread returns the error, so every
+ * rank ends with a message instead of hanging. The watchdog never touches the
+ * communicator while the training thread is inside an NCCL call (`in_call`, under
+ * `mu`); that thread then enforces the deadline itself. */
 #include <cuda_runtime.h>
 #include <nccl.h>
 #include <pthread.h>
@@ -33,8 +38,9 @@ struct lk_nccl {
     int ordinal, rank;
     double timeout_s;
     pthread_t watchdog;
-    pthread_mutex_t mu; /* started[], comm (the watchdog may abort it) */
+    pthread_mutex_t mu; /* started[], comm, in_call (the watchdog may abort comm) */
     int stop, thread_started;
+    int in_call;        /* the training thread is inside an NCCL call */
     _Atomic int failed;
     char error[320];
 };
@@ -45,11 +51,6 @@ static lk_status nccl_fail(const char *file, int line, const char *call, ncclRes
 {
     return lk_error_set(LK_ERR_COMM, file, line, "%s failed: %s", call, ncclGetErrorString(r));
 }
-#define NCCL_TRY(call)                                                                \
-    do {                                                                              \
-        ncclResult_t r_ = (call);                                                     \
-        if (r_ != ncclSuccess) return nccl_fail(__FILE__, __LINE__, #call, r_);       \
-    } while (0)
 #define CUDA_TRY(call)                                                                \
     do {                                                                              \
         cudaError_t e_ = (call);                                                      \
@@ -83,6 +84,10 @@ static void *watchdog(void *arg)
         if (g->stop) {
             pthread_mutex_unlock(&g->mu);
             return NULL;
+        }
+        if (g->in_call) { /* the caller polls with its own deadline */
+            pthread_mutex_unlock(&g->mu);
+            continue;
         }
         if (g->comm) {
             ncclResult_t async = ncclSuccess;
@@ -130,6 +135,29 @@ static ncclRedOp_t nccl_op(lk_reduce_op op)
     return ncclSum;
 }
 
+/* Polls a non-blocking communicator until its last call has been carried out (or its
+ * set-up is done); aborts it at the deadline. Called by the thread that made the call,
+ * with in_call set, so the watchdog keeps out. */
+static ncclResult_t settle(lk_nccl *g, const char *what)
+{
+    const double deadline = lk_now() + g->timeout_s;
+    ncclResult_t st = ncclInProgress;
+    while (st == ncclInProgress) {
+        ncclResult_t r = ncclCommGetAsyncError(g->comm, &st);
+        if (r != ncclSuccess) return r;
+        if (st == ncclInProgress && lk_now() > deadline) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "%s did not complete within %.0f s (--comm-timeout)", what,
+                     g->timeout_s);
+            pthread_mutex_lock(&g->mu);
+            give_up(g, msg);
+            pthread_mutex_unlock(&g->mu);
+            return ncclSystemError;
+        }
+    }
+    return st;
+}
+
 lk_status lk_nccl_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op op, int slot)
 {
     lk_nccl *g = c->nccl;
@@ -137,9 +165,15 @@ lk_status lk_nccl_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op
     CUDA_TRY(cudaEventRecord(g->ready[slot], g->compute));
     CUDA_TRY(cudaStreamWaitEvent(g->stream, g->ready[slot], 0));
     pthread_mutex_lock(&g->mu);
-    ncclResult_t r = g->comm ? ncclAllReduce(buf, buf, n, ncclFloat, nccl_op(op), g->comm, g->stream)
-                             : ncclInvalidUsage;
+    ncclComm_t comm = g->comm;
+    g->in_call = comm != NULL;
+    pthread_mutex_unlock(&g->mu);
+    if (!comm) return failed(g);
+    ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat, nccl_op(op), comm, g->stream);
+    if (r == ncclInProgress) r = settle(g, "enqueueing an all-reduce");
     cudaError_t e = r == ncclSuccess ? cudaEventRecord(g->done[slot], g->stream) : cudaSuccess;
+    pthread_mutex_lock(&g->mu);
+    g->in_call = 0;
     if (r == ncclSuccess && e == cudaSuccess) g->started[slot] = lk_now();
     pthread_mutex_unlock(&g->mu);
     if (atomic_load(&g->failed)) return failed(g);
@@ -193,7 +227,16 @@ void lk_nccl_close(lk_comm *c)
         pthread_mutex_unlock(&g->mu);
         pthread_join(g->watchdog, NULL);
     }
-    if (g->stream) cudaStreamSynchronize(g->stream);
+    /* an all-reduce still waiting for a peer would block a synchronise or destroy
+     * for ever: abort instead (also after a failure) */
+    int pending = atomic_load(&g->failed);
+    for (int s = 0; s < SLOTS && !pending; s++)
+        pending = g->started[s] != 0.0 && cudaEventQuery(g->done[s]) == cudaErrorNotReady;
+    if (g->comm && pending) {
+        ncclCommAbort(g->comm);
+        g->comm = NULL;
+    }
+    if (g->stream && !pending) cudaStreamSynchronize(g->stream);
     if (g->comm) ncclCommDestroy(g->comm);
     for (int s = 0; s < SLOTS; s++) {
         if (g->ready[s]) cudaEventDestroy(g->ready[s]);
@@ -213,11 +256,28 @@ static lk_status setup(lk_comm *c, lk_device *dev, lk_nccl *g)
         CUDA_TRY(cudaEventCreateWithFlags(&g->ready[s], cudaEventDisableTiming));
         CUDA_TRY(cudaEventCreateWithFlags(&g->done[s], cudaEventDisableTiming));
     }
-    ncclUniqueId id;
-    memset(&id, 0, sizeof id);
-    if (c->rank == 0) NCCL_TRY(ncclGetUniqueId(&id));
-    LK_CHECK(lk_comm_broadcast(c, &id, sizeof id, 0)); /* a host buffer: over MPI */
-    NCCL_TRY(ncclCommInitRank(&g->comm, c->world, id, c->rank));
+    /* rank 0's id, with whether it got one, so no rank waits for a broadcast that
+     * never comes */
+    struct {
+        int ok;
+        ncclUniqueId id;
+    } boot;
+    memset(&boot, 0, sizeof boot);
+    ncclResult_t idr = ncclSuccess;
+    if (c->rank == 0) boot.ok = (idr = ncclGetUniqueId(&boot.id)) == ncclSuccess;
+    LK_CHECK(lk_comm_broadcast(c, &boot, sizeof boot, 0)); /* a host buffer: over MPI */
+    if (c->rank == 0 && !boot.ok) return nccl_fail(__FILE__, __LINE__, "ncclGetUniqueId", idr);
+    if (!boot.ok) return LK_ERR(LK_ERR_COMM, "rank 0 could not create the NCCL id");
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0; /* polled with a deadline (settle) */
+    ncclResult_t r = ncclCommInitRankConfig(&g->comm, c->world, boot.id, c->rank, &config);
+    if (r != ncclSuccess && r != ncclInProgress)
+        return nccl_fail(__FILE__, __LINE__, "ncclCommInitRankConfig", r);
+    g->in_call = 1; /* no watchdog yet; settle may abort on the deadline */
+    r = settle(g, "NCCL set-up (ncclCommInitRankConfig)");
+    g->in_call = 0;
+    if (atomic_load(&g->failed)) return failed(g);
+    if (r != ncclSuccess) return nccl_fail(__FILE__, __LINE__, "ncclCommInitRankConfig", r);
     int rc = pthread_create(&g->watchdog, NULL, watchdog, g);
     if (rc) return LK_ERR(LK_ERR_COMM, "cannot start the NCCL watchdog: %s", strerror(rc));
     g->thread_started = 1;

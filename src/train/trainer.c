@@ -277,6 +277,15 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
         /* ... or NCCL on a stream of its own, for the gradients */
         int nccl = s->r.dev->kind == LK_DEV_CUDA &&
                    (o->gpu_comm == 1 || (o->gpu_comm == 0 && lk_comm_have_nccl()));
+        if (nccl) { /* NCCL takes one rank per GPU: auto stages through MPI otherwise */
+            int shared = 0;
+            char who[200] = "";
+            LK_CHECK(lk_comm_gpu_shared(s->comm, s->r.dev, &shared, who, sizeof who));
+            if (shared && o->gpu_comm == 1)
+                return LK_ERR(LK_ERR_ARG, "--gpu-comm nccl: %s, which NCCL does not allow; use "
+                              "--gpu-comm mpi or one rank per GPU", who);
+            nccl = !shared;
+        }
         LK_CHECK(lk_comm_use_nccl(s->comm, nccl));
     }
     if (world > 1) {

@@ -14,7 +14,9 @@
 
 void lk_cuda_fail(lk_cuda *g, const char *file, int line, const char *call, const char *what)
 {
-    if (g->error[0]) return;
+    /* the training thread and the comm thread (staged copies) may both fail: the
+     * first to claim the slot writes the message */
+    if (__atomic_exchange_n(&g->error_claimed, 1, __ATOMIC_ACQ_REL)) return;
     const char *base = strrchr(file, '/');
     snprintf(g->error, sizeof g->error, "cuda:%d: %s failed: %s (%s:%d)", g->ordinal, call, what,
              base ? base + 1 : file, line);
@@ -307,6 +309,7 @@ __global__ void k_softmax_xent(const float *logits, const int32_t *labels, int n
         float mx = -INFINITY;
         for (int j = threadIdx.x; j < c; j += blockDim.x) mx = fmaxf(mx, z[j]);
         mx = block_max(mx);
+        const float zy = z[labels[r]]; /* read before any dz is written (dz may alias z) */
         double s = 0.0;
         for (int j = threadIdx.x; j < c; j += blockDim.x) s += (double)expf(z[j] - mx);
         s = block_sum(s);
@@ -316,7 +319,7 @@ __global__ void k_softmax_xent(const float *logits, const int32_t *labels, int n
         const float tot = sum;
         __syncthreads();
         const int y = labels[r];
-        if (threadIdx.x == 0) total += (double)(logf(tot) - (z[y] - mx));
+        if (threadIdx.x == 0) total += (double)(logf(tot) - (zy - mx));
         if (dlogits) {
             float *dz = dlogits + (size_t)r * c;
             const float inv = 1.0f / tot;
