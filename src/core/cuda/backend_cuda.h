@@ -24,6 +24,7 @@ typedef struct {
     cudnnConvolutionDescriptor_t conv_desc;
     double *partial;   /* device: per-block partial sums of the reductions */
     int sms;           /* multiprocessors, for grid sizes */
+    size_t conv_ws_planned; /* the largest convolution workspace asked for at plan time */
     int error_claimed; /* set once by the first failure (atomically) */
     char error[320];   /* the first failure, "" while none */
 } lk_cuda;

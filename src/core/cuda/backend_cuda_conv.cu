@@ -3,12 +3,14 @@
  * The descriptors are set per call (host-only work, no allocation), since the batch
  * of a step may be shorter than the one the model was built for. The algorithms are
  * fixed and deterministic (implicit precomputed GEMM forward, ALGO_1 for both
- * backward passes) so the workspace asked for at build time, for the largest batch,
- * covers every call. Math is full float32 (CUDNN_FMA_MATH: no TF32), as on the CPU.
+ * backward passes); the workspace asked for at build time, for the largest batch,
+ * must cover every call, and a call that would need more fails (status) instead. Math is full float32 (CUDNN_FMA_MATH: no TF32), as on the CPU.
  * Pooling gathers: each input element sums what the output windows covering it send
  * back, so no atomics and the same result on every run; max pooling keeps the first
  * largest element of a window, as the CPU. */
 #include "backend_cuda.h"
+
+#include <stdio.h>
 
 static const cudnnConvolutionFwdAlgo_t FWD_ALGO = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
 static const cudnnConvolutionBwdDataAlgo_t BWD_DATA_ALGO = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
@@ -35,10 +37,9 @@ size_t lk_cuda_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd)
     return 0; /* cuDNN keeps nothing between forward and backward */
 }
 
-size_t lk_cuda_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd)
+/* the workspace cd's algorithms need; sets the descriptors for cd */
+static size_t query_workspace(lk_cuda *g, const lk_conv2d_desc *cd)
 {
-    lk_cuda *g = lk_cuda_of(d);
-    if (!cd->n) return 0;
     set_descriptors(g, cd);
     size_t f = 0, bd = 0, bf = 0;
     LK_CUDNN(g, cudnnGetConvolutionForwardWorkspaceSize(g->cudnn, g->x_desc, g->w_desc, g->conv_desc,
@@ -53,11 +54,31 @@ size_t lk_cuda_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd)
     return m > bf ? m : bf;
 }
 
-/* the workspace this call's algorithms need (at most what was planned for the
- * largest batch: the sizes grow with the batch) */
-static size_t call_workspace(lk_device *d, const lk_conv2d_desc *cd)
+/* asked at plan time, for the largest batch: the shared workspace is the largest
+ * answer, which later calls check against */
+size_t lk_cuda_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd)
 {
-    return lk_cuda_conv2d_workspace(d, cd);
+    lk_cuda *g = lk_cuda_of(d);
+    if (!cd->n) return 0;
+    size_t need = query_workspace(g, cd);
+    if (need > g->conv_ws_planned) g->conv_ws_planned = need;
+    return need;
+}
+
+/* this call's workspace (descriptors set for cd); 0 and a failure when it exceeds
+ * what was planned, instead of letting cuDNN write past the buffer */
+static size_t call_workspace(lk_device *d, const lk_conv2d_desc *cd, int *ok)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    size_t need = query_workspace(g, cd);
+    *ok = need <= g->conv_ws_planned;
+    if (!*ok) {
+        char what[160];
+        snprintf(what, sizeof what, "batch %d needs %zu workspace bytes, %zu were planned", cd->n,
+                 need, g->conv_ws_planned);
+        lk_cuda_fail(g, __FILE__, __LINE__, "cuDNN convolution", what);
+    }
+    return need;
 }
 
 void lk_cuda_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
@@ -65,7 +86,9 @@ void lk_cuda_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float 
 {
     (void)saved;
     lk_cuda *g = lk_cuda_of(d);
-    size_t wsb = call_workspace(d, cd); /* also sets the descriptors for cd */
+    int ok;
+    size_t wsb = call_workspace(d, cd, &ok); /* also sets the descriptors for cd */
+    if (!ok) return;
     const float one = 1.0f, zero = 0.0f;
     LK_CUDNN(g, cudnnConvolutionForward(g->cudnn, &one, g->x_desc, x, g->w_desc, w, g->conv_desc,
                                         FWD_ALGO, ws, wsb, &zero, g->y_desc, y));
@@ -78,7 +101,9 @@ void lk_cuda_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float
 {
     (void)saved;
     lk_cuda *g = lk_cuda_of(d);
-    size_t wsb = call_workspace(d, cd);
+    int ok;
+    size_t wsb = call_workspace(d, cd, &ok);
+    if (!ok) return;
     const float one = 1.0f, zero = 0.0f;
     if (dx)
         LK_CUDNN(g, cudnnConvolutionBackwardData(g->cudnn, &one, g->w_desc, w, g->y_desc, dy,
