@@ -210,9 +210,9 @@ static int cmd_train(int argc, char **argv)
             else s = LK_ERR(LK_ERR_ARG, "--shm: expected auto or off, got '%s'", optarg);
             break;
         case O_GPU_COMM:
-            if (!strcmp(optarg, "auto")) o.gpu_comm = 0;
-            else if (!strcmp(optarg, "nccl")) o.gpu_comm = 1;
-            else if (!strcmp(optarg, "mpi")) o.gpu_comm = 2;
+            if (!strcmp(optarg, "auto")) o.gpu_comm = LK_GPU_COMM_AUTO;
+            else if (!strcmp(optarg, "nccl")) o.gpu_comm = LK_GPU_COMM_NCCL;
+            else if (!strcmp(optarg, "mpi")) o.gpu_comm = LK_GPU_COMM_MPI;
             else s = LK_ERR(LK_ERR_ARG, "--gpu-comm: expected auto, nccl or mpi, got '%s'", optarg);
             break;
         case O_COMM_TIMEOUT: s = lk_arg_float("--comm-timeout", optarg, 1e-3, 1e7, &o.comm_timeout); break;
@@ -320,11 +320,7 @@ static int cmd_info(void)
     s = lk_device_open(&d, "cpu", b.ncores);
     if (s != LK_OK) return fail(s);
     char gpu[160] = "none";
-    if (gpus > 0) { /* "cuda:1 (0000:3b:00.0) of 4" */
-        char bus[32] = "";
-        lk_cuda_pci_bus_id(c->local_rank % gpus, bus, (int)sizeof bus);
-        snprintf(gpu, sizeof gpu, "%s (%s) of %d", b.gpu, bus, gpus);
-    }
+    if (gpus > 0) snprintf(gpu, sizeof gpu, "%s of %d", b.gpu, gpus); /* "cuda:1 (0000:3b:00.0) of 4" */
     if (c->rank == 0) {
         printf("lockstep %s\n", LK_VERSION);
         printf("communication: %s backend, %s, %d rank%s\n", c->vt->name, c->library, c->world,

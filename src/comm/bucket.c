@@ -67,7 +67,6 @@ lk_status lk_buckets_create(lk_buckets **out, lk_comm *c, lk_model *m, size_t bu
             lk_free(b);
             return LK_ERR(LK_ERR_COMM, "cannot start the comm thread: %s", strerror(rc));
         }
-        b->thread_started = 1;
     }
     m->on_grad_ready = lk_buckets_grad_ready;
     m->grad_ready_user = b;
@@ -78,7 +77,7 @@ lk_status lk_buckets_create(lk_buckets **out, lk_comm *c, lk_model *m, size_t bu
 void lk_buckets_destroy(lk_buckets *b)
 {
     if (!b) return;
-    if (b->thread_started) {
+    if (b->mode == LK_PROGRESS_THREAD) {
         pthread_mutex_lock(&b->mu);
         b->stop = 1;
         pthread_cond_signal(&b->wake);
@@ -96,7 +95,7 @@ void lk_buckets_begin(lk_buckets *b, int active)
 {
     /* the comm thread, if any, is idle here: the last active step's finish waited
      * for it, and an inactive step never arms it */
-    if (b->thread_started) pthread_mutex_lock(&b->mu);
+    if (b->mode == LK_PROGRESS_THREAD) pthread_mutex_lock(&b->mu);
     b->ready = 0;
     b->next = 0;
     b->active = active;
@@ -104,7 +103,7 @@ void lk_buckets_begin(lk_buckets *b, int active)
     b->t_first_start = b->t_last_done = 0.0;
     for (int i = 0; i < b->n; i++) b->b[i].done = 0;
     b->finishing = b->complete = 0;
-    if (b->thread_started) pthread_mutex_unlock(&b->mu);
+    if (b->mode == LK_PROGRESS_THREAD) pthread_mutex_unlock(&b->mu);
 }
 
 static void start(lk_buckets *b, int i)
@@ -179,7 +178,7 @@ void lk_buckets_grad_ready(void *user, size_t offset, size_t count)
 {
     lk_buckets *b = user;
     if (!b->active) return;
-    if (b->thread_started) {
+    if (b->mode == LK_PROGRESS_THREAD) {
         pthread_mutex_lock(&b->mu);
         if (offset + count > b->ready) b->ready = offset + count;
         pthread_cond_signal(&b->wake);
@@ -196,7 +195,7 @@ lk_status lk_buckets_finish(lk_buckets *b)
     b->comm_ms = b->span_ms = 0.0;
     if (!b->active) return LK_OK;
     double t0 = lk_now();
-    if (b->thread_started) {
+    if (b->mode == LK_PROGRESS_THREAD) {
         pthread_mutex_lock(&b->mu);
         b->finishing = 1;
         pthread_cond_signal(&b->wake);
@@ -212,7 +211,8 @@ lk_status lk_buckets_finish(lk_buckets *b)
         }
     }
     double t1 = lk_now();
-    if (b->thread_started && b->status != LK_OK) b->status = LK_ERR(b->status, "%s", b->thread_error);
+    if (b->mode == LK_PROGRESS_THREAD && b->status != LK_OK)
+        b->status = LK_ERR(b->status, "%s", b->thread_error);
     b->comm_ms = (t1 - t0) * 1e3;
     b->span_ms = b->t_last_done > b->t_first_start ? (b->t_last_done - b->t_first_start) * 1e3 : 0;
     return b->status;

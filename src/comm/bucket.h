@@ -16,8 +16,10 @@
  *           all-reduce (the library's tuned algorithm, progressing on its own, also
  *           in the middle of a long layer). Needs MPI at MPI_THREAD_SERIALIZED (the
  *           training thread makes no MPI call while a step's buckets are in flight).
- *           The default (auto) where MPI allows it: bench/overlap.sh measured it
- *           ahead on every reference model. */
+ *           The default (auto) where MPI allows it and the gradients are not NCCL's;
+ *           bench/overlap.sh measures both, with the comm thread's all-reduce
+ *           through MPI or lockstep's shared memory. With NCCL, starting a bucket
+ *           only queues work on a stream, so auto is `layers`. */
 #ifndef LK_BUCKET_H
 #define LK_BUCKET_H
 
@@ -49,13 +51,14 @@ typedef struct {
     double t_first_start, t_last_done;
     double comm_ms;      /* last step: time blocked waiting in finish (exposed) */
     double span_ms;      /* last step: first start to last completion */
-    /* LK_PROGRESS_THREAD: the comm thread and what it shares with the training
-     * thread (active, ready, finishing, complete, stop under mu) */
+    /* LK_PROGRESS_THREAD (running exactly when mode says so): the comm thread and
+     * what it shares with the training thread (active, ready, finishing, complete,
+     * stop under mu) */
     lk_progress_mode mode;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t wake, idle;
-    int thread_started, finishing, complete, stop;
+    int finishing, complete, stop;
     char thread_error[512]; /* the comm thread's error message */
 } lk_buckets;
 

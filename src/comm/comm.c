@@ -53,8 +53,9 @@ static lk_status check_slot(const lk_comm *c, int slot)
     return LK_OK;
 }
 
-/* 1 when buf is device memory that must go through the staging buffer */
-static int staged(const lk_comm *c, const void *buf)
+/* 1 when buf is memory of the use_device device that the host cannot read: NCCL's,
+ * or it goes through the staging buffer */
+static int on_device(const lk_comm *c, const void *buf)
 {
     return c->dev && buf && c->dev->ops->owns(c->dev, buf);
 }
@@ -95,40 +96,46 @@ lk_status lk_comm_status(lk_comm *c)
     return LK_OK;
 }
 
-lk_status lk_comm_gpu_shared(lk_comm *c, lk_device *dev, int *shared, char *who, size_t len)
+#if LK_HAVE_NCCL
+/* Collective: *shared = 1 when some GPU drives more than one rank of the job, naming
+ * two such ranks in `who`. */
+static lk_status gpu_shared(lk_comm *c, int *shared, char *who, size_t len)
 {
     enum { KEY = 128 };
-    char key[KEY] = "";
-    if (dev->kind == LK_DEV_CUDA) {
-        char bus[32] = "";
-        lk_cuda_pci_bus_id(dev->ordinal, bus, (int)sizeof bus);
-        snprintf(key, sizeof key, "%.63s/%.31s", c->host, bus);
-    }
+    char key[KEY] = "", bus[32] = "";
+    lk_cuda_pci_bus_id(c->dev->ordinal, bus, (int)sizeof bus);
+    snprintf(key, sizeof key, "%.63s/%.31s", c->host, bus);
     char *all = lk_calloc((size_t)c->world, KEY);
     if (!all) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the GPU list");
     lk_status st = lk_comm_allgather_bytes(c, key, all, KEY);
     *shared = 0;
     for (int r = 0; st == LK_OK && r < c->world && !*shared; r++)
         for (int q = r + 1; q < c->world && !*shared; q++)
-            if (all[(size_t)r * KEY] && !strcmp(all + (size_t)r * KEY, all + (size_t)q * KEY)) {
+            if (!strcmp(all + (size_t)r * KEY, all + (size_t)q * KEY)) {
                 *shared = 1;
                 snprintf(who, len, "ranks %d and %d share GPU %s", r, q, all + (size_t)r * KEY);
             }
     lk_free(all);
     return st;
 }
+#endif
 
-lk_status lk_comm_use_nccl(lk_comm *c, int on)
+lk_status lk_comm_use_nccl(lk_comm *c, lk_gpu_comm how)
 {
 #if LK_HAVE_NCCL
     if (c->nccl) lk_nccl_close(c);
-    if (!on) return LK_OK;
-    if (!c->dev || c->dev->kind != LK_DEV_CUDA)
-        return LK_ERR(LK_ERR_ARG, "rank %d: NCCL needs a CUDA device (--device cuda)", c->rank);
-    return lk_nccl_open(c, c->dev);
+    if (how == LK_GPU_COMM_MPI || !c->dev || c->dev->kind != LK_DEV_CUDA) return LK_OK;
+    int shared = 0;
+    char who[200] = "";
+    LK_CHECK(gpu_shared(c, &shared, who, sizeof who));
+    if (shared && how == LK_GPU_COMM_NCCL)
+        return LK_ERR(LK_ERR_ARG, "--gpu-comm nccl: %s, which NCCL does not allow; use --gpu-comm "
+                      "mpi or one rank per GPU", who);
+    return shared ? LK_OK : lk_nccl_open(c, c->dev);
 #else
-    if (on)
-        return LK_ERR(LK_ERR_COMM, "rank %d: this build of lockstep has no NCCL backend", c->rank);
+    if (how == LK_GPU_COMM_NCCL && c->dev && c->dev->kind == LK_DEV_CUDA)
+        return LK_ERR(LK_ERR_COMM, "rank %d: --gpu-comm nccl: this build of lockstep has no NCCL "
+                      "backend", c->rank);
     return LK_OK;
 #endif
 }
@@ -158,13 +165,13 @@ lk_status lk_comm_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op
     if (n && !buf) return LK_ERR(LK_ERR_ARG, "allreduce: null buffer");
     c->slot_nccl[slot] = 0;
 #if LK_HAVE_NCCL
-    if (c->nccl && staged(c, buf)) {
+    if (c->nccl && on_device(c, buf)) {
         c->slot_nccl[slot] = 1;
         return lk_nccl_allreduce_start(c, buf, n, op, slot);
     }
 #endif
     /* a device buffer is summed now, through the staging buffer: its request is done */
-    if (staged(c, buf)) return allreduce_staged(c, buf, n, op);
+    if (on_device(c, buf)) return allreduce_staged(c, buf, n, op);
     return c->vt->allreduce_start(c, buf, n, op, slot);
 }
 
@@ -190,9 +197,9 @@ lk_status lk_comm_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op)
 {
     if (n && !buf) return LK_ERR(LK_ERR_ARG, "allreduce: null buffer");
 #if LK_HAVE_NCCL
-    if (c->nccl && staged(c, buf)) return lk_nccl_allreduce(c, buf, n, op);
+    if (c->nccl && on_device(c, buf)) return lk_nccl_allreduce(c, buf, n, op);
 #endif
-    if (staged(c, buf)) return allreduce_staged(c, buf, n, op);
+    if (on_device(c, buf)) return allreduce_staged(c, buf, n, op);
     return c->vt->allreduce(c, buf, n, op);
 }
 
@@ -207,7 +214,7 @@ lk_status lk_comm_broadcast(lk_comm *c, void *buf, size_t bytes, int root)
     if (root < 0 || root >= c->world)
         return LK_ERR(LK_ERR_ARG, "broadcast: root %d outside 0..%d", root, c->world - 1);
     if (bytes && !buf) return LK_ERR(LK_ERR_ARG, "broadcast: null buffer");
-    if (staged(c, buf)) {
+    if (on_device(c, buf)) {
         LK_CHECK(check_stage(c, "broadcast", bytes));
         if (c->rank == root) lk_copy_to_host(c->dev, c->stage, buf, bytes);
         LK_CHECK(lk_device_status(c->dev));

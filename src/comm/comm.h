@@ -93,13 +93,15 @@ lk_status lk_comm_barrier(lk_comm *c);
  * cannot read): they are copied through `bytes` of pinned host memory, the largest
  * such buffer. dev NULL releases it (before dev is closed). Local, not collective. */
 lk_status lk_comm_use_device(lk_comm *c, lk_device *dev, size_t bytes);
-/* Collective: all-reduces of the use_device device's buffers go through NCCL on a
- * stream of their own, bootstrapped over this communicator (on = 1), or through the
- * staging buffer (on = 0). Needs a build with NCCL and a CUDA device. */
-lk_status lk_comm_use_nccl(lk_comm *c, int on);
-/* Collective: *shared = 1 when some GPU drives more than one rank of the job (NCCL
- * refuses that; staging through MPI works), naming two such ranks in `who`. */
-lk_status lk_comm_gpu_shared(lk_comm *c, lk_device *dev, int *shared, char *who, size_t len);
+/* How GPU replicas all-reduce (--gpu-comm): NCCL where it can (built, one rank per
+ * GPU), NCCL or an error, or the staging buffer through the library. */
+typedef enum { LK_GPU_COMM_AUTO = 0, LK_GPU_COMM_NCCL, LK_GPU_COMM_MPI } lk_gpu_comm;
+/* Collective, after lk_comm_use_device: with a CUDA device, all-reduces of its buffers
+ * go through NCCL on a stream of their own, bootstrapped over this communicator, or
+ * through the staging buffer - as `how` asks and the job allows (NCCL refuses two
+ * ranks on one GPU: AUTO then stages, NCCL is an error naming them). c->nccl says
+ * which. Nothing changes for a CPU device. */
+lk_status lk_comm_use_nccl(lk_comm *c, lk_gpu_comm how);
 int lk_comm_have_nccl(void);   /* built with NCCL */
 /* The failure the NCCL watchdog found (an error, or an all-reduce older than the
  * timeout), else LK_OK: to be read where the host has waited for the device. */

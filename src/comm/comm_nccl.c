@@ -45,8 +45,6 @@ struct lk_nccl {
     char error[320];
 };
 
-void *lk_cuda_stream(lk_device *d); /* backend_cuda.cu: the device's compute stream */
-
 static lk_status nccl_fail(const char *file, int line, const char *call, ncclResult_t r)
 {
     return lk_error_set(LK_ERR_COMM, file, line, "%s failed: %s", call, ncclGetErrorString(r));

@@ -13,8 +13,6 @@
 
 #include "../core/device.h"
 
-#define MAX_LOCAL 1024
-
 /* ORs share `idx` of `n` (contiguous, even) of the cores inside `domain` into set;
  * returns the number of cores in that share (0 when there are fewer cores than n) */
 static int share(hwloc_topology_t t, hwloc_obj_type_t unit, hwloc_const_cpuset_t domain, int idx,
@@ -59,10 +57,12 @@ lk_status lk_topo_bind(const lk_comm *c, int bind, int gpus, lk_topo_binding *ou
     /* the domain this rank draws its cores from, and its place among the ranks there */
     hwloc_const_cpuset_t domain = all;
     int idx = l, n = L;
-    if (gpus > 0 && L <= MAX_LOCAL) {
+    if (gpus > 0) {
         const int g = l % gpus;
         hwloc_const_cpuset_t mine = gpu_domain(t, g);
-        snprintf(out->gpu, sizeof out->gpu, "cuda:%d", g);
+        char bus[32] = "";
+        lk_cuda_pci_bus_id(g, bus, (int)sizeof bus);
+        snprintf(out->gpu, sizeof out->gpu, "cuda:%d (%.31s)", g, bus);
         if (mine) {
             domain = mine;
             idx = n = 0;
@@ -74,7 +74,7 @@ lk_status lk_topo_bind(const lk_comm *c, int bind, int gpus, lk_topo_binding *ou
                 }
             }
         } else {
-            snprintf(out->gpu, sizeof out->gpu, "cuda:%d (locality unknown to hwloc)", g);
+            snprintf(out->gpu, sizeof out->gpu, "cuda:%d (%.31s, locality unknown to hwloc)", g, bus);
         }
     }
     if (!set || !nodes || C <= 0) {

@@ -10,7 +10,7 @@ typedef struct {
     int host_cores;       /* cores on the host */
     char cores[128];      /* hwloc list of the PUs, e.g. "0-3" */
     char numa[64];        /* NUMA nodes of those cores, e.g. "0" */
-    char gpu[64];         /* the GPU this rank drives, "" for a CPU job */
+    char gpu[96];         /* the GPU this rank drives, "cuda:1 (0000:3b:00.0)"; "" for a CPU job */
     char note[160];       /* why not bound, when not */
 } lk_topo_binding;
 

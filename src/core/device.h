@@ -155,6 +155,8 @@ const char *lk_cuda_describe(void);
 /* The PCI bus id ("0000:3b:00.0") of visible GPU `ordinal`; 0 on success. Creates no
  * context, so it may come before the device is chosen. */
 int lk_cuda_pci_bus_id(int ordinal, char *buf, int len);
+/* The CUDA device's compute stream (a cudaStream_t), for NCCL to order against. */
+void *lk_cuda_stream(lk_device *d);
 /* The device a local rank uses: "cpu", or "cuda:N" where "auto" and "cuda" become
  * GPU local_rank mod (visible GPUs) - one GPU per rank on a host, as
  * CUDA_VISIBLE_DEVICES shows them - and "auto" becomes "cpu" without a GPU. */

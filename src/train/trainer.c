@@ -231,6 +231,29 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     return lk_agree_check(s->comm, &a);
 }
 
+/* How the gradients travel between ranks: GPU buffers through NCCL or a pinned staging
+ * buffer, same-host ranks in shared memory (the comm thread's blocking all-reduce, the
+ * gradients moved there to be summed in place), then the buckets; the optimizer state
+ * (--resume) is rank 0's. */
+static lk_status setup_comm(const lk_train_opts *o, run_state *s)
+{
+    lk_comm *c = s->comm;
+    lk_model *m = s->r.model;
+    c->timeout_s = o->comm_timeout; /* before NCCL and shared memory take it */
+    LK_CHECK(lk_comm_use_device(c, s->r.dev, m->nparams * sizeof(float)));
+    LK_CHECK(lk_comm_use_nccl(c, (lk_gpu_comm)o->gpu_comm));
+    lk_progress_mode mode = lk_progress_resolve(c, (lk_progress_mode)o->comm_progress);
+    float *shared = NULL;
+    LK_CHECK(lk_comm_use_shm(c, o->shm && mode == LK_PROGRESS_THREAD, m->nparams,
+                             s->r.dev->host_addressable ? &shared : NULL));
+    if (shared) LK_CHECK(lk_model_borrow_grads(m, shared));
+    LK_CHECK(lk_buckets_create(&s->buckets, c, m, (size_t)(o->bucket_mb * 1048576.0), mode));
+    size_t n = m->nparams * sizeof(float);
+    if (s->opt->s1) LK_CHECK(lk_comm_broadcast(c, s->opt->s1, n, 0));
+    if (s->opt->s2) LK_CHECK(lk_comm_broadcast(c, s->opt->s2, n, 0));
+    return LK_OK;
+}
+
 static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
 {
     s->comm = o->comm;
@@ -271,38 +294,7 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     s->host_params = lk_malloc(m->nparams * sizeof(float));
     if (!s->host_params) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a host copy of the parameters");
     LK_CHECK(lk_dist_broadcast_params(s->comm, m, s->host_params));
-    /* GPU replicas: gradients and optimizer state reach MPI through pinned host memory */
-    if (world > 1) {
-        LK_CHECK(lk_comm_use_device(s->comm, s->r.dev, m->nparams * sizeof(float)));
-        /* ... or NCCL on a stream of its own, for the gradients */
-        int nccl = s->r.dev->kind == LK_DEV_CUDA &&
-                   (o->gpu_comm == 1 || (o->gpu_comm == 0 && lk_comm_have_nccl()));
-        if (nccl) { /* NCCL takes one rank per GPU: auto stages through MPI otherwise */
-            int shared = 0;
-            char who[200] = "";
-            LK_CHECK(lk_comm_gpu_shared(s->comm, s->r.dev, &shared, who, sizeof who));
-            if (shared && o->gpu_comm == 1)
-                return LK_ERR(LK_ERR_ARG, "--gpu-comm nccl: %s, which NCCL does not allow; use "
-                              "--gpu-comm mpi or one rank per GPU", who);
-            nccl = !shared;
-        }
-        LK_CHECK(lk_comm_use_nccl(s->comm, nccl));
-    }
-    if (world > 1) {
-        /* the shared-memory all-reduce blocks: it is the comm thread's. The gradients
-         * move into the shared memory when it has room, to be summed in place. */
-        lk_progress_mode mode = lk_progress_resolve(s->comm, (lk_progress_mode)o->comm_progress);
-        float *shared = NULL;
-        s->comm->timeout_s = o->comm_timeout;
-        LK_CHECK(lk_comm_use_shm(s->comm, o->shm && mode == LK_PROGRESS_THREAD, m->nparams,
-                                 s->r.dev->host_addressable ? &shared : NULL));
-        if (shared) LK_CHECK(lk_model_borrow_grads(m, shared));
-        LK_CHECK(lk_buckets_create(&s->buckets, s->comm, m, (size_t)(o->bucket_mb * 1048576.0), mode));
-        /* optimizer state (--resume) must match too: rank 0's is the reference */
-        size_t n = m->nparams * sizeof(float);
-        if (s->opt->s1) LK_CHECK(lk_comm_broadcast(s->comm, s->opt->s1, n, 0));
-        if (s->opt->s2) LK_CHECK(lk_comm_broadcast(s->comm, s->opt->s2, n, 0));
-    }
+    if (world > 1) LK_CHECK(setup_comm(o, s));
     if (rank == 0) LK_CHECK(lk_metrics_open(&s->metrics, o->metrics_path));
     s->step_ms = lk_malloc((size_t)LK_MAX(s->total, 1) * sizeof(double));
     if (!s->step_ms) return LK_ERR(LK_ERR_NOMEM, "cannot allocate step timers");

@@ -32,7 +32,7 @@ typedef struct {
     double bucket_mb;         /* gradient bucket size */
     int comm_progress;        /* lk_progress_mode: who drives the all-reduces during backward */
     int shm;                  /* same-host ranks all-reduce through shared memory (comm thread) */
-    int gpu_comm;             /* GPU replicas: 0 auto (NCCL when built), 1 NCCL, 2 MPI (staged) */
+    int gpu_comm;             /* lk_gpu_comm: how GPU replicas all-reduce */
     double comm_timeout;      /* seconds lockstep's own waits allow another rank */
     long check_every;         /* compare replica checksums every N steps (0: at the end only) */
     int bind;                 /* bind each rank to its share of the host's cores (hwloc) */

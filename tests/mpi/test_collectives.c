@@ -202,6 +202,18 @@ static int fake_owns(lk_device *d, const void *p)
     return (const char *)p >= fake_lo && (const char *)p < fake_hi;
 }
 
+/* buf[i] == scale * sum over ranks of contrib(r, i), to 1e-6 relative */
+static void check_sum_over_ranks(const char *what, const float *buf, size_t n, double scale)
+{
+    for (size_t i = 0; i < n; i++) {
+        double want = 0;
+        for (int r = 0; r < C->world; r++) want += contrib(r, i);
+        want *= scale;
+        if (fabs(buf[i] - want) > 1e-6 * want)
+            fail_msg("rank %d: %s [%zu] %g != %g", C->rank, what, i, (double)buf[i], want);
+    }
+}
+
 static void test_device_buffers(void **state)
 {
     (void)state;
@@ -218,22 +230,11 @@ static void test_device_buffers(void **state)
     TU_OK(lk_comm_use_device(C, &fake, N * sizeof(float)));
     for (size_t i = 0; i < N; i++) dev[i] = contrib(C->rank, i);
     TU_OK(lk_comm_allreduce(C, dev, N, LK_REDUCE_SUM));
-    for (size_t i = 0; i < N; i++) {
-        double want = 0;
-        for (int r = 0; r < C->world; r++) want += contrib(r, i);
-        if (fabs(dev[i] - want) > 1e-6 * want)
-            fail_msg("rank %d: [%zu] %g != %g", C->rank, i, (double)dev[i], want);
-    }
+    check_sum_over_ranks("sum", dev, N, 1.0);
     for (size_t i = 0; i < N; i++) dev[i] = contrib(C->rank, i);
     TU_OK(lk_comm_allreduce_start(C, dev, N, LK_REDUCE_AVG, 3)); /* done at once */
     TU_OK(lk_comm_wait(C, 3));
-    for (size_t i = 0; i < N; i++) {
-        double want = 0;
-        for (int r = 0; r < C->world; r++) want += contrib(r, i);
-        want /= C->world;
-        if (fabs(dev[i] - want) > 1e-6 * want)
-            fail_msg("rank %d: avg [%zu] %g != %g", C->rank, i, (double)dev[i], want);
-    }
+    check_sum_over_ranks("avg", dev, N, 1.0 / C->world);
     for (size_t i = 0; i < N; i++) dev[i] = C->rank == C->world - 1 ? (float)i : -1.0f;
     TU_OK(lk_comm_broadcast(C, dev, N * sizeof(float), C->world - 1));
     for (size_t i = 0; i < N; i++) assert_true(dev[i] == (float)i);
