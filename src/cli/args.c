@@ -1,6 +1,9 @@
 /* args.c - flag value parsing. */
 #include "args.h"
 
+#include <stdio.h>
+#include <string.h>
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -40,4 +43,20 @@ lk_status lk_arg_u64(const char *flag, const char *text, uint64_t *out)
         return LK_ERR(LK_ERR_ARG, "%s: expected a non-negative integer, got '%s'", flag, text);
     *out = v;
     return LK_OK;
+}
+
+lk_status lk_arg_choice(const char *flag, const char *text, int n, const char *const names[],
+                        const int values[], int *out)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(text, names[i])) {
+            *out = values[i];
+            return LK_OK;
+        }
+    char list[256] = "";
+    size_t len = 0;
+    for (int i = 0; i < n && len < sizeof list; i++)
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", names[i],
+                                i + 2 < n ? ", " : i + 2 == n ? " or " : "");
+    return LK_ERR(LK_ERR_ARG, "%s: expected %s, got '%s'", flag, list, text);
 }

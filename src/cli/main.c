@@ -140,6 +140,12 @@ static lk_status parse_float_flag(const char *flag, double lo, double hi, opt_va
     return lk_arg_float(flag, optarg, lo, hi, &dst->v);
 }
 
+/* a flag with named values: CHOICE("--shm", o.shm, NAMES("auto", "off"), VALUES(1, 0)) */
+#define NAMES(...) ((const char *const[]){__VA_ARGS__})
+#define VALUES(...) ((const int[]){__VA_ARGS__})
+#define CHOICE(flag, field, names, values) \
+    lk_arg_choice(flag, optarg, (int)(sizeof names / sizeof *names), names, values, &(field))
+
 static int cmd_train(int argc, char **argv)
 {
     lk_train_opts o = lk_train_defaults();
@@ -185,9 +191,7 @@ static int cmd_train(int argc, char **argv)
         case O_TRAIN_LIMIT: s = lk_arg_int("--train-limit", optarg, 1, 1 << 30, &v), o.train_limit = (int)v; break;
         case O_VAL_LIMIT: s = lk_arg_int("--val-limit", optarg, 1, 1 << 30, &v), o.val_limit = (int)v; break;
         case O_PROGRESS:
-            if (!strcmp(optarg, "bar")) o.progress = 1;
-            else if (!strcmp(optarg, "lines")) o.progress = 0;
-            else s = LK_ERR(LK_ERR_ARG, "--progress: expected bar or lines, got '%s'", optarg);
+            s = CHOICE("--progress", o.progress, NAMES("bar", "lines"), VALUES(1, 0));
             break;
         case O_QUIET: o.quiet = 1; break;
         case O_COMM: break; /* consumed in main */
@@ -199,28 +203,20 @@ static int cmd_train(int argc, char **argv)
             break;
         }
         case O_COMM_PROGRESS:
-            if (!strcmp(optarg, "auto")) o.comm_progress = LK_PROGRESS_AUTO;
-            else if (!strcmp(optarg, "layers")) o.comm_progress = LK_PROGRESS_LAYERS;
-            else if (!strcmp(optarg, "thread")) o.comm_progress = LK_PROGRESS_THREAD;
-            else s = LK_ERR(LK_ERR_ARG, "--comm-progress: expected auto, layers or thread, got '%s'", optarg);
+            s = CHOICE("--comm-progress", o.comm_progress, NAMES("auto", "layers", "thread"),
+                       VALUES(LK_PROGRESS_AUTO, LK_PROGRESS_LAYERS, LK_PROGRESS_THREAD));
             break;
         case O_SHM:
-            if (!strcmp(optarg, "auto")) o.shm = 1;
-            else if (!strcmp(optarg, "off")) o.shm = 0;
-            else s = LK_ERR(LK_ERR_ARG, "--shm: expected auto or off, got '%s'", optarg);
+            s = CHOICE("--shm", o.shm, NAMES("auto", "off"), VALUES(1, 0));
             break;
         case O_GPU_COMM:
-            if (!strcmp(optarg, "auto")) o.gpu_comm = LK_GPU_COMM_AUTO;
-            else if (!strcmp(optarg, "nccl")) o.gpu_comm = LK_GPU_COMM_NCCL;
-            else if (!strcmp(optarg, "mpi")) o.gpu_comm = LK_GPU_COMM_MPI;
-            else s = LK_ERR(LK_ERR_ARG, "--gpu-comm: expected auto, nccl or mpi, got '%s'", optarg);
+            s = CHOICE("--gpu-comm", o.gpu_comm, NAMES("auto", "nccl", "mpi"),
+                       VALUES(LK_GPU_COMM_AUTO, LK_GPU_COMM_NCCL, LK_GPU_COMM_MPI));
             break;
         case O_COMM_TIMEOUT: s = lk_arg_float("--comm-timeout", optarg, 1e-3, 1e7, &o.comm_timeout); break;
         case O_CHECK_EVERY: s = lk_arg_int("--check-every", optarg, 0, 1L << 40, &o.check_every); break;
         case O_BIND:
-            if (!strcmp(optarg, "cores")) o.bind = 1;
-            else if (!strcmp(optarg, "none")) o.bind = 0;
-            else s = LK_ERR(LK_ERR_ARG, "--bind: expected cores or none, got '%s'", optarg);
+            s = CHOICE("--bind", o.bind, NAMES("cores", "none"), VALUES(1, 0));
             break;
         case O_HELP: train_usage(stdout); return 0;
         case ':': s = LK_ERR(LK_ERR_ARG, "%s needs a value", flag); break;
