@@ -8,6 +8,8 @@ and match the layer order of docs/DESIGN "Reference models":
   mlp-wide  Flatten, Linear(784,1024), ReLU, Linear(1024,1024), ReLU, Linear(1024,10)
   cnn       Conv2d(1,32,3,p=1), ReLU, MaxPool2d(2), Conv2d(32,64,3,p=1), ReLU, MaxPool2d(2),
             Flatten, Linear(3136,128), ReLU, Linear(128,10)
+  lstm/gru  Rows (28 steps of 28 pixels), 2-layer LSTM/GRU(28->128) batch_first, the top
+            layer's last hidden state, Linear(128,10)
 
 Fashion-MNIST is read straight from Debian's IDX .gz files with gzip + numpy (no
 torchvision); pixels are uint8/255 as float32 with no other normalisation.
@@ -38,10 +40,30 @@ import torch.nn.functional as F
 
 DEFAULT_DATA_DIR = os.environ.get("LK_FASHION_MNIST_DIR",
                                   "/usr/share/datasets/fashion-mnist")
-MODELS = ("mlp", "mlp-wide", "cnn")
+MODELS = ("mlp", "mlp-wide", "cnn", "lstm", "gru")
 
 
 # ---------------------------------------------------------------- models
+
+class Rows(nn.Module):
+    """[B, C, H, W] images as H steps of C*W values (lockstep's reshape layer)."""
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], x.shape[-2], -1)
+
+
+class LSTMLast(nn.LSTM):
+    """nn.LSTM (batch_first) returning the last step's hidden state of the top layer;
+    a subclass, so its parameters keep nn.LSTM's names (weight_ih_l0, ...)."""
+
+    def forward(self, x):
+        return super().forward(x)[0][:, -1]
+
+
+class GRULast(nn.GRU):
+    def forward(self, x):
+        return super().forward(x)[0][:, -1]
+
 
 def build_model(name):
     if name == "mlp":
@@ -62,6 +84,9 @@ def build_model(name):
             nn.Flatten(),
             nn.Linear(3136, 128), nn.ReLU(),
             nn.Linear(128, 10))
+    if name in ("lstm", "gru"):
+        cell = LSTMLast if name == "lstm" else GRULast
+        return nn.Sequential(Rows(), cell(28, 128, 2, batch_first=True), nn.Linear(128, 10))
     raise SystemExit(f"torch_ref.py: unknown model '{name}' (choose from {', '.join(MODELS)})")
 
 

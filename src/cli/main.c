@@ -50,7 +50,7 @@ static void train_usage(FILE *f)
 {
     fprintf(f,
             "usage: lockstep train --model NAME [flags]\n\n"
-            "  --model NAME          mlp, mlp-wide, cnn (default cnn)\n"
+            "  --model NAME          mlp, mlp-wide, cnn, lstm, gru (default cnn)\n"
             "  --data SPEC           fashion-mnist[:DIR], mnist:DIR, cifar10:DIR (default fashion-mnist)\n"
             "  --epochs N | --steps N  length of the run (default 1 epoch)\n"
             "  --batch B             samples per rank per step (default 64)\n"

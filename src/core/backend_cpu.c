@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fastmath.h"
 #include "rng.h"
 
 static void *cpu_alloc(lk_device *d, size_t bytes)
@@ -95,10 +96,6 @@ static inline float gelu_grad(float x)
     float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
     return cdf + x * pdf;
 }
-static inline float sigmoid(float x)
-{
-    return x >= 0 ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
-}
 
 static void cpu_act_forward(lk_device *d, lk_act act, float alpha, const float *x, float *y, size_t n)
 {
@@ -115,10 +112,10 @@ static void cpu_act_forward(lk_device *d, lk_act act, float alpha, const float *
         LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN, i, ln, y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];);
         break;
     case LK_ACT_SIGMOID:
-        LK_CPU_FOR(ln > LK_CPU_PAR_MIN / 8, i, ln, y[i] = sigmoid(x[i]););
+        LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN / 8, i, ln, y[i] = lk_sigmf(x[i]););
         break;
     case LK_ACT_TANH:
-        LK_CPU_FOR(ln > LK_CPU_PAR_MIN / 8, i, ln, y[i] = tanhf(x[i]););
+        LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN / 8, i, ln, y[i] = lk_tanhf(x[i]););
         break;
     case LK_ACT_GELU:
         LK_CPU_FOR(ln > LK_CPU_PAR_MIN / 8, i, ln, y[i] = gelu(x[i]););
@@ -216,7 +213,7 @@ static void cpu_bce_logits(lk_device *d, const float *z, const float *t, size_t 
     for (size_t i = 0; i < n; i++) {
         float x = z[i];
         total += (double)(fmaxf(x, 0.0f) - x * t[i] + log1pf(expf(-fabsf(x))));
-        if (dz) dz[i] = g * (sigmoid(x) - t[i]);
+        if (dz) dz[i] = g * (lk_sigmf(x) - t[i]);
     }
     *loss = (float)(total / (double)n);
 }
@@ -302,6 +299,11 @@ static const lk_backend cpu_backend = {
     .sumsq = cpu_sumsq,
     .scale = cpu_scale,
     .axpy = cpu_axpy,
+    .transpose = lk_cpu_transpose,
+    .lstm_cell_forward = lk_cpu_lstm_cell_forward,
+    .lstm_cell_backward = lk_cpu_lstm_cell_backward,
+    .gru_cell_forward = lk_cpu_gru_cell_forward,
+    .gru_cell_backward = lk_cpu_gru_cell_backward,
     .status = cpu_status,
 };
 

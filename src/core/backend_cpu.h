@@ -64,4 +64,17 @@ void lk_cpu_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float 
 void lk_cpu_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                          float *s1, float *s2, size_t n);
 
+/* sequences (backend_cpu_seq.c) */
+void lk_cpu_transpose(lk_device *d, const float *x, float *y, int outer, int a, int b, int inner);
+void lk_cpu_lstm_cell_forward(lk_device *d, int n, int h, float *g, const float *c_prev, float *c,
+                              float *hout);
+void lk_cpu_lstm_cell_backward(lk_device *d, int n, int h, const float *g, const float *c_prev,
+                               const float *c, const float *dh, const float *dh_out, float *dc,
+                               float *dg);
+void lk_cpu_gru_cell_forward(lk_device *d, int n, int h, float *gx, const float *gh,
+                             const float *h_prev, float *hout, float *ghn);
+void lk_cpu_gru_cell_backward(lk_device *d, int n, int h, const float *g, const float *ghn,
+                              const float *h_prev, float *dh, const float *dh_out, float *dgx,
+                              float *dgh);
+
 #endif

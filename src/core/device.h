@@ -116,6 +116,29 @@ typedef struct lk_backend {
     /* *correct = number of rows whose argmax equals the label (device scalar) */
     void (*count_correct)(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
                           float *correct);
+    /* y[o][j][i][k] = x[o][i][j][k], x viewed as [outer][a][b][inner]: swaps the two
+     * middle axes (batch-major <-> time-major sequences, attention heads) */
+    void (*transpose)(lk_device *d, const float *x, float *y, int outer, int a, int b, int inner);
+    /* Recurrent cells over n rows of hidden size h, PyTorch's gate order.
+     * LSTM: g [n][4h] holds the pre-activations of i, f, g, o and is overwritten by their
+     * activations; c = f*c_prev + i*g, hout = o*tanh(c). */
+    void (*lstm_cell_forward)(lk_device *d, int n, int h, float *g, const float *c_prev, float *c,
+                              float *hout);
+    /* dh (+ dh_out when not NULL) reaches hout; dc: in, the gradient reaching c from the
+     * next step, out, the gradient of c_prev; dg [n][4h] gets the pre-activation gradients. */
+    void (*lstm_cell_backward)(lk_device *d, int n, int h, const float *g, const float *c_prev,
+                               const float *c, const float *dh, const float *dh_out, float *dc,
+                               float *dg);
+    /* GRU: gx [n][3h] holds W_ih x + b_ih for r, z, n and is overwritten by the activations
+     * r, z, n; gh [n][3h] = W_hh h_prev + b_hh; ghn [n][h] keeps gh's n part for backward;
+     * n = tanh(gx_n + r*gh_n), hout = (1-z)*n + z*h_prev. */
+    void (*gru_cell_forward)(lk_device *d, int n, int h, float *gx, const float *gh,
+                             const float *h_prev, float *hout, float *ghn);
+    /* dh: in, the gradient reaching hout (+ dh_out when not NULL); out, z*dh, its direct
+     * part to h_prev. dgx, dgh [n][3h]: gradients of the input and hidden pre-activations. */
+    void (*gru_cell_backward)(lk_device *d, int n, int h, const float *g, const float *ghn,
+                              const float *h_prev, float *dh, const float *dh_out, float *dgx,
+                              float *dgh);
     /* flat-buffer helpers */
     void (*optim_update)(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                        float *s1, float *s2, size_t n);

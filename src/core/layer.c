@@ -61,7 +61,9 @@ static void init_values(lk_init_kind kind, const lk_param *p, uint64_t seed, uin
     int normal = 0;
     double a = 0.0; /* uniform bound, or normal std */
     switch (kind) {
-    case LK_INIT_DEFAULT: a = 1.0 / sqrt(fi); break; /* kaiming_uniform(a=sqrt(5)) == this */
+    case LK_INIT_DEFAULT: /* kaiming_uniform(a=sqrt(5)) == 1/sqrt(fan_in) */
+        a = p->default_bound > 0.0f ? p->default_bound : 1.0 / sqrt(fi);
+        break;
     case LK_INIT_NORMAL: a = 0.01, normal = 1; break;
     case LK_INIT_UNIFORM: a = 0.05; break;
     case LK_INIT_XAVIER_UNIFORM: a = sqrt(6.0 / (fi + fo)); break;
@@ -85,8 +87,10 @@ lk_status lk_layer_init_params(lk_layer *l, lk_device *dev, lk_init_kind kind, u
         lk_param *p = &l->params[i];
         if (!p->w) return LK_ERR(LK_ERR_STATE, "layer %d: parameters not allocated", l->index);
         size_t n = lk_shape_numel(&p->shape);
-        init_values(kind, p, seed, (uint64_t)l->index * LK_LAYER_MAX_PARAMS + (uint64_t)i,
-                    host_scratch, n);
+        /* ids of the first four tensors of a layer are index*4 + i (as before layers
+         * had more); each further block of four gets an id space of its own */
+        uint64_t id = ((uint64_t)(i / 4) << 40) + (uint64_t)l->index * 4 + (uint64_t)(i % 4);
+        init_values(kind, p, seed, id, host_scratch, n);
         lk_copy_to_device(dev, p->w, host_scratch, n * sizeof(float));
     }
     return LK_OK;

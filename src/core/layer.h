@@ -26,13 +26,14 @@ typedef enum {
 } lk_init_kind;
 
 #define LK_PARAM_NAME 24
-#define LK_LAYER_MAX_PARAMS 4
+#define LK_LAYER_MAX_PARAMS 16 /* a 4-layer LSTM has 16 tensors */
 
 typedef struct {
     char name[LK_PARAM_NAME]; /* "weight", "bias" */
     lk_shape shape;
     int fan_in, fan_out;
     int is_bias;
+    float default_bound; /* PyTorch's default init draws U(+-default_bound); 0: 1/sqrt(fan_in) */
     size_t offset;   /* in floats, into the model's flat buffers */
     float *w, *g;    /* device pointers: params + offset, grads + offset */
 } lk_param;

@@ -11,8 +11,16 @@ lk_layer *lk_conv2d(int in_channels, int out_channels, int kernel, int stride, i
 lk_layer *lk_maxpool2d(int kernel, int stride, int padding);
 lk_layer *lk_avgpool2d(int kernel, int stride, int padding);
 lk_layer *lk_flatten(void);
+/* Views the input as `dims` (same number of elements). */
+lk_layer *lk_reshape(int ndim, const int *dims);
 lk_layer *lk_activation(lk_act act, float alpha); /* alpha: LeakyReLU slope */
 lk_layer *lk_dropout(float p);
+/* Recurrent layers as torch.nn.LSTM / GRU (batch_first): input [T, input] per sample;
+ * `layers` stacked cells (1..4); output [T, hidden] with sequences, else the last
+ * layer's hidden state at the last step [hidden]. Parameters weight_ih_l<k>,
+ * weight_hh_l<k>, bias_ih_l<k>, bias_hh_l<k> with PyTorch's shapes and gate order. */
+typedef enum { LK_RNN_LSTM = 0, LK_RNN_GRU } lk_rnn_cell;
+lk_layer *lk_rnn(lk_rnn_cell cell, int input, int hidden, int layers, int sequences);
 
 /* Losses (not layers: they end the chain). The mean over the batch, like PyTorch's
  * default reduction; dout = d(loss)/d(out) * scale when dout != NULL. */

@@ -238,6 +238,53 @@ lk_status lk_count_correct(lk_device *d, const float *logits, const int32_t *lab
     return LK_OK;
 }
 
+lk_status lk_transpose(lk_device *d, const float *x, float *y, int outer, int a, int b, int inner)
+{
+    NEED(x && y && x != y, "transpose: needs distinct input and output");
+    NEED(outer >= 0 && a >= 0 && b >= 0 && inner > 0, "transpose: bad shape [%d, %d, %d, %d]",
+         outer, a, b, inner);
+    if (outer && a && b) d->ops->transpose(d, x, y, outer, a, b, inner);
+    return LK_OK;
+}
+
+lk_status lk_lstm_cell_forward(lk_device *d, int n, int h, float *g, const float *c_prev, float *c,
+                               float *hout)
+{
+    NEED(g && c_prev && c && hout && n > 0 && h > 0, "lstm_cell_forward: bad arguments (n=%d h=%d)",
+         n, h);
+    d->ops->lstm_cell_forward(d, n, h, g, c_prev, c, hout);
+    return LK_OK;
+}
+
+lk_status lk_lstm_cell_backward(lk_device *d, int n, int h, const float *g, const float *c_prev,
+                                const float *c, const float *dh, const float *dh_out, float *dc,
+                                float *dg)
+{
+    NEED(g && c_prev && c && dh && dc && dg && n > 0 && h > 0,
+         "lstm_cell_backward: bad arguments (n=%d h=%d)", n, h);
+    d->ops->lstm_cell_backward(d, n, h, g, c_prev, c, dh, dh_out, dc, dg);
+    return LK_OK;
+}
+
+lk_status lk_gru_cell_forward(lk_device *d, int n, int h, float *gx, const float *gh,
+                              const float *h_prev, float *hout, float *ghn)
+{
+    NEED(gx && gh && h_prev && hout && ghn && n > 0 && h > 0,
+         "gru_cell_forward: bad arguments (n=%d h=%d)", n, h);
+    d->ops->gru_cell_forward(d, n, h, gx, gh, h_prev, hout, ghn);
+    return LK_OK;
+}
+
+lk_status lk_gru_cell_backward(lk_device *d, int n, int h, const float *g, const float *ghn,
+                               const float *h_prev, float *dh, const float *dh_out, float *dgx,
+                               float *dgh)
+{
+    NEED(g && ghn && h_prev && dh && dgx && dgh && n > 0 && h > 0,
+         "gru_cell_backward: bad arguments (n=%d h=%d)", n, h);
+    d->ops->gru_cell_backward(d, n, h, g, ghn, h_prev, dh, dh_out, dgx, dgh);
+    return LK_OK;
+}
+
 lk_status lk_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                         float *s1, float *s2, size_t n)
 {

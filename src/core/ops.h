@@ -58,6 +58,19 @@ lk_status lk_bce_logits(lk_device *d, const float *logits, const float *target, 
 lk_status lk_count_correct(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
                            float *correct);
 
+/* Sequences: see the vtable entries in device.h. */
+lk_status lk_transpose(lk_device *d, const float *x, float *y, int outer, int a, int b, int inner);
+lk_status lk_lstm_cell_forward(lk_device *d, int n, int h, float *g, const float *c_prev, float *c,
+                               float *hout);
+lk_status lk_lstm_cell_backward(lk_device *d, int n, int h, const float *g, const float *c_prev,
+                                const float *c, const float *dh, const float *dh_out, float *dc,
+                                float *dg);
+lk_status lk_gru_cell_forward(lk_device *d, int n, int h, float *gx, const float *gh,
+                              const float *h_prev, float *hout, float *ghn);
+lk_status lk_gru_cell_backward(lk_device *d, int n, int h, const float *g, const float *ghn,
+                               const float *h_prev, float *dh, const float *dh_out, float *dgx,
+                               float *dgh);
+
 lk_status lk_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                         float *s1, float *s2, size_t n);
 lk_status lk_sumsq(lk_device *d, const float *x, size_t n, float *out);

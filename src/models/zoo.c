@@ -43,6 +43,23 @@ static lk_status build_cnn(lk_model *m, int nclasses)
     return lk_model_add(m, lk_linear(128, nclasses, 1));
 }
 
+/* Images read row by row: [C, H, W] as H steps of C*W values, a 2-layer recurrent
+ * network of 128 units, and a classifier on the last step's hidden state. */
+static lk_status build_rnn(lk_model *m, int nclasses, lk_rnn_cell cell)
+{
+    const lk_shape *s = &m->in_shape;
+    if (s->ndim < 2)
+        return LK_ERR(LK_ERR_SHAPE, "model %s needs image or sequence input ([C, H, W] or [T, F])",
+                      cell == LK_RNN_LSTM ? "lstm" : "gru");
+    int steps = s->d[s->ndim - 2], width = (int)(lk_shape_numel(s) / (size_t)steps);
+    LK_CHECK(lk_model_add(m, lk_reshape(2, (int[]){steps, width})));
+    LK_CHECK(lk_model_add(m, lk_rnn(cell, width, 128, 2, 0)));
+    return lk_model_add(m, lk_linear(128, nclasses, 1));
+}
+
+static lk_status build_lstm(lk_model *m, int nclasses) { return build_rnn(m, nclasses, LK_RNN_LSTM); }
+static lk_status build_gru(lk_model *m, int nclasses) { return build_rnn(m, nclasses, LK_RNN_GRU); }
+
 typedef struct {
     lk_zoo_entry e;
     lk_status (*build)(lk_model *m, int nclasses);
@@ -54,6 +71,12 @@ static const zoo_row zoo[] = {
     {{"cnn", "2x [Conv3x3, ReLU, MaxPool2] (32, 64 ch), Linear(3136,128), ReLU, Linear(128,10)",
       LK_LOSS_XENT},
      build_cnn},
+    {{"lstm", "2-layer LSTM(28->128) over the 28 image rows, last hidden state, Linear(128,10)",
+      LK_LOSS_XENT},
+     build_lstm},
+    {{"gru", "2-layer GRU(28->128) over the 28 image rows, last hidden state, Linear(128,10)",
+      LK_LOSS_XENT},
+     build_gru},
 };
 #define ZOO_N ((int)(sizeof zoo / sizeof *zoo))
 

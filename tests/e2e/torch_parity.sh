@@ -6,7 +6,7 @@ source "$(dirname "$0")/common.bash"
 [[ -d /usr/share/datasets/fashion-mnist ]] || { echo "SKIP: dataset-fashion-mnist not installed"; exit 0; }
 /usr/bin/python3 -c "import torch" 2>/dev/null || { echo "SKIP: python3-torch not installed"; exit 0; }
 here=$(cd "$(dirname "$0")/../.." && pwd)
-for model in mlp mlp-wide cnn; do
+for model in mlp mlp-wide cnn lstm gru; do
   "$LK" train --model "$model" --steps 30 --val-limit 100 --threads 1 --quiet --save "$TMP/$model"
   ours=$("$LK" eval --checkpoint "$TMP/$model" --threads 1)
   theirs=$(OMP_NUM_THREADS=1 /usr/bin/python3 "$here/tests/reference/torch_eval.py" "$TMP/$model")

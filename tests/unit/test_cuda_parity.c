@@ -1,8 +1,9 @@
 /* test_cuda_parity.c - every backend entry, forward and backward, on the CPU and on
  * CUDA with the same inputs, compared within stated tolerances:
- *   exact        dropout masks (the same Philox numbers), argmax, counts
+ *   exact        dropout masks (the same Philox numbers), argmax, counts, transposes
  *   1e-6         pooling, bias_add, sum of squares, scale, axpy
- *   1e-5         activations, bias gradients, losses and their gradients, optimizer
+ *   1e-5         activations, bias gradients, losses and their gradients, optimizer,
+ *                LSTM and GRU cells
  *   1e-4         matrix products and convolutions (other summation orders)
  * each relative to the largest magnitude of the CPU's result tensor (scalars: to
  * max(1, |value|)).
@@ -308,6 +309,50 @@ static void test_optim_and_helpers(void **state)
     pair_free(&x), pair_free(&y);
 }
 
+static void test_sequences(void **state)
+{
+    (void)state;
+    const int n = 37, h = 29; /* rows x hidden: not multiples of a warp */
+    pair x = pair_rand((size_t)3 * 5 * 7 * 4, 40), y = pair_rand((size_t)3 * 5 * 7 * 4, 41);
+    CPU->ops->transpose(CPU, x.c, y.c, 3, 5, 7, 4);
+    GPU->ops->transpose(GPU, x.g, y.g, 3, 5, 7, 4);
+    same("transpose", &y, 0.0);
+    pair_free(&x), pair_free(&y);
+    for (int with_out = 0; with_out < 2; with_out++) {
+        size_t nh = (size_t)n * h;
+        pair g = pair_rand(4 * nh, 42), cp = pair_rand(nh, 43), c = pair_rand(nh, 44),
+             ho = pair_rand(nh, 45), dh = pair_rand(nh, 46), dho = pair_rand(nh, 47),
+             dc = pair_rand(nh, 48), dg = pair_rand(4 * nh, 49);
+        for (size_t i = 0; i < 4 * nh; i++) g.c[i] *= 3.0f; /* into the saturated tails */
+        lk_copy_to_device(GPU, g.g, g.c, 4 * nh * sizeof(float));
+        CPU->ops->lstm_cell_forward(CPU, n, h, g.c, cp.c, c.c, ho.c);
+        GPU->ops->lstm_cell_forward(GPU, n, h, g.g, cp.g, c.g, ho.g);
+        same("lstm_cell_forward gates", &g, 1e-5);
+        same("lstm_cell_forward c", &c, 1e-5);
+        same("lstm_cell_forward h", &ho, 1e-5);
+        CPU->ops->lstm_cell_backward(CPU, n, h, g.c, cp.c, c.c, dh.c, with_out ? dho.c : NULL, dc.c, dg.c);
+        GPU->ops->lstm_cell_backward(GPU, n, h, g.g, cp.g, c.g, dh.g, with_out ? dho.g : NULL, dc.g, dg.g);
+        same("lstm_cell_backward dg", &dg, 1e-5);
+        same("lstm_cell_backward dc", &dc, 1e-5);
+        pair_free(&g), pair_free(&dg);
+
+        pair gx = pair_rand(3 * nh, 50), gh = pair_rand(3 * nh, 51), ghn = pair_rand(nh, 52),
+             dgx = pair_rand(3 * nh, 53), dgh = pair_rand(3 * nh, 54);
+        CPU->ops->gru_cell_forward(CPU, n, h, gx.c, gh.c, cp.c, ho.c, ghn.c);
+        GPU->ops->gru_cell_forward(GPU, n, h, gx.g, gh.g, cp.g, ho.g, ghn.g);
+        same("gru_cell_forward gates", &gx, 1e-5);
+        same("gru_cell_forward h", &ho, 1e-5);
+        same("gru_cell_forward ghn", &ghn, 1e-5);
+        CPU->ops->gru_cell_backward(CPU, n, h, gx.c, ghn.c, cp.c, dh.c, with_out ? dho.c : NULL, dgx.c, dgh.c);
+        GPU->ops->gru_cell_backward(GPU, n, h, gx.g, ghn.g, cp.g, dh.g, with_out ? dho.g : NULL, dgx.g, dgh.g);
+        same("gru_cell_backward dgx", &dgx, 1e-5);
+        same("gru_cell_backward dgh", &dgh, 1e-5);
+        same("gru_cell_backward dh", &dh, 1e-5);
+        pair_free(&gx), pair_free(&gh), pair_free(&ghn), pair_free(&dgx), pair_free(&dgh);
+        pair_free(&cp), pair_free(&c), pair_free(&ho), pair_free(&dh), pair_free(&dho), pair_free(&dc);
+    }
+}
+
 int main(void)
 {
     lk_device *gpu = NULL;
@@ -334,6 +379,7 @@ int main(void)
         cmocka_unit_test(test_activations), cmocka_unit_test(test_conv),
         cmocka_unit_test(test_pool),        cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_losses),      cmocka_unit_test(test_optim_and_helpers),
+        cmocka_unit_test(test_sequences),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     lk_device_close(GPU);

@@ -208,11 +208,6 @@ void lk_cuda_bias_grad(lk_device *d, float *db, const float *dy, int outer, int 
 
 /* ---- activations ---- */
 
-__device__ __forceinline__ float d_sigmoid(float x)
-{
-    return x >= 0.0f ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
-}
-
 __global__ void k_act_forward(int act, float alpha, const float *x, float *y, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
@@ -221,7 +216,7 @@ __global__ void k_act_forward(int act, float alpha, const float *x, float *y, si
         switch (act) {
         case LK_ACT_RELU: v = v > 0.0f ? v : 0.0f; break;
         case LK_ACT_LEAKY_RELU: v = v > 0.0f ? v : alpha * v; break;
-        case LK_ACT_SIGMOID: v = d_sigmoid(v); break;
+        case LK_ACT_SIGMOID: v = lk_d_sigmoid(v); break;
         case LK_ACT_TANH: v = tanhf(v); break;
         case LK_ACT_GELU: v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
         default: break;
@@ -374,7 +369,7 @@ __global__ void k_bce_logits(const float *z, const float *t, size_t n, float *dz
          i += (size_t)gridDim.x * blockDim.x) {
         float x = z[i];
         s += (double)(fmaxf(x, 0.0f) - x * t[i] + log1pf(expf(-fabsf(x))));
-        if (dz) dz[i] = gscale * (d_sigmoid(x) - t[i]);
+        if (dz) dz[i] = gscale * (lk_d_sigmoid(x) - t[i]);
     }
     s = block_sum(s);
     if (threadIdx.x == 0) partial[blockIdx.x] = s;
@@ -503,6 +498,11 @@ static const lk_backend cuda_backend = {
     /* .mse = */ cu_mse,
     /* .bce_logits = */ cu_bce_logits,
     /* .count_correct = */ cu_count_correct,
+    /* .transpose = */ lk_cuda_transpose,
+    /* .lstm_cell_forward = */ lk_cuda_lstm_cell_forward,
+    /* .lstm_cell_backward = */ lk_cuda_lstm_cell_backward,
+    /* .gru_cell_forward = */ lk_cuda_gru_cell_forward,
+    /* .gru_cell_backward = */ lk_cuda_gru_cell_backward,
     /* .optim_update = */ lk_cuda_optim_update,
     /* .sumsq = */ cu_sumsq,
     /* .scale = */ cu_scale,

@@ -84,5 +84,22 @@ void lk_cuda_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, co
 void lk_cuda_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c, int inner,
                        float beta);
 void lk_cuda_bias_add(lk_device *d, float *y, const float *b, int outer, int c, int inner);
+/* sequences (backend_cuda_seq.cu) */
+void lk_cuda_transpose(lk_device *d, const float *x, float *y, int outer, int a, int b, int inner);
+void lk_cuda_lstm_cell_forward(lk_device *d, int n, int h, float *g, const float *c_prev, float *c,
+                               float *hout);
+void lk_cuda_lstm_cell_backward(lk_device *d, int n, int h, const float *g, const float *c_prev,
+                                const float *c, const float *dh, const float *dh_out, float *dc,
+                                float *dg);
+void lk_cuda_gru_cell_forward(lk_device *d, int n, int h, float *gx, const float *gh,
+                              const float *h_prev, float *hout, float *ghn);
+void lk_cuda_gru_cell_backward(lk_device *d, int n, int h, const float *g, const float *ghn,
+                               const float *h_prev, float *dh, const float *dh_out, float *dgx,
+                               float *dgh);
+/* the logistic function, without overflow for large |x| */
+__device__ __forceinline__ float lk_d_sigmoid(float x)
+{
+    return x >= 0.0f ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
+}
 
 #endif

@@ -1,0 +1,108 @@
+/* backend_cpu_seq.c - the CPU's sequence entries: the axis swap between batch-major
+ * and time-major layouts, and the element-wise parts of the LSTM and GRU cells (the
+ * matrix products around them are the layer's gemm calls). */
+#include <string.h>
+
+#include "backend_cpu.h"
+#include "fastmath.h"
+
+void lk_cpu_transpose(lk_device *d, const float *x, float *y, int outer, int a, int b, int inner)
+{
+    (void)d;
+    const size_t plane = (size_t)a * b * inner, row = (size_t)inner * sizeof(float);
+    LK_CPU_FOR((long)outer * a * b * inner > LK_CPU_PAR_MIN, r, (long)outer * b, {
+        const long o = r / b, j = r % b;
+        const float *src = x + (size_t)o * plane + (size_t)j * inner;
+        float *dst = y + (size_t)o * plane + (size_t)j * a * inner;
+        for (int i = 0; i < a; i++) memcpy(dst + (size_t)i * inner, src + (size_t)i * b * inner, row);
+    });
+}
+
+void lk_cpu_lstm_cell_forward(lk_device *d, int n, int h, float *g, const float *c_prev, float *c,
+                              float *hout)
+{
+    (void)d;
+    LK_CPU_FOR((long)n * h > LK_CPU_PAR_MIN / 8, r, n, {
+        float *gi = g + (size_t)r * 4 * h, *gf = gi + h, *gg = gf + h, *go = gg + h;
+        const float *cp = c_prev + (size_t)r * h;
+        float *cr = c + (size_t)r * h, *hr = hout + (size_t)r * h;
+        _Pragma("omp simd")
+        for (int j = 0; j < h; j++) {
+            float i = lk_sigmf(gi[j]), f = lk_sigmf(gf[j]), gv = lk_tanhf(gg[j]),
+                  o = lk_sigmf(go[j]);
+            float cv = f * cp[j] + i * gv;
+            gi[j] = i, gf[j] = f, gg[j] = gv, go[j] = o;
+            cr[j] = cv;
+            hr[j] = o * lk_tanhf(cv);
+        }
+    });
+}
+
+void lk_cpu_lstm_cell_backward(lk_device *d, int n, int h, const float *g, const float *c_prev,
+                               const float *c, const float *dh, const float *dh_out, float *dc,
+                               float *dg)
+{
+    (void)d;
+    LK_CPU_FOR((long)n * h > LK_CPU_PAR_MIN / 8, r, n, {
+        const float *gi = g + (size_t)r * 4 * h, *gf = gi + h, *gg = gf + h, *go = gg + h;
+        const size_t o_ = (size_t)r * h;
+        float *di = dg + (size_t)r * 4 * h, *df = di + h, *dgg = df + h, *dout = dgg + h;
+        _Pragma("omp simd")
+        for (int j = 0; j < h; j++) {
+            float dhv = dh[o_ + j] + (dh_out ? dh_out[o_ + j] : 0.0f);
+            float tc = lk_tanhf(c[o_ + j]);
+            float i = gi[j], f = gf[j], gv = gg[j], o = go[j];
+            float dcv = dc[o_ + j] + dhv * o * (1.0f - tc * tc);
+            dout[j] = dhv * tc * o * (1.0f - o);
+            di[j] = dcv * gv * i * (1.0f - i);
+            df[j] = dcv * c_prev[o_ + j] * f * (1.0f - f);
+            dgg[j] = dcv * i * (1.0f - gv * gv);
+            dc[o_ + j] = dcv * f;
+        }
+    });
+}
+
+void lk_cpu_gru_cell_forward(lk_device *d, int n, int h, float *gx, const float *gh,
+                             const float *h_prev, float *hout, float *ghn)
+{
+    (void)d;
+    LK_CPU_FOR((long)n * h > LK_CPU_PAR_MIN / 8, r, n, {
+        float *xr = gx + (size_t)r * 3 * h, *xz = xr + h, *xn = xz + h;
+        const float *hr = gh + (size_t)r * 3 * h, *hz = hr + h, *hn = hz + h;
+        const size_t o_ = (size_t)r * h;
+        _Pragma("omp simd")
+        for (int j = 0; j < h; j++) {
+            float rv = lk_sigmf(xr[j] + hr[j]), zv = lk_sigmf(xz[j] + hz[j]);
+            float nv = lk_tanhf(xn[j] + rv * hn[j]);
+            xr[j] = rv, xz[j] = zv, xn[j] = nv;
+            ghn[o_ + j] = hn[j];
+            hout[o_ + j] = (1.0f - zv) * nv + zv * h_prev[o_ + j];
+        }
+    });
+}
+
+void lk_cpu_gru_cell_backward(lk_device *d, int n, int h, const float *g, const float *ghn,
+                              const float *h_prev, float *dh, const float *dh_out, float *dgx,
+                              float *dgh)
+{
+    (void)d;
+    LK_CPU_FOR((long)n * h > LK_CPU_PAR_MIN / 8, r, n, {
+        const float *gr = g + (size_t)r * 3 * h, *gz = gr + h, *gn = gz + h;
+        float *xr = dgx + (size_t)r * 3 * h, *xz = xr + h, *xn = xz + h;
+        float *hr = dgh + (size_t)r * 3 * h, *hz = hr + h, *hn = hz + h;
+        const size_t o_ = (size_t)r * h;
+        _Pragma("omp simd")
+        for (int j = 0; j < h; j++) {
+            float dhv = dh[o_ + j] + (dh_out ? dh_out[o_ + j] : 0.0f);
+            float rv = gr[j], zv = gz[j], nv = gn[j];
+            float dan = dhv * (1.0f - zv) * (1.0f - nv * nv);
+            float daz = dhv * (h_prev[o_ + j] - nv) * zv * (1.0f - zv);
+            float dar = dan * ghn[o_ + j] * rv * (1.0f - rv);
+            xr[j] = hr[j] = dar;
+            xz[j] = hz[j] = daz;
+            xn[j] = dan;
+            hn[j] = dan * rv;
+            dh[o_ + j] = dhv * zv;
+        }
+    });
+}

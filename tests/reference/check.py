@@ -1,0 +1,166 @@
+#!/usr/bin/python3
+"""Reference check against PyTorch, family by family.
+
+For each model, lk_refdump (tests/reference/refdump.c) writes what lockstep computed:
+the initial weights, one batch, the training-mode output, the loss and every gradient,
+then K optimizer steps on the following batches with the loss before and the weights
+after each. Here the PyTorch twin (bench/torch_ref.py) loads those initial weights with
+load_state_dict(strict=True), recomputes all of it from the same batches with
+torch.optim, and compares:
+
+  output, loss        |ours - torch| <= 1e-4 * max(1, max|torch|)      (per tensor)
+  gradients           |ours - torch| <= 1e-4 * max|torch grad| + 1e-7  (per tensor)
+  losses of steps     relative 1e-4
+  weights after steps |ours - torch| <= 1e-4 * max(1, max|torch w|)    (per tensor)
+                      + 0.05 lr for Adam, RMSprop and AdaGrad (see `noise` below)
+
+The differences come from float32 summation order only, so they are far below these
+bounds when the model is the same; a wrong gate order, a missing bias or a different
+optimizer constant is far above them.
+
+  check.py --refdump build/tests/lk_refdump [--model M ...] [--keep DIR]
+"""
+
+import argparse
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+import torch
+import torch.nn.functional as F
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, "..", "..", "bench"))
+import torch_ref  # noqa: E402
+
+# model -> the runs to check: (optimizer, lr, weight decay, batch, steps)
+RUNS = {
+    "mlp": [("sgd", 0.1, 0.0, 16, 3), ("adamw", 1e-3, 0.01, 16, 3)],
+    "mlp-wide": [("momentum", 0.05, 0.0, 8, 2)],
+    "cnn": [("momentum", 0.05, 0.0, 8, 2)],
+    "lstm": [("adam", 1e-3, 0.0, 16, 3), ("rmsprop", 1e-3, 0.0, 8, 2)],
+    "gru": [("adam", 1e-3, 0.0, 16, 3), ("adagrad", 1e-2, 1e-4, 8, 2)],
+}
+
+
+def read_safetensors(path):
+    raw = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    data = raw[8 + n:]
+    out = {}
+    for name, e in header.items():
+        assert e["dtype"] == "F32", (name, e["dtype"])
+        b, end = e["data_offsets"]
+        out[name] = torch.frombuffer(bytearray(data[b:end]), dtype=torch.float32).reshape(e["shape"])
+    return out, meta
+
+
+def optimizer(name, params, lr, wd):
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd)
+    if name == "momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
+    if name == "nesterov":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
+    raise SystemExit(f"check.py: no torch optimizer for '{name}'")
+
+
+class Report:
+    def __init__(self):
+        self.failures = []
+
+    def close(self, what, ours, theirs, rel, floor=1.0, extra=0.0):
+        scale = max(floor, theirs.abs().max().item()) if theirs.numel() else floor
+        err = (ours - theirs).abs().max().item() if theirs.numel() else 0.0
+        tol = rel * scale + extra
+        ok = err <= tol
+        if not ok:
+            self.failures.append(f"{what}: max |diff| {err:.3g} > {tol:.3g}")
+        return err / tol if tol > 0 else 0.0
+
+
+def check_run(refdump, model, optim, lr, wd, batch, steps, tmp, rep):
+    path = os.path.join(tmp, f"{model}-{optim}.safetensors")
+    cmd = [refdump, model, path, "--optim", optim, "--lr", repr(lr), "--batch", str(batch),
+           "--steps", str(steps), "--weight-decay", repr(wd)]
+    subprocess.run(cmd, check=True)
+    t, meta = read_safetensors(path)
+    assert meta["model"] == model and int(meta["steps"]) == steps, meta
+
+    net = torch_ref.build_model(model)
+    init = {k[len("init."):]: v for k, v in t.items() if k.startswith("init.")}
+    net.load_state_dict(init, strict=True)  # every name and shape must be PyTorch's
+    net.train()
+    params = dict(net.named_parameters())
+
+    worst = 0.0
+    x, y = t["input"], t["labels"].long()
+    out = net(x)
+    loss = F.cross_entropy(out, y)
+    loss.backward()
+    first_loss = loss.item()
+    worst = max(worst, rep.close(f"{model}: output", t["out"], out.detach(), 1e-4))
+    worst = max(worst, rep.close(f"{model}: loss", t["loss"], loss.detach().reshape(1), 1e-4))
+    for name, p in params.items():
+        worst = max(worst, rep.close(f"{model}: grad {name}", t["grad." + name], p.grad, 1e-4,
+                                     floor=0.0, extra=1e-7))
+
+    opt = optimizer(optim, net.parameters(), lr, wd)
+    # Adam, RMSprop and AdaGrad divide by the gradient's own size: an element whose
+    # gradient is at float32 noise level (1e-10, next to eps) moves by a noise-dependent
+    # fraction of lr, so weights are allowed 5% of lr on top
+    noise = 0.05 * lr if optim in ("adam", "adamw", "rmsprop", "adagrad") else 0.0
+    for s in range(1, steps + 1):
+        opt.zero_grad(set_to_none=True)
+        xs, ys = t[f"step{s}.input"], t[f"step{s}.labels"].long()
+        loss = F.cross_entropy(net(xs), ys)
+        loss.backward()
+        opt.step()
+        worst = max(worst, rep.close(f"{model}: step {s} loss", t[f"step{s}.loss"],
+                                     loss.detach().reshape(1), 1e-4))
+        for name, p in params.items():
+            worst = max(worst, rep.close(f"{model}: step {s} {name}", t[f"step{s}.{name}"],
+                                         p.detach(), 1e-4, extra=noise))
+    print(f"  {model:9s} {optim:8s} lr {lr:<7g} batch {batch:3d} steps {steps}: "
+          f"{len(params)} tensors, loss {t['loss'].item():.6f} (torch {first_loss:.6f}), "
+          f"worst diff/tolerance {worst:.3g}", flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--refdump", required=True, help="the lk_refdump binary")
+    p.add_argument("--model", action="append", choices=sorted(RUNS), help="default: all")
+    p.add_argument("--keep", help="write the dumps here instead of a temporary folder")
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    rep = Report()
+    with tempfile.TemporaryDirectory() as tmp:
+        where = a.keep or tmp
+        os.makedirs(where, exist_ok=True)
+        for model in a.model or list(RUNS):
+            for run in RUNS[model]:
+                check_run(a.refdump, model, *run, where, rep)
+    if rep.failures:
+        print("FAIL:")
+        for f in rep.failures[:40]:
+            print("  " + f)
+        return 1
+    print("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+/* refdump.c - what lockstep computes for one zoo model, written out for its PyTorch
+ * twin to recompute (tests/reference/check.py):
+ *
+ *   lk_refdump MODEL OUT.safetensors [--steps K] [--optim NAME] [--lr X] [--batch B]
+ *              [--seed S] [--data SPEC] [--init NAME] [--weight-decay X]
+ *
+ * OUT holds, for the training samples [0, B) of SPEC (default fashion-mnist):
+ *   input, labels          the batch as the model saw it (labels as floats; for the
+ *                          steps: step<s>.input, step<s>.labels)
+ *   init.<param>           the initial weights (PyTorch names and shapes)
+ *   out, loss              the training-mode forward and its loss
+ *   grad.<param>           d(loss)/d(param) from lockstep's backward
+ * and for each of K optimizer steps s = 1..K on the batches [s*B, (s+1)*B):
+ *   step<s>.loss           the loss before the update
+ *   step<s>.<param>        the weights after it
+ * __metadata__ says the model, optimizer, learning rate, batch and steps. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/checkpoint.h"
+#include "core/ops.h"
+#include "models/zoo.h"
+#include "train/replica.h"
+
+#define MAX_TENSORS 4096
+
+typedef struct {
+    lk_st_tensor t[MAX_TENSORS];
+    char *names[MAX_TENSORS];
+    float *bufs[MAX_TENSORS];
+    int n;
+} dump;
+
+static lk_status add(dump *d, const char *name, int ndim, const int64_t *shape, const float *data,
+                     lk_device *dev)
+{
+    if (d->n == MAX_TENSORS) return LK_ERR(LK_ERR_ARG, "too many tensors to dump");
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    float *copy = malloc((n ? n : 1) * sizeof *copy);
+    char *nm = strdup(name);
+    if (!copy || !nm) return LK_ERR(LK_ERR_NOMEM, "out of memory");
+    if (dev) lk_copy_to_host(dev, copy, data, n * sizeof *copy);
+    else memcpy(copy, data, n * sizeof *copy);
+    lk_st_tensor *t = &d->t[d->n];
+    t->name = nm;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    t->data = copy;
+    d->names[d->n] = nm;
+    d->bufs[d->n++] = copy;
+    return LK_OK;
+}
+
+/* every parameter (or its gradient) under prefix */
+static lk_status add_params(dump *d, const lk_model *m, const char *prefix, int grads)
+{
+    for (int i = 0; i < lk_model_param_count(m); i++) {
+        char pname[64], name[96];
+        const lk_param *p = lk_model_param(m, i, pname, sizeof pname);
+        snprintf(name, sizeof name, "%s%s", prefix, pname);
+        int64_t shape[LK_MAX_DIMS];
+        for (int k = 0; k < p->shape.ndim; k++) shape[k] = p->shape.d[k];
+        LK_CHECK(add(d, name, p->shape.ndim, shape, grads ? p->g : p->w, m->dev));
+    }
+    return LK_OK;
+}
+
+static lk_status scalar(dump *d, const char *name, const float *dev_value, lk_device *dev)
+{
+    int64_t one = 1;
+    return add(d, name, 1, &one, dev_value, dev);
+}
+
+/* the batch just run: "input"/"labels" (step 0) or "step<s>.input"/"step<s>.labels" */
+static lk_status add_batch(dump *d, const lk_replica *r, int step)
+{
+    const lk_model *m = r->model;
+    const int B = m->max_batch;
+    char name[32], prefix[16] = "";
+    if (step) snprintf(prefix, sizeof prefix, "step%d.", step);
+    int64_t shape[LK_MAX_DIMS + 1] = {B};
+    for (int k = 0; k < m->in_shape.ndim; k++) shape[k + 1] = m->in_shape.d[k];
+    snprintf(name, sizeof name, "%sinput", prefix);
+    LK_CHECK(add(d, name, m->in_shape.ndim + 1, shape, m->act[0], m->dev));
+    float *labels = malloc((size_t)B * sizeof *labels);
+    int32_t *host = malloc((size_t)B * sizeof *host);
+    if (!labels || !host) return LK_ERR(LK_ERR_NOMEM, "out of memory");
+    lk_copy_to_host(m->dev, host, r->labels, (size_t)B * sizeof *host);
+    for (int i = 0; i < B; i++) labels[i] = (float)host[i];
+    int64_t nb = B;
+    snprintf(name, sizeof name, "%slabels", prefix);
+    lk_status st = add(d, name, 1, &nb, labels, NULL);
+    free(labels);
+    free(host);
+    return st;
+}
+
+typedef struct {
+    const char *model, *out, *data, *optim, *init;
+    int steps, batch;
+    float lr, wd;
+    int lr_set;
+    uint64_t seed;
+} args;
+
+/* forward + loss (+ backward) of samples [first, first + B) */
+static lk_status run_batch(lk_replica *r, const lk_dataset *ds, int first, int B, int backward,
+                           lk_tensor *out)
+{
+    for (int i = 0; i < B; i++) r->idx[i] = first + i;
+    lk_replica_load_batch(r, ds, r->idx, B);
+    LK_CHECK(lk_model_forward(r->model, B, 1, 0, out));
+    lk_loss_args la = {.out = out->data, .labels = r->labels, .batch = B,
+                       .features = (int)lk_shape_numel(&out->shape) / B};
+    LK_CHECK(lk_loss(r->dev, r->loss, &la, &r->scalars[0], backward ? r->model->dout : NULL, 1.0f));
+    if (backward) LK_CHECK(lk_model_backward_ex(r->model, B, 0, LK_GRADS_REPLACE));
+    return LK_OK;
+}
+
+static lk_status run(const args *a, dump *d)
+{
+    lk_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    lk_replica r;
+    memset(&r, 0, sizeof r);
+    lk_optim *opt = NULL;
+    lk_status st = lk_data_open(a->data, "train", &ds);
+    if (st == LK_OK && ds.n < (a->steps + 1) * a->batch)
+        st = LK_ERR(LK_ERR_ARG, "%s has %d samples, fewer than %d", a->data, ds.n,
+                    (a->steps + 1) * a->batch);
+    lk_init_kind init = LK_INIT_DEFAULT;
+    if (st == LK_OK) st = lk_init_parse(a->init, &init);
+    if (st == LK_OK)
+        st = lk_replica_open(&r, "cpu", 1, a->model, &ds.sample, ds.nclasses, a->batch, init, a->seed);
+    lk_model *m = r.model;
+    const int B = a->batch;
+    if (st == LK_OK) {
+        lk_tensor out;
+        st = add_params(d, m, "init.", 0);
+        if (st == LK_OK) st = run_batch(&r, &ds, 0, B, 1, &out);
+        if (st == LK_OK) st = add_batch(d, &r, 0);
+        int64_t oshape[LK_MAX_DIMS + 1] = {B};
+        for (int k = 1; k < out.shape.ndim; k++) oshape[k] = out.shape.d[k];
+        if (st == LK_OK) st = add(d, "out", out.shape.ndim, oshape, out.data, r.dev);
+        if (st == LK_OK) st = scalar(d, "loss", &r.scalars[0], r.dev);
+        if (st == LK_OK) st = add_params(d, m, "grad.", 1);
+    }
+    lk_optim_kind kind = LK_OPT_SGD;
+    if (st == LK_OK) st = lk_optim_parse(a->optim, &kind);
+    lk_optim_config oc = lk_optim_defaults(kind);
+    if (a->lr_set) oc.lr = a->lr;
+    oc.weight_decay = a->wd;
+    oc.total_steps = a->steps;
+    if (st == LK_OK) st = lk_optim_create(&opt, r.dev, &oc, m->nparams);
+    for (int s = 1; st == LK_OK && s <= a->steps; s++) {
+        lk_tensor out;
+        char name[32];
+        st = run_batch(&r, &ds, s * B, B, 1, &out);
+        if (st == LK_OK) st = add_batch(d, &r, s);
+        snprintf(name, sizeof name, "step%d.loss", s);
+        if (st == LK_OK) st = scalar(d, name, &r.scalars[0], r.dev);
+        if (st == LK_OK) st = lk_optim_step(opt, m->params, m->grads, 1.0f);
+        snprintf(name, sizeof name, "step%d.", s);
+        if (st == LK_OK) st = add_params(d, m, name, 0);
+    }
+    if (st == LK_OK) {
+        char lr[32], batch[16], steps[16], seed[24];
+        snprintf(lr, sizeof lr, "%.9g", (double)oc.lr);
+        snprintf(batch, sizeof batch, "%d", B);
+        snprintf(steps, sizeof steps, "%d", a->steps);
+        snprintf(seed, sizeof seed, "%llu", (unsigned long long)a->seed);
+        const char *keys[] = {"model", "optimizer", "lr", "batch", "steps", "seed", "weight_decay"};
+        char wd[32];
+        snprintf(wd, sizeof wd, "%.9g", (double)oc.weight_decay);
+        const char *vals[] = {a->model, lk_optim_name(kind), lr, batch, steps, seed, wd};
+        st = lk_safetensors_write(a->out, d->t, d->n, keys, vals, 7);
+    }
+    lk_optim_destroy(opt);
+    lk_replica_free(&r);
+    lk_dataset_free(&ds);
+    return st;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: lk_refdump MODEL OUT.safetensors [--steps K] [--optim NAME] "
+                        "[--lr X] [--batch B] [--seed S] [--data SPEC] [--init NAME] "
+                        "[--weight-decay X]\n");
+        return 2;
+    }
+    args a = {argv[1], argv[2], "fashion-mnist", "sgd", "default", 3, 8, 0.0f, 0.0f, 0, 0};
+    for (int i = 3; i + 1 < argc; i += 2) {
+        const char *f = argv[i], *v = argv[i + 1];
+        if (!strcmp(f, "--steps")) a.steps = atoi(v);
+        else if (!strcmp(f, "--optim")) a.optim = v;
+        else if (!strcmp(f, "--lr")) a.lr = strtof(v, NULL), a.lr_set = 1;
+        else if (!strcmp(f, "--batch")) a.batch = atoi(v);
+        else if (!strcmp(f, "--seed")) a.seed = strtoull(v, NULL, 10);
+        else if (!strcmp(f, "--data")) a.data = v;
+        else if (!strcmp(f, "--init")) a.init = v;
+        else if (!strcmp(f, "--weight-decay")) a.wd = strtof(v, NULL);
+        else {
+            fprintf(stderr, "lk_refdump: unknown flag %s\n", f);
+            return 2;
+        }
+    }
+    if (a.batch < 1 || a.batch > 4096 || a.steps < 0) {
+        fprintf(stderr, "lk_refdump: --batch 1..4096 and --steps >= 0\n");
+        return 2;
+    }
+    dump *d = calloc(1, sizeof *d);
+    if (!d) return 1;
+    lk_status st = run(&a, d);
+    for (int i = 0; i < d->n; i++) free(d->names[i]), free(d->bufs[i]);
+    free(d);
+    if (st != LK_OK) {
+        fprintf(stderr, "lk_refdump: %s\n", lk_error_message());
+        return 1;
+    }
+    return 0;
+}

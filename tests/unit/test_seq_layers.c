@@ -1,0 +1,253 @@
+/* test_seq_layers.c - the sequence layers: LSTM and GRU forward against a direct
+ * double-precision implementation of PyTorch's equations, backward (input and every
+ * parameter) against central finite differences through time, the gradient modes,
+ * the axis swap they are built on, reshape, and constructor errors. */
+#include "gradcheck.h"
+
+#include "core/fastmath.h"
+
+static double sig(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+/* One layer of PyTorch's LSTM (gates i, f, g, o) or GRU (r, z, n) over x [B][T][I]
+ * (batch_first), all in double; y [B][T][H]. */
+static void rnn_ref(lk_rnn_cell cell, int B, int T, int I, int H, const double *x, const float *wih,
+                    const float *whh, const float *bih, const float *bhh, double *y)
+{
+    const int G = cell == LK_RNN_LSTM ? 4 : 3;
+    double *h = calloc((size_t)H, sizeof *h), *c = calloc((size_t)H, sizeof *c);
+    double *gx = malloc((size_t)G * H * sizeof *gx), *gh = malloc((size_t)G * H * sizeof *gh);
+    for (int b = 0; b < B; b++) {
+        memset(h, 0, (size_t)H * sizeof *h);
+        memset(c, 0, (size_t)H * sizeof *c);
+        for (int t = 0; t < T; t++) {
+            const double *xt = x + ((size_t)b * T + t) * I;
+            for (int r = 0; r < G * H; r++) {
+                double sx = bih[r], sh = bhh[r];
+                for (int i = 0; i < I; i++) sx += wih[(size_t)r * I + i] * xt[i];
+                for (int j = 0; j < H; j++) sh += whh[(size_t)r * H + j] * h[j];
+                gx[r] = sx;
+                gh[r] = sh;
+            }
+            double *yt = y + ((size_t)b * T + t) * H;
+            for (int j = 0; j < H; j++) {
+                if (cell == LK_RNN_LSTM) {
+                    double ig = sig(gx[j] + gh[j]), fg = sig(gx[H + j] + gh[H + j]);
+                    double gg = tanh(gx[2 * H + j] + gh[2 * H + j]), og = sig(gx[3 * H + j] + gh[3 * H + j]);
+                    c[j] = fg * c[j] + ig * gg;
+                    yt[j] = og * tanh(c[j]);
+                } else {
+                    double rg = sig(gx[j] + gh[j]), zg = sig(gx[H + j] + gh[H + j]);
+                    double ng = tanh(gx[2 * H + j] + rg * gh[2 * H + j]);
+                    yt[j] = (1.0 - zg) * ng + zg * h[j];
+                }
+            }
+            for (int j = 0; j < H; j++) h[j] = yt[j];
+        }
+    }
+    free(h), free(c), free(gx), free(gh);
+}
+
+typedef struct {
+    lk_rnn_cell cell;
+    int I, H, T, layers, sequences, batch;
+} rnn_cfg;
+
+static void check_rnn(const rnn_cfg *c)
+{
+    int in[2] = {c->T, c->I};
+    gc_layer g;
+    gc_layer_open(&g, 2, in, lk_rnn(c->cell, c->I, c->H, c->layers, c->sequences), c->batch);
+    assert_int_equal(g.l->nparams, 4 * c->layers);
+    char top[LK_PARAM_NAME];
+    snprintf(top, sizeof top, "weight_hh_l%d", c->layers - 1);
+    assert_string_equal(g.l->params[4 * (c->layers - 1) + 1].name, top);
+    if (c->sequences) assert_true(g.l->out.ndim == 2 && g.l->out.d[0] == c->T && g.l->out.d[1] == c->H);
+    else assert_true(g.l->out.ndim == 1 && g.l->out.d[0] == c->H);
+    TU_OK(gc_forward(&g));
+
+    /* the reference, layer by layer */
+    const int B = c->batch, T = c->T, H = c->H;
+    size_t seq = (size_t)B * T * LK_MAX(c->I, H);
+    double *cur = malloc(seq * sizeof *cur), *next = malloc(seq * sizeof *next);
+    for (size_t i = 0; i < g.nx; i++) cur[i] = g.x[i];
+    for (int k = 0; k < c->layers; k++) {
+        const lk_param *p = &g.l->params[4 * k];
+        rnn_ref(c->cell, B, T, k ? H : c->I, H, cur, p[0].w, p[1].w, p[2].w, p[3].w, next);
+        double *t = cur;
+        cur = next, next = t;
+    }
+    double *want = malloc(g.ny * sizeof *want);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < H; j++) {
+                double v = cur[((size_t)b * T + t) * H + j];
+                if (c->sequences) want[((size_t)b * T + t) * H + j] = v;
+                else if (t == T - 1) want[(size_t)b * H + j] = v;
+            }
+    gc_expect_close(c->cell == LK_RNN_LSTM ? "lstm y" : "gru y", g.y, want, g.ny, 1e-5);
+    free(cur), free(next), free(want);
+
+    char name[48];
+    snprintf(name, sizeof name, "%s(L%d,T%d%s)", c->cell == LK_RNN_LSTM ? "lstm" : "gru",
+             c->layers, c->T, c->sequences ? ",seq" : "");
+    assert_int_equal(gc_layer_check(&g, name, GC_ALL, GC_EPS), 0);
+    gc_layer_check_grad_modes_and_close(&g, NAN);
+}
+
+static void test_rnn(void **state)
+{
+    (void)state;
+    static const rnn_cfg cfgs[] = {
+        {LK_RNN_LSTM, 3, 4, 5, 1, 0, 2}, /* last step only */
+        {LK_RNN_LSTM, 3, 4, 4, 2, 1, 3}, /* stacked, every step */
+        {LK_RNN_LSTM, 2, 5, 3, 2, 0, 2}, /* hidden wider than the input */
+        {LK_RNN_LSTM, 2, 3, 1, 1, 1, 1}, /* one step */
+        {LK_RNN_GRU, 3, 4, 5, 1, 0, 2},
+        {LK_RNN_GRU, 3, 4, 4, 2, 1, 3},
+        {LK_RNN_GRU, 2, 5, 3, 3, 0, 2},
+        {LK_RNN_GRU, 2, 3, 1, 1, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof cfgs / sizeof *cfgs; i++) check_rnn(&cfgs[i]);
+}
+
+/* The recurrent gradient is what BPTT adds: a long sequence whose loss reads only
+ * the last step must still move the first step's input. */
+static void test_rnn_long_dependency(void **state)
+{
+    (void)state;
+    int in[2] = {12, 2};
+    for (int cell = 0; cell < 2; cell++) {
+        gc_layer g;
+        gc_layer_open(&g, 2, in, lk_rnn((lk_rnn_cell)cell, 2, 3, 1, 0), 1);
+        TU_OK(gc_forward(&g));
+        TU_OK(gc_backward(&g));
+        double num = gc_numeric(gc_layer_objective, &g, &g.x[0], GC_EPS);
+        assert_true(fabs(g.dx[0]) > 1e-6);
+        gc_report r = {0, 0, 0.0};
+        gc_compare(&r, "dx[t=0]", 0, num, g.dx[0]);
+        assert_int_equal(r.failed, 0);
+        gc_layer_close(&g);
+    }
+}
+
+/* The CPU's vectorisable exp/sigmoid/tanh against the C library in double, over the
+ * whole range a network feeds them, the extremes included. */
+static void test_fastmath(void **state)
+{
+    (void)state;
+    double worst_e = 0, worst_s = 0, worst_t = 0;
+    for (int i = -200000; i <= 200000; i++) {
+        float x = (float)i * 5e-4f; /* [-100, 100] */
+        if (x <= 0.0f && x >= -87.0f)
+            worst_e = fmax(worst_e, fabs(lk_expneg(x) - exp((double)x)) / exp((double)x));
+        double s = 1.0 / (1.0 + exp(-(double)x));
+        worst_s = fmax(worst_s, fabs(lk_sigmf(x) - s) / fmax(s, 1e-30));
+        double t = tanh((double)x);
+        worst_t = fmax(worst_t, fabs(lk_tanhf(x) - t) / fmax(fabs(t), 1e-30));
+    }
+    print_message("  fastmath: worst relative error exp %.2g, sigmoid %.2g, tanh %.2g\n", worst_e,
+                  worst_s, worst_t);
+    assert_true(worst_e < 1e-6 && worst_t < 1e-6);
+    assert_true(worst_s < 1e-6); /* relative down to 1e-30, absolute below */
+    assert_true(lk_expneg(-1000.0f) > 0.0f && lk_expneg(-1000.0f) < 1e-37f);
+    assert_true(lk_sigmf(-1000.0f) >= 0.0f && lk_sigmf(1000.0f) == 1.0f);
+    assert_true(lk_tanhf(1000.0f) == 1.0f && lk_tanhf(-1000.0f) == -1.0f && lk_tanhf(0.0f) == 0.0f);
+    assert_true(isnan(lk_tanhf(NAN)) && isnan(lk_sigmf(NAN)));
+}
+
+static void test_transpose(void **state)
+{
+    (void)state;
+    const int outer = 2, a = 3, b = 4, inner = 5;
+    size_t n = (size_t)outer * a * b * inner;
+    float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y), *z = malloc(n * sizeof *z);
+    for (size_t i = 0; i < n; i++) x[i] = (float)i;
+    TU_OK(lk_transpose(tu_cpu(), x, y, outer, a, b, inner));
+    for (int o = 0; o < outer; o++)
+        for (int i = 0; i < a; i++)
+            for (int j = 0; j < b; j++)
+                for (int k = 0; k < inner; k++)
+                    assert_true(y[(((size_t)o * b + j) * a + i) * inner + k] ==
+                                x[(((size_t)o * a + i) * b + j) * inner + k]);
+    TU_OK(lk_transpose(tu_cpu(), y, z, outer, b, a, inner)); /* and back */
+    assert_memory_equal(x, z, n * sizeof *x);
+    assert_int_equal(lk_transpose(tu_cpu(), x, x, 1, 2, 2, 1), LK_ERR_ARG); /* in place */
+    free(x), free(y), free(z);
+}
+
+/* reshape is an alias like flatten: [1, 4, 3] images read as 4 steps of 3 by an LSTM,
+ * whose gradients must flow back through it into a linear layer before it. */
+static void test_reshape_in_model(void **state)
+{
+    (void)state;
+    int in = 6;
+    lk_model *m;
+    lk_shape s = lk_shape_make(1, &in);
+    TU_OK(lk_model_create(&m, tu_cpu(), &s));
+    TU_OK(lk_model_add(m, lk_linear(6, 12, 1)));
+    TU_OK(lk_model_add(m, lk_reshape(3, (int[]){1, 4, 3})));
+    TU_OK(lk_model_add(m, lk_reshape(2, (int[]){4, 3})));
+    TU_OK(lk_model_add(m, lk_rnn(LK_RNN_LSTM, 3, 4, 1, 0)));
+    TU_OK(lk_model_add(m, lk_linear(4, 2, 1)));
+    assert_int_equal(lk_model_add(m, lk_reshape(2, (int[]){3, 3})), LK_ERR_SHAPE);
+    assert_non_null(strstr(lk_error_message(), "cannot view [2] as [3, 3]"));
+    TU_OK(lk_model_build(m, 3));
+    TU_OK(lk_model_init(m, LK_INIT_DEFAULT, 4));
+    assert_ptr_equal(m->act[2], m->act[1]);
+    assert_ptr_equal(m->act[3], m->act[1]);
+    assert_int_equal(gc_model_check(m, "linear-reshape-lstm", 3, 1, 0, GC_EPS), 0);
+    lk_model_destroy(m);
+}
+
+/* PyTorch's default init of recurrent layers: U(+-1/sqrt(hidden)) for every tensor,
+ * biases included, whatever the input width. */
+static void test_rnn_init(void **state)
+{
+    (void)state;
+    int in[2] = {3, 50};
+    gc_layer g;
+    gc_layer_open(&g, 2, in, lk_rnn(LK_RNN_GRU, 50, 16, 2, 0), 1);
+    for (int j = 0; j < g.l->nparams; j++) {
+        const lk_param *p = &g.l->params[j];
+        float mx = 0.0f;
+        for (size_t e = 0; e < lk_shape_numel(&p->shape); e++) mx = fmaxf(mx, fabsf(p->w[e]));
+        assert_true(mx <= 0.25f);  /* 1/sqrt(16) */
+        assert_true(mx > 0.2f);    /* and not 1/sqrt(50) = 0.14 */
+    }
+    gc_layer_close(&g);
+}
+
+static void test_seq_constructor_errors(void **state)
+{
+    (void)state;
+    assert_null(lk_rnn(LK_RNN_LSTM, 0, 4, 1, 0));
+    assert_non_null(strstr(lk_error_message(), "lstm"));
+    assert_null(lk_rnn(LK_RNN_GRU, 3, 4, 5, 0));
+    assert_non_null(strstr(lk_error_message(), "layers 1..4"));
+    assert_null(lk_rnn((lk_rnn_cell)7, 3, 4, 1, 0));
+    assert_null(lk_reshape(0, NULL));
+    assert_null(lk_reshape(2, (int[]){3, -1}));
+
+    /* a recurrent layer on an input that is not [T, input] */
+    int in[2] = {5, 4};
+    lk_model *m;
+    lk_shape s = lk_shape_make(2, in);
+    TU_OK(lk_model_create(&m, tu_cpu(), &s));
+    assert_int_equal(lk_model_add(m, lk_rnn(LK_RNN_LSTM, 3, 4, 1, 0)), LK_ERR_SHAPE);
+    assert_non_null(strstr(lk_error_message(), "expects a sequence [T, 3] per sample, got [5, 4]"));
+    lk_model_destroy(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fastmath),
+        cmocka_unit_test(test_transpose),
+        cmocka_unit_test(test_rnn),
+        cmocka_unit_test(test_rnn_long_dependency),
+        cmocka_unit_test(test_reshape_in_model),
+        cmocka_unit_test(test_rnn_init),
+        cmocka_unit_test(test_seq_constructor_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
