@@ -304,6 +304,13 @@ static const lk_backend cpu_backend = {
     .lstm_cell_backward = lk_cpu_lstm_cell_backward,
     .gru_cell_forward = lk_cpu_gru_cell_forward,
     .gru_cell_backward = lk_cpu_gru_cell_backward,
+    .gemm_batched = lk_cpu_gemm_batched,
+    .softmax_causal_forward = lk_cpu_softmax_causal_forward,
+    .softmax_causal_backward = lk_cpu_softmax_causal_backward,
+    .layernorm_forward = lk_cpu_layernorm_forward,
+    .layernorm_backward = lk_cpu_layernorm_backward,
+    .embed_forward = lk_cpu_embed_forward,
+    .embed_backward = lk_cpu_embed_backward,
     .status = cpu_status,
 };
 

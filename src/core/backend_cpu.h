@@ -76,5 +76,20 @@ void lk_cpu_gru_cell_forward(lk_device *d, int n, int h, float *gx, const float 
 void lk_cpu_gru_cell_backward(lk_device *d, int n, int h, const float *g, const float *ghn,
                               const float *h_prev, float *dh, const float *dh_out, float *dgx,
                               float *dgh);
+void lk_cpu_gemm_batched(lk_device *d, int ta, int tb, int m, int n, int k, float alpha,
+                         const float *a, int lda, long sa, const float *b, int ldb, long sb,
+                         float beta, float *c, int ldc, long sc, int count);
+void lk_cpu_softmax_causal_forward(lk_device *d, float *s, int rows, int t, float scale);
+void lk_cpu_softmax_causal_backward(lk_device *d, const float *p, float *dp, int rows, int t,
+                                    float scale);
+void lk_cpu_embed_forward(lk_device *d, const float *idx, const float *w, float *y, int n, int dim);
+void lk_cpu_embed_backward(lk_device *d, const float *idx, const float *dy, float *dw, int n,
+                           int dim);
+/* normalisation (backend_cpu_norm.c) */
+void lk_cpu_layernorm_forward(lk_device *d, const float *x, const float *w, const float *b,
+                              float *y, float *mean, float *rstd, int rows, int dim, float eps);
+void lk_cpu_layernorm_backward(lk_device *d, const float *x, const float *w, const float *mean,
+                               const float *rstd, const float *dy, float *dx, float *dw,
+                               float *db, int rows, int dim, float beta);
 
 #endif

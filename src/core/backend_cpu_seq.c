@@ -106,3 +106,70 @@ void lk_cpu_gru_cell_backward(lk_device *d, int n, int h, const float *g, const 
         }
     });
 }
+
+void lk_cpu_gemm_batched(lk_device *d, int ta, int tb, int m, int n, int k, float alpha,
+                         const float *a, int lda, long sa, const float *b, int ldb, long sb,
+                         float beta, float *c, int ldc, long sc, int count)
+{
+    for (int i = 0; i < count; i++)
+        d->ops->gemm(d, ta, tb, m, n, k, alpha, a + i * sa, lda, b + i * sb, ldb, beta, c + i * sc,
+                     ldc);
+}
+
+void lk_cpu_softmax_causal_forward(lk_device *d, float *s, int rows, int t, float scale)
+{
+    (void)d;
+    LK_CPU_FOR((long)rows * t > LK_CPU_PAR_MIN / 4, r, rows, {
+        float *row = s + (size_t)r * t;
+        const int keys = (int)(r % t) + 1;
+        float mx = row[0];
+        for (int j = 1; j < keys; j++) mx = row[j] > mx ? row[j] : mx;
+        float sum = 0.0f;
+        _Pragma("omp simd reduction(+ : sum)")
+        for (int j = 0; j < keys; j++) {
+            float e = lk_expneg(scale * (row[j] - mx));
+            row[j] = e;
+            sum += e;
+        }
+        const float inv = 1.0f / sum;
+        _Pragma("omp simd")
+        for (int j = 0; j < keys; j++) row[j] *= inv;
+        for (int j = keys; j < t; j++) row[j] = 0.0f;
+    });
+}
+
+void lk_cpu_softmax_causal_backward(lk_device *d, const float *p, float *dp, int rows, int t,
+                                    float scale)
+{
+    (void)d;
+    LK_CPU_FOR((long)rows * t > LK_CPU_PAR_MIN / 4, r, rows, {
+        const float *pr = p + (size_t)r * t;
+        float *g = dp + (size_t)r * t;
+        const int keys = (int)(r % t) + 1;
+        float dot = 0.0f;
+        _Pragma("omp simd reduction(+ : dot)")
+        for (int j = 0; j < keys; j++) dot += pr[j] * g[j];
+        _Pragma("omp simd")
+        for (int j = 0; j < keys; j++) g[j] = scale * pr[j] * (g[j] - dot);
+        for (int j = keys; j < t; j++) g[j] = 0.0f;
+    });
+}
+
+void lk_cpu_embed_forward(lk_device *d, const float *idx, const float *w, float *y, int n, int dim)
+{
+    (void)d;
+    LK_CPU_FOR((long)n * dim > LK_CPU_PAR_MIN, i, n,
+               memcpy(y + (size_t)i * dim, w + (size_t)idx[i] * dim, (size_t)dim * sizeof(float)););
+}
+
+void lk_cpu_embed_backward(lk_device *d, const float *idx, const float *dy, float *dw, int n,
+                           int dim)
+{
+    (void)d;
+    for (int i = 0; i < n; i++) { /* serial: rows of the same token add into one place */
+        float *row = dw + (size_t)idx[i] * dim;
+        const float *g = dy + (size_t)i * dim;
+        _Pragma("omp simd")
+        for (int j = 0; j < dim; j++) row[j] += g[j];
+    }
+}

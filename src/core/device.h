@@ -139,6 +139,32 @@ typedef struct lk_backend {
     void (*gru_cell_backward)(lk_device *d, int n, int h, const float *g, const float *ghn,
                               const float *h_prev, float *dh, const float *dh_out, float *dgx,
                               float *dgh);
+    /* count products C_i = alpha op(A_i) op(B_i) + beta C_i, X_i = X + i * stride_x
+     * (attention: every head of a sequence in one call) */
+    void (*gemm_batched)(lk_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                         const float *a, int lda, long stride_a, const float *b, int ldb,
+                         long stride_b, float beta, float *c, int ldc, long stride_c, int count);
+    /* Causal softmax of attention scores, in place, over rows of length t: row r is
+     * query position i = r mod t and sees keys 0..i; p = softmax(scale * s) there and 0
+     * beyond (max-subtracted, one pass per row). */
+    void (*softmax_causal_forward)(lk_device *d, float *s, int rows, int t, float scale);
+    /* In place: dp (the gradient of p) becomes the gradient of the raw scores s. */
+    void (*softmax_causal_backward)(lk_device *d, const float *p, float *dp, int rows, int t,
+                                    float scale);
+    /* Layer norm over the last `dim` values of each of `rows` rows (biased variance, eps
+     * inside the root as PyTorch): y = (x - mean) * rstd * w + b; mean and rstd [rows]
+     * are kept for backward, which overwrites dx and makes dw, db beta * themselves +
+     * the gradient (beta 0 or 1). */
+    void (*layernorm_forward)(lk_device *d, const float *x, const float *w, const float *b,
+                              float *y, float *mean, float *rstd, int rows, int dim, float eps);
+    void (*layernorm_backward)(lk_device *d, const float *x, const float *w, const float *mean,
+                               const float *rstd, const float *dy, float *dx, float *dw,
+                               float *db, int rows, int dim, float beta);
+    /* Embedding lookup: y[i] = w[idx[i]] for n indices stored as floats (exact below
+     * 2^24); backward ADDS dy[i] into dw[idx[i]]. */
+    void (*embed_forward)(lk_device *d, const float *idx, const float *w, float *y, int n, int dim);
+    void (*embed_backward)(lk_device *d, const float *idx, const float *dy, float *dw, int n,
+                           int dim);
     /* flat-buffer helpers */
     void (*optim_update)(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                        float *s1, float *s2, size_t n);

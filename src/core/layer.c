@@ -71,7 +71,12 @@ static void init_values(lk_init_kind kind, const lk_param *p, uint64_t seed, uin
     case LK_INIT_HE_UNIFORM: a = sqrt(6.0 / fi); break;
     case LK_INIT_HE_NORMAL: a = sqrt(2.0 / fi), normal = 1; break;
     }
-    if (p->is_bias && kind != LK_INIT_DEFAULT) {
+    if (p->fixed == LK_PINIT_ZEROS || p->fixed == LK_PINIT_ONES) {
+        for (size_t i = 0; i < n; i++) out[i] = p->fixed == LK_PINIT_ONES ? 1.0f : 0.0f;
+        return;
+    }
+    if (p->fixed == LK_PINIT_NORMAL) a = p->fixed_std, normal = 1;
+    else if (p->is_bias && kind != LK_INIT_DEFAULT) {
         memset(out, 0, n * sizeof *out);
         return;
     }

@@ -26,6 +26,9 @@ typedef enum {
 } lk_init_kind;
 
 #define LK_PARAM_NAME 24
+
+/* Initialisations a parameter keeps whatever --init says (norms, embeddings). */
+typedef enum { LK_PINIT_SCHEME = 0, LK_PINIT_ZEROS, LK_PINIT_ONES, LK_PINIT_NORMAL } lk_pinit;
 #define LK_LAYER_MAX_PARAMS 16 /* a 4-layer LSTM has 16 tensors */
 
 typedef struct {
@@ -34,6 +37,8 @@ typedef struct {
     int fan_in, fan_out;
     int is_bias;
     float default_bound; /* PyTorch's default init draws U(+-default_bound); 0: 1/sqrt(fan_in) */
+    lk_pinit fixed;      /* LK_PINIT_SCHEME: follow the model's scheme */
+    float fixed_std;     /* LK_PINIT_NORMAL: N(0, fixed_std^2) */
     size_t offset;   /* in floats, into the model's flat buffers */
     float *w, *g;    /* device pointers: params + offset, grads + offset */
 } lk_param;
@@ -60,7 +65,9 @@ typedef struct {
     lk_status (*forward)(lk_layer *l, const lk_ctx *c, const lk_tensor *x, lk_tensor *y);
     lk_status (*backward)(lk_layer *l, const lk_ctx *c, const lk_tensor *x, const lk_tensor *y,
                           const lk_tensor *dy, lk_tensor *dx);
-    /* 1 when the output is the input reinterpreted (flatten): no memory, dx = dy */
+    /* 1 when the output is the input reinterpreted (flatten): no memory, dx = dy.
+     * An alias may still have forward (x and y share data) and backward (called with
+     * dy == dx: it may change the gradient in place); NULL ones are skipped. */
     int alias;
 } lk_layer_vt;
 

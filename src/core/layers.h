@@ -21,6 +21,17 @@ lk_layer *lk_dropout(float p);
  * weight_hh_l<k>, bias_ih_l<k>, bias_hh_l<k> with PyTorch's shapes and gate order. */
 typedef enum { LK_RNN_LSTM = 0, LK_RNN_GRU } lk_rnn_cell;
 lk_layer *lk_rnn(lk_rnn_cell cell, int input, int hidden, int layers, int sequences);
+/* Layer norm over the last axis (torch.nn.LayerNorm(dim, eps)). */
+lk_layer *lk_layernorm(int dim, float eps);
+/* Token embedding: [T] ids (floats) -> [T, dim], with learned positions when asked. */
+lk_layer *lk_embedding(int vocab, int dim, int positions);
+/* Logits [..., vocab] = x weight^T with an embedding layer's weight (tied head). */
+lk_layer *lk_tied_head(lk_layer *embedding);
+/* Causal multi-head self-attention over [T, dim] (GPT-2's, with c_attn and c_proj). */
+lk_layer *lk_attention(int dim, int heads);
+/* y = x + f(x), f = the layers added between the two; end keeps the shape. */
+lk_layer *lk_residual_begin(void);
+lk_layer *lk_residual_end(lk_layer *begin);
 
 /* Losses (not layers: they end the chain). The mean over the batch, like PyTorch's
  * default reduction; dout = d(loss)/d(out) * scale when dout != NULL. */

@@ -189,7 +189,7 @@ lk_status lk_model_forward(lk_model *m, int batch, int training, long step, lk_t
     lk_ctx c = {m->dev, training, m->seed, step, m->workspace, 0};
     for (int i = 0; i < m->nlayers; i++) {
         lk_layer *l = m->layers[i];
-        if (l->vt->alias) continue;
+        if (l->vt->alias && !l->vt->forward) continue;
         lk_tensor x = lk_tensor_batch(m->dev, m->act[i], batch, &l->in);
         lk_tensor y = lk_tensor_batch(m->dev, m->act[i + 1], batch, &l->out);
         LK_CHECK(l->vt->forward(l, &c, &x, &y));
@@ -213,7 +213,13 @@ lk_status lk_model_backward_ex(lk_model *m, int batch, long step, lk_grads_mode 
     while (first < m->nlayers && m->layers[first]->nparams == 0) first++;
     for (int i = m->nlayers - 1; i >= first; i--) {
         lk_layer *l = m->layers[i];
-        if (l->vt->alias) continue; /* dx is dy reinterpreted */
+        if (l->vt->alias) { /* dx is dy reinterpreted; a backward may add to it in place */
+            if (l->vt->backward) {
+                lk_tensor t = lk_tensor_batch(m->dev, dy, batch, &l->out);
+                LK_CHECK(l->vt->backward(l, &c, &t, &t, &t, &t));
+            }
+            continue;
+        }
         int need_dx = i > first;
         float *dx = need_dx ? (dy == m->dbuf[0] ? m->dbuf[1] : m->dbuf[0]) : NULL;
         lk_tensor tx = lk_tensor_batch(m->dev, m->act[i], batch, &l->in);

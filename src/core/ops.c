@@ -39,14 +39,21 @@ float lk_read_scalar(lk_device *d, const float *p)
     return v;
 }
 
+static lk_status gemm_check(const char *op, int ta, int tb, int m, int n, int k, const float *a,
+                            int lda, const float *b, int ldb, const float *c, int ldc)
+{
+    NEED(m > 0 && n > 0 && k > 0, "%s: dimensions must be positive (m=%d n=%d k=%d)", op, m, n, k);
+    NEED(a && b && c, "%s: null matrix", op);
+    NEED(lda >= (ta ? m : k) && ldb >= (tb ? k : n) && ldc >= n,
+         "%s: leading dimension too small (lda=%d ldb=%d ldc=%d for m=%d n=%d k=%d)", op, lda, ldb,
+         ldc, m, n, k);
+    return LK_OK;
+}
+
 lk_status lk_gemm(lk_device *d, int ta, int tb, int m, int n, int k, float alpha, const float *a,
                   int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
-    NEED(m > 0 && n > 0 && k > 0, "gemm: dimensions must be positive (m=%d n=%d k=%d)", m, n, k);
-    NEED(a && b && c, "gemm: null matrix");
-    NEED(lda >= (ta ? m : k) && ldb >= (tb ? k : n) && ldc >= n,
-         "gemm: leading dimension too small (lda=%d ldb=%d ldc=%d for m=%d n=%d k=%d)", lda, ldb,
-         ldc, m, n, k);
+    LK_CHECK(gemm_check("gemm", ta, tb, m, n, k, a, lda, b, ldb, c, ldc));
     d->ops->gemm(d, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return LK_OK;
 }
@@ -282,6 +289,74 @@ lk_status lk_gru_cell_backward(lk_device *d, int n, int h, const float *g, const
     NEED(g && ghn && h_prev && dh && dgx && dgh && n > 0 && h > 0,
          "gru_cell_backward: bad arguments (n=%d h=%d)", n, h);
     d->ops->gru_cell_backward(d, n, h, g, ghn, h_prev, dh, dh_out, dgx, dgh);
+    return LK_OK;
+}
+
+lk_status lk_gemm_batched(lk_device *d, int ta, int tb, int m, int n, int k, float alpha,
+                          const float *a, int lda, long sa, const float *b, int ldb, long sb,
+                          float beta, float *c, int ldc, long sc, int count)
+{
+    NEED(count >= 0 && sa >= 0 && sb >= 0 && sc >= 0, "gemm_batched: negative count or stride");
+    LK_CHECK(gemm_check("gemm_batched", ta, tb, m, n, k, a, lda, b, ldb, c, ldc));
+    if (count)
+        d->ops->gemm_batched(d, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc,
+                             count);
+    return LK_OK;
+}
+
+lk_status lk_softmax_causal_forward(lk_device *d, float *s, int rows, int t, float scale)
+{
+    NEED(s && t > 0 && rows >= 0 && rows % t == 0,
+         "softmax_causal: %d rows are not whole sequences of %d", rows, t);
+    if (rows) d->ops->softmax_causal_forward(d, s, rows, t, scale);
+    return LK_OK;
+}
+
+lk_status lk_softmax_causal_backward(lk_device *d, const float *p, float *dp, int rows, int t,
+                                     float scale)
+{
+    NEED(p && dp && t > 0 && rows >= 0 && rows % t == 0,
+         "softmax_causal: %d rows are not whole sequences of %d", rows, t);
+    if (rows) d->ops->softmax_causal_backward(d, p, dp, rows, t, scale);
+    return LK_OK;
+}
+
+lk_status lk_layernorm_forward(lk_device *d, const float *x, const float *w, const float *b,
+                               float *y, float *mean, float *rstd, int rows, int dim, float eps)
+{
+    NEED(x && w && b && y && mean && rstd && rows >= 0 && dim > 0 && eps > 0.0f,
+         "layernorm_forward: bad arguments (rows=%d dim=%d)", rows, dim);
+    if (rows) d->ops->layernorm_forward(d, x, w, b, y, mean, rstd, rows, dim, eps);
+    return LK_OK;
+}
+
+lk_status lk_layernorm_backward(lk_device *d, const float *x, const float *w, const float *mean,
+                                const float *rstd, const float *dy, float *dx, float *dw,
+                                float *db, int rows, int dim, float beta)
+{
+    NEED(x && w && mean && rstd && dy && dw && db && rows >= 0 && dim > 0,
+         "layernorm_backward: bad arguments (rows=%d dim=%d)", rows, dim);
+    NEED(beta == 0.0f || beta == 1.0f, "layernorm_backward: beta must be 0 or 1");
+    if (rows) d->ops->layernorm_backward(d, x, w, mean, rstd, dy, dx, dw, db, rows, dim, beta);
+    else if (beta == 0.0f) {
+        d->ops->memset0(d, dw, (size_t)dim * sizeof(float));
+        d->ops->memset0(d, db, (size_t)dim * sizeof(float));
+    }
+    return LK_OK;
+}
+
+lk_status lk_embed_forward(lk_device *d, const float *idx, const float *w, float *y, int n, int dim)
+{
+    NEED(idx && w && y && n >= 0 && dim > 0, "embed_forward: bad arguments (n=%d dim=%d)", n, dim);
+    if (n) d->ops->embed_forward(d, idx, w, y, n, dim);
+    return LK_OK;
+}
+
+lk_status lk_embed_backward(lk_device *d, const float *idx, const float *dy, float *dw, int n,
+                            int dim)
+{
+    NEED(idx && dy && dw && n >= 0 && dim > 0, "embed_backward: bad arguments (n=%d dim=%d)", n, dim);
+    if (n) d->ops->embed_backward(d, idx, dy, dw, n, dim);
     return LK_OK;
 }
 

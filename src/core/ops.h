@@ -71,6 +71,22 @@ lk_status lk_gru_cell_backward(lk_device *d, int n, int h, const float *g, const
                                const float *h_prev, float *dh, const float *dh_out, float *dgx,
                                float *dgh);
 
+/* Attention, normalisation and embeddings: see the vtable entries in device.h. */
+lk_status lk_gemm_batched(lk_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                          const float *a, int lda, long stride_a, const float *b, int ldb,
+                          long stride_b, float beta, float *c, int ldc, long stride_c, int count);
+lk_status lk_softmax_causal_forward(lk_device *d, float *s, int rows, int t, float scale);
+lk_status lk_softmax_causal_backward(lk_device *d, const float *p, float *dp, int rows, int t,
+                                     float scale);
+lk_status lk_layernorm_forward(lk_device *d, const float *x, const float *w, const float *b,
+                               float *y, float *mean, float *rstd, int rows, int dim, float eps);
+lk_status lk_layernorm_backward(lk_device *d, const float *x, const float *w, const float *mean,
+                                const float *rstd, const float *dy, float *dx, float *dw,
+                                float *db, int rows, int dim, float beta);
+lk_status lk_embed_forward(lk_device *d, const float *idx, const float *w, float *y, int n, int dim);
+lk_status lk_embed_backward(lk_device *d, const float *idx, const float *dy, float *dw, int n,
+                            int dim);
+
 lk_status lk_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                         float *s1, float *s2, size_t n);
 lk_status lk_sumsq(lk_device *d, const float *x, size_t n, float *out);

@@ -1,7 +1,8 @@
-/* test_seq_layers.c - the sequence layers: LSTM and GRU forward against a direct
- * double-precision implementation of PyTorch's equations, backward (input and every
- * parameter) against central finite differences through time, the gradient modes,
- * the axis swap they are built on, reshape, and constructor errors. */
+/* test_seq_layers.c - the sequence and transformer layers: LSTM, GRU, layer norm,
+ * embeddings and the tied head, causal attention and residual blocks. Forward against
+ * direct double-precision implementations of PyTorch's definitions, backward (input and
+ * every parameter) against central finite differences, the gradient modes, the ops they
+ * are built on (axis swap, vectorised exp/tanh), reshape, and constructor errors. */
 #include "gradcheck.h"
 
 #include "core/fastmath.h"
@@ -217,6 +218,260 @@ static void test_rnn_init(void **state)
     gc_layer_close(&g);
 }
 
+/* ---------------- layer norm ---------------- */
+
+static void test_layernorm(void **state)
+{
+    (void)state;
+    const int shapes[][3] = {{1, 7, 0}, {2, 3, 5}}; /* ndim, dims */
+    for (int t = 0; t < 2; t++) {
+        int ndim = shapes[t][0], in[2] = {shapes[t][1], shapes[t][2]};
+        int dim = in[ndim - 1];
+        gc_layer g;
+        gc_layer_open(&g, ndim, in, lk_layernorm(dim, 1e-5f), 3);
+        for (int j = 0; j < dim; j++) { /* not the identity affine map */
+            g.l->params[0].w[j] = 0.5f + 0.1f * (float)j;
+            g.l->params[1].w[j] = 0.2f - 0.05f * (float)j;
+        }
+        TU_OK(gc_forward(&g));
+        size_t rows = g.nx / (size_t)dim;
+        double *want = malloc(g.ny * sizeof *want);
+        for (size_t r = 0; r < rows; r++) {
+            const float *x = g.x + r * dim;
+            double m = 0, v = 0;
+            for (int j = 0; j < dim; j++) m += x[j];
+            m /= dim;
+            for (int j = 0; j < dim; j++) v += (x[j] - m) * (x[j] - m);
+            v /= dim;
+            for (int j = 0; j < dim; j++)
+                want[r * dim + j] = (x[j] - m) / sqrt(v + 1e-5) * g.l->params[0].w[j] + g.l->params[1].w[j];
+        }
+        gc_expect_close("layernorm y", g.y, want, g.ny, 1e-5);
+        free(want);
+        assert_int_equal(gc_layer_check(&g, ndim == 1 ? "layernorm" : "layernorm(rows)", GC_ALL, GC_EPS), 0);
+        gc_layer_check_grad_modes_and_close(&g, NAN);
+    }
+    /* weight 1, bias 0 whatever the scheme */
+    int dim = 4;
+    gc_layer g;
+    gc_layer_open(&g, 1, &dim, lk_layernorm(4, 1e-5f), 1);
+    TU_OK(lk_model_init(g.m, LK_INIT_HE_NORMAL, 3));
+    for (int j = 0; j < 4; j++) assert_true(g.l->params[0].w[j] == 1.0f && g.l->params[1].w[j] == 0.0f);
+    gc_layer_close(&g);
+}
+
+/* ---------------- embeddings and the tied head ---------------- */
+
+static lk_model *token_model(int T, int B, uint64_t seed)
+{
+    lk_model *m;
+    lk_shape s = lk_shape_make(1, &T);
+    TU_OK(lk_model_create(&m, tu_cpu(), &s));
+    (void)B;
+    (void)seed;
+    return m;
+}
+
+static void fill_tokens(lk_model *m, int n, int vocab)
+{
+    float *x = lk_model_input(m);
+    for (int i = 0; i < n; i++) x[i] = (float)((i * 7 + 3) % vocab); /* repeats: rows add up */
+}
+
+static void test_embedding(void **state)
+{
+    (void)state;
+    const int T = 5, V = 6, C = 4, B = 3;
+    for (int pos = 0; pos < 2; pos++) {
+        lk_model *m = token_model(T, B, 0);
+        TU_OK(lk_model_add(m, lk_embedding(V, C, pos)));
+        TU_OK(lk_model_add(m, lk_linear(C, 3, 1)));
+        TU_OK(lk_model_build(m, B));
+        TU_OK(lk_model_init(m, LK_INIT_DEFAULT, 11));
+        const lk_layer *e = m->layers[0];
+        assert_int_equal(e->nparams, pos ? 2 : 1);
+        fill_tokens(m, B * T, V);
+        lk_tensor out;
+        TU_OK(lk_model_forward(m, B, 1, 0, &out));
+        const float *x = lk_model_input(m), *w = e->params[0].w, *y = m->act[1];
+        for (int i = 0; i < B * T; i++)
+            for (int j = 0; j < C; j++) {
+                float want = w[(int)x[i] * C + j] + (pos ? e->params[1].w[(i % T) * C + j] : 0.0f);
+                assert_true(fabsf(y[i * C + j] - want) <= 1e-6f);
+            }
+        assert_int_equal(gc_model_check_on_input(m, pos ? "embedding+pos" : "embedding", B, 1, 0, GC_EPS), 0);
+        /* N(0, 0.02^2) whatever the scheme */
+        double sq = 0;
+        for (int i = 0; i < V * C; i++) sq += (double)w[i] * w[i];
+        assert_true(sqrt(sq / (V * C)) < 0.05);
+        lk_model_destroy(m);
+    }
+}
+
+/* GPT's tail: the head reuses the embedding's weight, so that weight's gradient is the
+ * sum of both uses; also over several micro-batches (accumulate) and after a stale
+ * value (replace). */
+static void test_tied_head(void **state)
+{
+    (void)state;
+    const int T = 4, V = 7, C = 6, B = 2;
+    lk_model *m = token_model(T, B, 0);
+    TU_OK(lk_model_add(m, lk_embedding(V, C, 1)));
+    lk_layer *emb = m->layers[0];
+    TU_OK(lk_model_add(m, lk_layernorm(C, 1e-5f)));
+    TU_OK(lk_model_add(m, lk_tied_head(emb)));
+    assert_true(m->layers[2]->out.ndim == 2 && m->layers[2]->out.d[1] == V);
+    assert_int_equal(m->layers[2]->nparams, 0);
+    TU_OK(lk_model_build(m, B));
+    TU_OK(lk_model_init(m, LK_INIT_DEFAULT, 12));
+    /* N(0,1) tables instead of N(0, 0.02^2): the layer norm of rows that small is far
+     * from linear over the +-eps of the finite differences */
+    gc_fill_normal(emb->params[0].w, (size_t)V * C, 6, 0.0f);
+    gc_fill_normal(emb->params[1].w, (size_t)T * C, 7, 0.0f);
+    fill_tokens(m, B * T, V);
+    assert_int_equal(gc_model_check_on_input(m, "embedding-ln-tied", B, 1, 0, GC_EPS), 0);
+    /* replace after a stale value, then accumulate: 1x then 2x */
+    size_t n = m->nparams;
+    float *once = malloc(n * sizeof *once);
+    lk_tensor out;
+    TU_OK(lk_model_forward(m, B, 1, 0, &out));
+    gc_fill_normal(m->dout, (size_t)B * T * V, 5, 0.0f);
+    TU_OK(lk_model_backward_ex(m, B, 0, LK_GRADS_REPLACE));
+    memcpy(once, m->grads, n * sizeof *once);
+    for (int i = 0; i < lk_model_param_count(m); i++) { /* a stale value in every tensor */
+        const lk_param *p = lk_model_param(m, i, NULL, 0);
+        for (size_t e = 0; e < lk_shape_numel(&p->shape); e++) p->g[e] = 99.0f;
+    }
+    TU_OK(lk_model_backward_ex(m, B, 0, LK_GRADS_REPLACE));
+    for (size_t i = 0; i < n; i++) assert_true(fabsf(m->grads[i] - once[i]) <= 1e-6f * (1 + fabsf(once[i])));
+    TU_OK(lk_model_backward_ex(m, B, 0, LK_GRADS_ADD));
+    for (size_t i = 0; i < n; i++) assert_true(fabsf(m->grads[i] - 2 * once[i]) <= 1e-5f * (1 + fabsf(once[i])));
+    free(once);
+    lk_model_destroy(m);
+    assert_null(lk_tied_head(NULL));
+}
+
+/* ---------------- attention ---------------- */
+
+/* GPT-2's attention in double: qkv, causal softmax per head, output projection */
+static void attention_ref(const lk_layer *l, int B, int T, int C, int H, const float *x, double *y)
+{
+    const float *wa = l->params[0].w, *ba = l->params[1].w, *wp = l->params[2].w, *bp = l->params[3].w;
+    const int hd = C / H;
+    double *qkv = malloc((size_t)T * 3 * C * sizeof *qkv), *att = malloc((size_t)T * C * sizeof *att);
+    double *p = malloc((size_t)T * sizeof *p);
+    for (int b = 0; b < B; b++) {
+        const float *xb = x + (size_t)b * T * C;
+        for (int t = 0; t < T; t++)
+            for (int o = 0; o < 3 * C; o++) {
+                double s = ba[o];
+                for (int i = 0; i < C; i++) s += (double)wa[o * C + i] * xb[t * C + i];
+                qkv[t * 3 * C + o] = s;
+            }
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < T; i++) {
+                double mx = -1e300, sum = 0;
+                for (int j = 0; j <= i; j++) {
+                    double s = 0;
+                    for (int e = 0; e < hd; e++) s += qkv[i * 3 * C + h * hd + e] * qkv[j * 3 * C + C + h * hd + e];
+                    p[j] = s / sqrt((double)hd);
+                    mx = fmax(mx, p[j]);
+                }
+                for (int j = 0; j <= i; j++) sum += p[j] = exp(p[j] - mx);
+                for (int e = 0; e < hd; e++) {
+                    double s = 0;
+                    for (int j = 0; j <= i; j++) s += p[j] / sum * qkv[j * 3 * C + 2 * C + h * hd + e];
+                    att[i * C + h * hd + e] = s;
+                }
+            }
+        for (int t = 0; t < T; t++)
+            for (int o = 0; o < C; o++) {
+                double s = bp[o];
+                for (int i = 0; i < C; i++) s += (double)wp[o * C + i] * att[t * C + i];
+                y[((size_t)b * T + t) * C + o] = s;
+            }
+    }
+    free(qkv), free(att), free(p);
+}
+
+static void test_attention(void **state)
+{
+    (void)state;
+    const int cfg[][4] = {{4, 6, 2, 2}, {5, 4, 1, 3}, {1, 8, 4, 1}}; /* T C H B */
+    for (int t = 0; t < 3; t++) {
+        int T = cfg[t][0], C = cfg[t][1], H = cfg[t][2], B = cfg[t][3];
+        int in[2] = {T, C};
+        gc_layer g;
+        gc_layer_open(&g, 2, in, lk_attention(C, H), B);
+        assert_string_equal(g.l->params[0].name, "c_attn.weight");
+        TU_OK(gc_forward(&g));
+        double *want = malloc(g.ny * sizeof *want);
+        attention_ref(g.l, B, T, C, H, g.x, want);
+        gc_expect_close("attention y", g.y, want, g.ny, 1e-5);
+        free(want);
+        char name[40];
+        snprintf(name, sizeof name, "attention(T%d,C%d,H%d)", T, C, H);
+        assert_int_equal(gc_layer_check(&g, name, GC_ALL, GC_EPS), 0);
+        gc_layer_check_grad_modes_and_close(&g, NAN);
+    }
+    /* causality: the output at step 0 does not depend on later steps */
+    int in[2] = {4, 4};
+    gc_layer g;
+    gc_layer_open(&g, 2, in, lk_attention(4, 2), 1);
+    TU_OK(gc_forward(&g));
+    float y0[4];
+    memcpy(y0, g.y, sizeof y0);
+    for (int i = 4; i < 16; i++) g.x[i] += 1.0f;
+    TU_OK(gc_forward(&g));
+    assert_memory_equal(y0, g.y, sizeof y0);
+    gc_layer_close(&g);
+}
+
+/* ---------------- residual blocks ---------------- */
+
+static void test_residual(void **state)
+{
+    (void)state;
+    int in[2] = {3, 4};
+    lk_model *m;
+    lk_shape s = lk_shape_make(2, in);
+    TU_OK(lk_model_create(&m, tu_cpu(), &s));
+    TU_OK(lk_model_add(m, lk_linear(4, 4, 1)));
+    lk_layer *outer = lk_residual_begin();
+    TU_OK(lk_model_add(m, outer));
+    TU_OK(lk_model_add(m, lk_layernorm(4, 1e-5f)));
+    lk_layer *inner = lk_residual_begin();
+    TU_OK(lk_model_add(m, inner));
+    TU_OK(lk_model_add(m, lk_linear(4, 4, 1)));
+    TU_OK(lk_model_add(m, lk_activation(LK_ACT_GELU, 0)));
+    TU_OK(lk_model_add(m, lk_residual_end(inner))); /* nested */
+    TU_OK(lk_model_add(m, lk_attention(4, 2)));
+    TU_OK(lk_model_add(m, lk_residual_end(outer)));
+    lk_layer *empty = lk_residual_begin();
+    TU_OK(lk_model_add(m, empty));
+    TU_OK(lk_model_add(m, lk_residual_end(empty))); /* y = 2x */
+    TU_OK(lk_model_add(m, lk_linear(4, 2, 1)));
+    assert_null(lk_residual_end(outer)); /* one end per begin */
+    TU_OK(lk_model_build(m, 3));
+    TU_OK(lk_model_init(m, LK_INIT_DEFAULT, 13));
+    assert_ptr_equal(m->act[2], m->act[1]); /* begin is an alias */
+    assert_int_equal(gc_model_check(m, "residual blocks", 3, 1, 0, GC_EPS), 0);
+    assert_int_equal(gc_model_check(m, "residual partial batch", 2, 1, 0, GC_EPS), 0);
+    lk_model_destroy(m);
+
+    /* an end whose block changes the shape, or without its begin */
+    TU_OK(lk_model_create(&m, tu_cpu(), &s));
+    lk_layer *b = lk_residual_begin();
+    TU_OK(lk_model_add(m, b));
+    TU_OK(lk_model_add(m, lk_linear(4, 5, 1)));
+    assert_int_equal(lk_model_add(m, lk_residual_end(b)), LK_ERR_SHAPE);
+    assert_non_null(strstr(lk_error_message(), "must keep the shape"));
+    lk_layer *lone = lk_residual_begin();
+    assert_int_equal(lk_model_add(m, lk_residual_end(lone)), LK_ERR_ARG);
+    lk_layer_destroy(lone);
+    lk_model_destroy(m);
+}
+
 static void test_seq_constructor_errors(void **state)
 {
     (void)state;
@@ -227,6 +482,10 @@ static void test_seq_constructor_errors(void **state)
     assert_null(lk_rnn((lk_rnn_cell)7, 3, 4, 1, 0));
     assert_null(lk_reshape(0, NULL));
     assert_null(lk_reshape(2, (int[]){3, -1}));
+    assert_null(lk_attention(6, 4));
+    assert_non_null(strstr(lk_error_message(), "multiple of heads"));
+    assert_null(lk_layernorm(0, 1e-5f));
+    assert_null(lk_embedding(0, 4, 1));
 
     /* a recurrent layer on an input that is not [T, input] */
     int in[2] = {5, 4};
@@ -247,6 +506,11 @@ int main(void)
         cmocka_unit_test(test_rnn_long_dependency),
         cmocka_unit_test(test_reshape_in_model),
         cmocka_unit_test(test_rnn_init),
+        cmocka_unit_test(test_layernorm),
+        cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_tied_head),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_residual),
         cmocka_unit_test(test_seq_constructor_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -96,6 +96,21 @@ void lk_cuda_gru_cell_forward(lk_device *d, int n, int h, float *gx, const float
 void lk_cuda_gru_cell_backward(lk_device *d, int n, int h, const float *g, const float *ghn,
                                const float *h_prev, float *dh, const float *dh_out, float *dgx,
                                float *dgh);
+void lk_cuda_gemm_batched(lk_device *d, int ta, int tb, int m, int n, int k, float alpha,
+                          const float *a, int lda, long sa, const float *b, int ldb, long sb,
+                          float beta, float *c, int ldc, long sc, int count);
+void lk_cuda_softmax_causal_forward(lk_device *d, float *s, int rows, int t, float scale);
+void lk_cuda_softmax_causal_backward(lk_device *d, const float *p, float *dp, int rows, int t,
+                                     float scale);
+void lk_cuda_embed_forward(lk_device *d, const float *idx, const float *w, float *y, int n, int dim);
+void lk_cuda_embed_backward(lk_device *d, const float *idx, const float *dy, float *dw, int n,
+                            int dim);
+/* normalisation (backend_cuda_norm.cu) */
+void lk_cuda_layernorm_forward(lk_device *d, const float *x, const float *w, const float *b,
+                               float *y, float *mean, float *rstd, int rows, int dim, float eps);
+void lk_cuda_layernorm_backward(lk_device *d, const float *x, const float *w, const float *mean,
+                                const float *rstd, const float *dy, float *dx, float *dw,
+                                float *db, int rows, int dim, float beta);
 /* the logistic function, without overflow for large |x| */
 __device__ __forceinline__ float lk_d_sigmoid(float x)
 {

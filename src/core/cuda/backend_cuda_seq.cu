@@ -140,3 +140,112 @@ void lk_cuda_gru_cell_backward(lk_device *d, int n, int h, const float *gt, cons
         h, total, gt, ghn, h_prev, dh, dh_out, dgx, dgh);
     LK_LAUNCHED(g);
 }
+
+/* ---- attention ---- */
+
+/* row-major products as column-major ones, as lk_cuda's gemm */
+void lk_cuda_gemm_batched(lk_device *d, int ta, int tb, int m, int n, int k, float alpha,
+                          const float *a, int lda, long sa, const float *b, int ldb, long sb,
+                          float beta, float *c, int ldc, long sc, int count)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    LK_CUBLAS(g, cublasSgemmStridedBatched(g->cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                           ta ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb,
+                                           sb, a, lda, sa, &beta, c, ldc, sc, count));
+}
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v; /* in every lane */
+}
+
+__device__ __forceinline__ float warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+#define WARPS_PER_BLOCK (LK_CUDA_THREADS / 32)
+
+static unsigned row_blocks(int rows) { return (unsigned)((rows + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK); }
+
+/* a warp per row */
+__global__ void k_softmax_causal(float *s, int rows, int t, float scale)
+{
+    const int r = blockIdx.x * WARPS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    float *row = s + (size_t)r * t;
+    const int keys = r % t + 1;
+    float mx = -INFINITY;
+    for (int j = lane; j < keys; j += 32) mx = fmaxf(mx, row[j]);
+    mx = warp_max(mx);
+    float sum = 0.0f;
+    for (int j = lane; j < keys; j += 32) {
+        float e = expf(scale * (row[j] - mx));
+        row[j] = e;
+        sum += e;
+    }
+    const float inv = 1.0f / warp_sum(sum);
+    for (int j = lane; j < t; j += 32) row[j] = j < keys ? row[j] * inv : 0.0f;
+}
+
+void lk_cuda_softmax_causal_forward(lk_device *d, float *s, int rows, int t, float scale)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    k_softmax_causal<<<row_blocks(rows), LK_CUDA_THREADS, 0, g->stream>>>(s, rows, t, scale);
+    LK_LAUNCHED(g);
+}
+
+__global__ void k_softmax_causal_backward(const float *p, float *dp, int rows, int t, float scale)
+{
+    const int r = blockIdx.x * WARPS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    const float *pr = p + (size_t)r * t;
+    float *gr = dp + (size_t)r * t;
+    const int keys = r % t + 1;
+    float dot = 0.0f;
+    for (int j = lane; j < keys; j += 32) dot += pr[j] * gr[j];
+    dot = warp_sum(dot);
+    for (int j = lane; j < t; j += 32) gr[j] = j < keys ? scale * pr[j] * (gr[j] - dot) : 0.0f;
+}
+
+void lk_cuda_softmax_causal_backward(lk_device *d, const float *p, float *dp, int rows, int t,
+                                     float scale)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    k_softmax_causal_backward<<<row_blocks(rows), LK_CUDA_THREADS, 0, g->stream>>>(p, dp, rows, t,
+                                                                                   scale);
+    LK_LAUNCHED(g);
+}
+
+/* ---- embeddings ---- */
+
+__global__ void k_embed_forward(const float *idx, const float *w, float *y, size_t total, int dim)
+{
+    GRID_STRIDE(e, total) y[e] = w[(size_t)idx[e / dim] * dim + e % dim];
+}
+
+void lk_cuda_embed_forward(lk_device *d, const float *idx, const float *w, float *y, int n, int dim)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    size_t total = (size_t)n * dim;
+    k_embed_forward<<<lk_cuda_blocks(g, total), LK_CUDA_THREADS, 0, g->stream>>>(idx, w, y, total, dim);
+    LK_LAUNCHED(g);
+}
+
+/* rows of the same token meet in dw: atomics (the order of the additions varies) */
+__global__ void k_embed_backward(const float *idx, const float *dy, float *dw, size_t total, int dim)
+{
+    GRID_STRIDE(e, total) atomicAdd(&dw[(size_t)idx[e / dim] * dim + e % dim], dy[e]);
+}
+
+void lk_cuda_embed_backward(lk_device *d, const float *idx, const float *dy, float *dw, int n,
+                            int dim)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    size_t total = (size_t)n * dim;
+    k_embed_backward<<<lk_cuda_blocks(g, total), LK_CUDA_THREADS, 0, g->stream>>>(idx, dy, dw, total,
+                                                                                  dim);
+    LK_LAUNCHED(g);
+}

@@ -1,4 +1,5 @@
-/* linear.c - y = x W^T + b with W [out][in], as torch.nn.Linear. */
+/* linear.c - y = x W^T + b with W [out][in], as torch.nn.Linear: over the last axis
+ * of its input ([in], or [T, in] for sequences: every row alike). */
 #include "../layers.h"
 #include "../ops.h"
 
@@ -10,12 +11,13 @@ typedef struct {
 static lk_status linear_setup(lk_layer *l)
 {
     linear *s = (linear *)l;
-    if (l->in.ndim != 1 || l->in.d[0] != s->in) {
+    if (l->in.ndim < 1 || l->in.d[l->in.ndim - 1] != s->in) {
         char b[64];
-        return LK_ERR(LK_ERR_SHAPE, "layer %d (linear %d->%d): expects input [%d] per sample, got %s",
+        return LK_ERR(LK_ERR_SHAPE, "layer %d (linear %d->%d): expects input [..., %d] per sample, got %s",
                       l->index, s->in, s->out, s->in, lk_shape_str(&l->in, b, sizeof b));
     }
-    l->out = lk_shape_make(1, &s->out);
+    l->out = l->in;
+    l->out.d[l->in.ndim - 1] = s->out;
     int wshape[2] = {s->out, s->in};
     lk_layer_add_param(l, "weight", 2, wshape, s->in, s->out, 0);
     if (s->bias) lk_layer_add_param(l, "bias", 1, &s->out, s->in, s->out, 1);
@@ -25,7 +27,7 @@ static lk_status linear_setup(lk_layer *l)
 static lk_status linear_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, lk_tensor *y)
 {
     linear *s = (linear *)l;
-    int B = x->shape.d[0];
+    int B = (int)(lk_tensor_numel(x) / (size_t)s->in); /* rows */
     LK_CHECK(lk_gemm(c->dev, 0, 1, B, s->out, s->in, 1.0f, x->data, s->in, l->params[0].w, s->in,
                      0.0f, y->data, s->out));
     if (s->bias) LK_CHECK(lk_bias_add(c->dev, y->data, l->params[1].w, B, s->out, 1));
@@ -37,7 +39,7 @@ static lk_status linear_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *
 {
     (void)y;
     linear *s = (linear *)l;
-    int B = x->shape.d[0];
+    int B = (int)(lk_tensor_numel(x) / (size_t)s->in); /* rows */
     const float beta = c->replace_grads ? 0.0f : 1.0f;
     LK_CHECK(lk_gemm(c->dev, 1, 0, s->out, s->in, B, 1.0f, dy->data, s->out, x->data, s->in, beta,
                      l->params[0].g, s->in));
