@@ -13,8 +13,8 @@ static lk_status linear_setup(lk_layer *l)
     linear *s = (linear *)l;
     if (l->in.ndim < 1 || l->in.d[l->in.ndim - 1] != s->in) {
         char b[64];
-        return LK_ERR(LK_ERR_SHAPE, "layer %d (linear %d->%d): expects input [..., %d] per sample, got %s",
-                      l->index, s->in, s->out, s->in, lk_shape_str(&l->in, b, sizeof b));
+        return LK_ERR(LK_ERR_SHAPE, "layer %d (linear %d->%d): expects input [%d] (or [..., %d]) per sample, got %s",
+                      l->index, s->in, s->out, s->in, s->in, lk_shape_str(&l->in, b, sizeof b));
     }
     l->out = l->in;
     l->out.d[l->in.ndim - 1] = s->out;
