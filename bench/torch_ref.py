@@ -40,7 +40,8 @@ import torch.nn.functional as F
 
 DEFAULT_DATA_DIR = os.environ.get("LK_FASHION_MNIST_DIR",
                                   "/usr/share/datasets/fashion-mnist")
-MODELS = ("mlp", "mlp-wide", "cnn", "lstm", "gru")
+MODELS = ("mlp", "mlp-wide", "cnn", "lstm", "gru", "gpt")
+GPT_DEFAULTS = {"layers": 4, "heads": 4, "dim": 256, "ctx": 128, "vocab": 256}
 
 
 # ---------------------------------------------------------------- models
@@ -65,7 +66,76 @@ class GRULast(nn.GRU):
         return super().forward(x)[0][:, -1]
 
 
-def build_model(name):
+class TokenEmbedding(nn.Module):
+    """lockstep's embedding layer: token table `weight` + learned positions `pos`."""
+
+    def __init__(self, vocab, dim, ctx):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(vocab, dim) * 0.02)
+        self.pos = nn.Parameter(torch.randn(ctx, dim) * 0.02)
+
+    def forward(self, x):
+        return F.embedding(x.long(), self.weight) + self.pos
+
+
+class CausalSelfAttention(nn.Module):
+    """GPT-2's attention: c_attn (q, k, v), a causal softmax per head, c_proj."""
+
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.c_attn = nn.Linear(dim, 3 * dim)
+        self.c_proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
+        s = (q @ k.transpose(-2, -1)) / math.sqrt(C // self.heads)
+        s = s.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+        y = F.softmax(s, dim=-1) @ v
+        return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class GPT(nn.Module):
+    """lockstep's `gpt`, layer for layer, with its parameter names: modules are registered
+    under their index in lockstep's layer list ("0" the embedding, "2" the first block's
+    ln_1, "3" its attention ...; the residual markers and GELU hold no parameters)."""
+
+    def __init__(self, vocab, layers, heads, dim, ctx):
+        super().__init__()
+        plan = [("emb", TokenEmbedding(vocab, dim, ctx))]
+        for _ in range(layers):
+            plan += [("begin", None), ("f", nn.LayerNorm(dim)), ("f", CausalSelfAttention(dim, heads)),
+                     ("end", None), ("begin", None), ("f", nn.LayerNorm(dim)),
+                     ("f", nn.Linear(dim, 4 * dim)), ("f", nn.GELU()), ("f", nn.Linear(4 * dim, dim)),
+                     ("end", None)]
+        plan += [("f", nn.LayerNorm(dim)), ("head", None)]
+        self.plan = []
+        for i, (kind, mod) in enumerate(plan):
+            if mod is not None:
+                self.add_module(str(i), mod)
+            self.plan.append((kind, mod))
+
+    def forward(self, x):
+        emb = self.plan[0][1]
+        skips = []
+        for kind, mod in self.plan:
+            if kind in ("emb", "f"):
+                x = mod(x)
+            elif kind == "begin":
+                skips.append(x)
+            elif kind == "end":
+                x = x + skips.pop()
+            else:  # the head tied to the token embedding
+                x = F.linear(x, emb.weight)
+        return x
+
+
+def build_model(name, arch=None):
+    if name == "gpt":
+        a = dict(GPT_DEFAULTS, **{k: v for k, v in (arch or {}).items() if v})
+        return GPT(a["vocab"], a["layers"], a["heads"], a["dim"], a["ctx"])
     if name == "mlp":
         return nn.Sequential(
             nn.Flatten(),

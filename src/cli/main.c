@@ -50,8 +50,10 @@ static void train_usage(FILE *f)
 {
     fprintf(f,
             "usage: lockstep train --model NAME [flags]\n\n"
-            "  --model NAME          mlp, mlp-wide, cnn, lstm, gru (default cnn)\n"
-            "  --data SPEC           fashion-mnist[:DIR], mnist:DIR, cifar10:DIR (default fashion-mnist)\n"
+            "  --model NAME          mlp, mlp-wide, cnn, lstm, gru, gpt (default cnn)\n"
+            "  --layers N --heads N --dim N --ctx N   gpt's sizes (default 4, 4, 256, 128)\n"
+            "  --data SPEC           fashion-mnist[:DIR], mnist:DIR, cifar10:DIR, text:FILE,\n"
+            "                        tokens:PATTERN (llm.c shards) (default fashion-mnist)\n"
             "  --epochs N | --steps N  length of the run (default 1 epoch)\n"
             "  --batch B             samples per rank per step (default 64)\n"
             "  --optim NAME          sgd momentum nesterov adam adamw rmsprop adagrad (default momentum)\n"
@@ -99,7 +101,7 @@ enum {
     O_SEED, O_DEVICE, O_THREADS, O_SAVE, O_RESUME, O_METRICS, O_EVAL_EVERY, O_LOG_EVERY,
     O_TRAIN_LIMIT, O_VAL_LIMIT, O_PROGRESS, O_QUIET, O_HELP, O_CHECKPOINT, O_INPUT, O_TOP,
     O_LIMIT, O_COMM, O_ACCUM, O_BUCKET_MB, O_CHECK_EVERY, O_BIND,
-    O_COMM_PROGRESS, O_SHM, O_COMM_TIMEOUT, O_GPU_COMM,
+    O_COMM_PROGRESS, O_SHM, O_COMM_TIMEOUT, O_GPU_COMM, O_LAYERS, O_HEADS, O_DIM, O_CTX,
 };
 
 static const struct option train_opts[] = {
@@ -123,7 +125,9 @@ static const struct option train_opts[] = {
     {"bucket-mb", 1, 0, O_BUCKET_MB}, {"check-every", 1, 0, O_CHECK_EVERY},
     {"bind", 1, 0, O_BIND},           {"comm-progress", 1, 0, O_COMM_PROGRESS},
     {"shm", 1, 0, O_SHM},             {"comm-timeout", 1, 0, O_COMM_TIMEOUT},
-    {"gpu-comm", 1, 0, O_GPU_COMM},
+    {"gpu-comm", 1, 0, O_GPU_COMM},   {"layers", 1, 0, O_LAYERS},
+    {"heads", 1, 0, O_HEADS},         {"dim", 1, 0, O_DIM},
+    {"ctx", 1, 0, O_CTX},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -161,6 +165,10 @@ static int cmd_train(int argc, char **argv)
         const char *flag = argv[optind - 1];
         switch (c) {
         case O_MODEL: o.model = optarg; break;
+        case O_LAYERS: s = lk_arg_int("--layers", optarg, 1, 1024, &v), o.arch.layers = (int)v; break;
+        case O_HEADS: s = lk_arg_int("--heads", optarg, 1, 1024, &v), o.arch.heads = (int)v; break;
+        case O_DIM: s = lk_arg_int("--dim", optarg, 1, 1 << 16, &v), o.arch.dim = (int)v; break;
+        case O_CTX: s = lk_arg_int("--ctx", optarg, 1, 1 << 16, &v), o.arch.ctx = (int)v; break;
         case O_DATA: o.data = optarg; break;
         case O_EPOCHS: s = lk_arg_int("--epochs", optarg, 1, 100000, &v), o.epochs = (int)v; break;
         case O_STEPS: s = lk_arg_int("--steps", optarg, 1, 1L << 40, &v), o.steps = v; break;

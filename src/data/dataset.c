@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 
 #define DEFAULT_FASHION_DIR "/usr/share/datasets/fashion-mnist"
-#define SPEC_FORMS "fashion-mnist, fashion-mnist:DIR, mnist:DIR or cifar10:DIR"
+#define SPEC_FORMS "fashion-mnist, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, text:FILE or tokens:PATTERN"
 
 static const char *const fashion_names[10] = {
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -92,7 +92,7 @@ static lk_status open_cifar(const char *spec, const char *dir, int train, lk_dat
     return LK_OK;
 }
 
-lk_status lk_data_open(const char *spec, const char *split, lk_dataset *out)
+lk_status lk_data_open(const char *spec, const char *split, int ctx, lk_dataset *out)
 {
     memset(out, 0, sizeof *out);
     if (!spec || !*spec)
@@ -110,6 +110,11 @@ lk_status lk_data_open(const char *spec, const char *split, lk_dataset *out)
         return LK_ERR(LK_ERR_ARG, "dataset '%s': empty directory after ':'; expected " SPEC_FORMS,
                       spec);
     const char *prefix = train ? "train" : "t10k";
+    if (dir && ((nlen == 4 && !strncmp(spec, "text", 4)) || (nlen == 6 && !strncmp(spec, "tokens", 6)))) {
+        char kind[8];
+        snprintf(kind, sizeof kind, "%.*s", (int)nlen, spec);
+        return lk_tokens_open(kind, dir, train, ctx, out);
+    }
     if (nlen == 13 && strncmp(spec, "fashion-mnist", nlen) == 0)
         return open_idx(spec, "fashion-mnist", dir ? dir : DEFAULT_FASHION_DIR, !dir, prefix,
                         fashion_names, out);
@@ -121,6 +126,8 @@ lk_status lk_data_open(const char *spec, const char *split, lk_dataset *out)
         (nlen == 7 && strncmp(spec, "cifar10", 7) == 0))
         return LK_ERR(LK_ERR_ARG, "dataset '%s' needs a directory ('%s:DIR'); expected " SPEC_FORMS,
                       spec, spec);
+    if ((nlen == 4 && !strncmp(spec, "text", 4)) || (nlen == 6 && !strncmp(spec, "tokens", 6)))
+        return LK_ERR(LK_ERR_ARG, "dataset '%s' needs a file ('text:FILE' or 'tokens:PATTERN')", spec);
     return LK_ERR(LK_ERR_ARG, "unknown dataset '%s'; expected " SPEC_FORMS, spec);
 }
 
@@ -129,6 +136,7 @@ void lk_dataset_free(lk_dataset *d)
     if (!d) return;
     lk_free(d->x);
     lk_free(d->y);
+    lk_free(d->tok);
     memset(d, 0, sizeof *d);
 }
 
@@ -143,6 +151,15 @@ void lk_dataset_truncate(lk_dataset *d, int n)
 void lk_dataset_gather(const lk_dataset *d, const int32_t *idx, int count, float *x, int32_t *y)
 {
     size_t m = lk_dataset_sample_numel(d);
+    if (d->tok) { /* a window and the window one token on */
+        for (int i = 0; i < count; i++) {
+            const uint16_t *src = d->tok + (size_t)idx[i] * m;
+            for (size_t k = 0; k < m; k++) x[(size_t)i * m + k] = (float)src[k];
+            if (y)
+                for (size_t k = 0; k < m; k++) y[(size_t)i * m + k] = src[k + 1];
+        }
+        return;
+    }
     for (int i = 0; i < count; i++) {
         const uint8_t *src = d->x + (size_t)idx[i] * m;
         float *dst = x + (size_t)i * m;

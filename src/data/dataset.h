@@ -1,4 +1,5 @@
-/* dataset.h - in-memory labelled image datasets and the rank-sharded sampler. */
+/* dataset.h - in-memory datasets (labelled images, token streams cut into windows)
+ * and the rank-sharded sampler. */
 #ifndef LK_DATASET_H
 #define LK_DATASET_H
 
@@ -14,6 +15,11 @@ typedef struct {
                                memory traffic of floats); gather scales them to [0, 1] */
     int32_t *y;             /* n labels in [0, nclasses) */
     const char *const *class_names; /* static table or NULL */
+    /* token streams (text:, tokens:): sample i is the window tok[i*ylen, i*ylen + ylen),
+     * its labels the window one token later; x and y stay NULL */
+    uint16_t *tok;
+    long ntok;
+    int ylen;               /* labels per sample: 1 for images (0 reads as 1), ctx for windows */
 } lk_dataset;
 
 /* IDX pair (images idx3/ubyte, labels idx1/ubyte); each may be plain or gzip
@@ -25,19 +31,28 @@ lk_status lk_idx_load_images(const char *images_path, lk_dataset *out);
 /* CIFAR-10 binary batches (each record: 1 label byte + 3072 pixel bytes). */
 lk_status lk_cifar10_load(const char *const *paths, int npaths, lk_dataset *out);
 
+/* Token windows of ctx tokens (tokens.c): kind "text" (arg: a file) or "tokens" (arg: a
+ * glob of llm.c shards); train selects the split. */
+lk_status lk_tokens_open(const char *kind, const char *arg, int train, int ctx, lk_dataset *out);
+
 /* Opens a dataset split from a --data SPEC:
  *   fashion-mnist[:DIR]  (default DIR /usr/share/datasets/fashion-mnist)
  *   mnist:DIR            (same IDX layout)
  *   cifar10:DIR          (cifar-10-batches-bin: data_batch_1..5.bin, test_batch.bin)
- * split: "train" or "test". */
-lk_status lk_data_open(const char *spec, const char *split, lk_dataset *out);
+ *   text:FILE            bytes as tokens, windows of ctx
+ *   tokens:PATTERN       llm.c token shards, windows of ctx
+ * split: "train" or "test" (the validation part for token data); ctx is used by the
+ * token kinds only. */
+lk_status lk_data_open(const char *spec, const char *split, int ctx, lk_dataset *out);
+/* Labels per sample: 1 for images, the window length for token data. */
+static inline int lk_dataset_ylen(const lk_dataset *d) { return d->ylen > 0 ? d->ylen : 1; }
 void lk_dataset_free(lk_dataset *d);
 size_t lk_dataset_sample_numel(const lk_dataset *d);
 /* Keeps only the first n samples (n <= d->n). */
 void lk_dataset_truncate(lk_dataset *d, int n);
 
-/* Gathers samples idx[0..count) into x (count * sample numel floats, pixel/255) and y
- * (y may be NULL). */
+/* Gathers samples idx[0..count) into x (count * sample numel floats: pixel/255, or token
+ * ids) and y (count * ylen labels; may be NULL). */
 void lk_dataset_gather(const lk_dataset *d, const int32_t *idx, int count, float *x, int32_t *y);
 
 /* Sampler: one seeded permutation per epoch, identical on every rank; the global

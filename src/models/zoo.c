@@ -4,8 +4,9 @@
 
 #include <string.h>
 
-static lk_status build_mlp(lk_model *m, int nclasses)
+static lk_status build_mlp(lk_model *m, int nclasses, const lk_arch *arch)
 {
+    (void)arch;
     int in = (int)lk_shape_numel(&m->in_shape);
     LK_CHECK(lk_model_add(m, lk_flatten()));
     LK_CHECK(lk_model_add(m, lk_linear(in, 128, 1)));
@@ -13,8 +14,9 @@ static lk_status build_mlp(lk_model *m, int nclasses)
     return lk_model_add(m, lk_linear(128, nclasses, 1));
 }
 
-static lk_status build_mlp_wide(lk_model *m, int nclasses)
+static lk_status build_mlp_wide(lk_model *m, int nclasses, const lk_arch *arch)
 {
+    (void)arch;
     int in = (int)lk_shape_numel(&m->in_shape);
     LK_CHECK(lk_model_add(m, lk_flatten()));
     LK_CHECK(lk_model_add(m, lk_linear(in, 1024, 1)));
@@ -24,8 +26,9 @@ static lk_status build_mlp_wide(lk_model *m, int nclasses)
     return lk_model_add(m, lk_linear(1024, nclasses, 1));
 }
 
-static lk_status build_cnn(lk_model *m, int nclasses)
+static lk_status build_cnn(lk_model *m, int nclasses, const lk_arch *arch)
 {
+    (void)arch;
     const lk_shape *s = &m->in_shape;
     if (s->ndim != 3)
         return LK_ERR(LK_ERR_SHAPE, "model cnn needs image input [C, H, W]");
@@ -57,12 +60,64 @@ static lk_status build_rnn(lk_model *m, int nclasses, lk_rnn_cell cell)
     return lk_model_add(m, lk_linear(128, nclasses, 1));
 }
 
-static lk_status build_lstm(lk_model *m, int nclasses) { return build_rnn(m, nclasses, LK_RNN_LSTM); }
-static lk_status build_gru(lk_model *m, int nclasses) { return build_rnn(m, nclasses, LK_RNN_GRU); }
+static lk_status build_lstm(lk_model *m, int nclasses, const lk_arch *arch)
+{
+    (void)arch;
+    return build_rnn(m, nclasses, LK_RNN_LSTM);
+}
+static lk_status build_gru(lk_model *m, int nclasses, const lk_arch *arch)
+{
+    (void)arch;
+    return build_rnn(m, nclasses, LK_RNN_GRU);
+}
+
+lk_arch lk_arch_resolve(const lk_arch *a)
+{
+    lk_arch r = {4, 4, 256, 128};
+    if (a) {
+        if (a->layers > 0) r.layers = a->layers;
+        if (a->heads > 0) r.heads = a->heads;
+        if (a->dim > 0) r.dim = a->dim;
+        if (a->ctx > 0) r.ctx = a->ctx;
+    }
+    return r;
+}
+
+/* GPT-2's decoder: token + learned position embeddings, `layers` pre-LayerNorm blocks
+ *   x = x + attn(ln_1(x));  x = x + fc2(gelu(fc1(ln_2(x))))   (MLP 4x wide)
+ * a final LayerNorm and the head tied to the token embedding. Input: [ctx] token ids. */
+static lk_status build_gpt(lk_model *m, int vocab, const lk_arch *arch)
+{
+    const lk_shape *s = &m->in_shape;
+    lk_arch a = lk_arch_resolve(arch);
+    if (s->ndim != 1 || s->d[0] != a.ctx)
+        return LK_ERR(LK_ERR_SHAPE, "model gpt needs token windows of --ctx %d (text:FILE or tokens:PATTERN data)",
+                      a.ctx);
+    if (a.dim % a.heads)
+        return LK_ERR(LK_ERR_ARG, "gpt: --dim %d is not a multiple of --heads %d", a.dim, a.heads);
+    const int C = a.dim;
+    lk_layer *emb = lk_embedding(vocab, C, 1);
+    LK_CHECK(lk_model_add(m, emb));
+    for (int i = 0; i < a.layers; i++) {
+        lk_layer *r1 = lk_residual_begin(), *r2;
+        LK_CHECK(lk_model_add(m, r1));
+        LK_CHECK(lk_model_add(m, lk_layernorm(C, 1e-5f)));
+        LK_CHECK(lk_model_add(m, lk_attention(C, a.heads)));
+        LK_CHECK(lk_model_add(m, lk_residual_end(r1)));
+        LK_CHECK(lk_model_add(m, r2 = lk_residual_begin()));
+        LK_CHECK(lk_model_add(m, lk_layernorm(C, 1e-5f)));
+        LK_CHECK(lk_model_add(m, lk_linear(C, 4 * C, 1)));
+        LK_CHECK(lk_model_add(m, lk_activation(LK_ACT_GELU, 0)));
+        LK_CHECK(lk_model_add(m, lk_linear(4 * C, C, 1)));
+        LK_CHECK(lk_model_add(m, lk_residual_end(r2)));
+    }
+    LK_CHECK(lk_model_add(m, lk_layernorm(C, 1e-5f)));
+    return lk_model_add(m, lk_tied_head(emb));
+}
 
 typedef struct {
     lk_zoo_entry e;
-    lk_status (*build)(lk_model *m, int nclasses);
+    lk_status (*build)(lk_model *m, int nclasses, const lk_arch *arch);
 } zoo_row;
 
 static const zoo_row zoo[] = {
@@ -77,6 +132,9 @@ static const zoo_row zoo[] = {
     {{"gru", "2-layer GRU(28->128) over the 28 image rows, last hidden state, Linear(128,10)",
       LK_LOSS_XENT},
      build_gru},
+    {{"gpt", "decoder-only transformer: pre-LayerNorm blocks, GELU MLP 4x, learned positions, tied head",
+      LK_LOSS_XENT},
+     build_gpt},
 };
 #define ZOO_N ((int)(sizeof zoo / sizeof *zoo))
 
@@ -90,10 +148,10 @@ const lk_zoo_entry *lk_zoo_find(const char *name)
     return NULL;
 }
 
-lk_status lk_zoo_build(const char *name, lk_model *m, int nclasses)
+lk_status lk_zoo_build(const char *name, lk_model *m, int nclasses, const lk_arch *arch)
 {
     for (int i = 0; i < ZOO_N; i++)
-        if (!strcmp(zoo[i].e.name, name)) return zoo[i].build(m, nclasses);
+        if (!strcmp(zoo[i].e.name, name)) return zoo[i].build(m, nclasses, arch);
     char known[256] = "";
     for (int i = 0; i < ZOO_N; i++) {
         strncat(known, i ? ", " : "", sizeof known - strlen(known) - 1);

@@ -11,9 +11,18 @@ typedef struct {
     lk_loss_kind loss;
 } lk_zoo_entry;
 
+/* Sizes of the models that take them (gpt: --layers --heads --dim --ctx); 0 keeps the
+ * default. ctx is the token window, so it is also what token data are cut into. */
+typedef struct {
+    int layers, heads, dim, ctx;
+} lk_arch;
+/* The defaults filled in (the small gpt: 4 layers, 4 heads, dim 256, ctx 128). */
+lk_arch lk_arch_resolve(const lk_arch *a);
+
 /* Adds the named model's layers to m (created for the dataset's sample shape).
- * nclasses sizes the classifier head. Unknown names list the known ones. */
-lk_status lk_zoo_build(const char *name, lk_model *m, int nclasses);
+ * nclasses sizes the classifier head (the vocabulary of a language model); arch may be
+ * NULL (defaults). Unknown names list the known ones. */
+lk_status lk_zoo_build(const char *name, lk_model *m, int nclasses, const lk_arch *arch);
 const lk_zoo_entry *lk_zoo_find(const char *name);
 int lk_zoo_count(void);
 const lk_zoo_entry *lk_zoo_at(int i);

@@ -72,6 +72,11 @@ lk_status lk_ckptdir_save(const char *dir, const lk_run_config *c, const lk_mode
     cJSON_AddStringToObject(j, "format", "lockstep-checkpoint");
     cJSON_AddNumberToObject(j, "version", 1);
     cJSON_AddStringToObject(j, "model", c->model);
+    cJSON *arch = cJSON_AddObjectToObject(j, "arch");
+    cJSON_AddNumberToObject(arch, "layers", c->arch.layers);
+    cJSON_AddNumberToObject(arch, "heads", c->arch.heads);
+    cJSON_AddNumberToObject(arch, "dim", c->arch.dim);
+    cJSON_AddNumberToObject(arch, "ctx", c->arch.ctx);
     cJSON_AddStringToObject(j, "data", c->data);
     cJSON_AddItemToObject(j, "input_shape", cJSON_CreateIntArray(c->in_shape.d, c->in_shape.ndim));
     cJSON_AddNumberToObject(j, "classes", c->nclasses);
@@ -118,6 +123,17 @@ static lk_status parse_config(const cJSON *j, const char *path, lk_run_config *c
                       v->valuestring);
     if (!(v = field(j, "model", 1, path, &err))) return err;
     snprintf(c->model, sizeof c->model, "%s", v->valuestring);
+    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(j, "arch"); /* absent before gpt */
+    if (arch && !cJSON_IsObject(arch)) return LK_ERR(LK_ERR_FORMAT, "%s: \"arch\" is not an object", path);
+    const char *const keys[4] = {"layers", "heads", "dim", "ctx"};
+    int *dst[4] = {&c->arch.layers, &c->arch.heads, &c->arch.dim, &c->arch.ctx};
+    for (int i = 0; i < 4 && arch; i++) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(arch, keys[i]);
+        if (!a) continue;
+        if (!cJSON_IsNumber(a) || a->valueint < 0 || a->valueint > 1 << 20)
+            return LK_ERR(LK_ERR_FORMAT, "%s: \"arch\".\"%s\" is not a size", path, keys[i]);
+        *dst[i] = a->valueint;
+    }
     if (!(v = field(j, "data", 1, path, &err))) return err;
     snprintf(c->data, sizeof c->data, "%s", v->valuestring);
     if (!(v = field(j, "classes", 0, path, &err))) return err;

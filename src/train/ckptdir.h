@@ -5,9 +5,11 @@
 
 #include "../core/model.h"
 #include "../core/optim.h"
+#include "../models/zoo.h"
 
 typedef struct {
     char model[64];
+    lk_arch arch;       /* the model's sizes (0: its defaults) */
     char data[512];
     lk_shape in_shape;
     int nclasses;

@@ -20,24 +20,24 @@ void lk_replica_free(lk_replica *r)
     memset(r, 0, sizeof *r);
 }
 
-lk_status lk_replica_open(lk_replica *r, const char *device, int threads, const char *model,
-                              const lk_shape *sample, int nclasses, int batch, lk_init_kind init,
-                              uint64_t seed)
+lk_status lk_replica_open(lk_replica *r, const lk_replica_spec *sp)
 {
     memset(r, 0, sizeof *r);
-    LK_CHECK(lk_device_open(&r->dev, device, threads));
-    const lk_zoo_entry *z = lk_zoo_find(model);
-    if (!z) return lk_zoo_build(model, NULL, 0); /* the error lists the known models */
-    LK_CHECK(lk_model_create(&r->model, r->dev, sample));
-    LK_CHECK(lk_zoo_build(model, r->model, nclasses));
+    LK_CHECK(lk_device_open(&r->dev, sp->device, sp->threads));
+    const lk_zoo_entry *z = lk_zoo_find(sp->model);
+    if (!z) return lk_zoo_build(sp->model, NULL, 0, NULL); /* the error lists the known models */
+    LK_CHECK(lk_model_create(&r->model, r->dev, &sp->sample));
+    LK_CHECK(lk_zoo_build(sp->model, r->model, sp->nclasses, &sp->arch));
     r->loss = z->loss;
+    r->ylen = sp->ylen > 0 ? sp->ylen : 1;
+    const int batch = sp->batch;
     LK_CHECK(lk_model_build(r->model, batch));
-    LK_CHECK(lk_model_init(r->model, init, seed));
-    size_t numel = lk_shape_numel(sample);
-    r->labels = lk_dev_alloc(r->dev, (size_t)batch * sizeof(int32_t));
+    LK_CHECK(lk_model_init(r->model, sp->init, sp->seed));
+    size_t numel = lk_shape_numel(&sp->sample), nlab = (size_t)batch * r->ylen;
+    r->labels = lk_dev_alloc(r->dev, nlab * sizeof(int32_t));
     r->scalars = lk_dev_alloc(r->dev, 4 * sizeof(float));
     r->x_host = lk_malloc((size_t)batch * numel * sizeof(float));
-    r->y_host = lk_malloc((size_t)batch * sizeof(int32_t));
+    r->y_host = lk_malloc(nlab * sizeof(int32_t));
     r->idx = lk_malloc((size_t)batch * sizeof(int32_t));
     if (!r->labels || !r->scalars || !r->x_host || !r->y_host || !r->idx)
         return LK_ERR(LK_ERR_NOMEM, "cannot allocate batch buffers (batch %d)", batch);
@@ -62,5 +62,5 @@ void lk_replica_load_batch(lk_replica *r, const lk_dataset *d, const int32_t *id
     }
     lk_dataset_gather(d, idx, n, r->x_host, r->y_host);
     lk_copy_to_device(r->dev, x, r->x_host, (size_t)n * lk_dataset_sample_numel(d) * sizeof(float));
-    lk_copy_to_device(r->dev, r->labels, r->y_host, (size_t)n * sizeof(int32_t));
+    lk_copy_to_device(r->dev, r->labels, r->y_host, (size_t)n * r->ylen * sizeof(int32_t));
 }

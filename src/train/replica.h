@@ -5,22 +5,36 @@
 #include "../core/layers.h"
 #include "../core/model.h"
 #include "../data/dataset.h"
+#include "../models/zoo.h"
+
+/* What a replica is built from. */
+typedef struct {
+    const char *device;    /* "auto", "cpu", "cuda:N" */
+    int threads;
+    const char *model;     /* zoo name */
+    lk_arch arch;          /* its sizes (0: defaults) */
+    lk_shape sample;       /* per-sample input shape */
+    int nclasses;          /* classes, or the vocabulary */
+    int ylen;              /* labels per sample (1; a language model: its window) */
+    int batch;             /* the largest batch */
+    lk_init_kind init;
+    uint64_t seed;
+} lk_replica_spec;
 
 typedef struct {
     lk_device *dev;
     lk_model *model;
     lk_loss_kind loss;
-    int32_t *labels;       /* device, max_batch */
+    int ylen;              /* labels per sample */
+    int32_t *labels;       /* device, max_batch * ylen */
     float *scalars;        /* device: [0] batch loss, [1] correct, [2] loss sum */
     float *x_host;         /* staging for one batch */
     int32_t *y_host, *idx;
 } lk_replica;
 
-/* Opens the device, builds the zoo model for `sample`/`nclasses` at `batch`,
- * initialises it and allocates every buffer a step needs. */
-lk_status lk_replica_open(lk_replica *r, const char *device, int threads, const char *model,
-                          const lk_shape *sample, int nclasses, int batch, lk_init_kind init,
-                          uint64_t seed);
+/* Opens the device, builds the zoo model for the spec's sample and classes at its
+ * batch, initialises it and allocates every buffer a step needs. */
+lk_status lk_replica_open(lk_replica *r, const lk_replica_spec *spec);
 void lk_replica_free(lk_replica *r);
 /* Copies samples idx[0..n) of d into the model input and label buffers. */
 void lk_replica_load_batch(lk_replica *r, const lk_dataset *d, const int32_t *idx, int n);

@@ -46,9 +46,13 @@ lk_train_opts lk_train_defaults(void)
 static lk_status check_labels(const lk_model *m, const lk_dataset *d)
 {
     lk_shape os = lk_model_out_shape(m);
-    if (os.ndim != 1 || os.d[0] != d->nclasses)
-        return LK_ERR(LK_ERR_SHAPE, "model output has %zu values per sample but %s has %d classes",
-                      lk_shape_numel(&os), d->name, d->nclasses);
+    const size_t want = (size_t)lk_dataset_ylen(d) * d->nclasses;
+    if (lk_shape_numel(&os) != want) {
+        char b[64];
+        return LK_ERR(LK_ERR_SHAPE, "model output %s per sample does not fit %s: %d label%s of %d classes",
+                      lk_shape_str(&os, b, sizeof b), d->name, lk_dataset_ylen(d),
+                      lk_dataset_ylen(d) == 1 ? "" : "s", d->nclasses);
+    }
     return LK_OK;
 }
 
@@ -58,7 +62,8 @@ static lk_status evaluate(lk_replica *r, lk_comm *c, const lk_dataset *d, double
 {
     lk_model *m = r->model;
     double sums[3] = {0.0, 0.0, 0.0}; /* loss * n, correct, n */
-    int feats = (int)lk_shape_numel(&m->layers[m->nlayers - 1]->out);
+    const int ylen = r->ylen; /* rows per sample: token windows have one per position */
+    int feats = (int)(lk_shape_numel(&m->layers[m->nlayers - 1]->out) / (size_t)ylen);
     lk_dataset shard = *d; /* a view: samples [lo, hi) of d */
     int lo = (int)((long)d->n * c->rank / c->world), hi = (int)((long)d->n * (c->rank + 1) / c->world);
     size_t numel = lk_dataset_sample_numel(d);
@@ -68,15 +73,15 @@ static lk_status evaluate(lk_replica *r, lk_comm *c, const lk_dataset *d, double
     for (int start = 0, n = 0; start < shard.n; start += n) {
         lk_tensor out;
         LK_CHECK(lk_replica_infer(r, &shard, start, &n, &out));
-        lk_loss_args la = {.out = out.data, .labels = r->labels, .batch = n, .features = feats};
+        lk_loss_args la = {.out = out.data, .labels = r->labels, .batch = n * ylen, .features = feats};
         LK_CHECK(lk_loss(r->dev, r->loss, &la, &r->scalars[0], NULL, 1.0f));
-        LK_CHECK(lk_count_correct(r->dev, out.data, r->labels, n, feats, &r->scalars[1]));
+        LK_CHECK(lk_count_correct(r->dev, out.data, r->labels, n * ylen, feats, &r->scalars[1]));
         float v[2];
         lk_copy_to_host(r->dev, v, r->scalars, sizeof v);
         LK_CHECK(lk_device_status(r->dev));
         LK_CHECK(lk_comm_status(c));
         sums[0] += (double)v[0] * n;
-        sums[1] += v[1];
+        sums[1] += v[1] / ylen;
         sums[2] += n;
     }
     LK_CHECK(lk_comm_allreduce_f64(c, sums, 3, LK_REDUCE_SUM));
@@ -96,6 +101,7 @@ static void fill_run_config(lk_run_config *rc, const lk_train_opts *o, const lk_
 {
     memset(rc, 0, sizeof *rc);
     snprintf(rc->model, sizeof rc->model, "%s", o->model);
+    rc->arch = o->arch;
     snprintf(rc->data, sizeof rc->data, "%s", o->data);
     rc->in_shape = d->sample;
     rc->nclasses = d->nclasses;
@@ -174,8 +180,9 @@ static void run_free(run_state *s)
 
 static lk_status open_data(const lk_train_opts *o, run_state *s)
 {
-    LK_CHECK(lk_data_open(o->data, "train", &s->train));
-    LK_CHECK(lk_data_open(o->data, "test", &s->val));
+    const int ctx = lk_arch_resolve(&o->arch).ctx; /* token data come in windows of it */
+    LK_CHECK(lk_data_open(o->data, "train", ctx, &s->train));
+    LK_CHECK(lk_data_open(o->data, "test", ctx, &s->val));
     if (o->train_limit > 0 && o->train_limit < s->train.n) lk_dataset_truncate(&s->train, o->train_limit);
     if (o->val_limit > 0 && o->val_limit < s->val.n) lk_dataset_truncate(&s->val, o->val_limit);
     return LK_OK;
@@ -275,8 +282,10 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     LK_CHECK(lk_topo_bind(s->comm, o->bind, gpus, &s->binding));
     LK_CHECK(open_data(o, s));
     int threads = o->threads > 0 ? o->threads : s->binding.ncores;
-    LK_CHECK(lk_replica_open(&s->r, dev, threads, o->model, &s->train.sample,
-                             s->train.nclasses, o->batch, o->init, o->seed));
+    LK_CHECK(lk_replica_open(&s->r, &(lk_replica_spec){dev, threads, o->model, o->arch,
+                                                      s->train.sample, s->train.nclasses,
+                                                      lk_dataset_ylen(&s->train), o->batch,
+                                                      o->init, o->seed}));
     lk_model *m = s->r.model;
     LK_CHECK(check_labels(m, &s->train));
     LK_CHECK(lk_sampler_init(&s->sampler, s->train.n, o->batch, rank, world, o->seed, 1));
@@ -342,7 +351,7 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
         lk_replica_load_batch(&s->r, &s->train, s->r.idx, n);
         lk_tensor out;
         LK_CHECK(lk_model_forward(m, n, 1, s->step, &out));
-        lk_loss_args la = {.out = out.data, .labels = s->r.labels, .batch = n,
+        lk_loss_args la = {.out = out.data, .labels = s->r.labels, .batch = n * s->r.ylen,
                            .features = s->train.nclasses};
         float scale = (float)(n * world / group);
         LK_CHECK(lk_loss(s->r.dev, s->r.loss, &la, &s->r.scalars[0], m->dout, scale));
@@ -458,7 +467,7 @@ lk_status lk_train(const lk_train_opts *o, lk_train_result *res)
     if (o->accum < 1) return LK_ERR(LK_ERR_ARG, "--accum must be at least 1 (got %d)", o->accum);
     if (!(o->bucket_mb > 0)) return LK_ERR(LK_ERR_ARG, "--bucket-mb must be positive");
     if (!(o->comm_timeout > 0)) return LK_ERR(LK_ERR_ARG, "--comm-timeout must be positive");
-    if (!lk_zoo_find(o->model)) return lk_zoo_build(o->model, NULL, 0); /* names the known ones */
+    if (!lk_zoo_find(o->model)) return lk_zoo_build(o->model, NULL, 0, NULL); /* names the known ones */
     lk_status st = train_run(o, &s, res);
     run_free(&s);
     return st;
@@ -472,7 +481,7 @@ lk_status lk_eval_checkpoint(const char *dir, const char *data_spec, const char 
     LK_CHECK(lk_ckptdir_load_config(dir, &rc));
     lk_dataset d;
     memset(&d, 0, sizeof d);
-    LK_CHECK(lk_data_open(data_spec ? data_spec : rc.data, "test", &d));
+    LK_CHECK(lk_data_open(data_spec ? data_spec : rc.data, "test", lk_arch_resolve(&rc.arch).ctx, &d));
     lk_replica r;
     memset(&r, 0, sizeof r);
     lk_status st = LK_OK;
@@ -485,8 +494,9 @@ lk_status lk_eval_checkpoint(const char *dir, const char *data_spec, const char 
         st = LK_ERR(LK_ERR_SHAPE, "checkpoint %s has %d classes but %s has %d", dir, rc.nclasses,
                     d.source, d.nclasses);
     if (st == LK_OK)
-        st = lk_replica_open(&r, device, threads, rc.model, &rc.in_shape, rc.nclasses, batch,
-                          LK_INIT_DEFAULT, 0);
+        st = lk_replica_open(&r, &(lk_replica_spec){device, threads, rc.model, rc.arch, rc.in_shape,
+                                                    rc.nclasses, lk_dataset_ylen(&d), batch,
+                                                    LK_INIT_DEFAULT, 0});
     if (st == LK_OK)
         st = lk_checkpoint_load_weights(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path),
                                         r.model);

@@ -6,9 +6,11 @@
 #include "../comm/comm.h"
 #include "../core/layer.h"
 #include "../core/optim.h"
+#include "../models/zoo.h"
 
 typedef struct {
     const char *model;        /* zoo name */
+    lk_arch arch;             /* its sizes: --layers --heads --dim --ctx (0: defaults) */
     const char *data;         /* --data SPEC */
     int epochs;               /* used when steps == 0 */
     long steps;               /* total optimizer steps (0: epochs decide) */

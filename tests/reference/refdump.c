@@ -3,6 +3,7 @@
  *
  *   lk_refdump MODEL OUT.safetensors [--steps K] [--optim NAME] [--lr X] [--batch B]
  *              [--seed S] [--data SPEC] [--init NAME] [--weight-decay X]
+ *              [--layers N --heads N --dim N --ctx N]
  *
  * OUT holds, for the training samples [0, B) of SPEC (default fashion-mnist):
  *   input, labels          the batch as the model saw it (labels as floats; for the
@@ -84,14 +85,15 @@ static lk_status add_batch(dump *d, const lk_replica *r, int step)
     for (int k = 0; k < m->in_shape.ndim; k++) shape[k + 1] = m->in_shape.d[k];
     snprintf(name, sizeof name, "%sinput", prefix);
     LK_CHECK(add(d, name, m->in_shape.ndim + 1, shape, m->act[0], m->dev));
-    float *labels = malloc((size_t)B * sizeof *labels);
-    int32_t *host = malloc((size_t)B * sizeof *host);
+    const size_t nl = (size_t)B * r->ylen;
+    float *labels = malloc(nl * sizeof *labels);
+    int32_t *host = malloc(nl * sizeof *host);
     if (!labels || !host) return LK_ERR(LK_ERR_NOMEM, "out of memory");
-    lk_copy_to_host(m->dev, host, r->labels, (size_t)B * sizeof *host);
-    for (int i = 0; i < B; i++) labels[i] = (float)host[i];
-    int64_t nb = B;
+    lk_copy_to_host(m->dev, host, r->labels, nl * sizeof *host);
+    for (size_t i = 0; i < nl; i++) labels[i] = (float)host[i];
+    int64_t lshape[2] = {B, r->ylen};
     snprintf(name, sizeof name, "%slabels", prefix);
-    lk_status st = add(d, name, 1, &nb, labels, NULL);
+    lk_status st = add(d, name, r->ylen > 1 ? 2 : 1, lshape, labels, NULL);
     free(labels);
     free(host);
     return st;
@@ -99,6 +101,7 @@ static lk_status add_batch(dump *d, const lk_replica *r, int step)
 
 typedef struct {
     const char *model, *out, *data, *optim, *init;
+    lk_arch arch;
     int steps, batch;
     float lr, wd;
     int lr_set;
@@ -112,8 +115,8 @@ static lk_status run_batch(lk_replica *r, const lk_dataset *ds, int first, int B
     for (int i = 0; i < B; i++) r->idx[i] = first + i;
     lk_replica_load_batch(r, ds, r->idx, B);
     LK_CHECK(lk_model_forward(r->model, B, 1, 0, out));
-    lk_loss_args la = {.out = out->data, .labels = r->labels, .batch = B,
-                       .features = (int)lk_shape_numel(&out->shape) / B};
+    lk_loss_args la = {.out = out->data, .labels = r->labels, .batch = B * r->ylen,
+                       .features = (int)(lk_tensor_numel(out) / ((size_t)B * r->ylen))};
     LK_CHECK(lk_loss(r->dev, r->loss, &la, &r->scalars[0], backward ? r->model->dout : NULL, 1.0f));
     if (backward) LK_CHECK(lk_model_backward_ex(r->model, B, 0, LK_GRADS_REPLACE));
     return LK_OK;
@@ -126,14 +129,15 @@ static lk_status run(const args *a, dump *d)
     lk_replica r;
     memset(&r, 0, sizeof r);
     lk_optim *opt = NULL;
-    lk_status st = lk_data_open(a->data, "train", &ds);
+    lk_status st = lk_data_open(a->data, "train", lk_arch_resolve(&a->arch).ctx, &ds);
     if (st == LK_OK && ds.n < (a->steps + 1) * a->batch)
         st = LK_ERR(LK_ERR_ARG, "%s has %d samples, fewer than %d", a->data, ds.n,
                     (a->steps + 1) * a->batch);
     lk_init_kind init = LK_INIT_DEFAULT;
     if (st == LK_OK) st = lk_init_parse(a->init, &init);
     if (st == LK_OK)
-        st = lk_replica_open(&r, "cpu", 1, a->model, &ds.sample, ds.nclasses, a->batch, init, a->seed);
+        st = lk_replica_open(&r, &(lk_replica_spec){"cpu", 1, a->model, a->arch, ds.sample, ds.nclasses,
+                                                    lk_dataset_ylen(&ds), a->batch, init, a->seed});
     lk_model *m = r.model;
     const int B = a->batch;
     if (st == LK_OK) {
@@ -188,10 +192,10 @@ int main(int argc, char **argv)
     if (argc < 3) {
         fprintf(stderr, "usage: lk_refdump MODEL OUT.safetensors [--steps K] [--optim NAME] "
                         "[--lr X] [--batch B] [--seed S] [--data SPEC] [--init NAME] "
-                        "[--weight-decay X]\n");
+                        "[--weight-decay X] [--layers N --heads N --dim N --ctx N]\n");
         return 2;
     }
-    args a = {argv[1], argv[2], "fashion-mnist", "sgd", "default", 3, 8, 0.0f, 0.0f, 0, 0};
+    args a = {argv[1], argv[2], "fashion-mnist", "sgd", "default", {0, 0, 0, 0}, 3, 8, 0.0f, 0.0f, 0, 0};
     for (int i = 3; i + 1 < argc; i += 2) {
         const char *f = argv[i], *v = argv[i + 1];
         if (!strcmp(f, "--steps")) a.steps = atoi(v);
@@ -202,6 +206,10 @@ int main(int argc, char **argv)
         else if (!strcmp(f, "--data")) a.data = v;
         else if (!strcmp(f, "--init")) a.init = v;
         else if (!strcmp(f, "--weight-decay")) a.wd = strtof(v, NULL);
+        else if (!strcmp(f, "--layers")) a.arch.layers = atoi(v);
+        else if (!strcmp(f, "--heads")) a.arch.heads = atoi(v);
+        else if (!strcmp(f, "--dim")) a.arch.dim = atoi(v);
+        else if (!strcmp(f, "--ctx")) a.arch.ctx = atoi(v);
         else {
             fprintf(stderr, "lk_refdump: unknown flag %s\n", f);
             return 2;

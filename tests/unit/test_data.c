@@ -259,13 +259,13 @@ static void test_data_open_specs(void **state)
 {
     (void)state;
     lk_dataset d;
-    TU_FAILS_WITH(lk_data_open("imagenet", "train", &d), LK_ERR_ARG, "unknown dataset 'imagenet'");
+    TU_FAILS_WITH(lk_data_open("imagenet", "train", 0, &d), LK_ERR_ARG, "unknown dataset 'imagenet'");
     assert_non_null(strstr(lk_error_message(), "fashion-mnist:DIR"));
     assert_non_null(strstr(lk_error_message(), "cifar10:DIR"));
-    TU_FAILS_WITH(lk_data_open("fashion-mnist", "val", &d), LK_ERR_ARG, "unknown split 'val'");
-    TU_FAILS_WITH(lk_data_open("mnist", "train", &d), LK_ERR_ARG, "needs a directory");
-    TU_FAILS_WITH(lk_data_open("cifar10:", "train", &d), LK_ERR_ARG, "empty directory");
-    TU_FAILS_WITH(lk_data_open("mnist:/no/such/dir", "test", &d), LK_ERR_IO,
+    TU_FAILS_WITH(lk_data_open("fashion-mnist", "val", 0, &d), LK_ERR_ARG, "unknown split 'val'");
+    TU_FAILS_WITH(lk_data_open("mnist", "train", 0, &d), LK_ERR_ARG, "needs a directory");
+    TU_FAILS_WITH(lk_data_open("cifar10:", "train", 0, &d), LK_ERR_ARG, "empty directory");
+    TU_FAILS_WITH(lk_data_open("mnist:/no/such/dir", "test", 0, &d), LK_ERR_IO,
                   "/no/such/dir/t10k-images-idx3-ubyte");
     assert_non_null(strstr(lk_error_message(), "does not exist"));
 
@@ -277,7 +277,7 @@ static void test_data_open_specs(void **state)
     tu_write("fm/t10k-images-idx3-ubyte", im, good_images(im));
     write_gz("fm/t10k-labels-idx1-ubyte.gz", lb, good_labels(lb));
     snprintf(spec, sizeof spec, "fashion-mnist:%s", dir);
-    TU_OK(lk_data_open(spec, "test", &d));
+    TU_OK(lk_data_open(spec, "test", 0, &d));
     check_good(&d);
     assert_string_equal(d.name, "fashion-mnist");
     assert_string_equal(d.source, dir);
@@ -285,11 +285,11 @@ static void test_data_open_specs(void **state)
     assert_string_equal(d.class_names[9], "Ankle boot");
     lk_dataset_free(&d);
     snprintf(spec, sizeof spec, "mnist:%s", dir);
-    TU_OK(lk_data_open(spec, "test", &d));
+    TU_OK(lk_data_open(spec, "test", 0, &d));
     assert_string_equal(d.name, "mnist");
     assert_string_equal(d.class_names[7], "7");
     lk_dataset_free(&d);
-    TU_FAILS_WITH(lk_data_open(spec, "train", &d), LK_ERR_IO, "train-images-idx3-ubyte.gz");
+    TU_FAILS_WITH(lk_data_open(spec, "train", 0, &d), LK_ERR_IO, "train-images-idx3-ubyte.gz");
     assert_non_null(strstr(lk_error_message(), "file not found"));
 
     /* cifar10:DIR test split. */
@@ -297,11 +297,11 @@ static void test_data_open_specs(void **state)
     assert_int_equal(mkdir(dir, 0755), 0);
     write_cifar("cf/test_batch.bin", 2, 0, 0);
     snprintf(spec, sizeof spec, "cifar10:%s", dir);
-    TU_OK(lk_data_open(spec, "test", &d));
+    TU_OK(lk_data_open(spec, "test", 0, &d));
     assert_int_equal(d.n, 2);
     assert_string_equal(d.name, "cifar10");
     lk_dataset_free(&d);
-    TU_FAILS_WITH(lk_data_open(spec, "train", &d), LK_ERR_IO, "data_batch_1.bin");
+    TU_FAILS_WITH(lk_data_open(spec, "train", 0, &d), LK_ERR_IO, "data_batch_1.bin");
 }
 
 static void test_gather_truncate(void **state)
@@ -339,7 +339,7 @@ static void test_fashion_mnist_real(void **state)
         skip();
     }
     lk_dataset d;
-    TU_OK(lk_data_open("fashion-mnist", "test", &d));
+    TU_OK(lk_data_open("fashion-mnist", "test", 0, &d));
     assert_int_equal(d.n, 10000);
     assert_shape3(&d.sample, 1, 28, 28);
     int counts[10] = {0};

@@ -276,7 +276,7 @@ static void test_param_names(void **state)
     (void)state;
     int in[3] = {1, 28, 28};
     lk_model *m = model_for(3, in);
-    TU_OK(lk_zoo_build("mlp", m, 10));
+    TU_OK(lk_zoo_build("mlp", m, 10, NULL));
     TU_OK(lk_model_build(m, 1));
     assert_int_equal(lk_model_param_count(m), 4);
     /* nn.Sequential(Flatten(), Linear(784,128), ReLU(), Linear(128,10)) */
@@ -289,7 +289,7 @@ static void test_param_names(void **state)
     lk_model_destroy(m);
 
     m = model_for(3, in);
-    TU_OK(lk_zoo_build("cnn", m, 10));
+    TU_OK(lk_zoo_build("cnn", m, 10, NULL));
     TU_OK(lk_model_build(m, 1));
     assert_int_equal(lk_model_param_count(m), 8);
     expect_param(m, 0, "0.weight", 4, (int[]){32, 1, 3, 3});
@@ -430,7 +430,7 @@ static void trainer_open(trainer *t, const char *zoo, int batch, lk_optim_config
     memset(t, 0, sizeof *t);
     t->batch = batch;
     t->m = model_for(3, in);
-    TU_OK(lk_zoo_build(zoo, t->m, 10));
+    TU_OK(lk_zoo_build(zoo, t->m, 10, NULL));
     TU_OK(lk_model_build(t->m, batch));
     TU_OK(lk_model_init(t->m, LK_INIT_DEFAULT, 11));
     TU_OK(lk_optim_create(&t->o, tu_cpu(), &oc, t->m->nparams));
