@@ -89,11 +89,11 @@ static void cpu_bias_grad(lk_device *d, float *db, const float *dy, int outer, i
     });
 }
 
-static inline float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+static inline float gelu(float x) { return 0.5f * x * (1.0f + lk_erff(x * 0.70710678118654752f)); }
 static inline float gelu_grad(float x)
 {
-    float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
-    float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+    float cdf = 0.5f * (1.0f + lk_erff(x * 0.70710678118654752f));
+    float pdf = 0.39894228040143268f * lk_expneg(-0.5f * x * x);
     return cdf + x * pdf;
 }
 
@@ -118,7 +118,7 @@ static void cpu_act_forward(lk_device *d, lk_act act, float alpha, const float *
         LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN / 8, i, ln, y[i] = lk_tanhf(x[i]););
         break;
     case LK_ACT_GELU:
-        LK_CPU_FOR(ln > LK_CPU_PAR_MIN / 8, i, ln, y[i] = gelu(x[i]););
+        LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN / 8, i, ln, y[i] = gelu(x[i]););
         break;
     }
 }
@@ -145,7 +145,7 @@ static void cpu_act_backward(lk_device *d, lk_act act, float alpha, const float 
         LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN, i, ln, dx[i] = dy[i] * (1.0f - y[i] * y[i]););
         break;
     case LK_ACT_GELU:
-        LK_CPU_FOR(ln > LK_CPU_PAR_MIN / 8, i, ln, dx[i] = dy[i] * gelu_grad(x[i]););
+        LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN / 8, i, ln, dx[i] = dy[i] * gelu_grad(x[i]););
         break;
     }
 }

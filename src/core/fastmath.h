@@ -7,7 +7,8 @@
  *               clamps on both sides.
  *   lk_sigmf    1 / (1 + e^-x), from e^-|x| (no overflow on either side)
  *   lk_tanhf    Cephes' odd polynomial for |x| < 0.625, else (1 - t) / (1 + t) with
- *               t = e^-2|x| */
+ *               t = e^-2|x|
+ *   lk_erff     Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7), for GELU */
 #ifndef LK_FASTMATH_H
 #define LK_FASTMATH_H
 
@@ -49,6 +50,14 @@ static inline float lk_tanhf(float x)
     float t = lk_expneg(-2.0f * a);
     float big = copysignf((1.0f - t) / (1.0f + t), x);
     return a < 0.625f ? small : big;
+}
+
+static inline float lk_erff(float x)
+{
+    float a = fabsf(x), t = 1.0f / fmaf(0.3275911f, a, 1.0f);
+    float p = fmaf(fmaf(fmaf(fmaf(1.061405429f, t, -1.453152027f), t, 1.421413741f), t,
+                        -0.284496736f), t, 0.254829592f) * t;
+    return copysignf(1.0f - p * lk_expneg(-a * a), x);
 }
 
 #endif

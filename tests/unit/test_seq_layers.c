@@ -136,7 +136,7 @@ static void test_rnn_long_dependency(void **state)
 static void test_fastmath(void **state)
 {
     (void)state;
-    double worst_e = 0, worst_s = 0, worst_t = 0;
+    double worst_e = 0, worst_s = 0, worst_t = 0, worst_erf = 0;
     for (int i = -200000; i <= 200000; i++) {
         float x = (float)i * 5e-4f; /* [-100, 100] */
         if (x <= 0.0f && x >= -87.0f)
@@ -145,10 +145,12 @@ static void test_fastmath(void **state)
         worst_s = fmax(worst_s, fabs(lk_sigmf(x) - s) / fmax(s, 1e-30));
         double t = tanh((double)x);
         worst_t = fmax(worst_t, fabs(lk_tanhf(x) - t) / fmax(fabs(t), 1e-30));
+        worst_erf = fmax(worst_erf, fabs(lk_erff(x) - erf((double)x))); /* absolute */
     }
-    print_message("  fastmath: worst relative error exp %.2g, sigmoid %.2g, tanh %.2g\n", worst_e,
-                  worst_s, worst_t);
+    print_message("  fastmath: worst relative error exp %.2g, sigmoid %.2g, tanh %.2g; "
+                  "absolute error erf %.2g\n", worst_e, worst_s, worst_t, worst_erf);
     assert_true(worst_e < 1e-6 && worst_t < 1e-6);
+    assert_true(worst_erf < 5e-7);
     assert_true(worst_s < 1e-6); /* relative down to 1e-30, absolute below */
     assert_true(lk_expneg(-1000.0f) > 0.0f && lk_expneg(-1000.0f) < 1e-37f);
     assert_true(lk_sigmf(-1000.0f) >= 0.0f && lk_sigmf(1000.0f) == 1.0f);
