@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 DEFAULT_DATA_DIR = os.environ.get("LK_FASHION_MNIST_DIR",
                                   "/usr/share/datasets/fashion-mnist")
-MODELS = ("mlp", "mlp-wide", "cnn", "lstm", "gru", "gpt")
+MODELS = ("mlp", "mlp-wide", "cnn", "lstm", "gru", "gpt", "autoencoder", "vae")
 GPT_DEFAULTS = {"layers": 4, "heads": 4, "dim": 256, "ctx": 128, "vocab": 256}
 
 
@@ -132,7 +132,40 @@ class GPT(nn.Module):
         return x
 
 
+class Reparam(nn.Module):
+    """The VAE's sampling layer: (mu, logvar) -> mu + exp(logvar/2) * noise, keeping the
+    batch mean of the KL divergence from N(0,1) in .kl; noise is set by the caller
+    (lockstep's Philox draws in the reference check), else drawn here."""
+
+    def __init__(self):
+        super().__init__()
+        self.noise = None
+        self.kl = None
+
+    def forward(self, x):
+        mu, logvar = x.chunk(2, dim=1)
+        self.kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / x.shape[0]
+        eps = self.noise if self.noise is not None else torch.randn_like(mu)
+        return mu + eps * torch.exp(0.5 * logvar) if self.training else mu
+
+
+def loss_of(name, model, out, x, labels):
+    """The model's training loss, as lockstep defines it for the model."""
+    if name == "autoencoder":
+        return F.mse_loss(out, x.flatten(1))
+    if name == "vae":
+        bce = F.binary_cross_entropy_with_logits(out, x.flatten(1), reduction="sum")
+        return bce / x.shape[0] + model[4].kl
+    return F.cross_entropy(out.reshape(-1, out.shape[-1]), labels.reshape(-1).long())
+
+
 def build_model(name, arch=None):
+    if name == "autoencoder":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 64), nn.ReLU(),
+                             nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 784), nn.Sigmoid())
+    if name == "vae":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 40), Reparam(),
+                             nn.Linear(20, 400), nn.ReLU(), nn.Linear(400, 784))
     if name == "gpt":
         a = dict(GPT_DEFAULTS, **{k: v for k, v in (arch or {}).items() if v})
         return GPT(a["vocab"], a["layers"], a["heads"], a["dim"], a["ctx"])

@@ -311,6 +311,8 @@ static const lk_backend cpu_backend = {
     .layernorm_backward = lk_cpu_layernorm_backward,
     .embed_forward = lk_cpu_embed_forward,
     .embed_backward = lk_cpu_embed_backward,
+    .reparam_forward = lk_cpu_reparam_forward,
+    .reparam_backward = lk_cpu_reparam_backward,
     .status = cpu_status,
 };
 

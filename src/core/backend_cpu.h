@@ -85,6 +85,10 @@ void lk_cpu_softmax_causal_backward(lk_device *d, const float *p, float *dp, int
 void lk_cpu_embed_forward(lk_device *d, const float *idx, const float *w, float *y, int n, int dim);
 void lk_cpu_embed_backward(lk_device *d, const float *idx, const float *dy, float *dw, int n,
                            int dim);
+void lk_cpu_reparam_forward(lk_device *d, const float *ml, float *z, int n, int zdim, int noise,
+                            uint64_t seed, uint64_t key, float *kl);
+void lk_cpu_reparam_backward(lk_device *d, const float *ml, const float *dz, float *dml, int n,
+                             int zdim, uint64_t seed, uint64_t key, float kl_scale);
 /* normalisation (backend_cpu_norm.c) */
 void lk_cpu_layernorm_forward(lk_device *d, const float *x, const float *w, const float *b,
                               float *y, float *mean, float *rstd, int rows, int dim, float eps);

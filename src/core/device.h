@@ -165,6 +165,15 @@ typedef struct lk_backend {
     void (*embed_forward)(lk_device *d, const float *idx, const float *w, float *y, int n, int dim);
     void (*embed_backward)(lk_device *d, const float *idx, const float *dy, float *dw, int n,
                            int dim);
+    /* The VAE's reparameterisation over n rows of ml = [mu (zdim) | logvar (zdim)]:
+     * z = mu + exp(logvar / 2) * eps with eps = lk_rng_normal(seed, LK_RNG_NOISE, key,
+     * row * zdim + j) when `noise`, else z = mu; *kl (device scalar) = the mean over rows
+     * of -1/2 sum_j (1 + logvar - mu^2 - exp(logvar)). Backward overwrites dml with
+     * d/dml of (dz . z + kl_scale * the sum over rows of the KL). */
+    void (*reparam_forward)(lk_device *d, const float *ml, float *z, int n, int zdim, int noise,
+                            uint64_t seed, uint64_t key, float *kl);
+    void (*reparam_backward)(lk_device *d, const float *ml, const float *dz, float *dml, int n,
+                             int zdim, uint64_t seed, uint64_t key, float kl_scale);
     /* flat-buffer helpers */
     void (*optim_update)(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                        float *s1, float *s2, size_t n);

@@ -51,6 +51,10 @@ typedef struct {
     long step;          /* global step, keys dropout masks */
     void *workspace;    /* shared scratch of the largest workspace_bytes() */
     int replace_grads;  /* backward: 1 = parameter gradients overwrite, 0 = accumulate */
+    float *aux_loss;    /* device scalar: layers with loss terms of their own (the VAE's KL)
+                           add their batch mean to it in forward (zeroed first) */
+    float loss_scale;   /* backward: the factor on the loss gradient in dout; such terms
+                           scale their gradients alike */
 } lk_ctx;
 
 typedef struct lk_layer lk_layer;

@@ -32,6 +32,12 @@ lk_layer *lk_attention(int dim, int heads);
 /* y = x + f(x), f = the layers added between the two; end keeps the shape. */
 lk_layer *lk_residual_begin(void);
 lk_layer *lk_residual_end(lk_layer *begin);
+/* The VAE's sampling layer: [2*zdim] (mu, logvar) -> z [zdim]; its KL term is the
+ * layer's own loss (ctx->aux_loss). The noise of a step: lk_rng_normal(seed,
+ * LK_RNG_NOISE, lk_reparam_key(layer, step), sample * zdim + j). */
+lk_layer *lk_reparam(int zdim);
+uint64_t lk_reparam_key(const lk_layer *l, long step);
+int lk_layer_is_reparam(const lk_layer *l);
 
 /* Losses (not layers: they end the chain). The mean over the batch, like PyTorch's
  * default reduction; dout = d(loss)/d(out) * scale when dout != NULL. */

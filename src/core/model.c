@@ -16,6 +16,7 @@ lk_status lk_model_create(lk_model **out, lk_device *dev, const lk_shape *in_sam
     if (!m) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a model");
     m->dev = dev;
     m->in_shape = *in_sample;
+    m->loss_scale = 1.0f;
     *out = m;
     return LK_OK;
 }
@@ -76,6 +77,7 @@ static void plan_arena(lk_model *m, lk_arena *a)
     m->dbuf[1] = lk_arena_take(a, dmax);
     m->dout = lk_arena_take(a, dmax);
     m->workspace = ws ? lk_arena_take(a, ws) : NULL;
+    m->aux_loss = lk_arena_take(a, sizeof(float));
 }
 
 lk_status lk_model_build(lk_model *m, int max_batch)
@@ -186,7 +188,8 @@ static lk_status check_batch(const lk_model *m, int batch)
 lk_status lk_model_forward(lk_model *m, int batch, int training, long step, lk_tensor *out)
 {
     LK_CHECK(check_batch(m, batch));
-    lk_ctx c = {m->dev, training, m->seed, step, m->workspace, 0};
+    lk_ctx c = {m->dev, training, m->seed, step, m->workspace, 0, m->aux_loss, 1.0f};
+    lk_zero(m->dev, m->aux_loss, sizeof(float));
     for (int i = 0; i < m->nlayers; i++) {
         lk_layer *l = m->layers[i];
         if (l->vt->alias && !l->vt->forward) continue;
@@ -207,7 +210,8 @@ lk_status lk_model_backward(lk_model *m, int batch, long step)
 lk_status lk_model_backward_ex(lk_model *m, int batch, long step, lk_grads_mode mode)
 {
     LK_CHECK(check_batch(m, batch));
-    lk_ctx c = {m->dev, 1, m->seed, step, m->workspace, mode == LK_GRADS_REPLACE};
+    lk_ctx c = {m->dev, 1, m->seed, step, m->workspace, mode == LK_GRADS_REPLACE, m->aux_loss,
+                m->loss_scale};
     float *dy = m->dout;
     int first = 0; /* below the first layer with parameters no gradient is needed */
     while (first < m->nlayers && m->layers[first]->nparams == 0) first++;

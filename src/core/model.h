@@ -29,6 +29,8 @@ typedef struct lk_model {
     float *dout;              /* gradient of the loss w.r.t. the output (filled by the loss) */
     void *workspace;
     uint64_t seed;            /* keys dropout masks */
+    float *aux_loss;          /* device scalar: the layers' own loss terms of the last forward */
+    float loss_scale;         /* the factor the loss put on dout (1 unless the caller sets it) */
     lk_grad_ready_fn on_grad_ready;
     void *grad_ready_user;
 } lk_model;

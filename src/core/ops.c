@@ -360,6 +360,22 @@ lk_status lk_embed_backward(lk_device *d, const float *idx, const float *dy, flo
     return LK_OK;
 }
 
+lk_status lk_reparam_forward(lk_device *d, const float *ml, float *z, int n, int zdim, int noise,
+                             uint64_t seed, uint64_t key, float *kl)
+{
+    NEED(ml && z && kl && n > 0 && zdim > 0, "reparam_forward: bad arguments (n=%d zdim=%d)", n, zdim);
+    d->ops->reparam_forward(d, ml, z, n, zdim, noise, seed, key, kl);
+    return LK_OK;
+}
+
+lk_status lk_reparam_backward(lk_device *d, const float *ml, const float *dz, float *dml, int n,
+                              int zdim, uint64_t seed, uint64_t key, float kl_scale)
+{
+    NEED(ml && dz && dml && n > 0 && zdim > 0, "reparam_backward: bad arguments (n=%d zdim=%d)", n, zdim);
+    d->ops->reparam_backward(d, ml, dz, dml, n, zdim, seed, key, kl_scale);
+    return LK_OK;
+}
+
 lk_status lk_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                         float *s1, float *s2, size_t n)
 {

@@ -87,6 +87,12 @@ lk_status lk_embed_forward(lk_device *d, const float *idx, const float *w, float
 lk_status lk_embed_backward(lk_device *d, const float *idx, const float *dy, float *dw, int n,
                             int dim);
 
+/* The VAE's reparameterisation and KL term: see device.h. */
+lk_status lk_reparam_forward(lk_device *d, const float *ml, float *z, int n, int zdim, int noise,
+                             uint64_t seed, uint64_t key, float *kl);
+lk_status lk_reparam_backward(lk_device *d, const float *ml, const float *dz, float *dml, int n,
+                              int zdim, uint64_t seed, uint64_t key, float kl_scale);
+
 lk_status lk_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                         float *s1, float *s2, size_t n);
 lk_status lk_sumsq(lk_device *d, const float *x, size_t n, float *out);

@@ -142,6 +142,17 @@ void lk_dataset_free(lk_dataset *d)
 
 size_t lk_dataset_sample_numel(const lk_dataset *d) { return lk_shape_numel(&d->sample); }
 
+lk_dataset lk_dataset_view(const lk_dataset *d, int lo, int hi)
+{
+    lk_dataset v = *d;
+    size_t m = lk_dataset_sample_numel(d);
+    if (d->x) v.x = d->x + (size_t)lo * m;
+    if (d->y) v.y = d->y + lo;
+    if (d->tok) v.tok = d->tok + (size_t)lo * m; /* window i starts at token i * ctx */
+    v.n = hi - lo;
+    return v;
+}
+
 void lk_dataset_truncate(lk_dataset *d, int n)
 {
     /* The buffers keep their size; only the visible count shrinks. */

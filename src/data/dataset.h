@@ -48,6 +48,8 @@ lk_status lk_data_open(const char *spec, const char *split, int ctx, lk_dataset 
 static inline int lk_dataset_ylen(const lk_dataset *d) { return d->ylen > 0 ? d->ylen : 1; }
 void lk_dataset_free(lk_dataset *d);
 size_t lk_dataset_sample_numel(const lk_dataset *d);
+/* A view of samples [lo, hi) of d (shares its memory; not to be freed). */
+lk_dataset lk_dataset_view(const lk_dataset *d, int lo, int hi);
 /* Keeps only the first n samples (n <= d->n). */
 void lk_dataset_truncate(lk_dataset *d, int n);
 

@@ -115,26 +115,65 @@ static lk_status build_gpt(lk_model *m, int vocab, const lk_arch *arch)
     return lk_model_add(m, lk_tied_head(emb));
 }
 
+/* 784-256-64-256-784 with ReLU and a sigmoid output, trained on MSE to its input. */
+static lk_status build_autoencoder(lk_model *m, int nclasses, const lk_arch *arch)
+{
+    (void)nclasses, (void)arch;
+    int in = (int)lk_shape_numel(&m->in_shape);
+    LK_CHECK(lk_model_add(m, lk_flatten()));
+    const int widths[] = {256, 64, 256};
+    int prev = in;
+    for (int i = 0; i < 3; i++) {
+        LK_CHECK(lk_model_add(m, lk_linear(prev, widths[i], 1)));
+        LK_CHECK(lk_model_add(m, lk_activation(LK_ACT_RELU, 0)));
+        prev = widths[i];
+    }
+    LK_CHECK(lk_model_add(m, lk_linear(prev, in, 1)));
+    return lk_model_add(m, lk_activation(LK_ACT_SIGMOID, 0));
+}
+
+/* The VAE of PyTorch's example: 784-400-(mu, logvar: 2x20), z = mu + sigma * eps,
+ * 20-400-784 logits; loss BCE (summed over pixels) + KL, averaged over the batch. */
+static lk_status build_vae(lk_model *m, int nclasses, const lk_arch *arch)
+{
+    (void)nclasses, (void)arch;
+    int in = (int)lk_shape_numel(&m->in_shape);
+    LK_CHECK(lk_model_add(m, lk_flatten()));
+    LK_CHECK(lk_model_add(m, lk_linear(in, 400, 1)));
+    LK_CHECK(lk_model_add(m, lk_activation(LK_ACT_RELU, 0)));
+    LK_CHECK(lk_model_add(m, lk_linear(400, 40, 1)));
+    LK_CHECK(lk_model_add(m, lk_reparam(20)));
+    LK_CHECK(lk_model_add(m, lk_linear(20, 400, 1)));
+    LK_CHECK(lk_model_add(m, lk_activation(LK_ACT_RELU, 0)));
+    return lk_model_add(m, lk_linear(400, in, 1));
+}
+
 typedef struct {
     lk_zoo_entry e;
     lk_status (*build)(lk_model *m, int nclasses, const lk_arch *arch);
 } zoo_row;
 
 static const zoo_row zoo[] = {
-    {{"mlp", "flatten, Linear(784,128), ReLU, Linear(128,10)", LK_LOSS_XENT}, build_mlp},
-    {{"mlp-wide", "784-1024-1024-10 with ReLU", LK_LOSS_XENT}, build_mlp_wide},
+    {{"mlp", "flatten, Linear(784,128), ReLU, Linear(128,10)", LK_LOSS_XENT, LK_TARGET_LABELS, 0}, build_mlp},
+    {{"mlp-wide", "784-1024-1024-10 with ReLU", LK_LOSS_XENT, LK_TARGET_LABELS, 0}, build_mlp_wide},
     {{"cnn", "2x [Conv3x3, ReLU, MaxPool2] (32, 64 ch), Linear(3136,128), ReLU, Linear(128,10)",
-      LK_LOSS_XENT},
+      LK_LOSS_XENT, LK_TARGET_LABELS, 0},
      build_cnn},
     {{"lstm", "2-layer LSTM(28->128) over the 28 image rows, last hidden state, Linear(128,10)",
-      LK_LOSS_XENT},
+      LK_LOSS_XENT, LK_TARGET_LABELS, 0},
      build_lstm},
     {{"gru", "2-layer GRU(28->128) over the 28 image rows, last hidden state, Linear(128,10)",
-      LK_LOSS_XENT},
+      LK_LOSS_XENT, LK_TARGET_LABELS, 0},
      build_gru},
     {{"gpt", "decoder-only transformer: pre-LayerNorm blocks, GELU MLP 4x, learned positions, tied head",
-      LK_LOSS_XENT},
+      LK_LOSS_XENT, LK_TARGET_LABELS, 0},
      build_gpt},
+    {{"autoencoder", "784-256-64-256-784, ReLU, sigmoid output, MSE to the input", LK_LOSS_MSE,
+      LK_TARGET_INPUT, 0},
+     build_autoencoder},
+    {{"vae", "784-400-(2x20)-400-784 variational autoencoder, BCE + KL", LK_LOSS_BCE_LOGITS,
+      LK_TARGET_INPUT, 1},
+     build_vae},
 };
 #define ZOO_N ((int)(sizeof zoo / sizeof *zoo))
 

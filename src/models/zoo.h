@@ -5,10 +5,19 @@
 #include "../core/layers.h"
 #include "../core/model.h"
 
+/* What a model's loss compares its output with. */
+typedef enum {
+    LK_TARGET_LABELS = 0, /* class labels (one per sample, or one per token of a window) */
+    LK_TARGET_INPUT,      /* the input itself (autoencoders): targets = the pixels */
+} lk_target;
+
 typedef struct {
     const char *name;
     const char *summary;
     lk_loss_kind loss;
+    lk_target target;
+    int loss_sum;         /* the loss is summed over a sample's outputs (then averaged over
+                             the batch), as the VAE's BCE + KL; else the mean over outputs */
 } lk_zoo_entry;
 
 /* Sizes of the models that take them (gpt: --layers --heads --dim --ctx); 0 keeps the

@@ -28,6 +28,7 @@ lk_status lk_replica_open(lk_replica *r, const lk_replica_spec *sp)
     if (!z) return lk_zoo_build(sp->model, NULL, 0, NULL); /* the error lists the known models */
     LK_CHECK(lk_model_create(&r->model, r->dev, &sp->sample));
     LK_CHECK(lk_zoo_build(sp->model, r->model, sp->nclasses, &sp->arch));
+    r->zoo = z;
     r->loss = z->loss;
     r->ylen = sp->ylen > 0 ? sp->ylen : 1;
     const int batch = sp->batch;
@@ -42,6 +43,29 @@ lk_status lk_replica_open(lk_replica *r, const lk_replica_spec *sp)
     if (!r->labels || !r->scalars || !r->x_host || !r->y_host || !r->idx)
         return LK_ERR(LK_ERR_NOMEM, "cannot allocate batch buffers (batch %d)", batch);
     lk_zero(r->dev, r->scalars, 4 * sizeof(float));
+    return LK_OK;
+}
+
+lk_status lk_replica_loss(lk_replica *r, const lk_tensor *out, int n, int grad, float scale,
+                          int correct)
+{
+    lk_model *m = r->model;
+    const int per = (int)(lk_tensor_numel(out) / (size_t)n); /* outputs per sample */
+    lk_loss_args la = {.out = out->data, .batch = n * r->ylen, .features = per / r->ylen};
+    if (r->zoo->target == LK_TARGET_INPUT) {
+        la.targets = lk_model_input(m);
+        la.batch = n;
+        la.features = per;
+    } else {
+        la.labels = r->labels;
+    }
+    const float sum = r->zoo->loss_sum ? (float)la.features : 1.0f;
+    m->loss_scale = scale;
+    LK_CHECK(lk_loss(r->dev, r->loss, &la, &r->scalars[0], grad ? m->dout : NULL, scale * sum));
+    if (sum != 1.0f) LK_CHECK(lk_scale(r->dev, &r->scalars[0], sum, 1));
+    LK_CHECK(lk_axpy(r->dev, 1.0f, m->aux_loss, &r->scalars[0], 1));
+    if (correct && lk_replica_classifies(r))
+        LK_CHECK(lk_count_correct(r->dev, out->data, r->labels, la.batch, la.features, &r->scalars[1]));
     return LK_OK;
 }
 

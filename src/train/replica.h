@@ -24,6 +24,7 @@ typedef struct {
 typedef struct {
     lk_device *dev;
     lk_model *model;
+    const lk_zoo_entry *zoo; /* the model's entry: loss, target */
     lk_loss_kind loss;
     int ylen;              /* labels per sample */
     int32_t *labels;       /* device, max_batch * ylen */
@@ -36,6 +37,15 @@ typedef struct {
  * batch, initialises it and allocates every buffer a step needs. */
 lk_status lk_replica_open(lk_replica *r, const lk_replica_spec *spec);
 void lk_replica_free(lk_replica *r);
+/* The loss of the n samples just run (out: the forward's output) into scalars[0]: the
+ * model's loss against its labels or its input, plus the layers' own terms (the VAE's
+ * KL); with grad, d(loss)/d(out) * scale into the model's dout (and scale noted for
+ * those terms). With correct, also the number of right predictions into scalars[1]
+ * (classifiers only). */
+lk_status lk_replica_loss(lk_replica *r, const lk_tensor *out, int n, int grad, float scale,
+                          int correct);
+/* 1 when the model predicts classes (an accuracy means something). */
+static inline int lk_replica_classifies(const lk_replica *r) { return r->zoo->target == LK_TARGET_LABELS; }
 /* Copies samples idx[0..n) of d into the model input and label buffers. */
 void lk_replica_load_batch(lk_replica *r, const lk_dataset *d, const int32_t *idx, int n);
 /* Inference on samples [start, start + *n) of d, *n = min(max_batch, d->n - start):

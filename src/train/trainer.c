@@ -43,16 +43,22 @@ lk_train_opts lk_train_defaults(void)
     return o;
 }
 
-static lk_status check_labels(const lk_model *m, const lk_dataset *d)
+/* The model's output fits what its loss compares it with: the labels, or the input. */
+static lk_status check_output(const lk_replica *r, const lk_dataset *d)
 {
-    lk_shape os = lk_model_out_shape(m);
+    lk_shape os = lk_model_out_shape(r->model);
+    char b[64], c[64];
+    if (r->zoo->target == LK_TARGET_INPUT) {
+        if (lk_shape_numel(&os) != lk_dataset_sample_numel(d))
+            return LK_ERR(LK_ERR_SHAPE, "model output %s per sample cannot reconstruct %s samples %s",
+                          lk_shape_str(&os, b, sizeof b), d->name, lk_shape_str(&d->sample, c, sizeof c));
+        return LK_OK;
+    }
     const size_t want = (size_t)lk_dataset_ylen(d) * d->nclasses;
-    if (lk_shape_numel(&os) != want) {
-        char b[64];
+    if (lk_shape_numel(&os) != want)
         return LK_ERR(LK_ERR_SHAPE, "model output %s per sample does not fit %s: %d label%s of %d classes",
                       lk_shape_str(&os, b, sizeof b), d->name, lk_dataset_ylen(d),
                       lk_dataset_ylen(d) == 1 ? "" : "s", d->nclasses);
-    }
     return LK_OK;
 }
 
@@ -60,33 +66,25 @@ static lk_status check_labels(const lk_model *m, const lk_dataset *d)
  * its own contiguous shard and the sums are added up over the ranks. */
 static lk_status evaluate(lk_replica *r, lk_comm *c, const lk_dataset *d, double *loss, double *acc)
 {
-    lk_model *m = r->model;
-    double sums[3] = {0.0, 0.0, 0.0}; /* loss * n, correct, n */
-    const int ylen = r->ylen; /* rows per sample: token windows have one per position */
-    int feats = (int)(lk_shape_numel(&m->layers[m->nlayers - 1]->out) / (size_t)ylen);
-    lk_dataset shard = *d; /* a view: samples [lo, hi) of d */
+    double sums[3] = {0.0, 0.0, 0.0}; /* loss * n, correct (per label), n */
     int lo = (int)((long)d->n * c->rank / c->world), hi = (int)((long)d->n * (c->rank + 1) / c->world);
-    size_t numel = lk_dataset_sample_numel(d);
-    shard.x = d->x + (size_t)lo * numel;
-    shard.y = d->y + lo;
-    shard.n = hi - lo;
+    lk_dataset shard = lk_dataset_view(d, lo, hi);
+    const int classifies = lk_replica_classifies(r);
     for (int start = 0, n = 0; start < shard.n; start += n) {
         lk_tensor out;
         LK_CHECK(lk_replica_infer(r, &shard, start, &n, &out));
-        lk_loss_args la = {.out = out.data, .labels = r->labels, .batch = n * ylen, .features = feats};
-        LK_CHECK(lk_loss(r->dev, r->loss, &la, &r->scalars[0], NULL, 1.0f));
-        LK_CHECK(lk_count_correct(r->dev, out.data, r->labels, n * ylen, feats, &r->scalars[1]));
-        float v[2];
-        lk_copy_to_host(r->dev, v, r->scalars, sizeof v);
+        LK_CHECK(lk_replica_loss(r, &out, n, 0, 1.0f, 1));
+        float v[2] = {0.0f, 0.0f};
+        lk_copy_to_host(r->dev, v, r->scalars, (classifies ? 2 : 1) * sizeof(float));
         LK_CHECK(lk_device_status(r->dev));
         LK_CHECK(lk_comm_status(c));
         sums[0] += (double)v[0] * n;
-        sums[1] += v[1] / ylen;
+        sums[1] += v[1] / r->ylen;
         sums[2] += n;
     }
     LK_CHECK(lk_comm_allreduce_f64(c, sums, 3, LK_REDUCE_SUM));
     *loss = sums[0] / sums[2];
-    *acc = sums[1] / sums[2];
+    *acc = classifies ? sums[1] / sums[2] : NAN;
     return LK_OK;
 }
 
@@ -287,7 +285,7 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
                                                       lk_dataset_ylen(&s->train), o->batch,
                                                       o->init, o->seed}));
     lk_model *m = s->r.model;
-    LK_CHECK(check_labels(m, &s->train));
+    LK_CHECK(check_output(&s->r, &s->train));
     LK_CHECK(lk_sampler_init(&s->sampler, s->train.n, o->batch, rank, world, o->seed, 1));
     if (s->sampler.steps < 1)
         return LK_ERR(LK_ERR_ARG, "--batch %d x %d ranks: no step fits in %d training samples",
@@ -351,10 +349,7 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
         lk_replica_load_batch(&s->r, &s->train, s->r.idx, n);
         lk_tensor out;
         LK_CHECK(lk_model_forward(m, n, 1, s->step, &out));
-        lk_loss_args la = {.out = out.data, .labels = s->r.labels, .batch = n * s->r.ylen,
-                           .features = s->train.nclasses};
-        float scale = (float)(n * world / group);
-        LK_CHECK(lk_loss(s->r.dev, s->r.loss, &la, &s->r.scalars[0], m->dout, scale));
+        LK_CHECK(lk_replica_loss(&s->r, &out, n, 1, (float)(n * world / group), 0));
         LK_CHECK(lk_axpy(s->r.dev, (float)n, &s->r.scalars[0], &s->r.scalars[2], 1));
         int last = i + 1 == count;
         if (s->buckets) lk_buckets_begin(s->buckets, last);
@@ -420,8 +415,12 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
             if ((o->eval_every > 0 && s->step % o->eval_every == 0) || last) {
                 LK_CHECK(evaluate(&s->r, c, &s->val, &val_loss, &val_acc));
                 LK_CHECK(lk_metrics_eval(&s->metrics, s->step, s->epoch + 1, val_loss, val_acc));
-                lk_progress_line(&prog, "epoch %d step %ld: val_loss %.4f val_acc %.4f",
-                                 s->epoch + 1, s->step, val_loss, val_acc);
+                if (isnan(val_acc))
+                    lk_progress_line(&prog, "epoch %d step %ld: val_loss %.4f", s->epoch + 1,
+                                     s->step, val_loss);
+                else
+                    lk_progress_line(&prog, "epoch %d step %ld: val_loss %.4f val_acc %.4f",
+                                     s->epoch + 1, s->step, val_loss, val_acc);
                 log_t0 = lk_now(); /* keep evaluation out of the throughput */
             }
         }
@@ -450,8 +449,10 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                             lk_now() - t_start, s->step, warm, s->epochs, c->world, o->batch,
                             s->r.dev->name, o->model};
     LK_CHECK(lk_metrics_summary(&s->metrics, &sr));
-    lk_progress_line(&prog, "done: %ld steps, %.0f samples/s (median step %.3f ms), val_acc %.4f",
-                     res->steps, res->samples_per_s, res->step_ms_median, val_acc);
+    char acc[32] = "";
+    if (!isnan(val_acc)) snprintf(acc, sizeof acc, ", val_acc %.4f", val_acc);
+    lk_progress_line(&prog, "done: %ld steps, %.0f samples/s (median step %.3f ms), val_loss %.4f%s",
+                     res->steps, res->samples_per_s, res->step_ms_median, val_loss, acc);
     return LK_OK;
 }
 

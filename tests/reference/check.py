@@ -45,6 +45,8 @@ RUNS = {
     "lstm": [("adam", 1e-3, 0.0, 16, 3), ("rmsprop", 1e-3, 0.0, 8, 2)],
     "gru": [("adam", 1e-3, 0.0, 16, 3), ("adagrad", 1e-2, 1e-4, 8, 2)],
     "gpt": [("adamw", 1e-3, 0.01, 4, 3), ("nesterov", 0.05, 0.0, 3, 2)],
+    "autoencoder": [("adam", 1e-3, 0.0, 8, 3)],
+    "vae": [("adam", 1e-3, 0.0, 8, 3), ("sgd", 1e-4, 0.0, 8, 2)],
 }
 # data and sizes other than Fashion-MNIST and the defaults
 TEXT = "/usr/share/common-licenses/GPL-3"  # English text on every Debian system
@@ -52,11 +54,6 @@ EXTRA = {
     "gpt": ["--data", "text:" + TEXT, "--layers", "2", "--heads", "2", "--dim", "32", "--ctx", "16"],
 }
 ARCH = {"gpt": {"layers": 2, "heads": 2, "dim": 32, "ctx": 16, "vocab": 256}}
-
-
-def loss_of(out, labels):
-    """Cross-entropy over every label (token windows: every position)."""
-    return F.cross_entropy(out.reshape(-1, out.shape[-1]), labels.reshape(-1).long())
 
 
 def read_safetensors(path):
@@ -124,9 +121,12 @@ def check_run(refdump, model, optim, lr, wd, batch, steps, tmp, rep):
     params = dict(net.named_parameters())
 
     worst = 0.0
+    for k, v in t.items():  # lockstep's draws for its sampling layers
+        if k.startswith("noise."):
+            net[int(k.split(".")[1])].noise = v
     x, y = t["input"], t["labels"]
     out = net(x)
-    loss = loss_of(out, y)
+    loss = torch_ref.loss_of(model, net, out, x, y)
     loss.backward()
     first_loss = loss.item()
     worst = max(worst, rep.close(f"{model}: output", t["out"], out.detach(), 1e-4))
@@ -145,7 +145,8 @@ def check_run(refdump, model, optim, lr, wd, batch, steps, tmp, rep):
     noisy = {name: torch.zeros_like(p, dtype=torch.bool) for name, p in params.items()}
     for s in range(1, steps + 1):
         opt.zero_grad(set_to_none=True)
-        loss = loss_of(net(t[f"step{s}.input"]), t[f"step{s}.labels"])
+        xs = t[f"step{s}.input"]
+        loss = torch_ref.loss_of(model, net, net(xs), xs, t[f"step{s}.labels"])
         loss.backward()
         for name, p in params.items():
             noisy[name] |= p.grad.abs() < 1e-6 * p.grad.abs().max()

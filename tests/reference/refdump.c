@@ -11,6 +11,8 @@
  *   init.<param>           the initial weights (PyTorch names and shapes)
  *   out, loss              the training-mode forward and its loss
  *   grad.<param>           d(loss)/d(param) from lockstep's backward
+ *   noise.<layer>          the N(0,1) draws of a sampling layer (the VAE's; the same in
+ *                          every forward here)
  * and for each of K optimizer steps s = 1..K on the batches [s*B, (s+1)*B):
  *   step<s>.loss           the loss before the update
  *   step<s>.<param>        the weights after it
@@ -21,6 +23,7 @@
 
 #include "core/checkpoint.h"
 #include "core/ops.h"
+#include "core/rng.h"
 #include "models/zoo.h"
 #include "train/replica.h"
 
@@ -99,6 +102,28 @@ static lk_status add_batch(dump *d, const lk_replica *r, int step)
     return st;
 }
 
+/* the N(0,1) draws of every sampling layer at step 0 (every forward here runs step 0):
+ * "noise.<layer index>" [B, zdim] */
+static lk_status add_noise(dump *d, const lk_model *m, int B)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        const lk_layer *l = m->layers[i];
+        if (!lk_layer_is_reparam(l)) continue;
+        const int z = l->out.d[0];
+        float *eps = malloc((size_t)B * z * sizeof *eps);
+        if (!eps) return LK_ERR(LK_ERR_NOMEM, "out of memory");
+        for (size_t e = 0; e < (size_t)B * z; e++)
+            eps[e] = lk_rng_normal(m->seed, LK_RNG_NOISE, lk_reparam_key(l, 0), e);
+        char name[32];
+        snprintf(name, sizeof name, "noise.%d", i);
+        int64_t shape[2] = {B, z};
+        lk_status st = add(d, name, 2, shape, eps, NULL);
+        free(eps);
+        LK_CHECK(st);
+    }
+    return LK_OK;
+}
+
 typedef struct {
     const char *model, *out, *data, *optim, *init;
     lk_arch arch;
@@ -115,9 +140,7 @@ static lk_status run_batch(lk_replica *r, const lk_dataset *ds, int first, int B
     for (int i = 0; i < B; i++) r->idx[i] = first + i;
     lk_replica_load_batch(r, ds, r->idx, B);
     LK_CHECK(lk_model_forward(r->model, B, 1, 0, out));
-    lk_loss_args la = {.out = out->data, .labels = r->labels, .batch = B * r->ylen,
-                       .features = (int)(lk_tensor_numel(out) / ((size_t)B * r->ylen))};
-    LK_CHECK(lk_loss(r->dev, r->loss, &la, &r->scalars[0], backward ? r->model->dout : NULL, 1.0f));
+    LK_CHECK(lk_replica_loss(r, out, B, backward, 1.0f, 0));
     if (backward) LK_CHECK(lk_model_backward_ex(r->model, B, 0, LK_GRADS_REPLACE));
     return LK_OK;
 }
@@ -150,6 +173,7 @@ static lk_status run(const args *a, dump *d)
         if (st == LK_OK) st = add(d, "out", out.shape.ndim, oshape, out.data, r.dev);
         if (st == LK_OK) st = scalar(d, "loss", &r.scalars[0], r.dev);
         if (st == LK_OK) st = add_params(d, m, "grad.", 1);
+        if (st == LK_OK) st = add_noise(d, m, B);
     }
     lk_optim_kind kind = LK_OPT_SGD;
     if (st == LK_OK) st = lk_optim_parse(a->optim, &kind);

@@ -1,7 +1,7 @@
 /* gradcheck.h - central finite-difference gradient checks (header-only).
  *
  * The scalar objective is L = sum(out * R) for a fixed random R, so dL/dout = R is
- * what backward receives. The numeric gradient perturbs one float at a time by
+ * what backward receives, plus the layers' own loss terms (the VAE's KL: aux_loss). The numeric gradient perturbs one float at a time by
  * +-eps, evaluates L in double precision and divides by the perturbation actually
  * stored in float. A value passes when
  *     |numeric - analytic| <= GC_RTOL * max(|numeric|, |analytic|, GC_FLOOR).
@@ -161,13 +161,15 @@ GC_API void gc_layer_close(gc_layer *g)
 GC_API lk_ctx gc_ctx(const gc_layer *g)
 {
     lk_ctx c = {.dev = tu_cpu(), .training = g->training, .seed = g->m->seed, .step = g->step,
-                .workspace = g->m->workspace, .replace_grads = g->replace_grads};
+                .workspace = g->m->workspace, .replace_grads = g->replace_grads,
+                .aux_loss = g->m->aux_loss, .loss_scale = 1.0f};
     return c;
 }
 
 GC_API lk_status gc_forward(gc_layer *g)
 {
     lk_ctx c = gc_ctx(g);
+    *g->m->aux_loss = 0.0f;
     lk_tensor x = lk_tensor_batch(c.dev, g->x, g->batch, &g->l->in);
     lk_tensor y = lk_tensor_batch(c.dev, g->y, g->batch, &g->l->out);
     return g->l->vt->forward(g->l, &c, &x, &y);
@@ -189,7 +191,7 @@ GC_API double gc_layer_objective(void *ctx)
 {
     gc_layer *g = ctx;
     TU_OK(gc_forward(g));
-    double s = 0.0;
+    double s = *g->m->aux_loss; /* a layer's own loss term (the VAE's KL), 0 for most */
     for (size_t i = 0; i < g->ny; i++) s += (double)g->y[i] * g->dy[i];
     return s;
 }
@@ -312,7 +314,7 @@ GC_API double gc_model_objective(void *ctx)
     gc_model *g = ctx;
     lk_tensor out;
     TU_OK(lk_model_forward(g->m, g->batch, g->training, g->step, &out));
-    double s = 0.0;
+    double s = *g->m->aux_loss;
     for (size_t i = 0; i < g->ny; i++) s += (double)out.data[i] * g->r[i];
     return s;
 }

@@ -1,10 +1,11 @@
 /* test_cuda_parity.c - every backend entry, forward and backward, on the CPU and on
  * CUDA with the same inputs, compared within stated tolerances:
- *   exact        dropout masks (the same Philox numbers), argmax, counts, transposes
- *   1e-6         pooling, bias_add, sum of squares, scale, axpy
+ *   exact        dropout masks (the same Philox numbers), argmax, counts, transposes,
+ *                embedding lookups
+ *   1e-6         pooling, bias_add, sum of squares, scale, axpy, embedding gradients
  *   1e-5         activations, bias gradients, losses and their gradients, optimizer,
- *                LSTM and GRU cells
- *   1e-4         matrix products and convolutions (other summation orders)
+ *                LSTM and GRU cells, causal softmax, layer norm, the VAE's sampling
+ *   1e-4         matrix products (batched too) and convolutions (other summation orders)
  * each relative to the largest magnitude of the CPU's result tensor (scalars: to
  * max(1, |value|)).
  * Without a GPU (or without a CUDA build) the test says why and exits 77, which
@@ -353,6 +354,76 @@ static void test_sequences(void **state)
     }
 }
 
+/* attention, layer norm, embeddings and the VAE's sampling */
+static void test_transformer_ops(void **state)
+{
+    (void)state;
+    const int T = 37, hd = 16, H = 3;
+    const long tt = (long)T * T;
+    pair q = pair_rand((size_t)T * 3 * H * hd, 60), sc = pair_rand((size_t)H * tt, 61);
+    CPU->ops->gemm_batched(CPU, 0, 1, T, T, hd, 1.0f, q.c, 3 * H * hd, hd, q.c + H * hd, 3 * H * hd,
+                           hd, 0.0f, sc.c, T, tt, H);
+    GPU->ops->gemm_batched(GPU, 0, 1, T, T, hd, 1.0f, q.g, 3 * H * hd, hd, q.g + H * hd, 3 * H * hd,
+                           hd, 0.0f, sc.g, T, tt, H);
+    same("gemm_batched", &sc, 1e-4);
+    pair dp = pair_rand((size_t)H * tt, 62);
+    CPU->ops->softmax_causal_forward(CPU, sc.c, H * T, T, 0.25f);
+    GPU->ops->softmax_causal_forward(GPU, sc.g, H * T, T, 0.25f);
+    same("softmax_causal_forward", &sc, 1e-5);
+    CPU->ops->softmax_causal_backward(CPU, sc.c, dp.c, H * T, T, 0.25f);
+    GPU->ops->softmax_causal_backward(GPU, sc.g, dp.g, H * T, T, 0.25f);
+    same("softmax_causal_backward", &dp, 1e-5);
+    pair_free(&q), pair_free(&sc), pair_free(&dp);
+
+    const int rows = 45, dim = 70;
+    size_t nd = (size_t)rows * dim;
+    pair x = pair_rand(nd, 63), w = pair_rand(dim, 64), b = pair_rand(dim, 65), y = pair_rand(nd, 66),
+         mean = pair_rand(rows, 67), rstd = pair_rand(rows, 68), dy = pair_rand(nd, 69),
+         dx = pair_rand(nd, 70), dw = pair_rand(dim, 71), db = pair_rand(dim, 72);
+    CPU->ops->layernorm_forward(CPU, x.c, w.c, b.c, y.c, mean.c, rstd.c, rows, dim, 1e-5f);
+    GPU->ops->layernorm_forward(GPU, x.g, w.g, b.g, y.g, mean.g, rstd.g, rows, dim, 1e-5f);
+    same("layernorm_forward y", &y, 1e-5);
+    same("layernorm_forward rstd", &rstd, 1e-5);
+    for (int beta = 0; beta < 2; beta++) {
+        CPU->ops->layernorm_backward(CPU, x.c, w.c, mean.c, rstd.c, dy.c, dx.c, dw.c, db.c, rows, dim, (float)beta);
+        GPU->ops->layernorm_backward(GPU, x.g, w.g, mean.g, rstd.g, dy.g, dx.g, dw.g, db.g, rows, dim, (float)beta);
+        same("layernorm_backward dx", &dx, 1e-5);
+        same("layernorm_backward dw", &dw, 1e-5);
+        same("layernorm_backward db", &db, 1e-5);
+    }
+    /* embeddings: tokens repeat, so backward adds rows into the same place */
+    const int n = 50, V = 11;
+    float *ids = malloc(n * sizeof *ids);
+    for (int i = 0; i < n; i++) ids[i] = (float)((i * 7) % V);
+    pair idx = pair_of(ids, n), table = pair_rand((size_t)V * dim, 73), out = pair_rand((size_t)n * dim, 74),
+         gt = pair_rand((size_t)V * dim, 75);
+    CPU->ops->embed_forward(CPU, idx.c, table.c, out.c, n, dim);
+    GPU->ops->embed_forward(GPU, idx.g, table.g, out.g, n, dim);
+    same("embed_forward", &out, 0.0);
+    CPU->ops->embed_backward(CPU, idx.c, out.c, gt.c, n, dim);
+    GPU->ops->embed_backward(GPU, idx.g, out.g, gt.g, n, dim);
+    same("embed_backward", &gt, 1e-6);
+    free(ids);
+    pair_free(&idx), pair_free(&table), pair_free(&out), pair_free(&gt);
+
+    /* the VAE: the same Philox draws, the KL and its gradient */
+    const int Z = 20;
+    pair ml = pair_rand((size_t)rows * 2 * Z, 76), z = pair_rand((size_t)rows * Z, 77),
+         dz = pair_rand((size_t)rows * Z, 78), dml = pair_rand((size_t)rows * 2 * Z, 79);
+    float *gs = lk_dev_alloc(GPU, sizeof(float)), ckl = 0.0f;
+    CPU->ops->reparam_forward(CPU, ml.c, z.c, rows, Z, 1, 5, 77, &ckl);
+    GPU->ops->reparam_forward(GPU, ml.g, z.g, rows, Z, 1, 5, 77, gs);
+    same("reparam_forward z", &z, 1e-5);
+    close_to("reparam_forward kl", ckl, gpu_scalar(gs), 1e-5);
+    CPU->ops->reparam_backward(CPU, ml.c, dz.c, dml.c, rows, Z, 5, 77, 0.1f);
+    GPU->ops->reparam_backward(GPU, ml.g, dz.g, dml.g, rows, Z, 5, 77, 0.1f);
+    same("reparam_backward", &dml, 1e-5);
+    lk_dev_free(GPU, gs);
+    pair_free(&ml), pair_free(&z), pair_free(&dz), pair_free(&dml);
+    pair_free(&x), pair_free(&w), pair_free(&b), pair_free(&y), pair_free(&mean), pair_free(&rstd);
+    pair_free(&dy), pair_free(&dx), pair_free(&dw), pair_free(&db);
+}
+
 int main(void)
 {
     lk_device *gpu = NULL;
@@ -379,7 +450,7 @@ int main(void)
         cmocka_unit_test(test_activations), cmocka_unit_test(test_conv),
         cmocka_unit_test(test_pool),        cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_losses),      cmocka_unit_test(test_optim_and_helpers),
-        cmocka_unit_test(test_sequences),
+        cmocka_unit_test(test_sequences),   cmocka_unit_test(test_transformer_ops),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     lk_device_close(GPU);

@@ -6,6 +6,7 @@
 #include "gradcheck.h"
 
 #include "core/fastmath.h"
+#include "core/rng.h"
 
 static double sig(double x) { return 1.0 / (1.0 + exp(-x)); }
 
@@ -474,6 +475,39 @@ static void test_residual(void **state)
     lk_model_destroy(m);
 }
 
+/* ---------------- the VAE's sampling layer ---------------- */
+
+static void test_reparam(void **state)
+{
+    (void)state;
+    const int Z = 3, B = 4;
+    int in = 2 * Z;
+    gc_layer g;
+    gc_layer_open(&g, 1, &in, lk_reparam(Z), B);
+    for (size_t i = 0; i < g.nx; i++) g.x[i] *= 0.5f; /* moderate log-variances */
+    TU_OK(gc_forward(&g));
+    double kl = 0.0;
+    for (int r = 0; r < B; r++)
+        for (int j = 0; j < Z; j++) {
+            double mu = g.x[r * 2 * Z + j], lv = g.x[r * 2 * Z + Z + j];
+            double eps = lk_rng_normal(g.m->seed, LK_RNG_NOISE, lk_reparam_key(g.l, g.step), (uint64_t)r * Z + j);
+            double want = mu + exp(0.5 * lv) * eps;
+            assert_true(fabs(g.y[r * Z + j] - want) <= 1e-5 * (1 + fabs(want)));
+            kl += -0.5 * (1 + lv - mu * mu - exp(lv));
+        }
+    assert_true(fabs(*g.m->aux_loss - kl / B) <= 1e-5 * (1 + kl / B));
+    /* the gradient of y . R + KL (the objective includes the layer's own term) */
+    assert_int_equal(gc_layer_check(&g, "reparam(+KL)", GC_ALL, GC_EPS), 0);
+    /* evaluation: z = mu, the KL still reported */
+    g.training = 0;
+    TU_OK(gc_forward(&g));
+    for (int r = 0; r < B; r++)
+        for (int j = 0; j < Z; j++) assert_true(g.y[r * Z + j] == g.x[r * 2 * Z + j]);
+    assert_true(fabs(*g.m->aux_loss - kl / B) <= 1e-5 * (1 + kl / B));
+    gc_layer_close(&g);
+    assert_null(lk_reparam(0));
+}
+
 static void test_seq_constructor_errors(void **state)
 {
     (void)state;
@@ -513,6 +547,7 @@ int main(void)
         cmocka_unit_test(test_tied_head),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_residual),
+        cmocka_unit_test(test_reparam),
         cmocka_unit_test(test_seq_constructor_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -411,6 +411,59 @@ static void cu_count_correct(lk_device *d, const float *logits, const int32_t *l
     finish_sum(g, nb, 1.0, correct);
 }
 
+/* ---- the VAE's reparameterisation and KL term (eps regenerated from Philox) ---- */
+
+__global__ void k_reparam_forward(const float *ml, float *z, int n, int zdim, int noise,
+                                  uint64_t seed, uint64_t key, double *partial)
+{
+    double kl = 0.0;
+    const size_t total = (size_t)n * zdim;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total;
+         e += (size_t)gridDim.x * blockDim.x) {
+        size_t r = e / zdim, j = e % zdim;
+        float mu = ml[r * 2 * zdim + j], lv = ml[r * 2 * zdim + zdim + j];
+        float eps = noise ? lk_rng_normal(seed, LK_RNG_NOISE, key, e) : 0.0f;
+        z[e] = mu + expf(0.5f * lv) * eps;
+        kl += -0.5 * (1.0 + lv - (double)mu * mu - exp((double)lv));
+    }
+    kl = block_sum(kl);
+    if (threadIdx.x == 0) partial[blockIdx.x] = kl;
+}
+
+static void cu_reparam_forward(lk_device *d, const float *ml, float *z, int n, int zdim, int noise,
+                               uint64_t seed, uint64_t key, float *kl)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    unsigned nb = reduce_blocks(g, (size_t)n * zdim);
+    k_reparam_forward<<<nb, LK_CUDA_THREADS, 0, g->stream>>>(ml, z, n, zdim, noise, seed, key, g->partial);
+    LK_LAUNCHED(g);
+    finish_sum(g, nb, (double)n, kl);
+}
+
+__global__ void k_reparam_backward(const float *ml, const float *dz, float *dml, int n, int zdim,
+                                   uint64_t seed, uint64_t key, float kl_scale)
+{
+    const size_t total = (size_t)n * zdim;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total;
+         e += (size_t)gridDim.x * blockDim.x) {
+        size_t r = e / zdim, j = e % zdim, m = r * 2 * zdim + j;
+        float mu = ml[m], lv = ml[m + zdim], sd = expf(0.5f * lv);
+        float eps = lk_rng_normal(seed, LK_RNG_NOISE, key, e);
+        dml[m] = dz[e] + kl_scale * mu;
+        dml[m + zdim] = dz[e] * eps * 0.5f * sd + kl_scale * 0.5f * (sd * sd - 1.0f);
+    }
+}
+
+static void cu_reparam_backward(lk_device *d, const float *ml, const float *dz, float *dml, int n,
+                                int zdim, uint64_t seed, uint64_t key, float kl_scale)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    size_t total = (size_t)n * zdim;
+    k_reparam_backward<<<lk_cuda_blocks(g, total), LK_CUDA_THREADS, 0, g->stream>>>(
+        ml, dz, dml, n, zdim, seed, key, kl_scale);
+    LK_LAUNCHED(g);
+}
+
 /* ---- flat-buffer helpers ---- */
 
 __global__ void k_sumsq(const float *x, size_t n, double *partial)
@@ -510,6 +563,8 @@ static const lk_backend cuda_backend = {
     /* .layernorm_backward = */ lk_cuda_layernorm_backward,
     /* .embed_forward = */ lk_cuda_embed_forward,
     /* .embed_backward = */ lk_cuda_embed_backward,
+    /* .reparam_forward = */ cu_reparam_forward,
+    /* .reparam_backward = */ cu_reparam_backward,
     /* .optim_update = */ lk_cuda_optim_update,
     /* .sumsq = */ cu_sumsq,
     /* .scale = */ cu_scale,
