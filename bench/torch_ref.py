@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 DEFAULT_DATA_DIR = os.environ.get("LK_FASHION_MNIST_DIR",
                                   "/usr/share/datasets/fashion-mnist")
-MODELS = ("mlp", "mlp-wide", "cnn", "lstm", "gru", "gpt", "autoencoder", "vae")
+MODELS = ("mlp", "mlp-wide", "cnn", "cnn-bn", "lstm", "gru", "gpt", "autoencoder", "vae")
 GPT_DEFAULTS = {"layers": 4, "heads": 4, "dim": 256, "ctx": 128, "vocab": 256}
 
 
@@ -186,6 +186,13 @@ def build_model(name, arch=None):
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(),
             nn.Linear(3136, 128), nn.ReLU(),
+            nn.Linear(128, 10))
+    if name == "cnn-bn":
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(3136, 128, bias=False), nn.BatchNorm1d(128), nn.ReLU(),
             nn.Linear(128, 10))
     if name in ("lstm", "gru"):
         cell = LSTMLast if name == "lstm" else GRULast

@@ -50,7 +50,8 @@ static void train_usage(FILE *f)
 {
     fprintf(f,
             "usage: lockstep train --model NAME [flags]\n\n"
-            "  --model NAME          mlp, mlp-wide, cnn, lstm, gru, gpt (default cnn)\n"
+            "  --model NAME          mlp, mlp-wide, cnn, cnn-bn, lstm, gru, gpt, autoencoder,\n"
+            "                        vae, gan (default cnn)\n"
             "  --layers N --heads N --dim N --ctx N   gpt's sizes (default 4, 4, 256, 128)\n"
             "  --data SPEC           fashion-mnist[:DIR], mnist:DIR, cifar10:DIR, text:FILE,\n"
             "                        tokens:PATTERN (llm.c shards) (default fashion-mnist)\n"
@@ -92,7 +93,9 @@ static void train_usage(FILE *f)
             "  --gpu-comm auto|nccl|mpi  GPU replicas all-reduce through NCCL on its own stream\n"
             "                        (auto: when built with NCCL) or MPI via pinned host memory\n"
             "  --check-every N       compare replica checksums every N steps (default 100)\n"
-            "  --bind cores|none     bind each rank to its share of the host's cores (default cores)\n");
+            "  --bind cores|none     bind each rank to its share of the host's cores (default cores)\n"
+            "  --sync-bn             batch norm over the global batch (SyncBatchNorm; with\n"
+            "                        --comm-progress layers)\n");
 }
 
 enum {
@@ -101,7 +104,7 @@ enum {
     O_SEED, O_DEVICE, O_THREADS, O_SAVE, O_RESUME, O_METRICS, O_EVAL_EVERY, O_LOG_EVERY,
     O_TRAIN_LIMIT, O_VAL_LIMIT, O_PROGRESS, O_QUIET, O_HELP, O_CHECKPOINT, O_INPUT, O_TOP,
     O_LIMIT, O_COMM, O_ACCUM, O_BUCKET_MB, O_CHECK_EVERY, O_BIND,
-    O_COMM_PROGRESS, O_SHM, O_COMM_TIMEOUT, O_GPU_COMM, O_LAYERS, O_HEADS, O_DIM, O_CTX,
+    O_COMM_PROGRESS, O_SHM, O_COMM_TIMEOUT, O_GPU_COMM, O_LAYERS, O_HEADS, O_DIM, O_CTX, O_SYNC_BN,
 };
 
 static const struct option train_opts[] = {
@@ -127,7 +130,7 @@ static const struct option train_opts[] = {
     {"shm", 1, 0, O_SHM},             {"comm-timeout", 1, 0, O_COMM_TIMEOUT},
     {"gpu-comm", 1, 0, O_GPU_COMM},   {"layers", 1, 0, O_LAYERS},
     {"heads", 1, 0, O_HEADS},         {"dim", 1, 0, O_DIM},
-    {"ctx", 1, 0, O_CTX},
+    {"ctx", 1, 0, O_CTX},             {"sync-bn", 0, 0, O_SYNC_BN},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -202,6 +205,7 @@ static int cmd_train(int argc, char **argv)
             s = CHOICE("--progress", o.progress, NAMES("bar", "lines"), VALUES(1, 0));
             break;
         case O_QUIET: o.quiet = 1; break;
+        case O_SYNC_BN: o.sync_bn = 1; break;
         case O_COMM: break; /* consumed in main */
         case O_ACCUM: s = lk_arg_int("--accum", optarg, 1, 1 << 20, &v), o.accum = (int)v; break;
         case O_BUCKET_MB: {

@@ -150,20 +150,20 @@ static void cpu_act_backward(lk_device *d, lk_act act, float alpha, const float 
     }
 }
 
-static void cpu_dropout_forward(lk_device *d, float p, uint64_t seed, uint64_t a, const float *x,
-                                float *y, size_t n)
+static void cpu_dropout_forward(lk_device *d, float p, uint64_t seed, uint64_t a, uint64_t first,
+                                const float *x, float *y, size_t n)
 {
     (void)d;
     float keep = 1.0f / (1.0f - p);
     long ln = (long)n;
     LK_CPU_FOR(ln > LK_CPU_PAR_MIN / 8, i, ln,
-        y[i] = lk_rng_uniform(seed, LK_RNG_DROPOUT, a, (uint64_t)i) >= p ? x[i] * keep : 0.0f;);
+        y[i] = lk_rng_uniform(seed, LK_RNG_DROPOUT, a, first + (uint64_t)i) >= p ? x[i] * keep : 0.0f;);
 }
 
-static void cpu_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a, const float *dy,
-                                 float *dx, size_t n)
+static void cpu_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a, uint64_t first,
+                                 const float *dy, float *dx, size_t n)
 {
-    cpu_dropout_forward(d, p, seed, a, dy, dx, n); /* the same mask and scale */
+    cpu_dropout_forward(d, p, seed, a, first, dy, dx, n); /* the same mask and scale */
 }
 
 static void cpu_softmax_xent(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
@@ -313,6 +313,10 @@ static const lk_backend cpu_backend = {
     .embed_backward = lk_cpu_embed_backward,
     .reparam_forward = lk_cpu_reparam_forward,
     .reparam_backward = lk_cpu_reparam_backward,
+    .bn_sums = lk_cpu_bn_sums,
+    .bn_stats = lk_cpu_bn_stats,
+    .bn_forward = lk_cpu_bn_forward,
+    .bn_backward = lk_cpu_bn_backward,
     .status = cpu_status,
 };
 

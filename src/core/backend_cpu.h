@@ -86,14 +86,23 @@ void lk_cpu_embed_forward(lk_device *d, const float *idx, const float *w, float 
 void lk_cpu_embed_backward(lk_device *d, const float *idx, const float *dy, float *dw, int n,
                            int dim);
 void lk_cpu_reparam_forward(lk_device *d, const float *ml, float *z, int n, int zdim, int noise,
-                            uint64_t seed, uint64_t key, float *kl);
+                            uint64_t seed, uint64_t key, uint64_t first, float *kl);
 void lk_cpu_reparam_backward(lk_device *d, const float *ml, const float *dz, float *dml, int n,
-                             int zdim, uint64_t seed, uint64_t key, float kl_scale);
+                             int zdim, uint64_t seed, uint64_t key, uint64_t first, float kl_scale);
 /* normalisation (backend_cpu_norm.c) */
 void lk_cpu_layernorm_forward(lk_device *d, const float *x, const float *w, const float *b,
                               float *y, float *mean, float *rstd, int rows, int dim, float eps);
 void lk_cpu_layernorm_backward(lk_device *d, const float *x, const float *w, const float *mean,
                                const float *rstd, const float *dy, float *dx, float *dw,
                                float *db, int rows, int dim, float beta);
+void lk_cpu_bn_sums(lk_device *d, const float *x, const float *dy, const float *mean,
+                    const float *rstd, int n, int c, int inner, float *out);
+void lk_cpu_bn_stats(lk_device *d, const float *sums, int c, float eps, float momentum,
+                     float *mean, float *rstd, float *run_mean, float *run_var, float *tracked);
+void lk_cpu_bn_forward(lk_device *d, const float *x, const float *mean, const float *rstd,
+                       const float *w, const float *b, float *y, int n, int c, int inner);
+void lk_cpu_bn_backward(lk_device *d, const float *x, const float *dy, const float *mean,
+                        const float *rstd, const float *w, const float *gsums, float *dx, int n,
+                        int c, int inner);
 
 #endif

@@ -178,7 +178,7 @@ void lk_cpu_embed_backward(lk_device *d, const float *idx, const float *dy, floa
 /* ---- the VAE's reparameterisation (its eps are regenerated, never stored) ---- */
 
 void lk_cpu_reparam_forward(lk_device *d, const float *ml, float *z, int n, int zdim, int noise,
-                            uint64_t seed, uint64_t key, float *kl)
+                            uint64_t seed, uint64_t key, uint64_t first, float *kl)
 {
     (void)d;
     double total = 0.0;
@@ -186,7 +186,7 @@ void lk_cpu_reparam_forward(lk_device *d, const float *ml, float *z, int n, int 
         const float *mu = ml + (size_t)r * 2 * zdim, *lv = mu + zdim;
         float *zr = z + (size_t)r * zdim;
         for (int j = 0; j < zdim; j++) {
-            float e = noise ? lk_rng_normal(seed, LK_RNG_NOISE, key, (uint64_t)r * zdim + j) : 0.0f;
+            float e = noise ? lk_rng_normal(seed, LK_RNG_NOISE, key, first + (uint64_t)r * zdim + j) : 0.0f;
             zr[j] = mu[j] + expf(0.5f * lv[j]) * e;
             total += -0.5 * (1.0 + lv[j] - (double)mu[j] * mu[j] - exp((double)lv[j]));
         }
@@ -195,14 +195,14 @@ void lk_cpu_reparam_forward(lk_device *d, const float *ml, float *z, int n, int 
 }
 
 void lk_cpu_reparam_backward(lk_device *d, const float *ml, const float *dz, float *dml, int n,
-                             int zdim, uint64_t seed, uint64_t key, float kl_scale)
+                             int zdim, uint64_t seed, uint64_t key, uint64_t first, float kl_scale)
 {
     (void)d;
     for (int r = 0; r < n; r++) {
         const float *mu = ml + (size_t)r * 2 * zdim, *lv = mu + zdim, *g = dz + (size_t)r * zdim;
         float *dmu = dml + (size_t)r * 2 * zdim, *dlv = dmu + zdim;
         for (int j = 0; j < zdim; j++) {
-            float e = lk_rng_normal(seed, LK_RNG_NOISE, key, (uint64_t)r * zdim + j);
+            float e = lk_rng_normal(seed, LK_RNG_NOISE, key, first + (uint64_t)r * zdim + j);
             float sd = expf(0.5f * lv[j]);
             dmu[j] = g[j] + kl_scale * mu[j];
             dlv[j] = g[j] * e * 0.5f * sd + kl_scale * 0.5f * (sd * sd - 1.0f);

@@ -30,7 +30,7 @@ static const char *dims_str(const int64_t *d, int ndim, char *buf, size_t size)
     return buf;
 }
 
-/* Parameters (o == NULL) or optimizer state buffers, in PyTorch order. */
+/* Parameters and buffers (o == NULL) or optimizer state buffers, in PyTorch order. */
 static lk_status make_slots(const lk_model *m, const lk_optim *o, ck_slot **out, int *nout)
 {
     *out = NULL;
@@ -53,6 +53,7 @@ static lk_status make_slots(const lk_model *m, const lk_optim *o, ck_slot **out,
             lk_free(s);
             return LK_ERR(LK_ERR_STATE, "checkpoint: model parameter %d not found", i);
         }
+        if (o && p->buffer) continue; /* no optimizer state */
         size_t numel = lk_shape_numel(&p->shape);
         if (o && p->offset + numel > o->n) {
             lk_free(s);

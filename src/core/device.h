@@ -100,11 +100,12 @@ typedef struct lk_backend {
                            int32_t *argmax);
     void (*pool2d_backward)(lk_device *d, const lk_pool2d_desc *pd, const float *dy,
                             const int32_t *argmax, float *dx);
-    /* dropout: element i is kept when lk_rng_uniform(seed, LK_RNG_DROPOUT, a, i) >= p */
-    void (*dropout_forward)(lk_device *d, float p, uint64_t seed, uint64_t a, const float *x,
-                            float *y, size_t n);
-    void (*dropout_backward)(lk_device *d, float p, uint64_t seed, uint64_t a, const float *dy,
-                             float *dx, size_t n);
+    /* dropout: element i is kept when lk_rng_uniform(seed, LK_RNG_DROPOUT, a, first + i) >= p
+     * (first: the global index of element 0, so ranks draw for their own samples) */
+    void (*dropout_forward)(lk_device *d, float p, uint64_t seed, uint64_t a, uint64_t first,
+                            const float *x, float *y, size_t n);
+    void (*dropout_backward)(lk_device *d, float p, uint64_t seed, uint64_t a, uint64_t first,
+                             const float *dy, float *dx, size_t n);
     /* losses over n rows / elements: *loss = mean loss (device scalar);
      * when dx != NULL also dx = d(mean loss)/dx * scale */
     void (*softmax_xent)(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
@@ -167,13 +168,32 @@ typedef struct lk_backend {
                            int dim);
     /* The VAE's reparameterisation over n rows of ml = [mu (zdim) | logvar (zdim)]:
      * z = mu + exp(logvar / 2) * eps with eps = lk_rng_normal(seed, LK_RNG_NOISE, key,
-     * row * zdim + j) when `noise`, else z = mu; *kl (device scalar) = the mean over rows
+     * first + row * zdim + j) when `noise`, else z = mu; *kl (device scalar) = the mean over rows
      * of -1/2 sum_j (1 + logvar - mu^2 - exp(logvar)). Backward overwrites dml with
      * d/dml of (dz . z + kl_scale * the sum over rows of the KL). */
     void (*reparam_forward)(lk_device *d, const float *ml, float *z, int n, int zdim, int noise,
-                            uint64_t seed, uint64_t key, float *kl);
+                            uint64_t seed, uint64_t key, uint64_t first, float *kl);
     void (*reparam_backward)(lk_device *d, const float *ml, const float *dz, float *dml, int n,
-                             int zdim, uint64_t seed, uint64_t key, float kl_scale);
+                             int zdim, uint64_t seed, uint64_t key, uint64_t first, float kl_scale);
+    /* Batch norm over x [n][c][inner] (statistics per channel c).
+     * bn_sums: out[0..c) = sum of x, out[c..2c) = sum of x^2 (dy NULL), or with dy:
+     *   out[0..c) = sum of dy, out[c..2c) = sum of dy * xhat (xhat = (x - mean) * rstd);
+     *   out[2c] = n * inner, the count (so sums from several ranks add up).
+     * bn_stats: from such sums (of x), mean and rstd = 1/sqrt(biased var + eps), and the
+     *   running statistics updated when run_mean is not NULL (running = (1 - momentum) *
+     *   running + momentum * batch, the variance unbiased) with *tracked += 1; with sums
+     *   NULL, mean and rstd from the running statistics instead (evaluation).
+     * bn_forward: y = (x - mean) * rstd * w + b.
+     * bn_backward: dx from gsums (sums of dy over every sample normalised together). */
+    void (*bn_sums)(lk_device *d, const float *x, const float *dy, const float *mean,
+                    const float *rstd, int n, int c, int inner, float *out);
+    void (*bn_stats)(lk_device *d, const float *sums, int c, float eps, float momentum,
+                     float *mean, float *rstd, float *run_mean, float *run_var, float *tracked);
+    void (*bn_forward)(lk_device *d, const float *x, const float *mean, const float *rstd,
+                       const float *w, const float *b, float *y, int n, int c, int inner);
+    void (*bn_backward)(lk_device *d, const float *x, const float *dy, const float *mean,
+                        const float *rstd, const float *w, const float *gsums, float *dx, int n,
+                        int c, int inner);
     /* flat-buffer helpers */
     void (*optim_update)(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                        float *s1, float *s2, size_t n);

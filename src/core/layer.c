@@ -22,6 +22,17 @@ lk_param *lk_layer_add_param(lk_layer *l, const char *name, int ndim, const int 
     return p;
 }
 
+lk_param *lk_layer_add_buffer(lk_layer *l, const char *name, int ndim, const int *shape,
+                              lk_pinit init)
+{
+    lk_param *p = lk_layer_add_param(l, name, ndim, shape, 1, 1, 0);
+    if (p) {
+        p->buffer = 1;
+        p->fixed = init;
+    }
+    return p;
+}
+
 static const char *const init_names[] = {
     [LK_INIT_DEFAULT] = "default",         [LK_INIT_NORMAL] = "normal",
     [LK_INIT_UNIFORM] = "uniform",         [LK_INIT_XAVIER_UNIFORM] = "xavier",

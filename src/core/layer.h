@@ -36,6 +36,8 @@ typedef struct {
     lk_shape shape;
     int fan_in, fan_out;
     int is_bias;
+    int buffer;          /* state, not trained (batch norm's running statistics): after the
+                            trainable parameters in the flat buffer, no gradient (g NULL) */
     float default_bound; /* PyTorch's default init draws U(+-default_bound); 0: 1/sqrt(fan_in) */
     lk_pinit fixed;      /* LK_PINIT_SCHEME: follow the model's scheme */
     float fixed_std;     /* LK_PINIT_NORMAL: N(0, fixed_std^2) */
@@ -49,12 +51,19 @@ typedef struct {
     int training;       /* 1 in training (dropout active) */
     uint64_t seed;      /* run seed */
     long step;          /* global step, keys dropout masks */
+    long sample_base;   /* the position of this batch's first sample in the step's global
+                           batch: random draws per sample use it, so N ranks x B draw as
+                           1 rank x N*B does */
     void *workspace;    /* shared scratch of the largest workspace_bytes() */
     int replace_grads;  /* backward: 1 = parameter gradients overwrite, 0 = accumulate */
     float *aux_loss;    /* device scalar: layers with loss terms of their own (the VAE's KL)
                            add their batch mean to it in forward (zeroed first) */
     float loss_scale;   /* backward: the factor on the loss gradient in dout; such terms
                            scale their gradients alike */
+    /* Sums buf (device, n floats) over every rank in place, for layers that normalise
+     * over the global batch (SyncBatchNorm); NULL when there is no one to sum with. */
+    lk_status (*sync_sum)(void *user, float *buf, size_t n);
+    void *sync_user;
 } lk_ctx;
 
 typedef struct lk_layer lk_layer;
@@ -89,6 +98,9 @@ struct lk_layer {
 /* Declares a parameter during setup(). */
 lk_param *lk_layer_add_param(lk_layer *l, const char *name, int ndim, const int *shape,
                              int fan_in, int fan_out, int is_bias);
+/* Declares a buffer (saved and loaded with the weights, never trained) starting at 0 or 1. */
+lk_param *lk_layer_add_buffer(lk_layer *l, const char *name, int ndim, const int *shape,
+                              lk_pinit init);
 /* Fills every parameter of the layer on `dev` from the counter-based RNG, keyed by
  * (seed, layer index, parameter number) so each tensor gets its own numbers.
  * host_scratch holds the largest parameter tensor. */

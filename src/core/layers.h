@@ -23,6 +23,9 @@ typedef enum { LK_RNN_LSTM = 0, LK_RNN_GRU } lk_rnn_cell;
 lk_layer *lk_rnn(lk_rnn_cell cell, int input, int hidden, int layers, int sequences);
 /* Layer norm over the last axis (torch.nn.LayerNorm(dim, eps)). */
 lk_layer *lk_layernorm(int dim, float eps);
+/* Batch norm over channels ([C] or [C, H, W]), torch.nn.BatchNorm1d/2d(C, eps, momentum);
+ * synchronised over ranks when the model has a sync_sum hook (SyncBatchNorm). */
+lk_layer *lk_batchnorm(int channels, float eps, float momentum);
 /* Token embedding: [T] ids (floats) -> [T, dim], with learned positions when asked. */
 lk_layer *lk_embedding(int vocab, int dim, int positions);
 /* Logits [..., vocab] = x weight^T with an embedding layer's weight (tied head). */

@@ -93,20 +93,29 @@ lk_status lk_model_build(lk_model *m, int max_batch)
         lk_layer *l = m->layers[i];
         l->param_offset = off;
         for (int j = 0; j < l->nparams; j++) {
+            if (l->params[j].buffer) continue;
             l->params[j].offset = off;
             off += LK_ALIGN_UP(lk_shape_numel(&l->params[j].shape), PARAM_ALIGN);
         }
         l->param_count = off - l->param_offset;
     }
     m->nparams = off;
-    size_t pbytes = LK_MAX(off, 1) * sizeof(float);
+    for (int i = 0; i < m->nlayers; i++) /* buffers after every trainable float */
+        for (int j = 0; j < m->layers[i]->nparams; j++) {
+            lk_param *p = &m->layers[i]->params[j];
+            if (!p->buffer) continue;
+            p->offset = off;
+            off += LK_ALIGN_UP(lk_shape_numel(&p->shape), PARAM_ALIGN);
+        }
+    m->nbuffers = off - m->nparams;
+    size_t pbytes = LK_MAX(off, 1) * sizeof(float), gbytes = LK_MAX(m->nparams, 1) * sizeof(float);
     m->params = lk_dev_alloc(m->dev, pbytes);
-    m->grads = lk_dev_alloc(m->dev, pbytes);
+    m->grads = lk_dev_alloc(m->dev, gbytes);
     m->act = lk_calloc((size_t)m->nlayers + 1, sizeof *m->act);
     if (!m->params || !m->grads || !m->act)
         return LK_ERR(LK_ERR_NOMEM, "cannot allocate %zu parameters on %s", off, m->dev->name);
     lk_zero(m->dev, m->params, pbytes);
-    lk_zero(m->dev, m->grads, pbytes);
+    lk_zero(m->dev, m->grads, gbytes);
     for (int i = 0; i < m->nlayers; i++)
         for (int j = 0; j < m->layers[i]->nparams; j++) {
             lk_param *p = &m->layers[i]->params[j];
@@ -126,7 +135,7 @@ static void point_grads(lk_model *m)
     for (int i = 0; i < m->nlayers; i++)
         for (int j = 0; j < m->layers[i]->nparams; j++) {
             lk_param *p = &m->layers[i]->params[j];
-            p->g = m->grads + p->offset;
+            p->g = p->buffer ? NULL : m->grads + p->offset;
         }
 }
 
@@ -188,7 +197,8 @@ static lk_status check_batch(const lk_model *m, int batch)
 lk_status lk_model_forward(lk_model *m, int batch, int training, long step, lk_tensor *out)
 {
     LK_CHECK(check_batch(m, batch));
-    lk_ctx c = {m->dev, training, m->seed, step, m->workspace, 0, m->aux_loss, 1.0f};
+    lk_ctx c = {m->dev, training, m->seed, step, m->sample_base, m->workspace, 0, m->aux_loss, 1.0f,
+                m->sync_sum, m->sync_user};
     lk_zero(m->dev, m->aux_loss, sizeof(float));
     for (int i = 0; i < m->nlayers; i++) {
         lk_layer *l = m->layers[i];
@@ -210,8 +220,8 @@ lk_status lk_model_backward(lk_model *m, int batch, long step)
 lk_status lk_model_backward_ex(lk_model *m, int batch, long step, lk_grads_mode mode)
 {
     LK_CHECK(check_batch(m, batch));
-    lk_ctx c = {m->dev, 1, m->seed, step, m->workspace, mode == LK_GRADS_REPLACE, m->aux_loss,
-                m->loss_scale};
+    lk_ctx c = {m->dev, 1, m->seed, step, m->sample_base, m->workspace, mode == LK_GRADS_REPLACE,
+                m->aux_loss, m->loss_scale, m->sync_sum, m->sync_user};
     float *dy = m->dout;
     int first = 0; /* below the first layer with parameters no gradient is needed */
     while (first < m->nlayers && m->layers[first]->nparams == 0) first++;
@@ -269,7 +279,7 @@ size_t lk_model_trainable(const lk_model *m)
     size_t n = 0;
     for (int i = 0; i < m->nlayers; i++)
         for (int j = 0; j < m->layers[i]->nparams; j++)
-            n += lk_shape_numel(&m->layers[i]->params[j].shape);
+            if (!m->layers[i]->params[j].buffer) n += lk_shape_numel(&m->layers[i]->params[j].shape);
     return n;
 }
 
@@ -280,7 +290,8 @@ void lk_model_describe(const lk_model *m, char *buf, size_t size)
     for (int i = 0; i < m->nlayers && n < size; i++) {
         const lk_layer *l = m->layers[i];
         size_t np = 0;
-        for (int j = 0; j < l->nparams; j++) np += lk_shape_numel(&l->params[j].shape);
+        for (int j = 0; j < l->nparams; j++)
+            if (!l->params[j].buffer) np += lk_shape_numel(&l->params[j].shape);
         n += (size_t)snprintf(buf + n, size - n, "  %2d %-11s %-14s -> %-14s %9zu params\n", i,
                               l->vt->type, lk_shape_str(&l->in, s1, sizeof s1),
                               lk_shape_str(&l->out, s2, sizeof s2), np);

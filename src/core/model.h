@@ -20,8 +20,10 @@ typedef struct lk_model {
     int nlayers, cap;
     lk_layer **layers;
     int max_batch;            /* set by build */
-    size_t nparams;           /* floats in params/grads (tensors are 16-float aligned) */
-    float *params, *grads;    /* device */
+    size_t nparams;           /* trainable floats in params/grads (tensors 16-float aligned):
+                                 what the optimizer and the all-reduce see */
+    size_t nbuffers;          /* floats of buffers (running statistics) after them in params */
+    float *params, *grads;    /* device; params holds nparams + nbuffers floats */
     int grads_borrowed;       /* grads belong to the caller of lk_model_borrow_grads */
     lk_arena arena;           /* activations, saved state, workspace */
     float **act;              /* act[0] input, act[i+1] output of layer i (max_batch) */
@@ -31,8 +33,11 @@ typedef struct lk_model {
     uint64_t seed;            /* keys dropout masks */
     float *aux_loss;          /* device scalar: the layers' own loss terms of the last forward */
     float loss_scale;         /* the factor the loss put on dout (1 unless the caller sets it) */
+    long sample_base;         /* see lk_ctx (0 unless the caller sets it) */
     lk_grad_ready_fn on_grad_ready;
     void *grad_ready_user;
+    lk_status (*sync_sum)(void *user, float *buf, size_t n); /* see lk_ctx (NULL: none) */
+    void *sync_user;
 } lk_model;
 
 lk_status lk_model_create(lk_model **out, lk_device *dev, const lk_shape *in_sample);

@@ -195,21 +195,21 @@ lk_status lk_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float
     return LK_OK;
 }
 
-lk_status lk_dropout_forward(lk_device *d, float p, uint64_t seed, uint64_t a, const lk_tensor *x,
-                             lk_tensor *y)
+lk_status lk_dropout_forward(lk_device *d, float p, uint64_t seed, uint64_t a, uint64_t first,
+                             const lk_tensor *x, lk_tensor *y)
 {
     NEED(p >= 0.0f && p < 1.0f, "dropout: probability %g outside [0, 1)", (double)p);
     LK_CHECK(same_numel("dropout", x, y));
-    d->ops->dropout_forward(d, p, seed, a, x->data, y->data, lk_tensor_numel(x));
+    d->ops->dropout_forward(d, p, seed, a, first, x->data, y->data, lk_tensor_numel(x));
     return LK_OK;
 }
 
-lk_status lk_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a,
+lk_status lk_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a, uint64_t first,
                               const lk_tensor *dy, lk_tensor *dx)
 {
     NEED(p >= 0.0f && p < 1.0f, "dropout: probability %g outside [0, 1)", (double)p);
     LK_CHECK(same_numel("dropout", dy, dx));
-    d->ops->dropout_backward(d, p, seed, a, dy->data, dx->data, lk_tensor_numel(dy));
+    d->ops->dropout_backward(d, p, seed, a, first, dy->data, dx->data, lk_tensor_numel(dy));
     return LK_OK;
 }
 
@@ -361,18 +361,56 @@ lk_status lk_embed_backward(lk_device *d, const float *idx, const float *dy, flo
 }
 
 lk_status lk_reparam_forward(lk_device *d, const float *ml, float *z, int n, int zdim, int noise,
-                             uint64_t seed, uint64_t key, float *kl)
+                             uint64_t seed, uint64_t key, uint64_t first, float *kl)
 {
     NEED(ml && z && kl && n > 0 && zdim > 0, "reparam_forward: bad arguments (n=%d zdim=%d)", n, zdim);
-    d->ops->reparam_forward(d, ml, z, n, zdim, noise, seed, key, kl);
+    d->ops->reparam_forward(d, ml, z, n, zdim, noise, seed, key, first, kl);
     return LK_OK;
 }
 
 lk_status lk_reparam_backward(lk_device *d, const float *ml, const float *dz, float *dml, int n,
-                              int zdim, uint64_t seed, uint64_t key, float kl_scale)
+                              int zdim, uint64_t seed, uint64_t key, uint64_t first, float kl_scale)
 {
     NEED(ml && dz && dml && n > 0 && zdim > 0, "reparam_backward: bad arguments (n=%d zdim=%d)", n, zdim);
-    d->ops->reparam_backward(d, ml, dz, dml, n, zdim, seed, key, kl_scale);
+    d->ops->reparam_backward(d, ml, dz, dml, n, zdim, seed, key, first, kl_scale);
+    return LK_OK;
+}
+
+lk_status lk_bn_sums(lk_device *d, const float *x, const float *dy, const float *mean,
+                     const float *rstd, int n, int c, int inner, float *out)
+{
+    NEED(x && out && n > 0 && c > 0 && inner > 0 && (!dy || (mean && rstd)),
+         "bn_sums: bad arguments (n=%d c=%d inner=%d)", n, c, inner);
+    d->ops->bn_sums(d, x, dy, mean, rstd, n, c, inner, out);
+    return LK_OK;
+}
+
+lk_status lk_bn_stats(lk_device *d, const float *sums, int c, float eps, float momentum, float *mean,
+                      float *rstd, float *run_mean, float *run_var, float *tracked)
+{
+    NEED(mean && rstd && c > 0 && eps > 0.0f && momentum >= 0.0f && momentum <= 1.0f,
+         "bn_stats: bad arguments (c=%d)", c);
+    NEED((run_mean != NULL) == (run_var != NULL) && (sums || run_mean) && (!run_mean || tracked),
+         "bn_stats: running statistics incomplete");
+    d->ops->bn_stats(d, sums, c, eps, momentum, mean, rstd, run_mean, run_var, tracked);
+    return LK_OK;
+}
+
+lk_status lk_bn_forward(lk_device *d, const float *x, const float *mean, const float *rstd,
+                        const float *w, const float *b, float *y, int n, int c, int inner)
+{
+    NEED(x && mean && rstd && w && b && y && n > 0 && c > 0 && inner > 0, "bn_forward: bad arguments");
+    d->ops->bn_forward(d, x, mean, rstd, w, b, y, n, c, inner);
+    return LK_OK;
+}
+
+lk_status lk_bn_backward(lk_device *d, const float *x, const float *dy, const float *mean,
+                         const float *rstd, const float *w, const float *gsums, float *dx, int n,
+                         int c, int inner)
+{
+    NEED(x && dy && mean && rstd && w && gsums && dx && n > 0 && c > 0 && inner > 0,
+         "bn_backward: bad arguments");
+    d->ops->bn_backward(d, x, dy, mean, rstd, w, gsums, dx, n, c, inner);
     return LK_OK;
 }
 

@@ -44,9 +44,9 @@ lk_status lk_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float 
 lk_status lk_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float *dy,
                              const int32_t *argmax, float *dx);
 
-lk_status lk_dropout_forward(lk_device *d, float p, uint64_t seed, uint64_t a,
+lk_status lk_dropout_forward(lk_device *d, float p, uint64_t seed, uint64_t a, uint64_t first,
                              const lk_tensor *x, lk_tensor *y);
-lk_status lk_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a,
+lk_status lk_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a, uint64_t first,
                               const lk_tensor *dy, lk_tensor *dx);
 
 lk_status lk_softmax_xent(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
@@ -89,9 +89,20 @@ lk_status lk_embed_backward(lk_device *d, const float *idx, const float *dy, flo
 
 /* The VAE's reparameterisation and KL term: see device.h. */
 lk_status lk_reparam_forward(lk_device *d, const float *ml, float *z, int n, int zdim, int noise,
-                             uint64_t seed, uint64_t key, float *kl);
+                             uint64_t seed, uint64_t key, uint64_t first, float *kl);
 lk_status lk_reparam_backward(lk_device *d, const float *ml, const float *dz, float *dml, int n,
-                              int zdim, uint64_t seed, uint64_t key, float kl_scale);
+                              int zdim, uint64_t seed, uint64_t key, uint64_t first, float kl_scale);
+
+/* Batch norm: see device.h. */
+lk_status lk_bn_sums(lk_device *d, const float *x, const float *dy, const float *mean,
+                     const float *rstd, int n, int c, int inner, float *out);
+lk_status lk_bn_stats(lk_device *d, const float *sums, int c, float eps, float momentum, float *mean,
+                      float *rstd, float *run_mean, float *run_var, float *tracked);
+lk_status lk_bn_forward(lk_device *d, const float *x, const float *mean, const float *rstd,
+                        const float *w, const float *b, float *y, int n, int c, int inner);
+lk_status lk_bn_backward(lk_device *d, const float *x, const float *dy, const float *mean,
+                         const float *rstd, const float *w, const float *gsums, float *dx, int n,
+                         int c, int inner);
 
 lk_status lk_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                         float *s1, float *s2, size_t n);

@@ -78,6 +78,8 @@ void lk_sampler_free(lk_sampler *s);
 void lk_sampler_set_epoch(lk_sampler *s, long epoch);
 /* This rank's indices for step `step` of the epoch; returns how many (<= batch). */
 int lk_sampler_batch(const lk_sampler *s, int step, int32_t *idx);
+/* Where this rank's slice starts within the global batch of `step`. */
+int lk_sampler_first(const lk_sampler *s, int step);
 /* Samples in the whole global batch of `step` (for averaging across ranks). */
 int lk_sampler_global_count(const lk_sampler *s, int step);
 

@@ -89,6 +89,13 @@ int lk_sampler_batch(const lk_sampler *s, int step, int32_t *idx)
     return count;
 }
 
+int lk_sampler_first(const lk_sampler *s, int step)
+{
+    if (step < 0 || step >= s->steps) return 0;
+    if (step < s->n / (s->batch * s->world)) return s->rank * s->batch;
+    return (int)((long long)s->rank * tail_size(s) / s->world);
+}
+
 int lk_sampler_global_count(const lk_sampler *s, int step)
 {
     if (step < 0 || step >= s->steps) return 0;

@@ -46,6 +46,29 @@ static lk_status build_cnn(lk_model *m, int nclasses, const lk_arch *arch)
     return lk_model_add(m, lk_linear(128, nclasses, 1));
 }
 
+/* cnn with batch norm after each convolution (BatchNorm2d) and the hidden linear layer
+ * (BatchNorm1d): Conv, BN, ReLU, MaxPool x2, Linear, BN, ReLU, Linear. */
+static lk_status build_cnn_bn(lk_model *m, int nclasses, const lk_arch *arch)
+{
+    (void)arch;
+    const lk_shape *s = &m->in_shape;
+    if (s->ndim != 3) return LK_ERR(LK_ERR_SHAPE, "model cnn-bn needs image input [C, H, W]");
+    int c = s->d[0];
+    const int ch[2] = {32, 64};
+    for (int i = 0; i < 2; i++) {
+        LK_CHECK(lk_model_add(m, lk_conv2d(i ? ch[0] : c, ch[i], 3, 1, 1, 0))); /* BN has the bias */
+        LK_CHECK(lk_model_add(m, lk_batchnorm(ch[i], 1e-5f, 0.1f)));
+        LK_CHECK(lk_model_add(m, lk_activation(LK_ACT_RELU, 0)));
+        LK_CHECK(lk_model_add(m, lk_maxpool2d(2, 2, 0)));
+    }
+    LK_CHECK(lk_model_add(m, lk_flatten()));
+    int flat = (int)lk_shape_numel(&m->layers[m->nlayers - 1]->out);
+    LK_CHECK(lk_model_add(m, lk_linear(flat, 128, 0)));
+    LK_CHECK(lk_model_add(m, lk_batchnorm(128, 1e-5f, 0.1f)));
+    LK_CHECK(lk_model_add(m, lk_activation(LK_ACT_RELU, 0)));
+    return lk_model_add(m, lk_linear(128, nclasses, 1));
+}
+
 /* Images read row by row: [C, H, W] as H steps of C*W values, a 2-layer recurrent
  * network of 128 units, and a classifier on the last step's hidden state. */
 static lk_status build_rnn(lk_model *m, int nclasses, lk_rnn_cell cell)
@@ -159,6 +182,9 @@ static const zoo_row zoo[] = {
     {{"cnn", "2x [Conv3x3, ReLU, MaxPool2] (32, 64 ch), Linear(3136,128), ReLU, Linear(128,10)",
       LK_LOSS_XENT, LK_TARGET_LABELS, 0},
      build_cnn},
+    {{"cnn-bn", "cnn with batch norm: 2x [Conv3x3, BN, ReLU, MaxPool2], Linear(3136,128), BN, ReLU, Linear",
+      LK_LOSS_XENT, LK_TARGET_LABELS, 0},
+     build_cnn_bn},
     {{"lstm", "2-layer LSTM(28->128) over the 28 image rows, last hidden state, Linear(128,10)",
       LK_LOSS_XENT, LK_TARGET_LABELS, 0},
      build_lstm},

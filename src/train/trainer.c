@@ -225,6 +225,7 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     lk_agree_add(&a, "--comm-progress", &o->comm_progress, sizeof o->comm_progress);
     lk_agree_add(&a, "--shm", &o->shm, sizeof o->shm);
     lk_agree_add(&a, "--gpu-comm", &o->gpu_comm, sizeof o->gpu_comm);
+    lk_agree_add(&a, "--sync-bn", &o->sync_bn, sizeof o->sync_bn);
     const lk_optim_config *c = &s->opt->cfg;
     lk_agree_add(&a, "--optim", &c->kind, sizeof c->kind);
     float hyper[] = {c->lr, c->momentum, c->beta1, c->beta2, c->eps, c->alpha, c->weight_decay,
@@ -234,6 +235,22 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     lk_agree_add(&a, "--schedule/--warmup/--step-size", sched, sizeof sched);
     lk_agree_add(&a, "optimizer step (--resume)", &s->opt->step, sizeof s->opt->step);
     return lk_agree_check(s->comm, &a);
+}
+
+/* SyncBatchNorm's hook: sums a layer's statistics over every rank. */
+static lk_status sync_sum(void *user, float *buf, size_t n)
+{
+    return lk_comm_allreduce((lk_comm *)user, buf, n, LK_REDUCE_SUM);
+}
+
+/* Without --sync-bn each rank's running statistics follow its own batches: before they are
+ * used (evaluation) or saved, every rank takes their mean over the ranks (as the trained
+ * parameters, they then agree on every rank). */
+static lk_status average_buffers(run_state *s, const lk_train_opts *o)
+{
+    lk_model *m = s->r.model;
+    if (o->sync_bn || s->comm->world == 1 || !m->nbuffers) return LK_OK;
+    return lk_comm_allreduce(s->comm, m->params + m->nparams, m->nbuffers, LK_REDUCE_AVG);
 }
 
 /* How the gradients travel between ranks: GPU buffers through NCCL or a pinned staging
@@ -247,7 +264,16 @@ static lk_status setup_comm(const lk_train_opts *o, run_state *s)
     c->timeout_s = o->comm_timeout; /* before NCCL and shared memory take it */
     LK_CHECK(lk_comm_use_device(c, s->r.dev, m->nparams * sizeof(float)));
     LK_CHECK(lk_comm_use_nccl(c, (lk_gpu_comm)o->gpu_comm));
-    lk_progress_mode mode = lk_progress_resolve(c, (lk_progress_mode)o->comm_progress);
+    lk_progress_mode mode = (lk_progress_mode)o->comm_progress;
+    if (o->sync_bn) { /* its all-reduces come from the training thread, in forward and backward */
+        if (mode == LK_PROGRESS_THREAD)
+            return LK_ERR(LK_ERR_ARG, "--sync-bn sums statistics on the training thread during backward: "
+                                      "use --comm-progress layers (or auto), not thread");
+        mode = LK_PROGRESS_LAYERS;
+        m->sync_sum = sync_sum;
+        m->sync_user = c;
+    }
+    mode = lk_progress_resolve(c, mode);
     float *shared = NULL;
     LK_CHECK(lk_comm_use_shm(c, o->shm && mode == LK_PROGRESS_THREAD, m->nparams,
                              s->r.dev->host_addressable ? &shared : NULL));
@@ -344,8 +370,11 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
     const int world = s->comm->world;
     double group = 0.0;
     for (int i = 0; i < count; i++) group += lk_sampler_global_count(&s->sampler, first + i);
+    long before = 0; /* samples of the step's earlier micro-batches, over all ranks */
     for (int i = 0; i < count; i++) {
         int n = lk_sampler_batch(&s->sampler, first + i, s->r.idx);
+        m->sample_base = before + lk_sampler_first(&s->sampler, first + i);
+        before += lk_sampler_global_count(&s->sampler, first + i);
         lk_replica_load_batch(&s->r, &s->train, s->r.idx, n);
         lk_tensor out;
         LK_CHECK(lk_model_forward(m, n, 1, s->step, &out));
@@ -413,6 +442,7 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                 log_n = 0;
             }
             if ((o->eval_every > 0 && s->step % o->eval_every == 0) || last) {
+                LK_CHECK(average_buffers(s, o));
                 LK_CHECK(evaluate(&s->r, c, &s->val, &val_loss, &val_acc));
                 LK_CHECK(lk_metrics_eval(&s->metrics, s->step, s->epoch + 1, val_loss, val_acc));
                 if (isnan(val_acc))
@@ -425,6 +455,7 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
             }
         }
         s->epoch++;
+        if (o->save_dir) LK_CHECK(average_buffers(s, o)); /* a collective: every rank */
         if (o->save_dir && c->rank == 0) {
             lk_run_config rc;
             fill_run_config(&rc, o, &s->train, s->opt, s->epoch);

@@ -38,6 +38,7 @@ typedef struct {
     double comm_timeout;      /* seconds lockstep's own waits allow another rank */
     long check_every;         /* compare replica checksums every N steps (0: at the end only) */
     int bind;                 /* bind each rank to its share of the host's cores (hwloc) */
+    int sync_bn;              /* batch norm statistics over the global batch (SyncBatchNorm) */
 } lk_train_opts;
 
 /* Defaults: cnn, fashion-mnist, 1 epoch, batch 64, momentum lr 0.01 ... */

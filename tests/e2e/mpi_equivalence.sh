@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Data parallelism is exact: N ranks x batch B reach the same parameters after k steps
-# as 1 rank x batch N*B (and so does --accum), for mlp and cnn. Tolerance: 1e-5 of the
+# as 1 rank x batch N*B (and so does --accum), for mlp and cnn; cnn-bn with --sync-bn
+# (and not without), vae (noise per global sample) and gpt on text windows. Tolerance: 1e-5 of the
 # largest weight of each tensor (only the order of float additions differs).
 # Both ways of driving the all-reduces (comm thread, the default here, summing in place
 # in shared memory; and non-blocking MPI between layers) are covered, and the comm
@@ -38,6 +39,27 @@ for model in mlp cnn; do
   check "$model the same, between layers" "$TMP/$model-1x48" "$TMP/$model-2x12x2-layers"
   check "$model 1 rank x 16 x accum 3 vs 1 x 48" "$TMP/$model-1x48" "$TMP/$model-1x16x3"
 done
+# SyncBatchNorm: 2 ranks x 24 normalise with the statistics of all 48 samples, so they
+# match 1 x 48 (running statistics included); without --sync-bn they must not
+bn=(--model cnn-bn --steps 6 "${common[@]}")
+"$LK" train "${bn[@]}" --batch 48 --save "$TMP/bn-1x48"
+mpi -n 2 --oversubscribe train "${bn[@]}" --batch 24 --sync-bn --save "$TMP/bn-2x24-sync"
+mpi -n 2 --oversubscribe train "${bn[@]}" --batch 24 --save "$TMP/bn-2x24-local"
+check "cnn-bn 2 ranks x 24 --sync-bn vs 1 x 48" "$TMP/bn-1x48" "$TMP/bn-2x24-sync"
+d=$(max_rel_diff "$TMP/bn-1x48/model.safetensors" "$TMP/bn-2x24-local/model.safetensors")
+echo "cnn-bn 2 ranks x 24 without --sync-bn vs 1 x 48: $d (must differ)"
+/usr/bin/python3 -c "import sys; sys.exit(0 if $d > 1e-4 else 1)" || fail "batch norm without --sync-bn matched 1 x 48"
+expect_fail 2 "--sync-bn" -- mpi -n 2 --oversubscribe train "${bn[@]}" --batch 24 --sync-bn --comm-progress thread
+# per-sample noise (the VAE's) is drawn by global sample position, and token windows
+# (gpt on text) are sharded like images
+"$LK" train --model vae --steps 6 --batch 48 "${common[@]}" --lr 1e-4 --save "$TMP/vae-1x48"
+mpi -n 2 --oversubscribe train --model vae --steps 6 --batch 24 "${common[@]}" --lr 1e-4 --save "$TMP/vae-2x24"
+check "vae 2 ranks x 24 vs 1 x 48" "$TMP/vae-1x48" "$TMP/vae-2x24"
+gpt=(--model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 1 --heads 2 --dim 16 --ctx 16
+     --steps 6 --seed 7 --optim momentum --lr 0.05 --quiet --threads 1 --val-limit 20)
+"$LK" train "${gpt[@]}" --batch 12 --save "$TMP/gpt-1x12"
+mpi -n 3 --oversubscribe train "${gpt[@]}" --batch 4 --save "$TMP/gpt-3x4"
+check "gpt 3 ranks x 4 vs 1 x 12" "$TMP/gpt-1x12" "$TMP/gpt-3x4"
 # a whole epoch of 1000 samples: the short last global batch (40) is split 20/20 and
 # 13/13/14 across ranks, and the loss scaling keeps the step exact
 tail=(--model mlp --epochs 1 --train-limit 1000 --val-limit 200 --lr 0.05 --seed 7 --quiet --threads 1)

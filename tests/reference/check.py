@@ -42,6 +42,7 @@ RUNS = {
     "mlp": [("sgd", 0.1, 0.0, 16, 3), ("adamw", 1e-3, 0.01, 16, 3)],
     "mlp-wide": [("momentum", 0.05, 0.0, 8, 2)],
     "cnn": [("momentum", 0.05, 0.0, 8, 2)],
+    "cnn-bn": [("momentum", 0.05, 0.0, 8, 3)],
     "lstm": [("adam", 1e-3, 0.0, 16, 3), ("rmsprop", 1e-3, 0.0, 8, 2)],
     "gru": [("adam", 1e-3, 0.0, 16, 3), ("adagrad", 1e-2, 1e-4, 8, 2)],
     "gpt": [("adamw", 1e-3, 0.01, 4, 3), ("nesterov", 0.05, 0.0, 3, 2)],
@@ -153,6 +154,9 @@ def check_run(refdump, model, optim, lr, wd, batch, steps, tmp, rep):
         opt.step()
         worst = max(worst, rep.close(f"{model}: step {s} loss", t[f"step{s}.loss"],
                                      loss.detach().reshape(1), 1e-4))
+        for name, b in net.named_buffers():  # batch norm's running statistics
+            worst = max(worst, rep.close(f"{model}: step {s} {name}", t[f"step{s}.{name}"],
+                                         b.float().reshape(t[f"step{s}.{name}"].shape), 1e-4))
         for name, p in params.items():
             extra = (noisy[name] * (2.0 * lr * s) + 0.05 * lr) if normalised else 0.0
             worst = max(worst, rep.close(f"{model}: step {s} {name}", t[f"step{s}.{name}"],

@@ -63,6 +63,7 @@ static lk_status add_params(dump *d, const lk_model *m, const char *prefix, int 
     for (int i = 0; i < lk_model_param_count(m); i++) {
         char pname[64], name[96];
         const lk_param *p = lk_model_param(m, i, pname, sizeof pname);
+        if (grads && p->buffer) continue; /* running statistics have no gradient */
         snprintf(name, sizeof name, "%s%s", prefix, pname);
         int64_t shape[LK_MAX_DIMS];
         for (int k = 0; k < p->shape.ndim; k++) shape[k] = p->shape.d[k];

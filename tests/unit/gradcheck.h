@@ -106,10 +106,12 @@ GC_API double gc_numeric(double (*objective)(void *), void *ctx, float *v, doubl
     return (lp - lm) / ((double)hi - (double)lo);
 }
 
+/* floats of a layer's trainable parameters (buffers have no gradient) */
 GC_API size_t gc_param_numel(const lk_layer *l)
 {
     size_t n = 0;
-    for (int j = 0; j < l->nparams; j++) n += lk_shape_numel(&l->params[j].shape);
+    for (int j = 0; j < l->nparams; j++)
+        if (!l->params[j].buffer) n += lk_shape_numel(&l->params[j].shape);
     return n;
 }
 
@@ -211,6 +213,7 @@ GC_API int gc_layer_check(gc_layer *g, const char *name, int dx_samples, double 
     TU_OK(gc_backward(g));
     memcpy(ana_x, g->dx, g->nx * sizeof(float));
     for (int j = 0, off = 0; j < g->l->nparams; j++) {
+        if (g->l->params[j].buffer) continue;
         size_t n = lk_shape_numel(&g->l->params[j].shape);
         memcpy(ana_p + off, g->l->params[j].g, n * sizeof(float));
         off += (int)n;
@@ -218,6 +221,7 @@ GC_API int gc_layer_check(gc_layer *g, const char *name, int dx_samples, double 
     char what[64];
     for (int j = 0, off = 0; j < g->l->nparams; j++) {
         lk_param *p = &g->l->params[j];
+        if (p->buffer) continue;
         size_t n = lk_shape_numel(&p->shape);
         snprintf(what, sizeof what, "%s.%s", name, p->name);
         for (size_t e = 0; e < n; e++)
@@ -241,6 +245,7 @@ GC_API int gc_layer_check(gc_layer *g, const char *name, int dx_samples, double 
 GC_API void gc_grads_get(const gc_layer *g, float *out)
 {
     for (int j = 0; j < g->l->nparams; j++) {
+        if (g->l->params[j].buffer) continue;
         size_t n = lk_shape_numel(&g->l->params[j].shape);
         memcpy(out, g->l->params[j].g, n * sizeof(float));
         out += n;
@@ -253,6 +258,7 @@ GC_API void gc_grads_expect(const gc_layer *g, const float *want, float factor, 
                             char *bad, size_t bad_size)
 {
     for (int j = 0; j < g->l->nparams; j++) {
+        if (g->l->params[j].buffer) continue;
         const float *gr = g->l->params[j].g;
         for (size_t e = 0; e < lk_shape_numel(&g->l->params[j].shape); e++, want++)
             if (!(fabsf(gr[e] - factor * *want) <= 1e-5f * (1.0f + fabsf(gr[e]))) && !bad[0])
@@ -287,7 +293,7 @@ GC_API void gc_layer_check_grad_modes_and_close(gc_layer *g, float stale)
     /* replace: the stale values must not leak in */
     g->replace_grads = 1;
     for (int j = 0; j < g->l->nparams; j++)
-        for (size_t e = 0; e < lk_shape_numel(&g->l->params[j].shape); e++)
+        for (size_t e = 0; !g->l->params[j].buffer && e < lk_shape_numel(&g->l->params[j].shape); e++)
             g->l->params[j].g[e] = stale;
     TU_OK(gc_backward(g));
     gc_grads_expect(g, once, 1.0f, isnan(stale) ? "replace over NaN" : "replace over stale", bad,
@@ -342,6 +348,7 @@ GC_API int gc_model_check_on_input(lk_model *m, const char *name, int batch, int
     for (int i = 0; i < lk_model_param_count(m); i++) {
         char pname[32];
         const lk_param *p = lk_model_param(m, i, pname, sizeof pname);
+        if (p->buffer) continue;
         snprintf(what, sizeof what, "%s:%s", name, pname);
         for (size_t e = 0; e < lk_shape_numel(&p->shape); e++)
             gc_compare(&r, what, e, gc_numeric(gc_model_objective, &g, &p->w[e], eps),

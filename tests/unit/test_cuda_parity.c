@@ -209,11 +209,11 @@ static void test_dropout(void **state)
     (void)state;
     const size_t n = 100003;
     pair x = pair_rand(n, 23), y = pair_rand(n, 24);
-    CPU->ops->dropout_forward(CPU, 0.3f, 7, 12345, x.c, y.c, n);
-    GPU->ops->dropout_forward(GPU, 0.3f, 7, 12345, x.g, y.g, n);
+    CPU->ops->dropout_forward(CPU, 0.3f, 7, 12345, 999, x.c, y.c, n);
+    GPU->ops->dropout_forward(GPU, 0.3f, 7, 12345, 999, x.g, y.g, n);
     same("dropout_forward", &y, 0.0); /* the same mask, bit for bit */
-    CPU->ops->dropout_backward(CPU, 0.3f, 7, 12345, x.c, y.c, n);
-    GPU->ops->dropout_backward(GPU, 0.3f, 7, 12345, x.g, y.g, n);
+    CPU->ops->dropout_backward(CPU, 0.3f, 7, 12345, 999, x.c, y.c, n);
+    GPU->ops->dropout_backward(GPU, 0.3f, 7, 12345, 999, x.g, y.g, n);
     same("dropout_backward", &y, 0.0);
     pair_free(&x), pair_free(&y);
 }
@@ -411,12 +411,12 @@ static void test_transformer_ops(void **state)
     pair ml = pair_rand((size_t)rows * 2 * Z, 76), z = pair_rand((size_t)rows * Z, 77),
          dz = pair_rand((size_t)rows * Z, 78), dml = pair_rand((size_t)rows * 2 * Z, 79);
     float *gs = lk_dev_alloc(GPU, sizeof(float)), ckl = 0.0f;
-    CPU->ops->reparam_forward(CPU, ml.c, z.c, rows, Z, 1, 5, 77, &ckl);
-    GPU->ops->reparam_forward(GPU, ml.g, z.g, rows, Z, 1, 5, 77, gs);
+    CPU->ops->reparam_forward(CPU, ml.c, z.c, rows, Z, 1, 5, 77, 40, &ckl);
+    GPU->ops->reparam_forward(GPU, ml.g, z.g, rows, Z, 1, 5, 77, 40, gs);
     same("reparam_forward z", &z, 1e-5);
     close_to("reparam_forward kl", ckl, gpu_scalar(gs), 1e-5);
-    CPU->ops->reparam_backward(CPU, ml.c, dz.c, dml.c, rows, Z, 5, 77, 0.1f);
-    GPU->ops->reparam_backward(GPU, ml.g, dz.g, dml.g, rows, Z, 5, 77, 0.1f);
+    CPU->ops->reparam_backward(CPU, ml.c, dz.c, dml.c, rows, Z, 5, 77, 40, 0.1f);
+    GPU->ops->reparam_backward(GPU, ml.g, dz.g, dml.g, rows, Z, 5, 77, 40, 0.1f);
     same("reparam_backward", &dml, 1e-5);
     lk_dev_free(GPU, gs);
     pair_free(&ml), pair_free(&z), pair_free(&dz), pair_free(&dml);

@@ -452,6 +452,60 @@ static void test_model_chains(void **state)
     lk_model_destroy(m);
 }
 
+/* ---------------- batch norm ---------------- */
+
+static void test_batchnorm(void **state)
+{
+    (void)state;
+    const int cfg[][4] = {{1, 5, 0, 0}, {3, 3, 4, 2}}; /* ndim, C, H, W */
+    for (int t = 0; t < 2; t++) {
+        int ndim = cfg[t][0], C = cfg[t][1], in[3] = {C, cfg[t][2], cfg[t][3]};
+        const int B = 4;
+        gc_layer g;
+        gc_layer_open(&g, ndim, in, lk_batchnorm(C, 1e-5f, 0.1f), B);
+        assert_int_equal(g.l->nparams, 5);
+        assert_string_equal(g.l->params[4].name, "num_batches_tracked");
+        for (int j = 0; j < C; j++) g.l->params[0].w[j] = 1.0f + 0.3f * j, g.l->params[1].w[j] = 0.1f * j;
+        int inner = (int)(lk_shape_numel(&g.l->in) / (size_t)C);
+        TU_OK(gc_forward(&g));
+        double *want = malloc(g.ny * sizeof *want);
+        for (int j = 0; j < C; j++) {
+            double m = 0, v = 0, cnt = (double)B * inner;
+            for (int o = 0; o < B; o++)
+                for (int i = 0; i < inner; i++) m += g.x[(o * C + j) * inner + i];
+            m /= cnt;
+            for (int o = 0; o < B; o++)
+                for (int i = 0; i < inner; i++) v += pow(g.x[(o * C + j) * inner + i] - m, 2);
+            for (int o = 0; o < B; o++)
+                for (int i = 0; i < inner; i++) {
+                    size_t e = (size_t)(o * C + j) * inner + i;
+                    want[e] = (g.x[e] - m) / sqrt(v / cnt + 1e-5) * g.l->params[0].w[j] + g.l->params[1].w[j];
+                }
+            /* one forward moved the running statistics by momentum, the variance unbiased */
+            GC_NEAR(g.l->params[2].w[j], 0.1 * m, 1e-6);
+            GC_NEAR(g.l->params[3].w[j], 0.9 + 0.1 * v / (cnt - 1), 1e-6);
+        }
+        GC_NEAR(g.l->params[4].w[0], 1.0, 0.0);
+        gc_expect_close("batchnorm y", g.y, want, g.ny, 1e-5);
+        free(want);
+        assert_int_equal(gc_layer_check(&g, ndim == 1 ? "batchnorm1d" : "batchnorm2d", GC_ALL, GC_EPS), 0);
+        /* evaluation normalises with the running statistics, and leaves them alone */
+        g.training = 0;
+        for (int j = 0; j < C; j++) g.l->params[2].w[j] = 0.5f, g.l->params[3].w[j] = 4.0f;
+        TU_OK(gc_forward(&g));
+        for (size_t e = 0; e < g.ny; e++) {
+            int j = (int)((e / inner) % C);
+            double y = (g.x[e] - 0.5) / sqrt(4.0 + 1e-5) * g.l->params[0].w[j] + g.l->params[1].w[j];
+            GC_NEAR(g.y[e], y, 1e-5);
+        }
+        assert_true(g.l->params[2].w[0] == 0.5f && g.l->params[3].w[0] == 4.0f);
+        g.training = 1;
+        gc_layer_check_grad_modes_and_close(&g, NAN);
+    }
+    assert_null(lk_batchnorm(0, 1e-5f, 0.1f));
+    assert_null(lk_batchnorm(3, 1e-5f, 1.5f));
+}
+
 /* ---------------- losses ---------------- */
 
 typedef struct {
@@ -612,6 +666,7 @@ int main(void)
         cmocka_unit_test(test_dropout_gradcheck),
         cmocka_unit_test(test_flatten_in_model),
         cmocka_unit_test(test_model_chains),
+        cmocka_unit_test(test_batchnorm),
         cmocka_unit_test(test_losses),
         cmocka_unit_test(test_losses_extreme),
         cmocka_unit_test(test_loss_errors),

@@ -269,27 +269,28 @@ static void cu_act_backward(lk_device *d, lk_act act, float alpha, const float *
 
 /* ---- dropout: the CPU's counter-based mask ---- */
 
-__global__ void k_dropout(float p, uint64_t seed, uint64_t a, const float *x, float *y, size_t n)
+__global__ void k_dropout(float p, uint64_t seed, uint64_t a, uint64_t first, const float *x, float *y,
+                          size_t n)
 {
     const float keep = 1.0f / (1.0f - p);
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
-        y[i] = lk_rng_uniform(seed, LK_RNG_DROPOUT, a, (uint64_t)i) >= p ? x[i] * keep : 0.0f;
+        y[i] = lk_rng_uniform(seed, LK_RNG_DROPOUT, a, first + (uint64_t)i) >= p ? x[i] * keep : 0.0f;
 }
 
-static void cu_dropout_forward(lk_device *d, float p, uint64_t seed, uint64_t a, const float *x,
-                               float *y, size_t n)
+static void cu_dropout_forward(lk_device *d, float p, uint64_t seed, uint64_t a, uint64_t first,
+                               const float *x, float *y, size_t n)
 {
     lk_cuda *g = lk_cuda_of(d);
     if (!n) return;
-    k_dropout<<<lk_cuda_blocks(g, n), LK_CUDA_THREADS, 0, g->stream>>>(p, seed, a, x, y, n);
+    k_dropout<<<lk_cuda_blocks(g, n), LK_CUDA_THREADS, 0, g->stream>>>(p, seed, a, first, x, y, n);
     LK_LAUNCHED(g);
 }
 
-static void cu_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a, const float *dy,
-                                float *dx, size_t n)
+static void cu_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a, uint64_t first,
+                                const float *dy, float *dx, size_t n)
 {
-    cu_dropout_forward(d, p, seed, a, dy, dx, n); /* the same mask and scale */
+    cu_dropout_forward(d, p, seed, a, first, dy, dx, n); /* the same mask and scale */
 }
 
 /* ---- losses ---- */
@@ -414,7 +415,7 @@ static void cu_count_correct(lk_device *d, const float *logits, const int32_t *l
 /* ---- the VAE's reparameterisation and KL term (eps regenerated from Philox) ---- */
 
 __global__ void k_reparam_forward(const float *ml, float *z, int n, int zdim, int noise,
-                                  uint64_t seed, uint64_t key, double *partial)
+                                  uint64_t seed, uint64_t key, uint64_t first, double *partial)
 {
     double kl = 0.0;
     const size_t total = (size_t)n * zdim;
@@ -422,7 +423,7 @@ __global__ void k_reparam_forward(const float *ml, float *z, int n, int zdim, in
          e += (size_t)gridDim.x * blockDim.x) {
         size_t r = e / zdim, j = e % zdim;
         float mu = ml[r * 2 * zdim + j], lv = ml[r * 2 * zdim + zdim + j];
-        float eps = noise ? lk_rng_normal(seed, LK_RNG_NOISE, key, e) : 0.0f;
+        float eps = noise ? lk_rng_normal(seed, LK_RNG_NOISE, key, first + e) : 0.0f;
         z[e] = mu + expf(0.5f * lv) * eps;
         kl += -0.5 * (1.0 + lv - (double)mu * mu - exp((double)lv));
     }
@@ -431,36 +432,37 @@ __global__ void k_reparam_forward(const float *ml, float *z, int n, int zdim, in
 }
 
 static void cu_reparam_forward(lk_device *d, const float *ml, float *z, int n, int zdim, int noise,
-                               uint64_t seed, uint64_t key, float *kl)
+                               uint64_t seed, uint64_t key, uint64_t first, float *kl)
 {
     lk_cuda *g = lk_cuda_of(d);
     unsigned nb = reduce_blocks(g, (size_t)n * zdim);
-    k_reparam_forward<<<nb, LK_CUDA_THREADS, 0, g->stream>>>(ml, z, n, zdim, noise, seed, key, g->partial);
+    k_reparam_forward<<<nb, LK_CUDA_THREADS, 0, g->stream>>>(ml, z, n, zdim, noise, seed, key, first,
+                                                             g->partial);
     LK_LAUNCHED(g);
     finish_sum(g, nb, (double)n, kl);
 }
 
 __global__ void k_reparam_backward(const float *ml, const float *dz, float *dml, int n, int zdim,
-                                   uint64_t seed, uint64_t key, float kl_scale)
+                                   uint64_t seed, uint64_t key, uint64_t first, float kl_scale)
 {
     const size_t total = (size_t)n * zdim;
     for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total;
          e += (size_t)gridDim.x * blockDim.x) {
         size_t r = e / zdim, j = e % zdim, m = r * 2 * zdim + j;
         float mu = ml[m], lv = ml[m + zdim], sd = expf(0.5f * lv);
-        float eps = lk_rng_normal(seed, LK_RNG_NOISE, key, e);
+        float eps = lk_rng_normal(seed, LK_RNG_NOISE, key, first + e);
         dml[m] = dz[e] + kl_scale * mu;
         dml[m + zdim] = dz[e] * eps * 0.5f * sd + kl_scale * 0.5f * (sd * sd - 1.0f);
     }
 }
 
 static void cu_reparam_backward(lk_device *d, const float *ml, const float *dz, float *dml, int n,
-                                int zdim, uint64_t seed, uint64_t key, float kl_scale)
+                                int zdim, uint64_t seed, uint64_t key, uint64_t first, float kl_scale)
 {
     lk_cuda *g = lk_cuda_of(d);
     size_t total = (size_t)n * zdim;
     k_reparam_backward<<<lk_cuda_blocks(g, total), LK_CUDA_THREADS, 0, g->stream>>>(
-        ml, dz, dml, n, zdim, seed, key, kl_scale);
+        ml, dz, dml, n, zdim, seed, key, first, kl_scale);
     LK_LAUNCHED(g);
 }
 
@@ -565,6 +567,10 @@ static const lk_backend cuda_backend = {
     /* .embed_backward = */ lk_cuda_embed_backward,
     /* .reparam_forward = */ cu_reparam_forward,
     /* .reparam_backward = */ cu_reparam_backward,
+    /* .bn_sums = */ lk_cuda_bn_sums,
+    /* .bn_stats = */ lk_cuda_bn_stats,
+    /* .bn_forward = */ lk_cuda_bn_forward,
+    /* .bn_backward = */ lk_cuda_bn_backward,
     /* .optim_update = */ lk_cuda_optim_update,
     /* .sumsq = */ cu_sumsq,
     /* .scale = */ cu_scale,

@@ -111,6 +111,15 @@ void lk_cuda_layernorm_forward(lk_device *d, const float *x, const float *w, con
 void lk_cuda_layernorm_backward(lk_device *d, const float *x, const float *w, const float *mean,
                                 const float *rstd, const float *dy, float *dx, float *dw,
                                 float *db, int rows, int dim, float beta);
+void lk_cuda_bn_sums(lk_device *d, const float *x, const float *dy, const float *mean,
+                     const float *rstd, int n, int c, int inner, float *out);
+void lk_cuda_bn_stats(lk_device *d, const float *sums, int c, float eps, float momentum,
+                      float *mean, float *rstd, float *run_mean, float *run_var, float *tracked);
+void lk_cuda_bn_forward(lk_device *d, const float *x, const float *mean, const float *rstd,
+                        const float *w, const float *b, float *y, int n, int c, int inner);
+void lk_cuda_bn_backward(lk_device *d, const float *x, const float *dy, const float *mean,
+                         const float *rstd, const float *w, const float *gsums, float *dx, int n,
+                         int c, int inner);
 /* the logistic function, without overflow for large |x| */
 __device__ __forceinline__ float lk_d_sigmoid(float x)
 {

@@ -20,6 +20,12 @@ static uint64_t mask_key(const lk_layer *l, const lk_ctx *c)
     return ((uint64_t)c->step << 16) | (uint64_t)(l->index & 0xffff);
 }
 
+/* the global index of the batch's first element */
+static uint64_t first_of(const lk_layer *l, const lk_ctx *c)
+{
+    return (uint64_t)c->sample_base * lk_shape_numel(&l->in);
+}
+
 static lk_status dropout_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, lk_tensor *y)
 {
     dropout *s = (dropout *)l;
@@ -27,7 +33,7 @@ static lk_status dropout_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *
         lk_copy_on_device(c->dev, y->data, x->data, lk_tensor_numel(x) * sizeof(float));
         return LK_OK;
     }
-    return lk_dropout_forward(c->dev, s->p, c->seed, mask_key(l, c), x, y);
+    return lk_dropout_forward(c->dev, s->p, c->seed, mask_key(l, c), first_of(l, c), x, y);
 }
 
 static lk_status dropout_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, const lk_tensor *y,
@@ -41,7 +47,7 @@ static lk_status dropout_backward(lk_layer *l, const lk_ctx *c, const lk_tensor 
         lk_copy_on_device(c->dev, dx->data, dy->data, lk_tensor_numel(dy) * sizeof(float));
         return LK_OK;
     }
-    return lk_dropout_backward(c->dev, s->p, c->seed, mask_key(l, c), dy, dx);
+    return lk_dropout_backward(c->dev, s->p, c->seed, mask_key(l, c), first_of(l, c), dy, dx);
 }
 
 static const lk_layer_vt dropout_vt = {

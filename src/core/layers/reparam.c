@@ -39,7 +39,8 @@ static lk_status reparam_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *
 {
     reparam *s = (reparam *)l;
     LK_CHECK(lk_reparam_forward(c->dev, x->data, y->data, x->shape.d[0], s->zdim, c->training,
-                                c->seed, lk_reparam_key(l, c->step), l->saved));
+                                c->seed, lk_reparam_key(l, c->step),
+                                (uint64_t)c->sample_base * s->zdim, l->saved));
     return lk_axpy(c->dev, 1.0f, l->saved, c->aux_loss, 1);
 }
 
@@ -51,7 +52,8 @@ static lk_status reparam_backward(lk_layer *l, const lk_ctx *c, const lk_tensor 
     if (!dx->data) return LK_OK;
     const int B = x->shape.d[0];
     return lk_reparam_backward(c->dev, x->data, dy->data, dx->data, B, s->zdim, c->seed,
-                               lk_reparam_key(l, c->step), c->loss_scale / (float)B);
+                               lk_reparam_key(l, c->step), (uint64_t)c->sample_base * s->zdim,
+                               c->loss_scale / (float)B);
 }
 
 static const lk_layer_vt reparam_vt = {
