@@ -40,7 +40,8 @@ import torch.nn.functional as F
 
 DEFAULT_DATA_DIR = os.environ.get("LK_FASHION_MNIST_DIR",
                                   "/usr/share/datasets/fashion-mnist")
-MODELS = ("mlp", "mlp-wide", "cnn", "cnn-bn", "lstm", "gru", "gpt", "autoencoder", "vae")
+MODELS = ("mlp", "mlp-wide", "cnn", "cnn-bn", "lstm", "gru", "gpt", "autoencoder", "vae", "gan")
+GAN_G_LAYERS = 6  # the generator is net[:6], the discriminator net[6:]
 GPT_DEFAULTS = {"layers": 4, "heads": 4, "dim": 256, "ctx": 128, "vocab": 256}
 
 
@@ -160,6 +161,11 @@ def loss_of(name, model, out, x, labels):
 
 
 def build_model(name, arch=None):
+    if name == "gan":  # G z(64)-256-512-784 tanh, then D 784-512-256-1 LeakyReLU(0.2): one chain
+        return nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 512), nn.ReLU(),
+                             nn.Linear(512, 784), nn.Tanh(),
+                             nn.Linear(784, 512), nn.LeakyReLU(0.2), nn.Linear(512, 256), nn.LeakyReLU(0.2),
+                             nn.Linear(256, 1))
     if name == "autoencoder":
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 64), nn.ReLU(),
                              nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 784), nn.Sigmoid())

@@ -2,6 +2,7 @@
  * arrive as lk_status + message; here they become a clear line on stderr and a
  * non-zero exit status. */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "../core/device.h"
 #include "../models/zoo.h"
 #include "../train/predict.h"
+#include "../train/sample.h"
 #include "../train/trainer.h"
 #include "args.h"
 
@@ -42,6 +44,7 @@ static void usage(FILE *f)
             "  train    train a model (lockstep train --help)\n"
             "  eval     accuracy and loss of a checkpoint on a dataset's test split\n"
             "  predict  class predictions of a checkpoint for images in a file\n"
+            "  sample   text from a gpt, images from a gan or vae, reconstructions from an autoencoder\n"
             "  info     build, devices and libraries\n\n"
             "  --help, --version\n");
 }
@@ -105,6 +108,7 @@ enum {
     O_TRAIN_LIMIT, O_VAL_LIMIT, O_PROGRESS, O_QUIET, O_HELP, O_CHECKPOINT, O_INPUT, O_TOP,
     O_LIMIT, O_COMM, O_ACCUM, O_BUCKET_MB, O_CHECK_EVERY, O_BIND,
     O_COMM_PROGRESS, O_SHM, O_COMM_TIMEOUT, O_GPU_COMM, O_LAYERS, O_HEADS, O_DIM, O_CTX, O_SYNC_BN,
+    O_PROMPT, O_TOKENS, O_TEMPERATURE, O_TOP_K, O_COUNT, O_OUT,
 };
 
 static const struct option train_opts[] = {
@@ -313,8 +317,56 @@ static int cmd_checkpoint(int argc, char **argv, int predict)
     lk_eval_result r;
     s = lk_eval_checkpoint(ckpt, data, device, (int)threads, (int)batch, &r);
     if (s != LK_OK) return fail(s);
-    printf("test accuracy %.4f  loss %.4f  (%d samples, checkpoint %s)\n", r.acc, r.loss, r.n, ckpt);
+    if (isnan(r.acc)) /* reconstruction models have no accuracy */
+        printf("test loss %.4f  (%d samples, checkpoint %s)\n", r.loss, r.n, ckpt);
+    else
+        printf("test accuracy %.4f  loss %.4f  (%d samples, checkpoint %s)\n", r.acc, r.loss, r.n, ckpt);
     return 0;
+}
+
+static const struct option sample_opts[] = {
+    {"checkpoint", 1, 0, O_CHECKPOINT}, {"prompt", 1, 0, O_PROMPT},   {"tokens", 1, 0, O_TOKENS},
+    {"temperature", 1, 0, O_TEMPERATURE}, {"top-k", 1, 0, O_TOP_K},   {"seed", 1, 0, O_SEED},
+    {"count", 1, 0, O_COUNT},           {"out", 1, 0, O_OUT},         {"device", 1, 0, O_DEVICE},
+    {"threads", 1, 0, O_THREADS},       {"help", 0, 0, O_HELP},       {0, 0, 0, 0},
+};
+
+static int cmd_sample(int argc, char **argv)
+{
+    lk_sample_opts o = lk_sample_defaults();
+    long v;
+    int c;
+    lk_status s = LK_OK;
+    opterr = 0;
+    while (s == LK_OK && (c = getopt_long(argc, argv, ":", sample_opts, NULL)) != -1) {
+        const char *flag = argv[optind - 1];
+        switch (c) {
+        case O_CHECKPOINT: o.checkpoint = optarg; break;
+        case O_PROMPT: o.prompt = optarg; break;
+        case O_TOKENS: s = lk_arg_int("--tokens", optarg, 1, 1 << 20, &v), o.tokens = (int)v; break;
+        case O_TEMPERATURE: s = lk_arg_float("--temperature", optarg, 0, 100, &o.temperature); break;
+        case O_TOP_K: s = lk_arg_int("--top-k", optarg, 0, 1 << 24, &v), o.top_k = (int)v; break;
+        case O_SEED: s = lk_arg_u64("--seed", optarg, &o.seed); break;
+        case O_COUNT: s = lk_arg_int("--count", optarg, 1, 4096, &v), o.count = (int)v; break;
+        case O_OUT: o.out = optarg; break;
+        case O_DEVICE: o.device = optarg; break;
+        case O_THREADS: s = lk_arg_int("--threads", optarg, 1, 4096, &v), o.threads = (int)v; break;
+        case O_HELP:
+            printf("usage: lockstep sample --checkpoint DIR [flags]\n"
+                   "  gpt:         --prompt TEXT (GPT-2-token models: ids:1,2,3) --tokens N (200)\n"
+                   "               --temperature T (0.8; 0: greedy) --top-k K (40; 0: all) --seed S\n"
+                   "  gan, vae:    --out FILE.png --count N (64): a grid of generated images\n"
+                   "  autoencoder: --out FILE.png --count N: test images above their reconstructions\n"
+                   "  --device D --threads N\n");
+            return 0;
+        case ':': s = LK_ERR(LK_ERR_ARG, "%s needs a value", flag); break;
+        default: s = LK_ERR(LK_ERR_ARG, "unknown flag '%s' for sample", flag);
+        }
+    }
+    if (s == LK_OK && optind < argc) s = LK_ERR(LK_ERR_ARG, "unexpected argument '%s'", argv[optind]);
+    if (s == LK_OK && !o.checkpoint) s = LK_ERR(LK_ERR_ARG, "--checkpoint DIR is required");
+    if (s == LK_OK) s = lk_sample(&o, stdout);
+    return s == LK_OK ? 0 : fail(s);
 }
 
 static int cmd_info(void)
@@ -378,7 +430,7 @@ int main(int argc, char **argv)
         return 0;
     }
     int known = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "predict") ||
-                !strcmp(cmd, "info");
+                !strcmp(cmd, "sample") || !strcmp(cmd, "info");
     if (!known) {
         fprintf(stderr, "lockstep: error: unknown command '%s'\n", cmd);
         usage(stderr);
@@ -390,7 +442,7 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--comm") && i + 1 < argc) backend = argv[i + 1];
         else if (!strncmp(argv[i], "--comm=", 7)) backend = argv[i] + 7;
     }
-    if (strcmp(cmd, "train") && strcmp(cmd, "info")) backend = "local"; /* eval, predict: one process */
+    if (strcmp(cmd, "train") && strcmp(cmd, "info")) backend = "local"; /* eval, predict, sample: one process */
     lk_status s = lk_comm_open(&g_comm, backend, &argc, &argv);
     if (s != LK_OK) return fail(s);
     int rc;
@@ -400,6 +452,8 @@ int main(int argc, char **argv)
         rc = cmd_checkpoint(argc - 1, argv + 1, 0);
     else if (!strcmp(cmd, "predict"))
         rc = cmd_checkpoint(argc - 1, argv + 1, 1);
+    else if (!strcmp(cmd, "sample"))
+        rc = cmd_sample(argc - 1, argv + 1);
     else
         rc = cmd_info();
     lk_comm_close(g_comm);

@@ -16,7 +16,15 @@ lk_progress_mode lk_progress_resolve(const lk_comm *c, lk_progress_mode mode)
 lk_status lk_buckets_create(lk_buckets **out, lk_comm *c, lk_model *m, size_t bucket_bytes,
                             lk_progress_mode mode)
 {
+    return lk_buckets_create_range(out, c, m, bucket_bytes, mode, 0, m->nparams);
+}
+
+lk_status lk_buckets_create_range(lk_buckets **out, lk_comm *c, lk_model *m, size_t bucket_bytes,
+                                  lk_progress_mode mode, size_t lo, size_t hi)
+{
     *out = NULL;
+    if (lo >= hi || hi > m->nparams)
+        return LK_ERR(LK_ERR_ARG, "gradient buckets over [%zu, %zu) of %zu parameters", lo, hi, m->nparams);
     if (bucket_bytes < sizeof(float))
         return LK_ERR(LK_ERR_ARG, "--bucket-mb must be positive");
     mode = lk_progress_resolve(c, mode);
@@ -37,18 +45,18 @@ lk_status lk_buckets_create(lk_buckets **out, lk_comm *c, lk_model *m, size_t bu
     b->comm = c;
     b->grads = m->grads;
     /* walk the layers from the last (offset 0) to the first, closing a bucket
-     * once it holds bucket_bytes; the final bucket always ends at nparams */
-    size_t begin = 0, limit = bucket_bytes / sizeof(float);
+     * once it holds bucket_bytes; the final bucket always ends at hi */
+    size_t begin = lo, limit = bucket_bytes / sizeof(float);
     for (int i = m->nlayers - 1; i >= 0; i--) {
         const lk_layer *l = m->layers[i];
-        if (!l->param_count) continue;
+        if (!l->param_count || l->param_offset < lo || l->param_offset >= hi) continue;
         size_t end = l->param_offset + l->param_count;
         if (end - begin >= limit && b->n < cap - 1) {
             b->b[b->n++] = (lk_bucket){begin, end, 0};
             begin = end;
         }
     }
-    if (begin < m->nparams || b->n == 0) b->b[b->n++] = (lk_bucket){begin, m->nparams, 0};
+    if (begin < hi || b->n == 0) b->b[b->n++] = (lk_bucket){begin, hi, 0};
     b->mode = mode;
     if (mode == LK_PROGRESS_THREAD) {
         int rc = pthread_mutex_init(&b->mu, NULL);

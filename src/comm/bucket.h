@@ -66,6 +66,10 @@ typedef struct {
  * LK_PROGRESS_THREAD also starts the comm thread. */
 lk_status lk_buckets_create(lk_buckets **out, lk_comm *c, lk_model *m, size_t bucket_bytes,
                             lk_progress_mode mode);
+/* The same over the parameters [lo, hi) only (on layer boundaries): one network of
+ * several in a model (a GAN's generator or discriminator); the hook ignores the others. */
+lk_status lk_buckets_create_range(lk_buckets **out, lk_comm *c, lk_model *m, size_t bucket_bytes,
+                                  lk_progress_mode mode, size_t lo, size_t hi);
 void lk_buckets_destroy(lk_buckets *b);
 /* Arms the buckets before a backward; inactive means no communication at all. */
 void lk_buckets_begin(lk_buckets *b, int active);

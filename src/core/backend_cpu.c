@@ -260,6 +260,19 @@ static void cpu_axpy(lk_device *d, float a, const float *x, float *y, size_t n)
     cblas_saxpy((int)n, a, x, 1, y, 1);
 }
 
+static void cpu_randn(lk_device *d, float *out, size_t n, uint64_t seed, uint64_t key, uint64_t first)
+{
+    (void)d;
+    LK_CPU_FOR((long)n > LK_CPU_PAR_MIN / 8, i, (long)n,
+               out[i] = lk_rng_normal(seed, LK_RNG_NOISE, key, first + (uint64_t)i););
+}
+
+static void cpu_affine(lk_device *d, float *x, float a, float b, size_t n)
+{
+    (void)d;
+    LK_CPU_FOR_SIMD((long)n > LK_CPU_PAR_MIN, i, (long)n, x[i] = a * x[i] + b;);
+}
+
 static lk_status cpu_status(lk_device *d)
 {
     (void)d;
@@ -317,6 +330,8 @@ static const lk_backend cpu_backend = {
     .bn_stats = lk_cpu_bn_stats,
     .bn_forward = lk_cpu_bn_forward,
     .bn_backward = lk_cpu_bn_backward,
+    .randn = cpu_randn,
+    .affine = cpu_affine,
     .status = cpu_status,
 };
 

@@ -194,6 +194,10 @@ typedef struct lk_backend {
     void (*bn_backward)(lk_device *d, const float *x, const float *dy, const float *mean,
                         const float *rstd, const float *w, const float *gsums, float *dx, int n,
                         int c, int inner);
+    /* out[i] = lk_rng_normal(seed, LK_RNG_NOISE, key, first + i): latent codes (the GAN's z) */
+    void (*randn)(lk_device *d, float *out, size_t n, uint64_t seed, uint64_t key, uint64_t first);
+    /* x = a * x + b, in place (images in [0, 1] to [-1, 1]) */
+    void (*affine)(lk_device *d, float *x, float a, float b, size_t n);
     /* flat-buffer helpers */
     void (*optim_update)(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                        float *s1, float *s2, size_t n);

@@ -196,19 +196,26 @@ static lk_status check_batch(const lk_model *m, int batch)
 
 lk_status lk_model_forward(lk_model *m, int batch, int training, long step, lk_tensor *out)
 {
+    return lk_model_forward_range(m, 0, m->nlayers, batch, training, step, out);
+}
+
+lk_status lk_model_forward_range(lk_model *m, int lo, int hi, int batch, int training, long step,
+                                 lk_tensor *out)
+{
     LK_CHECK(check_batch(m, batch));
+    if (lo < 0 || hi > m->nlayers || lo >= hi)
+        return LK_ERR(LK_ERR_ARG, "forward over layers [%d, %d) of a model of %d", lo, hi, m->nlayers);
     lk_ctx c = {m->dev, training, m->seed, step, m->sample_base, m->workspace, 0, m->aux_loss, 1.0f,
                 m->sync_sum, m->sync_user};
     lk_zero(m->dev, m->aux_loss, sizeof(float));
-    for (int i = 0; i < m->nlayers; i++) {
+    for (int i = lo; i < hi; i++) {
         lk_layer *l = m->layers[i];
         if (l->vt->alias && !l->vt->forward) continue;
         lk_tensor x = lk_tensor_batch(m->dev, m->act[i], batch, &l->in);
         lk_tensor y = lk_tensor_batch(m->dev, m->act[i + 1], batch, &l->out);
         LK_CHECK(l->vt->forward(l, &c, &x, &y));
     }
-    lk_shape os = lk_model_out_shape(m);
-    *out = lk_tensor_batch(m->dev, m->act[m->nlayers], batch, &os);
+    *out = lk_tensor_batch(m->dev, m->act[hi], batch, &m->layers[hi - 1]->out);
     return LK_OK;
 }
 
@@ -219,11 +226,18 @@ lk_status lk_model_backward(lk_model *m, int batch, long step)
 
 lk_status lk_model_backward_ex(lk_model *m, int batch, long step, lk_grads_mode mode)
 {
+    return lk_model_backward_range(m, 0, batch, step, mode);
+}
+
+lk_status lk_model_backward_range(lk_model *m, int lo, int batch, long step, lk_grads_mode mode)
+{
     LK_CHECK(check_batch(m, batch));
+    if (lo < 0 || lo >= m->nlayers)
+        return LK_ERR(LK_ERR_ARG, "backward down to layer %d of a model of %d", lo, m->nlayers);
     lk_ctx c = {m->dev, 1, m->seed, step, m->sample_base, m->workspace, mode == LK_GRADS_REPLACE,
                 m->aux_loss, m->loss_scale, m->sync_sum, m->sync_user};
     float *dy = m->dout;
-    int first = 0; /* below the first layer with parameters no gradient is needed */
+    int first = lo; /* below the first layer with parameters no gradient is needed */
     while (first < m->nlayers && m->layers[first]->nparams == 0) first++;
     for (int i = m->nlayers - 1; i >= first; i--) {
         lk_layer *l = m->layers[i];

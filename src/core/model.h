@@ -69,6 +69,12 @@ lk_status lk_model_backward(lk_model *m, int batch, long step);
  * LK_GRADS_ADD adds them. Padding between tensors stays zero either way. */
 typedef enum { LK_GRADS_ADD = 0, LK_GRADS_REPLACE = 1 } lk_grads_mode;
 lk_status lk_model_backward_ex(lk_model *m, int batch, long step, lk_grads_mode mode);
+/* Parts of the chain (a GAN: the generator's layers, then the discriminator's):
+ * forward runs layers [lo, hi) on act[lo] (fill it first) and returns act[hi];
+ * backward runs layers [lo, nlayers) from dout, with no input gradient for layer lo. */
+lk_status lk_model_forward_range(lk_model *m, int lo, int hi, int batch, int training, long step,
+                                 lk_tensor *out);
+lk_status lk_model_backward_range(lk_model *m, int lo, int batch, long step, lk_grads_mode mode);
 void lk_model_zero_grad(lk_model *m);
 
 /* Parameter enumeration in PyTorch order (first layer first, weight before bias)

@@ -414,6 +414,20 @@ lk_status lk_bn_backward(lk_device *d, const float *x, const float *dy, const fl
     return LK_OK;
 }
 
+lk_status lk_randn(lk_device *d, float *out, size_t n, uint64_t seed, uint64_t key, uint64_t first)
+{
+    NEED(out || !n, "randn: null buffer");
+    if (n) d->ops->randn(d, out, n, seed, key, first);
+    return LK_OK;
+}
+
+lk_status lk_affine(lk_device *d, float *x, float a, float b, size_t n)
+{
+    NEED(x || !n, "affine: null buffer");
+    if (n) d->ops->affine(d, x, a, b, n);
+    return LK_OK;
+}
+
 lk_status lk_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                         float *s1, float *s2, size_t n)
 {

@@ -104,6 +104,9 @@ lk_status lk_bn_backward(lk_device *d, const float *x, const float *dy, const fl
                          const float *rstd, const float *w, const float *gsums, float *dx, int n,
                          int c, int inner);
 
+lk_status lk_randn(lk_device *d, float *out, size_t n, uint64_t seed, uint64_t key, uint64_t first);
+lk_status lk_affine(lk_device *d, float *x, float a, float b, size_t n);
+
 lk_status lk_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                         float *s1, float *s2, size_t n);
 lk_status lk_sumsq(lk_device *d, const float *x, size_t n, float *out);

@@ -133,9 +133,19 @@ void lk_optim_destroy(lk_optim *o)
 
 lk_status lk_optim_step(lk_optim *o, float *w, const float *g, float grad_scale)
 {
+    return lk_optim_step_part(o, w, g, grad_scale, 0, o->n, 1);
+}
+
+lk_status lk_optim_step_part(lk_optim *o, float *w, const float *g, float grad_scale, size_t lo,
+                             size_t hi, int last)
+{
     const lk_optim_config *c = &o->cfg;
+    if (lo >= hi || hi > o->n)
+        return LK_ERR(LK_ERR_ARG, "optimizer step over [%zu, %zu) of %zu parameters", lo, hi, o->n);
+    w += lo, g += lo;
+    const size_t n = hi - lo;
     if (c->clip_norm > 0.0f) {
-        LK_CHECK(lk_sumsq(o->dev, g, o->n, o->scratch));
+        LK_CHECK(lk_sumsq(o->dev, g, n, o->scratch));
         float norm = sqrtf(lk_read_scalar(o->dev, o->scratch)) * fabsf(grad_scale);
         o->last_grad_norm = norm;
         if (!isfinite(norm))
@@ -149,8 +159,8 @@ lk_status lk_optim_step(lk_optim *o, float *w, const float *g, float grad_scale)
         .weight_decay = c->weight_decay, .l1 = c->l1, .grad_scale = grad_scale,
         .step = o->step + 1,
     };
-    LK_CHECK(lk_optim_update(o->dev, &hp, w, g, o->s1, o->s2, o->n));
+    LK_CHECK(lk_optim_update(o->dev, &hp, w, g, o->s1 ? o->s1 + lo : NULL, o->s2 ? o->s2 + lo : NULL, n));
     o->last_lr = hp.lr;
-    o->step++;
+    if (last) o->step++;
     return LK_OK;
 }

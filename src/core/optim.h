@@ -49,6 +49,10 @@ lk_status lk_optim_create(lk_optim **out, lk_device *dev, const lk_optim_config 
 void lk_optim_destroy(lk_optim *o);
 /* One step: w -= update(g * grad_scale). Reports a non-finite gradient norm when clipping. */
 lk_status lk_optim_step(lk_optim *o, float *w, const float *g, float grad_scale);
+/* The same step over the parameters [lo, hi) only (a GAN's networks each take theirs,
+ * with their own clipping norm); the step count advances when `last` is set. */
+lk_status lk_optim_step_part(lk_optim *o, float *w, const float *g, float grad_scale, size_t lo,
+                             size_t hi, int last);
 /* Number of state buffers the kind uses (0, 1 or 2), e.g. for checkpoints. */
 int lk_optim_state_count(lk_optim_kind kind);
 

@@ -171,6 +171,28 @@ static lk_status build_vae(lk_model *m, int nclasses, const lk_arch *arch)
     return lk_model_add(m, lk_linear(400, in, 1));
 }
 
+/* A GAN as one chain: the generator G z(64)-256-512-784 (ReLU, tanh output, images in
+ * [-1, 1]) followed by the discriminator D 784-512-256-1 (LeakyReLU 0.2) whose output is
+ * a logit. The model's input becomes z; the data's samples are what D sees as real. */
+static lk_status build_gan(lk_model *m, int nclasses, const lk_arch *arch)
+{
+    (void)nclasses, (void)arch;
+    int image = (int)lk_shape_numel(&m->in_shape), z = LK_GAN_LATENT;
+    if (m->nlayers) return LK_ERR(LK_ERR_STATE, "gan: the model must be empty");
+    m->in_shape = lk_shape_make(1, &z);
+    LK_CHECK(lk_model_add(m, lk_linear(z, 256, 1)));
+    LK_CHECK(lk_model_add(m, lk_activation(LK_ACT_RELU, 0)));
+    LK_CHECK(lk_model_add(m, lk_linear(256, 512, 1)));
+    LK_CHECK(lk_model_add(m, lk_activation(LK_ACT_RELU, 0)));
+    LK_CHECK(lk_model_add(m, lk_linear(512, image, 1)));
+    LK_CHECK(lk_model_add(m, lk_activation(LK_ACT_TANH, 0))); /* LK_GAN_G_LAYERS end here */
+    LK_CHECK(lk_model_add(m, lk_linear(image, 512, 1)));
+    LK_CHECK(lk_model_add(m, lk_activation(LK_ACT_LEAKY_RELU, 0.2f)));
+    LK_CHECK(lk_model_add(m, lk_linear(512, 256, 1)));
+    LK_CHECK(lk_model_add(m, lk_activation(LK_ACT_LEAKY_RELU, 0.2f)));
+    return lk_model_add(m, lk_linear(256, 1, 1));
+}
+
 typedef struct {
     lk_zoo_entry e;
     lk_status (*build)(lk_model *m, int nclasses, const lk_arch *arch);
@@ -200,6 +222,9 @@ static const zoo_row zoo[] = {
     {{"vae", "784-400-(2x20)-400-784 variational autoencoder, BCE + KL", LK_LOSS_BCE_LOGITS,
       LK_TARGET_INPUT, 1},
      build_vae},
+    {{"gan", "G z(64)-256-512-784 tanh, D 784-512-256-1 LeakyReLU(0.2), BCE, alternating steps",
+      LK_LOSS_BCE_LOGITS, LK_TARGET_REAL, 0},
+     build_gan},
 };
 #define ZOO_N ((int)(sizeof zoo / sizeof *zoo))
 

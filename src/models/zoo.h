@@ -9,7 +9,13 @@
 typedef enum {
     LK_TARGET_LABELS = 0, /* class labels (one per sample, or one per token of a window) */
     LK_TARGET_INPUT,      /* the input itself (autoencoders): targets = the pixels */
+    LK_TARGET_REAL,       /* a GAN: the generator's layers, then the discriminator's, whose
+                             logit says real (1) or generated (0) */
 } lk_target;
+
+/* The GAN's sizes: the latent code z, and how many of its layers are the generator's. */
+#define LK_GAN_LATENT 64
+#define LK_GAN_G_LAYERS 6
 
 typedef struct {
     const char *name;

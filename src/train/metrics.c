@@ -44,6 +44,7 @@ lk_status lk_metrics_step(lk_metrics *m, const lk_step_record *r)
     if (!m->f) return LK_OK;
     fprintf(m->f, "{\"step\":%ld,\"epoch\":%d,", r->step, r->epoch);
     num(m->f, "loss", r->loss, 0);
+    if (isfinite(r->loss_g)) num(m->f, "loss_g", r->loss_g, 0);
     num(m->f, "lr", r->lr, 0);
     num(m->f, "samples_per_s", r->samples_per_s, 0);
     num(m->f, "step_ms", r->step_ms, 0);

@@ -19,6 +19,7 @@ typedef struct {
     int epoch;
     double loss, lr, samples_per_s, step_ms, comm_ms;
     double hidden_share; /* share of communication overlapped with backward */
+    double loss_g;       /* a GAN's generator loss (loss is the discriminator's); NaN: none */
 } lk_step_record;
 lk_status lk_metrics_step(lk_metrics *m, const lk_step_record *r);
 lk_status lk_metrics_eval(lk_metrics *m, long step, int epoch, double val_loss, double val_acc);

@@ -79,7 +79,11 @@ lk_status lk_replica_infer(lk_replica *r, const lk_dataset *d, int start, int *n
 
 void lk_replica_load_batch(lk_replica *r, const lk_dataset *d, const int32_t *idx, int n)
 {
-    float *x = lk_model_input(r->model);
+    lk_replica_load_into(r, d, idx, n, lk_model_input(r->model));
+}
+
+void lk_replica_load_into(lk_replica *r, const lk_dataset *d, const int32_t *idx, int n, float *x)
+{
     if (r->dev->host_addressable) { /* gather straight into the model's input */
         lk_dataset_gather(d, idx, n, x, r->labels);
         return;

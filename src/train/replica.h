@@ -48,6 +48,8 @@ lk_status lk_replica_loss(lk_replica *r, const lk_tensor *out, int n, int grad, 
 static inline int lk_replica_classifies(const lk_replica *r) { return r->zoo->target == LK_TARGET_LABELS; }
 /* Copies samples idx[0..n) of d into the model input and label buffers. */
 void lk_replica_load_batch(lk_replica *r, const lk_dataset *d, const int32_t *idx, int n);
+/* The same into device buffer dst (another layer's input), labels into r->labels. */
+void lk_replica_load_into(lk_replica *r, const lk_dataset *d, const int32_t *idx, int n, float *dst);
 /* Inference on samples [start, start + *n) of d, *n = min(max_batch, d->n - start):
  * loads them in order and runs the model in eval mode; out is the output view. */
 lk_status lk_replica_infer(lk_replica *r, const lk_dataset *d, int start, int *n, lk_tensor *out);

@@ -17,6 +17,7 @@
 #include "../models/zoo.h"
 #include "ckptdir.h"
 #include "dist.h"
+#include "gan.h"
 #include "metrics.h"
 #include "replica.h"
 
@@ -64,11 +65,19 @@ static lk_status check_output(const lk_replica *r, const lk_dataset *d)
 
 /* Mean loss and accuracy over the whole of d, in eval mode: each rank evaluates
  * its own contiguous shard and the sums are added up over the ranks. */
-static lk_status evaluate(lk_replica *r, lk_comm *c, const lk_dataset *d, double *loss, double *acc)
+static lk_status evaluate(lk_replica *r, lk_gan *gan, lk_comm *c, const lk_dataset *d, double *loss,
+                          double *acc)
 {
     double sums[3] = {0.0, 0.0, 0.0}; /* loss * n, correct (per label), n */
     int lo = (int)((long)d->n * c->rank / c->world), hi = (int)((long)d->n * (c->rank + 1) / c->world);
     lk_dataset shard = lk_dataset_view(d, lo, hi);
+    if (gan) { /* the discriminator's loss (real + generated) and how often it is right */
+        LK_CHECK(lk_gan_eval(gan, &shard, lo, &sums[0], &sums[1], &sums[2]));
+        LK_CHECK(lk_comm_allreduce_f64(c, sums, 3, LK_REDUCE_SUM));
+        *loss = sums[0] / (sums[2] / 2.0);
+        *acc = sums[1] / sums[2];
+        return LK_OK;
+    }
     const int classifies = lk_replica_classifies(r);
     for (int start = 0, n = 0; start < shard.n; start += n) {
         lk_tensor out;
@@ -123,6 +132,7 @@ typedef struct {
     double *step_ms;
     lk_comm *comm, *own_comm;
     lk_buckets *buckets;
+    lk_gan gan;         /* a GAN's state; gan.r is NULL for other models */
     float *host_params; /* host copy of the parameters (broadcast, replica checks) */
     long total, step;   /* optimizer steps: the run's and the current one */
     int epoch, epochs, steps_per_epoch;
@@ -167,6 +177,9 @@ static void run_free(run_state *s)
     lk_dataset_free(&s->val);
     lk_optim_destroy(s->opt);
     lk_buckets_destroy(s->buckets);
+    lk_buckets_destroy(s->gan.bd);
+    lk_buckets_destroy(s->gan.bg);
+    lk_gan_free(&s->gan);
     if (s->comm) lk_comm_use_device(s->comm, NULL, 0); /* before the device closes */
     lk_replica_free(&s->r);
     lk_sampler_free(&s->sampler);
@@ -278,7 +291,13 @@ static lk_status setup_comm(const lk_train_opts *o, run_state *s)
     LK_CHECK(lk_comm_use_shm(c, o->shm && mode == LK_PROGRESS_THREAD, m->nparams,
                              s->r.dev->host_addressable ? &shared : NULL));
     if (shared) LK_CHECK(lk_model_borrow_grads(m, shared));
-    LK_CHECK(lk_buckets_create(&s->buckets, c, m, (size_t)(o->bucket_mb * 1048576.0), mode));
+    const size_t bytes = (size_t)(o->bucket_mb * 1048576.0);
+    if (s->gan.r) { /* each network its own buckets */
+        LK_CHECK(lk_buckets_create_range(&s->gan.bd, c, m, bytes, mode, 0, s->gan.d_end));
+        LK_CHECK(lk_buckets_create_range(&s->gan.bg, c, m, bytes, mode, s->gan.d_end, m->nparams));
+    } else {
+        LK_CHECK(lk_buckets_create(&s->buckets, c, m, bytes, mode));
+    }
     size_t n = m->nparams * sizeof(float);
     if (s->opt->s1) LK_CHECK(lk_comm_broadcast(c, s->opt->s1, n, 0));
     if (s->opt->s2) LK_CHECK(lk_comm_broadcast(c, s->opt->s2, n, 0));
@@ -311,7 +330,12 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
                                                       lk_dataset_ylen(&s->train), o->batch,
                                                       o->init, o->seed}));
     lk_model *m = s->r.model;
-    LK_CHECK(check_output(&s->r, &s->train));
+    if (s->r.zoo->target == LK_TARGET_REAL) {
+        if (o->accum != 1) return LK_ERR(LK_ERR_ARG, "--accum: model %s alternates its own steps; use 1", o->model);
+        LK_CHECK(lk_gan_init(&s->gan, &s->r));
+    } else {
+        LK_CHECK(check_output(&s->r, &s->train));
+    }
     LK_CHECK(lk_sampler_init(&s->sampler, s->train.n, o->batch, rank, world, o->seed, 1));
     if (s->sampler.steps < 1)
         return LK_ERR(LK_ERR_ARG, "--batch %d x %d ranks: no step fits in %d training samples",
@@ -343,17 +367,18 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     lk_progress_line(prog, "rank 0 on %s: cores %s (NUMA %s)%s%s", s->comm->host,
                      s->binding.cores, s->binding.numa, s->binding.bound ? ", bound" : "; ",
                      s->binding.bound ? "" : s->binding.note);
-    if (s->buckets)
-        lk_progress_line(prog, "gradient all-reduce: %s, %d bucket%s of <= %.2f MB, progressed %s",
+    const lk_buckets *any = s->buckets ? s->buckets : s->gan.bd;
+    if (any)
+        lk_progress_line(prog, "gradient all-reduce: %s, %d bucket%s of <= %.2f MB%s, progressed %s",
                          s->comm->nccl  ? lk_nccl_version()
                          : s->comm->shm ? s->comm->shm_note
                                         : s->comm->library,
-                         s->buckets->n,
-                         s->buckets->n == 1 ? "" : "s",
-                         o->bucket_mb,
+                         any->n + (s->gan.bg ? s->gan.bg->n : 0),
+                         any->n + (s->gan.bg ? s->gan.bg->n : 0) == 1 ? "" : "s",
+                         o->bucket_mb, s->gan.bg ? " (the discriminator's and the generator's)" : "",
                          s->comm->nccl ? "on its own CUDA stream"
-                         : s->buckets->mode == LK_PROGRESS_THREAD ? "by a comm thread"
-                                                                  : "between layers");
+                         : any->mode == LK_PROGRESS_THREAD ? "by a comm thread"
+                                                           : "between layers");
     if (o->resume_dir)
         lk_progress_line(prog, "resumed from %s at epoch %d, step %ld", o->resume_dir, s->epoch,
                          s->step);
@@ -391,6 +416,38 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
     return inject_fault(s);
 }
 
+/* A GAN's iteration on sampler step i: the discriminator's step, then the generator's. */
+static lk_status gan_train_step(run_state *s, int i, double *samples)
+{
+    const int world = s->comm->world;
+    int n = lk_sampler_batch(&s->sampler, i, s->r.idx);
+    lk_gan_batch b = {s->r.idx, n, lk_sampler_first(&s->sampler, i),
+                      (float)n * world / (float)lk_sampler_global_count(&s->sampler, i),
+                      1.0f / (float)world, s->step};
+    LK_CHECK(lk_gan_step(&s->gan, s->opt, &s->train, &b));
+    *samples += n;
+    s->step++;
+    return inject_fault(s);
+}
+
+/* where a step's losses add up (n x the batch mean): the model's, and a GAN's generator's */
+static float *loss_sum(run_state *s) { return s->gan.r ? &s->gan.loss[1] : &s->r.scalars[2]; }
+static void zero_losses(run_state *s)
+{
+    lk_zero(s->r.dev, loss_sum(s), (s->gan.r ? 2 : 1) * sizeof(float));
+}
+
+/* the communication of the last step: time blocked in the final waits, share hidden */
+static void comm_stats(const run_state *s, double *ms, double *hidden)
+{
+    const lk_buckets *b[2] = {s->buckets ? s->buckets : s->gan.bd, s->gan.bg};
+    for (int k = 0; k < 2; k++) {
+        if (!b[k]) continue;
+        *ms += b[k]->comm_ms;
+        *hidden += lk_buckets_hidden_share(b[k]) / (s->gan.bg ? 2.0 : 1.0);
+    }
+}
+
 static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result *res)
 {
     double t_start = lk_now();
@@ -405,45 +462,45 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
         double log_t0 = lk_now(), log_comm = 0.0, log_hidden = 0.0;
         double log_local = 0.0; /* samples of this rank */
         long log_n = 0;
-        lk_zero(s->r.dev, &s->r.scalars[2], sizeof(float));
+        zero_losses(s);
         for (int i = 0; i < s->sampler.steps && s->step < s->total; i += o->accum) {
             double t0 = lk_now();
             int count = LK_MIN(o->accum, s->sampler.steps - i);
-            LK_CHECK(train_step(s, i, count, &log_local));
+            if (s->gan.r) LK_CHECK(gan_train_step(s, i, &log_local));
+            else LK_CHECK(train_step(s, i, count, &log_local));
             s->step_ms[timed++] = (lk_now() - t0) * 1e3;
-            if (s->buckets) {
-                log_comm += s->buckets->comm_ms;
-                log_hidden += lk_buckets_hidden_share(s->buckets);
-            }
+            comm_stats(s, &log_comm, &log_hidden);
             log_n++;
             int last = i + o->accum >= s->sampler.steps || s->step == s->total;
             if (o->check_every > 0 && s->step % o->check_every == 0)
                 LK_CHECK(lk_dist_check_replicas(c, s->r.model, s->step, s->host_params));
             if (log_n == o->log_every || last) {
                 /* mean loss over every sample of every rank since the last line */
-                double red[2] = {lk_read_scalar(s->r.dev, &s->r.scalars[2]), log_local};
+                float sums[2] = {0.0f, 0.0f};
+                lk_copy_to_host(s->r.dev, sums, loss_sum(s), (s->gan.r ? 2 : 1) * sizeof(float));
+                double red[3] = {sums[0], log_local, sums[1]};
                 LK_CHECK(lk_device_status(s->r.dev)); /* a GPU's failures surface here */
                 LK_CHECK(lk_comm_status(c));          /* and NCCL's, before MPI waits */
-                LK_CHECK(lk_comm_allreduce_f64(c, red, 2, LK_REDUCE_SUM));
-                double loss = red[0] / red[1];
+                LK_CHECK(lk_comm_allreduce_f64(c, red, 3, LK_REDUCE_SUM));
+                double loss = red[0] / red[1], loss_g = s->gan.r ? red[2] / red[1] : NAN;
                 if (!isfinite(loss))
                     return LK_ERR(LK_ERR_STATE, "training loss is %g at step %ld (diverged: lower --lr?)",
                                   loss, s->step);
                 double dt = lk_now() - log_t0;
                 lk_step_record rec = {s->step, s->epoch + 1, loss, s->opt->last_lr, red[1] / dt,
                                       dt * 1e3 / (double)log_n, log_comm / (double)log_n,
-                                      log_hidden / (double)log_n};
+                                      log_hidden / (double)log_n, loss_g};
                 LK_CHECK(lk_metrics_step(&s->metrics, &rec));
                 lk_progress_step(&prog, s->epoch + 1, s->epochs, i / o->accum + 1,
                                  s->steps_per_epoch, loss, rec.samples_per_s, 1);
-                lk_zero(s->r.dev, &s->r.scalars[2], sizeof(float));
+                zero_losses(s);
                 log_t0 = lk_now();
                 log_local = log_comm = log_hidden = 0.0;
                 log_n = 0;
             }
             if ((o->eval_every > 0 && s->step % o->eval_every == 0) || last) {
                 LK_CHECK(average_buffers(s, o));
-                LK_CHECK(evaluate(&s->r, c, &s->val, &val_loss, &val_acc));
+                LK_CHECK(evaluate(&s->r, s->gan.r ? &s->gan : NULL, c, &s->val, &val_loss, &val_acc));
                 LK_CHECK(lk_metrics_eval(&s->metrics, s->step, s->epoch + 1, val_loss, val_acc));
                 if (isnan(val_acc))
                     lk_progress_line(&prog, "epoch %d step %ld: val_loss %.4f", s->epoch + 1,
@@ -533,9 +590,13 @@ lk_status lk_eval_checkpoint(const char *dir, const char *data_spec, const char 
         st = lk_checkpoint_load_weights(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path),
                                         r.model);
     lk_comm local;
+    lk_gan gan;
+    memset(&gan, 0, sizeof gan);
     if (st == LK_OK) st = lk_comm_local_open(&local);
-    if (st == LK_OK) st = evaluate(&r, &local, &d, &res->loss, &res->acc);
+    if (st == LK_OK && r.zoo->target == LK_TARGET_REAL) st = lk_gan_init(&gan, &r);
+    if (st == LK_OK) st = evaluate(&r, gan.r ? &gan : NULL, &local, &d, &res->loss, &res->acc);
     res->n = d.n;
+    lk_gan_free(&gan);
     lk_replica_free(&r);
     lk_dataset_free(&d);
     return st;

@@ -48,6 +48,7 @@ RUNS = {
     "gpt": [("adamw", 1e-3, 0.01, 4, 3), ("nesterov", 0.05, 0.0, 3, 2)],
     "autoencoder": [("adam", 1e-3, 0.0, 8, 3)],
     "vae": [("adam", 1e-3, 0.0, 8, 3), ("sgd", 1e-4, 0.0, 8, 2)],
+    "gan": [("adam", 2e-4, 0.0, 8, 3), ("sgd", 0.05, 0.0, 8, 2)],
 }
 # data and sizes other than Fashion-MNIST and the defaults
 TEXT = "/usr/share/common-licenses/GPL-3"  # English text on every Debian system
@@ -107,6 +108,41 @@ class Report:
         return ratio
 
 
+def check_gan(t, optim, lr, wd, batch, steps, rep):
+    """The GAN's alternating steps: D on reals (1) and on G(z_d) (0), then G through D (1),
+    each network with its own optimizer (both step once an iteration, as lockstep's one
+    optimizer over both parts)."""
+    net = torch_ref.build_model("gan")
+    net.load_state_dict({k[len("init."):]: v for k, v in t.items() if k.startswith("init.")}, strict=True)
+    G, D = net[:torch_ref.GAN_G_LAYERS], net[torch_ref.GAN_G_LAYERS:]
+    opt_d, opt_g = optimizer(optim, D.parameters(), lr, wd), optimizer(optim, G.parameters(), lr, wd)
+    bce = F.binary_cross_entropy_with_logits
+    worst, first = 0.0, None
+    for s in range(1, steps + 1):
+        real = t[f"step{s}.input"].flatten(1) * 2 - 1
+        ones, zeros = torch.ones(batch, 1), torch.zeros(batch, 1)
+        opt_d.zero_grad()
+        loss_d = bce(D(real), ones) + bce(D(G(t[f"step{s}.z_d"]).detach()), zeros)
+        loss_d.backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        loss_g = bce(D(G(t[f"step{s}.z_g"])), ones)
+        loss_g.backward()
+        opt_g.step()
+        first = first if first is not None else loss_d.item()
+        worst = max(worst, rep.close(f"gan: step {s} D loss", t[f"step{s}.loss_d"] / batch,
+                                     loss_d.detach().reshape(1), 1e-4))
+        worst = max(worst, rep.close(f"gan: step {s} G loss", t[f"step{s}.loss_g"] / batch,
+                                     loss_g.detach().reshape(1), 1e-4))
+        for name, p in net.named_parameters():
+            extra = 0.05 * lr if optim in ("adam", "adamw", "rmsprop", "adagrad") else 0.0
+            worst = max(worst, rep.close(f"gan: step {s} {name}", t[f"step{s}.{name}"], p.detach(),
+                                         1e-4, extra=extra))
+    print(f"  gan       {optim:8s} lr {lr:<7g} batch {batch:3d} steps {steps}: "
+          f"{len(list(net.parameters()))} tensors, D loss {t['step1.loss_d'].item() / batch:.6f} "
+          f"(torch {first:.6f}), worst diff/tolerance {worst:.3g}", flush=True)
+
+
 def check_run(refdump, model, optim, lr, wd, batch, steps, tmp, rep):
     path = os.path.join(tmp, f"{model}-{optim}.safetensors")
     cmd = [refdump, model, path, "--optim", optim, "--lr", repr(lr), "--batch", str(batch),
@@ -114,6 +150,8 @@ def check_run(refdump, model, optim, lr, wd, batch, steps, tmp, rep):
     subprocess.run(cmd, check=True)
     t, meta = read_safetensors(path)
     assert meta["model"] == model and int(meta["steps"]) == steps, meta
+    if model == "gan":
+        return check_gan(t, optim, lr, wd, batch, steps, rep)
 
     net = torch_ref.build_model(model, ARCH.get(model))
     init = {k[len("init."):]: v for k, v in t.items() if k.startswith("init.")}

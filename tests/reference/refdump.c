@@ -16,6 +16,9 @@
  * and for each of K optimizer steps s = 1..K on the batches [s*B, (s+1)*B):
  *   step<s>.loss           the loss before the update
  *   step<s>.<param>        the weights after it
+ * A GAN instead writes for each step s its reals (step<s>.input), the latent codes of its
+ * two halves (step<s>.z_d, step<s>.z_g), both losses (step<s>.loss_d: real + fake,
+ * step<s>.loss_g) and the weights after it.
  * __metadata__ says the model, optimizer, learning rate, batch and steps. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +28,7 @@
 #include "core/ops.h"
 #include "core/rng.h"
 #include "models/zoo.h"
+#include "train/gan.h"
 #include "train/replica.h"
 
 #define MAX_TENSORS 4096
@@ -146,6 +150,54 @@ static lk_status run_batch(lk_replica *r, const lk_dataset *ds, int first, int B
     return LK_OK;
 }
 
+/* the latent codes of a GAN step: "step<s>.z_d" and "step<s>.z_g" [B, 64] */
+static lk_status add_latents(dump *d, const lk_model *m, int B, int s, long step)
+{
+    float *z = malloc((size_t)B * LK_GAN_LATENT * sizeof *z);
+    if (!z) return LK_ERR(LK_ERR_NOMEM, "out of memory");
+    lk_status st = LK_OK;
+    for (int half = 0; half < 2 && st == LK_OK; half++) {
+        for (size_t e = 0; e < (size_t)B * LK_GAN_LATENT; e++)
+            z[e] = lk_rng_normal(m->seed, LK_RNG_NOISE, lk_gan_z_key(step, half), e);
+        char name[32];
+        snprintf(name, sizeof name, "step%d.z_%c", s, half ? 'g' : 'd');
+        st = add(d, name, 2, (int64_t[]){B, LK_GAN_LATENT}, z, NULL);
+    }
+    free(z);
+    return st;
+}
+
+/* A GAN: each step is lk_gan_step on the real samples [(s-1)B, sB); the losses before the
+ * updates, the latent codes and the weights after. */
+static lk_status run_gan(const args *a, dump *d, lk_replica *r, const lk_dataset *ds, lk_optim *opt)
+{
+    lk_gan g;
+    LK_CHECK(lk_gan_init(&g, r));
+    lk_status st = LK_OK;
+    const int B = a->batch;
+    for (int s = 1; st == LK_OK && s <= a->steps; s++) {
+        for (int i = 0; i < B; i++) r->idx[i] = (s - 1) * B + i;
+        lk_gan_batch b = {r->idx, B, 0, 1.0f, 1.0f, s - 1};
+        lk_zero(r->dev, g.loss, 3 * sizeof(float));
+        st = lk_gan_step(&g, opt, ds, &b);
+        char name[32];
+        if (st == LK_OK) st = add_latents(d, r->model, B, s, s - 1);
+        /* the reals, as gathered ([0, 1]), through D's input buffer */
+        float *reals = r->model->act[g.split];
+        lk_replica_load_into(r, ds, r->idx, B, reals);
+        snprintf(name, sizeof name, "step%d.input", s);
+        if (st == LK_OK) st = add(d, name, 2, (int64_t[]){B, g.image}, reals, r->dev);
+        snprintf(name, sizeof name, "step%d.loss_d", s);
+        if (st == LK_OK) st = scalar(d, name, &g.loss[1], r->dev);
+        snprintf(name, sizeof name, "step%d.loss_g", s);
+        if (st == LK_OK) st = scalar(d, name, &g.loss[2], r->dev);
+        snprintf(name, sizeof name, "step%d.", s);
+        if (st == LK_OK) st = add_params(d, r->model, name, 0);
+    }
+    lk_gan_free(&g);
+    return st;
+}
+
 static lk_status run(const args *a, dump *d)
 {
     lk_dataset ds;
@@ -164,7 +216,9 @@ static lk_status run(const args *a, dump *d)
                                                     lk_dataset_ylen(&ds), a->batch, init, a->seed});
     lk_model *m = r.model;
     const int B = a->batch;
-    if (st == LK_OK) {
+    const int gan = st == LK_OK && r.zoo->target == LK_TARGET_REAL;
+    if (st == LK_OK && gan) st = add_params(d, m, "init.", 0);
+    if (st == LK_OK && !gan) {
         lk_tensor out;
         st = add_params(d, m, "init.", 0);
         if (st == LK_OK) st = run_batch(&r, &ds, 0, B, 1, &out);
@@ -183,7 +237,8 @@ static lk_status run(const args *a, dump *d)
     oc.weight_decay = a->wd;
     oc.total_steps = a->steps;
     if (st == LK_OK) st = lk_optim_create(&opt, r.dev, &oc, m->nparams);
-    for (int s = 1; st == LK_OK && s <= a->steps; s++) {
+    if (st == LK_OK && gan) st = run_gan(a, d, &r, &ds, opt);
+    for (int s = 1; !gan && st == LK_OK && s <= a->steps; s++) {
         lk_tensor out;
         char name[32];
         st = run_batch(&r, &ds, s * B, B, 1, &out);

@@ -418,6 +418,13 @@ static void test_transformer_ops(void **state)
     CPU->ops->reparam_backward(CPU, ml.c, dz.c, dml.c, rows, Z, 5, 77, 40, 0.1f);
     GPU->ops->reparam_backward(GPU, ml.g, dz.g, dml.g, rows, Z, 5, 77, 40, 0.1f);
     same("reparam_backward", &dml, 1e-5);
+    /* latent codes and the affine map */
+    CPU->ops->randn(CPU, z.c, (size_t)rows * Z, 5, 9, 1000);
+    GPU->ops->randn(GPU, z.g, (size_t)rows * Z, 5, 9, 1000);
+    same("randn", &z, 1e-6);
+    CPU->ops->affine(CPU, z.c, 2.0f, -1.0f, (size_t)rows * Z);
+    GPU->ops->affine(GPU, z.g, 2.0f, -1.0f, (size_t)rows * Z);
+    same("affine", &z, 1e-6);
     lk_dev_free(GPU, gs);
     pair_free(&ml), pair_free(&z), pair_free(&dz), pair_free(&dml);
     pair_free(&x), pair_free(&w), pair_free(&b), pair_free(&y), pair_free(&mean), pair_free(&rstd);

@@ -517,6 +517,34 @@ static void cu_axpy(lk_device *d, float a, const float *x, float *y, size_t n)
     LK_LAUNCHED(g);
 }
 
+__global__ void k_randn(float *out, size_t n, uint64_t seed, uint64_t key, uint64_t first)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        out[i] = lk_rng_normal(seed, LK_RNG_NOISE, key, first + i);
+}
+
+static void cu_randn(lk_device *d, float *out, size_t n, uint64_t seed, uint64_t key, uint64_t first)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    k_randn<<<lk_cuda_blocks(g, n), LK_CUDA_THREADS, 0, g->stream>>>(out, n, seed, key, first);
+    LK_LAUNCHED(g);
+}
+
+__global__ void k_affine(float *x, float a, float b, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        x[i] = a * x[i] + b;
+}
+
+static void cu_affine(lk_device *d, float *x, float a, float b, size_t n)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    k_affine<<<lk_cuda_blocks(g, n), LK_CUDA_THREADS, 0, g->stream>>>(x, a, b, n);
+    LK_LAUNCHED(g);
+}
+
 static lk_status cu_status(lk_device *d)
 {
     lk_cuda *g = lk_cuda_of(d);
@@ -571,6 +599,8 @@ static const lk_backend cuda_backend = {
     /* .bn_stats = */ lk_cuda_bn_stats,
     /* .bn_forward = */ lk_cuda_bn_forward,
     /* .bn_backward = */ lk_cuda_bn_backward,
+    /* .randn = */ cu_randn,
+    /* .affine = */ cu_affine,
     /* .optim_update = */ lk_cuda_optim_update,
     /* .sumsq = */ cu_sumsq,
     /* .scale = */ cu_scale,

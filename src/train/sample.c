@@ -1,0 +1,216 @@
+/* sample.c - generation from checkpoints: autoregressive text from gpt, images from
+ * the gan's generator and the vae's decoder, reconstructions from the autoencoder. */
+#include "sample.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/checkpoint.h"
+#include "../core/ops.h"
+#include "../core/rng.h"
+#include "ckptdir.h"
+#include "gan.h"
+#include "png.h"
+#include "replica.h"
+
+#define EOT_GPT2 50256
+
+lk_sample_opts lk_sample_defaults(void)
+{
+    lk_sample_opts o;
+    memset(&o, 0, sizeof o);
+    o.device = "auto";
+    o.tokens = 200;
+    o.top_k = 40;
+    o.count = 64;
+    o.temperature = 0.8;
+    return o;
+}
+
+/* the prompt as tokens: bytes for a byte-level model, "ids:a,b,c" for a GPT-2 one */
+static lk_status prompt_tokens(const char *p, int vocab, int32_t *tok, int cap, int *n)
+{
+    *n = 0;
+    if (vocab == 256) {
+        for (const unsigned char *c = (const unsigned char *)(p ? p : ""); *c && *n < cap; c++)
+            tok[(*n)++] = *c;
+        if (!*n) tok[(*n)++] = '\n';
+        return LK_OK;
+    }
+    if (!p || !*p) {
+        tok[(*n)++] = EOT_GPT2;
+        return LK_OK;
+    }
+    if (strncmp(p, "ids:", 4))
+        return LK_ERR(LK_ERR_ARG, "--prompt: this model reads GPT-2 tokens (vocabulary %d) and lockstep has "
+                                  "no BPE tokenizer: give token ids as ids:1,2,3", vocab);
+    for (const char *c = p + 4; *c && *n < cap;) {
+        char *end;
+        errno = 0;
+        long v = strtol(c, &end, 10);
+        if (end == c || errno || v < 0 || v >= vocab)
+            return LK_ERR(LK_ERR_ARG, "--prompt %s: '%.20s' is not a token id below %d", p, c, vocab);
+        tok[(*n)++] = (int32_t)v;
+        c = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') return LK_ERR(LK_ERR_ARG, "--prompt %s: ids are separated by commas", p);
+    }
+    return LK_OK;
+}
+
+/* the next token from logits: temperature, the top k, then a draw (greedy at T = 0) */
+static int32_t pick(float *logits, int vocab, const lk_sample_opts *o, long draw, float *scratch)
+{
+    int best = 0;
+    for (int i = 1; i < vocab; i++)
+        if (logits[i] > logits[best]) best = i;
+    if (o->temperature <= 0.0) return best;
+    float cut = -INFINITY;
+    if (o->top_k > 0 && o->top_k < vocab) { /* the k-th largest logit */
+        memcpy(scratch, logits, (size_t)vocab * sizeof *scratch);
+        for (int k = 0; k < o->top_k; k++) {
+            int m = k;
+            for (int i = k + 1; i < vocab; i++)
+                if (scratch[i] > scratch[m]) m = i;
+            float t = scratch[k];
+            scratch[k] = scratch[m], scratch[m] = t;
+        }
+        cut = scratch[o->top_k - 1];
+    }
+    double total = 0.0;
+    for (int i = 0; i < vocab; i++) {
+        logits[i] = logits[i] >= cut ? (float)exp((logits[i] - logits[best]) / o->temperature) : 0.0f;
+        total += logits[i];
+    }
+    double u = lk_rng_uniform(o->seed, LK_RNG_SAMPLE, (uint64_t)draw, 0) * total, acc = 0.0;
+    for (int i = 0; i < vocab; i++) {
+        acc += logits[i];
+        if (logits[i] > 0.0f && u < acc) return i;
+    }
+    return best;
+}
+
+static lk_status sample_text(const lk_sample_opts *o, lk_replica *r, int vocab, FILE *text)
+{
+    lk_model *m = r->model;
+    const int ctx = m->in_shape.d[0], cap = 4096 + o->tokens;
+    int32_t *tok = lk_malloc((size_t)cap * sizeof *tok);
+    float *x = lk_malloc((size_t)ctx * sizeof *x), *logits = lk_malloc((size_t)vocab * 2 * sizeof *logits);
+    lk_status st = tok && x && logits ? LK_OK : LK_ERR(LK_ERR_NOMEM, "sample: out of memory");
+    int n = 0;
+    if (st == LK_OK) st = prompt_tokens(o->prompt, vocab, tok, 4096, &n);
+    if (st == LK_OK && vocab == 256 && o->prompt) fputs(o->prompt, text);
+    for (int k = 0; st == LK_OK && k < o->tokens; k++) {
+        const int len = LK_MIN(n, ctx), from = n - len; /* the last ctx tokens */
+        for (int i = 0; i < ctx; i++) x[i] = i < len ? (float)tok[from + i] : 0.0f;
+        lk_copy_to_device(r->dev, lk_model_input(m), x, (size_t)ctx * sizeof *x);
+        lk_tensor out;
+        st = lk_model_forward(m, 1, 0, 0, &out);
+        if (st != LK_OK) break;
+        lk_copy_to_host(r->dev, logits, out.data + (size_t)(len - 1) * vocab, (size_t)vocab * sizeof *logits);
+        st = lk_device_status(r->dev);
+        if (st != LK_OK) break;
+        int32_t t = pick(logits, vocab, o, k, logits + vocab);
+        tok[n++] = t;
+        if (vocab == 256) fputc(t, text);
+        else fprintf(text, "%s%d", k ? " " : "", t);
+        fflush(text);
+    }
+    if (st == LK_OK) fputc('\n', text);
+    lk_free(tok);
+    lk_free(x);
+    lk_free(logits);
+    return st;
+}
+
+/* images [count][h][w] (host, [0, 1]) of a model that makes them */
+static lk_status make_images(const lk_sample_opts *o, const lk_run_config *rc, lk_replica *r,
+                             float *img, int per)
+{
+    lk_model *m = r->model;
+    const int B = m->max_batch;
+    if (!strcmp(rc->model, "gan")) {
+        lk_gan g;
+        LK_CHECK(lk_gan_init(&g, r));
+        lk_status st = lk_gan_generate(&g, o->count, o->seed, img);
+        lk_gan_free(&g);
+        return st;
+    }
+    if (!strcmp(rc->model, "vae")) { /* the decoder on z ~ N(0, 1) */
+        int k = 0;
+        while (k < m->nlayers && !lk_layer_is_reparam(m->layers[k])) k++;
+        if (k == m->nlayers) return LK_ERR(LK_ERR_STATE, "vae: no sampling layer");
+        const int z = m->layers[k]->out.d[0];
+        for (int start = 0, n = 0; start < o->count; start += n) {
+            n = LK_MIN(B, o->count - start);
+            LK_CHECK(lk_randn(r->dev, m->act[k + 1], (size_t)n * z, o->seed, 0xfff4,
+                              (uint64_t)start * z));
+            lk_tensor out;
+            LK_CHECK(lk_model_forward_range(m, k + 1, m->nlayers, n, 0, 0, &out));
+            LK_CHECK(lk_act_forward(r->dev, LK_ACT_SIGMOID, 0, &out, &out)); /* logits to pixels */
+            lk_copy_to_host(r->dev, img + (size_t)start * per, out.data, (size_t)n * per * sizeof *img);
+            LK_CHECK(lk_device_status(r->dev));
+        }
+        return LK_OK;
+    }
+    /* the autoencoder: rows of test images, each followed by a row of their reconstructions */
+    lk_dataset d;
+    LK_CHECK(lk_data_open(rc->data, "test", 0, &d));
+    lk_status st = d.n >= o->count ? LK_OK
+                                   : LK_ERR(LK_ERR_ARG, "--count %d: %s has %d test images", o->count,
+                                            rc->data, d.n);
+    const int cols = LK_MIN(o->count, 16);
+    for (int start = 0, n = 0; st == LK_OK && start < o->count; start += n) {
+        n = LK_MIN(cols, o->count - start);
+        lk_tensor out;
+        st = lk_replica_infer(r, &d, start, &n, &out);
+        if (st != LK_OK) break;
+        n = LK_MIN(n, cols);
+        float *row = img + (size_t)(start / cols) * 2 * cols * per; /* inputs, then outputs */
+        lk_copy_to_host(r->dev, row, lk_model_input(m), (size_t)n * per * sizeof *img);
+        lk_copy_to_host(r->dev, row + (size_t)cols * per, out.data, (size_t)n * per * sizeof *img);
+        st = lk_device_status(r->dev);
+    }
+    lk_dataset_free(&d);
+    return st;
+}
+
+lk_status lk_sample(const lk_sample_opts *o, FILE *text)
+{
+    lk_run_config rc;
+    char path[600];
+    LK_CHECK(lk_ckptdir_load_config(o->checkpoint, &rc));
+    const int is_text = !strcmp(rc.model, "gpt");
+    const int is_image = !strcmp(rc.model, "gan") || !strcmp(rc.model, "vae") || !strcmp(rc.model, "autoencoder");
+    if (!is_text && !is_image)
+        return LK_ERR(LK_ERR_ARG, "checkpoint %s holds a %s, which generates nothing: use lockstep predict",
+                      o->checkpoint, rc.model);
+    if (is_image && !o->out) return LK_ERR(LK_ERR_ARG, "sample: --out FILE.png is required for model %s", rc.model);
+    if (o->count < 1 || o->count > 4096) return LK_ERR(LK_ERR_ARG, "--count must be 1..4096 (got %d)", o->count);
+    if (is_image && (rc.in_shape.ndim != 3 || rc.in_shape.d[0] != 1))
+        return LK_ERR(LK_ERR_SHAPE, "sample: PNGs are grayscale; %s was trained on images of %d channels",
+                      rc.model, rc.in_shape.ndim == 3 ? rc.in_shape.d[0] : 0);
+    lk_replica r;
+    memset(&r, 0, sizeof r);
+    lk_status st = lk_replica_open(&r, &(lk_replica_spec){o->device, o->threads, rc.model, rc.arch, rc.in_shape,
+                                                          rc.nclasses, 1, is_text ? 1 : LK_MIN(o->count, 64),
+                                                          LK_INIT_DEFAULT, 0});
+    if (st == LK_OK)
+        st = lk_checkpoint_load_weights(lk_ckptdir_path(o->checkpoint, "model.safetensors", path, sizeof path),
+                                        r.model);
+    if (st == LK_OK && is_text) st = sample_text(o, &r, rc.nclasses, text);
+    if (st == LK_OK && is_image) {
+        const int h = rc.in_shape.d[1], w = rc.in_shape.d[2], per = h * w;
+        const int ae = !strcmp(rc.model, "autoencoder"), cols = ae ? LK_MIN(o->count, 16) : (int)ceil(sqrt(o->count));
+        const int slots = ae ? 2 * cols * ((o->count + cols - 1) / cols) : o->count;
+        float *img = lk_calloc((size_t)slots * per, sizeof *img);
+        st = img ? make_images(o, &rc, &r, img, per) : LK_ERR(LK_ERR_NOMEM, "sample: out of memory");
+        if (st == LK_OK) st = lk_png_write_grid(o->out, img, slots, h, w, cols);
+        if (st == LK_OK) fprintf(text, "wrote %s (%d image%s of %dx%d%s)\n", o->out, o->count,
+                                 o->count == 1 ? "" : "s", h, w, ae ? ", above their reconstructions" : "");
+        lk_free(img);
+    }
+    lk_replica_free(&r);
+    return st;
+}

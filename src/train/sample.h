@@ -1,0 +1,25 @@
+/* sample.h - `lockstep sample`: what a generative checkpoint makes.
+ *   gpt          text from a prompt (byte-level models: the prompt and the output are
+ *                text; GPT-2-token models: "ids:1,2,3" in, token ids out), with
+ *                temperature and top-k, --tokens new tokens, reproducible by --seed
+ *   gan, vae     a PNG grid of --count generated images
+ *   autoencoder  a PNG of --count test images (rows) above their reconstructions */
+#ifndef LK_SAMPLE_H
+#define LK_SAMPLE_H
+
+#include <stdio.h>
+
+#include "../core/common.h"
+
+typedef struct {
+    const char *checkpoint, *device, *prompt, *out;
+    int threads, tokens, top_k, count;
+    double temperature;
+    uint64_t seed;
+} lk_sample_opts;
+
+lk_sample_opts lk_sample_defaults(void);
+/* Text goes to `text`; images to o->out (required for the image models). */
+lk_status lk_sample(const lk_sample_opts *o, FILE *text);
+
+#endif
