@@ -2,7 +2,10 @@
 # Training throughput of lockstep vs PyTorch (CPU, batch 64, 1 thread) on the reference
 # models, printed as a markdown table.
 #
-#   bench/compare_torch.sh [MODEL...]        default: mlp mlp-wide cnn
+#   bench/compare_torch.sh [MODEL...]        default: mlp mlp-wide cnn lstm gpt
+#
+# gpt is the small one (4 layers, 4 heads, dim 256, ctx 128) at batch 16 on Debian's
+# fortunes (bench/fortunes.sh): its samples are windows of 128 tokens.
 #
 # Each model is run alternately lockstep, PyTorch, lockstep, PyTorch (LK_BENCH_REPEATS
 # rounds, default 2) and the best (highest samples/s) of each is reported, to reduce the
@@ -29,7 +32,7 @@ batch=${LK_BENCH_BATCH:-64}
 threads=1
 warmup=${LK_BENCH_WARMUP:-20}
 repeats=${LK_BENCH_REPEATS:-2}
-if [[ $# -gt 0 ]]; then models=("$@"); else models=(mlp mlp-wide cnn); fi
+if [[ $# -gt 0 ]]; then models=("$@"); else models=(mlp mlp-wide cnn lstm gpt); fi
 
 # nproc honours OMP_NUM_THREADS, so count the cores before setting it
 ncores=$(nproc)
@@ -53,18 +56,26 @@ steps_for() {
   if [[ -n "${!var:-}" ]]; then echo "${!var}"; return; fi
   if [[ -n "${LK_BENCH_STEPS:-}" ]]; then echo "$LK_BENCH_STEPS"; return; fi
   case "$model" in
-    cnn) echo 150 ;;
+    cnn|lstm) echo 150 ;;
+    gpt) echo 40 ;;
     *) echo 300 ;;
   esac
 }
+
+corpus=""
+for m in "${models[@]}"; do [[ $m == gpt ]] && corpus=$(bench/fortunes.sh "$tmp/fortunes.txt"); done
+# the data and batch of a model: gpt trains on text, 16 windows a step
+data_args() { if [[ $1 == gpt ]]; then echo "--data text:$corpus --batch 16"; else echo "--data fashion-mnist --batch $batch"; fi; }
+torch_args() { if [[ $1 == gpt ]]; then echo "--text $corpus --batch 16"; else echo "--batch $batch"; fi; }
 
 # lockstep_run MODEL STEPS -> prints samples/s, or nothing on failure
 lockstep_run() {
   local model=$1 steps=$2 metrics="$tmp/metrics-$1.jsonl" log="$tmp/lockstep-$1.log"
   rm -f "$metrics"
-  if ! "$lockstep_bin" train --model "$model" --data fashion-mnist --steps "$steps" \
-      --batch "$batch" --threads "$threads" --optim momentum --lr 0.05 \
-      --eval-every 0 --metrics "$metrics" >"$log" 2>&1; then
+  # shellcheck disable=SC2046
+  if ! "$lockstep_bin" train --model "$model" $(data_args "$model") --steps "$steps" \
+      --threads "$threads" --optim momentum --lr 0.05 \
+      --eval-every 0 --val-limit 256 --metrics "$metrics" >"$log" 2>&1; then
     echo "lockstep train --model $model failed; last lines of its output:" >&2
     tail -n 20 "$log" >&2
     return 0
@@ -91,7 +102,8 @@ torch_run() {
   local model=$1 steps=$2 w=$warmup timed out
   if (( steps <= w )); then w=$(( steps / 5 )); fi
   timed=$(( steps - w ))
-  if ! out=$("$PY" bench/torch_ref.py --mode speed --model "$model" --batch "$batch" \
+  # shellcheck disable=SC2046
+  if ! out=$("$PY" bench/torch_ref.py --mode speed --model "$model" $(torch_args "$model") \
       --threads "$threads" --steps "$timed" --warmup "$w" 2>"$tmp/torch-$model.log"); then
     echo "torch_ref.py --model $model failed:" >&2
     tail -n 20 "$tmp/torch-$model.log" >&2
@@ -129,7 +141,8 @@ for model in "${models[@]}"; do
     ratio=$("$PY" -c 'import sys; print(f"{float(sys.argv[1]) / float(sys.argv[2]):.2f}x")' \
       "$ls_best" "$pt_best")
   fi
-  rows+=("| $model | ${ls_best:-failed} | ${pt_best:-failed} | $ratio |")
+  label=$model; [[ $model == gpt ]] && label="gpt (batch 16 x 128 tokens)"
+  rows+=("| $label | ${ls_best:-failed} | ${pt_best:-failed} | $ratio |")
 done
 
 torch_version=$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo "?")

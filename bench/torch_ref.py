@@ -250,7 +250,11 @@ def load_split(data_dir, split, limit=0):
 # ---------------------------------------------------------------- optimiser
 
 def build_optimizer(params, args):
-    name, lr, wd = args.optim, args.lr, args.weight_decay
+    return make_optimizer(args.optim, params, args.lr, args.weight_decay)
+
+
+def make_optimizer(name, params, lr, wd):
+    """lockstep's --optim NAME as torch.optim (PyTorch's defaults for the rest)."""
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=wd)
     if name == "momentum":
@@ -261,6 +265,10 @@ def build_optimizer(params, args):
         return torch.optim.Adam(params, lr=lr, weight_decay=wd)
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
     raise SystemExit(f"torch_ref.py: unknown optimizer '{name}'")
 
 
@@ -288,9 +296,26 @@ def evaluate(model, x, y, batch=1000):
     return loss_sum / n, correct / n
 
 
+def load_text_windows(path, ctx):
+    """lockstep's text:FILE training split: the first 90% of the bytes, in windows of ctx
+    tokens and their next-token labels."""
+    raw = open(path, "rb").read()
+    raw = raw[:len(raw) - len(raw) // 10]
+    t = torch.frombuffer(bytearray(raw), dtype=torch.uint8).long()
+    n = (len(t) - 1) // ctx
+    x = t[:n * ctx].view(n, ctx).float()
+    y = t[1:n * ctx + 1].view(n, ctx)
+    return x, y
+
+
 def mode_speed(args):
     torch.manual_seed(args.seed)
-    x, y = load_split(args.data_dir, "train", args.limit)
+    if args.model == "gpt":
+        if not args.text:
+            raise SystemExit("torch_ref.py: --model gpt needs --text FILE")
+        x, y = load_text_windows(args.text, GPT_DEFAULTS["ctx"])
+    else:
+        x, y = load_split(args.data_dir, "train", args.limit)
     n = x.shape[0]
     if n < args.batch:
         raise SystemExit(f"torch_ref.py: {n} training samples < batch {args.batch}")
@@ -324,7 +349,7 @@ def mode_speed(args):
 
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(step_fn(xb), yb)
+        loss = loss_of(args.model, model, step_fn(xb), xb, yb)
         loss.backward()
         opt.step()
         t1 = time.perf_counter()
@@ -427,6 +452,7 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=20, help="speed: untimed steps first")
     p.add_argument("--device", default="cpu", help="speed: cpu or cuda")
     p.add_argument("--compile", action="store_true", help="speed: torch.compile the model")
+    p.add_argument("--text", help="speed: the text file gpt trains on (lockstep's text:FILE)")
     # train
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--optim", default="momentum",

@@ -28,10 +28,10 @@ static inline float lk_expneg(float x)
     p = fmaf(p, r, 1.6666665459e-1f);
     p = fmaf(p, r, 5.0000001201e-1f);
     p = fmaf(p, r * r, r) + 1.0f;
-    union {
-        int32_t i;
+    union { /* 2^n; unsigned, so a NaN input (n becomes INT_MIN) shifts without UB */
+        uint32_t i;
         float f;
-    } s = {((int32_t)n + 127) << 23};
+    } s = {(uint32_t)((int32_t)n + 127) << 23};
     return p * s.f;
 }
 

@@ -85,9 +85,11 @@ void lk_progress_init(lk_progress *p, int mode, int quiet)
 }
 
 void lk_progress_step(lk_progress *p, int epoch, int epochs, int step, int steps, double loss,
-                      double samples_per_s, int force)
+                      double loss_g, double samples_per_s, int force)
 {
     if (p->quiet) return;
+    char g[32] = ""; /* a GAN: loss is the discriminator's, loss_g the generator's */
+    if (isfinite(loss_g)) snprintf(g, sizeof g, " (D) %.4f (G)", loss_g);
     if (p->bar) {
         double now = lk_now();
         if (!force && now - p->last_draw < 0.1) return;
@@ -97,12 +99,12 @@ void lk_progress_step(lk_progress *p, int epoch, int epochs, int step, int steps
         char bar[64];
         for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
         bar[width] = 0;
-        printf("\repoch %d/%d [%s] %d/%d loss %.4f %.0f samples/s ", epoch, epochs, bar, step,
-               steps, loss, samples_per_s);
+        printf("\repoch %d/%d [%s] %d/%d loss %.4f%s %.0f samples/s ", epoch, epochs, bar, step,
+               steps, loss, g, samples_per_s);
         fflush(stdout);
     } else if (force) {
-        printf("epoch %d/%d step %d/%d loss %.4f %.0f samples/s\n", epoch, epochs, step, steps, loss,
-               samples_per_s);
+        printf("epoch %d/%d step %d/%d loss %.4f%s %.0f samples/s\n", epoch, epochs, step, steps, loss,
+               g, samples_per_s);
         fflush(stdout);
     }
 }

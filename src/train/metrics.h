@@ -39,7 +39,7 @@ typedef struct {
 } lk_progress;
 void lk_progress_init(lk_progress *p, int mode /* -1 auto, 0 lines, 1 bar */, int quiet);
 void lk_progress_step(lk_progress *p, int epoch, int epochs, int step, int steps, double loss,
-                      double samples_per_s, int force);
+                      double loss_g /* NaN: none */, double samples_per_s, int force);
 void lk_progress_line(lk_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -112,7 +112,11 @@ lk_status lk_predict(const char *dir, const char *input, const char *device, int
     if (limit > 0 && limit < d.n) lk_dataset_truncate(&d, limit);
     lk_status s = LK_OK;
     char a[64], b[64];
-    if (!lk_shape_equal(&d.sample, &rc.in_shape))
+    const lk_zoo_entry *z = lk_zoo_find(rc.model);
+    if (z && (z->target != LK_TARGET_LABELS || rc.in_shape.ndim == 1))
+        s = LK_ERR(LK_ERR_ARG, "checkpoint %s holds a %s, not an image classifier: use lockstep sample", dir,
+                   rc.model);
+    else if (!lk_shape_equal(&d.sample, &rc.in_shape))
         s = LK_ERR(LK_ERR_SHAPE, "%s: images are %s but checkpoint %s expects %s", input,
                    lk_shape_str(&d.sample, a, sizeof a), dir, lk_shape_str(&rc.in_shape, b, sizeof b));
     lk_replica r;

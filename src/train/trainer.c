@@ -492,7 +492,7 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                                       log_hidden / (double)log_n, loss_g};
                 LK_CHECK(lk_metrics_step(&s->metrics, &rec));
                 lk_progress_step(&prog, s->epoch + 1, s->epochs, i / o->accum + 1,
-                                 s->steps_per_epoch, loss, rec.samples_per_s, 1);
+                                 s->steps_per_epoch, loss, loss_g, rec.samples_per_s, 1);
                 zero_losses(s);
                 log_t0 = lk_now();
                 log_local = log_comm = log_hidden = 0.0;

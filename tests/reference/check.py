@@ -72,24 +72,6 @@ def read_safetensors(path):
     return out, meta
 
 
-def optimizer(name, params, lr, wd):
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd)
-    if name == "momentum":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
-    if name == "nesterov":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
-    if name == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
-    raise SystemExit(f"check.py: no torch optimizer for '{name}'")
-
-
 class Report:
     def __init__(self):
         self.failures = []
@@ -115,7 +97,8 @@ def check_gan(t, optim, lr, wd, batch, steps, rep):
     net = torch_ref.build_model("gan")
     net.load_state_dict({k[len("init."):]: v for k, v in t.items() if k.startswith("init.")}, strict=True)
     G, D = net[:torch_ref.GAN_G_LAYERS], net[torch_ref.GAN_G_LAYERS:]
-    opt_d, opt_g = optimizer(optim, D.parameters(), lr, wd), optimizer(optim, G.parameters(), lr, wd)
+    opt_d = torch_ref.make_optimizer(optim, D.parameters(), lr, wd)
+    opt_g = torch_ref.make_optimizer(optim, G.parameters(), lr, wd)
     bce = F.binary_cross_entropy_with_logits
     worst, first = 0.0, None
     for s in range(1, steps + 1):
@@ -174,7 +157,7 @@ def check_run(refdump, model, optim, lr, wd, batch, steps, tmp, rep):
         worst = max(worst, rep.close(f"{model}: grad {name}", t["grad." + name], p.grad, 1e-4,
                                      floor=0.0, extra=1e-7))
 
-    opt = optimizer(optim, net.parameters(), lr, wd)
+    opt = torch_ref.make_optimizer(optim, net.parameters(), lr, wd)
     # Adam, RMSprop and AdaGrad divide by the gradient's own size, so an element whose
     # gradient is float32 noise (1e-10 where the true value is 0: the key bias of
     # attention, say) moves by up to lr in a direction the noise picks. Such elements

@@ -3,7 +3,7 @@
  *
  *   lk_refdump MODEL OUT.safetensors [--steps K] [--optim NAME] [--lr X] [--batch B]
  *              [--seed S] [--data SPEC] [--init NAME] [--weight-decay X]
- *              [--layers N --heads N --dim N --ctx N]
+ *              [--layers N --heads N --dim N --ctx N] [--weights-every K]
  *
  * OUT holds, for the training samples [0, B) of SPEC (default fashion-mnist):
  *   input, labels          the batch as the model saw it (labels as floats; for the
@@ -15,7 +15,8 @@
  *                          every forward here)
  * and for each of K optimizer steps s = 1..K on the batches [s*B, (s+1)*B):
  *   step<s>.loss           the loss before the update
- *   step<s>.<param>        the weights after it
+ *   step<s>.<param>        the weights after it (every K-th step and the last with
+ *                          --weights-every K: long runs, big models)
  * A GAN instead writes for each step s its reals (step<s>.input), the latent codes of its
  * two halves (step<s>.z_d, step<s>.z_g), both losses (step<s>.loss_d: real + fake,
  * step<s>.loss_g) and the weights after it.
@@ -133,6 +134,7 @@ typedef struct {
     const char *model, *out, *data, *optim, *init;
     lk_arch arch;
     int steps, batch;
+    int every; /* weights after every k-th step (and the last) */
     float lr, wd;
     int lr_set;
     uint64_t seed;
@@ -247,7 +249,7 @@ static lk_status run(const args *a, dump *d)
         if (st == LK_OK) st = scalar(d, name, &r.scalars[0], r.dev);
         if (st == LK_OK) st = lk_optim_step(opt, m->params, m->grads, 1.0f);
         snprintf(name, sizeof name, "step%d.", s);
-        if (st == LK_OK) st = add_params(d, m, name, 0);
+        if (st == LK_OK && (s % a->every == 0 || s == a->steps)) st = add_params(d, m, name, 0);
     }
     if (st == LK_OK) {
         char lr[32], batch[16], steps[16], seed[24];
@@ -272,10 +274,11 @@ int main(int argc, char **argv)
     if (argc < 3) {
         fprintf(stderr, "usage: lk_refdump MODEL OUT.safetensors [--steps K] [--optim NAME] "
                         "[--lr X] [--batch B] [--seed S] [--data SPEC] [--init NAME] "
-                        "[--weight-decay X] [--layers N --heads N --dim N --ctx N]\n");
+                        "[--weight-decay X] [--layers N --heads N --dim N --ctx N] "
+                        "[--weights-every K]\n");
         return 2;
     }
-    args a = {argv[1], argv[2], "fashion-mnist", "sgd", "default", {0, 0, 0, 0}, 3, 8, 0.0f, 0.0f, 0, 0};
+    args a = {argv[1], argv[2], "fashion-mnist", "sgd", "default", {0, 0, 0, 0}, 3, 8, 1, 0.0f, 0.0f, 0, 0};
     for (int i = 3; i + 1 < argc; i += 2) {
         const char *f = argv[i], *v = argv[i + 1];
         if (!strcmp(f, "--steps")) a.steps = atoi(v);
@@ -290,13 +293,14 @@ int main(int argc, char **argv)
         else if (!strcmp(f, "--heads")) a.arch.heads = atoi(v);
         else if (!strcmp(f, "--dim")) a.arch.dim = atoi(v);
         else if (!strcmp(f, "--ctx")) a.arch.ctx = atoi(v);
+        else if (!strcmp(f, "--weights-every")) a.every = atoi(v);
         else {
             fprintf(stderr, "lk_refdump: unknown flag %s\n", f);
             return 2;
         }
     }
-    if (a.batch < 1 || a.batch > 4096 || a.steps < 0) {
-        fprintf(stderr, "lk_refdump: --batch 1..4096 and --steps >= 0\n");
+    if (a.batch < 1 || a.batch > 4096 || a.steps < 0 || a.every < 1) {
+        fprintf(stderr, "lk_refdump: --batch 1..4096, --steps >= 0, --weights-every >= 1\n");
         return 2;
     }
     dump *d = calloc(1, sizeof *d);
