@@ -162,11 +162,10 @@ static lk_status make_images(const lk_sample_opts *o, const lk_run_config *rc, l
                                             rc->data, d.n);
     const int cols = LK_MIN(o->count, 16);
     for (int start = 0, n = 0; st == LK_OK && start < o->count; start += n) {
-        n = LK_MIN(cols, o->count - start);
         lk_tensor out;
-        st = lk_replica_infer(r, &d, start, &n, &out);
+        st = lk_replica_infer(r, &d, start, &n, &out); /* n: as many as the batch holds */
         if (st != LK_OK) break;
-        n = LK_MIN(n, cols);
+        n = LK_MIN(n, LK_MIN(cols, o->count - start)); /* one row's worth */
         float *row = img + (size_t)(start / cols) * 2 * cols * per; /* inputs, then outputs */
         lk_copy_to_host(r->dev, row, lk_model_input(m), (size_t)n * per * sizeof *img);
         lk_copy_to_host(r->dev, row + (size_t)cols * per, out.data, (size_t)n * per * sizeof *img);
