@@ -29,7 +29,6 @@ lk_status lk_replica_open(lk_replica *r, const lk_replica_spec *sp)
     LK_CHECK(lk_model_create(&r->model, r->dev, &sp->sample));
     LK_CHECK(lk_zoo_build(sp->model, r->model, sp->nclasses, &sp->arch));
     r->zoo = z;
-    r->loss = z->loss;
     r->ylen = sp->ylen > 0 ? sp->ylen : 1;
     const int batch = sp->batch;
     LK_CHECK(lk_model_build(r->model, batch));
@@ -61,7 +60,7 @@ lk_status lk_replica_loss(lk_replica *r, const lk_tensor *out, int n, int grad, 
     }
     const float sum = r->zoo->loss_sum ? (float)la.features : 1.0f;
     m->loss_scale = scale;
-    LK_CHECK(lk_loss(r->dev, r->loss, &la, &r->scalars[0], grad ? m->dout : NULL, scale * sum));
+    LK_CHECK(lk_loss(r->dev, r->zoo->loss, &la, &r->scalars[0], grad ? m->dout : NULL, scale * sum));
     if (sum != 1.0f) LK_CHECK(lk_scale(r->dev, &r->scalars[0], sum, 1));
     LK_CHECK(lk_axpy(r->dev, 1.0f, m->aux_loss, &r->scalars[0], 1));
     if (correct && lk_replica_classifies(r))

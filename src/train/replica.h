@@ -25,7 +25,6 @@ typedef struct {
     lk_device *dev;
     lk_model *model;
     const lk_zoo_entry *zoo; /* the model's entry: loss, target */
-    lk_loss_kind loss;
     int ylen;              /* labels per sample */
     int32_t *labels;       /* device, max_batch * ylen */
     float *scalars;        /* device: [0] batch loss, [1] correct, [2] loss sum */

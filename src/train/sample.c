@@ -16,6 +16,7 @@
 #include "replica.h"
 
 #define EOT_GPT2 50256
+#define VAE_SAMPLE_KEY 0xfff4 /* the LK_RNG_NOISE key of the vae's sampled codes */
 
 lk_sample_opts lk_sample_defaults(void)
 {
@@ -144,7 +145,7 @@ static lk_status make_images(const lk_sample_opts *o, const lk_run_config *rc, l
         const int z = m->layers[k]->out.d[0];
         for (int start = 0, n = 0; start < o->count; start += n) {
             n = LK_MIN(B, o->count - start);
-            LK_CHECK(lk_randn(r->dev, m->act[k + 1], (size_t)n * z, o->seed, 0xfff4,
+            LK_CHECK(lk_randn(r->dev, m->act[k + 1], (size_t)n * z, o->seed, VAE_SAMPLE_KEY,
                               (uint64_t)start * z));
             lk_tensor out;
             LK_CHECK(lk_model_forward_range(m, k + 1, m->nlayers, n, 0, 0, &out));
