@@ -60,3 +60,22 @@ lk_status lk_arg_choice(const char *flag, const char *text, int n, const char *c
                                 i + 2 < n ? ", " : i + 2 == n ? " or " : "");
     return LK_ERR(LK_ERR_ARG, "%s: expected %s, got '%s'", flag, list, text);
 }
+
+lk_status lk_arg_bytes(const char *flag, const char *text, size_t lo, size_t hi, size_t *out)
+{
+    char *end;
+    errno = 0;
+    if (*text == '-') return LK_ERR(LK_ERR_ARG, "%s: expected a size, got '%s'", flag, text);
+    unsigned long long v = strtoull(text, &end, 10);
+    int shift = 0;
+    if (*end == 'K' || *end == 'k') shift = 10, end++;
+    else if (*end == 'M' || *end == 'm') shift = 20, end++;
+    else if (*end == 'G' || *end == 'g') shift = 30, end++;
+    if (errno || end == text || *end || v > (~0ULL >> shift))
+        return LK_ERR(LK_ERR_ARG, "%s: expected a size in bytes (K, M, G: 2^10, 2^20, 2^30), got '%s'",
+                      flag, text);
+    v <<= shift;
+    if (v < lo || v > hi) return LK_ERR(LK_ERR_ARG, "%s: %llu bytes is outside %zu..%zu", flag, v, lo, hi);
+    *out = (size_t)v;
+    return LK_OK;
+}

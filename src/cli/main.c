@@ -13,6 +13,7 @@
 #include "../comm/topo.h"
 #include "../core/device.h"
 #include "../models/zoo.h"
+#include "../train/bench_comm.h"
 #include "../train/predict.h"
 #include "../train/sample.h"
 #include "../train/trainer.h"
@@ -45,6 +46,7 @@ static void usage(FILE *f)
             "  eval     accuracy and loss of a checkpoint on a dataset's test split\n"
             "  predict  class predictions of a checkpoint for images in a file\n"
             "  sample   text from a gpt, images from a gan or vae, reconstructions from an autoencoder\n"
+            "  bench    bench comm: all-reduce time and bandwidth over message sizes (under mpirun)\n"
             "  info     build, devices and libraries\n\n"
             "  --help, --version\n");
 }
@@ -108,7 +110,8 @@ enum {
     O_TRAIN_LIMIT, O_VAL_LIMIT, O_PROGRESS, O_QUIET, O_HELP, O_CHECKPOINT, O_INPUT, O_TOP,
     O_LIMIT, O_COMM, O_ACCUM, O_BUCKET_MB, O_CHECK_EVERY, O_BIND,
     O_COMM_PROGRESS, O_SHM, O_COMM_TIMEOUT, O_GPU_COMM, O_LAYERS, O_HEADS, O_DIM, O_CTX, O_SYNC_BN,
-    O_PROMPT, O_TOKENS, O_TEMPERATURE, O_TOP_K, O_COUNT, O_OUT,
+    O_PROMPT, O_TOKENS, O_TEMPERATURE, O_TOP_K, O_COUNT, O_OUT, O_MIN_BYTES, O_MAX_BYTES, O_ITERS,
+    O_WARMUP_ITERS, O_CSV,
 };
 
 static const struct option train_opts[] = {
@@ -369,6 +372,72 @@ static int cmd_sample(int argc, char **argv)
     return s == LK_OK ? 0 : fail(s);
 }
 
+static const struct option bench_opts[] = {
+    {"min-bytes", 1, 0, O_MIN_BYTES}, {"max-bytes", 1, 0, O_MAX_BYTES}, {"iters", 1, 0, O_ITERS},
+    {"warmup", 1, 0, O_WARMUP_ITERS}, {"device", 1, 0, O_DEVICE},       {"shm", 1, 0, O_SHM},
+    {"gpu-comm", 1, 0, O_GPU_COMM},   {"comm-timeout", 1, 0, O_COMM_TIMEOUT},
+    {"csv", 1, 0, O_CSV},             {"comm", 1, 0, O_COMM},           {"help", 0, 0, O_HELP},
+    {0, 0, 0, 0},
+};
+
+static void bench_usage(FILE *f)
+{
+    fprintf(f, "usage: lockstep bench comm [flags]      (run it under mpirun / srun)\n\n"
+               "  --min-bytes N --max-bytes N   message sizes, doubling (default 4 .. 256M; K, M, G)\n"
+               "  --iters N             timed all-reduces per size (default: ~64 MiB of traffic, 5..1000)\n"
+               "  --warmup N            untimed ones first (default 2)\n"
+               "  --device D            where the buffer lives: cpu (default), auto, cuda[:N]\n"
+               "  --shm auto|off        same-host ranks through shared memory or MPI (default auto)\n"
+               "  --gpu-comm auto|nccl|mpi   device buffers through NCCL or staged through MPI\n"
+               "  --comm-timeout S      lockstep's own waits give up after S seconds (default 300)\n"
+               "  --csv FILE            also write the rows as CSV\n");
+}
+
+static int cmd_bench(int argc, char **argv)
+{
+    if (argc < 2 || argv[1][0] == '-') {
+        if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+            bench_usage(stdout);
+            return 0;
+        }
+        bench_usage(stderr);
+        return fail(LK_ERR(LK_ERR_ARG, "bench: which one? (comm)"));
+    }
+    if (strcmp(argv[1], "comm"))
+        return fail(LK_ERR(LK_ERR_ARG, "bench: unknown benchmark '%s' (known: comm)", argv[1]));
+    argc--, argv++;
+    lk_bench_comm_opts o = lk_bench_comm_defaults();
+    long v;
+    int c;
+    lk_status s = LK_OK;
+    opterr = 0;
+    while (s == LK_OK && (c = getopt_long(argc, argv, ":", bench_opts, NULL)) != -1) {
+        const char *flag = argv[optind - 1];
+        switch (c) {
+        case O_MIN_BYTES: s = lk_arg_bytes("--min-bytes", optarg, 4, (size_t)4 << 30, &o.min_bytes); break;
+        case O_MAX_BYTES: s = lk_arg_bytes("--max-bytes", optarg, 4, (size_t)4 << 30, &o.max_bytes); break;
+        case O_ITERS: s = lk_arg_int("--iters", optarg, 1, 1 << 20, &v), o.iters = (int)v; break;
+        case O_WARMUP_ITERS: s = lk_arg_int("--warmup", optarg, 0, 1 << 20, &v), o.warmup = (int)v; break;
+        case O_DEVICE: o.device = optarg; break;
+        case O_SHM: s = CHOICE("--shm", o.shm, NAMES("auto", "off"), VALUES(1, 0)); break;
+        case O_GPU_COMM:
+            s = CHOICE("--gpu-comm", o.gpu_comm, NAMES("auto", "nccl", "mpi"),
+                       VALUES(LK_GPU_COMM_AUTO, LK_GPU_COMM_NCCL, LK_GPU_COMM_MPI));
+            break;
+        case O_COMM_TIMEOUT: s = lk_arg_float("--comm-timeout", optarg, 1e-3, 1e7, &o.timeout_s); break;
+        case O_CSV: o.csv = optarg; break;
+        case O_COMM: break; /* consumed in main */
+        case O_HELP: bench_usage(stdout); return 0;
+        case ':': s = LK_ERR(LK_ERR_ARG, "%s needs a value", flag); break;
+        default: s = LK_ERR(LK_ERR_ARG, "unknown flag '%s' for bench comm", flag);
+        }
+    }
+    if (s == LK_OK && optind < argc) s = LK_ERR(LK_ERR_ARG, "unexpected argument '%s'", argv[optind]);
+    int rows = 0;
+    if (s == LK_OK) s = lk_bench_comm(g_comm, &o, stdout, NULL, 0, &rows);
+    return s == LK_OK ? 0 : fail(s);
+}
+
 static int cmd_info(void)
 {
     lk_comm *c = g_comm;
@@ -430,7 +499,7 @@ int main(int argc, char **argv)
         return 0;
     }
     int known = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "predict") ||
-                !strcmp(cmd, "sample") || !strcmp(cmd, "info");
+                !strcmp(cmd, "sample") || !strcmp(cmd, "bench") || !strcmp(cmd, "info");
     if (!known) {
         fprintf(stderr, "lockstep: error: unknown command '%s'\n", cmd);
         usage(stderr);
@@ -442,7 +511,8 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--comm") && i + 1 < argc) backend = argv[i + 1];
         else if (!strncmp(argv[i], "--comm=", 7)) backend = argv[i] + 7;
     }
-    if (strcmp(cmd, "train") && strcmp(cmd, "info")) backend = "local"; /* eval, predict, sample: one process */
+    if (strcmp(cmd, "train") && strcmp(cmd, "info") && strcmp(cmd, "bench"))
+        backend = "local"; /* eval, predict, sample: one process */
     lk_status s = lk_comm_open(&g_comm, backend, &argc, &argv);
     if (s != LK_OK) return fail(s);
     int rc;
@@ -454,6 +524,8 @@ int main(int argc, char **argv)
         rc = cmd_checkpoint(argc - 1, argv + 1, 1);
     else if (!strcmp(cmd, "sample"))
         rc = cmd_sample(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "bench"))
+        rc = cmd_bench(argc - 1, argv + 1);
     else
         rc = cmd_info();
     lk_comm_close(g_comm);
