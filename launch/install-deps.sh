@@ -2,14 +2,15 @@
 # Install the Debian packages lockstep needs, and only those that are missing.
 #
 #   launch/install-deps.sh               build + run dependencies, Fashion-MNIST
-#   launch/install-deps.sh --with-torch  also CPU PyTorch and NumPy (tests, bench/)
+#   launch/install-deps.sh --with-torch  also what tests and bench/ use: CPU PyTorch and
+#                                        NumPy, Slurm and munge (cluster/slurm/test-slurm.sh)
 #
 # Idempotent: when everything is installed it prints "all dependencies present" and
 # touches nothing (no apt-get update, no sudo).
 set -euo pipefail
 
 usage() {
-  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 with_torch=0
@@ -28,7 +29,7 @@ packages=(
   dataset-fashion-mnist
 )
 if [[ $with_torch -eq 1 ]]; then
-  packages+=(python3-torch python3-numpy)
+  packages+=(python3-torch python3-numpy slurm-wlm munge)
 fi
 
 missing=()
