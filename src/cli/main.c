@@ -14,6 +14,7 @@
 #include "../core/device.h"
 #include "../models/zoo.h"
 #include "../train/bench_comm.h"
+#include "../train/plan.h"
 #include "../train/predict.h"
 #include "../train/sample.h"
 #include "../train/trainer.h"
@@ -47,6 +48,7 @@ static void usage(FILE *f)
             "  predict  class predictions of a checkpoint for images in a file\n"
             "  sample   text from a gpt, images from a gan or vae, reconstructions from an autoencoder\n"
             "  bench    bench comm: all-reduce time and bandwidth over message sizes (under mpirun)\n"
+            "  plan     project a model's step time, samples/s and efficiency on N ranks\n"
             "  info     build, devices and libraries\n\n"
             "  --help, --version\n");
 }
@@ -111,7 +113,7 @@ enum {
     O_LIMIT, O_COMM, O_ACCUM, O_BUCKET_MB, O_CHECK_EVERY, O_BIND,
     O_COMM_PROGRESS, O_SHM, O_COMM_TIMEOUT, O_GPU_COMM, O_LAYERS, O_HEADS, O_DIM, O_CTX, O_SYNC_BN,
     O_PROMPT, O_TOKENS, O_TEMPERATURE, O_TOP_K, O_COUNT, O_OUT, O_MIN_BYTES, O_MAX_BYTES, O_ITERS,
-    O_WARMUP_ITERS, O_CSV,
+    O_WARMUP_ITERS, O_CSV, O_RANKS, O_LINK_GBPS, O_LATENCY_US, O_COMM_CSV,
 };
 
 static const struct option train_opts[] = {
@@ -438,6 +440,67 @@ static int cmd_bench(int argc, char **argv)
     return s == LK_OK ? 0 : fail(s);
 }
 
+static const struct option plan_opts[] = {
+    {"model", 1, 0, O_MODEL},         {"data", 1, 0, O_DATA},           {"batch", 1, 0, O_BATCH},
+    {"threads", 1, 0, O_THREADS},     {"bucket-mb", 1, 0, O_BUCKET_MB}, {"optim", 1, 0, O_OPTIM},
+    {"layers", 1, 0, O_LAYERS},       {"heads", 1, 0, O_HEADS},         {"dim", 1, 0, O_DIM},
+    {"ctx", 1, 0, O_CTX},             {"ranks", 1, 0, O_RANKS},         {"link-gbps", 1, 0, O_LINK_GBPS},
+    {"latency-us", 1, 0, O_LATENCY_US}, {"comm-csv", 1, 0, O_COMM_CSV}, {"steps", 1, 0, O_STEPS},
+    {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
+};
+
+static int cmd_plan(int argc, char **argv)
+{
+    lk_plan_opts o;
+    memset(&o, 0, sizeof o);
+    o.train = lk_train_defaults();
+    o.train.threads = 1;
+    o.ranks = 8;
+    o.link_gbps = 10;
+    o.latency_us = 50;
+    o.steps = 20;
+    lk_optim_kind kind = LK_OPT_MOMENTUM;
+    long v;
+    int c;
+    lk_status s = LK_OK;
+    opterr = 0;
+    while (s == LK_OK && (c = getopt_long(argc, argv, ":", plan_opts, NULL)) != -1) {
+        const char *flag = argv[optind - 1];
+        switch (c) {
+        case O_MODEL: o.train.model = optarg; break;
+        case O_DATA: o.train.data = optarg; break;
+        case O_BATCH: s = lk_arg_int("--batch", optarg, 1, 1 << 20, &v), o.train.batch = (int)v; break;
+        case O_THREADS: s = lk_arg_int("--threads", optarg, 1, 4096, &v), o.train.threads = (int)v; break;
+        case O_BUCKET_MB: s = lk_arg_float("--bucket-mb", optarg, 1e-6, 1e6, &o.train.bucket_mb); break;
+        case O_OPTIM: s = lk_optim_parse(optarg, &kind); break;
+        case O_LAYERS: s = lk_arg_int("--layers", optarg, 1, 1024, &v), o.train.arch.layers = (int)v; break;
+        case O_HEADS: s = lk_arg_int("--heads", optarg, 1, 1024, &v), o.train.arch.heads = (int)v; break;
+        case O_DIM: s = lk_arg_int("--dim", optarg, 1, 1 << 16, &v), o.train.arch.dim = (int)v; break;
+        case O_CTX: s = lk_arg_int("--ctx", optarg, 1, 1 << 16, &v), o.train.arch.ctx = (int)v; break;
+        case O_RANKS: s = lk_arg_int("--ranks", optarg, 1, 1 << 20, &v), o.ranks = (int)v; break;
+        case O_LINK_GBPS: s = lk_arg_float("--link-gbps", optarg, 1e-3, 1e6, &o.link_gbps); break;
+        case O_LATENCY_US: s = lk_arg_float("--latency-us", optarg, 0, 1e7, &o.latency_us); break;
+        case O_COMM_CSV: o.comm_csv = optarg; break;
+        case O_STEPS: s = lk_arg_int("--steps", optarg, 1, 100000, &v), o.steps = (int)v; break;
+        case O_HELP:
+            printf("usage: lockstep plan --model NAME [flags]\n\n"
+                   "  --ranks N             project 1, 2, 4 ... N ranks (default 8)\n"
+                   "  --link-gbps B --latency-us A   the links (default 10 Gbit/s, 50 us)\n"
+                   "  --comm-csv FILE       fit the all-reduce to `lockstep bench comm --csv` instead\n"
+                   "  --steps K             steps measured here, after 3 of warm-up (default 20)\n"
+                   "  --data SPEC --batch B --threads N --bucket-mb X --optim NAME\n"
+                   "  --layers --heads --dim --ctx   as for train\n");
+            return 0;
+        case ':': s = LK_ERR(LK_ERR_ARG, "%s needs a value", flag); break;
+        default: s = LK_ERR(LK_ERR_ARG, "unknown flag '%s' for plan", flag);
+        }
+    }
+    if (s == LK_OK && optind < argc) s = LK_ERR(LK_ERR_ARG, "unexpected argument '%s'", argv[optind]);
+    o.train.optim = lk_optim_defaults(kind);
+    if (s == LK_OK) s = lk_plan(&o, stdout);
+    return s == LK_OK ? 0 : fail(s);
+}
+
 static int cmd_info(void)
 {
     lk_comm *c = g_comm;
@@ -499,7 +562,8 @@ int main(int argc, char **argv)
         return 0;
     }
     int known = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "predict") ||
-                !strcmp(cmd, "sample") || !strcmp(cmd, "bench") || !strcmp(cmd, "info");
+                !strcmp(cmd, "sample") || !strcmp(cmd, "bench") || !strcmp(cmd, "plan") ||
+                !strcmp(cmd, "info");
     if (!known) {
         fprintf(stderr, "lockstep: error: unknown command '%s'\n", cmd);
         usage(stderr);
@@ -526,6 +590,8 @@ int main(int argc, char **argv)
         rc = cmd_sample(argc - 1, argv + 1);
     else if (!strcmp(cmd, "bench"))
         rc = cmd_bench(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "plan"))
+        rc = cmd_plan(argc - 1, argv + 1);
     else
         rc = cmd_info();
     lk_comm_close(g_comm);

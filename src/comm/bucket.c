@@ -19,6 +19,33 @@ lk_status lk_buckets_create(lk_buckets **out, lk_comm *c, lk_model *m, size_t bu
     return lk_buckets_create_range(out, c, m, bucket_bytes, mode, 0, m->nparams);
 }
 
+int lk_buckets_plan(const lk_model *m, size_t bucket_bytes, size_t lo, size_t hi, lk_bucket *b, int cap)
+{
+    /* walk the layers from the last (offset 0) to the first, closing a bucket
+     * once it holds bucket_bytes; the final bucket always ends at hi */
+    int n = 0;
+    size_t begin = lo, limit = bucket_bytes / sizeof(float);
+    for (int i = m->nlayers - 1; i >= 0; i--) {
+        const lk_layer *l = m->layers[i];
+        if (!l->param_count || l->param_offset < lo || l->param_offset >= hi) continue;
+        size_t end = l->param_offset + l->param_count;
+        if (end - begin >= limit && n < cap - 1) {
+            b[n++] = (lk_bucket){begin, end, 0};
+            begin = end;
+        }
+    }
+    if (begin < hi || n == 0) b[n++] = (lk_bucket){begin, hi, 0};
+    return n;
+}
+
+int lk_buckets_cap(const lk_model *m)
+{
+    int cap = 0;
+    for (int i = 0; i < m->nlayers; i++) cap += m->layers[i]->param_count > 0;
+    if (cap > LK_COMM_MAX_SLOTS - 1) cap = LK_COMM_MAX_SLOTS - 1; /* the last: blocking calls */
+    return LK_MAX(cap, 1);
+}
+
 lk_status lk_buckets_create_range(lk_buckets **out, lk_comm *c, lk_model *m, size_t bucket_bytes,
                                   lk_progress_mode mode, size_t lo, size_t hi)
 {
@@ -33,30 +60,16 @@ lk_status lk_buckets_create_range(lk_buckets **out, lk_comm *c, lk_model *m, siz
                       "--comm-progress thread: %s does not allow MPI calls from a second thread "
                       "(MPI_THREAD_SERIALIZED not provided); use --comm-progress layers",
                       c->library[0] ? c->library : c->vt->name);
-    int cap = 0;
-    for (int i = 0; i < m->nlayers; i++) cap += m->layers[i]->param_count > 0;
-    if (cap > LK_COMM_MAX_SLOTS - 1) cap = LK_COMM_MAX_SLOTS - 1; /* the last: blocking calls */
+    const int cap = lk_buckets_cap(m);
     lk_buckets *b = lk_calloc(1, sizeof *b);
-    if (b) b->b = lk_calloc((size_t)LK_MAX(cap, 1), sizeof *b->b);
+    if (b) b->b = lk_calloc((size_t)cap, sizeof *b->b);
     if (!b || !b->b) {
         lk_free(b);
         return LK_ERR(LK_ERR_NOMEM, "cannot allocate gradient buckets");
     }
     b->comm = c;
     b->grads = m->grads;
-    /* walk the layers from the last (offset 0) to the first, closing a bucket
-     * once it holds bucket_bytes; the final bucket always ends at hi */
-    size_t begin = lo, limit = bucket_bytes / sizeof(float);
-    for (int i = m->nlayers - 1; i >= 0; i--) {
-        const lk_layer *l = m->layers[i];
-        if (!l->param_count || l->param_offset < lo || l->param_offset >= hi) continue;
-        size_t end = l->param_offset + l->param_count;
-        if (end - begin >= limit && b->n < cap - 1) {
-            b->b[b->n++] = (lk_bucket){begin, end, 0};
-            begin = end;
-        }
-    }
-    if (begin < hi || b->n == 0) b->b[b->n++] = (lk_bucket){begin, hi, 0};
+    b->n = lk_buckets_plan(m, bucket_bytes, lo, hi, b->b, cap);
     b->mode = mode;
     if (mode == LK_PROGRESS_THREAD) {
         int rc = pthread_mutex_init(&b->mu, NULL);

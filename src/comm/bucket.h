@@ -66,6 +66,10 @@ typedef struct {
  * LK_PROGRESS_THREAD also starts the comm thread. */
 lk_status lk_buckets_create(lk_buckets **out, lk_comm *c, lk_model *m, size_t bucket_bytes,
                             lk_progress_mode mode);
+/* The buckets of [lo, hi) for bucket_bytes into b (at most cap, lk_buckets_cap(m) is
+ * enough); returns how many. What lk_buckets_create uses, and `lockstep plan`. */
+int lk_buckets_plan(const lk_model *m, size_t bucket_bytes, size_t lo, size_t hi, lk_bucket *b, int cap);
+int lk_buckets_cap(const lk_model *m);
 /* The same over the parameters [lo, hi) only (on layer boundaries): one network of
  * several in a model (a GAN's generator or discriminator); the hook ignores the others. */
 lk_status lk_buckets_create_range(lk_buckets **out, lk_comm *c, lk_model *m, size_t bucket_bytes,

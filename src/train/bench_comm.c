@@ -73,8 +73,8 @@ static lk_status sweep(lk_comm *c, const lk_bench_comm_opts *o, lk_device *dev, 
             fprintf(out, "%12zu %11zu %7d %11.2f %12.3f %12.3f %7ld\n", bytes, n, iters, r.time_us, r.algbw,
                     r.busbw, wrong);
             fflush(out);
-            if (csv) fprintf(csv, "%zu,%zu,%d,%.3f,%.6f,%.6f,%ld\n", bytes, n, iters, r.time_us, r.algbw,
-                             r.busbw, wrong);
+            if (csv) fprintf(csv, "%zu,%zu,%d,%.3f,%.6f,%.6f,%ld,%d\n", bytes, n, iters, r.time_us, r.algbw,
+                             r.busbw, wrong, c->world);
         }
         if (bytes > o->max_bytes / 2) break; /* no overflow of the doubling */
     }
@@ -109,7 +109,7 @@ lk_status lk_bench_comm(lk_comm *c, const lk_bench_comm_opts *o, FILE *out, lk_b
         fprintf(out, "# time: the slowest rank's mean; algbw = size / time; busbw = algbw x 2(n-1)/n (GB/s = 1e9 B/s)\n");
         fprintf(out, "#%11s %11s %7s %11s %12s %12s %7s\n", "size(B)", "count", "iters", "time(us)",
                 "algbw(GB/s)", "busbw(GB/s)", "#wrong");
-        if (csv) fprintf(csv, "bytes,count,iters,time_us,algbw_gbs,busbw_gbs,wrong\n");
+        if (csv) fprintf(csv, "bytes,count,iters,time_us,algbw_gbs,busbw_gbs,wrong,ranks\n");
     }
     if (st == LK_OK) st = sweep(c, o, dev, buf, host, out, csv, rows, max_rows, nrows);
     if (csv && fclose(csv) != 0 && st == LK_OK) st = LK_ERR(LK_ERR_IO, "--csv %s: %s", o->csv, strerror(errno));

@@ -1,0 +1,234 @@
+/* plan.c - measure one rank's step and bucket timeline, then project N ranks. */
+#include "plan.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../comm/bucket.h"
+#include "../core/ops.h"
+#include "../data/dataset.h"
+#include "replica.h"
+
+double lk_plan_allreduce_s(double bytes, int n, double alpha, double beta, int *tree)
+{
+    if (tree) *tree = 0;
+    if (n <= 1) return 0.0;
+    double ring = 2.0 * (n - 1) * alpha + 2.0 * (n - 1) / n * bytes * beta;
+    double hops = 2.0 * ceil(log2((double)n));
+    double t = hops * (alpha + bytes * beta);
+    if (t < ring) {
+        if (tree) *tree = 1;
+        return t;
+    }
+    return ring;
+}
+
+lk_plan_row lk_plan_project(const lk_plan_measure *m, int n, double alpha, double beta, double step1_ms)
+{
+    lk_plan_row r;
+    memset(&r, 0, sizeof r);
+    r.ranks = n;
+    double end = 0.0, busy = 0.0; /* ms from the start of backward */
+    for (int i = 0; i < m->nbuckets && n > 1; i++) {
+        int tree;
+        double t = lk_plan_allreduce_s(m->bucket_bytes[i], n, alpha, beta, &tree) * 1e3;
+        double start = LK_MAX(m->ready_ms[i], end);
+        end = start + t;
+        busy += t;
+        r.tree_buckets += tree;
+        r.ring_buckets += !tree;
+    }
+    r.comm_ms = busy;
+    r.exposed_ms = LK_MAX(0.0, end - m->bwd_ms);
+    r.hidden = busy > 0.0 ? 1.0 - r.exposed_ms / busy : NAN;
+    r.step_ms = m->fwd_ms + m->bwd_ms + r.exposed_ms + m->opt_ms;
+    r.samples_per_s = n * m->batch / (r.step_ms * 1e-3);
+    r.efficiency = (step1_ms > 0.0 ? step1_ms : r.step_ms) / r.step_ms;
+    return r;
+}
+
+lk_status lk_plan_fit_csv(const char *path, double *alpha, double *beta, int *ranks)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return LK_ERR(LK_ERR_IO, "--comm-csv %s: %s", path, strerror(errno));
+    char line[512];
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    int n = 0, world = 0;
+    lk_status st = LK_OK;
+    if (!fgets(line, sizeof line, f) || !strstr(line, "bytes,count,iters,time_us"))
+        st = LK_ERR(LK_ERR_FORMAT, "--comm-csv %s: not a `lockstep bench comm --csv` file", path);
+    while (st == LK_OK && fgets(line, sizeof line, f)) {
+        double bytes, t, alg, bus;
+        long count, iters, wrong;
+        int w;
+        if (sscanf(line, "%lf,%ld,%ld,%lf,%lf,%lf,%ld,%d", &bytes, &count, &iters, &t, &alg, &bus, &wrong, &w) != 8) {
+            st = LK_ERR(LK_ERR_FORMAT, "--comm-csv %s: cannot read the row '%.60s'", path, line);
+            break;
+        }
+        if (wrong) st = LK_ERR(LK_ERR_FORMAT, "--comm-csv %s: the sweep got %ld elements wrong at %.0f bytes",
+                               path, wrong, bytes);
+        world = w;
+        t *= 1e-6;
+        sx += bytes, sy += t, sxx += bytes * bytes, sxy += bytes * t;
+        n++;
+    }
+    fclose(f);
+    LK_CHECK(st);
+    if (n < 2 || world < 2)
+        return LK_ERR(LK_ERR_FORMAT, "--comm-csv %s: needs at least 2 sizes measured on 2 or more ranks", path);
+    double slope = (n * sxy - sx * sy) / (n * sxx - sx * sx), icept = (sy - slope * sx) / n;
+    /* the ring: t = 2(w-1) alpha + 2(w-1)/w S beta */
+    *alpha = LK_MAX(icept, 0.0) / (2.0 * (world - 1));
+    *beta = LK_MAX(slope, 0.0) * world / (2.0 * (world - 1));
+    *ranks = world;
+    return LK_OK;
+}
+
+/* the bucketer's view of backward: when each layer's gradients became final */
+typedef struct {
+    double t0;
+    int n;
+    size_t ready[LK_PLAN_MAX_BUCKETS * 4];
+    double at[LK_PLAN_MAX_BUCKETS * 4];
+} timeline;
+
+static void on_ready(void *user, size_t offset, size_t count)
+{
+    timeline *t = user;
+    if (t->n < (int)(sizeof t->ready / sizeof *t->ready)) {
+        t->ready[t->n] = offset + count;
+        t->at[t->n++] = (lk_now() - t->t0) * 1e3;
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
+static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc, size_t desc_size)
+{
+    const lk_train_opts *t = &o->train;
+    lk_dataset d;
+    memset(&d, 0, sizeof d);
+    lk_replica r;
+    memset(&r, 0, sizeof r);
+    lk_optim *opt = NULL;
+    timeline *tl = lk_calloc(1, sizeof *tl);
+    const int K = o->steps, W = 3;
+    double *f = lk_calloc((size_t)K, sizeof *f), *b = lk_calloc((size_t)K, sizeof *b),
+           *u = lk_calloc((size_t)K, sizeof *u), *ready = lk_calloc((size_t)K * LK_PLAN_MAX_BUCKETS, sizeof *ready);
+    lk_bucket *bk = NULL;
+    lk_status st = tl && f && b && u && ready ? LK_OK : LK_ERR(LK_ERR_NOMEM, "plan: out of memory");
+    if (st == LK_OK) st = lk_data_open(t->data, "train", lk_arch_resolve(&t->arch).ctx, &d);
+    if (st == LK_OK && d.n < t->batch) st = LK_ERR(LK_ERR_ARG, "plan: %s has %d samples, fewer than --batch %d", t->data, d.n, t->batch);
+    if (st == LK_OK)
+        st = lk_replica_open(&r, &(lk_replica_spec){"cpu", t->threads > 0 ? t->threads : 1, t->model, t->arch,
+                                                    d.sample, d.nclasses, lk_dataset_ylen(&d), t->batch,
+                                                    t->init, t->seed});
+    if (st == LK_OK && r.zoo->target == LK_TARGET_REAL)
+        st = LK_ERR(LK_ERR_ARG, "plan: the gan's alternating steps are not modelled; plan a single network");
+    if (st == LK_OK) st = lk_optim_create(&opt, r.dev, &t->optim, r.model->nparams);
+    lk_model *m = r.model;
+    if (st == LK_OK) {
+        const int cap = lk_buckets_cap(m);
+        bk = lk_calloc((size_t)cap, sizeof *bk);
+        if (!bk) st = LK_ERR(LK_ERR_NOMEM, "plan: out of memory");
+        else pm->nbuckets = LK_MIN(lk_buckets_plan(m, (size_t)(t->bucket_mb * 1048576.0), 0, m->nparams, bk, cap),
+                                   LK_PLAN_MAX_BUCKETS);
+        m->on_grad_ready = on_ready;
+        m->grad_ready_user = tl;
+    }
+    for (int s = 0; st == LK_OK && s < W + K; s++) {
+        for (int i = 0; i < t->batch; i++) r.idx[i] = (s * t->batch + i) % d.n;
+        lk_replica_load_batch(&r, &d, r.idx, t->batch);
+        double t0 = lk_now();
+        lk_tensor out;
+        st = lk_model_forward(m, t->batch, 1, s, &out);
+        if (st == LK_OK) st = lk_replica_loss(&r, &out, t->batch, 1, 1.0f, 0);
+        lk_sync(r.dev);
+        double t1 = lk_now();
+        tl->n = 0;
+        tl->t0 = t1;
+        if (st == LK_OK) st = lk_model_backward_ex(m, t->batch, s, LK_GRADS_REPLACE);
+        double t2 = lk_now();
+        if (st == LK_OK) st = lk_optim_step(opt, m->params, m->grads, 1.0f);
+        lk_sync(r.dev);
+        double t3 = lk_now();
+        if (s < W || st != LK_OK) continue;
+        f[s - W] = (t1 - t0) * 1e3, b[s - W] = (t2 - t1) * 1e3, u[s - W] = (t3 - t2) * 1e3;
+        for (int k = 0; k < pm->nbuckets; k++) { /* the first callback that completes bucket k */
+            double at = b[s - W];
+            for (int e = 0; e < tl->n; e++)
+                if (tl->ready[e] >= bk[k].end) {
+                    at = tl->at[e];
+                    break;
+                }
+            ready[(size_t)k * K + (s - W)] = at;
+        }
+    }
+    if (st == LK_OK) {
+        pm->fwd_ms = median(f, K), pm->bwd_ms = median(b, K), pm->opt_ms = median(u, K);
+        pm->batch = t->batch;
+        for (int k = 0; k < pm->nbuckets; k++) {
+            pm->bucket_bytes[k] = (double)(bk[k].end - bk[k].begin) * sizeof(float);
+            pm->ready_ms[k] = median(ready + (size_t)k * K, K);
+        }
+        snprintf(desc, desc_size, "%s, batch %d per rank, %s (%d thread%s), %.2f MB of gradients in %d bucket%s of <= %g MB",
+                 t->model, t->batch, r.dev->name, r.dev->threads, r.dev->threads == 1 ? "" : "s",
+                 m->nparams * 4.0 / 1048576.0, pm->nbuckets, pm->nbuckets == 1 ? "" : "s", t->bucket_mb);
+    }
+    lk_free(bk);
+    lk_free(tl), lk_free(f), lk_free(b), lk_free(u), lk_free(ready);
+    lk_optim_destroy(opt);
+    lk_replica_free(&r);
+    lk_dataset_free(&d);
+    return st;
+}
+
+lk_status lk_plan(const lk_plan_opts *o, FILE *out)
+{
+    if (o->ranks < 1 || o->ranks > 1 << 20) return LK_ERR(LK_ERR_ARG, "--ranks must be 1..2^20 (got %d)", o->ranks);
+    if (!(o->link_gbps > 0) || !(o->latency_us >= 0)) return LK_ERR(LK_ERR_ARG, "--link-gbps > 0 and --latency-us >= 0");
+    if (o->steps < 1) return LK_ERR(LK_ERR_ARG, "--steps must be at least 1");
+    double alpha = o->latency_us * 1e-6, beta = 8.0 / (o->link_gbps * 1e9);
+    int fitted = 0;
+    if (o->comm_csv) LK_CHECK(lk_plan_fit_csv(o->comm_csv, &alpha, &beta, &fitted));
+    lk_plan_measure pm;
+    memset(&pm, 0, sizeof pm);
+    char desc[300];
+    LK_CHECK(measure(o, &pm, desc, sizeof desc));
+    fprintf(out, "# lockstep plan: %s\n", desc);
+    fprintf(out, "# measured (median of %d steps): forward %.3f ms, backward %.3f ms, optimizer %.3f ms\n",
+            o->steps, pm.fwd_ms, pm.bwd_ms, pm.opt_ms);
+    for (int k = 0; k < pm.nbuckets; k++)
+        fprintf(out, "#   bucket %d: %.3f MB, final %.3f ms into backward\n", k, pm.bucket_bytes[k] / 1048576.0,
+                pm.ready_ms[k]);
+    if (fitted)
+        fprintf(out, "# all-reduce: alpha %.2f us a hop, %.3f GB/s a link, fitted to %s (%d ranks)\n", alpha * 1e6,
+                1e-9 / beta, o->comm_csv, fitted);
+    else
+        fprintf(out, "# all-reduce: alpha %.2f us a hop, %.3f GB/s a link (%g Gbit/s)\n", alpha * 1e6, 1e-9 / beta,
+                o->link_gbps);
+    fprintf(out, "# %6s %10s %10s %11s %7s %12s %10s  %s\n", "ranks", "step_ms", "comm_ms", "exposed_ms", "hidden",
+            "samples/s", "efficiency", "buckets ring/tree");
+    lk_plan_row one = lk_plan_project(&pm, 1, alpha, beta, 0.0);
+    for (int n = 1;; n = n * 2 > o->ranks && n < o->ranks ? o->ranks : n * 2) {
+        lk_plan_row r = lk_plan_project(&pm, n, alpha, beta, one.step_ms);
+        char hid[16] = "-";
+        if (!isnan(r.hidden)) snprintf(hid, sizeof hid, "%.3f", r.hidden);
+        fprintf(out, "  %6d %10.3f %10.3f %11.3f %7s %12.1f %10.3f  %d/%d\n", n, r.step_ms, r.comm_ms, r.exposed_ms,
+                hid, r.samples_per_s, r.efficiency, r.ring_buckets, r.tree_buckets);
+        if (n >= o->ranks) break;
+    }
+    return LK_OK;
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# lockstep plan: rows for 1, 2, 4 ... N ranks; 1 rank is the measured step with no
+# communication; efficiency never rises with the ranks nor exceeds 1 and falls as the
+# link slows; a bench-comm CSV fits the all-reduce; the errors of its flags. (The
+# formulas themselves: tests/unit/test_plan.c.)
+source "$(dirname "$0")/common.bash"
+[[ -d /usr/share/datasets/fashion-mnist ]] || { echo "SKIP: dataset-fashion-mnist not installed"; exit 0; }
+table() { # plan output -> "ranks efficiency" lines
+  grep -E '^ +[0-9]+ ' | awk '{print $1, $7}'
+}
+"$LK" plan --model mlp --ranks 6 --link-gbps 10 --latency-us 50 --steps 5 >"$TMP/fast"
+cat "$TMP/fast"
+[[ $(table <"$TMP/fast" | awk '{print $1}' | xargs) == "1 2 4 6" ]] || fail "expected rows for 1 2 4 6 ranks"
+"$LK" plan --model mlp --ranks 6 --link-gbps 0.1 --latency-us 50 --steps 5 >"$TMP/slow"
+/usr/bin/python3 - "$TMP/fast" "$TMP/slow" <<'PY'
+import sys
+def rows(p):
+    return [(int(l.split()[0]), float(l.split()[6])) for l in open(p) if l[:2] == "  " and l.split()[0].isdigit()]
+fast, slow = rows(sys.argv[1]), rows(sys.argv[2])
+assert fast[0][1] == 1.0 and slow[0][1] == 1.0, (fast, slow)
+for r in (fast, slow):
+    e = [x[1] for x in r]
+    assert all(0 < x <= 1.0 for x in e) and all(b <= a + 1e-9 for a, b in zip(e, e[1:])), e
+assert all(s[1] < f[1] for f, s in zip(fast[1:], slow[1:])), (fast, slow)  # slower links cost more
+PY
+# a sweep's CSV fits alpha and beta
+mpi -n 2 --oversubscribe bench comm --min-bytes 1K --max-bytes 1M --iters 3 --csv "$TMP/comm.csv" >/dev/null
+"$LK" plan --model mlp --ranks 2 --comm-csv "$TMP/comm.csv" --steps 3 >"$TMP/fit"
+grep -q "fitted to $TMP/comm.csv (2 ranks)" "$TMP/fit" || fail "no fit: $(cat "$TMP/fit")"
+expect_fail 1 "not a \`lockstep bench comm --csv\` file" -- "$LK" plan --model mlp --comm-csv /etc/hostname
+expect_fail 2 "unknown --model" -- "$LK" plan --model nosuch --steps 1
+expect_fail 2 "--link-gbps" -- "$LK" plan --model mlp --link-gbps 0
+expect_fail 2 "not modelled" -- "$LK" plan --model gan --steps 1
+echo PASS
