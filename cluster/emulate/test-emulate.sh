@@ -11,7 +11,13 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 bin=$(readlink -f "${1:-$here/../../build/lockstep}")
 [[ -x $bin ]] || { echo "test-emulate.sh: no lockstep binary at $bin" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "SKIP: the emulated cluster needs root (network namespaces)"; exit 77; }
-ip netns list >/dev/null 2>&1 || { echo "SKIP: no network namespaces here"; exit 77; }
+probe=lkprobe$$ # can this machine make a namespace and a veth pair at all?
+if ! { ip netns add "$probe" && ip -n "$probe" link add p0 type veth peer name p1; } 2>/dev/null; then
+  ip netns del "$probe" 2>/dev/null || true
+  echo "SKIP: this machine does not let root create network namespaces and veth pairs"
+  exit 77
+fi
+ip netns del "$probe"
 [[ -d /usr/share/datasets/fashion-mnist ]] || { echo "SKIP: dataset-fashion-mnist not installed"; exit 77; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 tmp=$(mktemp -d)
