@@ -162,6 +162,19 @@ static lk_status parse_float_flag(const char *flag, double lo, double hi, opt_va
 #define CHOICE(flag, field, names, values) \
     lk_arg_choice(flag, optarg, (int)(sizeof names / sizeof *names), names, values, &(field))
 
+/* --layers --heads --dim --ctx (train and plan); returns 0 when c is not one of them */
+static int arch_flag(int c, lk_arch *a, lk_status *s)
+{
+    long v = 0;
+    switch (c) {
+    case O_LAYERS: *s = lk_arg_int("--layers", optarg, 1, 1024, &v), a->layers = (int)v; return 1;
+    case O_HEADS: *s = lk_arg_int("--heads", optarg, 1, 1024, &v), a->heads = (int)v; return 1;
+    case O_DIM: *s = lk_arg_int("--dim", optarg, 1, 1 << 16, &v), a->dim = (int)v; return 1;
+    case O_CTX: *s = lk_arg_int("--ctx", optarg, 1, 1 << 16, &v), a->ctx = (int)v; return 1;
+    }
+    return 0;
+}
+
 static int cmd_train(int argc, char **argv)
 {
     lk_train_opts o = lk_train_defaults();
@@ -175,12 +188,9 @@ static int cmd_train(int argc, char **argv)
     opterr = 0;
     while (s == LK_OK && (c = getopt_long(argc, argv, ":", train_opts, NULL)) != -1) {
         const char *flag = argv[optind - 1];
+        if (arch_flag(c, &o.arch, &s)) continue;
         switch (c) {
         case O_MODEL: o.model = optarg; break;
-        case O_LAYERS: s = lk_arg_int("--layers", optarg, 1, 1024, &v), o.arch.layers = (int)v; break;
-        case O_HEADS: s = lk_arg_int("--heads", optarg, 1, 1024, &v), o.arch.heads = (int)v; break;
-        case O_DIM: s = lk_arg_int("--dim", optarg, 1, 1 << 16, &v), o.arch.dim = (int)v; break;
-        case O_CTX: s = lk_arg_int("--ctx", optarg, 1, 1 << 16, &v), o.arch.ctx = (int)v; break;
         case O_DATA: o.data = optarg; break;
         case O_EPOCHS: s = lk_arg_int("--epochs", optarg, 1, 100000, &v), o.epochs = (int)v; break;
         case O_STEPS: s = lk_arg_int("--steps", optarg, 1, 1L << 40, &v), o.steps = v; break;
@@ -466,6 +476,7 @@ static int cmd_plan(int argc, char **argv)
     opterr = 0;
     while (s == LK_OK && (c = getopt_long(argc, argv, ":", plan_opts, NULL)) != -1) {
         const char *flag = argv[optind - 1];
+        if (arch_flag(c, &o.train.arch, &s)) continue;
         switch (c) {
         case O_MODEL: o.train.model = optarg; break;
         case O_DATA: o.train.data = optarg; break;
@@ -473,10 +484,6 @@ static int cmd_plan(int argc, char **argv)
         case O_THREADS: s = lk_arg_int("--threads", optarg, 1, 4096, &v), o.train.threads = (int)v; break;
         case O_BUCKET_MB: s = lk_arg_float("--bucket-mb", optarg, 1e-6, 1e6, &o.train.bucket_mb); break;
         case O_OPTIM: s = lk_optim_parse(optarg, &kind); break;
-        case O_LAYERS: s = lk_arg_int("--layers", optarg, 1, 1024, &v), o.train.arch.layers = (int)v; break;
-        case O_HEADS: s = lk_arg_int("--heads", optarg, 1, 1024, &v), o.train.arch.heads = (int)v; break;
-        case O_DIM: s = lk_arg_int("--dim", optarg, 1, 1 << 16, &v), o.train.arch.dim = (int)v; break;
-        case O_CTX: s = lk_arg_int("--ctx", optarg, 1, 1 << 16, &v), o.train.arch.ctx = (int)v; break;
         case O_RANKS: s = lk_arg_int("--ranks", optarg, 1, 1 << 20, &v), o.ranks = (int)v; break;
         case O_LINK_GBPS: s = lk_arg_float("--link-gbps", optarg, 1e-3, 1e6, &o.link_gbps); break;
         case O_LATENCY_US: s = lk_arg_float("--latency-us", optarg, 0, 1e7, &o.latency_us); break;

@@ -82,6 +82,8 @@ typedef struct {
      * An alias may still have forward (x and y share data) and backward (called with
      * dy == dx: it may change the gradient in place); NULL ones are skipped. */
     int alias;
+    /* 1 when forward adds a loss term of its own to ctx->aux_loss (the VAE's KL) */
+    int own_loss;
 } lk_layer_vt;
 
 struct lk_layer {

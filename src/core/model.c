@@ -100,6 +100,7 @@ lk_status lk_model_build(lk_model *m, int max_batch)
         l->param_count = off - l->param_offset;
     }
     m->nparams = off;
+    for (int i = 0; i < m->nlayers; i++) m->has_aux |= m->layers[i]->vt->own_loss;
     for (int i = 0; i < m->nlayers; i++) /* buffers after every trainable float */
         for (int j = 0; j < m->layers[i]->nparams; j++) {
             lk_param *p = &m->layers[i]->params[j];
@@ -127,6 +128,7 @@ lk_status lk_model_build(lk_model *m, int max_batch)
     plan_arena(m, &measure);
     LK_CHECK(lk_arena_create(&m->arena, m->dev, measure.used));
     plan_arena(m, &m->arena);
+    lk_zero(m->dev, m->aux_loss, sizeof(float));
     return LK_OK;
 }
 
@@ -207,7 +209,7 @@ lk_status lk_model_forward_range(lk_model *m, int lo, int hi, int batch, int tra
         return LK_ERR(LK_ERR_ARG, "forward over layers [%d, %d) of a model of %d", lo, hi, m->nlayers);
     lk_ctx c = {m->dev, training, m->seed, step, m->sample_base, m->workspace, 0, m->aux_loss, 1.0f,
                 m->sync_sum, m->sync_user};
-    lk_zero(m->dev, m->aux_loss, sizeof(float));
+    if (m->has_aux) lk_zero(m->dev, m->aux_loss, sizeof(float)); /* zeroed at build otherwise */
     for (int i = lo; i < hi; i++) {
         lk_layer *l = m->layers[i];
         if (l->vt->alias && !l->vt->forward) continue;

@@ -32,6 +32,7 @@ typedef struct lk_model {
     void *workspace;
     uint64_t seed;            /* keys dropout masks */
     float *aux_loss;          /* device scalar: the layers' own loss terms of the last forward */
+    int has_aux;              /* some layer has one (own_loss): else aux_loss stays 0 */
     float loss_scale;         /* the factor the loss put on dout (1 unless the caller sets it) */
     long sample_base;         /* see lk_ctx (0 unless the caller sets it) */
     lk_grad_ready_fn on_grad_ready;

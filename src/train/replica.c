@@ -62,7 +62,7 @@ lk_status lk_replica_loss(lk_replica *r, const lk_tensor *out, int n, int grad, 
     m->loss_scale = scale;
     LK_CHECK(lk_loss(r->dev, r->zoo->loss, &la, &r->scalars[0], grad ? m->dout : NULL, scale * sum));
     if (sum != 1.0f) LK_CHECK(lk_scale(r->dev, &r->scalars[0], sum, 1));
-    LK_CHECK(lk_axpy(r->dev, 1.0f, m->aux_loss, &r->scalars[0], 1));
+    if (m->has_aux) LK_CHECK(lk_axpy(r->dev, 1.0f, m->aux_loss, &r->scalars[0], 1));
     if (correct && lk_replica_classifies(r))
         LK_CHECK(lk_count_correct(r->dev, out->data, r->labels, la.batch, la.features, &r->scalars[1]));
     return LK_OK;

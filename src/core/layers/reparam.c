@@ -62,6 +62,7 @@ static const lk_layer_vt reparam_vt = {
     .saved_bytes = reparam_saved,
     .forward = reparam_forward,
     .backward = reparam_backward,
+    .own_loss = 1,
 };
 
 lk_layer *lk_reparam(int zdim)
