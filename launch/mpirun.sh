@@ -3,7 +3,7 @@
 #
 #   launch/mpirun.sh [-n RANKS] [--oversubscribe] [--hostfile FILE] [--] COMMAND [ARGS...]
 #
-# COMMAND is a lockstep subcommand (train, eval, predict, sample, bench, info: runs build/lockstep, or
+# COMMAND is a lockstep subcommand (train, eval, predict, sample, bench, plan, info: runs build/lockstep, or
 # $LK_BIN) or any program. RANKS defaults to the number of cores. Binding is left to
 # lockstep (--bind-to none); --allow-run-as-root is added only when running as root, and
 # --oversubscribe only when asked for (more ranks than cores). Every rank that fails
@@ -28,7 +28,7 @@ done
 command -v mpirun >/dev/null || { echo "mpirun.sh: mpirun not found (run launch/install-deps.sh)" >&2; exit 1; }
 
 case "$1" in
-  train|eval|predict|sample|bench|info) set -- "${LK_BIN:-$repo_root/build/lockstep}" "$@" ;;
+  train|eval|predict|sample|bench|plan|info) set -- "${LK_BIN:-$repo_root/build/lockstep}" "$@" ;;
 esac
 [[ $(id -u) -eq 0 ]] && extra+=(--allow-run-as-root)
 # one OpenMP/BLAS pool per rank sized by lockstep itself (cores / ranks on the host)

@@ -69,7 +69,9 @@ ip link add "${tag}t0" type veth peer name "${tag}t1"
 netem=1
 tc qdisc add dev "${tag}t0" root netem delay 1us 2>/dev/null || netem=0
 ip link del "${tag}t0"
-# tbf's bucket: at least one 10 ms tick of the rate (and 64 KiB)
+# tbf's bucket: at least one 10 ms tick of the rate (and 64 KiB). (1 ms of it halves what
+# TCP gets through at 1 Gbit/s. The 10 ms are credit a real link does not have: an
+# all-reduce after a pause of compute gets up to 1.25 MB through at once at 1 Gbit/s.)
 burst=$(awk -v g="$gbps" 'BEGIN { b = g * 1e9 / 8 / 100; if (b < 65536) b = 65536; printf "%d", b }')
 if [[ $netem -eq 0 && $lat != 0 ]]; then
   echo "cluster.sh: this kernel has no sch_netem: the links are shaped to ${gbps} Gbit/s (tbf) but get no" \
@@ -100,11 +102,13 @@ done
 root=(); [[ $(id -u) -eq 0 ]] && root=(--allow-run-as-root)
 export LK_EMU_MAP=$work/hosts.map
 # the emulated hosts share this machine's cores: one thread a rank unless told otherwise
+# (and MPI yields the core while it waits, as on an oversubscribed node: a rank spinning in
+# an all-reduce would otherwise take cycles from the other hosts, which real hosts never do)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 export LK_EMU_HOSTS=$hosts LK_EMU_RANKS=$ranks LK_EMU_GBPS=$gbps LK_EMU_LATENCY_US=$lat
 export LK_EMU_MPIRUN="mpirun ${root[*]} --hostfile $work/hostfile -n $((hosts * ranks)) --map-by ppr:$ranks:node \
 --bind-to none --mca plm_rsh_agent $here/ns-agent.sh --mca plm_rsh_no_tree_spawn 1 \
---mca btl tcp,self --mca btl_tcp_if_include $subnet.0/24 --mca oob_tcp_if_include $subnet.0/24 \
+--mca mpi_yield_when_idle 1 --mca btl tcp,self --mca btl_tcp_if_include $subnet.0/24 --mca oob_tcp_if_include $subnet.0/24 \
 -x LK_EMU_MAP -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS"
 echo "emulated cluster: $hosts hosts x $ranks ranks on $subnet.0/24, links ${gbps} Gbit/s," \
      "$( [[ $netem -eq 1 ]] && echo "${lat} us added one way (netem)" || echo "rate only (tbf, no netem)")"

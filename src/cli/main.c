@@ -112,7 +112,7 @@ enum {
     O_TRAIN_LIMIT, O_VAL_LIMIT, O_PROGRESS, O_QUIET, O_HELP, O_CHECKPOINT, O_INPUT, O_TOP,
     O_LIMIT, O_COMM, O_ACCUM, O_BUCKET_MB, O_CHECK_EVERY, O_BIND,
     O_COMM_PROGRESS, O_SHM, O_COMM_TIMEOUT, O_GPU_COMM, O_LAYERS, O_HEADS, O_DIM, O_CTX, O_SYNC_BN,
-    O_PROMPT, O_TOKENS, O_TEMPERATURE, O_TOP_K, O_COUNT, O_OUT, O_MIN_BYTES, O_MAX_BYTES, O_ITERS,
+    O_PROMPT, O_TOKENS, O_TEMPERATURE, O_TOP_K, O_COUNT, O_OUT, O_MIN_BYTES, O_MAX_BYTES, O_ITERS, O_SHARED_CORES,
     O_WARMUP_ITERS, O_CSV, O_RANKS, O_LINK_GBPS, O_LATENCY_US, O_COMM_CSV,
 };
 
@@ -456,7 +456,7 @@ static const struct option plan_opts[] = {
     {"layers", 1, 0, O_LAYERS},       {"heads", 1, 0, O_HEADS},         {"dim", 1, 0, O_DIM},
     {"ctx", 1, 0, O_CTX},             {"ranks", 1, 0, O_RANKS},         {"link-gbps", 1, 0, O_LINK_GBPS},
     {"latency-us", 1, 0, O_LATENCY_US}, {"comm-csv", 1, 0, O_COMM_CSV}, {"steps", 1, 0, O_STEPS},
-    {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
+    {"shared-cores", 0, 0, O_SHARED_CORES}, {"help", 0, 0, O_HELP},  {0, 0, 0, 0},
 };
 
 static int cmd_plan(int argc, char **argv)
@@ -489,12 +489,16 @@ static int cmd_plan(int argc, char **argv)
         case O_LATENCY_US: s = lk_arg_float("--latency-us", optarg, 0, 1e7, &o.latency_us); break;
         case O_COMM_CSV: o.comm_csv = optarg; break;
         case O_STEPS: s = lk_arg_int("--steps", optarg, 1, 100000, &v), o.steps = (int)v; break;
+        case O_SHARED_CORES: o.shared_cores = 1; break;
         case O_HELP:
             printf("usage: lockstep plan --model NAME [flags]\n\n"
                    "  --ranks N             project 1, 2, 4 ... N ranks (default 8)\n"
                    "  --link-gbps B --latency-us A   the links (default 10 Gbit/s, 50 us)\n"
                    "  --comm-csv FILE       fit the all-reduce to `lockstep bench comm --csv` instead\n"
                    "  --steps K             steps measured here, after 3 of warm-up (default 20)\n"
+                   "  --shared-cores        the all-reduce's time beyond the --link-gbps wire's (fitted by\n"
+                   "                        --comm-csv) is work of the computing cores: CPU ranks over TCP\n"
+                   "  under mpirun -np K, K ranks measure at once (K sharing a host), each step the slowest\n"
                    "  --data SPEC --batch B --threads N --bucket-mb X --optim NAME\n"
                    "  --layers --heads --dim --ctx   as for train\n");
             return 0;
@@ -504,6 +508,7 @@ static int cmd_plan(int argc, char **argv)
     }
     if (s == LK_OK && optind < argc) s = LK_ERR(LK_ERR_ARG, "unexpected argument '%s'", argv[optind]);
     o.train.optim = lk_optim_defaults(kind);
+    o.comm = g_comm;
     if (s == LK_OK) s = lk_plan(&o, stdout);
     return s == LK_OK ? 0 : fail(s);
 }
@@ -582,7 +587,7 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--comm") && i + 1 < argc) backend = argv[i + 1];
         else if (!strncmp(argv[i], "--comm=", 7)) backend = argv[i] + 7;
     }
-    if (strcmp(cmd, "train") && strcmp(cmd, "info") && strcmp(cmd, "bench"))
+    if (strcmp(cmd, "train") && strcmp(cmd, "info") && strcmp(cmd, "bench") && strcmp(cmd, "plan"))
         backend = "local"; /* eval, predict, sample: one process */
     lk_status s = lk_comm_open(&g_comm, backend, &argc, &argv);
     if (s != LK_OK) return fail(s);

@@ -25,63 +25,91 @@ double lk_plan_allreduce_s(double bytes, int n, double alpha, double beta, int *
     return ring;
 }
 
-lk_plan_row lk_plan_project(const lk_plan_measure *m, int n, double alpha, double beta, double step1_ms)
+lk_plan_row lk_plan_project(const lk_plan_measure *m, int n, double alpha, double beta, double cpu_share,
+                            double step1_ms)
 {
     lk_plan_row r;
     memset(&r, 0, sizeof r);
     r.ranks = n;
-    double end = 0.0, busy = 0.0; /* ms from the start of backward */
+    /* from the start of backward: t wall time, w compute done (ms of backward alone) */
+    const double W = m->bwd_ms, slowed = 1.0 - LK_MIN(LK_MAX(cpu_share, 0.0), 1.0);
+    double t = 0.0, w = 0.0;
     for (int i = 0; i < m->nbuckets && n > 1; i++) {
+        if (w < m->ready_ms[i]) t += m->ready_ms[i] - w, w = m->ready_ms[i]; /* computing, nothing in flight */
         int tree;
-        double t = lk_plan_allreduce_s(m->bucket_bytes[i], n, alpha, beta, &tree) * 1e3;
-        double start = LK_MAX(m->ready_ms[i], end);
-        end = start + t;
-        busy += t;
+        const double d = lk_plan_allreduce_s(m->bucket_bytes[i], n, alpha, beta, &tree) * 1e3;
+        w = LK_MIN(W, w + d * slowed); /* backward goes on beside it, slowed by its share of the cores */
+        t += d;
+        r.comm_ms += d;
         r.tree_buckets += tree;
         r.ring_buckets += !tree;
     }
-    r.comm_ms = busy;
-    r.exposed_ms = LK_MAX(0.0, end - m->bwd_ms);
-    r.hidden = busy > 0.0 ? 1.0 - r.exposed_ms / busy : NAN;
+    if (w < W) t += W - w;
+    r.exposed_ms = LK_MAX(0.0, t - W);
+    r.hidden = r.comm_ms > 0.0 ? LK_MAX(0.0, 1.0 - r.exposed_ms / r.comm_ms) : NAN;
     r.step_ms = m->fwd_ms + m->bwd_ms + r.exposed_ms + m->opt_ms;
     r.samples_per_s = n * m->batch / (r.step_ms * 1e-3);
     r.efficiency = (step1_ms > 0.0 ? step1_ms : r.step_ms) / r.step_ms;
     return r;
 }
 
-lk_status lk_plan_fit_csv(const char *path, double *alpha, double *beta, int *ranks)
+/* least squares of the relative error: t_i ~ a + b s_i, weights 1/t_i^2 */
+static void fit_line(const double *s, const double *t, int n, double *a, double *b)
+{
+    double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (int i = 0; i < n; i++) {
+        const double w = 1.0 / (t[i] * t[i]);
+        sw += w, sx += w * s[i], sy += w * t[i], sxx += w * s[i] * s[i], sxy += w * s[i] * t[i];
+    }
+    const double d = sw * sxx - sx * sx;
+    *b = d != 0.0 ? (sw * sxy - sx * sy) / d : 0.0;
+    *a = (sy - *b * sx) / sw;
+    if (*b < 0.0) *b = 0.0, *a = sy / sw;
+    if (*a < 0.0) { /* through the origin */
+        *a = 0.0;
+        *b = sxx > 0.0 ? sxy / sxx : 0.0;
+    }
+}
+
+lk_status lk_plan_fit_csv(const char *path, double lo, double hi, double *alpha, double *beta, int *ranks)
 {
     FILE *f = fopen(path, "r");
     if (!f) return LK_ERR(LK_ERR_IO, "--comm-csv %s: %s", path, strerror(errno));
     char line[512];
-    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    enum { FIT_MAX = 64 };
+    double size[FIT_MAX], t[FIT_MAX];
     int n = 0, world = 0;
     lk_status st = LK_OK;
     if (!fgets(line, sizeof line, f) || !strstr(line, "bytes,count,iters,time_us"))
         st = LK_ERR(LK_ERR_FORMAT, "--comm-csv %s: not a `lockstep bench comm --csv` file", path);
     while (st == LK_OK && fgets(line, sizeof line, f)) {
-        double bytes, t, alg, bus;
+        double bytes, us, alg, bus;
         long count, iters, wrong;
         int w;
-        if (sscanf(line, "%lf,%ld,%ld,%lf,%lf,%lf,%ld,%d", &bytes, &count, &iters, &t, &alg, &bus, &wrong, &w) != 8) {
+        if (sscanf(line, "%lf,%ld,%ld,%lf,%lf,%lf,%ld,%d", &bytes, &count, &iters, &us, &alg, &bus, &wrong, &w) != 8 ||
+            !(us > 0)) {
             st = LK_ERR(LK_ERR_FORMAT, "--comm-csv %s: cannot read the row '%.60s'", path, line);
             break;
         }
         if (wrong) st = LK_ERR(LK_ERR_FORMAT, "--comm-csv %s: the sweep got %ld elements wrong at %.0f bytes",
                                path, wrong, bytes);
-        world = w;
-        t *= 1e-6;
-        sx += bytes, sy += t, sxx += bytes * bytes, sxy += bytes * t;
-        n++;
+        else if (n == FIT_MAX) st = LK_ERR(LK_ERR_FORMAT, "--comm-csv %s: more than %d sizes", path, FIT_MAX);
+        else world = w, size[n] = bytes, t[n++] = us * 1e-6;
     }
     fclose(f);
     LK_CHECK(st);
     if (n < 2 || world < 2)
         return LK_ERR(LK_ERR_FORMAT, "--comm-csv %s: needs at least 2 sizes measured on 2 or more ranks", path);
-    double slope = (n * sxy - sx * sy) / (n * sxx - sx * sx), icept = (sy - slope * sx) / n;
+    int m = 0; /* the sizes in [lo, hi], where there are 2 */
+    for (int i = 0; i < n; i++) m += size[i] >= lo && size[i] <= hi;
+    if (m >= 2)
+        for (int i = 0, k = 0; i < n; i++)
+            if (size[i] >= lo && size[i] <= hi) size[k] = size[i], t[k++] = t[i];
+    double icept, slope;
+    fit_line(size, t, m >= 2 ? m : n, &icept, &slope);
     /* the ring: t = 2(w-1) alpha + 2(w-1)/w S beta */
-    *alpha = LK_MAX(icept, 0.0) / (2.0 * (world - 1));
-    *beta = LK_MAX(slope, 0.0) * world / (2.0 * (world - 1));
+    *alpha = icept / (2.0 * (world - 1));
+    *beta = slope * world / (2.0 * (world - 1));
     *ranks = world;
     return LK_OK;
 }
@@ -151,6 +179,8 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
     for (int s = 0; st == LK_OK && s < W + K; s++) {
         for (int i = 0; i < t->batch; i++) r.idx[i] = (s * t->batch + i) % d.n;
         lk_replica_load_batch(&r, &d, r.idx, t->batch);
+        if (o->comm && o->comm->world > 1) st = lk_comm_barrier(o->comm); /* the ranks' steps at once */
+        if (st != LK_OK) break;
         double t0 = lk_now();
         lk_tensor out;
         st = lk_model_forward(m, t->batch, 1, s, &out);
@@ -176,6 +206,13 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
             ready[(size_t)k * K + (s - W)] = at;
         }
     }
+    if (st == LK_OK && o->comm && o->comm->world > 1) { /* a step waits for the slowest rank */
+        lk_comm *c = o->comm;
+        st = lk_comm_allreduce_f64(c, f, K, LK_REDUCE_MAX);
+        if (st == LK_OK) st = lk_comm_allreduce_f64(c, b, K, LK_REDUCE_MAX);
+        if (st == LK_OK) st = lk_comm_allreduce_f64(c, u, K, LK_REDUCE_MAX);
+        if (st == LK_OK && pm->nbuckets) st = lk_comm_allreduce_f64(c, ready, K * pm->nbuckets, LK_REDUCE_MAX);
+    }
     if (st == LK_OK) {
         pm->fwd_ms = median(f, K), pm->bwd_ms = median(b, K), pm->opt_ms = median(u, K);
         pm->batch = t->batch;
@@ -186,6 +223,11 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
         snprintf(desc, desc_size, "%s, batch %d per rank, %s (%d thread%s), %.2f MB of gradients in %d bucket%s of <= %g MB",
                  t->model, t->batch, r.dev->name, r.dev->threads, r.dev->threads == 1 ? "" : "s",
                  m->nparams * 4.0 / 1048576.0, pm->nbuckets, pm->nbuckets == 1 ? "" : "s", t->bucket_mb);
+        if (o->comm && o->comm->world > 1) {
+            size_t len = strlen(desc);
+            snprintf(desc + len, desc_size - len, "; %d ranks measuring at once, each step the slowest's",
+                     o->comm->world);
+        }
     }
     lk_free(bk);
     lk_free(tl), lk_free(f), lk_free(b), lk_free(u), lk_free(ready);
@@ -202,11 +244,22 @@ lk_status lk_plan(const lk_plan_opts *o, FILE *out)
     if (o->steps < 1) return LK_ERR(LK_ERR_ARG, "--steps must be at least 1");
     double alpha = o->latency_us * 1e-6, beta = 8.0 / (o->link_gbps * 1e9);
     int fitted = 0;
-    if (o->comm_csv) LK_CHECK(lk_plan_fit_csv(o->comm_csv, &alpha, &beta, &fitted));
+    if (o->shared_cores && !o->comm_csv)
+        return LK_ERR(LK_ERR_ARG, "--shared-cores needs --comm-csv: the sweep's time beyond the link's is the cores'");
+    if (o->comm_csv) LK_CHECK(lk_plan_fit_csv(o->comm_csv, 0.0, INFINITY, &alpha, &beta, &fitted)); /* readable? */
     lk_plan_measure pm;
     memset(&pm, 0, sizeof pm);
-    char desc[300];
+    char desc[400];
     LK_CHECK(measure(o, &pm, desc, sizeof desc));
+    if (o->comm && o->comm->rank != 0) return LK_OK;
+    double lo = 0.0, hi = 0.0; /* the sweep's sizes from a quarter of the smallest bucket to 4x the largest */
+    for (int k = 0; k < pm.nbuckets; k++) {
+        lo = k == 0 ? pm.bucket_bytes[k] : LK_MIN(lo, pm.bucket_bytes[k]);
+        hi = LK_MAX(hi, pm.bucket_bytes[k]);
+    }
+    if (o->comm_csv) LK_CHECK(lk_plan_fit_csv(o->comm_csv, lo / 4, hi * 4, &alpha, &beta, &fitted));
+    /* the part of an all-reduce's time the wire does not explain is the computing cores' work */
+    const double wire = 8.0 / (o->link_gbps * 1e9), share = o->shared_cores ? LK_MAX(0.0, 1.0 - wire / beta) : 0.0;
     fprintf(out, "# lockstep plan: %s\n", desc);
     fprintf(out, "# measured (median of %d steps): forward %.3f ms, backward %.3f ms, optimizer %.3f ms\n",
             o->steps, pm.fwd_ms, pm.bwd_ms, pm.opt_ms);
@@ -214,16 +267,20 @@ lk_status lk_plan(const lk_plan_opts *o, FILE *out)
         fprintf(out, "#   bucket %d: %.3f MB, final %.3f ms into backward\n", k, pm.bucket_bytes[k] / 1048576.0,
                 pm.ready_ms[k]);
     if (fitted)
-        fprintf(out, "# all-reduce: alpha %.2f us a hop, %.3f GB/s a link, fitted to %s (%d ranks)\n", alpha * 1e6,
-                1e-9 / beta, o->comm_csv, fitted);
+        fprintf(out, "# all-reduce: alpha %.2f us a hop, %.3f GB/s a link, fitted to %s (%d ranks; sizes %.0f KB to "
+                     "%.0f KB)\n", alpha * 1e6, 1e-9 / beta, o->comm_csv, fitted, lo / 4 / 1024, hi * 4 / 1024);
     else
         fprintf(out, "# all-reduce: alpha %.2f us a hop, %.3f GB/s a link (%g Gbit/s)\n", alpha * 1e6, 1e-9 / beta,
                 o->link_gbps);
+    if (o->shared_cores)
+        fprintf(out, "# shared cores: %.0f%% of each all-reduce is work of the computing cores (beyond the %g Gbit/s "
+                     "wire's %.3f GB/s): backward beside it runs at %.0f%%\n",
+                100 * share, o->link_gbps, 1e-9 / wire, 100 * (1 - share));
     fprintf(out, "# %6s %10s %10s %11s %7s %12s %10s  %s\n", "ranks", "step_ms", "comm_ms", "exposed_ms", "hidden",
             "samples/s", "efficiency", "buckets ring/tree");
-    lk_plan_row one = lk_plan_project(&pm, 1, alpha, beta, 0.0);
+    lk_plan_row one = lk_plan_project(&pm, 1, alpha, beta, share, 0.0);
     for (int n = 1;; n = n * 2 > o->ranks && n < o->ranks ? o->ranks : n * 2) {
-        lk_plan_row r = lk_plan_project(&pm, n, alpha, beta, one.step_ms);
+        lk_plan_row r = lk_plan_project(&pm, n, alpha, beta, share, one.step_ms);
         char hid[16] = "-";
         if (!isnan(r.hidden)) snprintf(hid, sizeof hid, "%.3f", r.hidden);
         fprintf(out, "  %6d %10.3f %10.3f %11.3f %7s %12.1f %10.3f  %d/%d\n", n, r.step_ms, r.comm_ms, r.exposed_ms,

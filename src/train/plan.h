@@ -13,12 +13,27 @@
  *     step(N) = forward + max(backward, end of the last all-reduce) + optimizer
  * samples/s = N x batch / step(N), efficiency = step(1) / step(N) (weak scaling).
  * alpha and beta come from the link (--latency-us, --link-gbps), or are fitted to a
- * `lockstep bench comm --csv` sweep of the real network. */
+ * `lockstep bench comm --csv` sweep of the real network (least squares of the relative
+ * error, over the sweep's sizes from a quarter of the smallest bucket to 4x the largest).
+ *
+ * Run under mpirun with K ranks on one host, every rank measures at once and each step
+ * counts the slowest rank's times: the compute as it runs when K ranks share the host's
+ * cores, memory and PCIe (K = ranks per node; on an emulated cluster, every host), with
+ * the wait for the slowest rank in it.
+ *
+ * Where the all-reduce is the computing cores' own work too (CPU ranks over TCP, whose
+ * copies and protocol run on those cores; hosts emulated on one machine), overlap is
+ * not free: with --shared-cores, the share of the fitted all-reduce time that the wire
+ * does not explain, share = 1 - beta_link / beta_fitted (beta_link from --link-gbps),
+ * is taken as the cores', and backward beside an all-reduce runs at 1 - share of its
+ * speed (a wire-bound all-reduce, share 0, hides for free; a CPU-bound one, share ~1,
+ * does not hide at all). */
 #ifndef LK_PLAN_H
 #define LK_PLAN_H
 
 #include <stdio.h>
 
+#include "../comm/comm.h"
 #include "trainer.h"
 
 #define LK_PLAN_MAX_BUCKETS 256
@@ -41,10 +56,11 @@ typedef struct {
 double lk_plan_allreduce_s(double bytes, int n, double alpha, double beta, int *tree);
 /* The projected step on n ranks. */
 lk_plan_row lk_plan_project(const lk_plan_measure *m, int n, double alpha, double beta,
-                            double step1_ms);
-/* Fits alpha and beta to the rows of a bench-comm CSV measured on `ranks` ranks:
- * least squares of time against size, through the ring formula. */
-lk_status lk_plan_fit_csv(const char *path, double *alpha, double *beta, int *ranks);
+                            double cpu_share, double step1_ms);
+/* Fits alpha and beta to the rows of a bench-comm CSV measured on `ranks` ranks (those of
+ * lo..hi bytes where there are 2, else all): least squares of the relative error of
+ * time against size, through the ring formula. */
+lk_status lk_plan_fit_csv(const char *path, double lo, double hi, double *alpha, double *beta, int *ranks);
 
 typedef struct {
     lk_train_opts train;   /* model, data, batch, threads, bucket size, optimizer */
@@ -52,6 +68,10 @@ typedef struct {
     double link_gbps, latency_us;
     const char *comm_csv;  /* fit alpha, beta to this sweep instead */
     int steps;             /* measured steps after 3 of warm-up */
+    int shared_cores;      /* the all-reduce's own work (its time beyond the link's) runs on
+                              the cores that compute (CPU ranks over TCP, emulated hosts) */
+    lk_comm *comm;         /* the launch: with N ranks, all N measure at once on this host
+                              (each step the slowest rank's times); rank 0 prints */
 } lk_plan_opts;
 
 /* Measures (one process) and prints the projection for 1, 2, 4 ... ranks and `ranks`. */

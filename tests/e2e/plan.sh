@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # lockstep plan: rows for 1, 2, 4 ... N ranks; 1 rank is the measured step with no
 # communication; efficiency never rises with the ranks nor exceeds 1 and falls as the
-# link slows; a bench-comm CSV fits the all-reduce; the errors of its flags. (The
+# link slows; a bench-comm CSV fits the all-reduce; --shared-cores; under mpirun the ranks
+# measure at once and one report is printed; the errors of its flags. (The
 # formulas themselves: tests/unit/test_plan.c.)
 source "$(dirname "$0")/common.bash"
 [[ -d /usr/share/datasets/fashion-mnist ]] || { echo "SKIP: dataset-fashion-mnist not installed"; exit 0; }
@@ -26,9 +27,17 @@ PY
 # a sweep's CSV fits alpha and beta
 mpi -n 2 --oversubscribe bench comm --min-bytes 1K --max-bytes 1M --iters 3 --csv "$TMP/comm.csv" >/dev/null
 "$LK" plan --model mlp --ranks 2 --comm-csv "$TMP/comm.csv" --steps 3 >"$TMP/fit"
-grep -q "fitted to $TMP/comm.csv (2 ranks)" "$TMP/fit" || fail "no fit: $(cat "$TMP/fit")"
+grep -q "fitted to $TMP/comm.csv (2 ranks; sizes" "$TMP/fit" || fail "no fit: $(cat "$TMP/fit")"
+# --shared-cores: the fitted time beyond the wire's slows backward beside it
+"$LK" plan --model mlp --ranks 2 --comm-csv "$TMP/comm.csv" --link-gbps 1000 --shared-cores --steps 3 >"$TMP/shared"
+grep -q "shared cores: [0-9]*% of each all-reduce" "$TMP/shared" || fail "no shared-cores line: $(cat "$TMP/shared")"
+# under mpirun the ranks measure at once; rank 0 alone prints
+mpi -n 2 --oversubscribe plan --model mlp --ranks 4 --link-gbps 10 --steps 3 >"$TMP/two"
+[[ $(grep -c "^# lockstep plan" "$TMP/two") -eq 1 ]] || fail "expected one report: $(cat "$TMP/two")"
+grep -q "2 ranks measuring at once" "$TMP/two" || fail "not measured at once: $(cat "$TMP/two")"
 expect_fail 1 "not a \`lockstep bench comm --csv\` file" -- "$LK" plan --model mlp --comm-csv /etc/hostname
 expect_fail 2 "unknown --model" -- "$LK" plan --model nosuch --steps 1
 expect_fail 2 "--link-gbps" -- "$LK" plan --model mlp --link-gbps 0
 expect_fail 2 "not modelled" -- "$LK" plan --model gan --steps 1
+expect_fail 2 "--shared-cores needs --comm-csv" -- "$LK" plan --model mlp --shared-cores --steps 1
 echo PASS

@@ -37,12 +37,12 @@ static void test_timeline(void **state)
     m.fwd_ms = 10, m.bwd_ms = 20, m.opt_ms = 1, m.batch = 32, m.nbuckets = 2;
     m.bucket_bytes[0] = m.bucket_bytes[1] = 1e6;
     m.ready_ms[0] = 5, m.ready_ms[1] = 20;
-    lk_plan_row one = lk_plan_project(&m, 1, 0.0, 1e-9, 0.0);
+    lk_plan_row one = lk_plan_project(&m, 1, 0.0, 1e-9, 0.0, 0.0);
     NEAR(one.step_ms, 31, 1e-12);
     assert_true(isnan(one.hidden));
     /* 2 ranks: each all-reduce 1 ms; the first hides under backward, the second ends at
      * 21 ms: 1 ms exposed of 2 ms */
-    lk_plan_row two = lk_plan_project(&m, 2, 0.0, 1e-9, one.step_ms);
+    lk_plan_row two = lk_plan_project(&m, 2, 0.0, 1e-9, 0.0, one.step_ms);
     NEAR(two.comm_ms, 2, 1e-9);
     NEAR(two.exposed_ms, 1, 1e-9);
     NEAR(two.hidden, 0.5, 1e-9);
@@ -50,11 +50,23 @@ static void test_timeline(void **state)
     NEAR(two.efficiency, 31.0 / 32.0, 1e-9);
     NEAR(two.samples_per_s, 2 * 32 / 0.032, 1e-9);
     /* a slow link: the first all-reduce (10 ms, 5..15) delays the second (20..30) */
-    lk_plan_row slow = lk_plan_project(&m, 2, 0.0, 1e-8, one.step_ms);
+    lk_plan_row slow = lk_plan_project(&m, 2, 0.0, 1e-8, 0.0, one.step_ms);
     NEAR(slow.exposed_ms, 10, 1e-9);
     m.ready_ms[0] = 5, m.bucket_bytes[0] = 2e6; /* 20 ms: 5..25, then 25..35 */
-    lk_plan_row queued = lk_plan_project(&m, 2, 0.0, 1e-8, one.step_ms);
+    lk_plan_row queued = lk_plan_project(&m, 2, 0.0, 1e-8, 0.0, one.step_ms);
     NEAR(queued.exposed_ms, 15, 1e-9);
+    /* the all-reduce is half the cores' work: backward beside it runs at half speed */
+    m.bucket_bytes[0] = 1e6; /* 10 ms from 5 to 15: 5 ms of backward done by 15 */
+    lk_plan_row shared = lk_plan_project(&m, 2, 0.0, 1e-8, 0.5, one.step_ms);
+    /* backward's other 10 ms end at 25, the second all-reduce 25..35 */
+    NEAR(shared.exposed_ms, 15, 1e-9);
+    NEAR(shared.comm_ms, 20, 1e-9);
+    NEAR(shared.hidden, 0.25, 1e-9);
+    /* all of it the cores' work: nothing hides (5 + 10 + 15 + 10 = 40 of backward) */
+    lk_plan_row serial = lk_plan_project(&m, 2, 0.0, 1e-8, 1.0, one.step_ms);
+    NEAR(serial.exposed_ms, 20, 1e-9);
+    NEAR(serial.hidden, 0.0, 1e-9);
+    NEAR(lk_plan_project(&m, 1, 0.0, 1e-8, 1.0, 0.0).step_ms, 31, 1e-12); /* one rank: no all-reduce */
 }
 
 static void test_fit(void **state)
@@ -72,15 +84,29 @@ static void test_fit(void **state)
     const char *path = tu_write("comm.csv", text, strlen(text));
     double fa = 0, fb = 0;
     int ranks = 0;
-    TU_OK(lk_plan_fit_csv(path, &fa, &fb, &ranks));
+    TU_OK(lk_plan_fit_csv(path, 0, INFINITY, &fa, &fb, &ranks));
     assert_int_equal(ranks, 4);
     NEAR(fa, a, 1e-6);
     NEAR(fb, b, 1e-6);
+    /* only the sizes around the buckets: a slower regime above 64 KiB is what counts */
+    char regimes[4096] = "bytes,count,iters,time_us,algbw_gbs,busbw_gbs,wrong,ranks\n";
+    for (double s = 1024; s <= 1 << 22; s *= 2) {
+        double t = s <= 65536 ? 6 * a + 1.5 * s * b : 6 * 2 * a + 1.5 * s * 2 * b;
+        char row[200];
+        snprintf(row, sizeof row, "%.0f,%.0f,5,%.6f,1,1,0,4\n", s, s / 4, t * 1e6);
+        strcat(regimes, row);
+    }
+    const char *two = tu_write("regimes.csv", regimes, strlen(regimes));
+    TU_OK(lk_plan_fit_csv(two, 131072, 1 << 22, &fa, &fb, &ranks));
+    NEAR(fa, 2 * a, 1e-6);
+    NEAR(fb, 2 * b, 1e-6);
+    TU_OK(lk_plan_fit_csv(two, 1e9, 2e9, &fa, &fb, &ranks)); /* no size there: all of them */
+    assert_true(fb > b && fb < 2 * b);
     const char *rows = "bytes,count,iters,time_us,algbw_gbs,busbw_gbs,wrong,ranks\n"
                        "1024,256,5,1.0,1,1,3,2\n2048,512,5,2.0,1,1,0,2\n";
     const char *bad = tu_write("bad.csv", rows, strlen(rows));
-    TU_FAILS_WITH(lk_plan_fit_csv(bad, &fa, &fb, &ranks), LK_ERR_FORMAT, "elements wrong");
-    TU_FAILS_WITH(lk_plan_fit_csv("/no/such.csv", &fa, &fb, &ranks), LK_ERR_IO, "/no/such.csv");
+    TU_FAILS_WITH(lk_plan_fit_csv(bad, 0, INFINITY, &fa, &fb, &ranks), LK_ERR_FORMAT, "elements wrong");
+    TU_FAILS_WITH(lk_plan_fit_csv("/no/such.csv", 0, INFINITY, &fa, &fb, &ranks), LK_ERR_IO, "/no/such.csv");
 }
 
 int main(void)
