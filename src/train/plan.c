@@ -153,6 +153,7 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
     lk_optim *opt = NULL;
     timeline *tl = lk_calloc(1, sizeof *tl);
     const int K = o->steps, W = 3;
+    lk_comm *together = o->comm && o->comm->world > 1 ? o->comm : NULL; /* ranks measuring at once */
     double *f = lk_calloc((size_t)K, sizeof *f), *b = lk_calloc((size_t)K, sizeof *b),
            *u = lk_calloc((size_t)K, sizeof *u), *ready = lk_calloc((size_t)K * LK_PLAN_MAX_BUCKETS, sizeof *ready);
     lk_bucket *bk = NULL;
@@ -179,7 +180,7 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
     for (int s = 0; st == LK_OK && s < W + K; s++) {
         for (int i = 0; i < t->batch; i++) r.idx[i] = (s * t->batch + i) % d.n;
         lk_replica_load_batch(&r, &d, r.idx, t->batch);
-        if (o->comm && o->comm->world > 1) st = lk_comm_barrier(o->comm); /* the ranks' steps at once */
+        if (together) st = lk_comm_barrier(together); /* the ranks' steps at once */
         if (st != LK_OK) break;
         double t0 = lk_now();
         lk_tensor out;
@@ -206,12 +207,12 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
             ready[(size_t)k * K + (s - W)] = at;
         }
     }
-    if (st == LK_OK && o->comm && o->comm->world > 1) { /* a step waits for the slowest rank */
-        lk_comm *c = o->comm;
-        st = lk_comm_allreduce_f64(c, f, K, LK_REDUCE_MAX);
-        if (st == LK_OK) st = lk_comm_allreduce_f64(c, b, K, LK_REDUCE_MAX);
-        if (st == LK_OK) st = lk_comm_allreduce_f64(c, u, K, LK_REDUCE_MAX);
-        if (st == LK_OK && pm->nbuckets) st = lk_comm_allreduce_f64(c, ready, K * pm->nbuckets, LK_REDUCE_MAX);
+    if (st == LK_OK && together) { /* a step waits for the slowest rank */
+        st = lk_comm_allreduce_f64(together, f, K, LK_REDUCE_MAX);
+        if (st == LK_OK) st = lk_comm_allreduce_f64(together, b, K, LK_REDUCE_MAX);
+        if (st == LK_OK) st = lk_comm_allreduce_f64(together, u, K, LK_REDUCE_MAX);
+        if (st == LK_OK && pm->nbuckets)
+            st = lk_comm_allreduce_f64(together, ready, K * pm->nbuckets, LK_REDUCE_MAX);
     }
     if (st == LK_OK) {
         pm->fwd_ms = median(f, K), pm->bwd_ms = median(b, K), pm->opt_ms = median(u, K);
@@ -223,10 +224,10 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
         snprintf(desc, desc_size, "%s, batch %d per rank, %s (%d thread%s), %.2f MB of gradients in %d bucket%s of <= %g MB",
                  t->model, t->batch, r.dev->name, r.dev->threads, r.dev->threads == 1 ? "" : "s",
                  m->nparams * 4.0 / 1048576.0, pm->nbuckets, pm->nbuckets == 1 ? "" : "s", t->bucket_mb);
-        if (o->comm && o->comm->world > 1) {
+        if (together) {
             size_t len = strlen(desc);
             snprintf(desc + len, desc_size - len, "; %d ranks measuring at once, each step the slowest's",
-                     o->comm->world);
+                     together->world);
         }
     }
     lk_free(bk);

@@ -33,7 +33,6 @@
 
 #include <stdio.h>
 
-#include "../comm/comm.h"
 #include "trainer.h"
 
 #define LK_PLAN_MAX_BUCKETS 256
@@ -74,7 +73,8 @@ typedef struct {
                               (each step the slowest rank's times); rank 0 prints */
 } lk_plan_opts;
 
-/* Measures (one process) and prints the projection for 1, 2, 4 ... ranks and `ranks`. */
+/* Measures (every rank of o->comm at once) and prints, on rank 0, the projection for
+ * 1, 2, 4 ... ranks and `ranks`. */
 lk_status lk_plan(const lk_plan_opts *o, FILE *out);
 
 #endif
