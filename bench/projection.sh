@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Checks `lockstep plan` against emulated clusters: for each host count H and link speed,
 # a `bench comm` sweep on the emulated hosts, then per model the projection (plan
-# --comm-csv that sweep, measured here by H ranks at once, since the emulated hosts share
-# this machine's cores, with --shared-cores since those cores also carry the TCP
-# traffic; median of --reps runs) and the training it projects (the same job on the
-# emulated hosts, median of --reps runs), side by side.
+# --comm-csv that sweep --shared-cores, run on the H emulated hosts: they measure at once,
+# since they share this machine's cores, and their all-reduces beside backward, since
+# those cores also move the TCP traffic; median of --reps runs) and the training it
+# projects (the same job on the emulated hosts, median of --reps runs), side by side.
 #
 #   bench/projection.sh [--models "cnn mlp-wide"] [--hosts "2 4"] [--gbps "1 10 100"]
 #                       [--batch 64] [--steps 150] [--reps 3] [--out runs/projection]
 #
 # Writes DIR/projection.csv (model, hosts, gbps, predicted and measured samples/s, error)
 # and DIR/projection.md (the same as a markdown table), the sweeps as DIR/comm_H_G.csv,
-# and prints the table. Needs root (cluster/emulate) and a Release build.
+# the plans' reports as DIR/plan_MODEL_H_G_REP.txt, and prints the table. Needs root
+# (cluster/emulate) and a Release build.
 set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo_root"
@@ -25,7 +26,7 @@ while [[ $# -gt 0 ]]; do
     --steps) steps=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "projection.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -34,25 +35,24 @@ bin=$(readlink -f "${LK_BIN:-build/lockstep}")
 [[ $reps =~ ^[1-9][0-9]*$ ]] || { echo "projection.sh: --reps needs a positive number" >&2; exit 2; }
 mkdir -p "$out"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-root=(); [[ $(id -u) -eq 0 ]] && root=(--allow-run-as-root)
 csv=$out/projection.csv
 echo "model,hosts,gbps,batch,predicted,measured,error,measured_min,measured_max" >"$csv"
 emu() { # HOSTS GBPS ARGS... : lockstep ARGS on the emulated hosts
   local h=$1 g=$2
   shift 2
   # shellcheck disable=SC2016
-  cluster/emulate/cluster.sh --hosts "$h" --gbps "$g" -- sh -c '$LK_EMU_MPIRUN "$@"' sh "$bin" "$@" >/dev/null
+  cluster/emulate/cluster.sh --hosts "$h" --gbps "$g" -- sh -c '$LK_EMU_MPIRUN "$@"' sh "$bin" "$@"
 }
 for h in $hosts; do
   for g in $gbps; do
     sweep=$out/comm_${h}_${g}.csv
-    emu "$h" "$g" bench comm --min-bytes 4K --max-bytes 16M --csv "$sweep" 2>/dev/null
+    emu "$h" "$g" bench comm --min-bytes 4K --max-bytes 16M --csv "$sweep" >/dev/null 2>&1
     for m in $models; do
       preds=()
       for ((r = 0; r < reps; r++)); do
-        plan=$(mpirun "${root[@]}" -np "$h" --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 \
-          "$bin" plan --model "$m" --batch "$batch" --threads 1 --ranks "$h" --steps 40 --comm-csv "$sweep" \
-          --link-gbps "$g" --shared-cores </dev/null)
+        plan=$(emu "$h" "$g" plan --model "$m" --batch "$batch" --threads 1 --ranks "$h" --steps 40 \
+          --comm-csv "$sweep" --link-gbps "$g" --shared-cores </dev/null 2>/dev/null)
+        echo "$plan" >"$out/plan_${m}_${h}_${g}_$r.txt"
         p=$(awk -v n="$h" '$1 == n && NF >= 8 { print $6 }' <<<"$plan")
         [[ -n $p ]] || { echo "projection.sh: no $h-rank row in plan's output:"$'\n'"$plan" >&2; exit 1; }
         preds+=("$p")
@@ -62,7 +62,7 @@ for h in $hosts; do
       for ((r = 0; r < reps; r++)); do
         metrics=$(mktemp "${TMPDIR:-/tmp}/lk-proj.XXXXXX")
         emu "$h" "$g" train --model "$m" --steps "$steps" --batch "$batch" --threads 1 --bind none \
-          --val-limit 200 --eval-every 0 --log-every 10 --quiet --metrics "$metrics" 2>/dev/null
+          --val-limit 200 --eval-every 0 --log-every 10 --quiet --metrics "$metrics" >/dev/null 2>&1
         runs+=("$(/usr/bin/python3 -c 'import json,sys; print([json.loads(l) for l in open(sys.argv[1]) if "summary" in l][-1]["samples_per_s"])' "$metrics")")
         rm -f "$metrics"
       done

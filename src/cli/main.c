@@ -113,7 +113,7 @@ enum {
     O_LIMIT, O_COMM, O_ACCUM, O_BUCKET_MB, O_CHECK_EVERY, O_BIND,
     O_COMM_PROGRESS, O_SHM, O_COMM_TIMEOUT, O_GPU_COMM, O_LAYERS, O_HEADS, O_DIM, O_CTX, O_SYNC_BN,
     O_PROMPT, O_TOKENS, O_TEMPERATURE, O_TOP_K, O_COUNT, O_OUT, O_MIN_BYTES, O_MAX_BYTES, O_ITERS, O_SHARED_CORES,
-    O_WARMUP_ITERS, O_CSV, O_RANKS, O_LINK_GBPS, O_LATENCY_US, O_COMM_CSV,
+    O_WARMUP_ITERS, O_BARRIER, O_CSV, O_RANKS, O_LINK_GBPS, O_LATENCY_US, O_COMM_CSV,
 };
 
 static const struct option train_opts[] = {
@@ -389,7 +389,7 @@ static const struct option bench_opts[] = {
     {"warmup", 1, 0, O_WARMUP_ITERS}, {"device", 1, 0, O_DEVICE},       {"shm", 1, 0, O_SHM},
     {"gpu-comm", 1, 0, O_GPU_COMM},   {"comm-timeout", 1, 0, O_COMM_TIMEOUT},
     {"csv", 1, 0, O_CSV},             {"comm", 1, 0, O_COMM},           {"help", 0, 0, O_HELP},
-    {0, 0, 0, 0},
+    {"barrier", 0, 0, O_BARRIER},     {0, 0, 0, 0},
 };
 
 static void bench_usage(FILE *f)
@@ -398,6 +398,10 @@ static void bench_usage(FILE *f)
                "  --min-bytes N --max-bytes N   message sizes, doubling (default 4 .. 256M; K, M, G)\n"
                "  --iters N             timed all-reduces per size (default: ~64 MiB of traffic, 5..1000)\n"
                "  --warmup N            untimed ones first (default 2)\n"
+               "  --barrier             a barrier before each all-reduce, each timed alone (as OSU's\n"
+               "                        osu_allreduce; the ranks start in step, as a training step's\n"
+               "                        all-reduces do: the sweep for `plan --comm-csv`); default: back\n"
+               "                        to back, timed together (as nccl-tests)\n"
                "  --device D            where the buffer lives: cpu (default), auto, cuda[:N]\n"
                "  --shm auto|off        same-host ranks through shared memory or MPI (default auto)\n"
                "  --gpu-comm auto|nccl|mpi   device buffers through NCCL or staged through MPI\n"
@@ -430,6 +434,7 @@ static int cmd_bench(int argc, char **argv)
         case O_MAX_BYTES: s = lk_arg_bytes("--max-bytes", optarg, 4, (size_t)4 << 30, &o.max_bytes); break;
         case O_ITERS: s = lk_arg_int("--iters", optarg, 1, 1 << 20, &v), o.iters = (int)v; break;
         case O_WARMUP_ITERS: s = lk_arg_int("--warmup", optarg, 0, 1 << 20, &v), o.warmup = (int)v; break;
+        case O_BARRIER: o.barrier = 1; break;
         case O_DEVICE: o.device = optarg; break;
         case O_SHM: s = CHOICE("--shm", o.shm, NAMES("auto", "off"), VALUES(1, 0)); break;
         case O_GPU_COMM:
@@ -496,8 +501,11 @@ static int cmd_plan(int argc, char **argv)
                    "  --link-gbps B --latency-us A   the links (default 10 Gbit/s, 50 us)\n"
                    "  --comm-csv FILE       fit the all-reduce to `lockstep bench comm --csv` instead\n"
                    "  --steps K             steps measured here, after 3 of warm-up (default 20)\n"
-                   "  --shared-cores        the all-reduce's time beyond the --link-gbps wire's (fitted by\n"
-                   "                        --comm-csv) is work of the computing cores: CPU ranks over TCP\n"
+                   "  --shared-cores        the all-reduces need the cores that compute (CPU ranks over TCP):\n"
+                   "                        under mpirun, steps with the job's all-reduces after and beside\n"
+                   "                        backward measure their level and how much slower they run beside\n"
+                   "                        it; on one rank, their --comm-csv time beyond the --link-gbps\n"
+                   "                        wire's is taken from backward\n"
                    "  under mpirun -np K, K ranks measure at once (K sharing a host), each step the slowest\n"
                    "  --data SPEC --batch B --threads N --bucket-mb X --optim NAME\n"
                    "  --layers --heads --dim --ctx   as for train\n");

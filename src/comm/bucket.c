@@ -30,11 +30,11 @@ int lk_buckets_plan(const lk_model *m, size_t bucket_bytes, size_t lo, size_t hi
         if (!l->param_count || l->param_offset < lo || l->param_offset >= hi) continue;
         size_t end = l->param_offset + l->param_count;
         if (end - begin >= limit && n < cap - 1) {
-            b[n++] = (lk_bucket){begin, end, 0};
+            b[n++] = (lk_bucket){begin, end, 0, 0.0, 0.0};
             begin = end;
         }
     }
-    if (begin < hi || n == 0) b[n++] = (lk_bucket){begin, hi, 0};
+    if (begin < hi || n == 0) b[n++] = (lk_bucket){begin, hi, 0, 0.0, 0.0};
     return n;
 }
 
@@ -122,7 +122,7 @@ void lk_buckets_begin(lk_buckets *b, int active)
     b->active = active;
     b->status = LK_OK;
     b->t_first_start = b->t_last_done = 0.0;
-    for (int i = 0; i < b->n; i++) b->b[i].done = 0;
+    for (int i = 0; i < b->n; i++) b->b[i].done = 0, b->b[i].t_start = b->b[i].t_done = 0.0;
     b->finishing = b->complete = 0;
     if (b->mode == LK_PROGRESS_THREAD) pthread_mutex_unlock(&b->mu);
 }
@@ -131,7 +131,8 @@ static void start(lk_buckets *b, int i)
 {
     lk_bucket *k = &b->b[i];
     if (b->status != LK_OK) return;
-    if (i == 0) b->t_first_start = lk_now();
+    k->t_start = lk_now();
+    if (i == 0) b->t_first_start = k->t_start;
     b->status = lk_comm_allreduce_start(b->comm, b->grads + k->begin, k->end - k->begin,
                                         LK_REDUCE_SUM, i);
 }
@@ -145,7 +146,7 @@ static void progress(lk_buckets *b)
         b->status = lk_comm_test(b->comm, i, &done);
         if (done) {
             b->b[i].done = 1;
-            b->t_last_done = lk_now();
+            b->t_last_done = b->b[i].t_done = lk_now();
         }
     }
 }
@@ -177,6 +178,7 @@ static void *comm_thread(void *arg)
             pthread_mutex_lock(&b->mu);
             if (i == 0) b->t_first_start = t0;
             b->t_last_done = t1;
+            k->t_start = t0, k->t_done = t1;
             k->done = 1;
             if (st != LK_OK) {
                 b->status = st;
@@ -228,7 +230,7 @@ lk_status lk_buckets_finish(lk_buckets *b)
             if (b->b[i].done) continue;
             b->status = lk_comm_wait(b->comm, i);
             b->b[i].done = 1;
-            b->t_last_done = lk_now();
+            b->t_last_done = b->b[i].t_done = lk_now();
         }
     }
     double t1 = lk_now();

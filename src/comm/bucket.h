@@ -31,6 +31,7 @@
 typedef struct {
     size_t begin, end;
     int done;
+    double t_start, t_done; /* this step's all-reduce in flight (lk_now; t_done when seen done) */
 } lk_bucket;
 
 /* AUTO: THREAD where the communicator allows a second thread, else LAYERS */

@@ -59,11 +59,23 @@ static lk_status sweep(lk_comm *c, const lk_bench_comm_opts *o, lk_device *dev, 
         for (int i = 0; i < o->warmup; i++) LK_CHECK(lk_comm_allreduce(c, buf, n, LK_REDUCE_SUM));
         lk_sync(dev);
         LK_CHECK(lk_comm_barrier(c));
-        double t0 = lk_now();
-        for (int i = 0; i < iters; i++) LK_CHECK(lk_comm_allreduce(c, buf, n, LK_REDUCE_SUM));
-        lk_sync(dev);
+        double t = 0.0;
+        if (o->barrier) { /* each one alone, the ranks in step, as a training step's first bucket */
+            for (int i = 0; i < iters; i++) {
+                LK_CHECK(lk_comm_barrier(c));
+                double t0 = lk_now();
+                LK_CHECK(lk_comm_allreduce(c, buf, n, LK_REDUCE_SUM));
+                lk_sync(dev);
+                t += lk_now() - t0;
+            }
+        } else { /* back to back, as nccl-tests */
+            double t0 = lk_now();
+            for (int i = 0; i < iters; i++) LK_CHECK(lk_comm_allreduce(c, buf, n, LK_REDUCE_SUM));
+            lk_sync(dev);
+            t = lk_now() - t0;
+        }
         LK_CHECK(lk_device_status(dev));
-        double t = (lk_now() - t0) / iters; /* the slowest rank's */
+        t /= iters; /* the slowest rank's */
         LK_CHECK(lk_comm_allreduce_f64(c, &t, 1, LK_REDUCE_MAX));
         lk_bench_comm_row r = {bytes, t * 1e6, (double)bytes / t / 1e9, 0.0, wrong};
         r.busbw = r.algbw * factor;
@@ -106,6 +118,8 @@ lk_status lk_bench_comm(lk_comm *c, const lk_bench_comm_opts *o, FILE *out, lk_b
                      "buffers on %s, through %s\n",
                 c->world, c->world == 1 ? "" : "s", c->local_world, dev->name,
                 c->nccl ? lk_nccl_version() : c->shm ? c->shm_note : c->library[0] ? c->library : c->vt->name);
+        fprintf(out, "# %s\n", o->barrier ? "each all-reduce timed alone, after a barrier (--barrier)"
+                                          : "all-reduces back to back, timed together");
         fprintf(out, "# time: the slowest rank's mean; algbw = size / time; busbw = algbw x 2(n-1)/n (GB/s = 1e9 B/s)\n");
         fprintf(out, "#%11s %11s %7s %11s %12s %12s %7s\n", "size(B)", "count", "iters", "time(us)",
                 "algbw(GB/s)", "busbw(GB/s)", "#wrong");

@@ -15,6 +15,8 @@ typedef struct {
     size_t min_bytes, max_bytes; /* sizes double from min to max (4 B .. 256 MiB) */
     int iters;                   /* timed iterations per size (0: about 64 MiB of traffic, 5..1000) */
     int warmup;                  /* untimed iterations first */
+    int barrier;                 /* 1: a barrier before each, each timed alone (as OSU's osu_allreduce);
+                                  * 0: back to back, timed together (as nccl-tests) */
     const char *device;          /* where the buffer lives: auto, cpu, cuda[:N] */
     int shm;                     /* same-host ranks through shared memory (auto) or MPI */
     int gpu_comm;                /* lk_gpu_comm for device buffers */

@@ -26,21 +26,27 @@ double lk_plan_allreduce_s(double bytes, int n, double alpha, double beta, int *
 }
 
 lk_plan_row lk_plan_project(const lk_plan_measure *m, int n, double alpha, double beta, double cpu_share,
-                            double step1_ms)
+                            double comm_rate, double step1_ms)
 {
     lk_plan_row r;
     memset(&r, 0, sizeof r);
     r.ranks = n;
     /* from the start of backward: t wall time, w compute done (ms of backward alone) */
     const double W = m->bwd_ms, slowed = 1.0 - LK_MIN(LK_MAX(cpu_share, 0.0), 1.0);
+    const double rate = LK_MIN(LK_MAX(comm_rate, 0.01), 1.0);
     double t = 0.0, w = 0.0;
     for (int i = 0; i < m->nbuckets && n > 1; i++) {
         if (w < m->ready_ms[i]) t += m->ready_ms[i] - w, w = m->ready_ms[i]; /* computing, nothing in flight */
         int tree;
-        const double d = lk_plan_allreduce_s(m->bucket_bytes[i], n, alpha, beta, &tree) * 1e3;
-        w = LK_MIN(W, w + d * slowed); /* backward goes on beside it, slowed by its share of the cores */
-        t += d;
-        r.comm_ms += d;
+        double d = lk_plan_allreduce_s(m->bucket_bytes[i], n, alpha, beta, &tree) * 1e3; /* ms of it alone */
+        const double t_start = t;
+        if (w < W) { /* beside backward: backward at `slowed`, the all-reduce at `rate` */
+            const double tb = slowed > 0.0 ? (W - w) / slowed : INFINITY, tc = d / rate;
+            if (tc <= tb) t += tc, w += tc * slowed, d = 0.0;
+            else t += tb, w = W, d -= tb * rate;
+        }
+        t += d; /* the rest of it alone */
+        r.comm_ms += t - t_start;
         r.tree_buckets += tree;
         r.ring_buckets += !tree;
     }
@@ -114,12 +120,14 @@ lk_status lk_plan_fit_csv(const char *path, double lo, double hi, double *alpha,
     return LK_OK;
 }
 
-/* the bucketer's view of backward: when each layer's gradients became final */
+/* the bucketer's view of backward: when each layer's gradients became final (and, in
+ * the steps that all-reduce beside backward, the buckets it feeds) */
 typedef struct {
     double t0;
     int n;
     size_t ready[LK_PLAN_MAX_BUCKETS * 4];
     double at[LK_PLAN_MAX_BUCKETS * 4];
+    lk_buckets *feed;
 } timeline;
 
 static void on_ready(void *user, size_t offset, size_t count)
@@ -129,6 +137,26 @@ static void on_ready(void *user, size_t offset, size_t count)
         t->ready[t->n] = offset + count;
         t->at[t->n++] = (lk_now() - t->t0) * 1e3;
     }
+    if (t->feed) lk_buckets_grad_ready(t->feed, offset, count);
+}
+
+double lk_plan_comm_rate(double comm_beside_ms, double comm_alone_ms, double overlap_ms)
+{
+    if (!(overlap_ms > 1e-3)) return 1.0;
+    /* comm_alone = rate x overlap + (comm_beside - overlap): the part beside backward went at rate */
+    return LK_MIN(LK_MAX(1.0 - (comm_beside_ms - comm_alone_ms) / overlap_ms, 0.01), 1.0);
+}
+
+/* the ms of backward [t1, t2] during which one of the step's all-reduces was in flight
+ * (they run one after another) */
+static double overlap_ms(const lk_buckets *bs, double t1, double t2)
+{
+    double ms = 0.0;
+    for (int k = 0; k < bs->n; k++) {
+        const double a = LK_MAX(bs->b[k].t_start, t1), z = LK_MIN(bs->b[k].t_done, t2);
+        if (z > a) ms += (z - a) * 1e3;
+    }
+    return ms;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -155,9 +183,13 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
     const int K = o->steps, W = 3;
     lk_comm *together = o->comm && o->comm->world > 1 ? o->comm : NULL; /* ranks measuring at once */
     double *f = lk_calloc((size_t)K, sizeof *f), *b = lk_calloc((size_t)K, sizeof *b),
-           *u = lk_calloc((size_t)K, sizeof *u), *ready = lk_calloc((size_t)K * LK_PLAN_MAX_BUCKETS, sizeof *ready);
+           *u = lk_calloc((size_t)K, sizeof *u), *ready = lk_calloc((size_t)K * LK_PLAN_MAX_BUCKETS, sizeof *ready),
+           *bb = lk_calloc((size_t)K, sizeof *bb), *ov = lk_calloc((size_t)K, sizeof *ov),
+           *cb = lk_calloc((size_t)K, sizeof *cb), *ca = lk_calloc((size_t)K, sizeof *ca);
     lk_bucket *bk = NULL;
-    lk_status st = tl && f && b && u && ready ? LK_OK : LK_ERR(LK_ERR_NOMEM, "plan: out of memory");
+    int nbk = 0;
+    lk_buckets *feed = NULL;
+    lk_status st = tl && f && b && u && ready && bb && ov && cb && ca ? LK_OK : LK_ERR(LK_ERR_NOMEM, "plan: out of memory");
     if (st == LK_OK) st = lk_data_open(t->data, "train", lk_arch_resolve(&t->arch).ctx, &d);
     if (st == LK_OK && d.n < t->batch) st = LK_ERR(LK_ERR_ARG, "plan: %s has %d samples, fewer than --batch %d", t->data, d.n, t->batch);
     if (st == LK_OK)
@@ -172,39 +204,78 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
         const int cap = lk_buckets_cap(m);
         bk = lk_calloc((size_t)cap, sizeof *bk);
         if (!bk) st = LK_ERR(LK_ERR_NOMEM, "plan: out of memory");
-        else pm->nbuckets = LK_MIN(lk_buckets_plan(m, (size_t)(t->bucket_mb * 1048576.0), 0, m->nparams, bk, cap),
-                                   LK_PLAN_MAX_BUCKETS);
+        else nbk = lk_buckets_plan(m, (size_t)(t->bucket_mb * 1048576.0), 0, m->nparams, bk, cap);
+        if (nbk > LK_PLAN_MAX_BUCKETS) { /* the last one modelled takes the rest */
+            bk[LK_PLAN_MAX_BUCKETS - 1].end = bk[nbk - 1].end;
+            nbk = LK_PLAN_MAX_BUCKETS;
+        }
+        pm->nbuckets = nbk;
         m->on_grad_ready = on_ready;
         m->grad_ready_user = tl;
     }
-    for (int s = 0; st == LK_OK && s < W + K; s++) {
-        for (int i = 0; i < t->batch; i++) r.idx[i] = (s * t->batch + i) % d.n;
-        lk_replica_load_batch(&r, &d, r.idx, t->batch);
+    /* --shared-cores with ranks measuring together: each step alone is followed by one whose
+     * buckets all-reduce over the job's communicator beside backward, as training's do, and
+     * one whose buckets all-reduce after backward, alone (the three kinds interleaved, so
+     * that the machine's drift is the same in all) */
+    const int beside = o->shared_cores && together, kinds = beside ? 3 : 1;
+    if (st == LK_OK && beside) {
+        st = lk_comm_use_device(together, r.dev, m->nparams * sizeof(float));
+        if (st == LK_OK)
+            st = lk_buckets_create(&feed, together, m, (size_t)(t->bucket_mb * 1048576.0), LK_PROGRESS_AUTO);
+        m->on_grad_ready = on_ready; /* the buckets hooked themselves: the timeline feeds them */
+        m->grad_ready_user = tl;
+    }
+    for (int s = 0; st == LK_OK && s < (W + K) * kinds; s++) {
+        const int kind = s % kinds, step = s / kinds, with = kind == 1; /* with: all-reduces beside */
         if (together) st = lk_comm_barrier(together); /* the ranks' steps at once */
         if (st != LK_OK) break;
-        double t0 = lk_now();
+        double t0 = lk_now(); /* the step as training times it: from loading its batch, scattered as
+                               * the sampler's shuffle leaves it */
+        const long long stride = d.n % 7919 ? 7919 : 1;
+        for (int i = 0; i < t->batch; i++) r.idx[i] = (int)(((long long)step * t->batch + i) * stride % d.n);
+        lk_replica_load_batch(&r, &d, r.idx, t->batch);
         lk_tensor out;
-        st = lk_model_forward(m, t->batch, 1, s, &out);
+        st = lk_model_forward(m, t->batch, 1, step, &out);
         if (st == LK_OK) st = lk_replica_loss(&r, &out, t->batch, 1, 1.0f, 0);
         lk_sync(r.dev);
         double t1 = lk_now();
         tl->n = 0;
         tl->t0 = t1;
-        if (st == LK_OK) st = lk_model_backward_ex(m, t->batch, s, LK_GRADS_REPLACE);
+        tl->feed = with ? feed : NULL;
+        if (feed) lk_buckets_begin(feed, with);
+        if (st == LK_OK) st = lk_model_backward_ex(m, t->batch, step, LK_GRADS_REPLACE);
         double t2 = lk_now();
-        if (st == LK_OK) st = lk_optim_step(opt, m->params, m->grads, 1.0f);
+        if (feed) {
+            lk_status fs = lk_buckets_finish(feed);
+            if (st == LK_OK) st = fs;
+        }
+        double ta = lk_now();
+        for (int k = 0; k < pm->nbuckets && kind == 2 && st == LK_OK; k++) /* after backward, alone */
+            st = lk_comm_allreduce(together, m->grads + bk[k].begin, bk[k].end - bk[k].begin, LK_REDUCE_SUM);
+        const double after_ms = (lk_now() - ta) * 1e3;
+        const float scale = kind ? 1.0f / (float)together->world : 1.0f; /* summed over the ranks */
+        if (st == LK_OK) st = lk_optim_step(opt, m->params, m->grads, scale);
         lk_sync(r.dev);
         double t3 = lk_now();
-        if (s < W || st != LK_OK) continue;
-        f[s - W] = (t1 - t0) * 1e3, b[s - W] = (t2 - t1) * 1e3, u[s - W] = (t3 - t2) * 1e3;
+        if (step < W || st != LK_OK) continue;
+        if (kind == 2) {
+            ca[step - W] = after_ms;
+            continue;
+        }
+        if (with) {
+            bb[step - W] = (t2 - t1) * 1e3, ov[step - W] = overlap_ms(feed, t1, t2);
+            for (int k = 0; k < feed->n; k++) cb[step - W] += (feed->b[k].t_done - feed->b[k].t_start) * 1e3;
+            continue;
+        }
+        f[step - W] = (t1 - t0) * 1e3, b[step - W] = (t2 - t1) * 1e3, u[step - W] = (t3 - t2) * 1e3;
         for (int k = 0; k < pm->nbuckets; k++) { /* the first callback that completes bucket k */
-            double at = b[s - W];
+            double at = b[step - W];
             for (int e = 0; e < tl->n; e++)
                 if (tl->ready[e] >= bk[k].end) {
                     at = tl->at[e];
                     break;
                 }
-            ready[(size_t)k * K + (s - W)] = at;
+            ready[(size_t)k * K + (step - W)] = at;
         }
     }
     if (st == LK_OK && together) { /* a step waits for the slowest rank */
@@ -213,9 +284,18 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
         if (st == LK_OK) st = lk_comm_allreduce_f64(together, u, K, LK_REDUCE_MAX);
         if (st == LK_OK && pm->nbuckets)
             st = lk_comm_allreduce_f64(together, ready, K * pm->nbuckets, LK_REDUCE_MAX);
+        if (st == LK_OK && beside) st = lk_comm_allreduce_f64(together, bb, K, LK_REDUCE_MAX);
+        if (st == LK_OK && beside) st = lk_comm_allreduce_f64(together, ov, K, LK_REDUCE_MAX);
+        if (st == LK_OK && beside) st = lk_comm_allreduce_f64(together, cb, K, LK_REDUCE_MAX);
+        if (st == LK_OK && beside) st = lk_comm_allreduce_f64(together, ca, K, LK_REDUCE_MAX);
     }
     if (st == LK_OK) {
         pm->fwd_ms = median(f, K), pm->bwd_ms = median(b, K), pm->opt_ms = median(u, K);
+        if (beside) {
+            pm->beside = 1;
+            pm->bwd_beside_ms = median(bb, K), pm->overlap_ms = median(ov, K), pm->comm_beside_ms = median(cb, K);
+            pm->comm_after_ms = median(ca, K);
+        }
         pm->batch = t->batch;
         for (int k = 0; k < pm->nbuckets; k++) {
             pm->bucket_bytes[k] = (double)(bk[k].end - bk[k].begin) * sizeof(float);
@@ -230,8 +310,10 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
                      together->world);
         }
     }
+    lk_buckets_destroy(feed);
+    if (beside) lk_comm_use_device(together, NULL, 0);
     lk_free(bk);
-    lk_free(tl), lk_free(f), lk_free(b), lk_free(u), lk_free(ready);
+    lk_free(tl), lk_free(f), lk_free(b), lk_free(u), lk_free(ready), lk_free(bb), lk_free(ov), lk_free(cb), lk_free(ca);
     lk_optim_destroy(opt);
     lk_replica_free(&r);
     lk_dataset_free(&d);
@@ -245,8 +327,10 @@ lk_status lk_plan(const lk_plan_opts *o, FILE *out)
     if (o->steps < 1) return LK_ERR(LK_ERR_ARG, "--steps must be at least 1");
     double alpha = o->latency_us * 1e-6, beta = 8.0 / (o->link_gbps * 1e9);
     int fitted = 0;
-    if (o->shared_cores && !o->comm_csv)
-        return LK_ERR(LK_ERR_ARG, "--shared-cores needs --comm-csv: the sweep's time beyond the link's is the cores'");
+    const int together = o->comm && o->comm->world > 1;
+    if (o->shared_cores && !together && !o->comm_csv)
+        return LK_ERR(LK_ERR_ARG, "--shared-cores on one rank needs --comm-csv (the sweep's time beyond the "
+                                  "link's is the cores'), or run plan under mpirun to measure it");
     if (o->comm_csv) LK_CHECK(lk_plan_fit_csv(o->comm_csv, 0.0, INFINITY, &alpha, &beta, &fitted)); /* readable? */
     lk_plan_measure pm;
     memset(&pm, 0, sizeof pm);
@@ -259,10 +343,23 @@ lk_status lk_plan(const lk_plan_opts *o, FILE *out)
         hi = LK_MAX(hi, pm.bucket_bytes[k]);
     }
     if (o->comm_csv) LK_CHECK(lk_plan_fit_csv(o->comm_csv, lo / 4, hi * 4, &alpha, &beta, &fitted));
-    /* the part of an all-reduce's time the wire does not explain is the computing cores' work */
-    const double wire = 8.0 / (o->link_gbps * 1e9), share = o->shared_cores ? LK_MAX(0.0, 1.0 - wire / beta) : 0.0;
+    /* shared cores: measured, the all-reduces beside backward run slower than alone (the
+     * compute keeps the cores, the comm thread waits for one); on one rank, estimated, the
+     * part of their fitted time the wire does not explain is the cores', taken from backward */
+    const double wire = 8.0 / (o->link_gbps * 1e9);
+    const int beside = o->shared_cores && pm.beside;
+    const double share = o->shared_cores && !beside ? LK_MAX(0.0, 1.0 - wire / beta) : 0.0;
+    double model_ms = 0.0; /* the measured steps' all-reduces as the model has them */
+    for (int k = 0; k < pm.nbuckets && beside; k++)
+        model_ms += lk_plan_allreduce_s(pm.bucket_bytes[k], o->comm->world, alpha, beta, NULL) * 1e3;
+    const double rate = beside ? lk_plan_comm_rate(pm.comm_beside_ms, pm.comm_after_ms, pm.overlap_ms) : 1.0;
+    /* the level of the job's all-reduces in a step is what the measured steps saw (the
+     * sweep's back-to-back ones, on a quiet machine, are not a step's); the sweep gives
+     * the rest, how they grow with size and ranks */
+    const double scale = beside && model_ms > 0.0 && pm.comm_after_ms > 0.0 ? pm.comm_after_ms / model_ms : 1.0;
     fprintf(out, "# lockstep plan: %s\n", desc);
-    fprintf(out, "# measured (median of %d steps): forward %.3f ms, backward %.3f ms, optimizer %.3f ms\n",
+    fprintf(out, "# measured (median of %d steps): forward (from loading the batch) %.3f ms, backward %.3f ms, "
+                 "optimizer %.3f ms\n",
             o->steps, pm.fwd_ms, pm.bwd_ms, pm.opt_ms);
     for (int k = 0; k < pm.nbuckets; k++)
         fprintf(out, "#   bucket %d: %.3f MB, final %.3f ms into backward\n", k, pm.bucket_bytes[k] / 1048576.0,
@@ -273,15 +370,22 @@ lk_status lk_plan(const lk_plan_opts *o, FILE *out)
     else
         fprintf(out, "# all-reduce: alpha %.2f us a hop, %.3f GB/s a link (%g Gbit/s)\n", alpha * 1e6, 1e-9 / beta,
                 o->link_gbps);
-    if (o->shared_cores)
+    if (beside)
+        fprintf(out, "# shared cores: measured, the job's all-reduces took %.3f ms a step after backward, where the "
+                     "model has %.3f ms: its times x %.3f; %.3f ms beside backward (%.3f ms of it during backward): "
+                     "beside backward they run at %.0f%% (backward took %.3f ms beside them, %.3f ms alone)\n",
+                pm.comm_after_ms, model_ms, scale, pm.comm_beside_ms, pm.overlap_ms, 100 * rate, pm.bwd_beside_ms,
+                pm.bwd_ms);
+    else if (o->shared_cores)
         fprintf(out, "# shared cores: %.0f%% of each all-reduce is work of the computing cores (beyond the %g Gbit/s "
                      "wire's %.3f GB/s): backward beside it runs at %.0f%%\n",
                 100 * share, o->link_gbps, 1e-9 / wire, 100 * (1 - share));
     fprintf(out, "# %6s %10s %10s %11s %7s %12s %10s  %s\n", "ranks", "step_ms", "comm_ms", "exposed_ms", "hidden",
             "samples/s", "efficiency", "buckets ring/tree");
-    lk_plan_row one = lk_plan_project(&pm, 1, alpha, beta, share, 0.0);
+    alpha *= scale, beta *= scale;
+    lk_plan_row one = lk_plan_project(&pm, 1, alpha, beta, share, rate, 0.0);
     for (int n = 1;; n = n * 2 > o->ranks && n < o->ranks ? o->ranks : n * 2) {
-        lk_plan_row r = lk_plan_project(&pm, n, alpha, beta, share, one.step_ms);
+        lk_plan_row r = lk_plan_project(&pm, n, alpha, beta, share, rate, one.step_ms);
         char hid[16] = "-";
         if (!isnan(r.hidden)) snprintf(hid, sizeof hid, "%.3f", r.hidden);
         fprintf(out, "  %6d %10.3f %10.3f %11.3f %7s %12.1f %10.3f  %d/%d\n", n, r.step_ms, r.comm_ms, r.exposed_ms,

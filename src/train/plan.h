@@ -21,13 +21,30 @@
  * cores, memory and PCIe (K = ranks per node; on an emulated cluster, every host), with
  * the wait for the slowest rank in it.
  *
- * Where the all-reduce is the computing cores' own work too (CPU ranks over TCP, whose
- * copies and protocol run on those cores; hosts emulated on one machine), overlap is
- * not free: with --shared-cores, the share of the fitted all-reduce time that the wire
- * does not explain, share = 1 - beta_link / beta_fitted (beta_link from --link-gbps),
- * is taken as the cores', and backward beside an all-reduce runs at 1 - share of its
- * speed (a wire-bound all-reduce, share 0, hides for free; a CPU-bound one, share ~1,
- * does not hide at all). */
+ * Where the all-reduce needs the cores that compute (CPU ranks over TCP, whose copies,
+ * protocol and progress run on those cores; hosts emulated on one machine), overlap is
+ * not free, and --shared-cores models it:
+ *   under mpirun (2 or more ranks), measured: each step alone is followed by one whose
+ *   buckets all-reduce over the job's communicator beside backward, as training's do,
+ *   and one whose buckets all-reduce after backward, alone. The latter's time
+ *   (comm_after) sets the level of the alpha-beta model: alpha and beta are scaled by
+ *   comm_after / comm_model (comm_model: the same all-reduces on the measuring ranks in
+ *   the model fitted to the sweep, whose back-to-back all-reduces on an otherwise idle
+ *   machine are not those of a step, which start after compute, with the links idle
+ *   and the ranks in step). Where the ranks' compute fills the cores, the compute keeps
+ *   them and the comm thread waits for one at every step of its all-reduce: backward
+ *   runs as fast as alone, the all-reduces slower. Beside backward they run at
+ *       rate = 1 - (comm_beside - comm_after) / overlap
+ *   of their speed alone (comm_beside: their time in a step beside backward, each start
+ *   to done; overlap: the part of it during backward), and after backward at full
+ *   speed. Run plan on the ranks and network it projects (a few nodes of the cluster;
+ *   the emulated hosts), so that the all-reduces it measures are theirs; at N = those
+ *   ranks the projection then rebuilds the measured step from its parts.
+ *   on one rank, estimated: the share of the fitted all-reduce time that the wire does
+ *   not explain, share = 1 - beta_link / beta_fitted (beta_link from --link-gbps), is
+ *   taken as the cores', and backward beside an all-reduce runs at 1 - share of its
+ *   speed (a wire-bound all-reduce, share 0, hides for free; a CPU-bound one, share ~1,
+ *   does not hide at all). */
 #ifndef LK_PLAN_H
 #define LK_PLAN_H
 
@@ -43,6 +60,10 @@ typedef struct {
     double bucket_bytes[LK_PLAN_MAX_BUCKETS];
     double ready_ms[LK_PLAN_MAX_BUCKETS]; /* from the start of backward */
     int batch;
+    int beside;                           /* also measured with the all-reduces beside backward: */
+    double bwd_beside_ms, overlap_ms;     /* that backward, and how long one was in flight in it */
+    double comm_beside_ms;                /* the step's all-reduces, each start to done, summed */
+    double comm_after_ms;                 /* the same all-reduced after backward, alone */
 } lk_plan_measure;
 
 typedef struct {
@@ -53,9 +74,15 @@ typedef struct {
 
 /* The cost of one all-reduce of `bytes` over n ranks; *tree = 1 when the tree is cheaper. */
 double lk_plan_allreduce_s(double bytes, int n, double alpha, double beta, int *tree);
-/* The projected step on n ranks. */
+/* How fast the all-reduces went beside backward, measured: they took comm_beside_ms where
+ * the model has comm_alone_ms, overlap_ms of it beside backward, the rest alone: the part
+ * beside ran at 1 - (beside - alone) / overlap of the speed alone (clamped to 0.01..1;
+ * 1 when nothing overlapped). */
+double lk_plan_comm_rate(double comm_beside_ms, double comm_alone_ms, double overlap_ms);
+/* The projected step on n ranks; beside backward, backward runs at 1 - cpu_share and an
+ * all-reduce at comm_rate of their speeds alone. */
 lk_plan_row lk_plan_project(const lk_plan_measure *m, int n, double alpha, double beta,
-                            double cpu_share, double step1_ms);
+                            double cpu_share, double comm_rate, double step1_ms);
 /* Fits alpha and beta to the rows of a bench-comm CSV measured on `ranks` ranks (those of
  * lo..hi bytes where there are 2, else all): least squares of the relative error of
  * time against size, through the ring formula. */
@@ -67,8 +94,8 @@ typedef struct {
     double link_gbps, latency_us;
     const char *comm_csv;  /* fit alpha, beta to this sweep instead */
     int steps;             /* measured steps after 3 of warm-up */
-    int shared_cores;      /* the all-reduce's own work (its time beyond the link's) runs on
-                              the cores that compute (CPU ranks over TCP, emulated hosts) */
+    int shared_cores;      /* the all-reduces need the cores that compute (CPU ranks over
+                              TCP, emulated hosts): measured under mpirun, else estimated */
     lk_comm *comm;         /* the launch: with N ranks, all N measure at once on this host
                               (each step the slowest rank's times); rank 0 prints */
 } lk_plan_opts;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # lockstep bench comm: one row per size (doubling, both ends included), no element wrong
 # in the checked all-reduce, busbw = algbw x 2(n-1)/n, the CSV; 2 ranks through shared
-# memory, 3 through MPI, a world of one; the errors of its flags.
+# memory, 3 through MPI (back to back, and each after a barrier), a world of one; the
+# errors of its flags.
 source "$(dirname "$0")/common.bash"
 rows() { # FILE WORLD -> checks the table and prints its row count
   /usr/bin/python3 - "$1" "$2" <<'PY'
@@ -28,6 +29,11 @@ head -1 "$TMP/two.csv" | grep -q "^bytes,count,iters,time_us,algbw_gbs,busbw_gbs
 mpi -n 3 --oversubscribe bench comm --min-bytes 1K --max-bytes 64K --iters 5 --shm off >"$TMP/three.txt"
 grep -q "Open MPI" "$TMP/three.txt" || fail "--shm off did not go through MPI"
 [[ $(rows "$TMP/three.txt" 3) == "7 1024 65536" ]] || fail "3 ranks: expected 7 rows from 1 KiB to 64 KiB"
+grep -q "back to back" "$TMP/three.txt" || fail "the default is not back to back"
+# --barrier: each all-reduce alone after a barrier, the same table and the same sums
+mpi -n 3 --oversubscribe bench comm --min-bytes 1K --max-bytes 64K --iters 5 --shm off --barrier >"$TMP/bar.txt"
+grep -q "each all-reduce timed alone, after a barrier" "$TMP/bar.txt" || fail "--barrier: no such line: $(cat "$TMP/bar.txt")"
+[[ $(rows "$TMP/bar.txt" 3) == "7 1024 65536" ]] || fail "--barrier, 3 ranks: expected 7 rows from 1 KiB to 64 KiB"
 "$LK" bench comm --max-bytes 64 --iters 3 >"$TMP/one.txt"
 [[ $(rows "$TMP/one.txt" 1) == "5 4 64" ]] || fail "a world of one: expected 5 rows"
 expect_fail 2 "which one" -- "$LK" bench

@@ -28,16 +28,21 @@ PY
 mpi -n 2 --oversubscribe bench comm --min-bytes 1K --max-bytes 1M --iters 3 --csv "$TMP/comm.csv" >/dev/null
 "$LK" plan --model mlp --ranks 2 --comm-csv "$TMP/comm.csv" --steps 3 >"$TMP/fit"
 grep -q "fitted to $TMP/comm.csv (2 ranks; sizes" "$TMP/fit" || fail "no fit: $(cat "$TMP/fit")"
-# --shared-cores: the fitted time beyond the wire's slows backward beside it
+# --shared-cores on one rank: the fitted time beyond the wire's slows backward beside it
 "$LK" plan --model mlp --ranks 2 --comm-csv "$TMP/comm.csv" --link-gbps 1000 --shared-cores --steps 3 >"$TMP/shared"
 grep -q "shared cores: [0-9]*% of each all-reduce" "$TMP/shared" || fail "no shared-cores line: $(cat "$TMP/shared")"
 # under mpirun the ranks measure at once; rank 0 alone prints
 mpi -n 2 --oversubscribe plan --model mlp --ranks 4 --link-gbps 10 --steps 3 >"$TMP/two"
 [[ $(grep -c "^# lockstep plan" "$TMP/two") -eq 1 ]] || fail "expected one report: $(cat "$TMP/two")"
 grep -q "2 ranks measuring at once" "$TMP/two" || fail "not measured at once: $(cat "$TMP/two")"
+# ... and with --shared-cores they measure their all-reduces after and beside backward
+mpi -n 2 --oversubscribe plan --model mlp --ranks 4 --link-gbps 10 --steps 3 --shared-cores >"$TMP/beside"
+grep -Eq "shared cores: measured, the job's all-reduces took [0-9.]+ ms a step after backward, .* x [0-9.]+; .* beside backward they run at [0-9]+%" \
+  "$TMP/beside" || fail "no measured all-reduce speed: $(cat "$TMP/beside")"
+[[ $(grep -c "^# lockstep plan" "$TMP/beside") -eq 1 ]] || fail "expected one report: $(cat "$TMP/beside")"
 expect_fail 1 "not a \`lockstep bench comm --csv\` file" -- "$LK" plan --model mlp --comm-csv /etc/hostname
 expect_fail 2 "unknown --model" -- "$LK" plan --model nosuch --steps 1
 expect_fail 2 "--link-gbps" -- "$LK" plan --model mlp --link-gbps 0
 expect_fail 2 "not modelled" -- "$LK" plan --model gan --steps 1
-expect_fail 2 "--shared-cores needs --comm-csv" -- "$LK" plan --model mlp --shared-cores --steps 1
+expect_fail 2 "--shared-cores on one rank needs --comm-csv" -- "$LK" plan --model mlp --shared-cores --steps 1
 echo PASS

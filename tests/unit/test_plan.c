@@ -37,12 +37,12 @@ static void test_timeline(void **state)
     m.fwd_ms = 10, m.bwd_ms = 20, m.opt_ms = 1, m.batch = 32, m.nbuckets = 2;
     m.bucket_bytes[0] = m.bucket_bytes[1] = 1e6;
     m.ready_ms[0] = 5, m.ready_ms[1] = 20;
-    lk_plan_row one = lk_plan_project(&m, 1, 0.0, 1e-9, 0.0, 0.0);
+    lk_plan_row one = lk_plan_project(&m, 1, 0.0, 1e-9, 0.0, 1.0, 0.0);
     NEAR(one.step_ms, 31, 1e-12);
     assert_true(isnan(one.hidden));
     /* 2 ranks: each all-reduce 1 ms; the first hides under backward, the second ends at
      * 21 ms: 1 ms exposed of 2 ms */
-    lk_plan_row two = lk_plan_project(&m, 2, 0.0, 1e-9, 0.0, one.step_ms);
+    lk_plan_row two = lk_plan_project(&m, 2, 0.0, 1e-9, 0.0, 1.0, one.step_ms);
     NEAR(two.comm_ms, 2, 1e-9);
     NEAR(two.exposed_ms, 1, 1e-9);
     NEAR(two.hidden, 0.5, 1e-9);
@@ -50,23 +50,48 @@ static void test_timeline(void **state)
     NEAR(two.efficiency, 31.0 / 32.0, 1e-9);
     NEAR(two.samples_per_s, 2 * 32 / 0.032, 1e-9);
     /* a slow link: the first all-reduce (10 ms, 5..15) delays the second (20..30) */
-    lk_plan_row slow = lk_plan_project(&m, 2, 0.0, 1e-8, 0.0, one.step_ms);
+    lk_plan_row slow = lk_plan_project(&m, 2, 0.0, 1e-8, 0.0, 1.0, one.step_ms);
     NEAR(slow.exposed_ms, 10, 1e-9);
     m.ready_ms[0] = 5, m.bucket_bytes[0] = 2e6; /* 20 ms: 5..25, then 25..35 */
-    lk_plan_row queued = lk_plan_project(&m, 2, 0.0, 1e-8, 0.0, one.step_ms);
+    lk_plan_row queued = lk_plan_project(&m, 2, 0.0, 1e-8, 0.0, 1.0, one.step_ms);
     NEAR(queued.exposed_ms, 15, 1e-9);
     /* the all-reduce is half the cores' work: backward beside it runs at half speed */
     m.bucket_bytes[0] = 1e6; /* 10 ms from 5 to 15: 5 ms of backward done by 15 */
-    lk_plan_row shared = lk_plan_project(&m, 2, 0.0, 1e-8, 0.5, one.step_ms);
+    lk_plan_row shared = lk_plan_project(&m, 2, 0.0, 1e-8, 0.5, 1.0, one.step_ms);
     /* backward's other 10 ms end at 25, the second all-reduce 25..35 */
     NEAR(shared.exposed_ms, 15, 1e-9);
     NEAR(shared.comm_ms, 20, 1e-9);
     NEAR(shared.hidden, 0.25, 1e-9);
     /* all of it the cores' work: nothing hides (5 + 10 + 15 + 10 = 40 of backward) */
-    lk_plan_row serial = lk_plan_project(&m, 2, 0.0, 1e-8, 1.0, one.step_ms);
+    lk_plan_row serial = lk_plan_project(&m, 2, 0.0, 1e-8, 1.0, 1.0, one.step_ms);
     NEAR(serial.exposed_ms, 20, 1e-9);
     NEAR(serial.hidden, 0.0, 1e-9);
-    NEAR(lk_plan_project(&m, 1, 0.0, 1e-8, 1.0, 0.0).step_ms, 31, 1e-12); /* one rank: no all-reduce */
+    NEAR(lk_plan_project(&m, 1, 0.0, 1e-8, 1.0, 1.0, 0.0).step_ms, 31, 1e-12); /* one rank: no all-reduce */
+    /* the all-reduce at half speed beside backward, backward at full: the first (10 ms of
+     * it alone, from 5) has done 7.5 ms of it when backward ends at 20, its other 2.5 ms
+     * end at 22.5; the second 10 ms then end at 32.5 */
+    lk_plan_row starved = lk_plan_project(&m, 2, 0.0, 1e-8, 0.0, 0.5, one.step_ms);
+    NEAR(starved.exposed_ms, 12.5, 1e-9);
+    NEAR(starved.comm_ms, 27.5, 1e-9);
+    /* both halved: the first takes 20 ms (5..25), backward does 10 ms of work beside it and
+     * its last 5 alone (25..30); the second 30..40 */
+    NEAR(lk_plan_project(&m, 2, 0.0, 1e-8, 0.5, 0.5, one.step_ms).exposed_ms, 20, 1e-9);
+}
+
+/* the speed of the all-reduces beside backward, from what a measured step saw */
+static void test_comm_rate(void **state)
+{
+    (void)state;
+    /* the model has 10 ms; they took 15, 10 of them beside backward: those 10 did 5 ms of
+     * the work, the 5 after backward the rest */
+    NEAR(lk_plan_comm_rate(15, 10, 10), 0.5, 1e-12);
+    NEAR(lk_plan_comm_rate(10, 10, 10), 1.0, 1e-12);  /* as fast as alone */
+    NEAR(lk_plan_comm_rate(8, 10, 10), 1.0, 1e-12);   /* faster than the model: at most alone's */
+    NEAR(lk_plan_comm_rate(40, 10, 10), 0.01, 1e-12); /* all but stopped */
+    NEAR(lk_plan_comm_rate(15, 10, 0), 1.0, 1e-12);   /* nothing beside backward to measure */
+    /* the round trip: the starved timeline above took 27.5 ms (15 of them beside
+     * backward, 5..20) for 20 ms alone */
+    NEAR(lk_plan_comm_rate(27.5, 20, 15), 0.5, 1e-12);
 }
 
 static void test_fit(void **state)
@@ -114,6 +139,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_allreduce_cost),
         cmocka_unit_test(test_timeline),
+        cmocka_unit_test(test_comm_rate),
         cmocka_unit_test(test_fit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
