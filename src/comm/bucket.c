@@ -121,7 +121,6 @@ void lk_buckets_begin(lk_buckets *b, int active)
     b->next = 0;
     b->active = active;
     b->status = LK_OK;
-    b->t_first_start = b->t_last_done = 0.0;
     for (int i = 0; i < b->n; i++) b->b[i].done = 0, b->b[i].t_start = b->b[i].t_done = 0.0;
     b->finishing = b->complete = 0;
     if (b->mode == LK_PROGRESS_THREAD) pthread_mutex_unlock(&b->mu);
@@ -132,7 +131,6 @@ static void start(lk_buckets *b, int i)
     lk_bucket *k = &b->b[i];
     if (b->status != LK_OK) return;
     k->t_start = lk_now();
-    if (i == 0) b->t_first_start = k->t_start;
     b->status = lk_comm_allreduce_start(b->comm, b->grads + k->begin, k->end - k->begin,
                                         LK_REDUCE_SUM, i);
 }
@@ -146,7 +144,7 @@ static void progress(lk_buckets *b)
         b->status = lk_comm_test(b->comm, i, &done);
         if (done) {
             b->b[i].done = 1;
-            b->t_last_done = b->b[i].t_done = lk_now();
+            b->b[i].t_done = lk_now();
         }
     }
 }
@@ -176,8 +174,6 @@ static void *comm_thread(void *arg)
             if (st != LK_OK) /* the message is this thread's; keep it for finish */
                 snprintf(b->thread_error, sizeof b->thread_error, "%s", lk_error_message());
             pthread_mutex_lock(&b->mu);
-            if (i == 0) b->t_first_start = t0;
-            b->t_last_done = t1;
             k->t_start = t0, k->t_done = t1;
             k->done = 1;
             if (st != LK_OK) {
@@ -230,14 +226,16 @@ lk_status lk_buckets_finish(lk_buckets *b)
             if (b->b[i].done) continue;
             b->status = lk_comm_wait(b->comm, i);
             b->b[i].done = 1;
-            b->t_last_done = b->b[i].t_done = lk_now();
+            b->b[i].t_done = lk_now();
         }
     }
     double t1 = lk_now();
     if (b->mode == LK_PROGRESS_THREAD && b->status != LK_OK)
         b->status = LK_ERR(b->status, "%s", b->thread_error);
     b->comm_ms = (t1 - t0) * 1e3;
-    b->span_ms = b->t_last_done > b->t_first_start ? (b->t_last_done - b->t_first_start) * 1e3 : 0;
+    double first = b->n ? b->b[0].t_start : 0.0, last = 0.0; /* one after another: first start, last done */
+    for (int i = 0; i < b->n; i++) last = b->b[i].t_done > last ? b->b[i].t_done : last;
+    b->span_ms = first > 0.0 && last > first ? (last - first) * 1e3 : 0;
     return b->status;
 }
 

@@ -49,7 +49,6 @@ typedef struct {
     int next;            /* first bucket not started */
     int active;          /* this backward communicates (last micro-batch) */
     lk_status status;    /* first error seen in the hook */
-    double t_first_start, t_last_done;
     double comm_ms;      /* last step: time blocked waiting in finish (exposed) */
     double span_ms;      /* last step: first start to last completion */
     /* LK_PROGRESS_THREAD (running exactly when mode says so): the comm thread and
