@@ -234,7 +234,7 @@ lk_status lk_buckets_finish(lk_buckets *b)
         b->status = LK_ERR(b->status, "%s", b->thread_error);
     b->comm_ms = (t1 - t0) * 1e3;
     double first = b->n ? b->b[0].t_start : 0.0, last = 0.0; /* one after another: first start, last done */
-    for (int i = 0; i < b->n; i++) last = b->b[i].t_done > last ? b->b[i].t_done : last;
+    for (int i = 0; i < b->n; i++) last = LK_MAX(last, b->b[i].t_done);
     b->span_ms = first > 0.0 && last > first ? (last - first) * 1e3 : 0;
     return b->status;
 }

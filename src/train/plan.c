@@ -292,7 +292,6 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
     if (st == LK_OK) {
         pm->fwd_ms = median(f, K), pm->bwd_ms = median(b, K), pm->opt_ms = median(u, K);
         if (beside) {
-            pm->beside = 1;
             pm->bwd_beside_ms = median(bb, K), pm->overlap_ms = median(ov, K), pm->comm_beside_ms = median(cb, K);
             pm->comm_after_ms = median(ca, K);
         }
@@ -347,7 +346,7 @@ lk_status lk_plan(const lk_plan_opts *o, FILE *out)
      * compute keeps the cores, the comm thread waits for one); on one rank, estimated, the
      * part of their fitted time the wire does not explain is the cores', taken from backward */
     const double wire = 8.0 / (o->link_gbps * 1e9);
-    const int beside = o->shared_cores && pm.beside;
+    const int beside = o->shared_cores && together; /* what measure() saw it measure */
     const double share = o->shared_cores && !beside ? LK_MAX(0.0, 1.0 - wire / beta) : 0.0;
     double model_ms = 0.0; /* the measured steps' all-reduces as the model has them */
     for (int k = 0; k < pm.nbuckets && beside; k++)

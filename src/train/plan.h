@@ -60,7 +60,7 @@ typedef struct {
     double bucket_bytes[LK_PLAN_MAX_BUCKETS];
     double ready_ms[LK_PLAN_MAX_BUCKETS]; /* from the start of backward */
     int batch;
-    int beside;                           /* also measured with the all-reduces beside backward: */
+    /* with --shared-cores under mpirun, the steps with the all-reduces beside backward: */
     double bwd_beside_ms, overlap_ms;     /* that backward, and how long one was in flight in it */
     double comm_beside_ms;                /* the step's all-reduces, each start to done, summed */
     double comm_after_ms;                 /* the same all-reduced after backward, alone */
