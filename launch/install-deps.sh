@@ -25,7 +25,7 @@ done
 packages=(
   build-essential cmake pkg-config
   libopenmpi-dev openmpi-bin libhwloc-dev
-  libcmocka-dev libopenblas-dev libopenblas-openmp-dev zlib1g-dev libcjson-dev
+  libcmocka-dev libdnnl-dev zlib1g-dev libcjson-dev
   dataset-fashion-mnist
 )
 if [[ $with_torch -eq 1 ]]; then

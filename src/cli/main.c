@@ -536,7 +536,16 @@ static int cmd_info(void)
         printf("lockstep %s\n", LK_VERSION);
         printf("communication: %s backend, %s, %d rank%s\n", c->vt->name, c->library, c->world,
                c->world == 1 ? "" : "s");
-        printf("blas: %s\n", lk_backend_cpu_blas_info());
+        lk_cpu_math_info mi;
+        lk_backend_cpu_math_info(&mi);
+        printf("cpu math: %s, dispatching to %s (the CPU reports %s); float32 products: %s\n",
+               mi.library, mi.isa, mi.cpu_isa, mi.fp32_kernel);
+        if (mi.below)
+            fprintf(stderr,
+                    "warning: oneDNN dispatches to %s but this CPU supports %s: an old oneDNN, a "
+                    "limit in ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA, or an OS that hides the "
+                    "registers; products will run below the CPU's speed\n",
+                    mi.isa, mi.cpu_isa);
         printf("cuda: %s\n", lk_cuda_describe());
         printf("nccl: %s\n", lk_nccl_version());
         printf("models:");

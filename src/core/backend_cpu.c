@@ -1,10 +1,9 @@
-/* backend_cpu.c - the CPU backend: OpenBLAS sgemm for every matrix product,
- * OpenMP loops for element-wise work. Convolution and pooling live in
- * backend_cpu_conv.c. Loops only fork threads when the work is large enough to
- * pay for it, so 1-thread runs carry no OpenMP overhead. */
+/* backend_cpu.c - the CPU backend's vtable and its element-wise work: OpenMP loops
+ * that only fork threads when the work is large enough to pay for it, so 1-thread runs
+ * carry no OpenMP overhead. Matrix products and convolutions go through oneDNN
+ * (backend_cpu_dnnl.c, backend_cpu_conv.c), which runs on the same OpenMP pool. */
 #include "backend_cpu.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -38,14 +37,6 @@ static int cpu_owns(lk_device *d, const void *p)
 {
     (void)d, (void)p;
     return 0; /* the host addresses all of it */
-}
-
-static void cpu_gemm(lk_device *d, int ta, int tb, int m, int n, int k, float alpha, const float *a,
-                     int lda, const float *b, int ldb, float beta, float *c, int ldc)
-{
-    (void)d;
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
-                n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 static void cpu_bias_add(lk_device *d, float *y, const float *b, int outer, int c, int inner)
@@ -251,13 +242,13 @@ static void cpu_sumsq(lk_device *d, const float *x, size_t n, float *out)
 static void cpu_scale(lk_device *d, float *x, float a, size_t n)
 {
     (void)d;
-    cblas_sscal((int)n, a, x, 1);
+    LK_CPU_FOR_SIMD((long)n > LK_CPU_PAR_MIN, i, (long)n, x[i] *= a;);
 }
 
 static void cpu_axpy(lk_device *d, float a, const float *x, float *y, size_t n)
 {
     (void)d;
-    cblas_saxpy((int)n, a, x, 1, y, 1);
+    LK_CPU_FOR_SIMD((long)n > LK_CPU_PAR_MIN, i, (long)n, y[i] += a * x[i];);
 }
 
 static void cpu_randn(lk_device *d, float *out, size_t n, uint64_t seed, uint64_t key, uint64_t first)
@@ -273,12 +264,6 @@ static void cpu_affine(lk_device *d, float *x, float a, float b, size_t n)
     LK_CPU_FOR_SIMD((long)n > LK_CPU_PAR_MIN, i, (long)n, x[i] = a * x[i] + b;);
 }
 
-static lk_status cpu_status(lk_device *d)
-{
-    (void)d;
-    return LK_OK; /* every CPU entry completes before it returns */
-}
-
 static const lk_backend cpu_backend = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -291,7 +276,8 @@ static const lk_backend cpu_backend = {
     .host_alloc = cpu_alloc,
     .host_free = cpu_free,
     .owns = cpu_owns,
-    .gemm = cpu_gemm,
+    .gemm = lk_cpu_gemm,
+    .gemm_plan = lk_cpu_gemm_plan,
     .bias_add = cpu_bias_add,
     .bias_grad = cpu_bias_grad,
     .act_forward = cpu_act_forward,
@@ -332,7 +318,7 @@ static const lk_backend cpu_backend = {
     .bn_backward = lk_cpu_bn_backward,
     .randn = cpu_randn,
     .affine = cpu_affine,
-    .status = cpu_status,
+    .status = lk_cpu_status,
 };
 
 int lk_cpu_multithreaded(void) { return omp_get_max_threads() > 1; }
@@ -340,24 +326,15 @@ int lk_cpu_multithreaded(void) { return omp_get_max_threads() > 1; }
 lk_status lk_backend_cpu_open(lk_device *d, int threads)
 {
     if (threads <= 0) threads = omp_get_max_threads();
-    /* Both pools get the same count: BLAS calls and our loops never overlap. */
-    openblas_set_num_threads(threads);
+    /* one OpenMP pool: our loops and oneDNN's primitives (created for this count) */
     omp_set_num_threads(threads);
     d->kind = LK_DEV_CPU;
     d->ordinal = 0;
     d->threads = threads;
     d->host_addressable = 1;
     d->ops = &cpu_backend;
-    d->impl = NULL;
     snprintf(d->name, sizeof d->name, "cpu");
-    return LK_OK;
+    return lk_cpu_dnnl_open(d);
 }
 
-void lk_backend_cpu_close(lk_device *d) { (void)d; }
-
-const char *lk_backend_cpu_blas_info(void)
-{
-    static _Thread_local char buf[160];
-    snprintf(buf, sizeof buf, "%s (core %s)", openblas_get_config(), openblas_get_corename());
-    return buf;
-}
+void lk_backend_cpu_close(lk_device *d) { lk_cpu_dnnl_close(d); }

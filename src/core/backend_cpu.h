@@ -2,6 +2,7 @@
 #ifndef LK_BACKEND_CPU_H
 #define LK_BACKEND_CPU_H
 
+#include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
 
 #include "device.h"
@@ -39,6 +40,40 @@ int lk_cpu_multithreaded(void);
         }                                                               \
     } while (0)
 
+/* oneDNN (backend_cpu_dnnl.c): the device's engine, stream, primitive cache, shared
+ * scratchpad and first failure. */
+typedef struct lk_cpu lk_cpu;
+lk_status lk_cpu_dnnl_open(lk_device *d);
+void lk_cpu_dnnl_close(lk_device *d);
+lk_cpu *lk_cpu_of(lk_device *d);
+dnnl_engine_t lk_cpu_engine(lk_cpu *c);
+/* Records the first failure; the status entry returns it (and clears nothing). */
+void lk_cpu_fail(lk_cpu *c, lk_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+lk_status lk_cpu_status(lk_device *d);
+/* Cache keys: a kind, then the shape (unused ints zero). */
+enum { LK_CPU_KEY_MATMUL = 1, LK_CPU_KEY_CONV = 2 };
+typedef struct {
+    int v[20];
+} lk_cpu_key;
+void *lk_cpu_cache_find(lk_cpu *c, const lk_cpu_key *k);
+/* Takes obj (freed with destroy when evicted or at close). */
+void lk_cpu_cache_put(lk_cpu *c, const lk_cpu_key *k, void *obj, void (*destroy)(void *));
+/* Grows the shared scratchpad to at least `bytes` (0 and a failure when it cannot). */
+int lk_cpu_scratch_reserve(lk_cpu *c, size_t bytes);
+void *lk_cpu_scratch(lk_cpu *c);
+size_t lk_cpu_scratch_size(const_dnnl_primitive_desc_t pd);
+/* Attributes: the user scratchpad, alpha as output scale, beta as a sum post-op. */
+dnnl_primitive_attr_t lk_cpu_attr(lk_cpu *c, float alpha, float beta);
+/* Executes p (a failure becomes the device's first failure, naming `what`). */
+void lk_cpu_exec(lk_cpu *c, dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args,
+                 const char *what);
+/* 1 while this thread is inside oneDNN's execute, whose argument map allocates a few
+ * small blocks it frees before returning (the allocation test tells them apart). */
+int lk_cpu_in_onednn(void);
+void lk_cpu_gemm(lk_device *d, int ta, int tb, int m, int n, int k, float alpha, const float *a,
+                 int lda, const float *b, int ldb, float beta, float *c, int ldc);
+lk_status lk_cpu_gemm_plan(lk_device *d, const lk_gemm_desc *g);
+
 size_t lk_cpu_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd);
 size_t lk_cpu_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd);
 void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
@@ -46,17 +81,6 @@ void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *
 void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
                             const float *dy, float *dx, float *dw, float *db, float beta,
                             void *saved, void *ws);
-/* Winograd F(2x2, 3x3) convolution (backend_cpu_winograd.c), used by the lk_cpu_conv2d_*
- * entries when lk_cpu_wino_applies(cd): 3x3 kernel, stride 1, padding 0 or 1, at least 8
- * input channels. Same contract as those entries; backward reads the transformed input
- * that forward kept in `saved`, and needs no x. */
-int lk_cpu_wino_applies(const lk_conv2d_desc *cd);
-size_t lk_cpu_wino_saved(const lk_conv2d_desc *cd);
-size_t lk_cpu_wino_workspace(const lk_conv2d_desc *cd);
-void lk_cpu_wino_forward(const lk_conv2d_desc *cd, const float *x, const float *w, const float *b,
-                         float *y, void *saved, void *ws);
-void lk_cpu_wino_backward(const lk_conv2d_desc *cd, const float *dy, float *dx, float *dw,
-                          float beta, void *saved, void *ws);
 void lk_cpu_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float *x, float *y,
                            int32_t *argmax);
 void lk_cpu_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float *dy,

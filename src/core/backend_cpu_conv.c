@@ -1,193 +1,373 @@
-/* backend_cpu_conv.c - convolution as im2col + sgemm, and pooling.
+/* backend_cpu_conv.c - convolution through oneDNN, and pooling.
  *
- * 3x3 stride-1 layers with at least 8 input channels go to Winograd F(2x2, 3x3)
- * instead (backend_cpu_winograd.c, chosen from the descriptor alone by
- * lk_cpu_wino_applies); everything else comes here.
+ * Each convolution shape (batch included) gets, once, oneDNN's forward, backward-data
+ * and backward-weights primitives, created with "any" layouts so oneDNN picks its
+ * fastest kernels and the blocked layouts they want (nChw16c activations, blocked
+ * weights), plus the reorders between those layouts and the layers' NCHW / OIHW
+ * tensors. Direct convolution only: oneDNN 2.6's Winograd F(4x4, 3x3) kernels allocate
+ * inside their execute and crashed on partial batches here. Forward inputs with fewer
+ * than 16 channels stay NCHW (oneDNN's first-layer kernels read it; a blocked copy
+ * would pad the channels to 16).
  *
- * The batch is processed in chunks of nb images sized so that one chunk's im2col
- * matrix (K x nb*P floats, K = C*kh*kw, P = OH*OW) stays in cache: each chunk is
- * one gemm large enough to run at full speed, and the intermediate products
- * (the output before its NCHW transpose, the column gradient before col2im) are
- * consumed while still in cache instead of round-tripping through memory. The
- * im2col matrices of all chunks are kept in the layer's saved block, so backward
- * reuses them instead of rebuilding them. */
-#include <cblas.h>
+ * saved (per layer, forward to backward): the input and the weights in the layouts the
+ * primitives read, so backward does not reorder them again.
+ * ws (shared): the blocked output, output gradient, input gradient and weight gradient.
+ * The bias is added by the forward primitive and its gradient computed by the
+ * backward-weights one (into a buffer of the convolution's, then added with beta). */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend_cpu.h"
 
-#define CONV_CHUNK_FLOATS (256L * 1024) /* ~1 MiB of im2col matrix per chunk */
+/* A tensor as the layer holds it (plain: NCHW / OIHW) and as a primitive reads or writes
+ * it (prim), with the reorders between them when they differ. */
+typedef struct {
+    dnnl_memory_desc_t plain, prim;
+    int same;                    /* prim is the plain layout: no reorder, no buffer */
+    dnnl_primitive_t in, out;    /* plain -> prim; prim -> plain */
+    dnnl_primitive_t out_add;    /* prim -> plain, adding to what is there (beta 1) */
+    dnnl_memory_t mplain, mprim; /* handles set at each use */
+    size_t bytes;                /* of prim */
+} view;
 
-static size_t conv_k(const lk_conv2d_desc *cd) { return (size_t)cd->c * cd->kh * cd->kw; }
-static size_t conv_p(const lk_conv2d_desc *cd) { return (size_t)cd->oh * cd->ow; }
+typedef struct {
+    dnnl_primitive_t prim;
+    dnnl_memory_t sp; /* NULL without a scratchpad */
+} step;
 
-static int conv_chunk(const lk_conv2d_desc *cd)
+typedef struct {
+    step fwd, bwd_d, bwd_w;
+    view src, wei, dst;     /* forward */
+    view ddst, dwei, dsrc;  /* backward-data: output gradient in, weights in, input gradient out */
+    view wsrc, wddst, gwei; /* backward-weights: input in, output gradient in, weight gradient out */
+    dnnl_memory_t bias, dbias; /* forward's bias, backward-weights' bias gradient (plain) */
+    float *zeros, *dbias_buf;  /* [k]: the bias of a layer without one; the bias gradient */
+    int dwei_is_wei, wsrc_is_src, wddst_is_ddst; /* backward reuses forward's / data's buffers */
+    size_t saved, ws;
+    size_t ws_ddst, ws_dsrc, ws_gwei, ws_other; /* offsets in ws (backward) */
+} conv;
+
+static void view_destroy(view *v)
 {
-    long nb = CONV_CHUNK_FLOATS / (long)(conv_k(cd) * conv_p(cd));
-    return (int)LK_MAX(1, LK_MIN(nb, cd->n > 0 ? cd->n : 1));
+    if (v->in) dnnl_primitive_destroy(v->in);
+    if (v->out) dnnl_primitive_destroy(v->out);
+    if (v->out_add) dnnl_primitive_destroy(v->out_add);
+    if (v->mplain) dnnl_memory_destroy(v->mplain);
+    if (v->mprim) dnnl_memory_destroy(v->mprim);
+}
+
+static void conv_destroy(void *obj)
+{
+    conv *cv = obj;
+    step *steps[3] = {&cv->fwd, &cv->bwd_d, &cv->bwd_w};
+    for (int i = 0; i < 3; i++) {
+        if (steps[i]->prim) dnnl_primitive_destroy(steps[i]->prim);
+        if (steps[i]->sp) dnnl_memory_destroy(steps[i]->sp);
+    }
+    view *views[9] = {&cv->src, &cv->wei, &cv->dst, &cv->ddst, &cv->dwei, &cv->dsrc,
+                      &cv->wsrc, &cv->wddst, &cv->gwei};
+    for (int i = 0; i < 9; i++) view_destroy(views[i]);
+    if (cv->bias) dnnl_memory_destroy(cv->bias);
+    if (cv->dbias) dnnl_memory_destroy(cv->dbias);
+    free(cv->zeros);
+    free(cv->dbias_buf);
+    free(cv);
+}
+
+static int reorder(lk_cpu *c, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                   float beta, dnnl_primitive_t *out)
+{
+    dnnl_engine_t e = lk_cpu_engine(c);
+    dnnl_primitive_attr_t attr = lk_cpu_attr(c, 1.0f, beta);
+    dnnl_primitive_desc_t pd = NULL;
+    int ok = attr && dnnl_reorder_primitive_desc_create(&pd, from, e, to, e, attr) == dnnl_success &&
+             lk_cpu_scratch_reserve(c, lk_cpu_scratch_size(pd)) &&
+             dnnl_primitive_create(out, pd) == dnnl_success;
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return ok;
+}
+
+/* dir: 1 the primitive reads the tensor, 0 it writes it (out_add too when add) */
+static int view_init(lk_cpu *c, view *v, const dnnl_memory_desc_t *plain,
+                     const dnnl_memory_desc_t *prim, int dir, int add)
+{
+    dnnl_engine_t e = lk_cpu_engine(c);
+    v->plain = *plain;
+    v->prim = *prim;
+    v->same = dnnl_memory_desc_equal(plain, prim);
+    v->bytes = v->same ? 0 : dnnl_memory_desc_get_size(prim);
+    if (dnnl_memory_create(&v->mplain, plain, e, DNNL_MEMORY_NONE) != dnnl_success ||
+        dnnl_memory_create(&v->mprim, prim, e, DNNL_MEMORY_NONE) != dnnl_success)
+        return 0;
+    if (v->same && !add) return 1;
+    if (dir) return reorder(c, plain, prim, 0.0f, &v->in);
+    return (v->same || reorder(c, prim, plain, 0.0f, &v->out)) &&
+           (!add || reorder(c, prim, plain, 1.0f, &v->out_add));
+}
+
+static void run_reorder(lk_cpu *c, dnnl_primitive_t r, dnnl_memory_t from, dnnl_memory_t to)
+{
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to},
+                               {DNNL_ARG_SCRATCHPAD, NULL}};
+    lk_cpu_exec(c, r, 2, args, "reorder");
+}
+
+/* The tensor in the primitive's layout: the user's memory, or buf after a reorder. */
+static void *view_in(lk_cpu *c, view *v, const void *user, void *buf)
+{
+    if (v->same) return (void *)user;
+    dnnl_memory_set_data_handle(v->mplain, (void *)user);
+    dnnl_memory_set_data_handle(v->mprim, buf);
+    run_reorder(c, v->in, v->mplain, v->mprim);
+    return buf;
+}
+
+/* Where the primitive should write: the user's memory (plain, beta 0) or buf. */
+static void *view_target(const view *v, void *user, void *buf, float beta)
+{
+    return v->same && beta == 0.0f ? user : buf;
+}
+
+/* Moves what the primitive wrote into buf to the user's memory (replacing, or adding
+ * when beta is 1). */
+static void view_out(lk_cpu *c, view *v, void *buf, void *user, float beta)
+{
+    if (v->same && beta == 0.0f) return;
+    dnnl_memory_set_data_handle(v->mprim, buf);
+    dnnl_memory_set_data_handle(v->mplain, user);
+    run_reorder(c, beta != 0.0f ? v->out_add : v->out, v->mprim, v->mplain);
+}
+
+static const dnnl_memory_desc_t *query(dnnl_primitive_desc_t pd, dnnl_query_t what)
+{
+    return dnnl_primitive_desc_query_md(pd, what, 0);
+}
+
+/* The primitive descriptor of oneDNN's first choice for op, unless that is a gemm-based
+ * convolution (those allocate inside their execute) and a jit kernel comes later in its
+ * list. */
+static int make_pd(dnnl_primitive_desc_t *pd, const void *op, const_dnnl_primitive_attr_t attr,
+                   dnnl_engine_t e, const_dnnl_primitive_desc_t hint)
+{
+    dnnl_primitive_desc_iterator_t it = NULL;
+    *pd = NULL;
+    if (dnnl_primitive_desc_iterator_create(&it, (const_dnnl_op_desc_t)op, attr, e, hint) !=
+        dnnl_success)
+        return 0;
+    dnnl_primitive_desc_t first = dnnl_primitive_desc_iterator_fetch(it);
+    const char *impl = NULL;
+    if (first) dnnl_primitive_desc_query(first, dnnl_query_impl_info_str, 0, &impl);
+    if (impl && strstr(impl, "gemm"))
+        while (dnnl_primitive_desc_iterator_next(it) == dnnl_success) {
+            dnnl_primitive_desc_t alt = dnnl_primitive_desc_iterator_fetch(it);
+            const char *ai = NULL;
+            if (alt) dnnl_primitive_desc_query(alt, dnnl_query_impl_info_str, 0, &ai);
+            if (ai && strstr(ai, "jit") && !strstr(ai, "gemm")) {
+                dnnl_primitive_desc_destroy(first);
+                first = alt;
+                break;
+            }
+            if (alt) dnnl_primitive_desc_destroy(alt);
+        }
+    dnnl_primitive_desc_iterator_destroy(it);
+    *pd = first;
+    return first != NULL;
+}
+
+static int step_init(lk_cpu *c, step *s, dnnl_primitive_desc_t pd)
+{
+    size_t sp = lk_cpu_scratch_size(pd);
+    if (dnnl_primitive_create(&s->prim, pd) != dnnl_success) return 0;
+    if (!sp) return 1;
+    return lk_cpu_scratch_reserve(c, sp) &&
+           dnnl_memory_create(&s->sp, query(pd, dnnl_query_scratchpad_md), lk_cpu_engine(c),
+                              DNNL_MEMORY_NONE) == dnnl_success;
+}
+
+static void run_step(lk_cpu *c, step *s, dnnl_exec_arg_t *args, int nargs, const char *what)
+{
+    if (s->sp) {
+        dnnl_memory_set_data_handle(s->sp, lk_cpu_scratch(c));
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, s->sp};
+    }
+    lk_cpu_exec(c, s->prim, nargs, args, what);
+}
+
+static int md4(dnnl_memory_desc_t *md, int a, int b, int h, int w, dnnl_format_tag_t tag)
+{
+    return dnnl_memory_desc_init_by_tag(md, 4, (dnnl_dims_t){a, b, h, w}, dnnl_f32, tag) ==
+           dnnl_success;
+}
+
+static int conv_build(lk_cpu *c, const lk_conv2d_desc *cd, conv *cv)
+{
+    dnnl_engine_t e = lk_cpu_engine(c);
+    const dnnl_alg_kind_t alg = dnnl_convolution_direct;
+    dnnl_memory_desc_t src, wei, bias, dst, src_fwd, src_any, wei_any, dst_any;
+    dnnl_dims_t strides = {cd->stride_h, cd->stride_w}, pad = {cd->pad_h, cd->pad_w};
+    dnnl_convolution_desc_t fd, bd, wd;
+    dnnl_primitive_desc_t fpd = NULL, bpd = NULL, wpd = NULL;
+    dnnl_primitive_attr_t attr = lk_cpu_attr(c, 1.0f, 0.0f);
+    int ok = attr && md4(&src, cd->n, cd->c, cd->h, cd->w, dnnl_nchw) &&
+             md4(&wei, cd->k, cd->c, cd->kh, cd->kw, dnnl_oihw) &&
+             md4(&dst, cd->n, cd->k, cd->oh, cd->ow, dnnl_nchw) &&
+             md4(&src_fwd, cd->n, cd->c, cd->h, cd->w, cd->c >= 16 ? dnnl_format_tag_any : dnnl_nchw) &&
+             md4(&src_any, cd->n, cd->c, cd->h, cd->w, dnnl_format_tag_any) &&
+             md4(&wei_any, cd->k, cd->c, cd->kh, cd->kw, dnnl_format_tag_any) &&
+             md4(&dst_any, cd->n, cd->k, cd->oh, cd->ow, dnnl_format_tag_any) &&
+             dnnl_memory_desc_init_by_tag(&bias, 1, (dnnl_dims_t){cd->k}, dnnl_f32, dnnl_x) == dnnl_success &&
+             dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, alg, &src_fwd, &wei_any,
+                                                &bias, &dst_any, strides, pad, pad) == dnnl_success &&
+             make_pd(&fpd, &fd, attr, e, NULL) &&
+             dnnl_convolution_backward_data_desc_init(&bd, alg, &src_any, &wei_any, &dst_any, strides,
+                                                      pad, pad) == dnnl_success &&
+             make_pd(&bpd, &bd, attr, e, fpd) &&
+             dnnl_convolution_backward_weights_desc_init(&wd, alg, &src_any, &wei_any, &bias,
+                                                         &dst_any, strides, pad, pad) == dnnl_success &&
+             make_pd(&wpd, &wd, attr, e, fpd);
+    ok = ok && step_init(c, &cv->fwd, fpd) && step_init(c, &cv->bwd_d, bpd) &&
+         step_init(c, &cv->bwd_w, wpd) &&
+         view_init(c, &cv->src, &src, query(fpd, dnnl_query_src_md), 1, 0) &&
+         view_init(c, &cv->wei, &wei, query(fpd, dnnl_query_weights_md), 1, 0) &&
+         view_init(c, &cv->dst, &dst, query(fpd, dnnl_query_dst_md), 0, 0) &&
+         view_init(c, &cv->ddst, &dst, query(bpd, dnnl_query_diff_dst_md), 1, 0) &&
+         view_init(c, &cv->dwei, &wei, query(bpd, dnnl_query_weights_md), 1, 0) &&
+         view_init(c, &cv->dsrc, &src, query(bpd, dnnl_query_diff_src_md), 0, 0) &&
+         view_init(c, &cv->wsrc, &src, query(wpd, dnnl_query_src_md), 1, 0) &&
+         view_init(c, &cv->wddst, &dst, query(wpd, dnnl_query_diff_dst_md), 1, 0) &&
+         view_init(c, &cv->gwei, &wei, query(wpd, dnnl_query_diff_weights_md), 0, 1) &&
+         dnnl_memory_create(&cv->bias, &bias, e, DNNL_MEMORY_NONE) == dnnl_success &&
+         dnnl_memory_create(&cv->dbias, &bias, e, DNNL_MEMORY_NONE) == dnnl_success &&
+         (cv->zeros = calloc((size_t)cd->k, sizeof(float))) != NULL &&
+         (cv->dbias_buf = calloc((size_t)cd->k, sizeof(float))) != NULL;
+    if (fpd) dnnl_primitive_desc_destroy(fpd);
+    if (bpd) dnnl_primitive_desc_destroy(bpd);
+    if (wpd) dnnl_primitive_desc_destroy(wpd);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (!ok) return 0;
+    cv->dwei_is_wei = dnnl_memory_desc_equal(&cv->dwei.prim, &cv->wei.prim);
+    cv->wsrc_is_src = dnnl_memory_desc_equal(&cv->wsrc.prim, &cv->src.prim);
+    cv->wddst_is_ddst = dnnl_memory_desc_equal(&cv->wddst.prim, &cv->ddst.prim);
+    const size_t align = 64;
+    cv->saved = LK_ALIGN_UP(cv->src.bytes, align) + LK_ALIGN_UP(cv->wei.bytes, align);
+    /* backward's ws: output gradient | input gradient | weight gradient (always: beta 1
+     * adds it) | the inputs backward cannot share with forward's or backward-data's */
+    cv->ws_ddst = 0;
+    cv->ws_dsrc = LK_ALIGN_UP(cv->ddst.bytes, align);
+    cv->ws_gwei = cv->ws_dsrc + LK_ALIGN_UP(cv->dsrc.bytes, align);
+    cv->ws_other = cv->ws_gwei + LK_ALIGN_UP(dnnl_memory_desc_get_size(&cv->gwei.prim), align);
+    size_t other = (cv->wsrc_is_src ? 0 : LK_ALIGN_UP(cv->wsrc.bytes, align)) +
+                   (cv->dwei_is_wei ? 0 : LK_ALIGN_UP(cv->dwei.bytes, align)) +
+                   (cv->wddst_is_ddst ? 0 : LK_ALIGN_UP(cv->wddst.bytes, align));
+    cv->ws = LK_MAX(LK_ALIGN_UP(cv->dst.bytes, align), cv->ws_other + other);
+    return 1;
+}
+
+static lk_cpu_key conv_key(const lk_conv2d_desc *cd)
+{
+    lk_cpu_key k = {{0}};
+    int f[] = {LK_CPU_KEY_CONV, cd->n, cd->c, cd->h, cd->w, cd->k, cd->kh, cd->kw,
+               cd->stride_h, cd->stride_w, cd->pad_h, cd->pad_w};
+    memcpy(k.v, f, sizeof f);
+    return k;
+}
+
+static conv *conv_get(lk_device *d, const lk_conv2d_desc *cd)
+{
+    lk_cpu *c = lk_cpu_of(d);
+    lk_cpu_key k = conv_key(cd);
+    conv *cv = lk_cpu_cache_find(c, &k);
+    if (cv) return cv;
+    cv = calloc(1, sizeof *cv);
+    int ok = cv && conv_build(c, cd, cv);
+    if (!ok) {
+        lk_cpu_fail(c, LK_ERR_DEVICE,
+                    "oneDNN: cannot create a convolution of [%d, %d, %d, %d] with %d %dx%d filters "
+                    "(stride %d, padding %d)",
+                    cd->n, cd->c, cd->h, cd->w, cd->k, cd->kh, cd->kw, cd->stride_h, cd->pad_h);
+        if (cv) conv_destroy(cv);
+        return NULL;
+    }
+    lk_cpu_cache_put(c, &k, cv, conv_destroy);
+    return cv;
 }
 
 size_t lk_cpu_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd)
 {
-    (void)d;
-    if (lk_cpu_wino_applies(cd)) return lk_cpu_wino_saved(cd);
-    return conv_k(cd) * conv_p(cd) * (size_t)cd->n * sizeof(float);
+    conv *cv = conv_get(d, cd);
+    return cv ? cv->saved : 0;
 }
 
 size_t lk_cpu_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd)
 {
-    (void)d;
-    if (lk_cpu_wino_applies(cd)) return lk_cpu_wino_workspace(cd);
-    /* one chunk of dcol [K][nb*P] */
-    return conv_k(cd) * conv_p(cd) * (size_t)conv_chunk(cd) * sizeof(float);
-}
-
-/* col[K][cnt*P] for images n0 .. n0+cnt-1 */
-static void im2col(const lk_conv2d_desc *cd, const float *x, int n0, int cnt, float *col)
-{
-    const int P = (int)conv_p(cd);
-    const long K = (long)conv_k(cd);
-    const size_t NP = (size_t)cnt * P;
-    LK_CPU_FOR(K * (long)NP > LK_CPU_PAR_MIN, rn, K * cnt, {
-        const long r = rn / cnt;
-        const int n = (int)(rn % cnt);
-        int c = (int)(r / (cd->kh * cd->kw));
-        int ki = (int)(r / cd->kw % cd->kh), kj = (int)(r % cd->kw);
-        const float *plane = x + ((size_t)(n0 + n) * cd->c + c) * cd->h * cd->w;
-        float *out = col + (size_t)r * NP + (size_t)n * P;
-        for (int oh = 0; oh < cd->oh; oh++) {
-            int ih = oh * cd->stride_h - cd->pad_h + ki;
-            float *orow = out + (size_t)oh * cd->ow;
-            if (ih < 0 || ih >= cd->h) {
-                memset(orow, 0, (size_t)cd->ow * sizeof(float));
-                continue;
-            }
-            const float *irow = plane + (size_t)ih * cd->w;
-            if (cd->stride_w == 1) {
-                int off = kj - cd->pad_w; /* iw = ow + off */
-                int lo = off < 0 ? -off : 0;
-                int hi = cd->w - off < cd->ow ? cd->w - off : cd->ow;
-                if (hi < lo) hi = lo;
-                for (int ow = 0; ow < lo; ow++) orow[ow] = 0.0f;
-                for (int ow = lo; ow < hi; ow++) orow[ow] = irow[ow + off]; /* short rows: no memcpy call */
-                for (int ow = hi; ow < cd->ow; ow++) orow[ow] = 0.0f;
-            } else {
-                for (int ow = 0; ow < cd->ow; ow++) {
-                    int iw = ow * cd->stride_w - cd->pad_w + kj;
-                    orow[ow] = iw >= 0 && iw < cd->w ? irow[iw] : 0.0f;
-                }
-            }
-        }
-    });
-}
-
-/* dx (images n0 .. n0+cnt-1) = col2im(dcol), the adjoint of im2col. Parallel over
- * (n, c) planes so that no two threads add into the same element. */
-static void col2im(const lk_conv2d_desc *cd, const float *dcol, int n0, int cnt, float *dx)
-{
-    const int P = (int)conv_p(cd);
-    const size_t NP = (size_t)cnt * P;
-    const long planes = (long)cnt * cd->c;
-    const size_t hw = (size_t)cd->h * cd->w;
-    float *base = dx + (size_t)n0 * cd->c * hw;
-    memset(base, 0, (size_t)planes * hw * sizeof(float));
-    LK_CPU_FOR(planes * (long)hw * cd->kh * cd->kw > LK_CPU_PAR_MIN, pl, planes, {
-        int n = (int)(pl / cd->c), c = (int)(pl % cd->c);
-        float *plane = base + (size_t)pl * hw;
-        for (int ki = 0; ki < cd->kh; ki++)
-            for (int kj = 0; kj < cd->kw; kj++) {
-                size_t r = ((size_t)c * cd->kh + ki) * cd->kw + kj;
-                const float *src = dcol + r * NP + (size_t)n * P;
-                for (int oh = 0; oh < cd->oh; oh++) {
-                    int ih = oh * cd->stride_h - cd->pad_h + ki;
-                    if (ih < 0 || ih >= cd->h) continue;
-                    float *irow = plane + (size_t)ih * cd->w;
-                    const float *srow = src + (size_t)oh * cd->ow;
-                    if (cd->stride_w == 1) { /* contiguous: iw = ow + off */
-                        int off = kj - cd->pad_w;
-                        int lo = off < 0 ? -off : 0;
-                        int hi = LK_MIN(cd->ow, cd->w - off);
-                        for (int ow = lo; ow < hi; ow++) irow[ow + off] += srow[ow];
-                        continue;
-                    }
-                    for (int ow = 0; ow < cd->ow; ow++) {
-                        int iw = ow * cd->stride_w - cd->pad_w + kj;
-                        if (iw >= 0 && iw < cd->w) irow[iw] += srow[ow];
-                    }
-                }
-            }
-    });
+    conv *cv = conv_get(d, cd);
+    return cv ? cv->ws : 0;
 }
 
 void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
                            const float *b, float *y, void *saved, void *ws)
 {
-    (void)d;
-    if (lk_cpu_wino_applies(cd)) {
-        lk_cpu_wino_forward(cd, x, w, b, y, saved, ws);
-        return;
-    }
-    const int K = (int)conv_k(cd), P = (int)conv_p(cd), nb = conv_chunk(cd);
-    for (int n0 = 0; n0 < cd->n; n0 += nb) {
-        const int cnt = LK_MIN(nb, cd->n - n0), NP = cnt * P;
-        float *col = (float *)saved + (size_t)n0 * P * K;
-        im2col(cd, x, n0, cnt, col);
-        /* one gemm per image straight into its NCHW output: no transpose pass */
-        for (int n = 0; n < cnt; n++) {
-            float *yn = y + (size_t)(n0 + n) * cd->k * P;
-            if (b)
-                for (int k = 0; k < cd->k; k++)
-                    for (int p = 0; p < P; p++) yn[(size_t)k * P + p] = b[k];
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cd->k, P, K, 1.0f, w, K,
-                        col + (size_t)n * P, NP, b ? 1.0f : 0.0f, yn, P);
-        }
-    }
-}
-
-/* db = beta * db + the sums of one image's output-gradient planes */
-static void bias_grad(const lk_conv2d_desc *cd, const float *dyn, float *db, float beta)
-{
-    const int P = (int)conv_p(cd);
-    for (int k = 0; k < cd->k; k++) {
-        const float *row = dyn + (size_t)k * P;
-        float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-        for (int i = 0; i < P; i++) s += row[i];
-        db[k] = beta != 0.0f ? db[k] + s : s; /* replace: even a stale NaN goes */
-    }
+    lk_cpu *c = lk_cpu_of(d);
+    conv *cv = conv_get(d, cd);
+    if (!cv) return;
+    char *sv = saved;
+    void *src = view_in(c, &cv->src, x, sv);
+    void *wei = view_in(c, &cv->wei, w, sv + LK_ALIGN_UP(cv->src.bytes, 64));
+    void *dst = view_target(&cv->dst, y, ws, 0.0f);
+    dnnl_memory_set_data_handle(cv->src.mprim, src);
+    dnnl_memory_set_data_handle(cv->wei.mprim, wei);
+    dnnl_memory_set_data_handle(cv->dst.mprim, dst);
+    dnnl_memory_set_data_handle(cv->bias, b ? (void *)b : cv->zeros);
+    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, cv->src.mprim}, {DNNL_ARG_WEIGHTS, cv->wei.mprim},
+                               {DNNL_ARG_DST, cv->dst.mprim}, {DNNL_ARG_BIAS, cv->bias}};
+    run_step(c, &cv->fwd, args, 4, "convolution forward");
+    view_out(c, &cv->dst, dst, y, 0.0f);
 }
 
 void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
                             const float *dy, float *dx, float *dw, float *db, float beta,
                             void *saved, void *ws)
 {
-    (void)d;
-    (void)x; /* its im2col matrices (or Winograd transforms) are in `saved` */
-    if (lk_cpu_wino_applies(cd)) {
-        if (db)
-            for (int n = 0; n < cd->n; n++)
-                bias_grad(cd, dy + (size_t)n * cd->k * conv_p(cd), db, n == 0 ? beta : 1.0f);
-        lk_cpu_wino_backward(cd, dy, dx, dw, beta, saved, ws);
-        return;
-    }
-    const int K = (int)conv_k(cd), P = (int)conv_p(cd), nb = conv_chunk(cd);
-    float *dcol = ws;
-    for (int n0 = 0; n0 < cd->n; n0 += nb) {
-        const int cnt = LK_MIN(nb, cd->n - n0), NP = cnt * P;
-        const float *col = (const float *)saved + (size_t)n0 * P * K;
-        for (int n = 0; n < cnt; n++) {
-            const float *dyn = dy + (size_t)(n0 + n) * cd->k * P;
-            const float bn = n0 + n == 0 ? beta : 1.0f; /* later images add to the first */
-            if (db) bias_grad(cd, dyn, db, bn);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cd->k, K, P, 1.0f, dyn, P,
-                        col + (size_t)n * P, NP, bn, dw, K);
-            if (dx)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, cd->k, 1.0f, w, K, dyn, P,
-                            0.0f, dcol + (size_t)n * P, NP);
+    lk_cpu *c = lk_cpu_of(d);
+    conv *cv = conv_get(d, cd);
+    if (!cv) return;
+    char *sv = saved, *wb = ws, *other = wb + cv->ws_other;
+    void *ddst = view_in(c, &cv->ddst, dy, wb + cv->ws_ddst);
+    if (dx) {
+        void *wei;
+        if (cv->dwei_is_wei) { /* forward kept them in this layout */
+            wei = cv->wei.same ? (void *)w : sv + LK_ALIGN_UP(cv->src.bytes, 64);
+        } else {
+            wei = view_in(c, &cv->dwei, w, other);
+            other += LK_ALIGN_UP(cv->dwei.bytes, 64);
         }
-        if (dx) col2im(cd, dcol, n0, cnt, dx);
+        void *dsrc = view_target(&cv->dsrc, dx, wb + cv->ws_dsrc, 0.0f);
+        dnnl_memory_set_data_handle(cv->ddst.mprim, ddst);
+        dnnl_memory_set_data_handle(cv->dwei.mprim, wei);
+        dnnl_memory_set_data_handle(cv->dsrc.mprim, dsrc);
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_DIFF_DST, cv->ddst.mprim},
+                                   {DNNL_ARG_WEIGHTS, cv->dwei.mprim},
+                                   {DNNL_ARG_DIFF_SRC, cv->dsrc.mprim}};
+        run_step(c, &cv->bwd_d, args, 3, "convolution backward (data)");
+        view_out(c, &cv->dsrc, dsrc, dx, 0.0f);
     }
+    void *src = cv->wsrc_is_src ? (cv->src.same ? (void *)x : sv) : view_in(c, &cv->wsrc, x, other);
+    if (!cv->wsrc_is_src) other += LK_ALIGN_UP(cv->wsrc.bytes, 64);
+    void *wddst = cv->wddst_is_ddst ? ddst : view_in(c, &cv->wddst, dy, other);
+    void *gwei = view_target(&cv->gwei, dw, wb + cv->ws_gwei, beta);
+    dnnl_memory_set_data_handle(cv->wsrc.mprim, src);
+    dnnl_memory_set_data_handle(cv->wddst.mprim, wddst);
+    dnnl_memory_set_data_handle(cv->gwei.mprim, gwei);
+    dnnl_memory_set_data_handle(cv->dbias, cv->dbias_buf);
+    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, cv->wsrc.mprim}, {DNNL_ARG_DIFF_DST, cv->wddst.mprim},
+                               {DNNL_ARG_DIFF_WEIGHTS, cv->gwei.mprim},
+                               {DNNL_ARG_DIFF_BIAS, cv->dbias}};
+    run_step(c, &cv->bwd_w, args, 4, "convolution backward (weights)");
+    view_out(c, &cv->gwei, gwei, dw, beta);
+    if (db) /* replace with beta 0: even a stale NaN goes */
+        for (int k = 0; k < cd->k; k++) db[k] = beta != 0.0f ? db[k] + cv->dbias_buf[k] : cv->dbias_buf[k];
 }
 
 /* The common 2x2/2 max pooling without the generic window loops. Ties keep the

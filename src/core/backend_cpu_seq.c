@@ -108,15 +108,6 @@ void lk_cpu_gru_cell_backward(lk_device *d, int n, int h, const float *g, const 
     });
 }
 
-void lk_cpu_gemm_batched(lk_device *d, int ta, int tb, int m, int n, int k, float alpha,
-                         const float *a, int lda, long sa, const float *b, int ldb, long sb,
-                         float beta, float *c, int ldc, long sc, int count)
-{
-    for (int i = 0; i < count; i++)
-        d->ops->gemm(d, ta, tb, m, n, k, alpha, a + i * sa, lda, b + i * sb, ldb, beta, c + i * sc,
-                     ldc);
-}
-
 void lk_cpu_softmax_causal_forward(lk_device *d, float *s, int rows, int t, float scale)
 {
     (void)d;

@@ -56,6 +56,15 @@ typedef struct {
     long step; /* 1-based step number, for Adam's bias correction */
 } lk_optim_hparams;
 
+/* One matrix product as a backend plans it: `count` products
+ * C_i = alpha op(A_i)[m,k] op(B_i)[k,n] + beta C_i with X_i = X + i * stride_x
+ * (count 1 and strides 0 for a plain gemm). */
+typedef struct {
+    int trans_a, trans_b, m, n, k, lda, ldb, ldc, count;
+    long stride_a, stride_b, stride_c;
+    float alpha, beta;
+} lk_gemm_desc;
+
 typedef struct lk_device lk_device;
 
 typedef struct lk_backend {
@@ -76,6 +85,11 @@ typedef struct lk_backend {
     /* dense algebra: C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C */
     void (*gemm)(lk_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+    /* Optional (NULL: nothing to prepare). Called instead of gemm and gemm_batched while the
+     * device plans (lk_model_build runs forward and backward once with d->planning set and
+     * every compute entry skipped), so the backend can create what each product needs
+     * (the CPU's oneDNN primitives and their scratchpad) before any step runs. */
+    lk_status (*gemm_plan)(lk_device *d, const lk_gemm_desc *g);
     /* y[o][c][i] += b[c]; db[c] = beta * db[c] + sum_{o,i} dy[o][c][i] (beta 0 or 1) */
     void (*bias_add)(lk_device *d, float *y, const float *b, int outer, int c, int inner);
     void (*bias_grad)(lk_device *d, float *db, const float *dy, int outer, int c, int inner,
@@ -214,6 +228,8 @@ struct lk_device {
     int ordinal;            /* GPU index, 0 for the CPU */
     int threads;            /* CPU threads for BLAS and OpenMP loops */
     int host_addressable;   /* device memory is ordinary host memory (the CPU) */
+    int planning;           /* 1 while a model plans: ops.c skips every compute entry and
+                               hands products to gemm_plan instead */
     const lk_backend *ops;
     void *impl;             /* backend state (handles, streams) */
     char name[64];
@@ -243,7 +259,15 @@ void *lk_cuda_stream(lk_device *d);
  * GPU local_rank mod (visible GPUs) - one GPU per rank on a host, as
  * CUDA_VISIBLE_DEVICES shows them - and "auto" becomes "cpu" without a GPU. */
 lk_status lk_device_resolve(const char *spec, int local_rank, char *out, size_t len);
-/* Describes the CPU math library (e.g. "OpenBLAS 0.3.21 Haswell"). */
-const char *lk_backend_cpu_blas_info(void);
+/* The CPU's math library and what it dispatches to on this CPU. */
+typedef struct {
+    char library[64];     /* "oneDNN 2.6.3 (OpenMP runtime)" */
+    char isa[32];         /* the instruction set oneDNN dispatches to: "avx512_core_amx" */
+    char cpu_isa[32];     /* the best one the CPU and the OS report (cpuid, XCR0) */
+    char fp32_kernel[64]; /* oneDNN's implementation of a float32 matmul: "brg:avx512_core" */
+    int below;            /* isa is below cpu_isa (an old oneDNN, ONEDNN_MAX_CPU_ISA, ...) */
+    int baseline;         /* isa is the baseline (SSE4.1 or less) */
+} lk_cpu_math_info;
+void lk_backend_cpu_math_info(lk_cpu_math_info *out);
 
 #endif

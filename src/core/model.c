@@ -7,6 +7,7 @@
 #include "ops.h"
 
 static void point_grads(lk_model *m);
+static lk_status plan_ops(lk_model *m);
 
 #define PARAM_ALIGN 16 /* floats: every tensor starts on a 64-byte boundary */
 
@@ -129,7 +130,30 @@ lk_status lk_model_build(lk_model *m, int max_batch)
     LK_CHECK(lk_arena_create(&m->arena, m->dev, measure.used));
     plan_arena(m, &m->arena);
     lk_zero(m->dev, m->aux_loss, sizeof(float));
-    return LK_OK;
+    return plan_ops(m);
+}
+
+/* Runs forward and backward once at max_batch with the device planning: nothing is
+ * computed and no hook is called, but every matrix product reaches the backend's
+ * gemm_plan (and every convolution its size queries, above), so what a step needs
+ * (the CPU's oneDNN primitives and their scratchpad) exists before the first one. */
+static lk_status plan_ops(lk_model *m)
+{
+    lk_grad_ready_fn ready = m->on_grad_ready;
+    lk_status (*sync)(void *, float *, size_t) = m->sync_sum;
+    m->on_grad_ready = NULL;
+    m->sync_sum = NULL;
+    m->dev->planning = 1;
+    lk_tensor out;
+    lk_status s = lk_model_forward(m, m->max_batch, 1, 0, &out);
+    /* both ways gradients are written: a step's first micro-batch replaces, the rest add */
+    if (s == LK_OK) s = lk_model_backward_range(m, 0, m->max_batch, 0, LK_GRADS_REPLACE);
+    if (s == LK_OK) s = lk_model_backward_range(m, 0, m->max_batch, 0, LK_GRADS_ADD);
+    m->dev->planning = 0;
+    if (s == LK_OK) s = lk_device_status(m->dev); /* a convolution its size queries could not create */
+    m->on_grad_ready = ready;
+    m->sync_sum = sync;
+    return s;
 }
 
 static void point_grads(lk_model *m)

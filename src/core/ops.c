@@ -8,6 +8,13 @@
         if (!(cond)) return LK_ERR(LK_ERR_ARG, __VA_ARGS__);  \
     } while (0)
 
+/* Dispatches a compute (or copy) entry, except while the device plans: then the
+ * arguments are still checked, but nothing runs (see lk_model_build's dry run). */
+#define RUN(d, entry, ...)                                   \
+    do {                                                     \
+        if (!(d)->planning) (d)->ops->entry((d), __VA_ARGS__); \
+    } while (0)
+
 void *lk_dev_alloc(lk_device *d, size_t bytes) { return d->ops->alloc(d, bytes); }
 void lk_dev_free(lk_device *d, void *p)
 {
@@ -15,28 +22,34 @@ void lk_dev_free(lk_device *d, void *p)
 }
 void lk_copy_to_device(lk_device *d, void *dst, const void *src, size_t bytes)
 {
-    if (bytes) d->ops->copy_h2d(d, dst, src, bytes);
+    if (bytes) RUN(d, copy_h2d, dst, src, bytes);
 }
 void lk_copy_to_host(lk_device *d, void *dst, const void *src, size_t bytes)
 {
-    if (bytes) d->ops->copy_d2h(d, dst, src, bytes);
+    if (bytes) RUN(d, copy_d2h, dst, src, bytes);
 }
 void lk_copy_on_device(lk_device *d, void *dst, const void *src, size_t bytes)
 {
-    if (bytes && dst != src) d->ops->copy_d2d(d, dst, src, bytes);
+    if (bytes && dst != src) RUN(d, copy_d2d, dst, src, bytes);
 }
 void lk_zero(lk_device *d, void *p, size_t bytes)
 {
-    if (bytes) d->ops->memset0(d, p, bytes);
+    if (bytes) RUN(d, memset0, p, bytes);
 }
 void lk_sync(lk_device *d) { d->ops->sync(d); }
 lk_status lk_device_status(lk_device *d) { return d->ops->status(d); }
 
 float lk_read_scalar(lk_device *d, const float *p)
 {
-    float v;
-    d->ops->copy_d2h(d, &v, p, sizeof v);
+    float v = 0.0f;
+    RUN(d, copy_d2h, &v, p, sizeof v);
     return v;
+}
+
+/* A product met while the device plans goes to the backend's gemm_plan, if any. */
+static lk_status gemm_plan(lk_device *d, const lk_gemm_desc *g)
+{
+    return d->ops->gemm_plan ? d->ops->gemm_plan(d, g) : LK_OK;
 }
 
 static lk_status gemm_check(const char *op, int ta, int tb, int m, int n, int k, const float *a,
@@ -54,6 +67,8 @@ lk_status lk_gemm(lk_device *d, int ta, int tb, int m, int n, int k, float alpha
                   int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
     LK_CHECK(gemm_check("gemm", ta, tb, m, n, k, a, lda, b, ldb, c, ldc));
+    if (d->planning)
+        return gemm_plan(d, &(lk_gemm_desc){ta, tb, m, n, k, lda, ldb, ldc, 1, 0, 0, 0, alpha, beta});
     d->ops->gemm(d, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return LK_OK;
 }
@@ -61,7 +76,7 @@ lk_status lk_gemm(lk_device *d, int ta, int tb, int m, int n, int k, float alpha
 lk_status lk_bias_add(lk_device *d, float *y, const float *b, int outer, int c, int inner)
 {
     NEED(y && b && outer >= 0 && c > 0 && inner > 0, "bias_add: bad arguments");
-    if (outer) d->ops->bias_add(d, y, b, outer, c, inner);
+    if (outer) RUN(d, bias_add, y, b, outer, c, inner);
     return LK_OK;
 }
 
@@ -70,8 +85,8 @@ lk_status lk_bias_grad(lk_device *d, float *db, const float *dy, int outer, int 
 {
     NEED(db && dy && outer >= 0 && c > 0 && inner > 0, "bias_grad: bad arguments");
     NEED(beta == 0.0f || beta == 1.0f, "bias_grad: beta must be 0 or 1");
-    if (outer) d->ops->bias_grad(d, db, dy, outer, c, inner, beta);
-    else if (beta == 0.0f) d->ops->memset0(d, db, (size_t)c * sizeof(float));
+    if (outer) RUN(d, bias_grad, db, dy, outer, c, inner, beta);
+    else if (beta == 0.0f) RUN(d, memset0, db, (size_t)c * sizeof(float));
     return LK_OK;
 }
 
@@ -101,7 +116,7 @@ static lk_status same_numel(const char *op, const lk_tensor *a, const lk_tensor 
 lk_status lk_act_forward(lk_device *d, lk_act act, float alpha, const lk_tensor *x, lk_tensor *y)
 {
     LK_CHECK(same_numel(lk_act_name(act), x, y));
-    d->ops->act_forward(d, act, alpha, x->data, y->data, lk_tensor_numel(x));
+    RUN(d, act_forward, act, alpha, x->data, y->data, lk_tensor_numel(x));
     return LK_OK;
 }
 
@@ -111,7 +126,7 @@ lk_status lk_act_backward(lk_device *d, lk_act act, float alpha, const lk_tensor
     LK_CHECK(same_numel(lk_act_name(act), x, y));
     LK_CHECK(same_numel(lk_act_name(act), dy, dx));
     LK_CHECK(same_numel(lk_act_name(act), x, dx));
-    d->ops->act_backward(d, act, alpha, x->data, y->data, dy->data, dx->data, lk_tensor_numel(x));
+    RUN(d, act_backward, act, alpha, x->data, y->data, dy->data, dx->data, lk_tensor_numel(x));
     return LK_OK;
 }
 
@@ -163,7 +178,7 @@ lk_status lk_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float 
 {
     NEED(x && w && y, "conv2d_forward: null tensor");
     NEED(cd->oh > 0 && cd->ow > 0, "conv2d_forward: descriptor not initialised");
-    if (cd->n) d->ops->conv2d_forward(d, cd, x, w, b, y, saved, ws);
+    if (cd->n) RUN(d, conv2d_forward, cd, x, w, b, y, saved, ws);
     return LK_OK;
 }
 
@@ -174,7 +189,7 @@ lk_status lk_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float
     NEED(x && w && dy && dw, "conv2d_backward: null tensor");
     NEED(beta == 0.0f || beta == 1.0f, "conv2d_backward: beta must be 0 or 1");
     NEED(cd->oh > 0 && cd->ow > 0, "conv2d_backward: descriptor not initialised");
-    if (cd->n) d->ops->conv2d_backward(d, cd, x, w, dy, dx, dw, db, beta, saved, ws);
+    if (cd->n) RUN(d, conv2d_backward, cd, x, w, dy, dx, dw, db, beta, saved, ws);
     return LK_OK;
 }
 
@@ -183,7 +198,7 @@ lk_status lk_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float 
 {
     NEED(x && y && (argmax || !pd->is_max), "pool2d_forward: null tensor");
     NEED(pd->oh > 0 && pd->ow > 0, "pool2d_forward: descriptor not initialised");
-    if (pd->n) d->ops->pool2d_forward(d, pd, x, y, argmax);
+    if (pd->n) RUN(d, pool2d_forward, pd, x, y, argmax);
     return LK_OK;
 }
 
@@ -191,7 +206,7 @@ lk_status lk_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float
                              const int32_t *argmax, float *dx)
 {
     NEED(dy && dx && (argmax || !pd->is_max), "pool2d_backward: null tensor");
-    if (pd->n) d->ops->pool2d_backward(d, pd, dy, argmax, dx);
+    if (pd->n) RUN(d, pool2d_backward, pd, dy, argmax, dx);
     return LK_OK;
 }
 
@@ -200,7 +215,7 @@ lk_status lk_dropout_forward(lk_device *d, float p, uint64_t seed, uint64_t a, u
 {
     NEED(p >= 0.0f && p < 1.0f, "dropout: probability %g outside [0, 1)", (double)p);
     LK_CHECK(same_numel("dropout", x, y));
-    d->ops->dropout_forward(d, p, seed, a, first, x->data, y->data, lk_tensor_numel(x));
+    RUN(d, dropout_forward, p, seed, a, first, x->data, y->data, lk_tensor_numel(x));
     return LK_OK;
 }
 
@@ -209,7 +224,7 @@ lk_status lk_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a, 
 {
     NEED(p >= 0.0f && p < 1.0f, "dropout: probability %g outside [0, 1)", (double)p);
     LK_CHECK(same_numel("dropout", dy, dx));
-    d->ops->dropout_backward(d, p, seed, a, first, dy->data, dx->data, lk_tensor_numel(dy));
+    RUN(d, dropout_backward, p, seed, a, first, dy->data, dx->data, lk_tensor_numel(dy));
     return LK_OK;
 }
 
@@ -217,7 +232,7 @@ lk_status lk_softmax_xent(lk_device *d, const float *logits, const int32_t *labe
                           float *loss, float *dlogits, float scale)
 {
     NEED(logits && labels && loss && n > 0 && c > 0, "softmax_xent: bad arguments (n=%d c=%d)", n, c);
-    d->ops->softmax_xent(d, logits, labels, n, c, loss, dlogits, scale);
+    RUN(d, softmax_xent, logits, labels, n, c, loss, dlogits, scale);
     return LK_OK;
 }
 
@@ -225,7 +240,7 @@ lk_status lk_mse(lk_device *d, const float *pred, const float *target, size_t n,
                  float *dpred, float scale)
 {
     NEED(pred && target && loss && n > 0, "mse: bad arguments");
-    d->ops->mse(d, pred, target, n, loss, dpred, scale);
+    RUN(d, mse, pred, target, n, loss, dpred, scale);
     return LK_OK;
 }
 
@@ -233,7 +248,7 @@ lk_status lk_bce_logits(lk_device *d, const float *logits, const float *target, 
                         float *loss, float *dlogits, float scale)
 {
     NEED(logits && target && loss && n > 0, "bce_logits: bad arguments");
-    d->ops->bce_logits(d, logits, target, n, loss, dlogits, scale);
+    RUN(d, bce_logits, logits, target, n, loss, dlogits, scale);
     return LK_OK;
 }
 
@@ -241,7 +256,7 @@ lk_status lk_count_correct(lk_device *d, const float *logits, const int32_t *lab
                            float *correct)
 {
     NEED(logits && labels && correct && n > 0 && c > 0, "count_correct: bad arguments");
-    d->ops->count_correct(d, logits, labels, n, c, correct);
+    RUN(d, count_correct, logits, labels, n, c, correct);
     return LK_OK;
 }
 
@@ -250,7 +265,7 @@ lk_status lk_transpose(lk_device *d, const float *x, float *y, int outer, int a,
     NEED(x && y && x != y, "transpose: needs distinct input and output");
     NEED(outer >= 0 && a >= 0 && b >= 0 && inner > 0, "transpose: bad shape [%d, %d, %d, %d]",
          outer, a, b, inner);
-    if (outer && a && b) d->ops->transpose(d, x, y, outer, a, b, inner);
+    if (outer && a && b) RUN(d, transpose, x, y, outer, a, b, inner);
     return LK_OK;
 }
 
@@ -259,7 +274,7 @@ lk_status lk_lstm_cell_forward(lk_device *d, int n, int h, float *g, const float
 {
     NEED(g && c_prev && c && hout && n > 0 && h > 0, "lstm_cell_forward: bad arguments (n=%d h=%d)",
          n, h);
-    d->ops->lstm_cell_forward(d, n, h, g, c_prev, c, hout);
+    RUN(d, lstm_cell_forward, n, h, g, c_prev, c, hout);
     return LK_OK;
 }
 
@@ -269,7 +284,7 @@ lk_status lk_lstm_cell_backward(lk_device *d, int n, int h, const float *g, cons
 {
     NEED(g && c_prev && c && dh && dc && dg && n > 0 && h > 0,
          "lstm_cell_backward: bad arguments (n=%d h=%d)", n, h);
-    d->ops->lstm_cell_backward(d, n, h, g, c_prev, c, dh, dh_out, dc, dg);
+    RUN(d, lstm_cell_backward, n, h, g, c_prev, c, dh, dh_out, dc, dg);
     return LK_OK;
 }
 
@@ -278,7 +293,7 @@ lk_status lk_gru_cell_forward(lk_device *d, int n, int h, float *gx, const float
 {
     NEED(gx && gh && h_prev && hout && ghn && n > 0 && h > 0,
          "gru_cell_forward: bad arguments (n=%d h=%d)", n, h);
-    d->ops->gru_cell_forward(d, n, h, gx, gh, h_prev, hout, ghn);
+    RUN(d, gru_cell_forward, n, h, gx, gh, h_prev, hout, ghn);
     return LK_OK;
 }
 
@@ -288,7 +303,7 @@ lk_status lk_gru_cell_backward(lk_device *d, int n, int h, const float *g, const
 {
     NEED(g && ghn && h_prev && dh && dgx && dgh && n > 0 && h > 0,
          "gru_cell_backward: bad arguments (n=%d h=%d)", n, h);
-    d->ops->gru_cell_backward(d, n, h, g, ghn, h_prev, dh, dh_out, dgx, dgh);
+    RUN(d, gru_cell_backward, n, h, g, ghn, h_prev, dh, dh_out, dgx, dgh);
     return LK_OK;
 }
 
@@ -298,9 +313,11 @@ lk_status lk_gemm_batched(lk_device *d, int ta, int tb, int m, int n, int k, flo
 {
     NEED(count >= 0 && sa >= 0 && sb >= 0 && sc >= 0, "gemm_batched: negative count or stride");
     LK_CHECK(gemm_check("gemm_batched", ta, tb, m, n, k, a, lda, b, ldb, c, ldc));
-    if (count)
-        d->ops->gemm_batched(d, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc,
-                             count);
+    if (!count) return LK_OK;
+    if (d->planning)
+        return gemm_plan(d, &(lk_gemm_desc){ta, tb, m, n, k, lda, ldb, ldc, count, sa, sb, sc, alpha,
+                                            beta});
+    d->ops->gemm_batched(d, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, count);
     return LK_OK;
 }
 
@@ -308,7 +325,7 @@ lk_status lk_softmax_causal_forward(lk_device *d, float *s, int rows, int t, flo
 {
     NEED(s && t > 0 && rows >= 0 && rows % t == 0,
          "softmax_causal: %d rows are not whole sequences of %d", rows, t);
-    if (rows) d->ops->softmax_causal_forward(d, s, rows, t, scale);
+    if (rows) RUN(d, softmax_causal_forward, s, rows, t, scale);
     return LK_OK;
 }
 
@@ -317,7 +334,7 @@ lk_status lk_softmax_causal_backward(lk_device *d, const float *p, float *dp, in
 {
     NEED(p && dp && t > 0 && rows >= 0 && rows % t == 0,
          "softmax_causal: %d rows are not whole sequences of %d", rows, t);
-    if (rows) d->ops->softmax_causal_backward(d, p, dp, rows, t, scale);
+    if (rows) RUN(d, softmax_causal_backward, p, dp, rows, t, scale);
     return LK_OK;
 }
 
@@ -326,7 +343,7 @@ lk_status lk_layernorm_forward(lk_device *d, const float *x, const float *w, con
 {
     NEED(x && w && b && y && mean && rstd && rows >= 0 && dim > 0 && eps > 0.0f,
          "layernorm_forward: bad arguments (rows=%d dim=%d)", rows, dim);
-    if (rows) d->ops->layernorm_forward(d, x, w, b, y, mean, rstd, rows, dim, eps);
+    if (rows) RUN(d, layernorm_forward, x, w, b, y, mean, rstd, rows, dim, eps);
     return LK_OK;
 }
 
@@ -337,10 +354,10 @@ lk_status lk_layernorm_backward(lk_device *d, const float *x, const float *w, co
     NEED(x && w && mean && rstd && dy && dw && db && rows >= 0 && dim > 0,
          "layernorm_backward: bad arguments (rows=%d dim=%d)", rows, dim);
     NEED(beta == 0.0f || beta == 1.0f, "layernorm_backward: beta must be 0 or 1");
-    if (rows) d->ops->layernorm_backward(d, x, w, mean, rstd, dy, dx, dw, db, rows, dim, beta);
+    if (rows) RUN(d, layernorm_backward, x, w, mean, rstd, dy, dx, dw, db, rows, dim, beta);
     else if (beta == 0.0f) {
-        d->ops->memset0(d, dw, (size_t)dim * sizeof(float));
-        d->ops->memset0(d, db, (size_t)dim * sizeof(float));
+        RUN(d, memset0, dw, (size_t)dim * sizeof(float));
+        RUN(d, memset0, db, (size_t)dim * sizeof(float));
     }
     return LK_OK;
 }
@@ -348,7 +365,7 @@ lk_status lk_layernorm_backward(lk_device *d, const float *x, const float *w, co
 lk_status lk_embed_forward(lk_device *d, const float *idx, const float *w, float *y, int n, int dim)
 {
     NEED(idx && w && y && n >= 0 && dim > 0, "embed_forward: bad arguments (n=%d dim=%d)", n, dim);
-    if (n) d->ops->embed_forward(d, idx, w, y, n, dim);
+    if (n) RUN(d, embed_forward, idx, w, y, n, dim);
     return LK_OK;
 }
 
@@ -356,7 +373,7 @@ lk_status lk_embed_backward(lk_device *d, const float *idx, const float *dy, flo
                             int dim)
 {
     NEED(idx && dy && dw && n >= 0 && dim > 0, "embed_backward: bad arguments (n=%d dim=%d)", n, dim);
-    if (n) d->ops->embed_backward(d, idx, dy, dw, n, dim);
+    if (n) RUN(d, embed_backward, idx, dy, dw, n, dim);
     return LK_OK;
 }
 
@@ -364,7 +381,7 @@ lk_status lk_reparam_forward(lk_device *d, const float *ml, float *z, int n, int
                              uint64_t seed, uint64_t key, uint64_t first, float *kl)
 {
     NEED(ml && z && kl && n > 0 && zdim > 0, "reparam_forward: bad arguments (n=%d zdim=%d)", n, zdim);
-    d->ops->reparam_forward(d, ml, z, n, zdim, noise, seed, key, first, kl);
+    RUN(d, reparam_forward, ml, z, n, zdim, noise, seed, key, first, kl);
     return LK_OK;
 }
 
@@ -372,7 +389,7 @@ lk_status lk_reparam_backward(lk_device *d, const float *ml, const float *dz, fl
                               int zdim, uint64_t seed, uint64_t key, uint64_t first, float kl_scale)
 {
     NEED(ml && dz && dml && n > 0 && zdim > 0, "reparam_backward: bad arguments (n=%d zdim=%d)", n, zdim);
-    d->ops->reparam_backward(d, ml, dz, dml, n, zdim, seed, key, first, kl_scale);
+    RUN(d, reparam_backward, ml, dz, dml, n, zdim, seed, key, first, kl_scale);
     return LK_OK;
 }
 
@@ -381,7 +398,7 @@ lk_status lk_bn_sums(lk_device *d, const float *x, const float *dy, const float 
 {
     NEED(x && out && n > 0 && c > 0 && inner > 0 && (!dy || (mean && rstd)),
          "bn_sums: bad arguments (n=%d c=%d inner=%d)", n, c, inner);
-    d->ops->bn_sums(d, x, dy, mean, rstd, n, c, inner, out);
+    RUN(d, bn_sums, x, dy, mean, rstd, n, c, inner, out);
     return LK_OK;
 }
 
@@ -392,7 +409,7 @@ lk_status lk_bn_stats(lk_device *d, const float *sums, int c, float eps, float m
          "bn_stats: bad arguments (c=%d)", c);
     NEED((run_mean != NULL) == (run_var != NULL) && (sums || run_mean) && (!run_mean || tracked),
          "bn_stats: running statistics incomplete");
-    d->ops->bn_stats(d, sums, c, eps, momentum, mean, rstd, run_mean, run_var, tracked);
+    RUN(d, bn_stats, sums, c, eps, momentum, mean, rstd, run_mean, run_var, tracked);
     return LK_OK;
 }
 
@@ -400,7 +417,7 @@ lk_status lk_bn_forward(lk_device *d, const float *x, const float *mean, const f
                         const float *w, const float *b, float *y, int n, int c, int inner)
 {
     NEED(x && mean && rstd && w && b && y && n > 0 && c > 0 && inner > 0, "bn_forward: bad arguments");
-    d->ops->bn_forward(d, x, mean, rstd, w, b, y, n, c, inner);
+    RUN(d, bn_forward, x, mean, rstd, w, b, y, n, c, inner);
     return LK_OK;
 }
 
@@ -410,21 +427,21 @@ lk_status lk_bn_backward(lk_device *d, const float *x, const float *dy, const fl
 {
     NEED(x && dy && mean && rstd && w && gsums && dx && n > 0 && c > 0 && inner > 0,
          "bn_backward: bad arguments");
-    d->ops->bn_backward(d, x, dy, mean, rstd, w, gsums, dx, n, c, inner);
+    RUN(d, bn_backward, x, dy, mean, rstd, w, gsums, dx, n, c, inner);
     return LK_OK;
 }
 
 lk_status lk_randn(lk_device *d, float *out, size_t n, uint64_t seed, uint64_t key, uint64_t first)
 {
     NEED(out || !n, "randn: null buffer");
-    if (n) d->ops->randn(d, out, n, seed, key, first);
+    if (n) RUN(d, randn, out, n, seed, key, first);
     return LK_OK;
 }
 
 lk_status lk_affine(lk_device *d, float *x, float a, float b, size_t n)
 {
     NEED(x || !n, "affine: null buffer");
-    if (n) d->ops->affine(d, x, a, b, n);
+    if (n) RUN(d, affine, x, a, b, n);
     return LK_OK;
 }
 
@@ -437,27 +454,27 @@ lk_status lk_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, co
     int need2 = hp->kind == LK_OPT_ADAM || hp->kind == LK_OPT_ADAMW || hp->kind == LK_OPT_RMSPROP;
     NEED((!need1 || s1) && (!need2 || s2), "optim_update: optimizer state missing");
     NEED(hp->step >= 1, "optim_update: step must start at 1");
-    if (n) d->ops->optim_update(d, hp, w, g, s1, s2, n);
+    if (n) RUN(d, optim_update, hp, w, g, s1, s2, n);
     return LK_OK;
 }
 
 lk_status lk_sumsq(lk_device *d, const float *x, size_t n, float *out)
 {
     NEED(x && out, "sumsq: null buffer");
-    d->ops->sumsq(d, x, n, out);
+    RUN(d, sumsq, x, n, out);
     return LK_OK;
 }
 
 lk_status lk_scale(lk_device *d, float *x, float a, size_t n)
 {
     NEED(x || !n, "scale: null buffer");
-    if (n) d->ops->scale(d, x, a, n);
+    if (n) RUN(d, scale, x, a, n);
     return LK_OK;
 }
 
 lk_status lk_axpy(lk_device *d, float a, const float *x, float *y, size_t n)
 {
     NEED((x && y) || !n, "axpy: null buffer");
-    if (n) d->ops->axpy(d, a, x, y, n);
+    if (n) RUN(d, axpy, a, x, y, n);
     return LK_OK;
 }

@@ -17,44 +17,7 @@
 #include "core/rng.h"
 #include "models/zoo.h"
 
-/* ---------- counting allocator (not under ASan, which owns malloc itself) ---------- */
-#ifndef LK_SANITIZE
-/* glibc's own entry points, so these wrappers interpose on every caller in the
- * process (the library, OpenBLAS, libgomp) yet allocate from the same heap. */
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void __libc_free(void *);
-extern void *__libc_memalign(size_t, size_t);
-extern void *__libc_valloc(size_t);
-extern void *__libc_pvalloc(size_t);
-
-static _Atomic int counting;
-static _Atomic long n_alloc, n_free;
-
-#define COUNT_ALLOC() (counting ? (void)n_alloc++ : (void)0)
-void *malloc(size_t n) { return COUNT_ALLOC(), __libc_malloc(n); }
-void *calloc(size_t a, size_t b) { return COUNT_ALLOC(), __libc_calloc(a, b); }
-void *realloc(void *p, size_t n) { return COUNT_ALLOC(), __libc_realloc(p, n); }
-void *aligned_alloc(size_t al, size_t n) { return COUNT_ALLOC(), __libc_memalign(al, n); }
-void *memalign(size_t al, size_t n) { return COUNT_ALLOC(), __libc_memalign(al, n); }
-void *valloc(size_t n) { return COUNT_ALLOC(), __libc_valloc(n); }
-void *pvalloc(size_t n) { return COUNT_ALLOC(), __libc_pvalloc(n); }
-int posix_memalign(void **out, size_t al, size_t n)
-{
-    COUNT_ALLOC();
-    if (al < sizeof(void *) || (al & (al - 1))) return EINVAL;
-    void *p = __libc_memalign(al, n);
-    if (!p) return ENOMEM;
-    *out = p;
-    return 0;
-}
-void free(void *p)
-{
-    if (p && counting) n_free++;
-    __libc_free(p);
-}
-#endif
+#include "alloc_count.h" /* the counting allocator */
 
 /* ---------- helpers ---------- */
 
@@ -417,7 +380,8 @@ static void test_init(void **state)
 typedef struct {
     lk_model *m;
     lk_optim *o;
-    int batch;
+    int batch, rows; /* rows: the loss's (batch x tokens for gpt) */
+    size_t nx;       /* input floats of a batch */
     float *host_x, *loss;
     int32_t *labels;
     long step;
@@ -426,23 +390,28 @@ typedef struct {
 
 static void trainer_open(trainer *t, const char *zoo, int batch, lk_optim_config oc)
 {
-    int in[3] = {1, 28, 28};
+    /* images of 28 x 28, or for gpt windows of 8 tokens of a vocabulary of 10 */
+    const int gpt = !strcmp(zoo, "gpt"), in[3] = {1, 28, 28}, ctx = 8;
+    const lk_arch arch = {2, 2, 16, ctx};
     memset(t, 0, sizeof *t);
     t->batch = batch;
-    t->m = model_for(3, in);
-    TU_OK(lk_zoo_build(zoo, t->m, 10, NULL));
+    t->rows = gpt ? batch * ctx : batch;
+    t->m = gpt ? model_for(1, &ctx) : model_for(3, in);
+    TU_OK(lk_zoo_build(zoo, t->m, 10, gpt ? &arch : NULL));
     TU_OK(lk_model_build(t->m, batch));
     TU_OK(lk_model_init(t->m, LK_INIT_DEFAULT, 11));
     TU_OK(lk_optim_create(&t->o, tu_cpu(), &oc, t->m->nparams));
-    size_t nx = (size_t)batch * 28 * 28;
-    t->host_x = malloc(nx * sizeof(float));
-    int32_t host_labels[64];
-    for (size_t i = 0; i < nx; i++) t->host_x[i] = lk_rng_uniform(4, LK_RNG_TEST, 0, i);
-    for (int i = 0; i < batch; i++)
+    t->nx = (size_t)batch * lk_shape_numel(&t->m->in_shape);
+    t->host_x = malloc(t->nx * sizeof(float));
+    int32_t host_labels[64 * 8];
+    for (size_t i = 0; i < t->nx; i++)
+        t->host_x[i] = gpt ? (float)lk_rng_below(4, LK_RNG_TEST, 0, i, 10)
+                           : lk_rng_uniform(4, LK_RNG_TEST, 0, i);
+    for (int i = 0; i < t->rows; i++)
         host_labels[i] = (int32_t)lk_rng_below(4, LK_RNG_TEST, 1, i, 10);
-    t->labels = lk_dev_alloc(tu_cpu(), (size_t)batch * sizeof(int32_t));
+    t->labels = lk_dev_alloc(tu_cpu(), (size_t)t->rows * sizeof(int32_t));
     t->loss = lk_dev_alloc(tu_cpu(), sizeof(float));
-    lk_copy_to_device(tu_cpu(), t->labels, host_labels, (size_t)batch * sizeof(int32_t));
+    lk_copy_to_device(tu_cpu(), t->labels, host_labels, (size_t)t->rows * sizeof(int32_t));
 }
 
 /* One step exactly as the trainer does it; returns the first failure, or LK_OK. */
@@ -450,11 +419,10 @@ static lk_status train_step(trainer *t, float *loss_out)
 {
     lk_device *d = tu_cpu();
     lk_tensor out;
-    lk_copy_to_device(d, lk_model_input(t->m), t->host_x,
-                      (size_t)t->batch * 28 * 28 * sizeof(float));
+    lk_copy_to_device(d, lk_model_input(t->m), t->host_x, t->nx * sizeof(float));
     if (!t->replace) lk_model_zero_grad(t->m);
     LK_CHECK(lk_model_forward(t->m, t->batch, 1, t->step, &out));
-    lk_loss_args a = {out.data, t->labels, NULL, t->batch, 10};
+    lk_loss_args a = {out.data, t->labels, NULL, t->rows, 10};
     LK_CHECK(lk_loss(d, LK_LOSS_XENT, &a, t->loss, t->m->dout, 1.0f));
     LK_CHECK(lk_model_backward_ex(t->m, t->batch, t->step,
                                   t->replace ? LK_GRADS_REPLACE : LK_GRADS_ADD));
@@ -473,57 +441,42 @@ static void trainer_close(trainer *t)
     lk_model_destroy(t->m);
 }
 
-/* Allocation counters, or nothing under the sanitizer build. */
-#ifndef LK_SANITIZE
-#define COUNTING(on) (counting = (on))
-#define ALLOCS() ((long)n_alloc + (long)n_free)
-#define COUNTED 1
-#else
-#define COUNTED 0
-#define COUNTING(on) ((void)0)
-#define ALLOCS() 0L
-#endif
-
 static void test_no_heap_allocation(void **state)
 {
     (void)state;
-#ifndef LK_SANITIZE
+#if ALLOC_COUNTED
     /* the counter sees allocations made inside the library */
-    counting = 1;
+    alloc_count_start();
     void *probe = lk_malloc(16);
     lk_free(probe);
-    counting = 0;
-    assert_int_equal(n_alloc, 1);
-    assert_int_equal(n_free, 1);
+    assert_int_equal(alloc_count_stop().outside, 2);
 #endif
-    const char *models[2] = {"cnn", "mlp"};
-    for (int k = 0; k < 2; k++) {
-        lk_optim_config oc = lk_optim_defaults(LK_OPT_MOMENTUM);
-        oc.lr = 0.05f;
+    const char *models[4] = {"cnn", "mlp", "gpt", "lstm"};
+    for (int k = 0; k < 4; k++) {
+        lk_optim_config oc = lk_optim_defaults(k == 2 ? LK_OPT_ADAMW : LK_OPT_MOMENTUM);
+        oc.lr = k == 2 ? 1e-3f : 0.05f;
         oc.weight_decay = 1e-4f;
         oc.clip_norm = k == 0 ? 5.0f : 0.0f; /* the clipping path reads a device scalar */
         trainer t;
         trainer_open(&t, models[k], 16, oc);
-        t.replace = k == 0; /* cnn as the trainer does it; mlp with zero_grad + add */
+        t.replace = k != 1; /* as the trainer does it; mlp with zero_grad + add */
         float first = 0.0f, last = 0.0f;
-        for (int s = 0; s < 2; s++) TU_OK(train_step(&t, s ? &last : &first)); /* warm-up */
-#ifndef LK_SANITIZE
-        n_alloc = n_free = 0;
-#endif
+        /* no warm-up: the model's plan created every primitive the steps need */
         lk_status st = LK_OK;
-        COUNTING(1);
-        for (int s = 0; s < 5 && st == LK_OK; s++) st = train_step(&t, &last);
-        COUNTING(0);
+        alloc_count_start();
+        for (int s = 0; s < 5 && st == LK_OK; s++) st = train_step(&t, s ? &last : &first);
+        alloc_counts c = alloc_count_stop();
         TU_OK(st);
-        print_message("  %s: loss %.4f -> %.4f, %ld allocations + frees in 5 steps%s\n",
-                      models[k], (double)first, (double)last, ALLOCS(),
-                      COUNTED ? "" : " (not counted)");
-        assert_int_equal(ALLOCS(), 0);
+        print_message("  %s: loss %.4f -> %.4f; in 5 steps %ld allocations + frees, and %ld "
+                      "small blocks (<= %zu bytes) in oneDNN's execute, %ld freed there%s\n",
+                      models[k], (double)first, (double)last, c.outside, c.in_allocs, c.in_largest,
+                      c.in_frees, ALLOC_COUNTED ? "" : " (not counted)");
+        assert_true(alloc_counts_clean(c));
         /* and the steps did train (same batch each time, so the loss falls) */
         assert_true(isfinite(last) && last < first);
         trainer_close(&t);
     }
-#ifdef LK_SANITIZE
+#if !ALLOC_COUNTED
     /* the steps above still ran under ASan/UBSan; only the counting is off */
     print_message("  allocation counting skipped: ASan interposes malloc itself (the plain "
                   "build counts)\n");

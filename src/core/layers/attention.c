@@ -4,9 +4,13 @@
  * (one fused, max-subtracted pass per row), times v, heads side by side again, then
  * y = att W_proj^T + b_proj. Parameter names follow GPT-2: c_attn.*, c_proj.*.
  *
- * Every head of a sample is one batched product (q, k and v are read in place with
- * row stride 3C, no transposes); the qkv rows, the probabilities [heads, T, T] and
- * the heads' outputs are kept from forward to backward. */
+ * The heads' products run head-major: qkv [B*T][3H][hd] is transposed once into
+ * [3H][B*T][hd], so q, k and v of every (head, sample) pair are contiguous [T, hd]
+ * matrices T*hd apart, and each product over all of them is ONE batched call of
+ * H*B products (dense, as oneDNN's fast batched kernels and cuBLAS's strided batches
+ * want them); the heads' outputs are transposed back to [B*T, C] for the projection.
+ * Kept from forward to backward: q, k, v head-major, the probabilities [H*B][T][T]
+ * and the heads' outputs token-major. */
 #include <math.h>
 
 #include "../layers.h"
@@ -17,22 +21,25 @@ typedef struct {
     int dim, heads, T;
 } attention;
 
-/* saved: qkv [B][T][3C] | probabilities [B][heads][T][T] | att [B][T][C]
- * workspace: datt [B][T][C] | dqkv [B][T][3C] | dp [heads][T][T] */
-static size_t probs_per_sample(const attention *s) { return (size_t)s->heads * s->T * s->T; }
+/* saved:  qkvh [3H][B*T][hd] | probabilities [H*B][T][T] | att [B*T][C]
+ * ws, forward:  qkv [B*T][3C] | att_h [H][B*T][hd]
+ * ws, backward: datt [B*T][C], later dqkv [B*T][3C] | datt_h [H][B*T][hd] |
+ *               dqkvh [3H][B*T][hd] | dp [H*B][T][T] */
+static size_t probs(const attention *s, int B) { return (size_t)B * s->heads * s->T * s->T; }
+static size_t tokens(const attention *s, int B) { return (size_t)B * s->T * s->dim; } /* B*T*C */
 
 static size_t att_saved(const lk_layer *l, lk_device *d, int batch)
 {
     (void)d;
     const attention *s = (const attention *)l;
-    return (size_t)batch * ((size_t)4 * s->T * s->dim + probs_per_sample(s)) * sizeof(float);
+    return (4 * tokens(s, batch) + probs(s, batch)) * sizeof(float);
 }
 
 static size_t att_workspace(const lk_layer *l, lk_device *d, int batch)
 {
     (void)d;
     const attention *s = (const attention *)l;
-    return ((size_t)batch * 4 * s->T * s->dim + probs_per_sample(s)) * sizeof(float);
+    return (7 * tokens(s, batch) + probs(s, batch)) * sizeof(float);
 }
 
 static lk_status att_setup(lk_layer *l)
@@ -54,20 +61,23 @@ static lk_status att_setup(lk_layer *l)
 }
 
 typedef struct {
-    float *qkv, *p, *att;    /* saved */
-    float *datt, *dqkv, *dp; /* workspace */
+    float *qkvh, *p, *att;     /* saved */
+    float *qkv, *att_h;        /* workspace, forward */
+    float *datt, *dqkv, *datt_h, *dqkvh, *dp; /* workspace, backward (datt and dqkv share) */
 } att_plan;
 
 static att_plan plan(const attention *s, int B, void *saved, void *ws)
 {
-    const size_t TC = (size_t)s->T * s->dim;
+    const size_t BTC = tokens(s, B);
     att_plan p;
-    p.qkv = saved;
-    p.p = p.qkv + (size_t)B * 3 * TC;
-    p.att = p.p + (size_t)B * probs_per_sample(s);
-    p.datt = ws;
-    p.dqkv = p.datt ? p.datt + (size_t)B * TC : NULL;
-    p.dp = p.dqkv ? p.dqkv + (size_t)B * 3 * TC : NULL;
+    p.qkvh = saved;
+    p.p = p.qkvh + 3 * BTC;
+    p.att = p.p + probs(s, B);
+    p.qkv = p.datt = p.dqkv = ws;
+    p.att_h = p.qkv ? p.qkv + 3 * BTC : NULL;
+    p.datt_h = p.att_h;
+    p.dqkvh = p.datt_h ? p.datt_h + BTC : NULL;
+    p.dp = p.dqkvh ? p.dqkvh + 3 * BTC : NULL;
     return p;
 }
 
@@ -76,21 +86,18 @@ static lk_status att_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, l
     attention *s = (attention *)l;
     lk_device *d = c->dev;
     const int B = x->shape.d[0], T = s->T, C = s->dim, H = s->heads, hd = C / H, rows = B * T;
-    const long tt = (long)T * T;
+    const long th = (long)T * hd, tt = (long)T * T, BTC = (long)tokens(s, B);
     att_plan p = plan(s, B, l->saved, c->workspace);
     LK_CHECK(lk_gemm(d, 0, 1, rows, 3 * C, C, 1.0f, x->data, C, l->params[0].w, C, 0.0f, p.qkv, 3 * C));
     LK_CHECK(lk_bias_add(d, p.qkv, l->params[1].w, rows, 3 * C, 1));
-    for (int b = 0; b < B; b++) { /* scores of every head: q k^T */
-        const float *q = p.qkv + (size_t)b * T * 3 * C;
-        LK_CHECK(lk_gemm_batched(d, 0, 1, T, T, hd, 1.0f, q, 3 * C, hd, q + C, 3 * C, hd, 0.0f,
-                                 p.p + (size_t)b * H * tt, T, tt, H));
-    }
-    LK_CHECK(lk_softmax_causal_forward(d, p.p, B * H * T, T, 1.0f / sqrtf((float)hd)));
-    for (int b = 0; b < B; b++) { /* att = p v, each head into its columns */
-        const float *v = p.qkv + (size_t)b * T * 3 * C + 2 * C;
-        LK_CHECK(lk_gemm_batched(d, 0, 0, T, hd, T, 1.0f, p.p + (size_t)b * H * tt, T, tt, v, 3 * C,
-                                 hd, 0.0f, p.att + (size_t)b * T * C, C, hd, H));
-    }
+    LK_CHECK(lk_transpose(d, p.qkv, p.qkvh, 1, rows, 3 * H, hd)); /* -> [3H][B*T][hd] */
+    const float *q = p.qkvh, *k = q + BTC, *v = k + BTC;
+    /* scores of every (head, sample): q k^T, then the causal softmax */
+    LK_CHECK(lk_gemm_batched(d, 0, 1, T, T, hd, 1.0f, q, hd, th, k, hd, th, 0.0f, p.p, T, tt, H * B));
+    LK_CHECK(lk_softmax_causal_forward(d, p.p, H * B * T, T, 1.0f / sqrtf((float)hd)));
+    LK_CHECK(lk_gemm_batched(d, 0, 0, T, hd, T, 1.0f, p.p, T, tt, v, hd, th, 0.0f, p.att_h, hd, th,
+                             H * B));
+    LK_CHECK(lk_transpose(d, p.att_h, p.att, 1, H, rows, hd)); /* -> [B*T][H][hd] */
     LK_CHECK(lk_gemm(d, 0, 1, rows, C, C, 1.0f, p.att, C, l->params[2].w, C, 0.0f, y->data, C));
     return lk_bias_add(d, y->data, l->params[3].w, rows, C, 1);
 }
@@ -102,26 +109,27 @@ static lk_status att_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, 
     attention *s = (attention *)l;
     lk_device *d = c->dev;
     const int B = x->shape.d[0], T = s->T, C = s->dim, H = s->heads, hd = C / H, rows = B * T;
-    const long tt = (long)T * T;
+    const long th = (long)T * hd, tt = (long)T * T, BTC = (long)tokens(s, B);
     const float beta = c->replace_grads ? 0.0f : 1.0f;
     att_plan p = plan(s, B, l->saved, c->workspace);
+    const float *q = p.qkvh, *k = q + BTC, *v = k + BTC;
+    float *dq = p.dqkvh, *dk = dq + BTC, *dv = dk + BTC;
     /* the output projection */
     LK_CHECK(lk_gemm(d, 1, 0, C, C, rows, 1.0f, dy->data, C, p.att, C, beta, l->params[2].g, C));
     LK_CHECK(lk_bias_grad(d, l->params[3].g, dy->data, rows, C, 1, beta));
     LK_CHECK(lk_gemm(d, 0, 0, rows, C, C, 1.0f, dy->data, C, l->params[2].w, C, 0.0f, p.datt, C));
-    for (int b = 0; b < B; b++) {
-        const float *q = p.qkv + (size_t)b * T * 3 * C, *k = q + C, *v = q + 2 * C;
-        const float *pb = p.p + (size_t)b * H * tt, *da = p.datt + (size_t)b * T * C;
-        float *dq = p.dqkv + (size_t)b * T * 3 * C, *dk = dq + C, *dv = dq + 2 * C;
-        /* dp = datt v^T, dv = p^T datt */
-        LK_CHECK(lk_gemm_batched(d, 0, 1, T, T, hd, 1.0f, da, C, hd, v, 3 * C, hd, 0.0f, p.dp, T, tt, H));
-        LK_CHECK(lk_gemm_batched(d, 1, 0, T, hd, T, 1.0f, pb, T, tt, da, C, hd, 0.0f, dv, 3 * C, hd, H));
-        /* through the softmax (and the 1/sqrt(hd) scale): dp becomes ds */
-        LK_CHECK(lk_softmax_causal_backward(d, pb, p.dp, H * T, T, 1.0f / sqrtf((float)hd)));
-        /* dq = ds k, dk = ds^T q */
-        LK_CHECK(lk_gemm_batched(d, 0, 0, T, hd, T, 1.0f, p.dp, T, tt, k, 3 * C, hd, 0.0f, dq, 3 * C, hd, H));
-        LK_CHECK(lk_gemm_batched(d, 1, 0, T, hd, T, 1.0f, p.dp, T, tt, q, 3 * C, hd, 0.0f, dk, 3 * C, hd, H));
-    }
+    LK_CHECK(lk_transpose(d, p.datt, p.datt_h, 1, rows, H, hd)); /* -> [H][B*T][hd] */
+    /* dp = datt v^T, dv = p^T datt */
+    LK_CHECK(lk_gemm_batched(d, 0, 1, T, T, hd, 1.0f, p.datt_h, hd, th, v, hd, th, 0.0f, p.dp, T, tt,
+                             H * B));
+    LK_CHECK(lk_gemm_batched(d, 1, 0, T, hd, T, 1.0f, p.p, T, tt, p.datt_h, hd, th, 0.0f, dv, hd, th,
+                             H * B));
+    /* through the softmax (and the 1/sqrt(hd) scale): dp becomes ds */
+    LK_CHECK(lk_softmax_causal_backward(d, p.p, p.dp, H * B * T, T, 1.0f / sqrtf((float)hd)));
+    /* dq = ds k, dk = ds^T q */
+    LK_CHECK(lk_gemm_batched(d, 0, 0, T, hd, T, 1.0f, p.dp, T, tt, k, hd, th, 0.0f, dq, hd, th, H * B));
+    LK_CHECK(lk_gemm_batched(d, 1, 0, T, hd, T, 1.0f, p.dp, T, tt, q, hd, th, 0.0f, dk, hd, th, H * B));
+    LK_CHECK(lk_transpose(d, p.dqkvh, p.dqkv, 1, 3 * H, rows, hd)); /* -> [B*T][3H][hd] */
     /* the input projection */
     LK_CHECK(lk_gemm(d, 1, 0, 3 * C, C, rows, 1.0f, p.dqkv, 3 * C, x->data, C, beta, l->params[0].g, C));
     LK_CHECK(lk_bias_grad(d, l->params[1].g, p.dqkv, rows, 3 * C, 1, beta));

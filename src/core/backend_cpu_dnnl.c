@@ -1,0 +1,416 @@
+/* backend_cpu_dnnl.c - the CPU backend's compute library: oneDNN.
+ *
+ * Every matrix product (gemm, gemm_batched) is a oneDNN matmul primitive and every
+ * convolution a set of oneDNN convolution primitives (backend_cpu_conv.c). oneDNN
+ * chooses its kernels from the CPU's features when a primitive is created (AVX2,
+ * AVX-512, AMX, ...), so nothing here knows a CPU model. Primitives are created while
+ * the model plans (gemm_plan during lk_model_build's dry run, the convolution size
+ * queries), cached by shape in the device and reused; they all share one scratchpad the
+ * device owns (oneDNN's user scratchpad mode), so a step allocates no buffer. A shape
+ * first met during a step (an epoch's short last batch) creates its primitive then,
+ * once. A primitive that cannot be created is the device's first failure, returned by
+ * the status entry where the trainer already checks it. */
+#include <cpuid.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend_cpu.h"
+
+#define CACHE_HEADS 1024 /* hash chains */
+#define CACHE_MAX 512    /* live entries; the least recently used goes beyond that */
+
+typedef struct {
+    lk_cpu_key key;
+    void *obj;
+    void (*destroy)(void *obj);
+    unsigned long used; /* the cache clock at the last lookup */
+    int next;           /* next entry of the chain, -1 at its end */
+} cache_entry;
+
+struct lk_cpu {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    int heads[CACHE_HEADS];
+    cache_entry entries[CACHE_MAX];
+    int nentries;
+    unsigned long clock;
+    void *scratch; /* the scratchpad of every primitive, sized for the largest */
+    size_t scratch_bytes;
+    lk_status failed; /* the first failure (LK_OK: none) and its message */
+    char why[320];
+};
+
+/* ---- bookkeeping the allocation test reads ---- */
+
+static _Thread_local int in_onednn;
+int lk_cpu_in_onednn(void) { return in_onednn; }
+
+lk_cpu *lk_cpu_of(lk_device *d) { return (lk_cpu *)d->impl; }
+dnnl_engine_t lk_cpu_engine(lk_cpu *c) { return c->engine; }
+
+void lk_cpu_fail(lk_cpu *c, lk_status s, const char *fmt, ...)
+{
+    if (c->failed != LK_OK) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->why, sizeof c->why, fmt, ap);
+    va_end(ap);
+    c->failed = s;
+}
+
+lk_status lk_cpu_status(lk_device *d)
+{
+    lk_cpu *c = lk_cpu_of(d);
+    if (c->failed == LK_OK) return LK_OK;
+    return LK_ERR(c->failed, "%s", c->why);
+}
+
+/* ---- the cache ---- */
+
+static unsigned hash_key(const lk_cpu_key *k)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    const unsigned char *p = (const unsigned char *)k;
+    for (size_t i = 0; i < sizeof *k; i++) h = (h ^ p[i]) * 1099511628211ULL;
+    return (unsigned)(h ^ (h >> 32)) % CACHE_HEADS;
+}
+
+void *lk_cpu_cache_find(lk_cpu *c, const lk_cpu_key *k)
+{
+    for (int i = c->heads[hash_key(k)]; i >= 0; i = c->entries[i].next)
+        if (!memcmp(&c->entries[i].key, k, sizeof *k)) {
+            c->entries[i].used = ++c->clock;
+            return c->entries[i].obj;
+        }
+    return NULL;
+}
+
+static void unlink_entry(lk_cpu *c, int e)
+{
+    int *link = &c->heads[hash_key(&c->entries[e].key)];
+    while (*link != e) link = &c->entries[*link].next;
+    *link = c->entries[e].next;
+}
+
+void lk_cpu_cache_put(lk_cpu *c, const lk_cpu_key *k, void *obj, void (*destroy)(void *))
+{
+    int e;
+    if (c->nentries < CACHE_MAX) {
+        e = c->nentries++;
+    } else { /* evict the least recently used */
+        e = 0;
+        for (int i = 1; i < CACHE_MAX; i++)
+            if (c->entries[i].used < c->entries[e].used) e = i;
+        unlink_entry(c, e);
+        c->entries[e].destroy(c->entries[e].obj);
+    }
+    unsigned h = hash_key(k);
+    c->entries[e] = (cache_entry){*k, obj, destroy, ++c->clock, c->heads[h]};
+    c->heads[h] = e;
+}
+
+/* ---- scratchpad and execution ---- */
+
+int lk_cpu_scratch_reserve(lk_cpu *c, size_t bytes)
+{
+    if (bytes <= c->scratch_bytes) return 1;
+    void *p = aligned_alloc(4096, LK_ALIGN_UP(bytes, 4096));
+    if (!p) {
+        lk_cpu_fail(c, LK_ERR_NOMEM, "oneDNN: cannot allocate a scratchpad of %zu bytes", bytes);
+        return 0;
+    }
+    free(c->scratch);
+    c->scratch = p;
+    c->scratch_bytes = bytes;
+    return 1;
+}
+
+void *lk_cpu_scratch(lk_cpu *c) { return c->scratch; }
+
+size_t lk_cpu_scratch_size(const_dnnl_primitive_desc_t pd)
+{
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    return md ? dnnl_memory_desc_get_size(md) : 0;
+}
+
+void lk_cpu_exec(lk_cpu *c, dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args,
+                 const char *what)
+{
+    in_onednn++;
+    dnnl_status_t s = dnnl_primitive_execute(p, c->stream, nargs, args);
+    in_onednn--;
+    if (s != dnnl_success)
+        lk_cpu_fail(c, LK_ERR_DEVICE, "oneDNN: %s failed to execute (status %d)", what, (int)s);
+}
+
+dnnl_primitive_attr_t lk_cpu_attr(lk_cpu *c, float alpha, float beta)
+{
+    dnnl_primitive_attr_t a = NULL;
+    dnnl_post_ops_t po = NULL;
+    if (dnnl_primitive_attr_create(&a) != dnnl_success ||
+        dnnl_primitive_attr_set_scratchpad_mode(a, dnnl_scratchpad_mode_user) != dnnl_success ||
+        (alpha != 1.0f && dnnl_primitive_attr_set_output_scales(a, 1, 0, &alpha) != dnnl_success) ||
+        (beta != 0.0f && (dnnl_post_ops_create(&po) != dnnl_success ||
+                          dnnl_post_ops_append_sum(po, beta) != dnnl_success ||
+                          dnnl_primitive_attr_set_post_ops(a, po) != dnnl_success))) {
+        lk_cpu_fail(c, LK_ERR_DEVICE, "oneDNN: cannot set primitive attributes");
+        if (a) dnnl_primitive_attr_destroy(a);
+        a = NULL;
+    }
+    if (po) dnnl_post_ops_destroy(po);
+    return a;
+}
+
+/* ---- matrix products ---- */
+
+typedef struct {
+    dnnl_primitive_t prim;
+    dnnl_memory_t a, b, c, sp; /* sp NULL without a scratchpad */
+} matmul;
+
+static void matmul_destroy(void *obj)
+{
+    matmul *mm = obj;
+    if (mm->prim) dnnl_primitive_destroy(mm->prim);
+    dnnl_memory_t mems[4] = {mm->a, mm->b, mm->c, mm->sp};
+    for (int i = 0; i < 4; i++)
+        if (mems[i]) dnnl_memory_destroy(mems[i]);
+    free(mm);
+}
+
+/* A [rows, cols] operand (transposed: stored [cols, rows] with leading dimension ld)
+ * of `count` matrices `stride` apart; stride 0 repeats one matrix. */
+static dnnl_status_t operand_md(dnnl_memory_desc_t *md, int count, long stride, int rows, int cols,
+                                int trans, int ld)
+{
+    if (count == 1) {
+        dnnl_dims_t dims = {rows, cols}, strides = {trans ? 1 : ld, trans ? ld : 1};
+        return dnnl_memory_desc_init_by_strides(md, 2, dims, dnnl_f32, strides);
+    }
+    dnnl_dims_t dims = {stride ? count : 1, rows, cols};
+    dnnl_dims_t strides = {stride ? stride : (long)rows * cols, trans ? 1 : ld, trans ? ld : 1};
+    return dnnl_memory_desc_init_by_strides(md, 3, dims, dnnl_f32, strides);
+}
+
+static lk_cpu_key gemm_key(const lk_gemm_desc *g)
+{
+    lk_cpu_key k = {{0}};
+    int *v = k.v;
+    v[0] = LK_CPU_KEY_MATMUL;
+    v[1] = g->trans_a, v[2] = g->trans_b, v[3] = g->m, v[4] = g->n, v[5] = g->k;
+    v[6] = g->lda, v[7] = g->ldb, v[8] = g->ldc, v[9] = g->count;
+    memcpy(&v[10], &g->stride_a, sizeof(long));
+    memcpy(&v[12], &g->stride_b, sizeof(long));
+    memcpy(&v[14], &g->stride_c, sizeof(long));
+    memcpy(&v[16], &g->alpha, sizeof(float));
+    memcpy(&v[17], &g->beta, sizeof(float));
+    return k;
+}
+
+static matmul *matmul_create(lk_cpu *c, const lk_gemm_desc *g)
+{
+    dnnl_memory_desc_t a, b, cm;
+    dnnl_matmul_desc_t desc;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_attr_t attr = lk_cpu_attr(c, g->alpha, g->beta);
+    matmul *mm = calloc(1, sizeof *mm);
+    int ok = attr && mm &&
+             operand_md(&a, g->count, g->stride_a, g->m, g->k, g->trans_a, g->lda) == dnnl_success &&
+             operand_md(&b, g->count, g->stride_b, g->k, g->n, g->trans_b, g->ldb) == dnnl_success &&
+             operand_md(&cm, g->count, g->stride_c, g->m, g->n, 0, g->ldc) == dnnl_success &&
+             dnnl_matmul_desc_init(&desc, &a, &b, NULL, &cm) == dnnl_success &&
+             dnnl_primitive_desc_create(&pd, &desc, attr, c->engine, NULL) == dnnl_success &&
+             dnnl_primitive_create(&mm->prim, pd) == dnnl_success &&
+             dnnl_memory_create(&mm->a, &a, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+             dnnl_memory_create(&mm->b, &b, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+             dnnl_memory_create(&mm->c, &cm, c->engine, DNNL_MEMORY_NONE) == dnnl_success;
+    size_t sp = ok ? lk_cpu_scratch_size(pd) : 0;
+    if (ok && sp)
+        ok = dnnl_memory_create(&mm->sp, dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0),
+                                c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+             lk_cpu_scratch_reserve(c, sp);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (!ok) {
+        lk_cpu_fail(c, LK_ERR_DEVICE,
+                    "oneDNN: cannot create a matmul for %d product(s) of [%d x %d] x [%d x %d]%s%s",
+                    g->count, g->m, g->k, g->k, g->n, g->trans_a ? " (A transposed)" : "",
+                    g->trans_b ? " (B transposed)" : "");
+        if (mm) matmul_destroy(mm);
+        return NULL;
+    }
+    return mm;
+}
+
+static matmul *matmul_get(lk_cpu *c, const lk_gemm_desc *g)
+{
+    lk_cpu_key k = gemm_key(g);
+    matmul *mm = lk_cpu_cache_find(c, &k);
+    if (mm) return mm;
+    mm = matmul_create(c, g);
+    if (mm) lk_cpu_cache_put(c, &k, mm, matmul_destroy);
+    return mm;
+}
+
+lk_status lk_cpu_gemm_plan(lk_device *d, const lk_gemm_desc *g)
+{
+    lk_cpu *c = lk_cpu_of(d);
+    if (matmul_get(c, g)) return LK_OK;
+    lk_status s = lk_cpu_status(d);
+    c->failed = LK_OK; /* reported here, at plan time, not again at the next check */
+    return s;
+}
+
+static void run_matmul(lk_device *d, const lk_gemm_desc *g, const float *a, const float *b, float *cc)
+{
+    lk_cpu *c = lk_cpu_of(d);
+    matmul *mm = matmul_get(c, g);
+    if (!mm) return;
+    dnnl_memory_set_data_handle(mm->a, (void *)a);
+    dnnl_memory_set_data_handle(mm->b, (void *)b);
+    dnnl_memory_set_data_handle(mm->c, cc);
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, mm->a}, {DNNL_ARG_WEIGHTS, mm->b}, {DNNL_ARG_DST, mm->c},
+                               {DNNL_ARG_SCRATCHPAD, mm->sp}};
+    if (mm->sp) dnnl_memory_set_data_handle(mm->sp, c->scratch);
+    lk_cpu_exec(c, mm->prim, mm->sp ? 4 : 3, args, "matmul");
+}
+
+void lk_cpu_gemm(lk_device *d, int ta, int tb, int m, int n, int k, float alpha, const float *a,
+                 int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+    lk_gemm_desc g = {ta, tb, m, n, k, lda, ldb, ldc, 1, 0, 0, 0, alpha, beta};
+    run_matmul(d, &g, a, b, c);
+}
+
+void lk_cpu_gemm_batched(lk_device *d, int ta, int tb, int m, int n, int k, float alpha,
+                         const float *a, int lda, long sa, const float *b, int ldb, long sb,
+                         float beta, float *c, int ldc, long sc, int count)
+{
+    lk_gemm_desc g = {ta, tb, m, n, k, lda, ldb, ldc, count, sa, sb, sc, alpha, beta};
+    run_matmul(d, &g, a, b, c);
+}
+
+/* ---- opening and closing ---- */
+
+lk_status lk_cpu_dnnl_open(lk_device *d)
+{
+    lk_cpu *c = calloc(1, sizeof *c);
+    if (!c) return LK_ERR(LK_ERR_NOMEM, "cpu: cannot allocate the backend state");
+    for (int i = 0; i < CACHE_HEADS; i++) c->heads[i] = -1;
+    dnnl_status_t s = dnnl_engine_create(&c->engine, dnnl_cpu, 0);
+    if (s == dnnl_success) s = dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags);
+    d->impl = c;
+    if (s != dnnl_success) {
+        lk_cpu_dnnl_close(d);
+        return LK_ERR(LK_ERR_DEVICE, "cpu: cannot open a oneDNN engine and stream (status %d)", (int)s);
+    }
+    return LK_OK;
+}
+
+void lk_cpu_dnnl_close(lk_device *d)
+{
+    lk_cpu *c = lk_cpu_of(d);
+    if (!c) return;
+    for (int i = 0; i < c->nentries; i++) c->entries[i].destroy(c->entries[i].obj);
+    if (c->stream) dnnl_stream_destroy(c->stream);
+    if (c->engine) dnnl_engine_destroy(c->engine);
+    free(c->scratch);
+    free(c);
+    d->impl = NULL;
+}
+
+/* ---- what oneDNN dispatches to ---- */
+
+typedef struct {
+    dnnl_cpu_isa_t isa;
+    const char *name;
+} isa_name;
+
+/* oneDNN's x86 ISAs, each a superset (as bits) of the ones before it in its line */
+static const isa_name isa_names[] = {
+    {dnnl_cpu_isa_avx512_core_amx, "avx512_core_amx"},
+    {dnnl_cpu_isa_avx512_core_bf16, "avx512_core_bf16"},
+    {dnnl_cpu_isa_avx512_core_vnni, "avx512_core_vnni"},
+    {dnnl_cpu_isa_avx512_core, "avx512_core"},
+    {dnnl_cpu_isa_avx2_vnni, "avx2_vnni"},
+    {dnnl_cpu_isa_avx2, "avx2"},
+    {dnnl_cpu_isa_avx, "avx"},
+    {dnnl_cpu_isa_sse41, "sse41"},
+};
+
+static const char *isa_str(dnnl_cpu_isa_t isa)
+{
+    for (size_t i = 0; i < sizeof isa_names / sizeof *isa_names; i++)
+        if (isa_names[i].isa == isa) return isa_names[i].name;
+    return isa == dnnl_cpu_isa_all ? "all" : "baseline";
+}
+
+/* The best oneDNN ISA the CPU and the OS support, from cpuid and XCR0. */
+static dnnl_cpu_isa_t cpu_reported_isa(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return dnnl_cpu_isa_all;
+    const int sse41 = (c >> 19) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1, osxsave = (c >> 27) & 1;
+    unsigned long long xcr0 = 0;
+    if (osxsave) {
+        unsigned lo, hi;
+        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        xcr0 = ((unsigned long long)hi << 32) | lo;
+    }
+    const int os_avx = (xcr0 & 0x6) == 0x6, os_avx512 = (xcr0 & 0xe6) == 0xe6;
+    const int os_amx = (xcr0 & 0x60000) == 0x60000;
+    unsigned b7 = 0, c7 = 0, d7 = 0, a71 = 0;
+    if (__get_cpuid_max(0, NULL) >= 7) {
+        __cpuid_count(7, 0, a, b7, c7, d7);
+        unsigned x, y, z;
+        __cpuid_count(7, 1, a71, x, y, z);
+    }
+    const int avx2 = (b7 >> 5) & 1;
+    const int avx512 = ((b7 >> 16) & 1) && ((b7 >> 17) & 1) && ((b7 >> 30) & 1) && ((b7 >> 31) & 1);
+    const int vnni = (c7 >> 11) & 1, bf16 = (a71 >> 5) & 1, avx_vnni = (a71 >> 4) & 1;
+    const int amx = ((d7 >> 22) & 1) && ((d7 >> 24) & 1) && ((d7 >> 25) & 1);
+    if (os_avx512 && avx512) {
+        if (vnni && bf16 && amx && os_amx) return dnnl_cpu_isa_avx512_core_amx;
+        if (vnni && bf16) return dnnl_cpu_isa_avx512_core_bf16;
+        if (vnni) return dnnl_cpu_isa_avx512_core_vnni;
+        return dnnl_cpu_isa_avx512_core;
+    }
+    if (os_avx && avx2 && fma) return avx_vnni ? dnnl_cpu_isa_avx2_vnni : dnnl_cpu_isa_avx2;
+    if (os_avx && avx) return dnnl_cpu_isa_avx;
+    return sse41 ? dnnl_cpu_isa_sse41 : dnnl_cpu_isa_all;
+}
+
+/* The implementation oneDNN picks for a float32 matmul of n x n x n. */
+static void probe_kernel(char *out, size_t len)
+{
+    snprintf(out, len, "unknown");
+    dnnl_engine_t e = NULL;
+    dnnl_memory_desc_t md;
+    dnnl_matmul_desc_t desc;
+    dnnl_primitive_desc_t pd = NULL;
+    const char *impl = NULL;
+    if (dnnl_engine_create(&e, dnnl_cpu, 0) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&md, 2, (dnnl_dims_t){512, 512}, dnnl_f32, dnnl_ab) == dnnl_success &&
+        dnnl_matmul_desc_init(&desc, &md, &md, NULL, &md) == dnnl_success &&
+        dnnl_primitive_desc_create(&pd, &desc, NULL, e, NULL) == dnnl_success &&
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
+        snprintf(out, len, "%s", impl);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (e) dnnl_engine_destroy(e);
+}
+
+void lk_backend_cpu_math_info(lk_cpu_math_info *out)
+{
+    memset(out, 0, sizeof *out);
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(out->library, sizeof out->library, "oneDNN %d.%d.%d (%s runtime)", v->major, v->minor,
+             v->patch, v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other");
+    dnnl_cpu_isa_t eff = dnnl_get_effective_cpu_isa(), cpu = cpu_reported_isa();
+    snprintf(out->isa, sizeof out->isa, "%s", isa_str(eff));
+    snprintf(out->cpu_isa, sizeof out->cpu_isa, "%s", isa_str(cpu));
+    probe_kernel(out->fp32_kernel, sizeof out->fp32_kernel);
+    out->below = ((unsigned)eff & (unsigned)cpu) != (unsigned)cpu;
+    out->baseline = eff == dnnl_cpu_isa_all || eff == dnnl_cpu_isa_sse41;
+}
