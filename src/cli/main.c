@@ -1,6 +1,6 @@
-/* main.c - the `lockstep` command: train, eval, predict, info. Library errors
- * arrive as lk_status + message; here they become a clear line on stderr and a
- * non-zero exit status. */
+/* main.c - the `lockstep` command: train, eval, predict, sample, bench (comm),
+ * plan, info. Library errors arrive as lk_status + message; here they become a
+ * clear line on stderr and a non-zero exit status. */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,16 +13,21 @@
 #include "../comm/topo.h"
 #include "../core/device.h"
 #include "../models/zoo.h"
-#include "../train/bench_comm.h"
 #include "../train/plan.h"
 #include "../train/predict.h"
 #include "../train/sample.h"
 #include "../train/trainer.h"
 #include "args.h"
+#include "cli.h"
 
 /* The job's communicator: set once in main, so an error on any rank can stop
  * every rank (never a hang in a collective the failed rank will not join). */
 static lk_comm *g_comm;
+static int fail(lk_status s);
+
+lk_comm *lk_cli_comm(void) { return g_comm; }
+
+int lk_cli_fail(lk_status s) { return fail(s); }
 
 static int fail(lk_status s)
 {
@@ -47,7 +52,8 @@ static void usage(FILE *f)
             "  eval     accuracy and loss of a checkpoint on a dataset's test split\n"
             "  predict  class predictions of a checkpoint for images in a file\n"
             "  sample   text from a gpt, images from a gan or vae, reconstructions from an autoencoder\n"
-            "  bench    bench comm: all-reduce time and bandwidth over message sizes (under mpirun)\n"
+            "  bench    bench comm: all-reduce time and bandwidth over message sizes (under mpirun);\n"
+            "           bench gemm: the matrix products' FLOP/s (float32, bf16)\n"
             "  plan     project a model's step time, samples/s and efficiency on N ranks\n"
             "  info     build, devices and libraries\n\n"
             "  --help, --version\n");
@@ -102,19 +108,12 @@ static void train_usage(FILE *f)
             "  --check-every N       compare replica checksums every N steps (default 100)\n"
             "  --bind cores|none     bind each rank to its share of the host's cores (default cores)\n"
             "  --sync-bn             batch norm over the global batch (SyncBatchNorm; with\n"
-            "                        --comm-progress layers)\n");
+            "                        --comm-progress layers)\n"
+            "  --peak-tflops X       each rank's peak, the denominator of mfu (default: a GPU's\n"
+            "                        data-sheet float32 peak, else 2048^3 float32 products\n"
+            "                        measured at start-up on the rank's threads)\n");
 }
 
-enum {
-    O_MODEL = 256, O_DATA, O_EPOCHS, O_STEPS, O_BATCH, O_OPTIM, O_LR, O_MOMENTUM, O_BETA1, O_BETA2,
-    O_EPS, O_ALPHA, O_WD, O_L1, O_CLIP, O_SCHEDULE, O_WARMUP, O_STEP_SIZE, O_GAMMA, O_INIT,
-    O_SEED, O_DEVICE, O_THREADS, O_SAVE, O_RESUME, O_METRICS, O_EVAL_EVERY, O_LOG_EVERY,
-    O_TRAIN_LIMIT, O_VAL_LIMIT, O_PROGRESS, O_QUIET, O_HELP, O_CHECKPOINT, O_INPUT, O_TOP,
-    O_LIMIT, O_COMM, O_ACCUM, O_BUCKET_MB, O_CHECK_EVERY, O_BIND,
-    O_COMM_PROGRESS, O_SHM, O_COMM_TIMEOUT, O_GPU_COMM, O_LAYERS, O_HEADS, O_DIM, O_CTX, O_SYNC_BN,
-    O_PROMPT, O_TOKENS, O_TEMPERATURE, O_TOP_K, O_COUNT, O_OUT, O_MIN_BYTES, O_MAX_BYTES, O_ITERS, O_SHARED_CORES,
-    O_WARMUP_ITERS, O_BARRIER, O_CSV, O_RANKS, O_LINK_GBPS, O_LATENCY_US, O_COMM_CSV,
-};
 
 static const struct option train_opts[] = {
     {"model", 1, 0, O_MODEL},         {"data", 1, 0, O_DATA},
@@ -140,6 +139,7 @@ static const struct option train_opts[] = {
     {"gpu-comm", 1, 0, O_GPU_COMM},   {"layers", 1, 0, O_LAYERS},
     {"heads", 1, 0, O_HEADS},         {"dim", 1, 0, O_DIM},
     {"ctx", 1, 0, O_CTX},             {"sync-bn", 0, 0, O_SYNC_BN},
+    {"peak-tflops", 1, 0, O_PEAK_TFLOPS},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -156,11 +156,6 @@ static lk_status parse_float_flag(const char *flag, double lo, double hi, opt_va
     return lk_arg_float(flag, optarg, lo, hi, &dst->v);
 }
 
-/* a flag with named values: CHOICE("--shm", o.shm, NAMES("auto", "off"), VALUES(1, 0)) */
-#define NAMES(...) ((const char *const[]){__VA_ARGS__})
-#define VALUES(...) ((const int[]){__VA_ARGS__})
-#define CHOICE(flag, field, names, values) \
-    lk_arg_choice(flag, optarg, (int)(sizeof names / sizeof *names), names, values, &(field))
 
 /* --layers --heads --dim --ctx (train and plan); returns 0 when c is not one of them */
 static int arch_flag(int c, lk_arch *a, lk_status *s)
@@ -225,6 +220,7 @@ static int cmd_train(int argc, char **argv)
             break;
         case O_QUIET: o.quiet = 1; break;
         case O_SYNC_BN: o.sync_bn = 1; break;
+        case O_PEAK_TFLOPS: s = lk_arg_float("--peak-tflops", optarg, 1e-6, 1e9, &o.peak_tflops); break;
         case O_COMM: break; /* consumed in main */
         case O_ACCUM: s = lk_arg_int("--accum", optarg, 1, 1 << 20, &v), o.accum = (int)v; break;
         case O_BUCKET_MB: {
@@ -381,76 +377,6 @@ static int cmd_sample(int argc, char **argv)
     if (s == LK_OK && optind < argc) s = LK_ERR(LK_ERR_ARG, "unexpected argument '%s'", argv[optind]);
     if (s == LK_OK && !o.checkpoint) s = LK_ERR(LK_ERR_ARG, "--checkpoint DIR is required");
     if (s == LK_OK) s = lk_sample(&o, stdout);
-    return s == LK_OK ? 0 : fail(s);
-}
-
-static const struct option bench_opts[] = {
-    {"min-bytes", 1, 0, O_MIN_BYTES}, {"max-bytes", 1, 0, O_MAX_BYTES}, {"iters", 1, 0, O_ITERS},
-    {"warmup", 1, 0, O_WARMUP_ITERS}, {"device", 1, 0, O_DEVICE},       {"shm", 1, 0, O_SHM},
-    {"gpu-comm", 1, 0, O_GPU_COMM},   {"comm-timeout", 1, 0, O_COMM_TIMEOUT},
-    {"csv", 1, 0, O_CSV},             {"comm", 1, 0, O_COMM},           {"help", 0, 0, O_HELP},
-    {"barrier", 0, 0, O_BARRIER},     {0, 0, 0, 0},
-};
-
-static void bench_usage(FILE *f)
-{
-    fprintf(f, "usage: lockstep bench comm [flags]      (run it under mpirun / srun)\n\n"
-               "  --min-bytes N --max-bytes N   message sizes, doubling (default 4 .. 256M; K, M, G)\n"
-               "  --iters N             timed all-reduces per size (default: ~64 MiB of traffic, 5..1000)\n"
-               "  --warmup N            untimed ones first (default 2)\n"
-               "  --barrier             a barrier before each all-reduce, each timed alone (as OSU's\n"
-               "                        osu_allreduce: the ranks start in step); default: back to back,\n"
-               "                        timed together (as nccl-tests)\n"
-               "  --device D            where the buffer lives: cpu (default), auto, cuda[:N]\n"
-               "  --shm auto|off        same-host ranks through shared memory or MPI (default auto)\n"
-               "  --gpu-comm auto|nccl|mpi   device buffers through NCCL or staged through MPI\n"
-               "  --comm-timeout S      lockstep's own waits give up after S seconds (default 300)\n"
-               "  --csv FILE            also write the rows as CSV\n");
-}
-
-static int cmd_bench(int argc, char **argv)
-{
-    if (argc < 2 || argv[1][0] == '-') {
-        if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-            bench_usage(stdout);
-            return 0;
-        }
-        bench_usage(stderr);
-        return fail(LK_ERR(LK_ERR_ARG, "bench: which one? (comm)"));
-    }
-    if (strcmp(argv[1], "comm"))
-        return fail(LK_ERR(LK_ERR_ARG, "bench: unknown benchmark '%s' (known: comm)", argv[1]));
-    argc--, argv++;
-    lk_bench_comm_opts o = lk_bench_comm_defaults();
-    long v;
-    int c;
-    lk_status s = LK_OK;
-    opterr = 0;
-    while (s == LK_OK && (c = getopt_long(argc, argv, ":", bench_opts, NULL)) != -1) {
-        const char *flag = argv[optind - 1];
-        switch (c) {
-        case O_MIN_BYTES: s = lk_arg_bytes("--min-bytes", optarg, 4, (size_t)4 << 30, &o.min_bytes); break;
-        case O_MAX_BYTES: s = lk_arg_bytes("--max-bytes", optarg, 4, (size_t)4 << 30, &o.max_bytes); break;
-        case O_ITERS: s = lk_arg_int("--iters", optarg, 1, 1 << 20, &v), o.iters = (int)v; break;
-        case O_WARMUP_ITERS: s = lk_arg_int("--warmup", optarg, 0, 1 << 20, &v), o.warmup = (int)v; break;
-        case O_BARRIER: o.barrier = 1; break;
-        case O_DEVICE: o.device = optarg; break;
-        case O_SHM: s = CHOICE("--shm", o.shm, NAMES("auto", "off"), VALUES(1, 0)); break;
-        case O_GPU_COMM:
-            s = CHOICE("--gpu-comm", o.gpu_comm, NAMES("auto", "nccl", "mpi"),
-                       VALUES(LK_GPU_COMM_AUTO, LK_GPU_COMM_NCCL, LK_GPU_COMM_MPI));
-            break;
-        case O_COMM_TIMEOUT: s = lk_arg_float("--comm-timeout", optarg, 1e-3, 1e7, &o.timeout_s); break;
-        case O_CSV: o.csv = optarg; break;
-        case O_COMM: break; /* consumed in main */
-        case O_HELP: bench_usage(stdout); return 0;
-        case ':': s = LK_ERR(LK_ERR_ARG, "%s needs a value", flag); break;
-        default: s = LK_ERR(LK_ERR_ARG, "unknown flag '%s' for bench comm", flag);
-        }
-    }
-    if (s == LK_OK && optind < argc) s = LK_ERR(LK_ERR_ARG, "unexpected argument '%s'", argv[optind]);
-    int rows = 0;
-    if (s == LK_OK) s = lk_bench_comm(g_comm, &o, stdout, NULL, 0, &rows);
     return s == LK_OK ? 0 : fail(s);
 }
 
@@ -617,7 +543,7 @@ int main(int argc, char **argv)
     else if (!strcmp(cmd, "sample"))
         rc = cmd_sample(argc - 1, argv + 1);
     else if (!strcmp(cmd, "bench"))
-        rc = cmd_bench(argc - 1, argv + 1);
+        rc = lk_cli_bench(argc - 1, argv + 1);
     else if (!strcmp(cmd, "plan"))
         rc = cmd_plan(argc - 1, argv + 1);
     else

@@ -292,6 +292,68 @@ void lk_cpu_gemm_batched(lk_device *d, int ta, int tb, int m, int n, int k, floa
     run_matmul(d, &g, a, b, c);
 }
 
+/* ---- bf16 products, for `lockstep bench gemm` ---- */
+
+lk_status lk_backend_cpu_bf16_rate(lk_device *d, int n, double min_s, double *flops)
+{
+    *flops = 0.0;
+    const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if (d->kind != LK_DEV_CPU || ((unsigned)isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) !=
+                                     (unsigned)dnnl_cpu_isa_avx512_core_bf16)
+        return LK_OK; /* no bf16 instructions: oneDNN would emulate them */
+    lk_cpu *c = lk_cpu_of(d);
+    dnnl_memory_desc_t a, b, b_any, cm;
+    const dnnl_dims_t dims = {n, n};
+    dnnl_matmul_desc_t desc;
+    dnnl_primitive_desc_t pd = NULL, rpd = NULL;
+    dnnl_primitive_t mm = NULL, reorder = NULL;
+    dnnl_memory_t ma = NULL, mb = NULL, mbb = NULL, mc = NULL;
+    void *pa = NULL, *pb = NULL, *pbb = NULL, *pc = NULL;
+    const size_t bf = (size_t)n * n * 2;
+    int ok = dnnl_memory_desc_init_by_tag(&a, 2, dims, dnnl_bf16, dnnl_ab) == dnnl_success &&
+             dnnl_memory_desc_init_by_tag(&b, 2, dims, dnnl_bf16, dnnl_ab) == dnnl_success &&
+             dnnl_memory_desc_init_by_tag(&b_any, 2, dims, dnnl_bf16, dnnl_format_tag_any) == dnnl_success &&
+             dnnl_memory_desc_init_by_tag(&cm, 2, dims, dnnl_f32, dnnl_ab) == dnnl_success &&
+             dnnl_matmul_desc_init(&desc, &a, &b_any, NULL, &cm) == dnnl_success &&
+             dnnl_primitive_desc_create(&pd, &desc, NULL, c->engine, NULL) == dnnl_success &&
+             dnnl_primitive_create(&mm, pd) == dnnl_success;
+    const dnnl_memory_desc_t *wmd = ok ? dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0) : NULL;
+    ok = ok && (pa = calloc(1, bf)) && (pb = calloc(1, bf)) && (pc = calloc(1, bf * 2)) &&
+         (pbb = calloc(1, dnnl_memory_desc_get_size(wmd))) &&
+         dnnl_memory_create(&ma, &a, c->engine, pa) == dnnl_success &&
+         dnnl_memory_create(&mb, &b, c->engine, pb) == dnnl_success &&
+         dnnl_memory_create(&mbb, wmd, c->engine, pbb) == dnnl_success &&
+         dnnl_memory_create(&mc, &cm, c->engine, pc) == dnnl_success &&
+         dnnl_reorder_primitive_desc_create(&rpd, &b, c->engine, wmd, c->engine, NULL) == dnnl_success &&
+         dnnl_primitive_create(&reorder, rpd) == dnnl_success;
+    lk_status s = ok ? LK_OK : LK_ERR(LK_ERR_DEVICE, "bench gemm: cannot set up bf16 products of %d x %d", n, n);
+    if (ok) { /* the weights once into oneDNN's layout, as a bf16 working copy would be */
+        dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, mb}, {DNNL_ARG_TO, mbb}};
+        ok = dnnl_primitive_execute(reorder, c->stream, 2, ra) == dnnl_success;
+    }
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mbb}, {DNNL_ARG_DST, mc}};
+    double best = 1e30, spent = 0.0;
+    ok = ok && dnnl_primitive_execute(mm, c->stream, 3, args) == dnnl_success; /* warm-up */
+    for (int rep = 0; ok && (rep < 3 || spent < min_s) && rep < 1000; rep++) {
+        double t0 = lk_now();
+        ok = dnnl_primitive_execute(mm, c->stream, 3, args) == dnnl_success;
+        double dt = lk_now() - t0;
+        spent += dt;
+        best = LK_MIN(best, dt);
+    }
+    if (s == LK_OK && !ok) s = LK_ERR(LK_ERR_DEVICE, "bench gemm: bf16 products of %d x %d failed", n, n);
+    else if (ok) *flops = 2.0 * n * (double)n * n / best;
+    if (mm) dnnl_primitive_destroy(mm);
+    if (reorder) dnnl_primitive_destroy(reorder);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (rpd) dnnl_primitive_desc_destroy(rpd);
+    dnnl_memory_t mems[4] = {ma, mb, mbb, mc};
+    for (int i = 0; i < 4; i++)
+        if (mems[i]) dnnl_memory_destroy(mems[i]);
+    free(pa), free(pb), free(pbb), free(pc);
+    return s;
+}
+
 /* ---- opening and closing ---- */
 
 lk_status lk_cpu_dnnl_open(lk_device *d)

@@ -269,5 +269,9 @@ typedef struct {
     int baseline;         /* isa is the baseline (SSE4.1 or less) */
 } lk_cpu_math_info;
 void lk_backend_cpu_math_info(lk_cpu_math_info *out);
+/* FLOP/s of bf16 products of n x n x n accumulated in float32 on this CPU device (the
+ * weights kept in the layout oneDNN wants), best of repetitions over min_s seconds; 0
+ * when the CPU has no bf16 instructions (avx512_bf16 or AMX). */
+lk_status lk_backend_cpu_bf16_rate(lk_device *d, int n, double min_s, double *flops);
 
 #endif

@@ -84,6 +84,10 @@ typedef struct {
     int alias;
     /* 1 when forward adds a loss term of its own to ctx->aux_loss (the VAE's KL) */
     int own_loss;
+    /* Forward FLOPs per sample of the layer's matrix products and convolutions (2 per
+     * multiply-add; element-wise work is not counted), after setup. NULL: none. The
+     * model counts backward as twice forward (see lk_model_flops). */
+    double (*flops)(const lk_layer *l);
 } lk_layer_vt;
 
 struct lk_layer {
@@ -109,7 +113,6 @@ lk_param *lk_layer_add_buffer(lk_layer *l, const char *name, int ndim, const int
 lk_status lk_layer_init_params(lk_layer *l, lk_device *dev, lk_init_kind kind, uint64_t seed,
                                float *host_scratch);
 lk_status lk_init_parse(const char *name, lk_init_kind *out);
-const char *lk_init_name(lk_init_kind kind);
 void lk_layer_destroy(lk_layer *l);
 
 #endif

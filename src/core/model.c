@@ -314,6 +314,14 @@ const lk_param *lk_model_param(const lk_model *m, int idx, char *name, size_t na
     return NULL;
 }
 
+double lk_model_flops(const lk_model *m, int lo, int hi)
+{
+    double f = 0.0;
+    for (int i = LK_MAX(lo, 0); i < LK_MIN(hi, m->nlayers); i++)
+        if (m->layers[i]->vt->flops) f += m->layers[i]->vt->flops(m->layers[i]);
+    return f;
+}
+
 size_t lk_model_trainable(const lk_model *m)
 {
     size_t n = 0;

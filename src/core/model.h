@@ -82,6 +82,10 @@ void lk_model_zero_grad(lk_model *m);
  * with PyTorch's nn.Sequential names ("1.weight"). */
 int lk_model_param_count(const lk_model *m);
 const lk_param *lk_model_param(const lk_model *m, int i, char *name, size_t name_size);
+/* FLOPs per sample of layers [lo, hi)'s forward (their matrix products and convolutions),
+ * and of a training step (forward + backward, backward counted as twice forward, as
+ * PaLM's and llm.c's 6N per token do): lk_model_flops(m, 0, nlayers) * 3. */
+double lk_model_flops(const lk_model *m, int lo, int hi);
 /* Number of trainable floats (without alignment padding). */
 size_t lk_model_trainable(const lk_model *m);
 /* Human-readable summary into buf. */

@@ -144,6 +144,13 @@ lk_status lk_gan_eval(lk_gan *g, const lk_dataset *d, long first, double *loss_s
     return st;
 }
 
+double lk_gan_flops(const lk_gan *g)
+{
+    const lk_model *m = g->r->model;
+    const double gf = lk_model_flops(m, 0, g->split), df = lk_model_flops(m, g->split, m->nlayers);
+    return 4.0 * gf + 9.0 * df;
+}
+
 lk_status lk_gan_generate(lk_gan *g, int n, uint64_t seed, float *host)
 {
     lk_model *m = g->r->model;

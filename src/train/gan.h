@@ -50,6 +50,11 @@ lk_status lk_gan_step(lk_gan *g, lk_optim *opt, const lk_dataset *d, const lk_ga
 lk_status lk_gan_eval(lk_gan *g, const lk_dataset *d, long first, double *loss_sum,
                       double *correct, double *count);
 
+/* Model FLOPs of one sample's iteration: with g and d the two networks' forward FLOPs,
+ * D on a real (3d), G and D on a fake with backward through D (g + 3d), then G through D
+ * with backward through both (3g + 3d): 4g + 9d. */
+double lk_gan_flops(const lk_gan *g);
+
 /* n images from the generator (latents keyed by seed) into host memory, in [0, 1]. */
 lk_status lk_gan_generate(lk_gan *g, int n, uint64_t seed, float *host);
 

@@ -32,6 +32,17 @@ static void num(FILE *f, const char *key, double v, int last)
         fprintf(f, "\"%s\":null%s", key, last ? "" : ",");
 }
 
+/* a JSON string (the peak's source: plain text, but quoted and escaped all the same) */
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        if ((unsigned char)*s >= 0x20) fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
 static lk_status finish(lk_metrics *m)
 {
     fputs("}\n", m->f);
@@ -49,7 +60,9 @@ lk_status lk_metrics_step(lk_metrics *m, const lk_step_record *r)
     num(m->f, "samples_per_s", r->samples_per_s, 0);
     num(m->f, "step_ms", r->step_ms, 0);
     num(m->f, "comm_ms", r->comm_ms, 0);
-    num(m->f, "comm_hidden", r->hidden_share, 1);
+    num(m->f, "comm_hidden", r->hidden_share, 0);
+    num(m->f, "model_flops_per_s", r->flops_per_s, 0);
+    num(m->f, "mfu", r->mfu, 1);
     return finish(m);
 }
 
@@ -70,7 +83,15 @@ lk_status lk_metrics_summary(lk_metrics *m, const lk_summary_record *r)
             "\"steps\":%ld,\"warmup_steps\":%ld,\"epochs\":%d,",
             r->model, r->device, r->world, r->batch, r->steps, r->warmup_steps, r->epochs);
     num(m->f, "samples_per_s", r->samples_per_s, 0);
+    if (isfinite(r->tokens_per_s)) num(m->f, "tokens_per_s", r->tokens_per_s, 0);
     num(m->f, "step_ms_median", r->step_ms_median, 0);
+    num(m->f, "model_flops_per_sample", r->flops_per_sample, 0);
+    num(m->f, "model_flops_per_s", r->flops_per_s, 0);
+    num(m->f, "peak_flops", r->peak_flops, 0);
+    num(m->f, "mfu", r->mfu, 0);
+    fputs("\"peak_source\":", m->f);
+    json_str(m->f, r->peak_source ? r->peak_source : "");
+    fputc(',', m->f);
     num(m->f, "val_loss", r->val_loss, 0);
     num(m->f, "val_acc", r->val_acc, 0);
     num(m->f, "wall_s", r->wall_s, 1);
@@ -84,27 +105,28 @@ void lk_progress_init(lk_progress *p, int mode, int quiet)
     p->last_draw = 0.0;
 }
 
-void lk_progress_step(lk_progress *p, int epoch, int epochs, int step, int steps, double loss,
-                      double loss_g, double samples_per_s, int force)
+void lk_progress_step(lk_progress *p, const lk_progress_rec *r, int force)
 {
     if (p->quiet) return;
-    char g[32] = ""; /* a GAN: loss is the discriminator's, loss_g the generator's */
-    if (isfinite(loss_g)) snprintf(g, sizeof g, " (D) %.4f (G)", loss_g);
+    char g[32] = "", f[48] = ""; /* a GAN: loss is the discriminator's, loss_g the generator's */
+    if (isfinite(r->loss_g)) snprintf(g, sizeof g, " (D) %.4f (G)", r->loss_g);
+    if (isfinite(r->flops_per_s) && isfinite(r->mfu))
+        snprintf(f, sizeof f, " %.3g TFLOP/s mfu %.3f", r->flops_per_s * 1e-12, r->mfu);
     if (p->bar) {
         double now = lk_now();
         if (!force && now - p->last_draw < 0.1) return;
         p->last_draw = now;
         const int width = 30;
-        int filled = steps ? (int)((long)width * step / steps) : width;
+        int filled = r->steps ? (int)((long)width * r->step / r->steps) : width;
         char bar[64];
         for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
         bar[width] = 0;
-        printf("\repoch %d/%d [%s] %d/%d loss %.4f%s %.0f samples/s ", epoch, epochs, bar, step,
-               steps, loss, g, samples_per_s);
+        printf("\repoch %d/%d [%s] %d/%d loss %.4f%s %.0f samples/s%s ", r->epoch, r->epochs, bar,
+               r->step, r->steps, r->loss, g, r->samples_per_s, f);
         fflush(stdout);
     } else if (force) {
-        printf("epoch %d/%d step %d/%d loss %.4f%s %.0f samples/s\n", epoch, epochs, step, steps, loss,
-               g, samples_per_s);
+        printf("epoch %d/%d step %d/%d loss %.4f%s %.0f samples/s%s\n", r->epoch, r->epochs, r->step,
+               r->steps, r->loss, g, r->samples_per_s, f);
         fflush(stdout);
     }
 }

@@ -20,6 +20,8 @@ typedef struct {
     double loss, lr, samples_per_s, step_ms, comm_ms;
     double hidden_share; /* share of communication overlapped with backward */
     double loss_g;       /* a GAN's generator loss (loss is the discriminator's); NaN: none */
+    double flops_per_s;  /* model FLOP/s of the job (peak.h) */
+    double mfu;          /* flops_per_s over the job's peak */
 } lk_step_record;
 lk_status lk_metrics_step(lk_metrics *m, const lk_step_record *r);
 lk_status lk_metrics_eval(lk_metrics *m, long step, int epoch, double val_loss, double val_acc);
@@ -28,6 +30,9 @@ typedef struct {
     long steps, warmup_steps;
     int epochs, world, batch;
     const char *device, *model;
+    double tokens_per_s;  /* language models (NaN: none) */
+    double flops_per_sample, flops_per_s, peak_flops, mfu;
+    const char *peak_source;
 } lk_summary_record;
 lk_status lk_metrics_summary(lk_metrics *m, const lk_summary_record *r);
 
@@ -38,8 +43,12 @@ typedef struct {
     double last_draw;
 } lk_progress;
 void lk_progress_init(lk_progress *p, int mode /* -1 auto, 0 lines, 1 bar */, int quiet);
-void lk_progress_step(lk_progress *p, int epoch, int epochs, int step, int steps, double loss,
-                      double loss_g /* NaN: none */, double samples_per_s, int force);
+typedef struct {
+    int epoch, epochs, step, steps;
+    double loss, loss_g; /* loss_g NaN: none */
+    double samples_per_s, flops_per_s, mfu;
+} lk_progress_rec;
+void lk_progress_step(lk_progress *p, const lk_progress_rec *r, int force);
 void lk_progress_line(lk_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -13,6 +13,7 @@
 #include "../comm/topo.h"
 #include "../core/checkpoint.h"
 #include "../core/ops.h"
+#include "peak.h"
 #include "../data/dataset.h"
 #include "../models/zoo.h"
 #include "ckptdir.h"
@@ -137,6 +138,9 @@ typedef struct {
     long total, step;   /* optimizer steps: the run's and the current one */
     int epoch, epochs, steps_per_epoch;
     lk_topo_binding binding;
+    double flops_sample; /* model FLOPs of one sample's training step (forward + backward) */
+    double peak;         /* the job's peak FLOP/s: every rank's summed */
+    lk_peak own_peak;    /* this rank's, and where it comes from */
     struct {            /* LK_INJECT_FAULT=KIND:RANK:STEP, for testing failure handling */
         char kind[16];
         int rank;
@@ -352,6 +356,11 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     if (!s->host_params) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a host copy of the parameters");
     LK_CHECK(lk_dist_broadcast_params(s->comm, m, s->host_params));
     if (world > 1) LK_CHECK(setup_comm(o, s));
+    /* model FLOPs per sample, and the peak they are measured against (every rank's) */
+    s->flops_sample = s->gan.r ? lk_gan_flops(&s->gan) : 3.0 * lk_model_flops(m, 0, m->nlayers);
+    LK_CHECK(lk_peak_find(s->r.dev, o->peak_tflops, &s->own_peak));
+    s->peak = s->own_peak.flops;
+    LK_CHECK(lk_comm_allreduce_f64(s->comm, &s->peak, 1, LK_REDUCE_SUM));
     if (rank == 0) LK_CHECK(lk_metrics_open(&s->metrics, o->metrics_path));
     s->step_ms = lk_malloc((size_t)LK_MAX(s->total, 1) * sizeof(double));
     if (!s->step_ms) return LK_ERR(LK_ERR_NOMEM, "cannot allocate step timers");
@@ -367,6 +376,10 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     lk_progress_line(prog, "rank 0 on %s: cores %s (NUMA %s)%s%s", s->comm->host,
                      s->binding.cores, s->binding.numa, s->binding.bound ? ", bound" : "; ",
                      s->binding.bound ? "" : s->binding.note);
+    lk_progress_line(prog, "model FLOPs %.4g GFLOP per sample (forward + backward); peak %.4g "
+                     "TFLOP/s (rank 0: %s)%s",
+                     s->flops_sample * 1e-9, s->peak * 1e-12, s->own_peak.source,
+                     world > 1 ? ", summed over the ranks" : "");
     const lk_buckets *any = s->buckets ? s->buckets : s->gan.bd;
     if (any)
         lk_progress_line(prog, "gradient all-reduce: %s, %d bucket%s of <= %.2f MB%s, progressed %s",
@@ -487,12 +500,15 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                     return LK_ERR(LK_ERR_STATE, "training loss is %g at step %ld (diverged: lower --lr?)",
                                   loss, s->step);
                 double dt = lk_now() - log_t0;
+                const double flops = s->flops_sample * red[1] / dt;
                 lk_step_record rec = {s->step, s->epoch + 1, loss, s->opt->last_lr, red[1] / dt,
                                       dt * 1e3 / (double)log_n, log_comm / (double)log_n,
-                                      log_hidden / (double)log_n, loss_g};
+                                      log_hidden / (double)log_n, loss_g, flops, flops / s->peak};
                 LK_CHECK(lk_metrics_step(&s->metrics, &rec));
-                lk_progress_step(&prog, s->epoch + 1, s->epochs, i / o->accum + 1,
-                                 s->steps_per_epoch, loss, loss_g, rec.samples_per_s, 1);
+                lk_progress_step(&prog, &(lk_progress_rec){s->epoch + 1, s->epochs, i / o->accum + 1,
+                                                           s->steps_per_epoch, loss, loss_g,
+                                                           rec.samples_per_s, flops, rec.mfu},
+                                 1);
                 zero_losses(s);
                 log_t0 = lk_now();
                 log_local = log_comm = log_hidden = 0.0;
@@ -533,14 +549,22 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
     res->val_loss = val_loss;
     res->val_acc = val_acc;
     res->steps = s->step - first_step;
+    res->flops_per_s = s->flops_sample * res->samples_per_s;
+    res->mfu = res->flops_per_s / s->peak;
+    const double tokens = s->r.ylen > 1 ? res->samples_per_s * s->r.ylen : NAN;
     lk_summary_record sr = {res->samples_per_s, res->step_ms_median, val_loss, val_acc,
                             lk_now() - t_start, s->step, warm, s->epochs, c->world, o->batch,
-                            s->r.dev->name, o->model};
+                            s->r.dev->name, o->model, tokens, s->flops_sample, res->flops_per_s,
+                            s->peak, res->mfu, s->own_peak.source};
     LK_CHECK(lk_metrics_summary(&s->metrics, &sr));
-    char acc[32] = "";
+    char acc[32] = "", tok[48] = "";
     if (!isnan(val_acc)) snprintf(acc, sizeof acc, ", val_acc %.4f", val_acc);
-    lk_progress_line(&prog, "done: %ld steps, %.0f samples/s (median step %.3f ms), val_loss %.4f%s",
-                     res->steps, res->samples_per_s, res->step_ms_median, val_loss, acc);
+    if (isfinite(tokens)) snprintf(tok, sizeof tok, ", %.0f tokens/s", tokens);
+    lk_progress_line(&prog,
+                     "done: %ld steps, %.0f samples/s%s (median step %.3f ms), %.4g TFLOP/s, mfu "
+                     "%.3f, val_loss %.4f%s",
+                     res->steps, res->samples_per_s, tok, res->step_ms_median,
+                     res->flops_per_s * 1e-12, res->mfu, val_loss, acc);
     return LK_OK;
 }
 

@@ -39,6 +39,7 @@ typedef struct {
     long check_every;         /* compare replica checksums every N steps (0: at the end only) */
     int bind;                 /* bind each rank to its share of the host's cores (hwloc) */
     int sync_bn;              /* batch norm statistics over the global batch (SyncBatchNorm) */
+    double peak_tflops;       /* the peak per rank MFU divides by (0: measured or known, peak.h) */
 } lk_train_opts;
 
 /* Defaults: cnn, fashion-mnist, 1 epoch, batch 64, momentum lr 0.01 ... */
@@ -47,6 +48,7 @@ lk_train_opts lk_train_defaults(void);
 typedef struct {
     double val_loss, val_acc;
     double samples_per_s, step_ms_median;
+    double flops_per_s, mfu; /* model FLOP/s over the timed steps, and that over the peak */
     long steps;
 } lk_train_result;
 

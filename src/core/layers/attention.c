@@ -139,8 +139,18 @@ static lk_status att_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, 
     return LK_OK;
 }
 
+/* the projections (T x C x 3C, T x C x C) and, as PaLM and llm.c count them, the scores
+ * and their weighted sum over every (query, key) pair, masked or not (2 x T x T x C) */
+static double att_flops(const lk_layer *l)
+{
+    const attention *s = (const attention *)l;
+    const double T = s->T, C = s->dim;
+    return 2.0 * (T * C * 4.0 * C + 2.0 * T * T * C);
+}
+
 static const lk_layer_vt attention_vt = {
     .type = "attention",
+    .flops = att_flops,
     .setup = att_setup,
     .saved_bytes = att_saved,
     .workspace_bytes = att_workspace,

@@ -69,8 +69,15 @@ static lk_status conv_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x,
                               c->replace_grads ? 0.0f : 1.0f, l->saved, c->workspace);
 }
 
+static double conv_flops(const lk_layer *l)
+{
+    const conv2d *s = (const conv2d *)l;
+    return 2.0 * (double)lk_shape_numel(&l->out) * s->cin * s->k * s->k;
+}
+
 static const lk_layer_vt conv_vt = {
     .type = "conv2d",
+    .flops = conv_flops,
     .setup = conv_setup,
     .saved_bytes = conv_saved,
     .workspace_bytes = conv_workspace,

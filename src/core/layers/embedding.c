@@ -129,8 +129,15 @@ static lk_status tied_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x,
     return LK_OK;
 }
 
+static double tied_flops(const lk_layer *l)
+{
+    const tied_head *s = (const tied_head *)l;
+    return 2.0 * (double)lk_shape_numel(&l->in) * s->emb->vocab; /* rows x dim x vocab */
+}
+
 static const lk_layer_vt tied_vt = {
     .type = "tied_head",
+    .flops = tied_flops,
     .setup = tied_setup,
     .forward = tied_forward,
     .backward = tied_backward,

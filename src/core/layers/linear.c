@@ -50,8 +50,15 @@ static lk_status linear_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *
     return LK_OK;
 }
 
+static double linear_flops(const lk_layer *l)
+{
+    const linear *s = (const linear *)l;
+    return 2.0 * (double)lk_shape_numel(&l->in) * s->out; /* rows x in x out */
+}
+
 static const lk_layer_vt linear_vt = {
     .type = "linear",
+    .flops = linear_flops,
     .setup = linear_setup,
     .forward = linear_forward,
     .backward = linear_backward,

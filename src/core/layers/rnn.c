@@ -211,8 +211,21 @@ static lk_status rnn_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, 
     return LK_OK;
 }
 
+/* every step of every layer: the gates' products with the input and the hidden state */
+static double rnn_flops(const lk_layer *l)
+{
+    const rnn *s = (const rnn *)l;
+    double f = 0.0;
+    for (int k = 0; k < s->layers; k++) {
+        const double in = k ? s->hidden : s->input;
+        f += 2.0 * s->T * (in + s->hidden) * s->G * s->hidden;
+    }
+    return f;
+}
+
 static const lk_layer_vt lstm_vt = {
     .type = "lstm",
+    .flops = rnn_flops,
     .setup = rnn_setup,
     .saved_bytes = rnn_saved_bytes,
     .workspace_bytes = rnn_workspace_bytes,
@@ -222,6 +235,7 @@ static const lk_layer_vt lstm_vt = {
 
 static const lk_layer_vt gru_vt = {
     .type = "gru",
+    .flops = rnn_flops,
     .setup = rnn_setup,
     .saved_bytes = rnn_saved_bytes,
     .workspace_bytes = rnn_workspace_bytes,

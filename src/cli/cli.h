@@ -1,0 +1,36 @@
+/* cli.h - what the files of the `lockstep` command share: the flags' ids, the
+ * named-value flag helper, the job's communicator and the error exit. */
+#ifndef LK_CLI_H
+#define LK_CLI_H
+
+#include "../comm/comm.h"
+#include "args.h"
+
+enum {
+    O_MODEL = 256, O_DATA, O_EPOCHS, O_STEPS, O_BATCH, O_OPTIM, O_LR, O_MOMENTUM, O_BETA1, O_BETA2,
+    O_EPS, O_ALPHA, O_WD, O_L1, O_CLIP, O_SCHEDULE, O_WARMUP, O_STEP_SIZE, O_GAMMA, O_INIT,
+    O_SEED, O_DEVICE, O_THREADS, O_SAVE, O_RESUME, O_METRICS, O_EVAL_EVERY, O_LOG_EVERY,
+    O_TRAIN_LIMIT, O_VAL_LIMIT, O_PROGRESS, O_QUIET, O_HELP, O_CHECKPOINT, O_INPUT, O_TOP,
+    O_LIMIT, O_COMM, O_ACCUM, O_BUCKET_MB, O_CHECK_EVERY, O_BIND,
+    O_COMM_PROGRESS, O_SHM, O_COMM_TIMEOUT, O_GPU_COMM, O_LAYERS, O_HEADS, O_DIM, O_CTX, O_SYNC_BN,
+    O_PROMPT, O_TOKENS, O_TEMPERATURE, O_TOP_K, O_COUNT, O_OUT, O_MIN_BYTES, O_MAX_BYTES, O_ITERS, O_SHARED_CORES,
+    O_WARMUP_ITERS, O_BARRIER, O_CSV, O_RANKS, O_LINK_GBPS, O_LATENCY_US, O_COMM_CSV,
+    O_SIZES, O_MIN_TIME, O_PEAK_TFLOPS, O_GELU, O_DECAY,
+};
+
+/* a flag with named values: CHOICE("--shm", o.shm, NAMES("auto", "off"), VALUES(1, 0)) */
+#define NAMES(...) ((const char *const[]){__VA_ARGS__})
+#define VALUES(...) ((const int[]){__VA_ARGS__})
+#define CHOICE(flag, field, names, values) \
+    lk_arg_choice(flag, optarg, (int)(sizeof names / sizeof *names), names, values, &(field))
+
+/* The job's communicator (set once in main). */
+lk_comm *lk_cli_comm(void);
+/* Prints the error (rank-prefixed in a job), makes every rank stop, returns the exit
+ * status (2 for a bad argument, else 1). */
+int lk_cli_fail(lk_status s);
+
+/* lockstep bench comm|gemm (bench.c) */
+int lk_cli_bench(int argc, char **argv);
+
+#endif
