@@ -71,6 +71,14 @@ lk_status lk_buckets_create_range(lk_buckets **out, lk_comm *c, lk_model *m, siz
     b->grads = m->grads;
     b->n = lk_buckets_plan(m, bucket_bytes, lo, hi, b->b, cap);
     b->mode = mode;
+    if (mode == LK_PROGRESS_LAYERS) { /* NCCL's all-reduces: only the GPU sees the waits */
+        lk_status st = lk_comm_timer_create(c, b->grads + lo, &b->timer);
+        if (st != LK_OK) {
+            lk_free(b->b);
+            lk_free(b);
+            return st;
+        }
+    }
     if (mode == LK_PROGRESS_THREAD) {
         int rc = pthread_mutex_init(&b->mu, NULL);
         if (!rc && (rc = pthread_cond_init(&b->wake, NULL)) != 0) pthread_mutex_destroy(&b->mu);
@@ -108,6 +116,7 @@ void lk_buckets_destroy(lk_buckets *b)
         pthread_cond_destroy(&b->wake);
         pthread_mutex_destroy(&b->mu);
     }
+    lk_comm_timer_destroy(b->timer);
     lk_free(b->b);
     lk_free(b);
 }
@@ -131,8 +140,10 @@ static void start(lk_buckets *b, int i)
     lk_bucket *k = &b->b[i];
     if (b->status != LK_OK) return;
     k->t_start = lk_now();
-    b->status = lk_comm_allreduce_start(b->comm, b->grads + k->begin, k->end - k->begin,
-                                        LK_REDUCE_SUM, i);
+    if (i == 0) b->status = lk_comm_timer_first(b->timer); /* the step's first bucket is final */
+    if (b->status == LK_OK)
+        b->status = lk_comm_allreduce_start(b->comm, b->grads + k->begin, k->end - k->begin,
+                                            LK_REDUCE_SUM, i);
 }
 
 /* Gives MPI a chance to move the requests in flight along. */
@@ -213,7 +224,7 @@ lk_status lk_buckets_finish(lk_buckets *b)
 {
     b->comm_ms = b->span_ms = 0.0;
     if (!b->active) return LK_OK;
-    double t0 = lk_now();
+    double t0 = lk_now(), gpu_exposed = 0.0, gpu_span = 0.0;
     if (b->mode == LK_PROGRESS_THREAD) {
         pthread_mutex_lock(&b->mu);
         b->finishing = 1;
@@ -222,12 +233,14 @@ lk_status lk_buckets_finish(lk_buckets *b)
         pthread_mutex_unlock(&b->mu);
     } else {
         start_ready(b, (size_t)-1);
+        if (b->status == LK_OK) b->status = lk_comm_timer_wait(b->timer);
         for (int i = 0; i < b->n && b->status == LK_OK; i++) {
             if (b->b[i].done) continue;
             b->status = lk_comm_wait(b->comm, i);
             b->b[i].done = 1;
             b->b[i].t_done = lk_now();
         }
+        if (b->status == LK_OK) b->status = lk_comm_timer_end(b->timer, &gpu_exposed, &gpu_span);
     }
     double t1 = lk_now();
     if (b->mode == LK_PROGRESS_THREAD && b->status != LK_OK)
@@ -236,6 +249,10 @@ lk_status lk_buckets_finish(lk_buckets *b)
     double first = b->n ? b->b[0].t_start : 0.0, last = 0.0; /* one after another: first start, last done */
     for (int i = 0; i < b->n; i++) last = LK_MAX(last, b->b[i].t_done);
     b->span_ms = first > 0.0 && last > first ? (last - first) * 1e3 : 0;
+    if (b->timer) { /* NCCL: the host only queued the waits; the GPU's clock instead */
+        b->comm_ms = gpu_exposed;
+        b->span_ms = gpu_span;
+    }
     return b->status;
 }
 

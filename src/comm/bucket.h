@@ -49,8 +49,17 @@ typedef struct {
     int next;            /* first bucket not started */
     int active;          /* this backward communicates (last micro-batch) */
     lk_status status;    /* first error seen in the hook */
-    double comm_ms;      /* last step: time blocked waiting in finish (exposed) */
-    double span_ms;      /* last step: first start to last completion */
+    /* The last step's communication: comm_ms, the time the step waited for it (exposed),
+     * span_ms, from the first all-reduce's start to the last one's completion. On the
+     * host clock: the time finish blocked, and from starting the first bucket to seeing
+     * the last one done. Under NCCL (the host never blocks) the GPU's instead (`timer`,
+     * see lk_comm_timer in comm.h): how long the compute stream stood still between the
+     * end of backward and the end of the all-reduces, and from the first bucket's
+     * gradients being final to the last all-reduce's end, for the newest step the GPU
+     * has passed (normally the previous one; 0 before any). */
+    double comm_ms;
+    double span_ms;
+    lk_comm_timer *timer; /* NCCL's all-reduces timed on the GPU, else NULL */
     /* LK_PROGRESS_THREAD (running exactly when mode says so): the comm thread and
      * what it shares with the training thread (active, ready, finishing, complete,
      * stop under mu) */

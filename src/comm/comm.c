@@ -97,6 +97,47 @@ lk_status lk_comm_status(lk_comm *c)
 }
 
 #if LK_HAVE_NCCL
+lk_status lk_comm_timer_create(lk_comm *c, const void *buf, lk_comm_timer **out)
+{
+    *out = NULL;
+    return c->nccl && on_device(c, buf) ? lk_nccl_timer_create(c, out) : LK_OK;
+}
+void lk_comm_timer_destroy(lk_comm_timer *t) { lk_nccl_timer_destroy(t); }
+lk_status lk_comm_timer_first(lk_comm_timer *t) { return t ? lk_nccl_timer_first(t) : LK_OK; }
+lk_status lk_comm_timer_wait(lk_comm_timer *t) { return t ? lk_nccl_timer_wait(t) : LK_OK; }
+lk_status lk_comm_timer_end(lk_comm_timer *t, double *exposed_ms, double *span_ms)
+{
+    if (t) return lk_nccl_timer_end(t, exposed_ms, span_ms);
+    *exposed_ms = *span_ms = 0.0;
+    return LK_OK;
+}
+#else
+lk_status lk_comm_timer_create(lk_comm *c, const void *buf, lk_comm_timer **out)
+{
+    (void)c, (void)buf;
+    *out = NULL;
+    return LK_OK;
+}
+void lk_comm_timer_destroy(lk_comm_timer *t) { (void)t; }
+lk_status lk_comm_timer_first(lk_comm_timer *t)
+{
+    (void)t;
+    return LK_OK;
+}
+lk_status lk_comm_timer_wait(lk_comm_timer *t)
+{
+    (void)t;
+    return LK_OK;
+}
+lk_status lk_comm_timer_end(lk_comm_timer *t, double *exposed_ms, double *span_ms)
+{
+    (void)t;
+    *exposed_ms = *span_ms = 0.0;
+    return LK_OK;
+}
+#endif
+
+#if LK_HAVE_NCCL
 /* Collective: *shared = 1 when some GPU drives more than one rank of the job, naming
  * two such ranks in `who`. */
 static lk_status gpu_shared(lk_comm *c, int *shared, char *who, size_t len)

@@ -108,6 +108,24 @@ int lk_comm_have_nccl(void);   /* built with NCCL */
 lk_status lk_comm_status(lk_comm *c);
 const char *lk_nccl_version(void);
 
+/* How long a step waited for its all-reduces, as the GPU saw it, where the host cannot
+ * tell (NCCL: starting and waiting only queue work on streams). For one set of buckets:
+ * first() when the step's first all-reduce starts, wait() once every one has started and
+ * the compute stream is about to wait for them, end() after that. end() gives, for the
+ * newest step the GPU has passed (normally the previous one; read with event queries,
+ * never waiting; 0 before any), `exposed`: the time the compute stream stood still
+ * between the end of backward and the end of the last all-reduce (0 when communication
+ * was hidden), and `span`: from the first bucket's gradients being final to the last
+ * all-reduce's end. create() gives NULL (and every call is then a no-op) unless buf's
+ * all-reduces go through NCCL; the timer records on NCCL's streams as they are then, so
+ * destroy it before lk_comm_use_device or lk_comm_use_nccl close them. */
+typedef struct lk_comm_timer lk_comm_timer;
+lk_status lk_comm_timer_create(lk_comm *c, const void *buf, lk_comm_timer **out);
+void lk_comm_timer_destroy(lk_comm_timer *t);
+lk_status lk_comm_timer_first(lk_comm_timer *t);
+lk_status lk_comm_timer_wait(lk_comm_timer *t);
+lk_status lk_comm_timer_end(lk_comm_timer *t, double *exposed_ms, double *span_ms);
+
 /* comm_nccl.c (built with CUDA and NCCL), used by comm.c */
 lk_status lk_nccl_open(lk_comm *c, lk_device *dev);
 void lk_nccl_close(lk_comm *c);
@@ -116,6 +134,11 @@ lk_status lk_nccl_test(lk_comm *c, int slot, int *done);
 lk_status lk_nccl_wait(lk_comm *c, int slot);
 lk_status lk_nccl_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op);
 lk_status lk_nccl_status(lk_comm *c);
+lk_status lk_nccl_timer_create(lk_comm *c, lk_comm_timer **out);
+void lk_nccl_timer_destroy(lk_comm_timer *t);
+lk_status lk_nccl_timer_first(lk_comm_timer *t);
+lk_status lk_nccl_timer_wait(lk_comm_timer *t);
+lk_status lk_nccl_timer_end(lk_comm_timer *t, double *exposed_ms, double *span_ms);
 
 /* Collective over every rank, same arguments everywhere. With on, ranks sharing a host
  * all-reduce (lk_comm_allreduce) through shared memory where the job allows it (two or

@@ -14,7 +14,11 @@
  * the streams) and the next call on the training thread returns the error, so every
  * rank ends with a message instead of hanging. The watchdog never touches the
  * communicator while the training thread is inside an NCCL call (`in_call`, under
- * `mu`); that thread then enforces the deadline itself. */
+ * `mu`); that thread then enforces the deadline itself.
+ *
+ * Since the host never waits for an all-reduce, host clocks cannot say how long a step
+ * waited for communication; lk_comm_timer reads it off the GPU instead (CUDA events with
+ * timing, read once the GPU has passed them, never waited for). */
 #include <cuda_runtime.h>
 #include <nccl.h>
 #include <pthread.h>
@@ -213,6 +217,118 @@ lk_status lk_nccl_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op)
     CUDA_TRY(cudaEventSynchronize(g->done[BLOCKING_SLOT]));
     if (atomic_load(&g->failed)) return failed(g);
     return lk_nccl_wait(c, BLOCKING_SLOT);
+}
+
+/* ---- GPU timing of a bucket set's communication ---- */
+
+#define TIMER_STEPS 8 /* steps whose events may be in flight; an older one is dropped */
+
+struct lk_comm_timer {
+    cudaStream_t compute, comm;
+    /* per step: on the compute stream, `first` where the first bucket starts (its gradients
+     * are final), `wait` where the waits for the all-reduces begin (backward is all queued
+     * before it) and `end` after them; on the comm stream `done` after the last all-reduce */
+    cudaEvent_t first[TIMER_STEPS], wait[TIMER_STEPS], done[TIMER_STEPS], end[TIMER_STEPS];
+    long seq[TIMER_STEPS]; /* the step (1, 2, ...) whose events are in the slot, 0: none */
+    long steps, latest;    /* steps begun; the newest step read */
+    int cur;               /* the slot of the step being recorded, -1 between steps */
+    double exposed_ms, span_ms; /* of step `latest` */
+};
+
+void lk_nccl_timer_destroy(lk_comm_timer *t)
+{
+    if (!t) return;
+    for (int s = 0; s < TIMER_STEPS; s++) {
+        if (t->first[s]) cudaEventDestroy(t->first[s]);
+        if (t->wait[s]) cudaEventDestroy(t->wait[s]);
+        if (t->done[s]) cudaEventDestroy(t->done[s]);
+        if (t->end[s]) cudaEventDestroy(t->end[s]);
+    }
+    lk_free(t);
+}
+
+static lk_status timer_events(lk_comm_timer *t, int ordinal)
+{
+    CUDA_TRY(cudaSetDevice(ordinal));
+    for (int s = 0; s < TIMER_STEPS; s++) {
+        CUDA_TRY(cudaEventCreate(&t->first[s])); /* with timing */
+        CUDA_TRY(cudaEventCreate(&t->wait[s]));
+        CUDA_TRY(cudaEventCreate(&t->done[s]));
+        CUDA_TRY(cudaEventCreate(&t->end[s]));
+    }
+    return LK_OK;
+}
+
+lk_status lk_nccl_timer_create(lk_comm *c, lk_comm_timer **out)
+{
+    lk_nccl *g = c->nccl;
+    *out = NULL;
+    lk_comm_timer *t = lk_calloc(1, sizeof *t);
+    if (!t) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the all-reduce timer");
+    t->compute = g->compute;
+    t->comm = g->stream;
+    t->cur = -1;
+    lk_status s = timer_events(t, g->ordinal);
+    if (s != LK_OK) {
+        lk_nccl_timer_destroy(t);
+        return s;
+    }
+    *out = t;
+    return LK_OK;
+}
+
+lk_status lk_nccl_timer_first(lk_comm_timer *t)
+{
+    t->cur = (int)(t->steps++ % TIMER_STEPS);
+    t->seq[t->cur] = 0; /* a step TIMER_STEPS back the GPU has not passed yet: dropped */
+    CUDA_TRY(cudaEventRecord(t->first[t->cur], t->compute));
+    return LK_OK;
+}
+
+lk_status lk_nccl_timer_wait(lk_comm_timer *t)
+{
+    if (t->cur < 0) return LK_OK; /* no bucket started this step */
+    CUDA_TRY(cudaEventRecord(t->wait[t->cur], t->compute));
+    CUDA_TRY(cudaEventRecord(t->done[t->cur], t->comm)); /* after every all-reduce queued */
+    return LK_OK;
+}
+
+/* 1 when the GPU has passed e, 0 when not yet */
+static lk_status passed(cudaEvent_t e, int *yes)
+{
+    cudaError_t q = cudaEventQuery(e);
+    *yes = q == cudaSuccess;
+    if (q != cudaSuccess && q != cudaErrorNotReady) CUDA_TRY(q);
+    return LK_OK;
+}
+
+lk_status lk_nccl_timer_end(lk_comm_timer *t, double *exposed_ms, double *span_ms)
+{
+    if (t->cur >= 0) {
+        CUDA_TRY(cudaEventRecord(t->end[t->cur], t->compute));
+        t->seq[t->cur] = t->steps;
+        t->cur = -1;
+    }
+    /* read every step the GPU has passed (queries, no waiting); keep the newest */
+    for (int s = 0; s < TIMER_STEPS; s++) {
+        if (!t->seq[s]) continue;
+        int end = 0, done = 0;
+        LK_CHECK(passed(t->end[s], &end));
+        if (end) LK_CHECK(passed(t->done[s], &done));
+        if (!end || !done) continue; /* first and wait come before end on its stream */
+        float exposed = 0.0f, span = 0.0f;
+        CUDA_TRY(cudaEventElapsedTime(&exposed, t->wait[s], t->end[s]));
+        CUDA_TRY(cudaEventElapsedTime(&span, t->first[s], t->done[s]));
+        if (t->seq[s] > t->latest) {
+            t->latest = t->seq[s];
+            t->exposed_ms = exposed;
+            t->span_ms = span;
+        }
+        t->seq[s] = 0;
+    }
+    *exposed_ms = t->exposed_ms;
+    *span_ms = t->span_ms;
+    return LK_OK;
 }
 
 void lk_nccl_close(lk_comm *c)
