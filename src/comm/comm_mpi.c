@@ -23,7 +23,6 @@ typedef struct {
     float *avg_buf[LK_COMM_MAX_SLOTS]; /* AVG: scaled by 1/world when the sum arrives */
     size_t avg_n[LK_COMM_MAX_SLOTS];
     int *displs;                       /* world entries, for the v-collectives */
-    int *counts_int;
 } mpi_impl;
 
 static lk_status mpi_fail(const lk_comm *c, const char *call, int rc)
@@ -312,7 +311,6 @@ static void mpi_close(lk_comm *c)
     MPI_Finalized(&finalized);
     if (m->initialised_here && !finalized) MPI_Finalize();
     lk_free(m->displs);
-    lk_free(m->counts_int);
     lk_free(m);
     c->impl = NULL;
 }
@@ -378,8 +376,7 @@ lk_status lk_comm_mpi_open(lk_comm *c, int *argc, char ***argv)
     lib[strcspn(lib, ",\n")] = 0; /* "Open MPI v4.1.4" */
     snprintf(c->library, sizeof c->library, "%.127s", lib);
     m->displs = lk_calloc((size_t)c->world, sizeof *m->displs);
-    m->counts_int = lk_calloc((size_t)c->world, sizeof *m->counts_int);
-    if (!m->displs || !m->counts_int) {
+    if (!m->displs) {
         mpi_close(c);
         return LK_ERR(LK_ERR_NOMEM, "cannot allocate MPI bookkeeping");
     }

@@ -1,4 +1,4 @@
-/* common.h - status codes, error reporting and logging shared by every module.
+/* common.h - status codes, error reporting, allocation and the clock, shared by every module.
  *
  * Library code never exits: it returns an lk_status and records a message that
  * names what was wrong (file, flag, shape) together with the source file:line.
@@ -31,7 +31,6 @@ lk_status lk_error_set(lk_status code, const char *file, int line, const char *f
 /* The last recorded message of this thread ("" when none), and its file:line. */
 const char *lk_error_message(void);
 const char *lk_error_where(void);
-const char *lk_status_name(lk_status s);
 
 #define LK_ERR(code, ...) lk_error_set((code), __FILE__, __LINE__, __VA_ARGS__)
 #define LK_CHECK(expr)                          \
@@ -39,10 +38,6 @@ const char *lk_status_name(lk_status s);
         lk_status lk_s_ = (expr);               \
         if (lk_s_ != LK_OK) return lk_s_;       \
     } while (0)
-
-typedef enum { LK_LOG_ERROR = 0, LK_LOG_WARN, LK_LOG_INFO, LK_LOG_DEBUG } lk_log_level;
-void lk_log_set_level(lk_log_level level);
-void lk_log(lk_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Allocation through one place so tests can count it. */
 void *lk_malloc(size_t bytes);

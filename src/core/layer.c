@@ -40,8 +40,6 @@ static const char *const init_names[] = {
     [LK_INIT_HE_NORMAL] = "he",
 };
 
-const char *lk_init_name(lk_init_kind kind) { return init_names[kind]; }
-
 lk_status lk_init_parse(const char *name, lk_init_kind *out)
 {
     for (size_t i = 0; i < sizeof init_names / sizeof *init_names; i++)
