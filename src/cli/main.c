@@ -1,6 +1,6 @@
-/* main.c - the `lockstep` command: train, eval, predict, sample, bench (comm),
- * plan, info. Library errors arrive as lk_status + message; here they become a
- * clear line on stderr and a non-zero exit status. */
+/* main.c - the `lockstep` command: train, eval, predict, sample, bench (comm, gemm:
+ * bench.c), plan, info. Library errors arrive as lk_status + message; here they
+ * become a clear line on stderr and a non-zero exit status. */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
