@@ -6,11 +6,16 @@
 # are read), lockstep from its metrics' summary.
 #
 #   bench/gpu.sh [MODEL...]        LK_BENCH_STEPS (default 500)
+#
+# LK_PYTHON: the python3 with PyTorch (default: /usr/bin/python3 if it has it, else
+# python3); LK_FASHION_MNIST_DIR: the IDX files, for both sides (default Debian's).
 set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo_root"
-PY=/usr/bin/python3
-[[ -x $PY ]] || PY=python3
+PY=${LK_PYTHON:-/usr/bin/python3}
+[[ -n ${LK_PYTHON:-} ]] || { [[ -x $PY ]] && $PY -c 'import torch' 2>/dev/null; } || PY=python3
+data=()
+[[ -z ${LK_FASHION_MNIST_DIR:-} ]] || data=(--data "fashion-mnist:$LK_FASHION_MNIST_DIR")
 steps=${LK_BENCH_STEPS:-500}
 if [[ $# -gt 0 ]]; then models=("$@"); else models=(mlp-wide cnn); fi
 LK=${LK_BIN:-build/lockstep}
@@ -31,7 +36,7 @@ echo "| model | lockstep samples/s | PyTorch eager | torch.compile | vs eager | 
 echo "|---|---:|---:|---:|---:|---:|"
 for model in "${models[@]}"; do
   "$LK" train --device cuda --model "$model" --batch 256 --steps "$steps" --val-limit 1000 \
-    --quiet --metrics "$tmp/m.jsonl"
+    "${data[@]}" --quiet --metrics "$tmp/m.jsonl"
   l=$(field samples_per_s <"$tmp/m.jsonl")
   e=$($PY bench/torch_ref.py --mode speed --device cuda --model "$model" --batch 256 \
         --steps "$steps" --warmup 50 | field samples_per_s)
