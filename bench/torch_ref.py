@@ -42,7 +42,7 @@ DEFAULT_DATA_DIR = os.environ.get("LK_FASHION_MNIST_DIR",
                                   "/usr/share/datasets/fashion-mnist")
 MODELS = ("mlp", "mlp-wide", "cnn", "cnn-bn", "lstm", "gru", "gpt", "autoencoder", "vae", "gan")
 GAN_G_LAYERS = 6  # the generator is net[:6], the discriminator net[6:]
-GPT_DEFAULTS = {"layers": 4, "heads": 4, "dim": 256, "ctx": 128, "vocab": 256}
+GPT_DEFAULTS = {"layers": 4, "heads": 4, "dim": 256, "ctx": 128, "vocab": 256, "gelu": "none"}
 
 
 # ---------------------------------------------------------------- models
@@ -103,13 +103,14 @@ class GPT(nn.Module):
     under their index in lockstep's layer list ("0" the embedding, "2" the first block's
     ln_1, "3" its attention ...; the residual markers and GELU hold no parameters)."""
 
-    def __init__(self, vocab, layers, heads, dim, ctx):
+    def __init__(self, vocab, layers, heads, dim, ctx, gelu="none"):
+        """gelu: "none" is the exact GELU (lockstep's --gelu erf), "tanh" GPT-2's."""
         super().__init__()
         plan = [("emb", TokenEmbedding(vocab, dim, ctx))]
         for _ in range(layers):
             plan += [("begin", None), ("f", nn.LayerNorm(dim)), ("f", CausalSelfAttention(dim, heads)),
                      ("end", None), ("begin", None), ("f", nn.LayerNorm(dim)),
-                     ("f", nn.Linear(dim, 4 * dim)), ("f", nn.GELU()), ("f", nn.Linear(4 * dim, dim)),
+                     ("f", nn.Linear(dim, 4 * dim)), ("f", nn.GELU(approximate=gelu)), ("f", nn.Linear(4 * dim, dim)),
                      ("end", None)]
         plan += [("f", nn.LayerNorm(dim)), ("head", None)]
         self.plan = []
@@ -174,7 +175,7 @@ def build_model(name, arch=None):
                              nn.Linear(20, 400), nn.ReLU(), nn.Linear(400, 784))
     if name == "gpt":
         a = dict(GPT_DEFAULTS, **{k: v for k, v in (arch or {}).items() if v})
-        return GPT(a["vocab"], a["layers"], a["heads"], a["dim"], a["ctx"])
+        return GPT(a["vocab"], a["layers"], a["heads"], a["dim"], a["ctx"], a["gelu"])
     if name == "mlp":
         return nn.Sequential(
             nn.Flatten(),
@@ -253,8 +254,14 @@ def build_optimizer(params, args):
     return make_optimizer(args.optim, params, args.lr, args.weight_decay)
 
 
-def make_optimizer(name, params, lr, wd):
-    """lockstep's --optim NAME as torch.optim (PyTorch's defaults for the rest)."""
+def make_optimizer(name, params, lr, wd, decay="all"):
+    """lockstep's --optim NAME as torch.optim (PyTorch's defaults for the rest). decay
+    "matrices" is lockstep's --decay matrices: two parameter groups, weight decay on the
+    tensors of 2 or more dimensions only (nanoGPT's grouping)."""
+    if decay == "matrices":
+        params = list(params)
+        params = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": wd},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=wd)
     if name == "momentum":

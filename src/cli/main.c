@@ -63,9 +63,11 @@ static void train_usage(FILE *f)
 {
     fprintf(f,
             "usage: lockstep train --model NAME [flags]\n\n"
-            "  --model NAME          mlp, mlp-wide, cnn, cnn-bn, lstm, gru, gpt, autoencoder,\n"
-            "                        vae, gan (default cnn)\n"
-            "  --layers N --heads N --dim N --ctx N   gpt's sizes (default 4, 4, 256, 128)\n"
+            "  --model NAME          mlp, mlp-wide, cnn, cnn-bn, lstm, gru, gpt, gpt2, gpt2-medium,\n"
+            "                        gpt2-large, gpt2-xl, autoencoder, vae, gan (default cnn)\n"
+            "  --layers N --heads N --dim N --ctx N   gpt's sizes (default 4, 4, 256, 128); the\n"
+            "                        gpt2 presets have GPT-2's, --ctx may shorten their 1024\n"
+            "  --gelu erf|tanh       the MLP's GELU (default: erf for gpt, tanh for gpt2*)\n"
             "  --data SPEC           fashion-mnist[:DIR], mnist:DIR, cifar10:DIR, text:FILE,\n"
             "                        tokens:PATTERN (llm.c shards) (default fashion-mnist)\n"
             "  --epochs N | --steps N  length of the run (default 1 epoch)\n"
@@ -74,6 +76,9 @@ static void train_usage(FILE *f)
             "  --lr X                learning rate (default: the optimizer's PyTorch default)\n"
             "  --momentum X --beta1 X --beta2 X --eps X --alpha X   optimizer constants\n"
             "  --weight-decay X      L2 penalty (decoupled for adamw)\n"
+            "  --decay all|matrices  what --weight-decay and --l1 apply to: every tensor, or\n"
+            "                        matrices and embeddings only, not biases and norms\n"
+            "                        (default: matrices for gpt2*, all otherwise)\n"
             "  --l1 X                L1 penalty\n"
             "  --clip X              clip the global gradient norm to X\n"
             "  --schedule NAME       constant, step, cosine (default constant)\n"
@@ -139,7 +144,8 @@ static const struct option train_opts[] = {
     {"gpu-comm", 1, 0, O_GPU_COMM},   {"layers", 1, 0, O_LAYERS},
     {"heads", 1, 0, O_HEADS},         {"dim", 1, 0, O_DIM},
     {"ctx", 1, 0, O_CTX},             {"sync-bn", 0, 0, O_SYNC_BN},
-    {"peak-tflops", 1, 0, O_PEAK_TFLOPS},
+    {"peak-tflops", 1, 0, O_PEAK_TFLOPS}, {"gelu", 1, 0, O_GELU},
+    {"decay", 1, 0, O_DECAY},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -178,6 +184,7 @@ static int cmd_train(int argc, char **argv)
     opt_val lr = {0}, mom = {0}, b1 = {0}, b2 = {0}, eps = {0}, alpha = {0}, wd = {0}, l1 = {0},
             clip = {0}, gamma = {0};
     long warmup = 0, step_size = 0, v;
+    lk_decay decay = LK_DECAY_DEFAULT;
     int c;
     lk_status s = LK_OK;
     opterr = 0;
@@ -220,6 +227,13 @@ static int cmd_train(int argc, char **argv)
             break;
         case O_QUIET: o.quiet = 1; break;
         case O_SYNC_BN: o.sync_bn = 1; break;
+        case O_GELU: {
+            int g = 0;
+            s = CHOICE("--gelu", g, NAMES("erf", "tanh"), VALUES(LK_GELU_ERF, LK_GELU_TANH));
+            o.arch.gelu = (lk_gelu)g;
+            break;
+        }
+        case O_DECAY: s = lk_decay_parse(optarg, &decay); break;
         case O_PEAK_TFLOPS: s = lk_arg_float("--peak-tflops", optarg, 1e-6, 1e9, &o.peak_tflops); break;
         case O_COMM: break; /* consumed in main */
         case O_ACCUM: s = lk_arg_int("--accum", optarg, 1, 1 << 20, &v), o.accum = (int)v; break;
@@ -265,6 +279,7 @@ static int cmd_train(int argc, char **argv)
     if (l1.set) o.optim.l1 = (float)l1.v;
     if (clip.set) o.optim.clip_norm = (float)clip.v;
     if (gamma.set) o.optim.gamma = (float)gamma.v;
+    o.optim.decay = decay;
     o.optim.schedule = sched;
     o.optim.warmup = warmup;
     o.optim.step_size = step_size;

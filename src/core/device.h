@@ -19,6 +19,8 @@ typedef enum {
     LK_ACT_SIGMOID,
     LK_ACT_TANH,
     LK_ACT_GELU, /* exact (erf) form, as torch.nn.GELU() */
+    LK_ACT_GELU_TANH, /* GPT-2's tanh approximation, as torch.nn.GELU(approximate='tanh') */
+    LK_ACT_COUNT,
 } lk_act;
 
 /* Convolution on an NCHW batch; weights [k][c][kh][kw] as in PyTorch. */

@@ -322,6 +322,26 @@ double lk_model_flops(const lk_model *m, int lo, int hi)
     return f;
 }
 
+lk_status lk_model_decay_ranges(const lk_model *m, size_t **out, int *n)
+{
+    int cap = 0;
+    for (int i = 0; i < m->nlayers; i++) cap += m->layers[i]->nparams;
+    size_t *r = lk_malloc((size_t)LK_MAX(cap, 1) * 2 * sizeof *r);
+    if (!r) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the decay ranges");
+    int k = 0;
+    for (int i = m->nlayers - 1; i >= 0; i--) /* offsets grow backwards through the layers */
+        for (int j = 0; j < m->layers[i]->nparams; j++) {
+            const lk_param *p = &m->layers[i]->params[j];
+            if (p->buffer || p->shape.ndim < 2) continue;
+            const size_t lo = p->offset, hi = lo + LK_ALIGN_UP(lk_shape_numel(&p->shape), PARAM_ALIGN);
+            if (k && r[2 * k - 1] == lo) r[2 * k - 1] = hi;
+            else r[2 * k] = lo, r[2 * k + 1] = hi, k++;
+        }
+    *out = r;
+    *n = k;
+    return LK_OK;
+}
+
 size_t lk_model_trainable(const lk_model *m)
 {
     size_t n = 0;

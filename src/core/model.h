@@ -86,6 +86,10 @@ const lk_param *lk_model_param(const lk_model *m, int i, char *name, size_t name
  * and of a training step (forward + backward, backward counted as twice forward, as
  * PaLM's and llm.c's 6N per token do): lk_model_flops(m, 0, nlayers) * 3. */
 double lk_model_flops(const lk_model *m, int lo, int hi);
+/* The parts of the flat buffer holding matrices and embeddings (tensors of 2 or more
+ * dimensions), as sorted [lo, hi) pairs, adjacent ones merged (alignment padding goes
+ * with its tensor): what GPT-2's recipe decays. *out (lk_free) holds 2 * *n offsets. */
+lk_status lk_model_decay_ranges(const lk_model *m, size_t **out, int *n);
 /* Number of trainable floats (without alignment padding). */
 size_t lk_model_trainable(const lk_model *m);
 /* Human-readable summary into buf. */

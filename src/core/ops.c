@@ -99,6 +99,8 @@ const char *lk_act_name(lk_act act)
     case LK_ACT_SIGMOID: return "sigmoid";
     case LK_ACT_TANH: return "tanh";
     case LK_ACT_GELU: return "gelu";
+    case LK_ACT_GELU_TANH: return "gelu_tanh";
+    case LK_ACT_COUNT: break;
     }
     return "?";
 }

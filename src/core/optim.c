@@ -40,6 +40,16 @@ lk_status lk_schedule_parse(const char *name, lk_schedule *out)
     return LK_ERR(LK_ERR_ARG, "unknown --schedule '%s' (expected constant, step or cosine)", name);
 }
 
+lk_status lk_decay_parse(const char *name, lk_decay *out)
+{
+    if (!strcmp(name, "all")) *out = LK_DECAY_ALL;
+    else if (!strcmp(name, "matrices")) *out = LK_DECAY_MATRICES;
+    else return LK_ERR(LK_ERR_ARG, "--decay: expected all or matrices, got '%s'", name);
+    return LK_OK;
+}
+
+const char *lk_decay_name(int d) { return d == LK_DECAY_MATRICES ? "matrices" : "all"; }
+
 lk_optim_config lk_optim_defaults(lk_optim_kind kind)
 {
     lk_optim_config c = {0};
@@ -48,6 +58,7 @@ lk_optim_config lk_optim_defaults(lk_optim_kind kind)
     c.beta2 = 0.999f;
     c.alpha = 0.99f;
     c.gamma = 0.1f;
+    c.decay = LK_DECAY_DEFAULT;
     switch (kind) {
     case LK_OPT_SGD: c.lr = 0.01f; break;
     case LK_OPT_MOMENTUM:
@@ -128,7 +139,53 @@ void lk_optim_destroy(lk_optim *o)
     lk_dev_free(o->dev, o->s1);
     lk_dev_free(o->dev, o->s2);
     lk_dev_free(o->dev, o->scratch);
+    lk_free(o->decayed);
     lk_free(o);
+}
+
+lk_status lk_optim_set_decayed(lk_optim *o, const size_t *ranges, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (ranges[2 * i] >= ranges[2 * i + 1] || ranges[2 * i + 1] > o->n ||
+            (i && ranges[2 * i] < ranges[2 * i - 1]))
+            return LK_ERR(LK_ERR_ARG, "decay range %d [%zu, %zu) is empty, unsorted or beyond %zu", i,
+                          ranges[2 * i], ranges[2 * i + 1], o->n);
+    size_t *copy = n ? lk_malloc((size_t)n * 2 * sizeof *copy) : NULL;
+    if (n && !copy) return LK_ERR(LK_ERR_NOMEM, "cannot allocate %d decay ranges", n);
+    if (n) memcpy(copy, ranges, (size_t)n * 2 * sizeof *copy);
+    lk_free(o->decayed);
+    o->decayed = copy;
+    o->ndecayed = n;
+    return LK_OK;
+}
+
+/* The fused update over [lo, hi), weight decay and L1 where the tensors take them. */
+static lk_status update(lk_optim *o, lk_optim_hparams *hp, float *w, const float *g, size_t lo,
+                        size_t hi)
+{
+#define RUN_PART(a, b, wd, l1_)                                                                   \
+    do {                                                                                         \
+        hp->weight_decay = (wd), hp->l1 = (l1_);                                                 \
+        LK_CHECK(lk_optim_update(o->dev, hp, w + (a), g + (a), o->s1 ? o->s1 + (a) : NULL,        \
+                                 o->s2 ? o->s2 + (a) : NULL, (b) - (a)));                         \
+    } while (0)
+    const float wd = hp->weight_decay, l1 = hp->l1;
+    if (o->cfg.decay != LK_DECAY_MATRICES || (wd == 0.0f && l1 == 0.0f)) {
+        RUN_PART(lo, hi, wd, l1);
+        return LK_OK;
+    }
+    size_t at = lo; /* [at, next decayed range) does not decay */
+    for (int r = 0; r < o->ndecayed && at < hi; r++) {
+        const size_t a = LK_MAX(o->decayed[2 * r], lo), b = LK_MIN(o->decayed[2 * r + 1], hi);
+        if (a >= b) continue;
+        if (at < a) RUN_PART(at, a, 0.0f, 0.0f);
+        RUN_PART(a, b, wd, l1);
+        at = b;
+    }
+    if (at < hi) RUN_PART(at, hi, 0.0f, 0.0f);
+    hp->weight_decay = wd, hp->l1 = l1;
+    return LK_OK;
+#undef RUN_PART
 }
 
 lk_status lk_optim_step(lk_optim *o, float *w, const float *g, float grad_scale)
@@ -159,7 +216,7 @@ lk_status lk_optim_step_part(lk_optim *o, float *w, const float *g, float grad_s
         .weight_decay = c->weight_decay, .l1 = c->l1, .grad_scale = grad_scale,
         .step = o->step + 1,
     };
-    LK_CHECK(lk_optim_update(o->dev, &hp, w, g, o->s1 ? o->s1 + lo : NULL, o->s2 ? o->s2 + lo : NULL, n));
+    LK_CHECK(update(o, &hp, w - lo, g - lo, lo, hi));
     o->last_lr = hp.lr;
     if (last) o->step++;
     return LK_OK;

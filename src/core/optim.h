@@ -22,7 +22,15 @@ typedef struct {
     long total_steps;    /* cosine decays to 0 at total_steps */
     long step_size;      /* step schedule: multiply by gamma every step_size steps */
     float gamma;
+    int decay;           /* lk_decay: which tensors weight_decay applies to */
 } lk_optim_config;
+
+/* Which tensors weight decay (and L1) apply to: all of them (torch.optim's default), or
+ * matrices and embeddings only, not biases and norms (GPT-2's recipe: nanoGPT's and
+ * llm.c's parameter groups). DEFAULT: the model's choice (the trainer resolves it). */
+typedef enum { LK_DECAY_DEFAULT = -1, LK_DECAY_ALL = 0, LK_DECAY_MATRICES = 1 } lk_decay;
+lk_status lk_decay_parse(const char *name, lk_decay *out);
+const char *lk_decay_name(int d);
 
 /* Defaults for a kind (PyTorch's), lr included. */
 lk_optim_config lk_optim_defaults(lk_optim_kind kind);
@@ -43,6 +51,9 @@ typedef struct {
     long step;           /* steps taken */
     float last_lr;
     float last_grad_norm; /* only measured when clipping */
+    size_t *decayed;     /* with LK_DECAY_MATRICES: sorted [lo, hi) pairs of the flat buffer
+                          * that decay; the rest does not (NULL: everything decays) */
+    int ndecayed;
 } lk_optim;
 
 lk_status lk_optim_create(lk_optim **out, lk_device *dev, const lk_optim_config *cfg, size_t n);
@@ -53,6 +64,9 @@ lk_status lk_optim_step(lk_optim *o, float *w, const float *g, float grad_scale)
  * with their own clipping norm); the step count advances when `last` is set. */
 lk_status lk_optim_step_part(lk_optim *o, float *w, const float *g, float grad_scale, size_t lo,
                              size_t hi, int last);
+/* With cfg.decay LK_DECAY_MATRICES: the parts of the flat buffer that decay, n sorted,
+ * disjoint [lo, hi) pairs (copied; e.g. from lk_model_decay_ranges). */
+lk_status lk_optim_set_decayed(lk_optim *o, const size_t *ranges, int n);
 /* Number of state buffers the kind uses (0, 1 or 2), e.g. for checkpoints. */
 int lk_optim_state_count(lk_optim_kind kind);
 

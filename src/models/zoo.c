@@ -2,6 +2,7 @@
  * definitions in DESIGN.md, so parameter names ("1.weight") line up. */
 #include "zoo.h"
 
+#include <math.h>
 #include <string.h>
 
 static lk_status build_mlp(lk_model *m, int nclasses, const lk_arch *arch)
@@ -94,49 +95,118 @@ static lk_status build_gru(lk_model *m, int nclasses, const lk_arch *arch)
     return build_rnn(m, nclasses, LK_RNN_GRU);
 }
 
-lk_arch lk_arch_resolve(const lk_arch *a)
+/* GPT-2's sizes (the OpenAI checkpoints'): layers, heads, dim, context */
+typedef struct {
+    const char *name;
+    lk_arch arch;
+} gpt_preset;
+static const gpt_preset presets[] = {
+    {"gpt", {4, 4, 256, 128, LK_GELU_ERF}},
+    {"gpt2", {12, 12, 768, 1024, LK_GELU_TANH}},
+    {"gpt2-medium", {24, 16, 1024, 1024, LK_GELU_TANH}},
+    {"gpt2-large", {36, 20, 1280, 1024, LK_GELU_TANH}},
+    {"gpt2-xl", {48, 25, 1600, 1024, LK_GELU_TANH}},
+};
+
+const char *lk_gelu_name(lk_gelu g) { return g == LK_GELU_TANH ? "tanh" : "erf"; }
+
+lk_status lk_arch_for(const char *model, const lk_arch *given, lk_arch *out)
 {
-    lk_arch r = {4, 4, 256, 128};
-    if (a) {
-        if (a->layers > 0) r.layers = a->layers;
-        if (a->heads > 0) r.heads = a->heads;
-        if (a->dim > 0) r.dim = a->dim;
-        if (a->ctx > 0) r.ctx = a->ctx;
+    const lk_arch none = {0, 0, 0, 0, LK_GELU_DEFAULT};
+    if (!given) given = &none;
+    const gpt_preset *p = NULL;
+    for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
+        if (!strcmp(model, presets[i].name)) p = &presets[i];
+    if (!p) { /* token windows for other models (an mlp on text) keep the gpt's default */
+        *out = *given;
+        if (out->ctx <= 0) out->ctx = presets[0].arch.ctx;
+        return LK_OK;
     }
-    return r;
+    *out = p->arch;
+    if (given->gelu != LK_GELU_DEFAULT) out->gelu = given->gelu;
+    if (p == presets) { /* the small gpt: every size is the user's to choose */
+        if (given->layers > 0) out->layers = given->layers;
+        if (given->heads > 0) out->heads = given->heads;
+        if (given->dim > 0) out->dim = given->dim;
+        if (given->ctx > 0) out->ctx = given->ctx;
+        return LK_OK;
+    }
+    const int g[3] = {given->layers, given->heads, given->dim}, want[3] = {out->layers, out->heads, out->dim};
+    const char *const flag[3] = {"--layers", "--heads", "--dim"};
+    for (int i = 0; i < 3; i++)
+        if (g[i] > 0 && g[i] != want[i])
+            return LK_ERR(LK_ERR_ARG, "%s %d: model %s has %d (its shape is GPT-2's; use --model gpt for "
+                                      "other sizes)", flag[i], g[i], model, want[i]);
+    if (given->ctx > out->ctx)
+        return LK_ERR(LK_ERR_ARG, "--ctx %d: model %s's context is at most %d", given->ctx, model, out->ctx);
+    if (given->ctx > 0) out->ctx = given->ctx;
+    return LK_OK;
+}
+
+/* GPT-2's initialisation: every weight N(0, 0.02^2), biases 0 (the norms keep their ones
+ * and zeros); `proj` holds the residual projections, N(0, (0.02 / sqrt(2 layers))^2). */
+static void gpt2_init(lk_layer *l, float std)
+{
+    for (int j = 0; j < l->nparams; j++) {
+        lk_param *p = &l->params[j];
+        p->fixed = p->is_bias ? LK_PINIT_ZEROS : LK_PINIT_NORMAL;
+        p->fixed_std = std;
+    }
 }
 
 /* GPT-2's decoder: token + learned position embeddings, `layers` pre-LayerNorm blocks
  *   x = x + attn(ln_1(x));  x = x + fc2(gelu(fc1(ln_2(x))))   (MLP 4x wide)
- * a final LayerNorm and the head tied to the token embedding. Input: [ctx] token ids. */
-static lk_status build_gpt(lk_model *m, int vocab, const lk_arch *arch)
+ * a final LayerNorm and the head tied to the token embedding. Input: [ctx] token ids.
+ * The presets (gpt2*) also take GPT-2's initialisation; the small gpt keeps --init. */
+static lk_status build_transformer(lk_model *m, int vocab, const char *name, const lk_arch *given,
+                                   int gpt2)
 {
     const lk_shape *s = &m->in_shape;
-    lk_arch a = lk_arch_resolve(arch);
+    lk_arch a;
+    LK_CHECK(lk_arch_for(name, given, &a));
     if (s->ndim != 1 || s->d[0] != a.ctx)
-        return LK_ERR(LK_ERR_SHAPE, "model gpt needs token windows of --ctx %d (text:FILE or tokens:PATTERN data)",
-                      a.ctx);
+        return LK_ERR(LK_ERR_SHAPE, "model %s needs token windows of --ctx %d (text:FILE or tokens:PATTERN data)",
+                      name, a.ctx);
     if (a.dim % a.heads)
-        return LK_ERR(LK_ERR_ARG, "gpt: --dim %d is not a multiple of --heads %d", a.dim, a.heads);
+        return LK_ERR(LK_ERR_ARG, "%s: --dim %d is not a multiple of --heads %d", name, a.dim, a.heads);
     const int C = a.dim;
-    lk_layer *emb = lk_embedding(vocab, C, 1);
+    const lk_act gelu = a.gelu == LK_GELU_TANH ? LK_ACT_GELU_TANH : LK_ACT_GELU;
+    const float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * (float)a.layers);
+    lk_layer *emb = lk_embedding(vocab, C, 1), *l;
     LK_CHECK(lk_model_add(m, emb));
     for (int i = 0; i < a.layers; i++) {
         lk_layer *r1 = lk_residual_begin(), *r2;
         LK_CHECK(lk_model_add(m, r1));
         LK_CHECK(lk_model_add(m, lk_layernorm(C, 1e-5f)));
-        LK_CHECK(lk_model_add(m, lk_attention(C, a.heads)));
+        LK_CHECK(lk_model_add(m, l = lk_attention(C, a.heads)));
+        if (gpt2) gpt2_init(l, std), l->params[2].fixed_std = proj_std; /* c_proj.weight */
         LK_CHECK(lk_model_add(m, lk_residual_end(r1)));
         LK_CHECK(lk_model_add(m, r2 = lk_residual_begin()));
         LK_CHECK(lk_model_add(m, lk_layernorm(C, 1e-5f)));
-        LK_CHECK(lk_model_add(m, lk_linear(C, 4 * C, 1)));
-        LK_CHECK(lk_model_add(m, lk_activation(LK_ACT_GELU, 0)));
-        LK_CHECK(lk_model_add(m, lk_linear(4 * C, C, 1)));
+        LK_CHECK(lk_model_add(m, l = lk_linear(C, 4 * C, 1)));
+        if (gpt2) gpt2_init(l, std);
+        LK_CHECK(lk_model_add(m, lk_activation(gelu, 0)));
+        LK_CHECK(lk_model_add(m, l = lk_linear(4 * C, C, 1)));
+        if (gpt2) gpt2_init(l, proj_std);
         LK_CHECK(lk_model_add(m, lk_residual_end(r2)));
     }
     LK_CHECK(lk_model_add(m, lk_layernorm(C, 1e-5f)));
     return lk_model_add(m, lk_tied_head(emb));
 }
+
+static lk_status build_gpt(lk_model *m, int vocab, const lk_arch *arch)
+{
+    return build_transformer(m, vocab, "gpt", arch, 0);
+}
+#define GPT2_BUILDER(fn, name)                                          \
+    static lk_status fn(lk_model *m, int vocab, const lk_arch *arch) \
+    {                                                                   \
+        return build_transformer(m, vocab, name, arch, 1);             \
+    }
+GPT2_BUILDER(build_gpt2, "gpt2")
+GPT2_BUILDER(build_gpt2_medium, "gpt2-medium")
+GPT2_BUILDER(build_gpt2_large, "gpt2-large")
+GPT2_BUILDER(build_gpt2_xl, "gpt2-xl")
 
 /* 784-256-64-256-784 with ReLU and a sigmoid output, trained on MSE to its input. */
 static lk_status build_autoencoder(lk_model *m, int nclasses, const lk_arch *arch)
@@ -199,31 +269,43 @@ typedef struct {
 } zoo_row;
 
 static const zoo_row zoo[] = {
-    {{"mlp", "flatten, Linear(784,128), ReLU, Linear(128,10)", LK_LOSS_XENT, LK_TARGET_LABELS, 0}, build_mlp},
-    {{"mlp-wide", "784-1024-1024-10 with ReLU", LK_LOSS_XENT, LK_TARGET_LABELS, 0}, build_mlp_wide},
+    {{"mlp", "flatten, Linear(784,128), ReLU, Linear(128,10)", LK_LOSS_XENT, LK_TARGET_LABELS, 0, 0}, build_mlp},
+    {{"mlp-wide", "784-1024-1024-10 with ReLU", LK_LOSS_XENT, LK_TARGET_LABELS, 0, 0}, build_mlp_wide},
     {{"cnn", "2x [Conv3x3, ReLU, MaxPool2] (32, 64 ch), Linear(3136,128), ReLU, Linear(128,10)",
-      LK_LOSS_XENT, LK_TARGET_LABELS, 0},
+      LK_LOSS_XENT, LK_TARGET_LABELS, 0, 0},
      build_cnn},
     {{"cnn-bn", "cnn with batch norm: 2x [Conv3x3, BN, ReLU, MaxPool2], Linear(3136,128), BN, ReLU, Linear",
-      LK_LOSS_XENT, LK_TARGET_LABELS, 0},
+      LK_LOSS_XENT, LK_TARGET_LABELS, 0, 0},
      build_cnn_bn},
     {{"lstm", "2-layer LSTM(28->128) over the 28 image rows, last hidden state, Linear(128,10)",
-      LK_LOSS_XENT, LK_TARGET_LABELS, 0},
+      LK_LOSS_XENT, LK_TARGET_LABELS, 0, 0},
      build_lstm},
     {{"gru", "2-layer GRU(28->128) over the 28 image rows, last hidden state, Linear(128,10)",
-      LK_LOSS_XENT, LK_TARGET_LABELS, 0},
+      LK_LOSS_XENT, LK_TARGET_LABELS, 0, 0},
      build_gru},
     {{"gpt", "decoder-only transformer: pre-LayerNorm blocks, GELU MLP 4x, learned positions, tied head",
-      LK_LOSS_XENT, LK_TARGET_LABELS, 0},
+      LK_LOSS_XENT, LK_TARGET_LABELS, 0, 0},
      build_gpt},
+    {{"gpt2", "GPT-2 124M: 12 layers, 12 heads, 768, context 1024, tanh GELU, GPT-2's init",
+      LK_LOSS_XENT, LK_TARGET_LABELS, 0, 1},
+     build_gpt2},
+    {{"gpt2-medium", "GPT-2 350M: 24 layers, 16 heads, 1024, context 1024", LK_LOSS_XENT,
+      LK_TARGET_LABELS, 0, 1},
+     build_gpt2_medium},
+    {{"gpt2-large", "GPT-2 774M: 36 layers, 20 heads, 1280, context 1024", LK_LOSS_XENT,
+      LK_TARGET_LABELS, 0, 1},
+     build_gpt2_large},
+    {{"gpt2-xl", "GPT-2 1558M: 48 layers, 25 heads, 1600, context 1024", LK_LOSS_XENT,
+      LK_TARGET_LABELS, 0, 1},
+     build_gpt2_xl},
     {{"autoencoder", "784-256-64-256-784, ReLU, sigmoid output, MSE to the input", LK_LOSS_MSE,
-      LK_TARGET_INPUT, 0},
+      LK_TARGET_INPUT, 0, 0},
      build_autoencoder},
     {{"vae", "784-400-(2x20)-400-784 variational autoencoder, BCE + KL", LK_LOSS_BCE_LOGITS,
-      LK_TARGET_INPUT, 1},
+      LK_TARGET_INPUT, 1, 0},
      build_vae},
     {{"gan", "G z(64)-256-512-784 tanh, D 784-512-256-1 LeakyReLU(0.2), BCE, alternating steps",
-      LK_LOSS_BCE_LOGITS, LK_TARGET_REAL, 0},
+      LK_LOSS_BCE_LOGITS, LK_TARGET_REAL, 0, 0},
      build_gan},
 };
 #define ZOO_N ((int)(sizeof zoo / sizeof *zoo))

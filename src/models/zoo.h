@@ -24,15 +24,26 @@ typedef struct {
     lk_target target;
     int loss_sum;         /* the loss is summed over a sample's outputs (then averaged over
                              the batch), as the VAE's BCE + KL; else the mean over outputs */
+    int decay_matrices;   /* weight decay on matrices and embeddings only by default (GPT-2's
+                             recipe, nanoGPT's and llm.c's grouping); else on every tensor */
 } lk_zoo_entry;
 
-/* Sizes of the models that take them (gpt: --layers --heads --dim --ctx); 0 keeps the
- * default. ctx is the token window, so it is also what token data are cut into. */
+typedef enum { LK_GELU_DEFAULT = 0, LK_GELU_ERF, LK_GELU_TANH } lk_gelu;
+
+/* Sizes of the models that take them (gpt: --layers --heads --dim --ctx, --gelu); 0
+ * keeps the model's default. ctx is the token window, so it is also what token data
+ * are cut into. */
 typedef struct {
     int layers, heads, dim, ctx;
+    lk_gelu gelu;
 } lk_arch;
-/* The defaults filled in (the small gpt: 4 layers, 4 heads, dim 256, ctx 128). */
-lk_arch lk_arch_resolve(const lk_arch *a);
+/* The sizes the named model is built with: the small gpt's defaults (4 layers, 4 heads,
+ * dim 256, ctx 128, exact GELU) or a GPT-2 preset's (gpt2: 12, 12, 768, 1024; -medium
+ * 24, 16, 1024; -large 36, 20, 1280; -xl 48, 25, 1600; tanh GELU), where `given` (may be
+ * NULL) may shorten a preset's context and choose the GELU but not change its shape.
+ * Models without these sizes get `given` back. */
+lk_status lk_arch_for(const char *model, const lk_arch *given, lk_arch *out);
+const char *lk_gelu_name(lk_gelu g);
 
 /* Adds the named model's layers to m (created for the dataset's sample shape).
  * nclasses sizes the classifier head (the vocabulary of a language model); arch may be

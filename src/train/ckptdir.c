@@ -51,6 +51,7 @@ static cJSON *optim_json(const lk_optim_config *o)
     cJSON_AddNumberToObject(j, "total_steps", (double)o->total_steps);
     cJSON_AddNumberToObject(j, "step_size", (double)o->step_size);
     cJSON_AddNumberToObject(j, "gamma", o->gamma);
+    cJSON_AddStringToObject(j, "decay", lk_decay_name(o->decay));
     return j;
 }
 
@@ -77,6 +78,7 @@ lk_status lk_ckptdir_save(const char *dir, const lk_run_config *c, const lk_mode
     cJSON_AddNumberToObject(arch, "heads", c->arch.heads);
     cJSON_AddNumberToObject(arch, "dim", c->arch.dim);
     cJSON_AddNumberToObject(arch, "ctx", c->arch.ctx);
+    if (c->arch.gelu != LK_GELU_DEFAULT) cJSON_AddStringToObject(arch, "gelu", lk_gelu_name(c->arch.gelu));
     cJSON_AddStringToObject(j, "data", c->data);
     cJSON_AddItemToObject(j, "input_shape", cJSON_CreateIntArray(c->in_shape.d, c->in_shape.ndim));
     cJSON_AddNumberToObject(j, "classes", c->nclasses);
@@ -134,6 +136,12 @@ static lk_status parse_config(const cJSON *j, const char *path, lk_run_config *c
             return LK_ERR(LK_ERR_FORMAT, "%s: \"arch\".\"%s\" is not a size", path, keys[i]);
         *dst[i] = a->valueint;
     }
+    const cJSON *gelu = arch ? cJSON_GetObjectItemCaseSensitive(arch, "gelu") : NULL;
+    if (gelu) {
+        if (!cJSON_IsString(gelu) || (strcmp(gelu->valuestring, "erf") && strcmp(gelu->valuestring, "tanh")))
+            return LK_ERR(LK_ERR_FORMAT, "%s: \"arch\".\"gelu\" is not erf or tanh", path);
+        c->arch.gelu = strcmp(gelu->valuestring, "tanh") ? LK_GELU_ERF : LK_GELU_TANH;
+    }
     if (!(v = field(j, "data", 1, path, &err))) return err;
     snprintf(c->data, sizeof c->data, "%s", v->valuestring);
     if (!(v = field(j, "classes", 0, path, &err))) return err;
@@ -188,6 +196,11 @@ static lk_status parse_config(const cJSON *j, const char *path, lk_run_config *c
         GETF("step_size", c->optim.step_size);
         GETF("gamma", c->optim.gamma);
 #undef GETF
+        const cJSON *dc = cJSON_GetObjectItemCaseSensitive(o, "decay"); /* absent: all, as before */
+        lk_decay decay = LK_DECAY_ALL;
+        if (dc && (!cJSON_IsString(dc) || lk_decay_parse(dc->valuestring, &decay) != LK_OK))
+            return LK_ERR(LK_ERR_FORMAT, "%s: \"optimizer\".\"decay\" is not all or matrices", path);
+        c->optim.decay = decay;
         const cJSON *sc = cJSON_GetObjectItemCaseSensitive(o, "schedule");
         if (cJSON_IsString(sc) && lk_schedule_parse(sc->valuestring, &c->optim.schedule) != LK_OK)
             return LK_ERR(LK_ERR_FORMAT, "%s: %s", path, lk_error_message());

@@ -190,7 +190,9 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
     int nbk = 0;
     lk_buckets *feed = NULL;
     lk_status st = tl && f && b && u && ready && bb && ov && cb && ca ? LK_OK : LK_ERR(LK_ERR_NOMEM, "plan: out of memory");
-    if (st == LK_OK) st = lk_data_open(t->data, "train", lk_arch_resolve(&t->arch).ctx, &d);
+    lk_arch arch;
+    if (st == LK_OK) st = lk_arch_for(t->model, &t->arch, &arch);
+    if (st == LK_OK) st = lk_data_open(t->data, "train", arch.ctx, &d);
     if (st == LK_OK && d.n < t->batch) st = LK_ERR(LK_ERR_ARG, "plan: %s has %d samples, fewer than --batch %d", t->data, d.n, t->batch);
     if (st == LK_OK)
         st = lk_replica_open(&r, &(lk_replica_spec){"cpu", t->threads > 0 ? t->threads : 1, t->model, t->arch,

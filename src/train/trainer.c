@@ -195,9 +195,10 @@ static void run_free(run_state *s)
 
 static lk_status open_data(const lk_train_opts *o, run_state *s)
 {
-    const int ctx = lk_arch_resolve(&o->arch).ctx; /* token data come in windows of it */
-    LK_CHECK(lk_data_open(o->data, "train", ctx, &s->train));
-    LK_CHECK(lk_data_open(o->data, "test", ctx, &s->val));
+    lk_arch arch; /* token data come in windows of its context */
+    LK_CHECK(lk_arch_for(o->model, &o->arch, &arch));
+    LK_CHECK(lk_data_open(o->data, "train", arch.ctx, &s->train));
+    LK_CHECK(lk_data_open(o->data, "test", arch.ctx, &s->val));
     if (o->train_limit > 0 && o->train_limit < s->train.n) lk_dataset_truncate(&s->train, o->train_limit);
     if (o->val_limit > 0 && o->val_limit < s->val.n) lk_dataset_truncate(&s->val, o->val_limit);
     return LK_OK;
@@ -215,6 +216,9 @@ static lk_status resume(const lk_train_opts *o, run_state *s, int *epoch, long *
     if (rc.optim.kind != s->opt->cfg.kind)
         return LK_ERR(LK_ERR_ARG, "--resume %s was trained with --optim %s, not %s", o->resume_dir,
                       lk_optim_name(rc.optim.kind), lk_optim_name(s->opt->cfg.kind));
+    if (rc.optim.decay != s->opt->cfg.decay)
+        return LK_ERR(LK_ERR_ARG, "--resume %s was trained with --decay %s, not %s", o->resume_dir,
+                      lk_decay_name(rc.optim.decay), lk_decay_name(s->opt->cfg.decay));
     LK_CHECK(lk_checkpoint_load_weights(lk_ckptdir_path(o->resume_dir, "model.safetensors", path, sizeof path),
                                         s->r.model));
     LK_CHECK(lk_checkpoint_load_optim(lk_ckptdir_path(o->resume_dir, "optim.safetensors", path, sizeof path),
@@ -349,7 +353,16 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     s->epochs = (int)((s->total + s->steps_per_epoch - 1) / s->steps_per_epoch);
     lk_optim_config oc = o->optim;
     oc.total_steps = s->total;
+    if (oc.decay == LK_DECAY_DEFAULT) oc.decay = s->r.zoo->decay_matrices ? LK_DECAY_MATRICES : LK_DECAY_ALL;
     LK_CHECK(lk_optim_create(&s->opt, s->r.dev, &oc, m->nparams));
+    if (oc.decay == LK_DECAY_MATRICES) {
+        size_t *ranges;
+        int nr;
+        LK_CHECK(lk_model_decay_ranges(m, &ranges, &nr));
+        lk_status st = lk_optim_set_decayed(s->opt, ranges, nr);
+        lk_free(ranges);
+        LK_CHECK(st);
+    }
     if (o->resume_dir) LK_CHECK(resume(o, s, &s->epoch, &s->step));
     LK_CHECK(agree(o, s));
     s->host_params = lk_malloc(m->nparams * sizeof(float));
@@ -594,7 +607,9 @@ lk_status lk_eval_checkpoint(const char *dir, const char *data_spec, const char 
     LK_CHECK(lk_ckptdir_load_config(dir, &rc));
     lk_dataset d;
     memset(&d, 0, sizeof d);
-    LK_CHECK(lk_data_open(data_spec ? data_spec : rc.data, "test", lk_arch_resolve(&rc.arch).ctx, &d));
+    lk_arch arch;
+    LK_CHECK(lk_arch_for(rc.model, &rc.arch, &arch));
+    LK_CHECK(lk_data_open(data_spec ? data_spec : rc.data, "test", arch.ctx, &d));
     lk_replica r;
     memset(&r, 0, sizeof r);
     lk_status st = LK_OK;

@@ -37,7 +37,8 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "..", "bench"))
 import torch_ref  # noqa: E402
 
-# model -> the runs to check: (optimizer, lr, weight decay, batch, steps)
+# model -> the runs to check: (optimizer, lr, weight decay, batch, steps[, options]), the
+# options being lk_refdump's --gelu and --decay
 RUNS = {
     "mlp": [("sgd", 0.1, 0.0, 16, 3), ("adamw", 1e-3, 0.01, 16, 3)],
     "mlp-wide": [("momentum", 0.05, 0.0, 8, 2)],
@@ -45,7 +46,8 @@ RUNS = {
     "cnn-bn": [("momentum", 0.05, 0.0, 8, 3)],
     "lstm": [("adam", 1e-3, 0.0, 16, 3), ("rmsprop", 1e-3, 0.0, 8, 2)],
     "gru": [("adam", 1e-3, 0.0, 16, 3), ("adagrad", 1e-2, 1e-4, 8, 2)],
-    "gpt": [("adamw", 1e-3, 0.01, 4, 3), ("nesterov", 0.05, 0.0, 3, 2)],
+    "gpt": [("adamw", 1e-3, 0.01, 4, 3), ("nesterov", 0.05, 0.0, 3, 2),
+            ("adamw", 1e-3, 0.1, 4, 3, {"gelu": "tanh", "decay": "matrices"})],  # GPT-2's recipe
     "autoencoder": [("adam", 1e-3, 0.0, 8, 3)],
     "vae": [("adam", 1e-3, 0.0, 8, 3), ("sgd", 1e-4, 0.0, 8, 2)],
     "gan": [("adam", 2e-4, 0.0, 8, 3), ("sgd", 0.05, 0.0, 8, 2)],
@@ -126,17 +128,24 @@ def check_gan(t, optim, lr, wd, batch, steps, rep):
           f"(torch {first:.6f}), worst diff/tolerance {worst:.3g}", flush=True)
 
 
-def check_run(refdump, model, optim, lr, wd, batch, steps, tmp, rep):
-    path = os.path.join(tmp, f"{model}-{optim}.safetensors")
+def check_run(refdump, model, optim, lr, wd, batch, steps, tmp, rep, opts=None):
+    opts = opts or {}
+    tag = "".join(f"-{v}" for v in opts.values())
+    path = os.path.join(tmp, f"{model}-{optim}{tag}.safetensors")
     cmd = [refdump, model, path, "--optim", optim, "--lr", repr(lr), "--batch", str(batch),
            "--steps", str(steps), "--weight-decay", repr(wd)] + EXTRA.get(model, [])
+    for k, v in opts.items():
+        cmd += ["--" + k, v]
     subprocess.run(cmd, check=True)
     t, meta = read_safetensors(path)
     assert meta["model"] == model and int(meta["steps"]) == steps, meta
     if model == "gan":
         return check_gan(t, optim, lr, wd, batch, steps, rep)
 
-    net = torch_ref.build_model(model, ARCH.get(model))
+    arch = dict(ARCH.get(model, {}))
+    if opts.get("gelu") == "tanh":
+        arch["gelu"] = "tanh"
+    net = torch_ref.build_model(model, arch or None)
     init = {k[len("init."):]: v for k, v in t.items() if k.startswith("init.")}
     net.load_state_dict(init, strict=True)  # every name and shape must be PyTorch's
     net.train()
@@ -157,7 +166,7 @@ def check_run(refdump, model, optim, lr, wd, batch, steps, tmp, rep):
         worst = max(worst, rep.close(f"{model}: grad {name}", t["grad." + name], p.grad, 1e-4,
                                      floor=0.0, extra=1e-7))
 
-    opt = torch_ref.make_optimizer(optim, net.parameters(), lr, wd)
+    opt = torch_ref.make_optimizer(optim, net.parameters(), lr, wd, opts.get("decay", "all"))
     # Adam, RMSprop and AdaGrad divide by the gradient's own size, so an element whose
     # gradient is float32 noise (1e-10 where the true value is 0: the key bias of
     # attention, say) moves by up to lr in a direction the noise picks. Such elements
@@ -182,7 +191,7 @@ def check_run(refdump, model, optim, lr, wd, batch, steps, tmp, rep):
             extra = (noisy[name] * (2.0 * lr * s) + 0.05 * lr) if normalised else 0.0
             worst = max(worst, rep.close(f"{model}: step {s} {name}", t[f"step{s}.{name}"],
                                          p.detach(), 1e-4, extra=extra))
-    print(f"  {model:9s} {optim:8s} lr {lr:<7g} batch {batch:3d} steps {steps}: "
+    print(f"  {model + tag:9s} {optim:8s} lr {lr:<7g} batch {batch:3d} steps {steps}: "
           f"{len(params)} tensors, loss {t['loss'].item():.6f} (torch {first_loss:.6f}), "
           f"worst diff/tolerance {worst:.3g}", flush=True)
 
@@ -200,7 +209,7 @@ def main():
         os.makedirs(where, exist_ok=True)
         for model in a.model or list(RUNS):
             for run in RUNS[model]:
-                check_run(a.refdump, model, *run, where, rep)
+                check_run(a.refdump, model, *run[:5], where, rep, *run[5:])
     if rep.failures:
         print("FAIL:")
         for f in rep.failures[:40]:

@@ -138,6 +138,7 @@ typedef struct {
     float lr, wd;
     int lr_set;
     uint64_t seed;
+    lk_decay decay;
 } args;
 
 /* forward + loss (+ backward) of samples [first, first + B) */
@@ -207,7 +208,9 @@ static lk_status run(const args *a, dump *d)
     lk_replica r;
     memset(&r, 0, sizeof r);
     lk_optim *opt = NULL;
-    lk_status st = lk_data_open(a->data, "train", lk_arch_resolve(&a->arch).ctx, &ds);
+    lk_arch arch;
+    lk_status st = lk_arch_for(a->model, &a->arch, &arch);
+    if (st == LK_OK) st = lk_data_open(a->data, "train", arch.ctx, &ds);
     if (st == LK_OK && ds.n < (a->steps + 1) * a->batch)
         st = LK_ERR(LK_ERR_ARG, "%s has %d samples, fewer than %d", a->data, ds.n,
                     (a->steps + 1) * a->batch);
@@ -238,7 +241,15 @@ static lk_status run(const args *a, dump *d)
     if (a->lr_set) oc.lr = a->lr;
     oc.weight_decay = a->wd;
     oc.total_steps = a->steps;
+    oc.decay = a->decay;
     if (st == LK_OK) st = lk_optim_create(&opt, r.dev, &oc, m->nparams);
+    if (st == LK_OK && a->decay == LK_DECAY_MATRICES) {
+        size_t *ranges = NULL;
+        int nr = 0;
+        st = lk_model_decay_ranges(m, &ranges, &nr);
+        if (st == LK_OK) st = lk_optim_set_decayed(opt, ranges, nr);
+        lk_free(ranges);
+    }
     if (st == LK_OK && gan) st = run_gan(a, d, &r, &ds, opt);
     for (int s = 1; !gan && st == LK_OK && s <= a->steps; s++) {
         lk_tensor out;
@@ -275,10 +286,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: lk_refdump MODEL OUT.safetensors [--steps K] [--optim NAME] "
                         "[--lr X] [--batch B] [--seed S] [--data SPEC] [--init NAME] "
                         "[--weight-decay X] [--layers N --heads N --dim N --ctx N] "
-                        "[--weights-every K]\n");
+                        "[--gelu erf|tanh] [--decay all|matrices] [--weights-every K]\n");
         return 2;
     }
-    args a = {argv[1], argv[2], "fashion-mnist", "sgd", "default", {0, 0, 0, 0}, 3, 8, 1, 0.0f, 0.0f, 0, 0};
+    args a = {argv[1], argv[2], "fashion-mnist", "sgd", "default", {0, 0, 0, 0, LK_GELU_DEFAULT}, 3, 8, 1,
+              0.0f, 0.0f, 0, 0, LK_DECAY_ALL};
     for (int i = 3; i + 1 < argc; i += 2) {
         const char *f = argv[i], *v = argv[i + 1];
         if (!strcmp(f, "--steps")) a.steps = atoi(v);
@@ -294,6 +306,9 @@ int main(int argc, char **argv)
         else if (!strcmp(f, "--dim")) a.arch.dim = atoi(v);
         else if (!strcmp(f, "--ctx")) a.arch.ctx = atoi(v);
         else if (!strcmp(f, "--weights-every")) a.every = atoi(v);
+        else if (!strcmp(f, "--gelu") && (!strcmp(v, "erf") || !strcmp(v, "tanh")))
+            a.arch.gelu = strcmp(v, "tanh") ? LK_GELU_ERF : LK_GELU_TANH;
+        else if (!strcmp(f, "--decay") && lk_decay_parse(v, &a.decay) == LK_OK) continue;
         else {
             fprintf(stderr, "lk_refdump: unknown flag %s\n", f);
             return 2;

@@ -254,6 +254,9 @@ static double act_ref(lk_act act, double alpha, double x)
     case LK_ACT_SIGMOID: return 1.0 / (1.0 + exp(-x));
     case LK_ACT_TANH: return tanh(x);
     case LK_ACT_GELU: return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+    case LK_ACT_GELU_TANH:
+        return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+    case LK_ACT_COUNT: break;
     }
     return NAN;
 }
@@ -265,7 +268,8 @@ static void test_activations(void **state)
         lk_act act;
         float alpha;
     } acts[] = {{LK_ACT_RELU, 0.0f},    {LK_ACT_LEAKY_RELU, 0.1f}, {LK_ACT_SIGMOID, 0.0f},
-                {LK_ACT_TANH, 0.0f},    {LK_ACT_GELU, 0.0f},       {LK_ACT_IDENTITY, 0.0f}};
+                {LK_ACT_TANH, 0.0f},    {LK_ACT_GELU, 0.0f},       {LK_ACT_IDENTITY, 0.0f},
+                {LK_ACT_GELU_TANH, 0.0f}};
     for (size_t t = 0; t < sizeof acts / sizeof *acts; t++) {
         int in[3] = {2, 3, 4}; /* any shape: element-wise */
         gc_layer g;
@@ -289,7 +293,8 @@ static void test_activation_extremes(void **state)
 {
     (void)state;
     static const float xs[8] = {-1000.0f, -100.0f, -20.0f, -1e-6f, 1e-6f, 20.0f, 100.0f, 1000.0f};
-    const lk_act acts[] = {LK_ACT_SIGMOID, LK_ACT_TANH, LK_ACT_GELU, LK_ACT_LEAKY_RELU};
+    const lk_act acts[] = {LK_ACT_SIGMOID, LK_ACT_TANH, LK_ACT_GELU, LK_ACT_GELU_TANH,
+                           LK_ACT_LEAKY_RELU};
     for (size_t t = 0; t < sizeof acts / sizeof *acts; t++) {
         int in = 8;
         gc_layer g;

@@ -392,7 +392,7 @@ static void trainer_open(trainer *t, const char *zoo, int batch, lk_optim_config
 {
     /* images of 28 x 28, or for gpt windows of 8 tokens of a vocabulary of 10 */
     const int gpt = !strcmp(zoo, "gpt"), in[3] = {1, 28, 28}, ctx = 8;
-    const lk_arch arch = {2, 2, 16, ctx};
+    const lk_arch arch = {2, 2, 16, ctx, LK_GELU_DEFAULT};
     memset(t, 0, sizeof *t);
     t->batch = batch;
     t->rows = gpt ? batch * ctx : batch;

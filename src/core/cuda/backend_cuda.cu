@@ -219,6 +219,11 @@ __global__ void k_act_forward(int act, float alpha, const float *x, float *y, si
         case LK_ACT_SIGMOID: v = lk_d_sigmoid(v); break;
         case LK_ACT_TANH: v = tanhf(v); break;
         case LK_ACT_GELU: v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
+        case LK_ACT_GELU_TANH: { /* the cube of x clamped to +-10, as on the CPU */
+            float c = fminf(fmaxf(v, -10.0f), 10.0f);
+            v = 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (c + 0.044715f * c * c * c)));
+            break;
+        }
         default: break;
         }
         y[i] = v;
@@ -241,6 +246,13 @@ __global__ void k_act_backward(int act, float alpha, const float *x, const float
             float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
             float pdf = 0.39894228040143268f * expf(-0.5f * v * v);
             g = g * (cdf + v * pdf);
+            break;
+        }
+        case LK_ACT_GELU_TANH: {
+            float c = fminf(fmaxf(x[i], -10.0f), 10.0f);
+            float t = tanhf(0.79788456080286536f * (c + 0.044715f * c * c * c));
+            g = g * (0.5f * (1.0f + t) + 0.5f * c * (1.0f - t * t) * 0.79788456080286536f *
+                                             (1.0f + 3.0f * 0.044715f * c * c));
             break;
         }
         default: break;

@@ -1,4 +1,5 @@
-/* activation.c - element-wise activations (ReLU, LeakyReLU, sigmoid, tanh, GELU). */
+/* activation.c - element-wise activations (ReLU, LeakyReLU, sigmoid, tanh, GELU in its
+ * exact and tanh forms). */
 #include "../layers.h"
 #include "../ops.h"
 
@@ -36,14 +37,16 @@ ACT_VT(leaky_vt, "leaky_relu");
 ACT_VT(sigmoid_vt, "sigmoid");
 ACT_VT(tanh_vt, "tanh");
 ACT_VT(gelu_vt, "gelu");
+ACT_VT(gelu_tanh_vt, "gelu_tanh");
 
 lk_layer *lk_activation(lk_act act, float alpha)
 {
     static const lk_layer_vt *const vts[] = {
         [LK_ACT_IDENTITY] = &identity_vt, [LK_ACT_RELU] = &relu_vt,   [LK_ACT_LEAKY_RELU] = &leaky_vt,
         [LK_ACT_SIGMOID] = &sigmoid_vt,   [LK_ACT_TANH] = &tanh_vt,   [LK_ACT_GELU] = &gelu_vt,
+        [LK_ACT_GELU_TANH] = &gelu_tanh_vt,
     };
-    if ((int)act < 0 || act > LK_ACT_GELU) {
+    if ((int)act < 0 || act >= LK_ACT_COUNT) {
         LK_ERR(LK_ERR_ARG, "unknown activation %d", (int)act);
         return NULL;
     }
