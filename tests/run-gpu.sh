@@ -155,7 +155,7 @@ step_parity() {
     [[ $LK_MODE == dry ]] && return 77
     return 1   # a GPU was expected
   fi
-  [[ $rc -eq 0 ]] || { grep -E '^\[  (FAILED|ERROR) ' <<<"$out" | head -20 | sed 's/^/    /' | detail; return 1; }
+  [[ $rc -eq 0 ]] || { grep -E '^\[  (FAILED|ERROR) |^FAIL: ' <<<"$out" | head -20 | sed 's/^/    /' | detail; return 1; }
 }
 
 step_collectives() {

@@ -109,7 +109,7 @@ static void fill_run_config(lk_run_config *rc, const lk_train_opts *o, const lk_
 {
     memset(rc, 0, sizeof *rc);
     snprintf(rc->model, sizeof rc->model, "%s", o->model);
-    rc->arch = o->arch;
+    if (lk_arch_for(o->model, &o->arch, &rc->arch) != LK_OK) rc->arch = o->arch; /* (checked at start) */
     snprintf(rc->data, sizeof rc->data, "%s", o->data);
     rc->in_shape = d->sample;
     rc->nclasses = d->nclasses;
@@ -378,14 +378,18 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     s->step_ms = lk_malloc((size_t)LK_MAX(s->total, 1) * sizeof(double));
     if (!s->step_ms) return LK_ERR(LK_ERR_NOMEM, "cannot allocate step timers");
 
-    char desc[4096];
-    lk_model_describe(m, desc, sizeof desc);
+    /* a line per layer (gpt2-xl has 582) */
+    const size_t desc_len = (size_t)m->nlayers * 96 + 128;
+    char *desc = lk_malloc(desc_len);
+    if (!desc) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the model description");
+    lk_model_describe(m, desc, desc_len);
     lk_progress_line(prog,
                      "model %s on %d rank%s x %s (%d thread%s), batch %d x %d ranks x %d accum, "
                      "%d training / %d validation samples\n%s",
                      o->model, world, world == 1 ? "" : "s", s->r.dev->name, s->r.dev->threads,
                      s->r.dev->threads == 1 ? "" : "s", o->batch, world, o->accum, s->train.n,
                      s->val.n, desc);
+    lk_free(desc);
     lk_progress_line(prog, "rank 0 on %s: cores %s (NUMA %s)%s%s", s->comm->host,
                      s->binding.cores, s->binding.numa, s->binding.bound ? ", bound" : "; ",
                      s->binding.bound ? "" : s->binding.note);

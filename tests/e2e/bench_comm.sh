@@ -37,7 +37,7 @@ grep -q "each all-reduce timed alone, after a barrier" "$TMP/bar.txt" || fail "-
 "$LK" bench comm --max-bytes 64 --iters 3 >"$TMP/one.txt"
 [[ $(rows "$TMP/one.txt" 1) == "5 4 64" ]] || fail "a world of one: expected 5 rows"
 expect_fail 2 "which one" -- "$LK" bench
-expect_fail 2 "unknown benchmark 'step'" -- "$LK" bench step
+expect_fail 2 "unknown benchmark 'step' (known: comm, gemm)" -- "$LK" bench step
 expect_fail 2 "whole floats" -- "$LK" bench comm --min-bytes 6
 expect_fail 2 "expected a size" -- "$LK" bench comm --max-bytes 12Q
 expect_fail 2 "unknown flag" -- "$LK" bench comm --bogus
