@@ -22,6 +22,9 @@
 #   LK_BENCH_BATCH=B           batch size (default 64)
 #   LK_BIN=PATH                the lockstep binary (default build/lockstep, built
 #                              into build/ when missing)
+#   LK_TORCH_OPENBLAS_CORETYPE=NAME  OPENBLAS_CORETYPE for PyTorch alone (Prescott: what
+#                              Debian's OpenBLAS 0.3.21 runs on a CPU model it does not
+#                              know, such as the Intel Xeon model 207 of issue 14)
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -103,7 +106,8 @@ torch_run() {
   if (( steps <= w )); then w=$(( steps / 5 )); fi
   timed=$(( steps - w ))
   # shellcheck disable=SC2046
-  if ! out=$("$PY" bench/torch_ref.py --mode speed --model "$model" $(torch_args "$model") \
+  if ! out=$(env ${LK_TORCH_OPENBLAS_CORETYPE:+OPENBLAS_CORETYPE=$LK_TORCH_OPENBLAS_CORETYPE} \
+      "$PY" bench/torch_ref.py --mode speed --model "$model" $(torch_args "$model") \
       --threads "$threads" --steps "$timed" --warmup "$w" 2>"$tmp/torch-$model.log"); then
     echo "torch_ref.py --model $model failed:" >&2
     tail -n 20 "$tmp/torch-$model.log" >&2
@@ -158,6 +162,8 @@ echo "Runs alternate lockstep, PyTorch, lockstep, PyTorch ($repeats rounds per m
      "each figure is the best of $repeats runs, to reduce noise on a shared machine."
 echo "Host: ${cpu:-unknown CPU}, $ncores cores. ratio = lockstep / PyTorch (higher is" \
      "better for lockstep)."
+[[ -z "${LK_TORCH_OPENBLAS_CORETYPE:-}" ]] ||
+  echo "PyTorch ran with OPENBLAS_CORETYPE=$LK_TORCH_OPENBLAS_CORETYPE (its BLAS forced to those kernels)."
 echo
 echo "| model | lockstep samples/s | PyTorch samples/s | ratio |"
 echo "|---|---:|---:|---:|"

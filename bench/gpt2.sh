@@ -25,6 +25,10 @@
 #                    missing)
 #   --out FILE       also write the report (header and tables) to FILE
 #
+# LK_TORCH_OPENBLAS_CORETYPE=NAME sets OPENBLAS_CORETYPE for PyTorch alone: Prescott
+# reproduces what Debian's OpenBLAS 0.3.21 does on a CPU model it does not know (the
+# Intel Xeon model 207 of issue 14: SSE3 kernels at a fifth of the core's speed).
+#
 # The defaults take ~14 minutes on the 2-core Xeon VM (7 per round; a step at 8x256 on 1
 # thread is ~14 s in both frameworks); on cuda they should take ~2-3 minutes, most of it
 # start-up. Quick check (~40 s): bench/gpt2.sh --threads 2 --shapes 4x64 --steps 6 --rounds 1
@@ -199,7 +203,8 @@ EOF
 # torch_run N SHAPE ROUND -> results
 torch_run() {
   local n=$1 shape=$2 r=$3 b=${2%x*} t=${2#*x} out line
-  if ! out=$("$PY" bench/gpt2_torch.py --data "$data" --batch "$b" --ctx "$t" \
+  if ! out=$(env ${LK_TORCH_OPENBLAS_CORETYPE:+OPENBLAS_CORETYPE=$LK_TORCH_OPENBLAS_CORETYPE} \
+      "$PY" bench/gpt2_torch.py --data "$data" --batch "$b" --ctx "$t" \
       --steps "$(steps_for "$shape")" --threads "$n" --device "$device" 2>"$tmp/torch.log"); then
     fail "gpt2_torch.py ($n threads, $shape) failed:"; tail -n 20 "$tmp/torch.log" >&2; return 0
   fi

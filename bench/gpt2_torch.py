@@ -154,7 +154,15 @@ def loaded_blas():
                     libs.add("/".join(os.path.realpath(path).split("/")[-2:]))
     except OSError:
         pass
-    return " + ".join(sorted(libs)) or "?"
+    name = " + ".join(sorted(libs)) or "?"
+    try:  # OpenBLAS says which kernels it picked for this CPU (Prescott: SSE3 only)
+        import ctypes
+        ob = ctypes.CDLL("libopenblas.so.0")
+        ob.openblas_get_corename.restype = ctypes.c_char_p
+        name += " (core " + ob.openblas_get_corename().decode() + ")"
+    except (OSError, AttributeError):
+        pass
+    return name
 
 
 def load_shard(data):

@@ -83,9 +83,9 @@ static void cpu_bias_grad(lk_device *d, float *db, const float *dy, int outer, i
 static inline float gelu(float x) { return 0.5f * x * (1.0f + lk_erff(x * 0.70710678118654752f)); }
 static inline float gelu_grad(float x)
 {
-    float cdf = 0.5f * (1.0f + lk_erff(x * 0.70710678118654752f));
-    float pdf = 0.39894228040143268f * lk_expneg(-0.5f * x * x);
-    return cdf + x * pdf;
+    const float e = lk_expneg(-0.5f * x * x); /* the normal density's and erf's exponential */
+    const float cdf = 0.5f * (1.0f + lk_erff_e(x * 0.70710678118654752f, e));
+    return cdf + x * 0.39894228040143268f * e;
 }
 
 /* GPT-2's: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). Beyond |x| = 10 the tanh is

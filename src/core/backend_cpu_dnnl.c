@@ -192,15 +192,16 @@ static void matmul_destroy(void *obj)
 }
 
 /* Whether B goes into oneDNN's blocked layout (a reorder per call) rather than being read
- * as the caller holds it. Measured on GPT-2's and the other models' products (2 threads,
- * AVX-512): blocked B is as fast or faster wherever its reorder is paid for by at least
- * 512 rows of A, and twice as fast where a plain B's rows are a multiple of 4 KiB apart
- * (3072 floats: GPT-2's MLP, where the plain kernel's copies of B alias in the L1 cache).
- * Batched products (attention) stay plain. */
+ * as the caller holds it. Measured on GPT-2's and the other models' products (1 and 2
+ * threads, AVX-512): blocked B is as fast or faster wherever its reorder is paid for by
+ * at least 512 rows of A, and twice as fast from 128 rows on where a plain B's rows are a
+ * multiple of 4 KiB apart (3072 floats: GPT-2's MLP, where the plain kernel's copies of B
+ * alias in the L1 cache); with 64 rows the reorder costs what it saves. Batched products
+ * (attention) stay plain. */
 static int pack_b(const lk_gemm_desc *g)
 {
     const int aliased = !g->trans_b && (size_t)g->ldb * sizeof(float) % 4096 == 0;
-    return g->count == 1 && (aliased || g->m >= 512);
+    return g->count == 1 && (g->m >= 512 || (aliased && g->m >= 128));
 }
 
 /* A [rows, cols] operand (transposed: stored [cols, rows] with leading dimension ld)

@@ -52,12 +52,15 @@ static inline float lk_tanhf(float x)
     return a < 0.625f ? small : big;
 }
 
-static inline float lk_erff(float x)
+/* erf(x) given e = exp(-x^2) (GELU's gradient needs that exponential too) */
+static inline float lk_erff_e(float x, float e)
 {
     float a = fabsf(x), t = 1.0f / fmaf(0.3275911f, a, 1.0f);
     float p = fmaf(fmaf(fmaf(fmaf(1.061405429f, t, -1.453152027f), t, 1.421413741f), t,
                         -0.284496736f), t, 0.254829592f) * t;
-    return copysignf(1.0f - p * lk_expneg(-a * a), x);
+    return copysignf(1.0f - p * e, x);
 }
+
+static inline float lk_erff(float x) { return lk_erff_e(x, lk_expneg(-x * x)); }
 
 #endif
