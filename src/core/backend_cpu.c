@@ -180,10 +180,12 @@ static void cpu_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t 
     cpu_dropout_forward(d, p, seed, a, first, dy, dx, n); /* the same mask and scale */
 }
 
-/* One row of the cross-entropy: its loss, and with dz its gradient times g. exp is taken
- * once per logit (kept in dz), vectorised; a GPT-2 head has 50257 of them per token. */
-static double xent_row(const float *z, int label, int c, float *dz, float g)
+/* One row of the cross-entropy: its loss, and with dz its gradient times g (0 in its
+ * padding up to ld). exp is taken once per logit (kept in dz), vectorised; a GPT-2 head has
+ * 50257 of them per token. */
+static double xent_row(const float *z, int label, int c, int ld, float *dz, float g)
 {
+    const float zy = z[label]; /* before dz (which may be z) is written */
     float mx = z[0];
 #pragma omp simd reduction(max : mx)
     for (int j = 1; j < c; j++) mx = z[j] > mx ? z[j] : mx;
@@ -199,21 +201,22 @@ static double xent_row(const float *z, int label, int c, float *dz, float g)
 #pragma omp simd
         for (int j = 0; j < c; j++) dz[j] *= k;
         dz[label] -= g;
+        for (int j = c; j < ld; j++) dz[j] = 0.0f;
     } else {
 #pragma omp simd reduction(+ : sum)
         for (int j = 0; j < c; j++) sum += lk_expneg(z[j] - mx);
     }
-    return (double)(logf(sum) - (z[label] - mx));
+    return (double)(logf(sum) - (zy - mx));
 }
 
 static void cpu_softmax_xent(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
-                             float *loss, float *dlogits, float scale)
+                             int ld, float *loss, float *dlogits, float scale)
 {
     (void)d;
     double total = 0.0;
     const float g = scale / (float)n;
-#define ROW(r) xent_row(logits + (size_t)(r) * c, labels[r], c, dlogits ? dlogits + (size_t)(r) * c : NULL, g)
-    if ((long)n * c > LK_CPU_PAR_MIN && lk_cpu_multithreaded()) {
+#define ROW(r) xent_row(logits + (size_t)(r) * ld, labels[r], c, ld, dlogits ? dlogits + (size_t)(r) * ld : NULL, g)
+    if ((long)n * ld > LK_CPU_PAR_MIN && lk_cpu_multithreaded()) {
 #pragma omp parallel for reduction(+ : total) schedule(static)
         for (int r = 0; r < n; r++) total += ROW(r);
     } else {
@@ -252,12 +255,12 @@ static void cpu_bce_logits(lk_device *d, const float *z, const float *t, size_t 
 }
 
 static void cpu_count_correct(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
-                              float *correct)
+                              int ld, float *correct)
 {
     (void)d;
     int hits = 0;
     for (int r = 0; r < n; r++) {
-        const float *z = logits + (size_t)r * c;
+        const float *z = logits + (size_t)r * ld;
         int best = 0;
         for (int j = 1; j < c; j++)
             if (z[j] > z[best]) best = j;

@@ -292,9 +292,10 @@ static matmul *matmul_get(lk_cpu *c, const lk_gemm_desc *g)
 lk_status lk_cpu_gemm_plan(lk_device *d, const lk_gemm_desc *g)
 {
     lk_cpu *c = lk_cpu_of(d);
+    if (c->failed != LK_OK) return lk_cpu_status(d); /* an earlier failure stands */
     if (matmul_get(c, g)) return LK_OK;
     lk_status s = lk_cpu_status(d);
-    c->failed = LK_OK; /* reported here, at plan time, not again at the next check */
+    c->failed = LK_OK; /* this one is reported here, at plan time, not again later */
     return s;
 }
 

@@ -123,16 +123,19 @@ typedef struct lk_backend {
     void (*dropout_backward)(lk_device *d, float p, uint64_t seed, uint64_t a, uint64_t first,
                              const float *dy, float *dx, size_t n);
     /* losses over n rows / elements: *loss = mean loss (device scalar);
-     * when dx != NULL also dx = d(mean loss)/dx * scale */
+     * when dx != NULL also dx = d(mean loss)/dx * scale. softmax_xent's rows are ld >= c
+     * floats apart, of which the first c are the classes (a padded vocabulary): dlogits
+     * gets 0 in the others. */
     void (*softmax_xent)(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
-                         float *loss, float *dlogits, float scale);
+                         int ld, float *loss, float *dlogits, float scale);
     void (*mse)(lk_device *d, const float *pred, const float *target, size_t n, float *loss,
                 float *dpred, float scale);
     void (*bce_logits)(lk_device *d, const float *logits, const float *target, size_t n,
                        float *loss, float *dlogits, float scale);
-    /* *correct = number of rows whose argmax equals the label (device scalar) */
+    /* *correct = number of rows whose argmax (over the first c of each row's ld) equals
+     * the label (device scalar) */
     void (*count_correct)(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
-                          float *correct);
+                          int ld, float *correct);
     /* y[o][j][i][k] = x[o][i][j][k], x viewed as [outer][a][b][inner]: swaps the two
      * middle axes (batch-major <-> time-major sequences, attention heads) */
     void (*transpose)(lk_device *d, const float *x, float *y, int outer, int a, int b, int inner);

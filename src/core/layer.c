@@ -111,3 +111,9 @@ lk_status lk_layer_init_params(lk_layer *l, lk_device *dev, lk_init_kind kind, u
 }
 
 void lk_layer_destroy(lk_layer *l) { lk_free(l); }
+
+size_t lk_param_storage(const lk_param *p)
+{
+    const size_t n = lk_shape_numel(&p->shape);
+    return n + (p->pad_rows && p->shape.d[0] ? (size_t)p->pad_rows * (n / (size_t)p->shape.d[0]) : 0);
+}

@@ -41,6 +41,9 @@ typedef struct {
     float default_bound; /* PyTorch's default init draws U(+-default_bound); 0: 1/sqrt(fan_in) */
     lk_pinit fixed;      /* LK_PINIT_SCHEME: follow the model's scheme */
     float fixed_std;     /* LK_PINIT_NORMAL: N(0, fixed_std^2) */
+    int pad_rows;        /* rows of zeros after the tensor's shape[0] rows in its storage (a
+                            padded vocabulary): never initialised, saved or loaded; their
+                            gradient is zero, so they stay zero (lk_param_storage) */
     size_t offset;   /* in floats, into the model's flat buffers */
     float *w, *g;    /* device pointers: params + offset, grads + offset */
 } lk_param;
@@ -99,7 +102,12 @@ struct lk_layer {
     size_t param_offset;       /* the layer's contiguous slice of the flat buffers */
     size_t param_count;
     void *saved;               /* saved_bytes(max_batch) of arena memory, or NULL */
+    int out_valid;             /* the output's last axis holds this many values, then padding
+                                  (a head over a padded vocabulary); 0: all of it */
 };
+
+/* Floats of a parameter's storage: its shape's, and the padding rows after them. */
+size_t lk_param_storage(const lk_param *p);
 
 /* Declares a parameter during setup(). */
 lk_param *lk_layer_add_param(lk_layer *l, const char *name, int ndim, const int *shape,

@@ -27,7 +27,8 @@ lk_layer *lk_layernorm(int dim, float eps);
  * synchronised over ranks when the model has a sync_sum hook (SyncBatchNorm). */
 lk_layer *lk_batchnorm(int channels, float eps, float momentum);
 /* Token embedding: [T] ids (floats) -> [T, dim], with learned positions when asked. */
-lk_layer *lk_embedding(int vocab, int dim, int positions);
+/* pad_to > 1 pads the vocabulary to a multiple of it (see embedding.c); 0 or 1: none */
+lk_layer *lk_embedding(int vocab, int dim, int positions, int pad_to);
 /* Logits [..., vocab] = x weight^T with an embedding layer's weight (tied head). */
 lk_layer *lk_tied_head(lk_layer *embedding);
 /* Causal multi-head self-attention over [T, dim] (GPT-2's, with c_attn and c_proj). */
@@ -50,7 +51,9 @@ typedef struct {
     const int32_t *labels;  /* class labels (XENT) */
     const float *targets;   /* targets with out's shape (MSE, BCE) */
     int batch;
-    int features;           /* out elements per sample */
+    int features;           /* out elements per sample (XENT: the classes) */
+    int ld;                 /* XENT: floats from one row of out to the next (>= features: a
+                               padded vocabulary); 0: features */
 } lk_loss_args;
 lk_status lk_loss(lk_device *d, lk_loss_kind kind, const lk_loss_args *a, float *loss,
                   float *dout, float scale);

@@ -27,6 +27,13 @@ lk_shape lk_model_out_shape(const lk_model *m)
     return m->nlayers ? m->layers[m->nlayers - 1]->out : m->in_shape;
 }
 
+int lk_model_out_valid(const lk_model *m)
+{
+    const lk_shape s = lk_model_out_shape(m);
+    const lk_layer *l = m->nlayers ? m->layers[m->nlayers - 1] : NULL;
+    return l && l->out_valid ? l->out_valid : s.d[s.ndim - 1];
+}
+
 lk_status lk_model_add(lk_model *m, lk_layer *l)
 {
     if (!l) return LK_ERR(LK_ERR_ARG, "layer %d: %s", m->nlayers, lk_error_message());
@@ -96,7 +103,7 @@ lk_status lk_model_build(lk_model *m, int max_batch)
         for (int j = 0; j < l->nparams; j++) {
             if (l->params[j].buffer) continue;
             l->params[j].offset = off;
-            off += LK_ALIGN_UP(lk_shape_numel(&l->params[j].shape), PARAM_ALIGN);
+            off += LK_ALIGN_UP(lk_param_storage(&l->params[j]), PARAM_ALIGN);
         }
         l->param_count = off - l->param_offset;
     }
@@ -107,7 +114,7 @@ lk_status lk_model_build(lk_model *m, int max_batch)
             lk_param *p = &m->layers[i]->params[j];
             if (!p->buffer) continue;
             p->offset = off;
-            off += LK_ALIGN_UP(lk_shape_numel(&p->shape), PARAM_ALIGN);
+            off += LK_ALIGN_UP(lk_param_storage(p), PARAM_ALIGN);
         }
     m->nbuffers = off - m->nparams;
     size_t pbytes = LK_MAX(off, 1) * sizeof(float), gbytes = LK_MAX(m->nparams, 1) * sizeof(float);
@@ -333,7 +340,7 @@ lk_status lk_model_decay_ranges(const lk_model *m, size_t **out, int *n)
         for (int j = 0; j < m->layers[i]->nparams; j++) {
             const lk_param *p = &m->layers[i]->params[j];
             if (p->buffer || p->shape.ndim < 2) continue;
-            const size_t lo = p->offset, hi = lo + LK_ALIGN_UP(lk_shape_numel(&p->shape), PARAM_ALIGN);
+            const size_t lo = p->offset, hi = lo + LK_ALIGN_UP(lk_param_storage(p), PARAM_ALIGN);
             if (k && r[2 * k - 1] == lo) r[2 * k - 1] = hi;
             else r[2 * k] = lo, r[2 * k + 1] = hi, k++;
         }

@@ -58,6 +58,9 @@ void lk_model_destroy(lk_model *m);
 
 /* Per-sample output shape and its element count. */
 lk_shape lk_model_out_shape(const lk_model *m);
+/* How many values of the output's last axis are meaningful: all of it, or fewer when the
+ * last layer pads it (a head over a padded vocabulary: logits [T, Vp] of which V count). */
+int lk_model_out_valid(const lk_model *m);
 /* Device buffer for up to max_batch inputs (copy the batch here). */
 float *lk_model_input(lk_model *m);
 /* Runs all layers on `batch` samples; returns the output view. */

@@ -231,10 +231,11 @@ lk_status lk_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a, 
 }
 
 lk_status lk_softmax_xent(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
-                          float *loss, float *dlogits, float scale)
+                          int ld, float *loss, float *dlogits, float scale)
 {
-    NEED(logits && labels && loss && n > 0 && c > 0, "softmax_xent: bad arguments (n=%d c=%d)", n, c);
-    RUN(d, softmax_xent, logits, labels, n, c, loss, dlogits, scale);
+    NEED(logits && labels && loss && n > 0 && c > 0 && ld >= c,
+         "softmax_xent: bad arguments (n=%d c=%d ld=%d)", n, c, ld);
+    RUN(d, softmax_xent, logits, labels, n, c, ld, loss, dlogits, scale);
     return LK_OK;
 }
 
@@ -255,10 +256,10 @@ lk_status lk_bce_logits(lk_device *d, const float *logits, const float *target, 
 }
 
 lk_status lk_count_correct(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
-                           float *correct)
+                           int ld, float *correct)
 {
-    NEED(logits && labels && correct && n > 0 && c > 0, "count_correct: bad arguments");
-    RUN(d, count_correct, logits, labels, n, c, correct);
+    NEED(logits && labels && correct && n > 0 && c > 0 && ld >= c, "count_correct: bad arguments");
+    RUN(d, count_correct, logits, labels, n, c, ld, correct);
     return LK_OK;
 }
 

@@ -50,11 +50,13 @@ lk_status lk_replica_loss(lk_replica *r, const lk_tensor *out, int n, int grad, 
 {
     lk_model *m = r->model;
     const int per = (int)(lk_tensor_numel(out) / (size_t)n); /* outputs per sample */
-    lk_loss_args la = {.out = out->data, .batch = n * r->ylen, .features = per / r->ylen};
+    lk_loss_args la = {.out = out->data, .batch = n * r->ylen, .features = lk_model_out_valid(m),
+                       .ld = per / r->ylen}; /* a padded vocabulary: fewer classes than floats */
     if (r->zoo->target == LK_TARGET_INPUT) {
         la.targets = lk_model_input(m);
         la.batch = n;
         la.features = per;
+        la.ld = 0;
     } else {
         la.labels = r->labels;
     }
@@ -64,7 +66,8 @@ lk_status lk_replica_loss(lk_replica *r, const lk_tensor *out, int n, int grad, 
     if (sum != 1.0f) LK_CHECK(lk_scale(r->dev, &r->scalars[0], sum, 1));
     if (m->has_aux) LK_CHECK(lk_axpy(r->dev, 1.0f, m->aux_loss, &r->scalars[0], 1));
     if (correct && lk_replica_classifies(r))
-        LK_CHECK(lk_count_correct(r->dev, out->data, r->labels, la.batch, la.features, &r->scalars[1]));
+        LK_CHECK(lk_count_correct(r->dev, out->data, r->labels, la.batch, la.features, la.ld,
+                                  &r->scalars[1]));
     return LK_OK;
 }
 

@@ -95,7 +95,8 @@ static int32_t pick(float *logits, int vocab, const lk_sample_opts *o, long draw
 static lk_status sample_text(const lk_sample_opts *o, lk_replica *r, int vocab, FILE *text)
 {
     lk_model *m = r->model;
-    const int ctx = m->in_shape.d[0], cap = 4096 + o->tokens;
+    const lk_shape os = lk_model_out_shape(m);
+    const int ctx = m->in_shape.d[0], cap = 4096 + o->tokens, row = os.d[os.ndim - 1]; /* >= vocab */
     int32_t *tok = lk_malloc((size_t)cap * sizeof *tok);
     float *x = lk_malloc((size_t)ctx * sizeof *x), *logits = lk_malloc((size_t)vocab * 2 * sizeof *logits);
     lk_status st = tok && x && logits ? LK_OK : LK_ERR(LK_ERR_NOMEM, "sample: out of memory");
@@ -109,7 +110,7 @@ static lk_status sample_text(const lk_sample_opts *o, lk_replica *r, int vocab, 
         lk_tensor out;
         st = lk_model_forward(m, 1, 0, 0, &out);
         if (st != LK_OK) break;
-        lk_copy_to_host(r->dev, logits, out.data + (size_t)(len - 1) * vocab, (size_t)vocab * sizeof *logits);
+        lk_copy_to_host(r->dev, logits, out.data + (size_t)(len - 1) * row, (size_t)vocab * sizeof *logits);
         st = lk_device_status(r->dev);
         if (st != LK_OK) break;
         int32_t t = pick(logits, vocab, o, k, logits + vocab);

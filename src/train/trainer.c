@@ -57,7 +57,8 @@ static lk_status check_output(const lk_replica *r, const lk_dataset *d)
         return LK_OK;
     }
     const size_t want = (size_t)lk_dataset_ylen(d) * d->nclasses;
-    if (lk_shape_numel(&os) != want)
+    const size_t got = lk_shape_numel(&os) / (size_t)os.d[os.ndim - 1] * lk_model_out_valid(r->model);
+    if (got != want)
         return LK_ERR(LK_ERR_SHAPE, "model output %s per sample does not fit %s: %d label%s of %d classes",
                       lk_shape_str(&os, b, sizeof b), d->name, lk_dataset_ylen(d),
                       lk_dataset_ylen(d) == 1 ? "" : "s", d->nclasses);

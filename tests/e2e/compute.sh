@@ -89,6 +89,15 @@ grep -q "total 123665664 trainable parameters" "$TMP/g2.txt" || fail "gpt2 with 
 grep -Eq "\"decay\":\s*\"matrices\"" "$TMP/g2/config.json" || fail "the checkpoint does not record --decay matrices"
 grep -Eq "\"gelu\":\s*\"tanh\"" "$TMP/g2/config.json" || fail "the checkpoint does not record the tanh GELU"
 [[ -n $(json_field "$TMP/g2.jsonl" summary tokens_per_s) ]] || fail "no tokens_per_s in the summary"
+# its checkpoint holds GPT-2's [50257, 768] (not the padded 50304 rows) and evaluates
+/usr/bin/python3 - "$TMP/g2/model.safetensors" <<'PY'
+import json, struct, sys
+f = open(sys.argv[1], "rb")
+h = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+assert h["0.weight"]["shape"] == [50257, 768], h["0.weight"]
+PY
+"$LK" eval --checkpoint "$TMP/g2" --batch 2 >"$TMP/g2eval.txt" || fail "eval of the gpt2 checkpoint"
+grep -q "loss" "$TMP/g2eval.txt" || fail "eval printed no loss: $(cat "$TMP/g2eval.txt")"
 expect_fail 2 "trained with --decay matrices, not all" -- \
   "$LK" train --model gpt2 --data "$data" --ctx 16 --batch 2 --steps 3 --optim adamw --decay all --resume "$TMP/g2"
 echo PASS

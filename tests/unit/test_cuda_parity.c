@@ -597,26 +597,31 @@ static void loss_inputs(int s, pair *z, pair *dz)
     pair_push(z);
 }
 
+/* rows of ld floats, of which the first cls classes: the whole row, then a padded one */
 static void case_softmax_xent(void **state)
 {
     (void)state;
-    for (int s = 0; s < 3; s++) {
-        int n = LOSS_SIZES[s][0], c = LOSS_SIZES[s][1];
-        pair z, dz;
-        loss_inputs(s, &z, &dz);
-        int32_t *lg, *lc = labels(n, c, &lg);
-        float *gs = lk_dev_alloc(GPU, sizeof(float)), cl = 0.0f;
-        CPU->ops->softmax_xent(CPU, z.c, lc, n, c, &cl, dz.c, 0.5f);
-        GPU->ops->softmax_xent(GPU, z.g, lg, n, c, gs, dz.g, 0.5f);
-        close_to("softmax_xent loss", cl, gpu_scalar(gs), 1e-5);
-        same("softmax_xent dlogits", &dz, 1e-5);
-        CPU->ops->softmax_xent(CPU, z.c, lc, n, c, &cl, NULL, 1.0f); /* evaluation: loss only */
-        GPU->ops->softmax_xent(GPU, z.g, lg, n, c, gs, NULL, 1.0f);
-        close_to("softmax_xent loss, no gradient", cl, gpu_scalar(gs), 1e-5);
-        free(lc);
-        lk_dev_free(GPU, lg), lk_dev_free(GPU, gs);
-        pair_free(&z), pair_free(&dz);
-    }
+    for (int s = 0; s < 3; s++)
+        for (int pad = 0; pad < 2; pad++) {
+            const int n = LOSS_SIZES[s][0], ld = LOSS_SIZES[s][1], cls = pad ? ld - 3 : ld;
+            if (cls < 2) continue;
+            pair z, dz;
+            loss_inputs(s, &z, &dz);
+            int32_t *lg, *lc = labels(n, cls, &lg);
+            float *gs = lk_dev_alloc(GPU, sizeof(float)), cl = 0.0f;
+            CPU->ops->softmax_xent(CPU, z.c, lc, n, cls, ld, &cl, dz.c, 0.5f);
+            GPU->ops->softmax_xent(GPU, z.g, lg, n, cls, ld, gs, dz.g, 0.5f);
+            close_to("softmax_xent loss", cl, gpu_scalar(gs), 1e-5);
+            same("softmax_xent dlogits (0 in the padding)", &dz, 1e-5);
+            for (int r = 0; pad && r < n; r++) /* the CPU's padding gradient is 0 */
+                for (int j = cls; j < ld; j++) assert_true(dz.c[(size_t)r * ld + j] == 0.0f);
+            CPU->ops->softmax_xent(CPU, z.c, lc, n, cls, ld, &cl, NULL, 1.0f); /* loss only */
+            GPU->ops->softmax_xent(GPU, z.g, lg, n, cls, ld, gs, NULL, 1.0f);
+            close_to("softmax_xent loss, no gradient", cl, gpu_scalar(gs), 1e-5);
+            free(lc);
+            lk_dev_free(GPU, lg), lk_dev_free(GPU, gs);
+            pair_free(&z), pair_free(&dz);
+        }
 }
 
 static void case_mse(void **state)
@@ -665,16 +670,18 @@ static void case_count_correct(void **state)
 {
     (void)state;
     for (int s = 0; s < 3; s++) {
-        int n = LOSS_SIZES[s][0], c = LOSS_SIZES[s][1];
+        /* rows of c floats of which c - 1 classes: a padding logit (large) never counts */
+        int n = LOSS_SIZES[s][0], c = LOSS_SIZES[s][1], cls = c > 2 ? c - 1 : c;
         pair z, dz;
         loss_inputs(s, &z, &dz);
-        int32_t *lg, *lc = labels(n, c, &lg);
+        int32_t *lg, *lc = labels(n, cls, &lg);
         /* make about half the rows right, so the count is neither 0 nor n */
         for (int r = 0; r < n; r += 2) z.c[(size_t)r * c + lc[r]] = 100.0f;
+        for (int r = 1; cls < c && r < n; r += 2) z.c[(size_t)r * c + cls] = 1000.0f;
         pair_push(&z);
         float *gs = lk_dev_alloc(GPU, sizeof(float)), cc = 0.0f;
-        CPU->ops->count_correct(CPU, z.c, lc, n, c, &cc);
-        GPU->ops->count_correct(GPU, z.g, lg, n, c, gs);
+        CPU->ops->count_correct(CPU, z.c, lc, n, cls, c, &cc);
+        GPU->ops->count_correct(GPU, z.g, lg, n, cls, c, gs);
         assert_true(cc >= (float)((n + 1) / 2));
         close_to("count_correct", cc, gpu_scalar(gs), 0.0);
         free(lc);

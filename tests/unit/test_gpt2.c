@@ -1,7 +1,8 @@
 /* test_gpt2.c - the GPT-2 presets: their sizes and what --ctx/--layers may change, the
  * parameter count of GPT-2 124M (124,439,808, the published one), GPT-2's initialisation
  * (N(0, 0.02^2), residual projections 0.02 / sqrt(2 layers), zero biases, unit norms),
- * the tensors GPT-2's recipe decays, and the FLOPs per token (6N + 12 L C T). */
+ * the tensors GPT-2's recipe decays, the vocabulary padded to 50304 (not counted), and
+ * the FLOPs per token (6N + 12 L C T, with the model's 50257). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,10 @@ static void test_parameter_count_and_flops(void **state)
     /* GPT-2 124M as published (the head tied to the token embedding) */
     lk_model *m = build("gpt2", 50257, 1024);
     assert_int_equal(lk_model_trainable(m), 124439808);
+    /* the vocabulary padded to 50304 rows (never counted, saved or predicted) */
+    const lk_param *wte = lk_model_param(m, 0, NULL, 0);
+    assert_true(wte->shape.d[0] == 50257 && wte->pad_rows == 47);
+    assert_true(lk_model_out_shape(m).d[1] == 50304 && lk_model_out_valid(m) == 50257);
     /* FLOPs per token: 6 N + 12 L C T, N the parameters of the products: every weight
      * matrix, the token embedding once (as the head), not positions, biases or norms */
     const double L = 12, C = 768, T = 1024, V = 50257;
@@ -126,7 +131,7 @@ static void test_init_and_decay(void **state)
         int inside = 0;
         for (int k = 0; k < nr; k++) inside |= p->offset >= r[2 * k] && p->offset < r[2 * k + 1];
         assert_int_equal(inside, p->shape.ndim >= 2);
-        if (p->shape.ndim >= 2) matrices += (lk_shape_numel(&p->shape) + 15) / 16 * 16;
+        if (p->shape.ndim >= 2) matrices += (lk_param_storage(p) + 15) / 16 * 16;
     }
     assert_int_equal(decayed, matrices);
     lk_free(r);

@@ -557,7 +557,7 @@ static void check_loss(lk_loss_kind kind, float *z, const int32_t *lab, const fl
     size_t n = (size_t)B * C;
     float *dout = lk_dev_alloc(d, n * sizeof(float)), *loss = lk_dev_alloc(d, sizeof(float));
     float *half = malloc(n * sizeof(float));
-    loss_obj o = {kind, {z, lab, t, B, C}, loss};
+    loss_obj o = {kind, {z, lab, t, B, C, 0}, loss};
     TU_OK(lk_loss(d, kind, &o.a, loss, dout, 1.0f));
     double ref = ref_loss(kind, z, lab, t, B, C), got = lk_read_scalar(d, loss);
     if (!(fabs(got - ref) <= 1e-5 * (1.0 + fabs(ref))))
@@ -599,7 +599,7 @@ static void test_losses_extreme(void **state)
     lk_device *d = tu_cpu();
     float z[6] = {1000.0f, 0.0f, -1000.0f, -1000.0f, 1000.0f, 999.0f}, dz[6], loss;
     int32_t lab[2] = {2, 2}; /* row 0 picks -1000 (loss 2000); row 1 picks 999 */
-    lk_loss_args a = {z, lab, NULL, 2, 3};
+    lk_loss_args a = {z, lab, NULL, 2, 3, 0};
     TU_OK(lk_loss(d, LK_LOSS_XENT, &a, &loss, dz, 1.0f));
     double ref = ref_loss(LK_LOSS_XENT, z, lab, NULL, 2, 3);
     assert_true(isfinite(loss));
@@ -613,7 +613,7 @@ static void test_losses_extreme(void **state)
     }
 
     float bz[4] = {1000.0f, -1000.0f, 1000.0f, -1000.0f}, bt[4] = {0.0f, 1.0f, 1.0f, 0.0f};
-    lk_loss_args b = {bz, NULL, bt, 1, 4};
+    lk_loss_args b = {bz, NULL, bt, 1, 4, 0};
     TU_OK(lk_loss(d, LK_LOSS_BCE_LOGITS, &b, &loss, dz, 1.0f));
     assert_true(isfinite(loss));
     GC_NEAR(loss, 500.0, 1e-3); /* (1000 + 1000 + 0 + 0) / 4 */
@@ -621,7 +621,7 @@ static void test_losses_extreme(void **state)
     for (int i = 0; i < 4; i++) GC_NEAR(dz[i], bwant[i], 1e-6);
 
     float mz[2] = {1e4f, -1e4f}, mt[2] = {0.0f, 0.0f};
-    lk_loss_args c = {mz, NULL, mt, 2, 1};
+    lk_loss_args c = {mz, NULL, mt, 2, 1, 0};
     TU_OK(lk_loss(d, LK_LOSS_MSE, &c, &loss, dz, 1.0f));
     GC_NEAR(loss, 1e8, 1.0);
     GC_NEAR(dz[0], 1e4, 1e-2); /* 2 (p - t) / n */
@@ -633,7 +633,7 @@ static void test_loss_errors(void **state)
     (void)state;
     float z[2] = {0}, loss;
     int32_t lab[1] = {0};
-    lk_loss_args a = {z, lab, z, 0, 2};
+    lk_loss_args a = {z, lab, z, 0, 2, 0};
     TU_FAILS_WITH(lk_loss(tu_cpu(), LK_LOSS_XENT, &a, &loss, NULL, 1.0f), LK_ERR_ARG, "batch");
     a.batch = 1;
     a.features = 0;

@@ -287,7 +287,7 @@ static void test_embedding(void **state)
     const int T = 5, V = 6, C = 4, B = 3;
     for (int pos = 0; pos < 2; pos++) {
         lk_model *m = token_model(T, B, 0);
-        TU_OK(lk_model_add(m, lk_embedding(V, C, pos)));
+        TU_OK(lk_model_add(m, lk_embedding(V, C, pos, 0)));
         TU_OK(lk_model_add(m, lk_linear(C, 3, 1)));
         TU_OK(lk_model_build(m, B));
         TU_OK(lk_model_init(m, LK_INIT_DEFAULT, 11));
@@ -311,6 +311,57 @@ static void test_embedding(void **state)
     }
 }
 
+/* A padded vocabulary (V = 7 stored as 16 rows): the head's logits are [T, 16] of which 7
+ * count, the cross-entropy over them (rows 16 apart) matches the unpadded model's loss and
+ * gradients exactly, the padding's gradient is 0 (so AdamW leaves it 0), and the weight
+ * is exported as [7, C]. */
+static void test_padded_vocabulary(void **state)
+{
+    (void)state;
+    const int T = 3, V = 7, C = 4, B = 2;
+    lk_model *m[2];
+    for (int k = 0; k < 2; k++) {
+        m[k] = token_model(T, B, 0);
+        TU_OK(lk_model_add(m[k], lk_embedding(V, C, 1, k ? 16 : 0)));
+        TU_OK(lk_model_add(m[k], lk_tied_head(m[k]->layers[0])));
+        TU_OK(lk_model_build(m[k], B));
+        TU_OK(lk_model_init(m[k], LK_INIT_DEFAULT, 13));
+        fill_tokens(m[k], B * T, V);
+    }
+    assert_int_equal(lk_model_out_shape(m[1]).d[1], 16);
+    assert_int_equal(lk_model_out_valid(m[1]), V);
+    assert_int_equal(lk_model_out_valid(m[0]), V);
+    const lk_param *w0 = lk_model_param(m[0], 0, NULL, 0), *w1 = lk_model_param(m[1], 0, NULL, 0);
+    assert_true(w1->shape.d[0] == V && w1->pad_rows == 9 && lk_param_storage(w1) == 16u * C);
+    assert_int_equal(lk_model_trainable(m[1]), lk_model_trainable(m[0]));
+    for (int i = 0; i < 9 * C; i++) assert_true(w1->w[V * C + i] == 0.0f); /* never initialised */
+    memcpy(w1->w, w0->w, (size_t)V * C * sizeof(float)); /* the same weights */
+    int32_t *lab = lk_dev_alloc(tu_cpu(), (size_t)B * T * sizeof *lab);
+    for (int i = 0; i < B * T; i++) lab[i] = (i * 5 + 2) % V;
+    float loss[2];
+    for (int k = 0; k < 2; k++) {
+        lk_tensor out;
+        TU_OK(lk_model_forward(m[k], B, 1, 0, &out));
+        const int ld = lk_model_out_shape(m[k]).d[1];
+        for (int r = 0; k && r < B * T; r++) /* the padding's logits are x . 0 */
+            for (int j = V; j < ld; j++) assert_true(out.data[r * ld + j] == 0.0f);
+        lk_loss_args a = {out.data, lab, NULL, B * T, V, ld};
+        float *l = lk_dev_alloc(tu_cpu(), sizeof(float));
+        TU_OK(lk_loss(tu_cpu(), LK_LOSS_XENT, &a, l, m[k]->dout, 1.0f));
+        loss[k] = *l;
+        lk_dev_free(tu_cpu(), l);
+        TU_OK(lk_model_backward_ex(m[k], B, 0, LK_GRADS_REPLACE));
+    }
+    assert_true(fabsf(loss[0] - loss[1]) <= 1e-6f * fabsf(loss[0]));
+    for (int i = 0; i < V * C; i++) assert_true(fabsf(w0->g[i] - w1->g[i]) <= 1e-6f);
+    for (int i = 0; i < 9 * C; i++) assert_true(w1->g[V * C + i] == 0.0f);
+    const lk_param *p0 = lk_model_param(m[0], 1, NULL, 0), *p1 = lk_model_param(m[1], 1, NULL, 0);
+    for (int i = 0; i < T * C; i++) assert_true(fabsf(p0->g[i] - p1->g[i]) <= 1e-6f); /* positions */
+    lk_dev_free(tu_cpu(), lab);
+    lk_model_destroy(m[0]);
+    lk_model_destroy(m[1]);
+}
+
 /* GPT's tail: the head reuses the embedding's weight, so that weight's gradient is the
  * sum of both uses; also over several micro-batches (accumulate) and after a stale
  * value (replace). */
@@ -319,7 +370,7 @@ static void test_tied_head(void **state)
     (void)state;
     const int T = 4, V = 7, C = 6, B = 2;
     lk_model *m = token_model(T, B, 0);
-    TU_OK(lk_model_add(m, lk_embedding(V, C, 1)));
+    TU_OK(lk_model_add(m, lk_embedding(V, C, 1, 0)));
     lk_layer *emb = m->layers[0];
     TU_OK(lk_model_add(m, lk_layernorm(C, 1e-5f)));
     TU_OK(lk_model_add(m, lk_tied_head(emb)));
@@ -521,7 +572,7 @@ static void test_seq_constructor_errors(void **state)
     assert_null(lk_attention(6, 4));
     assert_non_null(strstr(lk_error_message(), "multiple of heads"));
     assert_null(lk_layernorm(0, 1e-5f));
-    assert_null(lk_embedding(0, 4, 1));
+    assert_null(lk_embedding(0, 4, 1, 0));
 
     /* a recurrent layer on an input that is not [T, input] */
     int in[2] = {5, 4};
@@ -545,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_tied_head),
+        cmocka_unit_test(test_padded_vocabulary),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_residual),
         cmocka_unit_test(test_reparam),

@@ -308,12 +308,12 @@ static void cu_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a
 /* ---- losses ---- */
 
 /* rows r = blockIdx.x, += gridDim.x; the block shares a row's classes */
-__global__ void k_softmax_xent(const float *logits, const int32_t *labels, int n, int c,
+__global__ void k_softmax_xent(const float *logits, const int32_t *labels, int n, int c, int ld,
                                float *dlogits, float g, double *partial)
 {
     double total = 0.0;
     for (int r = blockIdx.x; r < n; r += gridDim.x) {
-        const float *z = logits + (size_t)r * c;
+        const float *z = logits + (size_t)r * ld;
         float mx = -INFINITY;
         for (int j = threadIdx.x; j < c; j += blockDim.x) mx = fmaxf(mx, z[j]);
         mx = block_max(mx);
@@ -329,22 +329,23 @@ __global__ void k_softmax_xent(const float *logits, const int32_t *labels, int n
         const int y = labels[r];
         if (threadIdx.x == 0) total += (double)(logf(tot) - (zy - mx));
         if (dlogits) {
-            float *dz = dlogits + (size_t)r * c;
+            float *dz = dlogits + (size_t)r * ld;
             const float inv = 1.0f / tot;
             for (int j = threadIdx.x; j < c; j += blockDim.x)
                 dz[j] = expf(z[j] - mx) * inv * g - (j == y ? g : 0.0f);
+            for (int j = c + threadIdx.x; j < ld; j += blockDim.x) dz[j] = 0.0f; /* padding */
         }
     }
     if (threadIdx.x == 0) partial[blockIdx.x] = total;
 }
 
 static void cu_softmax_xent(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
-                            float *loss, float *dlogits, float scale)
+                            int ld, float *loss, float *dlogits, float scale)
 {
     lk_cuda *g = lk_cuda_of(d);
     unsigned nb = n < LK_CUDA_REDUCE_BLOCKS ? (unsigned)n : LK_CUDA_REDUCE_BLOCKS;
     if (!nb) nb = 1;
-    k_softmax_xent<<<nb, LK_CUDA_THREADS, 0, g->stream>>>(logits, labels, n, c, dlogits,
+    k_softmax_xent<<<nb, LK_CUDA_THREADS, 0, g->stream>>>(logits, labels, n, c, ld, dlogits,
                                                           scale / (float)n, g->partial);
     LK_LAUNCHED(g);
     finish_sum(g, nb, (double)n, loss);
@@ -399,12 +400,12 @@ static void cu_bce_logits(lk_device *d, const float *z, const float *t, size_t n
 }
 
 /* a thread per row: the first largest logit, as the CPU */
-__global__ void k_count_correct(const float *logits, const int32_t *labels, int n, int c,
+__global__ void k_count_correct(const float *logits, const int32_t *labels, int n, int c, int ld,
                                 double *partial)
 {
     double hits = 0.0;
     for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < n; r += gridDim.x * blockDim.x) {
-        const float *z = logits + (size_t)r * c;
+        const float *z = logits + (size_t)r * ld;
         int best = 0;
         for (int j = 1; j < c; j++)
             if (z[j] > z[best]) best = j;
@@ -415,11 +416,11 @@ __global__ void k_count_correct(const float *logits, const int32_t *labels, int 
 }
 
 static void cu_count_correct(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
-                             float *correct)
+                             int ld, float *correct)
 {
     lk_cuda *g = lk_cuda_of(d);
     unsigned nb = reduce_blocks(g, (size_t)n);
-    k_count_correct<<<nb, LK_CUDA_THREADS, 0, g->stream>>>(logits, labels, n, c, g->partial);
+    k_count_correct<<<nb, LK_CUDA_THREADS, 0, g->stream>>>(logits, labels, n, c, ld, g->partial);
     LK_LAUNCHED(g);
     finish_sum(g, nb, 1.0, correct);
 }

@@ -22,7 +22,8 @@ lk_status lk_loss(lk_device *d, lk_loss_kind kind, const lk_loss_args *a, float 
     size_t n = (size_t)a->batch * a->features;
     switch (kind) {
     case LK_LOSS_XENT:
-        return lk_softmax_xent(d, a->out, a->labels, a->batch, a->features, loss, dout, scale);
+        return lk_softmax_xent(d, a->out, a->labels, a->batch, a->features,
+                               a->ld > 0 ? a->ld : a->features, loss, dout, scale);
     case LK_LOSS_MSE: return lk_mse(d, a->out, a->targets, n, loss, dout, scale);
     case LK_LOSS_BCE_LOGITS: return lk_bce_logits(d, a->out, a->targets, n, loss, dout, scale);
     }
