@@ -58,15 +58,25 @@ typedef struct {
 void *lk_cpu_cache_find(lk_cpu *c, const lk_cpu_key *k);
 /* Takes obj (freed with destroy when evicted or at close). */
 void lk_cpu_cache_put(lk_cpu *c, const lk_cpu_key *k, void *obj, void (*destroy)(void *));
-/* Grows the shared scratchpad to at least `bytes` (0 and a failure when it cannot). */
-int lk_cpu_scratch_reserve(lk_cpu *c, size_t bytes);
-void *lk_cpu_scratch(lk_cpu *c);
-size_t lk_cpu_scratch_size(const_dnnl_primitive_desc_t pd);
 /* Attributes: the user scratchpad, alpha as output scale, beta as a sum post-op. */
 dnnl_primitive_attr_t lk_cpu_attr(lk_cpu *c, float alpha, float beta);
-/* Executes p (a failure becomes the device's first failure, naming `what`). */
-void lk_cpu_exec(lk_cpu *c, dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args,
-                 const char *what);
+/* A primitive and the memory object of its scratchpad (the device's shared one; NULL
+ * when it needs none): every product, convolution and reorder runs as one. */
+typedef struct {
+    dnnl_primitive_t prim;
+    dnnl_memory_t sp;
+} lk_cpu_step;
+/* Creates s from pd, growing the shared scratchpad to what it needs (0 on a failure,
+ * which the caller reports). */
+int lk_cpu_step_init(lk_cpu *c, lk_cpu_step *s, const_dnnl_primitive_desc_t pd);
+/* A reorder from -> to, adding to what `to` holds when beta is 1. */
+int lk_cpu_reorder_init(lk_cpu *c, lk_cpu_step *s, const dnnl_memory_desc_t *from,
+                        const dnnl_memory_desc_t *to, float beta);
+/* Executes s on args[0..nargs) (args has room for one more: the scratchpad); a failure
+ * becomes the device's first, naming `what`. */
+void lk_cpu_step_run(lk_cpu *c, const lk_cpu_step *s, dnnl_exec_arg_t *args, int nargs,
+                     const char *what);
+void lk_cpu_step_destroy(lk_cpu_step *s);
 /* 1 while this thread is inside oneDNN's execute, whose argument map allocates a few
  * small blocks it frees before returning (the allocation test tells them apart). */
 int lk_cpu_in_onednn(void);

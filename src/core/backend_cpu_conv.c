@@ -25,34 +25,30 @@
 typedef struct {
     dnnl_memory_desc_t plain, prim;
     int same;                    /* prim is the plain layout: no reorder, no buffer */
-    dnnl_primitive_t in, out;    /* plain -> prim; prim -> plain */
-    dnnl_primitive_t out_add;    /* prim -> plain, adding to what is there (beta 1) */
+    lk_cpu_step in, out;         /* plain -> prim; prim -> plain */
+    lk_cpu_step out_add;         /* prim -> plain, adding to what is there (beta 1) */
     dnnl_memory_t mplain, mprim; /* handles set at each use */
     size_t bytes;                /* of prim */
 } view;
 
 typedef struct {
-    dnnl_primitive_t prim;
-    dnnl_memory_t sp; /* NULL without a scratchpad */
-} step;
-
-typedef struct {
-    step fwd, bwd_d, bwd_w;
+    lk_cpu_step fwd, bwd_d, bwd_w;
     view src, wei, dst;     /* forward */
     view ddst, dwei, dsrc;  /* backward-data: output gradient in, weights in, input gradient out */
     view wsrc, wddst, gwei; /* backward-weights: input in, output gradient in, weight gradient out */
     dnnl_memory_t bias, dbias; /* forward's bias, backward-weights' bias gradient (plain) */
     float *zeros, *dbias_buf;  /* [k]: the bias of a layer without one; the bias gradient */
     int dwei_is_wei, wsrc_is_src, wddst_is_ddst; /* backward reuses forward's / data's buffers */
-    size_t saved, ws;
+    size_t saved, saved_wei;                    /* saved: blocked input | blocked weights */
+    size_t ws;
     size_t ws_ddst, ws_dsrc, ws_gwei, ws_other; /* offsets in ws (backward) */
 } conv;
 
 static void view_destroy(view *v)
 {
-    if (v->in) dnnl_primitive_destroy(v->in);
-    if (v->out) dnnl_primitive_destroy(v->out);
-    if (v->out_add) dnnl_primitive_destroy(v->out_add);
+    lk_cpu_step_destroy(&v->in);
+    lk_cpu_step_destroy(&v->out);
+    lk_cpu_step_destroy(&v->out_add);
     if (v->mplain) dnnl_memory_destroy(v->mplain);
     if (v->mprim) dnnl_memory_destroy(v->mprim);
 }
@@ -60,11 +56,8 @@ static void view_destroy(view *v)
 static void conv_destroy(void *obj)
 {
     conv *cv = obj;
-    step *steps[3] = {&cv->fwd, &cv->bwd_d, &cv->bwd_w};
-    for (int i = 0; i < 3; i++) {
-        if (steps[i]->prim) dnnl_primitive_destroy(steps[i]->prim);
-        if (steps[i]->sp) dnnl_memory_destroy(steps[i]->sp);
-    }
+    lk_cpu_step *steps[3] = {&cv->fwd, &cv->bwd_d, &cv->bwd_w};
+    for (int i = 0; i < 3; i++) lk_cpu_step_destroy(steps[i]);
     view *views[9] = {&cv->src, &cv->wei, &cv->dst, &cv->ddst, &cv->dwei, &cv->dsrc,
                       &cv->wsrc, &cv->wddst, &cv->gwei};
     for (int i = 0; i < 9; i++) view_destroy(views[i]);
@@ -73,20 +66,6 @@ static void conv_destroy(void *obj)
     free(cv->zeros);
     free(cv->dbias_buf);
     free(cv);
-}
-
-static int reorder(lk_cpu *c, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
-                   float beta, dnnl_primitive_t *out)
-{
-    dnnl_engine_t e = lk_cpu_engine(c);
-    dnnl_primitive_attr_t attr = lk_cpu_attr(c, 1.0f, beta);
-    dnnl_primitive_desc_t pd = NULL;
-    int ok = attr && dnnl_reorder_primitive_desc_create(&pd, from, e, to, e, attr) == dnnl_success &&
-             lk_cpu_scratch_reserve(c, lk_cpu_scratch_size(pd)) &&
-             dnnl_primitive_create(out, pd) == dnnl_success;
-    if (pd) dnnl_primitive_desc_destroy(pd);
-    if (attr) dnnl_primitive_attr_destroy(attr);
-    return ok;
 }
 
 /* dir: 1 the primitive reads the tensor, 0 it writes it (out_add too when add) */
@@ -102,16 +81,15 @@ static int view_init(lk_cpu *c, view *v, const dnnl_memory_desc_t *plain,
         dnnl_memory_create(&v->mprim, prim, e, DNNL_MEMORY_NONE) != dnnl_success)
         return 0;
     if (v->same && !add) return 1;
-    if (dir) return reorder(c, plain, prim, 0.0f, &v->in);
-    return (v->same || reorder(c, prim, plain, 0.0f, &v->out)) &&
-           (!add || reorder(c, prim, plain, 1.0f, &v->out_add));
+    if (dir) return lk_cpu_reorder_init(c, &v->in, plain, prim, 0.0f);
+    return (v->same || lk_cpu_reorder_init(c, &v->out, prim, plain, 0.0f)) &&
+           (!add || lk_cpu_reorder_init(c, &v->out_add, prim, plain, 1.0f));
 }
 
-static void run_reorder(lk_cpu *c, dnnl_primitive_t r, dnnl_memory_t from, dnnl_memory_t to)
+static void run_reorder(lk_cpu *c, const lk_cpu_step *r, dnnl_memory_t from, dnnl_memory_t to)
 {
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to},
-                               {DNNL_ARG_SCRATCHPAD, NULL}};
-    lk_cpu_exec(c, r, 2, args, "reorder");
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+    lk_cpu_step_run(c, r, args, 2, "reorder");
 }
 
 /* The tensor in the primitive's layout: the user's memory, or buf after a reorder. */
@@ -120,7 +98,7 @@ static void *view_in(lk_cpu *c, view *v, const void *user, void *buf)
     if (v->same) return (void *)user;
     dnnl_memory_set_data_handle(v->mplain, (void *)user);
     dnnl_memory_set_data_handle(v->mprim, buf);
-    run_reorder(c, v->in, v->mplain, v->mprim);
+    run_reorder(c, &v->in, v->mplain, v->mprim);
     return buf;
 }
 
@@ -137,7 +115,7 @@ static void view_out(lk_cpu *c, view *v, void *buf, void *user, float beta)
     if (v->same && beta == 0.0f) return;
     dnnl_memory_set_data_handle(v->mprim, buf);
     dnnl_memory_set_data_handle(v->mplain, user);
-    run_reorder(c, beta != 0.0f ? v->out_add : v->out, v->mprim, v->mplain);
+    run_reorder(c, beta != 0.0f ? &v->out_add : &v->out, v->mprim, v->mplain);
 }
 
 static const dnnl_memory_desc_t *query(dnnl_primitive_desc_t pd, dnnl_query_t what)
@@ -176,25 +154,6 @@ static int make_pd(dnnl_primitive_desc_t *pd, const void *op, const_dnnl_primiti
     return first != NULL;
 }
 
-static int step_init(lk_cpu *c, step *s, dnnl_primitive_desc_t pd)
-{
-    size_t sp = lk_cpu_scratch_size(pd);
-    if (dnnl_primitive_create(&s->prim, pd) != dnnl_success) return 0;
-    if (!sp) return 1;
-    return lk_cpu_scratch_reserve(c, sp) &&
-           dnnl_memory_create(&s->sp, query(pd, dnnl_query_scratchpad_md), lk_cpu_engine(c),
-                              DNNL_MEMORY_NONE) == dnnl_success;
-}
-
-static void run_step(lk_cpu *c, step *s, dnnl_exec_arg_t *args, int nargs, const char *what)
-{
-    if (s->sp) {
-        dnnl_memory_set_data_handle(s->sp, lk_cpu_scratch(c));
-        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, s->sp};
-    }
-    lk_cpu_exec(c, s->prim, nargs, args, what);
-}
-
 static int md4(dnnl_memory_desc_t *md, int a, int b, int h, int w, dnnl_format_tag_t tag)
 {
     return dnnl_memory_desc_init_by_tag(md, 4, (dnnl_dims_t){a, b, h, w}, dnnl_f32, tag) ==
@@ -227,8 +186,8 @@ static int conv_build(lk_cpu *c, const lk_conv2d_desc *cd, conv *cv)
              dnnl_convolution_backward_weights_desc_init(&wd, alg, &src_any, &wei_any, &bias,
                                                          &dst_any, strides, pad, pad) == dnnl_success &&
              make_pd(&wpd, &wd, attr, e, fpd);
-    ok = ok && step_init(c, &cv->fwd, fpd) && step_init(c, &cv->bwd_d, bpd) &&
-         step_init(c, &cv->bwd_w, wpd) &&
+    ok = ok && lk_cpu_step_init(c, &cv->fwd, fpd) && lk_cpu_step_init(c, &cv->bwd_d, bpd) &&
+         lk_cpu_step_init(c, &cv->bwd_w, wpd) &&
          view_init(c, &cv->src, &src, query(fpd, dnnl_query_src_md), 1, 0) &&
          view_init(c, &cv->wei, &wei, query(fpd, dnnl_query_weights_md), 1, 0) &&
          view_init(c, &cv->dst, &dst, query(fpd, dnnl_query_dst_md), 0, 0) &&
@@ -251,7 +210,8 @@ static int conv_build(lk_cpu *c, const lk_conv2d_desc *cd, conv *cv)
     cv->wsrc_is_src = dnnl_memory_desc_equal(&cv->wsrc.prim, &cv->src.prim);
     cv->wddst_is_ddst = dnnl_memory_desc_equal(&cv->wddst.prim, &cv->ddst.prim);
     const size_t align = 64;
-    cv->saved = LK_ALIGN_UP(cv->src.bytes, align) + LK_ALIGN_UP(cv->wei.bytes, align);
+    cv->saved_wei = LK_ALIGN_UP(cv->src.bytes, align);
+    cv->saved = cv->saved_wei + LK_ALIGN_UP(cv->wei.bytes, align);
     /* backward's ws: output gradient | input gradient | weight gradient (always: beta 1
      * adds it) | the inputs backward cannot share with forward's or backward-data's */
     cv->ws_ddst = 0;
@@ -314,7 +274,7 @@ void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *
     if (!cv) return;
     char *sv = saved;
     void *src = view_in(c, &cv->src, x, sv);
-    void *wei = view_in(c, &cv->wei, w, sv + LK_ALIGN_UP(cv->src.bytes, 64));
+    void *wei = view_in(c, &cv->wei, w, sv + cv->saved_wei);
     void *dst = view_target(&cv->dst, y, ws, 0.0f);
     dnnl_memory_set_data_handle(cv->src.mprim, src);
     dnnl_memory_set_data_handle(cv->wei.mprim, wei);
@@ -322,7 +282,7 @@ void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *
     dnnl_memory_set_data_handle(cv->bias, b ? (void *)b : cv->zeros);
     dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, cv->src.mprim}, {DNNL_ARG_WEIGHTS, cv->wei.mprim},
                                {DNNL_ARG_DST, cv->dst.mprim}, {DNNL_ARG_BIAS, cv->bias}};
-    run_step(c, &cv->fwd, args, 4, "convolution forward");
+    lk_cpu_step_run(c, &cv->fwd, args, 4, "convolution forward");
     view_out(c, &cv->dst, dst, y, 0.0f);
 }
 
@@ -338,7 +298,7 @@ void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float 
     if (dx) {
         void *wei;
         if (cv->dwei_is_wei) { /* forward kept them in this layout */
-            wei = cv->wei.same ? (void *)w : sv + LK_ALIGN_UP(cv->src.bytes, 64);
+            wei = cv->wei.same ? (void *)w : sv + cv->saved_wei;
         } else {
             wei = view_in(c, &cv->dwei, w, other);
             other += LK_ALIGN_UP(cv->dwei.bytes, 64);
@@ -350,7 +310,7 @@ void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float 
         dnnl_exec_arg_t args[4] = {{DNNL_ARG_DIFF_DST, cv->ddst.mprim},
                                    {DNNL_ARG_WEIGHTS, cv->dwei.mprim},
                                    {DNNL_ARG_DIFF_SRC, cv->dsrc.mprim}};
-        run_step(c, &cv->bwd_d, args, 3, "convolution backward (data)");
+        lk_cpu_step_run(c, &cv->bwd_d, args, 3, "convolution backward (data)");
         view_out(c, &cv->dsrc, dsrc, dx, 0.0f);
     }
     void *src = cv->wsrc_is_src ? (cv->src.same ? (void *)x : sv) : view_in(c, &cv->wsrc, x, other);
@@ -364,7 +324,7 @@ void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float 
     dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, cv->wsrc.mprim}, {DNNL_ARG_DIFF_DST, cv->wddst.mprim},
                                {DNNL_ARG_DIFF_WEIGHTS, cv->gwei.mprim},
                                {DNNL_ARG_DIFF_BIAS, cv->dbias}};
-    run_step(c, &cv->bwd_w, args, 4, "convolution backward (weights)");
+    lk_cpu_step_run(c, &cv->bwd_w, args, 4, "convolution backward (weights)");
     view_out(c, &cv->gwei, gwei, dw, beta);
     if (db) /* replace with beta 0: even a stale NaN goes */
         for (int k = 0; k < cd->k; k++) db[k] = beta != 0.0f ? db[k] + cv->dbias_buf[k] : cv->dbias_buf[k];

@@ -130,27 +130,34 @@ static int grow(lk_cpu *c, void **buf, size_t *have, size_t bytes, const char *w
     return 1;
 }
 
-int lk_cpu_scratch_reserve(lk_cpu *c, size_t bytes)
-{
-    return grow(c, &c->scratch, &c->scratch_bytes, bytes, "a scratchpad");
-}
-
-void *lk_cpu_scratch(lk_cpu *c) { return c->scratch; }
-
-size_t lk_cpu_scratch_size(const_dnnl_primitive_desc_t pd)
+int lk_cpu_step_init(lk_cpu *c, lk_cpu_step *s, const_dnnl_primitive_desc_t pd)
 {
     const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    return md ? dnnl_memory_desc_get_size(md) : 0;
+    const size_t bytes = md ? dnnl_memory_desc_get_size(md) : 0;
+    if (dnnl_primitive_create(&s->prim, pd) != dnnl_success) return 0;
+    return !bytes || (grow(c, &c->scratch, &c->scratch_bytes, bytes, "a scratchpad") &&
+                      dnnl_memory_create(&s->sp, md, c->engine, DNNL_MEMORY_NONE) == dnnl_success);
 }
 
-void lk_cpu_exec(lk_cpu *c, dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args,
-                 const char *what)
+void lk_cpu_step_destroy(lk_cpu_step *s)
 {
+    if (s->prim) dnnl_primitive_destroy(s->prim);
+    if (s->sp) dnnl_memory_destroy(s->sp);
+    s->prim = NULL, s->sp = NULL;
+}
+
+void lk_cpu_step_run(lk_cpu *c, const lk_cpu_step *s, dnnl_exec_arg_t *args, int nargs,
+                     const char *what)
+{
+    if (s->sp) {
+        dnnl_memory_set_data_handle(s->sp, c->scratch);
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, s->sp};
+    }
     in_onednn++;
-    dnnl_status_t s = dnnl_primitive_execute(p, c->stream, nargs, args);
+    dnnl_status_t st = dnnl_primitive_execute(s->prim, c->stream, nargs, args);
     in_onednn--;
-    if (s != dnnl_success)
-        lk_cpu_fail(c, LK_ERR_DEVICE, "oneDNN: %s failed to execute (status %d)", what, (int)s);
+    if (st != dnnl_success)
+        lk_cpu_fail(c, LK_ERR_DEVICE, "oneDNN: %s failed to execute (status %d)", what, (int)st);
 }
 
 dnnl_primitive_attr_t lk_cpu_attr(lk_cpu *c, float alpha, float beta)
@@ -171,22 +178,35 @@ dnnl_primitive_attr_t lk_cpu_attr(lk_cpu *c, float alpha, float beta)
     return a;
 }
 
+int lk_cpu_reorder_init(lk_cpu *c, lk_cpu_step *s, const dnnl_memory_desc_t *from,
+                        const dnnl_memory_desc_t *to, float beta)
+{
+    dnnl_primitive_attr_t attr = lk_cpu_attr(c, 1.0f, beta);
+    dnnl_primitive_desc_t pd = NULL;
+    int ok = attr && dnnl_reorder_primitive_desc_create(&pd, from, c->engine, to, c->engine, attr) ==
+                         dnnl_success &&
+             lk_cpu_step_init(c, s, pd);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return ok;
+}
+
 /* ---- matrix products ---- */
 
 typedef struct {
-    dnnl_primitive_t prim;
-    dnnl_memory_t a, b, c, sp; /* sp NULL without a scratchpad */
-    dnnl_primitive_t pack;     /* B (b_user, as the caller holds it) -> b (blocked), or NULL */
+    lk_cpu_step step;
+    dnnl_memory_t a, b, c;
+    lk_cpu_step pack;     /* B (b_user, as the caller holds it) -> b (blocked); prim NULL: none */
     dnnl_memory_t b_user;
 } matmul;
 
 static void matmul_destroy(void *obj)
 {
     matmul *mm = obj;
-    if (mm->prim) dnnl_primitive_destroy(mm->prim);
-    if (mm->pack) dnnl_primitive_destroy(mm->pack);
-    dnnl_memory_t mems[5] = {mm->a, mm->b, mm->c, mm->sp, mm->b_user};
-    for (int i = 0; i < 5; i++)
+    lk_cpu_step_destroy(&mm->step);
+    lk_cpu_step_destroy(&mm->pack);
+    dnnl_memory_t mems[4] = {mm->a, mm->b, mm->c, mm->b_user};
+    for (int i = 0; i < 4; i++)
         if (mems[i]) dnnl_memory_destroy(mems[i]);
     free(mm);
 }
@@ -237,7 +257,7 @@ static matmul *matmul_create(lk_cpu *c, const lk_gemm_desc *g)
 {
     dnnl_memory_desc_t a, b, b_any, cm;
     dnnl_matmul_desc_t desc;
-    dnnl_primitive_desc_t pd = NULL, rpd = NULL;
+    dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_attr_t attr = lk_cpu_attr(c, g->alpha, g->beta);
     matmul *mm = calloc(1, sizeof *mm);
     const int pack = pack_b(g);
@@ -249,23 +269,15 @@ static matmul *matmul_create(lk_cpu *c, const lk_gemm_desc *g)
              operand_md(&cm, g->count, g->stride_c, g->m, g->n, 0, g->ldc) == dnnl_success &&
              dnnl_matmul_desc_init(&desc, &a, pack ? &b_any : &b, NULL, &cm) == dnnl_success &&
              dnnl_primitive_desc_create(&pd, &desc, attr, c->engine, NULL) == dnnl_success &&
-             dnnl_primitive_create(&mm->prim, pd) == dnnl_success &&
+             lk_cpu_step_init(c, &mm->step, pd) &&
              dnnl_memory_create(&mm->a, &a, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
              dnnl_memory_create(&mm->c, &cm, c->engine, DNNL_MEMORY_NONE) == dnnl_success;
     const dnnl_memory_desc_t *bmd = ok ? dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0) : NULL;
     ok = ok && dnnl_memory_create(&mm->b, bmd, c->engine, DNNL_MEMORY_NONE) == dnnl_success;
     if (ok && pack && !dnnl_memory_desc_equal(bmd, &b)) /* B into the layout oneDNN chose */
         ok = dnnl_memory_create(&mm->b_user, &b, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
-             dnnl_reorder_primitive_desc_create(&rpd, &b, c->engine, bmd, c->engine, NULL) ==
-                 dnnl_success &&
-             dnnl_primitive_create(&mm->pack, rpd) == dnnl_success &&
+             lk_cpu_reorder_init(c, &mm->pack, &b, bmd, 0.0f) &&
              grow(c, &c->packed, &c->packed_bytes, dnnl_memory_desc_get_size(bmd), "a packed matrix");
-    if (rpd) dnnl_primitive_desc_destroy(rpd);
-    size_t sp = ok ? lk_cpu_scratch_size(pd) : 0;
-    if (ok && sp)
-        ok = dnnl_memory_create(&mm->sp, dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0),
-                                c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
-             lk_cpu_scratch_reserve(c, sp);
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (attr) dnnl_primitive_attr_destroy(attr);
     if (!ok) {
@@ -305,19 +317,17 @@ static void run_matmul(lk_device *d, const lk_gemm_desc *g, const float *a, cons
     matmul *mm = matmul_get(c, g);
     if (!mm) return;
     dnnl_memory_set_data_handle(mm->a, (void *)a);
-    if (mm->pack) {
+    if (mm->pack.prim) {
         dnnl_memory_set_data_handle(mm->b_user, (void *)b);
         dnnl_memory_set_data_handle(mm->b, c->packed);
-        dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, mm->b_user}, {DNNL_ARG_TO, mm->b}};
-        lk_cpu_exec(c, mm->pack, 2, ra, "reorder of a product's B");
+        dnnl_exec_arg_t ra[3] = {{DNNL_ARG_FROM, mm->b_user}, {DNNL_ARG_TO, mm->b}};
+        lk_cpu_step_run(c, &mm->pack, ra, 2, "reorder of a product's B");
     } else {
         dnnl_memory_set_data_handle(mm->b, (void *)b);
     }
     dnnl_memory_set_data_handle(mm->c, cc);
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, mm->a}, {DNNL_ARG_WEIGHTS, mm->b}, {DNNL_ARG_DST, mm->c},
-                               {DNNL_ARG_SCRATCHPAD, mm->sp}};
-    if (mm->sp) dnnl_memory_set_data_handle(mm->sp, c->scratch);
-    lk_cpu_exec(c, mm->prim, mm->sp ? 4 : 3, args, "matmul");
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, mm->a}, {DNNL_ARG_WEIGHTS, mm->b}, {DNNL_ARG_DST, mm->c}};
+    lk_cpu_step_run(c, &mm->step, args, 3, "matmul");
 }
 
 void lk_cpu_gemm(lk_device *d, int ta, int tb, int m, int n, int k, float alpha, const float *a,

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "model.h"
 #include "ops.h"
 
 static const char *const optim_names[] = {
@@ -143,20 +144,15 @@ void lk_optim_destroy(lk_optim *o)
     lk_free(o);
 }
 
-lk_status lk_optim_set_decayed(lk_optim *o, const size_t *ranges, int n)
+lk_status lk_optim_decay_model(lk_optim *o, const lk_model *m)
 {
-    for (int i = 0; i < n; i++)
-        if (ranges[2 * i] >= ranges[2 * i + 1] || ranges[2 * i + 1] > o->n ||
-            (i && ranges[2 * i] < ranges[2 * i - 1]))
-            return LK_ERR(LK_ERR_ARG, "decay range %d [%zu, %zu) is empty, unsorted or beyond %zu", i,
-                          ranges[2 * i], ranges[2 * i + 1], o->n);
-    size_t *copy = n ? lk_malloc((size_t)n * 2 * sizeof *copy) : NULL;
-    if (n && !copy) return LK_ERR(LK_ERR_NOMEM, "cannot allocate %d decay ranges", n);
-    if (n) memcpy(copy, ranges, (size_t)n * 2 * sizeof *copy);
+    if (o->cfg.decay != LK_DECAY_MATRICES) return LK_OK;
+    if (m->nparams != o->n)
+        return LK_ERR(LK_ERR_ARG, "decay groups: the model has %zu parameters, the optimizer %zu",
+                      m->nparams, o->n);
     lk_free(o->decayed);
-    o->decayed = copy;
-    o->ndecayed = n;
-    return LK_OK;
+    o->decayed = NULL;
+    return lk_model_decay_ranges(m, &o->decayed, &o->ndecayed);
 }
 
 /* The fused update over [lo, hi), weight decay and L1 where the tensors take them. */

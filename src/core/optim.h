@@ -64,9 +64,10 @@ lk_status lk_optim_step(lk_optim *o, float *w, const float *g, float grad_scale)
  * with their own clipping norm); the step count advances when `last` is set. */
 lk_status lk_optim_step_part(lk_optim *o, float *w, const float *g, float grad_scale, size_t lo,
                              size_t hi, int last);
-/* With cfg.decay LK_DECAY_MATRICES: the parts of the flat buffer that decay, n sorted,
- * disjoint [lo, hi) pairs (copied; e.g. from lk_model_decay_ranges). */
-lk_status lk_optim_set_decayed(lk_optim *o, const size_t *ranges, int n);
+/* With cfg.decay LK_DECAY_MATRICES, decay and L1 apply to m's tensors of 2 or more
+ * dimensions only (lk_model_decay_ranges); with LK_DECAY_ALL nothing changes. */
+struct lk_model;
+lk_status lk_optim_decay_model(lk_optim *o, const struct lk_model *m);
 /* Number of state buffers the kind uses (0, 1 or 2), e.g. for checkpoints. */
 int lk_optim_state_count(lk_optim_kind kind);
 

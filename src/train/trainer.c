@@ -356,14 +356,7 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     oc.total_steps = s->total;
     if (oc.decay == LK_DECAY_DEFAULT) oc.decay = s->r.zoo->decay_matrices ? LK_DECAY_MATRICES : LK_DECAY_ALL;
     LK_CHECK(lk_optim_create(&s->opt, s->r.dev, &oc, m->nparams));
-    if (oc.decay == LK_DECAY_MATRICES) {
-        size_t *ranges;
-        int nr;
-        LK_CHECK(lk_model_decay_ranges(m, &ranges, &nr));
-        lk_status st = lk_optim_set_decayed(s->opt, ranges, nr);
-        lk_free(ranges);
-        LK_CHECK(st);
-    }
+    LK_CHECK(lk_optim_decay_model(s->opt, m));
     if (o->resume_dir) LK_CHECK(resume(o, s, &s->epoch, &s->step));
     LK_CHECK(agree(o, s));
     s->host_params = lk_malloc(m->nparams * sizeof(float));

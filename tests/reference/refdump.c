@@ -243,13 +243,7 @@ static lk_status run(const args *a, dump *d)
     oc.total_steps = a->steps;
     oc.decay = a->decay;
     if (st == LK_OK) st = lk_optim_create(&opt, r.dev, &oc, m->nparams);
-    if (st == LK_OK && a->decay == LK_DECAY_MATRICES) {
-        size_t *ranges = NULL;
-        int nr = 0;
-        st = lk_model_decay_ranges(m, &ranges, &nr);
-        if (st == LK_OK) st = lk_optim_set_decayed(opt, ranges, nr);
-        lk_free(ranges);
-    }
+    if (st == LK_OK) st = lk_optim_decay_model(opt, m);
     if (st == LK_OK && gan) st = run_gan(a, d, &r, &ds, opt);
     for (int s = 1; !gan && st == LK_OK && s <= a->steps; s++) {
         lk_tensor out;
