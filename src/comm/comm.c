@@ -266,25 +266,83 @@ lk_status lk_comm_broadcast(lk_comm *c, void *buf, size_t bytes, int root)
     return c->vt->broadcast(c, buf, bytes, root);
 }
 
-static lk_status check_counts(const lk_comm *c, const char *op, const int *counts)
+/* the whole buffer of a reduce-scatter or all-gather, and where this rank's part starts */
+static lk_status check_parts(const lk_comm *c, const char *op, const float *buf, const size_t *counts,
+                             size_t *total, size_t *mine)
 {
-    if (!counts) return LK_ERR(LK_ERR_ARG, "%s: counts missing", op);
-    for (int r = 0; r < c->world; r++)
-        if (counts[r] < 0) return LK_ERR(LK_ERR_ARG, "%s: count of rank %d is negative", op, r);
+    if (!counts) return LK_ERR(LK_ERR_ARG, "rank %d: %s: counts missing", c->rank, op);
+    *total = *mine = 0;
+    for (int r = 0; r < c->world; r++) {
+        if (r == c->rank) *mine = *total;
+        *total += counts[r];
+    }
+    if (*total && !buf) return LK_ERR(LK_ERR_ARG, "rank %d: %s: null buffer", c->rank, op);
     return LK_OK;
 }
 
-lk_status lk_comm_reduce_scatter(lk_comm *c, const float *send, float *recv, const int *counts,
-                                 lk_reduce_op op)
+/* kind 0 reduce-scatter, 1 all-gather, of a device buffer through the staging buffer, now */
+static lk_status shard_staged(lk_comm *c, int kind, float *buf, const size_t *counts, lk_reduce_op op,
+                              size_t total, size_t mine)
 {
-    LK_CHECK(check_counts(c, "reduce_scatter", counts));
-    return c->vt->reduce_scatter(c, send, recv, counts, op);
+    const size_t bytes = total * sizeof(float);
+    LK_CHECK(check_stage(c, kind ? "all-gather" : "reduce-scatter", bytes));
+    if (kind) lk_copy_to_host(c->dev, (float *)c->stage + mine, buf + mine, counts[c->rank] * sizeof(float));
+    else lk_copy_to_host(c->dev, c->stage, buf, bytes);
+    LK_CHECK(lk_device_status(c->dev));
+    LK_CHECK(kind ? c->vt->allgather(c, c->stage, counts) : c->vt->reduce_scatter(c, c->stage, counts, op));
+    if (kind) lk_copy_to_device(c->dev, buf, c->stage, bytes);
+    else lk_copy_to_device(c->dev, buf + mine, (float *)c->stage + mine, counts[c->rank] * sizeof(float));
+    return lk_device_status(c->dev);
 }
 
-lk_status lk_comm_allgather(lk_comm *c, const float *send, float *recv, const int *counts)
+static lk_status shard_start(lk_comm *c, int kind, float *buf, const size_t *counts, lk_reduce_op op,
+                             int slot)
 {
-    LK_CHECK(check_counts(c, "allgather", counts));
-    return c->vt->allgather(c, send, recv, counts);
+    size_t total = 0, mine = 0;
+    LK_CHECK(check_slot(c, slot));
+    LK_CHECK(check_parts(c, kind ? "all-gather" : "reduce-scatter", buf, counts, &total, &mine));
+    c->slot_nccl[slot] = 0;
+#if LK_HAVE_NCCL
+    if (c->nccl && on_device(c, buf)) {
+        c->slot_nccl[slot] = 1;
+        return lk_nccl_shard_start(c, kind, buf, counts, op, slot);
+    }
+#endif
+    if (on_device(c, buf)) return shard_staged(c, kind, buf, counts, op, total, mine);
+    return kind ? c->vt->allgather_start(c, buf, counts, slot)
+                : c->vt->reduce_scatter_start(c, buf, counts, op, slot);
+}
+
+static lk_status shard_now(lk_comm *c, int kind, float *buf, const size_t *counts, lk_reduce_op op)
+{
+    size_t total = 0, mine = 0;
+    LK_CHECK(check_parts(c, kind ? "all-gather" : "reduce-scatter", buf, counts, &total, &mine));
+#if LK_HAVE_NCCL
+    if (c->nccl && on_device(c, buf)) return lk_nccl_shard(c, kind, buf, counts, op);
+#endif
+    if (on_device(c, buf)) return shard_staged(c, kind, buf, counts, op, total, mine);
+    return kind ? c->vt->allgather(c, buf, counts) : c->vt->reduce_scatter(c, buf, counts, op);
+}
+
+lk_status lk_comm_reduce_scatter_start(lk_comm *c, float *buf, const size_t *counts, lk_reduce_op op,
+                                       int slot)
+{
+    return shard_start(c, 0, buf, counts, op, slot);
+}
+
+lk_status lk_comm_allgather_start(lk_comm *c, float *buf, const size_t *counts, int slot)
+{
+    return shard_start(c, 1, buf, counts, LK_REDUCE_SUM, slot);
+}
+
+lk_status lk_comm_reduce_scatter(lk_comm *c, float *buf, const size_t *counts, lk_reduce_op op)
+{
+    return shard_now(c, 0, buf, counts, op);
+}
+
+lk_status lk_comm_allgather(lk_comm *c, float *buf, const size_t *counts)
+{
+    return shard_now(c, 1, buf, counts, LK_REDUCE_SUM);
 }
 
 lk_status lk_comm_allgather_bytes(lk_comm *c, const void *send, void *recv, size_t bytes)

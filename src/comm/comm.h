@@ -29,12 +29,17 @@ typedef struct {
     lk_status (*allreduce)(lk_comm *c, float *buf, size_t n, lk_reduce_op op);
     lk_status (*allreduce_f64)(lk_comm *c, double *buf, int n, lk_reduce_op op);
     lk_status (*broadcast)(lk_comm *c, void *buf, size_t bytes, int root);
-    /* recv (counts[rank] floats) = reduction over ranks of send's slice of this rank,
-     * slices laid out back to back in rank order; counts may differ and be 0 */
-    lk_status (*reduce_scatter)(lk_comm *c, const float *send, float *recv, const int *counts,
-                                lk_reduce_op op);
-    /* recv = every rank's send (counts[r] floats from rank r) back to back */
-    lk_status (*allgather)(lk_comm *c, const float *send, float *recv, const int *counts);
+    /* In-place reduce-scatter (ZeRO): buf holds counts[r] floats for each rank r, back to
+     * back in rank order (zeros allowed); afterwards this rank's part of buf holds the
+     * reduction over every rank of those positions, the other parts are undefined.
+     * counts is read during the call only. Started now, finished by wait(slot). */
+    lk_status (*reduce_scatter_start)(lk_comm *c, float *buf, const size_t *counts, lk_reduce_op op,
+                                      int slot);
+    /* In-place all-gather: afterwards every rank's buf holds rank r's part from rank r. */
+    lk_status (*allgather_start)(lk_comm *c, float *buf, const size_t *counts, int slot);
+    /* the same, blocking (through shared memory where use_shm set it up) */
+    lk_status (*reduce_scatter)(lk_comm *c, float *buf, const size_t *counts, lk_reduce_op op);
+    lk_status (*allgather)(lk_comm *c, float *buf, const size_t *counts);
     /* recv = world blocks of `bytes` bytes, block r from rank r */
     lk_status (*allgather_bytes)(lk_comm *c, const void *send, void *recv, size_t bytes);
     lk_status (*barrier)(lk_comm *c);
@@ -84,9 +89,13 @@ lk_status lk_comm_wait(lk_comm *c, int slot);
 lk_status lk_comm_test(lk_comm *c, int slot, int *done);
 lk_status lk_comm_allreduce_f64(lk_comm *c, double *buf, int n, lk_reduce_op op);
 lk_status lk_comm_broadcast(lk_comm *c, void *buf, size_t bytes, int root);
-lk_status lk_comm_reduce_scatter(lk_comm *c, const float *send, float *recv, const int *counts,
-                                 lk_reduce_op op);
-lk_status lk_comm_allgather(lk_comm *c, const float *send, float *recv, const int *counts);
+/* The in-place reduce-scatter and all-gather of the vtable (see there), checked, for host
+ * buffers, device buffers through NCCL (on its stream) or the staging buffer. */
+lk_status lk_comm_reduce_scatter_start(lk_comm *c, float *buf, const size_t *counts, lk_reduce_op op,
+                                       int slot);
+lk_status lk_comm_allgather_start(lk_comm *c, float *buf, const size_t *counts, int slot);
+lk_status lk_comm_reduce_scatter(lk_comm *c, float *buf, const size_t *counts, lk_reduce_op op);
+lk_status lk_comm_allgather(lk_comm *c, float *buf, const size_t *counts);
 lk_status lk_comm_allgather_bytes(lk_comm *c, const void *send, void *recv, size_t bytes);
 lk_status lk_comm_barrier(lk_comm *c);
 /* Lets all-reduces and broadcasts take buffers in dev's memory (a GPU's, which MPI
@@ -133,6 +142,10 @@ lk_status lk_nccl_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op
 lk_status lk_nccl_test(lk_comm *c, int slot, int *done);
 lk_status lk_nccl_wait(lk_comm *c, int slot);
 lk_status lk_nccl_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op);
+/* in place, as the vtable's; kind 0 reduce-scatter, 1 all-gather (op unused) */
+lk_status lk_nccl_shard_start(lk_comm *c, int kind, float *buf, const size_t *counts, lk_reduce_op op,
+                              int slot);
+lk_status lk_nccl_shard(lk_comm *c, int kind, float *buf, const size_t *counts, lk_reduce_op op);
 lk_status lk_nccl_status(lk_comm *c);
 lk_status lk_nccl_timer_create(lk_comm *c, lk_comm_timer **out);
 void lk_nccl_timer_destroy(lk_comm_timer *t);

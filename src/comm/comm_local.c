@@ -36,17 +36,26 @@ static lk_status local_broadcast(lk_comm *c, void *buf, size_t bytes, int root)
     (void)c, (void)buf, (void)bytes, (void)root;
     return LK_OK;
 }
-static lk_status local_reduce_scatter(lk_comm *c, const float *send, float *recv, const int *counts,
-                                      lk_reduce_op op)
+/* a world of one: its part is the whole buffer, already reduced and gathered */
+static lk_status local_reduce_scatter_start(lk_comm *c, float *buf, const size_t *counts,
+                                            lk_reduce_op op, int slot)
 {
-    (void)c, (void)op;
-    if (counts[0]) memmove(recv, send, (size_t)counts[0] * sizeof(float));
+    (void)c, (void)buf, (void)counts, (void)op, (void)slot;
     return LK_OK;
 }
-static lk_status local_allgather(lk_comm *c, const float *send, float *recv, const int *counts)
+static lk_status local_allgather_start(lk_comm *c, float *buf, const size_t *counts, int slot)
 {
-    (void)c;
-    if (counts[0]) memmove(recv, send, (size_t)counts[0] * sizeof(float));
+    (void)c, (void)buf, (void)counts, (void)slot;
+    return LK_OK;
+}
+static lk_status local_reduce_scatter(lk_comm *c, float *buf, const size_t *counts, lk_reduce_op op)
+{
+    (void)c, (void)buf, (void)counts, (void)op;
+    return LK_OK;
+}
+static lk_status local_allgather(lk_comm *c, float *buf, const size_t *counts)
+{
+    (void)c, (void)buf, (void)counts;
     return LK_OK;
 }
 static lk_status local_allgather_bytes(lk_comm *c, const void *send, void *recv, size_t bytes)
@@ -84,6 +93,8 @@ static const lk_comm_vt local_vt = {
     .wait = local_wait,
     .allreduce_f64 = local_allreduce_f64,
     .broadcast = local_broadcast,
+    .reduce_scatter_start = local_reduce_scatter_start,
+    .allgather_start = local_allgather_start,
     .reduce_scatter = local_reduce_scatter,
     .allgather = local_allgather,
     .allgather_bytes = local_allgather_bytes,

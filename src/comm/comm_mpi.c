@@ -22,7 +22,9 @@ typedef struct {
     MPI_Request req[LK_COMM_MAX_SLOTS];
     float *avg_buf[LK_COMM_MAX_SLOTS]; /* AVG: scaled by 1/world when the sum arrives */
     size_t avg_n[LK_COMM_MAX_SLOTS];
-    int *displs;                       /* world entries, for the v-collectives */
+    float *move_to[LK_COMM_MAX_SLOTS]; /* reduce-scatter: its part moves here from the start */
+    unsigned char avg_scale[LK_COMM_MAX_SLOTS]; /* ... and is an average */
+    int *counts, *displs;              /* world entries per slot (+1: blocking calls), v-collectives */
 } mpi_impl;
 
 static lk_status mpi_fail(const lk_comm *c, const char *call, int rc)
@@ -58,6 +60,12 @@ static void scale_avg(const lk_comm *c, float *buf, size_t n)
 
 static void finish_avg(lk_comm *c, mpi_impl *m, int slot)
 {
+    if (m->move_to[slot]) { /* MPI_IN_PLACE left a reduce-scatter's part at the buffer's start */
+        float *src = m->avg_buf[slot], *dst = m->move_to[slot];
+        if (dst != src && m->avg_n[slot]) memmove(dst, src, m->avg_n[slot] * sizeof(float));
+        m->avg_buf[slot] = m->avg_scale[slot] && m->avg_n[slot] ? dst : NULL;
+        m->move_to[slot] = NULL;
+    }
     if (!m->avg_buf[slot]) return;
     scale_avg(c, m->avg_buf[slot], m->avg_n[slot]);
     m->avg_buf[slot] = NULL;
@@ -79,6 +87,7 @@ static lk_status mpi_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce
     LK_CHECK(check_count(c, n));
     m->avg_buf[slot] = op == LK_REDUCE_AVG && n ? buf : NULL;
     m->avg_n[slot] = n;
+    m->move_to[slot] = NULL;
     if (!n) return LK_OK;
     MPI_TRY(c, MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, mpi_op(op), m->world,
                               &m->req[slot]));
@@ -113,16 +122,20 @@ static lk_status cross_allreduce(void *user, float *chunk, size_t n, lk_reduce_o
     return LK_OK;
 }
 
+static lk_status shm_failed(lk_comm *c, lk_status st)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", lk_error_message());
+    return LK_ERR(st, "on host %s, %s", c->host, msg);
+}
+
 static lk_status shm_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op)
 {
     mpi_impl *m = c->impl;
     m->shm.timeout_s = c->timeout_s;
     lk_status st = lk_shm_allreduce(&m->shm, buf, n, op, 1.0f / (float)c->world,
                                     m->cross != MPI_COMM_NULL ? cross_allreduce : NULL, c);
-    if (st == LK_OK) return LK_OK;
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s", lk_error_message());
-    return LK_ERR(st, "on host %s, %s", c->host, msg);
+    return st == LK_OK ? LK_OK : shm_failed(c, st);
 }
 
 static lk_status mpi_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op)
@@ -156,34 +169,102 @@ static lk_status mpi_broadcast(lk_comm *c, void *buf, size_t bytes, int root)
     return LK_OK;
 }
 
-static void fill_displs(const lk_comm *c, mpi_impl *m, const int *counts)
-{
-    int off = 0;
-    for (int r = 0; r < c->world; r++) {
-        m->displs[r] = off;
-        off += counts[r];
-    }
-}
-
-static lk_status mpi_reduce_scatter(lk_comm *c, const float *send, float *recv, const int *counts,
-                                    lk_reduce_op op)
+/* the slot's int counts and displacements (MPI's), checked */
+static lk_status fill_parts(lk_comm *c, int slot, const size_t *counts, int **cnt, int **dsp)
 {
     mpi_impl *m = c->impl;
-    float dummy = 0.0f;
-    MPI_TRY(c, MPI_Reduce_scatter(send ? send : &dummy, recv ? recv : &dummy, counts, MPI_FLOAT,
-                                  mpi_op(op), m->world));
-    if (op == LK_REDUCE_AVG)
-        for (int i = 0; i < counts[c->rank]; i++) recv[i] /= (float)c->world;
+    *cnt = m->counts + (size_t)slot * (size_t)c->world;
+    *dsp = m->displs + (size_t)slot * (size_t)c->world;
+    size_t off = 0;
+    for (int r = 0; r < c->world; r++) {
+        if (counts[r] > INT_MAX || off > INT_MAX)
+            return LK_ERR(LK_ERR_ARG, "rank %d: a part of %zu floats at %zu exceeds one MPI message",
+                          c->rank, counts[r], off);
+        (*cnt)[r] = (int)counts[r];
+        (*dsp)[r] = (int)off;
+        off += counts[r];
+    }
     return LK_OK;
 }
 
-static lk_status mpi_allgather(lk_comm *c, const float *send, float *recv, const int *counts)
+/* after an in-place MPI reduce-scatter: where this rank's part goes, and an average's scale */
+static void note_part(lk_comm *c, int slot, float *buf, const int *dsp, const int *cnt, lk_reduce_op op)
 {
     mpi_impl *m = c->impl;
+    m->avg_buf[slot] = buf;
+    m->avg_n[slot] = (size_t)cnt[c->rank];
+    m->avg_scale[slot] = op == LK_REDUCE_AVG;
+    m->move_to[slot] = buf + dsp[c->rank];
+}
+
+static int one_host_shm(const lk_comm *c)
+{
+    const mpi_impl *m = c->impl;
+    return c->shm && m->cross == MPI_COMM_NULL;
+}
+
+static lk_status mpi_reduce_scatter_start(lk_comm *c, float *buf, const size_t *counts, lk_reduce_op op,
+                                          int slot)
+{
+    mpi_impl *m = c->impl;
+    if (m->req[slot] != MPI_REQUEST_NULL)
+        return LK_ERR(LK_ERR_STATE, "rank %d: request slot %d is still in flight", c->rank, slot);
+    int *cnt, *dsp;
+    LK_CHECK(fill_parts(c, slot, counts, &cnt, &dsp));
     float dummy = 0.0f;
-    fill_displs(c, m, counts);
-    MPI_TRY(c, MPI_Allgatherv(send ? send : &dummy, counts[c->rank], MPI_FLOAT, recv ? recv : &dummy,
-                              counts, m->displs, MPI_FLOAT, m->world));
+    MPI_TRY(c, MPI_Ireduce_scatter(MPI_IN_PLACE, buf ? buf : &dummy, cnt, MPI_FLOAT, mpi_op(op), m->world,
+                                   &m->req[slot]));
+    note_part(c, slot, buf ? buf : &dummy, dsp, cnt, op);
+    return LK_OK;
+}
+
+static lk_status mpi_allgather_start(lk_comm *c, float *buf, const size_t *counts, int slot)
+{
+    mpi_impl *m = c->impl;
+    if (m->req[slot] != MPI_REQUEST_NULL)
+        return LK_ERR(LK_ERR_STATE, "rank %d: request slot %d is still in flight", c->rank, slot);
+    int *cnt, *dsp;
+    LK_CHECK(fill_parts(c, slot, counts, &cnt, &dsp));
+    float dummy = 0.0f;
+    MPI_TRY(c, MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf ? buf : &dummy, cnt, dsp, MPI_FLOAT,
+                               m->world, &m->req[slot]));
+    return LK_OK;
+}
+
+static lk_status mpi_reduce_scatter(lk_comm *c, float *buf, const size_t *counts, lk_reduce_op op)
+{
+    mpi_impl *m = c->impl;
+    if (one_host_shm(c)) {
+        m->shm.timeout_s = c->timeout_s;
+        lk_status st = lk_shm_reduce_scatter(&m->shm, buf, counts, op, 1.0f / (float)c->world);
+        return st == LK_OK ? LK_OK : shm_failed(c, st);
+    }
+    const int slot = LK_COMM_MAX_SLOTS; /* the blocking calls' own counts */
+    int *cnt, *dsp;
+    LK_CHECK(fill_parts(c, slot, counts, &cnt, &dsp));
+    float dummy = 0.0f;
+    MPI_TRY(c, MPI_Reduce_scatter(MPI_IN_PLACE, buf ? buf : &dummy, cnt, MPI_FLOAT, mpi_op(op), m->world));
+    if (buf && cnt[c->rank]) {
+        float *part = buf + dsp[c->rank];
+        if (part != buf) memmove(part, buf, (size_t)cnt[c->rank] * sizeof(float));
+        if (op == LK_REDUCE_AVG) scale_avg(c, part, (size_t)cnt[c->rank]);
+    }
+    return LK_OK;
+}
+
+static lk_status mpi_allgather(lk_comm *c, float *buf, const size_t *counts)
+{
+    mpi_impl *m = c->impl;
+    if (one_host_shm(c)) {
+        m->shm.timeout_s = c->timeout_s;
+        lk_status st = lk_shm_allgather(&m->shm, buf, counts);
+        return st == LK_OK ? LK_OK : shm_failed(c, st);
+    }
+    int *cnt, *dsp;
+    LK_CHECK(fill_parts(c, LK_COMM_MAX_SLOTS, counts, &cnt, &dsp));
+    float dummy = 0.0f;
+    MPI_TRY(c, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf ? buf : &dummy, cnt, dsp, MPI_FLOAT,
+                              m->world));
     return LK_OK;
 }
 
@@ -310,6 +391,7 @@ static void mpi_close(lk_comm *c)
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (m->initialised_here && !finalized) MPI_Finalize();
+    lk_free(m->counts);
     lk_free(m->displs);
     lk_free(m);
     c->impl = NULL;
@@ -323,6 +405,8 @@ static const lk_comm_vt mpi_vt = {
     .wait = mpi_wait,
     .allreduce_f64 = mpi_allreduce_f64,
     .broadcast = mpi_broadcast,
+    .reduce_scatter_start = mpi_reduce_scatter_start,
+    .allgather_start = mpi_allgather_start,
     .reduce_scatter = mpi_reduce_scatter,
     .allgather = mpi_allgather,
     .allgather_bytes = mpi_allgather_bytes,
@@ -375,8 +459,10 @@ lk_status lk_comm_mpi_open(lk_comm *c, int *argc, char ***argv)
     MPI_Get_library_version(lib, &len);
     lib[strcspn(lib, ",\n")] = 0; /* "Open MPI v4.1.4" */
     snprintf(c->library, sizeof c->library, "%.127s", lib);
-    m->displs = lk_calloc((size_t)c->world, sizeof *m->displs);
-    if (!m->displs) {
+    const size_t parts = (size_t)(LK_COMM_MAX_SLOTS + 1) * (size_t)c->world;
+    m->counts = lk_calloc(parts, sizeof *m->counts);
+    m->displs = lk_calloc(parts, sizeof *m->displs);
+    if (!m->counts || !m->displs) {
         mpi_close(c);
         return LK_ERR(LK_ERR_NOMEM, "cannot allocate MPI bookkeeping");
     }

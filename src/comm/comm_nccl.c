@@ -160,8 +160,36 @@ static ncclResult_t settle(lk_nccl *g, const char *what)
     return st;
 }
 
-lk_status lk_nccl_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op op, int slot)
+/* one collective: kind -1 all-reduce of n floats; 0 reduce-scatter, 1 all-gather in place
+ * (a reduce to, or a broadcast from, each owner of a part: NCCL's own reduce-scatter and
+ * all-gather need equal parts) */
+typedef struct {
+    int kind;
+    float *buf;
+    size_t n;
+    const size_t *counts;
+    lk_reduce_op op;
+    int world;
+} nccl_call;
+
+static ncclResult_t issue(const nccl_call *k, ncclComm_t comm, cudaStream_t st)
 {
+    if (k->kind < 0) return ncclAllReduce(k->buf, k->buf, k->n, ncclFloat, nccl_op(k->op), comm, st);
+    ncclResult_t r = ncclGroupStart();
+    size_t off = 0;
+    for (int q = 0; q < k->world && r == ncclSuccess; off += k->counts[q], q++) {
+        if (!k->counts[q]) continue;
+        float *p = k->buf + off;
+        r = k->kind == 0 ? ncclReduce(p, p, k->counts[q], ncclFloat, nccl_op(k->op), q, comm, st)
+                         : ncclBroadcast(p, p, k->counts[q], ncclFloat, q, comm, st);
+    }
+    ncclResult_t e = ncclGroupEnd();
+    return r != ncclSuccess ? r : e;
+}
+
+static lk_status enqueue(lk_comm *c, const nccl_call *k, int slot)
+{
+    static const char *const what[] = {"an all-reduce", "a reduce-scatter", "an all-gather"};
     lk_nccl *g = c->nccl;
     if (atomic_load(&g->failed)) return failed(g);
     CUDA_TRY(cudaEventRecord(g->ready[slot], g->compute));
@@ -171,17 +199,32 @@ lk_status lk_nccl_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op
     g->in_call = comm != NULL;
     pthread_mutex_unlock(&g->mu);
     if (!comm) return failed(g);
-    ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat, nccl_op(op), comm, g->stream);
-    if (r == ncclInProgress) r = settle(g, "enqueueing an all-reduce");
+    ncclResult_t r = issue(k, comm, g->stream);
+    char msg[64];
+    snprintf(msg, sizeof msg, "enqueueing %s", what[k->kind + 1]);
+    if (r == ncclInProgress) r = settle(g, msg);
     cudaError_t e = r == ncclSuccess ? cudaEventRecord(g->done[slot], g->stream) : cudaSuccess;
     pthread_mutex_lock(&g->mu);
     g->in_call = 0;
     if (r == ncclSuccess && e == cudaSuccess) g->started[slot] = lk_now();
     pthread_mutex_unlock(&g->mu);
     if (atomic_load(&g->failed)) return failed(g);
-    if (r != ncclSuccess) return nccl_fail(__FILE__, __LINE__, "ncclAllReduce", r);
+    if (r != ncclSuccess) return nccl_fail(__FILE__, __LINE__, k->kind < 0 ? "ncclAllReduce" : "ncclGroupEnd", r);
     CUDA_TRY(e);
     return LK_OK;
+}
+
+lk_status lk_nccl_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op op, int slot)
+{
+    const nccl_call k = {-1, buf, n, NULL, op, c->world};
+    return enqueue(c, &k, slot);
+}
+
+lk_status lk_nccl_shard_start(lk_comm *c, int kind, float *buf, const size_t *counts, lk_reduce_op op,
+                              int slot)
+{
+    const nccl_call k = {kind ? 1 : 0, buf, 0, counts, op, c->world};
+    return enqueue(c, &k, slot);
 }
 
 lk_status lk_nccl_status(lk_comm *c)
@@ -209,14 +252,26 @@ lk_status lk_nccl_wait(lk_comm *c, int slot)
     return LK_OK;
 }
 
-lk_status lk_nccl_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op)
+/* waits on the host for the blocking slot's collective, then orders compute after it */
+static lk_status finish_blocking(lk_comm *c)
 {
     lk_nccl *g = c->nccl;
-    LK_CHECK(lk_nccl_allreduce_start(c, buf, n, op, BLOCKING_SLOT));
     /* an abort by the watchdog completes the event too */
     CUDA_TRY(cudaEventSynchronize(g->done[BLOCKING_SLOT]));
     if (atomic_load(&g->failed)) return failed(g);
     return lk_nccl_wait(c, BLOCKING_SLOT);
+}
+
+lk_status lk_nccl_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op)
+{
+    LK_CHECK(lk_nccl_allreduce_start(c, buf, n, op, BLOCKING_SLOT));
+    return finish_blocking(c);
+}
+
+lk_status lk_nccl_shard(lk_comm *c, int kind, float *buf, const size_t *counts, lk_reduce_op op)
+{
+    LK_CHECK(lk_nccl_shard_start(c, kind, buf, counts, op, BLOCKING_SLOT));
+    return finish_blocking(c);
 }
 
 /* ---- GPU timing of a bucket set's communication ---- */

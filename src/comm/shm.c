@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -30,7 +31,7 @@ struct lk_shm_ctl {
 
 static size_t align_up(size_t x) { return (x + LINE - 1) / LINE * LINE; }
 static size_t floats_padded(size_t n) { return align_up(n * sizeof(float)) / sizeof(float); }
-#define SIG_WORDS 2 /* per process: (length, op, in place) and the offset in the buffer */
+#define SIG_WORDS 3 /* per process: (length, kind, in place, op), the offset in the buffer, the parts */
 
 static size_t head_bytes(int nlocal)
 {
@@ -143,7 +144,12 @@ static lk_status barrier(lk_shm *s)
 static const char *op_name(unsigned long long w)
 {
     static const char *const names[] = {"sum", "average", "max", "min"};
-    return names[w & 3];
+    static const char *const kinds[] = {"", " reduce-scatter", " all-gather", ""};
+    static char buf[2][48];
+    static _Thread_local int k;
+    k ^= 1;
+    snprintf(buf[k], sizeof buf[k], "%s%s", names[w & 3], kinds[(w >> 3) & 3]);
+    return buf[k];
 }
 
 /* all processes read every signature after the call's first barrier, so they all
@@ -153,29 +159,33 @@ static lk_status check_signatures(const lk_shm *s)
     const unsigned long long *a = s->sig;
     for (int i = 1; i < s->nlocal; i++) {
         const unsigned long long *b = s->sig + (size_t)i * SIG_WORDS;
-        if (a[0] == b[0] && a[1] == b[1]) continue;
+        if (a[0] == b[0] && a[1] == b[1] && a[2] == b[2]) continue;
         if ((a[0] ^ b[0]) & 4)
             return LK_ERR(LK_ERR_COMM,
                           "local rank %d: all-reduce calls differ on this host: local rank %d "
                           "reduces %s gradient buffer, local rank %d %s",
                           s->me, 0, a[0] & 4 ? "its" : "a buffer outside its", i,
                           b[0] & 4 ? "its gradient buffer" : "a buffer outside it");
+        if (a[0] == b[0] && a[1] == b[1])
+            return LK_ERR(LK_ERR_COMM,
+                          "local rank %d: %s calls differ on this host: local ranks 0 and %d pass "
+                          "different parts", s->me, op_name(a[0]), i);
         return LK_ERR(LK_ERR_COMM,
                       "local rank %d: all-reduce calls differ on this host: local rank 0 passed "
                       "%llu floats at offset %llu (%s), local rank %d %llu floats at offset %llu (%s)",
-                      s->me, a[0] >> 3, a[1], op_name(a[0]), i, b[0] >> 3, b[1], op_name(b[0]));
+                      s->me, a[0] >> 5, a[1], op_name(a[0]), i, b[0] >> 5, b[1], op_name(b[0]));
     }
     return LK_OK;
 }
 
-/* out[lo, hi) = op over every process q of its data at [lo, hi). In place (direct),
- * out is this process's own buffer: it starts the running result, so that no source
- * is overwritten before it is read. */
-static void reduce(const lk_shm *s, float *out, int direct, size_t at, size_t lo, size_t hi,
+/* out[lo, hi) = op over every process q of its data at [lo, hi), starting from process
+ * `first`'s. In place (direct), the data are the processes' gradient buffers at `at` and
+ * out is first's own: it starts the running result, so that no source is overwritten
+ * before it is read. Else the data are the slots. */
+static void reduce(const lk_shm *s, float *out, int direct, int first, size_t at, size_t lo, size_t hi,
                    lk_reduce_op op)
 {
-    const int first = direct ? s->me : 0;
-    const float *y = direct ? out : slot(s, 0); /* the running result */
+    const float *y = direct ? grads_of(s, first) + at : slot(s, first); /* the running result */
     if (s->nlocal == 1) {
         if (out != y) memcpy(out + lo, y + lo, (hi - lo) * sizeof(float));
         return;
@@ -236,7 +246,7 @@ static lk_status allreduce_direct(lk_shm *s, size_t at, size_t n, lk_reduce_op o
     my_part(s, n, &lo, &hi);
     if (hi > lo) {
         float *mine = grads_of(s, s->me) + at;
-        reduce(s, mine, 1, at, lo, hi, op);
+        reduce(s, mine, 1, s->me, at, lo, hi, op);
         LK_CHECK(finish_part(s, mine, lo, hi, op, avg_scale, cross, user));
         for (int q = 0; q < s->nlocal; q++)
             if (q != s->me) memcpy(grads_of(s, q) + at + lo, mine + lo, (hi - lo) * sizeof(float));
@@ -252,8 +262,9 @@ lk_status lk_shm_allreduce(lk_shm *s, float *buf, size_t n, lk_reduce_op op, flo
     const int direct = g && buf >= g && n <= s->grad_floats && (size_t)(buf - g) <= s->grad_floats - n;
     const size_t at = direct ? (size_t)(buf - g) : 0;
     unsigned long long *sig = s->sig + (size_t)s->me * SIG_WORDS;
-    sig[0] = (unsigned long long)n << 3 | (unsigned)direct << 2 | (unsigned)op;
+    sig[0] = (unsigned long long)n << 5 | (unsigned)direct << 2 | (unsigned)op;
     sig[1] = at;
+    sig[2] = 0;
     if (direct) return allreduce_direct(s, at, n, op, avg_scale, cross, user);
     float *mine = slot(s, s->me);
     size_t off = 0;
@@ -265,11 +276,120 @@ lk_status lk_shm_allreduce(lk_shm *s, float *buf, size_t n, lk_reduce_op op, flo
         size_t lo, hi;
         my_part(s, len, &lo, &hi);
         if (hi > lo) {
-            reduce(s, s->out, 0, 0, lo, hi, op);
+            reduce(s, s->out, 0, 0, 0, lo, hi, op);
             LK_CHECK(finish_part(s, s->out, lo, hi, op, avg_scale, cross, user));
         }
         LK_CHECK(barrier(s));
         if (len) memcpy(buf + off, s->out, len * sizeof(float));
+        off += len;
+    } while (off < n);
+    return LK_OK;
+}
+
+/* ---- reduce-scatter and all-gather (one host: local rank = rank) ---- */
+
+static unsigned long long parts_hash(const size_t *counts, int n)
+{
+    unsigned long long h = 1469598103934665603ULL;
+    for (int i = 0; i < n; i++) h = (h ^ counts[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* signs the call; *at >= 0: buf lies in this process's gradient buffer, at that offset */
+static int sign(lk_shm *s, int kind, const float *buf, size_t n, lk_reduce_op op, const size_t *counts,
+                size_t *at)
+{
+    float *g = lk_shm_grads(s);
+    const int direct = kind != 2 && g && buf >= g && n <= s->grad_floats &&
+                       (size_t)(buf - g) <= s->grad_floats - n;
+    *at = direct ? (size_t)(buf - g) : 0;
+    unsigned long long *sig = s->sig + (size_t)s->me * SIG_WORDS;
+    sig[0] = (unsigned long long)n << 5 | (unsigned)kind << 3 | (unsigned)direct << 2 | (unsigned)op;
+    sig[1] = *at;
+    sig[2] = parts_hash(counts, s->nlocal);
+    return direct;
+}
+
+/* Calls fn(owner, a, b) for the parts of [lo, hi) each process owns (counts back to back). */
+#define FOR_OWNED(counts, lo, hi, BODY)                                                            \
+    do {                                                                                           \
+        size_t base_ = 0;                                                                          \
+        for (int owner = 0; owner < s->nlocal; base_ += (counts)[owner], owner++) {                \
+            const size_t a = LK_MAX((lo), base_), b = LK_MIN((hi), base_ + (counts)[owner]);       \
+            if (a < b) BODY                                                                        \
+        }                                                                                          \
+    } while (0)
+
+static void scale(float *x, size_t lo, size_t hi, float f)
+{
+    for (size_t j = lo; j < hi; j++) x[j] *= f;
+}
+
+lk_status lk_shm_reduce_scatter(lk_shm *s, float *buf, const size_t *counts, lk_reduce_op op,
+                                float avg_scale)
+{
+    if (atomic_load(&s->ctl->failed)) return peer_failed(s);
+    size_t n = 0, mine = 0, at;
+    for (int q = 0; q < s->nlocal; q++) {
+        if (q == s->me) mine = n;
+        n += counts[q];
+    }
+    if (sign(s, 1, buf, n, op, counts, &at)) { /* each process sums its sub-chunk into the owners' buffers */
+        LK_CHECK(first_barrier(s));
+        size_t lo, hi;
+        my_part(s, n, &lo, &hi);
+        FOR_OWNED(counts, lo, hi, {
+            float *dst = grads_of(s, owner) + at;
+            reduce(s, dst, 1, owner, at, a, b, op);
+            if (op == LK_REDUCE_AVG) scale(dst, a, b, avg_scale);
+        });
+        return barrier(s);
+    }
+    float *own = slot(s, s->me);
+    size_t off = 0;
+    do { /* piece by piece through the slots; each process keeps its part of the sums */
+        const size_t len = LK_MIN(s->piece, n - off);
+        if (len) memcpy(own, buf + off, len * sizeof(float));
+        if (off == 0) LK_CHECK(first_barrier(s));
+        else LK_CHECK(barrier(s));
+        size_t lo, hi;
+        my_part(s, len, &lo, &hi);
+        if (hi > lo) {
+            reduce(s, s->out, 0, 0, 0, lo, hi, op);
+            if (op == LK_REDUCE_AVG) scale(s->out, lo, hi, avg_scale);
+        }
+        LK_CHECK(barrier(s));
+        const size_t a = LK_MAX(off, mine), b = LK_MIN(off + len, mine + counts[s->me]);
+        if (a < b) memcpy(buf + a, s->out + (a - off), (b - a) * sizeof(float));
+        off += len;
+    } while (off < n);
+    return LK_OK;
+}
+
+lk_status lk_shm_allgather(lk_shm *s, float *buf, const size_t *counts)
+{
+    if (atomic_load(&s->ctl->failed)) return peer_failed(s);
+    size_t n = 0, mine = 0, at;
+    for (int q = 0; q < s->nlocal; q++) {
+        if (q == s->me) mine = n;
+        n += counts[q];
+    }
+    sign(s, 2, buf, n, LK_REDUCE_SUM, counts, &at);
+    const size_t end = mine + counts[s->me];
+    size_t off = 0;
+    do { /* each process puts its part of the piece into the output, then all copy it out */
+        const size_t len = LK_MIN(s->piece, n - off);
+        const size_t a = LK_MAX(off, mine), b = LK_MIN(off + len, end);
+        if (a < b) memcpy(s->out + (a - off), buf + a, (b - a) * sizeof(float));
+        if (off == 0) LK_CHECK(first_barrier(s));
+        else LK_CHECK(barrier(s));
+        if (a < b) { /* around this process's own part */
+            memcpy(buf + off, s->out, (a - off) * sizeof(float));
+            memcpy(buf + b, s->out + (b - off), (off + len - b) * sizeof(float));
+        } else if (len) {
+            memcpy(buf + off, s->out, len * sizeof(float));
+        }
+        LK_CHECK(barrier(s));
         off += len;
     } while (off < n);
     return LK_OK;

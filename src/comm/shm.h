@@ -65,4 +65,14 @@ void lk_shm_map_close(void *addr, size_t bytes);
 lk_status lk_shm_allreduce(lk_shm *s, float *buf, size_t n, lk_reduce_op op, float avg_scale,
                            lk_shm_cross_fn cross, void *user);
 
+/* In-place reduce-scatter and all-gather over the processes of ONE host (local rank =
+ * rank), as comm.h's (counts[q] floats for process q, back to back). A reduce-scatter of
+ * a range of the gradient buffers is done in place: after a barrier process i sums
+ * sub-chunk i of the range over every buffer into the owners' buffers, and a second
+ * barrier ends it. Any other buffer, and every all-gather, goes piece by piece through
+ * the shared output: two barriers a piece. */
+lk_status lk_shm_reduce_scatter(lk_shm *s, float *buf, const size_t *counts, lk_reduce_op op,
+                                float avg_scale);
+lk_status lk_shm_allgather(lk_shm *s, float *buf, const size_t *counts);
+
 #endif

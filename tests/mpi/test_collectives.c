@@ -137,48 +137,101 @@ static void test_broadcast(void **state)
     TU_FAILS_WITH(lk_comm_broadcast(C, NULL, 0, C->world), LK_ERR_ARG, "root");
 }
 
-/* uneven counts, one of them zero */
-static int count_of(int r) { return r == 1 ? 0 : 3 * r + 2; }
+/* uneven parts, one of them empty, some longer than a shared-memory piece */
+static size_t count_of(int r, size_t scale) { return r == 1 ? 0 : (3 * (size_t)r + 2) * scale + (size_t)r; }
+
+/* In-place reduce-scatter (blocking, or async on a slot) of parts scaled by `scale`, in
+ * buf (which may be the shared-memory gradient buffer): this rank's part is the sum (or
+ * the average) of every rank's contribution there. */
+static void check_reduce_scatter(float *buf, size_t scale, int async, lk_reduce_op op)
+{
+    size_t counts[64], total = 0, off = 0;
+    for (int r = 0; r < C->world; r++) total += counts[r] = count_of(r, scale);
+    for (int r = 0; r < C->rank; r++) off += counts[r];
+    for (size_t i = 0; i < total; i++) buf[i] = contrib(C->rank, i);
+    if (async) {
+        TU_OK(lk_comm_reduce_scatter_start(C, buf, counts, op, 3));
+        TU_OK(lk_comm_wait(C, 3));
+    } else {
+        TU_OK(lk_comm_reduce_scatter(C, buf, counts, op));
+    }
+    for (size_t i = off; i < off + counts[C->rank]; i++) {
+        double want = 0;
+        for (int r = 0; r < C->world; r++) want += contrib(r, i);
+        if (op == LK_REDUCE_AVG) want /= C->world;
+        if (fabs(buf[i] - want) > 1e-6 * want)
+            fail_msg("rank %d: reduce-scatter (scale %zu, async %d) at %zu: %g, want %g", C->rank,
+                     scale, async, i, (double)buf[i], want);
+    }
+}
+
+static void check_allgather(float *buf, size_t scale, int async)
+{
+    size_t counts[64], total = 0, off = 0;
+    for (int r = 0; r < C->world; r++) total += counts[r] = count_of(r, scale);
+    for (int r = 0; r < C->rank; r++) off += counts[r];
+    for (size_t i = 0; i < total; i++) buf[i] = i >= off && i < off + counts[C->rank] ? contrib(C->rank, i) : -1.0f;
+    if (async) {
+        TU_OK(lk_comm_allgather_start(C, buf, counts, 5));
+        TU_OK(lk_comm_wait(C, 5));
+    } else {
+        TU_OK(lk_comm_allgather(C, buf, counts));
+    }
+    off = 0;
+    for (int r = 0; r < C->world; off += counts[r], r++)
+        for (size_t i = off; i < off + counts[r]; i++)
+            if (buf[i] != contrib(r, i))
+                fail_msg("rank %d: all-gather (scale %zu, async %d) at %zu: %g from rank %d, want %g",
+                         C->rank, scale, async, i, (double)buf[i], r, (double)contrib(r, i));
+}
 
 static void test_reduce_scatter(void **state)
 {
     (void)state;
-    int counts[64], total = 0;
-    for (int r = 0; r < C->world; r++) total += counts[r] = count_of(r);
-    float *send = malloc((size_t)total * sizeof *send), recv[64];
-    for (int i = 0; i < total; i++) send[i] = contrib(C->rank, (size_t)i);
-    TU_OK(lk_comm_reduce_scatter(C, send, recv, counts, LK_REDUCE_SUM));
-    int off = 0;
-    for (int r = 0; r < C->rank; r++) off += counts[r];
-    for (int i = 0; i < counts[C->rank]; i++) {
-        double want = 0;
-        for (int r = 0; r < C->world; r++) want += contrib(r, (size_t)(off + i));
-        assert_true(fabs(recv[i] - want) <= 1e-6 * want);
-    }
-    int bad[64];
-    memcpy(bad, counts, sizeof bad);
-    bad[0] = -1;
-    TU_FAILS_WITH(lk_comm_reduce_scatter(C, send, recv, bad, LK_REDUCE_SUM), LK_ERR_ARG, "negative");
-    free(send);
+    const size_t scales[] = {1, 1000, 70001};
+    float *buf = malloc(64 * 3 * 70003 * sizeof *buf);
+    for (size_t k = 0; k < 3; k++)
+        for (int async = 0; async < 2; async++) {
+            check_reduce_scatter(buf, scales[k], async, LK_REDUCE_SUM);
+            check_reduce_scatter(buf, scales[k], async, LK_REDUCE_AVG);
+        }
+    TU_FAILS_WITH(lk_comm_reduce_scatter(C, buf, NULL, LK_REDUCE_SUM), LK_ERR_ARG, "counts");
+    free(buf);
 }
 
 static void test_allgather(void **state)
 {
     (void)state;
-    int counts[64], total = 0;
-    for (int r = 0; r < C->world; r++) total += counts[r] = count_of(r);
-    float send[64], *recv = malloc((size_t)(total ? total : 1) * sizeof *recv);
-    for (int i = 0; i < counts[C->rank]; i++) send[i] = contrib(C->rank, (size_t)i);
-    TU_OK(lk_comm_allgather(C, send, recv, counts));
-    int off = 0;
-    for (int r = 0; r < C->world; r++) {
-        for (int i = 0; i < counts[r]; i++) assert_true(recv[off + i] == contrib(r, (size_t)i));
-        off += counts[r];
-    }
-    free(recv);
+    const size_t scales[] = {1, 1000, 70001};
+    float *buf = malloc(64 * 3 * 70003 * sizeof *buf);
+    for (size_t k = 0; k < 3; k++)
+        for (int async = 0; async < 2; async++) check_allgather(buf, scales[k], async);
+    free(buf);
     long mine = 1000 + C->rank, all[64];
     TU_OK(lk_comm_allgather_bytes(C, &mine, all, sizeof mine));
     for (int r = 0; r < C->world; r++) assert_int_equal(all[r], 1000 + r);
+}
+
+/* The same through shared memory: in place in the gradient buffers, and staged. */
+static void test_shard_shm(void **state)
+{
+    (void)state;
+    const size_t G = 64 * 3 * 70003;
+    float *g = NULL;
+    TU_OK(lk_comm_use_shm(C, 1, G, &g));
+    float *own = malloc(G * sizeof *own);
+    const size_t scales[] = {1, 70001};
+    for (size_t k = 0; k < 2; k++) {
+        if (g) { /* a range of the gradient buffers at an offset: summed in place */
+            check_reduce_scatter(g + 48, scales[k], 0, LK_REDUCE_SUM);
+            check_reduce_scatter(g, scales[k], 0, LK_REDUCE_AVG);
+        }
+        check_reduce_scatter(own, scales[k], 0, LK_REDUCE_SUM);
+        check_reduce_scatter(own, scales[k], 0, LK_REDUCE_AVG);
+        check_allgather(own, scales[k], 0);
+    }
+    free(own);
+    TU_OK(lk_comm_use_shm(C, 0, 0, NULL));
 }
 
 static void test_f64_and_barrier(void **state)
@@ -397,7 +450,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_allgather),   cmocka_unit_test(test_f64_and_barrier),
         cmocka_unit_test(test_buckets_between_layers),
         cmocka_unit_test(test_buckets_comm_thread), cmocka_unit_test(test_buckets_auto),
-        cmocka_unit_test(test_allreduce_shm), cmocka_unit_test(test_buckets_comm_thread_shm),
+        cmocka_unit_test(test_allreduce_shm), cmocka_unit_test(test_shard_shm), cmocka_unit_test(test_buckets_comm_thread_shm),
         cmocka_unit_test(test_device_buffers), cmocka_unit_test(test_nccl_one_rank),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
