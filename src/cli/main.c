@@ -114,6 +114,8 @@ static void train_usage(FILE *f)
             "  --bind cores|none     bind each rank to its share of the host's cores (default cores)\n"
             "  --sync-bn             batch norm over the global batch (SyncBatchNorm; with\n"
             "                        --comm-progress layers)\n"
+            "  --zero 0|1|2          shard over the ranks: 1 the optimizer state, 2 also the\n"
+            "                        gradients (ZeRO); same traffic as 0 (default 0)\n"
             "  --peak-tflops X       each rank's peak, the denominator of mfu (default: a GPU's\n"
             "                        data-sheet float32 peak, else 2048^3 float32 products\n"
             "                        measured at start-up on the rank's threads)\n");
@@ -145,7 +147,7 @@ static const struct option train_opts[] = {
     {"heads", 1, 0, O_HEADS},         {"dim", 1, 0, O_DIM},
     {"ctx", 1, 0, O_CTX},             {"sync-bn", 0, 0, O_SYNC_BN},
     {"peak-tflops", 1, 0, O_PEAK_TFLOPS}, {"gelu", 1, 0, O_GELU},
-    {"decay", 1, 0, O_DECAY},
+    {"decay", 1, 0, O_DECAY},         {"zero", 1, 0, O_ZERO},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -227,6 +229,7 @@ static int cmd_train(int argc, char **argv)
             break;
         case O_QUIET: o.quiet = 1; break;
         case O_SYNC_BN: o.sync_bn = 1; break;
+        case O_ZERO: s = CHOICE("--zero", o.zero, NAMES("0", "1", "2"), VALUES(0, 1, 2)); break;
         case O_GELU: {
             int g = 0;
             s = CHOICE("--gelu", g, NAMES("erf", "tanh"), VALUES(LK_GELU_ERF, LK_GELU_TANH));

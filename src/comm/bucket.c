@@ -2,7 +2,11 @@
 #include "bucket.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "../core/ops.h"
+#include "zero.h"
 
 static void *comm_thread(void *arg);
 
@@ -30,11 +34,11 @@ int lk_buckets_plan(const lk_model *m, size_t bucket_bytes, size_t lo, size_t hi
         if (!l->param_count || l->param_offset < lo || l->param_offset >= hi) continue;
         size_t end = l->param_offset + l->param_count;
         if (end - begin >= limit && n < cap - 1) {
-            b[n++] = (lk_bucket){begin, end, 0, 0.0, 0.0};
+            b[n++] = (lk_bucket){begin, end, 0, 0.0, 0.0, 0, -1, 0, 0};
             begin = end;
         }
     }
-    if (begin < hi || n == 0) b[n++] = (lk_bucket){begin, hi, 0, 0.0, 0.0};
+    if (begin < hi || n == 0) b[n++] = (lk_bucket){begin, hi, 0, 0.0, 0.0, 0, -1, 0, 0};
     return n;
 }
 
@@ -49,7 +53,166 @@ int lk_buckets_cap(const lk_model *m)
 lk_status lk_buckets_create_range(lk_buckets **out, lk_comm *c, lk_model *m, size_t bucket_bytes,
                                   lk_progress_mode mode, size_t lo, size_t hi)
 {
+    const lk_buckets_opts o = {bucket_bytes, mode, lo, hi, NULL, NULL};
+    return lk_buckets_open(out, c, m, &o);
+}
+
+#define LANES 3 /* stage 2: buckets written or in flight at once */
+
+/* A bucket that some layer outside it writes into before the bucket's own layers run
+ * (the embedding a head is tied to): it keeps its staging for the whole backward. */
+static int pinned(const lk_model *m, const lk_bucket *k)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        const lk_layer *t = m->layers[i]->grads_into;
+        if (t && t->param_count && t->param_offset >= k->begin && t->param_offset < k->end) return 1;
+    }
+    return 0;
+}
+
+/* Stage 2's staging: LANES lanes the size of the largest bucket that is not pinned, taken
+ * in turn, then a place for each pinned bucket; sets each bucket's at and prev. */
+static size_t lay_out_stage(const lk_model *m, lk_bucket *b, int n)
+{
+    size_t lane = 0, at = 0;
+    for (int i = 0; i < n; i++)
+        if (!pinned(m, &b[i])) lane = LK_MAX(lane, LK_ALIGN_UP(b[i].end - b[i].begin, 16));
+    int last[LANES], k = 0;
+    for (int j = 0; j < LANES; j++) last[j] = -1;
+    at = LANES * lane;
+    for (int i = 0; i < n; i++) {
+        if (pinned(m, &b[i])) {
+            b[i].at = at;
+            b[i].prev = -1;
+            at += LK_ALIGN_UP(b[i].end - b[i].begin, 16);
+            continue;
+        }
+        b[i].at = (size_t)(k % LANES) * lane;
+        b[i].prev = last[k % LANES];
+        last[k % LANES] = i;
+        k++;
+    }
+    return LK_MAX(at, 1);
+}
+
+size_t lk_buckets_stage_floats(const lk_model *m, size_t bucket_bytes, size_t lo, size_t hi)
+{
+    const int cap = lk_buckets_cap(m);
+    lk_bucket *b = lk_calloc((size_t)cap, sizeof *b);
+    if (!b) return 0;
+    size_t floats = lay_out_stage(m, b, lk_buckets_plan(m, bucket_bytes, lo, hi, b, cap));
+    lk_free(b);
+    return floats;
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+    const size_t *x = a, *y = b;
+    return (x[0] > y[0]) - (x[0] < y[0]);
+}
+
+/* Each bucket's stretches that no tensor covers (alignment padding): zeroed in the staging
+ * each time the bucket takes its place, as the gradient buffer's stay zero. */
+static lk_status find_gaps(lk_buckets *b, const lk_model *m)
+{
+    int np = 0;
+    for (int i = 0; i < m->nlayers; i++) np += m->layers[i]->nparams;
+    size_t *t = lk_malloc((size_t)LK_MAX(np, 1) * 2 * sizeof *t);
+    b->gaps = lk_malloc(((size_t)np + (size_t)b->n) * 2 * sizeof *b->gaps);
+    b->gap_at = lk_calloc((size_t)b->n + 1, sizeof *b->gap_at);
+    if (!t || !b->gaps || !b->gap_at) {
+        lk_free(t);
+        return LK_ERR(LK_ERR_NOMEM, "cannot allocate the buckets' gaps");
+    }
+    int nt = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; j < m->layers[i]->nparams; j++) {
+            const lk_param *p = &m->layers[i]->params[j];
+            if (p->buffer) continue;
+            t[2 * nt] = p->offset;
+            t[2 * nt + 1] = p->offset + lk_param_storage(p);
+            nt++;
+        }
+    qsort(t, (size_t)nt, 2 * sizeof *t, cmp_range);
+    int ng = 0, ti = 0;
+    for (int k = 0; k < b->n; k++) {
+        b->gap_at[k] = ng;
+        size_t at = b->b[k].begin;
+        while (ti < nt && t[2 * ti + 1] <= at) ti++;
+        for (; ti < nt && t[2 * ti] < b->b[k].end; ti++) {
+            if (t[2 * ti] > at) b->gaps[2 * ng] = at, b->gaps[2 * ng + 1] = t[2 * ti], ng++;
+            at = LK_MAX(at, t[2 * ti + 1]);
+        }
+        if (at < b->b[k].end) b->gaps[2 * ng] = at, b->gaps[2 * ng + 1] = b->b[k].end, ng++;
+        if (ti > 0) ti--; /* a tensor may run on into the next bucket */
+    }
+    b->gap_at[b->n] = ng;
+    lk_free(t);
+    return LK_OK;
+}
+
+static float *grad_at(void *user, size_t offset)
+{
+    lk_buckets *b = user;
+    if (offset < b->lo || offset >= b->hi) return NULL;
+    int lo = 0, hi = b->n - 1; /* the bucket holding offset */
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (b->b[mid].begin <= offset) lo = mid;
+        else hi = mid - 1;
+    }
+    return b->stage_buf + b->b[lo].at + (offset - b->b[lo].begin);
+}
+
+/* The sharded stages: parts per rank, and stage 2's staging with the gradients moved in. */
+static lk_status setup_shards(lk_buckets *b, lk_model *m, float *stage)
+{
+    const int world = b->comm->world;
+    b->counts = lk_calloc((size_t)b->n * (size_t)world, sizeof *b->counts);
+    if (!b->counts) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the buckets' parts");
+    for (int i = 0; i < b->n; i++)
+        lk_shard_counts(&b->zero->shard, b->b[i].begin, b->b[i].end, b->counts + (size_t)i * world);
+    if (b->stage < 2) return LK_OK;
+    const size_t floats = lay_out_stage(m, b->b, b->n);
+    b->stage_buf = stage;
+    if (!stage) {
+        b->stage_buf = lk_dev_alloc(m->dev, floats * sizeof(float));
+        if (!b->stage_buf)
+            return LK_ERR(LK_ERR_NOMEM, "cannot allocate %.1f MB of gradient staging on %s",
+                          (double)floats * 4e-6, m->dev->name);
+        b->stage_owned = 1;
+    }
+    lk_zero(m->dev, b->stage_buf, floats * sizeof(float));
+    LK_CHECK(find_gaps(b, m));
+    return lk_model_place_grads(m, grad_at, b);
+}
+
+/* where bucket i's data is reduced: the gradient buffer, or its staging */
+static float *data(const lk_buckets *b, int i)
+{
+    return b->stage_buf ? b->stage_buf + b->b[i].at : b->grads + b->b[i].begin;
+}
+
+static const size_t *parts(const lk_buckets *b, int i)
+{
+    return b->counts + (size_t)i * (size_t)b->comm->world;
+}
+
+static void free_buckets(lk_buckets *b, lk_model *m)
+{
+    if (b->stage_owned) lk_dev_free(m->dev, b->stage_buf);
+    lk_free(b->counts);
+    lk_free(b->gaps);
+    lk_free(b->gap_at);
+    lk_free(b->b);
+    lk_free(b);
+}
+
+lk_status lk_buckets_open(lk_buckets **out, lk_comm *c, lk_model *m, const lk_buckets_opts *o)
+{
     *out = NULL;
+    const size_t lo = o->lo, hi = o->hi ? o->hi : m->nparams, bucket_bytes = o->bucket_bytes;
+    lk_progress_mode mode = o->mode;
     if (lo >= hi || hi > m->nparams)
         return LK_ERR(LK_ERR_ARG, "gradient buckets over [%zu, %zu) of %zu parameters", lo, hi, m->nparams);
     if (bucket_bytes < sizeof(float))
@@ -69,15 +232,17 @@ lk_status lk_buckets_create_range(lk_buckets **out, lk_comm *c, lk_model *m, siz
     }
     b->comm = c;
     b->grads = m->grads;
+    b->lo = lo, b->hi = hi;
     b->n = lk_buckets_plan(m, bucket_bytes, lo, hi, b->b, cap);
     b->mode = mode;
-    if (mode == LK_PROGRESS_LAYERS) { /* NCCL's all-reduces: only the GPU sees the waits */
-        lk_status st = lk_comm_timer_create(c, b->grads + lo, &b->timer);
-        if (st != LK_OK) {
-            lk_free(b->b);
-            lk_free(b);
-            return st;
-        }
+    b->zero = o->zero;
+    b->stage = o->zero ? o->zero->stage : 0;
+    lk_status st = b->stage ? setup_shards(b, m, o->stage) : LK_OK;
+    if (st == LK_OK && mode == LK_PROGRESS_LAYERS) /* NCCL's all-reduces: only the GPU sees the waits */
+        st = lk_comm_timer_create(c, data(b, 0), &b->timer);
+    if (st != LK_OK) {
+        free_buckets(b, m);
+        return st;
     }
     if (mode == LK_PROGRESS_THREAD) {
         int rc = pthread_mutex_init(&b->mu, NULL);
@@ -92,13 +257,15 @@ lk_status lk_buckets_create_range(lk_buckets **out, lk_comm *c, lk_model *m, siz
             pthread_mutex_destroy(&b->mu);
         }
         if (rc) {
-            lk_free(b->b);
-            lk_free(b);
+            lk_comm_timer_destroy(b->timer);
+            free_buckets(b, m);
             return LK_ERR(LK_ERR_COMM, "cannot start the comm thread: %s", strerror(rc));
         }
     }
     m->on_grad_ready = lk_buckets_grad_ready;
+    m->before_grads = b->stage == 2 ? lk_buckets_before_grads : NULL;
     m->grad_ready_user = b;
+    b->model = m;
     *out = b;
     return LK_OK;
 }
@@ -117,22 +284,38 @@ void lk_buckets_destroy(lk_buckets *b)
         pthread_mutex_destroy(&b->mu);
     }
     lk_comm_timer_destroy(b->timer);
-    lk_free(b->b);
-    lk_free(b);
+    free_buckets(b, b->model);
 }
 
-void lk_buckets_begin(lk_buckets *b, int active)
+void lk_buckets_begin(lk_buckets *b, int first, int last)
 {
     /* the comm thread, if any, is idle here: the last active step's finish waited
      * for it, and an inactive step never arms it */
     if (b->mode == LK_PROGRESS_THREAD) pthread_mutex_lock(&b->mu);
     b->ready = 0;
     b->next = 0;
-    b->active = active;
+    b->active = last || b->stage == 2;
+    b->accumulate = b->stage == 2 && !first;
+    if (first) b->comm_ms = b->span_ms = 0.0; /* a step's backwards add up */
     b->status = LK_OK;
-    for (int i = 0; i < b->n; i++) b->b[i].done = 0, b->b[i].t_start = b->b[i].t_done = 0.0;
+    for (int i = 0; i < b->n; i++) {
+        lk_bucket *k = &b->b[i];
+        k->done = k->touched = k->final = 0;
+        k->t_start = k->t_done = 0.0;
+    }
     b->finishing = b->complete = 0;
     if (b->mode == LK_PROGRESS_THREAD) pthread_mutex_unlock(&b->mu);
+}
+
+/* bucket i's collective, started (slot i) or blocking (slot < 0) */
+static lk_status collective(lk_buckets *b, int i, int slot)
+{
+    const lk_bucket *k = &b->b[i];
+    if (!b->stage)
+        return slot < 0 ? lk_comm_allreduce(b->comm, data(b, i), k->end - k->begin, LK_REDUCE_SUM)
+                        : lk_comm_allreduce_start(b->comm, data(b, i), k->end - k->begin, LK_REDUCE_SUM, slot);
+    return slot < 0 ? lk_comm_reduce_scatter(b->comm, data(b, i), parts(b, i), LK_REDUCE_SUM)
+                    : lk_comm_reduce_scatter_start(b->comm, data(b, i), parts(b, i), LK_REDUCE_SUM, slot);
 }
 
 static void start(lk_buckets *b, int i)
@@ -141,9 +324,7 @@ static void start(lk_buckets *b, int i)
     if (b->status != LK_OK) return;
     k->t_start = lk_now();
     if (i == 0) b->status = lk_comm_timer_first(b->timer); /* the step's first bucket is final */
-    if (b->status == LK_OK)
-        b->status = lk_comm_allreduce_start(b->comm, b->grads + k->begin, k->end - k->begin,
-                                            LK_REDUCE_SUM, i);
+    if (b->status == LK_OK) b->status = collective(b, i, i);
 }
 
 /* Gives MPI a chance to move the requests in flight along. */
@@ -179,8 +360,7 @@ static void *comm_thread(void *arg)
             lk_bucket *k = &b->b[i];
             pthread_mutex_unlock(&b->mu);
             double t0 = lk_now();
-            lk_status st = lk_comm_allreduce(b->comm, b->grads + k->begin, k->end - k->begin,
-                                             LK_REDUCE_SUM);
+            lk_status st = collective(b, i, -1);
             double t1 = lk_now();
             if (st != LK_OK) /* the message is this thread's; keep it for finish */
                 snprintf(b->thread_error, sizeof b->thread_error, "%s", lk_error_message());
@@ -191,17 +371,64 @@ static void *comm_thread(void *arg)
                 b->status = st;
                 b->next = b->n; /* nothing more to do this step */
             }
+            pthread_cond_broadcast(&b->idle); /* stage 2 may wait for a lane */
             continue;
         }
         if (armed && b->finishing && b->next == b->n) { /* every bucket summed: hand back */
             b->complete = 1;
-            pthread_cond_signal(&b->idle);
+            pthread_cond_broadcast(&b->idle);
             continue;
         }
         pthread_cond_wait(&b->wake, &b->mu);
     }
     pthread_mutex_unlock(&b->mu);
     return NULL;
+}
+
+/* Stage 2: waits for bucket i's reduce-scatter and moves this rank's part of it into the
+ * slice (adds it, after the step's first backward); its lane is then free. */
+static void finalize(lk_buckets *b, int i)
+{
+    lk_bucket *k = &b->b[i];
+    if (k->final || b->status != LK_OK) return;
+    if (b->mode == LK_PROGRESS_THREAD) {
+        pthread_mutex_lock(&b->mu);
+        while (!k->done && b->status == LK_OK) pthread_cond_wait(&b->idle, &b->mu);
+        pthread_mutex_unlock(&b->mu);
+        if (b->status != LK_OK) return;
+    } else if (!k->done) {
+        if (b->next <= i) start_ready(b, k->end); /* cannot be: its layers are done */
+        b->status = lk_comm_wait(b->comm, i);
+        k->done = 1;
+        k->t_done = lk_now();
+        if (b->status != LK_OK) return;
+    }
+    const size_t *cnt = parts(b, i);
+    size_t off = 0;
+    for (int r = 0; r < b->comm->rank; r++) off += cnt[r];
+    const size_t mine = cnt[b->comm->rank];
+    k->final = 1;
+    if (!mine) return;
+    lk_device *d = b->model->dev;
+    float *src = data(b, i) + off, *dst = b->zero->slice + (k->begin + off - b->zero->shard.lo);
+    if (b->accumulate) b->status = lk_axpy(d, 1.0f, src, dst, mine);
+    else lk_copy_on_device(d, dst, src, mine * sizeof(float));
+}
+
+void lk_buckets_before_grads(void *user, size_t offset, size_t count)
+{
+    lk_buckets *b = user;
+    (void)count;
+    if (!b->active || b->stage != 2 || offset < b->lo || offset >= b->hi) return;
+    int i = 0;
+    while (i + 1 < b->n && b->b[i + 1].begin <= offset) i++;
+    lk_bucket *k = &b->b[i];
+    if (k->touched || b->status != LK_OK) return;
+    if (k->prev >= 0) finalize(b, k->prev); /* the lane's last bucket is done with it */
+    for (int g = b->gap_at[i]; g < b->gap_at[i + 1]; g++)
+        lk_zero(b->model->dev, b->stage_buf + k->at + (b->gaps[2 * g] - k->begin),
+                (b->gaps[2 * g + 1] - b->gaps[2 * g]) * sizeof(float));
+    k->touched = 1;
 }
 
 void lk_buckets_grad_ready(void *user, size_t offset, size_t count)
@@ -222,7 +449,6 @@ void lk_buckets_grad_ready(void *user, size_t offset, size_t count)
 
 lk_status lk_buckets_finish(lk_buckets *b)
 {
-    b->comm_ms = b->span_ms = 0.0;
     if (!b->active) return LK_OK;
     double t0 = lk_now(), gpu_exposed = 0.0, gpu_span = 0.0;
     if (b->mode == LK_PROGRESS_THREAD) {
@@ -242,17 +468,20 @@ lk_status lk_buckets_finish(lk_buckets *b)
         }
         if (b->status == LK_OK) b->status = lk_comm_timer_end(b->timer, &gpu_exposed, &gpu_span);
     }
-    double t1 = lk_now();
     if (b->mode == LK_PROGRESS_THREAD && b->status != LK_OK)
         b->status = LK_ERR(b->status, "%s", b->thread_error);
-    b->comm_ms = (t1 - t0) * 1e3;
+    for (int i = 0; b->stage == 2 && i < b->n; i++) finalize(b, i);
+    double t1 = lk_now();
+    double comm = (t1 - t0) * 1e3;
     double first = b->n ? b->b[0].t_start : 0.0, last = 0.0; /* one after another: first start, last done */
     for (int i = 0; i < b->n; i++) last = LK_MAX(last, b->b[i].t_done);
-    b->span_ms = first > 0.0 && last > first ? (last - first) * 1e3 : 0;
+    double span = first > 0.0 && last > first ? (last - first) * 1e3 : 0;
     if (b->timer) { /* NCCL: the host only queued the waits; the GPU's clock instead */
-        b->comm_ms = gpu_exposed;
-        b->span_ms = gpu_span;
+        comm = gpu_exposed;
+        span = gpu_span;
     }
+    b->comm_ms += comm;
+    b->span_ms += span;
     return b->status;
 }
 

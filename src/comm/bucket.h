@@ -19,7 +19,16 @@
  *           The default (auto) where MPI allows it and the gradients are not NCCL's;
  *           bench/overlap.sh measures both, with the comm thread's all-reduce
  *           through MPI or lockstep's shared memory. With NCCL, starting a bucket
- *           only queues work on a stream, so auto is `layers`. */
+ *           only queues work on a stream, so auto is `layers`.
+ *
+ * What a final bucket's hook does depends on the sharding (zero.h): stage 0 all-reduces it
+ * (sums); stage 1 reduce-scatters it in place in the gradient buffer (each rank keeps the
+ * sum of its slice of it); stage 2 has no full gradient buffer: the layers write into
+ * staging, a few lanes the size of the largest bucket that buckets take in turn (a bucket
+ * some earlier layer writes into before its own layers run, the embedding a head is tied
+ * to, keeps a place of its own), and the hook reduce-scatters the bucket there and copies
+ * (a later micro-batch: adds) this rank's part into the slice; a bucket waits, before its
+ * layers write, for the reduce-scatter of the one that used its lane before it. */
 #ifndef LK_BUCKET_H
 #define LK_BUCKET_H
 
@@ -28,10 +37,16 @@
 #include "../core/model.h"
 #include "comm.h"
 
+typedef struct lk_zero_state lk_zero_state;
+
 typedef struct {
     size_t begin, end;
     int done;
     double t_start, t_done; /* this step's all-reduce in flight (lk_now; t_done when seen done) */
+    /* ZeRO-2 */
+    size_t at;              /* its place in the staging */
+    int prev;               /* the bucket that used its lane before it (-1: none) */
+    int touched, final;     /* this backward: its staging readied, its part in the slice */
 } lk_bucket;
 
 /* AUTO: THREAD where the communicator allows a second thread, else LAYERS */
@@ -42,9 +57,20 @@ lk_progress_mode lk_progress_resolve(const lk_comm *c, lk_progress_mode mode);
 
 typedef struct {
     lk_comm *comm;
+    lk_model *model;
     float *grads;
     int n;
     lk_bucket *b;
+    size_t lo, hi;       /* the parameters these buckets cover */
+    lk_zero_state *zero; /* the sharding (NULL: none, all-reduce) */
+    int stage;           /* its stage: 0 all-reduce, 1 reduce-scatter in place, 2 through staging */
+    size_t *counts;      /* stages 1, 2: each bucket's parts per rank (n x world) */
+    float *stage_buf;    /* stage 2: the staging, and whether it is this set's own allocation */
+    int stage_owned;
+    size_t *gaps;        /* stage 2: per bucket, the alignment gaps between its tensors ([lo, hi)
+                            pairs from gap_at[i] to gap_at[i + 1]), zeroed when it takes its place */
+    int *gap_at;
+    int accumulate;      /* stage 2: this backward adds its part to the slice (not the first) */
     size_t ready;        /* gradients [0, ready) are final in this backward */
     int next;            /* first bucket not started */
     int active;          /* this backward communicates (last micro-batch) */
@@ -71,6 +97,22 @@ typedef struct {
     char thread_error[512]; /* the comm thread's error message */
 } lk_buckets;
 
+typedef struct {
+    size_t bucket_bytes;
+    lk_progress_mode mode;
+    size_t lo, hi;       /* the parameters covered (hi 0: all) */
+    lk_zero_state *zero; /* NULL or stage 0: all-reduce */
+    float *stage;        /* stage 2: lk_buckets_stage_floats floats of host memory the caller
+                            keeps (shared memory, summed in place), or NULL: allocated on
+                            the model's device */
+} lk_buckets_opts;
+
+/* Plans buckets for m's layout and hooks them into m's on_grad_ready and before_grads;
+ * with LK_PROGRESS_THREAD also starts the comm thread. Stage 2 also moves the gradients
+ * of the parameters it covers into its staging (lk_model_place_grads). */
+lk_status lk_buckets_open(lk_buckets **out, lk_comm *c, lk_model *m, const lk_buckets_opts *o);
+/* Floats of stage 2's staging for buckets of bucket_bytes over [lo, hi). */
+size_t lk_buckets_stage_floats(const lk_model *m, size_t bucket_bytes, size_t lo, size_t hi);
 /* Plans buckets for m's layout and hooks them into m->on_grad_ready; with
  * LK_PROGRESS_THREAD also starts the comm thread. */
 lk_status lk_buckets_create(lk_buckets **out, lk_comm *c, lk_model *m, size_t bucket_bytes,
@@ -84,11 +126,16 @@ int lk_buckets_cap(const lk_model *m);
 lk_status lk_buckets_create_range(lk_buckets **out, lk_comm *c, lk_model *m, size_t bucket_bytes,
                                   lk_progress_mode mode, size_t lo, size_t hi);
 void lk_buckets_destroy(lk_buckets *b);
-/* Arms the buckets before a backward; inactive means no communication at all. */
-void lk_buckets_begin(lk_buckets *b, int active);
-/* The model hook: gradients of [offset, offset + count) are final. */
+/* Arms the buckets before a backward, the first and/or the last of a step (micro-batches,
+ * a GAN's two passes through its discriminator): the last one communicates (the others
+ * only add up gradients), except under stage 2, where each one does. */
+void lk_buckets_begin(lk_buckets *b, int first, int last);
+/* The model hooks: gradients of [offset, offset + count) are final; are about to be written. */
 void lk_buckets_grad_ready(void *user, size_t offset, size_t count);
-/* Starts what is left, waits for every bucket; the sums are then in m->grads. */
+void lk_buckets_before_grads(void *user, size_t offset, size_t count);
+/* Starts what is left, waits for every bucket; the sums are then in m->grads (stage 1:
+ * this rank's slice of them; stage 2: in the slice). Call it after every backward (only
+ * the communicating ones do anything); comm_ms and span_ms add up over a step's. */
 lk_status lk_buckets_finish(lk_buckets *b);
 /* Share of the last step's communication that overlapped backward (0..1). */
 double lk_buckets_hidden_share(const lk_buckets *b);

@@ -18,7 +18,9 @@ typedef struct {
     int ndim;
     int64_t shape[LK_ST_MAX_DIMS];
     size_t numel;
-    float *dev;
+    size_t offset; /* in the flat buffer */
+    int state;     /* optimizer state buffer (0, 1), -1 for a parameter */
+    float *dev;    /* a parameter's data */
 } ck_slot;
 
 static const char *dims_str(const int64_t *d, int ndim, char *buf, size_t size)
@@ -66,7 +68,9 @@ static lk_status make_slots(const lk_model *m, const lk_optim *o, ck_slot **out,
             s[n].ndim = p->shape.ndim;
             for (int d = 0; d < p->shape.ndim; d++) s[n].shape[d] = p->shape.d[d];
             s[n].numel = numel;
-            s[n].dev = o ? bufs[k] + p->offset : p->w;
+            s[n].offset = p->offset;
+            s[n].state = o ? k : -1;
+            s[n].dev = o ? NULL : p->w;
         }
     }
     *out = s;
@@ -74,29 +78,66 @@ static lk_status make_slots(const lk_model *m, const lk_optim *o, ck_slot **out,
     return LK_OK;
 }
 
-static lk_status save_slots(const char *path, lk_device *dev, const ck_slot *s, int n,
+/* The part of a state slot in the optimizer's slice: [*a, *b) of the flat buffer. */
+static float *state_part(const lk_optim *o, const ck_slot *s, size_t *a, size_t *b)
+{
+    *a = LK_MAX(s->offset, o->lo);
+    *b = LK_MAX(*a, LK_MIN(s->offset + s->numel, o->hi));
+    float *buf = s->state == 0 ? o->s1 : o->s2;
+    return buf + (*a - o->lo);
+}
+
+typedef struct {
+    lk_device *dev;
+    const lk_optim *o;
+    lk_ckpt_gather_fn gather;
+    void *user;
+} ck_source;
+
+/* a slot's floats into host: a parameter from the device, a state slot from the optimizer
+ * (all of it here) or through gather (the slices of every rank) */
+static lk_status fetch(const ck_source *src, const ck_slot *s, float *host)
+{
+    if (s->state >= 0 && src->gather) return src->gather(src->user, s->state, s->offset, s->numel, host);
+    if (s->state >= 0) {
+        size_t a, b;
+        const float *p = state_part(src->o, s, &a, &b);
+        if (a != s->offset || b != s->offset + s->numel)
+            return LK_ERR(LK_ERR_STATE, "checkpoint: '%s' lies outside this optimizer's slice [%zu, %zu)",
+                          s->name, src->o->lo, src->o->hi);
+        lk_copy_to_host(src->dev, host, p, s->numel * sizeof(float));
+    } else {
+        lk_copy_to_host(src->dev, host, s->dev, s->numel * sizeof(float));
+    }
+    lk_sync(src->dev);
+    return lk_device_status(src->dev);
+}
+
+/* Streams the slots into path one at a time (the largest is all the host memory it takes);
+ * with path NULL only fetches them (a rank that takes part in the gathers and writes nothing). */
+static lk_status save_slots(const char *path, const ck_source *src, const ck_slot *s, int n,
                             const char *const *mk, const char *const *mv, int nmeta)
 {
-    size_t total = 0;
-    for (int i = 0; i < n; i++) total += s[i].numel;
-    float *host = lk_malloc(total * sizeof *host);
-    lk_st_tensor *t = lk_calloc((size_t)n, sizeof *t);
+    size_t biggest = 1;
+    for (int i = 0; i < n; i++) biggest = LK_MAX(biggest, s[i].numel);
+    float *host = lk_malloc(biggest * sizeof *host);
+    lk_st_tensor *t = lk_calloc((size_t)LK_MAX(n, 1), sizeof *t);
+    lk_st_writer *w = NULL;
     lk_status st = LK_OK;
-    if (!host || !t) {
-        st = LK_ERR(LK_ERR_NOMEM, "out of memory saving %s (%zu floats)", path, total);
-    } else {
-        size_t off = 0;
-        for (int i = 0; i < n; i++) {
-            lk_copy_to_host(dev, host + off, s[i].dev, s[i].numel * sizeof(float));
-            t[i].name = s[i].name;
-            t[i].ndim = s[i].ndim;
-            memcpy(t[i].shape, s[i].shape, sizeof t[i].shape);
-            t[i].data = host + off;
-            off += s[i].numel;
-        }
-        lk_sync(dev); /* host copies are complete before they are written */
-        st = lk_safetensors_write(path, t, n, mk, mv, nmeta);
+    if (!host || !t) st = LK_ERR(LK_ERR_NOMEM, "out of memory saving %s (%zu floats)", path, biggest);
+    for (int i = 0; st == LK_OK && i < n; i++) {
+        t[i].name = s[i].name;
+        t[i].ndim = s[i].ndim;
+        memcpy(t[i].shape, s[i].shape, sizeof t[i].shape);
     }
+    if (st == LK_OK && path) st = lk_safetensors_begin(&w, path, t, n, mk, mv, nmeta);
+    for (int i = 0; st == LK_OK && i < n; i++) {
+        st = fetch(src, &s[i], host);
+        if (st == LK_OK && w) st = lk_safetensors_put(w, host, s[i].numel * sizeof(float));
+        if (st != LK_OK) w = NULL; /* a failed put has removed the file */
+    }
+    if (st == LK_OK && w) st = lk_safetensors_end(w);
+    else if (w) lk_safetensors_abort(w);
     lk_free(t);
     lk_free(host);
     return st;
@@ -134,11 +175,20 @@ static lk_status check_slots(const char *path, const lk_safetensors *f, const ck
     return LK_OK;
 }
 
-static void load_slots(lk_device *dev, const lk_safetensors *f, const ck_slot *s, int n)
+/* Copies the file's data into the slots: parameters whole, state slots as far as they
+ * lie in the optimizer's slice. */
+static void load_slots(lk_device *dev, const lk_optim *o, const lk_safetensors *f, const ck_slot *s, int n)
 {
-    for (int i = 0; i < n; i++)
-        lk_copy_to_device(dev, s[i].dev, lk_safetensors_find(f, s[i].name)->data,
-                          s[i].numel * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        const float *data = lk_safetensors_find(f, s[i].name)->data;
+        if (s[i].state < 0) {
+            lk_copy_to_device(dev, s[i].dev, data, s[i].numel * sizeof(float));
+            continue;
+        }
+        size_t a, b;
+        float *p = state_part(o, &s[i], &a, &b);
+        if (b > a) lk_copy_to_device(dev, p, data + (a - s[i].offset), (b - a) * sizeof(float));
+    }
     lk_sync(dev); /* the file buffer is freed next */
 }
 
@@ -149,7 +199,8 @@ lk_status lk_checkpoint_save_weights(const char *path, const lk_model *m,
     ck_slot *s;
     int n;
     LK_CHECK(make_slots(m, NULL, &s, &n));
-    lk_status st = save_slots(path, m->dev, s, n, meta_keys, meta_vals, nmeta);
+    const ck_source src = {m->dev, NULL, NULL, NULL};
+    lk_status st = save_slots(path, &src, s, n, meta_keys, meta_vals, nmeta);
     lk_free(s);
     return st;
 }
@@ -162,13 +213,19 @@ lk_status lk_checkpoint_load_weights(const char *path, lk_model *m)
     lk_safetensors *f = NULL;
     lk_status st = lk_safetensors_read(path, &f);
     if (st == LK_OK) st = check_slots(path, f, s, n);
-    if (st == LK_OK) load_slots(m->dev, f, s, n);
+    if (st == LK_OK) load_slots(m->dev, NULL, f, s, n);
     lk_safetensors_free(f);
     lk_free(s);
     return st;
 }
 
 lk_status lk_checkpoint_save_optim(const char *path, const lk_model *m, const lk_optim *o)
+{
+    return lk_checkpoint_save_optim_gather(path, m, o, NULL, NULL);
+}
+
+lk_status lk_checkpoint_save_optim_gather(const char *path, const lk_model *m, const lk_optim *o,
+                                          lk_ckpt_gather_fn gather, void *user)
 {
     if (!o) return LK_ERR(LK_ERR_ARG, "%s: no optimizer to save", path ? path : "");
     ck_slot *s;
@@ -178,7 +235,8 @@ lk_status lk_checkpoint_save_optim(const char *path, const lk_model *m, const lk
     snprintf(step, sizeof step, "%ld", o->step);
     const char *keys[] = {"optimizer", "step"};
     const char *vals[] = {lk_optim_name(o->cfg.kind), step};
-    lk_status st = save_slots(path, o->dev ? o->dev : m->dev, s, n, keys, vals, 2);
+    const ck_source src = {o->dev ? o->dev : m->dev, o, gather, user};
+    lk_status st = save_slots(path, &src, s, n, keys, vals, 2);
     lk_free(s);
     return st;
 }
@@ -213,7 +271,7 @@ lk_status lk_checkpoint_load_optim(const char *path, const lk_model *m, lk_optim
     if (st == LK_OK) st = check_optim_meta(path, f, o, &step);
     if (st == LK_OK) st = check_slots(path, f, s, n);
     if (st == LK_OK) {
-        load_slots(o->dev ? o->dev : m->dev, f, s, n);
+        load_slots(o->dev ? o->dev : m->dev, o, f, s, n);
         o->step = step;
     }
     lk_safetensors_free(f);

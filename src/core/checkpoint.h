@@ -32,6 +32,17 @@ lk_status lk_safetensors_write(const char *path, const lk_st_tensor *tensors, in
                                const char *const *meta_keys, const char *const *meta_vals,
                                int nmeta);
 
+/* The same, streamed: begin writes a placeholder header for these tensors (their data
+ * pointers unused; tensors and metadata stay alive until end), put appends the next
+ * bytes of their data in order, end fills in the CRC, syncs and renames into place.
+ * Any failure removes the temporary file; abort gives up on purpose. */
+typedef struct lk_st_writer lk_st_writer;
+lk_status lk_safetensors_begin(lk_st_writer **w, const char *path, const lk_st_tensor *tensors, int n,
+                               const char *const *meta_keys, const char *const *meta_vals, int nmeta);
+lk_status lk_safetensors_put(lk_st_writer *w, const void *data, size_t bytes);
+lk_status lk_safetensors_end(lk_st_writer *w);
+void lk_safetensors_abort(lk_st_writer *w);
+
 typedef struct lk_safetensors lk_safetensors;
 typedef struct {
     char name[128];
@@ -71,8 +82,18 @@ lk_status lk_checkpoint_save_weights(const char *path, const lk_model *m,
 lk_status lk_checkpoint_load_weights(const char *path, lk_model *m);
 /* Writes the optimizer's state buffers ("<param>.state<i>") and its step. */
 lk_status lk_checkpoint_save_optim(const char *path, const lk_model *m, const lk_optim *o);
+/* Optimizer state sharded over ranks (each holds [o->lo, o->hi), lk_optim_shard): every rank
+ * calls this, in the same order, and gather(user, state, offset, n, host) fills host[0, n)
+ * with state buffer `state` of parameters [offset, offset + n), assembled from every rank's
+ * slice (a collective). One tensor is gathered at a time, so no rank holds the whole state;
+ * the rank given a path writes the file (the same file lk_checkpoint_save_optim writes
+ * from a whole state), the others pass NULL. */
+typedef lk_status (*lk_ckpt_gather_fn)(void *user, int state, size_t offset, size_t n, float *host);
+lk_status lk_checkpoint_save_optim_gather(const char *path, const lk_model *m, const lk_optim *o,
+                                          lk_ckpt_gather_fn gather, void *user);
 /* Restores state and step; the file's optimizer must match o->cfg.kind and every
- * tensor must fit. o is untouched on any error. */
+ * tensor must fit. A sharded optimizer takes the part of each tensor in its slice, from
+ * a file of any run: any number of ranks, any sharding. o is untouched on any error. */
 lk_status lk_checkpoint_load_optim(const char *path, const lk_model *m, lk_optim *o);
 
 #endif

@@ -104,6 +104,8 @@ struct lk_layer {
     void *saved;               /* saved_bytes(max_batch) of arena memory, or NULL */
     int out_valid;             /* the output's last axis holds this many values, then padding
                                   (a head over a padded vocabulary); 0: all of it */
+    lk_layer *grads_into;      /* backward also writes this (earlier) layer's parameter
+                                  gradients (a head tied to an embedding); NULL: none */
 };
 
 /* Floats of a parameter's storage: its shape's, and the padding rows after them. */

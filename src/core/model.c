@@ -146,9 +146,9 @@ lk_status lk_model_build(lk_model *m, int max_batch)
  * (the CPU's oneDNN primitives and their scratchpad) exists before the first one. */
 static lk_status plan_ops(lk_model *m)
 {
-    lk_grad_ready_fn ready = m->on_grad_ready;
+    lk_grad_ready_fn ready = m->on_grad_ready, before = m->before_grads;
     lk_status (*sync)(void *, float *, size_t) = m->sync_sum;
-    m->on_grad_ready = NULL;
+    m->on_grad_ready = m->before_grads = NULL;
     m->sync_sum = NULL;
     m->dev->planning = 1;
     lk_tensor out;
@@ -159,6 +159,7 @@ static lk_status plan_ops(lk_model *m)
     m->dev->planning = 0;
     if (s == LK_OK) s = lk_device_status(m->dev); /* a convolution its size queries could not create */
     m->on_grad_ready = ready;
+    m->before_grads = before;
     m->sync_sum = sync;
     return s;
 }
@@ -183,6 +184,36 @@ lk_status lk_model_borrow_grads(lk_model *m, float *buf)
     m->grads_borrowed = 1;
     memset(buf, 0, m->nparams * sizeof(float));
     point_grads(m);
+    return LK_OK;
+}
+
+lk_status lk_model_place_grads(lk_model *m, float *(*at)(void *user, size_t offset), void *user)
+{
+    if (!m->params) return LK_ERR(LK_ERR_STATE, "model must be built before its gradients move");
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; j < m->layers[i]->nparams; j++) {
+            lk_param *p = &m->layers[i]->params[j];
+            float *g = p->buffer ? NULL : at(user, p->offset);
+            if (g) p->g = g;
+        }
+    return LK_OK;
+}
+
+lk_status lk_model_drop_grads(lk_model *m)
+{
+    if (!m->grads) return LK_OK;
+    const float *lo = m->grads, *hi = m->grads + m->nparams;
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; j < m->layers[i]->nparams; j++) {
+            const lk_param *p = &m->layers[i]->params[j];
+            if (!p->buffer && p->g >= lo && p->g < hi)
+                return LK_ERR(LK_ERR_STATE, "layer %d: the gradients of parameter '%s' were not placed "
+                              "elsewhere", i, p->name);
+        }
+    if (!m->grads_borrowed) lk_dev_free(m->dev, m->grads);
+    m->grads = NULL;
+    m->grads_borrowed = 0;
+    m->grads_transient = 1;
     return LK_OK;
 }
 
@@ -211,7 +242,7 @@ void lk_model_destroy(lk_model *m)
     lk_free(m->layers);
     lk_free(m->act);
     lk_dev_free(m->dev, m->params);
-    if (!m->grads_borrowed) lk_dev_free(m->dev, m->grads);
+    if (!m->grads_borrowed && m->grads) lk_dev_free(m->dev, m->grads);
     lk_arena_destroy(&m->arena);
     lk_free(m);
 }
@@ -267,8 +298,9 @@ lk_status lk_model_backward_range(lk_model *m, int lo, int batch, long step, lk_
     LK_CHECK(check_batch(m, batch));
     if (lo < 0 || lo >= m->nlayers)
         return LK_ERR(LK_ERR_ARG, "backward down to layer %d of a model of %d", lo, m->nlayers);
-    lk_ctx c = {m->dev, 1, m->seed, step, m->sample_base, m->workspace, mode == LK_GRADS_REPLACE,
-                m->aux_loss, m->loss_scale, m->sync_sum, m->sync_user};
+    lk_ctx c = {m->dev, 1, m->seed, step, m->sample_base, m->workspace,
+                mode == LK_GRADS_REPLACE || m->grads_transient, m->aux_loss, m->loss_scale, m->sync_sum,
+                m->sync_user};
     float *dy = m->dout;
     int first = lo; /* below the first layer with parameters no gradient is needed */
     while (first < m->nlayers && m->layers[first]->nparams == 0) first++;
@@ -287,6 +319,11 @@ lk_status lk_model_backward_range(lk_model *m, int lo, int batch, long step, lk_
         lk_tensor ty = lk_tensor_batch(m->dev, m->act[i + 1], batch, &l->out);
         lk_tensor tdy = lk_tensor_batch(m->dev, dy, batch, &l->out);
         lk_tensor tdx = lk_tensor_batch(m->dev, dx, batch, &l->in);
+        if (m->before_grads) { /* where the gradients go must be free (ZeRO-2's staging) */
+            if (l->param_count) m->before_grads(m->grad_ready_user, l->param_offset, l->param_count);
+            const lk_layer *t = l->grads_into;
+            if (t && t->param_count) m->before_grads(m->grad_ready_user, t->param_offset, t->param_count);
+        }
         LK_CHECK(l->vt->backward(l, &c, &tx, &ty, &tdy, &tdx));
         if (l->param_count && m->on_grad_ready)
             m->on_grad_ready(m->grad_ready_user, l->param_offset, l->param_count);

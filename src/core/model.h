@@ -36,7 +36,12 @@ typedef struct lk_model {
     float loss_scale;         /* the factor the loss put on dout (1 unless the caller sets it) */
     long sample_base;         /* see lk_ctx (0 unless the caller sets it) */
     lk_grad_ready_fn on_grad_ready;
+    /* called before a layer's backward writes the gradients [offset, offset + count) (its
+     * own, and those of the layer it writes into); same user as on_grad_ready */
+    lk_grad_ready_fn before_grads;
     void *grad_ready_user;
+    int grads_transient;      /* gradients live only until their bucket is reduced (ZeRO-2,
+                                 lk_model_place_grads): every backward replaces them */
     lk_status (*sync_sum)(void *user, float *buf, size_t n); /* see lk_ctx (NULL: none) */
     void *sync_user;
 } lk_model;
@@ -50,6 +55,13 @@ lk_status lk_model_add(lk_model *m, lk_layer *l);
  * for the model's life, e.g. shared memory all-reduced in place); zeroes it. Only for
  * models whose device memory is host memory. */
 lk_status lk_model_borrow_grads(lk_model *m, float *buf);
+/* Re-points the gradients of every parameter for which at(user, offset) gives a place
+ * (its gradients then go there: bucket staging under ZeRO-2); NULL keeps the current one.
+ * Call it for every network of the model, then lk_model_drop_grads. */
+lk_status lk_model_place_grads(lk_model *m, float *(*at)(void *user, size_t offset), void *user);
+/* Frees the full gradient buffer (m->grads becomes NULL) once every parameter's gradients
+ * have been placed elsewhere, and makes every backward replace them (grads_transient). */
+lk_status lk_model_drop_grads(lk_model *m);
 /* Plans and allocates params, grads and the arena for batches up to max_batch. */
 lk_status lk_model_build(lk_model *m, int max_batch);
 /* Initialises every parameter from (seed, tensor id) and zeroes the gradients. */

@@ -119,18 +119,34 @@ lk_status lk_optim_create(lk_optim **out, lk_device *dev, const lk_optim_config 
     o->cfg = *cfg;
     o->dev = dev;
     o->n = n;
-    int ns = lk_optim_state_count(cfg->kind);
-    size_t bytes = LK_MAX(n, 1) * sizeof(float);
-    o->s1 = ns >= 1 ? lk_dev_alloc(dev, bytes) : NULL;
-    o->s2 = ns >= 2 ? lk_dev_alloc(dev, bytes) : NULL;
     o->scratch = lk_dev_alloc(dev, sizeof(float));
-    if ((ns >= 1 && !o->s1) || (ns >= 2 && !o->s2) || !o->scratch) {
+    lk_status st = o->scratch ? lk_optim_shard(o, 0, n)
+                              : LK_ERR(LK_ERR_NOMEM, "cannot allocate the optimizer's scratch");
+    if (st != LK_OK) {
         lk_optim_destroy(o);
-        return LK_ERR(LK_ERR_NOMEM, "cannot allocate optimizer state for %zu parameters", n);
+        return st;
     }
-    if (o->s1) lk_zero(dev, o->s1, bytes);
-    if (o->s2) lk_zero(dev, o->s2, bytes);
     *out = o;
+    return LK_OK;
+}
+
+lk_status lk_optim_shard(lk_optim *o, size_t lo, size_t hi)
+{
+    if (lo > hi || hi > o->n)
+        return LK_ERR(LK_ERR_ARG, "optimizer slice [%zu, %zu) of %zu parameters", lo, hi, o->n);
+    lk_dev_free(o->dev, o->s1);
+    lk_dev_free(o->dev, o->s2);
+    o->s1 = o->s2 = NULL;
+    o->lo = lo, o->hi = hi;
+    const int ns = lk_optim_state_count(o->cfg.kind);
+    const size_t bytes = LK_MAX(hi - lo, 1) * sizeof(float);
+    o->s1 = ns >= 1 ? lk_dev_alloc(o->dev, bytes) : NULL;
+    o->s2 = ns >= 2 ? lk_dev_alloc(o->dev, bytes) : NULL;
+    if ((ns >= 1 && !o->s1) || (ns >= 2 && !o->s2))
+        return LK_ERR(LK_ERR_NOMEM, "cannot allocate optimizer state for %zu parameters (%.1f MB)",
+                      hi - lo, (double)ns * (double)bytes / 1e6);
+    if (o->s1) lk_zero(o->dev, o->s1, bytes);
+    if (o->s2) lk_zero(o->dev, o->s2, bytes);
     return LK_OK;
 }
 
@@ -155,15 +171,17 @@ lk_status lk_optim_decay_model(lk_optim *o, const lk_model *m)
     return lk_model_decay_ranges(m, &o->decayed, &o->ndecayed);
 }
 
-/* The fused update over [lo, hi), weight decay and L1 where the tensors take them. */
-static lk_status update(lk_optim *o, lk_optim_hparams *hp, float *w, const float *g, size_t lo,
-                        size_t hi)
+/* The fused update over [lo, hi) (within the state's slice), weight decay and L1 where the
+ * tensors take them; g[i - g_from] is parameter i's gradient. */
+static lk_status update(lk_optim *o, lk_optim_hparams *hp, float *w, const float *g, size_t g_from,
+                        size_t lo, size_t hi)
 {
 #define RUN_PART(a, b, wd, l1_)                                                                   \
     do {                                                                                         \
         hp->weight_decay = (wd), hp->l1 = (l1_);                                                 \
-        LK_CHECK(lk_optim_update(o->dev, hp, w + (a), g + (a), o->s1 ? o->s1 + (a) : NULL,        \
-                                 o->s2 ? o->s2 + (a) : NULL, (b) - (a)));                         \
+        LK_CHECK(lk_optim_update(o->dev, hp, w + (a), g + ((a) - g_from),                          \
+                                 o->s1 ? o->s1 + ((a) - o->lo) : NULL,                            \
+                                 o->s2 ? o->s2 + ((a) - o->lo) : NULL, (b) - (a)));               \
     } while (0)
     const float wd = hp->weight_decay, l1 = hp->l1;
     if (o->cfg.decay != LK_DECAY_MATRICES || (wd == 0.0f && l1 == 0.0f)) {
@@ -192,14 +210,26 @@ lk_status lk_optim_step(lk_optim *o, float *w, const float *g, float grad_scale)
 lk_status lk_optim_step_part(lk_optim *o, float *w, const float *g, float grad_scale, size_t lo,
                              size_t hi, int last)
 {
+    return lk_optim_step_range(o, w, g, 0, grad_scale, lo, hi, last);
+}
+
+lk_status lk_optim_step_range(lk_optim *o, float *w, const float *g, size_t g_from, float grad_scale,
+                              size_t lo, size_t hi, int last)
+{
     const lk_optim_config *c = &o->cfg;
     if (lo >= hi || hi > o->n)
         return LK_ERR(LK_ERR_ARG, "optimizer step over [%zu, %zu) of %zu parameters", lo, hi, o->n);
-    w += lo, g += lo;
-    const size_t n = hi - lo;
+    const size_t a = LK_MAX(lo, o->lo), b = LK_MAX(a, LK_MIN(hi, o->hi)); /* this rank's part */
+    if (a < b && g_from > a)
+        return LK_ERR(LK_ERR_ARG, "optimizer step: gradients from %zu do not cover %zu", g_from, a);
     if (c->clip_norm > 0.0f) {
-        LK_CHECK(lk_sumsq(o->dev, g, n, o->scratch));
-        float norm = sqrtf(lk_read_scalar(o->dev, o->scratch)) * fabsf(grad_scale);
+        double sq = 0.0;
+        if (a < b) {
+            LK_CHECK(lk_sumsq(o->dev, g + (a - g_from), b - a, o->scratch));
+            sq = (double)lk_read_scalar(o->dev, o->scratch);
+        }
+        if (o->sum) LK_CHECK(o->sum(o->sum_user, &sq, 1)); /* every rank's slice */
+        float norm = (float)sqrt(sq) * fabsf(grad_scale);
         o->last_grad_norm = norm;
         if (!isfinite(norm))
             return LK_ERR(LK_ERR_STATE, "gradient norm is not finite at step %ld (diverged: lower --lr?)",
@@ -212,7 +242,7 @@ lk_status lk_optim_step_part(lk_optim *o, float *w, const float *g, float grad_s
         .weight_decay = c->weight_decay, .l1 = c->l1, .grad_scale = grad_scale,
         .step = o->step + 1,
     };
-    LK_CHECK(update(o, &hp, w - lo, g - lo, lo, hi));
+    if (a < b) LK_CHECK(update(o, &hp, w, g, g_from, a, b));
     o->last_lr = hp.lr;
     if (last) o->step++;
     return LK_OK;

@@ -45,8 +45,14 @@ typedef struct {
     lk_optim_config cfg;
     lk_device *dev;
     size_t n;
-    float *s1, *s2;      /* state, device: momentum buffer | Adam exp_avg, exp_avg_sq |
+    size_t lo, hi;       /* the parameters [lo, hi) this optimizer updates and keeps state for:
+                          * all n, or one rank's slice (ZeRO, lk_optim_shard) */
+    float *s1, *s2;      /* state of [lo, hi), device: momentum buffer | Adam exp_avg, exp_avg_sq |
                           * RMSprop square_avg, momentum buffer | AdaGrad sum */
+    /* Clipping by global norm over slices: sums v[0..n) over every rank in place (NULL: this
+     * optimizer sees every parameter). */
+    lk_status (*sum)(void *user, double *v, int n);
+    void *sum_user;
     float *scratch;      /* device scalar for the gradient norm */
     long step;           /* steps taken */
     float last_lr;
@@ -58,12 +64,20 @@ typedef struct {
 
 lk_status lk_optim_create(lk_optim **out, lk_device *dev, const lk_optim_config *cfg, size_t n);
 void lk_optim_destroy(lk_optim *o);
+/* Keeps state for [lo, hi) only (zeroed; before any step or load): steps then update that
+ * slice, and clipping sums the squares of every rank's slice through o->sum. */
+lk_status lk_optim_shard(lk_optim *o, size_t lo, size_t hi);
 /* One step: w -= update(g * grad_scale). Reports a non-finite gradient norm when clipping. */
 lk_status lk_optim_step(lk_optim *o, float *w, const float *g, float grad_scale);
 /* The same step over the parameters [lo, hi) only (a GAN's networks each take theirs,
  * with their own clipping norm); the step count advances when `last` is set. */
 lk_status lk_optim_step_part(lk_optim *o, float *w, const float *g, float grad_scale, size_t lo,
                              size_t hi, int last);
+/* The general form: w is the flat buffer, g[i - g_from] the gradient of parameter i (a
+ * slice's own gradient buffer under ZeRO-2); [lo, hi) is cut to the optimizer's slice
+ * (which may leave nothing on this rank: it still takes part in the norm's sum). */
+lk_status lk_optim_step_range(lk_optim *o, float *w, const float *g, size_t g_from, float grad_scale,
+                              size_t lo, size_t hi, int last);
 /* With cfg.decay LK_DECAY_MATRICES, decay and L1 apply to m's tensors of 2 or more
  * dimensions only (lk_model_decay_ranges); with LK_DECAY_ALL nothing changes. */
 struct lk_model;

@@ -190,7 +190,7 @@ lk_status lk_read_file(const char *path, void **data, size_t *bytes)
 
 /* ---------- write ---------- */
 
-static lk_status check_tensors(const char *path, const lk_st_tensor *t, int n)
+static lk_status check_tensors(const char *path, const lk_st_tensor *t, int n, int need_data)
 {
     for (int i = 0; i < n; i++) {
         const char *name = t[i].name;
@@ -212,7 +212,7 @@ static lk_status check_tensors(const char *path, const lk_st_tensor *t, int n)
                 numel > SIZE_MAX / sizeof(float))
                 return LK_ERR(LK_ERR_ARG, "%s: tensor '%s' is too large", path, name);
         }
-        if (numel && !t[i].data)
+        if (need_data && numel && !t[i].data)
             return LK_ERR(LK_ERR_ARG, "%s: tensor '%s' has no data", path, name);
     }
     return LK_OK;
@@ -290,10 +290,53 @@ static cJSON *build_header(const lk_st_tensor *t, int n, const char *const *mk,
     return root;
 }
 
-lk_status lk_safetensors_write(const char *path, const lk_st_tensor *tensors, int n,
-                               const char *const *meta_keys, const char *const *meta_vals,
-                               int nmeta)
+/* The header for these tensors and this CRC: 8 bytes of length, then the JSON padded
+ * with spaces to a multiple of 8. Its length does not depend on the CRC (8 hex digits). */
+static lk_status make_head(const char *path, const lk_st_tensor *t, int n, const char *const *mk,
+                           const char *const *mv, int nmeta, uint32_t crc, unsigned char **out,
+                           size_t *bytes)
 {
+    *out = NULL;
+    cJSON *root = build_header(t, n, mk, mv, nmeta, crc);
+    char *json = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!json) return LK_ERR(LK_ERR_NOMEM, "out of memory building the header of %s", path);
+    size_t len = strlen(json), padded = LK_ALIGN_UP(len, 8);
+    unsigned char *head = lk_malloc(8 + padded);
+    if (head) {
+        for (int b = 0; b < 8; b++) head[b] = (unsigned char)((uint64_t)padded >> (8 * b));
+        memcpy(head + 8, json, len);
+        memset(head + 8 + len, ' ', padded - len);
+    }
+    cJSON_free(json);
+    if (!head) return LK_ERR(LK_ERR_NOMEM, "out of memory writing %s", path);
+    *out = head;
+    *bytes = 8 + padded;
+    return LK_OK;
+}
+
+struct lk_st_writer {
+    char *path, *tmp;
+    FILE *f;
+    const lk_st_tensor *t;
+    int n, nmeta;
+    const char *const *mk, *const *mv;
+    size_t head_bytes;
+    uint64_t expect, written;
+    uint32_t crc;
+};
+
+static lk_status writer_fail(lk_st_writer *w, int err)
+{
+    lk_status st = LK_ERR(LK_ERR_IO, "cannot write %s: %s", w->path, strerror(err ? err : EIO));
+    lk_safetensors_abort(w);
+    return st;
+}
+
+lk_status lk_safetensors_begin(lk_st_writer **out, const char *path, const lk_st_tensor *tensors, int n,
+                               const char *const *meta_keys, const char *const *meta_vals, int nmeta)
+{
+    *out = NULL;
     if (!path || !*path) return LK_ERR(LK_ERR_ARG, "safetensors: empty output path");
     if (n < 0 || (n > 0 && !tensors) || nmeta < 0 || (nmeta > 0 && (!meta_keys || !meta_vals)))
         return LK_ERR(LK_ERR_ARG, "%s: bad tensor or metadata list", path);
@@ -303,53 +346,108 @@ lk_status lk_safetensors_write(const char *path, const lk_st_tensor *tensors, in
         if (strcmp(meta_keys[i], "format") == 0 || strcmp(meta_keys[i], ST_CRC_KEY) == 0)
             return LK_ERR(LK_ERR_ARG, "%s: metadata key '%s' is reserved", path, meta_keys[i]);
     }
-    LK_CHECK(check_tensors(path, tensors, n));
+    LK_CHECK(check_tensors(path, tensors, n, 0));
     LK_CHECK(check_unique(path, meta_keys, nmeta, "metadata key"));
-
-    const char **names = lk_malloc((size_t)n * sizeof *names);
-    st_part *parts = lk_malloc((size_t)(n + 1) * sizeof *parts);
-    if (!names || !parts) {
-        lk_free(names);
-        lk_free(parts);
-        return LK_ERR(LK_ERR_NOMEM, "out of memory writing %s", path);
-    }
-    uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
-    for (int i = 0; i < n; i++) {
-        names[i] = tensors[i].name;
-        parts[i + 1].p = tensors[i].data;
-        parts[i + 1].n = tensor_bytes(&tensors[i]);
-        crc = crc_update(crc, parts[i + 1].p, parts[i + 1].n);
-    }
+    const char **names = lk_malloc((size_t)LK_MAX(n, 1) * sizeof *names);
+    if (!names) return LK_ERR(LK_ERR_NOMEM, "out of memory writing %s", path);
+    for (int i = 0; i < n; i++) names[i] = tensors[i].name;
     lk_status s = check_unique(path, names, n, "tensor name");
     lk_free(names);
+    LK_CHECK(s);
 
-    cJSON *root = NULL;
-    char *json = NULL;
-    unsigned char *head = NULL;
-    if (s == LK_OK) {
-        root = build_header(tensors, n, meta_keys, meta_vals, nmeta, crc);
-        json = root ? cJSON_PrintUnformatted(root) : NULL;
-        if (!json) s = LK_ERR(LK_ERR_NOMEM, "out of memory building the header of %s", path);
+    lk_st_writer *w = lk_calloc(1, sizeof *w);
+    size_t cap = strlen(path) + 32;
+    if (w) w->path = lk_malloc(cap), w->tmp = lk_malloc(cap);
+    if (!w || !w->path || !w->tmp) {
+        lk_safetensors_abort(w);
+        return LK_ERR(LK_ERR_NOMEM, "out of memory writing %s", path);
     }
-    if (s == LK_OK) {
-        size_t len = strlen(json), padded = LK_ALIGN_UP(len, 8);
-        head = lk_malloc(8 + padded);
-        if (!head) {
-            s = LK_ERR(LK_ERR_NOMEM, "out of memory writing %s", path);
-        } else {
-            for (int b = 0; b < 8; b++) head[b] = (unsigned char)((uint64_t)padded >> (8 * b));
-            memcpy(head + 8, json, len);
-            memset(head + 8 + len, ' ', padded - len);
-            parts[0].p = head;
-            parts[0].n = 8 + padded;
-            s = write_parts_atomic(path, parts, n + 1);
-        }
+    snprintf(w->path, cap, "%s", path);
+    snprintf(w->tmp, cap, "%s.tmp.%ld", path, (long)getpid());
+    w->t = tensors, w->n = n, w->mk = meta_keys, w->mv = meta_vals, w->nmeta = nmeta;
+    for (int i = 0; i < n; i++) w->expect += tensor_bytes(&tensors[i]);
+    w->crc = (uint32_t)crc32(0L, Z_NULL, 0);
+    unsigned char *head = NULL; /* a placeholder until the CRC is known: same length */
+    lk_status st = make_head(path, tensors, n, meta_keys, meta_vals, nmeta, 0, &head, &w->head_bytes);
+    if (st != LK_OK) {
+        lk_safetensors_abort(w);
+        return st;
     }
+    errno = 0;
+    w->f = fopen(w->tmp, "wb");
+    int ok = w->f && fwrite(head, 1, w->head_bytes, w->f) == w->head_bytes;
     lk_free(head);
-    if (json) cJSON_free(json);
-    cJSON_Delete(root);
-    lk_free(parts);
-    return s;
+    if (!ok) return writer_fail(w, errno);
+    *out = w;
+    return LK_OK;
+}
+
+lk_status lk_safetensors_put(lk_st_writer *w, const void *data, size_t bytes)
+{
+    if (w->written + bytes > w->expect) {
+        lk_status st = LK_ERR(LK_ERR_ARG, "%s: %" PRIu64 " bytes of tensor data written, more than the "
+                              "header's %" PRIu64, w->path, w->written + bytes, w->expect);
+        lk_safetensors_abort(w);
+        return st;
+    }
+    errno = 0;
+    if (bytes && fwrite(data, 1, bytes, w->f) != bytes) return writer_fail(w, errno);
+    w->crc = crc_update(w->crc, data, bytes);
+    w->written += bytes;
+    return LK_OK;
+}
+
+lk_status lk_safetensors_end(lk_st_writer *w)
+{
+    if (w->written != w->expect) {
+        lk_status st = LK_ERR(LK_ERR_ARG, "%s: %" PRIu64 " bytes of tensor data written, the header "
+                              "says %" PRIu64, w->path, w->written, w->expect);
+        lk_safetensors_abort(w);
+        return st;
+    }
+    unsigned char *head = NULL;
+    size_t bytes = 0;
+    lk_status st = make_head(w->path, w->t, w->n, w->mk, w->mv, w->nmeta, w->crc, &head, &bytes);
+    if (st != LK_OK || bytes != w->head_bytes) {
+        lk_free(head);
+        if (st == LK_OK) st = LK_ERR(LK_ERR_STATE, "%s: the header changed length", w->path);
+        lk_safetensors_abort(w);
+        return st;
+    }
+    errno = 0;
+    int ok = fseek(w->f, 0, SEEK_SET) == 0 && fwrite(head, 1, bytes, w->f) == bytes &&
+             fflush(w->f) == 0 && fsync(fileno(w->f)) == 0;
+    lk_free(head);
+    if (!ok) return writer_fail(w, errno);
+    int rc = fclose(w->f);
+    w->f = NULL;
+    if (rc != 0 || rename(w->tmp, w->path) != 0) return writer_fail(w, errno);
+    st = sync_dir(w->path);
+    lk_free(w->tmp);
+    w->tmp = NULL; /* renamed: nothing to remove */
+    lk_safetensors_abort(w);
+    return st;
+}
+
+void lk_safetensors_abort(lk_st_writer *w)
+{
+    if (!w) return;
+    if (w->f) fclose(w->f);
+    if (w->tmp) remove(w->tmp);
+    lk_free(w->tmp);
+    lk_free(w->path);
+    lk_free(w);
+}
+
+lk_status lk_safetensors_write(const char *path, const lk_st_tensor *tensors, int n,
+                               const char *const *meta_keys, const char *const *meta_vals,
+                               int nmeta)
+{
+    LK_CHECK(check_tensors(path ? path : "", tensors, n > 0 && tensors ? n : 0, 1));
+    lk_st_writer *w;
+    LK_CHECK(lk_safetensors_begin(&w, path, tensors, n, meta_keys, meta_vals, nmeta));
+    for (int i = 0; i < n; i++) LK_CHECK(lk_safetensors_put(w, tensors[i].data, tensor_bytes(&tensors[i])));
+    return lk_safetensors_end(w);
 }
 
 /* ---------- read ---------- */

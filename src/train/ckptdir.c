@@ -56,18 +56,22 @@ static cJSON *optim_json(const lk_optim_config *o)
 }
 
 lk_status lk_ckptdir_save(const char *dir, const lk_run_config *c, const lk_model *m,
-                          const lk_optim *o)
+                          const lk_optim *o, int writer, lk_ckpt_gather_fn gather, void *user)
 {
     char path[600];
-    LK_CHECK(make_dirs(dir));
-    char step[32];
-    snprintf(step, sizeof step, "%ld", c->step);
-    const char *keys[] = {"model", "step"}, *vals[] = {c->model, step};
-    LK_CHECK(lk_checkpoint_save_weights(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path),
-                                        m, keys, vals, 2));
+    if (writer) {
+        LK_CHECK(make_dirs(dir));
+        char step[32];
+        snprintf(step, sizeof step, "%ld", c->step);
+        const char *keys[] = {"model", "step"}, *vals[] = {c->model, step};
+        LK_CHECK(lk_checkpoint_save_weights(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path),
+                                            m, keys, vals, 2));
+    }
     if (o)
-        LK_CHECK(lk_checkpoint_save_optim(lk_ckptdir_path(dir, "optim.safetensors", path, sizeof path),
-                                          m, o));
+        LK_CHECK(lk_checkpoint_save_optim_gather(
+            writer ? lk_ckptdir_path(dir, "optim.safetensors", path, sizeof path) : NULL, m, o, gather,
+            user));
+    if (!writer) return LK_OK;
 
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "format", "lockstep-checkpoint");

@@ -4,6 +4,7 @@
 #define LK_CKPTDIR_H
 
 #include "../core/model.h"
+#include "../core/checkpoint.h"
 #include "../core/optim.h"
 #include "../models/zoo.h"
 
@@ -22,9 +23,10 @@ typedef struct {
 } lk_run_config;
 
 /* Creates dir if needed; writes weights, optimizer state (when o != NULL) and
- * config.json, each atomically. */
+ * config.json, each atomically. With gather (a sharded optimizer state, see
+ * lk_checkpoint_save_optim_gather) every rank calls it and only the writer writes. */
 lk_status lk_ckptdir_save(const char *dir, const lk_run_config *c, const lk_model *m,
-                          const lk_optim *o);
+                          const lk_optim *o, int writer, lk_ckpt_gather_fn gather, void *user);
 /* Reads and validates config.json. */
 lk_status lk_ckptdir_load_config(const char *dir, lk_run_config *c);
 /* dir/name into buf. */

@@ -244,7 +244,7 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
         tl->n = 0;
         tl->t0 = t1;
         tl->feed = with ? feed : NULL;
-        if (feed) lk_buckets_begin(feed, with);
+        if (feed) lk_buckets_begin(feed, 1, with);
         if (st == LK_OK) st = lk_model_backward_ex(m, t->batch, step, LK_GRADS_REPLACE);
         double t2 = lk_now();
         if (feed) {

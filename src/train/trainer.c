@@ -11,6 +11,7 @@
 
 #include "../comm/bucket.h"
 #include "../comm/topo.h"
+#include "../comm/zero.h"
 #include "../core/checkpoint.h"
 #include "../core/ops.h"
 #include "peak.h"
@@ -134,6 +135,7 @@ typedef struct {
     double *step_ms;
     lk_comm *comm, *own_comm;
     lk_buckets *buckets;
+    lk_zero_state *zero; /* how the optimizer steps: every parameter, or this rank's slice */
     lk_gan gan;         /* a GAN's state; gan.r is NULL for other models */
     float *host_params; /* host copy of the parameters (broadcast, replica checks) */
     long total, step;   /* optimizer steps: the run's and the current one */
@@ -184,6 +186,7 @@ static void run_free(run_state *s)
     lk_buckets_destroy(s->buckets);
     lk_buckets_destroy(s->gan.bd);
     lk_buckets_destroy(s->gan.bg);
+    lk_zero_destroy(s->zero);
     lk_gan_free(&s->gan);
     if (s->comm) lk_comm_use_device(s->comm, NULL, 0); /* before the device closes */
     lk_replica_free(&s->r);
@@ -248,6 +251,7 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     lk_agree_add(&a, "--shm", &o->shm, sizeof o->shm);
     lk_agree_add(&a, "--gpu-comm", &o->gpu_comm, sizeof o->gpu_comm);
     lk_agree_add(&a, "--sync-bn", &o->sync_bn, sizeof o->sync_bn);
+    lk_agree_add(&a, "--zero", &o->zero, sizeof o->zero);
     const lk_optim_config *c = &s->opt->cfg;
     lk_agree_add(&a, "--optim", &c->kind, sizeof c->kind);
     float hyper[] = {c->lr, c->momentum, c->beta1, c->beta2, c->eps, c->alpha, c->weight_decay,
@@ -257,6 +261,23 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     lk_agree_add(&a, "--schedule/--warmup/--step-size", sched, sizeof sched);
     lk_agree_add(&a, "optimizer step (--resume)", &s->opt->step, sizeof s->opt->step);
     return lk_agree_check(s->comm, &a);
+}
+
+static lk_status average_buffers(run_state *s, const lk_train_opts *o);
+
+/* A checkpoint, written by rank 0: the same files whatever the sharding (a sharded
+ * optimizer state is gathered tensor by tensor from every rank's slice, so every rank
+ * takes part). */
+static lk_status save(const lk_train_opts *o, run_state *s)
+{
+    LK_CHECK(average_buffers(s, o));
+    lk_run_config rc;
+    fill_run_config(&rc, o, &s->train, s->opt, s->epoch);
+    lk_zero_gather g = {s->zero, s->opt};
+    const int sharded = s->zero->stage > 0;
+    if (s->comm->rank != 0 && !sharded) return LK_OK;
+    return lk_ckptdir_save(o->save_dir, &rc, s->r.model, s->opt, s->comm->rank == 0,
+                           sharded ? lk_zero_gather_state : NULL, &g);
 }
 
 /* SyncBatchNorm's hook: sums a layer's statistics over every rank. */
@@ -296,17 +317,28 @@ static lk_status setup_comm(const lk_train_opts *o, run_state *s)
         m->sync_user = c;
     }
     mode = lk_progress_resolve(c, mode);
-    float *shared = NULL;
-    LK_CHECK(lk_comm_use_shm(c, o->shm && mode == LK_PROGRESS_THREAD, m->nparams,
-                             s->r.dev->host_addressable ? &shared : NULL));
-    if (shared) LK_CHECK(lk_model_borrow_grads(m, shared));
     const size_t bytes = (size_t)(o->bucket_mb * 1048576.0);
-    if (s->gan.r) { /* each network its own buckets */
-        LK_CHECK(lk_buckets_create_range(&s->gan.bd, c, m, bytes, mode, 0, s->gan.d_end));
-        LK_CHECK(lk_buckets_create_range(&s->gan.bg, c, m, bytes, mode, s->gan.d_end, m->nparams));
-    } else {
-        LK_CHECK(lk_buckets_create(&s->buckets, c, m, bytes, mode));
+    const int stage = s->zero->stage;
+    /* the gradients the layers write: the whole buffer, or (stage 2) each network's staging */
+    const size_t lo[2] = {0, s->gan.r ? s->gan.d_end : 0};
+    const size_t hi[2] = {s->gan.r ? s->gan.d_end : m->nparams, s->gan.r ? m->nparams : 0};
+    size_t stage_floats[2] = {0, 0};
+    for (int k = 0; stage == 2 && k < 2; k++)
+        if (hi[k] > lo[k]) stage_floats[k] = lk_buckets_stage_floats(m, bytes, lo[k], hi[k]);
+    const size_t grad_floats = stage == 2 ? stage_floats[0] + stage_floats[1] : m->nparams;
+    float *shared = NULL;
+    LK_CHECK(lk_comm_use_shm(c, o->shm && mode == LK_PROGRESS_THREAD, grad_floats,
+                             s->r.dev->host_addressable ? &shared : NULL));
+    if (shared && stage < 2) LK_CHECK(lk_model_borrow_grads(m, shared));
+    lk_buckets **sets[2] = {s->gan.r ? &s->gan.bd : &s->buckets, &s->gan.bg};
+    for (int k = 0; k < 2; k++) {
+        if (hi[k] <= lo[k]) continue;
+        const lk_buckets_opts bo = {bytes, mode, lo[k], hi[k], s->zero,
+                                    shared && stage == 2 ? shared + (k ? stage_floats[0] : 0) : NULL};
+        LK_CHECK(lk_buckets_open(sets[k], c, m, &bo));
     }
+    if (stage == 2) LK_CHECK(lk_model_drop_grads(m)); /* every gradient now lives in staging */
+    if (stage) return LK_OK; /* each rank's optimizer state is its own slice's */
     size_t n = m->nparams * sizeof(float);
     if (s->opt->s1) LK_CHECK(lk_comm_broadcast(c, s->opt->s1, n, 0));
     if (s->opt->s2) LK_CHECK(lk_comm_broadcast(c, s->opt->s2, n, 0));
@@ -357,10 +389,14 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     if (oc.decay == LK_DECAY_DEFAULT) oc.decay = s->r.zoo->decay_matrices ? LK_DECAY_MATRICES : LK_DECAY_ALL;
     LK_CHECK(lk_optim_create(&s->opt, s->r.dev, &oc, m->nparams));
     LK_CHECK(lk_optim_decay_model(s->opt, m));
+    LK_CHECK(lk_zero_create(&s->zero, s->comm, m, s->opt, o->zero, (size_t)(o->bucket_mb * 1048576.0)));
+    s->gan.zero = s->zero;
     if (o->resume_dir) LK_CHECK(resume(o, s, &s->epoch, &s->step));
     LK_CHECK(agree(o, s));
-    s->host_params = lk_malloc(m->nparams * sizeof(float));
-    if (!s->host_params) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a host copy of the parameters");
+    if (!s->r.dev->host_addressable) { /* broadcasts and replica checks read the parameters here */
+        s->host_params = lk_malloc(m->nparams * sizeof(float));
+        if (!s->host_params) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a host copy of the parameters");
+    }
     LK_CHECK(lk_dist_broadcast_params(s->comm, m, s->host_params));
     if (world > 1) LK_CHECK(setup_comm(o, s));
     /* model FLOPs per sample, and the peak they are measured against (every rank's) */
@@ -429,13 +465,12 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
         LK_CHECK(lk_model_forward(m, n, 1, s->step, &out));
         LK_CHECK(lk_replica_loss(&s->r, &out, n, 1, (float)(n * world / group), 0));
         LK_CHECK(lk_axpy(s->r.dev, (float)n, &s->r.scalars[0], &s->r.scalars[2], 1));
-        int last = i + 1 == count;
-        if (s->buckets) lk_buckets_begin(s->buckets, last);
+        if (s->buckets) lk_buckets_begin(s->buckets, i == 0, i + 1 == count);
         LK_CHECK(lk_model_backward_ex(m, n, s->step, i == 0 ? LK_GRADS_REPLACE : LK_GRADS_ADD));
+        if (s->buckets) LK_CHECK(lk_buckets_finish(s->buckets));
         *samples += n;
     }
-    if (s->buckets) LK_CHECK(lk_buckets_finish(s->buckets));
-    LK_CHECK(lk_optim_step(s->opt, m->params, m->grads, 1.0f / (float)world));
+    LK_CHECK(lk_zero_step(s->zero, s->opt, 1.0f / (float)world, 0, m->nparams, 1));
     s->step++;
     return inject_fault(s);
 }
@@ -539,12 +574,7 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
             }
         }
         s->epoch++;
-        if (o->save_dir) LK_CHECK(average_buffers(s, o)); /* a collective: every rank */
-        if (o->save_dir && c->rank == 0) {
-            lk_run_config rc;
-            fill_run_config(&rc, o, &s->train, s->opt, s->epoch);
-            LK_CHECK(lk_ckptdir_save(o->save_dir, &rc, s->r.model, s->opt));
-        }
+        if (o->save_dir) LK_CHECK(save(o, s)); /* a collective: every rank */
     }
     LK_CHECK(lk_dist_check_replicas(c, s->r.model, s->step, s->host_params));
 

@@ -40,6 +40,7 @@ typedef struct {
     int bind;                 /* bind each rank to its share of the host's cores (hwloc) */
     int sync_bn;              /* batch norm statistics over the global batch (SyncBatchNorm) */
     double peak_tflops;       /* the peak per rank MFU divides by (0: measured or known, peak.h) */
+    int zero;                 /* ZeRO stage: 0 none, 1 optimizer state, 2 also gradients (zero.h) */
 } lk_train_opts;
 
 /* Defaults: cnn, fashion-mnist, 1 epoch, batch 64, momentum lr 0.01 ... */

@@ -388,7 +388,7 @@ static void check_buckets(lk_progress_mode mode, int shm)
     for (int i = 0; i < 4 * 5; i++) m->dout[i] = 0.1f * (float)(i % 3);
     m->on_grad_ready = lk_buckets_grad_ready;
     for (int step = 0; step < 3; step++) {
-        lk_buckets_begin(b, 1);
+        lk_buckets_begin(b, 1, 1);
         TU_OK(lk_model_backward_ex(m, 4, 0, LK_GRADS_REPLACE));
         TU_OK(lk_buckets_finish(b));
         for (size_t k = 0; k < n; k++)
@@ -399,7 +399,7 @@ static void check_buckets(lk_progress_mode mode, int shm)
         double h = lk_buckets_hidden_share(b);
         assert_true(h >= 0.0 && h <= 1.0);
         /* inactive: no communication, gradients stay local */
-        lk_buckets_begin(b, 0);
+        lk_buckets_begin(b, 1, 0);
         TU_OK(lk_model_backward_ex(m, 4, 0, LK_GRADS_REPLACE));
         TU_OK(lk_buckets_finish(b));
         assert_true(b->comm_ms == 0.0);

@@ -167,5 +167,6 @@ lk_layer *lk_tied_head(lk_layer *emb)
     s->base.vt = &tied_vt;
     s->emb = (embedding *)emb;
     s->emb->tied = 1;
+    s->base.grads_into = emb;
     return &s->base;
 }
