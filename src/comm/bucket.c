@@ -9,6 +9,7 @@
 #include "zero.h"
 
 static void *comm_thread(void *arg);
+static void zero_gaps(lk_buckets *b, int i);
 
 lk_progress_mode lk_progress_resolve(const lk_comm *c, lk_progress_mode mode)
 {
@@ -111,8 +112,10 @@ static int cmp_range(const void *a, const void *b)
     return (x[0] > y[0]) - (x[0] < y[0]);
 }
 
-/* Each bucket's stretches that no tensor covers (alignment padding): zeroed in the staging
- * each time the bucket takes its place, as the gradient buffer's stay zero. */
+/* Each bucket's stretches that no tensor covers (alignment padding), which no layer writes:
+ * zeroed before a step (a reduce-scatter may leave partial results anywhere in a rank's
+ * buffer outside its part: MPI's in place does), and in stage 2's staging each time the
+ * bucket takes its place, so that padding adds nothing to the clipping norm. */
 static lk_status find_gaps(lk_buckets *b, const lk_model *m)
 {
     int np = 0;
@@ -172,6 +175,7 @@ static lk_status setup_shards(lk_buckets *b, lk_model *m, float *stage)
     if (!b->counts) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the buckets' parts");
     for (int i = 0; i < b->n; i++)
         lk_shard_counts(&b->zero->shard, b->b[i].begin, b->b[i].end, b->counts + (size_t)i * world);
+    LK_CHECK(find_gaps(b, m));
     if (b->stage < 2) return LK_OK;
     const size_t floats = lay_out_stage(m, b->b, b->n);
     b->stage_buf = stage;
@@ -183,7 +187,6 @@ static lk_status setup_shards(lk_buckets *b, lk_model *m, float *stage)
         b->stage_owned = 1;
     }
     lk_zero(m->dev, b->stage_buf, floats * sizeof(float));
-    LK_CHECK(find_gaps(b, m));
     return lk_model_place_grads(m, grad_at, b);
 }
 
@@ -305,6 +308,7 @@ void lk_buckets_begin(lk_buckets *b, int first, int last)
     }
     b->finishing = b->complete = 0;
     if (b->mode == LK_PROGRESS_THREAD) pthread_mutex_unlock(&b->mu);
+    for (int i = 0; first && b->stage == 1 && i < b->n; i++) zero_gaps(b, i);
 }
 
 /* bucket i's collective, started (slot i) or blocking (slot < 0) */
@@ -415,6 +419,14 @@ static void finalize(lk_buckets *b, int i)
     else lk_copy_on_device(d, dst, src, mine * sizeof(float));
 }
 
+static void zero_gaps(lk_buckets *b, int i)
+{
+    float *d = data(b, i);
+    for (int g = b->gap_at[i]; g < b->gap_at[i + 1]; g++)
+        lk_zero(b->model->dev, d + (b->gaps[2 * g] - b->b[i].begin),
+                (b->gaps[2 * g + 1] - b->gaps[2 * g]) * sizeof(float));
+}
+
 void lk_buckets_before_grads(void *user, size_t offset, size_t count)
 {
     lk_buckets *b = user;
@@ -425,9 +437,7 @@ void lk_buckets_before_grads(void *user, size_t offset, size_t count)
     lk_bucket *k = &b->b[i];
     if (k->touched || b->status != LK_OK) return;
     if (k->prev >= 0) finalize(b, k->prev); /* the lane's last bucket is done with it */
-    for (int g = b->gap_at[i]; g < b->gap_at[i + 1]; g++)
-        lk_zero(b->model->dev, b->stage_buf + k->at + (b->gaps[2 * g] - k->begin),
-                (b->gaps[2 * g + 1] - b->gaps[2 * g]) * sizeof(float));
+    zero_gaps(b, i);
     k->touched = 1;
 }
 
