@@ -10,7 +10,7 @@
 #include "comm.h"
 #include "shm.h"
 
-#define SHM_SLOTS_MAX ((size_t)32 << 20) /* staging slots per host, whatever the ranks */
+
 
 typedef struct {
     MPI_Comm world, node;
@@ -346,7 +346,7 @@ static lk_status mpi_use_shm(lk_comm *c, int on, size_t grad_floats, float **gra
         return LK_OK;
     }
     const int nl = c->local_world;
-    const size_t piece = lk_shm_piece_for(nl, SHM_SLOTS_MAX);
+    const size_t piece = lk_shm_piece_for(nl, LK_SHM_SLOTS_MAX);
     char why[200] = "";
     if (!grads) grad_floats = 0;
     LK_CHECK(map_region(c, lk_shm_region_bytes(nl, piece, grad_floats), why, sizeof why));

@@ -42,6 +42,8 @@ typedef struct {
     double timeout_s;
 } lk_shm;
 
+#define LK_SHM_SLOTS_MAX ((size_t)32 << 20) /* staging slots per host, whatever the ranks */
+
 /* The region's size for nlocal processes, pieces of `piece` floats and gradient
  * buffers of grad_floats each (0 for none). */
 size_t lk_shm_region_bytes(int nlocal, size_t piece, size_t grad_floats);

@@ -323,6 +323,7 @@ static const lk_backend cpu_backend = {
     .owns = cpu_owns,
     .gemm = lk_cpu_gemm,
     .gemm_plan = lk_cpu_gemm_plan,
+    .mem_info = lk_cpu_mem_info,
     .bias_add = cpu_bias_add,
     .bias_grad = cpu_bias_grad,
     .act_forward = cpu_act_forward,

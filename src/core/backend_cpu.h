@@ -83,6 +83,7 @@ int lk_cpu_in_onednn(void);
 void lk_cpu_gemm(lk_device *d, int ta, int tb, int m, int n, int k, float alpha, const float *a,
                  int lda, const float *b, int ldb, float beta, float *c, int ldc);
 lk_status lk_cpu_gemm_plan(lk_device *d, const lk_gemm_desc *g);
+void lk_cpu_mem_info(lk_device *d, size_t *held, size_t *used, size_t *total);
 
 size_t lk_cpu_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd);
 size_t lk_cpu_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd);

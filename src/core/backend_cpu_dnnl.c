@@ -301,6 +301,13 @@ static matmul *matmul_get(lk_cpu *c, const lk_gemm_desc *g)
     return mm;
 }
 
+void lk_cpu_mem_info(lk_device *d, size_t *held, size_t *used, size_t *total)
+{
+    const lk_cpu *c = lk_cpu_of(d);
+    *held = c->scratch_bytes + c->packed_bytes;
+    *used = *total = 0;
+}
+
 lk_status lk_cpu_gemm_plan(lk_device *d, const lk_gemm_desc *g)
 {
     lk_cpu *c = lk_cpu_of(d);

@@ -92,6 +92,11 @@ typedef struct lk_backend {
      * every compute entry skipped), so the backend can create what each product needs
      * (the CPU's oneDNN primitives and their scratchpad) before any step runs. */
     lk_status (*gemm_plan)(lk_device *d, const lk_gemm_desc *g);
+    /* Memory (optional; NULL reads as zeros): held, the bytes the backend keeps for itself
+     * (the CPU's oneDNN scratchpad and packed operands, sized by what the models built so
+     * far planned); used and total, the device's own memory in use and in all (a GPU's,
+     * every allocation and context included; 0 where device memory is host memory). */
+    void (*mem_info)(lk_device *d, size_t *held, size_t *used, size_t *total);
     /* y[o][c][i] += b[c]; db[c] = beta * db[c] + sum_{o,i} dy[o][c][i] (beta 0 or 1) */
     void (*bias_add)(lk_device *d, float *y, const float *b, int outer, int c, int inner);
     void (*bias_grad)(lk_device *d, float *db, const float *dy, int outer, int c, int inner,

@@ -104,6 +104,10 @@ lk_status lk_layer_init_params(lk_layer *l, lk_device *dev, lk_init_kind kind, u
         /* ids of the first four tensors of a layer are index*4 + i (as before layers
          * had more); each further block of four gets an id space of its own */
         uint64_t id = ((uint64_t)(i / 4) << 40) + (uint64_t)l->index * 4 + (uint64_t)(i % 4);
+        if (dev->host_addressable) { /* straight into the parameters: no scratch */
+            init_values(kind, p, seed, id, p->w, n);
+            continue;
+        }
         init_values(kind, p, seed, id, host_scratch, n);
         lk_copy_to_device(dev, p->w, host_scratch, n * sizeof(float));
     }

@@ -119,7 +119,8 @@ lk_param *lk_layer_add_buffer(lk_layer *l, const char *name, int ndim, const int
                               lk_pinit init);
 /* Fills every parameter of the layer on `dev` from the counter-based RNG, keyed by
  * (seed, layer index, parameter number) so each tensor gets its own numbers.
- * host_scratch holds the largest parameter tensor. */
+ * host_scratch holds the largest parameter tensor (unused where the device's memory is
+ * host memory: the values go straight in). */
 lk_status lk_layer_init_params(lk_layer *l, lk_device *dev, lk_init_kind kind, uint64_t seed,
                                float *host_scratch);
 lk_status lk_init_parse(const char *name, lk_init_kind *out);

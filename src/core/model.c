@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "ops.h"
 
@@ -68,6 +69,7 @@ lk_status lk_model_add(lk_model *m, lk_layer *l)
  * once on the real arena. */
 static void plan_arena(lk_model *m, lk_arena *a)
 {
+    const size_t start = a->used;
     const int B = m->max_batch;
     size_t in_bytes = (size_t)B * lk_shape_numel(&m->in_shape) * sizeof(float);
     size_t dmax = in_bytes, ws = 0;
@@ -84,11 +86,36 @@ static void plan_arena(lk_model *m, lk_arena *a)
     m->dbuf[0] = lk_arena_take(a, dmax);
     m->dbuf[1] = lk_arena_take(a, dmax);
     m->dout = lk_arena_take(a, dmax);
+    const size_t before_ws = a->used;
     m->workspace = ws ? lk_arena_take(a, ws) : NULL;
+    m->ws_bytes = a->used - before_ws;
     m->aux_loss = lk_arena_take(a, sizeof(float));
+    m->act_bytes = a->used - start - m->ws_bytes;
 }
 
-lk_status lk_model_build(lk_model *m, int max_batch)
+/* Address space for `bytes` that no memory backs (slot k): the pointers of a dry build. */
+static void *reserve(lk_model *m, int k, size_t bytes)
+{
+    bytes = LK_ALIGN_UP(LK_MAX(bytes, 1), 4096);
+    void *p = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    m->reserved[k] = p;
+    m->reserved_bytes[k] = bytes;
+    return p;
+}
+
+static void unreserve(lk_model *m, int k)
+{
+    if (m->reserved[k]) munmap(m->reserved[k], m->reserved_bytes[k]);
+    m->reserved[k] = NULL;
+    m->reserved_bytes[k] = 0;
+}
+
+enum { RES_PARAMS, RES_GRADS, RES_ARENA };
+
+lk_status lk_model_build(lk_model *m, int max_batch) { return lk_model_build_ex(m, max_batch, LK_BUILD_FULL); }
+
+lk_status lk_model_build_ex(lk_model *m, int max_batch, lk_build how)
 {
     if (m->params) return LK_ERR(LK_ERR_STATE, "model already built");
     if (m->nlayers == 0) return LK_ERR(LK_ERR_ARG, "model has no layers");
@@ -118,13 +145,16 @@ lk_status lk_model_build(lk_model *m, int max_batch)
         }
     m->nbuffers = off - m->nparams;
     size_t pbytes = LK_MAX(off, 1) * sizeof(float), gbytes = LK_MAX(m->nparams, 1) * sizeof(float);
-    m->params = lk_dev_alloc(m->dev, pbytes);
-    m->grads = lk_dev_alloc(m->dev, gbytes);
+    m->dry = how == LK_BUILD_DRY;
+    m->params = m->dry ? reserve(m, RES_PARAMS, pbytes) : lk_dev_alloc(m->dev, pbytes);
+    m->grads = how != LK_BUILD_FULL ? reserve(m, RES_GRADS, gbytes) : lk_dev_alloc(m->dev, gbytes);
+    m->grads_borrowed = how != LK_BUILD_FULL; /* not the device's to free */
     m->act = lk_calloc((size_t)m->nlayers + 1, sizeof *m->act);
     if (!m->params || !m->grads || !m->act)
-        return LK_ERR(LK_ERR_NOMEM, "cannot allocate %zu parameters on %s", off, m->dev->name);
-    lk_zero(m->dev, m->params, pbytes);
-    lk_zero(m->dev, m->grads, gbytes);
+        return LK_ERR(LK_ERR_NOMEM, "cannot allocate %zu parameters (%.1f MB) on %s", off,
+                      (double)pbytes / 1e6, m->dev->name);
+    if (!m->dry) lk_zero(m->dev, m->params, pbytes);
+    if (how == LK_BUILD_FULL) lk_zero(m->dev, m->grads, gbytes);
     for (int i = 0; i < m->nlayers; i++)
         for (int j = 0; j < m->layers[i]->nparams; j++) {
             lk_param *p = &m->layers[i]->params[j];
@@ -134,9 +164,14 @@ lk_status lk_model_build(lk_model *m, int max_batch)
 
     lk_arena measure = lk_arena_measure();
     plan_arena(m, &measure);
-    LK_CHECK(lk_arena_create(&m->arena, m->dev, measure.used));
+    if (m->dry) {
+        m->arena = (lk_arena){NULL, reserve(m, RES_ARENA, measure.used), measure.used, 0};
+        if (!m->arena.base) return LK_ERR(LK_ERR_NOMEM, "cannot reserve address space for a plan");
+    } else {
+        LK_CHECK(lk_arena_create(&m->arena, m->dev, measure.used));
+    }
     plan_arena(m, &m->arena);
-    lk_zero(m->dev, m->aux_loss, sizeof(float));
+    if (!m->dry) lk_zero(m->dev, m->aux_loss, sizeof(float));
     return plan_ops(m);
 }
 
@@ -173,6 +208,23 @@ static void point_grads(lk_model *m)
         }
 }
 
+lk_status lk_model_alloc_grads(lk_model *m)
+{
+    if (!m->params || m->dry) return LK_ERR(LK_ERR_STATE, "model must be built before its gradients");
+    if (m->grads && m->grads != m->reserved[RES_GRADS]) return LK_OK; /* it has them */
+    const size_t bytes = LK_MAX(m->nparams, 1) * sizeof(float);
+    float *g = lk_dev_alloc(m->dev, bytes);
+    if (!g)
+        return LK_ERR(LK_ERR_NOMEM, "cannot allocate the gradients of %zu parameters (%.1f MB) on %s",
+                      m->nparams, (double)bytes / 1e6, m->dev->name);
+    lk_zero(m->dev, g, bytes);
+    m->grads = g;
+    m->grads_borrowed = 0;
+    unreserve(m, RES_GRADS);
+    point_grads(m);
+    return LK_OK;
+}
+
 lk_status lk_model_borrow_grads(lk_model *m, float *buf)
 {
     if (!m->params) return LK_ERR(LK_ERR_STATE, "model must be built before its gradients move");
@@ -182,6 +234,7 @@ lk_status lk_model_borrow_grads(lk_model *m, float *buf)
     if (!m->grads_borrowed) lk_dev_free(m->dev, m->grads);
     m->grads = buf;
     m->grads_borrowed = 1;
+    unreserve(m, RES_GRADS);
     memset(buf, 0, m->nparams * sizeof(float));
     point_grads(m);
     return LK_OK;
@@ -211,6 +264,7 @@ lk_status lk_model_drop_grads(lk_model *m)
                               "elsewhere", i, p->name);
         }
     if (!m->grads_borrowed) lk_dev_free(m->dev, m->grads);
+    unreserve(m, RES_GRADS);
     m->grads = NULL;
     m->grads_borrowed = 0;
     m->grads_transient = 1;
@@ -219,9 +273,9 @@ lk_status lk_model_drop_grads(lk_model *m)
 
 lk_status lk_model_init(lk_model *m, lk_init_kind kind, uint64_t seed)
 {
-    if (!m->params) return LK_ERR(LK_ERR_STATE, "model must be built before init");
-    size_t biggest = 1;
-    for (int i = 0; i < m->nlayers; i++)
+    if (!m->params || m->dry) return LK_ERR(LK_ERR_STATE, "model must be built before init");
+    size_t biggest = 1; /* a device that is not host memory fills its tensors from here */
+    for (int i = 0; i < m->nlayers && !m->dev->host_addressable; i++)
         for (int j = 0; j < m->layers[i]->nparams; j++)
             biggest = LK_MAX(biggest, lk_shape_numel(&m->layers[i]->params[j].shape));
     float *scratch = lk_malloc(biggest * sizeof(float));
@@ -241,9 +295,10 @@ void lk_model_destroy(lk_model *m)
     for (int i = 0; i < m->nlayers; i++) lk_layer_destroy(m->layers[i]);
     lk_free(m->layers);
     lk_free(m->act);
-    lk_dev_free(m->dev, m->params);
+    if (!m->dry) lk_dev_free(m->dev, m->params);
     if (!m->grads_borrowed && m->grads) lk_dev_free(m->dev, m->grads);
-    lk_arena_destroy(&m->arena);
+    if (!m->dry) lk_arena_destroy(&m->arena);
+    for (int k = 0; k < 3; k++) unreserve(m, k);
     lk_free(m);
 }
 
@@ -334,7 +389,7 @@ lk_status lk_model_backward_range(lk_model *m, int lo, int batch, long step, lk_
 
 void lk_model_zero_grad(lk_model *m)
 {
-    if (m->grads) lk_zero(m->dev, m->grads, m->nparams * sizeof(float));
+    if (m->grads && m->grads != m->reserved[RES_GRADS]) lk_zero(m->dev, m->grads, m->nparams * sizeof(float));
 }
 
 int lk_model_param_count(const lk_model *m)

@@ -26,6 +26,11 @@ typedef struct lk_model {
     float *params, *grads;    /* device; params holds nparams + nbuffers floats */
     int grads_borrowed;       /* grads belong to the caller of lk_model_borrow_grads */
     lk_arena arena;           /* activations, saved state, workspace */
+    size_t act_bytes;         /* of the arena: activations, saved state, gradient buffers */
+    size_t ws_bytes;          /* of the arena: the layers' shared workspace */
+    int dry;                  /* built by LK_BUILD_DRY: sizes only, no memory behind them */
+    void *reserved[3];        /* address space standing in for memory that is not there */
+    size_t reserved_bytes[3]; /* (PROT_NONE: a touch faults): see lk_model_build_ex */
     float **act;              /* act[0] input, act[i+1] output of layer i (max_batch) */
     float *dbuf[2];           /* ping-pong input gradients */
     float *dout;              /* gradient of the loss w.r.t. the output (filled by the loss) */
@@ -62,6 +67,15 @@ lk_status lk_model_place_grads(lk_model *m, float *(*at)(void *user, size_t offs
 /* Frees the full gradient buffer (m->grads becomes NULL) once every parameter's gradients
  * have been placed elsewhere, and makes every backward replace them (grads_transient). */
 lk_status lk_model_drop_grads(lk_model *m);
+/* How lk_model_build_ex builds: everything; everything but the gradient buffer (the
+ * caller then calls lk_model_alloc_grads, lk_model_borrow_grads, or places them and
+ * drops the buffer: lk_model_place_grads), which is then only reserved address space;
+ * or nothing but sizes and plans (a memory plan: params, grads and the arena are reserved
+ * address space, never touched, and the device's primitives are planned as for a run). */
+typedef enum { LK_BUILD_FULL = 0, LK_BUILD_NO_GRADS, LK_BUILD_DRY } lk_build;
+lk_status lk_model_build_ex(lk_model *m, int max_batch, lk_build how);
+/* The gradient buffer of a LK_BUILD_NO_GRADS model, zeroed. */
+lk_status lk_model_alloc_grads(lk_model *m);
 /* Plans and allocates params, grads and the arena for batches up to max_batch. */
 lk_status lk_model_build(lk_model *m, int max_batch);
 /* Initialises every parameter from (seed, tensor id) and zeroes the gradients. */

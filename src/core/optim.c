@@ -107,6 +107,12 @@ int lk_optim_state_count(lk_optim_kind kind)
 
 lk_status lk_optim_create(lk_optim **out, lk_device *dev, const lk_optim_config *cfg, size_t n)
 {
+    return lk_optim_create_slice(out, dev, cfg, n, 0, n);
+}
+
+lk_status lk_optim_create_slice(lk_optim **out, lk_device *dev, const lk_optim_config *cfg, size_t n,
+                                size_t lo, size_t hi)
+{
     *out = NULL;
     if (!(cfg->lr >= 0.0f) || !isfinite(cfg->lr))
         return LK_ERR(LK_ERR_ARG, "--lr must be a non-negative number (got %g)", (double)cfg->lr);
@@ -120,7 +126,7 @@ lk_status lk_optim_create(lk_optim **out, lk_device *dev, const lk_optim_config 
     o->dev = dev;
     o->n = n;
     o->scratch = lk_dev_alloc(dev, sizeof(float));
-    lk_status st = o->scratch ? lk_optim_shard(o, 0, n)
+    lk_status st = o->scratch ? lk_optim_shard(o, lo, hi)
                               : LK_ERR(LK_ERR_NOMEM, "cannot allocate the optimizer's scratch");
     if (st != LK_OK) {
         lk_optim_destroy(o);
@@ -134,6 +140,7 @@ lk_status lk_optim_shard(lk_optim *o, size_t lo, size_t hi)
 {
     if (lo > hi || hi > o->n)
         return LK_ERR(LK_ERR_ARG, "optimizer slice [%zu, %zu) of %zu parameters", lo, hi, o->n);
+    if ((o->s1 || o->s2) && lo == o->lo && hi == o->hi) return LK_OK; /* it has that slice */
     lk_dev_free(o->dev, o->s1);
     lk_dev_free(o->dev, o->s2);
     o->s1 = o->s2 = NULL;

@@ -63,6 +63,9 @@ typedef struct {
 } lk_optim;
 
 lk_status lk_optim_create(lk_optim **out, lk_device *dev, const lk_optim_config *cfg, size_t n);
+/* The same with state for the parameters [lo, hi) only (lk_optim_shard from the start). */
+lk_status lk_optim_create_slice(lk_optim **out, lk_device *dev, const lk_optim_config *cfg, size_t n,
+                                size_t lo, size_t hi);
 void lk_optim_destroy(lk_optim *o);
 /* Keeps state for [lo, hi) only (zeroed; before any step or load): steps then update that
  * slice, and clipping sums the squares of every rank's slice through o->sum. */

@@ -92,6 +92,12 @@ lk_status lk_metrics_summary(lk_metrics *m, const lk_summary_record *r)
     fputs("\"peak_source\":", m->f);
     json_str(m->f, r->peak_source ? r->peak_source : "");
     fputc(',', m->f);
+    num(m->f, "peak_host_bytes", r->peak_host_bytes, 0);
+    num(m->f, "plan_host_bytes", r->plan_host_bytes, 0);
+    if (r->plan_dev_bytes > 0.0) {
+        num(m->f, "peak_device_bytes", r->peak_dev_bytes, 0);
+        num(m->f, "plan_device_bytes", r->plan_dev_bytes, 0);
+    }
     num(m->f, "val_loss", r->val_loss, 0);
     num(m->f, "val_acc", r->val_acc, 0);
     num(m->f, "wall_s", r->wall_s, 1);

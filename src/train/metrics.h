@@ -33,6 +33,9 @@ typedef struct {
     double tokens_per_s;  /* language models (NaN: none) */
     double flops_per_sample, flops_per_s, peak_flops, mfu;
     const char *peak_source;
+    /* memory of rank 0: its peak resident host memory and GPU memory (0: none), and the
+     * plan's for them (memplan.h) */
+    double peak_host_bytes, peak_dev_bytes, plan_host_bytes, plan_dev_bytes;
 } lk_summary_record;
 lk_status lk_metrics_summary(lk_metrics *m, const lk_summary_record *r);
 

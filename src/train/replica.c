@@ -24,6 +24,7 @@ lk_status lk_replica_open(lk_replica *r, const lk_replica_spec *sp)
 {
     memset(r, 0, sizeof *r);
     LK_CHECK(lk_device_open(&r->dev, sp->device, sp->threads));
+    if (sp->check) LK_CHECK(sp->check(sp->check_user, r->dev));
     const lk_zoo_entry *z = lk_zoo_find(sp->model);
     if (!z) return lk_zoo_build(sp->model, NULL, 0, NULL); /* the error lists the known models */
     LK_CHECK(lk_model_create(&r->model, r->dev, &sp->sample));
@@ -31,7 +32,7 @@ lk_status lk_replica_open(lk_replica *r, const lk_replica_spec *sp)
     r->zoo = z;
     r->ylen = sp->ylen > 0 ? sp->ylen : 1;
     const int batch = sp->batch;
-    LK_CHECK(lk_model_build(r->model, batch));
+    LK_CHECK(lk_model_build_ex(r->model, batch, sp->build));
     LK_CHECK(lk_model_init(r->model, sp->init, sp->seed));
     size_t numel = lk_shape_numel(&sp->sample), nlab = (size_t)batch * r->ylen;
     r->labels = lk_dev_alloc(r->dev, nlab * sizeof(int32_t));

@@ -19,6 +19,11 @@ typedef struct {
     int batch;             /* the largest batch */
     lk_init_kind init;
     uint64_t seed;
+    lk_build build;        /* FULL; NO_GRADS: the caller provides the gradients (the trainer) */
+    /* called once the device is open, before the model is built (NULL: none): the
+     * trainer's memory plan, which may refuse the run */
+    lk_status (*check)(void *user, lk_device *dev);
+    void *check_user;
 } lk_replica_spec;
 
 typedef struct {

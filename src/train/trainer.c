@@ -20,6 +20,7 @@
 #include "ckptdir.h"
 #include "dist.h"
 #include "gan.h"
+#include "memplan.h"
 #include "metrics.h"
 #include "replica.h"
 
@@ -143,6 +144,12 @@ typedef struct {
     lk_topo_binding binding;
     double flops_sample; /* model FLOPs of one sample's training step (forward + backward) */
     double peak;         /* the job's peak FLOP/s: every rank's summed */
+    double runtime_bytes; /* resident before the model, the data and the backend's buffers aside */
+    double data_bytes;    /* resident growth while the datasets loaded */
+    lk_mem_plan plan;    /* this rank's memory plan */
+    double peak_dev;     /* the GPU's memory in use, at its highest seen (after steps) */
+    const lk_train_opts *opts;
+    lk_progress *prog;
     lk_peak own_peak;    /* this rank's, and where it comes from */
     struct {            /* LK_INJECT_FAULT=KIND:RANK:STEP, for testing failure handling */
         char kind[16];
@@ -330,6 +337,7 @@ static lk_status setup_comm(const lk_train_opts *o, run_state *s)
     LK_CHECK(lk_comm_use_shm(c, o->shm && mode == LK_PROGRESS_THREAD, grad_floats,
                              s->r.dev->host_addressable ? &shared : NULL));
     if (shared && stage < 2) LK_CHECK(lk_model_borrow_grads(m, shared));
+    else if (stage < 2) LK_CHECK(lk_model_alloc_grads(m));
     lk_buckets **sets[2] = {s->gan.r ? &s->gan.bd : &s->buckets, &s->gan.bg};
     for (int k = 0; k < 2; k++) {
         if (hi[k] <= lo[k]) continue;
@@ -345,6 +353,59 @@ static lk_status setup_comm(const lk_train_opts *o, run_state *s)
     return LK_OK;
 }
 
+/* bytes the data take: the datasets as loaded (measured), the sampler's order and a
+ * batch's host buffers */
+static double data_bytes(const run_state *s, int batch)
+{
+    const double per = (double)lk_dataset_sample_numel(&s->train) * sizeof(float);
+    return s->data_bytes + (double)s->train.n * sizeof(int32_t) +
+           (double)batch * (per + (double)lk_dataset_ylen(&s->train) * 2 * sizeof(int32_t));
+}
+
+/* The replica's check, once its device is open: the memory plan, from the model built dry
+ * on that device; printed, and a run that does not fit (on any rank) refused now. */
+static lk_status plan_memory(void *user, lk_device *dev)
+{
+    run_state *s = user;
+    const lk_train_opts *o = s->opts;
+    lk_comm *c = s->comm;
+    /* the peak MFU divides by (a CPU measures its products), then what the process holds
+     * that the plan does not model */
+    LK_CHECK(lk_peak_find(dev, o->peak_tflops, &s->own_peak));
+    size_t held = 0, used = 0, total = 0; /* the backend's buffers are the plan's workspace */
+    if (dev->ops->mem_info) dev->ops->mem_info(dev, &held, &used, &total);
+    s->runtime_bytes = LK_MAX(0.0, lk_mem_rss() - s->data_bytes - (double)held);
+    lk_arch arch;
+    LK_CHECK(lk_arch_for(o->model, &o->arch, &arch));
+    lk_model *m = NULL;
+    lk_status st = lk_model_create(&m, dev, &s->train.sample);
+    if (st == LK_OK) st = lk_zoo_build(o->model, m, s->train.nclasses, &o->arch);
+    if (st == LK_OK) st = lk_model_build_ex(m, o->batch, LK_BUILD_DRY);
+    lk_progress_mode mode = o->sync_bn ? LK_PROGRESS_LAYERS : lk_progress_resolve(c, o->comm_progress);
+    const lk_zoo_entry *z = lk_zoo_find(o->model);
+    size_t split = 0;
+    if (st == LK_OK && z->target == LK_TARGET_REAL && m->nlayers > LK_GAN_G_LAYERS)
+        split = m->layers[LK_GAN_G_LAYERS]->param_offset + m->layers[LK_GAN_G_LAYERS]->param_count;
+    if (st == LK_OK) {
+        const lk_mem_inputs in = {m, o->optim.kind, o->zero, c->world, c->rank, c->local_world,
+                                  (size_t)(o->bucket_mb * 1048576.0), split,
+                                  o->shm && mode == LK_PROGRESS_THREAD && dev->host_addressable,
+                                  data_bytes(s, o->batch), s->runtime_bytes, lk_mem_rss_peak()};
+        lk_mem_plan_compute(&in, &s->plan);
+    }
+    lk_model_destroy(m);
+    LK_CHECK(st);
+    char line[600];
+    lk_mem_plan_line(&s->plan, line, sizeof line);
+    lk_progress_line(s->prog, "%s", line);
+    double refuse = !s->plan.fits; /* every rank's verdict: all stop, or none */
+    LK_CHECK(lk_comm_allreduce_f64(c, &refuse, 1, LK_REDUCE_MAX));
+    if (refuse > 0.0)
+        return LK_ERR(LK_ERR_NOMEM, "the run does not fit: %s%s (lower --batch, add ranks with --zero 1 "
+                      "or 2, or --recompute)", s->plan.fits ? "on another host; here " : "", line);
+    return LK_OK;
+}
+
 static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
 {
     s->comm = o->comm;
@@ -353,6 +414,8 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
         s->comm = s->own_comm;
     }
     const int rank = s->comm->rank, world = s->comm->world;
+    s->opts = o;
+    s->prog = prog;
     LK_CHECK(parse_fault(s));
     /* under mpirun stdout is a pseudo-terminal even when the job's output goes to a
      * file: plain lines there unless a bar is asked for */
@@ -364,12 +427,15 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     LK_CHECK(lk_device_resolve(o->device, s->comm->local_rank, dev, sizeof dev));
     int gpus = strcmp(dev, "cpu") && strncmp(o->device, "cuda:", 5) ? lk_cuda_device_count() : 0;
     LK_CHECK(lk_topo_bind(s->comm, o->bind, gpus, &s->binding));
+    const double before_data = lk_mem_rss();
     LK_CHECK(open_data(o, s));
+    s->data_bytes = LK_MAX(0.0, lk_mem_rss() - before_data);
     int threads = o->threads > 0 ? o->threads : s->binding.ncores;
     LK_CHECK(lk_replica_open(&s->r, &(lk_replica_spec){dev, threads, o->model, o->arch,
                                                       s->train.sample, s->train.nclasses,
                                                       lk_dataset_ylen(&s->train), o->batch,
-                                                      o->init, o->seed}));
+                                                      o->init, o->seed, LK_BUILD_NO_GRADS, plan_memory,
+                                                      s}));
     lk_model *m = s->r.model;
     if (s->r.zoo->target == LK_TARGET_REAL) {
         if (o->accum != 1) return LK_ERR(LK_ERR_ARG, "--accum: model %s alternates its own steps; use 1", o->model);
@@ -387,7 +453,9 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     lk_optim_config oc = o->optim;
     oc.total_steps = s->total;
     if (oc.decay == LK_DECAY_DEFAULT) oc.decay = s->r.zoo->decay_matrices ? LK_DECAY_MATRICES : LK_DECAY_ALL;
-    LK_CHECK(lk_optim_create(&s->opt, s->r.dev, &oc, m->nparams));
+    lk_shard own; /* the optimizer's state is made for this rank's slice from the start */
+    lk_shard_init(&own, m->nparams, o->zero ? world : 1, o->zero ? rank : 0);
+    LK_CHECK(lk_optim_create_slice(&s->opt, s->r.dev, &oc, m->nparams, own.lo, own.hi));
     LK_CHECK(lk_optim_decay_model(s->opt, m));
     LK_CHECK(lk_zero_create(&s->zero, s->comm, m, s->opt, o->zero, (size_t)(o->bucket_mb * 1048576.0)));
     s->gan.zero = s->zero;
@@ -399,10 +467,10 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     }
     LK_CHECK(lk_dist_broadcast_params(s->comm, m, s->host_params));
     if (world > 1) LK_CHECK(setup_comm(o, s));
+    else LK_CHECK(lk_model_alloc_grads(m));
     /* model FLOPs per sample, and the peak they are measured against (every rank's) */
     s->flops_sample = s->gan.r ? lk_gan_flops(&s->gan) : 3.0 * lk_model_flops(m, 0, m->nlayers);
-    LK_CHECK(lk_peak_find(s->r.dev, o->peak_tflops, &s->own_peak));
-    s->peak = s->own_peak.flops;
+    s->peak = s->own_peak.flops; /* (own_peak: found before the model was built) */
     LK_CHECK(lk_comm_allreduce_f64(s->comm, &s->peak, 1, LK_REDUCE_SUM));
     if (rank == 0) LK_CHECK(lk_metrics_open(&s->metrics, o->metrics_path));
     s->step_ms = lk_malloc((size_t)LK_MAX(s->total, 1) * sizeof(double));
@@ -489,6 +557,16 @@ static lk_status gan_train_step(run_state *s, int i, double *samples)
     return inject_fault(s);
 }
 
+/* the GPU's memory in use, at its highest so far (nothing is allocated inside a step, so
+ * after one it stays put) */
+static void note_device_memory(run_state *s)
+{
+    lk_device *d = s->r.dev;
+    size_t held = 0, used = 0, total = 0;
+    if (d->ops->mem_info) d->ops->mem_info(d, &held, &used, &total);
+    s->peak_dev = LK_MAX(s->peak_dev, (double)used);
+}
+
 /* where a step's losses add up (n x the batch mean): the model's, and a GAN's generator's */
 static float *loss_sum(run_state *s) { return s->gan.r ? &s->gan.loss[1] : &s->r.scalars[2]; }
 static void zero_losses(run_state *s)
@@ -539,6 +617,7 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                 lk_copy_to_host(s->r.dev, sums, loss_sum(s), (s->gan.r ? 2 : 1) * sizeof(float));
                 double red[3] = {sums[0], log_local, sums[1]};
                 LK_CHECK(lk_device_status(s->r.dev)); /* a GPU's failures surface here */
+                note_device_memory(s);
                 LK_CHECK(lk_comm_status(c));          /* and NCCL's, before MPI waits */
                 LK_CHECK(lk_comm_allreduce_f64(c, red, 3, LK_REDUCE_SUM));
                 double loss = red[0] / red[1], loss_g = s->gan.r ? red[2] / red[1] : NAN;
@@ -593,10 +672,14 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
     res->flops_per_s = s->flops_sample * res->samples_per_s;
     res->mfu = res->flops_per_s / s->peak;
     const double tokens = s->r.ylen > 1 ? res->samples_per_s * s->r.ylen : NAN;
+    note_device_memory(s);
+    res->peak_host_bytes = lk_mem_rss_peak();
+    res->peak_dev_bytes = s->peak_dev;
     lk_summary_record sr = {res->samples_per_s, res->step_ms_median, val_loss, val_acc,
                             lk_now() - t_start, s->step, warm, s->epochs, c->world, o->batch,
                             s->r.dev->name, o->model, tokens, s->flops_sample, res->flops_per_s,
-                            s->peak, res->mfu, s->own_peak.source};
+                            s->peak, res->mfu, s->own_peak.source, res->peak_host_bytes,
+                            res->peak_dev_bytes, s->plan.host_rank, s->plan.dev_rank};
     LK_CHECK(lk_metrics_summary(&s->metrics, &sr));
     char acc[32] = "", tok[48] = "";
     if (!isnan(val_acc)) snprintf(acc, sizeof acc, ", val_acc %.4f", val_acc);
@@ -606,6 +689,13 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                      "%.3f, val_loss %.4f%s",
                      res->steps, res->samples_per_s, tok, res->step_ms_median,
                      res->flops_per_s * 1e-12, res->mfu, val_loss, acc);
+    if (s->plan.dev_rank > 0.0)
+        lk_progress_line(&prog, "memory (rank 0): peak GPU %.2f GB (plan %.2f GB), peak resident host %.2f GB "
+                         "(plan %.2f GB)", res->peak_dev_bytes / 1e9, s->plan.dev_rank / 1e9,
+                         res->peak_host_bytes / 1e9, s->plan.host_rank / 1e9);
+    else
+        lk_progress_line(&prog, "memory (rank 0): peak resident %.2f GB (plan %.2f GB)",
+                         res->peak_host_bytes / 1e9, s->plan.host_rank / 1e9);
     return LK_OK;
 }
 
@@ -652,7 +742,7 @@ lk_status lk_eval_checkpoint(const char *dir, const char *data_spec, const char 
     if (st == LK_OK)
         st = lk_replica_open(&r, &(lk_replica_spec){device, threads, rc.model, rc.arch, rc.in_shape,
                                                     rc.nclasses, lk_dataset_ylen(&d), batch,
-                                                    LK_INIT_DEFAULT, 0});
+                                                    LK_INIT_DEFAULT, 0, LK_BUILD_FULL, NULL, NULL});
     if (st == LK_OK)
         st = lk_checkpoint_load_weights(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path),
                                         r.model);

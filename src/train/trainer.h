@@ -50,6 +50,8 @@ typedef struct {
     double val_loss, val_acc;
     double samples_per_s, step_ms_median;
     double flops_per_s, mfu; /* model FLOP/s over the timed steps, and that over the peak */
+    double peak_host_bytes;  /* this rank's peak resident memory (VmHWM) */
+    double peak_dev_bytes;   /* its GPU's memory in use at the highest seen (0: not a GPU) */
     long steps;
 } lk_train_result;
 

@@ -1232,6 +1232,9 @@ static const entry_row ENTRIES[] = {
     EXEMPT(gemm_plan, 1,
            "a planning hook that computes nothing to compare; optional, NULL on CUDA (cuBLAS needs "
            "nothing prepared); the CPU's is exercised by every model build (test_model)"),
+    EXEMPT(mem_info, 1,
+           "reports sizes, nothing to compare; the memory plan's test (test_memplan) reads the "
+           "CPU's, and tests/run-gpu.sh's training runs the GPU's"),
     CASE(bias_add),
     CASE(bias_grad),
     CASE(act_forward),

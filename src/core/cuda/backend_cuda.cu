@@ -565,6 +565,16 @@ static lk_status cu_status(lk_device *d)
     return g->error[0] ? LK_ERR(LK_ERR_DEVICE, "%s", g->error) : LK_OK;
 }
 
+/* cuBLAS and cuDNN keep their workspaces inside what the device reports as used */
+static void cu_mem_info(lk_device *d, size_t *held, size_t *used, size_t *total)
+{
+    size_t fr = 0, all = 0;
+    *held = 0;
+    LK_CU(lk_cuda_of(d), cudaMemGetInfo(&fr, &all));
+    *used = all - fr;
+    *total = all;
+}
+
 /* Designated, so that no two entries with the same signature can be swapped silently;
  * -Wextra (missing-field-initializers) fails the build when an entry is left out. */
 static const lk_backend cuda_backend = {
@@ -581,6 +591,7 @@ static const lk_backend cuda_backend = {
     .owns = cu_owns,
     .gemm = cu_gemm,
     .gemm_plan = NULL, /* cuBLAS needs nothing prepared */
+    .mem_info = cu_mem_info,
     .bias_add = lk_cuda_bias_add,
     .bias_grad = lk_cuda_bias_grad,
     .act_forward = cu_act_forward,

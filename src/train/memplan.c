@@ -1,0 +1,141 @@
+/* memplan.c - the memory plan's arithmetic and the process's measured memory. */
+#include "memplan.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../comm/bucket.h"
+#include "../comm/shard.h"
+#include "../comm/shm.h"
+
+static const char *const kind_names[LK_MEM_KINDS] = {
+    "params", "grads", "optimizer", "activations", "workspace", "comm", "data", "runtime"};
+
+const char *lk_mem_kind_name(lk_mem_kind k) { return kind_names[k]; }
+
+/* a /proc file's "Key:   123 kB" line, in bytes (0: not there) */
+static double proc_kb(const char *path, const char *key)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return 0.0;
+    char line[256];
+    double v = 0.0;
+    const size_t len = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, len) && line[len] == ':') {
+            v = strtod(line + len + 1, NULL) * 1024.0;
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+double lk_mem_rss(void) { return proc_kb("/proc/self/status", "VmRSS"); }
+double lk_mem_rss_peak(void) { return proc_kb("/proc/self/status", "VmHWM"); }
+double lk_mem_available(void) { return proc_kb("/proc/meminfo", "MemAvailable"); }
+
+/* Stage 2's staging floats: each network's buckets. */
+static double staging_floats(const lk_mem_inputs *in)
+{
+    const lk_model *m = in->m;
+    const size_t split = in->split && in->split < m->nparams ? in->split : m->nparams;
+    double f = (double)lk_buckets_stage_floats(m, in->bucket_bytes, 0, split);
+    if (split < m->nparams) f += (double)lk_buckets_stage_floats(m, in->bucket_bytes, split, m->nparams);
+    return f;
+}
+
+void lk_mem_plan_compute(const lk_mem_inputs *in, lk_mem_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    const lk_model *m = in->m;
+    lk_device *d = m->dev;
+    const int sharded = in->zero > 0 && in->world > 1;
+    lk_shard sh;
+    lk_shard_init(&sh, m->nparams, sharded ? in->world : 1, sharded ? in->rank : 0);
+    const double F = sizeof(float), n = (double)m->nparams, slice = (double)(sh.hi - sh.lo);
+    const int stage = sharded ? in->zero : 0;
+    const int nl = in->local_world > 0 ? in->local_world : 1;
+    const int shm = in->shm && in->world > 1 && nl >= 2 && d->host_addressable;
+    size_t held = 0, used = 0, total = 0;
+    if (d->ops->mem_info) d->ops->mem_info(d, &held, &used, &total);
+
+    double dev[LK_MEM_KINDS] = {0}, host[LK_MEM_KINDS] = {0};
+    dev[LK_MEM_PARAMS] = (double)(m->nparams + m->nbuffers) * F;
+    dev[LK_MEM_OPTIM] = lk_optim_state_count(in->optim) * (stage ? slice : n) * F;
+    /* the gradients the layers write (all of them, or stage 2's staging) and the slice */
+    const double written = (stage == 2 ? staging_floats(in) : n) * F;
+    if (stage == 2) dev[LK_MEM_GRADS] = slice * F;
+    if (shm) { /* in the host's region: its own, and its share of every other's */
+        p->shared = nl * written;
+        host[LK_MEM_GRADS] += written * (1.0 + (double)(nl - 1) / nl);
+    } else {
+        dev[LK_MEM_GRADS] += written;
+    }
+    dev[LK_MEM_ACT] = (double)m->act_bytes;
+    dev[LK_MEM_WORKSPACE] = (double)m->ws_bytes + (double)held;
+    if (in->world > 1 && d->host_addressable && in->shm && nl >= 2) {
+        const size_t piece = lk_shm_piece_for(nl, LK_SHM_SLOTS_MAX);
+        const double slots = (double)lk_shm_region_bytes(nl, piece, 0);
+        host[LK_MEM_COMM] += slots;
+        p->shared += slots;
+    }
+    if (!d->host_addressable && in->world > 1) host[LK_MEM_COMM] += n * F; /* pinned staging */
+    host[LK_MEM_DATA] = in->data_bytes;
+    host[LK_MEM_RUNTIME] = in->runtime_bytes;
+    for (int k = 0; k < LK_MEM_KINDS; k++) {
+        if (d->host_addressable) host[k] += dev[k], dev[k] = 0.0;
+        p->host[k] = host[k];
+        p->dev[k] = dev[k];
+        p->host_rank += host[k];
+        p->dev_rank += dev[k];
+    }
+    if (d->host_addressable) p->host_rank = LK_MAX(p->host_rank, in->peak_before);
+    /* the host: every local rank's private memory, the shared region once (the ranks'
+     * slices differ by at most a cache line: this rank's stands for each) */
+    const double own_shared = shm ? written * (1.0 + (double)(nl - 1) / nl) : 0.0;
+    const double slots = p->shared - (shm ? nl * written : 0.0);
+    p->host_total = nl * (p->host_rank - own_shared - slots) + p->shared;
+    p->host_avail = lk_mem_available();
+    p->dev_avail = total ? (double)(total - used) : 0.0;
+    p->local_world = nl;
+    p->fits = (p->host_avail <= 0.0 || p->host_total <= p->host_avail) &&
+              (!total || p->dev_rank <= p->dev_avail);
+}
+
+static double gb(double b) { return b / 1e9; }
+
+void lk_mem_plan_line(const lk_mem_plan *p, char *buf, size_t len)
+{
+    const int gpu = p->dev_rank > 0.0;
+    size_t at = (size_t)snprintf(buf, len, "memory plan per rank%s:", gpu ? " (GPU)" : "");
+    for (int k = 0; k < LK_MEM_KINDS && at < len; k++) {
+        const double v = gpu ? p->dev[k] : p->host[k];
+        if (v > 0.0 || !gpu) at += (size_t)snprintf(buf + at, len - at, " %s %.2f,", kind_names[k], gb(v));
+    }
+    if (at < len)
+        at += (size_t)snprintf(buf + at, len - at, " = %.2f GB", gb(gpu ? p->dev_rank : p->host_rank));
+    if (gpu && at < len)
+        at += (size_t)snprintf(buf + at, len - at, " of %.2f GB free; host %.2f GB a rank", gb(p->dev_avail),
+                               gb(p->host_rank));
+    if (at < len)
+        snprintf(buf + at, len - at, "; the host: %d rank%s %.2f GB of %.2f GB available (%s)", p->local_world,
+                 p->local_world == 1 ? "" : "s", gb(p->host_total), gb(p->host_avail),
+                 p->fits ? "fits" : "does not fit");
+}
+
+void lk_mem_plan_print(const lk_mem_plan *p, FILE *out)
+{
+    const int gpu = p->dev_rank > 0.0;
+    fprintf(out, "# memory per rank, GB%s\n", gpu ? " (GPU | host)" : "");
+    for (int k = 0; k < LK_MEM_KINDS; k++) {
+        if (gpu) fprintf(out, "  %-12s %9.3f | %9.3f\n", kind_names[k], gb(p->dev[k]), gb(p->host[k]));
+        else fprintf(out, "  %-12s %9.3f\n", kind_names[k], gb(p->host[k]));
+    }
+    if (gpu) fprintf(out, "  %-12s %9.3f | %9.3f\n", "total", gb(p->dev_rank), gb(p->host_rank));
+    else fprintf(out, "  %-12s %9.3f\n", "total", gb(p->host_rank));
+    if (p->shared > 0.0) fprintf(out, "  (of which shared memory: %.3f, mapped by every rank of the host)\n", gb(p->shared));
+    fprintf(out, "# the host: %d rank%s, %.3f GB (shared memory once) of %.3f GB available", p->local_world,
+            p->local_world == 1 ? "" : "s", gb(p->host_total), gb(p->host_avail));
+    if (gpu) fprintf(out, "; each GPU: %.3f GB of %.3f GB free", gb(p->dev_rank), gb(p->dev_avail));
+    fprintf(out, ": %s\n", p->fits ? "fits" : "does NOT fit");
+}
