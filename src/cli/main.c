@@ -404,7 +404,9 @@ static const struct option plan_opts[] = {
     {"layers", 1, 0, O_LAYERS},       {"heads", 1, 0, O_HEADS},         {"dim", 1, 0, O_DIM},
     {"ctx", 1, 0, O_CTX},             {"ranks", 1, 0, O_RANKS},         {"link-gbps", 1, 0, O_LINK_GBPS},
     {"latency-us", 1, 0, O_LATENCY_US}, {"comm-csv", 1, 0, O_COMM_CSV}, {"steps", 1, 0, O_STEPS},
-    {"shared-cores", 0, 0, O_SHARED_CORES}, {"help", 0, 0, O_HELP},  {0, 0, 0, 0},
+    {"shared-cores", 0, 0, O_SHARED_CORES}, {"memory", 0, 0, O_MEMORY}, {"zero", 1, 0, O_ZERO},
+    {"shm", 1, 0, O_SHM},             {"device", 1, 0, O_DEVICE},       {"help", 0, 0, O_HELP},
+    {0, 0, 0, 0},
 };
 
 static int cmd_plan(int argc, char **argv)
@@ -417,6 +419,7 @@ static int cmd_plan(int argc, char **argv)
     o.link_gbps = 10;
     o.latency_us = 50;
     o.steps = 20;
+    int memory = 0, ranks_given = 0;
     lk_optim_kind kind = LK_OPT_MOMENTUM;
     long v;
     int c;
@@ -432,14 +435,22 @@ static int cmd_plan(int argc, char **argv)
         case O_THREADS: s = lk_arg_int("--threads", optarg, 1, 4096, &v), o.train.threads = (int)v; break;
         case O_BUCKET_MB: s = lk_arg_float("--bucket-mb", optarg, 1e-6, 1e6, &o.train.bucket_mb); break;
         case O_OPTIM: s = lk_optim_parse(optarg, &kind); break;
-        case O_RANKS: s = lk_arg_int("--ranks", optarg, 1, 1 << 20, &v), o.ranks = (int)v; break;
+        case O_RANKS: s = lk_arg_int("--ranks", optarg, 1, 1 << 20, &v), o.ranks = (int)v, ranks_given = 1; break;
         case O_LINK_GBPS: s = lk_arg_float("--link-gbps", optarg, 1e-3, 1e6, &o.link_gbps); break;
         case O_LATENCY_US: s = lk_arg_float("--latency-us", optarg, 0, 1e7, &o.latency_us); break;
         case O_COMM_CSV: o.comm_csv = optarg; break;
         case O_STEPS: s = lk_arg_int("--steps", optarg, 1, 100000, &v), o.steps = (int)v; break;
         case O_SHARED_CORES: o.shared_cores = 1; break;
+        case O_MEMORY: memory = 1; break;
+        case O_ZERO: s = CHOICE("--zero", o.train.zero, NAMES("0", "1", "2"), VALUES(0, 1, 2)); break;
+        case O_SHM: s = CHOICE("--shm", o.train.shm, NAMES("auto", "off"), VALUES(1, 0)); break;
+        case O_DEVICE: o.train.device = optarg; break;
         case O_HELP:
-            printf("usage: lockstep plan --model NAME [flags]\n\n"
+            printf("usage: lockstep plan --model NAME [flags]\n"
+                   "       lockstep plan --memory --model NAME [--ranks N --zero 0|1|2 ...]\n\n"
+                   "  --memory              the memory a rank of the run would hold, by kind, and\n"
+                   "                        whether N ranks on this host fit (--ranks default 1;\n"
+                   "                        --zero, --shm, --device, --optim as for train)\n"
                    "  --ranks N             project 1, 2, 4 ... N ranks (default 8)\n"
                    "  --link-gbps B --latency-us A   the links (default 10 Gbit/s, 50 us)\n"
                    "  --comm-csv FILE       fit the all-reduce to `lockstep bench comm --csv` instead\n"
@@ -460,7 +471,8 @@ static int cmd_plan(int argc, char **argv)
     if (s == LK_OK && optind < argc) s = LK_ERR(LK_ERR_ARG, "unexpected argument '%s'", argv[optind]);
     o.train.optim = lk_optim_defaults(kind);
     o.comm = g_comm;
-    if (s == LK_OK) s = lk_plan(&o, stdout);
+    if (memory && !ranks_given) o.ranks = 1;
+    if (s == LK_OK) s = memory ? lk_plan_memory(&o, stdout) : lk_plan(&o, stdout);
     return s == LK_OK ? 0 : fail(s);
 }
 

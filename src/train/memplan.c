@@ -35,19 +35,16 @@ double lk_mem_rss_peak(void) { return proc_kb("/proc/self/status", "VmHWM"); }
 double lk_mem_available(void) { return proc_kb("/proc/meminfo", "MemAvailable"); }
 
 /* Stage 2's staging floats: each network's buckets. */
-static double staging_floats(const lk_mem_inputs *in)
+static double staging_floats(const lk_mem_inputs *in, const lk_model *m, size_t split)
 {
-    const lk_model *m = in->m;
-    const size_t split = in->split && in->split < m->nparams ? in->split : m->nparams;
     double f = (double)lk_buckets_stage_floats(m, in->bucket_bytes, 0, split);
     if (split < m->nparams) f += (double)lk_buckets_stage_floats(m, in->bucket_bytes, split, m->nparams);
     return f;
 }
 
-void lk_mem_plan_compute(const lk_mem_inputs *in, lk_mem_plan *p)
+static void compute(const lk_mem_inputs *in, const lk_model *m, size_t split, lk_mem_plan *p)
 {
     memset(p, 0, sizeof *p);
-    const lk_model *m = in->m;
     lk_device *d = m->dev;
     const int sharded = in->zero > 0 && in->world > 1;
     lk_shard sh;
@@ -63,7 +60,7 @@ void lk_mem_plan_compute(const lk_mem_inputs *in, lk_mem_plan *p)
     dev[LK_MEM_PARAMS] = (double)(m->nparams + m->nbuffers) * F;
     dev[LK_MEM_OPTIM] = lk_optim_state_count(in->optim) * (stage ? slice : n) * F;
     /* the gradients the layers write (all of them, or stage 2's staging) and the slice */
-    const double written = (stage == 2 ? staging_floats(in) : n) * F;
+    const double written = (stage == 2 ? staging_floats(in, m, split) : n) * F;
     if (stage == 2) dev[LK_MEM_GRADS] = slice * F;
     if (shm) { /* in the host's region: its own, and its share of every other's */
         p->shared = nl * written;
@@ -100,6 +97,23 @@ void lk_mem_plan_compute(const lk_mem_inputs *in, lk_mem_plan *p)
     p->local_world = nl;
     p->fits = (p->host_avail <= 0.0 || p->host_total <= p->host_avail) &&
               (!total || p->dev_rank <= p->dev_avail);
+}
+
+lk_status lk_mem_plan_make(const lk_mem_inputs *in, lk_device *dev, lk_mem_plan *out)
+{
+    lk_model *m = NULL;
+    lk_status st = lk_model_create(&m, dev, &in->sample);
+    if (st == LK_OK) st = lk_zoo_build(in->model, m, in->nclasses, in->arch);
+    if (st == LK_OK) st = lk_model_build_ex(m, in->batch, LK_BUILD_DRY);
+    if (st == LK_OK) {
+        const lk_zoo_entry *z = lk_zoo_find(in->model);
+        size_t split = m->nparams; /* a GAN: the discriminator's [0, split), the generator's after */
+        if (z->target == LK_TARGET_REAL && m->nlayers > LK_GAN_G_LAYERS)
+            split = m->layers[LK_GAN_G_LAYERS]->param_offset + m->layers[LK_GAN_G_LAYERS]->param_count;
+        compute(in, m, split, out);
+    }
+    lk_model_destroy(m);
+    return st;
 }
 
 static double gb(double b) { return b / 1e9; }

@@ -27,6 +27,7 @@
 
 #include "../core/model.h"
 #include "../core/optim.h"
+#include "../models/zoo.h"
 
 typedef enum {
     LK_MEM_PARAMS = 0, LK_MEM_GRADS, LK_MEM_OPTIM, LK_MEM_ACT, LK_MEM_WORKSPACE, LK_MEM_COMM,
@@ -34,13 +35,16 @@ typedef enum {
 } lk_mem_kind;
 
 typedef struct {
-    const lk_model *m;     /* built (dry or not) at the run's batch */
+    const char *model;     /* the zoo's name, its sizes, the data's sample shape and classes */
+    const lk_arch *arch;
+    lk_shape sample;
+    int nclasses;
+    int batch;             /* per rank */
     lk_optim_kind optim;
     int zero;              /* 0, 1, 2 */
     int world, rank;       /* the job, and the rank planned */
     int local_world;       /* ranks on this host (every host runs as many) */
     size_t bucket_bytes;
-    size_t split;          /* a GAN's two networks: parameters [0, split) and [split, n); 0: one */
     int shm;               /* gradients through shared memory (CPU, comm thread, >= 2 ranks a host) */
     double data_bytes;     /* datasets and batch buffers in host memory */
     double runtime_bytes;  /* the process before data and model */
@@ -60,9 +64,9 @@ typedef struct {
     int fits;                  /* host_total <= host_avail, and the GPU's share fits it */
 } lk_mem_plan;
 
-/* The plan of in->rank (the model's device gives its free memory and its backend's
- * buffers). */
-void lk_mem_plan_compute(const lk_mem_inputs *in, lk_mem_plan *out);
+/* The plan of in->rank, from the model built dry on dev (which gives its free memory and
+ * its backend's buffers, and keeps the primitives it plans for the real build). */
+lk_status lk_mem_plan_make(const lk_mem_inputs *in, lk_device *dev, lk_mem_plan *out);
 const char *lk_mem_kind_name(lk_mem_kind k);
 /* One line: "memory per rank: params 3.10 GB, grads ... = 8.52 GB; host: 2 ranks 17.0 GB of
  * 23.4 GB available (fits)". */

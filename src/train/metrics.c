@@ -94,6 +94,8 @@ lk_status lk_metrics_summary(lk_metrics *m, const lk_summary_record *r)
     fputc(',', m->f);
     num(m->f, "peak_host_bytes", r->peak_host_bytes, 0);
     num(m->f, "plan_host_bytes", r->plan_host_bytes, 0);
+    num(m->f, "peak_host_bytes_all_ranks", r->peak_host_all, 0);
+    num(m->f, "plan_host_bytes_all_ranks", r->plan_host_all, 0);
     if (r->plan_dev_bytes > 0.0) {
         num(m->f, "peak_device_bytes", r->peak_dev_bytes, 0);
         num(m->f, "plan_device_bytes", r->plan_dev_bytes, 0);

@@ -36,6 +36,7 @@ typedef struct {
     /* memory of rank 0: its peak resident host memory and GPU memory (0: none), and the
      * plan's for them (memplan.h) */
     double peak_host_bytes, peak_dev_bytes, plan_host_bytes, plan_dev_bytes;
+    double peak_host_all, plan_host_all; /* every rank's added up */
 } lk_summary_record;
 lk_status lk_metrics_summary(lk_metrics *m, const lk_summary_record *r);
 

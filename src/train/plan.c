@@ -9,6 +9,7 @@
 #include "../comm/bucket.h"
 #include "../core/ops.h"
 #include "../data/dataset.h"
+#include "memplan.h"
 #include "replica.h"
 
 double lk_plan_allreduce_s(double bytes, int n, double alpha, double beta, int *tree)
@@ -394,4 +395,41 @@ lk_status lk_plan(const lk_plan_opts *o, FILE *out)
         if (n >= o->ranks) break;
     }
     return LK_OK;
+}
+
+lk_status lk_plan_memory(const lk_plan_opts *o, FILE *out)
+{
+    const lk_train_opts *t = &o->train;
+    if (o->ranks < 1 || o->ranks > 1 << 20) return LK_ERR(LK_ERR_ARG, "--ranks must be 1..2^20 (got %d)", o->ranks);
+    const double runtime = lk_mem_rss(); /* this process stands for a rank's libraries */
+    lk_arch arch;
+    LK_CHECK(lk_arch_for(t->model, &t->arch, &arch));
+    lk_dataset d[2];
+    memset(d, 0, sizeof d);
+    lk_device *dev = NULL;
+    lk_status st = lk_data_open(t->data, "train", arch.ctx, &d[0]);
+    if (st == LK_OK) st = lk_data_open(t->data, "test", arch.ctx, &d[1]);
+    const double data = lk_mem_rss() - runtime;
+    if (st == LK_OK) st = lk_device_open(&dev, t->device, t->threads);
+    lk_mem_plan p;
+    if (st == LK_OK) {
+        const double per = (double)lk_dataset_sample_numel(&d[0]) * sizeof(float);
+        const lk_mem_inputs in = {t->model, &t->arch, d[0].sample, d[0].nclasses, t->batch, t->optim.kind,
+                                  t->zero, o->ranks, 0, o->ranks, (size_t)(t->bucket_mb * 1048576.0),
+                                  t->shm && t->comm_progress != LK_PROGRESS_LAYERS && !t->sync_bn,
+                                  data + (double)d[0].n * sizeof(int32_t) +
+                                      (double)t->batch * (per + lk_dataset_ylen(&d[0]) * 2.0 * sizeof(int32_t)),
+                                  LK_MAX(0.0, lk_mem_rss() - data), 0.0};
+        st = lk_mem_plan_make(&in, dev, &p);
+    }
+    if (st == LK_OK) {
+        fprintf(out, "# model %s, batch %d a rank, %s, %d rank%s on this host, --zero %d%s\n", t->model, t->batch,
+                lk_optim_name(t->optim.kind), o->ranks, o->ranks == 1 ? "" : "s", t->zero,
+                t->shm ? "" : ", --shm off");
+        lk_mem_plan_print(&p, out);
+    }
+    lk_device_close(dev);
+    lk_dataset_free(&d[0]);
+    lk_dataset_free(&d[1]);
+    return st;
 }

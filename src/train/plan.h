@@ -103,5 +103,9 @@ typedef struct {
 /* Measures (every rank of o->comm at once) and prints, on rank 0, the projection for
  * 1, 2, 4 ... ranks and `ranks`. */
 lk_status lk_plan(const lk_plan_opts *o, FILE *out);
+/* `lockstep plan --memory`: the memory plan (memplan.h) of a rank of a run of o->train on
+ * o->ranks ranks, all on this host (o->train.zero, shm, optimizer, batch ...), printed by
+ * kind with the host's verdict; nothing is allocated for the model. */
+lk_status lk_plan_memory(const lk_plan_opts *o, FILE *out);
 
 #endif

@@ -375,26 +375,13 @@ static lk_status plan_memory(void *user, lk_device *dev)
     size_t held = 0, used = 0, total = 0; /* the backend's buffers are the plan's workspace */
     if (dev->ops->mem_info) dev->ops->mem_info(dev, &held, &used, &total);
     s->runtime_bytes = LK_MAX(0.0, lk_mem_rss() - s->data_bytes - (double)held);
-    lk_arch arch;
-    LK_CHECK(lk_arch_for(o->model, &o->arch, &arch));
-    lk_model *m = NULL;
-    lk_status st = lk_model_create(&m, dev, &s->train.sample);
-    if (st == LK_OK) st = lk_zoo_build(o->model, m, s->train.nclasses, &o->arch);
-    if (st == LK_OK) st = lk_model_build_ex(m, o->batch, LK_BUILD_DRY);
     lk_progress_mode mode = o->sync_bn ? LK_PROGRESS_LAYERS : lk_progress_resolve(c, o->comm_progress);
-    const lk_zoo_entry *z = lk_zoo_find(o->model);
-    size_t split = 0;
-    if (st == LK_OK && z->target == LK_TARGET_REAL && m->nlayers > LK_GAN_G_LAYERS)
-        split = m->layers[LK_GAN_G_LAYERS]->param_offset + m->layers[LK_GAN_G_LAYERS]->param_count;
-    if (st == LK_OK) {
-        const lk_mem_inputs in = {m, o->optim.kind, o->zero, c->world, c->rank, c->local_world,
-                                  (size_t)(o->bucket_mb * 1048576.0), split,
-                                  o->shm && mode == LK_PROGRESS_THREAD && dev->host_addressable,
-                                  data_bytes(s, o->batch), s->runtime_bytes, lk_mem_rss_peak()};
-        lk_mem_plan_compute(&in, &s->plan);
-    }
-    lk_model_destroy(m);
-    LK_CHECK(st);
+    const lk_mem_inputs in = {o->model, &o->arch, s->train.sample, s->train.nclasses, o->batch,
+                              o->optim.kind, o->zero, c->world, c->rank, c->local_world,
+                              (size_t)(o->bucket_mb * 1048576.0),
+                              o->shm && mode == LK_PROGRESS_THREAD && dev->host_addressable,
+                              data_bytes(s, o->batch), s->runtime_bytes, lk_mem_rss_peak()};
+    LK_CHECK(lk_mem_plan_make(&in, dev, &s->plan));
     char line[600];
     lk_mem_plan_line(&s->plan, line, sizeof line);
     lk_progress_line(s->prog, "%s", line);
@@ -675,11 +662,14 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
     note_device_memory(s);
     res->peak_host_bytes = lk_mem_rss_peak();
     res->peak_dev_bytes = s->peak_dev;
+    double mem[2] = {res->peak_host_bytes, s->plan.host_rank}; /* every rank's, added up */
+    LK_CHECK(lk_comm_allreduce_f64(c, mem, 2, LK_REDUCE_SUM));
+    res->peak_host_all = mem[0];
     lk_summary_record sr = {res->samples_per_s, res->step_ms_median, val_loss, val_acc,
                             lk_now() - t_start, s->step, warm, s->epochs, c->world, o->batch,
                             s->r.dev->name, o->model, tokens, s->flops_sample, res->flops_per_s,
                             s->peak, res->mfu, s->own_peak.source, res->peak_host_bytes,
-                            res->peak_dev_bytes, s->plan.host_rank, s->plan.dev_rank};
+                            res->peak_dev_bytes, s->plan.host_rank, s->plan.dev_rank, mem[0], mem[1]};
     LK_CHECK(lk_metrics_summary(&s->metrics, &sr));
     char acc[32] = "", tok[48] = "";
     if (!isnan(val_acc)) snprintf(acc, sizeof acc, ", val_acc %.4f", val_acc);
@@ -690,12 +680,15 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                      res->steps, res->samples_per_s, tok, res->step_ms_median,
                      res->flops_per_s * 1e-12, res->mfu, val_loss, acc);
     if (s->plan.dev_rank > 0.0)
-        lk_progress_line(&prog, "memory (rank 0): peak GPU %.2f GB (plan %.2f GB), peak resident host %.2f GB "
+        lk_progress_line(&prog, "memory: peak GPU %.2f GB on rank 0 (plan %.2f GB), peak resident host %.2f GB "
                          "(plan %.2f GB)", res->peak_dev_bytes / 1e9, s->plan.dev_rank / 1e9,
                          res->peak_host_bytes / 1e9, s->plan.host_rank / 1e9);
     else
-        lk_progress_line(&prog, "memory (rank 0): peak resident %.2f GB (plan %.2f GB)",
+        lk_progress_line(&prog, "memory: peak resident %.2f GB on rank 0 (plan %.2f GB)",
                          res->peak_host_bytes / 1e9, s->plan.host_rank / 1e9);
+    if (c->world > 1)
+        lk_progress_line(&prog, "memory: every rank's peak resident added up %.2f GB (plans %.2f GB)", mem[0] / 1e9,
+                         mem[1] / 1e9);
     return LK_OK;
 }
 

@@ -52,6 +52,7 @@ typedef struct {
     double flops_per_s, mfu; /* model FLOP/s over the timed steps, and that over the peak */
     double peak_host_bytes;  /* this rank's peak resident memory (VmHWM) */
     double peak_dev_bytes;   /* its GPU's memory in use at the highest seen (0: not a GPU) */
+    double peak_host_all;    /* every rank's peak resident memory added up */
     long steps;
 } lk_train_result;
 
