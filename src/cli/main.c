@@ -116,6 +116,9 @@ static void train_usage(FILE *f)
             "                        --comm-progress layers)\n"
             "  --zero 0|1|2          shard over the ranks: 1 the optimizer state, 2 also the\n"
             "                        gradients (ZeRO); same traffic as 0 (default 0)\n"
+            "  --recompute none|act|block  recompute in backward instead of keeping: act the\n"
+            "                        element-wise activations and layer norms' outputs, block\n"
+            "                        whole residual blocks from their inputs (default none)\n"
             "  --peak-tflops X       each rank's peak, the denominator of mfu (default: a GPU's\n"
             "                        data-sheet float32 peak, else 2048^3 float32 products\n"
             "                        measured at start-up on the rank's threads)\n");
@@ -148,6 +151,7 @@ static const struct option train_opts[] = {
     {"ctx", 1, 0, O_CTX},             {"sync-bn", 0, 0, O_SYNC_BN},
     {"peak-tflops", 1, 0, O_PEAK_TFLOPS}, {"gelu", 1, 0, O_GELU},
     {"decay", 1, 0, O_DECAY},         {"zero", 1, 0, O_ZERO},
+    {"recompute", 1, 0, O_RECOMPUTE},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -230,6 +234,10 @@ static int cmd_train(int argc, char **argv)
         case O_QUIET: o.quiet = 1; break;
         case O_SYNC_BN: o.sync_bn = 1; break;
         case O_ZERO: s = CHOICE("--zero", o.zero, NAMES("0", "1", "2"), VALUES(0, 1, 2)); break;
+        case O_RECOMPUTE:
+            s = CHOICE("--recompute", o.recompute, NAMES("none", "act", "block"),
+                       VALUES(LK_RECOMPUTE_NONE, LK_RECOMPUTE_ACT, LK_RECOMPUTE_BLOCK));
+            break;
         case O_GELU: {
             int g = 0;
             s = CHOICE("--gelu", g, NAMES("erf", "tanh"), VALUES(LK_GELU_ERF, LK_GELU_TANH));
@@ -405,8 +413,8 @@ static const struct option plan_opts[] = {
     {"ctx", 1, 0, O_CTX},             {"ranks", 1, 0, O_RANKS},         {"link-gbps", 1, 0, O_LINK_GBPS},
     {"latency-us", 1, 0, O_LATENCY_US}, {"comm-csv", 1, 0, O_COMM_CSV}, {"steps", 1, 0, O_STEPS},
     {"shared-cores", 0, 0, O_SHARED_CORES}, {"memory", 0, 0, O_MEMORY}, {"zero", 1, 0, O_ZERO},
-    {"shm", 1, 0, O_SHM},             {"device", 1, 0, O_DEVICE},       {"help", 0, 0, O_HELP},
-    {0, 0, 0, 0},
+    {"shm", 1, 0, O_SHM},             {"device", 1, 0, O_DEVICE},       {"recompute", 1, 0, O_RECOMPUTE},
+    {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
 static int cmd_plan(int argc, char **argv)
@@ -445,12 +453,16 @@ static int cmd_plan(int argc, char **argv)
         case O_ZERO: s = CHOICE("--zero", o.train.zero, NAMES("0", "1", "2"), VALUES(0, 1, 2)); break;
         case O_SHM: s = CHOICE("--shm", o.train.shm, NAMES("auto", "off"), VALUES(1, 0)); break;
         case O_DEVICE: o.train.device = optarg; break;
+        case O_RECOMPUTE:
+            s = CHOICE("--recompute", o.train.recompute, NAMES("none", "act", "block"),
+                       VALUES(LK_RECOMPUTE_NONE, LK_RECOMPUTE_ACT, LK_RECOMPUTE_BLOCK));
+            break;
         case O_HELP:
             printf("usage: lockstep plan --model NAME [flags]\n"
                    "       lockstep plan --memory --model NAME [--ranks N --zero 0|1|2 ...]\n\n"
                    "  --memory              the memory a rank of the run would hold, by kind, and\n"
                    "                        whether N ranks on this host fit (--ranks default 1;\n"
-                   "                        --zero, --shm, --device, --optim as for train)\n"
+                   "                        --zero, --recompute, --shm, --device, --optim as for train)\n"
                    "  --ranks N             project 1, 2, 4 ... N ranks (default 8)\n"
                    "  --link-gbps B --latency-us A   the links (default 10 Gbit/s, 50 us)\n"
                    "  --comm-csv FILE       fit the all-reduce to `lockstep bench comm --csv` instead\n"

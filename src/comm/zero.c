@@ -70,20 +70,19 @@ void lk_zero_destroy(lk_zero_state *z)
 }
 
 /* Every rank's part of the parameters [lo, hi) to every rank, in the gradient buckets'
- * pieces: on request slots, all in flight at once, where the library progresses them
- * (MPI, NCCL); one after another where each is a blocking exchange (shared memory). */
+ * pieces, all in flight at once on request slots: the library's (MPI's own shared-memory
+ * transport between the ranks of a host reads each part once, straight from its owner;
+ * lockstep's shared memory would copy every part in and out of its slots), or NCCL's. */
 static lk_status gather_params(lk_zero_state *z, size_t lo, size_t hi)
 {
     lk_comm *c = z->comm;
     float *w = z->m->params;
     const int n = lk_buckets_plan(z->m, z->bucket_bytes, lo, hi, z->pb, z->npb_cap);
-    const int async = !c->shm;
     for (int i = 0; i < n; i++) {
         lk_shard_counts(&z->shard, z->pb[i].begin, z->pb[i].end, z->counts);
-        float *p = w + z->pb[i].begin;
-        LK_CHECK(async ? lk_comm_allgather_start(c, p, z->counts, i) : lk_comm_allgather(c, p, z->counts));
+        LK_CHECK(lk_comm_allgather_start(c, w + z->pb[i].begin, z->counts, i));
     }
-    for (int i = 0; async && i < n; i++) LK_CHECK(lk_comm_wait(c, i));
+    for (int i = 0; i < n; i++) LK_CHECK(lk_comm_wait(c, i));
     return LK_OK;
 }
 

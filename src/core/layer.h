@@ -87,6 +87,18 @@ typedef struct {
     int alias;
     /* 1 when forward adds a loss term of its own to ctx->aux_loss (the VAE's KL) */
     int own_loss;
+    /* 1 when the output is cheap to compute again from the input (and what forward saves,
+     * which it writes again alike): element-wise activations, layer norm. --recompute act
+     * keeps no copy of it and runs forward again before backward needs it. */
+    int cheap;
+    /* 1 when backward never reads the output y (a linear layer, a tied head): as the
+     * model's last layer, the loss then writes its gradient over the output, and the model
+     * keeps no separate buffer for it (a GPT-2 head's logits: 0.8 GB at 4 x 1024 tokens) */
+    int y_unused;
+    /* 1 when forward changes state or talks to other ranks (batch norm's running
+     * statistics, SyncBatchNorm): it is never run again to recompute (--recompute block
+     * keeps a residual block holding one). */
+    int stateful;
     /* Forward FLOPs per sample of the layer's matrix products and convolutions (2 per
      * multiply-add; element-wise work is not counted), after setup. NULL: none. The
      * model counts backward as twice forward (see lk_model_flops). */
@@ -106,6 +118,8 @@ struct lk_layer {
                                   (a head over a padded vocabulary); 0: all of it */
     lk_layer *grads_into;      /* backward also writes this (earlier) layer's parameter
                                   gradients (a head tied to an embedding); NULL: none */
+    int block_begin;           /* 1 + the index of the layer that opens the residual block this
+                                  layer closes (residual_add); 0: it closes none */
 };
 
 /* Floats of a parameter's storage: its shape's, and the padding rows after them. */

@@ -65,31 +65,105 @@ lk_status lk_model_add(lk_model *m, lk_layer *l)
     return LK_OK;
 }
 
+enum { RC_KEEP = 0, RC_OUT, RC_BLOCK };
+
+lk_status lk_recompute_parse(const char *name, lk_recompute *out)
+{
+    if (!strcmp(name, "none")) *out = LK_RECOMPUTE_NONE;
+    else if (!strcmp(name, "act")) *out = LK_RECOMPUTE_ACT;
+    else if (!strcmp(name, "block")) *out = LK_RECOMPUTE_BLOCK;
+    else return LK_ERR(LK_ERR_ARG, "--recompute: expected none, act or block, got '%s'", name);
+    return LK_OK;
+}
+
+const char *lk_recompute_name(lk_recompute r)
+{
+    return r == LK_RECOMPUTE_ACT ? "act" : r == LK_RECOMPUTE_BLOCK ? "block" : "none";
+}
+
+lk_status lk_model_set_recompute(lk_model *m, lk_recompute r)
+{
+    if (m->params) return LK_ERR(LK_ERR_STATE, "--recompute must be chosen before the model is built");
+    m->recompute = r;
+    return LK_OK;
+}
+
+/* Which layers keep no copy of what they produce: a cheap layer's output (act: not when the
+ * next layer is an alias, which would keep its pointer, nor right after another such
+ * output, which it is recomputed from), or everything inside a residual block (block: the
+ * begin's saved gradient too; not a block holding a stateful layer or another block). */
+static void mark_recompute(lk_model *m)
+{
+    memset(m->recomp, RC_KEEP, (size_t)m->nlayers);
+    if (m->recompute == LK_RECOMPUTE_ACT) {
+        for (int i = 0; i + 1 < m->nlayers; i++) {
+            const lk_layer *l = m->layers[i];
+            if (l->vt->cheap && !l->vt->alias && !m->layers[i + 1]->vt->alias &&
+                (i == 0 || m->recomp[i - 1] != RC_OUT))
+                m->recomp[i] = RC_OUT;
+        }
+    } else if (m->recompute == LK_RECOMPUTE_BLOCK) {
+        for (int e = 0; e < m->nlayers; e++) {
+            const int b = m->layers[e]->block_begin - 1;
+            if (b < 0) continue;
+            int ok = 1;
+            for (int i = b + 1; i < e && ok; i++)
+                ok = !m->layers[i]->vt->stateful && !m->layers[i]->block_begin;
+            for (int i = b; i < e && ok; i++) m->recomp[i] = RC_BLOCK;
+        }
+    }
+}
+
+static size_t take_bytes(size_t bytes) { return LK_ALIGN_UP(bytes, LK_ARENA_ALIGN); }
+
 /* Takes every activation-arena pointer in a fixed order; run once to measure and
- * once on the real arena. */
+ * once on the real arena. --recompute's outputs share one scratch output, and the
+ * recomputed blocks one region, taken first. */
 static void plan_arena(lk_model *m, lk_arena *a)
 {
     const size_t start = a->used;
     const int B = m->max_batch;
     size_t in_bytes = (size_t)B * lk_shape_numel(&m->in_shape) * sizeof(float);
-    size_t dmax = in_bytes, ws = 0;
+    size_t dmax = in_bytes, ws = 0, scratch = 0, region = 0, block = 0;
+    for (int i = 0; i < m->nlayers; i++) { /* the shared parts' sizes */
+        const lk_layer *l = m->layers[i];
+        const size_t out_bytes = (size_t)B * lk_shape_numel(&l->out) * sizeof(float);
+        const size_t sb = l->vt->saved_bytes ? l->vt->saved_bytes(l, m->dev, B) : 0;
+        if (m->recomp[i] == RC_OUT) scratch = LK_MAX(scratch, out_bytes);
+        if (m->recomp[i] != RC_BLOCK) continue;
+        if (i == 0 || m->recomp[i - 1] != RC_BLOCK) block = 0; /* a block starts */
+        block += (l->vt->alias ? 0 : take_bytes(out_bytes)) + (sb ? take_bytes(sb) : 0);
+        region = LK_MAX(region, block);
+    }
     m->act[0] = lk_arena_take(a, in_bytes);
+    float *scratch_at = scratch ? lk_arena_take(a, scratch) : NULL;
+    char *region_at = region ? lk_arena_take(a, region) : NULL;
+    lk_arena inside = {NULL, region_at, region, 0};
     for (int i = 0; i < m->nlayers; i++) {
         lk_layer *l = m->layers[i];
         size_t out_bytes = (size_t)B * lk_shape_numel(&l->out) * sizeof(float);
-        m->act[i + 1] = l->vt->alias ? m->act[i] : lk_arena_take(a, out_bytes);
+        lk_arena *from = m->recomp[i] == RC_BLOCK ? &inside : a;
+        if (m->recomp[i] == RC_BLOCK && (i == 0 || m->recomp[i - 1] != RC_BLOCK)) inside.used = 0;
+        m->act[i + 1] = l->vt->alias ? m->act[i] : m->recomp[i] == RC_OUT ? scratch_at
+                                                                            : lk_arena_take(from, out_bytes);
         size_t sb = l->vt->saved_bytes ? l->vt->saved_bytes(l, m->dev, B) : 0;
-        l->saved = sb ? lk_arena_take(a, sb) : NULL;
+        l->saved = sb ? lk_arena_take(from, sb) : NULL;
         if (l->vt->workspace_bytes) ws = LK_MAX(ws, l->vt->workspace_bytes(l, m->dev, B));
-        dmax = LK_MAX(dmax, out_bytes);
+        if (i + 1 < m->nlayers) dmax = LK_MAX(dmax, out_bytes); /* the gradients of layer inputs */
     }
+    const lk_layer *last = m->layers[m->nlayers - 1];
     m->dbuf[0] = lk_arena_take(a, dmax);
     m->dbuf[1] = lk_arena_take(a, dmax);
-    m->dout = lk_arena_take(a, dmax);
+    /* the losses write their gradient element by element after reading the output (every
+     * backend's may write over it): over the output itself when backward does not read it */
+    m->dout = last->vt->y_unused && !last->vt->alias
+                  ? m->act[m->nlayers]
+                  : lk_arena_take(a, (size_t)B * lk_shape_numel(&last->out) * sizeof(float));
     const size_t before_ws = a->used;
     m->workspace = ws ? lk_arena_take(a, ws) : NULL;
     m->ws_bytes = a->used - before_ws;
     m->aux_loss = lk_arena_take(a, sizeof(float));
+    m->aux_scratch = lk_arena_take(a, sizeof(float));
     m->act_bytes = a->used - start - m->ws_bytes;
 }
 
@@ -150,7 +224,9 @@ lk_status lk_model_build_ex(lk_model *m, int max_batch, lk_build how)
     m->grads = how != LK_BUILD_FULL ? reserve(m, RES_GRADS, gbytes) : lk_dev_alloc(m->dev, gbytes);
     m->grads_borrowed = how != LK_BUILD_FULL; /* not the device's to free */
     m->act = lk_calloc((size_t)m->nlayers + 1, sizeof *m->act);
-    if (!m->params || !m->grads || !m->act)
+    m->recomp = lk_calloc((size_t)m->nlayers, 1);
+    if (m->recomp) mark_recompute(m);
+    if (!m->params || !m->grads || !m->act || !m->recomp)
         return LK_ERR(LK_ERR_NOMEM, "cannot allocate %zu parameters (%.1f MB) on %s", off,
                       (double)pbytes / 1e6, m->dev->name);
     if (!m->dry) lk_zero(m->dev, m->params, pbytes);
@@ -295,6 +371,7 @@ void lk_model_destroy(lk_model *m)
     for (int i = 0; i < m->nlayers; i++) lk_layer_destroy(m->layers[i]);
     lk_free(m->layers);
     lk_free(m->act);
+    lk_free(m->recomp);
     if (!m->dry) lk_dev_free(m->dev, m->params);
     if (!m->grads_borrowed && m->grads) lk_dev_free(m->dev, m->grads);
     if (!m->dry) lk_arena_destroy(&m->arena);
@@ -348,6 +425,32 @@ lk_status lk_model_backward_ex(lk_model *m, int batch, long step, lk_grads_mode 
     return lk_model_backward_range(m, 0, batch, step, mode);
 }
 
+/* Layers [lo, hi) forward again, as in the step's forward (training, same step and
+ * samples: the same dropout masks), their own loss terms aside. */
+static lk_status forward_again(lk_model *m, int lo, int hi, int batch, long step)
+{
+    lk_ctx c = {m->dev, 1, m->seed, step, m->sample_base, m->workspace, 0, m->aux_scratch, 1.0f,
+                m->sync_sum, m->sync_user};
+    for (int i = lo; i < hi; i++) {
+        lk_layer *l = m->layers[i];
+        if (l->vt->alias && !l->vt->forward) continue;
+        lk_tensor x = lk_tensor_batch(m->dev, m->act[i], batch, &l->in);
+        lk_tensor y = lk_tensor_batch(m->dev, m->act[i + 1], batch, &l->out);
+        LK_CHECK(l->vt->forward(l, &c, &x, &y));
+    }
+    return LK_OK;
+}
+
+/* What backward is about to need at layer i and forward did not keep: its input (the
+ * recomputed output of layer i - 1), or, at the end of a recomputed block, the block. */
+static lk_status recompute_for(lk_model *m, int i, int batch, long step)
+{
+    if (i > 0 && m->recomp[i - 1] == RC_OUT) return forward_again(m, i - 1, i, batch, step);
+    const int b = m->layers[i]->block_begin - 1;
+    if (b >= 0 && m->recomp[b] == RC_BLOCK) return forward_again(m, b, i, batch, step);
+    return LK_OK;
+}
+
 lk_status lk_model_backward_range(lk_model *m, int lo, int batch, long step, lk_grads_mode mode)
 {
     LK_CHECK(check_batch(m, batch));
@@ -361,6 +464,7 @@ lk_status lk_model_backward_range(lk_model *m, int lo, int batch, long step, lk_
     while (first < m->nlayers && m->layers[first]->nparams == 0) first++;
     for (int i = m->nlayers - 1; i >= first; i--) {
         lk_layer *l = m->layers[i];
+        if (m->recompute) LK_CHECK(recompute_for(m, i, batch, step));
         if (l->vt->alias) { /* dx is dy reinterpreted; a backward may add to it in place */
             if (l->vt->backward) {
                 lk_tensor t = lk_tensor_batch(m->dev, dy, batch, &l->out);

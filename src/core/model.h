@@ -14,6 +14,16 @@
 
 typedef void (*lk_grad_ready_fn)(void *user, size_t offset, size_t count);
 
+/* What backward computes again instead of keeping from forward (lk_model_set_recompute):
+ * nothing; the outputs of cheap layers (element-wise activations, layer norm: each runs
+ * forward again just before the layer after it needs its output in backward); or whole
+ * residual blocks (only each block's input is kept: the block's layers run forward again
+ * when backward reaches its end). Same kernels on the same values: the gradients are
+ * bitwise those without. */
+typedef enum { LK_RECOMPUTE_NONE = 0, LK_RECOMPUTE_ACT, LK_RECOMPUTE_BLOCK } lk_recompute;
+lk_status lk_recompute_parse(const char *name, lk_recompute *out);
+const char *lk_recompute_name(lk_recompute r);
+
 typedef struct lk_model {
     lk_device *dev;
     lk_shape in_shape;        /* per sample */
@@ -29,11 +39,16 @@ typedef struct lk_model {
     size_t act_bytes;         /* of the arena: activations, saved state, gradient buffers */
     size_t ws_bytes;          /* of the arena: the layers' shared workspace */
     int dry;                  /* built by LK_BUILD_DRY: sizes only, no memory behind them */
+    lk_recompute recompute;   /* set before the build */
+    unsigned char *recomp;    /* per layer: 0 kept, 1 its output recomputed, 2 in a recomputed block */
+    float *aux_scratch;       /* where a recomputed forward's own loss terms go (not counted twice) */
     void *reserved[3];        /* address space standing in for memory that is not there */
     size_t reserved_bytes[3]; /* (PROT_NONE: a touch faults): see lk_model_build_ex */
     float **act;              /* act[0] input, act[i+1] output of layer i (max_batch) */
     float *dbuf[2];           /* ping-pong input gradients */
-    float *dout;              /* gradient of the loss w.r.t. the output (filled by the loss) */
+    float *dout;              /* gradient of the loss w.r.t. the output (filled by the loss; the
+                                 output's own memory when the last layer's backward does not
+                                 read it: fill it only once the output has been read) */
     void *workspace;
     uint64_t seed;            /* keys dropout masks */
     float *aux_loss;          /* device scalar: the layers' own loss terms of the last forward */
@@ -76,6 +91,8 @@ typedef enum { LK_BUILD_FULL = 0, LK_BUILD_NO_GRADS, LK_BUILD_DRY } lk_build;
 lk_status lk_model_build_ex(lk_model *m, int max_batch, lk_build how);
 /* The gradient buffer of a LK_BUILD_NO_GRADS model, zeroed. */
 lk_status lk_model_alloc_grads(lk_model *m);
+/* Before the build: what backward recomputes (see lk_recompute). */
+lk_status lk_model_set_recompute(lk_model *m, lk_recompute r);
 /* Plans and allocates params, grads and the arena for batches up to max_batch. */
 lk_status lk_model_build(lk_model *m, int max_batch);
 /* Initialises every parameter from (seed, tensor id) and zeroes the gradients. */

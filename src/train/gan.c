@@ -78,6 +78,15 @@ static void arm(lk_gan *g, lk_buckets *b, int first, int last)
     lk_buckets_begin(b, first, last);
 }
 
+/* one network's optimizer step: the trainer's way (ZeRO's), or, for a GAN stepped on its
+ * own (no zero: one process, lk_refdump), every parameter of the range */
+static lk_status step(lk_gan *g, lk_optim *opt, float scale, size_t lo, size_t hi, int last)
+{
+    if (g->zero) return lk_zero_step(g->zero, opt, scale, lo, hi, last);
+    const lk_model *m = g->r->model;
+    return lk_optim_step_part(opt, m->params, m->grads, scale, lo, hi, last);
+}
+
 lk_status lk_gan_step(lk_gan *g, lk_optim *opt, const lk_dataset *d, const lk_gan_batch *b)
 {
     lk_model *m = g->r->model;
@@ -97,7 +106,7 @@ lk_status lk_gan_step(lk_gan *g, lk_optim *opt, const lk_dataset *d, const lk_ga
     arm(g, g->bd, 0, 1); /* the discriminator's gradients are complete after this backward */
     LK_CHECK(lk_model_backward_range(m, g->split, n, b->step, LK_GRADS_ADD));
     if (g->bd) LK_CHECK(lk_buckets_finish(g->bd));
-    LK_CHECK(lk_zero_step(g->zero, opt, b->grad_scale, 0, g->d_end, 0));
+    LK_CHECK(step(g, opt, b->grad_scale, 0, g->d_end, 0));
     /* G: make D call its images real, through the updated D */
     LK_CHECK(latents(g, n, m->seed, z_key(b->step, Z_FOR_G), b->base));
     LK_CHECK(lk_model_forward_range(m, 0, L, n, 1, b->step, &out));
@@ -105,7 +114,7 @@ lk_status lk_gan_step(lk_gan *g, lk_optim *opt, const lk_dataset *d, const lk_ga
     arm(g, g->bg, 1, 1);
     LK_CHECK(lk_model_backward_range(m, 0, n, b->step, LK_GRADS_REPLACE));
     if (g->bg) LK_CHECK(lk_buckets_finish(g->bg));
-    return lk_zero_step(g->zero, opt, b->grad_scale, g->d_end, m->nparams, 1);
+    return step(g, opt, b->grad_scale, g->d_end, m->nparams, 1);
 }
 
 /* adds the batch's D loss (mean BCE x n) and its right calls (sign of the logit) */

@@ -23,7 +23,8 @@ typedef struct {
     float *ones, *zeros;   /* device: BCE targets, max_batch each */
     float *loss;           /* device scalars: [0] one BCE, [1] D's loss sum, [2] G's loss sum */
     lk_buckets *bd, *bg;   /* the networks' gradient buckets (NULL in a world of one) */
-    lk_zero_state *zero;   /* how each network's optimizer step runs (the trainer's) */
+    lk_zero_state *zero;   /* how each network's optimizer step runs (the trainer's; NULL: all
+                              of its parameters here) */
 } lk_gan;
 
 lk_status lk_gan_init(lk_gan *g, lk_replica *r);

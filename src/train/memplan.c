@@ -104,6 +104,7 @@ lk_status lk_mem_plan_make(const lk_mem_inputs *in, lk_device *dev, lk_mem_plan 
     lk_model *m = NULL;
     lk_status st = lk_model_create(&m, dev, &in->sample);
     if (st == LK_OK) st = lk_zoo_build(in->model, m, in->nclasses, in->arch);
+    if (st == LK_OK) st = lk_model_set_recompute(m, in->recompute);
     if (st == LK_OK) st = lk_model_build_ex(m, in->batch, LK_BUILD_DRY);
     if (st == LK_OK) {
         const lk_zoo_entry *z = lk_zoo_find(in->model);

@@ -40,6 +40,7 @@ typedef struct {
     lk_shape sample;
     int nclasses;
     int batch;             /* per rank */
+    lk_recompute recompute;
     lk_optim_kind optim;
     int zero;              /* 0, 1, 2 */
     int world, rank;       /* the job, and the rank planned */

@@ -20,6 +20,7 @@ typedef struct {
     lk_init_kind init;
     uint64_t seed;
     lk_build build;        /* FULL; NO_GRADS: the caller provides the gradients (the trainer) */
+    lk_recompute recompute; /* what backward computes again (model.h) */
     /* called once the device is open, before the model is built (NULL: none): the
      * trainer's memory plan, which may refuse the run */
     lk_status (*check)(void *user, lk_device *dev);

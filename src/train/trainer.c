@@ -259,6 +259,7 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     lk_agree_add(&a, "--gpu-comm", &o->gpu_comm, sizeof o->gpu_comm);
     lk_agree_add(&a, "--sync-bn", &o->sync_bn, sizeof o->sync_bn);
     lk_agree_add(&a, "--zero", &o->zero, sizeof o->zero);
+    lk_agree_add(&a, "--recompute", &o->recompute, sizeof o->recompute);
     const lk_optim_config *c = &s->opt->cfg;
     lk_agree_add(&a, "--optim", &c->kind, sizeof c->kind);
     float hyper[] = {c->lr, c->momentum, c->beta1, c->beta2, c->eps, c->alpha, c->weight_decay,
@@ -377,7 +378,7 @@ static lk_status plan_memory(void *user, lk_device *dev)
     s->runtime_bytes = LK_MAX(0.0, lk_mem_rss() - s->data_bytes - (double)held);
     lk_progress_mode mode = o->sync_bn ? LK_PROGRESS_LAYERS : lk_progress_resolve(c, o->comm_progress);
     const lk_mem_inputs in = {o->model, &o->arch, s->train.sample, s->train.nclasses, o->batch,
-                              o->optim.kind, o->zero, c->world, c->rank, c->local_world,
+                              (lk_recompute)o->recompute, o->optim.kind, o->zero, c->world, c->rank, c->local_world,
                               (size_t)(o->bucket_mb * 1048576.0),
                               o->shm && mode == LK_PROGRESS_THREAD && dev->host_addressable,
                               data_bytes(s, o->batch), s->runtime_bytes, lk_mem_rss_peak()};
@@ -421,11 +422,14 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     LK_CHECK(lk_replica_open(&s->r, &(lk_replica_spec){dev, threads, o->model, o->arch,
                                                       s->train.sample, s->train.nclasses,
                                                       lk_dataset_ylen(&s->train), o->batch,
-                                                      o->init, o->seed, LK_BUILD_NO_GRADS, plan_memory,
-                                                      s}));
+                                                      o->init, o->seed, LK_BUILD_NO_GRADS,
+                                                      (lk_recompute)o->recompute, plan_memory, s}));
     lk_model *m = s->r.model;
     if (s->r.zoo->target == LK_TARGET_REAL) {
         if (o->accum != 1) return LK_ERR(LK_ERR_ARG, "--accum: model %s alternates its own steps; use 1", o->model);
+        if (o->recompute)
+            return LK_ERR(LK_ERR_ARG, "--recompute: model %s loads real images between its networks, "
+                                      "where a recomputed output would go; use none", o->model);
         LK_CHECK(lk_gan_init(&s->gan, &s->r));
     } else {
         LK_CHECK(check_output(&s->r, &s->train));
@@ -669,7 +673,8 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                             lk_now() - t_start, s->step, warm, s->epochs, c->world, o->batch,
                             s->r.dev->name, o->model, tokens, s->flops_sample, res->flops_per_s,
                             s->peak, res->mfu, s->own_peak.source, res->peak_host_bytes,
-                            res->peak_dev_bytes, s->plan.host_rank, s->plan.dev_rank, mem[0], mem[1]};
+                            res->peak_dev_bytes, s->plan.host_rank, s->plan.dev_rank, mem[0], mem[1],
+                            (double)s->r.model->nparams};
     LK_CHECK(lk_metrics_summary(&s->metrics, &sr));
     char acc[32] = "", tok[48] = "";
     if (!isnan(val_acc)) snprintf(acc, sizeof acc, ", val_acc %.4f", val_acc);
@@ -735,7 +740,7 @@ lk_status lk_eval_checkpoint(const char *dir, const char *data_spec, const char 
     if (st == LK_OK)
         st = lk_replica_open(&r, &(lk_replica_spec){device, threads, rc.model, rc.arch, rc.in_shape,
                                                     rc.nclasses, lk_dataset_ylen(&d), batch,
-                                                    LK_INIT_DEFAULT, 0, LK_BUILD_FULL, NULL, NULL});
+                                                    LK_INIT_DEFAULT, 0, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL});
     if (st == LK_OK)
         st = lk_checkpoint_load_weights(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path),
                                         r.model);

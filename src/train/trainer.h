@@ -41,6 +41,7 @@ typedef struct {
     int sync_bn;              /* batch norm statistics over the global batch (SyncBatchNorm) */
     double peak_tflops;       /* the peak per rank MFU divides by (0: measured or known, peak.h) */
     int zero;                 /* ZeRO stage: 0 none, 1 optimizer state, 2 also gradients (zero.h) */
+    int recompute;            /* lk_recompute: what backward computes again instead of keeping */
 } lk_train_opts;
 
 /* Defaults: cnn, fashion-mnist, 1 epoch, batch 64, momentum lr 0.01 ... */

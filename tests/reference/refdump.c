@@ -141,13 +141,19 @@ typedef struct {
     lk_decay decay;
 } args;
 
-/* forward + loss (+ backward) of samples [first, first + B) */
+/* forward + loss (+ backward) of samples [first, first + B); with d, the output is added
+ * as "out" before the loss (which may write its gradient over it) */
 static lk_status run_batch(lk_replica *r, const lk_dataset *ds, int first, int B, int backward,
-                           lk_tensor *out)
+                           lk_tensor *out, dump *d)
 {
     for (int i = 0; i < B; i++) r->idx[i] = first + i;
     lk_replica_load_batch(r, ds, r->idx, B);
     LK_CHECK(lk_model_forward(r->model, B, 1, 0, out));
+    if (d) {
+        int64_t oshape[LK_MAX_DIMS + 1] = {B};
+        for (int k = 1; k < out->shape.ndim; k++) oshape[k] = out->shape.d[k];
+        LK_CHECK(add(d, "out", out->shape.ndim, oshape, out->data, r->dev));
+    }
     LK_CHECK(lk_replica_loss(r, out, B, backward, 1.0f, 0));
     if (backward) LK_CHECK(lk_model_backward_ex(r->model, B, 0, LK_GRADS_REPLACE));
     return LK_OK;
@@ -218,7 +224,7 @@ static lk_status run(const args *a, dump *d)
     if (st == LK_OK) st = lk_init_parse(a->init, &init);
     if (st == LK_OK)
         st = lk_replica_open(&r, &(lk_replica_spec){"cpu", 1, a->model, a->arch, ds.sample, ds.nclasses,
-                                                    lk_dataset_ylen(&ds), a->batch, init, a->seed, LK_BUILD_FULL, NULL, NULL});
+                                                    lk_dataset_ylen(&ds), a->batch, init, a->seed, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL});
     lk_model *m = r.model;
     const int B = a->batch;
     const int gan = st == LK_OK && r.zoo->target == LK_TARGET_REAL;
@@ -226,11 +232,8 @@ static lk_status run(const args *a, dump *d)
     if (st == LK_OK && !gan) {
         lk_tensor out;
         st = add_params(d, m, "init.", 0);
-        if (st == LK_OK) st = run_batch(&r, &ds, 0, B, 1, &out);
+        if (st == LK_OK) st = run_batch(&r, &ds, 0, B, 1, &out, d);
         if (st == LK_OK) st = add_batch(d, &r, 0);
-        int64_t oshape[LK_MAX_DIMS + 1] = {B};
-        for (int k = 1; k < out.shape.ndim; k++) oshape[k] = out.shape.d[k];
-        if (st == LK_OK) st = add(d, "out", out.shape.ndim, oshape, out.data, r.dev);
         if (st == LK_OK) st = scalar(d, "loss", &r.scalars[0], r.dev);
         if (st == LK_OK) st = add_params(d, m, "grad.", 1);
         if (st == LK_OK) st = add_noise(d, m, B);
@@ -248,7 +251,7 @@ static lk_status run(const args *a, dump *d)
     for (int s = 1; !gan && st == LK_OK && s <= a->steps; s++) {
         lk_tensor out;
         char name[32];
-        st = run_batch(&r, &ds, s * B, B, 1, &out);
+        st = run_batch(&r, &ds, s * B, B, 1, &out, NULL);
         if (st == LK_OK) st = add_batch(d, &r, s);
         snprintf(name, sizeof name, "step%d.loss", s);
         if (st == LK_OK) st = scalar(d, name, &r.scalars[0], r.dev);

@@ -30,7 +30,8 @@ static lk_status act_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, 
 }
 
 #define ACT_VT(id, nm) \
-    static const lk_layer_vt id = {.type = nm, .setup = act_setup, .forward = act_forward, .backward = act_backward}
+    static const lk_layer_vt id = {.type = nm, .setup = act_setup, .forward = act_forward, .backward = act_backward, \
+                                   .cheap = 1}
 ACT_VT(identity_vt, "identity");
 ACT_VT(relu_vt, "relu");
 ACT_VT(leaky_vt, "leaky_relu");

@@ -88,6 +88,7 @@ static lk_status bn_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, c
 }
 
 static const lk_layer_vt batchnorm_vt = {
+    .stateful = 1,
     .type = "batchnorm",
     .setup = bn_setup,
     .saved_bytes = bn_saved,

@@ -150,6 +150,7 @@ static double tied_flops(const lk_layer *l)
 
 static const lk_layer_vt tied_vt = {
     .type = "tied_head",
+    .y_unused = 1,
     .flops = tied_flops,
     .setup = tied_setup,
     .forward = tied_forward,

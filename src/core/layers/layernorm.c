@@ -53,6 +53,7 @@ static lk_status layernorm_backward(lk_layer *l, const lk_ctx *c, const lk_tenso
 }
 
 static const lk_layer_vt layernorm_vt = {
+    .cheap = 1,
     .type = "layernorm",
     .setup = layernorm_setup,
     .saved_bytes = layernorm_saved,

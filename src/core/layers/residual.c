@@ -70,6 +70,7 @@ static lk_status end_setup(lk_layer *l)
                       lk_shape_str(&l->in, b, sizeof b));
     }
     l->out = l->in;
+    l->block_begin = s->begin->base.index + 1;
     return LK_OK;
 }
 
