@@ -25,8 +25,10 @@ typedef struct {
     lk_cpu_key key;
     void *obj;
     void (*destroy)(void *obj);
-    unsigned long used; /* the cache clock at the last lookup */
+    unsigned long used; /* the cache clock at the last lookup (0: a free slot) */
     int next;           /* next entry of the chain, -1 at its end */
+    int live;           /* holds an object (else a free slot, in no chain) */
+    int sized;          /* created for a dry plan: dropped at the next lookup outside one */
 } cache_entry;
 
 struct lk_cpu {
@@ -40,6 +42,8 @@ struct lk_cpu {
     size_t scratch_bytes;
     void *packed;  /* B of a product in oneDNN's blocked layout (see matmul_create) */
     size_t packed_bytes;
+    size_t want_scratch, want_packed; /* what a dry plan (d->sizing) found they need */
+    const lk_device *dev;
     lk_status failed; /* the first failure (LK_OK: none) and its message */
     char why[320];
 };
@@ -79,16 +83,6 @@ static unsigned hash_key(const lk_cpu_key *k)
     return (unsigned)(h ^ (h >> 32)) % CACHE_HEADS;
 }
 
-void *lk_cpu_cache_find(lk_cpu *c, const lk_cpu_key *k)
-{
-    for (int i = c->heads[hash_key(k)]; i >= 0; i = c->entries[i].next)
-        if (!memcmp(&c->entries[i].key, k, sizeof *k)) {
-            c->entries[i].used = ++c->clock;
-            return c->entries[i].obj;
-        }
-    return NULL;
-}
-
 static void unlink_entry(lk_cpu *c, int e)
 {
     int *link = &c->heads[hash_key(&c->entries[e].key)];
@@ -96,28 +90,54 @@ static void unlink_entry(lk_cpu *c, int e)
     *link = c->entries[e].next;
 }
 
+static void drop_entry(lk_cpu *c, int e)
+{
+    unlink_entry(c, e);
+    c->entries[e].destroy(c->entries[e].obj);
+    c->entries[e].live = 0;
+    c->entries[e].used = 0;
+}
+
+void *lk_cpu_cache_find(lk_cpu *c, const lk_cpu_key *k)
+{
+    for (int i = c->heads[hash_key(k)]; i >= 0; i = c->entries[i].next)
+        if (!memcmp(&c->entries[i].key, k, sizeof *k)) {
+            if (c->entries[i].sized && !c->dev->sizing) { /* its buffers were never grown */
+                drop_entry(c, i);
+                return NULL;
+            }
+            c->entries[i].used = ++c->clock;
+            return c->entries[i].obj;
+        }
+    return NULL;
+}
+
 void lk_cpu_cache_put(lk_cpu *c, const lk_cpu_key *k, void *obj, void (*destroy)(void *))
 {
     int e;
     if (c->nentries < CACHE_MAX) {
         e = c->nentries++;
-    } else { /* evict the least recently used */
+    } else { /* a free slot, else the least recently used */
         e = 0;
         for (int i = 1; i < CACHE_MAX; i++)
             if (c->entries[i].used < c->entries[e].used) e = i;
-        unlink_entry(c, e);
-        c->entries[e].destroy(c->entries[e].obj);
+        if (c->entries[e].live) drop_entry(c, e);
     }
     unsigned h = hash_key(k);
-    c->entries[e] = (cache_entry){*k, obj, destroy, ++c->clock, c->heads[h]};
+    c->entries[e] = (cache_entry){*k, obj, destroy, ++c->clock, c->heads[h], 1, c->dev->sizing};
     c->heads[h] = e;
 }
 
 /* ---- scratchpad and execution ---- */
 
-/* Grows *buf (of *have bytes) to at least `bytes`, 4 KiB aligned. */
-static int grow(lk_cpu *c, void **buf, size_t *have, size_t bytes, const char *what)
+/* Grows *buf (of *have bytes) to at least `bytes`, 4 KiB aligned; a dry plan only notes
+ * the size in *want. */
+static int grow(lk_cpu *c, void **buf, size_t *have, size_t *want, size_t bytes, const char *what)
 {
+    if (c->dev->sizing) {
+        *want = LK_MAX(*want, bytes);
+        return 1;
+    }
     if (bytes <= *have) return 1;
     void *p = aligned_alloc(4096, LK_ALIGN_UP(bytes, 4096));
     if (!p) {
@@ -135,7 +155,7 @@ int lk_cpu_step_init(lk_cpu *c, lk_cpu_step *s, const_dnnl_primitive_desc_t pd)
     const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     const size_t bytes = md ? dnnl_memory_desc_get_size(md) : 0;
     if (dnnl_primitive_create(&s->prim, pd) != dnnl_success) return 0;
-    return !bytes || (grow(c, &c->scratch, &c->scratch_bytes, bytes, "a scratchpad") &&
+    return !bytes || (grow(c, &c->scratch, &c->scratch_bytes, &c->want_scratch, bytes, "a scratchpad") &&
                       dnnl_memory_create(&s->sp, md, c->engine, DNNL_MEMORY_NONE) == dnnl_success);
 }
 
@@ -277,7 +297,8 @@ static matmul *matmul_create(lk_cpu *c, const lk_gemm_desc *g)
     if (ok && pack && !dnnl_memory_desc_equal(bmd, &b)) /* B into the layout oneDNN chose */
         ok = dnnl_memory_create(&mm->b_user, &b, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
              lk_cpu_reorder_init(c, &mm->pack, &b, bmd, 0.0f) &&
-             grow(c, &c->packed, &c->packed_bytes, dnnl_memory_desc_get_size(bmd), "a packed matrix");
+             grow(c, &c->packed, &c->packed_bytes, &c->want_packed, dnnl_memory_desc_get_size(bmd),
+                  "a packed matrix");
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (attr) dnnl_primitive_attr_destroy(attr);
     if (!ok) {
@@ -304,7 +325,7 @@ static matmul *matmul_get(lk_cpu *c, const lk_gemm_desc *g)
 void lk_cpu_mem_info(lk_device *d, size_t *held, size_t *used, size_t *total)
 {
     const lk_cpu *c = lk_cpu_of(d);
-    *held = c->scratch_bytes + c->packed_bytes;
+    *held = LK_MAX(c->scratch_bytes, c->want_scratch) + LK_MAX(c->packed_bytes, c->want_packed);
     *used = *total = 0;
 }
 
@@ -421,6 +442,7 @@ lk_status lk_cpu_dnnl_open(lk_device *d)
     lk_cpu *c = calloc(1, sizeof *c);
     if (!c) return LK_ERR(LK_ERR_NOMEM, "cpu: cannot allocate the backend state");
     for (int i = 0; i < CACHE_HEADS; i++) c->heads[i] = -1;
+    c->dev = d;
     dnnl_status_t s = dnnl_engine_create(&c->engine, dnnl_cpu, 0);
     if (s == dnnl_success) s = dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags);
     d->impl = c;
@@ -435,7 +457,8 @@ void lk_cpu_dnnl_close(lk_device *d)
 {
     lk_cpu *c = lk_cpu_of(d);
     if (!c) return;
-    for (int i = 0; i < c->nentries; i++) c->entries[i].destroy(c->entries[i].obj);
+    for (int i = 0; i < c->nentries; i++)
+        if (c->entries[i].live) c->entries[i].destroy(c->entries[i].obj);
     if (c->stream) dnnl_stream_destroy(c->stream);
     if (c->engine) dnnl_engine_destroy(c->engine);
     free(c->scratch);

@@ -240,6 +240,9 @@ struct lk_device {
     int host_addressable;   /* device memory is ordinary host memory (the CPU) */
     int planning;           /* 1 while a model plans: ops.c skips every compute entry and
                                hands products to gemm_plan instead */
+    int sizing;             /* 1 while a dry model (LK_BUILD_DRY) plans: backends note the
+                               buffers they would need (mem_info's held) and allocate none;
+                               what they create for it is not used later */
     const lk_backend *ops;
     void *impl;             /* backend state (handles, streams) */
     char name[64];

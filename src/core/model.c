@@ -9,6 +9,7 @@
 
 static void point_grads(lk_model *m);
 static lk_status plan_ops(lk_model *m);
+static lk_status build_arena_and_plan(lk_model *m);
 
 #define PARAM_ALIGN 16 /* floats: every tensor starts on a 64-byte boundary */
 
@@ -238,6 +239,14 @@ lk_status lk_model_build_ex(lk_model *m, int max_batch, lk_build how)
         }
     point_grads(m);
 
+    m->dev->sizing = m->dry; /* the backend notes its buffers' sizes, allocates none */
+    lk_status st = build_arena_and_plan(m);
+    m->dev->sizing = 0;
+    return st;
+}
+
+static lk_status build_arena_and_plan(lk_model *m)
+{
     lk_arena measure = lk_arena_measure();
     plan_arena(m, &measure);
     if (m->dry) {

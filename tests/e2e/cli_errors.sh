@@ -3,9 +3,13 @@
 # names the culprit and a non-zero exit, never a crash.
 source "$(dirname "$0")/common.bash"
 
-"$LK" --version | grep -q "^lockstep " || fail "--version"
-"$LK" --help | grep -q "train" || fail "--help"
-"$LK" train --help | grep -q -- "--optim" || fail "train --help"
+# (grep reads it all: grep -q would leave at the first match, and a help longer than a
+# pipe write then dies of SIGPIPE, which pipefail reports)
+"$LK" --version | grep "^lockstep " >/dev/null || fail "--version"
+"$LK" --help | grep "train" >/dev/null || fail "--help"
+"$LK" train --help | grep -- "--optim" >/dev/null || fail "train --help"
+"$LK" train --help | grep -- "--zero 0|1|2" >/dev/null || fail "train --help: --zero"
+"$LK" plan --help | grep -- "--memory" >/dev/null || fail "plan --help: --memory"
 
 expect_fail 2 "unknown command 'trian'" -- "$LK" trian
 expect_fail 2 "unknown flag '--bogus'" -- "$LK" train --bogus 1
@@ -16,6 +20,12 @@ expect_fail 2 "unknown --optim 'adamm'" -- "$LK" train --optim adamm
 expect_fail 2 "unknown --schedule 'linear'" -- "$LK" train --schedule linear
 expect_fail 2 "unknown --model 'resnet'" -- "$LK" train --model resnet
 expect_fail 2 "unknown --init 'zeros'" -- "$LK" train --init zeros
+expect_fail 2 "--zero: expected 0, 1 or 2, got '3'" -- "$LK" train --zero 3
+expect_fail 2 "--recompute: expected none, act or block, got 'all'" -- "$LK" train --recompute all
+expect_fail 2 "--recompute: model gan loads real images" -- "$LK" train --model gan --recompute act --steps 1 --quiet
+# a run that cannot fit is refused with its memory plan before anything is allocated
+expect_fail 1 "the run does not fit: memory plan per rank" -- \
+  "$LK" train --model gpt2 --data text:/usr/share/common-licenses/GPL-3 --batch 20000 --steps 1
 expect_fail 2 "--schedule step needs --step-size" -- "$LK" train --schedule step
 expect_fail 2 "--epochs needs a value" -- "$LK" train --epochs
 expect_fail 2 "--comm-progress: expected auto, layers or thread, got 'poll'" -- "$LK" train --comm-progress poll

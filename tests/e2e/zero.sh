@@ -69,4 +69,8 @@ mpi -n 3 --oversubscribe train "${ck[@]}" --steps 6 --zero 2 --resume "$TMP/ck-3
 mpi -n 2 --oversubscribe train "${ck[@]}" --batch 6 --steps 6 --zero 1 --resume "$TMP/ck-3b" --save "$TMP/ck-2"
 close "resumed on 1 rank vs on 3 ranks --zero 2" "$TMP/ck-3" "$TMP/ck-1"
 close "resumed on 2 ranks --zero 1 vs on 3 ranks --zero 2" "$TMP/ck-3" "$TMP/ck-2"
+# every rank refuses a run the host cannot hold, before allocating it
+expect_fail 1 "the run does not fit" -- mpi -n 2 --oversubscribe train --model gpt2 \
+  --data text:/usr/share/common-licenses/GPL-3 --batch 10000 --steps 1 --zero 2
+grep -q "rank 1: error: the run does not fit" "$TMP/err" || fail "rank 1 did not refuse: $(cat "$TMP/err")"
 echo PASS
