@@ -33,6 +33,11 @@
 #  mpi2       2 ranks sharing GPU 0 (--gpu-comm mpi, staged through pinned memory) reach
 #             the parameters of 1 rank with twice the batch (max relative difference
 #             <= 1e-4: cuDNN sums in other orders for other batch sizes)
+#  zero       2 ranks sharing GPU 0 (--gpu-comm mpi) with --zero 1 and 2 reach --zero 0's
+#             parameters (gpt on text, clipping and accumulation: <= 1e-5; ZeRO's
+#             device paths: the staged reduce-scatter and all-gather, ZeRO-2's staging
+#             and slice on the GPU), and one rank's --recompute block gives none's
+#             weights bit for bit; the summaries' peak GPU memory against the plan
 #  cnn        `cnn` on the GPU with the CPU's recipe (3 epochs, momentum, lr 0.05,
 #             cosine, batch 64, seed 0) reaches the README's bar: test accuracy >= 0.905
 #  bench-gpu  bench/gpu.sh: lockstep against PyTorch eager and torch.compile
@@ -191,6 +196,38 @@ step_mpi2() {
   note "${dev[1]}${comm[1]:+, ${comm[*]}}: max relative difference $d (bar 1e-4)"
   note "$(py -c "import sys; print(f'1 rank {float(sys.argv[2])-float(sys.argv[1]):.1f} s, 2 ranks {float(sys.argv[3])-float(sys.argv[2]):.1f} s')" "$t0" "$t1" "$t2")"
   le "$d" 1e-4
+}
+
+step_zero() {
+  need_build
+  local dev=(--device cuda:0) comm=(--gpu-comm mpi) tmp=$LK_WORK/zero d worst=0 z f
+  [[ $LK_MODE == gpu ]] || { dev=(--device cpu); comm=(); }
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  local run=(train "${dev[@]}" --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 2 --heads 2
+             --dim 64 --ctx 32 --steps 6 --batch 4 --accum 2 --optim momentum --lr 0.05 --clip 1.0
+             --seed 7 --quiet --val-limit 16)
+  for z in 0 1 2; do
+    LK_BIN=$LK_BIN launch/mpirun.sh -n 2 --oversubscribe "${run[@]}" "${comm[@]}" --zero $z \
+      --save "$tmp/z$z" --metrics "$tmp/z$z.jsonl" || { note "--zero $z failed"; return 1; }
+  done
+  for z in 1 2; do
+    d=$(rel_diff "$tmp/z0/model.safetensors" "$tmp/z$z/model.safetensors") || { note "compare failed"; return 1; }
+    note "${dev[1]}: 2 ranks --zero $z vs --zero 0: max relative difference $d (bar 1e-5)"
+    le "$d" 1e-5 || worst=1
+  done
+  for f in none block; do
+    lk "${run[@]}" --batch 8 --accum 1 --recompute $f --save "$tmp/r-$f" --metrics "$tmp/r-$f.jsonl" ||
+      { note "--recompute $f failed"; return 1; }
+  done
+  cmp -s "$tmp/r-none/model.safetensors" "$tmp/r-block/model.safetensors" &&
+    note "--recompute block: the weights of none, bit for bit" || { note "--recompute block differs from none"; worst=1; }
+  for f in z0 z2 r-none r-block; do
+    note "$f: $(py -c "import json, sys
+r = [json.loads(l) for l in open(sys.argv[1]) if '\"summary\"' in l][-1]
+print(f\"peak GPU {r.get('peak_device_bytes', 0) / 1e9:.3f} GB (plan {r.get('plan_device_bytes', 0) / 1e9:.3f}), \"
+      f\"host {r['peak_host_bytes'] / 1e9:.3f} GB (plan {r['plan_host_bytes'] / 1e9:.3f})\")" "$tmp/$f.jsonl")"
+  done
+  return $worst
 }
 
 step_cnn() {
@@ -499,6 +536,7 @@ run_step info 30
 run_step parity 120
 run_step collectives 90
 run_step mpi2 120
+run_step zero 120
 run_step cnn 150
 run_step bench-gpu 240
 run_step gpt2 150

@@ -203,14 +203,21 @@ static int one_host_shm(const lk_comm *c)
     return c->shm && m->cross == MPI_COMM_NULL;
 }
 
-static lk_status mpi_reduce_scatter_start(lk_comm *c, float *buf, const size_t *counts, lk_reduce_op op,
-                                          int slot)
+/* a free slot, and its MPI counts and displacements */
+static lk_status start_parts(lk_comm *c, int slot, const size_t *counts, int **cnt, int **dsp)
 {
     mpi_impl *m = c->impl;
     if (m->req[slot] != MPI_REQUEST_NULL)
         return LK_ERR(LK_ERR_STATE, "rank %d: request slot %d is still in flight", c->rank, slot);
-    int *cnt, *dsp;
-    LK_CHECK(fill_parts(c, slot, counts, &cnt, &dsp));
+    return fill_parts(c, slot, counts, cnt, dsp);
+}
+
+static lk_status mpi_reduce_scatter_start(lk_comm *c, float *buf, const size_t *counts, lk_reduce_op op,
+                                          int slot)
+{
+    mpi_impl *m = c->impl;
+    int *cnt = NULL, *dsp = NULL;
+    LK_CHECK(start_parts(c, slot, counts, &cnt, &dsp));
     float dummy = 0.0f;
     MPI_TRY(c, MPI_Ireduce_scatter(MPI_IN_PLACE, buf ? buf : &dummy, cnt, MPI_FLOAT, mpi_op(op), m->world,
                                    &m->req[slot]));
@@ -221,10 +228,8 @@ static lk_status mpi_reduce_scatter_start(lk_comm *c, float *buf, const size_t *
 static lk_status mpi_allgather_start(lk_comm *c, float *buf, const size_t *counts, int slot)
 {
     mpi_impl *m = c->impl;
-    if (m->req[slot] != MPI_REQUEST_NULL)
-        return LK_ERR(LK_ERR_STATE, "rank %d: request slot %d is still in flight", c->rank, slot);
-    int *cnt, *dsp;
-    LK_CHECK(fill_parts(c, slot, counts, &cnt, &dsp));
+    int *cnt = NULL, *dsp = NULL;
+    LK_CHECK(start_parts(c, slot, counts, &cnt, &dsp));
     float dummy = 0.0f;
     MPI_TRY(c, MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf ? buf : &dummy, cnt, dsp, MPI_FLOAT,
                                m->world, &m->req[slot]));
@@ -240,7 +245,7 @@ static lk_status mpi_reduce_scatter(lk_comm *c, float *buf, const size_t *counts
         return st == LK_OK ? LK_OK : shm_failed(c, st);
     }
     const int slot = LK_COMM_MAX_SLOTS; /* the blocking calls' own counts */
-    int *cnt, *dsp;
+    int *cnt = NULL, *dsp = NULL;
     LK_CHECK(fill_parts(c, slot, counts, &cnt, &dsp));
     float dummy = 0.0f;
     MPI_TRY(c, MPI_Reduce_scatter(MPI_IN_PLACE, buf ? buf : &dummy, cnt, MPI_FLOAT, mpi_op(op), m->world));
@@ -260,7 +265,7 @@ static lk_status mpi_allgather(lk_comm *c, float *buf, const size_t *counts)
         lk_status st = lk_shm_allgather(&m->shm, buf, counts);
         return st == LK_OK ? LK_OK : shm_failed(c, st);
     }
-    int *cnt, *dsp;
+    int *cnt = NULL, *dsp = NULL;
     LK_CHECK(fill_parts(c, LK_COMM_MAX_SLOTS, counts, &cnt, &dsp));
     float dummy = 0.0f;
     MPI_TRY(c, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf ? buf : &dummy, cnt, dsp, MPI_FLOAT,

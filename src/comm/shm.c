@@ -254,6 +254,34 @@ static lk_status allreduce_direct(lk_shm *s, size_t at, size_t n, lk_reduce_op o
     return barrier(s);
 }
 
+/* buf[0, n) reduced piece by piece through the slots: each process copies its piece into
+ * its slot, barrier, process i reduces sub-chunk i of the piece into the output (and the
+ * hook), barrier, each copies back what it keeps of the piece: [keep_lo, keep_hi) of buf.
+ * A zero length still meets the others once, to compare signatures. */
+static lk_status staged(lk_shm *s, float *buf, size_t n, lk_reduce_op op, float avg_scale,
+                        lk_shm_cross_fn cross, void *user, size_t keep_lo, size_t keep_hi)
+{
+    float *mine = slot(s, s->me);
+    size_t off = 0;
+    do {
+        const size_t len = LK_MIN(s->piece, n - off);
+        if (len) memcpy(mine, buf + off, len * sizeof(float));
+        if (off == 0) LK_CHECK(first_barrier(s));
+        else LK_CHECK(barrier(s));
+        size_t lo, hi;
+        my_part(s, len, &lo, &hi);
+        if (hi > lo) {
+            reduce(s, s->out, 0, 0, 0, lo, hi, op);
+            LK_CHECK(finish_part(s, s->out, lo, hi, op, avg_scale, cross, user));
+        }
+        LK_CHECK(barrier(s));
+        const size_t a = LK_MAX(off, keep_lo), b = LK_MIN(off + len, keep_hi);
+        if (a < b) memcpy(buf + a, s->out + (a - off), (b - a) * sizeof(float));
+        off += len;
+    } while (off < n);
+    return LK_OK;
+}
+
 lk_status lk_shm_allreduce(lk_shm *s, float *buf, size_t n, lk_reduce_op op, float avg_scale,
                            lk_shm_cross_fn cross, void *user)
 {
@@ -266,24 +294,7 @@ lk_status lk_shm_allreduce(lk_shm *s, float *buf, size_t n, lk_reduce_op op, flo
     sig[1] = at;
     sig[2] = 0;
     if (direct) return allreduce_direct(s, at, n, op, avg_scale, cross, user);
-    float *mine = slot(s, s->me);
-    size_t off = 0;
-    do { /* a zero length still meets the others once, to compare signatures */
-        const size_t len = LK_MIN(s->piece, n - off);
-        if (len) memcpy(mine, buf + off, len * sizeof(float));
-        if (off == 0) LK_CHECK(first_barrier(s));
-        else LK_CHECK(barrier(s));
-        size_t lo, hi;
-        my_part(s, len, &lo, &hi);
-        if (hi > lo) {
-            reduce(s, s->out, 0, 0, 0, lo, hi, op);
-            LK_CHECK(finish_part(s, s->out, lo, hi, op, avg_scale, cross, user));
-        }
-        LK_CHECK(barrier(s));
-        if (len) memcpy(buf + off, s->out, len * sizeof(float));
-        off += len;
-    } while (off < n);
-    return LK_OK;
+    return staged(s, buf, n, op, avg_scale, cross, user, 0, n);
 }
 
 /* ---- reduce-scatter and all-gather (one host: local rank = rank) ---- */
@@ -345,25 +356,7 @@ lk_status lk_shm_reduce_scatter(lk_shm *s, float *buf, const size_t *counts, lk_
         });
         return barrier(s);
     }
-    float *own = slot(s, s->me);
-    size_t off = 0;
-    do { /* piece by piece through the slots; each process keeps its part of the sums */
-        const size_t len = LK_MIN(s->piece, n - off);
-        if (len) memcpy(own, buf + off, len * sizeof(float));
-        if (off == 0) LK_CHECK(first_barrier(s));
-        else LK_CHECK(barrier(s));
-        size_t lo, hi;
-        my_part(s, len, &lo, &hi);
-        if (hi > lo) {
-            reduce(s, s->out, 0, 0, 0, lo, hi, op);
-            if (op == LK_REDUCE_AVG) scale(s->out, lo, hi, avg_scale);
-        }
-        LK_CHECK(barrier(s));
-        const size_t a = LK_MAX(off, mine), b = LK_MIN(off + len, mine + counts[s->me]);
-        if (a < b) memcpy(buf + a, s->out + (a - off), (b - a) * sizeof(float));
-        off += len;
-    } while (off < n);
-    return LK_OK;
+    return staged(s, buf, n, op, avg_scale, NULL, NULL, mine, mine + counts[s->me]);
 }
 
 lk_status lk_shm_allgather(lk_shm *s, float *buf, const size_t *counts)

@@ -404,6 +404,19 @@ lk_status lk_model_forward(lk_model *m, int batch, int training, long step, lk_t
     return lk_model_forward_range(m, 0, m->nlayers, batch, training, step, out);
 }
 
+/* layers [lo, hi) forward, each from act[i] into act[i + 1] */
+static lk_status run_forward(lk_model *m, const lk_ctx *c, int lo, int hi, int batch)
+{
+    for (int i = lo; i < hi; i++) {
+        lk_layer *l = m->layers[i];
+        if (l->vt->alias && !l->vt->forward) continue;
+        lk_tensor x = lk_tensor_batch(m->dev, m->act[i], batch, &l->in);
+        lk_tensor y = lk_tensor_batch(m->dev, m->act[i + 1], batch, &l->out);
+        LK_CHECK(l->vt->forward(l, c, &x, &y));
+    }
+    return LK_OK;
+}
+
 lk_status lk_model_forward_range(lk_model *m, int lo, int hi, int batch, int training, long step,
                                  lk_tensor *out)
 {
@@ -413,13 +426,7 @@ lk_status lk_model_forward_range(lk_model *m, int lo, int hi, int batch, int tra
     lk_ctx c = {m->dev, training, m->seed, step, m->sample_base, m->workspace, 0, m->aux_loss, 1.0f,
                 m->sync_sum, m->sync_user};
     if (m->has_aux) lk_zero(m->dev, m->aux_loss, sizeof(float)); /* zeroed at build otherwise */
-    for (int i = lo; i < hi; i++) {
-        lk_layer *l = m->layers[i];
-        if (l->vt->alias && !l->vt->forward) continue;
-        lk_tensor x = lk_tensor_batch(m->dev, m->act[i], batch, &l->in);
-        lk_tensor y = lk_tensor_batch(m->dev, m->act[i + 1], batch, &l->out);
-        LK_CHECK(l->vt->forward(l, &c, &x, &y));
-    }
+    LK_CHECK(run_forward(m, &c, lo, hi, batch));
     *out = lk_tensor_batch(m->dev, m->act[hi], batch, &m->layers[hi - 1]->out);
     return LK_OK;
 }
@@ -440,14 +447,7 @@ static lk_status forward_again(lk_model *m, int lo, int hi, int batch, long step
 {
     lk_ctx c = {m->dev, 1, m->seed, step, m->sample_base, m->workspace, 0, m->aux_scratch, 1.0f,
                 m->sync_sum, m->sync_user};
-    for (int i = lo; i < hi; i++) {
-        lk_layer *l = m->layers[i];
-        if (l->vt->alias && !l->vt->forward) continue;
-        lk_tensor x = lk_tensor_batch(m->dev, m->act[i], batch, &l->in);
-        lk_tensor y = lk_tensor_batch(m->dev, m->act[i + 1], batch, &l->out);
-        LK_CHECK(l->vt->forward(l, &c, &x, &y));
-    }
-    return LK_OK;
+    return run_forward(m, &c, lo, hi, batch);
 }
 
 /* What backward is about to need at layer i and forward did not keep: its input (the
