@@ -10,6 +10,7 @@
 
 static void *comm_thread(void *arg);
 static void zero_gaps(lk_buckets *b, int i);
+static float *data(const lk_buckets *b, int i);
 
 lk_progress_mode lk_progress_resolve(const lk_comm *c, lk_progress_mode mode)
 {
@@ -35,11 +36,11 @@ int lk_buckets_plan(const lk_model *m, size_t bucket_bytes, size_t lo, size_t hi
         if (!l->param_count || l->param_offset < lo || l->param_offset >= hi) continue;
         size_t end = l->param_offset + l->param_count;
         if (end - begin >= limit && n < cap - 1) {
-            b[n++] = (lk_bucket){begin, end, 0, 0.0, 0.0, 0, -1, 0, 0};
+            b[n++] = (lk_bucket){begin, end, 0, 0.0, 0.0, 0, -1, 0, 0, 0};
             begin = end;
         }
     }
-    if (begin < hi || n == 0) b[n++] = (lk_bucket){begin, hi, 0, 0.0, 0.0, 0, -1, 0, 0};
+    if (begin < hi || n == 0) b[n++] = (lk_bucket){begin, hi, 0, 0.0, 0.0, 0, -1, 0, 0, 0};
     return n;
 }
 
@@ -72,17 +73,19 @@ static int pinned(const lk_model *m, const lk_bucket *k)
 }
 
 /* Stage 2's staging: LANES lanes the size of the largest bucket that is not pinned, taken
- * in turn, then a place for each pinned bucket; sets each bucket's at and prev. */
-static size_t lay_out_stage(const lk_model *m, lk_bucket *b, int n)
+ * in turn (returns their floats), and a place for each pinned bucket in a region of its
+ * own (*pinned_floats); sets each bucket's at (in its region), prev and pinned. */
+static size_t lay_out_stage(const lk_model *m, lk_bucket *b, int n, size_t *pinned_floats)
 {
     size_t lane = 0, at = 0;
-    for (int i = 0; i < n; i++)
-        if (!pinned(m, &b[i])) lane = LK_MAX(lane, LK_ALIGN_UP(b[i].end - b[i].begin, 16));
+    for (int i = 0; i < n; i++) {
+        b[i].pinned = pinned(m, &b[i]);
+        if (!b[i].pinned) lane = LK_MAX(lane, LK_ALIGN_UP(b[i].end - b[i].begin, 16));
+    }
     int last[LANES], k = 0;
     for (int j = 0; j < LANES; j++) last[j] = -1;
-    at = LANES * lane;
     for (int i = 0; i < n; i++) {
-        if (pinned(m, &b[i])) {
+        if (b[i].pinned) {
             b[i].at = at;
             b[i].prev = -1;
             at += LK_ALIGN_UP(b[i].end - b[i].begin, 16);
@@ -93,15 +96,17 @@ static size_t lay_out_stage(const lk_model *m, lk_bucket *b, int n)
         last[k % LANES] = i;
         k++;
     }
-    return LK_MAX(at, 1);
+    *pinned_floats = at;
+    return LANES * lane;
 }
 
-size_t lk_buckets_stage_floats(const lk_model *m, size_t bucket_bytes, size_t lo, size_t hi)
+size_t lk_buckets_stage_floats(const lk_model *m, size_t bucket_bytes, size_t lo, size_t hi, size_t *pinned)
 {
     const int cap = lk_buckets_cap(m);
     lk_bucket *b = lk_calloc((size_t)cap, sizeof *b);
+    *pinned = 0;
     if (!b) return 0;
-    size_t floats = lay_out_stage(m, b, lk_buckets_plan(m, bucket_bytes, lo, hi, b, cap));
+    size_t floats = lay_out_stage(m, b, lk_buckets_plan(m, bucket_bytes, lo, hi, b, cap), pinned);
     lk_free(b);
     return floats;
 }
@@ -164,7 +169,7 @@ static float *grad_at(void *user, size_t offset)
         if (b->b[mid].begin <= offset) lo = mid;
         else hi = mid - 1;
     }
-    return b->stage_buf + b->b[lo].at + (offset - b->b[lo].begin);
+    return data(b, lo) + (offset - b->b[lo].begin);
 }
 
 /* The sharded stages: parts per rank, and stage 2's staging with the gradients moved in. */
@@ -177,23 +182,28 @@ static lk_status setup_shards(lk_buckets *b, lk_model *m, float *stage)
         lk_shard_counts(&b->zero->shard, b->b[i].begin, b->b[i].end, b->counts + (size_t)i * world);
     LK_CHECK(find_gaps(b, m));
     if (b->stage < 2) return LK_OK;
-    const size_t floats = lay_out_stage(m, b->b, b->n);
+    size_t pinned = 0;
+    const size_t floats = lay_out_stage(m, b->b, b->n, &pinned);
     b->stage_buf = stage;
-    if (!stage) {
+    if (!stage && floats) {
         b->stage_buf = lk_dev_alloc(m->dev, floats * sizeof(float));
-        if (!b->stage_buf)
-            return LK_ERR(LK_ERR_NOMEM, "cannot allocate %.1f MB of gradient staging on %s",
-                          (double)floats * 4e-6, m->dev->name);
         b->stage_owned = 1;
     }
-    lk_zero(m->dev, b->stage_buf, floats * sizeof(float));
+    if (pinned) b->pinned_buf = lk_dev_alloc(m->dev, pinned * sizeof(float));
+    if ((floats && !b->stage_buf) || (pinned && !b->pinned_buf))
+        return LK_ERR(LK_ERR_NOMEM, "cannot allocate %.1f MB of gradient staging on %s",
+                      (double)(floats + pinned) * 4e-6, m->dev->name);
+    if (floats) lk_zero(m->dev, b->stage_buf, floats * sizeof(float));
+    if (pinned) lk_zero(m->dev, b->pinned_buf, pinned * sizeof(float));
     return lk_model_place_grads(m, grad_at, b);
 }
 
-/* where bucket i's data is reduced: the gradient buffer, or its staging */
+/* where bucket i's data is reduced: the gradient buffer, or its staging (a pinned
+ * bucket's region, or the lanes) */
 static float *data(const lk_buckets *b, int i)
 {
-    return b->stage_buf ? b->stage_buf + b->b[i].at : b->grads + b->b[i].begin;
+    if (b->stage < 2) return b->grads + b->b[i].begin;
+    return (b->b[i].pinned ? b->pinned_buf : b->stage_buf) + b->b[i].at;
 }
 
 static const size_t *parts(const lk_buckets *b, int i)
@@ -204,6 +214,7 @@ static const size_t *parts(const lk_buckets *b, int i)
 static void free_buckets(lk_buckets *b, lk_model *m)
 {
     if (b->stage_owned) lk_dev_free(m->dev, b->stage_buf);
+    lk_dev_free(m->dev, b->pinned_buf);
     lk_free(b->counts);
     lk_free(b->gaps);
     lk_free(b->gap_at);

@@ -44,9 +44,10 @@ typedef struct {
     int done;
     double t_start, t_done; /* this step's all-reduce in flight (lk_now; t_done when seen done) */
     /* ZeRO-2 */
-    size_t at;              /* its place in the staging */
+    size_t at;              /* its place in the staging (its lane, or the pinned region) */
     int prev;               /* the bucket that used its lane before it (-1: none) */
     int touched, final;     /* this backward: its staging readied, its part in the slice */
+    int pinned;             /* written before its own layers run: a place of its own */
 } lk_bucket;
 
 /* AUTO: THREAD where the communicator allows a second thread, else LAYERS */
@@ -65,8 +66,9 @@ typedef struct {
     lk_zero_state *zero; /* the sharding (NULL: none, all-reduce) */
     int stage;           /* its stage: 0 all-reduce, 1 reduce-scatter in place, 2 through staging */
     size_t *counts;      /* stages 1, 2: each bucket's parts per rank (n x world) */
-    float *stage_buf;    /* stage 2: the staging, and whether it is this set's own allocation */
+    float *stage_buf;    /* stage 2: the lanes, and whether they are this set's own allocation */
     int stage_owned;
+    float *pinned_buf;   /* stage 2: the pinned buckets' region (the set's own: device memory) */
     size_t *gaps;        /* stage 2: per bucket, the alignment gaps between its tensors ([lo, hi)
                             pairs from gap_at[i] to gap_at[i + 1]), zeroed when it takes its place */
     int *gap_at;
@@ -102,17 +104,20 @@ typedef struct {
     lk_progress_mode mode;
     size_t lo, hi;       /* the parameters covered (hi 0: all) */
     lk_zero_state *zero; /* NULL or stage 0: all-reduce */
-    float *stage;        /* stage 2: lk_buckets_stage_floats floats of host memory the caller
-                            keeps (shared memory, summed in place), or NULL: allocated on
-                            the model's device */
+    float *stage;        /* stage 2: the lanes, lk_buckets_stage_floats floats of host memory
+                            the caller keeps (shared memory, summed in place), or NULL:
+                            allocated on the model's device (the pinned region always is:
+                            in shared memory each rank would also touch its share of every
+                            other rank's, for the whole backward) */
 } lk_buckets_opts;
 
 /* Plans buckets for m's layout and hooks them into m's on_grad_ready and before_grads;
  * with LK_PROGRESS_THREAD also starts the comm thread. Stage 2 also moves the gradients
  * of the parameters it covers into its staging (lk_model_place_grads). */
 lk_status lk_buckets_open(lk_buckets **out, lk_comm *c, lk_model *m, const lk_buckets_opts *o);
-/* Floats of stage 2's staging for buckets of bucket_bytes over [lo, hi). */
-size_t lk_buckets_stage_floats(const lk_model *m, size_t bucket_bytes, size_t lo, size_t hi);
+/* Floats of stage 2's lanes for buckets of bucket_bytes over [lo, hi), and in *pinned
+ * those of its pinned region. */
+size_t lk_buckets_stage_floats(const lk_model *m, size_t bucket_bytes, size_t lo, size_t hi, size_t *pinned);
 /* Plans buckets for m's layout and hooks them into m->on_grad_ready; with
  * LK_PROGRESS_THREAD also starts the comm thread. */
 lk_status lk_buckets_create(lk_buckets **out, lk_comm *c, lk_model *m, size_t bucket_bytes,

@@ -34,11 +34,14 @@ double lk_mem_rss(void) { return proc_kb("/proc/self/status", "VmRSS"); }
 double lk_mem_rss_peak(void) { return proc_kb("/proc/self/status", "VmHWM"); }
 double lk_mem_available(void) { return proc_kb("/proc/meminfo", "MemAvailable"); }
 
-/* Stage 2's staging floats: each network's buckets. */
-static double staging_floats(const lk_mem_inputs *in, const lk_model *m, size_t split)
+/* Stage 2's staging floats, each network's buckets': the lanes, and the pinned regions in
+ * *pinned. */
+static double staging_floats(const lk_mem_inputs *in, const lk_model *m, size_t split, double *pinned)
 {
-    double f = (double)lk_buckets_stage_floats(m, in->bucket_bytes, 0, split);
-    if (split < m->nparams) f += (double)lk_buckets_stage_floats(m, in->bucket_bytes, split, m->nparams);
+    size_t p0 = 0, p1 = 0;
+    double f = (double)lk_buckets_stage_floats(m, in->bucket_bytes, 0, split, &p0);
+    if (split < m->nparams) f += (double)lk_buckets_stage_floats(m, in->bucket_bytes, split, m->nparams, &p1);
+    *pinned = (double)(p0 + p1);
     return f;
 }
 
@@ -59,9 +62,11 @@ static void compute(const lk_mem_inputs *in, const lk_model *m, size_t split, lk
     double dev[LK_MEM_KINDS] = {0}, host[LK_MEM_KINDS] = {0};
     dev[LK_MEM_PARAMS] = (double)(m->nparams + m->nbuffers) * F;
     dev[LK_MEM_OPTIM] = lk_optim_state_count(in->optim) * (stage ? slice : n) * F;
-    /* the gradients the layers write (all of them, or stage 2's staging) and the slice */
-    const double written = (stage == 2 ? staging_floats(in, m, split) : n) * F;
-    if (stage == 2) dev[LK_MEM_GRADS] = slice * F;
+    /* the gradients the layers write (all of them, or stage 2's lanes), the slice and the
+     * pinned buckets' region */
+    double pinned = 0.0;
+    const double written = (stage == 2 ? staging_floats(in, m, split, &pinned) : n) * F;
+    if (stage == 2) dev[LK_MEM_GRADS] = (slice + pinned) * F;
     if (shm) { /* in the host's region: its own, and its share of every other's */
         p->shared = nl * written;
         host[LK_MEM_GRADS] += written * (1.0 + (double)(nl - 1) / nl);

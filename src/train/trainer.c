@@ -330,9 +330,9 @@ static lk_status setup_comm(const lk_train_opts *o, run_state *s)
     /* the gradients the layers write: the whole buffer, or (stage 2) each network's staging */
     const size_t lo[2] = {0, s->gan.r ? s->gan.d_end : 0};
     const size_t hi[2] = {s->gan.r ? s->gan.d_end : m->nparams, s->gan.r ? m->nparams : 0};
-    size_t stage_floats[2] = {0, 0};
+    size_t stage_floats[2] = {0, 0}, pinned = 0;
     for (int k = 0; stage == 2 && k < 2; k++)
-        if (hi[k] > lo[k]) stage_floats[k] = lk_buckets_stage_floats(m, bytes, lo[k], hi[k]);
+        if (hi[k] > lo[k]) stage_floats[k] = lk_buckets_stage_floats(m, bytes, lo[k], hi[k], &pinned);
     const size_t grad_floats = stage == 2 ? stage_floats[0] + stage_floats[1] : m->nparams;
     float *shared = NULL;
     LK_CHECK(lk_comm_use_shm(c, o->shm && mode == LK_PROGRESS_THREAD, grad_floats,
