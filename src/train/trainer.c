@@ -488,7 +488,8 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
                      world > 1 ? ", summed over the ranks" : "");
     const lk_buckets *any = s->buckets ? s->buckets : s->gan.bd;
     if (any)
-        lk_progress_line(prog, "gradient all-reduce: %s, %d bucket%s of <= %.2f MB%s, progressed %s",
+        lk_progress_line(prog, "gradient %s: %s, %d bucket%s of <= %.2f MB%s, progressed %s",
+                         s->zero->stage ? "reduce-scatter" : "all-reduce",
                          s->comm->nccl  ? lk_nccl_version()
                          : s->comm->shm ? s->comm->shm_note
                                         : s->comm->library,
@@ -498,6 +499,14 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
                          s->comm->nccl ? "on its own CUDA stream"
                          : any->mode == LK_PROGRESS_THREAD ? "by a comm thread"
                                                            : "between layers");
+    if (s->zero->stage)
+        lk_progress_line(prog, "--zero %d: rank 0 owns parameters [%zu, %zu) of %zu (optimizer state%s kept "
+                         "for them only; the parameters all-gathered after each step)", s->zero->stage, s->zero->shard.lo,
+                         s->zero->shard.hi, m->nparams, s->zero->stage == 2 ? " and gradients" : "");
+    if (o->recompute)
+        lk_progress_line(prog, "--recompute %s: activations %.2f GB (the plan's)",
+                         lk_recompute_name((lk_recompute)o->recompute), s->plan.host[LK_MEM_ACT] / 1e9 +
+                         s->plan.dev[LK_MEM_ACT] / 1e9);
     if (o->resume_dir)
         lk_progress_line(prog, "resumed from %s at epoch %d, step %ld", o->resume_dir, s->epoch,
                          s->step);
