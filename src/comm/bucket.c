@@ -78,9 +78,12 @@ static int pinned(const lk_model *m, const lk_bucket *k)
 static size_t lay_out_stage(const lk_model *m, lk_bucket *b, int n, size_t *pinned_floats)
 {
     size_t lane = 0, at = 0;
+    int lanes = 0; /* LANES, or fewer where there are fewer buckets to take them */
     for (int i = 0; i < n; i++) {
         b[i].pinned = pinned(m, &b[i]);
-        if (!b[i].pinned) lane = LK_MAX(lane, LK_ALIGN_UP(b[i].end - b[i].begin, 16));
+        if (b[i].pinned) continue;
+        lane = LK_MAX(lane, LK_ALIGN_UP(b[i].end - b[i].begin, 16));
+        lanes = LK_MIN(lanes + 1, LANES);
     }
     int last[LANES], k = 0;
     for (int j = 0; j < LANES; j++) last[j] = -1;
@@ -91,13 +94,13 @@ static size_t lay_out_stage(const lk_model *m, lk_bucket *b, int n, size_t *pinn
             at += LK_ALIGN_UP(b[i].end - b[i].begin, 16);
             continue;
         }
-        b[i].at = (size_t)(k % LANES) * lane;
-        b[i].prev = last[k % LANES];
-        last[k % LANES] = i;
+        b[i].at = (size_t)(k % lanes) * lane;
+        b[i].prev = last[k % lanes];
+        last[k % lanes] = i;
         k++;
     }
     *pinned_floats = at;
-    return LANES * lane;
+    return (size_t)lanes * lane;
 }
 
 size_t lk_buckets_stage_floats(const lk_model *m, size_t bucket_bytes, size_t lo, size_t hi, size_t *pinned)
