@@ -1,19 +1,8 @@
 /* zero.c - the sharded optimizer step and the parameters' all-gather. */
 #include "zero.h"
 
-#include <stdlib.h>
-#include <string.h>
 
 #include "../core/ops.h"
-
-lk_status lk_zero_parse(const char *s, int *stage)
-{
-    if (s && s[0] >= '0' && s[0] <= '2' && !s[1]) {
-        *stage = s[0] - '0';
-        return LK_OK;
-    }
-    return LK_ERR(LK_ERR_ARG, "--zero: expected 0, 1 or 2, got '%s'", s ? s : "");
-}
 
 lk_status lk_zero_sum(void *user, double *v, int n)
 {

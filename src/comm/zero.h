@@ -45,14 +45,12 @@ lk_status lk_zero_step(lk_zero_state *z, lk_optim *o, float grad_scale, size_t l
 /* lk_optim's `sum` hook: v summed over z's communicator. */
 lk_status lk_zero_sum(void *z, double *v, int n);
 /* The checkpoint's gather (lk_ckpt_gather_fn): optimizer state `state` of parameters
- * [offset, offset + n) from every rank's slice into host. user: the lk_zero; the
- * optimizer is z's. */
+ * [offset, offset + n) from every rank's slice into host (a collective). user: an
+ * lk_zero_gather, the sharding and its optimizer. */
 typedef struct {
     lk_zero_state *z;
     const lk_optim *o;
 } lk_zero_gather;
 lk_status lk_zero_gather_state(void *user, int state, size_t offset, size_t n, float *host);
-/* Parses --zero. */
-lk_status lk_zero_parse(const char *s, int *stage);
 
 #endif
