@@ -19,7 +19,7 @@
 #   --device D       cpu (default) or cuda: PyTorch on the GPU (float32, TF32 off),
 #                    lockstep --device cuda, default shapes "8x1024", threads "1"
 #   --data DIR       llm.c shards (DIR/gpt2_train_*.bin, DIR/gpt2_val_*.bin); default:
-#                    made from Debian's fortunes (bench/fortunes.sh, bench/gpt2_shards.py)
+#                    made from Debian's fortunes (bench/fortune_shards.sh)
 #                    in a temporary folder
 #   --bin PATH       the lockstep binary (default build/lockstep, built into build/ when
 #                    missing)
@@ -117,11 +117,7 @@ fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/lk-gpt2.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-if [[ -z $data ]]; then
-  corpus=$(bench/fortunes.sh "$tmp/fortunes.txt")
-  "$PY" bench/gpt2_shards.py "$corpus" "$tmp/data" >&2
-  data=$tmp/data
-fi
+[[ -n $data ]] || data=$(LK_PYTHON=$PY bench/fortune_shards.sh "$tmp/data")
 compgen -G "$data/gpt2_train_*.bin" >/dev/null ||
   { echo "bench/gpt2.sh: --data $data: no gpt2_train_*.bin shard" >&2; exit 1; }
 

@@ -32,11 +32,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -x $bin ]] || { cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j >/dev/null; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-if [[ -z $data ]]; then
-  corpus=$(bench/fortunes.sh "$tmp/fortunes.txt")
-  /usr/bin/python3 bench/gpt2_shards.py "$corpus" "$tmp/data" >&2
-  data=$tmp/data
-fi
+[[ -n $data ]] || data=$(bench/fortune_shards.sh "$tmp/data")
 common=(--model "$model" --ctx "$ctx" --batch "$batch" --optim adamw --data "tokens:$data/gpt2_*.bin")
 for r in none act block; do
   "$bin" plan --memory "${common[@]}" --recompute $r > "$tmp/plan-$r.txt"

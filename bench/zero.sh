@@ -7,7 +7,7 @@
 #                 [--rounds 3] [--data DIR] [--bin PATH] [--out FILE] [-- more train flags]
 #
 # AdamW (two state buffers a parameter). Data: llm.c shards in DIR (default: made from
-# Debian's fortunes, bench/fortunes.sh and bench/gpt2_shards.py, in a temporary folder).
+# Debian's fortunes, bench/fortune_shards.sh, in a temporary folder).
 # Samples/s is each run's summary figure (steps after warm-up, evaluation excluded); the
 # memory is the summary's peak_host_bytes (VmHWM) of rank 0 and its plan. Printed: a
 # markdown table per --zero of the medians, the per-round ratios, and what --zero 1 and 2
@@ -37,15 +37,10 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -x $bin ]] || { cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j >/dev/null; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-if [[ -z $data ]]; then
-  corpus=$(bench/fortunes.sh "$tmp/fortunes.txt")
-  /usr/bin/python3 bench/gpt2_shards.py "$corpus" "$tmp/data" >&2
-  data=$tmp/data
-fi
-root=(); [[ $(id -u) -eq 0 ]] && root=(--allow-run-as-root)
+[[ -n $data ]] || data=$(bench/fortune_shards.sh "$tmp/data")
 for r in $(seq 1 "$rounds"); do
   for z in 0 1 2; do
-    mpirun "${root[@]}" --oversubscribe -np "$ranks" "$bin" train --model "$model" --ctx "$ctx" --batch "$batch" \
+    LK_BIN=$bin launch/mpirun.sh -n "$ranks" --oversubscribe train --model "$model" --ctx "$ctx" --batch "$batch" \
       --optim adamw --data "tokens:$data/gpt2_*.bin" --steps "$steps" --zero $z --threads 1 --quiet \
       --val-limit 8 --metrics "$tmp/r$r-z$z.jsonl" "${more[@]}" >&2
   done

@@ -155,24 +155,30 @@ static lk_status find_gaps(lk_buckets *b, const lk_model *m)
             at = LK_MAX(at, t[2 * ti + 1]);
         }
         if (at < b->b[k].end) b->gaps[2 * ng] = at, b->gaps[2 * ng + 1] = b->b[k].end, ng++;
-        if (ti > 0) ti--; /* a tensor may run on into the next bucket */
-    }
+    } /* (buckets end on layer boundaries: no tensor runs on into the next) */
     b->gap_at[b->n] = ng;
     lk_free(t);
     return LK_OK;
+}
+
+/* the bucket holding parameter `offset` (in [b->lo, b->hi)) */
+static int bucket_of(const lk_buckets *b, size_t offset)
+{
+    int lo = 0, hi = b->n - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (b->b[mid].begin <= offset) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
 }
 
 static float *grad_at(void *user, size_t offset)
 {
     lk_buckets *b = user;
     if (offset < b->lo || offset >= b->hi) return NULL;
-    int lo = 0, hi = b->n - 1; /* the bucket holding offset */
-    while (lo < hi) {
-        int mid = (lo + hi + 1) / 2;
-        if (b->b[mid].begin <= offset) lo = mid;
-        else hi = mid - 1;
-    }
-    return data(b, lo) + (offset - b->b[lo].begin);
+    const int i = bucket_of(b, offset);
+    return data(b, i) + (offset - b->b[i].begin);
 }
 
 /* The sharded stages: parts per rank, and stage 2's staging with the gradients moved in. */
@@ -414,8 +420,7 @@ static void finalize(lk_buckets *b, int i)
         while (!k->done && b->status == LK_OK) pthread_cond_wait(&b->idle, &b->mu);
         pthread_mutex_unlock(&b->mu);
         if (b->status != LK_OK) return;
-    } else if (!k->done) {
-        if (b->next <= i) start_ready(b, k->end); /* cannot be: its layers are done */
+    } else if (!k->done) { /* started: its layers' hook has run */
         b->status = lk_comm_wait(b->comm, i);
         k->done = 1;
         k->t_done = lk_now();
@@ -446,8 +451,7 @@ void lk_buckets_before_grads(void *user, size_t offset, size_t count)
     lk_buckets *b = user;
     (void)count;
     if (!b->active || b->stage != 2 || offset < b->lo || offset >= b->hi) return;
-    int i = 0;
-    while (i + 1 < b->n && b->b[i + 1].begin <= offset) i++;
+    const int i = bucket_of(b, offset);
     lk_bucket *k = &b->b[i];
     if (k->touched || b->status != LK_OK) return;
     if (k->prev >= 0) finalize(b, k->prev); /* the lane's last bucket is done with it */

@@ -58,13 +58,21 @@ static void scale_avg(const lk_comm *c, float *buf, size_t n)
     for (size_t i = 0; i < n; i++) buf[i] *= s;
 }
 
+/* An in-place MPI reduce-scatter leaves this rank's n floats at the buffer's start: they
+ * go to their place in it, scaled for an average. */
+static void place_part(const lk_comm *c, float *buf, float *part, size_t n, int avg)
+{
+    if (!n) return;
+    if (part != buf) memmove(part, buf, n * sizeof(float));
+    if (avg) scale_avg(c, part, n);
+}
+
 static void finish_avg(lk_comm *c, mpi_impl *m, int slot)
 {
-    if (m->move_to[slot]) { /* MPI_IN_PLACE left a reduce-scatter's part at the buffer's start */
-        float *src = m->avg_buf[slot], *dst = m->move_to[slot];
-        if (dst != src && m->avg_n[slot]) memmove(dst, src, m->avg_n[slot] * sizeof(float));
-        m->avg_buf[slot] = m->avg_scale[slot] && m->avg_n[slot] ? dst : NULL;
-        m->move_to[slot] = NULL;
+    if (m->move_to[slot]) { /* a reduce-scatter's part */
+        place_part(c, m->avg_buf[slot], m->move_to[slot], m->avg_n[slot], m->avg_scale[slot]);
+        m->avg_buf[slot] = m->move_to[slot] = NULL;
+        return;
     }
     if (!m->avg_buf[slot]) return;
     scale_avg(c, m->avg_buf[slot], m->avg_n[slot]);
@@ -249,11 +257,7 @@ static lk_status mpi_reduce_scatter(lk_comm *c, float *buf, const size_t *counts
     LK_CHECK(fill_parts(c, slot, counts, &cnt, &dsp));
     float dummy = 0.0f;
     MPI_TRY(c, MPI_Reduce_scatter(MPI_IN_PLACE, buf ? buf : &dummy, cnt, MPI_FLOAT, mpi_op(op), m->world));
-    if (buf && cnt[c->rank]) {
-        float *part = buf + dsp[c->rank];
-        if (part != buf) memmove(part, buf, (size_t)cnt[c->rank] * sizeof(float));
-        if (op == LK_REDUCE_AVG) scale_avg(c, part, (size_t)cnt[c->rank]);
-    }
+    if (buf) place_part(c, buf, buf + dsp[c->rank], (size_t)cnt[c->rank], op == LK_REDUCE_AVG);
     return LK_OK;
 }
 

@@ -254,6 +254,31 @@ static lk_status allreduce_direct(lk_shm *s, size_t at, size_t n, lk_reduce_op o
     return barrier(s);
 }
 
+/* the parts of a reduce-scatter or all-gather, hashed (0 for an all-reduce: none) */
+static unsigned long long parts_hash(const size_t *counts, int n)
+{
+    unsigned long long h = counts ? 1469598103934665603ULL : 0;
+    for (int i = 0; counts && i < n; i++) h = (h ^ counts[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Signs the call (kind 0 all-reduce, 1 reduce-scatter, 2 all-gather) for check_signatures;
+ * returns 1 when buf lies in this process's gradient buffer (at *at) and the call can work
+ * there in place (not an all-gather). */
+static int sign(lk_shm *s, int kind, const float *buf, size_t n, lk_reduce_op op, const size_t *counts,
+                size_t *at)
+{
+    float *g = lk_shm_grads(s);
+    const int direct = kind != 2 && g && buf >= g && n <= s->grad_floats &&
+                       (size_t)(buf - g) <= s->grad_floats - n;
+    *at = direct ? (size_t)(buf - g) : 0;
+    unsigned long long *sig = s->sig + (size_t)s->me * SIG_WORDS;
+    sig[0] = (unsigned long long)n << 5 | (unsigned)kind << 3 | (unsigned)direct << 2 | (unsigned)op;
+    sig[1] = *at;
+    sig[2] = parts_hash(counts, s->nlocal);
+    return direct;
+}
+
 /* buf[0, n) reduced piece by piece through the slots: each process copies its piece into
  * its slot, barrier, process i reduces sub-chunk i of the piece into the output (and the
  * hook), barrier, each copies back what it keeps of the piece: [keep_lo, keep_hi) of buf.
@@ -286,50 +311,22 @@ lk_status lk_shm_allreduce(lk_shm *s, float *buf, size_t n, lk_reduce_op op, flo
                            lk_shm_cross_fn cross, void *user)
 {
     if (atomic_load(&s->ctl->failed)) return peer_failed(s);
-    float *g = lk_shm_grads(s);
-    const int direct = g && buf >= g && n <= s->grad_floats && (size_t)(buf - g) <= s->grad_floats - n;
-    const size_t at = direct ? (size_t)(buf - g) : 0;
-    unsigned long long *sig = s->sig + (size_t)s->me * SIG_WORDS;
-    sig[0] = (unsigned long long)n << 5 | (unsigned)direct << 2 | (unsigned)op;
-    sig[1] = at;
-    sig[2] = 0;
-    if (direct) return allreduce_direct(s, at, n, op, avg_scale, cross, user);
+    size_t at;
+    if (sign(s, 0, buf, n, op, NULL, &at)) return allreduce_direct(s, at, n, op, avg_scale, cross, user);
     return staged(s, buf, n, op, avg_scale, cross, user, 0, n);
 }
 
 /* ---- reduce-scatter and all-gather (one host: local rank = rank) ---- */
 
-static unsigned long long parts_hash(const size_t *counts, int n)
+/* the parts' total, and where this process's starts */
+static void parts_extent(const lk_shm *s, const size_t *counts, size_t *n, size_t *mine)
 {
-    unsigned long long h = 1469598103934665603ULL;
-    for (int i = 0; i < n; i++) h = (h ^ counts[i]) * 1099511628211ULL;
-    return h;
+    *n = *mine = 0;
+    for (int q = 0; q < s->nlocal; q++) {
+        if (q == s->me) *mine = *n;
+        *n += counts[q];
+    }
 }
-
-/* signs the call; *at >= 0: buf lies in this process's gradient buffer, at that offset */
-static int sign(lk_shm *s, int kind, const float *buf, size_t n, lk_reduce_op op, const size_t *counts,
-                size_t *at)
-{
-    float *g = lk_shm_grads(s);
-    const int direct = kind != 2 && g && buf >= g && n <= s->grad_floats &&
-                       (size_t)(buf - g) <= s->grad_floats - n;
-    *at = direct ? (size_t)(buf - g) : 0;
-    unsigned long long *sig = s->sig + (size_t)s->me * SIG_WORDS;
-    sig[0] = (unsigned long long)n << 5 | (unsigned)kind << 3 | (unsigned)direct << 2 | (unsigned)op;
-    sig[1] = *at;
-    sig[2] = parts_hash(counts, s->nlocal);
-    return direct;
-}
-
-/* Calls fn(owner, a, b) for the parts of [lo, hi) each process owns (counts back to back). */
-#define FOR_OWNED(counts, lo, hi, BODY)                                                            \
-    do {                                                                                           \
-        size_t base_ = 0;                                                                          \
-        for (int owner = 0; owner < s->nlocal; base_ += (counts)[owner], owner++) {                \
-            const size_t a = LK_MAX((lo), base_), b = LK_MIN((hi), base_ + (counts)[owner]);       \
-            if (a < b) BODY                                                                        \
-        }                                                                                          \
-    } while (0)
 
 static void scale(float *x, size_t lo, size_t hi, float f)
 {
@@ -340,20 +337,20 @@ lk_status lk_shm_reduce_scatter(lk_shm *s, float *buf, const size_t *counts, lk_
                                 float avg_scale)
 {
     if (atomic_load(&s->ctl->failed)) return peer_failed(s);
-    size_t n = 0, mine = 0, at;
-    for (int q = 0; q < s->nlocal; q++) {
-        if (q == s->me) mine = n;
-        n += counts[q];
-    }
+    size_t n, mine, at;
+    parts_extent(s, counts, &n, &mine);
     if (sign(s, 1, buf, n, op, counts, &at)) { /* each process sums its sub-chunk into the owners' buffers */
         LK_CHECK(first_barrier(s));
         size_t lo, hi;
         my_part(s, n, &lo, &hi);
-        FOR_OWNED(counts, lo, hi, {
+        size_t base = 0; /* the part of [lo, hi) each process owns, summed into its buffer */
+        for (int owner = 0; owner < s->nlocal; base += counts[owner], owner++) {
+            const size_t a = LK_MAX(lo, base), b = LK_MIN(hi, base + counts[owner]);
+            if (a >= b) continue;
             float *dst = grads_of(s, owner) + at;
             reduce(s, dst, 1, owner, at, a, b, op);
             if (op == LK_REDUCE_AVG) scale(dst, a, b, avg_scale);
-        });
+        }
         return barrier(s);
     }
     return staged(s, buf, n, op, avg_scale, NULL, NULL, mine, mine + counts[s->me]);
@@ -362,11 +359,8 @@ lk_status lk_shm_reduce_scatter(lk_shm *s, float *buf, const size_t *counts, lk_
 lk_status lk_shm_allgather(lk_shm *s, float *buf, const size_t *counts)
 {
     if (atomic_load(&s->ctl->failed)) return peer_failed(s);
-    size_t n = 0, mine = 0, at;
-    for (int q = 0; q < s->nlocal; q++) {
-        if (q == s->me) mine = n;
-        n += counts[q];
-    }
+    size_t n, mine, at;
+    parts_extent(s, counts, &n, &mine);
     sign(s, 2, buf, n, LK_REDUCE_SUM, counts, &at);
     const size_t end = mine + counts[s->me];
     size_t off = 0;

@@ -1,7 +1,6 @@
 /* zero.c - the sharded optimizer step and the parameters' all-gather. */
 #include "zero.h"
 
-
 #include "../core/ops.h"
 
 lk_status lk_zero_sum(void *user, double *v, int n)
@@ -10,29 +9,27 @@ lk_status lk_zero_sum(void *user, double *v, int n)
     return lk_comm_allreduce_f64(z->comm, v, n, LK_REDUCE_SUM);
 }
 
-lk_status lk_zero_create(lk_zero_state **out, lk_comm *c, lk_model *m, lk_optim *o, int stage,
-                         size_t bucket_bytes)
+int lk_zero_shard(lk_shard *s, size_t n, int stage, int world, int rank)
+{
+    const int on = stage > 0 && world > 1;
+    lk_shard_init(s, n, on ? world : 1, on ? rank : 0);
+    return on ? stage : 0;
+}
+
+lk_status lk_zero_create(lk_zero_state **out, lk_comm *c, lk_model *m, int stage, size_t bucket_bytes)
 {
     *out = NULL;
     if (stage < 0 || stage > 2) return LK_ERR(LK_ERR_ARG, "--zero %d: expected 0, 1 or 2", stage);
-    if (o->n != m->nparams)
-        return LK_ERR(LK_ERR_ARG, "ZeRO: the optimizer has %zu parameters, the model %zu", o->n, m->nparams);
     lk_zero_state *z = lk_calloc(1, sizeof *z);
     if (!z) return LK_ERR(LK_ERR_NOMEM, "cannot allocate ZeRO's state");
     z->comm = c;
     z->m = m;
-    z->stage = c->world > 1 ? stage : 0; /* one rank owns everything */
+    z->stage = lk_zero_shard(&z->shard, m->nparams, stage, c->world, c->rank);
     z->bucket_bytes = bucket_bytes;
-    lk_shard_init(&z->shard, m->nparams, z->stage ? c->world : 1, z->stage ? c->rank : 0);
     z->npb_cap = lk_buckets_cap(m);
     z->pb = lk_calloc((size_t)z->npb_cap, sizeof *z->pb);
     z->counts = lk_calloc((size_t)c->world, sizeof *z->counts);
     lk_status st = z->pb && z->counts ? LK_OK : LK_ERR(LK_ERR_NOMEM, "cannot allocate ZeRO's state");
-    if (st == LK_OK && z->stage) {
-        st = lk_optim_shard(o, z->shard.lo, z->shard.hi);
-        o->sum = lk_zero_sum;
-        o->sum_user = z;
-    }
     if (st == LK_OK && z->stage == 2) {
         const size_t bytes = LK_MAX(z->shard.hi - z->shard.lo, 1) * sizeof(float);
         z->slice = lk_dev_alloc(m->dev, bytes);
@@ -46,6 +43,16 @@ lk_status lk_zero_create(lk_zero_state **out, lk_comm *c, lk_model *m, lk_optim 
         return st;
     }
     *out = z;
+    return LK_OK;
+}
+
+lk_status lk_zero_bind(lk_zero_state *z, lk_optim *o)
+{
+    if (o->n != z->m->nparams)
+        return LK_ERR(LK_ERR_ARG, "ZeRO: the optimizer has %zu parameters, the model %zu", o->n, z->m->nparams);
+    LK_CHECK(lk_optim_shard(o, z->shard.lo, z->shard.hi));
+    o->sum = z->stage ? lk_zero_sum : NULL;
+    o->sum_user = z;
     return LK_OK;
 }
 

@@ -33,10 +33,15 @@ struct lk_zero_state {
     size_t *counts;       /* world entries */
 };
 
-/* Stage 0 needs no communicator (c may be a world of one); the optimizer's state becomes
- * the slice's (lk_optim_shard) and its clipping sums over the ranks. */
-lk_status lk_zero_create(lk_zero_state **out, lk_comm *c, lk_model *m, lk_optim *o, int stage,
-                         size_t bucket_bytes);
+/* The slice a rank owns of n parameters under --zero `stage` (all of them at stage 0, or
+ * in a world of one); returns the stage in effect (0 in a world of one). */
+int lk_zero_shard(lk_shard *s, size_t n, int stage, int world, int rank);
+/* ZeRO's state for m on c (stage 2: this rank's gradient slice); the optimizer comes next,
+ * with state for z->shard only (lk_optim_create_slice), and is bound with lk_zero_bind. */
+lk_status lk_zero_create(lk_zero_state **out, lk_comm *c, lk_model *m, int stage, size_t bucket_bytes);
+/* Gives o the slice's state (lk_optim_shard: nothing to do when it has it) and, sharded, the
+ * clipping norm's sum over the ranks. */
+lk_status lk_zero_bind(lk_zero_state *z, lk_optim *o);
 void lk_zero_destroy(lk_zero_state *z);
 /* One optimizer step over the parameters [lo, hi) (the whole model, or one network of a
  * GAN): this rank's part of them from its reduced gradients, then (stages 1, 2) every

@@ -133,8 +133,8 @@ static lk_status save_slots(const char *path, const ck_source *src, const ck_slo
     if (st == LK_OK && path) st = lk_safetensors_begin(&w, path, t, n, mk, mv, nmeta);
     for (int i = 0; st == LK_OK && i < n; i++) {
         st = fetch(src, &s[i], host);
-        if (st == LK_OK && w) st = lk_safetensors_put(w, host, s[i].numel * sizeof(float));
-        if (st != LK_OK) w = NULL; /* a failed put has removed the file */
+        if (st == LK_OK && w && (st = lk_safetensors_put(w, host, s[i].numel * sizeof(float))) != LK_OK)
+            w = NULL; /* a failed put has removed the file */
     }
     if (st == LK_OK && w) st = lk_safetensors_end(w);
     else if (w) lk_safetensors_abort(w);

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "../comm/bucket.h"
-#include "../comm/shard.h"
+#include "../comm/zero.h"
 #include "../comm/shm.h"
 
 static const char *const kind_names[LK_MEM_KINDS] = {
@@ -34,6 +34,13 @@ double lk_mem_rss(void) { return proc_kb("/proc/self/status", "VmRSS"); }
 double lk_mem_rss_peak(void) { return proc_kb("/proc/self/status", "VmHWM"); }
 double lk_mem_available(void) { return proc_kb("/proc/meminfo", "MemAvailable"); }
 
+double lk_mem_data_bytes(const lk_dataset *train, double loaded, int batch)
+{
+    const double per = (double)lk_dataset_sample_numel(train) * sizeof(float);
+    return loaded + (double)train->n * sizeof(int32_t) +
+           (double)batch * (per + (double)lk_dataset_ylen(train) * 2 * sizeof(int32_t));
+}
+
 /* Stage 2's staging floats, each network's buckets': the lanes, and the pinned regions in
  * *pinned. */
 static double staging_floats(const lk_mem_inputs *in, const lk_model *m, size_t split, double *pinned)
@@ -49,11 +56,9 @@ static void compute(const lk_mem_inputs *in, const lk_model *m, size_t split, lk
 {
     memset(p, 0, sizeof *p);
     lk_device *d = m->dev;
-    const int sharded = in->zero > 0 && in->world > 1;
     lk_shard sh;
-    lk_shard_init(&sh, m->nparams, sharded ? in->world : 1, sharded ? in->rank : 0);
+    const int stage = lk_zero_shard(&sh, m->nparams, in->zero, in->world, in->rank);
     const double F = sizeof(float), n = (double)m->nparams, slice = (double)(sh.hi - sh.lo);
-    const int stage = sharded ? in->zero : 0;
     const int nl = in->local_world > 0 ? in->local_world : 1;
     const int shm = in->shm && in->world > 1 && nl >= 2 && d->host_addressable;
     size_t held = 0, used = 0, total = 0;
@@ -75,7 +80,7 @@ static void compute(const lk_mem_inputs *in, const lk_model *m, size_t split, lk
     }
     dev[LK_MEM_ACT] = (double)m->act_bytes;
     dev[LK_MEM_WORKSPACE] = (double)m->ws_bytes + (double)held;
-    if (in->world > 1 && d->host_addressable && in->shm && nl >= 2) {
+    if (shm) { /* the region's slots (its staged calls) */
         const size_t piece = lk_shm_piece_for(nl, LK_SHM_SLOTS_MAX);
         const double slots = (double)lk_shm_region_bytes(nl, piece, 0);
         host[LK_MEM_COMM] += slots;

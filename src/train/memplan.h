@@ -27,6 +27,7 @@
 
 #include "../core/model.h"
 #include "../core/optim.h"
+#include "../data/dataset.h"
 #include "../models/zoo.h"
 
 typedef enum {
@@ -74,6 +75,9 @@ const char *lk_mem_kind_name(lk_mem_kind k);
 void lk_mem_plan_line(const lk_mem_plan *p, char *buf, size_t len);
 /* A table by kind, for `lockstep plan --memory`. */
 void lk_mem_plan_print(const lk_mem_plan *p, FILE *out);
+/* The data's bytes: the datasets as loaded (measured: `loaded`), the sampler's order of
+ * train's samples and a batch's host buffers. */
+double lk_mem_data_bytes(const lk_dataset *train, double loaded, int batch);
 /* This process's resident memory now and at its peak (VmRSS, VmHWM), and the host's
  * available memory (MemAvailable), in bytes; 0 where /proc does not say. */
 double lk_mem_rss(void);

@@ -413,13 +413,11 @@ lk_status lk_plan_memory(const lk_plan_opts *o, FILE *out)
     if (st == LK_OK) st = lk_device_open(&dev, t->device, t->threads);
     lk_mem_plan p;
     if (st == LK_OK) {
-        const double per = (double)lk_dataset_sample_numel(&d[0]) * sizeof(float);
         const lk_mem_inputs in = {t->model, &t->arch, d[0].sample, d[0].nclasses, t->batch,
                                   (lk_recompute)t->recompute, t->optim.kind,
                                   t->zero, o->ranks, 0, o->ranks, (size_t)(t->bucket_mb * 1048576.0),
                                   t->shm && t->comm_progress != LK_PROGRESS_LAYERS && !t->sync_bn,
-                                  data + (double)d[0].n * sizeof(int32_t) +
-                                      (double)t->batch * (per + lk_dataset_ylen(&d[0]) * 2.0 * sizeof(int32_t)),
+                                  lk_mem_data_bytes(&d[0], data, t->batch),
                                   LK_MAX(0.0, lk_mem_rss() - data), 0.0};
         st = lk_mem_plan_make(&in, dev, &p);
     }

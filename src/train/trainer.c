@@ -354,15 +354,6 @@ static lk_status setup_comm(const lk_train_opts *o, run_state *s)
     return LK_OK;
 }
 
-/* bytes the data take: the datasets as loaded (measured), the sampler's order and a
- * batch's host buffers */
-static double data_bytes(const run_state *s, int batch)
-{
-    const double per = (double)lk_dataset_sample_numel(&s->train) * sizeof(float);
-    return s->data_bytes + (double)s->train.n * sizeof(int32_t) +
-           (double)batch * (per + (double)lk_dataset_ylen(&s->train) * 2 * sizeof(int32_t));
-}
-
 /* The replica's check, once its device is open: the memory plan, from the model built dry
  * on that device; printed, and a run that does not fit (on any rank) refused now. */
 static lk_status plan_memory(void *user, lk_device *dev)
@@ -381,7 +372,7 @@ static lk_status plan_memory(void *user, lk_device *dev)
                               (lk_recompute)o->recompute, o->optim.kind, o->zero, c->world, c->rank, c->local_world,
                               (size_t)(o->bucket_mb * 1048576.0),
                               o->shm && mode == LK_PROGRESS_THREAD && dev->host_addressable,
-                              data_bytes(s, o->batch), s->runtime_bytes, lk_mem_rss_peak()};
+                              lk_mem_data_bytes(&s->train, s->data_bytes, o->batch), s->runtime_bytes, lk_mem_rss_peak()};
     LK_CHECK(lk_mem_plan_make(&in, dev, &s->plan));
     char line[600];
     lk_mem_plan_line(&s->plan, line, sizeof line);
@@ -444,11 +435,11 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     lk_optim_config oc = o->optim;
     oc.total_steps = s->total;
     if (oc.decay == LK_DECAY_DEFAULT) oc.decay = s->r.zoo->decay_matrices ? LK_DECAY_MATRICES : LK_DECAY_ALL;
-    lk_shard own; /* the optimizer's state is made for this rank's slice from the start */
-    lk_shard_init(&own, m->nparams, o->zero ? world : 1, o->zero ? rank : 0);
-    LK_CHECK(lk_optim_create_slice(&s->opt, s->r.dev, &oc, m->nparams, own.lo, own.hi));
+    LK_CHECK(lk_zero_create(&s->zero, s->comm, m, o->zero, (size_t)(o->bucket_mb * 1048576.0)));
+    /* the optimizer's state is made for this rank's slice from the start */
+    LK_CHECK(lk_optim_create_slice(&s->opt, s->r.dev, &oc, m->nparams, s->zero->shard.lo, s->zero->shard.hi));
+    LK_CHECK(lk_zero_bind(s->zero, s->opt));
     LK_CHECK(lk_optim_decay_model(s->opt, m));
-    LK_CHECK(lk_zero_create(&s->zero, s->comm, m, s->opt, o->zero, (size_t)(o->bucket_mb * 1048576.0)));
     s->gan.zero = s->zero;
     if (o->resume_dir) LK_CHECK(resume(o, s, &s->epoch, &s->step));
     LK_CHECK(agree(o, s));
