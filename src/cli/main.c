@@ -119,9 +119,15 @@ static void train_usage(FILE *f)
             "  --recompute none|act|block  recompute in backward instead of keeping: act the\n"
             "                        element-wise activations and layer norms' outputs, block\n"
             "                        whole residual blocks from their inputs (default none)\n"
+            "  --precision fp32|bf16 bf16: mixed precision - products and convolutions take bf16\n"
+            "                        inputs and accumulate in float32 (a bf16 working copy of\n"
+            "                        the float32 weights, rewritten by each optimizer step; the\n"
+            "                        rest, gradients and optimizer state float32; default fp32)\n"
+            "  --stochastic-round    bf16: round the weights' working copy stochastically (the\n"
+            "                        same draws on every rank) instead of to nearest even\n"
             "  --peak-tflops X       each rank's peak, the denominator of mfu (default: a GPU's\n"
-            "                        data-sheet float32 peak, else 2048^3 float32 products\n"
-            "                        measured at start-up on the rank's threads)\n");
+            "                        data-sheet peak in the run's precision, else 2048^3 products\n"
+            "                        in it measured at start-up on the rank's threads)\n");
 }
 
 
@@ -151,7 +157,8 @@ static const struct option train_opts[] = {
     {"ctx", 1, 0, O_CTX},             {"sync-bn", 0, 0, O_SYNC_BN},
     {"peak-tflops", 1, 0, O_PEAK_TFLOPS}, {"gelu", 1, 0, O_GELU},
     {"decay", 1, 0, O_DECAY},         {"zero", 1, 0, O_ZERO},
-    {"recompute", 1, 0, O_RECOMPUTE},
+    {"recompute", 1, 0, O_RECOMPUTE}, {"precision", 1, 0, O_PRECISION},
+    {"stochastic-round", 0, 0, O_STOCHASTIC_ROUND},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -238,6 +245,10 @@ static int cmd_train(int argc, char **argv)
             s = CHOICE("--recompute", o.recompute, NAMES("none", "act", "block"),
                        VALUES(LK_RECOMPUTE_NONE, LK_RECOMPUTE_ACT, LK_RECOMPUTE_BLOCK));
             break;
+        case O_PRECISION:
+            s = CHOICE("--precision", o.precision, NAMES("fp32", "bf16"), VALUES(LK_F32, LK_BF16));
+            break;
+        case O_STOCHASTIC_ROUND: o.stochastic_round = 1; break;
         case O_GELU: {
             int g = 0;
             s = CHOICE("--gelu", g, NAMES("erf", "tanh"), VALUES(LK_GELU_ERF, LK_GELU_TANH));
@@ -414,7 +425,7 @@ static const struct option plan_opts[] = {
     {"latency-us", 1, 0, O_LATENCY_US}, {"comm-csv", 1, 0, O_COMM_CSV}, {"steps", 1, 0, O_STEPS},
     {"shared-cores", 0, 0, O_SHARED_CORES}, {"memory", 0, 0, O_MEMORY}, {"zero", 1, 0, O_ZERO},
     {"shm", 1, 0, O_SHM},             {"device", 1, 0, O_DEVICE},       {"recompute", 1, 0, O_RECOMPUTE},
-    {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
+    {"precision", 1, 0, O_PRECISION}, {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
 static int cmd_plan(int argc, char **argv)
@@ -457,12 +468,16 @@ static int cmd_plan(int argc, char **argv)
             s = CHOICE("--recompute", o.train.recompute, NAMES("none", "act", "block"),
                        VALUES(LK_RECOMPUTE_NONE, LK_RECOMPUTE_ACT, LK_RECOMPUTE_BLOCK));
             break;
+        case O_PRECISION:
+            s = CHOICE("--precision", o.train.precision, NAMES("fp32", "bf16"), VALUES(LK_F32, LK_BF16));
+            break;
         case O_HELP:
             printf("usage: lockstep plan --model NAME [flags]\n"
                    "       lockstep plan --memory --model NAME [--ranks N --zero 0|1|2 ...]\n\n"
                    "  --memory              the memory a rank of the run would hold, by kind, and\n"
                    "                        whether N ranks on this host fit (--ranks default 1;\n"
-                   "                        --zero, --recompute, --shm, --device, --optim as for train)\n"
+                   "                        --zero, --recompute, --precision, --shm, --device,\n"
+                   "                        --optim as for train)\n"
                    "  --ranks N             project 1, 2, 4 ... N ranks (default 8)\n"
                    "  --link-gbps B --latency-us A   the links (default 10 Gbit/s, 50 us)\n"
                    "  --comm-csv FILE       fit the all-reduce to `lockstep bench comm --csv` instead\n"

@@ -87,7 +87,17 @@ lk_status lk_zero_step(lk_zero_state *z, lk_optim *o, float grad_scale, size_t l
     const lk_model *m = z->m;
     if (z->stage == 2) LK_CHECK(lk_optim_step_range(o, m->params, z->slice, z->shard.lo, grad_scale, lo, hi, last));
     else LK_CHECK(lk_optim_step_range(o, m->params, m->grads, 0, grad_scale, lo, hi, last));
-    return z->stage ? gather_params(z, lo, hi) : LK_OK;
+    if (!z->stage) return LK_OK;
+    LK_CHECK(gather_params(z, lo, hi));
+    if (!m->params16) return LK_OK;
+    /* the bf16 working copy of what other ranks updated, keyed by the step their optimizers
+     * rounded theirs with (so every rank holds the same copy) */
+    const long key = o->step + (last ? 0 : 1);
+    size_t a, b;
+    lk_shard_mine(&z->shard, lo, hi, &a, &b);
+    if (b <= a) return lk_model_refresh_working(z->m, lo, hi, key);
+    LK_CHECK(lk_model_refresh_working(z->m, lo, a, key));
+    return lk_model_refresh_working(z->m, b, hi, key);
 }
 
 lk_status lk_zero_gather_state(void *user, int state, size_t offset, size_t n, float *host)

@@ -80,16 +80,15 @@ void lk_cpu_step_destroy(lk_cpu_step *s);
 /* 1 while this thread is inside oneDNN's execute, whose argument map allocates a few
  * small blocks it frees before returning (the allocation test tells them apart). */
 int lk_cpu_in_onednn(void);
-void lk_cpu_gemm(lk_device *d, int ta, int tb, int m, int n, int k, float alpha, const float *a,
-                 int lda, const float *b, int ldb, float beta, float *c, int ldc);
+void lk_cpu_matmul(lk_device *d, const lk_gemm_desc *g, const void *a, const void *b, float *c);
 lk_status lk_cpu_gemm_plan(lk_device *d, const lk_gemm_desc *g);
 void lk_cpu_mem_info(lk_device *d, size_t *held, size_t *used, size_t *total);
 
 size_t lk_cpu_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd);
 size_t lk_cpu_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd);
-void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const void *w,
                            const float *b, float *y, void *saved, void *ws);
-void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const void *w,
                             const float *dy, float *dx, float *dw, float *db, float beta,
                             void *saved, void *ws);
 void lk_cpu_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float *x, float *y,
@@ -98,6 +97,7 @@ void lk_cpu_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float 
                             const int32_t *argmax, float *dx);
 void lk_cpu_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                          float *s1, float *s2, size_t n);
+void lk_cpu_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, const lk_round *r);
 
 /* sequences (backend_cpu_seq.c) */
 void lk_cpu_transpose(lk_device *d, const float *x, float *y, int outer, int a, int b, int inner);
@@ -111,9 +111,6 @@ void lk_cpu_gru_cell_forward(lk_device *d, int n, int h, float *gx, const float 
 void lk_cpu_gru_cell_backward(lk_device *d, int n, int h, const float *g, const float *ghn,
                               const float *h_prev, float *dh, const float *dh_out, float *dgx,
                               float *dgh);
-void lk_cpu_gemm_batched(lk_device *d, int ta, int tb, int m, int n, int k, float alpha,
-                         const float *a, int lda, long sa, const float *b, int ldb, long sb,
-                         float beta, float *c, int ldc, long sc, int count);
 void lk_cpu_softmax_causal_forward(lk_device *d, float *s, int rows, int t, float scale);
 void lk_cpu_softmax_causal_backward(lk_device *d, const float *p, float *dp, int rows, int t,
                                     float scale);

@@ -12,6 +12,9 @@
  * saved (per layer, forward to backward): the input and the weights in the layouts the
  * primitives read, so backward does not reorder them again.
  * ws (shared): the blocked output, output gradient, input gradient and weight gradient.
+ * In bf16 (cd->compute) the primitives read the input, the weights (the layer's bf16
+ * working copy) and the output gradient as bf16 (the views round the float32 ones) and
+ * write the output and the gradients in float32.
  * The bias is added by the forward primitive and its gradient computed by the
  * backward-weights one (into a buffer of the convolution's, then added with beta). */
 #include <math.h>
@@ -154,37 +157,47 @@ static int make_pd(dnnl_primitive_desc_t *pd, const void *op, const_dnnl_primiti
     return first != NULL;
 }
 
-static int md4(dnnl_memory_desc_t *md, int a, int b, int h, int w, dnnl_format_tag_t tag)
+static int md4(dnnl_memory_desc_t *md, int a, int b, int h, int w, dnnl_format_tag_t tag, lk_dtype t)
 {
-    return dnnl_memory_desc_init_by_tag(md, 4, (dnnl_dims_t){a, b, h, w}, dnnl_f32, tag) ==
-           dnnl_success;
+    return dnnl_memory_desc_init_by_tag(md, 4, (dnnl_dims_t){a, b, h, w},
+                                        t == LK_BF16 ? dnnl_bf16 : dnnl_f32, tag) == dnnl_success;
 }
 
 static int conv_build(lk_cpu *c, const lk_conv2d_desc *cd, conv *cv)
 {
     dnnl_engine_t e = lk_cpu_engine(c);
     const dnnl_alg_kind_t alg = dnnl_convolution_direct;
-    dnnl_memory_desc_t src, wei, bias, dst, src_fwd, src_any, wei_any, dst_any;
+
+    /* The primitives read the input, the weights and the output gradient in the compute
+     * type (the views round a float32 input to bf16) and write float32. */
+    const lk_dtype t = cd->compute, f = LK_F32;
+    dnnl_memory_desc_t src, wei, gw, bias, dst, src_fwd, src_any, dsrc_any, wei_any, gwei_any, dst_any,
+        ddst_any;
     dnnl_dims_t strides = {cd->stride_h, cd->stride_w}, pad = {cd->pad_h, cd->pad_w};
     dnnl_convolution_desc_t fd, bd, wd;
     dnnl_primitive_desc_t fpd = NULL, bpd = NULL, wpd = NULL;
     dnnl_primitive_attr_t attr = lk_cpu_attr(c, 1.0f, 0.0f);
-    int ok = attr && md4(&src, cd->n, cd->c, cd->h, cd->w, dnnl_nchw) &&
-             md4(&wei, cd->k, cd->c, cd->kh, cd->kw, dnnl_oihw) &&
-             md4(&dst, cd->n, cd->k, cd->oh, cd->ow, dnnl_nchw) &&
-             md4(&src_fwd, cd->n, cd->c, cd->h, cd->w, cd->c >= 16 ? dnnl_format_tag_any : dnnl_nchw) &&
-             md4(&src_any, cd->n, cd->c, cd->h, cd->w, dnnl_format_tag_any) &&
-             md4(&wei_any, cd->k, cd->c, cd->kh, cd->kw, dnnl_format_tag_any) &&
-             md4(&dst_any, cd->n, cd->k, cd->oh, cd->ow, dnnl_format_tag_any) &&
+    const dnnl_format_tag_t any = dnnl_format_tag_any;
+    int ok = attr && md4(&src, cd->n, cd->c, cd->h, cd->w, dnnl_nchw, f) &&
+             md4(&wei, cd->k, cd->c, cd->kh, cd->kw, dnnl_oihw, t) &&
+             md4(&gw, cd->k, cd->c, cd->kh, cd->kw, dnnl_oihw, f) &&
+             md4(&dst, cd->n, cd->k, cd->oh, cd->ow, dnnl_nchw, f) &&
+             md4(&src_fwd, cd->n, cd->c, cd->h, cd->w, cd->c >= 16 ? any : dnnl_nchw, t) &&
+             md4(&src_any, cd->n, cd->c, cd->h, cd->w, any, t) &&
+             md4(&dsrc_any, cd->n, cd->c, cd->h, cd->w, any, f) &&
+             md4(&wei_any, cd->k, cd->c, cd->kh, cd->kw, any, t) &&
+             md4(&gwei_any, cd->k, cd->c, cd->kh, cd->kw, any, f) &&
+             md4(&dst_any, cd->n, cd->k, cd->oh, cd->ow, any, f) &&
+             md4(&ddst_any, cd->n, cd->k, cd->oh, cd->ow, any, t) &&
              dnnl_memory_desc_init_by_tag(&bias, 1, (dnnl_dims_t){cd->k}, dnnl_f32, dnnl_x) == dnnl_success &&
              dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, alg, &src_fwd, &wei_any,
                                                 &bias, &dst_any, strides, pad, pad) == dnnl_success &&
              make_pd(&fpd, &fd, attr, e, NULL) &&
-             dnnl_convolution_backward_data_desc_init(&bd, alg, &src_any, &wei_any, &dst_any, strides,
+             dnnl_convolution_backward_data_desc_init(&bd, alg, &dsrc_any, &wei_any, &ddst_any, strides,
                                                       pad, pad) == dnnl_success &&
              make_pd(&bpd, &bd, attr, e, fpd) &&
-             dnnl_convolution_backward_weights_desc_init(&wd, alg, &src_any, &wei_any, &bias,
-                                                         &dst_any, strides, pad, pad) == dnnl_success &&
+             dnnl_convolution_backward_weights_desc_init(&wd, alg, &src_any, &gwei_any, &bias,
+                                                         &ddst_any, strides, pad, pad) == dnnl_success &&
              make_pd(&wpd, &wd, attr, e, fpd);
     ok = ok && lk_cpu_step_init(c, &cv->fwd, fpd) && lk_cpu_step_init(c, &cv->bwd_d, bpd) &&
          lk_cpu_step_init(c, &cv->bwd_w, wpd) &&
@@ -196,7 +209,7 @@ static int conv_build(lk_cpu *c, const lk_conv2d_desc *cd, conv *cv)
          view_init(c, &cv->dsrc, &src, query(bpd, dnnl_query_diff_src_md), 0, 0) &&
          view_init(c, &cv->wsrc, &src, query(wpd, dnnl_query_src_md), 1, 0) &&
          view_init(c, &cv->wddst, &dst, query(wpd, dnnl_query_diff_dst_md), 1, 0) &&
-         view_init(c, &cv->gwei, &wei, query(wpd, dnnl_query_diff_weights_md), 0, 1) &&
+         view_init(c, &cv->gwei, &gw, query(wpd, dnnl_query_diff_weights_md), 0, 1) &&
          dnnl_memory_create(&cv->bias, &bias, e, DNNL_MEMORY_NONE) == dnnl_success &&
          dnnl_memory_create(&cv->dbias, &bias, e, DNNL_MEMORY_NONE) == dnnl_success &&
          (cv->zeros = calloc((size_t)cd->k, sizeof(float))) != NULL &&
@@ -229,7 +242,7 @@ static lk_cpu_key conv_key(const lk_conv2d_desc *cd)
 {
     lk_cpu_key k = {{0}};
     int f[] = {LK_CPU_KEY_CONV, cd->n, cd->c, cd->h, cd->w, cd->k, cd->kh, cd->kw,
-               cd->stride_h, cd->stride_w, cd->pad_h, cd->pad_w};
+               cd->stride_h, cd->stride_w, cd->pad_h, cd->pad_w, (int)cd->compute};
     memcpy(k.v, f, sizeof f);
     return k;
 }
@@ -244,9 +257,9 @@ static conv *conv_get(lk_device *d, const lk_conv2d_desc *cd)
     int ok = cv && conv_build(c, cd, cv);
     if (!ok) {
         lk_cpu_fail(c, LK_ERR_DEVICE,
-                    "oneDNN: cannot create a convolution of [%d, %d, %d, %d] with %d %dx%d filters "
+                    "oneDNN: cannot create a %s convolution of [%d, %d, %d, %d] with %d %dx%d filters "
                     "(stride %d, padding %d)",
-                    cd->n, cd->c, cd->h, cd->w, cd->k, cd->kh, cd->kw, cd->stride_h, cd->pad_h);
+                    lk_dtype_name(cd->compute), cd->n, cd->c, cd->h, cd->w, cd->k, cd->kh, cd->kw, cd->stride_h, cd->pad_h);
         if (cv) conv_destroy(cv);
         return NULL;
     }
@@ -266,7 +279,7 @@ size_t lk_cpu_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd)
     return cv ? cv->ws : 0;
 }
 
-void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const void *w,
                            const float *b, float *y, void *saved, void *ws)
 {
     lk_cpu *c = lk_cpu_of(d);
@@ -286,7 +299,7 @@ void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *
     view_out(c, &cv->dst, dst, y, 0.0f);
 }
 
-void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const void *w,
                             const float *dy, float *dx, float *dw, float *db, float beta,
                             void *saved, void *ws)
 {

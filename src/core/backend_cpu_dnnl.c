@@ -42,7 +42,9 @@ struct lk_cpu {
     size_t scratch_bytes;
     void *packed;  /* B of a product in oneDNN's blocked layout (see matmul_create) */
     size_t packed_bytes;
-    size_t want_scratch, want_packed; /* what a dry plan (d->sizing) found they need */
+    void *cast;    /* a bf16 product's float32 operands rounded to bf16 */
+    size_t cast_bytes;
+    size_t want_scratch, want_packed, want_cast; /* what a dry plan (d->sizing) found they need */
     const lk_device *dev;
     lk_status failed; /* the first failure (LK_OK: none) and its message */
     char why[320];
@@ -218,6 +220,11 @@ typedef struct {
     dnnl_memory_t a, b, c;
     lk_cpu_step pack;     /* B (b_user, as the caller holds it) -> b (blocked); prim NULL: none */
     dnnl_memory_t b_user;
+    lk_cpu_step cast_a;   /* a bf16 product's float32 A (a_user) -> bf16 in the cast buffer */
+    dnnl_memory_t a_user;
+    int round_b;          /* pack.prim rounds a plain B to bf16, into the cast buffer at
+                             cast_b_at (else it packs B into `packed`) */
+    size_t cast_b_at;
 } matmul;
 
 static void matmul_destroy(void *obj)
@@ -225,8 +232,9 @@ static void matmul_destroy(void *obj)
     matmul *mm = obj;
     lk_cpu_step_destroy(&mm->step);
     lk_cpu_step_destroy(&mm->pack);
-    dnnl_memory_t mems[4] = {mm->a, mm->b, mm->c, mm->b_user};
-    for (int i = 0; i < 4; i++)
+    lk_cpu_step_destroy(&mm->cast_a);
+    dnnl_memory_t mems[5] = {mm->a, mm->b, mm->c, mm->b_user, mm->a_user};
+    for (int i = 0; i < 5; i++)
         if (mems[i]) dnnl_memory_destroy(mems[i]);
     free(mm);
 }
@@ -240,22 +248,32 @@ static void matmul_destroy(void *obj)
  * (attention) stay plain. */
 static int pack_b(const lk_gemm_desc *g)
 {
-    const int aliased = !g->trans_b && (size_t)g->ldb * sizeof(float) % 4096 == 0;
+    const int aliased = !g->trans_b && (size_t)g->ldb * lk_dtype_size(g->b_type) % 4096 == 0;
     return g->count == 1 && (g->m >= 512 || (aliased && g->m >= 128));
 }
+
+static dnnl_data_type_t dnnl_type(lk_dtype t) { return t == LK_BF16 ? dnnl_bf16 : dnnl_f32; }
 
 /* A [rows, cols] operand (transposed: stored [cols, rows] with leading dimension ld)
  * of `count` matrices `stride` apart; stride 0 repeats one matrix. */
 static dnnl_status_t operand_md(dnnl_memory_desc_t *md, int count, long stride, int rows, int cols,
-                                int trans, int ld)
+                                int trans, int ld, lk_dtype t)
 {
     if (count == 1) {
         dnnl_dims_t dims = {rows, cols}, strides = {trans ? 1 : ld, trans ? ld : 1};
-        return dnnl_memory_desc_init_by_strides(md, 2, dims, dnnl_f32, strides);
+        return dnnl_memory_desc_init_by_strides(md, 2, dims, dnnl_type(t), strides);
     }
     dnnl_dims_t dims = {stride ? count : 1, rows, cols};
     dnnl_dims_t strides = {stride ? stride : (long)rows * cols, trans ? 1 : ld, trans ? ld : 1};
-    return dnnl_memory_desc_init_by_strides(md, 3, dims, dnnl_f32, strides);
+    return dnnl_memory_desc_init_by_strides(md, 3, dims, dnnl_type(t), strides);
+}
+
+/* The same operand as dense bf16 (the cast buffer's copy of a float32 one). */
+static dnnl_status_t rounded_md(dnnl_memory_desc_t *md, int count, long stride, int rows, int cols,
+                                int trans)
+{
+    return operand_md(md, count, stride ? (long)rows * cols : 0, rows, cols, trans,
+                      trans ? rows : cols, LK_BF16);
 }
 
 static lk_cpu_key gemm_key(const lk_gemm_desc *g)
@@ -270,42 +288,62 @@ static lk_cpu_key gemm_key(const lk_gemm_desc *g)
     memcpy(&v[14], &g->stride_c, sizeof(long));
     memcpy(&v[16], &g->alpha, sizeof(float));
     memcpy(&v[17], &g->beta, sizeof(float));
+    v[18] = (int)g->compute | (int)g->a_type << 4 | (int)g->b_type << 8;
     return k;
 }
 
 static matmul *matmul_create(lk_cpu *c, const lk_gemm_desc *g)
 {
-    dnnl_memory_desc_t a, b, b_any, cm;
+    dnnl_memory_desc_t a, a_in, b, b_in, b_any, cm;
     dnnl_matmul_desc_t desc;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_attr_t attr = lk_cpu_attr(c, g->alpha, g->beta);
     matmul *mm = calloc(1, sizeof *mm);
-    const int pack = pack_b(g);
+    const int pack = pack_b(g), bf16 = g->compute == LK_BF16;
+    const int round_a = bf16 && g->a_type == LK_F32, round_b = bf16 && g->b_type == LK_F32 && !pack;
     int ok = attr && mm &&
-             operand_md(&a, g->count, g->stride_a, g->m, g->k, g->trans_a, g->lda) == dnnl_success &&
-             operand_md(&b, g->count, g->stride_b, g->k, g->n, g->trans_b, g->ldb) == dnnl_success &&
-             dnnl_memory_desc_init_by_tag(&b_any, 2, (dnnl_dims_t){g->k, g->n}, dnnl_f32,
+             operand_md(&a, g->count, g->stride_a, g->m, g->k, g->trans_a, g->lda, g->a_type) == dnnl_success &&
+             operand_md(&b, g->count, g->stride_b, g->k, g->n, g->trans_b, g->ldb, g->b_type) == dnnl_success &&
+             (!round_a || rounded_md(&a_in, g->count, g->stride_a, g->m, g->k, g->trans_a) == dnnl_success) &&
+             (!round_b || rounded_md(&b_in, g->count, g->stride_b, g->k, g->n, g->trans_b) == dnnl_success) &&
+             dnnl_memory_desc_init_by_tag(&b_any, 2, (dnnl_dims_t){g->k, g->n}, dnnl_type(g->compute),
                                           dnnl_format_tag_any) == dnnl_success &&
-             operand_md(&cm, g->count, g->stride_c, g->m, g->n, 0, g->ldc) == dnnl_success &&
-             dnnl_matmul_desc_init(&desc, &a, pack ? &b_any : &b, NULL, &cm) == dnnl_success &&
-             dnnl_primitive_desc_create(&pd, &desc, attr, c->engine, NULL) == dnnl_success &&
-             lk_cpu_step_init(c, &mm->step, pd) &&
-             dnnl_memory_create(&mm->a, &a, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
-             dnnl_memory_create(&mm->c, &cm, c->engine, DNNL_MEMORY_NONE) == dnnl_success;
+             operand_md(&cm, g->count, g->stride_c, g->m, g->n, 0, g->ldc, LK_F32) == dnnl_success;
+    if (ok && !round_a) a_in = a;
+    if (ok && !round_b) b_in = b;
+    ok = ok && dnnl_matmul_desc_init(&desc, &a_in, pack ? &b_any : &b_in, NULL, &cm) == dnnl_success &&
+         dnnl_primitive_desc_create(&pd, &desc, attr, c->engine, NULL) == dnnl_success &&
+         lk_cpu_step_init(c, &mm->step, pd) &&
+         dnnl_memory_create(&mm->a, &a_in, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+         dnnl_memory_create(&mm->c, &cm, c->engine, DNNL_MEMORY_NONE) == dnnl_success;
     const dnnl_memory_desc_t *bmd = ok ? dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0) : NULL;
     ok = ok && dnnl_memory_create(&mm->b, bmd, c->engine, DNNL_MEMORY_NONE) == dnnl_success;
-    if (ok && pack && !dnnl_memory_desc_equal(bmd, &b)) /* B into the layout oneDNN chose */
+    size_t cast = 0;
+    if (ok && round_a) { /* A rounded to bf16 at the start of the cast buffer */
+        cast = LK_ALIGN_UP(dnnl_memory_desc_get_size(&a_in), 64);
+        ok = dnnl_memory_create(&mm->a_user, &a, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+             lk_cpu_reorder_init(c, &mm->cast_a, &a, &a_in, 0.0f);
+    }
+    if (ok && round_b) { /* B rounded to bf16 after it */
+        mm->round_b = 1;
+        mm->cast_b_at = cast;
+        cast += dnnl_memory_desc_get_size(&b_in);
+        ok = dnnl_memory_create(&mm->b_user, &b, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+             lk_cpu_reorder_init(c, &mm->pack, &b, &b_in, 0.0f);
+    } else if (ok && pack && !dnnl_memory_desc_equal(bmd, &b)) { /* B into the layout oneDNN chose */
         ok = dnnl_memory_create(&mm->b_user, &b, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
              lk_cpu_reorder_init(c, &mm->pack, &b, bmd, 0.0f) &&
              grow(c, &c->packed, &c->packed_bytes, &c->want_packed, dnnl_memory_desc_get_size(bmd),
                   "a packed matrix");
+    }
+    ok = ok && (!cast || grow(c, &c->cast, &c->cast_bytes, &c->want_cast, cast, "bf16 operands"));
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (attr) dnnl_primitive_attr_destroy(attr);
     if (!ok) {
         lk_cpu_fail(c, LK_ERR_DEVICE,
-                    "oneDNN: cannot create a matmul for %d product(s) of [%d x %d] x [%d x %d]%s%s",
-                    g->count, g->m, g->k, g->k, g->n, g->trans_a ? " (A transposed)" : "",
-                    g->trans_b ? " (B transposed)" : "");
+                    "oneDNN: cannot create a %s matmul for %d product(s) of [%d x %d] x [%d x %d]%s%s",
+                    lk_dtype_name(g->compute), g->count, g->m, g->k, g->k, g->n,
+                    g->trans_a ? " (A transposed)" : "", g->trans_b ? " (B transposed)" : "");
         if (mm) matmul_destroy(mm);
         return NULL;
     }
@@ -325,7 +363,8 @@ static matmul *matmul_get(lk_cpu *c, const lk_gemm_desc *g)
 void lk_cpu_mem_info(lk_device *d, size_t *held, size_t *used, size_t *total)
 {
     const lk_cpu *c = lk_cpu_of(d);
-    *held = LK_MAX(c->scratch_bytes, c->want_scratch) + LK_MAX(c->packed_bytes, c->want_packed);
+    *held = LK_MAX(c->scratch_bytes, c->want_scratch) + LK_MAX(c->packed_bytes, c->want_packed) +
+            LK_MAX(c->cast_bytes, c->want_cast);
     *used = *total = 0;
 }
 
@@ -339,38 +378,33 @@ lk_status lk_cpu_gemm_plan(lk_device *d, const lk_gemm_desc *g)
     return s;
 }
 
-static void run_matmul(lk_device *d, const lk_gemm_desc *g, const float *a, const float *b, float *cc)
+static void reorder(lk_cpu *c, const lk_cpu_step *r, dnnl_memory_t from, const void *src,
+                    dnnl_memory_t to, void *dst, const char *what)
+{
+    dnnl_memory_set_data_handle(from, (void *)src);
+    dnnl_memory_set_data_handle(to, dst);
+    dnnl_exec_arg_t ra[3] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+    lk_cpu_step_run(c, r, ra, 2, what);
+}
+
+void lk_cpu_matmul(lk_device *d, const lk_gemm_desc *g, const void *a, const void *b, float *cc)
 {
     lk_cpu *c = lk_cpu_of(d);
     matmul *mm = matmul_get(c, g);
     if (!mm) return;
-    dnnl_memory_set_data_handle(mm->a, (void *)a);
-    if (mm->pack.prim) {
-        dnnl_memory_set_data_handle(mm->b_user, (void *)b);
-        dnnl_memory_set_data_handle(mm->b, c->packed);
-        dnnl_exec_arg_t ra[3] = {{DNNL_ARG_FROM, mm->b_user}, {DNNL_ARG_TO, mm->b}};
-        lk_cpu_step_run(c, &mm->pack, ra, 2, "reorder of a product's B");
-    } else {
+    if (mm->cast_a.prim)
+        reorder(c, &mm->cast_a, mm->a_user, a, mm->a, c->cast, "rounding of a product's A to bf16");
+    else
+        dnnl_memory_set_data_handle(mm->a, (void *)a);
+    if (mm->pack.prim) /* B rounded, or packed */
+        reorder(c, &mm->pack, mm->b_user, b, mm->b,
+                mm->round_b ? (char *)c->cast + mm->cast_b_at : c->packed,
+                "reorder of a product's B");
+    else
         dnnl_memory_set_data_handle(mm->b, (void *)b);
-    }
     dnnl_memory_set_data_handle(mm->c, cc);
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, mm->a}, {DNNL_ARG_WEIGHTS, mm->b}, {DNNL_ARG_DST, mm->c}};
     lk_cpu_step_run(c, &mm->step, args, 3, "matmul");
-}
-
-void lk_cpu_gemm(lk_device *d, int ta, int tb, int m, int n, int k, float alpha, const float *a,
-                 int lda, const float *b, int ldb, float beta, float *c, int ldc)
-{
-    lk_gemm_desc g = {ta, tb, m, n, k, lda, ldb, ldc, 1, 0, 0, 0, alpha, beta};
-    run_matmul(d, &g, a, b, c);
-}
-
-void lk_cpu_gemm_batched(lk_device *d, int ta, int tb, int m, int n, int k, float alpha,
-                         const float *a, int lda, long sa, const float *b, int ldb, long sb,
-                         float beta, float *c, int ldc, long sc, int count)
-{
-    lk_gemm_desc g = {ta, tb, m, n, k, lda, ldb, ldc, count, sa, sb, sc, alpha, beta};
-    run_matmul(d, &g, a, b, c);
 }
 
 /* ---- bf16 products, for `lockstep bench gemm` ---- */
@@ -463,6 +497,7 @@ void lk_cpu_dnnl_close(lk_device *d)
     if (c->engine) dnnl_engine_destroy(c->engine);
     free(c->scratch);
     free(c->packed);
+    free(c->cast);
     free(c);
     d->impl = NULL;
 }

@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "backend_cpu.h"
+#include "bf16.h"
 
 void lk_cpu_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                          float *s1, float *s2, size_t n)
@@ -79,4 +80,28 @@ void lk_cpu_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, con
     }
     }
 #undef GRAD
+}
+
+/* The bf16 working copy: round to nearest even, or stochastically from the counter-based
+ * stream (one block of four draws per four elements). */
+void lk_cpu_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, const lk_round *r)
+{
+    (void)d;
+    const long ln = (long)n;
+    if (!r->stochastic) {
+        LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN, i, ln, y[i] = lk_bf16_rne(x[i]););
+        return;
+    }
+    const uint64_t first = r->first, seed = r->seed, key = r->key;
+    /* blocks of four elements at global indices 4j.. share one Philox block */
+    const long b0 = (long)(first >> 2), b1 = (long)((first + n + 3) >> 2);
+    LK_CPU_FOR(ln > LK_CPU_PAR_MIN / 8, j, b1 - b0, {
+        uint32_t w[4];
+        lk_rng_block(seed, LK_RNG_ROUND, key, (uint64_t)(b0 + j), w);
+        for (int q = 0; q < 4; q++) {
+            const uint64_t gi = ((uint64_t)(b0 + j) << 2) + (uint64_t)q;
+            if (gi < first || gi >= first + n) continue;
+            y[gi - first] = lk_bf16_sr(x[gi - first], w[q]);
+        }
+    });
 }

@@ -214,6 +214,7 @@ lk_status lk_checkpoint_load_weights(const char *path, lk_model *m)
     lk_status st = lk_safetensors_read(path, &f);
     if (st == LK_OK) st = check_slots(path, f, s, n);
     if (st == LK_OK) load_slots(m->dev, NULL, f, s, n);
+    if (st == LK_OK) lk_model_params_changed(m); /* a bf16 model's working copy follows */
     lk_safetensors_free(f);
     lk_free(s);
     return st;

@@ -3,14 +3,31 @@
  * The vtable is the ONLY place that knows the hardware. Layers, models, the
  * optimizer and the CLI call the checked wrappers in ops.h, which dispatch here.
  * All pointers passed to the compute entries are device pointers; all tensors
- * are float32, row-major, NCHW. Entries never fail (arguments were checked by
- * ops.c); only alloc can return NULL. */
+ * are float32, row-major, NCHW, except where an entry takes an lk_dtype: a matrix
+ * product's operands and a convolution's weights may be bf16 (see lk_gemm_desc and
+ * lk_conv2d_desc). Entries never fail (arguments were checked by ops.c); only alloc
+ * can return NULL. */
 #ifndef LK_DEVICE_H
 #define LK_DEVICE_H
 
 #include "common.h"
 
 typedef enum { LK_DEV_CPU = 0, LK_DEV_CUDA = 1 } lk_device_kind;
+
+/* Storage and compute types. bf16 is float32's upper half (8 exponent bits, 8 of
+ * mantissa), stored as uint16_t. */
+typedef enum { LK_F32 = 0, LK_BF16 = 1 } lk_dtype;
+static inline size_t lk_dtype_size(lk_dtype t) { return t == LK_BF16 ? 2 : 4; }
+static inline const char *lk_dtype_name(lk_dtype t) { return t == LK_BF16 ? "bf16" : "fp32"; }
+
+/* How float32 values are rounded to bf16: to nearest even, or stochastically (up with
+ * the probability of the distance to the value below), the draw for element i being
+ * lk_rng_u32(seed, LK_RNG_ROUND, key, first + i), so every device and rank rounds the
+ * same element the same way. */
+typedef struct {
+    int stochastic;
+    uint64_t seed, key, first;
+} lk_round;
 
 typedef enum {
     LK_ACT_IDENTITY = 0,
@@ -29,6 +46,9 @@ typedef struct {
     int k, kh, kw;           /* output channels and kernel */
     int stride_h, stride_w, pad_h, pad_w;
     int oh, ow;              /* output spatial size (filled by lk_conv2d_desc_init) */
+    lk_dtype compute;        /* LK_BF16: the products take bf16 inputs (the input and output
+                                gradient rounded to nearest even, the weights given in bf16)
+                                and accumulate in float32; every other tensor is float32 */
 } lk_conv2d_desc;
 
 typedef struct {
@@ -58,13 +78,17 @@ typedef struct {
     long step; /* 1-based step number, for Adam's bias correction */
 } lk_optim_hparams;
 
-/* One matrix product as a backend plans it: `count` products
+/* One matrix product as a backend plans and runs it: `count` products
  * C_i = alpha op(A_i)[m,k] op(B_i)[k,n] + beta C_i with X_i = X + i * stride_x
- * (count 1 and strides 0 for a plain gemm). */
+ * (count 1 and strides 0 for a plain gemm; strides in elements). A and B are stored as
+ * a_type and b_type; C is float32. compute LK_F32: both operands are float32.
+ * compute LK_BF16: the products take bf16 inputs (a float32 operand is rounded to
+ * nearest even first) and accumulate in float32. */
 typedef struct {
     int trans_a, trans_b, m, n, k, lda, ldb, ldc, count;
     long stride_a, stride_b, stride_c;
     float alpha, beta;
+    lk_dtype compute, a_type, b_type;
 } lk_gemm_desc;
 
 typedef struct lk_device lk_device;
@@ -84,10 +108,9 @@ typedef struct lk_backend {
     void *(*host_alloc)(lk_device *d, size_t bytes);
     void (*host_free)(lk_device *d, void *p);
     int (*owns)(lk_device *d, const void *p);
-    /* dense algebra: C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C */
-    void (*gemm)(lk_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
-                 const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
-    /* Optional (NULL: nothing to prepare). Called instead of gemm and gemm_batched while the
+    /* dense algebra: the products g describes (see lk_gemm_desc) */
+    void (*matmul)(lk_device *d, const lk_gemm_desc *g, const void *a, const void *b, float *c);
+    /* Optional (NULL: nothing to prepare). Called instead of matmul while the
      * device plans (lk_model_build runs forward and backward once with d->planning set and
      * every compute entry skipped), so the backend can create what each product needs
      * (the CPU's oneDNN primitives and their scratchpad) before any step runs. */
@@ -111,9 +134,9 @@ typedef struct lk_backend {
      * beta * themselves + the gradient (beta 0 or 1); b and db may be NULL. */
     size_t (*conv2d_saved)(lk_device *d, const lk_conv2d_desc *cd);
     size_t (*conv2d_workspace)(lk_device *d, const lk_conv2d_desc *cd);
-    void (*conv2d_forward)(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+    void (*conv2d_forward)(lk_device *d, const lk_conv2d_desc *cd, const float *x, const void *w,
                            const float *b, float *y, void *saved, void *ws);
-    void (*conv2d_backward)(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+    void (*conv2d_backward)(lk_device *d, const lk_conv2d_desc *cd, const float *x, const void *w,
                             const float *dy, float *dx, float *dw, float *db, float beta,
                             void *saved, void *ws);
     /* pooling; argmax is an int32 per output element (max pooling only) */
@@ -164,11 +187,6 @@ typedef struct lk_backend {
     void (*gru_cell_backward)(lk_device *d, int n, int h, const float *g, const float *ghn,
                               const float *h_prev, float *dh, const float *dh_out, float *dgx,
                               float *dgh);
-    /* count products C_i = alpha op(A_i) op(B_i) + beta C_i, X_i = X + i * stride_x
-     * (attention: every head of a sequence in one call) */
-    void (*gemm_batched)(lk_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
-                         const float *a, int lda, long stride_a, const float *b, int ldb,
-                         long stride_b, float beta, float *c, int ldc, long stride_c, int count);
     /* Causal softmax of attention scores, in place, over rows of length t: row r is
      * query position i = r mod t and sees keys 0..i; p = softmax(scale * s) there and 0
      * beyond (max-subtracted, one pass per row). */
@@ -226,6 +244,8 @@ typedef struct lk_backend {
     void (*optim_update)(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                        float *s1, float *s2, size_t n);
     void (*sumsq)(lk_device *d, const float *x, size_t n, float *out); /* device scalar */
+    /* y = bf16(x) rounded as r says (the bf16 working copy of the weights) */
+    void (*cast_bf16)(lk_device *d, const float *x, uint16_t *y, size_t n, const lk_round *r);
     void (*scale)(lk_device *d, float *x, float a, size_t n);
     void (*axpy)(lk_device *d, float a, const float *x, float *y, size_t n); /* y += a*x */
     /* the first failure since the device was opened (a GPU's calls are asynchronous:

@@ -13,7 +13,7 @@
 #ifndef LK_LAYER_H
 #define LK_LAYER_H
 
-#include "tensor.h"
+#include "ops.h"
 
 typedef enum {
     LK_INIT_DEFAULT = 0, /* PyTorch's Linear/Conv2d default: U(+-1/sqrt(fan_in)) for W and b */
@@ -46,6 +46,7 @@ typedef struct {
                             gradient is zero, so they stay zero (lk_param_storage) */
     size_t offset;   /* in floats, into the model's flat buffers */
     float *w, *g;    /* device pointers: params + offset, grads + offset */
+    uint16_t *w16;   /* the bf16 working copy (params16 + offset) of a bf16 model; NULL else */
 } lk_param;
 
 /* What a layer sees of the step it runs in. */
@@ -120,7 +121,17 @@ struct lk_layer {
                                   gradients (a head tied to an embedding); NULL: none */
     int block_begin;           /* 1 + the index of the layer that opens the residual block this
                                   layer closes (residual_add); 0: it closes none */
+    lk_dtype compute;          /* the type its matrix products and convolutions take their inputs
+                                  in (the model's precision, set before the build): LK_BF16
+                                  reads the weights' bf16 working copy (lk_layer_weights) */
 };
+
+/* The weights a layer's products read: the bf16 working copy when it computes in bf16,
+ * else the float32 master. */
+static inline lk_in lk_layer_weights(const lk_layer *l, const lk_param *p)
+{
+    return l->compute == LK_BF16 ? (lk_in){p->w16, LK_BF16} : lk_in_f32(p->w);
+}
 
 /* Floats of a parameter's storage: its shape's, and the padding rows after them. */
 size_t lk_param_storage(const lk_param *p);

@@ -82,6 +82,35 @@ const char *lk_recompute_name(lk_recompute r)
     return r == LK_RECOMPUTE_ACT ? "act" : r == LK_RECOMPUTE_BLOCK ? "block" : "none";
 }
 
+lk_status lk_precision_parse(const char *name, lk_dtype *out)
+{
+    if (!strcmp(name, "fp32")) *out = LK_F32;
+    else if (!strcmp(name, "bf16")) *out = LK_BF16;
+    else return LK_ERR(LK_ERR_ARG, "unknown --precision '%s' (fp32, bf16)", name);
+    return LK_OK;
+}
+
+lk_status lk_model_set_precision(lk_model *m, lk_dtype compute, const lk_round *r)
+{
+    if (m->params) return LK_ERR(LK_ERR_STATE, "--precision must be chosen before the model is built");
+    if (compute != LK_F32 && compute != LK_BF16) return LK_ERR(LK_ERR_ARG, "unknown precision %d", (int)compute);
+    m->compute = compute;
+    m->round = r ? *r : (lk_round){0, 0, 0, 0};
+    return LK_OK;
+}
+
+lk_status lk_model_refresh_working(lk_model *m, size_t lo, size_t hi, long step)
+{
+    if (!m->params16 || lo >= hi) return LK_OK;
+    if (hi > m->nparams)
+        return LK_ERR(LK_ERR_ARG, "working copy refresh over [%zu, %zu) of %zu parameters", lo, hi,
+                      m->nparams);
+    const lk_round r = {m->round.stochastic, m->round.seed, (uint64_t)step, lo};
+    return lk_cast_bf16(m->dev, m->params + lo, m->params16 + lo, hi - lo, &r);
+}
+
+void lk_model_params_changed(lk_model *m) { m->working_stale = m->params16 != NULL; }
+
 lk_status lk_model_set_recompute(lk_model *m, lk_recompute r)
 {
     if (m->params) return LK_ERR(LK_ERR_STATE, "--recompute must be chosen before the model is built");
@@ -186,7 +215,7 @@ static void unreserve(lk_model *m, int k)
     m->reserved_bytes[k] = 0;
 }
 
-enum { RES_PARAMS, RES_GRADS, RES_ARENA };
+enum { RES_PARAMS, RES_GRADS, RES_ARENA, RES_PARAMS16 };
 
 lk_status lk_model_build(lk_model *m, int max_batch) { return lk_model_build_ex(m, max_batch, LK_BUILD_FULL); }
 
@@ -196,6 +225,7 @@ lk_status lk_model_build_ex(lk_model *m, int max_batch, lk_build how)
     if (m->nlayers == 0) return LK_ERR(LK_ERR_ARG, "model has no layers");
     if (max_batch <= 0) return LK_ERR(LK_ERR_ARG, "batch size must be positive (got %d)", max_batch);
     m->max_batch = max_batch;
+    for (int i = 0; i < m->nlayers; i++) m->layers[i]->compute = m->compute; /* before any plan */
 
     /* reverse layer order: the last layer's gradients are final first */
     size_t off = 0;
@@ -224,10 +254,13 @@ lk_status lk_model_build_ex(lk_model *m, int max_batch, lk_build how)
     m->params = m->dry ? reserve(m, RES_PARAMS, pbytes) : lk_dev_alloc(m->dev, pbytes);
     m->grads = how != LK_BUILD_FULL ? reserve(m, RES_GRADS, gbytes) : lk_dev_alloc(m->dev, gbytes);
     m->grads_borrowed = how != LK_BUILD_FULL; /* not the device's to free */
+    const size_t wbytes = LK_MAX(m->nparams, 1) * sizeof(uint16_t);
+    if (m->compute == LK_BF16)
+        m->params16 = m->dry ? reserve(m, RES_PARAMS16, wbytes) : lk_dev_alloc(m->dev, wbytes);
     m->act = lk_calloc((size_t)m->nlayers + 1, sizeof *m->act);
     m->recomp = lk_calloc((size_t)m->nlayers, 1);
     if (m->recomp) mark_recompute(m);
-    if (!m->params || !m->grads || !m->act || !m->recomp)
+    if (!m->params || !m->grads || !m->act || !m->recomp || (m->compute == LK_BF16 && !m->params16))
         return LK_ERR(LK_ERR_NOMEM, "cannot allocate %zu parameters (%.1f MB) on %s", off,
                       (double)pbytes / 1e6, m->dev->name);
     if (!m->dry) lk_zero(m->dev, m->params, pbytes);
@@ -236,7 +269,9 @@ lk_status lk_model_build_ex(lk_model *m, int max_batch, lk_build how)
         for (int j = 0; j < m->layers[i]->nparams; j++) {
             lk_param *p = &m->layers[i]->params[j];
             p->w = m->params + p->offset;
+            p->w16 = m->params16 && !p->buffer ? m->params16 + p->offset : NULL;
         }
+    lk_model_params_changed(m);
     point_grads(m);
 
     m->dev->sizing = m->dry; /* the backend notes its buffers' sizes, allocates none */
@@ -370,6 +405,7 @@ lk_status lk_model_init(lk_model *m, lk_init_kind kind, uint64_t seed)
         s = lk_layer_init_params(m->layers[i], m->dev, kind, seed, scratch);
     lk_free(scratch);
     m->seed = seed;
+    lk_model_params_changed(m);
     lk_model_zero_grad(m);
     return s;
 }
@@ -382,9 +418,10 @@ void lk_model_destroy(lk_model *m)
     lk_free(m->act);
     lk_free(m->recomp);
     if (!m->dry) lk_dev_free(m->dev, m->params);
+    if (!m->dry) lk_dev_free(m->dev, m->params16);
     if (!m->grads_borrowed && m->grads) lk_dev_free(m->dev, m->grads);
     if (!m->dry) lk_arena_destroy(&m->arena);
-    for (int k = 0; k < 3; k++) unreserve(m, k);
+    for (int k = 0; k < 4; k++) unreserve(m, k);
     lk_free(m);
 }
 
@@ -425,6 +462,10 @@ lk_status lk_model_forward_range(lk_model *m, int lo, int hi, int batch, int tra
         return LK_ERR(LK_ERR_ARG, "forward over layers [%d, %d) of a model of %d", lo, hi, m->nlayers);
     lk_ctx c = {m->dev, training, m->seed, step, m->sample_base, m->workspace, 0, m->aux_loss, 1.0f,
                 m->sync_sum, m->sync_user};
+    if (m->working_stale && !m->dev->planning) { /* (a planning pass has no values to round) */
+        LK_CHECK(lk_model_refresh_working(m, 0, m->nparams, step));
+        m->working_stale = 0;
+    }
     if (m->has_aux) lk_zero(m->dev, m->aux_loss, sizeof(float)); /* zeroed at build otherwise */
     LK_CHECK(run_forward(m, &c, lo, hi, batch));
     *out = lk_tensor_batch(m->dev, m->act[hi], batch, &m->layers[hi - 1]->out);

@@ -34,6 +34,13 @@ typedef struct lk_model {
                                  what the optimizer and the all-reduce see */
     size_t nbuffers;          /* floats of buffers (running statistics) after them in params */
     float *params, *grads;    /* device; params holds nparams + nbuffers floats */
+    lk_dtype compute;         /* the precision of the products (lk_model_set_precision) */
+    uint16_t *params16;       /* bf16: the working copy of the nparams trainable floats the
+                                 products read (the optimizer's step rewrites what it updates;
+                                 lk_model_refresh_working the rest); NULL in float32 */
+    lk_round round;           /* how the working copy is rounded (key, first set per refresh) */
+    int working_stale;        /* params changed outside an optimizer step: the next forward
+                                 refreshes the working copy first */
     int grads_borrowed;       /* grads belong to the caller of lk_model_borrow_grads */
     lk_arena arena;           /* activations, saved state, workspace */
     size_t act_bytes;         /* of the arena: activations, saved state, gradient buffers */
@@ -42,8 +49,8 @@ typedef struct lk_model {
     lk_recompute recompute;   /* set before the build */
     unsigned char *recomp;    /* per layer: 0 kept, 1 its output recomputed, 2 in a recomputed block */
     float *aux_scratch;       /* where a recomputed forward's own loss terms go (not counted twice) */
-    void *reserved[3];        /* address space standing in for memory that is not there */
-    size_t reserved_bytes[3]; /* (PROT_NONE: a touch faults): see lk_model_build_ex */
+    void *reserved[4];        /* address space standing in for memory that is not there */
+    size_t reserved_bytes[4]; /* (PROT_NONE: a touch faults): see lk_model_build_ex */
     float **act;              /* act[0] input, act[i+1] output of layer i (max_batch) */
     float *dbuf[2];           /* ping-pong input gradients */
     float *dout;              /* gradient of the loss w.r.t. the output (filled by the loss; the
@@ -91,6 +98,15 @@ typedef enum { LK_BUILD_FULL = 0, LK_BUILD_NO_GRADS, LK_BUILD_DRY } lk_build;
 lk_status lk_model_build_ex(lk_model *m, int max_batch, lk_build how);
 /* The gradient buffer of a LK_BUILD_NO_GRADS model, zeroed. */
 lk_status lk_model_alloc_grads(lk_model *m);
+/* Before the build: the type matrix products and convolutions take their inputs in
+ * (LK_F32, or LK_BF16: mixed precision, the float32 parameters staying the master copy
+ * with a bf16 working copy beside them, rounded as r says; r NULL: to nearest even). */
+lk_status lk_model_set_precision(lk_model *m, lk_dtype compute, const lk_round *r);
+lk_status lk_precision_parse(const char *name, lk_dtype *out);
+/* Rounds the parameters [lo, hi) into the working copy (keyed by step when stochastic);
+ * nothing in float32. lk_model_params_changed: the whole copy, at the next forward. */
+lk_status lk_model_refresh_working(lk_model *m, size_t lo, size_t hi, long step);
+void lk_model_params_changed(lk_model *m);
 /* Before the build: what backward recomputes (see lk_recompute). */
 lk_status lk_model_set_recompute(lk_model *m, lk_recompute r);
 /* Plans and allocates params, grads and the arena for batches up to max_batch. */

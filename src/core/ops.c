@@ -52,25 +52,55 @@ static lk_status gemm_plan(lk_device *d, const lk_gemm_desc *g)
     return d->ops->gemm_plan ? d->ops->gemm_plan(d, g) : LK_OK;
 }
 
-static lk_status gemm_check(const char *op, int ta, int tb, int m, int n, int k, const float *a,
-                            int lda, const float *b, int ldb, const float *c, int ldc)
+static lk_status gemm_check(const char *op, const lk_gemm_desc *g, const void *a, const void *b,
+                            const float *c)
 {
-    NEED(m > 0 && n > 0 && k > 0, "%s: dimensions must be positive (m=%d n=%d k=%d)", op, m, n, k);
+    NEED(g->m > 0 && g->n > 0 && g->k > 0, "%s: dimensions must be positive (m=%d n=%d k=%d)", op,
+         g->m, g->n, g->k);
     NEED(a && b && c, "%s: null matrix", op);
-    NEED(lda >= (ta ? m : k) && ldb >= (tb ? k : n) && ldc >= n,
-         "%s: leading dimension too small (lda=%d ldb=%d ldc=%d for m=%d n=%d k=%d)", op, lda, ldb,
-         ldc, m, n, k);
+    NEED(g->lda >= (g->trans_a ? g->m : g->k) && g->ldb >= (g->trans_b ? g->k : g->n) && g->ldc >= g->n,
+         "%s: leading dimension too small (lda=%d ldb=%d ldc=%d for m=%d n=%d k=%d)", op, g->lda,
+         g->ldb, g->ldc, g->m, g->n, g->k);
+    NEED(g->count >= 0 && g->stride_a >= 0 && g->stride_b >= 0 && g->stride_c >= 0,
+         "%s: negative count or stride", op);
+    NEED((g->compute == LK_F32 || g->compute == LK_BF16) && (g->a_type == LK_F32 || g->a_type == LK_BF16) &&
+             (g->b_type == LK_F32 || g->b_type == LK_BF16),
+         "%s: unknown storage or compute type", op);
+    NEED(g->compute == LK_BF16 || (g->a_type == LK_F32 && g->b_type == LK_F32),
+         "%s: a bf16 operand needs bf16 compute", op);
+    return LK_OK;
+}
+
+lk_status lk_matmul(lk_device *d, const lk_gemm_desc *g, const void *a, const void *b, float *c)
+{
+    LK_CHECK(gemm_check(g->count == 1 ? "gemm" : "gemm_batched", g, a, b, c));
+    if (!g->count) return LK_OK;
+    if (d->planning) return gemm_plan(d, g);
+    d->ops->matmul(d, g, a, b, c);
     return LK_OK;
 }
 
 lk_status lk_gemm(lk_device *d, int ta, int tb, int m, int n, int k, float alpha, const float *a,
                   int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
-    LK_CHECK(gemm_check("gemm", ta, tb, m, n, k, a, lda, b, ldb, c, ldc));
-    if (d->planning)
-        return gemm_plan(d, &(lk_gemm_desc){ta, tb, m, n, k, lda, ldb, ldc, 1, 0, 0, 0, alpha, beta});
-    d->ops->gemm(d, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    return LK_OK;
+    return lk_gemm_ex(d, LK_F32, ta, tb, m, n, k, alpha, lk_in_f32(a), lda, lk_in_f32(b), ldb, beta, c,
+                      ldc);
+}
+
+lk_status lk_gemm_ex(lk_device *d, lk_dtype compute, int ta, int tb, int m, int n, int k,
+                     float alpha, lk_in a, int lda, lk_in b, int ldb, float beta, float *c, int ldc)
+{
+    lk_gemm_desc g = {ta, tb, m, n, k, lda, ldb, ldc, 1, 0, 0, 0, alpha, beta, compute, a.type, b.type};
+    return lk_matmul(d, &g, a.p, b.p, c);
+}
+
+lk_status lk_gemm_batched_ex(lk_device *d, lk_dtype compute, int ta, int tb, int m, int n, int k,
+                             float alpha, lk_in a, int lda, long sa, lk_in b, int ldb, long sb,
+                             float beta, float *c, int ldc, long sc, int count)
+{
+    lk_gemm_desc g = {ta, tb, m, n, k, lda, ldb, ldc, count, sa, sb, sc, alpha, beta, compute,
+                      a.type, b.type};
+    return lk_matmul(d, &g, a.p, b.p, c);
 }
 
 lk_status lk_bias_add(lk_device *d, float *y, const float *b, int outer, int c, int inner)
@@ -175,17 +205,18 @@ size_t lk_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd)
     return d->ops->conv2d_workspace(d, cd);
 }
 
-lk_status lk_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+lk_status lk_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const void *w,
                             const float *b, float *y, void *saved, void *ws)
 {
     NEED(x && w && y, "conv2d_forward: null tensor");
     NEED(cd->oh > 0 && cd->ow > 0, "conv2d_forward: descriptor not initialised");
+    NEED(cd->compute == LK_F32 || cd->compute == LK_BF16, "conv2d_forward: unknown compute type");
     if (cd->n) RUN(d, conv2d_forward, cd, x, w, b, y, saved, ws);
     return LK_OK;
 }
 
 lk_status lk_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x,
-                             const float *w, const float *dy, float *dx, float *dw, float *db,
+                             const void *w, const float *dy, float *dx, float *dw, float *db,
                              float beta, void *saved, void *ws)
 {
     NEED(x && w && dy && dw, "conv2d_backward: null tensor");
@@ -314,14 +345,8 @@ lk_status lk_gemm_batched(lk_device *d, int ta, int tb, int m, int n, int k, flo
                           const float *a, int lda, long sa, const float *b, int ldb, long sb,
                           float beta, float *c, int ldc, long sc, int count)
 {
-    NEED(count >= 0 && sa >= 0 && sb >= 0 && sc >= 0, "gemm_batched: negative count or stride");
-    LK_CHECK(gemm_check("gemm_batched", ta, tb, m, n, k, a, lda, b, ldb, c, ldc));
-    if (!count) return LK_OK;
-    if (d->planning)
-        return gemm_plan(d, &(lk_gemm_desc){ta, tb, m, n, k, lda, ldb, ldc, count, sa, sb, sc, alpha,
-                                            beta});
-    d->ops->gemm_batched(d, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, count);
-    return LK_OK;
+    return lk_gemm_batched_ex(d, LK_F32, ta, tb, m, n, k, alpha, lk_in_f32(a), lda, sa, lk_in_f32(b),
+                              ldb, sb, beta, c, ldc, sc, count);
 }
 
 lk_status lk_softmax_causal_forward(lk_device *d, float *s, int rows, int t, float scale)
@@ -458,6 +483,13 @@ lk_status lk_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, co
     NEED((!need1 || s1) && (!need2 || s2), "optim_update: optimizer state missing");
     NEED(hp->step >= 1, "optim_update: step must start at 1");
     if (n) RUN(d, optim_update, hp, w, g, s1, s2, n);
+    return LK_OK;
+}
+
+lk_status lk_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, const lk_round *r)
+{
+    NEED((x && y && r) || !n, "cast_bf16: null buffer");
+    if (n) RUN(d, cast_bf16, x, y, n, r);
     return LK_OK;
 }
 

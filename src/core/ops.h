@@ -18,8 +18,23 @@ lk_status lk_device_status(lk_device *d);
 /* Reads one device float (a metric read: synchronises). */
 float lk_read_scalar(lk_device *d, const float *p);
 
+/* An operand of a product: where it is and how it is stored. */
+typedef struct {
+    const void *p;
+    lk_dtype type;
+} lk_in;
+static inline lk_in lk_in_f32(const float *p) { return (lk_in){p, LK_F32}; }
+
+/* The products g describes (lk_gemm_desc in device.h). */
+lk_status lk_matmul(lk_device *d, const lk_gemm_desc *g, const void *a, const void *b, float *c);
+/* float32 products; and products in `compute` of operands stored as they say. */
 lk_status lk_gemm(lk_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                   const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+lk_status lk_gemm_ex(lk_device *d, lk_dtype compute, int ta, int tb, int m, int n, int k,
+                     float alpha, lk_in a, int lda, lk_in b, int ldb, float beta, float *c, int ldc);
+lk_status lk_gemm_batched_ex(lk_device *d, lk_dtype compute, int ta, int tb, int m, int n, int k,
+                             float alpha, lk_in a, int lda, long sa, lk_in b, int ldb, long sb,
+                             float beta, float *c, int ldc, long sc, int count);
 lk_status lk_bias_add(lk_device *d, float *y, const float *b, int outer, int c, int inner);
 lk_status lk_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c, int inner,
                        float beta);
@@ -34,10 +49,11 @@ lk_status lk_conv2d_desc_init(lk_conv2d_desc *cd);
 lk_status lk_pool2d_desc_init(lk_pool2d_desc *pd);
 size_t lk_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd);
 size_t lk_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd);
-lk_status lk_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+/* w is bf16 when cd->compute is LK_BF16 (the working copy), else float32. */
+lk_status lk_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const void *w,
                             const float *b, float *y, void *saved, void *ws);
 lk_status lk_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x,
-                             const float *w, const float *dy, float *dx, float *dw, float *db,
+                             const void *w, const float *dy, float *dx, float *dw, float *db,
                              float beta, void *saved, void *ws);
 lk_status lk_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float *x, float *y,
                             int32_t *argmax);
@@ -109,6 +125,8 @@ lk_status lk_affine(lk_device *d, float *x, float a, float b, size_t n);
 
 lk_status lk_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                         float *s1, float *s2, size_t n);
+/* y = bf16(x), rounded as r says */
+lk_status lk_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, const lk_round *r);
 lk_status lk_sumsq(lk_device *d, const float *x, size_t n, float *out);
 lk_status lk_scale(lk_device *d, float *x, float a, size_t n);
 lk_status lk_axpy(lk_device *d, float a, const float *x, float *y, size_t n);

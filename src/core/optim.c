@@ -220,6 +220,12 @@ lk_status lk_optim_step_part(lk_optim *o, float *w, const float *g, float grad_s
     return lk_optim_step_range(o, w, g, 0, grad_scale, lo, hi, last);
 }
 
+void lk_optim_set_working(lk_optim *o, uint16_t *w16, const lk_round *r)
+{
+    o->w16 = w16;
+    if (r) o->round = *r;
+}
+
 lk_status lk_optim_step_range(lk_optim *o, float *w, const float *g, size_t g_from, float grad_scale,
                               size_t lo, size_t hi, int last)
 {
@@ -250,6 +256,10 @@ lk_status lk_optim_step_range(lk_optim *o, float *w, const float *g, size_t g_fr
         .step = o->step + 1,
     };
     if (a < b) LK_CHECK(update(o, &hp, w, g, g_from, a, b));
+    if (a < b && o->w16) {
+        const lk_round r = {o->round.stochastic, o->round.seed, (uint64_t)hp.step, a};
+        LK_CHECK(lk_cast_bf16(o->dev, w + a, o->w16 + a, b - a, &r));
+    }
     o->last_lr = hp.lr;
     if (last) o->step++;
     return LK_OK;

@@ -57,6 +57,9 @@ typedef struct {
     long step;           /* steps taken */
     float last_lr;
     float last_grad_norm; /* only measured when clipping */
+    uint16_t *w16;       /* the bf16 working copy of the buffer (NULL: none), which every step
+                          * rewrites over what it updated (lk_optim_set_working) */
+    lk_round round;      /* how (key and first are set per step: the step number, the offset) */
     size_t *decayed;     /* with LK_DECAY_MATRICES: sorted [lo, hi) pairs of the flat buffer
                           * that decay; the rest does not (NULL: everything decays) */
     int ndecayed;
@@ -81,6 +84,10 @@ lk_status lk_optim_step_part(lk_optim *o, float *w, const float *g, float grad_s
  * (which may leave nothing on this rank: it still takes part in the norm's sum). */
 lk_status lk_optim_step_range(lk_optim *o, float *w, const float *g, size_t g_from, float grad_scale,
                               size_t lo, size_t hi, int last);
+/* Mixed precision: after each update, the parameters it updated are rounded into w16 (a
+ * bf16 buffer with the flat buffer's offsets) as r says, keyed by the step number and
+ * each parameter's offset so every rank rounds every parameter alike. NULL: none. */
+void lk_optim_set_working(lk_optim *o, uint16_t *w16, const lk_round *r);
 /* With cfg.decay LK_DECAY_MATRICES, decay and L1 apply to m's tensors of 2 or more
  * dimensions only (lk_model_decay_ranges); with LK_DECAY_ALL nothing changes. */
 struct lk_model;

@@ -24,6 +24,7 @@ enum {
     LK_RNG_SAMPLE = 4,  /* a = generation step,        index = draw */
     LK_RNG_TEST = 5,    /* tests and synthetic data */
     LK_RNG_NOISE = 6,   /* a = (step << 16) | layer,   index = element (VAE, GAN latents) */
+    LK_RNG_ROUND = 7,   /* a = step,                   index = element (stochastic rounding) */
 };
 
 LK_HD void lk_philox4x32(uint32_t ctr[4], uint32_t key[2])

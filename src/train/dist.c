@@ -87,6 +87,7 @@ lk_status lk_dist_broadcast_params(lk_comm *c, lk_model *m, float *host_scratch)
     float *p = host_view(m, host_scratch);
     LK_CHECK(lk_comm_broadcast(c, p, m->nparams * sizeof(float), 0));
     if (!m->dev->host_addressable) lk_copy_to_device(m->dev, m->params, p, m->nparams * sizeof(float));
+    lk_model_params_changed(m);
     return LK_OK;
 }
 

@@ -65,7 +65,8 @@ static void compute(const lk_mem_inputs *in, const lk_model *m, size_t split, lk
     if (d->ops->mem_info) d->ops->mem_info(d, &held, &used, &total);
 
     double dev[LK_MEM_KINDS] = {0}, host[LK_MEM_KINDS] = {0};
-    dev[LK_MEM_PARAMS] = (double)(m->nparams + m->nbuffers) * F;
+    /* the float32 master, and the bf16 working copy of a mixed-precision model */
+    dev[LK_MEM_PARAMS] = (double)(m->nparams + m->nbuffers) * F + (m->params16 ? n * 2.0 : 0.0);
     dev[LK_MEM_OPTIM] = lk_optim_state_count(in->optim) * (stage ? slice : n) * F;
     /* the gradients the layers write (all of them, or stage 2's lanes), the slice and the
      * pinned buckets' region */
@@ -115,6 +116,7 @@ lk_status lk_mem_plan_make(const lk_mem_inputs *in, lk_device *dev, lk_mem_plan 
     lk_status st = lk_model_create(&m, dev, &in->sample);
     if (st == LK_OK) st = lk_zoo_build(in->model, m, in->nclasses, in->arch);
     if (st == LK_OK) st = lk_model_set_recompute(m, in->recompute);
+    if (st == LK_OK) st = lk_model_set_precision(m, in->precision, NULL);
     if (st == LK_OK) st = lk_model_build_ex(m, in->batch, LK_BUILD_DRY);
     if (st == LK_OK) {
         const lk_zoo_entry *z = lk_zoo_find(in->model);

@@ -42,6 +42,7 @@ typedef struct {
     int nclasses;
     int batch;             /* per rank */
     lk_recompute recompute;
+    lk_dtype precision;    /* of the products (a bf16 model keeps a working copy besides) */
     lk_optim_kind optim;
     int zero;              /* 0, 1, 2 */
     int world, rank;       /* the job, and the rank planned */

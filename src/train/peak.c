@@ -73,7 +73,7 @@ const lk_gpu_peak *lk_gpu_peak_find(const char *device_name)
     return NULL;
 }
 
-lk_status lk_peak_find(lk_device *d, double tflops, lk_peak *out)
+lk_status lk_peak_find(lk_device *d, lk_dtype precision, double tflops, lk_peak *out)
 {
     memset(out, 0, sizeof *out);
     if (tflops > 0) {
@@ -82,13 +82,22 @@ lk_status lk_peak_find(lk_device *d, double tflops, lk_peak *out)
         return LK_OK;
     }
     const lk_gpu_peak *g = d->kind == LK_DEV_CUDA ? lk_gpu_peak_find(d->name) : NULL;
-    if (g) {
-        out->flops = g->fp32;
-        snprintf(out->source, sizeof out->source, "%s: %.1f TFLOP/s float32 (data sheet)", g->name,
-                 g->fp32 * 1e-12);
+    const int bf16 = precision == LK_BF16;
+    if (g && (!bf16 || g->bf16 > 0)) {
+        out->flops = bf16 ? g->bf16 : g->fp32;
+        snprintf(out->source, sizeof out->source, "%s: %.1f TFLOP/s %s (data sheet)", g->name,
+                 out->flops * 1e-12, bf16 ? "bf16" : "float32");
         return LK_OK;
     }
     const int n = 2048;
+    if (bf16 && d->kind == LK_DEV_CPU) {
+        LK_CHECK(lk_backend_cpu_bf16_rate(d, n, 0.25, &out->flops));
+        if (out->flops > 0) {
+            snprintf(out->source, sizeof out->source, "measured: %d^3 bf16 products on %s, %d thread%s", n,
+                     d->name, d->threads, d->threads == 1 ? "" : "s");
+            return LK_OK;
+        }
+    }
     LK_CHECK(lk_gemm_rate(d, n, 0.25, &out->flops));
     snprintf(out->source, sizeof out->source, "measured: %d^3 float32 products on %s, %d thread%s", n,
              d->name, d->threads, d->threads == 1 ? "" : "s");

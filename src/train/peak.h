@@ -31,9 +31,11 @@ typedef struct {
     char source[128];  /* where it comes from */
 } lk_peak;
 
-/* The peak MFU divides by: tflops > 0 (--peak-tflops), else the table for a GPU it
- * knows, else measured (lk_gemm_rate at 2048, ~0.3 s). */
-lk_status lk_peak_find(lk_device *d, double tflops, lk_peak *out);
+/* The peak MFU divides by, for products in `precision`: tflops > 0 (--peak-tflops), else
+ * the table for a GPU it knows, else measured at 2048 (~0.3 s): float32 products, or bf16
+ * ones (lk_backend_cpu_bf16_rate) on a CPU that has bf16 instructions (one without runs
+ * oneDNN's emulation: its float32 rate is the peak then). */
+lk_status lk_peak_find(lk_device *d, lk_dtype precision, double tflops, lk_peak *out);
 
 /* `lockstep bench gemm`: every rank measures its device at each size (fp32, and bf16
  * where the CPU has it); rank 0 prints one row per rank and size (and the CSV). */

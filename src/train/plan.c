@@ -198,10 +198,12 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
     if (st == LK_OK)
         st = lk_replica_open(&r, &(lk_replica_spec){"cpu", t->threads > 0 ? t->threads : 1, t->model, t->arch,
                                                     d.sample, d.nclasses, lk_dataset_ylen(&d), t->batch,
-                                                    t->init, t->seed, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL});
+                                                    t->init, t->seed, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL,
+                                                    (lk_dtype)t->precision, t->stochastic_round});
     if (st == LK_OK && r.zoo->target == LK_TARGET_REAL)
         st = LK_ERR(LK_ERR_ARG, "plan: the gan's alternating steps are not modelled; plan a single network");
     if (st == LK_OK) st = lk_optim_create(&opt, r.dev, &t->optim, r.model->nparams);
+    if (st == LK_OK) lk_optim_set_working(opt, r.model->params16, &r.model->round);
     lk_model *m = r.model;
     if (st == LK_OK) {
         const int cap = lk_buckets_cap(m);
@@ -414,7 +416,7 @@ lk_status lk_plan_memory(const lk_plan_opts *o, FILE *out)
     lk_mem_plan p;
     if (st == LK_OK) {
         const lk_mem_inputs in = {t->model, &t->arch, d[0].sample, d[0].nclasses, t->batch,
-                                  (lk_recompute)t->recompute, t->optim.kind,
+                                  (lk_recompute)t->recompute, (lk_dtype)t->precision, t->optim.kind,
                                   t->zero, o->ranks, 0, o->ranks, (size_t)(t->bucket_mb * 1048576.0),
                                   t->shm && t->comm_progress != LK_PROGRESS_LAYERS && !t->sync_bn,
                                   lk_mem_data_bytes(&d[0], data, t->batch),
@@ -422,9 +424,11 @@ lk_status lk_plan_memory(const lk_plan_opts *o, FILE *out)
         st = lk_mem_plan_make(&in, dev, &p);
     }
     if (st == LK_OK) {
-        fprintf(out, "# model %s, batch %d a rank, %s, %d rank%s on this host, --zero %d, --recompute %s%s\n",
+        fprintf(out, "# model %s, batch %d a rank, %s, %d rank%s on this host, --zero %d, --recompute %s, "
+                     "--precision %s%s\n",
                 t->model, t->batch, lk_optim_name(t->optim.kind), o->ranks, o->ranks == 1 ? "" : "s", t->zero,
-                lk_recompute_name((lk_recompute)t->recompute), t->shm ? "" : ", --shm off");
+                lk_recompute_name((lk_recompute)t->recompute), lk_dtype_name((lk_dtype)t->precision),
+                t->shm ? "" : ", --shm off");
         lk_mem_plan_print(&p, out);
     }
     lk_device_close(dev);

@@ -25,6 +25,8 @@ typedef struct {
      * trainer's memory plan, which may refuse the run */
     lk_status (*check)(void *user, lk_device *dev);
     void *check_user;
+    lk_dtype precision;    /* of the products: fp32, or bf16 with a working copy (model.h) */
+    int stochastic_round;  /* the working copy rounded stochastically (else to nearest even) */
 } lk_replica_spec;
 
 typedef struct {

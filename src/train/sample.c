@@ -196,7 +196,7 @@ lk_status lk_sample(const lk_sample_opts *o, FILE *text)
     memset(&r, 0, sizeof r);
     lk_status st = lk_replica_open(&r, &(lk_replica_spec){o->device, o->threads, rc.model, rc.arch, rc.in_shape,
                                                           rc.nclasses, 1, is_text ? 1 : LK_MIN(o->count, 64),
-                                                          LK_INIT_DEFAULT, 0, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL});
+                                                          LK_INIT_DEFAULT, 0, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL, LK_F32, 0});
     if (st == LK_OK)
         st = lk_checkpoint_load_weights(lk_ckptdir_path(o->checkpoint, "model.safetensors", path, sizeof path),
                                         r.model);

@@ -260,6 +260,8 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     lk_agree_add(&a, "--sync-bn", &o->sync_bn, sizeof o->sync_bn);
     lk_agree_add(&a, "--zero", &o->zero, sizeof o->zero);
     lk_agree_add(&a, "--recompute", &o->recompute, sizeof o->recompute);
+    lk_agree_add(&a, "--precision", &o->precision, sizeof o->precision);
+    lk_agree_add(&a, "--stochastic-round", &o->stochastic_round, sizeof o->stochastic_round);
     const lk_optim_config *c = &s->opt->cfg;
     lk_agree_add(&a, "--optim", &c->kind, sizeof c->kind);
     float hyper[] = {c->lr, c->momentum, c->beta1, c->beta2, c->eps, c->alpha, c->weight_decay,
@@ -363,13 +365,13 @@ static lk_status plan_memory(void *user, lk_device *dev)
     lk_comm *c = s->comm;
     /* the peak MFU divides by (a CPU measures its products), then what the process holds
      * that the plan does not model */
-    LK_CHECK(lk_peak_find(dev, o->peak_tflops, &s->own_peak));
+    LK_CHECK(lk_peak_find(dev, (lk_dtype)o->precision, o->peak_tflops, &s->own_peak));
     size_t held = 0, used = 0, total = 0; /* the backend's buffers are the plan's workspace */
     if (dev->ops->mem_info) dev->ops->mem_info(dev, &held, &used, &total);
     s->runtime_bytes = LK_MAX(0.0, lk_mem_rss() - s->data_bytes - (double)held);
     lk_progress_mode mode = o->sync_bn ? LK_PROGRESS_LAYERS : lk_progress_resolve(c, o->comm_progress);
     const lk_mem_inputs in = {o->model, &o->arch, s->train.sample, s->train.nclasses, o->batch,
-                              (lk_recompute)o->recompute, o->optim.kind, o->zero, c->world, c->rank, c->local_world,
+                              (lk_recompute)o->recompute, (lk_dtype)o->precision, o->optim.kind, o->zero, c->world, c->rank, c->local_world,
                               (size_t)(o->bucket_mb * 1048576.0),
                               o->shm && mode == LK_PROGRESS_THREAD && dev->host_addressable,
                               lk_mem_data_bytes(&s->train, s->data_bytes, o->batch), s->runtime_bytes, lk_mem_rss_peak()};
@@ -414,7 +416,8 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
                                                       s->train.sample, s->train.nclasses,
                                                       lk_dataset_ylen(&s->train), o->batch,
                                                       o->init, o->seed, LK_BUILD_NO_GRADS,
-                                                      (lk_recompute)o->recompute, plan_memory, s}));
+                                                      (lk_recompute)o->recompute, plan_memory, s,
+                                                      (lk_dtype)o->precision, o->stochastic_round}));
     lk_model *m = s->r.model;
     if (s->r.zoo->target == LK_TARGET_REAL) {
         if (o->accum != 1) return LK_ERR(LK_ERR_ARG, "--accum: model %s alternates its own steps; use 1", o->model);
@@ -440,6 +443,7 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     LK_CHECK(lk_optim_create_slice(&s->opt, s->r.dev, &oc, m->nparams, s->zero->shard.lo, s->zero->shard.hi));
     LK_CHECK(lk_zero_bind(s->zero, s->opt));
     LK_CHECK(lk_optim_decay_model(s->opt, m));
+    lk_optim_set_working(s->opt, m->params16, &m->round); /* the step rewrites the bf16 copy */
     s->gan.zero = s->zero;
     if (o->resume_dir) LK_CHECK(resume(o, s, &s->epoch, &s->step));
     LK_CHECK(agree(o, s));
@@ -740,7 +744,7 @@ lk_status lk_eval_checkpoint(const char *dir, const char *data_spec, const char 
     if (st == LK_OK)
         st = lk_replica_open(&r, &(lk_replica_spec){device, threads, rc.model, rc.arch, rc.in_shape,
                                                     rc.nclasses, lk_dataset_ylen(&d), batch,
-                                                    LK_INIT_DEFAULT, 0, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL});
+                                                    LK_INIT_DEFAULT, 0, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL, LK_F32, 0});
     if (st == LK_OK)
         st = lk_checkpoint_load_weights(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path),
                                         r.model);

@@ -42,6 +42,8 @@ typedef struct {
     double peak_tflops;       /* the peak per rank MFU divides by (0: measured or known, peak.h) */
     int zero;                 /* ZeRO stage: 0 none, 1 optimizer state, 2 also gradients (zero.h) */
     int recompute;            /* lk_recompute: what backward computes again instead of keeping */
+    int precision;            /* lk_dtype of the products: LK_F32, or LK_BF16 (mixed precision) */
+    int stochastic_round;     /* bf16: the weights' working copy rounded stochastically */
 } lk_train_opts;
 
 /* Defaults: cnn, fashion-mnist, 1 epoch, batch 64, momentum lr 0.01 ... */

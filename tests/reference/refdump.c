@@ -4,6 +4,7 @@
  *   lk_refdump MODEL OUT.safetensors [--steps K] [--optim NAME] [--lr X] [--batch B]
  *              [--seed S] [--data SPEC] [--init NAME] [--weight-decay X]
  *              [--layers N --heads N --dim N --ctx N] [--weights-every K]
+ *              [--precision fp32|bf16]
  *
  * OUT holds, for the training samples [0, B) of SPEC (default fashion-mnist):
  *   input, labels          the batch as the model saw it (labels as floats; for the
@@ -139,6 +140,7 @@ typedef struct {
     int lr_set;
     uint64_t seed;
     lk_decay decay;
+    lk_dtype precision;
 } args;
 
 /* forward + loss (+ backward) of samples [first, first + B); with d, the output is added
@@ -224,7 +226,8 @@ static lk_status run(const args *a, dump *d)
     if (st == LK_OK) st = lk_init_parse(a->init, &init);
     if (st == LK_OK)
         st = lk_replica_open(&r, &(lk_replica_spec){"cpu", 1, a->model, a->arch, ds.sample, ds.nclasses,
-                                                    lk_dataset_ylen(&ds), a->batch, init, a->seed, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL});
+                                                    lk_dataset_ylen(&ds), a->batch, init, a->seed, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL,
+                                                    a->precision, 0});
     lk_model *m = r.model;
     const int B = a->batch;
     const int gan = st == LK_OK && r.zoo->target == LK_TARGET_REAL;
@@ -246,6 +249,7 @@ static lk_status run(const args *a, dump *d)
     oc.total_steps = a->steps;
     oc.decay = a->decay;
     if (st == LK_OK) st = lk_optim_create(&opt, r.dev, &oc, m->nparams);
+    if (st == LK_OK) lk_optim_set_working(opt, m->params16, &m->round);
     if (st == LK_OK) st = lk_optim_decay_model(opt, m);
     if (st == LK_OK && gan) st = run_gan(a, d, &r, &ds, opt);
     for (int s = 1; !gan && st == LK_OK && s <= a->steps; s++) {
@@ -287,7 +291,7 @@ int main(int argc, char **argv)
         return 2;
     }
     args a = {argv[1], argv[2], "fashion-mnist", "sgd", "default", {0, 0, 0, 0, LK_GELU_DEFAULT}, 3, 8, 1,
-              0.0f, 0.0f, 0, 0, LK_DECAY_ALL};
+              0.0f, 0.0f, 0, 0, LK_DECAY_ALL, LK_F32};
     for (int i = 3; i + 1 < argc; i += 2) {
         const char *f = argv[i], *v = argv[i + 1];
         if (!strcmp(f, "--steps")) a.steps = atoi(v);
@@ -306,6 +310,7 @@ int main(int argc, char **argv)
         else if (!strcmp(f, "--gelu") && (!strcmp(v, "erf") || !strcmp(v, "tanh")))
             a.arch.gelu = strcmp(v, "tanh") ? LK_GELU_ERF : LK_GELU_TANH;
         else if (!strcmp(f, "--decay") && lk_decay_parse(v, &a.decay) == LK_OK) continue;
+        else if (!strcmp(f, "--precision") && lk_precision_parse(v, &a.precision) == LK_OK) continue;
         else {
             fprintf(stderr, "lk_refdump: unknown flag %s\n", f);
             return 2;

@@ -19,6 +19,9 @@
  *                LSTM and GRU cells, causal softmax, layer norm, batch norm, the VAE's
  *                sampling
  *   1e-4         matrix products (batched too) and convolutions (other summation orders)
+ *   1e-3         the same in bf16 (bf16 inputs both devices round alike, float32 sums; the
+ *                CUDA convolution's outputs and gradients come through bf16: 1e-2)
+ *   exact        the bf16 working copy's rounding, to nearest even and stochastic
  *
  * Without a GPU (or without a CUDA build) the coverage check still runs; the test then
  * says why it cannot compare and exits 77, which ctest reports as skipped. A visible GPU
@@ -32,6 +35,7 @@
 #include <string.h>
 
 #include "core/ops.h"
+#include "core/bf16.h"
 #include "core/rng.h"
 #include "testutil.h"
 
@@ -282,21 +286,96 @@ static void case_owns(void **state)
 
 /* ---- dense algebra, bias, activations ---- */
 
-static void case_gemm(void **state)
+/* A bf16 copy of a pair's values on both devices (rounded to nearest even on the CPU). */
+typedef struct {
+    uint16_t *c, *g;
+} pair16;
+
+static pair16 pair16_of(const pair *p)
+{
+    pair16 q = {lk_dev_alloc(CPU, p->n * 2 + 2), lk_dev_alloc(GPU, p->n * 2 + 2)};
+    assert_true(q.c && q.g);
+    for (size_t i = 0; i < p->n; i++) q.c[i] = lk_bf16_rne(p->c[i]);
+    lk_copy_to_device(GPU, q.g, q.c, p->n * 2);
+    return q;
+}
+
+static void pair16_free(pair16 *q) { lk_dev_free(CPU, q->c), lk_dev_free(GPU, q->g); }
+
+/* Both devices run the product g; B given in bf16 (a weight's working copy) when b16. */
+static void matmul_both(const lk_gemm_desc *g, const pair *a, const pair *b, const pair16 *b16,
+                        pair *c)
+{
+    CPU->ops->matmul(CPU, g, a->c, b16 ? (const void *)b16->c : b->c, c->c);
+    GPU->ops->matmul(GPU, g, a->g, b16 ? (const void *)b16->g : b->g, c->g);
+}
+
+/* fp32 and bf16 products (bf16 inputs, float32 accumulation: both devices round the same
+ * inputs the same way, so only the summation order differs: 1e-3 of the scale) */
+static void case_matmul(void **state)
 {
     (void)state;
     const int m = 37, n = 29, k = 53;
-    for (int ta = 0; ta < 2; ta++)
-        for (int tb = 0; tb < 2; tb++)
-            for (int beta = 0; beta < 2; beta++) {
-                pair a = pair_rand((size_t)m * k, 10), b = pair_rand((size_t)k * n, 11),
-                     c = pair_rand((size_t)m * n, 12);
-                int lda = ta ? m : k, ldb = tb ? k : n;
-                CPU->ops->gemm(CPU, ta, tb, m, n, k, 0.5f, a.c, lda, b.c, ldb, (float)beta, c.c, n);
-                GPU->ops->gemm(GPU, ta, tb, m, n, k, 0.5f, a.g, lda, b.g, ldb, (float)beta, c.g, n);
-                same("gemm", &c, 1e-4);
-                pair_free(&a), pair_free(&b), pair_free(&c);
-            }
+    for (int bf16 = 0; bf16 < 2; bf16++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int beta = 0; beta < 2; beta++) {
+                    pair a = pair_rand((size_t)m * k, 10), b = pair_rand((size_t)k * n, 11),
+                         c = pair_rand((size_t)m * n, 12);
+                    const int lda = ta ? m : k, ldb = tb ? k : n;
+                    const lk_dtype t = bf16 ? LK_BF16 : LK_F32;
+                    lk_gemm_desc g = {ta, tb, m, n, k, lda, ldb, n, 1, 0, 0, 0, 0.5f, (float)beta,
+                                      t, LK_F32, LK_F32};
+                    matmul_both(&g, &a, &b, NULL, &c);
+                    same(bf16 ? "matmul bf16 (fp32 operands)" : "matmul", &c, bf16 ? 1e-3 : 1e-4);
+                    if (bf16) { /* B stored in bf16, as a layer's weights */
+                        pair16 b16 = pair16_of(&b);
+                        g.b_type = LK_BF16;
+                        matmul_both(&g, &a, &b, &b16, &c);
+                        same("matmul bf16 (B in bf16)", &c, 1e-3);
+                        pair16_free(&b16);
+                    }
+                    pair_free(&a), pair_free(&b), pair_free(&c);
+                }
+    /* every head of a sequence at once (attention): strided views of one buffer */
+    enum { T = 37, hd = 16, H = 3 };
+    const int ld = 3 * H * hd;
+    const long tt = (long)T * T;
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        const lk_dtype t = bf16 ? LK_BF16 : LK_F32;
+        const double tol = bf16 ? 1e-3 : 1e-4;
+        pair q = pair_rand((size_t)T * ld, 60), sc = pair_rand((size_t)H * tt, 61),
+             o = pair_rand((size_t)T * H * hd, 62);
+        lk_gemm_desc g1 = {0, 1, T, T, hd, ld, ld, T, H, hd, hd, tt, 1.0f, 0.0f, t, LK_F32, LK_F32};
+        CPU->ops->matmul(CPU, &g1, q.c, q.c + H * hd, sc.c);
+        GPU->ops->matmul(GPU, &g1, q.g, q.g + H * hd, sc.g);
+        same("matmul batched (a b^T)", &sc, tol);
+        lk_gemm_desc g2 = {1, 0, T, hd, T, T, ld, H * hd, H, tt, hd, hd, 0.5f, 1.0f, t, LK_F32, LK_F32};
+        matmul_both(&g2, &sc, &q, NULL, &o); /* p^T dy, accumulating (attention's dv) */
+        same("matmul batched (a^T b, beta 1)", &o, tol);
+        pair_free(&q), pair_free(&sc), pair_free(&o);
+    }
+}
+
+/* The working copy: to nearest even and stochastically, bit for bit the same (the same
+ * counter-based draws), with an offset `first` that is not a multiple of four. */
+static void case_cast_bf16(void **state)
+{
+    (void)state;
+    const size_t n = 1000;
+    pair x = pair_rand(n, 13);
+    x.c[0] = INFINITY, x.c[1] = -INFINITY, x.c[2] = NAN, x.c[3] = 0.0f, x.c[4] = -0.0f;
+    x.c[5] = 3.0e38f, x.c[6] = 1.0e-40f; /* near the top; a denormal */
+    pair_push(&x);
+    uint16_t *c = lk_dev_alloc(CPU, n * 2), *g = lk_dev_alloc(GPU, n * 2);
+    for (int st = 0; st < 2; st++) {
+        const lk_round r = {st, 7, 42, 1003};
+        CPU->ops->cast_bf16(CPU, x.c, c, n, &r);
+        GPU->ops->cast_bf16(GPU, x.g, g, n, &r);
+        same_bytes(st ? "cast_bf16 (stochastic)" : "cast_bf16 (nearest even)", c, g, n * 2);
+    }
+    lk_dev_free(CPU, c), lk_dev_free(GPU, g);
+    pair_free(&x);
 }
 
 static const int BIAS_SHAPES[][3] = {{64, 10, 1}, {3, 8, 49}, {1, 5, 1000}};
@@ -374,13 +453,16 @@ static const int CONVS[][9] = {{4, 3, 12, 11, 8, 3, 3, 1, 1}, {2, 5, 9, 9, 4, 5,
                                {3, 16, 7, 7, 6, 1, 1, 1, 0}, {2, 8, 10, 10, 16, 3, 3, 1, 0}};
 #define NCONVS ((int)(sizeof CONVS / sizeof *CONVS))
 
-static lk_conv2d_desc conv_desc(int t, int n)
+static lk_conv2d_desc conv_desc_in(int t, int n, lk_dtype compute)
 {
     const int *p = CONVS[t];
-    lk_conv2d_desc cd = {n ? n : p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[7], p[8], p[8], 0, 0};
+    lk_conv2d_desc cd = {n ? n : p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[7], p[8], p[8], 0, 0,
+                         compute};
     TU_OK(lk_conv2d_desc_init(&cd));
     return cd;
 }
+
+static lk_conv2d_desc conv_desc(int t, int n) { return conv_desc_in(t, n, LK_F32); }
 
 static void case_conv2d_saved(void **state)
 {
@@ -421,18 +503,23 @@ static void case_conv2d_workspace(void **state)
 typedef struct {
     lk_conv2d_desc cd;
     pair x, w, b, y, dy, dx, dw, db;
+    pair16 w16;        /* the weights' bf16 copy (bf16 cases) */
+    const void *wc, *wg; /* the weights each device's convolution reads */
     void *cs, *cw, *gs, *gw;
 } conv_case;
 
-static void conv_open(conv_case *v, int t)
+static void conv_open(conv_case *v, int t, lk_dtype compute)
 {
-    v->cd = conv_desc(t, 0);
+    v->cd = conv_desc_in(t, 0, compute);
     const lk_conv2d_desc *cd = &v->cd;
     size_t xn = (size_t)cd->n * cd->c * cd->h * cd->w, wn = (size_t)cd->k * cd->c * cd->kh * cd->kw,
            yn = (size_t)cd->n * cd->k * cd->oh * cd->ow;
     v->x = pair_rand(xn, 21), v->w = pair_rand(wn, 22), v->b = pair_rand((size_t)cd->k, 23);
     v->y = pair_rand(yn, 24), v->dy = pair_rand(yn, 25), v->dx = pair_rand(xn, 26);
     v->dw = pair_rand(wn, 27), v->db = pair_rand((size_t)cd->k, 28);
+    v->w16 = pair16_of(&v->w);
+    v->wc = compute == LK_BF16 ? (const void *)v->w16.c : v->w.c;
+    v->wg = compute == LK_BF16 ? (const void *)v->w16.g : v->w.g;
     v->cs = lk_dev_alloc(CPU, CPU->ops->conv2d_saved(CPU, cd) + 1);
     v->cw = lk_dev_alloc(CPU, CPU->ops->conv2d_workspace(CPU, cd) + 1);
     v->gs = lk_dev_alloc(GPU, GPU->ops->conv2d_saved(GPU, cd) + 1);
@@ -442,8 +529,8 @@ static void conv_open(conv_case *v, int t)
 
 static void conv_forward(conv_case *v, const lk_conv2d_desc *cd, int bias)
 {
-    CPU->ops->conv2d_forward(CPU, cd, v->x.c, v->w.c, bias ? v->b.c : NULL, v->y.c, v->cs, v->cw);
-    GPU->ops->conv2d_forward(GPU, cd, v->x.g, v->w.g, bias ? v->b.g : NULL, v->y.g, v->gs, v->gw);
+    CPU->ops->conv2d_forward(CPU, cd, v->x.c, v->wc, bias ? v->b.c : NULL, v->y.c, v->cs, v->cw);
+    GPU->ops->conv2d_forward(GPU, cd, v->x.g, v->wg, bias ? v->b.g : NULL, v->y.g, v->gs, v->gw);
 }
 
 static void conv_close(conv_case *v)
@@ -452,48 +539,60 @@ static void conv_close(conv_case *v)
     lk_dev_free(GPU, v->gs), lk_dev_free(GPU, v->gw);
     pair_free(&v->x), pair_free(&v->w), pair_free(&v->b), pair_free(&v->y), pair_free(&v->dy);
     pair_free(&v->dx), pair_free(&v->dw), pair_free(&v->db);
+    pair16_free(&v->w16);
 }
+
+/* in bf16 the CPU's primitives write float32 while cuDNN's BFLOAT16 configuration writes
+ * bf16 (rounded once more): 1e-2 */
+static double conv_tol(lk_dtype t) { return t == LK_BF16 ? 1e-2 : 1e-4; }
 
 static void case_conv2d_forward(void **state)
 {
     (void)state;
-    for (int t = 0; t < NCONVS; t++) {
-        conv_case v;
-        conv_open(&v, t);
-        conv_forward(&v, &v.cd, 1);
-        same("conv2d_forward", &v.y, 1e-4);
-        /* a shorter batch than planned, no bias */
-        lk_conv2d_desc one = conv_desc(t, 1);
-        conv_forward(&v, &one, 0);
-        same("conv2d_forward, batch 1, no bias", &v.y, 1e-4);
-        conv_close(&v);
-    }
+    for (int bf16 = 0; bf16 < 2; bf16++)
+        for (int t = 0; t < NCONVS; t++) {
+            const lk_dtype ct = bf16 ? LK_BF16 : LK_F32;
+            conv_case v;
+            conv_open(&v, t, ct);
+            conv_forward(&v, &v.cd, 1);
+            same(bf16 ? "conv2d_forward bf16" : "conv2d_forward", &v.y, conv_tol(ct));
+            /* a shorter batch than planned, no bias */
+            lk_conv2d_desc one = conv_desc_in(t, 1, ct);
+            conv_forward(&v, &one, 0);
+            same("conv2d_forward, batch 1, no bias", &v.y, conv_tol(ct));
+            conv_close(&v);
+        }
 }
 
 static void case_conv2d_backward(void **state)
 {
     (void)state;
-    for (int t = 0; t < NCONVS; t++) {
-        conv_case v;
-        conv_open(&v, t);
-        conv_forward(&v, &v.cd, 1); /* what backward may keep from forward (`saved`) */
-        for (int beta = 0; beta < 2; beta++) {
-            CPU->ops->conv2d_backward(CPU, &v.cd, v.x.c, v.w.c, v.dy.c, v.dx.c, v.dw.c, v.db.c,
-                                      (float)beta, v.cs, v.cw);
-            GPU->ops->conv2d_backward(GPU, &v.cd, v.x.g, v.w.g, v.dy.g, v.dx.g, v.dw.g, v.db.g,
-                                      (float)beta, v.gs, v.gw);
-            same("conv2d_backward dx", &v.dx, 1e-4);
-            same("conv2d_backward dw", &v.dw, 1e-4);
-            same("conv2d_backward db", &v.db, 1e-4);
+    for (int bf16 = 0; bf16 < 2; bf16++)
+        for (int t = 0; t < NCONVS; t++) {
+            const lk_dtype ct = bf16 ? LK_BF16 : LK_F32;
+            const double tol = conv_tol(ct);
+            conv_case v;
+            conv_open(&v, t, ct);
+            conv_forward(&v, &v.cd, 1); /* what backward may keep from forward (`saved`) */
+            for (int beta = 0; beta < 2; beta++) {
+                CPU->ops->conv2d_backward(CPU, &v.cd, v.x.c, v.wc, v.dy.c, v.dx.c, v.dw.c, v.db.c,
+                                          (float)beta, v.cs, v.cw);
+                GPU->ops->conv2d_backward(GPU, &v.cd, v.x.g, v.wg, v.dy.g, v.dx.g, v.dw.g, v.db.g,
+                                          (float)beta, v.gs, v.gw);
+                same("conv2d_backward dx", &v.dx, tol);
+                same("conv2d_backward dw", &v.dw, tol);
+                same("conv2d_backward db", &v.db, tol);
+            }
+            /* a shorter batch, no bias, no dx (the first layer) */
+            lk_conv2d_desc one = conv_desc_in(t, 1, ct);
+            conv_forward(&v, &one, 0);
+            CPU->ops->conv2d_backward(CPU, &one, v.x.c, v.wc, v.dy.c, NULL, v.dw.c, NULL, 0.0f, v.cs,
+                                      v.cw);
+            GPU->ops->conv2d_backward(GPU, &one, v.x.g, v.wg, v.dy.g, NULL, v.dw.g, NULL, 0.0f, v.gs,
+                                      v.gw);
+            same("conv2d_backward dw, batch 1", &v.dw, tol);
+            conv_close(&v);
         }
-        /* a shorter batch, no bias, no dx (the first layer) */
-        lk_conv2d_desc one = conv_desc(t, 1);
-        conv_forward(&v, &one, 0);
-        CPU->ops->conv2d_backward(CPU, &one, v.x.c, v.w.c, v.dy.c, NULL, v.dw.c, NULL, 0.0f, v.cs, v.cw);
-        GPU->ops->conv2d_backward(GPU, &one, v.x.g, v.w.g, v.dy.g, NULL, v.dw.g, NULL, 0.0f, v.gs, v.gw);
-        same("conv2d_backward dw, batch 1", &v.dw, 1e-4);
-        conv_close(&v);
-    }
 }
 
 /* kh stride pad is_max */
@@ -817,27 +916,6 @@ static void case_gru_cell_backward(void **state)
 
 enum { ATT_T = 37, ATT_HD = 16, ATT_H = 3 };
 #define ATT_TT ((long)ATT_T * ATT_T)
-
-static void case_gemm_batched(void **state)
-{
-    (void)state;
-    const int T = ATT_T, hd = ATT_HD, H = ATT_H, ld = 3 * H * hd;
-    pair q = pair_rand((size_t)T * ld, 60), sc = pair_rand((size_t)H * ATT_TT, 61),
-         o = pair_rand((size_t)T * H * hd, 62);
-    /* scores = q k^T per head (strided views of one qkv buffer) */
-    CPU->ops->gemm_batched(CPU, 0, 1, T, T, hd, 1.0f, q.c, ld, hd, q.c + H * hd, ld, hd, 0.0f, sc.c,
-                           T, ATT_TT, H);
-    GPU->ops->gemm_batched(GPU, 0, 1, T, T, hd, 1.0f, q.g, ld, hd, q.g + H * hd, ld, hd, 0.0f, sc.g,
-                           T, ATT_TT, H);
-    same("gemm_batched (a b^T)", &sc, 1e-4);
-    /* p^T dy into o, accumulating (attention's backward for v) */
-    CPU->ops->gemm_batched(CPU, 1, 0, T, hd, T, 0.5f, sc.c, T, ATT_TT, q.c, ld, hd, 1.0f, o.c,
-                           H * hd, hd, H);
-    GPU->ops->gemm_batched(GPU, 1, 0, T, hd, T, 0.5f, sc.g, T, ATT_TT, q.g, ld, hd, 1.0f, o.g,
-                           H * hd, hd, H);
-    same("gemm_batched (a^T b, beta 1)", &o, 1e-4);
-    pair_free(&q), pair_free(&sc), pair_free(&o);
-}
 
 static void case_softmax_causal_forward(void **state)
 {
@@ -1228,10 +1306,10 @@ static const entry_row ENTRIES[] = {
     CASE(host_alloc),
     CASE(host_free),
     CASE(owns),
-    CASE(gemm),
+    CASE(matmul),
     EXEMPT(gemm_plan, 1,
-           "a planning hook that computes nothing to compare; optional, NULL on CUDA (cuBLAS needs "
-           "nothing prepared); the CPU's is exercised by every model build (test_model)"),
+           "a planning hook that computes nothing to compare (the CPU creates its primitives, CUDA "
+           "grows its bf16 operand buffer); exercised by every model build (test_model)"),
     EXEMPT(mem_info, 1,
            "reports sizes, nothing to compare; the memory plan's test (test_memplan) reads the "
            "CPU's, and tests/run-gpu.sh's training runs the GPU's"),
@@ -1256,7 +1334,6 @@ static const entry_row ENTRIES[] = {
     CASE(lstm_cell_backward),
     CASE(gru_cell_forward),
     CASE(gru_cell_backward),
-    CASE(gemm_batched),
     CASE(softmax_causal_forward),
     CASE(softmax_causal_backward),
     CASE(layernorm_forward),
@@ -1273,6 +1350,7 @@ static const entry_row ENTRIES[] = {
     CASE(affine),
     CASE(optim_update),
     CASE(sumsq),
+    CASE(cast_bf16),
     CASE(scale),
     CASE(axpy),
     EXEMPT(status, 0, "every comparison reads it first and fails on anything but LK_OK (same, "

@@ -2,7 +2,8 @@
  * flat buffer is 100352 + 128 + 1280 + 16 floats (the 10 biases padded to a line), its
  * arena at batch 4 the input, three outputs, two input-gradient buffers, the loss
  * gradient and two scalars, each rounded to 64 bytes; every kind for --zero 0, 1 and 2
- * on 2 ranks, Adam, with the gradients in the rank's memory and in shared memory. */
+ * on 2 ranks, Adam, with the gradients in the rank's memory and in shared memory; and
+ * in bf16, where the parameters gain their working copy. */
 #include <math.h>
 #include <string.h>
 
@@ -13,14 +14,16 @@
 
 enum { NPARAMS = 100352 + 128 + 1280 + 16 };
 
-static lk_mem_plan plan(int zero, int rank, int shm)
+static lk_mem_plan plan_in(int zero, int rank, int shm, lk_dtype precision)
 {
-    const lk_mem_inputs in = {"mlp", NULL, {3, {1, 28, 28}}, 10, 4, LK_RECOMPUTE_NONE, LK_OPT_ADAM,
-                              zero, 2, rank, 2, 1 << 20, shm, 1000.0, 2000.0, 0.0};
+    const lk_mem_inputs in = {"mlp", NULL, {3, {1, 28, 28}}, 10, 4, LK_RECOMPUTE_NONE, precision,
+                              LK_OPT_ADAM, zero, 2, rank, 2, 1 << 20, shm, 1000.0, 2000.0, 0.0};
     lk_mem_plan p;
     TU_OK(lk_mem_plan_make(&in, tu_cpu(), &p));
     return p;
 }
+
+static lk_mem_plan plan(int zero, int rank, int shm) { return plan_in(zero, rank, shm, LK_F32); }
 
 static void near(double got, double want, const char *what)
 {
@@ -64,14 +67,24 @@ static void test_by_hand(void **state)
     near(p.host[LK_MEM_COMM], slots, "shared-memory slots");
     near(p.shared, 2 * n * F + slots, "shared memory");
     near(p.host_total, 2 * (p.host_rank - 1.5 * n * F - slots) + p.shared, "the host's total");
+    /* bf16: the working copy beside the master (2 bytes a parameter); the rest as fp32's
+     * but the products' rounded operands, held by the backend (workspace) */
+    for (int zero = 0; zero <= 2; zero++) {
+        lk_mem_plan f = plan(zero, 0, 0), b = plan_in(zero, 0, 0, LK_BF16);
+        near(b.host[LK_MEM_PARAMS], n * F + n * 2, "params with the bf16 working copy");
+        near(b.host[LK_MEM_OPTIM], f.host[LK_MEM_OPTIM], "optimizer (bf16)");
+        near(b.host[LK_MEM_GRADS], f.host[LK_MEM_GRADS], "gradients (bf16)");
+        near(b.host[LK_MEM_ACT], act, "activations (bf16)");
+        assert_true(b.host[LK_MEM_WORKSPACE] >= f.host[LK_MEM_WORKSPACE] - 0.5);
+    }
 }
 
 /* A plan that cannot fit says so (a batch whose activations no host holds). */
 static void test_does_not_fit(void **state)
 {
     (void)state;
-    const lk_mem_inputs in = {"mlp", NULL, {3, {1, 28, 28}}, 10, 1 << 27, LK_RECOMPUTE_NONE, LK_OPT_ADAM,
-                              0, 1, 0, 1, 1 << 20, 0, 0.0, 0.0, 0.0};
+    const lk_mem_inputs in = {"mlp", NULL, {3, {1, 28, 28}}, 10, 1 << 27, LK_RECOMPUTE_NONE, LK_F32,
+                              LK_OPT_ADAM, 0, 1, 0, 1, 1 << 20, 0, 0.0, 0.0, 0.0};
     lk_mem_plan p;
     TU_OK(lk_mem_plan_make(&in, tu_cpu(), &p));
     assert_true(p.host[LK_MEM_ACT] > 1e12);

@@ -99,17 +99,6 @@ static int cu_owns(lk_device *d, const void *p)
     return a.type == cudaMemoryTypeDevice;
 }
 
-/* ---- matrix products ---- */
-
-/* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T */
-static void cu_gemm(lk_device *d, int ta, int tb, int m, int n, int k, float alpha, const float *a,
-                    int lda, const float *b, int ldb, float beta, float *c, int ldc)
-{
-    lk_cuda *g = lk_cuda_of(d);
-    LK_CUBLAS(g, cublasSgemm(g->cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
-                             n, m, k, &alpha, b, ldb, a, lda, &beta, c, ldc));
-}
-
 /* ---- reductions: per-block double partials, then one block adds them in order ---- */
 
 __device__ double block_sum(double v)
@@ -565,11 +554,13 @@ static lk_status cu_status(lk_device *d)
     return g->error[0] ? LK_ERR(LK_ERR_DEVICE, "%s", g->error) : LK_OK;
 }
 
-/* cuBLAS and cuDNN keep their workspaces inside what the device reports as used */
+/* cuBLAS and cuDNN keep their workspaces inside what the device reports as used; held: the
+ * bf16 products' operand buffer */
 static void cu_mem_info(lk_device *d, size_t *held, size_t *used, size_t *total)
 {
     size_t fr = 0, all = 0;
-    *held = 0;
+    const lk_cuda *g = lk_cuda_of(d);
+    *held = (g->cast_elems > g->cast_planned ? g->cast_elems : g->cast_planned) * sizeof(uint16_t);
     LK_CU(lk_cuda_of(d), cudaMemGetInfo(&fr, &all));
     *used = all - fr;
     *total = all;
@@ -589,8 +580,8 @@ static const lk_backend cuda_backend = {
     .host_alloc = cu_host_alloc,
     .host_free = cu_host_free,
     .owns = cu_owns,
-    .gemm = cu_gemm,
-    .gemm_plan = NULL, /* cuBLAS needs nothing prepared */
+    .matmul = lk_cuda_matmul,
+    .gemm_plan = lk_cuda_gemm_plan, /* the bf16 operands' buffer */
     .mem_info = cu_mem_info,
     .bias_add = lk_cuda_bias_add,
     .bias_grad = lk_cuda_bias_grad,
@@ -613,7 +604,6 @@ static const lk_backend cuda_backend = {
     .lstm_cell_backward = lk_cuda_lstm_cell_backward,
     .gru_cell_forward = lk_cuda_gru_cell_forward,
     .gru_cell_backward = lk_cuda_gru_cell_backward,
-    .gemm_batched = lk_cuda_gemm_batched,
     .softmax_causal_forward = lk_cuda_softmax_causal_forward,
     .softmax_causal_backward = lk_cuda_softmax_causal_backward,
     .layernorm_forward = lk_cuda_layernorm_forward,
@@ -630,6 +620,7 @@ static const lk_backend cuda_backend = {
     .affine = cu_affine,
     .optim_update = lk_cuda_optim_update,
     .sumsq = cu_sumsq,
+    .cast_bf16 = lk_cuda_cast_bf16,
     .scale = cu_scale,
     .axpy = cu_axpy,
     .status = cu_status,
@@ -749,6 +740,7 @@ extern "C" void lk_backend_cuda_close(lk_device *d)
     if (!g) return;
     if (g->stream) cudaStreamSynchronize(g->stream);
     if (g->partial) cudaFree(g->partial);
+    if (g->cast) cudaFree(g->cast);
     if (g->conv_desc) cudnnDestroyConvolutionDescriptor(g->conv_desc);
     if (g->w_desc) cudnnDestroyFilterDescriptor(g->w_desc);
     if (g->y_desc) cudnnDestroyTensorDescriptor(g->y_desc);

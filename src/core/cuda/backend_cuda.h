@@ -25,6 +25,8 @@ typedef struct {
     double *partial;   /* device: per-block partial sums of the reductions */
     int sms;           /* multiprocessors, for grid sizes */
     size_t conv_ws_planned; /* the largest convolution workspace asked for at plan time */
+    uint16_t *cast;    /* bf16 products: their float32 operands rounded (backend_cuda_bf16.cu) */
+    size_t cast_elems, cast_planned; /* its size; what a dry plan found it needs */
     int error_claimed; /* set once by the first failure (atomically) */
     char error[320];   /* the first failure, "" while none */
 } lk_cuda;
@@ -69,9 +71,9 @@ static inline unsigned lk_cuda_blocks(const lk_cuda *g, size_t n)
 /* the files' parts of the vtable */
 size_t lk_cuda_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd);
 size_t lk_cuda_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd);
-void lk_cuda_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+void lk_cuda_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const void *w,
                             const float *b, float *y, void *saved, void *ws);
-void lk_cuda_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+void lk_cuda_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const void *w,
                              const float *dy, float *dx, float *dw, float *db, float beta,
                              void *saved, void *ws);
 void lk_cuda_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float *x, float *y,
@@ -80,6 +82,12 @@ void lk_cuda_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float
                              const int32_t *argmax, float *dx);
 void lk_cuda_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                           float *s1, float *s2, size_t n);
+/* products and bf16 conversions (backend_cuda_bf16.cu) */
+void lk_cuda_matmul(lk_device *d, const lk_gemm_desc *p, const void *a, const void *b, float *c);
+lk_status lk_cuda_gemm_plan(lk_device *d, const lk_gemm_desc *p);
+void lk_cuda_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, const lk_round *r);
+void lk_cuda_round_bf16(lk_cuda *g, const float *x, uint16_t *y, size_t n); /* nearest even */
+void lk_cuda_widen_bf16(lk_cuda *g, const uint16_t *x, float *y, size_t n, float beta); /* y = beta y + x */
 /* bias gradient db[c] = beta*db[c] + sum over outer and inner (shared with conv) */
 void lk_cuda_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c, int inner,
                        float beta);
@@ -96,9 +104,6 @@ void lk_cuda_gru_cell_forward(lk_device *d, int n, int h, float *gx, const float
 void lk_cuda_gru_cell_backward(lk_device *d, int n, int h, const float *g, const float *ghn,
                                const float *h_prev, float *dh, const float *dh_out, float *dgx,
                                float *dgh);
-void lk_cuda_gemm_batched(lk_device *d, int ta, int tb, int m, int n, int k, float alpha,
-                          const float *a, int lda, long sa, const float *b, int ldb, long sb,
-                          float beta, float *c, int ldc, long sc, int count);
 void lk_cuda_softmax_causal_forward(lk_device *d, float *s, int rows, int t, float scale);
 void lk_cuda_softmax_causal_backward(lk_device *d, const float *p, float *dp, int rows, int t,
                                      float scale);

@@ -4,7 +4,12 @@
  * of a step may be shorter than the one the model was built for. The algorithms are
  * fixed and deterministic (implicit precomputed GEMM forward, ALGO_1 for both
  * backward passes); the workspace asked for at build time, for the largest batch,
- * must cover every call, and a call that would need more fails (status) instead. Math is full float32 (CUDNN_FMA_MATH: no TF32), as on the CPU.
+ * must cover every call, and a call that would need more fails (status) instead. Math is
+ * full float32 (CUDNN_FMA_MATH: no TF32), as on the CPU. In bf16 (cd->compute) cuDNN's
+ * BFLOAT16 configuration (every tensor bf16, float32 accumulation, tensor cores): the
+ * input is rounded into `saved` (kept for the weight gradient), the output gradient into
+ * the workspace, and the outputs and gradients come back to float32 from bf16 buffers in
+ * the workspace after cuDNN's own part of it.
  * Pooling gathers: each input element sums what the output windows covering it send
  * back, so no atomics and the same result on every run; max pooling keeps the first
  * largest element of a window, as the CPU. */
@@ -18,23 +23,48 @@ static const cudnnConvolutionBwdFilterAlgo_t BWD_FILTER_ALGO = CUDNN_CONVOLUTION
 
 static void set_descriptors(lk_cuda *g, const lk_conv2d_desc *cd)
 {
-    LK_CUDNN(g, cudnnSetTensor4dDescriptor(g->x_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, cd->n,
-                                           cd->c, cd->h, cd->w));
-    LK_CUDNN(g, cudnnSetTensor4dDescriptor(g->y_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, cd->n,
-                                           cd->k, cd->oh, cd->ow));
-    LK_CUDNN(g, cudnnSetFilter4dDescriptor(g->w_desc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, cd->k,
-                                           cd->c, cd->kh, cd->kw));
+    const cudnnDataType_t t = cd->compute == LK_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    LK_CUDNN(g, cudnnSetTensor4dDescriptor(g->x_desc, CUDNN_TENSOR_NCHW, t, cd->n, cd->c, cd->h, cd->w));
+    LK_CUDNN(g, cudnnSetTensor4dDescriptor(g->y_desc, CUDNN_TENSOR_NCHW, t, cd->n, cd->k, cd->oh, cd->ow));
+    LK_CUDNN(g, cudnnSetFilter4dDescriptor(g->w_desc, t, CUDNN_TENSOR_NCHW, cd->k, cd->c, cd->kh, cd->kw));
     /* cross-correlation, as PyTorch's Conv2d */
     LK_CUDNN(g, cudnnSetConvolution2dDescriptor(g->conv_desc, cd->pad_h, cd->pad_w, cd->stride_h,
                                                 cd->stride_w, 1, 1, CUDNN_CROSS_CORRELATION,
                                                 CUDNN_DATA_FLOAT));
-    LK_CUDNN(g, cudnnSetConvolutionMathType(g->conv_desc, CUDNN_FMA_MATH));
+    LK_CUDNN(g, cudnnSetConvolutionMathType(g->conv_desc, cd->compute == LK_BF16 ? CUDNN_TENSOR_OP_MATH
+                                                                                : CUDNN_FMA_MATH));
 }
+
+static size_t numel_x(const lk_conv2d_desc *cd) { return (size_t)cd->n * cd->c * cd->h * cd->w; }
+static size_t numel_y(const lk_conv2d_desc *cd) { return (size_t)cd->n * cd->k * cd->oh * cd->ow; }
+static size_t numel_w(const lk_conv2d_desc *cd) { return (size_t)cd->k * cd->c * cd->kh * cd->kw; }
+static size_t al(size_t bytes) { return LK_ALIGN_UP(bytes, 256); }
 
 size_t lk_cuda_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd)
 {
-    (void)d, (void)cd;
-    return 0; /* cuDNN keeps nothing between forward and backward */
+    (void)d; /* cuDNN keeps nothing between forward and backward; bf16 keeps the rounded input */
+    return cd->compute == LK_BF16 ? al(numel_x(cd) * sizeof(uint16_t)) : 0;
+}
+
+/* bf16 buffers after cuDNN's workspace (of cudnn_ws bytes): output or output gradient,
+ * input gradient, weight gradient */
+typedef struct {
+    uint16_t *y, *dx, *dw;
+} bf16_bufs;
+
+static size_t bf16_bytes(const lk_conv2d_desc *cd)
+{
+    return al(numel_y(cd) * sizeof(uint16_t)) + al(numel_x(cd) * sizeof(uint16_t)) +
+           al(numel_w(cd) * sizeof(uint16_t));
+}
+
+static bf16_bufs bf16_layout(const lk_conv2d_desc *cd, char *ws, size_t cudnn_ws)
+{
+    bf16_bufs b;
+    b.y = (uint16_t *)(ws + cudnn_ws);
+    b.dx = b.y + al(numel_y(cd) * sizeof(uint16_t)) / sizeof(uint16_t);
+    b.dw = b.dx + al(numel_x(cd) * sizeof(uint16_t)) / sizeof(uint16_t);
+    return b;
 }
 
 /* the workspace cd's algorithms need; sets the descriptors for cd */
@@ -51,7 +81,8 @@ static size_t query_workspace(lk_cuda *g, const lk_conv2d_desc *cd)
                                                                g->conv_desc, g->w_desc,
                                                                BWD_FILTER_ALGO, &bf));
     size_t m = f > bd ? f : bd;
-    return m > bf ? m : bf;
+    m = m > bf ? m : bf;
+    return cd->compute == LK_BF16 ? al(m) + bf16_bytes(cd) : m;
 }
 
 /* asked at plan time, for the largest batch: the shared workspace is the largest
@@ -81,37 +112,61 @@ static size_t call_workspace(lk_device *d, const lk_conv2d_desc *cd, int *ok)
     return need;
 }
 
-void lk_cuda_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+void lk_cuda_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const void *w,
                             const float *b, float *y, void *saved, void *ws)
 {
-    (void)saved;
     lk_cuda *g = lk_cuda_of(d);
     int ok;
     size_t wsb = call_workspace(d, cd, &ok); /* also sets the descriptors for cd */
     if (!ok) return;
     const float one = 1.0f, zero = 0.0f;
-    LK_CUDNN(g, cudnnConvolutionForward(g->cudnn, &one, g->x_desc, x, g->w_desc, w, g->conv_desc,
-                                        FWD_ALGO, ws, wsb, &zero, g->y_desc, y));
+    if (cd->compute == LK_BF16) {
+        const size_t cudnn_ws = wsb - bf16_bytes(cd); /* cuDNN's own part */
+        bf16_bufs t = bf16_layout(cd, (char *)ws, cudnn_ws);
+        lk_cuda_round_bf16(g, x, (uint16_t *)saved, numel_x(cd));
+        LK_CUDNN(g, cudnnConvolutionForward(g->cudnn, &one, g->x_desc, saved, g->w_desc, w,
+                                            g->conv_desc, FWD_ALGO, ws, cudnn_ws, &zero, g->y_desc,
+                                            t.y));
+        lk_cuda_widen_bf16(g, t.y, y, numel_y(cd), 0.0f);
+    } else {
+        LK_CUDNN(g, cudnnConvolutionForward(g->cudnn, &one, g->x_desc, x, g->w_desc, w, g->conv_desc,
+                                            FWD_ALGO, ws, wsb, &zero, g->y_desc, y));
+    }
     if (b) lk_cuda_bias_add(d, y, b, cd->n, cd->k, cd->oh * cd->ow);
 }
 
-void lk_cuda_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const float *w,
+void lk_cuda_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const void *w,
                              const float *dy, float *dx, float *dw, float *db, float beta,
                              void *saved, void *ws)
 {
-    (void)saved;
     lk_cuda *g = lk_cuda_of(d);
     int ok;
     size_t wsb = call_workspace(d, cd, &ok);
     if (!ok) return;
     const float one = 1.0f, zero = 0.0f;
-    if (dx)
-        LK_CUDNN(g, cudnnConvolutionBackwardData(g->cudnn, &one, g->w_desc, w, g->y_desc, dy,
-                                                 g->conv_desc, BWD_DATA_ALGO, ws, wsb, &zero,
-                                                 g->x_desc, dx));
-    LK_CUDNN(g, cudnnConvolutionBackwardFilter(g->cudnn, &one, g->x_desc, x, g->y_desc, dy,
-                                               g->conv_desc, BWD_FILTER_ALGO, ws, wsb, &beta,
-                                               g->w_desc, dw));
+    if (cd->compute == LK_BF16) { /* x was rounded into saved by forward */
+        const size_t cudnn_ws = wsb - bf16_bytes(cd);
+        bf16_bufs t = bf16_layout(cd, (char *)ws, cudnn_ws);
+        lk_cuda_round_bf16(g, dy, t.y, numel_y(cd));
+        if (dx) {
+            LK_CUDNN(g, cudnnConvolutionBackwardData(g->cudnn, &one, g->w_desc, w, g->y_desc, t.y,
+                                                     g->conv_desc, BWD_DATA_ALGO, ws, cudnn_ws, &zero,
+                                                     g->x_desc, t.dx));
+            lk_cuda_widen_bf16(g, t.dx, dx, numel_x(cd), 0.0f);
+        }
+        LK_CUDNN(g, cudnnConvolutionBackwardFilter(g->cudnn, &one, g->x_desc, saved, g->y_desc, t.y,
+                                                   g->conv_desc, BWD_FILTER_ALGO, ws, cudnn_ws, &zero,
+                                                   g->w_desc, t.dw));
+        lk_cuda_widen_bf16(g, t.dw, dw, numel_w(cd), beta);
+    } else {
+        if (dx)
+            LK_CUDNN(g, cudnnConvolutionBackwardData(g->cudnn, &one, g->w_desc, w, g->y_desc, dy,
+                                                     g->conv_desc, BWD_DATA_ALGO, ws, wsb, &zero,
+                                                     g->x_desc, dx));
+        LK_CUDNN(g, cudnnConvolutionBackwardFilter(g->cudnn, &one, g->x_desc, x, g->y_desc, dy,
+                                                   g->conv_desc, BWD_FILTER_ALGO, ws, wsb, &beta,
+                                                   g->w_desc, dw));
+    }
     if (db) lk_cuda_bias_grad(d, db, dy, cd->n, cd->k, cd->oh * cd->ow, beta);
 }
 

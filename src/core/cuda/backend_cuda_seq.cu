@@ -143,17 +143,6 @@ void lk_cuda_gru_cell_backward(lk_device *d, int n, int h, const float *gt, cons
 
 /* ---- attention ---- */
 
-/* row-major products as column-major ones, as lk_cuda's gemm */
-void lk_cuda_gemm_batched(lk_device *d, int ta, int tb, int m, int n, int k, float alpha,
-                          const float *a, int lda, long sa, const float *b, int ldb, long sb,
-                          float beta, float *c, int ldc, long sc, int count)
-{
-    lk_cuda *g = lk_cuda_of(d);
-    LK_CUBLAS(g, cublasSgemmStridedBatched(g->cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                           ta ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb,
-                                           sb, a, lda, sa, &beta, c, ldc, sc, count));
-}
-
 __device__ __forceinline__ float warp_sum(float v)
 {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -88,17 +88,20 @@ static lk_status att_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, l
     const int B = x->shape.d[0], T = s->T, C = s->dim, H = s->heads, hd = C / H, rows = B * T;
     const long th = (long)T * hd, tt = (long)T * T, BTC = (long)tokens(s, B);
     att_plan p = plan(s, B, l->saved, c->workspace);
-    LK_CHECK(lk_gemm(d, 0, 1, rows, 3 * C, C, 1.0f, x->data, C, l->params[0].w, C, 0.0f, p.qkv, 3 * C));
+    LK_CHECK(lk_gemm_ex(d, l->compute, 0, 1, rows, 3 * C, C, 1.0f, lk_in_f32(x->data), C,
+                        lk_layer_weights(l, &l->params[0]), C, 0.0f, p.qkv, 3 * C));
     LK_CHECK(lk_bias_add(d, p.qkv, l->params[1].w, rows, 3 * C, 1));
     LK_CHECK(lk_transpose(d, p.qkv, p.qkvh, 1, rows, 3 * H, hd)); /* -> [3H][B*T][hd] */
     const float *q = p.qkvh, *k = q + BTC, *v = k + BTC;
     /* scores of every (head, sample): q k^T, then the causal softmax */
-    LK_CHECK(lk_gemm_batched(d, 0, 1, T, T, hd, 1.0f, q, hd, th, k, hd, th, 0.0f, p.p, T, tt, H * B));
+    LK_CHECK(lk_gemm_batched_ex(d, l->compute, 0, 1, T, T, hd, 1.0f, lk_in_f32(q), hd, th,
+                                lk_in_f32(k), hd, th, 0.0f, p.p, T, tt, H * B));
     LK_CHECK(lk_softmax_causal_forward(d, p.p, H * B * T, T, 1.0f / sqrtf((float)hd)));
-    LK_CHECK(lk_gemm_batched(d, 0, 0, T, hd, T, 1.0f, p.p, T, tt, v, hd, th, 0.0f, p.att_h, hd, th,
-                             H * B));
+    LK_CHECK(lk_gemm_batched_ex(d, l->compute, 0, 0, T, hd, T, 1.0f, lk_in_f32(p.p), T, tt,
+                                lk_in_f32(v), hd, th, 0.0f, p.att_h, hd, th, H * B));
     LK_CHECK(lk_transpose(d, p.att_h, p.att, 1, H, rows, hd)); /* -> [B*T][H][hd] */
-    LK_CHECK(lk_gemm(d, 0, 1, rows, C, C, 1.0f, p.att, C, l->params[2].w, C, 0.0f, y->data, C));
+    LK_CHECK(lk_gemm_ex(d, l->compute, 0, 1, rows, C, C, 1.0f, lk_in_f32(p.att), C,
+                        lk_layer_weights(l, &l->params[2]), C, 0.0f, y->data, C));
     return lk_bias_add(d, y->data, l->params[3].w, rows, C, 1);
 }
 
@@ -115,27 +118,32 @@ static lk_status att_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, 
     const float *q = p.qkvh, *k = q + BTC, *v = k + BTC;
     float *dq = p.dqkvh, *dk = dq + BTC, *dv = dk + BTC;
     /* the output projection */
-    LK_CHECK(lk_gemm(d, 1, 0, C, C, rows, 1.0f, dy->data, C, p.att, C, beta, l->params[2].g, C));
+    LK_CHECK(lk_gemm_ex(d, l->compute, 1, 0, C, C, rows, 1.0f, lk_in_f32(dy->data), C,
+                        lk_in_f32(p.att), C, beta, l->params[2].g, C));
     LK_CHECK(lk_bias_grad(d, l->params[3].g, dy->data, rows, C, 1, beta));
-    LK_CHECK(lk_gemm(d, 0, 0, rows, C, C, 1.0f, dy->data, C, l->params[2].w, C, 0.0f, p.datt, C));
+    LK_CHECK(lk_gemm_ex(d, l->compute, 0, 0, rows, C, C, 1.0f, lk_in_f32(dy->data), C,
+                        lk_layer_weights(l, &l->params[2]), C, 0.0f, p.datt, C));
     LK_CHECK(lk_transpose(d, p.datt, p.datt_h, 1, rows, H, hd)); /* -> [H][B*T][hd] */
     /* dp = datt v^T, dv = p^T datt */
-    LK_CHECK(lk_gemm_batched(d, 0, 1, T, T, hd, 1.0f, p.datt_h, hd, th, v, hd, th, 0.0f, p.dp, T, tt,
-                             H * B));
-    LK_CHECK(lk_gemm_batched(d, 1, 0, T, hd, T, 1.0f, p.p, T, tt, p.datt_h, hd, th, 0.0f, dv, hd, th,
-                             H * B));
+    LK_CHECK(lk_gemm_batched_ex(d, l->compute, 0, 1, T, T, hd, 1.0f, lk_in_f32(p.datt_h), hd, th,
+                                lk_in_f32(v), hd, th, 0.0f, p.dp, T, tt, H * B));
+    LK_CHECK(lk_gemm_batched_ex(d, l->compute, 1, 0, T, hd, T, 1.0f, lk_in_f32(p.p), T, tt,
+                                lk_in_f32(p.datt_h), hd, th, 0.0f, dv, hd, th, H * B));
     /* through the softmax (and the 1/sqrt(hd) scale): dp becomes ds */
     LK_CHECK(lk_softmax_causal_backward(d, p.p, p.dp, H * B * T, T, 1.0f / sqrtf((float)hd)));
     /* dq = ds k, dk = ds^T q */
-    LK_CHECK(lk_gemm_batched(d, 0, 0, T, hd, T, 1.0f, p.dp, T, tt, k, hd, th, 0.0f, dq, hd, th, H * B));
-    LK_CHECK(lk_gemm_batched(d, 1, 0, T, hd, T, 1.0f, p.dp, T, tt, q, hd, th, 0.0f, dk, hd, th, H * B));
+    LK_CHECK(lk_gemm_batched_ex(d, l->compute, 0, 0, T, hd, T, 1.0f, lk_in_f32(p.dp), T, tt,
+                                lk_in_f32(k), hd, th, 0.0f, dq, hd, th, H * B));
+    LK_CHECK(lk_gemm_batched_ex(d, l->compute, 1, 0, T, hd, T, 1.0f, lk_in_f32(p.dp), T, tt,
+                                lk_in_f32(q), hd, th, 0.0f, dk, hd, th, H * B));
     LK_CHECK(lk_transpose(d, p.dqkvh, p.dqkv, 1, 3 * H, rows, hd)); /* -> [B*T][3H][hd] */
     /* the input projection */
-    LK_CHECK(lk_gemm(d, 1, 0, 3 * C, C, rows, 1.0f, p.dqkv, 3 * C, x->data, C, beta, l->params[0].g, C));
+    LK_CHECK(lk_gemm_ex(d, l->compute, 1, 0, 3 * C, C, rows, 1.0f, lk_in_f32(p.dqkv), 3 * C,
+                        lk_in_f32(x->data), C, beta, l->params[0].g, C));
     LK_CHECK(lk_bias_grad(d, l->params[1].g, p.dqkv, rows, 3 * C, 1, beta));
     if (dx->data)
-        LK_CHECK(lk_gemm(d, 0, 0, rows, C, 3 * C, 1.0f, p.dqkv, 3 * C, l->params[0].w, C, 0.0f,
-                         dx->data, C));
+        LK_CHECK(lk_gemm_ex(d, l->compute, 0, 0, rows, C, 3 * C, 1.0f, lk_in_f32(p.dqkv), 3 * C,
+                            lk_layer_weights(l, &l->params[0]), C, 0.0f, dx->data, C));
     return LK_OK;
 }
 

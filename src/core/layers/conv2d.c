@@ -12,7 +12,8 @@ static lk_conv2d_desc conv_desc(const lk_layer *l, int batch)
     const conv2d *s = (const conv2d *)l;
     lk_conv2d_desc cd = {.n = batch, .c = l->in.d[0], .h = l->in.d[1], .w = l->in.d[2],
                          .k = s->cout, .kh = s->k, .kw = s->k, .stride_h = s->stride,
-                         .stride_w = s->stride, .pad_h = s->pad, .pad_w = s->pad};
+                         .stride_w = s->stride, .pad_h = s->pad, .pad_w = s->pad,
+                         .compute = l->compute};
     lk_conv2d_desc_init(&cd); /* checked once in setup */
     return cd;
 }
@@ -54,7 +55,7 @@ static lk_status conv_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, 
 {
     conv2d *s = (conv2d *)l;
     lk_conv2d_desc cd = conv_desc(l, x->shape.d[0]);
-    return lk_conv2d_forward(c->dev, &cd, x->data, l->params[0].w, s->bias ? l->params[1].w : NULL,
+    return lk_conv2d_forward(c->dev, &cd, x->data, lk_layer_weights(l, &l->params[0]).p, s->bias ? l->params[1].w : NULL,
                              y->data, l->saved, c->workspace);
 }
 
@@ -64,7 +65,7 @@ static lk_status conv_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x,
     (void)y;
     conv2d *s = (conv2d *)l;
     lk_conv2d_desc cd = conv_desc(l, x->shape.d[0]);
-    return lk_conv2d_backward(c->dev, &cd, x->data, l->params[0].w, dy->data, dx->data,
+    return lk_conv2d_backward(c->dev, &cd, x->data, lk_layer_weights(l, &l->params[0]).p, dy->data, dx->data,
                               l->params[0].g, s->bias ? l->params[1].g : NULL,
                               c->replace_grads ? 0.0f : 1.0f, l->saved, c->workspace);
 }

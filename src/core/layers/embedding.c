@@ -122,8 +122,8 @@ static lk_status tied_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, 
 {
     tied_head *s = (tied_head *)l;
     int rows = (int)(lk_tensor_numel(x) / (size_t)s->emb->dim), V = s->emb->rows, C = s->emb->dim;
-    return lk_gemm(c->dev, 0, 1, rows, V, C, 1.0f, x->data, C, s->emb->base.params[0].w, C, 0.0f,
-                   y->data, V);
+    return lk_gemm_ex(c->dev, l->compute, 0, 1, rows, V, C, 1.0f, lk_in_f32(x->data), C,
+                      lk_layer_weights(l, &s->emb->base.params[0]), C, 0.0f, y->data, V);
 }
 
 static lk_status tied_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, const lk_tensor *y,
@@ -134,10 +134,11 @@ static lk_status tied_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x,
     /* over every stored row: the padding's logits had a zero gradient, so do their rows */
     int rows = (int)(lk_tensor_numel(x) / (size_t)s->emb->dim), V = s->emb->rows, C = s->emb->dim;
     const lk_param *w = &s->emb->base.params[0];
-    LK_CHECK(lk_gemm(c->dev, 1, 0, V, C, rows, 1.0f, dy->data, V, x->data, C,
-                     c->replace_grads ? 0.0f : 1.0f, w->g, C));
+    LK_CHECK(lk_gemm_ex(c->dev, l->compute, 1, 0, V, C, rows, 1.0f, lk_in_f32(dy->data), V,
+                        lk_in_f32(x->data), C, c->replace_grads ? 0.0f : 1.0f, w->g, C));
     if (dx->data)
-        LK_CHECK(lk_gemm(c->dev, 0, 0, rows, C, V, 1.0f, dy->data, V, w->w, C, 0.0f, dx->data, C));
+        LK_CHECK(lk_gemm_ex(c->dev, l->compute, 0, 0, rows, C, V, 1.0f, lk_in_f32(dy->data), V,
+                            lk_layer_weights(l, w), C, 0.0f, dx->data, C));
     return LK_OK;
 }
 

@@ -28,8 +28,8 @@ static lk_status linear_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x
 {
     linear *s = (linear *)l;
     int B = (int)(lk_tensor_numel(x) / (size_t)s->in); /* rows */
-    LK_CHECK(lk_gemm(c->dev, 0, 1, B, s->out, s->in, 1.0f, x->data, s->in, l->params[0].w, s->in,
-                     0.0f, y->data, s->out));
+    LK_CHECK(lk_gemm_ex(c->dev, l->compute, 0, 1, B, s->out, s->in, 1.0f, lk_in_f32(x->data), s->in,
+                        lk_layer_weights(l, &l->params[0]), s->in, 0.0f, y->data, s->out));
     if (s->bias) LK_CHECK(lk_bias_add(c->dev, y->data, l->params[1].w, B, s->out, 1));
     return LK_OK;
 }
@@ -41,12 +41,12 @@ static lk_status linear_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *
     linear *s = (linear *)l;
     int B = (int)(lk_tensor_numel(x) / (size_t)s->in); /* rows */
     const float beta = c->replace_grads ? 0.0f : 1.0f;
-    LK_CHECK(lk_gemm(c->dev, 1, 0, s->out, s->in, B, 1.0f, dy->data, s->out, x->data, s->in, beta,
-                     l->params[0].g, s->in));
+    LK_CHECK(lk_gemm_ex(c->dev, l->compute, 1, 0, s->out, s->in, B, 1.0f, lk_in_f32(dy->data), s->out,
+                        lk_in_f32(x->data), s->in, beta, l->params[0].g, s->in));
     if (s->bias) LK_CHECK(lk_bias_grad(c->dev, l->params[1].g, dy->data, B, s->out, 1, beta));
     if (dx->data)
-        LK_CHECK(lk_gemm(c->dev, 0, 0, B, s->in, s->out, 1.0f, dy->data, s->out, l->params[0].w,
-                         s->in, 0.0f, dx->data, s->in));
+        LK_CHECK(lk_gemm_ex(c->dev, l->compute, 0, 0, B, s->in, s->out, 1.0f, lk_in_f32(dy->data),
+                            s->out, lk_layer_weights(l, &l->params[0]), s->in, 0.0f, dx->data, s->in));
     return LK_OK;
 }
 

@@ -126,7 +126,8 @@ static lk_status rnn_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, l
     for (int k = 0; k < s->layers; k++) {
         const lk_param *w = &l->params[4 * k];
         float *hs = p.hs[k], *g = p.gates[k];
-        LK_CHECK(lk_gemm(d, 0, 1, TB, GH, in_w, 1.0f, in, in_w, w[0].w, in_w, 0.0f, g, GH));
+        LK_CHECK(lk_gemm_ex(d, l->compute, 0, 1, TB, GH, in_w, 1.0f, lk_in_f32(in), in_w,
+                            lk_layer_weights(l, &w[0]), in_w, 0.0f, g, GH));
         LK_CHECK(lk_bias_add(d, g, w[2].w, TB, GH, 1));
         lk_zero(d, hs, (size_t)B * H * sizeof(float));
         if (s->cell == LK_RNN_LSTM) {
@@ -135,14 +136,16 @@ static lk_status rnn_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, l
             for (int t = 0; t < T; t++) {
                 float *gt = g + (size_t)t * B * GH;
                 const size_t o = (size_t)t * B * H, o1 = o + (size_t)B * H;
-                LK_CHECK(lk_gemm(d, 0, 1, B, GH, H, 1.0f, hs + o, H, w[1].w, H, 1.0f, gt, GH));
+                LK_CHECK(lk_gemm_ex(d, l->compute, 0, 1, B, GH, H, 1.0f, lk_in_f32(hs + o), H,
+                                    lk_layer_weights(l, &w[1]), H, 1.0f, gt, GH));
                 LK_CHECK(lk_lstm_cell_forward(d, B, H, gt, p.cs[k] + o, p.cs[k] + o1, hs + o1));
             }
         } else {
             float *gh = p.dgh; /* backward's buffer, free during forward */
             for (int t = 0; t < T; t++) {
                 const size_t o = (size_t)t * B * H, o1 = o + (size_t)B * H;
-                LK_CHECK(lk_gemm(d, 0, 1, B, GH, H, 1.0f, hs + o, H, w[1].w, H, 0.0f, gh, GH));
+                LK_CHECK(lk_gemm_ex(d, l->compute, 0, 1, B, GH, H, 1.0f, lk_in_f32(hs + o), H,
+                                    lk_layer_weights(l, &w[1]), H, 0.0f, gh, GH));
                 LK_CHECK(lk_bias_add(d, gh, w[3].w, B, GH, 1));
                 LK_CHECK(lk_gru_cell_forward(d, B, H, g + (size_t)t * B * GH, gh, hs + o, hs + o1,
                                              p.ghn[k] + o));
@@ -189,21 +192,28 @@ static lk_status rnn_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, 
             if (lstm) {
                 LK_CHECK(lk_lstm_cell_backward(d, B, H, g + og, p.cs[k] + o, p.cs[k] + o + (size_t)B * H,
                                                p.dh, dho, p.dc, dgx + og));
-                if (t) LK_CHECK(lk_gemm(d, 0, 0, B, H, GH, 1.0f, dgx + og, GH, w[1].w, H, 0.0f, p.dh, H));
+                if (t)
+                    LK_CHECK(lk_gemm_ex(d, l->compute, 0, 0, B, H, GH, 1.0f, lk_in_f32(dgx + og),
+                                        GH, lk_layer_weights(l, &w[1]), H, 0.0f, p.dh, H));
             } else {
                 LK_CHECK(lk_gru_cell_backward(d, B, H, g + og, p.ghn[k] + o, hs + o, p.dh, dho,
                                               dgx + og, dgh + og));
-                if (t) LK_CHECK(lk_gemm(d, 0, 0, B, H, GH, 1.0f, dgh + og, GH, w[1].w, H, 1.0f, p.dh, H));
+                if (t)
+                    LK_CHECK(lk_gemm_ex(d, l->compute, 0, 0, B, H, GH, 1.0f, lk_in_f32(dgh + og),
+                                        GH, lk_layer_weights(l, &w[1]), H, 1.0f, p.dh, H));
             }
         }
         /* every step's weight gradients at once; hs slots 0..T-1 are the h_{t-1} */
-        LK_CHECK(lk_gemm(d, 1, 0, GH, H, TB, 1.0f, dgh, GH, hs, H, beta, w[1].g, H));
-        LK_CHECK(lk_gemm(d, 1, 0, GH, in_w, TB, 1.0f, dgx, GH, in, in_w, beta, w[0].g, in_w));
+        LK_CHECK(lk_gemm_ex(d, l->compute, 1, 0, GH, H, TB, 1.0f, lk_in_f32(dgh), GH, lk_in_f32(hs),
+                            H, beta, w[1].g, H));
+        LK_CHECK(lk_gemm_ex(d, l->compute, 1, 0, GH, in_w, TB, 1.0f, lk_in_f32(dgx), GH,
+                            lk_in_f32(in), in_w, beta, w[0].g, in_w));
         LK_CHECK(lk_bias_grad(d, w[2].g, dgx, TB, GH, 1, beta));
         LK_CHECK(lk_bias_grad(d, w[3].g, dgh, TB, GH, 1, beta));
         if (k == 0 && !dx->data) break;
         float *din = p.seq[cur ^ 1]; /* the gradient of this layer's input sequence */
-        LK_CHECK(lk_gemm(d, 0, 0, TB, in_w, GH, 1.0f, dgx, GH, w[0].w, in_w, 0.0f, din, in_w));
+        LK_CHECK(lk_gemm_ex(d, l->compute, 0, 0, TB, in_w, GH, 1.0f, lk_in_f32(dgx), GH,
+                            lk_layer_weights(l, &w[0]), in_w, 0.0f, din, in_w));
         dout = din;
         cur ^= 1;
     }
