@@ -57,8 +57,8 @@ static void cpu_bias_add(lk_device *d, float *y, const float *b, int outer, int 
     });
 }
 
-static void cpu_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c, int inner,
-                          float beta)
+void lk_cpu_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c, int inner,
+                      float beta)
 {
     (void)d;
     if (beta == 0.0f) memset(db, 0, (size_t)c * sizeof *db);
@@ -325,7 +325,7 @@ static const lk_backend cpu_backend = {
     .gemm_plan = lk_cpu_gemm_plan,
     .mem_info = lk_cpu_mem_info,
     .bias_add = cpu_bias_add,
-    .bias_grad = cpu_bias_grad,
+    .bias_grad = lk_cpu_bias_grad,
     .act_forward = cpu_act_forward,
     .act_backward = cpu_act_backward,
     .conv2d_saved = lk_cpu_conv2d_saved,

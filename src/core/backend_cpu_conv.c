@@ -339,7 +339,9 @@ void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float 
                                {DNNL_ARG_DIFF_BIAS, cv->dbias}};
     lk_cpu_step_run(c, &cv->bwd_w, args, 4, "convolution backward (weights)");
     view_out(c, &cv->gwei, gwei, dw, beta);
-    if (db) /* replace with beta 0: even a stale NaN goes */
+    if (db && cd->compute == LK_BF16) /* from the float32 gradient: a sum, not a product */
+        lk_cpu_bias_grad(d, db, dy, cd->n, cd->k, cd->oh * cd->ow, beta);
+    else if (db) /* replace with beta 0: even a stale NaN goes */
         for (int k = 0; k < cd->k; k++) db[k] = beta != 0.0f ? db[k] + cv->dbias_buf[k] : cv->dbias_buf[k];
 }
 
