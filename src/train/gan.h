@@ -34,8 +34,8 @@ typedef struct {
     const int32_t *idx;   /* this rank's real samples of the step */
     int n;
     long base;            /* their position in the global batch */
-    float scale;          /* loss scale: n * world / global samples */
-    float grad_scale;     /* 1 / world: the all-reduce sums */
+    float scale;          /* loss scale: n / global samples (each sample 1/global of the mean) */
+    float grad_scale;     /* on the summed gradients (1: the losses are scaled to the global batch) */
     long step;            /* optimizer step, keys the latent codes */
 } lk_gan_batch;
 

@@ -511,11 +511,13 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
 /* One optimizer step: `accum` micro-batches starting at sampler step `first`, the
  * gradients of the last one all-reduced bucket by bucket during its backward.
  * Each micro-batch's loss is scaled so that the summed gradient is the mean over
- * every sample of the step, whatever the (tail) batch sizes per rank. */
+ * every sample of the step, whatever the (tail) batch sizes per rank: each sample's
+ * gradient is 1/(the step's samples) of its loss's, as one rank with the whole batch
+ * would compute it (the same values for a bf16 product to round), and the ranks' sum
+ * is the step's gradient. */
 static lk_status train_step(run_state *s, int first, int count, double *samples)
 {
     lk_model *m = s->r.model;
-    const int world = s->comm->world;
     double group = 0.0;
     for (int i = 0; i < count; i++) group += lk_sampler_global_count(&s->sampler, first + i);
     long before = 0; /* samples of the step's earlier micro-batches, over all ranks */
@@ -526,14 +528,14 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
         lk_replica_load_batch(&s->r, &s->train, s->r.idx, n);
         lk_tensor out;
         LK_CHECK(lk_model_forward(m, n, 1, s->step, &out));
-        LK_CHECK(lk_replica_loss(&s->r, &out, n, 1, (float)(n * world / group), 0));
+        LK_CHECK(lk_replica_loss(&s->r, &out, n, 1, (float)(n / group), 0));
         LK_CHECK(lk_axpy(s->r.dev, (float)n, &s->r.scalars[0], &s->r.scalars[2], 1));
         if (s->buckets) lk_buckets_begin(s->buckets, i == 0, i + 1 == count);
         LK_CHECK(lk_model_backward_ex(m, n, s->step, i == 0 ? LK_GRADS_REPLACE : LK_GRADS_ADD));
         if (s->buckets) LK_CHECK(lk_buckets_finish(s->buckets));
         *samples += n;
     }
-    LK_CHECK(lk_zero_step(s->zero, s->opt, 1.0f / (float)world, 0, m->nparams, 1));
+    LK_CHECK(lk_zero_step(s->zero, s->opt, 1.0f, 0, m->nparams, 1));
     s->step++;
     return inject_fault(s);
 }
@@ -541,11 +543,9 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
 /* A GAN's iteration on sampler step i: the discriminator's step, then the generator's. */
 static lk_status gan_train_step(run_state *s, int i, double *samples)
 {
-    const int world = s->comm->world;
     int n = lk_sampler_batch(&s->sampler, i, s->r.idx);
     lk_gan_batch b = {s->r.idx, n, lk_sampler_first(&s->sampler, i),
-                      (float)n * world / (float)lk_sampler_global_count(&s->sampler, i),
-                      1.0f / (float)world, s->step};
+                      (float)n / (float)lk_sampler_global_count(&s->sampler, i), 1.0f, s->step};
     LK_CHECK(lk_gan_step(&s->gan, s->opt, &s->train, &b));
     *samples += n;
     s->step++;

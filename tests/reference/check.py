@@ -38,16 +38,23 @@ sys.path.insert(0, os.path.join(here, "..", "..", "bench"))
 import torch_ref  # noqa: E402
 
 # model -> the runs to check: (optimizer, lr, weight decay, batch, steps[, options]), the
-# options being lk_refdump's --gelu and --decay
+# options being lk_refdump's --gelu, --decay and --precision. A bf16 run (mixed
+# precision) is checked against the twin under torch.autocast("cpu", dtype=torch.bfloat16):
+# the losses within BF16_LOSS of PyTorch's at the start and after every step. The two
+# round differently (autocast rounds the products' outputs to bf16 as well, lockstep keeps
+# them in float32), so only the losses are compared: a bf16 product differs from float32
+# by some 2^-9 of its scale either way.
 RUNS = {
-    "mlp": [("sgd", 0.1, 0.0, 16, 3), ("adamw", 1e-3, 0.01, 16, 3)],
+    "mlp": [("sgd", 0.1, 0.0, 16, 3), ("adamw", 1e-3, 0.01, 16, 3),
+            ("adamw", 1e-3, 0.01, 16, 5, {"precision": "bf16"})],
     "mlp-wide": [("momentum", 0.05, 0.0, 8, 2)],
-    "cnn": [("momentum", 0.05, 0.0, 8, 2)],
+    "cnn": [("momentum", 0.05, 0.0, 8, 2), ("momentum", 0.05, 0.0, 16, 5, {"precision": "bf16"})],
     "cnn-bn": [("momentum", 0.05, 0.0, 8, 3)],
     "lstm": [("adam", 1e-3, 0.0, 16, 3), ("rmsprop", 1e-3, 0.0, 8, 2)],
     "gru": [("adam", 1e-3, 0.0, 16, 3), ("adagrad", 1e-2, 1e-4, 8, 2)],
     "gpt": [("adamw", 1e-3, 0.01, 4, 3), ("nesterov", 0.05, 0.0, 3, 2),
-            ("adamw", 1e-3, 0.1, 4, 3, {"gelu": "tanh", "decay": "matrices"})],  # GPT-2's recipe
+            ("adamw", 1e-3, 0.1, 4, 3, {"gelu": "tanh", "decay": "matrices"}),  # GPT-2's recipe
+            ("adamw", 1e-3, 0.01, 4, 5, {"precision": "bf16"})],
     "autoencoder": [("adam", 1e-3, 0.0, 8, 3)],
     "vae": [("adam", 1e-3, 0.0, 8, 3), ("sgd", 1e-4, 0.0, 8, 2)],
     "gan": [("adam", 2e-4, 0.0, 8, 3), ("sgd", 0.05, 0.0, 8, 2)],
@@ -57,6 +64,7 @@ TEXT = "/usr/share/common-licenses/GPL-3"  # English text on every Debian system
 EXTRA = {
     "gpt": ["--data", "text:" + TEXT, "--layers", "2", "--heads", "2", "--dim", "32", "--ctx", "16"],
 }
+BF16_LOSS = 2e-3  # relative (measured: at most 4e-4)
 ARCH = {"gpt": {"layers": 2, "heads": 2, "dim": 32, "ctx": 16, "vocab": 256}}
 
 
@@ -142,6 +150,8 @@ def check_run(refdump, model, optim, lr, wd, batch, steps, tmp, rep, opts=None):
     if model == "gan":
         return check_gan(t, optim, lr, wd, batch, steps, rep)
 
+    if opts.get("precision") == "bf16":
+        return check_bf16(t, model, optim, lr, wd, batch, steps, tag, rep, opts)
     arch = dict(ARCH.get(model, {}))
     if opts.get("gelu") == "tanh":
         arch["gelu"] = "tanh"
@@ -194,6 +204,35 @@ def check_run(refdump, model, optim, lr, wd, batch, steps, tmp, rep, opts=None):
     print(f"  {model + tag:9s} {optim:8s} lr {lr:<7g} batch {batch:3d} steps {steps}: "
           f"{len(params)} tensors, loss {t['loss'].item():.6f} (torch {first_loss:.6f}), "
           f"worst diff/tolerance {worst:.3g}", flush=True)
+
+
+def check_bf16(t, model, optim, lr, wd, batch, steps, tag, rep, opts):
+    """lockstep's bf16 run against the twin under autocast: the losses only (see RUNS)."""
+    net = torch_ref.build_model(model, dict(ARCH.get(model, {})) or None)
+    net.load_state_dict({k[len("init."):]: v for k, v in t.items() if k.startswith("init.")}, strict=True)
+    net.train()
+    opt = torch_ref.make_optimizer(optim, net.parameters(), lr, wd, opts.get("decay", "all"))
+
+    def loss_at(xs, ys):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = net(xs)
+            return torch_ref.loss_of(model, net, out.float(), xs, ys)
+
+    worst = 0.0
+    first = loss_at(t["input"], t["labels"]).detach().float().reshape(1)
+    worst = max(worst, rep.close(f"{model} bf16: loss", t["loss"], first, BF16_LOSS))
+    for s in range(1, steps + 1):
+        opt.zero_grad(set_to_none=True)
+        xs = t[f"step{s}.input"]
+        loss = loss_at(xs, t[f"step{s}.labels"])
+        loss.backward()
+        opt.step()
+        worst = max(worst, rep.close(f"{model} bf16: step {s} loss", t[f"step{s}.loss"],
+                                     loss.detach().float().reshape(1), BF16_LOSS))
+    print(f"  {model + tag:9s} {optim:8s} lr {lr:<7g} batch {batch:3d} steps {steps}: bf16 against "
+          f"autocast, loss {t['loss'].item():.6f} (torch {first.item():.6f}), last step "
+          f"{t[f'step{steps}.loss'].item():.6f} (torch {loss.item():.6f}), worst diff/tolerance "
+          f"{worst:.3g}", flush=True)
 
 
 def main():
