@@ -83,6 +83,11 @@ int lk_cpu_in_onednn(void);
 void lk_cpu_matmul(lk_device *d, const lk_gemm_desc *g, const void *a, const void *b, float *c);
 lk_status lk_cpu_gemm_plan(lk_device *d, const lk_gemm_desc *g);
 void lk_cpu_mem_info(lk_device *d, size_t *held, size_t *used, size_t *total);
+/* 1 where oneDNN has no bf16 primitives (a CPU without AVX-512): bf16 products and
+ * convolutions then run in float32 on operands rounded to bf16 (lk_cpu_round_f32), which
+ * gives the same values (bf16 x bf16 is exact in float32). */
+int lk_cpu_bf16_emulated(lk_cpu *c);
+void lk_cpu_round_f32(const void *src, lk_dtype t, float *dst, size_t n);
 
 size_t lk_cpu_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd);
 size_t lk_cpu_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd);

@@ -267,14 +267,38 @@ static conv *conv_get(lk_device *d, const lk_conv2d_desc *cd)
     return cv;
 }
 
+/* ---- bf16 where oneDNN has none (lk_cpu_bf16_emulated): the float32 convolution on
+ * the input rounded to bf16 (kept in `saved` after the float32 one's part, for the weight
+ * gradient), the weights widened and the output gradient rounded (in `ws` after the
+ * float32 one's part) ---- */
+
+static size_t numel_x(const lk_conv2d_desc *cd) { return (size_t)cd->n * cd->c * cd->h * cd->w; }
+static size_t numel_y(const lk_conv2d_desc *cd) { return (size_t)cd->n * cd->k * cd->oh * cd->ow; }
+static size_t numel_w(const lk_conv2d_desc *cd) { return (size_t)cd->k * cd->c * cd->kh * cd->kw; }
+static size_t f32_bytes(size_t n) { return LK_ALIGN_UP(n * sizeof(float), 64); }
+
+/* 1 (and the float32 descriptor in *f) when cd is a bf16 convolution to emulate */
+static int emulate(lk_device *d, const lk_conv2d_desc *cd, lk_conv2d_desc *f)
+{
+    if (cd->compute != LK_BF16 || !lk_cpu_bf16_emulated(lk_cpu_of(d))) return 0;
+    *f = *cd;
+    f->compute = LK_F32;
+    return 1;
+}
+
 size_t lk_cpu_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd)
 {
+    lk_conv2d_desc f;
+    if (emulate(d, cd, &f)) return LK_ALIGN_UP(lk_cpu_conv2d_saved(d, &f), 64) + f32_bytes(numel_x(cd));
     conv *cv = conv_get(d, cd);
     return cv ? cv->saved : 0;
 }
 
 size_t lk_cpu_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd)
 {
+    lk_conv2d_desc f;
+    if (emulate(d, cd, &f))
+        return LK_ALIGN_UP(lk_cpu_conv2d_workspace(d, &f), 64) + f32_bytes(numel_w(cd)) + f32_bytes(numel_y(cd));
     conv *cv = conv_get(d, cd);
     return cv ? cv->ws : 0;
 }
@@ -282,6 +306,15 @@ size_t lk_cpu_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd)
 void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *x, const void *w,
                            const float *b, float *y, void *saved, void *ws)
 {
+    lk_conv2d_desc f;
+    if (emulate(d, cd, &f)) {
+        float *xr = (float *)((char *)saved + LK_ALIGN_UP(lk_cpu_conv2d_saved(d, &f), 64));
+        float *wr = (float *)((char *)ws + LK_ALIGN_UP(lk_cpu_conv2d_workspace(d, &f), 64));
+        lk_cpu_round_f32(x, LK_F32, xr, numel_x(cd));
+        lk_cpu_round_f32(w, LK_BF16, wr, numel_w(cd));
+        lk_cpu_conv2d_forward(d, &f, xr, wr, b, y, saved, ws);
+        return;
+    }
     lk_cpu *c = lk_cpu_of(d);
     conv *cv = conv_get(d, cd);
     if (!cv) return;
@@ -303,6 +336,17 @@ void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float 
                             const float *dy, float *dx, float *dw, float *db, float beta,
                             void *saved, void *ws)
 {
+    lk_conv2d_desc f;
+    if (emulate(d, cd, &f)) { /* the rounded input is forward's, in saved */
+        const float *xr = (const float *)((char *)saved + LK_ALIGN_UP(lk_cpu_conv2d_saved(d, &f), 64));
+        float *wr = (float *)((char *)ws + LK_ALIGN_UP(lk_cpu_conv2d_workspace(d, &f), 64));
+        float *dyr = (float *)((char *)wr + f32_bytes(numel_w(cd)));
+        lk_cpu_round_f32(w, LK_BF16, wr, numel_w(cd));
+        lk_cpu_round_f32(dy, LK_F32, dyr, numel_y(cd));
+        lk_cpu_conv2d_backward(d, &f, xr, wr, dyr, dx, dw, NULL, beta, saved, ws);
+        if (db) lk_cpu_bias_grad(d, db, dy, cd->n, cd->k, cd->oh * cd->ow, beta); /* float32 dy */
+        return;
+    }
     lk_cpu *c = lk_cpu_of(d);
     conv *cv = conv_get(d, cd);
     if (!cv) return;

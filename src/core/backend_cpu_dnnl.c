@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "backend_cpu.h"
+#include "bf16.h"
 
 #define CACHE_HEADS 1024 /* hash chains */
 #define CACHE_MAX 512    /* live entries; the least recently used goes beyond that */
@@ -45,6 +46,8 @@ struct lk_cpu {
     void *cast;    /* a bf16 product's float32 operands rounded to bf16 */
     size_t cast_bytes;
     size_t want_scratch, want_packed, want_cast; /* what a dry plan (d->sizing) found they need */
+    int bf16;      /* 0 not probed yet; 1 oneDNN has bf16 primitives here; 2 it has none (a CPU
+                      without AVX-512: lk_cpu_bf16_emulated) */
     const lk_device *dev;
     lk_status failed; /* the first failure (LK_OK: none) and its message */
     char why[320];
@@ -360,6 +363,81 @@ static matmul *matmul_get(lk_cpu *c, const lk_gemm_desc *g)
     return mm;
 }
 
+/* ---- bf16 where oneDNN has no bf16 primitives ---- */
+
+/* Whether this oneDNN, on this CPU, creates bf16 products and convolutions (it does from
+ * AVX-512 on: natively with AVX-512 BF16 or AMX, converting without them). Probed once. */
+int lk_cpu_bf16_emulated(lk_cpu *c)
+{
+    if (!c->bf16) {
+        dnnl_memory_desc_t a, cm, src, wei, dst;
+        dnnl_matmul_desc_t mmd;
+        dnnl_convolution_desc_t cd;
+        dnnl_primitive_desc_t pd = NULL, cpd = NULL;
+        const dnnl_dims_t st = {1, 1}, pad = {1, 1};
+        int ok = dnnl_memory_desc_init_by_tag(&a, 2, (dnnl_dims_t){64, 64}, dnnl_bf16, dnnl_ab) == dnnl_success &&
+                 dnnl_memory_desc_init_by_tag(&cm, 2, (dnnl_dims_t){64, 64}, dnnl_f32, dnnl_ab) == dnnl_success &&
+                 dnnl_matmul_desc_init(&mmd, &a, &a, NULL, &cm) == dnnl_success &&
+                 dnnl_primitive_desc_create(&pd, &mmd, NULL, c->engine, NULL) == dnnl_success &&
+                 dnnl_memory_desc_init_by_tag(&src, 4, (dnnl_dims_t){2, 16, 8, 8}, dnnl_bf16,
+                                              dnnl_format_tag_any) == dnnl_success &&
+                 dnnl_memory_desc_init_by_tag(&wei, 4, (dnnl_dims_t){16, 16, 3, 3}, dnnl_bf16,
+                                              dnnl_format_tag_any) == dnnl_success &&
+                 dnnl_memory_desc_init_by_tag(&dst, 4, (dnnl_dims_t){2, 16, 8, 8}, dnnl_f32,
+                                              dnnl_format_tag_any) == dnnl_success &&
+                 dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
+                                                    &src, &wei, NULL, &dst, st, pad, pad) == dnnl_success &&
+                 dnnl_primitive_desc_create(&cpd, &cd, NULL, c->engine, NULL) == dnnl_success;
+        if (pd) dnnl_primitive_desc_destroy(pd);
+        if (cpd) dnnl_primitive_desc_destroy(cpd);
+        c->bf16 = ok ? 1 : 2;
+    }
+    return c->bf16 == 2;
+}
+
+/* dst = the float32 value of src's bf16 rounding (to nearest even; src float32), or of
+ * src itself (bf16): a product of two such values is exact in float32, so float32
+ * products of them with float32 sums are bf16 products */
+void lk_cpu_round_f32(const void *src, lk_dtype t, float *dst, size_t n)
+{
+    const long ln = (long)n;
+    if (t == LK_BF16) {
+        const uint16_t *s = src;
+        LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN, i, ln, dst[i] = lk_bf16_to_f32(s[i]););
+    } else {
+        const float *s = src;
+        LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN, i, ln, dst[i] = lk_bf16_to_f32(lk_bf16_rne(s[i])););
+    }
+}
+
+/* Elements an operand spans from its first: `count` matrices `stride` apart of `outer`
+ * rows (as stored) `ld` apart holding `inner` values. */
+static size_t span(int count, long stride, int outer, int inner, int ld)
+{
+    return (size_t)(count - 1) * (size_t)stride + (size_t)(outer - 1) * (size_t)ld + (size_t)inner;
+}
+
+static size_t span_a(const lk_gemm_desc *g)
+{
+    return g->trans_a ? span(g->count, g->stride_a, g->k, g->m, g->lda) : span(g->count, g->stride_a, g->m, g->k, g->lda);
+}
+
+static size_t span_b(const lk_gemm_desc *g)
+{
+    return g->trans_b ? span(g->count, g->stride_b, g->n, g->k, g->ldb) : span(g->count, g->stride_b, g->k, g->n, g->ldb);
+}
+
+/* The float32 product a bf16 one is emulated with: its operands rounded into the cast
+ * buffer over their spans (gaps and all, so the leading dimensions and strides hold). */
+static lk_gemm_desc emulated(const lk_gemm_desc *g, size_t *a_elems, size_t *b_elems)
+{
+    lk_gemm_desc e = *g;
+    e.compute = e.a_type = e.b_type = LK_F32;
+    *a_elems = LK_ALIGN_UP(span_a(g), 16);
+    *b_elems = span_b(g);
+    return e;
+}
+
 void lk_cpu_mem_info(lk_device *d, size_t *held, size_t *used, size_t *total)
 {
     const lk_cpu *c = lk_cpu_of(d);
@@ -372,7 +450,14 @@ lk_status lk_cpu_gemm_plan(lk_device *d, const lk_gemm_desc *g)
 {
     lk_cpu *c = lk_cpu_of(d);
     if (c->failed != LK_OK) return lk_cpu_status(d); /* an earlier failure stands */
-    if (matmul_get(c, g)) return LK_OK;
+    if (g->compute == LK_BF16 && lk_cpu_bf16_emulated(c)) {
+        size_t na, nb;
+        const lk_gemm_desc e = emulated(g, &na, &nb);
+        if (grow(c, &c->cast, &c->cast_bytes, &c->want_cast, (na + nb) * sizeof(float), "bf16 operands"))
+            return lk_cpu_gemm_plan(d, &e);
+    } else if (matmul_get(c, g)) {
+        return LK_OK;
+    }
     lk_status s = lk_cpu_status(d);
     c->failed = LK_OK; /* this one is reported here, at plan time, not again later */
     return s;
@@ -390,6 +475,17 @@ static void reorder(lk_cpu *c, const lk_cpu_step *r, dnnl_memory_t from, const v
 void lk_cpu_matmul(lk_device *d, const lk_gemm_desc *g, const void *a, const void *b, float *cc)
 {
     lk_cpu *c = lk_cpu_of(d);
+    if (g->compute == LK_BF16 && lk_cpu_bf16_emulated(c)) {
+        size_t na, nb;
+        const lk_gemm_desc e = emulated(g, &na, &nb);
+        if (!grow(c, &c->cast, &c->cast_bytes, &c->want_cast, (na + nb) * sizeof(float), "bf16 operands"))
+            return;
+        float *ra = c->cast, *rb = ra + na;
+        lk_cpu_round_f32(a, g->a_type, ra, span_a(g));
+        lk_cpu_round_f32(b, g->b_type, rb, nb);
+        lk_cpu_matmul(d, &e, ra, rb, cc);
+        return;
+    }
     matmul *mm = matmul_get(c, g);
     if (!mm) return;
     if (mm->cast_a.prim)
@@ -564,17 +660,18 @@ static dnnl_cpu_isa_t cpu_reported_isa(void)
 }
 
 /* The implementation oneDNN picks for a float32 matmul of n x n x n. */
-static void probe_kernel(char *out, size_t len)
+static void probe_kernel(char *out, size_t len, dnnl_data_type_t t)
 {
     snprintf(out, len, "unknown");
     dnnl_engine_t e = NULL;
-    dnnl_memory_desc_t md;
+    dnnl_memory_desc_t md, dst;
     dnnl_matmul_desc_t desc;
     dnnl_primitive_desc_t pd = NULL;
     const char *impl = NULL;
     if (dnnl_engine_create(&e, dnnl_cpu, 0) == dnnl_success &&
-        dnnl_memory_desc_init_by_tag(&md, 2, (dnnl_dims_t){512, 512}, dnnl_f32, dnnl_ab) == dnnl_success &&
-        dnnl_matmul_desc_init(&desc, &md, &md, NULL, &md) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&md, 2, (dnnl_dims_t){512, 512}, t, dnnl_ab) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&dst, 2, (dnnl_dims_t){512, 512}, dnnl_f32, dnnl_ab) == dnnl_success &&
+        dnnl_matmul_desc_init(&desc, &md, &md, NULL, &dst) == dnnl_success &&
         dnnl_primitive_desc_create(&pd, &desc, NULL, e, NULL) == dnnl_success &&
         dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
         snprintf(out, len, "%s", impl);
@@ -591,7 +688,11 @@ void lk_backend_cpu_math_info(lk_cpu_math_info *out)
     dnnl_cpu_isa_t eff = dnnl_get_effective_cpu_isa(), cpu = cpu_reported_isa();
     snprintf(out->isa, sizeof out->isa, "%s", isa_str(eff));
     snprintf(out->cpu_isa, sizeof out->cpu_isa, "%s", isa_str(cpu));
-    probe_kernel(out->fp32_kernel, sizeof out->fp32_kernel);
+    probe_kernel(out->fp32_kernel, sizeof out->fp32_kernel, dnnl_f32);
+    probe_kernel(out->bf16_kernel, sizeof out->bf16_kernel, dnnl_bf16);
+    if (!strcmp(out->bf16_kernel, "unknown")) snprintf(out->bf16_kernel, sizeof out->bf16_kernel, "none");
+    out->bf16_native = ((unsigned)eff & (unsigned)dnnl_cpu_isa_avx512_core_bf16) ==
+                       (unsigned)dnnl_cpu_isa_avx512_core_bf16;
     out->below = ((unsigned)eff & (unsigned)cpu) != (unsigned)cpu;
     out->baseline = eff == dnnl_cpu_isa_all || eff == dnnl_cpu_isa_sse41;
 }

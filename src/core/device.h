@@ -298,6 +298,11 @@ typedef struct {
     char isa[32];         /* the instruction set oneDNN dispatches to: "avx512_core_amx" */
     char cpu_isa[32];     /* the best one the CPU and the OS report (cpuid, XCR0) */
     char fp32_kernel[64]; /* oneDNN's implementation of a float32 matmul: "brg:avx512_core" */
+    char bf16_kernel[64]; /* and of a bf16 one (float32 accumulation): "brg:avx512_core_amx" */
+    int bf16_native;      /* isa has bf16 instructions (AVX-512 BF16 or AMX); else oneDNN
+                             emulates bf16 products (converting to float32), or has none
+                             (bf16_kernel "none": lockstep rounds the operands to bf16 and
+                             multiplies in float32, the same values) */
     int below;            /* isa is below cpu_isa (an old oneDNN, ONEDNN_MAX_CPU_ISA, ...) */
     int baseline;         /* isa is the baseline (SSE4.1 or less) */
 } lk_cpu_math_info;

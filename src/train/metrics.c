@@ -93,6 +93,9 @@ lk_status lk_metrics_summary(lk_metrics *m, const lk_summary_record *r)
     json_str(m->f, r->peak_source ? r->peak_source : "");
     fputc(',', m->f);
     num(m->f, "params", r->params, 0);
+    fputs("\"precision\":", m->f);
+    json_str(m->f, r->precision ? r->precision : "fp32");
+    fputc(',', m->f);
     num(m->f, "peak_host_bytes", r->peak_host_bytes, 0);
     num(m->f, "plan_host_bytes", r->plan_host_bytes, 0);
     num(m->f, "peak_host_bytes_all_ranks", r->peak_host_all, 0);

@@ -38,6 +38,7 @@ typedef struct {
     double peak_host_bytes, peak_dev_bytes, plan_host_bytes, plan_dev_bytes;
     double peak_host_all, plan_host_all; /* every rank's added up */
     double params;        /* floats of the flat parameter buffer (trainable, padded) */
+    const char *precision; /* "fp32", "bf16" */
 } lk_summary_record;
 lk_status lk_metrics_summary(lk_metrics *m, const lk_summary_record *r);
 

@@ -502,6 +502,24 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
         lk_progress_line(prog, "--recompute %s: activations %.2f GB (the plan's)",
                          lk_recompute_name((lk_recompute)o->recompute), s->plan.host[LK_MEM_ACT] / 1e9 +
                          s->plan.dev[LK_MEM_ACT] / 1e9);
+    if (o->precision == LK_BF16) {
+        char how[160] = "cuBLAS and cuDNN on the tensor cores";
+        if (s->r.dev->kind == LK_DEV_CPU) {
+            lk_cpu_math_info mi;
+            lk_backend_cpu_math_info(&mi);
+            const int none = !strcmp(mi.bf16_kernel, "none");
+            snprintf(how, sizeof how, none ? "emulated: float32 products of bf16-rounded operands"
+                                           : "oneDNN %s", mi.bf16_kernel);
+            if (!mi.bf16_native && rank == 0)
+                fprintf(stderr, "warning: --precision bf16: this CPU has no bf16 instructions (AVX-512 "
+                                "BF16 or AMX): %s\n", none ? "lockstep emulates bf16 products in float32 "
+                                "(the same values; memory and speed as float32's)"
+                                : "oneDNN emulates bf16 products, slower than float32");
+        }
+        lk_progress_line(prog, "--precision bf16: products and convolutions in bf16 (%s), float32 "
+                               "masters and optimizer state, a bf16 working copy rounded %s",
+                         how, o->stochastic_round ? "stochastically" : "to nearest even");
+    }
     if (o->resume_dir)
         lk_progress_line(prog, "resumed from %s at epoch %d, step %ld", o->resume_dir, s->epoch,
                          s->step);
@@ -678,7 +696,7 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                             s->r.dev->name, o->model, tokens, s->flops_sample, res->flops_per_s,
                             s->peak, res->mfu, s->own_peak.source, res->peak_host_bytes,
                             res->peak_dev_bytes, s->plan.host_rank, s->plan.dev_rank, mem[0], mem[1],
-                            (double)s->r.model->nparams};
+                            (double)s->r.model->nparams, lk_dtype_name((lk_dtype)o->precision)};
     LK_CHECK(lk_metrics_summary(&s->metrics, &sr));
     char acc[32] = "", tok[48] = "";
     if (!isnan(val_acc)) snprintf(acc, sizeof acc, ", val_acc %.4f", val_acc);
