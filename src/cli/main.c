@@ -125,6 +125,9 @@ static void train_usage(FILE *f)
             "                        rest, gradients and optimizer state float32; default fp32)\n"
             "  --stochastic-round    bf16: round the weights' working copy stochastically (the\n"
             "                        same draws on every rank) instead of to nearest even\n"
+            "  --grad-dtype fp32|bf16  bf16: gradient buckets travel between ranks as bf16 (half\n"
+            "                        the bytes), each rank's part summed in float32 and rounded\n"
+            "                        once, then back to float32 (default fp32)\n"
             "  --peak-tflops X       each rank's peak, the denominator of mfu (default: a GPU's\n"
             "                        data-sheet peak in the run's precision, else 2048^3 products\n"
             "                        in it measured at start-up on the rank's threads)\n");
@@ -158,7 +161,7 @@ static const struct option train_opts[] = {
     {"peak-tflops", 1, 0, O_PEAK_TFLOPS}, {"gelu", 1, 0, O_GELU},
     {"decay", 1, 0, O_DECAY},         {"zero", 1, 0, O_ZERO},
     {"recompute", 1, 0, O_RECOMPUTE}, {"precision", 1, 0, O_PRECISION},
-    {"stochastic-round", 0, 0, O_STOCHASTIC_ROUND},
+    {"stochastic-round", 0, 0, O_STOCHASTIC_ROUND}, {"grad-dtype", 1, 0, O_GRAD_DTYPE},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -249,6 +252,9 @@ static int cmd_train(int argc, char **argv)
             s = CHOICE("--precision", o.precision, NAMES("fp32", "bf16"), VALUES(LK_F32, LK_BF16));
             break;
         case O_STOCHASTIC_ROUND: o.stochastic_round = 1; break;
+        case O_GRAD_DTYPE:
+            s = CHOICE("--grad-dtype", o.grad_dtype, NAMES("fp32", "bf16"), VALUES(LK_F32, LK_BF16));
+            break;
         case O_GELU: {
             int g = 0;
             s = CHOICE("--gelu", g, NAMES("erf", "tanh"), VALUES(LK_GELU_ERF, LK_GELU_TANH));

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/bf16.h"
 #include "../core/ops.h"
 #include "zero.h"
 
@@ -55,7 +56,7 @@ int lk_buckets_cap(const lk_model *m)
 lk_status lk_buckets_create_range(lk_buckets **out, lk_comm *c, lk_model *m, size_t bucket_bytes,
                                   lk_progress_mode mode, size_t lo, size_t hi)
 {
-    const lk_buckets_opts o = {bucket_bytes, mode, lo, hi, NULL, NULL};
+    const lk_buckets_opts o = {bucket_bytes, mode, lo, hi, NULL, NULL, LK_F32};
     return lk_buckets_open(out, c, m, &o);
 }
 
@@ -220,8 +221,25 @@ static const size_t *parts(const lk_buckets *b, int i)
     return b->counts + (size_t)i * (size_t)b->comm->world;
 }
 
+/* A bf16 wire: its buffer, and stage 0's even parts (the ranks' shares of each sum). */
+static lk_status setup_wire(lk_buckets *b, lk_model *m)
+{
+    const int world = b->comm->world;
+    b->wire_buf = lk_dev_alloc(m->dev, (b->hi - b->lo) * sizeof(uint16_t));
+    if (!b->wire_buf)
+        return LK_ERR(LK_ERR_NOMEM, "cannot allocate %.1f MB for the bf16 gradient wire on %s",
+                      (double)(b->hi - b->lo) * 2e-6, m->dev->name);
+    if (b->stage) return LK_OK; /* the shards' parts */
+    b->counts = lk_calloc((size_t)b->n * (size_t)world, sizeof *b->counts);
+    if (!b->counts) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the buckets' parts");
+    for (int i = 0; i < b->n; i++)
+        lk_comm_even_counts(b->comm, b->b[i].end - b->b[i].begin, b->counts + (size_t)i * world);
+    return LK_OK;
+}
+
 static void free_buckets(lk_buckets *b, lk_model *m)
 {
+    lk_dev_free(m->dev, b->wire_buf);
     if (b->stage_owned) lk_dev_free(m->dev, b->stage_buf);
     lk_dev_free(m->dev, b->pinned_buf);
     lk_free(b->counts);
@@ -260,7 +278,9 @@ lk_status lk_buckets_open(lk_buckets **out, lk_comm *c, lk_model *m, const lk_bu
     b->mode = mode;
     b->zero = o->zero;
     b->stage = o->zero ? o->zero->stage : 0;
+    b->wire = o->wire;
     lk_status st = b->stage ? setup_shards(b, m, o->stage) : LK_OK;
+    if (st == LK_OK && b->wire == LK_BF16) st = setup_wire(b, m);
     if (st == LK_OK && mode == LK_PROGRESS_LAYERS) /* NCCL's all-reduces: only the GPU sees the waits */
         st = lk_comm_timer_create(c, data(b, 0), &b->timer);
     if (st != LK_OK) {
@@ -331,10 +351,57 @@ void lk_buckets_begin(lk_buckets *b, int first, int last)
     for (int i = 0; first && b->stage == 1 && i < b->n; i++) zero_gaps(b, i);
 }
 
+/* this rank's part of bucket i: where it starts in the bucket, how long */
+static size_t my_part(const lk_buckets *b, int i, size_t *mine)
+{
+    const size_t *cnt = parts(b, i);
+    size_t off = 0;
+    for (int r = 0; r < b->comm->rank; r++) off += cnt[r];
+    *mine = cnt[b->comm->rank];
+    return off;
+}
+
+/* Float32 <-> bf16 of bucket values: in host memory by a plain loop (the comm thread may
+ * run it: no OpenMP team of its own beside the training thread's), else on the device. */
+static lk_status to_wire(lk_buckets *b, const float *x, uint16_t *y, size_t n)
+{
+    lk_device *d = b->model->dev;
+    if (!d->host_addressable) return lk_cast_bf16(d, x, y, n, &(lk_round){0, 0, 0, 0});
+    for (size_t j = 0; j < n; j++) y[j] = lk_bf16_rne(x[j]);
+    return LK_OK;
+}
+
+static lk_status from_wire(lk_buckets *b, const uint16_t *x, float *y, size_t n)
+{
+    lk_device *d = b->model->dev;
+    if (!d->host_addressable) return lk_widen_bf16(d, x, y, n);
+    for (size_t j = 0; j < n; j++) y[j] = lk_bf16_to_f32(x[j]);
+    return LK_OK;
+}
+
+/* bucket i's sums are in the bf16 wire: back to float32 in its place (stage 0 all of
+ * them, else this rank's part); nothing for a float32 wire */
+static lk_status arrived(lk_buckets *b, int i)
+{
+    if (b->wire != LK_BF16) return LK_OK;
+    const lk_bucket *k = &b->b[i];
+    const uint16_t *w = b->wire_buf + (k->begin - b->lo);
+    if (!b->stage) return from_wire(b, w, data(b, i), k->end - k->begin);
+    size_t mine;
+    const size_t off = my_part(b, i, &mine);
+    return from_wire(b, w + off, data(b, i) + off, mine);
+}
+
 /* bucket i's collective, started (slot i) or blocking (slot < 0) */
 static lk_status collective(lk_buckets *b, int i, int slot)
 {
     const lk_bucket *k = &b->b[i];
+    if (b->wire == LK_BF16) {
+        uint16_t *w = b->wire_buf + (k->begin - b->lo);
+        LK_CHECK(to_wire(b, data(b, i), w, k->end - k->begin));
+        return slot < 0 ? lk_comm_sum_bf16(b->comm, w, parts(b, i), !b->stage)
+                        : lk_comm_sum_bf16_start(b->comm, w, parts(b, i), !b->stage, slot);
+    }
     if (!b->stage)
         return slot < 0 ? lk_comm_allreduce(b->comm, data(b, i), k->end - k->begin, LK_REDUCE_SUM)
                         : lk_comm_allreduce_start(b->comm, data(b, i), k->end - k->begin, LK_REDUCE_SUM, slot);
@@ -358,6 +425,7 @@ static void progress(lk_buckets *b)
         if (b->b[i].done) continue;
         int done = 0;
         b->status = lk_comm_test(b->comm, i, &done);
+        if (done && b->status == LK_OK) b->status = arrived(b, i);
         if (done) {
             b->b[i].done = 1;
             b->b[i].t_done = lk_now();
@@ -385,6 +453,7 @@ static void *comm_thread(void *arg)
             pthread_mutex_unlock(&b->mu);
             double t0 = lk_now();
             lk_status st = collective(b, i, -1);
+            if (st == LK_OK) st = arrived(b, i);
             double t1 = lk_now();
             if (st != LK_OK) /* the message is this thread's; keep it for finish */
                 snprintf(b->thread_error, sizeof b->thread_error, "%s", lk_error_message());
@@ -422,14 +491,13 @@ static void finalize(lk_buckets *b, int i)
         if (b->status != LK_OK) return;
     } else if (!k->done) { /* started: its layers' hook has run */
         b->status = lk_comm_wait(b->comm, i);
+        if (b->status == LK_OK) b->status = arrived(b, i);
         k->done = 1;
         k->t_done = lk_now();
         if (b->status != LK_OK) return;
     }
-    const size_t *cnt = parts(b, i);
-    size_t off = 0;
-    for (int r = 0; r < b->comm->rank; r++) off += cnt[r];
-    const size_t mine = cnt[b->comm->rank];
+    size_t mine;
+    const size_t off = my_part(b, i, &mine);
     k->final = 1;
     if (!mine) return;
     lk_device *d = b->model->dev;
@@ -491,6 +559,7 @@ lk_status lk_buckets_finish(lk_buckets *b)
         for (int i = 0; i < b->n && b->status == LK_OK; i++) {
             if (b->b[i].done) continue;
             b->status = lk_comm_wait(b->comm, i);
+            if (b->status == LK_OK) b->status = arrived(b, i);
             b->b[i].done = 1;
             b->b[i].t_done = lk_now();
         }

@@ -28,7 +28,12 @@
  * some earlier layer writes into before its own layers run, the embedding a head is tied
  * to, keeps a place of its own), and the hook reduce-scatters the bucket there and copies
  * (a later micro-batch: adds) this rank's part into the slice; a bucket waits, before its
- * layers write, for the reduce-scatter of the one that used its lane before it. */
+ * layers write, for the reduce-scatter of the one that used its lane before it.
+ *
+ * The wire (--grad-dtype): float32, or bf16 - a final bucket is rounded to bf16 (nearest
+ * even) into a wire buffer, summed there as bf16 (lk_comm_sum_bf16: every rank's part
+ * added in float32 and rounded once; half the bytes), and the sums (stage 0: all of them;
+ * stages 1, 2: this rank's part) come back to float32 in the bucket's place. */
 #ifndef LK_BUCKET_H
 #define LK_BUCKET_H
 
@@ -65,7 +70,7 @@ typedef struct {
     size_t lo, hi;       /* the parameters these buckets cover */
     lk_zero_state *zero; /* the sharding (NULL: none, all-reduce) */
     int stage;           /* its stage: 0 all-reduce, 1 reduce-scatter in place, 2 through staging */
-    size_t *counts;      /* stages 1, 2: each bucket's parts per rank (n x world) */
+    size_t *counts;      /* stages 1, 2 (and a bf16 wire): each bucket's parts per rank (n x world) */
     float *stage_buf;    /* stage 2: the lanes, and whether they are this set's own allocation */
     int stage_owned;
     float *pinned_buf;   /* stage 2: the pinned buckets' region (the set's own: device memory) */
@@ -88,6 +93,8 @@ typedef struct {
     double comm_ms;
     double span_ms;
     lk_comm_timer *timer; /* NCCL's all-reduces timed on the GPU, else NULL */
+    lk_dtype wire;       /* what the buckets travel as: LK_F32, or LK_BF16 through wire_buf */
+    uint16_t *wire_buf;  /* bf16: [lo, hi) rounded, on the model's device */
     /* LK_PROGRESS_THREAD (running exactly when mode says so): the comm thread and
      * what it shares with the training thread (active, ready, finishing, complete,
      * stop under mu) */
@@ -109,6 +116,7 @@ typedef struct {
                             allocated on the model's device (the pinned region always is:
                             in shared memory each rank would also touch its share of every
                             other rank's, for the whole backward) */
+    lk_dtype wire;       /* LK_F32 (0), or LK_BF16: the buckets travel and are summed as bf16 */
 } lk_buckets_opts;
 
 /* Plans buckets for m's layout and hooks them into m's on_grad_ready and before_grads;

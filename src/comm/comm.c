@@ -352,6 +352,69 @@ lk_status lk_comm_allgather_bytes(lk_comm *c, const void *send, void *recv, size
 
 lk_status lk_comm_barrier(lk_comm *c) { return c->vt->barrier(c); }
 
+void lk_comm_even_counts(const lk_comm *c, size_t n, size_t *counts)
+{
+    const size_t per = (n + (size_t)c->world - 1) / (size_t)c->world;
+    for (int r = 0; r < c->world; r++) {
+        const size_t lo = LK_MIN(n, per * (size_t)r);
+        counts[r] = LK_MIN(n, lo + per) - lo;
+    }
+}
+
+static lk_status check_bf16(const lk_comm *c, const uint16_t *buf, const size_t *counts, size_t *total,
+                            size_t *mine)
+{
+    if (!counts) return LK_ERR(LK_ERR_ARG, "rank %d: bf16 sum: counts missing", c->rank);
+    *total = *mine = 0;
+    for (int r = 0; r < c->world; r++) {
+        if (r == c->rank) *mine = *total;
+        *total += counts[r];
+    }
+    if (*total && !buf) return LK_ERR(LK_ERR_ARG, "rank %d: bf16 sum: null buffer", c->rank);
+    return LK_OK;
+}
+
+/* a device buffer's bf16 sum through the staging buffer, now */
+static lk_status sum_bf16_staged(lk_comm *c, uint16_t *buf, const size_t *counts, int gather, size_t total,
+                                 size_t mine)
+{
+    const size_t bytes = total * sizeof(uint16_t);
+    LK_CHECK(check_stage(c, "bf16 sum", bytes));
+    lk_copy_to_host(c->dev, c->stage, buf, bytes);
+    LK_CHECK(lk_device_status(c->dev));
+    LK_CHECK(c->vt->sum_bf16(c, c->stage, counts, gather));
+    if (gather) lk_copy_to_device(c->dev, buf, c->stage, bytes);
+    else lk_copy_to_device(c->dev, buf + mine, (uint16_t *)c->stage + mine, counts[c->rank] * sizeof(uint16_t));
+    return lk_device_status(c->dev);
+}
+
+lk_status lk_comm_sum_bf16_start(lk_comm *c, uint16_t *buf, const size_t *counts, int gather, int slot)
+{
+    size_t total = 0, mine = 0;
+    LK_CHECK(check_slot(c, slot));
+    LK_CHECK(check_bf16(c, buf, counts, &total, &mine));
+    c->slot_nccl[slot] = 0;
+#if LK_HAVE_NCCL
+    if (c->nccl && on_device(c, buf)) {
+        c->slot_nccl[slot] = 1;
+        return lk_nccl_sum_bf16_start(c, buf, counts, gather, slot);
+    }
+#endif
+    if (on_device(c, buf)) return sum_bf16_staged(c, buf, counts, gather, total, mine);
+    return c->vt->sum_bf16_start(c, buf, counts, gather, slot);
+}
+
+lk_status lk_comm_sum_bf16(lk_comm *c, uint16_t *buf, const size_t *counts, int gather)
+{
+    size_t total = 0, mine = 0;
+    LK_CHECK(check_bf16(c, buf, counts, &total, &mine));
+#if LK_HAVE_NCCL
+    if (c->nccl && on_device(c, buf)) return lk_nccl_sum_bf16(c, buf, counts, gather);
+#endif
+    if (on_device(c, buf)) return sum_bf16_staged(c, buf, counts, gather, total, mine);
+    return c->vt->sum_bf16(c, buf, counts, gather);
+}
+
 lk_status lk_comm_use_shm(lk_comm *c, int on, size_t grad_floats, float **grads)
 {
     return c->vt->use_shm(c, on, grad_floats, grads);

@@ -7,10 +7,20 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/bf16.h"
 #include "comm.h"
 #include "shm.h"
 
-
+/* A bf16 sum in flight (sum_bf16_start): the parts' exchange, then this rank's sum, then
+ * (an all-reduce) the all-gather of the sums. */
+typedef struct {
+    int phase;    /* 0 none; 1 the exchange in flight; 2 added, the all-gather not started;
+                     3 the all-gather in flight */
+    int gather;
+    uint16_t *buf;
+    uint16_t *rx; /* every rank's copy of this rank's part, rank after rank */
+    size_t rx_cap;
+} bf16_slot;
 
 typedef struct {
     MPI_Comm world, node;
@@ -25,6 +35,8 @@ typedef struct {
     float *move_to[LK_COMM_MAX_SLOTS]; /* reduce-scatter: its part moves here from the start */
     unsigned char avg_scale[LK_COMM_MAX_SLOTS]; /* ... and is an average */
     int *counts, *displs;              /* world entries per slot (+1: blocking calls), v-collectives */
+    int *a2a;                          /* 4 x world per slot (+1): a bf16 sum's exchange */
+    bf16_slot b16[LK_COMM_MAX_SLOTS + 1];
 } mpi_impl;
 
 static lk_status mpi_fail(const lk_comm *c, const char *call, int rc)
@@ -102,12 +114,14 @@ static lk_status mpi_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce
     return LK_OK;
 }
 
+static lk_status bf16_next(lk_comm *c, int slot, int may_start, int *done);
+
 static lk_status mpi_test(lk_comm *c, int slot, int *done)
 {
     mpi_impl *m = c->impl;
     *done = 1;
-    if (m->req[slot] == MPI_REQUEST_NULL) return LK_OK;
-    MPI_TRY(c, MPI_Test(&m->req[slot], done, MPI_STATUS_IGNORE));
+    if (m->req[slot] != MPI_REQUEST_NULL) MPI_TRY(c, MPI_Test(&m->req[slot], done, MPI_STATUS_IGNORE));
+    if (*done && m->b16[slot].phase) return bf16_next(c, slot, 0, done);
     if (*done) finish_avg(c, m, slot);
     return LK_OK;
 }
@@ -115,7 +129,11 @@ static lk_status mpi_test(lk_comm *c, int slot, int *done)
 static lk_status mpi_wait(lk_comm *c, int slot)
 {
     mpi_impl *m = c->impl;
-    if (m->req[slot] != MPI_REQUEST_NULL) MPI_TRY(c, MPI_Wait(&m->req[slot], MPI_STATUS_IGNORE));
+    for (int done = 0; !done;) {
+        if (m->req[slot] != MPI_REQUEST_NULL) MPI_TRY(c, MPI_Wait(&m->req[slot], MPI_STATUS_IGNORE));
+        done = 1;
+        if (m->b16[slot].phase) LK_CHECK(bf16_next(c, slot, 1, &done));
+    }
     finish_avg(c, m, slot);
     return LK_OK;
 }
@@ -277,6 +295,122 @@ static lk_status mpi_allgather(lk_comm *c, float *buf, const size_t *counts)
     return LK_OK;
 }
 
+/* ---- bf16 sums: every rank's copy of each part to the part's owner (MPI_Alltoallv of
+ * uint16), the owner adds them in float32 in rank order and rounds once, then (an
+ * all-reduce) every owner's sum to every rank (MPI_Allgatherv in place): the bytes of a
+ * float32 reduce-scatter + all-gather, halved ---- */
+
+/* the slot's exchange: send counts and displacements (the parts), receive counts and
+ * displacements (this rank's part from each rank, one after another); rx big enough */
+static lk_status bf16_plan(lk_comm *c, int slot, const size_t *counts, int **a2a)
+{
+    mpi_impl *m = c->impl;
+    int *cnt = NULL, *dsp = NULL;
+    LK_CHECK(fill_parts(c, slot, counts, &cnt, &dsp));
+    const int w = c->world, mine = cnt[c->rank];
+    int *a = m->a2a + (size_t)slot * 4 * (size_t)w;
+    if ((size_t)mine * (size_t)w > INT_MAX)
+        return LK_ERR(LK_ERR_ARG, "rank %d: a bf16 part of %d values x %d ranks exceeds one MPI message",
+                      c->rank, mine, w);
+    for (int r = 0; r < w; r++) {
+        a[r] = cnt[r], a[w + r] = dsp[r];
+        a[2 * w + r] = mine, a[3 * w + r] = r * mine;
+    }
+    bf16_slot *s = &m->b16[slot];
+    const size_t need = (size_t)mine * (size_t)w;
+    if (need > s->rx_cap) { /* once per slot and size: a step allocates nothing after the first */
+        uint16_t *rx = lk_malloc(need * sizeof *rx);
+        if (!rx) return LK_ERR(LK_ERR_NOMEM, "rank %d: cannot allocate %zu bytes for a bf16 sum", c->rank,
+                               need * sizeof *rx);
+        lk_free(s->rx);
+        s->rx = rx;
+        s->rx_cap = need;
+    }
+    *a2a = a;
+    return LK_OK;
+}
+
+/* this rank's part: the ranks' copies added in float32 in rank order, rounded once */
+static void bf16_add(lk_comm *c, int slot)
+{
+    mpi_impl *m = c->impl;
+    const int w = c->world;
+    const int *cnt = m->counts + (size_t)slot * (size_t)w, *dsp = m->displs + (size_t)slot * (size_t)w;
+    const bf16_slot *s = &m->b16[slot];
+    const size_t n = (size_t)cnt[c->rank];
+    uint16_t *own = s->buf + dsp[c->rank];
+    for (size_t i = 0; i < n; i++) {
+        float acc = 0.0f;
+        for (int r = 0; r < w; r++) acc += lk_bf16_to_f32(s->rx[(size_t)r * n + i]);
+        own[i] = lk_bf16_rne(acc);
+    }
+}
+
+static lk_status mpi_sum_bf16_start(lk_comm *c, uint16_t *buf, const size_t *counts, int gather, int slot)
+{
+    mpi_impl *m = c->impl;
+    if (m->req[slot] != MPI_REQUEST_NULL || m->b16[slot].phase)
+        return LK_ERR(LK_ERR_STATE, "rank %d: request slot %d is still in flight", c->rank, slot);
+    int *a = NULL;
+    LK_CHECK(bf16_plan(c, slot, counts, &a));
+    bf16_slot *s = &m->b16[slot];
+    static uint16_t dummy;
+    s->buf = buf ? buf : &dummy;
+    s->gather = gather;
+    const int w = c->world;
+    MPI_TRY(c, MPI_Ialltoallv(s->buf, a, a + w, MPI_UINT16_T, s->rx ? s->rx : &dummy, a + 2 * w, a + 3 * w,
+                              MPI_UINT16_T, m->world, &m->req[slot]));
+    s->phase = 1;
+    return LK_OK;
+}
+
+/* The slot's request completed: the next phase; *done once there is none. The all-gather
+ * starts only from wait (may_start): every rank must start its collectives in the same
+ * order, and wait comes at the same point on every rank, a completed test does not. */
+static lk_status bf16_next(lk_comm *c, int slot, int may_start, int *done)
+{
+    mpi_impl *m = c->impl;
+    bf16_slot *s = &m->b16[slot];
+    *done = 1;
+    if (s->phase == 1) {
+        bf16_add(c, slot);
+        s->phase = s->gather ? 2 : 0;
+    }
+    if (s->phase == 2 && !may_start) {
+        *done = 0;
+        return LK_OK;
+    }
+    if (s->phase == 2) {
+        const size_t at = (size_t)slot * (size_t)c->world;
+        s->phase = 3;
+        *done = 0;
+        MPI_TRY(c, MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, s->buf, m->counts + at, m->displs + at,
+                                   MPI_UINT16_T, m->world, &m->req[slot]));
+        return LK_OK;
+    }
+    s->phase = 0;
+    return LK_OK;
+}
+
+static lk_status mpi_sum_bf16(lk_comm *c, uint16_t *buf, const size_t *counts, int gather)
+{
+    mpi_impl *m = c->impl;
+    const int slot = LK_COMM_MAX_SLOTS, w = c->world; /* the blocking calls' entries */
+    int *a = NULL;
+    LK_CHECK(bf16_plan(c, slot, counts, &a));
+    bf16_slot *s = &m->b16[slot];
+    static uint16_t dummy;
+    s->buf = buf ? buf : &dummy;
+    MPI_TRY(c, MPI_Alltoallv(s->buf, a, a + w, MPI_UINT16_T, s->rx ? s->rx : &dummy, a + 2 * w, a + 3 * w,
+                             MPI_UINT16_T, m->world));
+    bf16_add(c, slot);
+    const size_t at = (size_t)slot * (size_t)w;
+    if (gather)
+        MPI_TRY(c, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, s->buf, m->counts + at, m->displs + at,
+                                  MPI_UINT16_T, m->world));
+    return LK_OK;
+}
+
 static lk_status mpi_allgather_bytes(lk_comm *c, const void *send, void *recv, size_t bytes)
 {
     mpi_impl *m = c->impl;
@@ -402,6 +536,8 @@ static void mpi_close(lk_comm *c)
     if (m->initialised_here && !finalized) MPI_Finalize();
     lk_free(m->counts);
     lk_free(m->displs);
+    lk_free(m->a2a);
+    for (int i = 0; i <= LK_COMM_MAX_SLOTS; i++) lk_free(m->b16[i].rx);
     lk_free(m);
     c->impl = NULL;
 }
@@ -418,6 +554,8 @@ static const lk_comm_vt mpi_vt = {
     .allgather_start = mpi_allgather_start,
     .reduce_scatter = mpi_reduce_scatter,
     .allgather = mpi_allgather,
+    .sum_bf16_start = mpi_sum_bf16_start,
+    .sum_bf16 = mpi_sum_bf16,
     .allgather_bytes = mpi_allgather_bytes,
     .barrier = mpi_barrier,
     .use_shm = mpi_use_shm,
@@ -471,7 +609,8 @@ lk_status lk_comm_mpi_open(lk_comm *c, int *argc, char ***argv)
     const size_t parts = (size_t)(LK_COMM_MAX_SLOTS + 1) * (size_t)c->world;
     m->counts = lk_calloc(parts, sizeof *m->counts);
     m->displs = lk_calloc(parts, sizeof *m->displs);
-    if (!m->counts || !m->displs) {
+    m->a2a = lk_calloc(4 * parts, sizeof *m->a2a);
+    if (!m->counts || !m->displs || !m->a2a) {
         mpi_close(c);
         return LK_ERR(LK_ERR_NOMEM, "cannot allocate MPI bookkeeping");
     }

@@ -160,28 +160,31 @@ static ncclResult_t settle(lk_nccl *g, const char *what)
     return st;
 }
 
-/* one collective: kind -1 all-reduce of n floats; 0 reduce-scatter, 1 all-gather in place
+/* one collective: kind -1 all-reduce of n values; 0 reduce-scatter, 1 all-gather in place
  * (a reduce to, or a broadcast from, each owner of a part: NCCL's own reduce-scatter and
- * all-gather need equal parts) */
+ * all-gather need equal parts); of floats, or bf16 values (--grad-dtype bf16) */
 typedef struct {
     int kind;
-    float *buf;
+    void *buf;
     size_t n;
     const size_t *counts;
     lk_reduce_op op;
     int world;
+    int bf16;
 } nccl_call;
 
 static ncclResult_t issue(const nccl_call *k, ncclComm_t comm, cudaStream_t st)
 {
-    if (k->kind < 0) return ncclAllReduce(k->buf, k->buf, k->n, ncclFloat, nccl_op(k->op), comm, st);
+    const ncclDataType_t t = k->bf16 ? ncclBfloat16 : ncclFloat;
+    const size_t esz = k->bf16 ? 2 : 4;
+    if (k->kind < 0) return ncclAllReduce(k->buf, k->buf, k->n, t, nccl_op(k->op), comm, st);
     ncclResult_t r = ncclGroupStart();
     size_t off = 0;
     for (int q = 0; q < k->world && r == ncclSuccess; off += k->counts[q], q++) {
         if (!k->counts[q]) continue;
-        float *p = k->buf + off;
-        r = k->kind == 0 ? ncclReduce(p, p, k->counts[q], ncclFloat, nccl_op(k->op), q, comm, st)
-                         : ncclBroadcast(p, p, k->counts[q], ncclFloat, q, comm, st);
+        char *p = (char *)k->buf + off * esz;
+        r = k->kind == 0 ? ncclReduce(p, p, k->counts[q], t, nccl_op(k->op), q, comm, st)
+                         : ncclBroadcast(p, p, k->counts[q], t, q, comm, st);
     }
     ncclResult_t e = ncclGroupEnd();
     return r != ncclSuccess ? r : e;
@@ -216,14 +219,23 @@ static lk_status enqueue(lk_comm *c, const nccl_call *k, int slot)
 
 lk_status lk_nccl_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op op, int slot)
 {
-    const nccl_call k = {-1, buf, n, NULL, op, c->world};
+    const nccl_call k = {-1, buf, n, NULL, op, c->world, 0};
     return enqueue(c, &k, slot);
 }
 
 lk_status lk_nccl_shard_start(lk_comm *c, int kind, float *buf, const size_t *counts, lk_reduce_op op,
                               int slot)
 {
-    const nccl_call k = {kind ? 1 : 0, buf, 0, counts, op, c->world};
+    const nccl_call k = {kind ? 1 : 0, buf, 0, counts, op, c->world, 0};
+    return enqueue(c, &k, slot);
+}
+
+/* bf16: an all-reduce (gather) or a reduce to each part's owner, in NCCL's bf16 */
+lk_status lk_nccl_sum_bf16_start(lk_comm *c, uint16_t *buf, const size_t *counts, int gather, int slot)
+{
+    size_t n = 0;
+    for (int r = 0; r < c->world; r++) n += counts[r];
+    const nccl_call k = {gather ? -1 : 0, buf, n, counts, LK_REDUCE_SUM, c->world, 1};
     return enqueue(c, &k, slot);
 }
 
@@ -271,6 +283,12 @@ lk_status lk_nccl_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op)
 lk_status lk_nccl_shard(lk_comm *c, int kind, float *buf, const size_t *counts, lk_reduce_op op)
 {
     LK_CHECK(lk_nccl_shard_start(c, kind, buf, counts, op, BLOCKING_SLOT));
+    return finish_blocking(c);
+}
+
+lk_status lk_nccl_sum_bf16(lk_comm *c, uint16_t *buf, const size_t *counts, int gather)
+{
+    LK_CHECK(lk_nccl_sum_bf16_start(c, buf, counts, gather, BLOCKING_SLOT));
     return finish_blocking(c);
 }
 

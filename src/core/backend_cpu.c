@@ -343,6 +343,7 @@ static const lk_backend cpu_backend = {
     .optim_update = lk_cpu_optim_update,
     .sumsq = cpu_sumsq,
     .cast_bf16 = lk_cpu_cast_bf16,
+    .widen_bf16 = lk_cpu_widen_bf16,
     .scale = cpu_scale,
     .axpy = cpu_axpy,
     .transpose = lk_cpu_transpose,

@@ -105,6 +105,7 @@ void lk_cpu_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c
 void lk_cpu_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                          float *s1, float *s2, size_t n);
 void lk_cpu_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, const lk_round *r);
+void lk_cpu_widen_bf16(lk_device *d, const uint16_t *x, float *y, size_t n);
 
 /* sequences (backend_cpu_seq.c) */
 void lk_cpu_transpose(lk_device *d, const float *x, float *y, int outer, int a, int b, int inner);

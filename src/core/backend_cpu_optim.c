@@ -82,6 +82,12 @@ void lk_cpu_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, con
 #undef GRAD
 }
 
+void lk_cpu_widen_bf16(lk_device *d, const uint16_t *x, float *y, size_t n)
+{
+    (void)d;
+    LK_CPU_FOR_SIMD((long)n > LK_CPU_PAR_MIN, i, (long)n, y[i] = lk_bf16_to_f32(x[i]););
+}
+
 /* The bf16 working copy: round to nearest even, or stochastically from the counter-based
  * stream (one block of four draws per four elements). */
 void lk_cpu_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, const lk_round *r)

@@ -246,6 +246,8 @@ typedef struct lk_backend {
     void (*sumsq)(lk_device *d, const float *x, size_t n, float *out); /* device scalar */
     /* y = bf16(x) rounded as r says (the bf16 working copy of the weights) */
     void (*cast_bf16)(lk_device *d, const float *x, uint16_t *y, size_t n, const lk_round *r);
+    /* y = float32(x) (bf16 gradients off the wire, --grad-dtype bf16) */
+    void (*widen_bf16)(lk_device *d, const uint16_t *x, float *y, size_t n);
     void (*scale)(lk_device *d, float *x, float a, size_t n);
     void (*axpy)(lk_device *d, float a, const float *x, float *y, size_t n); /* y += a*x */
     /* the first failure since the device was opened (a GPU's calls are asynchronous:

@@ -493,6 +493,13 @@ lk_status lk_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, cons
     return LK_OK;
 }
 
+lk_status lk_widen_bf16(lk_device *d, const uint16_t *x, float *y, size_t n)
+{
+    NEED((x && y) || !n, "widen_bf16: null buffer");
+    if (n) RUN(d, widen_bf16, x, y, n);
+    return LK_OK;
+}
+
 lk_status lk_sumsq(lk_device *d, const float *x, size_t n, float *out)
 {
     NEED(x && out, "sumsq: null buffer");

@@ -127,6 +127,8 @@ lk_status lk_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, co
                         float *s1, float *s2, size_t n);
 /* y = bf16(x), rounded as r says */
 lk_status lk_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, const lk_round *r);
+/* y = float32(x) */
+lk_status lk_widen_bf16(lk_device *d, const uint16_t *x, float *y, size_t n);
 lk_status lk_sumsq(lk_device *d, const float *x, size_t n, float *out);
 lk_status lk_scale(lk_device *d, float *x, float a, size_t n);
 lk_status lk_axpy(lk_device *d, float a, const float *x, float *y, size_t n);

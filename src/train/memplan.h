@@ -53,6 +53,7 @@ typedef struct {
     double runtime_bytes;  /* the process before data and model */
     double peak_before;    /* its resident peak so far (transients: the CPU's peak measurement):
                               the rank's host total is at least that */
+    lk_dtype wire;         /* what gradient buckets travel as (--grad-dtype) */
 } lk_mem_inputs;
 
 typedef struct {

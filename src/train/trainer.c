@@ -262,6 +262,7 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     lk_agree_add(&a, "--recompute", &o->recompute, sizeof o->recompute);
     lk_agree_add(&a, "--precision", &o->precision, sizeof o->precision);
     lk_agree_add(&a, "--stochastic-round", &o->stochastic_round, sizeof o->stochastic_round);
+    lk_agree_add(&a, "--grad-dtype", &o->grad_dtype, sizeof o->grad_dtype);
     const lk_optim_config *c = &s->opt->cfg;
     lk_agree_add(&a, "--optim", &c->kind, sizeof c->kind);
     float hyper[] = {c->lr, c->momentum, c->beta1, c->beta2, c->eps, c->alpha, c->weight_decay,
@@ -337,7 +338,8 @@ static lk_status setup_comm(const lk_train_opts *o, run_state *s)
         if (hi[k] > lo[k]) stage_floats[k] = lk_buckets_stage_floats(m, bytes, lo[k], hi[k], &pinned);
     const size_t grad_floats = stage == 2 ? stage_floats[0] + stage_floats[1] : m->nparams;
     float *shared = NULL;
-    LK_CHECK(lk_comm_use_shm(c, o->shm && mode == LK_PROGRESS_THREAD, grad_floats,
+    /* (bf16 buckets travel through the library: its own shared-memory transport) */
+    LK_CHECK(lk_comm_use_shm(c, o->shm && mode == LK_PROGRESS_THREAD && o->grad_dtype != LK_BF16, grad_floats,
                              s->r.dev->host_addressable ? &shared : NULL));
     if (shared && stage < 2) LK_CHECK(lk_model_borrow_grads(m, shared));
     else if (stage < 2) LK_CHECK(lk_model_alloc_grads(m));
@@ -345,7 +347,8 @@ static lk_status setup_comm(const lk_train_opts *o, run_state *s)
     for (int k = 0; k < 2; k++) {
         if (hi[k] <= lo[k]) continue;
         const lk_buckets_opts bo = {bytes, mode, lo[k], hi[k], s->zero,
-                                    shared && stage == 2 ? shared + (k ? stage_floats[0] : 0) : NULL};
+                                    shared && stage == 2 ? shared + (k ? stage_floats[0] : 0) : NULL,
+                                    (lk_dtype)o->grad_dtype};
         LK_CHECK(lk_buckets_open(sets[k], c, m, &bo));
     }
     if (stage == 2) LK_CHECK(lk_model_drop_grads(m)); /* every gradient now lives in staging */
@@ -374,7 +377,8 @@ static lk_status plan_memory(void *user, lk_device *dev)
                               (lk_recompute)o->recompute, (lk_dtype)o->precision, o->optim.kind, o->zero, c->world, c->rank, c->local_world,
                               (size_t)(o->bucket_mb * 1048576.0),
                               o->shm && mode == LK_PROGRESS_THREAD && dev->host_addressable,
-                              lk_mem_data_bytes(&s->train, s->data_bytes, o->batch), s->runtime_bytes, lk_mem_rss_peak()};
+                              lk_mem_data_bytes(&s->train, s->data_bytes, o->batch), s->runtime_bytes, lk_mem_rss_peak(),
+                              (lk_dtype)o->grad_dtype};
     LK_CHECK(lk_mem_plan_make(&in, dev, &s->plan));
     char line[600];
     lk_mem_plan_line(&s->plan, line, sizeof line);
@@ -520,6 +524,11 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
                                "masters and optimizer state, a bf16 working copy rounded %s",
                          how, o->stochastic_round ? "stochastically" : "to nearest even");
     }
+    if (o->grad_dtype == LK_BF16 && world > 1)
+        lk_progress_line(prog, "--grad-dtype bf16: gradient buckets travel as bf16, each rank's part "
+                               "summed in float32 and rounded once (%s)",
+                         s->r.dev->kind == LK_DEV_CUDA && s->comm->nccl ? "NCCL's ncclBfloat16"
+                                                                        : "MPI: exchange, add, all-gather");
     if (o->resume_dir)
         lk_progress_line(prog, "resumed from %s at epoch %d, step %ld", o->resume_dir, s->epoch,
                          s->step);

@@ -10,6 +10,7 @@
 #   run resumes in fp32 and the other way round, and a bf16 run resumed is the run
 #   straight through, bit for bit, also with --stochastic-round (the working copy is
 #   rounded again from the masters with the step's own draws);
+# - --grad-dtype bf16 gives the same run bit for bit through every path (see below);
 # - --stochastic-round on 2 ranks keeps the replicas identical (checked every step);
 # - bad values are refused.
 source "$(dirname "$0")/common.bash"
@@ -66,10 +67,35 @@ PY
 "$LK" train "${run[@]}" --epochs 2 --precision bf16 --resume "$TMP/fp32-half" --save "$TMP/to-bf16" ||
   fail "an fp32 checkpoint did not resume in bf16"
 
+# --grad-dtype bf16: every rank's part of a bucket is summed in float32 in rank order and
+# rounded once, so the sums - and the runs - are the same bit for bit whichever way the
+# buckets go (between layers or on the comm thread, all-reduced or reduce-scattered by
+# ZeRO 1 and 2); against float32 buckets after 30 steps, within 3e-2 (every step's
+# gradient sums rounded to 2^-9 of themselves, through momentum)
+wire=(--model mlp --steps 30 --batch 16 --train-limit 3000 --val-limit 200 --lr 0.05 --optim momentum
+      --seed 7 --quiet --threads 1 --grad-dtype bf16)
+for p in fp32 bf16; do
+  mpi -n 2 --oversubscribe train "${wire[@]}" --precision $p --comm-progress layers --save "$TMP/w-$p-layers"
+  mpi -n 2 --oversubscribe train "${wire[@]}" --precision $p --comm-progress thread --save "$TMP/w-$p-thread"
+  mpi -n 2 --oversubscribe train "${wire[@]}" --precision $p --zero 1 --save "$TMP/w-$p-z1"
+  mpi -n 2 --oversubscribe train "${wire[@]}" --precision $p --zero 2 --bucket-mb 0.05 --save "$TMP/w-$p-z2"
+  check "--grad-dtype bf16 --precision $p: comm thread vs between layers" "$TMP/w-$p-layers" "$TMP/w-$p-thread" 0
+  check "--grad-dtype bf16 --precision $p: --zero 1 vs 0" "$TMP/w-$p-layers" "$TMP/w-$p-z1" 0
+  check "--grad-dtype bf16 --precision $p: --zero 2 (small buckets) vs 0" "$TMP/w-$p-layers" "$TMP/w-$p-z2" 0
+done
+mpi -n 3 --oversubscribe train "${wire[@]}" --comm-progress layers --save "$TMP/w-3-layers"
+mpi -n 3 --oversubscribe train "${wire[@]}" --comm-progress thread --zero 2 --save "$TMP/w-3-z2"
+check "--grad-dtype bf16, 3 ranks: comm thread and --zero 2 vs between layers" "$TMP/w-3-layers" "$TMP/w-3-z2" 0
+mpi -n 2 --oversubscribe train "${wire[@]}" --grad-dtype fp32 --save "$TMP/w-fp32-wire"
+check "--grad-dtype bf16 vs fp32 buckets" "$TMP/w-fp32-wire" "$TMP/w-fp32-thread" 3e-2
+mpi -n 2 --oversubscribe train --model gan --steps 4 --batch 16 --train-limit 640 --val-limit 64 --quiet \
+  --threads 1 --grad-dtype bf16 --precision bf16 || fail "gan with bf16 buckets"
+
 # stochastic rounding draws the same on every rank: the replica check passes every step
 mpi -n 2 --oversubscribe train --model mlp --steps 20 --batch 16 "${common[@]}" --stochastic-round \
   --check-every 1 || fail "stochastic rounding on 2 ranks"
 
 expect_fail 2 "--precision" -- "$LK" train --precision fp16
 expect_fail 2 "--precision" -- "$LK" plan --memory --model mlp --precision half
+expect_fail 2 "--grad-dtype" -- "$LK" train --grad-dtype fp16
 echo PASS

@@ -357,6 +357,20 @@ static void case_matmul(void **state)
     }
 }
 
+/* bf16 gradients back to float32: exact */
+static void case_widen_bf16(void **state)
+{
+    (void)state;
+    pair x = pair_rand(777, 14), y = pair_rand(777, 15);
+    pair16 h = pair16_of(&x);
+    CPU->ops->widen_bf16(CPU, h.c, y.c, y.n);
+    GPU->ops->widen_bf16(GPU, h.g, y.g, y.n);
+    same("widen_bf16", &y, 0.0);
+    for (size_t i = 0; i < y.n; i++) assert_true(y.c[i] == lk_bf16_to_f32(h.c[i]));
+    pair16_free(&h);
+    pair_free(&x), pair_free(&y);
+}
+
 /* The working copy: to nearest even and stochastically, bit for bit the same (the same
  * counter-based draws), with an offset `first` that is not a multiple of four. */
 static void case_cast_bf16(void **state)
@@ -1351,6 +1365,7 @@ static const entry_row ENTRIES[] = {
     CASE(optim_update),
     CASE(sumsq),
     CASE(cast_bf16),
+    CASE(widen_bf16),
     CASE(scale),
     CASE(axpy),
     EXEMPT(status, 0, "every comparison reads it first and fails on anything but LK_OK (same, "

@@ -17,7 +17,7 @@ enum { NPARAMS = 100352 + 128 + 1280 + 16 };
 static lk_mem_plan plan_in(int zero, int rank, int shm, lk_dtype precision)
 {
     const lk_mem_inputs in = {"mlp", NULL, {3, {1, 28, 28}}, 10, 4, LK_RECOMPUTE_NONE, precision,
-                              LK_OPT_ADAM, zero, 2, rank, 2, 1 << 20, shm, 1000.0, 2000.0, 0.0};
+                              LK_OPT_ADAM, zero, 2, rank, 2, 1 << 20, shm, 1000.0, 2000.0, 0.0, LK_F32};
     lk_mem_plan p;
     TU_OK(lk_mem_plan_make(&in, tu_cpu(), &p));
     return p;
@@ -84,7 +84,7 @@ static void test_does_not_fit(void **state)
 {
     (void)state;
     const lk_mem_inputs in = {"mlp", NULL, {3, {1, 28, 28}}, 10, 1 << 27, LK_RECOMPUTE_NONE, LK_F32,
-                              LK_OPT_ADAM, 0, 1, 0, 1, 1 << 20, 0, 0.0, 0.0, 0.0};
+                              LK_OPT_ADAM, 0, 1, 0, 1, 1 << 20, 0, 0.0, 0.0, 0.0, LK_F32};
     lk_mem_plan p;
     TU_OK(lk_mem_plan_make(&in, tu_cpu(), &p));
     assert_true(p.host[LK_MEM_ACT] > 1e12);

@@ -621,6 +621,7 @@ static const lk_backend cuda_backend = {
     .optim_update = lk_cuda_optim_update,
     .sumsq = cu_sumsq,
     .cast_bf16 = lk_cuda_cast_bf16,
+    .widen_bf16 = lk_cuda_widen,
     .scale = cu_scale,
     .axpy = cu_axpy,
     .status = cu_status,

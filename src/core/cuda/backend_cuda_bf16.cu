@@ -36,6 +36,11 @@ void lk_cuda_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, cons
     LK_LAUNCHED(g);
 }
 
+void lk_cuda_widen(lk_device *d, const uint16_t *x, float *y, size_t n)
+{
+    lk_cuda_widen_bf16(lk_cuda_of(d), x, y, n, 0.0f);
+}
+
 void lk_cuda_round_bf16(lk_cuda *g, const float *x, uint16_t *y, size_t n)
 {
     const lk_round rne = {0, 0, 0, 0};

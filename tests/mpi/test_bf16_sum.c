@@ -1,0 +1,212 @@
+/* test_bf16_sum.c - the bf16 sums of --grad-dtype bf16 (lk_comm_sum_bf16) under mpirun
+ * -np 2 and 3 (and as a world of one): every rank's part is the float32 sum in rank order
+ * of every rank's bf16 values, rounded once to nearest even - bit for bit the serial
+ * reference each rank computes from the values it knows the others hold - with uneven
+ * parts (one empty), blocking, started and waited, started and polled, several slots in
+ * flight at once, with and without the all-gather, and for a device buffer through the
+ * staging buffer. Then the bucketer with a bf16 wire: the same sums whichever way the
+ * buckets are driven. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/bucket.h"
+#include "comm/comm.h"
+#include "core/bf16.h"
+#include "core/layers.h"
+#include "core/ops.h"
+#include "testutil.h"
+
+static lk_comm *C;
+
+/* rank r's value at i: spread over magnitudes so the sums round (2^-9 of them) */
+static uint16_t value(int r, size_t i)
+{
+    const float f = (float)((long)((i * 7919 + (size_t)r * 104729) % 20011) - 10005) *
+                    ldexpf(1.0f, (int)(i % 13) - 6 + r);
+    return lk_bf16_rne(f);
+}
+
+static uint16_t want(size_t i)
+{
+    float acc = 0.0f;
+    for (int r = 0; r < C->world; r++) acc += lk_bf16_to_f32(value(r, i));
+    return lk_bf16_rne(acc);
+}
+
+static size_t count_of(int r, size_t scale) { return r == 1 ? 0 : (2 * (size_t)r + 3) * scale + (size_t)r; }
+
+/* mode 0 blocking, 1 start + wait, 2 start + test (until done, or a while: an all-reduce's
+ * all-gather starts in wait only), then wait */
+static void check(uint16_t *buf, size_t scale, int gather, int mode, int slot)
+{
+    size_t counts[64], total = 0, off = 0;
+    for (int r = 0; r < C->world; r++) total += counts[r] = count_of(r, scale);
+    for (int r = 0; r < C->rank; r++) off += counts[r];
+    for (size_t i = 0; i < total; i++) buf[i] = value(C->rank, i);
+    if (mode == 0) {
+        TU_OK(lk_comm_sum_bf16(C, buf, counts, gather));
+    } else {
+        TU_OK(lk_comm_sum_bf16_start(C, buf, counts, gather, slot));
+        int done = 0;
+        for (int k = 0; mode == 2 && !done && k < 100000; k++) TU_OK(lk_comm_test(C, slot, &done));
+        if (done && gather && C->world > 1) fail_msg("rank %d: test completed an all-reduce's all-gather it may not start", C->rank);
+        TU_OK(lk_comm_wait(C, slot));
+    }
+    const size_t lo = gather ? 0 : off, hi = gather ? total : off + counts[C->rank];
+    for (size_t i = lo; i < hi; i++)
+        if (buf[i] != want(i))
+            fail_msg("rank %d: bf16 sum (scale %zu, gather %d, mode %d) at %zu: %#x, want %#x", C->rank, scale,
+                     gather, mode, i, buf[i], want(i));
+}
+
+static void test_sums(void **state)
+{
+    (void)state;
+    const size_t scales[] = {1, 1000, 70001};
+    uint16_t *buf = malloc(64 * 4 * 70003 * sizeof *buf);
+    for (size_t k = 0; k < 3; k++)
+        for (int gather = 0; gather < 2; gather++)
+            for (int mode = 0; mode < 3; mode++) check(buf, scales[k], gather, mode, 7);
+    free(buf);
+}
+
+/* three sums in flight at once on their own slots, waited for in another order */
+static void test_slots(void **state)
+{
+    (void)state;
+    enum { N = 5003 };
+    uint16_t *b[3];
+    size_t counts[3][64];
+    for (int s = 0; s < 3; s++) {
+        b[s] = malloc(N * sizeof **b);
+        for (size_t i = 0; i < N; i++) b[s][i] = value(C->rank, i + (size_t)s * N);
+        lk_comm_even_counts(C, N, counts[s]);
+        TU_OK(lk_comm_sum_bf16_start(C, b[s], counts[s], s != 1, 10 + s));
+    }
+    for (int s = 2; s >= 0; s--) TU_OK(lk_comm_wait(C, 10 + s));
+    for (int s = 0; s < 3; s++) {
+        size_t off = 0;
+        for (int r = 0; r < C->rank; r++) off += counts[s][r];
+        const size_t lo = s != 1 ? 0 : off, hi = s != 1 ? N : off + counts[s][C->rank];
+        for (size_t i = lo; i < hi; i++) assert_int_equal(b[s][i], want(i + (size_t)s * N));
+        free(b[s]);
+    }
+    TU_FAILS_WITH(lk_comm_sum_bf16(C, b[0], NULL, 1), LK_ERR_ARG, "counts");
+}
+
+static const char *fake_lo, *fake_hi;
+static int fake_owns(lk_device *d, const void *p)
+{
+    (void)d;
+    return (const char *)p >= fake_lo && (const char *)p < fake_hi;
+}
+
+/* a device buffer goes through the staging buffer (a CPU device that claims it cannot
+ * read its memory) */
+static void test_device_buffer(void **state)
+{
+    (void)state;
+    enum { N = 3001 };
+    static lk_backend fake_ops;
+    fake_ops = *tu_cpu()->ops;
+    fake_ops.owns = fake_owns;
+    lk_device fake = *tu_cpu();
+    fake.ops = &fake_ops;
+    fake.host_addressable = 0;
+    uint16_t *dev = malloc(N * sizeof *dev);
+    fake_lo = (const char *)dev, fake_hi = (const char *)(dev + N);
+    TU_OK(lk_comm_use_device(C, &fake, N * sizeof(float)));
+    size_t counts[64];
+    lk_comm_even_counts(C, N, counts);
+    for (int gather = 0; gather < 2; gather++) {
+        for (size_t i = 0; i < N; i++) dev[i] = value(C->rank, i);
+        TU_OK(lk_comm_sum_bf16_start(C, dev, counts, gather, 3)); /* done at once */
+        TU_OK(lk_comm_wait(C, 3));
+        size_t off = 0;
+        for (int r = 0; r < C->rank; r++) off += counts[r];
+        const size_t lo = gather ? 0 : off, hi = gather ? N : off + counts[C->rank];
+        for (size_t i = lo; i < hi; i++) assert_int_equal(dev[i], want(i));
+    }
+    TU_OK(lk_comm_use_device(C, NULL, 0));
+    free(dev);
+}
+
+/* The bucketer with a bf16 wire on a model: after backward, each gradient is the bf16 sum
+ * of every rank's rounded gradient (here every rank computes the same, so the rounded
+ * world x g), between layers and on the comm thread alike. */
+static void check_buckets(lk_progress_mode mode)
+{
+    int in = 20;
+    lk_shape s = lk_shape_make(1, &in);
+    lk_model *m;
+    TU_OK(lk_model_create(&m, tu_cpu(), &s));
+    TU_OK(lk_model_add(m, lk_linear(20, 300, 1)));
+    TU_OK(lk_model_add(m, lk_activation(LK_ACT_TANH, 0)));
+    TU_OK(lk_model_add(m, lk_linear(300, 200, 1)));
+    TU_OK(lk_model_add(m, lk_linear(200, 7, 1)));
+    TU_OK(lk_model_build(m, 4));
+    TU_OK(lk_model_init(m, LK_INIT_DEFAULT, 3));
+    lk_buckets *b;
+    const lk_buckets_opts o = {4096, mode, 0, 0, NULL, NULL, LK_BF16};
+    if (mode == LK_PROGRESS_THREAD && !C->threads_ok) {
+        lk_model_destroy(m);
+        return;
+    }
+    TU_OK(lk_buckets_open(&b, C, m, &o));
+    assert_true(b->n > 2);
+    float *x = lk_model_input(m);
+    for (int i = 0; i < 4 * 20; i++) x[i] = (float)sin(0.3 * i);
+    float *ref = malloc(m->nparams * sizeof *ref);
+    for (int step = 0; step < 2; step++) {
+        lk_tensor out;
+        TU_OK(lk_model_forward(m, 4, 1, step, &out));
+        for (size_t i = 0; i < lk_tensor_numel(&out); i++) m->dout[i] = out.data[i] * 0.1f;
+        lk_buckets_begin(b, 1, 1);
+        m->on_grad_ready = NULL; /* the serial reference first: gradients alone */
+        TU_OK(lk_model_backward_ex(m, 4, step, LK_GRADS_REPLACE));
+        for (size_t i = 0; i < m->nparams; i++) {
+            float acc = 0.0f;
+            for (int r = 0; r < C->world; r++) acc += lk_bf16_to_f32(lk_bf16_rne(m->grads[i]));
+            ref[i] = lk_bf16_to_f32(lk_bf16_rne(acc));
+        }
+        m->on_grad_ready = lk_buckets_grad_ready;
+        TU_OK(lk_model_backward_ex(m, 4, step, LK_GRADS_REPLACE));
+        TU_OK(lk_buckets_finish(b));
+        for (size_t i = 0; i < m->nparams; i++)
+            if (m->grads[i] != ref[i])
+                fail_msg("rank %d mode %d: gradient %zu is %g, the bf16 sum %g", C->rank, (int)mode, i,
+                         (double)m->grads[i], (double)ref[i]);
+    }
+    free(ref);
+    lk_buckets_destroy(b);
+    lk_model_destroy(m);
+}
+
+static void test_buckets(void **state)
+{
+    (void)state;
+    check_buckets(LK_PROGRESS_LAYERS);
+    check_buckets(LK_PROGRESS_THREAD);
+}
+
+int main(int argc, char **argv)
+{
+    lk_status s = lk_comm_open(&C, "auto", &argc, &argv);
+    if (s != LK_OK) {
+        fprintf(stderr, "cannot open the communicator: %s\n", lk_error_message());
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sums),
+        cmocka_unit_test(test_slots),
+        cmocka_unit_test(test_device_buffer),
+        cmocka_unit_test(test_buckets),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    double f = failed; /* a failure on any rank fails every rank */
+    if (lk_comm_allreduce_f64(C, &f, 1, LK_REDUCE_MAX) != LK_OK) f = 1;
+    lk_comm_close(C);
+    return f > 0 ? 1 : 0;
+}
