@@ -18,6 +18,11 @@
 #             steps: each run's median step time and peak resident memory (VmHWM, the
 #             summary's peak_host_bytes), and per round bf16 over fp32 (bars: memory <= 0.75x,
 #             tokens/s >= 0.9x); ~15 minutes
+#   comm      (root: network namespaces) GPT-2 124M, batch 4 x 64, on 2 emulated hosts with
+#             1 Gbit/s links (cluster/emulate), one rank each: R rounds alternating
+#             --grad-dtype fp32 and bf16 runs of 6 steps; each run's median comm time per
+#             step (the metrics' comm_ms: what the step waited for its all-reduces) and
+#             bf16 over fp32 per round (bar <= 0.55x); ~10 minutes
 #
 # Every ratio is of runs in the same invocation, alternated, the median over the rounds.
 set -euo pipefail
@@ -35,7 +40,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "bench/precision.sh: unknown flag $1" >&2; exit 2 ;;
   esac
 done
-[[ ${#parts[@]} -gt 0 ]] || parts=(accuracy gpt gpt2)
+[[ ${#parts[@]} -gt 0 ]] || parts=(accuracy gpt gpt2 comm)
 [[ -x $bin ]] || { cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j"$(nproc)" >/dev/null; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -125,6 +130,36 @@ for r in sorted(by, key=int):
     print(f"| {r} | {f[0]:.0f} | {b[0]:.0f} | {sp[-1]:.2f}x | {f[1]/1e9:.2f} | {b[1]/1e9:.2f} | {mr[-1]:.2f}x |")
 print(f"\nmedian: bf16 tokens/s {statistics.median(sp):.2f}x fp32's (bar >= 0.9x), "
       f"peak memory {statistics.median(mr):.2f}x (bar <= 0.75x)")
+PY
+    ;;
+  comm)
+    shards=$(bench/fortune_shards.sh "$tmp/cshards")
+    c2=(--model gpt2 --data "tokens:$shards/gpt2_train_*.bin" --batch 4 --ctx 64 --optim adamw --lr 3e-4
+        --seed 0 --threads 1 --quiet --log-every 1 --steps 6)
+    : >"$tmp/comm"
+    for r in $(seq "$rounds"); do
+      for g in fp32 bf16; do
+        cluster/emulate/cluster.sh --hosts 2 --gbps 1 -- sh -c '$LK_EMU_MPIRUN "$@"' sh "$(readlink -f "$bin")" \
+          train "${c2[@]}" --grad-dtype $g --metrics "$tmp/c$r-$g.jsonl"
+        echo "$r $g $(/usr/bin/python3 -c "
+import json, statistics, sys
+ms = [r['comm_ms'] for r in map(json.loads, open(sys.argv[1])) if 'comm_ms' in r and 'event' not in r][1:]
+print(statistics.median(ms))" "$tmp/c$r-$g.jsonl")" >>"$tmp/comm"
+      done
+    done
+    report ""
+    report "## --grad-dtype bf16 on 2 emulated hosts, 1 Gbit/s links (gpt2, 4 x 64, 1 rank a host)"
+    /usr/bin/python3 - "$tmp/comm" <<'PY' | while IFS= read -r l; do report "$l"; done
+import statistics, sys
+by = {}
+for r, g, ms in (l.split() for l in open(sys.argv[1])):
+    by.setdefault(r, {})[g] = float(ms)
+print("\n| round | fp32 comm ms/step | bf16 comm ms/step | bf16/fp32 |\n|---|---|---|---|")
+rs = []
+for r in sorted(by, key=int):
+    rs.append(by[r]["bf16"] / by[r]["fp32"])
+    print(f"| {r} | {by[r]['fp32']:.0f} | {by[r]['bf16']:.0f} | {rs[-1]:.2f}x |")
+print(f"\nmedian bf16/fp32 comm time per step {statistics.median(rs):.2f}x (bar <= 0.55x)")
 PY
     ;;
   *) echo "bench/precision.sh: unknown part $part" >&2; exit 2 ;;

@@ -38,6 +38,10 @@
 #             device paths: the staged reduce-scatter and all-gather, ZeRO-2's staging
 #             and slice on the GPU), and one rank's --recompute block gives none's
 #             weights bit for bit; the summaries' peak GPU memory against the plan
+#  precision  --precision bf16 on the GPU (cuBLAS bf16 products, cuDNN's bf16 convolutions):
+#             the small gpt's 6 losses within 1e-2 of the CPU's bf16 run, cnn for 200 steps
+#             in fp32 and bf16 (samples/s of each); 2 ranks sharing GPU 0 with --grad-dtype
+#             bf16 (the staged bf16 sums) give --zero 1's parameters bit for bit
 #  cnn        `cnn` on the GPU with the CPU's recipe (3 epochs, momentum, lr 0.05,
 #             cosine, batch 64, seed 0) reaches the README's bar: test accuracy >= 0.905
 #  bench-gpu  bench/gpu.sh: lockstep against PyTorch eager and torch.compile
@@ -227,6 +231,39 @@ r = [json.loads(l) for l in open(sys.argv[1]) if '\"summary\"' in l][-1]
 print(f\"peak GPU {r.get('peak_device_bytes', 0) / 1e9:.3f} GB (plan {r.get('plan_device_bytes', 0) / 1e9:.3f}), \"
       f\"host {r['peak_host_bytes'] / 1e9:.3f} GB (plan {r['plan_host_bytes'] / 1e9:.3f})\")" "$tmp/$f.jsonl")"
   done
+  return $worst
+}
+
+step_precision() {
+  need_build
+  local dev=cuda:0 comm=(--gpu-comm mpi) tmp=$LK_WORK/precision d worst=0 p
+  [[ $LK_MODE == gpu ]] || { dev=cpu; comm=(); }
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  local g=(train --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 2 --heads 2 --dim 64
+           --ctx 32 --steps 6 --batch 8 --optim adamw --lr 1e-3 --seed 7 --quiet --val-limit 16
+           --log-every 1 --precision bf16)
+  lk "${g[@]}" --device "$dev" --metrics "$tmp/gpu.jsonl" || { note "gpt bf16 on $dev failed"; return 1; }
+  lk "${g[@]}" --device cpu --metrics "$tmp/cpu.jsonl" || { note "gpt bf16 on the CPU failed"; return 1; }
+  d=$(py -c "import json, sys
+l = [[r['loss'] for r in map(json.loads, open(p)) if 'loss' in r and 'event' not in r] for p in sys.argv[1:]]
+print(max(abs(a - b) / abs(b) for a, b in zip(*l)))" "$tmp/gpu.jsonl" "$tmp/cpu.jsonl")
+  note "gpt bf16, $dev vs cpu: largest relative loss difference over 6 steps $d (bar 1e-2)"
+  le "$d" 1e-2 || worst=1
+  for p in fp32 bf16; do
+    lk train --device "$dev" --model cnn --steps 200 --batch 64 --optim momentum --lr 0.05 --seed 0 \
+      --data "$LK_DATA" --val-limit 1000 --quiet --precision $p --metrics "$tmp/cnn-$p.jsonl" ||
+      { note "cnn $p failed"; return 1; }
+    note "cnn --precision $p: $(json_field "$tmp/cnn-$p.jsonl" samples_per_s) samples/s, accuracy $(json_field "$tmp/cnn-$p.jsonl" val_acc)"
+  done
+  local w=(train --device "$dev" --model mlp --steps 20 --batch 32 --data "$LK_DATA" --train-limit 2000
+           --val-limit 200 --optim momentum --lr 0.05 --seed 7 --quiet --grad-dtype bf16 --precision bf16)
+  for z in 0 1; do
+    LK_BIN=$LK_BIN launch/mpirun.sh -n 2 --oversubscribe "${w[@]}" "${comm[@]}" --zero $z --save "$tmp/w$z" ||
+      { note "--grad-dtype bf16 --zero $z failed"; return 1; }
+  done
+  d=$(rel_diff "$tmp/w0/model.safetensors" "$tmp/w1/model.safetensors") || { note "compare failed"; return 1; }
+  note "--grad-dtype bf16, 2 ranks: --zero 1 vs --zero 0: max relative difference $d (bar 0: bit for bit)"
+  le "$d" 0 || worst=1
   return $worst
 }
 
@@ -537,6 +574,7 @@ run_step parity 120
 run_step collectives 90
 run_step mpi2 120
 run_step zero 120
+run_step precision 120
 run_step cnn 150
 run_step bench-gpu 240
 run_step gpt2 150

@@ -5,82 +5,97 @@
 #include "backend_cpu.h"
 #include "bf16.h"
 
+/* The rules' loops, each with one store of the new weight: STORE(i, v) writes w[i] (and
+ * its bf16 rounding to nearest even into w16 when the pass keeps the working copy: the
+ * same loop, while w[i] is in a register). */
+#define RULES(STORE)                                                                           \
+    switch (hp->kind) {                                                                        \
+    case LK_OPT_SGD:                                                                           \
+        LK_CPU_FOR_SIMD(par, i, ln, STORE(i, w[i] - lr * GRAD(i)););                           \
+        break;                                                                                 \
+    case LK_OPT_MOMENTUM:                                                                      \
+        LK_CPU_FOR_SIMD(par, i, ln, {                                                          \
+            float b = mom * s1[i] + GRAD(i);                                                   \
+            s1[i] = b;                                                                         \
+            STORE(i, w[i] - lr * b);                                                           \
+        });                                                                                    \
+        break;                                                                                 \
+    case LK_OPT_NESTEROV:                                                                      \
+        LK_CPU_FOR_SIMD(par, i, ln, {                                                          \
+            float gi = GRAD(i);                                                                \
+            float b = mom * s1[i] + gi;                                                        \
+            s1[i] = b;                                                                         \
+            STORE(i, w[i] - lr * (gi + mom * b));                                              \
+        });                                                                                    \
+        break;                                                                                 \
+    case LK_OPT_ADAM:                                                                          \
+    case LK_OPT_ADAMW:                                                                         \
+        LK_CPU_FOR_SIMD(par, i, ln, {                                                          \
+            float gi = GRAD(i);                                                                \
+            float m = b1 * s1[i] + (1.0f - b1) * gi;                                           \
+            float v = b2 * s2[i] + (1.0f - b2) * gi * gi;                                      \
+            s1[i] = m;                                                                         \
+            s2[i] = v;                                                                         \
+            STORE(i, w[i] * decay - step * m / (sqrtf(v) * inv_bc2_sqrt + eps));               \
+        });                                                                                    \
+        break;                                                                                 \
+    case LK_OPT_RMSPROP:                                                                       \
+        LK_CPU_FOR_SIMD(par, i, ln, {                                                          \
+            float gi = GRAD(i);                                                                \
+            float v = alpha * s1[i] + (1.0f - alpha) * gi * gi;                                \
+            s1[i] = v;                                                                         \
+            float u = gi / (sqrtf(v) + eps) + mom * s2[i]; /* mom = 0: plain RMSprop */        \
+            s2[i] = u;                                                                         \
+            STORE(i, w[i] - lr * u);                                                           \
+        });                                                                                    \
+        break;                                                                                 \
+    case LK_OPT_ADAGRAD:                                                                       \
+        LK_CPU_FOR_SIMD(par, i, ln, {                                                          \
+            float gi = GRAD(i);                                                                \
+            float sum = s1[i] + gi * gi;                                                       \
+            s1[i] = sum;                                                                       \
+            STORE(i, w[i] - lr * gi / (sqrtf(sum) + eps));                                     \
+        });                                                                                    \
+        break;                                                                                 \
+    }
+
 void lk_cpu_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
-                         float *s1, float *s2, size_t n)
+                         float *s1, float *s2, uint16_t *w16, size_t n)
 {
-    (void)d;
     const long ln = (long)n;
     const float lr = hp->lr, gs = hp->grad_scale, l1 = hp->l1, mom = hp->momentum;
     const float wd = hp->kind == LK_OPT_ADAMW ? 0.0f : hp->weight_decay;
     const int par = ln > LK_CPU_PAR_MIN;
-/* the gradient the rule sees: scaled, plus L1 and coupled L2 terms */
-/* (branch-free so every loop vectorises; the extra terms are free in a
- * memory-bound loop) */
+    /* Adam: in double, as PyTorch (1 - 0.999^t in float loses ~4 digits); PyTorch divides by
+     * sqrt(bias correction 2): one division less here (a multiply by its inverse, within an
+     * ulp) in a loop that is near memory speed */
+    const int adam = hp->kind == LK_OPT_ADAM || hp->kind == LK_OPT_ADAMW;
+    const float b1 = hp->beta1, b2 = hp->beta2, eps = hp->eps, alpha = hp->alpha;
+    const float step = adam ? lr / (float)(1.0 - pow(b1, (double)hp->step)) : 0.0f;
+    const float inv_bc2_sqrt = adam ? (float)(1.0 / sqrt(1.0 - pow(b2, (double)hp->step))) : 1.0f;
+    const float decay = hp->kind == LK_OPT_ADAMW ? 1.0f - lr * hp->weight_decay : 1.0f;
+/* the gradient the rule sees: scaled, plus L1 and coupled L2 terms (branch-free so every
+ * loop vectorises; the extra terms are free in a memory-bound loop) */
 #define GRAD(i) (g[i] * gs + wd * w[i] + l1 * (float)((w[i] > 0.0f) - (w[i] < 0.0f)))
-    switch (hp->kind) {
-    case LK_OPT_SGD:
-        LK_CPU_FOR_SIMD(par, i, ln, w[i] -= lr * GRAD(i););
-        break;
-    case LK_OPT_MOMENTUM:
-        LK_CPU_FOR_SIMD(par, i, ln, {
-            float b = mom * s1[i] + GRAD(i);
-            s1[i] = b;
-            w[i] -= lr * b;
-        });
-        break;
-    case LK_OPT_NESTEROV:
-        LK_CPU_FOR_SIMD(par, i, ln, {
-            float gi = GRAD(i);
-            float b = mom * s1[i] + gi;
-            s1[i] = b;
-            w[i] -= lr * (gi + mom * b);
-        });
-        break;
-    case LK_OPT_ADAM:
-    case LK_OPT_ADAMW: {
-        const float b1 = hp->beta1, b2 = hp->beta2, eps = hp->eps;
-        /* in double, as PyTorch: 1 - 0.999^t in float loses ~4 digits */
-        const float bc1 = (float)(1.0 - pow(b1, (double)hp->step));
-        const float inv_bc2_sqrt = (float)(1.0 / sqrt(1.0 - pow(b2, (double)hp->step)));
-        const float step = lr / bc1;
-        const float decay = hp->kind == LK_OPT_ADAMW ? 1.0f - lr * hp->weight_decay : 1.0f;
-        LK_CPU_FOR_SIMD(par, i, ln, {
-            float gi = GRAD(i);
-            float m = b1 * s1[i] + (1.0f - b1) * gi;
-            float v = b2 * s2[i] + (1.0f - b2) * gi * gi;
-            s1[i] = m;
-            s2[i] = v;
-            /* PyTorch divides by sqrt(bias correction 2); one division less here (a
-             * multiply by its inverse, within an ulp) in a loop that is near memory speed */
-            w[i] = w[i] * decay - step * m / (sqrtf(v) * inv_bc2_sqrt + eps);
-        });
-        break;
-    }
-    case LK_OPT_RMSPROP: {
-        const float a = hp->alpha, eps = hp->eps;
-        LK_CPU_FOR_SIMD(par, i, ln, {
-            float gi = GRAD(i);
-            float v = a * s1[i] + (1.0f - a) * gi * gi;
-            s1[i] = v;
-            float u = gi / (sqrtf(v) + eps) + mom * s2[i]; /* mom = 0: plain RMSprop */
-            s2[i] = u;
-            w[i] -= lr * u;
-        });
-        break;
-    }
-    case LK_OPT_ADAGRAD: {
-        const float eps = hp->eps;
-        LK_CPU_FOR_SIMD(par, i, ln, {
-            float gi = GRAD(i);
-            float s = s1[i] + gi * gi;
-            s1[i] = s;
-            w[i] -= lr * gi / (sqrtf(s) + eps);
-        });
-        break;
-    }
+#define PLAIN(i, v) w[i] = (v)
+#define WITH_COPY(i, v)                    \
+    do {                                   \
+        const float nw_ = (v);             \
+        w[i] = nw_;                        \
+        w16[i] = lk_bf16_rne(nw_);         \
+    } while (0)
+    if (w16 && !hp->round.stochastic) {
+        RULES(WITH_COPY)
+    } else {
+        RULES(PLAIN)
+        if (w16) lk_cpu_cast_bf16(d, w, w16, n, &hp->round); /* its own pass: the draws come in
+                                                                blocks of four */
     }
 #undef GRAD
+#undef PLAIN
+#undef WITH_COPY
 }
+#undef RULES
 
 void lk_cpu_widen_bf16(lk_device *d, const uint16_t *x, float *y, size_t n)
 {

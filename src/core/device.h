@@ -76,6 +76,7 @@ typedef struct {
     lk_optim_kind kind;
     float lr, momentum, beta1, beta2, eps, alpha, weight_decay, l1, grad_scale;
     long step; /* 1-based step number, for Adam's bias correction */
+    lk_round round; /* how the pass writes the bf16 working copy (first: element 0's index) */
 } lk_optim_hparams;
 
 /* One matrix product as a backend plans and runs it: `count` products
@@ -241,8 +242,10 @@ typedef struct lk_backend {
     /* x = a * x + b, in place (images in [0, 1] to [-1, 1]) */
     void (*affine)(lk_device *d, float *x, float a, float b, size_t n);
     /* flat-buffer helpers */
+    /* ... and, with w16, the updated weights rounded into it as hp->round says (in the same
+     * pass where the backend can: the bf16 working copy) */
     void (*optim_update)(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
-                       float *s1, float *s2, size_t n);
+                       float *s1, float *s2, uint16_t *w16, size_t n);
     void (*sumsq)(lk_device *d, const float *x, size_t n, float *out); /* device scalar */
     /* y = bf16(x) rounded as r says (the bf16 working copy of the weights) */
     void (*cast_bf16)(lk_device *d, const float *x, uint16_t *y, size_t n, const lk_round *r);

@@ -474,7 +474,7 @@ lk_status lk_affine(lk_device *d, float *x, float a, float b, size_t n)
 }
 
 lk_status lk_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
-                        float *s1, float *s2, size_t n)
+                        float *s1, float *s2, uint16_t *w16, size_t n)
 {
     NEED(w && g, "optim_update: null buffer");
     NEED(isfinite(hp->lr) && hp->lr >= 0.0f, "optim_update: learning rate %g is not valid", (double)hp->lr);
@@ -482,7 +482,7 @@ lk_status lk_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, co
     int need2 = hp->kind == LK_OPT_ADAM || hp->kind == LK_OPT_ADAMW || hp->kind == LK_OPT_RMSPROP;
     NEED((!need1 || s1) && (!need2 || s2), "optim_update: optimizer state missing");
     NEED(hp->step >= 1, "optim_update: step must start at 1");
-    if (n) RUN(d, optim_update, hp, w, g, s1, s2, n);
+    if (n) RUN(d, optim_update, hp, w, g, s1, s2, w16, n);
     return LK_OK;
 }
 

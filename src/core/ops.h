@@ -124,7 +124,7 @@ lk_status lk_randn(lk_device *d, float *out, size_t n, uint64_t seed, uint64_t k
 lk_status lk_affine(lk_device *d, float *x, float a, float b, size_t n);
 
 lk_status lk_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
-                        float *s1, float *s2, size_t n);
+                        float *s1, float *s2, uint16_t *w16, size_t n);
 /* y = bf16(x), rounded as r says */
 lk_status lk_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, const lk_round *r);
 /* y = float32(x) */

@@ -186,9 +186,11 @@ static lk_status update(lk_optim *o, lk_optim_hparams *hp, float *w, const float
 #define RUN_PART(a, b, wd, l1_)                                                                   \
     do {                                                                                         \
         hp->weight_decay = (wd), hp->l1 = (l1_);                                                 \
+        hp->round.first = (a);                                                                   \
         LK_CHECK(lk_optim_update(o->dev, hp, w + (a), g + ((a) - g_from),                          \
                                  o->s1 ? o->s1 + ((a) - o->lo) : NULL,                            \
-                                 o->s2 ? o->s2 + ((a) - o->lo) : NULL, (b) - (a)));               \
+                                 o->s2 ? o->s2 + ((a) - o->lo) : NULL,                            \
+                                 o->w16 ? o->w16 + (a) : NULL, (b) - (a)));                       \
     } while (0)
     const float wd = hp->weight_decay, l1 = hp->l1;
     if (o->cfg.decay != LK_DECAY_MATRICES || (wd == 0.0f && l1 == 0.0f)) {
@@ -253,13 +255,9 @@ lk_status lk_optim_step_range(lk_optim *o, float *w, const float *g, size_t g_fr
         .kind = c->kind, .lr = lk_optim_lr_at(c, o->step), .momentum = c->momentum,
         .beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps, .alpha = c->alpha,
         .weight_decay = c->weight_decay, .l1 = c->l1, .grad_scale = grad_scale,
-        .step = o->step + 1,
+        .step = o->step + 1, .round = {o->round.stochastic, o->round.seed, (uint64_t)(o->step + 1), 0},
     };
-    if (a < b) LK_CHECK(update(o, &hp, w, g, g_from, a, b));
-    if (a < b && o->w16) {
-        const lk_round r = {o->round.stochastic, o->round.seed, (uint64_t)hp.step, a};
-        LK_CHECK(lk_cast_bf16(o->dev, w + a, o->w16 + a, b - a, &r));
-    }
+    if (a < b) LK_CHECK(update(o, &hp, w, g, g_from, a, b)); /* (and the working copy, if any) */
     o->last_lr = hp.lr;
     if (last) o->step++;
     return LK_OK;

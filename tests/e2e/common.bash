@@ -59,3 +59,10 @@ expect_nonzero() {
   grep -qF -- "$needle" "$TMP/out" || fail "'$*': output does not mention '$needle': $(tail -20 "$TMP/out")"
   echo "ok: exit $rc after $((SECONDS - t0)) s: $(grep -F -- "$needle" "$TMP/out" | head -1)"
 }
+
+# check_models NAME DIR_A DIR_B TOL: their model.safetensors within TOL (max_rel_diff), said
+check_models() {
+  local d; d=$(max_rel_diff "$2/model.safetensors" "$3/model.safetensors")
+  echo "$1: max relative difference $d"
+  /usr/bin/python3 -c "import sys; sys.exit(0 if $d <= $4 else 1)" || fail "$1: $d > $4"
+}

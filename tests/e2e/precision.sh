@@ -17,11 +17,7 @@ source "$(dirname "$0")/common.bash"
 [[ -d /usr/share/datasets/fashion-mnist ]] || { echo "SKIP: dataset-fashion-mnist not installed"; exit 0; }
 common=(--train-limit 3000 --val-limit 200 --lr 0.05 --optim momentum --seed 7 --quiet --threads 1
         --precision bf16)
-check() { # name reference candidate tolerance
-  local d; d=$(max_rel_diff "$2/model.safetensors" "$3/model.safetensors")
-  echo "$1: max relative difference $d"
-  /usr/bin/python3 -c "import sys; sys.exit(0 if $d <= $4 else 1)" || fail "$1: $d > $4"
-}
+check() { check_models "$@"; } # name reference candidate tolerance
 for model in mlp cnn; do
   steps=$([[ $model == mlp ]] && echo 40 || echo 8)
   "$LK" train --model $model --steps $steps --batch 48 "${common[@]}" --save "$TMP/$model-1x48"

@@ -96,13 +96,6 @@ static void test_slots(void **state)
     TU_FAILS_WITH(lk_comm_sum_bf16(C, b[0], NULL, 1), LK_ERR_ARG, "counts");
 }
 
-static const char *fake_lo, *fake_hi;
-static int fake_owns(lk_device *d, const void *p)
-{
-    (void)d;
-    return (const char *)p >= fake_lo && (const char *)p < fake_hi;
-}
-
 /* a device buffer goes through the staging buffer (a CPU device that claims it cannot
  * read its memory) */
 static void test_device_buffer(void **state)
@@ -110,13 +103,9 @@ static void test_device_buffer(void **state)
     (void)state;
     enum { N = 3001 };
     static lk_backend fake_ops;
-    fake_ops = *tu_cpu()->ops;
-    fake_ops.owns = fake_owns;
-    lk_device fake = *tu_cpu();
-    fake.ops = &fake_ops;
-    fake.host_addressable = 0;
-    uint16_t *dev = malloc(N * sizeof *dev);
-    fake_lo = (const char *)dev, fake_hi = (const char *)(dev + N);
+    lk_device fake;
+    uint16_t *dev = calloc(N, sizeof *dev);
+    tu_fake_device(&fake, &fake_ops, dev, N * sizeof *dev);
     TU_OK(lk_comm_use_device(C, &fake, N * sizeof(float)));
     size_t counts[64];
     lk_comm_even_counts(C, N, counts);
@@ -193,20 +182,11 @@ static void test_buckets(void **state)
 
 int main(int argc, char **argv)
 {
-    lk_status s = lk_comm_open(&C, "auto", &argc, &argv);
-    if (s != LK_OK) {
-        fprintf(stderr, "cannot open the communicator: %s\n", lk_error_message());
-        return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sums),
         cmocka_unit_test(test_slots),
         cmocka_unit_test(test_device_buffer),
         cmocka_unit_test(test_buckets),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    double f = failed; /* a failure on any rank fails every rank */
-    if (lk_comm_allreduce_f64(C, &f, 1, LK_REDUCE_MAX) != LK_OK) f = 1;
-    lk_comm_close(C);
-    return f > 0 ? 1 : 0;
+    return tu_mpi_main(&argc, &argv, &C, tests, sizeof tests / sizeof *tests);
 }

@@ -248,12 +248,6 @@ static void test_f64_and_barrier(void **state)
 /* Device buffers (a GPU's, which MPI cannot read) go through the pinned staging
  * buffer. A "device" here is the CPU backend that claims one malloc'd block as memory
  * the host cannot address, so the staging path runs without a GPU. */
-static const char *fake_lo, *fake_hi;
-static int fake_owns(lk_device *d, const void *p)
-{
-    (void)d;
-    return (const char *)p >= fake_lo && (const char *)p < fake_hi;
-}
 
 /* buf[i] == scale * sum over ranks of contrib(r, i), to 1e-6 relative */
 static void check_sum_over_ranks(const char *what, const float *buf, size_t n, double scale)
@@ -272,14 +266,9 @@ static void test_device_buffers(void **state)
     (void)state;
     enum { N = 1000 };
     static lk_backend fake_ops;
-    fake_ops = *tu_cpu()->ops;
-    fake_ops.owns = fake_owns;
-    lk_device fake = *tu_cpu();
-    fake.ops = &fake_ops;
-    fake.host_addressable = 0;
-    float *dev = malloc(2 * N * sizeof *dev);
-    fake_lo = (const char *)dev;
-    fake_hi = (const char *)(dev + 2 * N);
+    lk_device fake;
+    float *dev = calloc(2 * N, sizeof *dev);
+    tu_fake_device(&fake, &fake_ops, dev, 2 * N * sizeof *dev);
     TU_OK(lk_comm_use_device(C, &fake, N * sizeof(float)));
     for (size_t i = 0; i < N; i++) dev[i] = contrib(C->rank, i);
     TU_OK(lk_comm_allreduce(C, dev, N, LK_REDUCE_SUM));
@@ -438,12 +427,6 @@ static void test_buckets_auto(void **state)
 
 int main(int argc, char **argv)
 {
-    lk_status s = lk_comm_open(&C, "auto", &argc, &argv);
-    if (s != LK_OK) {
-        fprintf(stderr, "cannot open the communicator: %s\n", lk_error_message());
-        return 1;
-    }
-    printf("rank %d of %d (%s backend)\n", C->rank, C->world, C->vt->name);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_allreduce),   cmocka_unit_test(test_async_slots),
         cmocka_unit_test(test_broadcast),   cmocka_unit_test(test_reduce_scatter),
@@ -453,10 +436,5 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_allreduce_shm), cmocka_unit_test(test_shard_shm), cmocka_unit_test(test_buckets_comm_thread_shm),
         cmocka_unit_test(test_device_buffers), cmocka_unit_test(test_nccl_one_rank),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    /* a failure on any rank fails every rank */
-    double f = failed;
-    if (lk_comm_allreduce_f64(C, &f, 1, LK_REDUCE_MAX) != LK_OK) f = 1;
-    lk_comm_close(C);
-    return f > 0 ? 1 : 0;
+    return tu_mpi_main(&argc, &argv, &C, tests, sizeof tests / sizeof *tests);
 }

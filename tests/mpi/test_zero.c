@@ -148,18 +148,9 @@ static void test_checkpoint_any_world(void **state)
 
 int main(int argc, char **argv)
 {
-    lk_status s = lk_comm_open(&C, "auto", &argc, &argv);
-    if (s != LK_OK) {
-        fprintf(stderr, "cannot open the communicator: %s\n", lk_error_message());
-        return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shard_map),
         cmocka_unit_test(test_checkpoint_any_world),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    double f = failed; /* a failure on any rank fails every rank */
-    if (lk_comm_allreduce_f64(C, &f, 1, LK_REDUCE_MAX) != LK_OK) f = 1;
-    lk_comm_close(C);
-    return f > 0 ? 1 : 0;
+    return tu_mpi_main(&argc, &argv, &C, tests, sizeof tests / sizeof *tests);
 }

@@ -1235,14 +1235,33 @@ static void case_optim_update(void **state)
         }
         pair_push(&s1), pair_push(&s2);
         lk_optim_hparams hp = {(lk_optim_kind)kind, 0.01f, 0.9f, 0.9f, 0.999f, 1e-8f, 0.99f,
-                               0.01f, 1e-4f, 0.5f, 3};
+                               0.01f, 1e-4f, 0.5f, 3, {0, 0, 0, 0}};
+        /* the last step also writes the bf16 working copy: to nearest even for the odd kinds,
+         * stochastically for the even ones (keyed: step 5, from element 1000) */
+        uint16_t *c16 = lk_dev_alloc(CPU, n * 2), *g16 = lk_dev_alloc(GPU, n * 2), *h16 = malloc(n * 2);
         for (int step = 0; step < 3; step++, hp.step++) {
-            CPU->ops->optim_update(CPU, &hp, w.c, g.c, s1.c, s2.c, n);
-            GPU->ops->optim_update(GPU, &hp, w.g, g.g, s1.g, s2.g, n);
+            const int last = step == 2;
+            hp.round = (lk_round){kind % 2 == 0, 9, 5, 1000};
+            CPU->ops->optim_update(CPU, &hp, w.c, g.c, s1.c, s2.c, last ? c16 : NULL, n);
+            GPU->ops->optim_update(GPU, &hp, w.g, g.g, s1.g, s2.g, last ? g16 : NULL, n);
         }
         same("optim_update w", &w, 1e-5);
         same("optim_update s1", &s1, 1e-5);
         same("optim_update s2", &s2, 1e-5);
+        /* each device's copy is its own weights' rounding, bit for bit */
+        float *gw = malloc(n * sizeof *gw);
+        lk_copy_to_host(GPU, gw, w.g, n * sizeof *gw);
+        lk_copy_to_host(GPU, h16, g16, n * 2);
+        TU_OK(lk_device_status(GPU));
+        for (size_t i = 0; i < n; i++) {
+            const uint16_t ec = lk_bf16_round(w.c[i], kind % 2 == 0, 9, 5, 1000 + i);
+            const uint16_t eg = lk_bf16_round(gw[i], kind % 2 == 0, 9, 5, 1000 + i);
+            if (c16[i] != ec || h16[i] != eg)
+                fail_msg("optim_update's working copy [%zu]: cpu %#x (want %#x), cuda %#x (want %#x)", i,
+                         c16[i], ec, h16[i], eg);
+        }
+        free(gw), free(h16);
+        lk_dev_free(CPU, c16), lk_dev_free(GPU, g16);
         pair_free(&w), pair_free(&g), pair_free(&s1), pair_free(&s2);
     }
 }

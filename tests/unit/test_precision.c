@@ -238,27 +238,14 @@ static void test_layers(void **state)
 /* ---- whole models ---- */
 
 typedef struct {
-    const char *name;
-    lk_shape sample;
-    int classes;
-    lk_arch arch;
-    int batch;
+    tu_zoo_spec z;
     double fwd_tol;  /* every layer's output */
     double grad_tol; /* gradients after every layer's rounding (0: forward only) */
 } spec;
 
-static lk_model *build(const spec *sp, lk_dtype t)
-{
-    lk_model *m;
-    TU_OK(lk_model_create(&m, tu_cpu(), &sp->sample));
-    TU_OK(lk_zoo_build(sp->name, m, sp->classes, &sp->arch));
-    TU_OK(lk_model_set_precision(m, t, NULL));
-    TU_OK(lk_model_build(m, sp->batch));
-    TU_OK(lk_model_init(m, LK_INIT_DEFAULT, 11));
-    return m;
-}
+static lk_model *build(const spec *sp, lk_dtype t) { return tu_zoo_model(&sp->z, LK_RECOMPUTE_NONE, t, LK_BUILD_FULL); }
 
-static int tokens(const spec *sp) { return !strncmp(sp->name, "gpt", 3); }
+static int tokens(const spec *sp) { return !strncmp(sp->z.name, "gpt", 3); }
 
 /* The gradient of cross-entropy over each row's classes against made-up labels, at the
  * fp32 model's output, into dout (both models' backward passes start from it). */
@@ -268,7 +255,7 @@ static void loss_grad(const spec *sp, lk_model *m, const lk_tensor *out, float *
     float *o = malloc(n * sizeof *o);
     memcpy(o, out->data, n * sizeof *o);
     const int valid = lk_model_out_valid(m);
-    const size_t ld = tokens(sp) ? (size_t)m->layers[m->nlayers - 1]->out.d[1] : n / (size_t)sp->batch;
+    const size_t ld = tokens(sp) ? (size_t)m->layers[m->nlayers - 1]->out.d[1] : n / (size_t)sp->z.batch;
     const size_t rows = n / ld;
     for (size_t r = 0; r < rows; r++) {
         const float *z = o + r * ld;
@@ -294,41 +281,41 @@ static void check_model(const spec *sp)
     assert_null(a->params16);
     assert_non_null(b->params16);
     assert_memory_equal(a->params, b->params, a->nparams * sizeof(float)); /* the same masters */
-    const size_t in = lk_shape_numel(&sp->sample) * (size_t)sp->batch;
+    const size_t in = lk_shape_numel(&sp->z.sample) * (size_t)sp->z.batch;
     lk_model *ms[2] = {a, b};
     lk_tensor out[2];
     for (int k = 0; k < 2; k++) {
         float *x = lk_model_input(ms[k]);
         for (size_t i = 0; i < in; i++)
-            x[i] = tokens(sp) ? (float)((i * 7) % (size_t)sp->classes) : (float)((i * 37) % 101) / 101.0f;
-        TU_OK(lk_model_forward(ms[k], sp->batch, 1, 0, &out[k]));
+            x[i] = tokens(sp) ? (float)((i * 7) % (size_t)sp->z.classes) : (float)((i * 37) % 101) / 101.0f;
+        TU_OK(lk_model_forward(ms[k], sp->z.batch, 1, 0, &out[k]));
     }
     /* the working copy is the rounded master once forward ran (refreshed after init) */
     for (size_t i = 0; i < b->nparams; i++)
-        if (b->params16[i] != lk_bf16_rne(b->params[i])) fail_msg("%s: working copy [%zu] stale", sp->name, i);
+        if (b->params16[i] != lk_bf16_rne(b->params[i])) fail_msg("%s: working copy [%zu] stale", sp->z.name, i);
     double worst = 0;
     char what[96];
     for (int l = 0; l < a->nlayers; l++) {
         if (a->layers[l]->vt->alias) continue;
-        const size_t n = lk_shape_numel(&a->layers[l]->out) * (size_t)sp->batch;
-        snprintf(what, sizeof what, "%s layer %d (%s) output", sp->name, l, a->layers[l]->vt->type);
+        const size_t n = lk_shape_numel(&a->layers[l]->out) * (size_t)sp->z.batch;
+        snprintf(what, sizeof what, "%s layer %d (%s) output", sp->z.name, l, a->layers[l]->vt->type);
         worst = fmax(worst, within(what, a->act[l + 1], b->act[l + 1], n, sp->fwd_tol));
     }
     double gworst = 0;
     if (sp->grad_tol > 0) {
         loss_grad(sp, a, &out[0], b->dout);
         loss_grad(sp, a, &out[0], a->dout); /* (a's output may live where its dout goes) */
-        for (int k = 0; k < 2; k++) TU_OK(lk_model_backward_ex(ms[k], sp->batch, 0, LK_GRADS_REPLACE));
+        for (int k = 0; k < 2; k++) TU_OK(lk_model_backward_ex(ms[k], sp->z.batch, 0, LK_GRADS_REPLACE));
         const int np = lk_model_param_count(a);
         for (int i = 0; i < np; i++) {
             char name[64];
             const lk_param *pa = lk_model_param(a, i, name, sizeof name), *pb = lk_model_param(b, i, NULL, 0);
             if (!pa->g) continue; /* a buffer */
-            snprintf(what, sizeof what, "%s gradient %s", sp->name, name);
+            snprintf(what, sizeof what, "%s gradient %s", sp->z.name, name);
             gworst = fmax(gworst, within(what, pa->g, pb->g, lk_shape_numel(&pa->shape), sp->grad_tol));
         }
     }
-    printf("%-12s layer outputs within %.2f of %g", sp->name, worst, sp->fwd_tol);
+    printf("%-12s layer outputs within %.2f of %g", sp->z.name, worst, sp->fwd_tol);
     if (sp->grad_tol > 0) printf(", gradients within %.2f of %g", gworst, sp->grad_tol);
     printf("\n");
     lk_model_destroy(a);
@@ -340,15 +327,15 @@ static void test_models(void **state)
     (void)state;
     const lk_shape img = {3, {1, 28, 28}}, seq = {2, {28, 28}};
     const spec specs[] = {
-        {"mlp", img, 10, {0}, 8, 1e-2, 1e-2},
-        {"cnn", img, 10, {0}, 4, 1e-2, 0},
+        {{"mlp", img, 10, {0}, 8}, 1e-2, 1e-2},
+        {{"cnn", img, 10, {0}, 4}, 1e-2, 0},
         /* batch statistics of 16 samples: a small spread divides the rounding */
-        {"cnn-bn", img, 10, {0}, 16, 5e-2, 0},
-        {"lstm", seq, 10, {0}, 4, 1e-2, 1e-2},
-        {"gru", seq, 10, {0}, 4, 1e-2, 1e-2},
-        {"gpt", {1, {32}}, 61, {3, 2, 32, 32, LK_GELU_DEFAULT}, 3, 1e-2, 3e-2},
-        {"autoencoder", img, 10, {0}, 4, 1e-2, 0},
-        {"vae", img, 10, {0}, 4, 1e-2, 0},
+        {{"cnn-bn", img, 10, {0}, 16}, 5e-2, 0},
+        {{"lstm", seq, 10, {0}, 4}, 1e-2, 1e-2},
+        {{"gru", seq, 10, {0}, 4}, 1e-2, 1e-2},
+        {{"gpt", {1, {32}}, 61, {3, 2, 32, 32, LK_GELU_DEFAULT}, 3}, 1e-2, 3e-2},
+        {{"autoencoder", img, 10, {0}, 4}, 1e-2, 0},
+        {{"vae", img, 10, {0}, 4}, 1e-2, 0},
     };
     for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) check_model(&specs[i]);
 }
@@ -404,7 +391,7 @@ static void test_set_precision(void **state)
     TU_OK(lk_precision_parse("bf16", &t));
     assert_int_equal(t, LK_BF16);
     TU_FAILS_WITH(lk_precision_parse("fp16", &t), LK_ERR_ARG, "fp32, bf16");
-    const spec mlp = {"mlp", {3, {1, 28, 28}}, 10, {0}, 2, 0, 0};
+    const spec mlp = {{"mlp", {3, {1, 28, 28}}, 10, {0}, 2}, 0, 0};
     lk_model *m = build(&mlp, LK_BF16);
     TU_FAILS_WITH(lk_model_set_precision(m, LK_F32, NULL), LK_ERR_STATE, "before");
     for (int l = 0; l < m->nlayers; l++) assert_int_equal(m->layers[l]->compute, LK_BF16);

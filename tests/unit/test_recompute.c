@@ -14,24 +14,9 @@
 #include "models/zoo.h"
 #include "testutil.h"
 
-typedef struct {
-    const char *name;
-    lk_shape sample;
-    int classes;
-    lk_arch arch;
-    int batch;
-} spec;
+typedef tu_zoo_spec spec;
 
-static lk_model *build(const spec *sp, lk_recompute r, lk_build how)
-{
-    lk_model *m;
-    TU_OK(lk_model_create(&m, tu_cpu(), &sp->sample));
-    TU_OK(lk_zoo_build(sp->name, m, sp->classes, &sp->arch));
-    TU_OK(lk_model_set_recompute(m, r));
-    TU_OK(lk_model_build_ex(m, sp->batch, how));
-    if (how != LK_BUILD_DRY) TU_OK(lk_model_init(m, LK_INIT_DEFAULT, 11));
-    return m;
-}
+static lk_model *build(const spec *sp, lk_recompute r, lk_build how) { return tu_zoo_model(sp, r, LK_F32, how); }
 
 /* two steps (the second's backward adds to the first's gradients) of a made-up loss: dout
  * a fixed function of the output; returns the gradients and the outputs, host copies */

@@ -1,6 +1,9 @@
 /* testutil.c - shared helpers for the cmocka tests. */
 #include "testutil.h"
 
+#include "comm/comm.h"
+#include "core/model.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,4 +70,49 @@ const char *tu_write(const char *name, const void *bytes, size_t n)
     }
     fclose(f);
     return p;
+}
+
+static const char *fake_lo, *fake_hi;
+static int fake_owns(lk_device *d, const void *p)
+{
+    (void)d;
+    return (const char *)p >= fake_lo && (const char *)p < fake_hi;
+}
+
+void tu_fake_device(lk_device *dev, lk_backend *ops, const void *lo, size_t bytes)
+{
+    *ops = *tu_cpu()->ops;
+    ops->owns = fake_owns;
+    *dev = *tu_cpu();
+    dev->ops = ops;
+    dev->host_addressable = 0;
+    fake_lo = lo;
+    fake_hi = (const char *)lo + bytes;
+}
+
+int tu_mpi_main(int *argc, char ***argv, struct lk_comm **comm, const struct CMUnitTest *tests,
+                size_t ntests)
+{
+    lk_status s = lk_comm_open(comm, "auto", argc, argv);
+    if (s != LK_OK) {
+        fprintf(stderr, "cannot open the communicator: %s\n", lk_error_message());
+        return 1;
+    }
+    int failed = _cmocka_run_group_tests("tests", tests, ntests, NULL, NULL);
+    double f = failed; /* a failure on any rank fails every rank */
+    if (lk_comm_allreduce_f64(*comm, &f, 1, LK_REDUCE_MAX) != LK_OK) f = 1;
+    lk_comm_close(*comm);
+    return f > 0 ? 1 : 0;
+}
+
+struct lk_model *tu_zoo_model(const tu_zoo_spec *sp, int recompute, lk_dtype precision, int build)
+{
+    lk_model *m;
+    TU_OK(lk_model_create(&m, tu_cpu(), &sp->sample));
+    TU_OK(lk_zoo_build(sp->name, m, sp->classes, &sp->arch));
+    TU_OK(lk_model_set_recompute(m, (lk_recompute)recompute));
+    TU_OK(lk_model_set_precision(m, precision, NULL));
+    TU_OK(lk_model_build_ex(m, sp->batch, (lk_build)build));
+    if (build != LK_BUILD_DRY) TU_OK(lk_model_init(m, LK_INIT_DEFAULT, 11));
+    return m;
 }

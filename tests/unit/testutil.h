@@ -9,6 +9,8 @@
 #include <cmocka.h>
 
 #include "core/device.h"
+#include "core/tensor.h"
+#include "models/zoo.h"
 
 /* A CPU device with 1 thread (opened once per test binary, closed at exit). */
 lk_device *tu_cpu(void);
@@ -16,6 +18,24 @@ lk_device *tu_cpu(void);
 const char *tu_tmpdir(void);
 /* Writes bytes to tu_tmpdir()/name and returns that path (a ring of 64 buffers). */
 const char *tu_write(const char *name, const void *bytes, size_t n);
+/* A CPU device (*dev, its vtable in *ops) that claims the bytes [lo, lo + bytes) as memory
+ * the host cannot address: the communicator's staging path for device buffers, on a CPU. */
+void tu_fake_device(lk_device *dev, lk_backend *ops, const void *lo, size_t bytes);
+/* An MPI test's main: opens the communicator (*comm), runs the tests, fails every rank when
+ * one fails, closes; returns the exit status. */
+struct lk_comm;
+int tu_mpi_main(int *argc, char ***argv, struct lk_comm **comm, const struct CMUnitTest *tests,
+                size_t ntests);
+/* A zoo model built on tu_cpu() and initialised (seed 11; not for LK_BUILD_DRY). */
+typedef struct {
+    const char *name;
+    lk_shape sample;
+    int classes;
+    lk_arch arch;
+    int batch;
+} tu_zoo_spec;
+struct lk_model;
+struct lk_model *tu_zoo_model(const tu_zoo_spec *sp, int recompute, lk_dtype precision, int build);
 /* Fails the test with lk_error_message() when s != LK_OK. */
 #define TU_OK(expr)                                                                   \
     do {                                                                              \

@@ -81,7 +81,7 @@ void lk_cuda_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float 
 void lk_cuda_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float *dy,
                              const int32_t *argmax, float *dx);
 void lk_cuda_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
-                          float *s1, float *s2, size_t n);
+                          float *s1, float *s2, uint16_t *w16, size_t n);
 /* products and bf16 conversions (backend_cuda_bf16.cu) */
 void lk_cuda_matmul(lk_device *d, const lk_gemm_desc *p, const void *a, const void *b, float *c);
 lk_status lk_cuda_gemm_plan(lk_device *d, const lk_gemm_desc *p);

@@ -5,12 +5,18 @@
 
 #include <math.h>
 
+extern "C" {
+#include "../bf16.h"
+}
+
 typedef struct {
     int kind;
     float lr, gs, wd, l1, mom, b1, b2, eps, alpha, step, bc2_sqrt, decay;
 } optim_args;
 
-__global__ void k_optim(optim_args a, float *w, const float *g, float *s1, float *s2, size_t n)
+/* with w16, each new weight is also rounded into the bf16 working copy, as r says */
+__global__ void k_optim(optim_args a, float *w, const float *g, float *s1, float *s2, uint16_t *w16,
+                        lk_round r, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
@@ -55,11 +61,12 @@ __global__ void k_optim(optim_args a, float *w, const float *g, float *s1, float
             break;
         }
         }
+        if (w16) w16[i] = lk_bf16_round(w[i], r.stochastic, r.seed, r.key, r.first + i);
     }
 }
 
 void lk_cuda_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
-                          float *s1, float *s2, size_t n)
+                          float *s1, float *s2, uint16_t *w16, size_t n)
 {
     lk_cuda *c = lk_cuda_of(d);
     if (!n) return;
@@ -83,6 +90,6 @@ void lk_cuda_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, co
         a.step = hp->lr / (float)bc1;
         if (hp->kind == LK_OPT_ADAMW) a.decay = 1.0f - hp->lr * hp->weight_decay;
     }
-    k_optim<<<lk_cuda_blocks(c, n), LK_CUDA_THREADS, 0, c->stream>>>(a, w, g, s1, s2, n);
+    k_optim<<<lk_cuda_blocks(c, n), LK_CUDA_THREADS, 0, c->stream>>>(a, w, g, s1, s2, w16, hp->round, n);
     LK_LAUNCHED(c);
 }
