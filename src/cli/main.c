@@ -529,12 +529,14 @@ static int cmd_info(void)
         lk_backend_cpu_math_info(&mi);
         printf("cpu math: %s, dispatching to %s (the CPU reports %s); float32 products: %s\n",
                mi.library, mi.isa, mi.cpu_isa, mi.fp32_kernel);
-        printf("bf16 products (--precision bf16): %s\n",
-               mi.bf16_native ? "native bf16 instructions" : !strcmp(mi.bf16_kernel, "none")
-                   ? "none in oneDNN on this CPU: lockstep rounds the operands to bf16 and multiplies "
-                     "in float32 (the same values, float32's speed)"
-                   : "emulated by oneDNN (no bf16 instructions): slower than float32");
-        if (mi.bf16_native || strcmp(mi.bf16_kernel, "none")) printf("  oneDNN's bf16 matmul: %s\n", mi.bf16_kernel);
+        if (mi.bf16_onednn)
+            printf("bf16 products (--precision bf16): oneDNN's bf16 kernels, %s\n", mi.bf16_kernel);
+        else
+            printf("bf16 products (--precision bf16): float32 products of bf16-rounded operands (the "
+                   "same values; oneDNN's bf16 matmul here: %s%s)\n", mi.bf16_kernel,
+                   !strcmp(mi.bf16_kernel, "none") ? ""
+                   : mi.bf16_native ? ", slower than its float32 one without AMX"
+                                    : ", converting: no bf16 instructions");
         if (mi.below)
             fprintf(stderr,
                     "warning: oneDNN dispatches to %s but this CPU supports %s: an old oneDNN, a "

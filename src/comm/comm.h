@@ -46,9 +46,10 @@ typedef struct {
      * (every rank's part exchanged, then each rank adds its own), and with gather every
      * rank's buf holds every part (an all-reduce: half the bytes of a float32 one). counts
      * is read during the call only. Started now and finished by wait(slot); or blocking.
-     * (test(slot) may find the exchange done and add, but never starts the all-gather:
-     * every rank must start collectives in the same order, and only wait comes at the
-     * same point everywhere. An all-reduce is finished by wait alone.) */
+     * (MPI: the all-gathers go through a communicator of their own, each started in the
+     * order the all-reduces were, from test or wait, once its sums are added: ranks must
+     * start a communicator's collectives in one order, and exchanges complete at
+     * different times on different ranks.) */
     lk_status (*sum_bf16_start)(lk_comm *c, uint16_t *buf, const size_t *counts, int gather, int slot);
     lk_status (*sum_bf16)(lk_comm *c, uint16_t *buf, const size_t *counts, int gather);
     /* recv = world blocks of `bytes` bytes, block r from rank r */

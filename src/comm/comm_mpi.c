@@ -14,9 +14,10 @@
 /* A bf16 sum in flight (sum_bf16_start): the parts' exchange, then this rank's sum, then
  * (an all-reduce) the all-gather of the sums. */
 typedef struct {
-    int phase;    /* 0 none; 1 the exchange in flight; 2 added, the all-gather not started;
-                     3 the all-gather in flight */
+    int phase;    /* 0 none; 1 the exchange in flight; 2 added, the all-gather not started
+                     (not its turn yet); 3 the all-gather in flight */
     int gather;
+    unsigned long seq; /* an all-reduce's place in the order of all-gathers */
     uint16_t *buf;
     uint16_t *rx; /* every rank's copy of this rank's part, rank after rank */
     size_t rx_cap;
@@ -25,6 +26,8 @@ typedef struct {
 typedef struct {
     MPI_Comm world, node;
     MPI_Comm cross;                    /* ranks of the same local rank on every host */
+    MPI_Comm gathers;                  /* bf16 all-reduces' all-gathers, in their own order */
+    unsigned long gather_seq, gather_turn; /* the next all-reduce's number; the next to gather */
     void *region;                      /* the host's shared memory (use_shm) */
     size_t region_bytes;
     lk_shm shm;
@@ -114,14 +117,15 @@ static lk_status mpi_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce
     return LK_OK;
 }
 
-static lk_status bf16_next(lk_comm *c, int slot, int may_start, int *done);
+static lk_status bf16_next(lk_comm *c, int slot, int *done);
+static lk_status bf16_turn(lk_comm *c, int slot);
 
 static lk_status mpi_test(lk_comm *c, int slot, int *done)
 {
     mpi_impl *m = c->impl;
     *done = 1;
     if (m->req[slot] != MPI_REQUEST_NULL) MPI_TRY(c, MPI_Test(&m->req[slot], done, MPI_STATUS_IGNORE));
-    if (*done && m->b16[slot].phase) return bf16_next(c, slot, 0, done);
+    if (*done && m->b16[slot].phase) return bf16_next(c, slot, done);
     if (*done) finish_avg(c, m, slot);
     return LK_OK;
 }
@@ -130,9 +134,10 @@ static lk_status mpi_wait(lk_comm *c, int slot)
 {
     mpi_impl *m = c->impl;
     for (int done = 0; !done;) {
+        if (m->b16[slot].phase == 2) LK_CHECK(bf16_turn(c, slot)); /* the earlier ones first */
         if (m->req[slot] != MPI_REQUEST_NULL) MPI_TRY(c, MPI_Wait(&m->req[slot], MPI_STATUS_IGNORE));
         done = 1;
-        if (m->b16[slot].phase) LK_CHECK(bf16_next(c, slot, 1, &done));
+        if (m->b16[slot].phase) LK_CHECK(bf16_next(c, slot, &done));
     }
     finish_avg(c, m, slot);
     return LK_OK;
@@ -357,6 +362,7 @@ static lk_status mpi_sum_bf16_start(lk_comm *c, uint16_t *buf, const size_t *cou
     static uint16_t dummy;
     s->buf = buf ? buf : &dummy;
     s->gather = gather;
+    if (gather) s->seq = m->gather_seq++;
     const int w = c->world;
     MPI_TRY(c, MPI_Ialltoallv(s->buf, a, a + w, MPI_UINT16_T, s->rx ? s->rx : &dummy, a + 2 * w, a + 3 * w,
                               MPI_UINT16_T, m->world, &m->req[slot]));
@@ -364,10 +370,59 @@ static lk_status mpi_sum_bf16_start(lk_comm *c, uint16_t *buf, const size_t *cou
     return LK_OK;
 }
 
-/* The slot's request completed: the next phase; *done once there is none. The all-gather
- * starts only from wait (may_start): every rank must start its collectives in the same
- * order, and wait comes at the same point on every rank, a completed test does not. */
-static lk_status bf16_next(lk_comm *c, int slot, int may_start, int *done)
+/* Ranks must start the collectives of a communicator in one order, and when an exchange
+ * completes differs between ranks: the all-gathers go through a communicator of their own
+ * (`gathers`), each started in the order the all-reduces were (its turn), as soon as its
+ * sums are added and the one before it has started - from test as from wait. */
+static lk_status start_gather(lk_comm *c, int slot)
+{
+    mpi_impl *m = c->impl;
+    bf16_slot *s = &m->b16[slot];
+    const size_t at = (size_t)slot * (size_t)c->world;
+    s->phase = 3;
+    m->gather_turn++;
+    MPI_TRY(c, MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, s->buf, m->counts + at, m->displs + at,
+                               MPI_UINT16_T, m->gathers, &m->req[slot]));
+    return LK_OK;
+}
+
+/* the slot whose all-gather is next, or -1 */
+static int turn_slot(const mpi_impl *m)
+{
+    for (int k = 0; k < LK_COMM_MAX_SLOTS; k++)
+        if (m->b16[k].phase && m->b16[k].phase < 3 && m->b16[k].gather && m->b16[k].seq == m->gather_turn)
+            return k;
+    return -1;
+}
+
+/* Starts every all-gather whose turn has come and whose sums are added. */
+static lk_status gathers_due(lk_comm *c)
+{
+    mpi_impl *m = c->impl;
+    for (int k = turn_slot(m); k >= 0 && m->b16[k].phase == 2; k = turn_slot(m)) LK_CHECK(start_gather(c, k));
+    return LK_OK;
+}
+
+/* Until slot's all-gather has started: the earlier all-reduces' exchanges waited for (every
+ * rank started them), added and gathered, in their order. */
+static lk_status bf16_turn(lk_comm *c, int slot)
+{
+    mpi_impl *m = c->impl;
+    while (m->b16[slot].phase == 2) {
+        const int k = turn_slot(m);
+        if (k < 0) return LK_ERR(LK_ERR_STATE, "rank %d: a bf16 all-reduce lost its place", c->rank);
+        if (m->b16[k].phase == 1) {
+            if (m->req[k] != MPI_REQUEST_NULL) MPI_TRY(c, MPI_Wait(&m->req[k], MPI_STATUS_IGNORE));
+            bf16_add(c, k);
+            m->b16[k].phase = 2;
+        }
+        LK_CHECK(start_gather(c, k));
+    }
+    return LK_OK;
+}
+
+/* The slot's request completed: the next phase; *done once there is none. */
+static lk_status bf16_next(lk_comm *c, int slot, int *done)
 {
     mpi_impl *m = c->impl;
     bf16_slot *s = &m->b16[slot];
@@ -376,20 +431,13 @@ static lk_status bf16_next(lk_comm *c, int slot, int may_start, int *done)
         bf16_add(c, slot);
         s->phase = s->gather ? 2 : 0;
     }
-    if (s->phase == 2 && !may_start) {
-        *done = 0;
-        return LK_OK;
-    }
     if (s->phase == 2) {
-        const size_t at = (size_t)slot * (size_t)c->world;
-        s->phase = 3;
+        LK_CHECK(gathers_due(c));
         *done = 0;
-        MPI_TRY(c, MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, s->buf, m->counts + at, m->displs + at,
-                                   MPI_UINT16_T, m->world, &m->req[slot]));
         return LK_OK;
     }
     s->phase = 0;
-    return LK_OK;
+    return gathers_due(c); /* (an all-gather that finished may let none start; harmless) */
 }
 
 static lk_status mpi_sum_bf16(lk_comm *c, uint16_t *buf, const size_t *counts, int gather)
@@ -407,7 +455,7 @@ static lk_status mpi_sum_bf16(lk_comm *c, uint16_t *buf, const size_t *counts, i
     const size_t at = (size_t)slot * (size_t)w;
     if (gather)
         MPI_TRY(c, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, s->buf, m->counts + at, m->displs + at,
-                                  MPI_UINT16_T, m->world));
+                                  MPI_UINT16_T, m->gathers));
     return LK_OK;
 }
 
@@ -530,6 +578,7 @@ static void mpi_close(lk_comm *c)
         if (m->req[i] != MPI_REQUEST_NULL) MPI_Wait(&m->req[i], MPI_STATUS_IGNORE);
     unmap_shm(c);
     if (m->node != MPI_COMM_NULL) MPI_Comm_free(&m->node);
+    if (m->gathers != MPI_COMM_NULL) MPI_Comm_free(&m->gathers);
     if (m->world != MPI_COMM_NULL) MPI_Comm_free(&m->world);
     int finalized = 0;
     MPI_Finalized(&finalized);
@@ -567,7 +616,7 @@ lk_status lk_comm_mpi_open(lk_comm *c, int *argc, char ***argv)
 {
     mpi_impl *m = lk_calloc(1, sizeof *m);
     if (!m) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the MPI backend");
-    m->world = m->node = m->cross = MPI_COMM_NULL;
+    m->world = m->node = m->cross = m->gathers = MPI_COMM_NULL;
     for (int i = 0; i < LK_COMM_MAX_SLOTS; i++) m->req[i] = MPI_REQUEST_NULL;
     c->vt = &mpi_vt;
     c->impl = m;
@@ -592,6 +641,8 @@ lk_status lk_comm_mpi_open(lk_comm *c, int *argc, char ***argv)
     }
     c->threads_ok = provided >= MPI_THREAD_SERIALIZED;
     MPI_Comm_dup(MPI_COMM_WORLD, &m->world);
+    MPI_Comm_dup(MPI_COMM_WORLD, &m->gathers);
+    MPI_Comm_set_errhandler(m->gathers, MPI_ERRORS_RETURN);
     MPI_Comm_set_errhandler(m->world, MPI_ERRORS_RETURN);
     MPI_Comm_rank(m->world, &c->rank);
     MPI_Comm_size(m->world, &c->world);

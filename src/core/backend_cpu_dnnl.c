@@ -365,10 +365,26 @@ static matmul *matmul_get(lk_cpu *c, const lk_gemm_desc *g)
 
 /* ---- bf16 where oneDNN has no bf16 primitives ---- */
 
-/* Whether this oneDNN, on this CPU, creates bf16 products and convolutions (it does from
- * AVX-512 on: natively with AVX-512 BF16 or AMX, converting without them). Probed once. */
+/* Whether bf16 products run as oneDNN's bf16 kernels: where it has them (from AVX-512 on)
+ * and they are worth it - with AMX, several times its float32 speed. Without AMX, oneDNN
+ * 2.6's AVX-512 BF16 kernels run at 0.62-0.67x its float32 ones on this machine
+ * (`ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 lockstep bench gemm`), its conversions on plain
+ * AVX-512 slower still: float32 products of bf16-rounded operands (the same values) are
+ * faster there. LK_BF16=native or emulate overrides (for measurements). */
+static int bf16_wanted(void)
+{
+    const char *e = getenv("LK_BF16");
+    if (e && !strcmp(e, "native")) return 1;
+    if (e && !strcmp(e, "emulate")) return 0;
+    const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), amx = (unsigned)dnnl_cpu_isa_avx512_core_amx;
+    return (isa & amx) == amx;
+}
+
+/* 1 when lockstep emulates bf16 products and convolutions (above, or where this oneDNN
+ * creates no bf16 primitives); probed once per device. */
 int lk_cpu_bf16_emulated(lk_cpu *c)
 {
+    if (!c->bf16 && !bf16_wanted()) c->bf16 = 2;
     if (!c->bf16) {
         dnnl_memory_desc_t a, cm, src, wei, dst;
         dnnl_matmul_desc_t mmd;
@@ -693,6 +709,7 @@ void lk_backend_cpu_math_info(lk_cpu_math_info *out)
     if (!strcmp(out->bf16_kernel, "unknown")) snprintf(out->bf16_kernel, sizeof out->bf16_kernel, "none");
     out->bf16_native = ((unsigned)eff & (unsigned)dnnl_cpu_isa_avx512_core_bf16) ==
                        (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+    out->bf16_onednn = bf16_wanted() && strcmp(out->bf16_kernel, "none");
     out->below = ((unsigned)eff & (unsigned)cpu) != (unsigned)cpu;
     out->baseline = eff == dnnl_cpu_isa_all || eff == dnnl_cpu_isa_sse41;
 }

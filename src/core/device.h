@@ -304,10 +304,11 @@ typedef struct {
     char cpu_isa[32];     /* the best one the CPU and the OS report (cpuid, XCR0) */
     char fp32_kernel[64]; /* oneDNN's implementation of a float32 matmul: "brg:avx512_core" */
     char bf16_kernel[64]; /* and of a bf16 one (float32 accumulation): "brg:avx512_core_amx" */
-    int bf16_native;      /* isa has bf16 instructions (AVX-512 BF16 or AMX); else oneDNN
-                             emulates bf16 products (converting to float32), or has none
-                             (bf16_kernel "none": lockstep rounds the operands to bf16 and
-                             multiplies in float32, the same values) */
+    int bf16_native;      /* isa has bf16 instructions (AVX-512 BF16 or AMX) */
+    int bf16_onednn;      /* bf16 products run as oneDNN's bf16 kernels (bf16_kernel: with
+                             AMX); else lockstep rounds the operands to bf16 and multiplies
+                             in float32 - the same values, faster than oneDNN 2.6's bf16
+                             kernels without AMX ("none": it has none on this CPU) */
     int below;            /* isa is below cpu_isa (an old oneDNN, ONEDNN_MAX_CPU_ISA, ...) */
     int baseline;         /* isa is the baseline (SSE4.1 or less) */
 } lk_cpu_math_info;

@@ -511,14 +511,12 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
         if (s->r.dev->kind == LK_DEV_CPU) {
             lk_cpu_math_info mi;
             lk_backend_cpu_math_info(&mi);
-            const int none = !strcmp(mi.bf16_kernel, "none");
-            snprintf(how, sizeof how, none ? "emulated: float32 products of bf16-rounded operands"
-                                           : "oneDNN %s", mi.bf16_kernel);
+            if (mi.bf16_onednn) snprintf(how, sizeof how, "oneDNN %s", mi.bf16_kernel);
+            else snprintf(how, sizeof how, "float32 products of bf16-rounded operands: no AMX");
             if (!mi.bf16_native && rank == 0)
                 fprintf(stderr, "warning: --precision bf16: this CPU has no bf16 instructions (AVX-512 "
-                                "BF16 or AMX): %s\n", none ? "lockstep emulates bf16 products in float32 "
-                                "(the same values; memory and speed as float32's)"
-                                : "oneDNN emulates bf16 products, slower than float32");
+                                "BF16 or AMX): bf16 products run as float32 products of bf16-rounded "
+                                "operands (the same values, float32's speed)\n");
         }
         lk_progress_line(prog, "--precision bf16: products and convolutions in bf16 (%s), float32 "
                                "masters and optimizer state, a bf16 working copy rounded %s",
