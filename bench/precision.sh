@@ -53,7 +53,7 @@ r = [json.loads(l) for l in open(sys.argv[1]) if '\"summary\"' in l][-1]
 print(r[sys.argv[2]])" "$1" "$2"; }
 
 report "# bf16 against fp32 ($(date -u +%Y-%m-%d), $(lscpu | sed -n 's/^Model name: *//p'), $threads threads)"
-report "$("$bin" info | grep -A1 'bf16 products' | tr '\n' ' ')"
+report "$("$bin" info | grep 'bf16 products')"
 
 for part in "${parts[@]}"; do
   case $part in
