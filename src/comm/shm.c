@@ -364,17 +364,21 @@ lk_status lk_shm_allgather(lk_shm *s, float *buf, const size_t *counts)
     sign(s, 2, buf, n, LK_REDUCE_SUM, counts, &at);
     const size_t end = mine + counts[s->me];
     size_t off = 0;
-    do { /* each process puts its part of the piece into the output, then all copy it out */
+    /* Each process puts its part of the piece into its own slot, then copies the others'
+     * parts from theirs. (Not through the shared output: a process still copying the
+     * previous collective's result out of it - after that one's last barrier - would read
+     * what a faster one wrote there for this one. A slot is read only between the barriers
+     * of the call that wrote it.) */
+    do {
         const size_t len = LK_MIN(s->piece, n - off);
         const size_t a = LK_MAX(off, mine), b = LK_MIN(off + len, end);
-        if (a < b) memcpy(s->out + (a - off), buf + a, (b - a) * sizeof(float));
+        if (a < b) memcpy(slot(s, s->me) + (a - off), buf + a, (b - a) * sizeof(float));
         if (off == 0) LK_CHECK(first_barrier(s));
         else LK_CHECK(barrier(s));
-        if (a < b) { /* around this process's own part */
-            memcpy(buf + off, s->out, (a - off) * sizeof(float));
-            memcpy(buf + b, s->out + (b - off), (off + len - b) * sizeof(float));
-        } else if (len) {
-            memcpy(buf + off, s->out, len * sizeof(float));
+        size_t start = 0;
+        for (int q = 0; q < s->nlocal; start += counts[q], q++) {
+            const size_t qa = LK_MAX(off, start), qb = LK_MIN(off + len, start + counts[q]);
+            if (q != s->me && qa < qb) memcpy(buf + qa, slot(s, q) + (qa - off), (qb - qa) * sizeof(float));
         }
         LK_CHECK(barrier(s));
         off += len;
