@@ -512,7 +512,7 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
             lk_cpu_math_info mi;
             lk_backend_cpu_math_info(&mi);
             if (mi.bf16_onednn) snprintf(how, sizeof how, "oneDNN %s", mi.bf16_kernel);
-            else snprintf(how, sizeof how, "float32 products of bf16-rounded operands: no AMX");
+            else snprintf(how, sizeof how, "float32 products of bf16-rounded operands, the same values");
             if (!mi.bf16_native && rank == 0)
                 fprintf(stderr, "warning: --precision bf16: this CPU has no bf16 instructions (AVX-512 "
                                 "BF16 or AMX): bf16 products run as float32 products of bf16-rounded "
