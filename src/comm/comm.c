@@ -267,7 +267,7 @@ lk_status lk_comm_broadcast(lk_comm *c, void *buf, size_t bytes, int root)
 }
 
 /* the whole buffer of a reduce-scatter or all-gather, and where this rank's part starts */
-static lk_status check_parts(const lk_comm *c, const char *op, const float *buf, const size_t *counts,
+static lk_status check_parts(const lk_comm *c, const char *op, const void *buf, const size_t *counts,
                              size_t *total, size_t *mine)
 {
     if (!counts) return LK_ERR(LK_ERR_ARG, "rank %d: %s: counts missing", c->rank, op);
@@ -361,19 +361,6 @@ void lk_comm_even_counts(const lk_comm *c, size_t n, size_t *counts)
     }
 }
 
-static lk_status check_bf16(const lk_comm *c, const uint16_t *buf, const size_t *counts, size_t *total,
-                            size_t *mine)
-{
-    if (!counts) return LK_ERR(LK_ERR_ARG, "rank %d: bf16 sum: counts missing", c->rank);
-    *total = *mine = 0;
-    for (int r = 0; r < c->world; r++) {
-        if (r == c->rank) *mine = *total;
-        *total += counts[r];
-    }
-    if (*total && !buf) return LK_ERR(LK_ERR_ARG, "rank %d: bf16 sum: null buffer", c->rank);
-    return LK_OK;
-}
-
 /* a device buffer's bf16 sum through the staging buffer, now */
 static lk_status sum_bf16_staged(lk_comm *c, uint16_t *buf, const size_t *counts, int gather, size_t total,
                                  size_t mine)
@@ -392,7 +379,7 @@ lk_status lk_comm_sum_bf16_start(lk_comm *c, uint16_t *buf, const size_t *counts
 {
     size_t total = 0, mine = 0;
     LK_CHECK(check_slot(c, slot));
-    LK_CHECK(check_bf16(c, buf, counts, &total, &mine));
+    LK_CHECK(check_parts(c, "bf16 sum", buf, counts, &total, &mine));
     c->slot_nccl[slot] = 0;
 #if LK_HAVE_NCCL
     if (c->nccl && on_device(c, buf)) {
@@ -407,7 +394,7 @@ lk_status lk_comm_sum_bf16_start(lk_comm *c, uint16_t *buf, const size_t *counts
 lk_status lk_comm_sum_bf16(lk_comm *c, uint16_t *buf, const size_t *counts, int gather)
 {
     size_t total = 0, mine = 0;
-    LK_CHECK(check_bf16(c, buf, counts, &total, &mine));
+    LK_CHECK(check_parts(c, "bf16 sum", buf, counts, &total, &mine));
 #if LK_HAVE_NCCL
     if (c->nccl && on_device(c, buf)) return lk_nccl_sum_bf16(c, buf, counts, gather);
 #endif

@@ -426,31 +426,14 @@ void lk_cpu_round_f32(const void *src, lk_dtype t, float *dst, size_t n)
     }
 }
 
-/* Elements an operand spans from its first: `count` matrices `stride` apart of `outer`
- * rows (as stored) `ld` apart holding `inner` values. */
-static size_t span(int count, long stride, int outer, int inner, int ld)
-{
-    return (size_t)(count - 1) * (size_t)stride + (size_t)(outer - 1) * (size_t)ld + (size_t)inner;
-}
-
-static size_t span_a(const lk_gemm_desc *g)
-{
-    return g->trans_a ? span(g->count, g->stride_a, g->k, g->m, g->lda) : span(g->count, g->stride_a, g->m, g->k, g->lda);
-}
-
-static size_t span_b(const lk_gemm_desc *g)
-{
-    return g->trans_b ? span(g->count, g->stride_b, g->n, g->k, g->ldb) : span(g->count, g->stride_b, g->k, g->n, g->ldb);
-}
-
 /* The float32 product a bf16 one is emulated with: its operands rounded into the cast
  * buffer over their spans (gaps and all, so the leading dimensions and strides hold). */
 static lk_gemm_desc emulated(const lk_gemm_desc *g, size_t *a_elems, size_t *b_elems)
 {
     lk_gemm_desc e = *g;
     e.compute = e.a_type = e.b_type = LK_F32;
-    *a_elems = LK_ALIGN_UP(span_a(g), 16);
-    *b_elems = span_b(g);
+    *a_elems = LK_ALIGN_UP(lk_gemm_span_a(g), 16);
+    *b_elems = lk_gemm_span_b(g);
     return e;
 }
 
@@ -497,7 +480,7 @@ void lk_cpu_matmul(lk_device *d, const lk_gemm_desc *g, const void *a, const voi
         if (!grow(c, &c->cast, &c->cast_bytes, &c->want_cast, (na + nb) * sizeof(float), "bf16 operands"))
             return;
         float *ra = c->cast, *rb = ra + na;
-        lk_cpu_round_f32(a, g->a_type, ra, span_a(g));
+        lk_cpu_round_f32(a, g->a_type, ra, lk_gemm_span_a(g));
         lk_cpu_round_f32(b, g->b_type, rb, nb);
         lk_cpu_matmul(d, &e, ra, rb, cc);
         return;

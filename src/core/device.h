@@ -92,6 +92,24 @@ typedef struct {
     lk_dtype compute, a_type, b_type;
 } lk_gemm_desc;
 
+/* Elements an operand spans from its first: `count` matrices `stride` apart of `outer` rows
+ * (as stored) `ld` apart holding `inner` values; A's and B's of g (what a backend copies to
+ * round an operand over, gaps and all, so its leading dimension and strides hold). */
+static inline size_t lk_span(int count, long stride, int outer, int inner, int ld)
+{
+    return (size_t)(count - 1) * (size_t)stride + (size_t)(outer - 1) * (size_t)ld + (size_t)inner;
+}
+static inline size_t lk_gemm_span_a(const lk_gemm_desc *g)
+{
+    return g->trans_a ? lk_span(g->count, g->stride_a, g->k, g->m, g->lda)
+                      : lk_span(g->count, g->stride_a, g->m, g->k, g->lda);
+}
+static inline size_t lk_gemm_span_b(const lk_gemm_desc *g)
+{
+    return g->trans_b ? lk_span(g->count, g->stride_b, g->n, g->k, g->ldb)
+                      : lk_span(g->count, g->stride_b, g->k, g->n, g->ldb);
+}
+
 typedef struct lk_device lk_device;
 
 typedef struct lk_backend {

@@ -58,31 +58,12 @@ void lk_cuda_widen_bf16(lk_cuda *g, const uint16_t *x, float *y, size_t n, float
 
 /* ---- matrix products ---- */
 
-/* Elements an operand spans from its first: `count` matrices `stride` apart, each of
- * `outer` rows (as stored) `ld` apart holding `inner` values. */
-static size_t span(int count, long stride, int outer, int inner, int ld)
-{
-    return (size_t)(count - 1) * (size_t)stride + (size_t)(outer - 1) * (size_t)ld + (size_t)inner;
-}
-
-static size_t span_a(const lk_gemm_desc *p)
-{
-    return p->trans_a ? span(p->count, p->stride_a, p->k, p->m, p->lda)
-                      : span(p->count, p->stride_a, p->m, p->k, p->lda);
-}
-
-static size_t span_b(const lk_gemm_desc *p)
-{
-    return p->trans_b ? span(p->count, p->stride_b, p->n, p->k, p->ldb)
-                      : span(p->count, p->stride_b, p->k, p->n, p->ldb);
-}
-
 /* bf16 elements of the cast buffer p needs: its float32 operands' spans, A's first
  * (each rounded up to 128 elements: 256-byte aligned) */
 static size_t cast_need(const lk_gemm_desc *p, size_t *b_at)
 {
-    size_t a = p->compute == LK_BF16 && p->a_type == LK_F32 ? LK_ALIGN_UP(span_a(p), 128) : 0;
-    size_t b = p->compute == LK_BF16 && p->b_type == LK_F32 ? span_b(p) : 0;
+    size_t a = p->compute == LK_BF16 && p->a_type == LK_F32 ? LK_ALIGN_UP(lk_gemm_span_a(p), 128) : 0;
+    size_t b = p->compute == LK_BF16 && p->b_type == LK_F32 ? lk_gemm_span_b(p) : 0;
     *b_at = a;
     return a + b;
 }
@@ -139,11 +120,11 @@ void lk_cuda_matmul(lk_device *d, const lk_gemm_desc *p, const void *a, const vo
     size_t b_at;
     if (!grow_cast(g, cast_need(p, &b_at))) return;
     if (p->a_type == LK_F32) { /* rounded over its span, gaps and all, so lda and strides hold */
-        lk_cuda_round_bf16(g, (const float *)a, g->cast, span_a(p));
+        lk_cuda_round_bf16(g, (const float *)a, g->cast, lk_gemm_span_a(p));
         a = g->cast;
     }
     if (p->b_type == LK_F32) {
-        lk_cuda_round_bf16(g, (const float *)b, g->cast + b_at, span_b(p));
+        lk_cuda_round_bf16(g, (const float *)b, g->cast + b_at, lk_gemm_span_b(p));
         b = g->cast + b_at;
     }
     LK_CUBLAS(g, cublasGemmStridedBatchedEx(g->cublas, ob, oa, p->n, p->m, p->k, &p->alpha, b,
