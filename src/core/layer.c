@@ -33,6 +33,18 @@ lk_param *lk_layer_add_buffer(lk_layer *l, const char *name, int ndim, const int
     return p;
 }
 
+lk_status lk_layer_f32(lk_device *d, const lk_tensor *t, float *buf, const float **out)
+{
+    *out = t->type == LK_BF16 ? buf : t->data;
+    return t->type == LK_BF16 ? lk_widen_bf16(d, (const uint16_t *)t->data, buf, lk_tensor_numel(t)) : LK_OK;
+}
+
+lk_status lk_layer_store(lk_device *d, const lk_tensor *y, const float *buf)
+{
+    if (y->type != LK_BF16) return LK_OK;
+    return lk_cast_bf16(d, buf, (uint16_t *)y->data, lk_tensor_numel(y), &(lk_round){0, 0, 0, 0});
+}
+
 static const char *const init_names[] = {
     [LK_INIT_DEFAULT] = "default",         [LK_INIT_NORMAL] = "normal",
     [LK_INIT_UNIFORM] = "uniform",         [LK_INIT_XAVIER_UNIFORM] = "xavier",

@@ -100,6 +100,13 @@ typedef struct {
      * statistics, SyncBatchNorm): it is never run again to recompute (--recompute block
      * keeps a residual block holding one). */
     int stateful;
+    /* Activations in bf16 (a bf16 model, lk_model_build): forward and backward take an input
+     * stored in bf16 (reads_bf16) / forward writes its output in bf16 when l->out_type says
+     * so (writes_bf16), computing in float32 between. The model stores an activation in
+     * bf16 where its producer writes and its consumer reads bf16 (see lk_model's act_type):
+     * the matrix products read it as it is, element-wise layers widen it into workspace
+     * (lk_layer_f32 and lk_layer_store below). Gradients stay float32. */
+    int reads_bf16, writes_bf16;
     /* Forward FLOPs per sample of the layer's matrix products and convolutions (2 per
      * multiply-add; element-wise work is not counted), after setup. NULL: none. The
      * model counts backward as twice forward (see lk_model_flops). */
@@ -124,7 +131,21 @@ struct lk_layer {
     lk_dtype compute;          /* the type its matrix products and convolutions take their inputs
                                   in (the model's precision, set before the build): LK_BF16
                                   reads the weights' bf16 working copy (lk_layer_weights) */
+    lk_dtype in_type, out_type; /* how its input and output are stored (set by the build) */
+    int input_f32;             /* the caller writes this layer's input itself (a GAN's
+                                  discriminator): it stays float32 */
 };
+
+/* An activation as a product's operand: as it is stored. */
+static inline lk_in lk_tensor_in(const lk_tensor *t) { return (lk_in){t->data, t->type}; }
+/* Workspace bytes to stage a bf16 activation of n values in float32 (0 for a float32 one). */
+static inline size_t lk_layer_staging(lk_dtype t, size_t n) { return t == LK_BF16 ? n * sizeof(float) : 0; }
+/* t's values in float32 into *out: t itself, or t widened into buf (lk_layer_staging bytes). */
+lk_status lk_layer_f32(lk_device *d, const lk_tensor *t, float *buf, const float **out);
+/* Where forward computes its output in float32: y itself, or buf when y is stored in bf16
+ * (lk_layer_store then rounds it into y, to nearest even). */
+static inline float *lk_layer_f32_out(const lk_tensor *y, float *buf) { return y->type == LK_BF16 ? buf : y->data; }
+lk_status lk_layer_store(lk_device *d, const lk_tensor *y, const float *buf);
 
 /* The weights a layer's products read: the bf16 working copy when it computes in bf16,
  * else the float32 master. */

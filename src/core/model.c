@@ -144,6 +144,27 @@ static void mark_recompute(lk_model *m)
     }
 }
 
+/* Each layer's precision, and how each activation is stored: in bf16 where a bf16 model's
+ * producer writes and its consumer reads bf16 (not the input, an alias's (which keeps its
+ * input's pointer and type), the output, nor an input the caller writes). */
+static void assign_types(lk_model *m)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        lk_layer *l = m->layers[i], *next = i + 1 < m->nlayers ? m->layers[i + 1] : NULL;
+        l->compute = m->compute;
+        l->in_type = i ? m->layers[i - 1]->out_type : LK_F32;
+        l->out_type = l->vt->alias ? l->in_type : LK_F32;
+        if (m->compute == LK_BF16 && l->vt->writes_bf16 && !l->vt->alias && next && next->vt->reads_bf16 &&
+            !next->vt->alias && !next->input_f32)
+            l->out_type = LK_BF16;
+    }
+}
+
+lk_dtype lk_model_act_type(const lk_model *m, int i)
+{
+    return i > 0 && i <= m->nlayers ? m->layers[i - 1]->out_type : LK_F32;
+}
+
 static size_t take_bytes(size_t bytes) { return LK_ALIGN_UP(bytes, LK_ARENA_ALIGN); }
 
 /* Takes every activation-arena pointer in a fixed order; run once to measure and
@@ -157,7 +178,7 @@ static void plan_arena(lk_model *m, lk_arena *a)
     size_t dmax = in_bytes, ws = 0, scratch = 0, region = 0, block = 0;
     for (int i = 0; i < m->nlayers; i++) { /* the shared parts' sizes */
         const lk_layer *l = m->layers[i];
-        const size_t out_bytes = (size_t)B * lk_shape_numel(&l->out) * sizeof(float);
+        const size_t out_bytes = (size_t)B * lk_shape_numel(&l->out) * lk_dtype_size(l->out_type);
         const size_t sb = l->vt->saved_bytes ? l->vt->saved_bytes(l, m->dev, B) : 0;
         if (m->recomp[i] == RC_OUT) scratch = LK_MAX(scratch, out_bytes);
         if (m->recomp[i] != RC_BLOCK) continue;
@@ -171,7 +192,7 @@ static void plan_arena(lk_model *m, lk_arena *a)
     lk_arena inside = {NULL, region_at, region, 0};
     for (int i = 0; i < m->nlayers; i++) {
         lk_layer *l = m->layers[i];
-        size_t out_bytes = (size_t)B * lk_shape_numel(&l->out) * sizeof(float);
+        const size_t outs = (size_t)B * lk_shape_numel(&l->out), out_bytes = outs * lk_dtype_size(l->out_type);
         lk_arena *from = m->recomp[i] == RC_BLOCK ? &inside : a;
         if (m->recomp[i] == RC_BLOCK && (i == 0 || m->recomp[i - 1] != RC_BLOCK)) inside.used = 0;
         m->act[i + 1] = l->vt->alias ? m->act[i] : m->recomp[i] == RC_OUT ? scratch_at
@@ -179,7 +200,7 @@ static void plan_arena(lk_model *m, lk_arena *a)
         size_t sb = l->vt->saved_bytes ? l->vt->saved_bytes(l, m->dev, B) : 0;
         l->saved = sb ? lk_arena_take(from, sb) : NULL;
         if (l->vt->workspace_bytes) ws = LK_MAX(ws, l->vt->workspace_bytes(l, m->dev, B));
-        if (i + 1 < m->nlayers) dmax = LK_MAX(dmax, out_bytes); /* the gradients of layer inputs */
+        if (i + 1 < m->nlayers) dmax = LK_MAX(dmax, outs * sizeof(float)); /* the gradients of layer inputs */
     }
     const lk_layer *last = m->layers[m->nlayers - 1];
     m->dbuf[0] = lk_arena_take(a, dmax);
@@ -225,7 +246,7 @@ lk_status lk_model_build_ex(lk_model *m, int max_batch, lk_build how)
     if (m->nlayers == 0) return LK_ERR(LK_ERR_ARG, "model has no layers");
     if (max_batch <= 0) return LK_ERR(LK_ERR_ARG, "batch size must be positive (got %d)", max_batch);
     m->max_batch = max_batch;
-    for (int i = 0; i < m->nlayers; i++) m->layers[i]->compute = m->compute; /* before any plan */
+    assign_types(m); /* before any plan */
 
     /* reverse layer order: the last layer's gradients are final first */
     size_t off = 0;
@@ -441,14 +462,21 @@ lk_status lk_model_forward(lk_model *m, int batch, int training, long step, lk_t
     return lk_model_forward_range(m, 0, m->nlayers, batch, training, step, out);
 }
 
+/* act[i] for batch samples, typed */
+static lk_tensor act_view(const lk_model *m, int i, int batch)
+{
+    lk_tensor t = lk_tensor_batch(m->dev, m->act[i], batch, i ? &m->layers[i - 1]->out : &m->in_shape);
+    t.type = lk_model_act_type(m, i);
+    return t;
+}
+
 /* layers [lo, hi) forward, each from act[i] into act[i + 1] */
 static lk_status run_forward(lk_model *m, const lk_ctx *c, int lo, int hi, int batch)
 {
     for (int i = lo; i < hi; i++) {
         lk_layer *l = m->layers[i];
         if (l->vt->alias && !l->vt->forward) continue;
-        lk_tensor x = lk_tensor_batch(m->dev, m->act[i], batch, &l->in);
-        lk_tensor y = lk_tensor_batch(m->dev, m->act[i + 1], batch, &l->out);
+        lk_tensor x = act_view(m, i, batch), y = act_view(m, i + 1, batch);
         LK_CHECK(l->vt->forward(l, c, &x, &y));
     }
     return LK_OK;
@@ -468,7 +496,7 @@ lk_status lk_model_forward_range(lk_model *m, int lo, int hi, int batch, int tra
     }
     if (m->has_aux) lk_zero(m->dev, m->aux_loss, sizeof(float)); /* zeroed at build otherwise */
     LK_CHECK(run_forward(m, &c, lo, hi, batch));
-    *out = lk_tensor_batch(m->dev, m->act[hi], batch, &m->layers[hi - 1]->out);
+    *out = act_view(m, hi, batch);
     return LK_OK;
 }
 
@@ -524,8 +552,7 @@ lk_status lk_model_backward_range(lk_model *m, int lo, int batch, long step, lk_
         }
         int need_dx = i > first;
         float *dx = need_dx ? (dy == m->dbuf[0] ? m->dbuf[1] : m->dbuf[0]) : NULL;
-        lk_tensor tx = lk_tensor_batch(m->dev, m->act[i], batch, &l->in);
-        lk_tensor ty = lk_tensor_batch(m->dev, m->act[i + 1], batch, &l->out);
+        lk_tensor tx = act_view(m, i, batch), ty = act_view(m, i + 1, batch);
         lk_tensor tdy = lk_tensor_batch(m->dev, dy, batch, &l->out);
         lk_tensor tdx = lk_tensor_batch(m->dev, dx, batch, &l->in);
         if (m->before_grads) { /* where the gradients go must be free (ZeRO-2's staging) */

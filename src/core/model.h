@@ -51,7 +51,8 @@ typedef struct lk_model {
     float *aux_scratch;       /* where a recomputed forward's own loss terms go (not counted twice) */
     void *reserved[4];        /* address space standing in for memory that is not there */
     size_t reserved_bytes[4]; /* (PROT_NONE: a touch faults): see lk_model_build_ex */
-    float **act;              /* act[0] input, act[i+1] output of layer i (max_batch) */
+    float **act;              /* act[0] input, act[i+1] output of layer i (max_batch), stored as
+                                 lk_model_act_type says (bf16 between layers that take it) */
     float *dbuf[2];           /* ping-pong input gradients */
     float *dout;              /* gradient of the loss w.r.t. the output (filled by the loss; the
                                  output's own memory when the last layer's backward does not
@@ -114,6 +115,11 @@ lk_status lk_model_build(lk_model *m, int max_batch);
 /* Initialises every parameter from (seed, tensor id) and zeroes the gradients. */
 lk_status lk_model_init(lk_model *m, lk_init_kind kind, uint64_t seed);
 void lk_model_destroy(lk_model *m);
+
+/* How act[i] is stored (after the build): float32, or bf16 between layers of a bf16 model
+ * that write and read it so (layer.h's reads_bf16/writes_bf16). The input and the output
+ * are always float32. */
+lk_dtype lk_model_act_type(const lk_model *m, int i);
 
 /* Per-sample output shape and its element count. */
 lk_shape lk_model_out_shape(const lk_model *m);

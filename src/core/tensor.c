@@ -18,6 +18,7 @@ lk_tensor lk_tensor_batch(lk_device *dev, float *data, int batch, const lk_shape
     lk_tensor t;
     t.data = data;
     t.dev = dev;
+    t.type = LK_F32;
     t.shape.ndim = sample->ndim + 1;
     t.shape.d[0] = batch;
     for (int i = 0; i < LK_MAX_DIMS - 1; i++) t.shape.d[i + 1] = i < sample->ndim ? sample->d[i] : 1;

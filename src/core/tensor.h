@@ -12,9 +12,12 @@ typedef struct {
 } lk_shape;
 
 typedef struct {
-    float *data;
+    float *data;    /* LK_BF16: holds bf16 values (uint16_t), read through lk_tensor_in and the
+                       layers' staging helpers (layer.h), never as floats */
     lk_shape shape; /* shape[0] is the batch for activations */
     lk_device *dev;
+    lk_dtype type;  /* how the values are stored: LK_F32 unless the model stores the
+                       activation in bf16 (lk_model's act_type) */
 } lk_tensor;
 
 static inline lk_shape lk_shape_make(int ndim, const int *d)

@@ -263,7 +263,9 @@ static lk_status build_gan(lk_model *m, int nclasses, const lk_arch *arch)
     LK_CHECK(lk_model_add(m, lk_activation(LK_ACT_RELU, 0)));
     LK_CHECK(lk_model_add(m, lk_linear(512, image, 1)));
     LK_CHECK(lk_model_add(m, lk_activation(LK_ACT_TANH, 0))); /* LK_GAN_G_LAYERS end here */
-    LK_CHECK(lk_model_add(m, lk_linear(image, 512, 1)));
+    lk_layer *d = lk_linear(image, 512, 1);
+    LK_CHECK(lk_model_add(m, d));
+    d->input_f32 = 1; /* the trainer writes the real images there (float32) */
     LK_CHECK(lk_model_add(m, lk_activation(LK_ACT_LEAKY_RELU, 0.2f)));
     LK_CHECK(lk_model_add(m, lk_linear(512, 256, 1)));
     LK_CHECK(lk_model_add(m, lk_activation(LK_ACT_LEAKY_RELU, 0.2f)));

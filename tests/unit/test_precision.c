@@ -131,17 +131,26 @@ typedef struct {
     int products; /* 0: computes in float32 either way (bitwise the same) */
 } layer_case;
 
-/* [identity, the layer] in the precision: the identity in front makes backward compute
- * the layer's input gradient (into dbuf[0]) */
+/* [linear with identity weights, the layer, identity] in the precision. The input is
+ * bf16-exact, so the front product passes it on unchanged in either precision (stored in
+ * bf16 where the layer reads it so), and the front layer's parameters make backward compute
+ * the layer's input gradient (into dbuf[1]); the identity behind reads the layer's output as
+ * it is stored (bf16 where the layer writes it so) and widens it into the model's output. */
 static lk_model *one_layer(const layer_case *lc, lk_dtype t, int batch)
 {
     lk_model *m;
+    const int n = lc->in.d[lc->in.ndim - 1];
     TU_OK(lk_model_create(&m, tu_cpu(), &lc->in));
-    TU_OK(lk_model_add(m, lk_activation(LK_ACT_IDENTITY, 0)));
+    TU_OK(lk_model_add(m, lk_linear(n, n, 1)));
     TU_OK(lk_model_add(m, lc->make()));
+    TU_OK(lk_model_add(m, lk_activation(LK_ACT_IDENTITY, 0)));
     TU_OK(lk_model_set_precision(m, t, NULL));
     TU_OK(lk_model_build(m, batch));
     TU_OK(lk_model_init(m, LK_INIT_DEFAULT, 5));
+    lk_layer *front = m->layers[0];
+    for (int i = 0; i < n * n; i++) front->params[0].w[i] = i % (n + 1) ? 0.0f : 1.0f;
+    for (int i = 0; i < n; i++) front->params[1].w[i] = 0.0f;
+    lk_model_params_changed(m);
     return m;
 }
 
@@ -149,37 +158,49 @@ static void check_layer(const layer_case *lc)
 {
     const int batch = 4;
     lk_model *ms[2] = {one_layer(lc, LK_F32, batch), one_layer(lc, LK_BF16, batch)};
+    const lk_layer *la = ms[0]->layers[1], *lb = ms[1]->layers[1];
+    /* the layer's input and output are stored in bf16 where it takes them so */
+    assert_int_equal(lb->in_type, lb->vt->reads_bf16 ? LK_BF16 : LK_F32);
+    assert_int_equal(lb->out_type, lb->vt->writes_bf16 ? LK_BF16 : LK_F32);
+    assert_int_equal(la->in_type, LK_F32);
+    assert_int_equal(la->out_type, LK_F32);
+    /* products, or values rounded into bf16 storage: within tolerance; else bitwise */
+    const int tol = lc->products || lb->out_type == LK_BF16;
     const size_t nin = lk_shape_numel(&lc->in) * batch;
-    const size_t nout = lk_shape_numel(&ms[0]->layers[1]->out) * batch;
+    const size_t nout = lk_shape_numel(&la->out) * batch;
     lk_tensor out[2];
     for (int k = 0; k < 2; k++) {
         float *x = lk_model_input(ms[k]);
-        for (size_t i = 0; i < nin; i++) x[i] = 2.0f * lk_rng_uniform(1, LK_RNG_TEST, 1, i) - 1.0f;
+        for (size_t i = 0; i < nin; i++)
+            x[i] = lk_bf16_to_f32(lk_bf16_rne(2.0f * lk_rng_uniform(1, LK_RNG_TEST, 1, i) - 1.0f));
         TU_OK(lk_model_forward(ms[k], batch, 1, 0, &out[k]));
     }
     char what[96];
     double w;
     snprintf(what, sizeof what, "%s forward", lc->name);
-    if (lc->products) w = within(what, out[0].data, out[1].data, nout, 1e-2);
+    if (tol) w = within(what, out[0].data, out[1].data, nout, 1e-2);
     else assert_memory_equal(out[0].data, out[1].data, nout * sizeof(float)), w = 0;
     for (int k = 0; k < 2; k++) {
         for (size_t i = 0; i < nout; i++) ms[k]->dout[i] = 0.2f * lk_rng_uniform(1, LK_RNG_TEST, 2, i) - 0.1f;
+        memset(ms[k]->dbuf[1], 0xff, nin * sizeof(float)); /* NaN unless backward writes it */
         TU_OK(lk_model_backward_ex(ms[k], batch, 0, LK_GRADS_REPLACE));
     }
     snprintf(what, sizeof what, "%s input gradient", lc->name);
-    if (lc->products) w = fmax(w, within(what, ms[0]->dbuf[0], ms[1]->dbuf[0], nin, 1e-2));
-    else assert_memory_equal(ms[0]->dbuf[0], ms[1]->dbuf[0], nin * sizeof(float));
-    const lk_layer *la = ms[0]->layers[1], *lb = ms[1]->layers[1];
+    if (tol) w = fmax(w, within(what, ms[0]->dbuf[1], ms[1]->dbuf[1], nin, 1e-2));
+    else assert_memory_equal(ms[0]->dbuf[1], ms[1]->dbuf[1], nin * sizeof(float));
+    for (size_t i = 0; i < nin; i++)
+        if (!isfinite(ms[0]->dbuf[1][i])) fail_msg("%s: input gradient [%zu] not written", lc->name, i);
     for (int j = 0; j < la->nparams; j++) {
         if (!la->params[j].g) continue;
         const size_t n = lk_shape_numel(&la->params[j].shape);
         snprintf(what, sizeof what, "%s gradient %s", lc->name, la->params[j].name);
-        if (lc->products) w = fmax(w, within(what, la->params[j].g, lb->params[j].g, n, 1e-2));
+        if (tol) w = fmax(w, within(what, la->params[j].g, lb->params[j].g, n, 1e-2));
         else assert_memory_equal(la->params[j].g, lb->params[j].g, n * sizeof(float));
     }
-    printf("%-14s %s\n", lc->name,
-           lc->products ? "forward, input and parameter gradients within 1e-2 of scale" : "bitwise fp32's");
-    if (lc->products) printf("%-14s (worst: %.2f of the tolerance)\n", "", w);
+    printf("%-14s %s%s\n", lc->name,
+           tol ? "forward, input and parameter gradients within 1e-2 of scale" : "bitwise fp32's",
+           lb->in_type == LK_BF16 || lb->out_type == LK_BF16 ? " (bf16 activations)" : "");
+    if (tol) printf("%-14s (worst: %.2f of the tolerance)\n", "", w);
     lk_model_destroy(ms[0]);
     lk_model_destroy(ms[1]);
 }
@@ -241,6 +262,7 @@ typedef struct {
     tu_zoo_spec z;
     double fwd_tol;  /* every layer's output */
     double grad_tol; /* gradients after every layer's rounding (0: forward only) */
+    int min_bf16;    /* activations the bf16 model stores in bf16, at least */
 } spec;
 
 static lk_model *build(const spec *sp, lk_dtype t) { return tu_zoo_model(&sp->z, LK_RECOMPUTE_NONE, t, LK_BUILD_FULL); }
@@ -295,12 +317,25 @@ static void check_model(const spec *sp)
         if (b->params16[i] != lk_bf16_rne(b->params[i])) fail_msg("%s: working copy [%zu] stale", sp->z.name, i);
     double worst = 0;
     char what[96];
+    int stored16 = 0;
     for (int l = 0; l < a->nlayers; l++) {
         if (a->layers[l]->vt->alias) continue;
         const size_t n = lk_shape_numel(&a->layers[l]->out) * (size_t)sp->z.batch;
         snprintf(what, sizeof what, "%s layer %d (%s) output", sp->z.name, l, a->layers[l]->vt->type);
-        worst = fmax(worst, within(what, a->act[l + 1], b->act[l + 1], n, sp->fwd_tol));
+        assert_int_equal(lk_model_act_type(a, l + 1), LK_F32);
+        const float *yb = b->act[l + 1];
+        float *wide = NULL;
+        if (lk_model_act_type(b, l + 1) == LK_BF16) { /* stored in bf16: widened to compare */
+            stored16++;
+            wide = malloc(n * sizeof *wide);
+            for (size_t i = 0; i < n; i++) wide[i] = lk_bf16_to_f32(((const uint16_t *)yb)[i]);
+            yb = wide;
+        }
+        worst = fmax(worst, within(what, a->act[l + 1], yb, n, sp->fwd_tol));
+        free(wide);
     }
+    assert_int_equal(lk_model_act_type(b, b->nlayers), LK_F32); /* the output the loss reads */
+    assert_true(stored16 >= sp->min_bf16);
     double gworst = 0;
     if (sp->grad_tol > 0) {
         loss_grad(sp, a, &out[0], b->dout);
@@ -315,7 +350,8 @@ static void check_model(const spec *sp)
             gworst = fmax(gworst, within(what, pa->g, pb->g, lk_shape_numel(&pa->shape), sp->grad_tol));
         }
     }
-    printf("%-12s layer outputs within %.2f of %g", sp->z.name, worst, sp->fwd_tol);
+    printf("%-12s %d activations in bf16; layer outputs within %.2f of %g", sp->z.name, stored16, worst,
+           sp->fwd_tol);
     if (sp->grad_tol > 0) printf(", gradients within %.2f of %g", gworst, sp->grad_tol);
     printf("\n");
     lk_model_destroy(a);
@@ -327,15 +363,15 @@ static void test_models(void **state)
     (void)state;
     const lk_shape img = {3, {1, 28, 28}}, seq = {2, {28, 28}};
     const spec specs[] = {
-        {{"mlp", img, 10, {0}, 8}, 1e-2, 1e-2},
-        {{"cnn", img, 10, {0}, 4}, 1e-2, 0},
+        {{"mlp", img, 10, {0}, 8}, 1e-2, 1e-2, 2},
+        {{"cnn", img, 10, {0}, 4}, 1e-2, 0, 2},
         /* batch statistics of 16 samples: a small spread divides the rounding */
-        {{"cnn-bn", img, 10, {0}, 16}, 5e-2, 0},
-        {{"lstm", seq, 10, {0}, 4}, 1e-2, 1e-2},
-        {{"gru", seq, 10, {0}, 4}, 1e-2, 1e-2},
-        {{"gpt", {1, {32}}, 61, {3, 2, 32, 32, LK_GELU_DEFAULT}, 3}, 1e-2, 3e-2},
-        {{"autoencoder", img, 10, {0}, 4}, 1e-2, 0},
-        {{"vae", img, 10, {0}, 4}, 1e-2, 0},
+        {{"cnn-bn", img, 10, {0}, 16}, 5e-2, 0, 1},
+        {{"lstm", seq, 10, {0}, 4}, 1e-2, 1e-2, 0},
+        {{"gru", seq, 10, {0}, 4}, 1e-2, 1e-2, 0},
+        {{"gpt", {1, {32}}, 61, {3, 2, 32, 32, LK_GELU_DEFAULT}, 3}, 1e-2, 3e-2, 19},
+        {{"autoencoder", img, 10, {0}, 4}, 1e-2, 0, 7},
+        {{"vae", img, 10, {0}, 4}, 1e-2, 0, 4},
     };
     for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) check_model(&specs[i]);
 }
@@ -391,7 +427,7 @@ static void test_set_precision(void **state)
     TU_OK(lk_precision_parse("bf16", &t));
     assert_int_equal(t, LK_BF16);
     TU_FAILS_WITH(lk_precision_parse("fp16", &t), LK_ERR_ARG, "fp32, bf16");
-    const spec mlp = {{"mlp", {3, {1, 28, 28}}, 10, {0}, 2}, 0, 0};
+    const spec mlp = {{"mlp", {3, {1, 28, 28}}, 10, {0}, 2}, 0, 0, 0};
     lk_model *m = build(&mlp, LK_BF16);
     TU_FAILS_WITH(lk_model_set_precision(m, LK_F32, NULL), LK_ERR_STATE, "before");
     for (int l = 0; l < m->nlayers; l++) assert_int_equal(m->layers[l]->compute, LK_BF16);
@@ -401,6 +437,14 @@ static void test_set_precision(void **state)
     lk_tensor out;
     TU_OK(lk_model_forward(m, 2, 0, 0, &out));
     assert_int_equal(m->params16[0], lk_bf16_rne(0.123456f));
+    lk_model_destroy(m);
+    /* the GAN: the generator's hidden activations in bf16, but the discriminator's input,
+     * which the trainer fills with real images, float32 */
+    const spec gan = {{"gan", {3, {1, 28, 28}}, 10, {0}, 2}, 0, 0, 0};
+    m = build(&gan, LK_BF16);
+    assert_int_equal(lk_model_act_type(m, 1), LK_BF16);
+    assert_int_equal(lk_model_act_type(m, LK_GAN_G_LAYERS), LK_F32);
+    assert_int_equal(lk_model_act_type(m, LK_GAN_G_LAYERS + 1), LK_BF16);
     lk_model_destroy(m);
 }
 

@@ -1,9 +1,9 @@
 /* test_recompute.c - --recompute act and block give the loss and every gradient of
  * --recompute none bitwise (the same kernels on the same values, in the same order), over
- * two steps with replacing and adding backwards; keep fewer activations (block: only the
- * residual blocks' inputs, one block's worth shared); leave models without blocks or cheap
- * layers as they are; and a model built dry (sizes only) has the same sizes as a real one,
- * with nothing behind its pointers. */
+ * two steps with replacing and adding backwards, in fp32 and bf16; keep fewer activations
+ * (block: only the residual blocks' inputs, one block's worth shared); leave models without
+ * blocks or cheap layers as they are; and a model built dry (sizes only) has the same sizes
+ * as a real one, with nothing behind its pointers. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +16,8 @@
 
 typedef tu_zoo_spec spec;
 
-static lk_model *build(const spec *sp, lk_recompute r, lk_build how) { return tu_zoo_model(sp, r, LK_F32, how); }
+static lk_model *build_in(const spec *sp, lk_recompute r, lk_build how, lk_dtype t) { return tu_zoo_model(sp, r, t, how); }
+static lk_model *build(const spec *sp, lk_recompute r, lk_build how) { return build_in(sp, r, how, LK_F32); }
 
 /* two steps (the second's backward adds to the first's gradients) of a made-up loss: dout
  * a fixed function of the output; returns the gradients and the outputs, host copies */
@@ -39,9 +40,9 @@ static void run(lk_model *m, const spec *sp, float *grads, float *outs)
     memcpy(grads, m->grads, m->nparams * sizeof(float));
 }
 
-static void check_same(const spec *sp, lk_recompute r, double max_ratio)
+static void check_same_in(const spec *sp, lk_recompute r, double max_ratio, lk_dtype t)
 {
-    lk_model *a = build(sp, LK_RECOMPUTE_NONE, LK_BUILD_FULL), *b = build(sp, r, LK_BUILD_FULL);
+    lk_model *a = build_in(sp, LK_RECOMPUTE_NONE, LK_BUILD_FULL, t), *b = build_in(sp, r, LK_BUILD_FULL, t);
     assert_int_equal(a->nparams, b->nparams);
     lk_shape os = lk_model_out_shape(a);
     const size_t nout = lk_shape_numel(&os) * (size_t)sp->batch * 2;
@@ -56,8 +57,8 @@ static void check_same(const spec *sp, lk_recompute r, double max_ratio)
             fail_msg("%s --recompute %s: gradient %zu is %.9g, none's %.9g", sp->name, lk_recompute_name(r), i,
                      (double)gb[i], (double)ga[i]);
     const double ratio = (double)b->act_bytes / (double)a->act_bytes;
-    printf("%s --recompute %s: activations %.2f MB -> %.2f MB (%.2f)\n", sp->name, lk_recompute_name(r),
-           a->act_bytes / 1e6, b->act_bytes / 1e6, ratio);
+    printf("%s%s --recompute %s: activations %.2f MB -> %.2f MB (%.2f)\n", sp->name, t == LK_BF16 ? " bf16" : "",
+           lk_recompute_name(r), a->act_bytes / 1e6, b->act_bytes / 1e6, ratio);
     if (ratio > max_ratio)
         fail_msg("%s --recompute %s keeps %.2f of the activations, more than %.2f", sp->name,
                  lk_recompute_name(r), ratio, max_ratio);
@@ -66,6 +67,8 @@ static void check_same(const spec *sp, lk_recompute r, double max_ratio)
     lk_model_destroy(b);
 }
 
+static void check_same(const spec *sp, lk_recompute r, double max_ratio) { check_same_in(sp, r, max_ratio, LK_F32); }
+
 static const spec GPT = {"gpt", {1, {32}}, 61, {3, 2, 32, 32, LK_GELU_DEFAULT}, 3};
 
 static void test_gpt(void **state)
@@ -73,6 +76,9 @@ static void test_gpt(void **state)
     (void)state;
     check_same(&GPT, LK_RECOMPUTE_ACT, 0.85);
     check_same(&GPT, LK_RECOMPUTE_BLOCK, 0.6);
+    /* bf16: the recomputed outputs are stored (and rounded) as the kept ones */
+    check_same_in(&GPT, LK_RECOMPUTE_ACT, 0.9, LK_BF16);
+    check_same_in(&GPT, LK_RECOMPUTE_BLOCK, 0.55, LK_BF16);
 }
 
 static void test_other_models(void **state)

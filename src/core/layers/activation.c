@@ -15,10 +15,40 @@ static lk_status act_setup(lk_layer *l)
     return LK_OK;
 }
 
+/* bf16 input and output are staged in float32 in the workspace: [x | y] */
+static size_t act_workspace(const lk_layer *l, lk_device *d, int batch)
+{
+    (void)d;
+    const size_t n = (size_t)batch * lk_shape_numel(&l->in);
+    return lk_layer_staging(l->in_type, n) + lk_layer_staging(l->out_type, n);
+}
+
+/* x and y as float32 tensors (staged where stored in bf16; y's values only when read) */
+static lk_status views(const lk_ctx *c, const lk_tensor *x, const lk_tensor *y, int read_y,
+                       lk_tensor *fx, lk_tensor *fy)
+{
+    float *ws = c->workspace, *ybuf = ws + (x->type == LK_BF16 ? lk_tensor_numel(x) : 0);
+    const float *p;
+    *fx = *x, *fy = *y;
+    fx->type = fy->type = LK_F32;
+    LK_CHECK(lk_layer_f32(c->dev, x, ws, &p));
+    fx->data = (float *)p;
+    if (read_y) {
+        LK_CHECK(lk_layer_f32(c->dev, y, ybuf, &p));
+        fy->data = (float *)p;
+    } else {
+        fy->data = lk_layer_f32_out(y, ybuf);
+    }
+    return LK_OK;
+}
+
 static lk_status act_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, lk_tensor *y)
 {
     activation *s = (activation *)l;
-    return lk_act_forward(c->dev, s->act, s->alpha, x, y);
+    lk_tensor fx, fy;
+    LK_CHECK(views(c, x, y, 0, &fx, &fy));
+    LK_CHECK(lk_act_forward(c->dev, s->act, s->alpha, &fx, &fy));
+    return lk_layer_store(c->dev, y, fy.data);
 }
 
 static lk_status act_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, const lk_tensor *y,
@@ -26,12 +56,15 @@ static lk_status act_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, 
 {
     activation *s = (activation *)l;
     if (!dx->data) return LK_OK;
-    return lk_act_backward(c->dev, s->act, s->alpha, x, y, dy, dx);
+    lk_tensor fx, fy;
+    LK_CHECK(views(c, x, y, 1, &fx, &fy));
+    return lk_act_backward(c->dev, s->act, s->alpha, &fx, &fy, dy, dx);
 }
 
 #define ACT_VT(id, nm) \
-    static const lk_layer_vt id = {.type = nm, .setup = act_setup, .forward = act_forward, .backward = act_backward, \
-                                   .cheap = 1}
+    static const lk_layer_vt id = {.type = nm, .setup = act_setup, .workspace_bytes = act_workspace, \
+                                   .forward = act_forward, .backward = act_backward, .cheap = 1, \
+                                   .reads_bf16 = 1, .writes_bf16 = 1}
 ACT_VT(identity_vt, "identity");
 ACT_VT(relu_vt, "relu");
 ACT_VT(leaky_vt, "leaky_relu");

@@ -122,7 +122,7 @@ static lk_status tied_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, 
 {
     tied_head *s = (tied_head *)l;
     int rows = (int)(lk_tensor_numel(x) / (size_t)s->emb->dim), V = s->emb->rows, C = s->emb->dim;
-    return lk_gemm_ex(c->dev, l->compute, 0, 1, rows, V, C, 1.0f, lk_in_f32(x->data), C,
+    return lk_gemm_ex(c->dev, l->compute, 0, 1, rows, V, C, 1.0f, lk_tensor_in(x), C,
                       lk_layer_weights(l, &s->emb->base.params[0]), C, 0.0f, y->data, V);
 }
 
@@ -135,7 +135,7 @@ static lk_status tied_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x,
     int rows = (int)(lk_tensor_numel(x) / (size_t)s->emb->dim), V = s->emb->rows, C = s->emb->dim;
     const lk_param *w = &s->emb->base.params[0];
     LK_CHECK(lk_gemm_ex(c->dev, l->compute, 1, 0, V, C, rows, 1.0f, lk_in_f32(dy->data), V,
-                        lk_in_f32(x->data), C, c->replace_grads ? 0.0f : 1.0f, w->g, C));
+                        lk_tensor_in(x), C, c->replace_grads ? 0.0f : 1.0f, w->g, C));
     if (dx->data)
         LK_CHECK(lk_gemm_ex(c->dev, l->compute, 0, 0, rows, C, V, 1.0f, lk_in_f32(dy->data), V,
                             lk_layer_weights(l, w), C, 0.0f, dx->data, C));
@@ -152,6 +152,7 @@ static double tied_flops(const lk_layer *l)
 static const lk_layer_vt tied_vt = {
     .type = "tied_head",
     .y_unused = 1,
+    .reads_bf16 = 1,
     .flops = tied_flops,
     .setup = tied_setup,
     .forward = tied_forward,

@@ -31,13 +31,25 @@ static size_t layernorm_saved(const lk_layer *l, lk_device *d, int batch)
     return 2 * (size_t)batch * rows_per_sample(l) * sizeof(float);
 }
 
+/* bf16 input and output are staged in float32 in the workspace: [x | y] */
+static size_t layernorm_workspace(const lk_layer *l, lk_device *d, int batch)
+{
+    (void)d;
+    const size_t n = (size_t)batch * lk_shape_numel(&l->in);
+    return lk_layer_staging(l->in_type, n) + lk_layer_staging(l->out_type, n);
+}
+
 static lk_status layernorm_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, lk_tensor *y)
 {
     layernorm *s = (layernorm *)l;
     int rows = x->shape.d[0] * rows_per_sample(l);
-    float *mean = l->saved, *rstd = mean + rows;
-    return lk_layernorm_forward(c->dev, x->data, l->params[0].w, l->params[1].w, y->data, mean, rstd,
-                                rows, s->dim, s->eps);
+    float *mean = l->saved, *rstd = mean + rows, *ws = c->workspace;
+    const float *in;
+    LK_CHECK(lk_layer_f32(c->dev, x, ws, &in));
+    float *out = lk_layer_f32_out(y, ws + (x->type == LK_BF16 ? lk_tensor_numel(x) : 0));
+    LK_CHECK(lk_layernorm_forward(c->dev, in, l->params[0].w, l->params[1].w, out, mean, rstd, rows,
+                                  s->dim, s->eps));
+    return lk_layer_store(c->dev, y, out);
 }
 
 static lk_status layernorm_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x,
@@ -46,8 +58,9 @@ static lk_status layernorm_backward(lk_layer *l, const lk_ctx *c, const lk_tenso
     (void)y;
     layernorm *s = (layernorm *)l;
     int rows = x->shape.d[0] * rows_per_sample(l);
-    const float *mean = l->saved, *rstd = mean + rows;
-    return lk_layernorm_backward(c->dev, x->data, l->params[0].w, mean, rstd, dy->data, dx->data,
+    const float *mean = l->saved, *rstd = mean + rows, *in;
+    LK_CHECK(lk_layer_f32(c->dev, x, c->workspace, &in));
+    return lk_layernorm_backward(c->dev, in, l->params[0].w, mean, rstd, dy->data, dx->data,
                                  l->params[0].g, l->params[1].g, rows, s->dim,
                                  c->replace_grads ? 0.0f : 1.0f);
 }
@@ -57,6 +70,9 @@ static const lk_layer_vt layernorm_vt = {
     .type = "layernorm",
     .setup = layernorm_setup,
     .saved_bytes = layernorm_saved,
+    .workspace_bytes = layernorm_workspace,
+    .reads_bf16 = 1,
+    .writes_bf16 = 1,
     .forward = layernorm_forward,
     .backward = layernorm_backward,
 };

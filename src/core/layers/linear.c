@@ -24,14 +24,24 @@ static lk_status linear_setup(lk_layer *l)
     return LK_OK;
 }
 
+static int rows(const linear *s, const lk_tensor *x) { return (int)(lk_tensor_numel(x) / (size_t)s->in); }
+
+/* an output stored in bf16 is computed into the workspace first */
+static size_t linear_workspace(const lk_layer *l, lk_device *d, int batch)
+{
+    (void)d;
+    return lk_layer_staging(l->out_type, (size_t)batch * lk_shape_numel(&l->out));
+}
+
 static lk_status linear_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, lk_tensor *y)
 {
     linear *s = (linear *)l;
-    int B = (int)(lk_tensor_numel(x) / (size_t)s->in); /* rows */
-    LK_CHECK(lk_gemm_ex(c->dev, l->compute, 0, 1, B, s->out, s->in, 1.0f, lk_in_f32(x->data), s->in,
-                        lk_layer_weights(l, &l->params[0]), s->in, 0.0f, y->data, s->out));
-    if (s->bias) LK_CHECK(lk_bias_add(c->dev, y->data, l->params[1].w, B, s->out, 1));
-    return LK_OK;
+    const int B = rows(s, x);
+    float *out = lk_layer_f32_out(y, c->workspace);
+    LK_CHECK(lk_gemm_ex(c->dev, l->compute, 0, 1, B, s->out, s->in, 1.0f, lk_tensor_in(x), s->in,
+                        lk_layer_weights(l, &l->params[0]), s->in, 0.0f, out, s->out));
+    if (s->bias) LK_CHECK(lk_bias_add(c->dev, out, l->params[1].w, B, s->out, 1));
+    return lk_layer_store(c->dev, y, out);
 }
 
 static lk_status linear_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, const lk_tensor *y,
@@ -39,10 +49,10 @@ static lk_status linear_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *
 {
     (void)y;
     linear *s = (linear *)l;
-    int B = (int)(lk_tensor_numel(x) / (size_t)s->in); /* rows */
+    const int B = rows(s, x);
     const float beta = c->replace_grads ? 0.0f : 1.0f;
     LK_CHECK(lk_gemm_ex(c->dev, l->compute, 1, 0, s->out, s->in, B, 1.0f, lk_in_f32(dy->data), s->out,
-                        lk_in_f32(x->data), s->in, beta, l->params[0].g, s->in));
+                        lk_tensor_in(x), s->in, beta, l->params[0].g, s->in));
     if (s->bias) LK_CHECK(lk_bias_grad(c->dev, l->params[1].g, dy->data, B, s->out, 1, beta));
     if (dx->data)
         LK_CHECK(lk_gemm_ex(c->dev, l->compute, 0, 0, B, s->in, s->out, 1.0f, lk_in_f32(dy->data),
@@ -60,6 +70,9 @@ static const lk_layer_vt linear_vt = {
     .type = "linear",
     .flops = linear_flops,
     .setup = linear_setup,
+    .workspace_bytes = linear_workspace,
+    .reads_bf16 = 1,
+    .writes_bf16 = 1,
     .forward = linear_forward,
     .backward = linear_backward,
 };

@@ -78,7 +78,8 @@ static lk_status end_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, l
 {
     res_end *s = (res_end *)l;
     size_t n = lk_tensor_numel(x);
-    lk_copy_on_device(c->dev, y->data, x->data, n * sizeof(float));
+    if (x->type == LK_BF16) LK_CHECK(lk_widen_bf16(c->dev, (const uint16_t *)x->data, y->data, n));
+    else lk_copy_on_device(c->dev, y->data, x->data, n * sizeof(float));
     return lk_axpy(c->dev, 1.0f, s->begin->x, y->data, n);
 }
 
@@ -96,6 +97,7 @@ static lk_status end_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, 
 
 static const lk_layer_vt end_vt = {
     .type = "residual_add",
+    .reads_bf16 = 1, /* the block's output; the sum (the residual stream) stays float32 */
     .setup = end_setup,
     .forward = end_forward,
     .backward = end_backward,
