@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16.h"
 #include "fastmath.h"
 #include "rng.h"
 
@@ -209,13 +210,37 @@ static double xent_row(const float *z, int label, int c, int ld, float *dz, floa
     return (double)(logf(sum) - (zy - mx));
 }
 
-static void cpu_softmax_xent(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
-                             int ld, float *loss, float *dlogits, float scale)
+/* The same over bf16 logits (a bf16 model's): computed in float32 from the widened values,
+ * the gradient rounded to nearest even in place of them (exp taken twice: no float32 row). */
+static double xent_row16(const uint16_t *z, int label, int c, int ld, uint16_t *dz, float g)
+{
+    const float zy = lk_bf16_to_f32(z[label]);
+    float mx = lk_bf16_to_f32(z[0]), sum = 0.0f;
+#pragma omp simd reduction(max : mx)
+    for (int j = 1; j < c; j++) mx = fmaxf(mx, lk_bf16_to_f32(z[j]));
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < c; j++) sum += lk_expneg(lk_bf16_to_f32(z[j]) - mx);
+    if (dz) {
+        const float k = g / sum;
+#pragma omp simd
+        for (int j = 0; j < c; j++)
+            dz[j] = lk_bf16_rne(lk_expneg(lk_bf16_to_f32(z[j]) - mx) * k - (j == label ? g : 0.0f));
+        for (int j = c; j < ld; j++) dz[j] = 0;
+    }
+    return (double)(logf(sum) - (zy - mx));
+}
+
+static void cpu_softmax_xent(lk_device *d, lk_dtype t, const void *logits, const int32_t *labels, int n,
+                             int c, int ld, float *loss, void *dlogits, float scale)
 {
     (void)d;
     double total = 0.0;
     const float g = scale / (float)n;
-#define ROW(r) xent_row(logits + (size_t)(r) * ld, labels[r], c, ld, dlogits ? dlogits + (size_t)(r) * ld : NULL, g)
+#define ROW(r)                                                                                          \
+    (t == LK_BF16 ? xent_row16((const uint16_t *)logits + (size_t)(r) * ld, labels[r], c, ld,            \
+                               dlogits ? (uint16_t *)dlogits + (size_t)(r) * ld : NULL, g)             \
+                  : xent_row((const float *)logits + (size_t)(r) * ld, labels[r], c, ld,               \
+                             dlogits ? (float *)dlogits + (size_t)(r) * ld : NULL, g))
     if ((long)n * ld > LK_CPU_PAR_MIN && lk_cpu_multithreaded()) {
 #pragma omp parallel for reduction(+ : total) schedule(static)
         for (int r = 0; r < n; r++) total += ROW(r);
@@ -254,16 +279,18 @@ static void cpu_bce_logits(lk_device *d, const float *z, const float *t, size_t 
     *loss = (float)(total / (double)n);
 }
 
-static void cpu_count_correct(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
-                              int ld, float *correct)
+static void cpu_count_correct(lk_device *d, lk_dtype t, const void *logits, const int32_t *labels, int n,
+                              int c, int ld, float *correct)
 {
     (void)d;
     int hits = 0;
     for (int r = 0; r < n; r++) {
-        const float *z = logits + (size_t)r * ld;
+        const size_t row = (size_t)r * ld;
+#define Z(j) (t == LK_BF16 ? lk_bf16_to_f32(((const uint16_t *)logits)[row + (j)]) : ((const float *)logits)[row + (j)])
         int best = 0;
         for (int j = 1; j < c; j++)
-            if (z[j] > z[best]) best = j;
+            if (Z(j) > Z(best)) best = j;
+#undef Z
         hits += best == labels[r];
     }
     *correct = (float)hits;

@@ -171,18 +171,20 @@ typedef struct lk_backend {
                              const float *dy, float *dx, size_t n);
     /* losses over n rows / elements: *loss = mean loss (device scalar);
      * when dx != NULL also dx = d(mean loss)/dx * scale. softmax_xent's rows are ld >= c
-     * floats apart, of which the first c are the classes (a padded vocabulary): dlogits
-     * gets 0 in the others. */
-    void (*softmax_xent)(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
-                         int ld, float *loss, float *dlogits, float scale);
+     * values apart, of which the first c are the classes (a padded vocabulary): dlogits
+     * gets 0 in the others. Its logits and dlogits are stored as t says (bf16: a bf16
+     * model's logits; computed in float32, the gradient rounded to nearest even); dlogits
+     * may be logits. */
+    void (*softmax_xent)(lk_device *d, lk_dtype t, const void *logits, const int32_t *labels, int n,
+                         int c, int ld, float *loss, void *dlogits, float scale);
     void (*mse)(lk_device *d, const float *pred, const float *target, size_t n, float *loss,
                 float *dpred, float scale);
     void (*bce_logits)(lk_device *d, const float *logits, const float *target, size_t n,
                        float *loss, float *dlogits, float scale);
-    /* *correct = number of rows whose argmax (over the first c of each row's ld) equals
-     * the label (device scalar) */
-    void (*count_correct)(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
-                          int ld, float *correct);
+    /* *correct = number of rows whose argmax (over the first c of each row's ld; the
+     * logits stored as t says) equals the label (device scalar) */
+    void (*count_correct)(lk_device *d, lk_dtype t, const void *logits, const int32_t *labels, int n,
+                          int c, int ld, float *correct);
     /* y[o][j][i][k] = x[o][i][j][k], x viewed as [outer][a][b][inner]: swaps the two
      * middle axes (batch-major <-> time-major sequences, attention heads) */
     void (*transpose)(lk_device *d, const float *x, float *y, int outer, int a, int b, int inner);

@@ -107,6 +107,10 @@ typedef struct {
      * the matrix products read it as it is, element-wise layers widen it into workspace
      * (lk_layer_f32 and lk_layer_store below). Gradients stay float32. */
     int reads_bf16, writes_bf16;
+    /* 1 when backward takes its output's gradient dy in bf16 too: as a model's last layer
+     * (y_unused, writes_bf16), the output is then bf16 where the caller asks for it
+     * (lk_model_set_output_bf16), and the loss writes its gradient over it in bf16 */
+    int dy_bf16;
     /* Forward FLOPs per sample of the layer's matrix products and convolutions (2 per
      * multiply-add; element-wise work is not counted), after setup. NULL: none. The
      * model counts backward as twice forward (see lk_model_flops). */

@@ -47,16 +47,18 @@ int lk_layer_is_reparam(const lk_layer *l);
  * default reduction; dout = d(loss)/d(out) * scale when dout != NULL. */
 typedef enum { LK_LOSS_XENT = 0, LK_LOSS_MSE, LK_LOSS_BCE_LOGITS } lk_loss_kind;
 typedef struct {
-    const float *out;       /* model output [batch, ...] */
+    const void *out;        /* model output [batch, ...], stored as type says */
     const int32_t *labels;  /* class labels (XENT) */
     const float *targets;   /* targets with out's shape (MSE, BCE) */
     int batch;
     int features;           /* out elements per sample (XENT: the classes) */
-    int ld;                 /* XENT: floats from one row of out to the next (>= features: a
+    int ld;                 /* XENT: values from one row of out to the next (>= features: a
                                padded vocabulary); 0: features */
+    lk_dtype type;          /* how out is stored: LK_F32, or LK_BF16 (XENT only: a bf16
+                               model's logits; dout is then bf16 too) */
 } lk_loss_args;
 lk_status lk_loss(lk_device *d, lk_loss_kind kind, const lk_loss_args *a, float *loss,
-                  float *dout, float scale);
+                  void *dout, float scale);
 const char *lk_loss_name(lk_loss_kind kind);
 
 #endif

@@ -99,6 +99,13 @@ lk_status lk_model_set_precision(lk_model *m, lk_dtype compute, const lk_round *
     return LK_OK;
 }
 
+lk_status lk_model_set_output_bf16(lk_model *m)
+{
+    if (m->params) return LK_ERR(LK_ERR_STATE, "the output's type must be chosen before the model is built");
+    m->output_bf16 = 1;
+    return LK_OK;
+}
+
 lk_status lk_model_refresh_working(lk_model *m, size_t lo, size_t hi, long step)
 {
     if (!m->params16 || lo >= hi) return LK_OK;
@@ -146,7 +153,8 @@ static void mark_recompute(lk_model *m)
 
 /* Each layer's precision, and how each activation is stored: in bf16 where a bf16 model's
  * producer writes and its consumer reads bf16 (not the input, an alias's (which keeps its
- * input's pointer and type), the output, nor an input the caller writes). */
+ * input's pointer and type), nor an input the caller writes; the output where the caller
+ * takes it so and the loss's gradient can go over it). */
 static void assign_types(lk_model *m)
 {
     for (int i = 0; i < m->nlayers; i++) {
@@ -154,8 +162,9 @@ static void assign_types(lk_model *m)
         l->compute = m->compute;
         l->in_type = i ? m->layers[i - 1]->out_type : LK_F32;
         l->out_type = l->vt->alias ? l->in_type : LK_F32;
-        if (m->compute == LK_BF16 && l->vt->writes_bf16 && !l->vt->alias && next && next->vt->reads_bf16 &&
-            !next->vt->alias && !next->input_f32)
+        if (m->compute == LK_BF16 && l->vt->writes_bf16 && !l->vt->alias &&
+            (next ? next->vt->reads_bf16 && !next->vt->alias && !next->input_f32
+                  : m->output_bf16 && l->vt->y_unused && l->vt->dy_bf16))
             l->out_type = LK_BF16;
     }
 }
@@ -554,6 +563,7 @@ lk_status lk_model_backward_range(lk_model *m, int lo, int batch, long step, lk_
         float *dx = need_dx ? (dy == m->dbuf[0] ? m->dbuf[1] : m->dbuf[0]) : NULL;
         lk_tensor tx = act_view(m, i, batch), ty = act_view(m, i + 1, batch);
         lk_tensor tdy = lk_tensor_batch(m->dev, dy, batch, &l->out);
+        if (dy == m->dout) tdy.type = l->out_type; /* (a bf16 output's gradient is bf16) */
         lk_tensor tdx = lk_tensor_batch(m->dev, dx, batch, &l->in);
         if (m->before_grads) { /* where the gradients go must be free (ZeRO-2's staging) */
             if (l->param_count) m->before_grads(m->grad_ready_user, l->param_offset, l->param_count);

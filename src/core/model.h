@@ -39,6 +39,8 @@ typedef struct lk_model {
                                  products read (the optimizer's step rewrites what it updates;
                                  lk_model_refresh_working the rest); NULL in float32 */
     lk_round round;           /* how the working copy is rounded (key, first set per refresh) */
+    int output_bf16;          /* the caller reads the output as stored, and its loss writes the
+                                 gradient so (lk_model_set_output_bf16) */
     int working_stale;        /* params changed outside an optimizer step: the next forward
                                  refreshes the working copy first */
     int grads_borrowed;       /* grads belong to the caller of lk_model_borrow_grads */
@@ -56,7 +58,8 @@ typedef struct lk_model {
     float *dbuf[2];           /* ping-pong input gradients */
     float *dout;              /* gradient of the loss w.r.t. the output (filled by the loss; the
                                  output's own memory when the last layer's backward does not
-                                 read it: fill it only once the output has been read) */
+                                 read it: fill it only once the output has been read; bf16
+                                 where the output is) */
     void *workspace;
     uint64_t seed;            /* keys dropout masks */
     float *aux_loss;          /* device scalar: the layers' own loss terms of the last forward */
@@ -104,6 +107,12 @@ lk_status lk_model_alloc_grads(lk_model *m);
  * with a bf16 working copy beside them, rounded as r says; r NULL: to nearest even). */
 lk_status lk_model_set_precision(lk_model *m, lk_dtype compute, const lk_round *r);
 lk_status lk_precision_parse(const char *name, lk_dtype *out);
+/* Before the build: the caller takes a bf16 model's output as it is stored (out->type: bf16
+ * where the last layer writes bf16 and backward takes its gradient so - a GPT's tied head,
+ * whose logits are the largest activation), and fills dout in the same type (a
+ * cross-entropy over bf16 logits writes its gradient over them). Without it, and in a
+ * float32 model, the output is float32. */
+lk_status lk_model_set_output_bf16(lk_model *m);
 /* Rounds the parameters [lo, hi) into the working copy (keyed by step when stochastic);
  * nothing in float32. lk_model_params_changed: the whole copy, at the next forward. */
 lk_status lk_model_refresh_working(lk_model *m, size_t lo, size_t hi, long step);
@@ -117,8 +126,8 @@ lk_status lk_model_init(lk_model *m, lk_init_kind kind, uint64_t seed);
 void lk_model_destroy(lk_model *m);
 
 /* How act[i] is stored (after the build): float32, or bf16 between layers of a bf16 model
- * that write and read it so (layer.h's reads_bf16/writes_bf16). The input and the output
- * are always float32. */
+ * that write and read it so (layer.h's reads_bf16/writes_bf16). The input is always
+ * float32, the output unless lk_model_set_output_bf16. */
 lk_dtype lk_model_act_type(const lk_model *m, int i);
 
 /* Per-sample output shape and its element count. */

@@ -261,12 +261,13 @@ lk_status lk_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a, 
     return LK_OK;
 }
 
-lk_status lk_softmax_xent(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
-                          int ld, float *loss, float *dlogits, float scale)
+lk_status lk_softmax_xent(lk_device *d, lk_dtype t, const void *logits, const int32_t *labels, int n,
+                          int c, int ld, float *loss, void *dlogits, float scale)
 {
     NEED(logits && labels && loss && n > 0 && c > 0 && ld >= c,
          "softmax_xent: bad arguments (n=%d c=%d ld=%d)", n, c, ld);
-    RUN(d, softmax_xent, logits, labels, n, c, ld, loss, dlogits, scale);
+    NEED(t == LK_F32 || t == LK_BF16, "softmax_xent: unknown storage type %d", (int)t);
+    RUN(d, softmax_xent, t, logits, labels, n, c, ld, loss, dlogits, scale);
     return LK_OK;
 }
 
@@ -286,11 +287,12 @@ lk_status lk_bce_logits(lk_device *d, const float *logits, const float *target, 
     return LK_OK;
 }
 
-lk_status lk_count_correct(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
-                           int ld, float *correct)
+lk_status lk_count_correct(lk_device *d, lk_dtype t, const void *logits, const int32_t *labels, int n,
+                           int c, int ld, float *correct)
 {
     NEED(logits && labels && correct && n > 0 && c > 0 && ld >= c, "count_correct: bad arguments");
-    RUN(d, count_correct, logits, labels, n, c, ld, correct);
+    NEED(t == LK_F32 || t == LK_BF16, "count_correct: unknown storage type %d", (int)t);
+    RUN(d, count_correct, t, logits, labels, n, c, ld, correct);
     return LK_OK;
 }
 

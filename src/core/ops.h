@@ -65,14 +65,15 @@ lk_status lk_dropout_forward(lk_device *d, float p, uint64_t seed, uint64_t a, u
 lk_status lk_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a, uint64_t first,
                               const lk_tensor *dy, lk_tensor *dx);
 
-lk_status lk_softmax_xent(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
-                          int ld, float *loss, float *dlogits, float scale);
+/* logits (and dlogits, which may be them) stored as t says */
+lk_status lk_softmax_xent(lk_device *d, lk_dtype t, const void *logits, const int32_t *labels, int n,
+                          int c, int ld, float *loss, void *dlogits, float scale);
 lk_status lk_mse(lk_device *d, const float *pred, const float *target, size_t n, float *loss,
                  float *dpred, float scale);
 lk_status lk_bce_logits(lk_device *d, const float *logits, const float *target, size_t n,
                         float *loss, float *dlogits, float scale);
-lk_status lk_count_correct(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
-                           int ld, float *correct);
+lk_status lk_count_correct(lk_device *d, lk_dtype t, const void *logits, const int32_t *labels, int n,
+                           int c, int ld, float *correct);
 
 /* Sequences: see the vtable entries in device.h. */
 lk_status lk_transpose(lk_device *d, const float *x, float *y, int outer, int a, int b, int inner);

@@ -340,3 +340,9 @@ lk_status lk_zoo_build(const char *name, lk_model *m, int nclasses, const lk_arc
     }
     return LK_ERR(LK_ERR_ARG, "unknown --model '%s' (known: %s)", name, known);
 }
+
+lk_status lk_zoo_set_precision(lk_model *m, const lk_zoo_entry *z, lk_dtype precision, const lk_round *r)
+{
+    LK_CHECK(lk_model_set_precision(m, precision, r));
+    return z->loss == LK_LOSS_XENT ? lk_model_set_output_bf16(m) : LK_OK;
+}

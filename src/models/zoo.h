@@ -49,6 +49,10 @@ const char *lk_gelu_name(lk_gelu g);
  * nclasses sizes the classifier head (the vocabulary of a language model); arch may be
  * NULL (defaults). Unknown names list the known ones. */
 lk_status lk_zoo_build(const char *name, lk_model *m, int nclasses, const lk_arch *arch);
+/* The model's precision (lk_model_set_precision) as the trainer runs it: a cross-entropy
+ * model's loss then reads its logits as stored (bf16 where the last layer writes them so,
+ * lk_model_set_output_bf16). */
+lk_status lk_zoo_set_precision(lk_model *m, const lk_zoo_entry *z, lk_dtype precision, const lk_round *r);
 const lk_zoo_entry *lk_zoo_find(const char *name);
 int lk_zoo_count(void);
 const lk_zoo_entry *lk_zoo_at(int i);

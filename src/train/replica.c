@@ -33,8 +33,8 @@ lk_status lk_replica_open(lk_replica *r, const lk_replica_spec *sp)
     r->ylen = sp->ylen > 0 ? sp->ylen : 1;
     const int batch = sp->batch;
     LK_CHECK(lk_model_set_recompute(r->model, sp->recompute));
-    LK_CHECK(lk_model_set_precision(r->model, sp->precision,
-                                    &(lk_round){sp->stochastic_round, sp->seed ^ 0x5eed0bf16ULL, 0, 0}));
+    LK_CHECK(lk_zoo_set_precision(r->model, z, sp->precision,
+                                  &(lk_round){sp->stochastic_round, sp->seed ^ 0x5eed0bf16ULL, 0, 0}));
     LK_CHECK(lk_model_build_ex(r->model, batch, sp->build));
     LK_CHECK(lk_model_init(r->model, sp->init, sp->seed));
     size_t numel = lk_shape_numel(&sp->sample), nlab = (size_t)batch * r->ylen;
@@ -55,7 +55,8 @@ lk_status lk_replica_loss(lk_replica *r, const lk_tensor *out, int n, int grad, 
     lk_model *m = r->model;
     const int per = (int)(lk_tensor_numel(out) / (size_t)n); /* outputs per sample */
     lk_loss_args la = {.out = out->data, .batch = n * r->ylen, .features = lk_model_out_valid(m),
-                       .ld = per / r->ylen}; /* a padded vocabulary: fewer classes than floats */
+                       .ld = per / r->ylen, /* a padded vocabulary: fewer classes than values */
+                       .type = out->type};
     if (r->zoo->target == LK_TARGET_INPUT) {
         la.targets = lk_model_input(m);
         la.batch = n;
@@ -70,7 +71,7 @@ lk_status lk_replica_loss(lk_replica *r, const lk_tensor *out, int n, int grad, 
     if (sum != 1.0f) LK_CHECK(lk_scale(r->dev, &r->scalars[0], sum, 1));
     if (m->has_aux) LK_CHECK(lk_axpy(r->dev, 1.0f, m->aux_loss, &r->scalars[0], 1));
     if (correct && lk_replica_classifies(r))
-        LK_CHECK(lk_count_correct(r->dev, out->data, r->labels, la.batch, la.features, la.ld,
+        LK_CHECK(lk_count_correct(r->dev, out->type, out->data, r->labels, la.batch, la.features, la.ld,
                                   &r->scalars[1]));
     return LK_OK;
 }

@@ -46,7 +46,8 @@ lk_status lk_replica_open(lk_replica *r, const lk_replica_spec *spec);
 void lk_replica_free(lk_replica *r);
 /* The loss of the n samples just run (out: the forward's output) into scalars[0]: the
  * model's loss against its labels or its input, plus the layers' own terms (the VAE's
- * KL); with grad, d(loss)/d(out) * scale into the model's dout (and scale noted for
+ * KL); out as stored (a bf16 cross-entropy model's logits are bf16: lk_zoo_set_precision);
+ * with grad, d(loss)/d(out) * scale into the model's dout (and scale noted for
  * those terms). With correct, also the number of right predictions into scalars[1]
  * (classifiers only). */
 lk_status lk_replica_loss(lk_replica *r, const lk_tensor *out, int n, int grad, float scale,

@@ -21,6 +21,8 @@
  *   1e-4         matrix products (batched too) and convolutions (other summation orders)
  *   1e-3         the same in bf16 (bf16 inputs both devices round alike, float32 sums; the
  *                CUDA convolution's outputs and gradients come through bf16: 1e-2)
+ *   1e-2         the cross-entropy's gradient over bf16 logits (rounded to bf16 from
+ *                each device's exp); its loss 1e-5
  *   exact        the bf16 working copy's rounding, to nearest even and stochastic
  *
  * Without a GPU (or without a CUDA build) the coverage check still runs; the test then
@@ -710,7 +712,21 @@ static void loss_inputs(int s, pair *z, pair *dz)
     pair_push(z);
 }
 
-/* rows of ld floats, of which the first cls classes: the whole row, then a padded one */
+/* n bf16 values of the CPU's and the GPU's, widened: within tol of the CPU's largest */
+static void same16(const char *what, const uint16_t *c, const uint16_t *g, size_t n, double tol)
+{
+    pair p = {malloc(n * sizeof(float) + 4), lk_dev_alloc(GPU, n * sizeof(float) + 4), n};
+    assert_true(p.c && p.g);
+    for (size_t i = 0; i < n; i++) p.c[i] = lk_bf16_to_f32(c[i]);
+    GPU->ops->widen_bf16(GPU, g, p.g, n);
+    same(what, &p, tol);
+    free(p.c);
+    lk_dev_free(GPU, p.g);
+}
+
+/* rows of ld values, of which the first cls classes: the whole row, then a padded one; the
+ * logits in float32, then in bf16 (a bf16 model's: the gradient written over them, rounded
+ * once more on each device: 1e-2) */
 static void case_softmax_xent(void **state)
 {
     (void)state;
@@ -722,15 +738,26 @@ static void case_softmax_xent(void **state)
             loss_inputs(s, &z, &dz);
             int32_t *lg, *lc = labels(n, cls, &lg);
             float *gs = lk_dev_alloc(GPU, sizeof(float)), cl = 0.0f;
-            CPU->ops->softmax_xent(CPU, z.c, lc, n, cls, ld, &cl, dz.c, 0.5f);
-            GPU->ops->softmax_xent(GPU, z.g, lg, n, cls, ld, gs, dz.g, 0.5f);
+            CPU->ops->softmax_xent(CPU, LK_F32, z.c, lc, n, cls, ld, &cl, dz.c, 0.5f);
+            GPU->ops->softmax_xent(GPU, LK_F32, z.g, lg, n, cls, ld, gs, dz.g, 0.5f);
             close_to("softmax_xent loss", cl, gpu_scalar(gs), 1e-5);
             same("softmax_xent dlogits (0 in the padding)", &dz, 1e-5);
             for (int r = 0; pad && r < n; r++) /* the CPU's padding gradient is 0 */
                 for (int j = cls; j < ld; j++) assert_true(dz.c[(size_t)r * ld + j] == 0.0f);
-            CPU->ops->softmax_xent(CPU, z.c, lc, n, cls, ld, &cl, NULL, 1.0f); /* loss only */
-            GPU->ops->softmax_xent(GPU, z.g, lg, n, cls, ld, gs, NULL, 1.0f);
+            CPU->ops->softmax_xent(CPU, LK_F32, z.c, lc, n, cls, ld, &cl, NULL, 1.0f); /* loss only */
+            GPU->ops->softmax_xent(GPU, LK_F32, z.g, lg, n, cls, ld, gs, NULL, 1.0f);
             close_to("softmax_xent loss, no gradient", cl, gpu_scalar(gs), 1e-5);
+            pair16 z16 = pair16_of(&z);
+            CPU->ops->softmax_xent(CPU, LK_BF16, z16.c, lc, n, cls, ld, &cl, NULL, 1.0f);
+            GPU->ops->softmax_xent(GPU, LK_BF16, z16.g, lg, n, cls, ld, gs, NULL, 1.0f);
+            close_to("softmax_xent loss, bf16 logits", cl, gpu_scalar(gs), 1e-5);
+            CPU->ops->softmax_xent(CPU, LK_BF16, z16.c, lc, n, cls, ld, &cl, z16.c, 0.5f); /* in place */
+            GPU->ops->softmax_xent(GPU, LK_BF16, z16.g, lg, n, cls, ld, gs, z16.g, 0.5f);
+            close_to("softmax_xent loss, bf16 logits and gradient", cl, gpu_scalar(gs), 1e-5);
+            same16("softmax_xent dlogits in bf16 over the logits", z16.c, z16.g, (size_t)n * ld, 1e-2);
+            for (int r = 0; pad && r < n; r++)
+                for (int j = cls; j < ld; j++) assert_true(z16.c[(size_t)r * ld + j] == 0);
+            pair16_free(&z16);
             free(lc);
             lk_dev_free(GPU, lg), lk_dev_free(GPU, gs);
             pair_free(&z), pair_free(&dz);
@@ -793,10 +820,16 @@ static void case_count_correct(void **state)
         for (int r = 1; cls < c && r < n; r += 2) z.c[(size_t)r * c + cls] = 1000.0f;
         pair_push(&z);
         float *gs = lk_dev_alloc(GPU, sizeof(float)), cc = 0.0f;
-        CPU->ops->count_correct(CPU, z.c, lc, n, cls, c, &cc);
-        GPU->ops->count_correct(GPU, z.g, lg, n, cls, c, gs);
+        CPU->ops->count_correct(CPU, LK_F32, z.c, lc, n, cls, c, &cc);
+        GPU->ops->count_correct(GPU, LK_F32, z.g, lg, n, cls, c, gs);
         assert_true(cc >= (float)((n + 1) / 2));
         close_to("count_correct", cc, gpu_scalar(gs), 0.0);
+        pair16 z16 = pair16_of(&z);
+        CPU->ops->count_correct(CPU, LK_BF16, z16.c, lc, n, cls, c, &cc);
+        GPU->ops->count_correct(GPU, LK_BF16, z16.g, lg, n, cls, c, gs);
+        assert_true(cc >= (float)((n + 1) / 2));
+        close_to("count_correct, bf16 logits", cc, gpu_scalar(gs), 0.0);
+        pair16_free(&z16);
         free(lc);
         lk_dev_free(GPU, lg), lk_dev_free(GPU, gs);
         pair_free(&z), pair_free(&dz);

@@ -1,6 +1,7 @@
 /* test_layers.c - every layer's forward against a direct double-precision reference,
  * and its backward (input AND parameter gradients) against central finite
  * differences; losses against reference values and their numeric gradients. */
+#include "core/bf16.h"
 #include "gradcheck.h"
 
 /* The harness itself must reject wrong gradients, or every check below is vacuous. */
@@ -557,7 +558,7 @@ static void check_loss(lk_loss_kind kind, float *z, const int32_t *lab, const fl
     size_t n = (size_t)B * C;
     float *dout = lk_dev_alloc(d, n * sizeof(float)), *loss = lk_dev_alloc(d, sizeof(float));
     float *half = malloc(n * sizeof(float));
-    loss_obj o = {kind, {z, lab, t, B, C, 0}, loss};
+    loss_obj o = {kind, {z, lab, t, B, C, 0, LK_F32}, loss};
     TU_OK(lk_loss(d, kind, &o.a, loss, dout, 1.0f));
     double ref = ref_loss(kind, z, lab, t, B, C), got = lk_read_scalar(d, loss);
     if (!(fabs(got - ref) <= 1e-5 * (1.0 + fabs(ref))))
@@ -599,7 +600,7 @@ static void test_losses_extreme(void **state)
     lk_device *d = tu_cpu();
     float z[6] = {1000.0f, 0.0f, -1000.0f, -1000.0f, 1000.0f, 999.0f}, dz[6], loss;
     int32_t lab[2] = {2, 2}; /* row 0 picks -1000 (loss 2000); row 1 picks 999 */
-    lk_loss_args a = {z, lab, NULL, 2, 3, 0};
+    lk_loss_args a = {z, lab, NULL, 2, 3, 0, LK_F32};
     TU_OK(lk_loss(d, LK_LOSS_XENT, &a, &loss, dz, 1.0f));
     double ref = ref_loss(LK_LOSS_XENT, z, lab, NULL, 2, 3);
     assert_true(isfinite(loss));
@@ -613,7 +614,7 @@ static void test_losses_extreme(void **state)
     }
 
     float bz[4] = {1000.0f, -1000.0f, 1000.0f, -1000.0f}, bt[4] = {0.0f, 1.0f, 1.0f, 0.0f};
-    lk_loss_args b = {bz, NULL, bt, 1, 4, 0};
+    lk_loss_args b = {bz, NULL, bt, 1, 4, 0, LK_F32};
     TU_OK(lk_loss(d, LK_LOSS_BCE_LOGITS, &b, &loss, dz, 1.0f));
     assert_true(isfinite(loss));
     GC_NEAR(loss, 500.0, 1e-3); /* (1000 + 1000 + 0 + 0) / 4 */
@@ -621,11 +622,43 @@ static void test_losses_extreme(void **state)
     for (int i = 0; i < 4; i++) GC_NEAR(dz[i], bwant[i], 1e-6);
 
     float mz[2] = {1e4f, -1e4f}, mt[2] = {0.0f, 0.0f};
-    lk_loss_args c = {mz, NULL, mt, 2, 1, 0};
+    lk_loss_args c = {mz, NULL, mt, 2, 1, 0, LK_F32};
     TU_OK(lk_loss(d, LK_LOSS_MSE, &c, &loss, dz, 1.0f));
     GC_NEAR(loss, 1e8, 1.0);
     GC_NEAR(dz[0], 1e4, 1e-2); /* 2 (p - t) / n */
     GC_NEAR(dz[1], -1e4, 1e-2);
+}
+
+/* Cross-entropy over bf16 logits (a bf16 model's, padded rows): the loss of the widened
+ * values, and the gradient written over the logits, each value float32's rounded to
+ * nearest even (the CPU's exp is the same in both); count_correct alike. */
+static void test_xent_bf16(void **state)
+{
+    (void)state;
+    enum { N = 5, C = 37, LD = 40 };
+    lk_device *d = tu_cpu();
+    float z[N * LD], dz[N * LD], loss32, loss16, hits32, hits16;
+    uint16_t z16[N * LD];
+    int32_t lab[N];
+    for (int i = 0; i < N * LD; i++) {
+        z16[i] = lk_bf16_rne(12.0f * lk_rng_uniform(3, LK_RNG_TEST, 1, (uint64_t)i) - 6.0f);
+        z[i] = lk_bf16_to_f32(z16[i]);
+    }
+    for (int r = 0; r < N; r++) lab[r] = (r * 11) % C;
+    TU_OK(lk_count_correct(d, LK_F32, z, lab, N, C, LD, &hits32));
+    TU_OK(lk_count_correct(d, LK_BF16, z16, lab, N, C, LD, &hits16));
+    assert_true(hits32 == hits16);
+    TU_OK(lk_softmax_xent(d, LK_F32, z, lab, N, C, LD, &loss32, dz, 0.5f));
+    TU_OK(lk_softmax_xent(d, LK_BF16, z16, lab, N, C, LD, &loss16, z16, 0.5f)); /* in place */
+    GC_NEAR(loss16, loss32, 1e-6);
+    for (int i = 0; i < N * LD; i++)
+        if (z16[i] != lk_bf16_rne(dz[i]))
+            fail_msg("bf16 dlogits [%d] 0x%04x, float32's rounded 0x%04x", i, z16[i], lk_bf16_rne(dz[i]));
+    for (int i = 0; i < N * LD; i++) z16[i] = lk_bf16_rne(z[i]); /* the logits again */
+    lk_loss_args a = {z16, lab, NULL, N, C, LD, LK_BF16};
+    TU_OK(lk_loss(d, LK_LOSS_XENT, &a, &loss16, NULL, 1.0f));
+    GC_NEAR(loss16, loss32, 1e-6);
+    TU_FAILS_WITH(lk_loss(d, LK_LOSS_MSE, &a, &loss16, NULL, 1.0f), LK_ERR_ARG, "not bf16");
 }
 
 static void test_loss_errors(void **state)
@@ -633,7 +666,7 @@ static void test_loss_errors(void **state)
     (void)state;
     float z[2] = {0}, loss;
     int32_t lab[1] = {0};
-    lk_loss_args a = {z, lab, z, 0, 2, 0};
+    lk_loss_args a = {z, lab, z, 0, 2, 0, LK_F32};
     TU_FAILS_WITH(lk_loss(tu_cpu(), LK_LOSS_XENT, &a, &loss, NULL, 1.0f), LK_ERR_ARG, "batch");
     a.batch = 1;
     a.features = 0;
@@ -674,6 +707,7 @@ int main(void)
         cmocka_unit_test(test_batchnorm),
         cmocka_unit_test(test_losses),
         cmocka_unit_test(test_losses_extreme),
+        cmocka_unit_test(test_xent_bf16),
         cmocka_unit_test(test_loss_errors),
         cmocka_unit_test(test_layer_constructor_errors),
     };

@@ -422,7 +422,7 @@ static lk_status train_step(trainer *t, float *loss_out)
     lk_copy_to_device(d, lk_model_input(t->m), t->host_x, t->nx * sizeof(float));
     if (!t->replace) lk_model_zero_grad(t->m);
     LK_CHECK(lk_model_forward(t->m, t->batch, 1, t->step, &out));
-    lk_loss_args a = {out.data, t->labels, NULL, t->rows, 10, 0};
+    lk_loss_args a = {out.data, t->labels, NULL, t->rows, 10, 0, LK_F32};
     LK_CHECK(lk_loss(d, LK_LOSS_XENT, &a, t->loss, t->m->dout, 1.0f));
     LK_CHECK(lk_model_backward_ex(t->m, t->batch, t->step,
                                   t->replace ? LK_GRADS_REPLACE : LK_GRADS_ADD));

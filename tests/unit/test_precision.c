@@ -205,10 +205,13 @@ static void check_layer(const layer_case *lc)
     lk_model_destroy(ms[1]);
 }
 
-/* The tied head reads the embedding's working copy: logits and the embedding's gradient. */
-static void check_tied_head(void)
+/* The tied head reads the embedding's working copy and a layer norm's output (bf16 in a
+ * bf16 model): logits and the embedding's gradient. T x batch x V above 2^24: a bf16
+ * backward takes a float32 gradient in two chunks of rows; with bf16 logits (out16: the
+ * caller takes them so) forward writes them 2^22 values at a time and backward reads a bf16
+ * gradient (the same values rounded). */
+static void check_tied_head(int T, int V, int C, int batch, int out16)
 {
-    const int T = 16, V = 50, C = 32, batch = 3;
     lk_model *ms[2];
     lk_tensor out[2];
     const lk_shape in = {1, {T}};
@@ -216,23 +219,35 @@ static void check_tied_head(void)
         TU_OK(lk_model_create(&ms[k], tu_cpu(), &in));
         lk_layer *e = lk_embedding(V, C, T, 0);
         TU_OK(lk_model_add(ms[k], e));
+        TU_OK(lk_model_add(ms[k], lk_layernorm(C, 1e-5f)));
         TU_OK(lk_model_add(ms[k], lk_tied_head(e)));
         TU_OK(lk_model_set_precision(ms[k], k ? LK_BF16 : LK_F32, NULL));
+        if (out16) TU_OK(lk_model_set_output_bf16(ms[k])); /* (no effect in float32) */
         TU_OK(lk_model_build(ms[k], batch));
+        assert_int_equal(ms[k]->layers[2]->in_type, k ? LK_BF16 : LK_F32);
+        assert_int_equal(lk_model_act_type(ms[k], 3), k && out16 ? LK_BF16 : LK_F32);
         TU_OK(lk_model_init(ms[k], LK_INIT_DEFAULT, 5));
         float *x = lk_model_input(ms[k]);
         for (int i = 0; i < T * batch; i++) x[i] = (float)((i * 7) % V);
         TU_OK(lk_model_forward(ms[k], batch, 1, 0, &out[k]));
     }
     const size_t nout = (size_t)T * batch * V;
-    double w = within("tied head forward", out[0].data, out[1].data, nout, 1e-2);
-    for (int k = 0; k < 2; k++) {
-        for (size_t i = 0; i < nout; i++) ms[k]->dout[i] = 0.2f * lk_rng_uniform(1, LK_RNG_TEST, 2, i) - 0.1f;
-        TU_OK(lk_model_backward_ex(ms[k], batch, 0, LK_GRADS_REPLACE));
-    }
+    float *logits = malloc(nout * sizeof *logits);
+    for (size_t i = 0; i < nout; i++)
+        logits[i] = out16 ? lk_bf16_to_f32(((const uint16_t *)out[1].data)[i]) : out[1].data[i];
+    double w = within("tied head forward", out[0].data, logits, nout, 1e-2);
+    free(logits);
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < nout; i++) {
+            const float g = 0.2f * lk_rng_uniform(1, LK_RNG_TEST, 2, i) - 0.1f;
+            if (lk_model_act_type(ms[k], 3) == LK_BF16) ((uint16_t *)ms[k]->dout)[i] = lk_bf16_rne(g);
+            else ms[k]->dout[i] = g;
+        }
+    for (int k = 0; k < 2; k++) TU_OK(lk_model_backward_ex(ms[k], batch, 0, LK_GRADS_REPLACE));
     w = fmax(w, within("tied head: embedding gradient", ms[0]->layers[0]->params[0].g,
                        ms[1]->layers[0]->params[0].g, (size_t)V * C, 1e-2));
-    printf("%-14s forward and the embedding's gradient within 1e-2 of scale (worst %.2f)\n", "tied head", w);
+    printf("%-14s forward and the embedding's gradient within 1e-2 of scale (worst %.2f; %d x %d logits%s)\n",
+           "tied head", w, T * batch, V, out16 ? " in bf16" : "");
     lk_model_destroy(ms[0]);
     lk_model_destroy(ms[1]);
 }
@@ -253,7 +268,10 @@ static void test_layers(void **state)
         {"maxpool", make_maxpool, {3, {2, 6, 6}}, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check_layer(&cases[i]);
-    check_tied_head();
+    check_tied_head(16, 50, 32, 3, 0);
+    check_tied_head(1050, 4100, 16, 4, 0);
+    check_tied_head(16, 50, 32, 3, 1);
+    check_tied_head(1050, 4100, 16, 4, 1);
 }
 
 /* ---- whole models ---- */
@@ -420,6 +438,45 @@ static void test_optimizer_step(void **state)
     free(w0), free(w1), free(g), free(c1), free(c2);
 }
 
+/* A bf16 gpt whose caller takes bf16 logits (lk_model_set_output_bf16, as the trainer's
+ * cross-entropy does): the output is bf16, the cross-entropy writes its gradient over it,
+ * and the loss and the gradients are those of the same model with float32 logits within
+ * bf16 tolerance. */
+static void test_bf16_logits(void **state)
+{
+    (void)state;
+    const tu_zoo_spec z = {"gpt", {1, {32}}, 61, {2, 2, 32, 32, LK_GELU_DEFAULT}, 3};
+    lk_model *ms[2];
+    float loss[2];
+    int32_t labels[32 * 3];
+    for (int i = 0; i < 32 * 3; i++) labels[i] = (i * 5) % 61;
+    for (int k = 0; k < 2; k++) {
+        TU_OK(lk_model_create(&ms[k], tu_cpu(), &z.sample));
+        TU_OK(lk_zoo_build(z.name, ms[k], z.classes, &z.arch));
+        TU_OK(lk_model_set_precision(ms[k], LK_BF16, NULL));
+        if (k) TU_OK(lk_model_set_output_bf16(ms[k]));
+        TU_OK(lk_model_build(ms[k], z.batch));
+        TU_OK(lk_model_init(ms[k], LK_INIT_DEFAULT, 11));
+        lk_model *m = ms[k];
+        const int n = m->nlayers;
+        assert_int_equal(lk_model_act_type(m, n), k ? LK_BF16 : LK_F32);
+        float *x = lk_model_input(m);
+        for (int i = 0; i < 32 * 3; i++) x[i] = (float)((i * 7) % 61);
+        lk_tensor out;
+        TU_OK(lk_model_forward(m, z.batch, 1, 0, &out));
+        assert_int_equal(out.type, lk_model_act_type(m, n));
+        const int ld = m->layers[n - 1]->out.d[1];
+        lk_loss_args la = {out.data, labels, NULL, 32 * 3, lk_model_out_valid(m), ld, out.type};
+        TU_OK(lk_loss(tu_cpu(), LK_LOSS_XENT, &la, &loss[k], m->dout, 1.0f));
+        TU_OK(lk_model_backward_ex(m, z.batch, 0, LK_GRADS_REPLACE));
+    }
+    if (!(fabs(loss[1] - loss[0]) <= 1e-3 * fabs(loss[0]))) fail_msg("loss %.7g with bf16 logits, %.7g", loss[1], loss[0]);
+    const double w = within("gradients with bf16 logits", ms[0]->grads, ms[1]->grads, ms[0]->nparams, 1e-2);
+    printf("bf16 logits: loss %.6f (float32 logits %.6f), gradients within %.2f of 1e-2\n", loss[1], loss[0], w);
+    lk_model_destroy(ms[0]);
+    lk_model_destroy(ms[1]);
+}
+
 static void test_set_precision(void **state)
 {
     (void)state;
@@ -456,6 +513,7 @@ int main(void)
         cmocka_unit_test(test_layers),
         cmocka_unit_test(test_models),
         cmocka_unit_test(test_optimizer_step),
+        cmocka_unit_test(test_bf16_logits),
         cmocka_unit_test(test_set_precision),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -345,7 +345,7 @@ static void test_padded_vocabulary(void **state)
         const int ld = lk_model_out_shape(m[k]).d[1];
         for (int r = 0; k && r < B * T; r++) /* the padding's logits are x . 0 */
             for (int j = V; j < ld; j++) assert_true(out.data[r * ld + j] == 0.0f);
-        lk_loss_args a = {out.data, lab, NULL, B * T, V, ld};
+        lk_loss_args a = {out.data, lab, NULL, B * T, V, ld, LK_F32};
         float *l = lk_dev_alloc(tu_cpu(), sizeof(float));
         TU_OK(lk_loss(tu_cpu(), LK_LOSS_XENT, &a, l, m[k]->dout, 1.0f));
         loss[k] = *l;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../bf16.h"
 #include "../rng.h"
 
 void lk_cuda_fail(lk_cuda *g, const char *file, int line, const char *call, const char *what)
@@ -296,19 +297,27 @@ static void cu_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a
 
 /* ---- losses ---- */
 
+/* a logit or its gradient, as stored: float32, or bf16 (computed in float32, rounded to
+ * nearest even) */
+__device__ __forceinline__ float logit_at(const float *p, size_t i) { return p[i]; }
+__device__ __forceinline__ float logit_at(const uint16_t *p, size_t i) { return lk_bf16_to_f32(p[i]); }
+__device__ __forceinline__ void logit_put(float *p, size_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void logit_put(uint16_t *p, size_t i, float v) { p[i] = lk_bf16_rne(v); }
+
 /* rows r = blockIdx.x, += gridDim.x; the block shares a row's classes */
-__global__ void k_softmax_xent(const float *logits, const int32_t *labels, int n, int c, int ld,
-                               float *dlogits, float g, double *partial)
+template <typename T>
+__global__ void k_softmax_xent(const T *logits, const int32_t *labels, int n, int c, int ld, T *dlogits,
+                               float g, double *partial)
 {
     double total = 0.0;
     for (int r = blockIdx.x; r < n; r += gridDim.x) {
-        const float *z = logits + (size_t)r * ld;
+        const size_t row = (size_t)r * ld;
         float mx = -INFINITY;
-        for (int j = threadIdx.x; j < c; j += blockDim.x) mx = fmaxf(mx, z[j]);
+        for (int j = threadIdx.x; j < c; j += blockDim.x) mx = fmaxf(mx, logit_at(logits, row + j));
         mx = block_max(mx);
-        const float zy = z[labels[r]]; /* read before any dz is written (dz may alias z) */
+        const float zy = logit_at(logits, row + labels[r]); /* read before any dz is written (dz may alias z) */
         double s = 0.0;
-        for (int j = threadIdx.x; j < c; j += blockDim.x) s += (double)expf(z[j] - mx);
+        for (int j = threadIdx.x; j < c; j += blockDim.x) s += (double)expf(logit_at(logits, row + j) - mx);
         s = block_sum(s);
         __shared__ float sum;
         if (threadIdx.x == 0) sum = (float)s;
@@ -318,24 +327,28 @@ __global__ void k_softmax_xent(const float *logits, const int32_t *labels, int n
         const int y = labels[r];
         if (threadIdx.x == 0) total += (double)(logf(tot) - (zy - mx));
         if (dlogits) {
-            float *dz = dlogits + (size_t)r * ld;
             const float inv = 1.0f / tot;
             for (int j = threadIdx.x; j < c; j += blockDim.x)
-                dz[j] = expf(z[j] - mx) * inv * g - (j == y ? g : 0.0f);
-            for (int j = c + threadIdx.x; j < ld; j += blockDim.x) dz[j] = 0.0f; /* padding */
+                logit_put(dlogits, row + j, expf(logit_at(logits, row + j) - mx) * inv * g - (j == y ? g : 0.0f));
+            for (int j = c + threadIdx.x; j < ld; j += blockDim.x) logit_put(dlogits, row + j, 0.0f); /* padding */
         }
     }
     if (threadIdx.x == 0) partial[blockIdx.x] = total;
 }
 
-static void cu_softmax_xent(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
-                            int ld, float *loss, float *dlogits, float scale)
+static void cu_softmax_xent(lk_device *d, lk_dtype t, const void *logits, const int32_t *labels, int n,
+                            int c, int ld, float *loss, void *dlogits, float scale)
 {
     lk_cuda *g = lk_cuda_of(d);
     unsigned nb = n < LK_CUDA_REDUCE_BLOCKS ? (unsigned)n : LK_CUDA_REDUCE_BLOCKS;
     if (!nb) nb = 1;
-    k_softmax_xent<<<nb, LK_CUDA_THREADS, 0, g->stream>>>(logits, labels, n, c, ld, dlogits,
-                                                          scale / (float)n, g->partial);
+    const float gs = scale / (float)n;
+    if (t == LK_BF16)
+        k_softmax_xent<<<nb, LK_CUDA_THREADS, 0, g->stream>>>((const uint16_t *)logits, labels, n, c, ld,
+                                                              (uint16_t *)dlogits, gs, g->partial);
+    else
+        k_softmax_xent<<<nb, LK_CUDA_THREADS, 0, g->stream>>>((const float *)logits, labels, n, c, ld,
+                                                              (float *)dlogits, gs, g->partial);
     LK_LAUNCHED(g);
     finish_sum(g, nb, (double)n, loss);
 }
@@ -389,27 +402,35 @@ static void cu_bce_logits(lk_device *d, const float *z, const float *t, size_t n
 }
 
 /* a thread per row: the first largest logit, as the CPU */
-__global__ void k_count_correct(const float *logits, const int32_t *labels, int n, int c, int ld,
-                                double *partial)
+template <typename T>
+__global__ void k_count_correct(const T *logits, const int32_t *labels, int n, int c, int ld, double *partial)
 {
     double hits = 0.0;
     for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < n; r += gridDim.x * blockDim.x) {
-        const float *z = logits + (size_t)r * ld;
+        const size_t row = (size_t)r * ld;
         int best = 0;
-        for (int j = 1; j < c; j++)
-            if (z[j] > z[best]) best = j;
+        float top = logit_at(logits, row);
+        for (int j = 1; j < c; j++) {
+            const float z = logit_at(logits, row + j);
+            if (z > top) best = j, top = z;
+        }
         hits += best == labels[r];
     }
     hits = block_sum(hits);
     if (threadIdx.x == 0) partial[blockIdx.x] = hits;
 }
 
-static void cu_count_correct(lk_device *d, const float *logits, const int32_t *labels, int n, int c,
-                             int ld, float *correct)
+static void cu_count_correct(lk_device *d, lk_dtype t, const void *logits, const int32_t *labels, int n,
+                             int c, int ld, float *correct)
 {
     lk_cuda *g = lk_cuda_of(d);
     unsigned nb = reduce_blocks(g, (size_t)n);
-    k_count_correct<<<nb, LK_CUDA_THREADS, 0, g->stream>>>(logits, labels, n, c, ld, g->partial);
+    if (t == LK_BF16)
+        k_count_correct<<<nb, LK_CUDA_THREADS, 0, g->stream>>>((const uint16_t *)logits, labels, n, c, ld,
+                                                               g->partial);
+    else
+        k_count_correct<<<nb, LK_CUDA_THREADS, 0, g->stream>>>((const float *)logits, labels, n, c, ld,
+                                                               g->partial);
     LK_LAUNCHED(g);
     finish_sum(g, nb, 1.0, correct);
 }

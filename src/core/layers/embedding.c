@@ -118,13 +118,46 @@ static lk_status tied_setup(lk_layer *l)
     return LK_OK;
 }
 
+/* bf16 logits are computed 2^22 values (16 MB) at a time in float32 in the workspace and
+ * rounded into the output (a whole GPT-2 batch's would be 0.8 GB of float32 at 4 x 1024) */
+#define HEAD_STAGE_VALUES (1L << 22)
+
+static int head_rows(const lk_layer *l, int batch) { return batch * (int)(lk_shape_numel(&l->in) / (size_t)((const tied_head *)l)->emb->dim); }
+
+static int stage_rows(const tied_head *s, int rows) { return (int)LK_MAX(1L, LK_MIN((long)rows, HEAD_STAGE_VALUES / s->emb->rows)); }
+
+static size_t tied_workspace(const lk_layer *l, lk_device *d, int batch)
+{
+    (void)d;
+    const tied_head *s = (const tied_head *)l;
+    return lk_layer_staging(l->out_type, (size_t)stage_rows(s, head_rows(l, batch)) * s->emb->rows);
+}
+
 static lk_status tied_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, lk_tensor *y)
 {
     tied_head *s = (tied_head *)l;
-    int rows = (int)(lk_tensor_numel(x) / (size_t)s->emb->dim), V = s->emb->rows, C = s->emb->dim;
-    return lk_gemm_ex(c->dev, l->compute, 0, 1, rows, V, C, 1.0f, lk_tensor_in(x), C,
-                      lk_layer_weights(l, &s->emb->base.params[0]), C, 0.0f, y->data, V);
+    const int rows = head_rows(l, x->shape.d[0]), V = s->emb->rows, C = s->emb->dim;
+    const lk_in w = lk_layer_weights(l, &s->emb->base.params[0]);
+    if (y->type != LK_BF16)
+        return lk_gemm_ex(c->dev, l->compute, 0, 1, rows, V, C, 1.0f, lk_tensor_in(x), C, w, C, 0.0f, y->data, V);
+    const int chunk = stage_rows(s, rows);
+    const size_t xs = lk_dtype_size(x->type);
+    for (int r = 0; r < rows; r += chunk) {
+        const int n = LK_MIN(chunk, rows - r);
+        const lk_in xr = {(const char *)x->data + (size_t)r * C * xs, x->type};
+        LK_CHECK(lk_gemm_ex(c->dev, l->compute, 0, 1, n, V, C, 1.0f, xr, C, w, C, 0.0f, c->workspace, V));
+        LK_CHECK(lk_cast_bf16(c->dev, c->workspace, (uint16_t *)y->data + (size_t)r * V, (size_t)n * V,
+                              &(lk_round){0, 0, 0, 0}));
+    }
+    return LK_OK;
 }
+
+/* Rows of a float32 logits' gradient a bf16 backward takes at a time: the backend rounds
+ * it into bf16 operand memory as a product reads it, and a whole GPT-2 batch's (4 x 1024
+ * tokens x 50304) would take 412 MB of it; in chunks of 2^24 values (32 MB) it takes what
+ * a chunk does. Float32 products, and a gradient already in bf16 (bf16 logits), are read as
+ * they are, in one piece. */
+#define HEAD_CHUNK_VALUES (1L << 24)
 
 static lk_status tied_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, const lk_tensor *y,
                                const lk_tensor *dy, lk_tensor *dx)
@@ -132,13 +165,22 @@ static lk_status tied_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x,
     (void)y;
     tied_head *s = (tied_head *)l;
     /* over every stored row: the padding's logits had a zero gradient, so do their rows */
-    int rows = (int)(lk_tensor_numel(x) / (size_t)s->emb->dim), V = s->emb->rows, C = s->emb->dim;
+    const int rows = head_rows(l, x->shape.d[0]), V = s->emb->rows, C = s->emb->dim;
     const lk_param *w = &s->emb->base.params[0];
-    LK_CHECK(lk_gemm_ex(c->dev, l->compute, 1, 0, V, C, rows, 1.0f, lk_in_f32(dy->data), V,
-                        lk_tensor_in(x), C, c->replace_grads ? 0.0f : 1.0f, w->g, C));
-    if (dx->data)
-        LK_CHECK(lk_gemm_ex(c->dev, l->compute, 0, 0, rows, C, V, 1.0f, lk_in_f32(dy->data), V,
-                            lk_layer_weights(l, w), C, 0.0f, dx->data, C));
+    const int chunk = l->compute == LK_BF16 && dy->type == LK_F32
+                          ? (int)LK_MAX(1L, LK_MIN((long)rows, HEAD_CHUNK_VALUES / V))
+                          : rows;
+    const size_t xs = lk_dtype_size(x->type), gs = lk_dtype_size(dy->type);
+    for (int r = 0; r < rows; r += chunk) {
+        const int n = LK_MIN(chunk, rows - r);
+        const lk_in g = {(const char *)dy->data + (size_t)r * V * gs, dy->type};
+        const lk_in xr = {(const char *)x->data + (size_t)r * C * xs, x->type};
+        LK_CHECK(lk_gemm_ex(c->dev, l->compute, 1, 0, V, C, n, 1.0f, g, V, xr, C,
+                            r == 0 && c->replace_grads ? 0.0f : 1.0f, w->g, C));
+        if (dx->data)
+            LK_CHECK(lk_gemm_ex(c->dev, l->compute, 0, 0, n, C, V, 1.0f, g, V, lk_layer_weights(l, w), C, 0.0f,
+                                dx->data + (size_t)r * C, C));
+    }
     return LK_OK;
 }
 
@@ -153,6 +195,9 @@ static const lk_layer_vt tied_vt = {
     .type = "tied_head",
     .y_unused = 1,
     .reads_bf16 = 1,
+    .writes_bf16 = 1, /* as the last layer: where the caller takes bf16 logits */
+    .dy_bf16 = 1,
+    .workspace_bytes = tied_workspace,
     .flops = tied_flops,
     .setup = tied_setup,
     .forward = tied_forward,
