@@ -408,7 +408,9 @@ lk_status lk_backend_cpu_open(lk_device *d, int threads)
     d->host_addressable = 1;
     d->ops = &cpu_backend;
     snprintf(d->name, sizeof d->name, "cpu");
-    return lk_cpu_dnnl_open(d);
+    LK_CHECK(lk_cpu_dnnl_open(d));
+    d->bf16_emulated = lk_cpu_bf16_emulated(lk_cpu_of(d));
+    return LK_OK;
 }
 
 void lk_backend_cpu_close(lk_device *d) { lk_cpu_dnnl_close(d); }

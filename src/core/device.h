@@ -288,6 +288,9 @@ struct lk_device {
     int sizing;             /* 1 while a dry model (LK_BUILD_DRY) plans: backends note the
                                buffers they would need (mem_info's held) and allocate none;
                                what they create for it is not used later */
+    int bf16_emulated;      /* 1 where bf16 products run as float32 products of bf16-rounded
+                               operands (a CPU without AMX, or without oneDNN's bf16
+                               primitives): each product then widens its bf16 operands */
     const lk_backend *ops;
     void *impl;             /* backend state (handles, streams) */
     char name[64];

@@ -344,5 +344,5 @@ lk_status lk_zoo_build(const char *name, lk_model *m, int nclasses, const lk_arc
 lk_status lk_zoo_set_precision(lk_model *m, const lk_zoo_entry *z, lk_dtype precision, const lk_round *r)
 {
     LK_CHECK(lk_model_set_precision(m, precision, r));
-    return z->loss == LK_LOSS_XENT ? lk_model_set_output_bf16(m) : LK_OK;
+    return z->loss == LK_LOSS_XENT && !m->dev->bf16_emulated ? lk_model_set_output_bf16(m) : LK_OK;
 }

@@ -503,6 +503,17 @@ static void test_set_precision(void **state)
     assert_int_equal(lk_model_act_type(m, LK_GAN_G_LAYERS), LK_F32);
     assert_int_equal(lk_model_act_type(m, LK_GAN_G_LAYERS + 1), LK_BF16);
     lk_model_destroy(m);
+    /* as the trainer sets it: a gpt's logits in bf16 where the device's bf16 products are
+     * its own (with AMX here; test_precision_emulated: float32) */
+    const tu_zoo_spec g = {"gpt", {1, {32}}, 61, {1, 2, 32, 32, LK_GELU_DEFAULT}, 2};
+    TU_OK(lk_model_create(&m, tu_cpu(), &g.sample));
+    TU_OK(lk_zoo_build(g.name, m, g.classes, &g.arch));
+    TU_OK(lk_zoo_set_precision(m, lk_zoo_find("gpt"), LK_BF16, NULL));
+    TU_OK(lk_model_build_ex(m, g.batch, LK_BUILD_DRY));
+    assert_int_equal(lk_model_act_type(m, m->nlayers), tu_cpu()->bf16_emulated ? LK_F32 : LK_BF16);
+    printf("bf16 products %s: the trainer's gpt logits in %s\n", tu_cpu()->bf16_emulated ? "emulated" : "native",
+           tu_cpu()->bf16_emulated ? "float32" : "bf16");
+    lk_model_destroy(m);
 }
 
 int main(void)
