@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bf16.h"
 #include "core/checkpoint.h"
 #include "core/ops.h"
 #include "core/rng.h"
@@ -154,7 +155,19 @@ static lk_status run_batch(lk_replica *r, const lk_dataset *ds, int first, int B
     if (d) {
         int64_t oshape[LK_MAX_DIMS + 1] = {B};
         for (int k = 1; k < out->shape.ndim; k++) oshape[k] = out->shape.d[k];
-        LK_CHECK(add(d, "out", out->shape.ndim, oshape, out->data, r->dev));
+        if (out->type == LK_BF16) { /* a bf16 model's logits: dumped widened */
+            const size_t n = lk_tensor_numel(out);
+            uint16_t *h = malloc(n * sizeof *h + 2);
+            float *f = malloc(n * sizeof *f + 4);
+            if (!h || !f) return free(h), free(f), LK_ERR(LK_ERR_NOMEM, "out of memory");
+            lk_copy_to_host(r->dev, h, out->data, n * sizeof *h);
+            for (size_t i = 0; i < n; i++) f[i] = lk_bf16_to_f32(h[i]);
+            const lk_status st = add(d, "out", out->shape.ndim, oshape, f, NULL);
+            free(h), free(f);
+            LK_CHECK(st);
+        } else {
+            LK_CHECK(add(d, "out", out->shape.ndim, oshape, out->data, r->dev));
+        }
     }
     LK_CHECK(lk_replica_loss(r, out, B, backward, 1.0f, 0));
     if (backward) LK_CHECK(lk_model_backward_ex(r->model, B, 0, LK_GRADS_REPLACE));

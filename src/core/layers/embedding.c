@@ -156,7 +156,9 @@ static lk_status tied_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, 
  * it into bf16 operand memory as a product reads it, and a whole GPT-2 batch's (4 x 1024
  * tokens x 50304) would take 412 MB of it; in chunks of 2^24 values (32 MB) it takes what
  * a chunk does. Float32 products, and a gradient already in bf16 (bf16 logits), are read as
- * they are, in one piece. */
+ * they are, in one piece; so is it where bf16 products are emulated (lk_device's
+ * bf16_emulated), which widen the weights again for every chunk (gpt2 at 4 x 256 without
+ * AMX: 4 chunks took its speed from 0.93-0.97x fp32's to 0.90x). */
 #define HEAD_CHUNK_VALUES (1L << 24)
 
 static lk_status tied_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, const lk_tensor *y,
@@ -167,7 +169,7 @@ static lk_status tied_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x,
     /* over every stored row: the padding's logits had a zero gradient, so do their rows */
     const int rows = head_rows(l, x->shape.d[0]), V = s->emb->rows, C = s->emb->dim;
     const lk_param *w = &s->emb->base.params[0];
-    const int chunk = l->compute == LK_BF16 && dy->type == LK_F32
+    const int chunk = l->compute == LK_BF16 && dy->type == LK_F32 && !c->dev->bf16_emulated
                           ? (int)LK_MAX(1L, LK_MIN((long)rows, HEAD_CHUNK_VALUES / V))
                           : rows;
     const size_t xs = lk_dtype_size(x->type), gs = lk_dtype_size(dy->type);
