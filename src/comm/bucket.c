@@ -366,7 +366,7 @@ static size_t my_part(const lk_buckets *b, int i, size_t *mine)
 static lk_status to_wire(lk_buckets *b, const float *x, uint16_t *y, size_t n)
 {
     lk_device *d = b->model->dev;
-    if (!d->host_addressable) return lk_cast_bf16(d, x, y, n, &(lk_round){0, 0, 0, 0});
+    if (!d->host_addressable) return lk_cast_bf16_rne(d, x, y, n);
     for (size_t j = 0; j < n; j++) y[j] = lk_bf16_rne(x[j]);
     return LK_OK;
 }

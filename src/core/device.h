@@ -143,7 +143,8 @@ typedef struct lk_backend {
     void (*bias_add)(lk_device *d, float *y, const float *b, int outer, int c, int inner);
     void (*bias_grad)(lk_device *d, float *db, const float *dy, int outer, int c, int inner,
                       float beta);
-    /* y = f(x); dx = dy * f'(x) (x and y both given: each activation uses the cheaper) */
+    /* y = f(x); dx = dy * f'(x): backward reads y for sigmoid and tanh, x for the others
+     * (lk_act_reads_output; the identity neither) */
     void (*act_forward)(lk_device *d, lk_act act, float alpha, const float *x, float *y, size_t n);
     void (*act_backward)(lk_device *d, lk_act act, float alpha, const float *x, const float *y,
                          const float *dy, float *dx, size_t n);

@@ -42,7 +42,7 @@ lk_status lk_layer_f32(lk_device *d, const lk_tensor *t, float *buf, const float
 lk_status lk_layer_store(lk_device *d, const lk_tensor *y, const float *buf)
 {
     if (y->type != LK_BF16) return LK_OK;
-    return lk_cast_bf16(d, buf, (uint16_t *)y->data, lk_tensor_numel(y), &(lk_round){0, 0, 0, 0});
+    return lk_cast_bf16_rne(d, buf, (uint16_t *)y->data, lk_tensor_numel(y));
 }
 
 static const char *const init_names[] = {

@@ -135,6 +135,8 @@ const char *lk_act_name(lk_act act)
     return "?";
 }
 
+int lk_act_reads_output(lk_act act) { return act == LK_ACT_SIGMOID || act == LK_ACT_TANH; }
+
 static lk_status same_numel(const char *op, const lk_tensor *a, const lk_tensor *b)
 {
     if (lk_tensor_numel(a) != lk_tensor_numel(b)) {
@@ -493,6 +495,11 @@ lk_status lk_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, cons
     NEED((x && y && r) || !n, "cast_bf16: null buffer");
     if (n) RUN(d, cast_bf16, x, y, n, r);
     return LK_OK;
+}
+
+lk_status lk_cast_bf16_rne(lk_device *d, const float *x, uint16_t *y, size_t n)
+{
+    return lk_cast_bf16(d, x, y, n, &(lk_round){0, 0, 0, 0});
 }
 
 lk_status lk_widen_bf16(lk_device *d, const uint16_t *x, float *y, size_t n)

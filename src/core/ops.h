@@ -43,6 +43,9 @@ lk_status lk_act_forward(lk_device *d, lk_act act, float alpha, const lk_tensor 
 lk_status lk_act_backward(lk_device *d, lk_act act, float alpha, const lk_tensor *x,
                           const lk_tensor *y, const lk_tensor *dy, lk_tensor *dx);
 const char *lk_act_name(lk_act act);
+/* 1 when act's backward reads its output y (sigmoid, tanh), 0 when its input x (the
+ * others; the identity reads neither) */
+int lk_act_reads_output(lk_act act);
 
 /* Fills oh/ow from the rest; errors name the shapes when the kernel does not fit. */
 lk_status lk_conv2d_desc_init(lk_conv2d_desc *cd);
@@ -126,8 +129,9 @@ lk_status lk_affine(lk_device *d, float *x, float a, float b, size_t n);
 
 lk_status lk_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                         float *s1, float *s2, uint16_t *w16, size_t n);
-/* y = bf16(x), rounded as r says */
+/* y = bf16(x), rounded as r says; _rne: to nearest even (activations, wire buffers) */
 lk_status lk_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, const lk_round *r);
+lk_status lk_cast_bf16_rne(lk_device *d, const float *x, uint16_t *y, size_t n);
 /* y = float32(x) */
 lk_status lk_widen_bf16(lk_device *d, const uint16_t *x, float *y, size_t n);
 lk_status lk_sumsq(lk_device *d, const float *x, size_t n, float *out);

@@ -121,6 +121,7 @@ static lk_layer *make_lstm(void) { return lk_rnn(LK_RNN_LSTM, 12, 16, 2, 1); }
 static lk_layer *make_gru(void) { return lk_rnn(LK_RNN_GRU, 12, 16, 1, 0); }
 static lk_layer *make_layernorm(void) { return lk_layernorm(32, 1e-5f); }
 static lk_layer *make_gelu(void) { return lk_activation(LK_ACT_GELU, 0); }
+static lk_layer *make_tanh(void) { return lk_activation(LK_ACT_TANH, 0); } /* backward reads y */
 static lk_layer *make_batchnorm(void) { return lk_batchnorm(8, 1e-5f, 0.1f); }
 static lk_layer *make_maxpool(void) { return lk_maxpool2d(2, 2, 0); }
 
@@ -183,6 +184,7 @@ static void check_layer(const layer_case *lc)
     for (int k = 0; k < 2; k++) {
         for (size_t i = 0; i < nout; i++) ms[k]->dout[i] = 0.2f * lk_rng_uniform(1, LK_RNG_TEST, 2, i) - 0.1f;
         memset(ms[k]->dbuf[1], 0xff, nin * sizeof(float)); /* NaN unless backward writes it */
+        if (ms[k]->workspace) memset(ms[k]->workspace, 0xff, ms[k]->ws_bytes); /* backward keeps nothing there */
         TU_OK(lk_model_backward_ex(ms[k], batch, 0, LK_GRADS_REPLACE));
     }
     snprintf(what, sizeof what, "%s input gradient", lc->name);
@@ -264,6 +266,7 @@ static void test_layers(void **state)
         {"gru", make_gru, {2, {10, 12}}, 1},
         {"layernorm", make_layernorm, {2, {16, 32}}, 0},
         {"gelu", make_gelu, {1, {40}}, 0},
+        {"tanh", make_tanh, {1, {40}}, 0},
         {"batchnorm", make_batchnorm, {3, {8, 5, 5}}, 0},
         {"maxpool", make_maxpool, {3, {2, 6, 6}}, 0},
     };

@@ -23,22 +23,20 @@ static size_t act_workspace(const lk_layer *l, lk_device *d, int batch)
     return lk_layer_staging(l->in_type, n) + lk_layer_staging(l->out_type, n);
 }
 
-/* x and y as float32 tensors (staged where stored in bf16; y's values only when read) */
-static lk_status views(const lk_ctx *c, const lk_tensor *x, const lk_tensor *y, int read_y,
+/* x and y as float32 tensors, staged where stored in bf16 - of those read only the ones
+ * wanted (read_x, read_y); y, when not read, is where forward computes its output */
+static lk_status views(const lk_ctx *c, const lk_tensor *x, const lk_tensor *y, int read_x, int read_y,
                        lk_tensor *fx, lk_tensor *fy)
 {
     float *ws = c->workspace, *ybuf = ws + (x->type == LK_BF16 ? lk_tensor_numel(x) : 0);
-    const float *p;
+    const float *p = x->data;
     *fx = *x, *fy = *y;
     fx->type = fy->type = LK_F32;
-    LK_CHECK(lk_layer_f32(c->dev, x, ws, &p));
+    if (read_x) LK_CHECK(lk_layer_f32(c->dev, x, ws, &p));
     fx->data = (float *)p;
-    if (read_y) {
-        LK_CHECK(lk_layer_f32(c->dev, y, ybuf, &p));
-        fy->data = (float *)p;
-    } else {
-        fy->data = lk_layer_f32_out(y, ybuf);
-    }
+    p = lk_layer_f32_out(y, ybuf);
+    if (read_y) LK_CHECK(lk_layer_f32(c->dev, y, ybuf, &p));
+    fy->data = (float *)p;
     return LK_OK;
 }
 
@@ -46,18 +44,20 @@ static lk_status act_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, l
 {
     activation *s = (activation *)l;
     lk_tensor fx, fy;
-    LK_CHECK(views(c, x, y, 0, &fx, &fy));
+    LK_CHECK(views(c, x, y, 1, 0, &fx, &fy));
     LK_CHECK(lk_act_forward(c->dev, s->act, s->alpha, &fx, &fy));
     return lk_layer_store(c->dev, y, fy.data);
 }
 
+/* only the operand the rule reads is widened (lk_act_reads_output) */
 static lk_status act_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, const lk_tensor *y,
                               const lk_tensor *dy, lk_tensor *dx)
 {
     activation *s = (activation *)l;
     if (!dx->data) return LK_OK;
+    const int out = lk_act_reads_output(s->act), any = s->act != LK_ACT_IDENTITY;
     lk_tensor fx, fy;
-    LK_CHECK(views(c, x, y, 1, &fx, &fy));
+    LK_CHECK(views(c, x, y, any && !out, any && out, &fx, &fy));
     return lk_act_backward(c->dev, s->act, s->alpha, &fx, &fy, dy, dx);
 }
 

@@ -108,7 +108,7 @@ static lk_in kept(const att_plan *p, const void *x) { return (lk_in){x, p->t}; }
 static lk_status keep(lk_device *d, const att_plan *p, const float *f, void *saved, size_t n)
 {
     if (p->t != LK_BF16) return LK_OK;
-    return lk_cast_bf16(d, f, saved, n, &(lk_round){0, 0, 0, 0});
+    return lk_cast_bf16_rne(d, f, saved, n);
 }
 
 /* where a saved tensor is computed in float32 */

@@ -146,8 +146,7 @@ static lk_status tied_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, 
         const int n = LK_MIN(chunk, rows - r);
         const lk_in xr = {(const char *)x->data + (size_t)r * C * xs, x->type};
         LK_CHECK(lk_gemm_ex(c->dev, l->compute, 0, 1, n, V, C, 1.0f, xr, C, w, C, 0.0f, c->workspace, V));
-        LK_CHECK(lk_cast_bf16(c->dev, c->workspace, (uint16_t *)y->data + (size_t)r * V, (size_t)n * V,
-                              &(lk_round){0, 0, 0, 0}));
+        LK_CHECK(lk_cast_bf16_rne(c->dev, c->workspace, (uint16_t *)y->data + (size_t)r * V, (size_t)n * V));
     }
     return LK_OK;
 }
