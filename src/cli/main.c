@@ -125,9 +125,11 @@ static void train_usage(FILE *f)
             "                        rest, gradients and optimizer state float32; default fp32)\n"
             "  --stochastic-round    bf16: round the weights' working copy stochastically (the\n"
             "                        same draws on every rank) instead of to nearest even\n"
-            "  --grad-dtype fp32|bf16  bf16: gradient buckets travel between ranks as bf16 (half\n"
-            "                        the bytes), each rank's part summed in float32 and rounded\n"
-            "                        once, then back to float32 (default fp32)\n"
+            "  --grad-compress none|bf16|fp16  gradient buckets travel between ranks in 16 bits\n"
+            "                        (half the bytes): scaled by 1/world (so fp16 holds what\n"
+            "                        the sum would overflow), each rank's part summed in float32\n"
+            "                        and rounded once, back to float32 times world (default none)\n"
+            "  --grad-dtype fp32|bf16  the same as --grad-compress none|bf16\n"
             "  --peak-tflops X       each rank's peak, the denominator of mfu (default: a GPU's\n"
             "                        data-sheet peak in the run's precision, else 2048^3 products\n"
             "                        in it measured at start-up on the rank's threads)\n");
@@ -162,6 +164,7 @@ static const struct option train_opts[] = {
     {"decay", 1, 0, O_DECAY},         {"zero", 1, 0, O_ZERO},
     {"recompute", 1, 0, O_RECOMPUTE}, {"precision", 1, 0, O_PRECISION},
     {"stochastic-round", 0, 0, O_STOCHASTIC_ROUND}, {"grad-dtype", 1, 0, O_GRAD_DTYPE},
+    {"grad-compress", 1, 0, O_GRAD_COMPRESS},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -201,7 +204,7 @@ static int cmd_train(int argc, char **argv)
             clip = {0}, gamma = {0};
     long warmup = 0, step_size = 0, v;
     lk_decay decay = LK_DECAY_DEFAULT;
-    int c;
+    int c, wire_given = 0;
     lk_status s = LK_OK;
     opterr = 0;
     while (s == LK_OK && (c = getopt_long(argc, argv, ":", train_opts, NULL)) != -1) {
@@ -253,8 +256,20 @@ static int cmd_train(int argc, char **argv)
             break;
         case O_STOCHASTIC_ROUND: o.stochastic_round = 1; break;
         case O_GRAD_DTYPE:
-            s = CHOICE("--grad-dtype", o.grad_dtype, NAMES("fp32", "bf16"), VALUES(LK_F32, LK_BF16));
+        case O_GRAD_COMPRESS: {
+            const int was = o.grad_dtype;
+            s = c == O_GRAD_DTYPE
+                    ? CHOICE("--grad-dtype", o.grad_dtype, NAMES("fp32", "bf16"), VALUES(LK_F32, LK_BF16))
+                    : CHOICE("--grad-compress", o.grad_dtype, NAMES("none", "bf16", "fp16"),
+                             VALUES(LK_F32, LK_BF16, LK_F16));
+            /* the other flag asking for another wire is refused; the same one again: the last wins */
+            if (s == LK_OK && wire_given && wire_given != c && was != o.grad_dtype)
+                s = LK_ERR(LK_ERR_ARG, "--grad-dtype and --grad-compress ask for different gradient wires "
+                                       "(%s, %s): give one", lk_dtype_name((lk_dtype)was),
+                           lk_dtype_name((lk_dtype)o.grad_dtype));
+            wire_given = c;
             break;
+        }
         case O_GELU: {
             int g = 0;
             s = CHOICE("--gelu", g, NAMES("erf", "tanh"), VALUES(LK_GELU_ERF, LK_GELU_TANH));

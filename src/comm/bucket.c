@@ -12,6 +12,7 @@
 static void *comm_thread(void *arg);
 static void zero_gaps(lk_buckets *b, int i);
 static float *data(const lk_buckets *b, int i);
+static const lk_bucket_reduction *choose_reduction(const lk_buckets *b);
 
 lk_progress_mode lk_progress_resolve(const lk_comm *c, lk_progress_mode mode)
 {
@@ -221,13 +222,13 @@ static const size_t *parts(const lk_buckets *b, int i)
     return b->counts + (size_t)i * (size_t)b->comm->world;
 }
 
-/* A bf16 wire: its buffer, and stage 0's even parts (the ranks' shares of each sum). */
+/* A 16-bit wire: its buffer, and stage 0's even parts (the ranks' shares of each sum). */
 static lk_status setup_wire(lk_buckets *b, lk_model *m)
 {
     const int world = b->comm->world;
     b->wire_buf = lk_dev_alloc(m->dev, (b->hi - b->lo) * sizeof(uint16_t));
     if (!b->wire_buf)
-        return LK_ERR(LK_ERR_NOMEM, "cannot allocate %.1f MB for the bf16 gradient wire on %s",
+        return LK_ERR(LK_ERR_NOMEM, "cannot allocate %.1f MB for the 16-bit gradient wire on %s",
                       (double)(b->hi - b->lo) * 2e-6, m->dev->name);
     if (b->stage) return LK_OK; /* the shards' parts */
     b->counts = lk_calloc((size_t)b->n * (size_t)world, sizeof *b->counts);
@@ -279,8 +280,10 @@ lk_status lk_buckets_open(lk_buckets **out, lk_comm *c, lk_model *m, const lk_bu
     b->zero = o->zero;
     b->stage = o->zero ? o->zero->stage : 0;
     b->wire = o->wire;
+    b->wire_scale = 1.0f / (float)c->world;
+    b->reduce = choose_reduction(b);
     lk_status st = b->stage ? setup_shards(b, m, o->stage) : LK_OK;
-    if (st == LK_OK && b->wire == LK_BF16) st = setup_wire(b, m);
+    if (st == LK_OK && b->wire != LK_F32) st = setup_wire(b, m);
     if (st == LK_OK && mode == LK_PROGRESS_LAYERS) /* NCCL's all-reduces: only the GPU sees the waits */
         st = lk_comm_timer_create(c, data(b, 0), &b->timer);
     if (st != LK_OK) {
@@ -361,29 +364,65 @@ static size_t my_part(const lk_buckets *b, int i, size_t *mine)
     return off;
 }
 
-/* Float32 <-> bf16 of bucket values: in host memory by a plain loop (the comm thread may
- * run it: no OpenMP team of its own beside the training thread's), else on the device. */
+/* ---- how a final bucket is reduced: a strategy chosen once, at open (b->reduce) ---- */
+
+/* Float32 <-> 16 bits of bucket values, scaled: in host memory by a plain loop (the comm
+ * thread may run it: no OpenMP team of its own beside the training thread's), else on the
+ * device. */
 static lk_status to_wire(lk_buckets *b, const float *x, uint16_t *y, size_t n)
 {
     lk_device *d = b->model->dev;
-    if (!d->host_addressable) return lk_cast_bf16_rne(d, x, y, n);
-    for (size_t j = 0; j < n; j++) y[j] = lk_bf16_rne(x[j]);
+    const float s = b->wire_scale;
+    if (!d->host_addressable) return lk_pack16(d, b->wire, x, s, y, n);
+    for (size_t j = 0; j < n; j++) y[j] = lk_wire16_rne(b->wire, x[j] * s);
     return LK_OK;
 }
 
 static lk_status from_wire(lk_buckets *b, const uint16_t *x, float *y, size_t n)
 {
     lk_device *d = b->model->dev;
-    if (!d->host_addressable) return lk_widen_bf16(d, x, y, n);
-    for (size_t j = 0; j < n; j++) y[j] = lk_bf16_to_f32(x[j]);
+    const float s = 1.0f / b->wire_scale;
+    if (!d->host_addressable) return lk_unpack16(d, b->wire, x, s, y, n);
+    for (size_t j = 0; j < n; j++) y[j] = lk_wire16_to_f32(b->wire, x[j]) * s;
     return LK_OK;
 }
 
-/* bucket i's sums are in the bf16 wire: back to float32 in its place (stage 0 all of
- * them, else this rank's part); nothing for a float32 wire */
-static lk_status arrived(lk_buckets *b, int i)
+static lk_status arrived_in_place(lk_buckets *b, int i)
 {
-    if (b->wire != LK_BF16) return LK_OK;
+    (void)b, (void)i;
+    return LK_OK;
+}
+
+/* stage 0, float32: the bucket all-reduced in place */
+static lk_status start_allreduce(lk_buckets *b, int i, int slot)
+{
+    const lk_bucket *k = &b->b[i];
+    return slot < 0 ? lk_comm_allreduce(b->comm, data(b, i), k->end - k->begin, LK_REDUCE_SUM)
+                    : lk_comm_allreduce_start(b->comm, data(b, i), k->end - k->begin, LK_REDUCE_SUM, slot);
+}
+
+/* stages 1 and 2, float32: reduce-scattered in place (each rank keeps its part's sums) */
+static lk_status start_reduce_scatter(lk_buckets *b, int i, int slot)
+{
+    return slot < 0 ? lk_comm_reduce_scatter(b->comm, data(b, i), parts(b, i), LK_REDUCE_SUM)
+                    : lk_comm_reduce_scatter_start(b->comm, data(b, i), parts(b, i), LK_REDUCE_SUM, slot);
+}
+
+/* a 16-bit wire: the bucket scaled by 1/world and rounded into the wire buffer, summed there
+ * (every rank's part added in float32, rounded once; stage 0 all-gathers the sums) */
+static lk_status start_sum16(lk_buckets *b, int i, int slot)
+{
+    const lk_bucket *k = &b->b[i];
+    uint16_t *w = b->wire_buf + (k->begin - b->lo);
+    LK_CHECK(to_wire(b, data(b, i), w, k->end - k->begin));
+    return slot < 0 ? lk_comm_sum16(b->comm, b->wire, w, parts(b, i), !b->stage)
+                    : lk_comm_sum16_start(b->comm, b->wire, w, parts(b, i), !b->stage, slot);
+}
+
+/* ... and the sums back to float32 in the bucket's place, times world (stage 0 all of
+ * them, else this rank's part) */
+static lk_status arrived_sum16(lk_buckets *b, int i)
+{
     const lk_bucket *k = &b->b[i];
     const uint16_t *w = b->wire_buf + (k->begin - b->lo);
     if (!b->stage) return from_wire(b, w, data(b, i), k->end - k->begin);
@@ -392,22 +431,21 @@ static lk_status arrived(lk_buckets *b, int i)
     return from_wire(b, w + off, data(b, i) + off, mine);
 }
 
-/* bucket i's collective, started (slot i) or blocking (slot < 0) */
-static lk_status collective(lk_buckets *b, int i, int slot)
+static const lk_bucket_reduction reductions[] = {
+    {"all-reduce", start_allreduce, arrived_in_place},
+    {"reduce-scatter", start_reduce_scatter, arrived_in_place},
+    {"16-bit sum", start_sum16, arrived_sum16},
+};
+
+static const lk_bucket_reduction *choose_reduction(const lk_buckets *b)
 {
-    const lk_bucket *k = &b->b[i];
-    if (b->wire == LK_BF16) {
-        uint16_t *w = b->wire_buf + (k->begin - b->lo);
-        LK_CHECK(to_wire(b, data(b, i), w, k->end - k->begin));
-        return slot < 0 ? lk_comm_sum_bf16(b->comm, w, parts(b, i), !b->stage)
-                        : lk_comm_sum_bf16_start(b->comm, w, parts(b, i), !b->stage, slot);
-    }
-    if (!b->stage)
-        return slot < 0 ? lk_comm_allreduce(b->comm, data(b, i), k->end - k->begin, LK_REDUCE_SUM)
-                        : lk_comm_allreduce_start(b->comm, data(b, i), k->end - k->begin, LK_REDUCE_SUM, slot);
-    return slot < 0 ? lk_comm_reduce_scatter(b->comm, data(b, i), parts(b, i), LK_REDUCE_SUM)
-                    : lk_comm_reduce_scatter_start(b->comm, data(b, i), parts(b, i), LK_REDUCE_SUM, slot);
+    if (b->wire != LK_F32) return &reductions[2];
+    return &reductions[b->stage ? 1 : 0];
 }
+
+/* bucket i's collective, started (slot i) or blocking (slot < 0); its sums put in place */
+static lk_status collective(lk_buckets *b, int i, int slot) { return b->reduce->start(b, i, slot); }
+static lk_status arrived(lk_buckets *b, int i) { return b->reduce->arrived(b, i); }
 
 static void start(lk_buckets *b, int i)
 {

@@ -30,10 +30,13 @@
  * (a later micro-batch: adds) this rank's part into the slice; a bucket waits, before its
  * layers write, for the reduce-scatter of the one that used its lane before it.
  *
- * The wire (--grad-dtype): float32, or bf16 - a final bucket is rounded to bf16 (nearest
- * even) into a wire buffer, summed there as bf16 (lk_comm_sum_bf16: every rank's part
- * added in float32 and rounded once; half the bytes), and the sums (stage 0: all of them;
- * stages 1, 2: this rank's part) come back to float32 in the bucket's place. */
+ * How a final bucket is reduced is a strategy chosen once, at open (lk_bucket_reduction):
+ * stage 0 all-reduces it in place, stages 1 and 2 reduce-scatter it; with a 16-bit wire
+ * (--grad-compress bf16|fp16, --grad-dtype bf16) it is scaled by 1/world and rounded to
+ * nearest even into a wire buffer, summed there (lk_comm_sum16: every rank's part added in
+ * float32 and rounded once; half the bytes; what a sum of ranks' gradients would overflow
+ * in fp16 their average does not), and the sums (stage 0: all of them; stages 1, 2: this
+ * rank's part) come back to float32, times world, in the bucket's place. */
 #ifndef LK_BUCKET_H
 #define LK_BUCKET_H
 
@@ -43,6 +46,15 @@
 #include "comm.h"
 
 typedef struct lk_zero_state lk_zero_state;
+typedef struct lk_buckets lk_buckets;
+
+/* A bucket's reduction: start (bucket i's collective started in request slot `slot`, or
+ * blocking when slot < 0) and arrived (its sums are in: put them where the step reads them). */
+typedef struct {
+    const char *name;
+    lk_status (*start)(lk_buckets *b, int i, int slot);
+    lk_status (*arrived)(lk_buckets *b, int i);
+} lk_bucket_reduction;
 
 typedef struct {
     size_t begin, end;
@@ -61,7 +73,7 @@ typedef enum { LK_PROGRESS_AUTO = 0, LK_PROGRESS_LAYERS, LK_PROGRESS_THREAD } lk
 /* AUTO made concrete for c: the comm thread where the library allows a second thread. */
 lk_progress_mode lk_progress_resolve(const lk_comm *c, lk_progress_mode mode);
 
-typedef struct {
+struct lk_buckets {
     lk_comm *comm;
     lk_model *model;
     float *grads;
@@ -93,8 +105,10 @@ typedef struct {
     double comm_ms;
     double span_ms;
     lk_comm_timer *timer; /* NCCL's all-reduces timed on the GPU, else NULL */
-    lk_dtype wire;       /* what the buckets travel as: LK_F32, or LK_BF16 through wire_buf */
-    uint16_t *wire_buf;  /* bf16: [lo, hi) rounded, on the model's device */
+    const lk_bucket_reduction *reduce; /* chosen at open */
+    lk_dtype wire;       /* what the buckets travel as: LK_F32, or LK_BF16 / LK_F16 through wire_buf */
+    float wire_scale;    /* 16-bit: the values on the wire are the gradients times this (1/world) */
+    uint16_t *wire_buf;  /* 16-bit: [lo, hi) scaled and rounded, on the model's device */
     /* LK_PROGRESS_THREAD (running exactly when mode says so): the comm thread and
      * what it shares with the training thread (active, ready, finishing, complete,
      * stop under mu) */
@@ -104,7 +118,7 @@ typedef struct {
     pthread_cond_t wake, idle;
     int finishing, complete, stop;
     char thread_error[512]; /* the comm thread's error message */
-} lk_buckets;
+};
 
 typedef struct {
     size_t bucket_bytes;
@@ -116,7 +130,7 @@ typedef struct {
                             allocated on the model's device (the pinned region always is:
                             in shared memory each rank would also touch its share of every
                             other rank's, for the whole backward) */
-    lk_dtype wire;       /* LK_F32 (0), or LK_BF16: the buckets travel and are summed as bf16 */
+    lk_dtype wire;       /* LK_F32 (0), or LK_BF16, LK_F16: the buckets travel and are summed in 16 bits */
 } lk_buckets_opts;
 
 /* Plans buckets for m's layout and hooks them into m's on_grad_ready and before_grads;

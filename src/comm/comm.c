@@ -1,6 +1,7 @@
 /* comm.c - choosing a backend, and the checked wrappers. */
 #include "comm.h"
 
+#include "../core/half.h"
 #include "../core/ops.h"
 
 #include <stdio.h>
@@ -361,45 +362,56 @@ void lk_comm_even_counts(const lk_comm *c, size_t n, size_t *counts)
     }
 }
 
-/* a device buffer's bf16 sum through the staging buffer, now */
-static lk_status sum_bf16_staged(lk_comm *c, uint16_t *buf, const size_t *counts, int gather, size_t total,
-                                 size_t mine)
+float lk_wire16_to_f32(lk_dtype t, uint16_t h) { return t == LK_F16 ? lk_f16_to_f32(h) : lk_bf16_to_f32(h); }
+uint16_t lk_wire16_rne(lk_dtype t, float f) { return t == LK_F16 ? lk_f16_rne(f) : lk_bf16_rne(f); }
+
+/* a device buffer's 16-bit sum through the staging buffer, now */
+static lk_status sum16_staged(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather,
+                              size_t total, size_t mine)
 {
     const size_t bytes = total * sizeof(uint16_t);
-    LK_CHECK(check_stage(c, "bf16 sum", bytes));
+    LK_CHECK(check_stage(c, "16-bit sum", bytes));
     lk_copy_to_host(c->dev, c->stage, buf, bytes);
     LK_CHECK(lk_device_status(c->dev));
-    LK_CHECK(c->vt->sum_bf16(c, c->stage, counts, gather));
+    LK_CHECK(c->vt->sum16(c, t, c->stage, counts, gather));
     if (gather) lk_copy_to_device(c->dev, buf, c->stage, bytes);
     else lk_copy_to_device(c->dev, buf + mine, (uint16_t *)c->stage + mine, counts[c->rank] * sizeof(uint16_t));
     return lk_device_status(c->dev);
 }
 
-lk_status lk_comm_sum_bf16_start(lk_comm *c, uint16_t *buf, const size_t *counts, int gather, int slot)
+static lk_status check_type16(lk_dtype t)
+{
+    if (t != LK_BF16 && t != LK_F16) return LK_ERR(LK_ERR_ARG, "a 16-bit sum of %s values", lk_dtype_name(t));
+    return LK_OK;
+}
+
+lk_status lk_comm_sum16_start(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather, int slot)
 {
     size_t total = 0, mine = 0;
+    LK_CHECK(check_type16(t));
     LK_CHECK(check_slot(c, slot));
-    LK_CHECK(check_parts(c, "bf16 sum", buf, counts, &total, &mine));
+    LK_CHECK(check_parts(c, "16-bit sum", buf, counts, &total, &mine));
     c->slot_nccl[slot] = 0;
 #if LK_HAVE_NCCL
     if (c->nccl && on_device(c, buf)) {
         c->slot_nccl[slot] = 1;
-        return lk_nccl_sum_bf16_start(c, buf, counts, gather, slot);
+        return lk_nccl_sum16_start(c, t, buf, counts, gather, slot);
     }
 #endif
-    if (on_device(c, buf)) return sum_bf16_staged(c, buf, counts, gather, total, mine);
-    return c->vt->sum_bf16_start(c, buf, counts, gather, slot);
+    if (on_device(c, buf)) return sum16_staged(c, t, buf, counts, gather, total, mine);
+    return c->vt->sum16_start(c, t, buf, counts, gather, slot);
 }
 
-lk_status lk_comm_sum_bf16(lk_comm *c, uint16_t *buf, const size_t *counts, int gather)
+lk_status lk_comm_sum16(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather)
 {
     size_t total = 0, mine = 0;
-    LK_CHECK(check_parts(c, "bf16 sum", buf, counts, &total, &mine));
+    LK_CHECK(check_type16(t));
+    LK_CHECK(check_parts(c, "16-bit sum", buf, counts, &total, &mine));
 #if LK_HAVE_NCCL
-    if (c->nccl && on_device(c, buf)) return lk_nccl_sum_bf16(c, buf, counts, gather);
+    if (c->nccl && on_device(c, buf)) return lk_nccl_sum16(c, t, buf, counts, gather);
 #endif
-    if (on_device(c, buf)) return sum_bf16_staged(c, buf, counts, gather, total, mine);
-    return c->vt->sum_bf16(c, buf, counts, gather);
+    if (on_device(c, buf)) return sum16_staged(c, t, buf, counts, gather, total, mine);
+    return c->vt->sum16(c, t, buf, counts, gather);
 }
 
 lk_status lk_comm_use_shm(lk_comm *c, int on, size_t grad_floats, float **grads)

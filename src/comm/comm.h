@@ -40,9 +40,10 @@ typedef struct {
     /* the same, blocking (through shared memory where use_shm set it up) */
     lk_status (*reduce_scatter)(lk_comm *c, float *buf, const size_t *counts, lk_reduce_op op);
     lk_status (*allgather)(lk_comm *c, float *buf, const size_t *counts);
-    /* bf16 sums (--grad-dtype bf16): buf holds counts[r] bf16 values for each rank r, back
-     * to back in rank order; afterwards this rank's part holds the sum over every rank of
-     * those positions, added in float32 in rank order and rounded once to nearest even
+    /* 16-bit sums (t: LK_BF16 or LK_F16; --grad-dtype bf16, --grad-compress bf16|fp16): buf
+     * holds counts[r] values of type t for each rank r, back to back in rank order;
+     * afterwards this rank's part holds the sum over every rank of those positions, added in
+     * float32 in rank order and rounded once to nearest even
      * (every rank's part exchanged, then each rank adds its own), and with gather every
      * rank's buf holds every part (an all-reduce: half the bytes of a float32 one). counts
      * is read during the call only. Started now and finished by wait(slot); or blocking.
@@ -50,8 +51,8 @@ typedef struct {
      * order the all-reduces were, from test or wait, once its sums are added: ranks must
      * start a communicator's collectives in one order, and exchanges complete at
      * different times on different ranks.) */
-    lk_status (*sum_bf16_start)(lk_comm *c, uint16_t *buf, const size_t *counts, int gather, int slot);
-    lk_status (*sum_bf16)(lk_comm *c, uint16_t *buf, const size_t *counts, int gather);
+    lk_status (*sum16_start)(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather, int slot);
+    lk_status (*sum16)(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather);
     /* recv = world blocks of `bytes` bytes, block r from rank r */
     lk_status (*allgather_bytes)(lk_comm *c, const void *send, void *recv, size_t bytes);
     lk_status (*barrier)(lk_comm *c);
@@ -109,11 +110,15 @@ lk_status lk_comm_allgather_start(lk_comm *c, float *buf, const size_t *counts, 
 lk_status lk_comm_reduce_scatter(lk_comm *c, float *buf, const size_t *counts, lk_reduce_op op);
 lk_status lk_comm_allgather(lk_comm *c, float *buf, const size_t *counts);
 lk_status lk_comm_allgather_bytes(lk_comm *c, const void *send, void *recv, size_t bytes);
-/* The bf16 sums of the vtable (see there), checked, for host buffers, device buffers through
- * NCCL (ncclBfloat16: NCCL's own order of additions) or the staging buffer. */
-lk_status lk_comm_sum_bf16_start(lk_comm *c, uint16_t *buf, const size_t *counts, int gather, int slot);
-lk_status lk_comm_sum_bf16(lk_comm *c, uint16_t *buf, const size_t *counts, int gather);
-/* counts of n values split evenly over the ranks (an all-reduce's parts for sum_bf16) */
+/* The 16-bit sums of the vtable (see there), checked, for host buffers, device buffers
+ * through NCCL (ncclBfloat16, ncclFloat16: NCCL's own order of additions) or the staging
+ * buffer. */
+lk_status lk_comm_sum16_start(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather, int slot);
+lk_status lk_comm_sum16(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather);
+/* the bytes of a 16-bit element of t with its float32 conversions (LK_BF16, LK_F16) */
+float lk_wire16_to_f32(lk_dtype t, uint16_t h);
+uint16_t lk_wire16_rne(lk_dtype t, float f);
+/* counts of n values split evenly over the ranks (an all-reduce's parts for sum16) */
 void lk_comm_even_counts(const lk_comm *c, size_t n, size_t *counts);
 lk_status lk_comm_barrier(lk_comm *c);
 /* Lets all-reduces and broadcasts take buffers in dev's memory (a GPU's, which MPI
@@ -164,8 +169,8 @@ lk_status lk_nccl_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op);
 lk_status lk_nccl_shard_start(lk_comm *c, int kind, float *buf, const size_t *counts, lk_reduce_op op,
                               int slot);
 lk_status lk_nccl_shard(lk_comm *c, int kind, float *buf, const size_t *counts, lk_reduce_op op);
-lk_status lk_nccl_sum_bf16_start(lk_comm *c, uint16_t *buf, const size_t *counts, int gather, int slot);
-lk_status lk_nccl_sum_bf16(lk_comm *c, uint16_t *buf, const size_t *counts, int gather);
+lk_status lk_nccl_sum16_start(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather, int slot);
+lk_status lk_nccl_sum16(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather);
 lk_status lk_nccl_status(lk_comm *c);
 lk_status lk_nccl_timer_create(lk_comm *c, lk_comm_timer **out);
 void lk_nccl_timer_destroy(lk_comm_timer *t);

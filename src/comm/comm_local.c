@@ -58,17 +58,18 @@ static lk_status local_allgather(lk_comm *c, float *buf, const size_t *counts)
     (void)c, (void)buf, (void)counts;
     return LK_OK;
 }
-/* a world of one: its part is already the sum (rounded when it was cast to bf16) */
-static lk_status local_sum_bf16(lk_comm *c, uint16_t *buf, const size_t *counts, int gather)
+/* a world of one: its part is already the sum (rounded when it was cast to 16 bits) */
+static lk_status local_sum16(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather)
 {
-    (void)c, (void)buf, (void)counts, (void)gather;
+    (void)c, (void)t, (void)buf, (void)counts, (void)gather;
     return LK_OK;
 }
 
-static lk_status local_sum_bf16_start(lk_comm *c, uint16_t *buf, const size_t *counts, int gather, int slot)
+static lk_status local_sum16_start(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather,
+                                   int slot)
 {
     (void)slot;
-    return local_sum_bf16(c, buf, counts, gather);
+    return local_sum16(c, t, buf, counts, gather);
 }
 
 static lk_status local_allgather_bytes(lk_comm *c, const void *send, void *recv, size_t bytes)
@@ -110,8 +111,8 @@ static const lk_comm_vt local_vt = {
     .allgather_start = local_allgather_start,
     .reduce_scatter = local_reduce_scatter,
     .allgather = local_allgather,
-    .sum_bf16_start = local_sum_bf16_start,
-    .sum_bf16 = local_sum_bf16,
+    .sum16_start = local_sum16_start,
+    .sum16 = local_sum16,
     .allgather_bytes = local_allgather_bytes,
     .barrier = local_barrier,
     .use_shm = local_use_shm,

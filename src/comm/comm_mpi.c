@@ -7,13 +7,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../core/bf16.h"
+#include "../core/half.h"
 #include "comm.h"
 #include "shm.h"
 
-/* A bf16 sum in flight (sum_bf16_start): the parts' exchange, then this rank's sum, then
+/* A 16-bit sum in flight (sum16_start): the parts' exchange, then this rank's sum, then
  * (an all-reduce) the all-gather of the sums. */
 typedef struct {
+    lk_dtype type; /* of the values: LK_BF16, LK_F16 */
     int phase;    /* 0 none; 1 the exchange in flight; 2 added, the all-gather not started
                      (not its turn yet); 3 the all-gather in flight */
     int gather;
@@ -21,12 +22,12 @@ typedef struct {
     uint16_t *buf;
     uint16_t *rx; /* every rank's copy of this rank's part, rank after rank */
     size_t rx_cap;
-} bf16_slot;
+} sum16_slot;
 
 typedef struct {
     MPI_Comm world, node;
     MPI_Comm cross;                    /* ranks of the same local rank on every host */
-    MPI_Comm gathers;                  /* bf16 all-reduces' all-gathers, in their own order */
+    MPI_Comm gathers;                  /* 16-bit all-reduces' all-gathers, in their own order */
     unsigned long gather_seq, gather_turn; /* the next all-reduce's number; the next to gather */
     void *region;                      /* the host's shared memory (use_shm) */
     size_t region_bytes;
@@ -38,8 +39,8 @@ typedef struct {
     float *move_to[LK_COMM_MAX_SLOTS]; /* reduce-scatter: its part moves here from the start */
     unsigned char avg_scale[LK_COMM_MAX_SLOTS]; /* ... and is an average */
     int *counts, *displs;              /* world entries per slot (+1: blocking calls), v-collectives */
-    int *a2a;                          /* 4 x world per slot (+1): a bf16 sum's exchange */
-    bf16_slot b16[LK_COMM_MAX_SLOTS + 1];
+    int *a2a;                          /* 4 x world per slot (+1): a 16-bit sum's exchange */
+    sum16_slot s16[LK_COMM_MAX_SLOTS + 1];
 } mpi_impl;
 
 static lk_status mpi_fail(const lk_comm *c, const char *call, int rc)
@@ -117,15 +118,15 @@ static lk_status mpi_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce
     return LK_OK;
 }
 
-static lk_status bf16_next(lk_comm *c, int slot, int *done);
-static lk_status bf16_turn(lk_comm *c, int slot);
+static lk_status sum16_next(lk_comm *c, int slot, int *done);
+static lk_status sum16_turn(lk_comm *c, int slot);
 
 static lk_status mpi_test(lk_comm *c, int slot, int *done)
 {
     mpi_impl *m = c->impl;
     *done = 1;
     if (m->req[slot] != MPI_REQUEST_NULL) MPI_TRY(c, MPI_Test(&m->req[slot], done, MPI_STATUS_IGNORE));
-    if (*done && m->b16[slot].phase) return bf16_next(c, slot, done);
+    if (*done && m->s16[slot].phase) return sum16_next(c, slot, done);
     if (*done) finish_avg(c, m, slot);
     return LK_OK;
 }
@@ -134,10 +135,10 @@ static lk_status mpi_wait(lk_comm *c, int slot)
 {
     mpi_impl *m = c->impl;
     for (int done = 0; !done;) {
-        if (m->b16[slot].phase == 2) LK_CHECK(bf16_turn(c, slot)); /* the earlier ones first */
+        if (m->s16[slot].phase == 2) LK_CHECK(sum16_turn(c, slot)); /* the earlier ones first */
         if (m->req[slot] != MPI_REQUEST_NULL) MPI_TRY(c, MPI_Wait(&m->req[slot], MPI_STATUS_IGNORE));
         done = 1;
-        if (m->b16[slot].phase) LK_CHECK(bf16_next(c, slot, &done));
+        if (m->s16[slot].phase) LK_CHECK(sum16_next(c, slot, &done));
     }
     finish_avg(c, m, slot);
     return LK_OK;
@@ -300,14 +301,14 @@ static lk_status mpi_allgather(lk_comm *c, float *buf, const size_t *counts)
     return LK_OK;
 }
 
-/* ---- bf16 sums: every rank's copy of each part to the part's owner (MPI_Alltoallv of
+/* ---- 16-bit sums: every rank's copy of each part to the part's owner (MPI_Alltoallv of
  * uint16), the owner adds them in float32 in rank order and rounds once, then (an
  * all-reduce) every owner's sum to every rank (MPI_Allgatherv in place): the bytes of a
  * float32 reduce-scatter + all-gather, halved ---- */
 
 /* the slot's exchange: send counts and displacements (the parts), receive counts and
  * displacements (this rank's part from each rank, one after another); rx big enough */
-static lk_status bf16_plan(lk_comm *c, int slot, const size_t *counts, int **a2a)
+static lk_status sum16_plan(lk_comm *c, int slot, const size_t *counts, int **a2a)
 {
     mpi_impl *m = c->impl;
     int *cnt = NULL, *dsp = NULL;
@@ -315,17 +316,17 @@ static lk_status bf16_plan(lk_comm *c, int slot, const size_t *counts, int **a2a
     const int w = c->world, mine = cnt[c->rank];
     int *a = m->a2a + (size_t)slot * 4 * (size_t)w;
     if ((size_t)mine * (size_t)w > INT_MAX)
-        return LK_ERR(LK_ERR_ARG, "rank %d: a bf16 part of %d values x %d ranks exceeds one MPI message",
+        return LK_ERR(LK_ERR_ARG, "rank %d: a 16-bit part of %d values x %d ranks exceeds one MPI message",
                       c->rank, mine, w);
     for (int r = 0; r < w; r++) {
         a[r] = cnt[r], a[w + r] = dsp[r];
         a[2 * w + r] = mine, a[3 * w + r] = r * mine;
     }
-    bf16_slot *s = &m->b16[slot];
+    sum16_slot *s = &m->s16[slot];
     const size_t need = (size_t)mine * (size_t)w;
     if (need > s->rx_cap) { /* once per slot and size: a step allocates nothing after the first */
         uint16_t *rx = lk_malloc(need * sizeof *rx);
-        if (!rx) return LK_ERR(LK_ERR_NOMEM, "rank %d: cannot allocate %zu bytes for a bf16 sum", c->rank,
+        if (!rx) return LK_ERR(LK_ERR_NOMEM, "rank %d: cannot allocate %zu bytes for a 16-bit sum", c->rank,
                                need * sizeof *rx);
         lk_free(s->rx);
         s->rx = rx;
@@ -336,30 +337,32 @@ static lk_status bf16_plan(lk_comm *c, int slot, const size_t *counts, int **a2a
 }
 
 /* this rank's part: the ranks' copies added in float32 in rank order, rounded once */
-static void bf16_add(lk_comm *c, int slot)
+static void sum16_add(lk_comm *c, int slot)
 {
     mpi_impl *m = c->impl;
     const int w = c->world;
     const int *cnt = m->counts + (size_t)slot * (size_t)w, *dsp = m->displs + (size_t)slot * (size_t)w;
-    const bf16_slot *s = &m->b16[slot];
+    const sum16_slot *s = &m->s16[slot];
     const size_t n = (size_t)cnt[c->rank];
     uint16_t *own = s->buf + dsp[c->rank];
+    const lk_dtype t = s->type;
     for (size_t i = 0; i < n; i++) {
         float acc = 0.0f;
-        for (int r = 0; r < w; r++) acc += lk_bf16_to_f32(s->rx[(size_t)r * n + i]);
-        own[i] = lk_bf16_rne(acc);
+        for (int r = 0; r < w; r++) acc += lk_wire16_to_f32(t, s->rx[(size_t)r * n + i]);
+        own[i] = lk_wire16_rne(t, acc);
     }
 }
 
-static lk_status mpi_sum_bf16_start(lk_comm *c, uint16_t *buf, const size_t *counts, int gather, int slot)
+static lk_status mpi_sum16_start(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather, int slot)
 {
     mpi_impl *m = c->impl;
-    if (m->req[slot] != MPI_REQUEST_NULL || m->b16[slot].phase)
+    if (m->req[slot] != MPI_REQUEST_NULL || m->s16[slot].phase)
         return LK_ERR(LK_ERR_STATE, "rank %d: request slot %d is still in flight", c->rank, slot);
     int *a = NULL;
-    LK_CHECK(bf16_plan(c, slot, counts, &a));
-    bf16_slot *s = &m->b16[slot];
+    LK_CHECK(sum16_plan(c, slot, counts, &a));
+    sum16_slot *s = &m->s16[slot];
     static uint16_t dummy;
+    s->type = t;
     s->buf = buf ? buf : &dummy;
     s->gather = gather;
     if (gather) s->seq = m->gather_seq++;
@@ -377,7 +380,7 @@ static lk_status mpi_sum_bf16_start(lk_comm *c, uint16_t *buf, const size_t *cou
 static lk_status start_gather(lk_comm *c, int slot)
 {
     mpi_impl *m = c->impl;
-    bf16_slot *s = &m->b16[slot];
+    sum16_slot *s = &m->s16[slot];
     const size_t at = (size_t)slot * (size_t)c->world;
     s->phase = 3;
     m->gather_turn++;
@@ -390,7 +393,7 @@ static lk_status start_gather(lk_comm *c, int slot)
 static int turn_slot(const mpi_impl *m)
 {
     for (int k = 0; k < LK_COMM_MAX_SLOTS; k++)
-        if (m->b16[k].phase && m->b16[k].phase < 3 && m->b16[k].gather && m->b16[k].seq == m->gather_turn)
+        if (m->s16[k].phase && m->s16[k].phase < 3 && m->s16[k].gather && m->s16[k].seq == m->gather_turn)
             return k;
     return -1;
 }
@@ -399,22 +402,22 @@ static int turn_slot(const mpi_impl *m)
 static lk_status gathers_due(lk_comm *c)
 {
     mpi_impl *m = c->impl;
-    for (int k = turn_slot(m); k >= 0 && m->b16[k].phase == 2; k = turn_slot(m)) LK_CHECK(start_gather(c, k));
+    for (int k = turn_slot(m); k >= 0 && m->s16[k].phase == 2; k = turn_slot(m)) LK_CHECK(start_gather(c, k));
     return LK_OK;
 }
 
 /* Until slot's all-gather has started: the earlier all-reduces' exchanges waited for (every
  * rank started them), added and gathered, in their order. */
-static lk_status bf16_turn(lk_comm *c, int slot)
+static lk_status sum16_turn(lk_comm *c, int slot)
 {
     mpi_impl *m = c->impl;
-    while (m->b16[slot].phase == 2) {
+    while (m->s16[slot].phase == 2) {
         const int k = turn_slot(m);
-        if (k < 0) return LK_ERR(LK_ERR_STATE, "rank %d: a bf16 all-reduce lost its place", c->rank);
-        if (m->b16[k].phase == 1) {
+        if (k < 0) return LK_ERR(LK_ERR_STATE, "rank %d: a 16-bit all-reduce lost its place", c->rank);
+        if (m->s16[k].phase == 1) {
             if (m->req[k] != MPI_REQUEST_NULL) MPI_TRY(c, MPI_Wait(&m->req[k], MPI_STATUS_IGNORE));
-            bf16_add(c, k);
-            m->b16[k].phase = 2;
+            sum16_add(c, k);
+            m->s16[k].phase = 2;
         }
         LK_CHECK(start_gather(c, k));
     }
@@ -422,13 +425,13 @@ static lk_status bf16_turn(lk_comm *c, int slot)
 }
 
 /* The slot's request completed: the next phase; *done once there is none. */
-static lk_status bf16_next(lk_comm *c, int slot, int *done)
+static lk_status sum16_next(lk_comm *c, int slot, int *done)
 {
     mpi_impl *m = c->impl;
-    bf16_slot *s = &m->b16[slot];
+    sum16_slot *s = &m->s16[slot];
     *done = 1;
     if (s->phase == 1) {
-        bf16_add(c, slot);
+        sum16_add(c, slot);
         s->phase = s->gather ? 2 : 0;
     }
     if (s->phase == 2) {
@@ -440,18 +443,19 @@ static lk_status bf16_next(lk_comm *c, int slot, int *done)
     return gathers_due(c); /* (an all-gather that finished may let none start; harmless) */
 }
 
-static lk_status mpi_sum_bf16(lk_comm *c, uint16_t *buf, const size_t *counts, int gather)
+static lk_status mpi_sum16(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather)
 {
     mpi_impl *m = c->impl;
     const int slot = LK_COMM_MAX_SLOTS, w = c->world; /* the blocking calls' entries */
     int *a = NULL;
-    LK_CHECK(bf16_plan(c, slot, counts, &a));
-    bf16_slot *s = &m->b16[slot];
+    LK_CHECK(sum16_plan(c, slot, counts, &a));
+    sum16_slot *s = &m->s16[slot];
     static uint16_t dummy;
+    s->type = t;
     s->buf = buf ? buf : &dummy;
     MPI_TRY(c, MPI_Alltoallv(s->buf, a, a + w, MPI_UINT16_T, s->rx ? s->rx : &dummy, a + 2 * w, a + 3 * w,
                              MPI_UINT16_T, m->world));
-    bf16_add(c, slot);
+    sum16_add(c, slot);
     const size_t at = (size_t)slot * (size_t)w;
     if (gather)
         MPI_TRY(c, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, s->buf, m->counts + at, m->displs + at,
@@ -586,7 +590,7 @@ static void mpi_close(lk_comm *c)
     lk_free(m->counts);
     lk_free(m->displs);
     lk_free(m->a2a);
-    for (int i = 0; i <= LK_COMM_MAX_SLOTS; i++) lk_free(m->b16[i].rx);
+    for (int i = 0; i <= LK_COMM_MAX_SLOTS; i++) lk_free(m->s16[i].rx);
     lk_free(m);
     c->impl = NULL;
 }
@@ -603,8 +607,8 @@ static const lk_comm_vt mpi_vt = {
     .allgather_start = mpi_allgather_start,
     .reduce_scatter = mpi_reduce_scatter,
     .allgather = mpi_allgather,
-    .sum_bf16_start = mpi_sum_bf16_start,
-    .sum_bf16 = mpi_sum_bf16,
+    .sum16_start = mpi_sum16_start,
+    .sum16 = mpi_sum16,
     .allgather_bytes = mpi_allgather_bytes,
     .barrier = mpi_barrier,
     .use_shm = mpi_use_shm,

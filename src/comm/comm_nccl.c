@@ -162,7 +162,7 @@ static ncclResult_t settle(lk_nccl *g, const char *what)
 
 /* one collective: kind -1 all-reduce of n values; 0 reduce-scatter, 1 all-gather in place
  * (a reduce to, or a broadcast from, each owner of a part: NCCL's own reduce-scatter and
- * all-gather need equal parts); of floats, or bf16 values (--grad-dtype bf16) */
+ * all-gather need equal parts); of floats, or 16-bit values (bf16, fp16: the gradient wire) */
 typedef struct {
     int kind;
     void *buf;
@@ -170,13 +170,13 @@ typedef struct {
     const size_t *counts;
     lk_reduce_op op;
     int world;
-    int bf16;
+    lk_dtype type; /* LK_F32, or the 16-bit LK_BF16, LK_F16 */
 } nccl_call;
 
 static ncclResult_t issue(const nccl_call *k, ncclComm_t comm, cudaStream_t st)
 {
-    const ncclDataType_t t = k->bf16 ? ncclBfloat16 : ncclFloat;
-    const size_t esz = k->bf16 ? 2 : 4;
+    const ncclDataType_t t = k->type == LK_BF16 ? ncclBfloat16 : k->type == LK_F16 ? ncclFloat16 : ncclFloat;
+    const size_t esz = lk_dtype_size(k->type);
     if (k->kind < 0) return ncclAllReduce(k->buf, k->buf, k->n, t, nccl_op(k->op), comm, st);
     ncclResult_t r = ncclGroupStart();
     size_t off = 0;
@@ -219,23 +219,23 @@ static lk_status enqueue(lk_comm *c, const nccl_call *k, int slot)
 
 lk_status lk_nccl_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce_op op, int slot)
 {
-    const nccl_call k = {-1, buf, n, NULL, op, c->world, 0};
+    const nccl_call k = {-1, buf, n, NULL, op, c->world, LK_F32};
     return enqueue(c, &k, slot);
 }
 
 lk_status lk_nccl_shard_start(lk_comm *c, int kind, float *buf, const size_t *counts, lk_reduce_op op,
                               int slot)
 {
-    const nccl_call k = {kind ? 1 : 0, buf, 0, counts, op, c->world, 0};
+    const nccl_call k = {kind ? 1 : 0, buf, 0, counts, op, c->world, LK_F32};
     return enqueue(c, &k, slot);
 }
 
-/* bf16: an all-reduce (gather) or a reduce to each part's owner, in NCCL's bf16 */
-lk_status lk_nccl_sum_bf16_start(lk_comm *c, uint16_t *buf, const size_t *counts, int gather, int slot)
+/* 16-bit: an all-reduce (gather) or a reduce to each part's owner, in NCCL's bf16 or fp16 */
+lk_status lk_nccl_sum16_start(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather, int slot)
 {
     size_t n = 0;
     for (int r = 0; r < c->world; r++) n += counts[r];
-    const nccl_call k = {gather ? -1 : 0, buf, n, counts, LK_REDUCE_SUM, c->world, 1};
+    const nccl_call k = {gather ? -1 : 0, buf, n, counts, LK_REDUCE_SUM, c->world, t};
     return enqueue(c, &k, slot);
 }
 
@@ -286,9 +286,9 @@ lk_status lk_nccl_shard(lk_comm *c, int kind, float *buf, const size_t *counts, 
     return finish_blocking(c);
 }
 
-lk_status lk_nccl_sum_bf16(lk_comm *c, uint16_t *buf, const size_t *counts, int gather)
+lk_status lk_nccl_sum16(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather)
 {
-    LK_CHECK(lk_nccl_sum_bf16_start(c, buf, counts, gather, BLOCKING_SLOT));
+    LK_CHECK(lk_nccl_sum16_start(c, t, buf, counts, gather, BLOCKING_SLOT));
     return finish_blocking(c);
 }
 

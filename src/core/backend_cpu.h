@@ -87,7 +87,17 @@ void lk_cpu_mem_info(lk_device *d, size_t *held, size_t *used, size_t *total);
  * convolutions then run in float32 on operands rounded to bf16 (lk_cpu_round_f32), which
  * gives the same values (bf16 x bf16 is exact in float32). */
 int lk_cpu_bf16_emulated(lk_cpu *c);
+/* dst = the float32 value of src's bf16 rounding (to nearest even; src float32), or of src
+ * itself (bf16) */
 void lk_cpu_round_f32(const void *src, lk_dtype t, float *dst, size_t n);
+/* The emulated bf16 product g (backend_cpu_emulate.c): planned, run. */
+lk_status lk_cpu_emulated_plan(lk_device *d, const lk_gemm_desc *g);
+void lk_cpu_emulated_matmul(lk_device *d, const lk_gemm_desc *g, const void *a, const void *b, float *c);
+/* The most float32 values an emulated product rounds its operands into at a time (0: the
+ * default, 2^23); returns the previous setting. For tests. */
+size_t lk_cpu_emulation_block(size_t values);
+/* The device's buffer for bf16 operands, at least n floats (NULL: the device failed). */
+float *lk_cpu_cast_floats(lk_cpu *c, size_t n);
 
 size_t lk_cpu_conv2d_saved(lk_device *d, const lk_conv2d_desc *cd);
 size_t lk_cpu_conv2d_workspace(lk_device *d, const lk_conv2d_desc *cd);
@@ -106,6 +116,8 @@ void lk_cpu_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, con
                          float *s1, float *s2, uint16_t *w16, size_t n);
 void lk_cpu_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, const lk_round *r);
 void lk_cpu_widen_bf16(lk_device *d, const uint16_t *x, float *y, size_t n);
+void lk_cpu_pack16(lk_device *d, lk_dtype t, const float *x, float scale, uint16_t *y, size_t n);
+void lk_cpu_unpack16(lk_device *d, lk_dtype t, const uint16_t *x, float scale, float *y, size_t n);
 
 /* sequences (backend_cpu_seq.c) */
 void lk_cpu_transpose(lk_device *d, const float *x, float *y, int outer, int a, int b, int inner);

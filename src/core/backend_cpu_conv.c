@@ -13,8 +13,8 @@
  * primitives read, so backward does not reorder them again.
  * ws (shared): the blocked output, output gradient, input gradient and weight gradient.
  * In bf16 (cd->compute) the primitives read the input, the weights (the layer's bf16
- * working copy) and the output gradient as bf16 (the views round the float32 ones) and
- * write the output and the gradients in float32.
+ * working copy, or its float32 master: cd->f32_weights) and the output gradient as bf16
+ * (the views round the float32 ones) and write the output and the gradients in float32.
  * The bias is added by the forward primitive and its gradient computed by the
  * backward-weights one (into a buffer of the convolution's, then added with beta). */
 #include <math.h>
@@ -179,7 +179,7 @@ static int conv_build(lk_cpu *c, const lk_conv2d_desc *cd, conv *cv)
     dnnl_primitive_attr_t attr = lk_cpu_attr(c, 1.0f, 0.0f);
     const dnnl_format_tag_t any = dnnl_format_tag_any;
     int ok = attr && md4(&src, cd->n, cd->c, cd->h, cd->w, dnnl_nchw, f) &&
-             md4(&wei, cd->k, cd->c, cd->kh, cd->kw, dnnl_oihw, t) &&
+             md4(&wei, cd->k, cd->c, cd->kh, cd->kw, dnnl_oihw, cd->f32_weights ? f : t) &&
              md4(&gw, cd->k, cd->c, cd->kh, cd->kw, dnnl_oihw, f) &&
              md4(&dst, cd->n, cd->k, cd->oh, cd->ow, dnnl_nchw, f) &&
              md4(&src_fwd, cd->n, cd->c, cd->h, cd->w, cd->c >= 16 ? any : dnnl_nchw, t) &&
@@ -242,7 +242,7 @@ static lk_cpu_key conv_key(const lk_conv2d_desc *cd)
 {
     lk_cpu_key k = {{0}};
     int f[] = {LK_CPU_KEY_CONV, cd->n, cd->c, cd->h, cd->w, cd->k, cd->kh, cd->kw,
-               cd->stride_h, cd->stride_w, cd->pad_h, cd->pad_w, (int)cd->compute};
+               cd->stride_h, cd->stride_w, cd->pad_h, cd->pad_w, (int)cd->compute, cd->f32_weights};
     memcpy(k.v, f, sizeof f);
     return k;
 }
@@ -311,7 +311,7 @@ void lk_cpu_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float *
         float *xr = (float *)((char *)saved + LK_ALIGN_UP(lk_cpu_conv2d_saved(d, &f), 64));
         float *wr = (float *)((char *)ws + LK_ALIGN_UP(lk_cpu_conv2d_workspace(d, &f), 64));
         lk_cpu_round_f32(x, LK_F32, xr, numel_x(cd));
-        lk_cpu_round_f32(w, LK_BF16, wr, numel_w(cd));
+        lk_cpu_round_f32(w, cd->f32_weights ? LK_F32 : LK_BF16, wr, numel_w(cd));
         lk_cpu_conv2d_forward(d, &f, xr, wr, b, y, saved, ws);
         return;
     }
@@ -341,7 +341,7 @@ void lk_cpu_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float 
         const float *xr = (const float *)((char *)saved + LK_ALIGN_UP(lk_cpu_conv2d_saved(d, &f), 64));
         float *wr = (float *)((char *)ws + LK_ALIGN_UP(lk_cpu_conv2d_workspace(d, &f), 64));
         float *dyr = (float *)((char *)wr + f32_bytes(numel_w(cd)));
-        lk_cpu_round_f32(w, LK_BF16, wr, numel_w(cd));
+        lk_cpu_round_f32(w, cd->f32_weights ? LK_F32 : LK_BF16, wr, numel_w(cd));
         lk_cpu_round_f32(dy, LK_F32, dyr, numel_y(cd));
         lk_cpu_conv2d_backward(d, &f, xr, wr, dyr, dx, dw, NULL, beta, saved, ws);
         if (db) lk_cpu_bias_grad(d, db, dy, cd->n, cd->k, cd->oh * cd->ow, beta); /* float32 dy */

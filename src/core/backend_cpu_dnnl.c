@@ -411,30 +411,9 @@ int lk_cpu_bf16_emulated(lk_cpu *c)
     return c->bf16 == 2;
 }
 
-/* dst = the float32 value of src's bf16 rounding (to nearest even; src float32), or of
- * src itself (bf16): a product of two such values is exact in float32, so float32
- * products of them with float32 sums are bf16 products */
-void lk_cpu_round_f32(const void *src, lk_dtype t, float *dst, size_t n)
+float *lk_cpu_cast_floats(lk_cpu *c, size_t n)
 {
-    const long ln = (long)n;
-    if (t == LK_BF16) {
-        const uint16_t *s = src;
-        LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN, i, ln, dst[i] = lk_bf16_to_f32(s[i]););
-    } else {
-        const float *s = src;
-        LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN, i, ln, dst[i] = lk_bf16_to_f32(lk_bf16_rne(s[i])););
-    }
-}
-
-/* The float32 product a bf16 one is emulated with: its operands rounded into the cast
- * buffer over their spans (gaps and all, so the leading dimensions and strides hold). */
-static lk_gemm_desc emulated(const lk_gemm_desc *g, size_t *a_elems, size_t *b_elems)
-{
-    lk_gemm_desc e = *g;
-    e.compute = e.a_type = e.b_type = LK_F32;
-    *a_elems = LK_ALIGN_UP(lk_gemm_span_a(g), 16);
-    *b_elems = lk_gemm_span_b(g);
-    return e;
+    return grow(c, &c->cast, &c->cast_bytes, &c->want_cast, n * sizeof(float), "bf16 operands") ? c->cast : NULL;
 }
 
 void lk_cpu_mem_info(lk_device *d, size_t *held, size_t *used, size_t *total)
@@ -450,13 +429,11 @@ lk_status lk_cpu_gemm_plan(lk_device *d, const lk_gemm_desc *g)
     lk_cpu *c = lk_cpu_of(d);
     if (c->failed != LK_OK) return lk_cpu_status(d); /* an earlier failure stands */
     if (g->compute == LK_BF16 && lk_cpu_bf16_emulated(c)) {
-        size_t na, nb;
-        const lk_gemm_desc e = emulated(g, &na, &nb);
-        if (grow(c, &c->cast, &c->cast_bytes, &c->want_cast, (na + nb) * sizeof(float), "bf16 operands"))
-            return lk_cpu_gemm_plan(d, &e);
-    } else if (matmul_get(c, g)) {
-        return LK_OK;
+        const lk_status s = lk_cpu_emulated_plan(d, g);
+        c->failed = LK_OK; /* reported here, as below */
+        return s;
     }
+    if (matmul_get(c, g)) return LK_OK;
     lk_status s = lk_cpu_status(d);
     c->failed = LK_OK; /* this one is reported here, at plan time, not again later */
     return s;
@@ -475,14 +452,7 @@ void lk_cpu_matmul(lk_device *d, const lk_gemm_desc *g, const void *a, const voi
 {
     lk_cpu *c = lk_cpu_of(d);
     if (g->compute == LK_BF16 && lk_cpu_bf16_emulated(c)) {
-        size_t na, nb;
-        const lk_gemm_desc e = emulated(g, &na, &nb);
-        if (!grow(c, &c->cast, &c->cast_bytes, &c->want_cast, (na + nb) * sizeof(float), "bf16 operands"))
-            return;
-        float *ra = c->cast, *rb = ra + na;
-        lk_cpu_round_f32(a, g->a_type, ra, lk_gemm_span_a(g));
-        lk_cpu_round_f32(b, g->b_type, rb, nb);
-        lk_cpu_matmul(d, &e, ra, rb, cc);
+        lk_cpu_emulated_matmul(d, g, a, b, cc);
         return;
     }
     matmul *mm = matmul_get(c, g);

@@ -3,7 +3,7 @@
 #include <math.h>
 
 #include "backend_cpu.h"
-#include "bf16.h"
+#include "half.h"
 
 /* The rules' loops, each with one store of the new weight: STORE(i, v) writes w[i] (and
  * its bf16 rounding to nearest even into w16 when the pass keeps the working copy: the
@@ -101,6 +101,22 @@ void lk_cpu_widen_bf16(lk_device *d, const uint16_t *x, float *y, size_t n)
 {
     (void)d;
     LK_CPU_FOR_SIMD((long)n > LK_CPU_PAR_MIN, i, (long)n, y[i] = lk_bf16_to_f32(x[i]););
+}
+
+void lk_cpu_pack16(lk_device *d, lk_dtype t, const float *x, float scale, uint16_t *y, size_t n)
+{
+    (void)d;
+    const long ln = (long)n;
+    if (t == LK_F16) LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN, i, ln, y[i] = lk_f16_rne(x[i] * scale););
+    else LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN, i, ln, y[i] = lk_bf16_rne(x[i] * scale););
+}
+
+void lk_cpu_unpack16(lk_device *d, lk_dtype t, const uint16_t *x, float scale, float *y, size_t n)
+{
+    (void)d;
+    const long ln = (long)n;
+    if (t == LK_F16) LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN, i, ln, y[i] = lk_f16_to_f32(x[i]) * scale;);
+    else LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN, i, ln, y[i] = lk_bf16_to_f32(x[i]) * scale;);
 }
 
 /* The bf16 working copy: round to nearest even, or stochastically from the counter-based

@@ -15,10 +15,11 @@
 typedef enum { LK_DEV_CPU = 0, LK_DEV_CUDA = 1 } lk_device_kind;
 
 /* Storage and compute types. bf16 is float32's upper half (8 exponent bits, 8 of
- * mantissa), stored as uint16_t. */
-typedef enum { LK_F32 = 0, LK_BF16 = 1 } lk_dtype;
-static inline size_t lk_dtype_size(lk_dtype t) { return t == LK_BF16 ? 2 : 4; }
-static inline const char *lk_dtype_name(lk_dtype t) { return t == LK_BF16 ? "bf16" : "fp32"; }
+ * mantissa), stored as uint16_t; fp16 is IEEE binary16 (5 and 11: half.h), only a gradient
+ * wire (--grad-compress fp16), never a tensor's or a product's type. */
+typedef enum { LK_F32 = 0, LK_BF16 = 1, LK_F16 = 2 } lk_dtype;
+static inline size_t lk_dtype_size(lk_dtype t) { return t == LK_F32 ? 4 : 2; }
+static inline const char *lk_dtype_name(lk_dtype t) { return t == LK_BF16 ? "bf16" : t == LK_F16 ? "fp16" : "fp32"; }
 
 /* How float32 values are rounded to bf16: to nearest even, or stochastically (up with
  * the probability of the distance to the value below), the draw for element i being
@@ -49,6 +50,8 @@ typedef struct {
     lk_dtype compute;        /* LK_BF16: the products take bf16 inputs (the input and output
                                 gradient rounded to nearest even, the weights given in bf16)
                                 and accumulate in float32; every other tensor is float32 */
+    int f32_weights;         /* bf16: the weights given in float32 and rounded to nearest even
+                                as read (a model without a working copy; the CPU only) */
 } lk_conv2d_desc;
 
 typedef struct {
@@ -270,8 +273,12 @@ typedef struct lk_backend {
     void (*sumsq)(lk_device *d, const float *x, size_t n, float *out); /* device scalar */
     /* y = bf16(x) rounded as r says (the bf16 working copy of the weights) */
     void (*cast_bf16)(lk_device *d, const float *x, uint16_t *y, size_t n, const lk_round *r);
-    /* y = float32(x) (bf16 gradients off the wire, --grad-dtype bf16) */
+    /* y = float32(x) (bf16 activations staged for element-wise work) */
     void (*widen_bf16)(lk_device *d, const uint16_t *x, float *y, size_t n);
+    /* The 16-bit gradient wire (t: LK_BF16 or LK_F16; --grad-dtype, --grad-compress):
+     * y = x * scale rounded to nearest even into t; and back, y = float32(x) * scale */
+    void (*pack16)(lk_device *d, lk_dtype t, const float *x, float scale, uint16_t *y, size_t n);
+    void (*unpack16)(lk_device *d, lk_dtype t, const uint16_t *x, float scale, float *y, size_t n);
     void (*scale)(lk_device *d, float *x, float a, size_t n);
     void (*axpy)(lk_device *d, float a, const float *x, float *y, size_t n); /* y += a*x */
     /* the first failure since the device was opened (a GPU's calls are asynchronous:

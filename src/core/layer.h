@@ -46,7 +46,8 @@ typedef struct {
                             gradient is zero, so they stay zero (lk_param_storage) */
     size_t offset;   /* in floats, into the model's flat buffers */
     float *w, *g;    /* device pointers: params + offset, grads + offset */
-    uint16_t *w16;   /* the bf16 working copy (params16 + offset) of a bf16 model; NULL else */
+    uint16_t *w16;   /* the bf16 working copy (params16 + offset) of a bf16 model that keeps
+                        one; NULL else */
 } lk_param;
 
 /* What a layer sees of the step it runs in. */
@@ -151,11 +152,12 @@ lk_status lk_layer_f32(lk_device *d, const lk_tensor *t, float *buf, const float
 static inline float *lk_layer_f32_out(const lk_tensor *y, float *buf) { return y->type == LK_BF16 ? buf : y->data; }
 lk_status lk_layer_store(lk_device *d, const lk_tensor *y, const float *buf);
 
-/* The weights a layer's products read: the bf16 working copy when it computes in bf16,
- * else the float32 master. */
+/* The weights a layer's products read: the bf16 working copy when it computes in bf16 and
+ * the model keeps one (lk_model_keeps_working_copy), else the float32 master (which a bf16
+ * product rounds to nearest even as it reads it). */
 static inline lk_in lk_layer_weights(const lk_layer *l, const lk_param *p)
 {
-    return l->compute == LK_BF16 ? (lk_in){p->w16, LK_BF16} : lk_in_f32(p->w);
+    return l->compute == LK_BF16 && p->w16 ? (lk_in){p->w16, LK_BF16} : lk_in_f32(p->w);
 }
 
 /* Floats of a parameter's storage: its shape's, and the padding rows after them. */

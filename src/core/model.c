@@ -106,6 +106,11 @@ lk_status lk_model_set_output_bf16(lk_model *m)
     return LK_OK;
 }
 
+int lk_model_keeps_working_copy(const lk_model *m)
+{
+    return m->compute == LK_BF16 && (m->round.stochastic || !m->dev->bf16_emulated);
+}
+
 lk_status lk_model_refresh_working(lk_model *m, size_t lo, size_t hi, long step)
 {
     if (!m->params16 || lo >= hi) return LK_OK;
@@ -285,12 +290,12 @@ lk_status lk_model_build_ex(lk_model *m, int max_batch, lk_build how)
     m->grads = how != LK_BUILD_FULL ? reserve(m, RES_GRADS, gbytes) : lk_dev_alloc(m->dev, gbytes);
     m->grads_borrowed = how != LK_BUILD_FULL; /* not the device's to free */
     const size_t wbytes = LK_MAX(m->nparams, 1) * sizeof(uint16_t);
-    if (m->compute == LK_BF16)
-        m->params16 = m->dry ? reserve(m, RES_PARAMS16, wbytes) : lk_dev_alloc(m->dev, wbytes);
+    const int copy = lk_model_keeps_working_copy(m);
+    if (copy) m->params16 = m->dry ? reserve(m, RES_PARAMS16, wbytes) : lk_dev_alloc(m->dev, wbytes);
     m->act = lk_calloc((size_t)m->nlayers + 1, sizeof *m->act);
     m->recomp = lk_calloc((size_t)m->nlayers, 1);
     if (m->recomp) mark_recompute(m);
-    if (!m->params || !m->grads || !m->act || !m->recomp || (m->compute == LK_BF16 && !m->params16))
+    if (!m->params || !m->grads || !m->act || !m->recomp || (copy && !m->params16))
         return LK_ERR(LK_ERR_NOMEM, "cannot allocate %zu parameters (%.1f MB) on %s", off,
                       (double)pbytes / 1e6, m->dev->name);
     if (!m->dry) lk_zero(m->dev, m->params, pbytes);

@@ -37,7 +37,8 @@ typedef struct lk_model {
     lk_dtype compute;         /* the precision of the products (lk_model_set_precision) */
     uint16_t *params16;       /* bf16: the working copy of the nparams trainable floats the
                                  products read (the optimizer's step rewrites what it updates;
-                                 lk_model_refresh_working the rest); NULL in float32 */
+                                 lk_model_refresh_working the rest); NULL in float32, and where
+                                 none is kept (lk_model_keeps_working_copy) */
     lk_round round;           /* how the working copy is rounded (key, first set per refresh) */
     int output_bf16;          /* the caller reads the output as stored, and its loss writes the
                                  gradient so (lk_model_set_output_bf16) */
@@ -113,6 +114,11 @@ lk_status lk_precision_parse(const char *name, lk_dtype *out);
  * cross-entropy over bf16 logits writes its gradient over them). Without it, and in a
  * float32 model, the output is float32. */
 lk_status lk_model_set_output_bf16(lk_model *m);
+/* Whether a bf16 model keeps a working copy of its weights: not where the device emulates
+ * bf16 products (lk_device.bf16_emulated) and rounds to nearest even - those products round
+ * the float32 operands they read anyway, so reading the masters gives the copy's values
+ * without its 2 bytes a parameter; a stochastic rounding's draws need the copy. */
+int lk_model_keeps_working_copy(const lk_model *m);
 /* Rounds the parameters [lo, hi) into the working copy (keyed by step when stochastic);
  * nothing in float32. lk_model_params_changed: the whole copy, at the next forward. */
 lk_status lk_model_refresh_working(lk_model *m, size_t lo, size_t hi, long step);

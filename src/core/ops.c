@@ -213,6 +213,8 @@ lk_status lk_conv2d_forward(lk_device *d, const lk_conv2d_desc *cd, const float 
     NEED(x && w && y, "conv2d_forward: null tensor");
     NEED(cd->oh > 0 && cd->ow > 0, "conv2d_forward: descriptor not initialised");
     NEED(cd->compute == LK_F32 || cd->compute == LK_BF16, "conv2d_forward: unknown compute type");
+    NEED(!cd->f32_weights || (cd->compute == LK_BF16 && d->kind == LK_DEV_CPU),
+         "conv2d_forward: float32 weights in a bf16 convolution are read only on the CPU");
     if (cd->n) RUN(d, conv2d_forward, cd, x, w, b, y, saved, ws);
     return LK_OK;
 }
@@ -224,6 +226,8 @@ lk_status lk_conv2d_backward(lk_device *d, const lk_conv2d_desc *cd, const float
     NEED(x && w && dy && dw, "conv2d_backward: null tensor");
     NEED(beta == 0.0f || beta == 1.0f, "conv2d_backward: beta must be 0 or 1");
     NEED(cd->oh > 0 && cd->ow > 0, "conv2d_backward: descriptor not initialised");
+    NEED(!cd->f32_weights || (cd->compute == LK_BF16 && d->kind == LK_DEV_CPU),
+         "conv2d_backward: float32 weights in a bf16 convolution are read only on the CPU");
     if (cd->n) RUN(d, conv2d_backward, cd, x, w, dy, dx, dw, db, beta, saved, ws);
     return LK_OK;
 }
@@ -506,6 +510,22 @@ lk_status lk_widen_bf16(lk_device *d, const uint16_t *x, float *y, size_t n)
 {
     NEED((x && y) || !n, "widen_bf16: null buffer");
     if (n) RUN(d, widen_bf16, x, y, n);
+    return LK_OK;
+}
+
+lk_status lk_pack16(lk_device *d, lk_dtype t, const float *x, float scale, uint16_t *y, size_t n)
+{
+    NEED((x && y) || !n, "pack16: null buffer");
+    NEED(t == LK_BF16 || t == LK_F16, "pack16: not a 16-bit type");
+    if (n) RUN(d, pack16, t, x, scale, y, n);
+    return LK_OK;
+}
+
+lk_status lk_unpack16(lk_device *d, lk_dtype t, const uint16_t *x, float scale, float *y, size_t n)
+{
+    NEED((x && y) || !n, "unpack16: null buffer");
+    NEED(t == LK_BF16 || t == LK_F16, "unpack16: not a 16-bit type");
+    if (n) RUN(d, unpack16, t, x, scale, y, n);
     return LK_OK;
 }
 

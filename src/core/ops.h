@@ -134,6 +134,10 @@ lk_status lk_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, cons
 lk_status lk_cast_bf16_rne(lk_device *d, const float *x, uint16_t *y, size_t n);
 /* y = float32(x) */
 lk_status lk_widen_bf16(lk_device *d, const uint16_t *x, float *y, size_t n);
+/* the 16-bit gradient wire (t LK_BF16 or LK_F16): y = x * scale rounded to nearest even;
+ * y = float32(x) * scale */
+lk_status lk_pack16(lk_device *d, lk_dtype t, const float *x, float scale, uint16_t *y, size_t n);
+lk_status lk_unpack16(lk_device *d, lk_dtype t, const uint16_t *x, float scale, float *y, size_t n);
 lk_status lk_sumsq(lk_device *d, const float *x, size_t n, float *out);
 lk_status lk_scale(lk_device *d, float *x, float a, size_t n);
 lk_status lk_axpy(lk_device *d, float a, const float *x, float *y, size_t n);

@@ -88,7 +88,7 @@ static void compute(const lk_mem_inputs *in, const lk_model *m, size_t split, lk
         p->shared += slots;
     }
     if (!d->host_addressable && in->world > 1) host[LK_MEM_COMM] += n * F; /* pinned staging */
-    if (in->wire == LK_BF16 && in->world > 1) { /* the bf16 wire buffer, and (MPI on CPU ranks) the
+    if (in->wire != LK_F32 && in->world > 1) { /* the 16-bit wire buffer, and (MPI on CPU ranks) the
                                                    exchange's: every rank's copy of its parts */
         dev[LK_MEM_COMM] += n * 2.0;
         if (d->host_addressable) host[LK_MEM_COMM] += n * 2.0;

@@ -262,7 +262,7 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     lk_agree_add(&a, "--recompute", &o->recompute, sizeof o->recompute);
     lk_agree_add(&a, "--precision", &o->precision, sizeof o->precision);
     lk_agree_add(&a, "--stochastic-round", &o->stochastic_round, sizeof o->stochastic_round);
-    lk_agree_add(&a, "--grad-dtype", &o->grad_dtype, sizeof o->grad_dtype);
+    lk_agree_add(&a, "--grad-compress", &o->grad_dtype, sizeof o->grad_dtype);
     const lk_optim_config *c = &s->opt->cfg;
     lk_agree_add(&a, "--optim", &c->kind, sizeof c->kind);
     float hyper[] = {c->lr, c->momentum, c->beta1, c->beta2, c->eps, c->alpha, c->weight_decay,
@@ -338,8 +338,8 @@ static lk_status setup_comm(const lk_train_opts *o, run_state *s)
         if (hi[k] > lo[k]) stage_floats[k] = lk_buckets_stage_floats(m, bytes, lo[k], hi[k], &pinned);
     const size_t grad_floats = stage == 2 ? stage_floats[0] + stage_floats[1] : m->nparams;
     float *shared = NULL;
-    /* (bf16 buckets travel through the library: its own shared-memory transport) */
-    LK_CHECK(lk_comm_use_shm(c, o->shm && mode == LK_PROGRESS_THREAD && o->grad_dtype != LK_BF16, grad_floats,
+    /* (16-bit buckets travel through the library: its own shared-memory transport) */
+    LK_CHECK(lk_comm_use_shm(c, o->shm && mode == LK_PROGRESS_THREAD && o->grad_dtype == LK_F32, grad_floats,
                              s->r.dev->host_addressable ? &shared : NULL));
     if (shared && stage < 2) LK_CHECK(lk_model_borrow_grads(m, shared));
     else if (stage < 2) LK_CHECK(lk_model_alloc_grads(m));
@@ -519,14 +519,18 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
                                 "operands (the same values, float32's speed)\n");
         }
         lk_progress_line(prog, "--precision bf16: products and convolutions in bf16 (%s), float32 "
-                               "masters and optimizer state, a bf16 working copy rounded %s",
-                         how, o->stochastic_round ? "stochastically" : "to nearest even");
+                               "masters and optimizer state, %s",
+                         how, !m->params16 ? "which the products round to nearest even as they read them"
+                              : o->stochastic_round ? "a bf16 working copy rounded stochastically"
+                                                    : "a bf16 working copy rounded to nearest even");
     }
-    if (o->grad_dtype == LK_BF16 && world > 1)
-        lk_progress_line(prog, "--grad-dtype bf16: gradient buckets travel as bf16, each rank's part "
-                               "summed in float32 and rounded once (%s)",
-                         s->r.dev->kind == LK_DEV_CUDA && s->comm->nccl ? "NCCL's ncclBfloat16"
-                                                                        : "MPI: exchange, add, all-gather");
+    if (o->grad_dtype != LK_F32 && world > 1)
+        lk_progress_line(prog, "--grad-compress %s: gradient buckets travel as %s, scaled by 1/%d, each "
+                               "rank's part summed in float32 and rounded once (%s)",
+                         lk_dtype_name((lk_dtype)o->grad_dtype), lk_dtype_name((lk_dtype)o->grad_dtype), world,
+                         s->r.dev->kind == LK_DEV_CUDA && s->comm->nccl
+                             ? (o->grad_dtype == LK_F16 ? "NCCL's ncclFloat16" : "NCCL's ncclBfloat16")
+                             : "MPI: exchange, add, all-gather");
     if (o->resume_dir)
         lk_progress_line(prog, "resumed from %s at epoch %d, step %ld", o->resume_dir, s->epoch,
                          s->step);

@@ -44,7 +44,8 @@ typedef struct {
     int recompute;            /* lk_recompute: what backward computes again instead of keeping */
     int precision;            /* lk_dtype of the products: LK_F32, or LK_BF16 (mixed precision) */
     int stochastic_round;     /* bf16: the weights' working copy rounded stochastically */
-    int grad_dtype;           /* lk_dtype the gradient buckets travel as (LK_F32, LK_BF16) */
+    int grad_dtype;           /* lk_dtype the gradient buckets travel as (LK_F32; LK_BF16, LK_F16:
+                                 --grad-compress, --grad-dtype bf16) */
 } lk_train_opts;
 
 /* Defaults: cnn, fashion-mnist, 1 epoch, batch 64, momentum lr 0.01 ... */

@@ -39,6 +39,7 @@
 #include "core/ops.h"
 #include "core/bf16.h"
 #include "core/rng.h"
+#include "comm/comm.h"
 #include "testutil.h"
 
 static lk_device *CPU, *GPU;
@@ -359,6 +360,44 @@ static void case_matmul(void **state)
     }
 }
 
+/* the 16-bit gradient wire, bf16 and fp16, scaled (values beyond fp16's range but not
+ * after the scaling, and below its normals): bitwise both ways */
+static void case_pack16(void **state)
+{
+    (void)state;
+    pair x = pair_rand(5001, 16);
+    for (size_t i = 0; i < x.n; i++) x.c[i] *= (i % 3 == 0) ? 9e4f : (i % 3 == 1) ? 1e-6f : 1.0f;
+    pair_push(&x);
+    uint16_t *c = lk_dev_alloc(CPU, x.n * 2), *g = lk_dev_alloc(GPU, x.n * 2);
+    assert_true(c && g);
+    for (int t = LK_BF16; t <= LK_F16; t++) {
+        CPU->ops->pack16(CPU, (lk_dtype)t, x.c, 0.5f, c, x.n);
+        GPU->ops->pack16(GPU, (lk_dtype)t, x.g, 0.5f, g, x.n);
+        same_bytes(t == LK_F16 ? "pack16 (fp16)" : "pack16 (bf16)", c, g, x.n * 2);
+        for (size_t i = 0; i < x.n; i++) assert_true(c[i] == lk_wire16_rne((lk_dtype)t, x.c[i] * 0.5f));
+    }
+    lk_dev_free(CPU, c), lk_dev_free(GPU, g);
+    pair_free(&x);
+}
+
+static void case_unpack16(void **state)
+{
+    (void)state;
+    pair x = pair_rand(5001, 17), y = pair_rand(5001, 18);
+    pair16 h = pair16_of(&x); /* bf16 bit patterns of values below 1: finite fp16 ones too */
+    for (int t = LK_BF16; t <= LK_F16; t++) {
+        CPU->ops->unpack16(CPU, (lk_dtype)t, h.c, 3.0f, y.c, y.n);
+        GPU->ops->unpack16(GPU, (lk_dtype)t, h.g, 3.0f, y.g, y.n);
+        same_bytes(t == LK_F16 ? "unpack16 (fp16)" : "unpack16 (bf16)", y.c, y.g, y.n * sizeof(float));
+        for (size_t i = 0; i < y.n; i++) {
+            const float want = lk_wire16_to_f32((lk_dtype)t, h.c[i]) * 3.0f;
+            assert_true(y.c[i] == want);
+        }
+    }
+    pair16_free(&h);
+    pair_free(&x), pair_free(&y);
+}
+
 /* bf16 gradients back to float32: exact */
 static void case_widen_bf16(void **state)
 {
@@ -473,7 +512,7 @@ static lk_conv2d_desc conv_desc_in(int t, int n, lk_dtype compute)
 {
     const int *p = CONVS[t];
     lk_conv2d_desc cd = {n ? n : p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[7], p[8], p[8], 0, 0,
-                         compute};
+                         compute, 0};
     TU_OK(lk_conv2d_desc_init(&cd));
     return cd;
 }
@@ -1418,6 +1457,8 @@ static const entry_row ENTRIES[] = {
     CASE(sumsq),
     CASE(cast_bf16),
     CASE(widen_bf16),
+    CASE(pack16),
+    CASE(unpack16),
     CASE(scale),
     CASE(axpy),
     EXEMPT(status, 0, "every comparison reads it first and fails on anything but LK_OK (same, "

@@ -87,6 +87,8 @@ void lk_cuda_matmul(lk_device *d, const lk_gemm_desc *p, const void *a, const vo
 lk_status lk_cuda_gemm_plan(lk_device *d, const lk_gemm_desc *p);
 void lk_cuda_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, const lk_round *r);
 void lk_cuda_widen(lk_device *d, const uint16_t *x, float *y, size_t n);
+void lk_cuda_pack16(lk_device *d, lk_dtype t, const float *x, float scale, uint16_t *y, size_t n);
+void lk_cuda_unpack16(lk_device *d, lk_dtype t, const uint16_t *x, float scale, float *y, size_t n);
 void lk_cuda_round_bf16(lk_cuda *g, const float *x, uint16_t *y, size_t n); /* nearest even */
 void lk_cuda_widen_bf16(lk_cuda *g, const uint16_t *x, float *y, size_t n, float beta); /* y = beta y + x */
 /* bias gradient db[c] = beta*db[c] + sum over outer and inner (shared with conv) */

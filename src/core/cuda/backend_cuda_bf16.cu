@@ -11,7 +11,7 @@
 #include <stdio.h>
 
 extern "C" {
-#include "../bf16.h"
+#include "../half.h"
 }
 
 __global__ void k_round_bf16(const float *x, uint16_t *y, size_t n, lk_round r)
@@ -39,6 +39,37 @@ void lk_cuda_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, cons
 void lk_cuda_widen(lk_device *d, const uint16_t *x, float *y, size_t n)
 {
     lk_cuda_widen_bf16(lk_cuda_of(d), x, y, n, 0.0f);
+}
+
+/* the 16-bit gradient wire: scaled and rounded to nearest even (f16: fp16, else bf16) */
+__global__ void k_pack16(int f16, const float *x, float s, uint16_t *y, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] = f16 ? lk_f16_rne(x[i] * s) : lk_bf16_rne(x[i] * s);
+}
+
+__global__ void k_unpack16(int f16, const uint16_t *x, float s, float *y, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] = (f16 ? lk_f16_to_f32(x[i]) : lk_bf16_to_f32(x[i])) * s;
+}
+
+void lk_cuda_pack16(lk_device *d, lk_dtype t, const float *x, float scale, uint16_t *y, size_t n)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    if (!n) return;
+    k_pack16<<<lk_cuda_blocks(g, n), LK_CUDA_THREADS, 0, g->stream>>>(t == LK_F16, x, scale, y, n);
+    LK_LAUNCHED(g);
+}
+
+void lk_cuda_unpack16(lk_device *d, lk_dtype t, const uint16_t *x, float scale, float *y, size_t n)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    if (!n) return;
+    k_unpack16<<<lk_cuda_blocks(g, n), LK_CUDA_THREADS, 0, g->stream>>>(t == LK_F16, x, scale, y, n);
+    LK_LAUNCHED(g);
 }
 
 void lk_cuda_round_bf16(lk_cuda *g, const float *x, uint16_t *y, size_t n)

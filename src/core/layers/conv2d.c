@@ -13,7 +13,8 @@ static lk_conv2d_desc conv_desc(const lk_layer *l, int batch)
     lk_conv2d_desc cd = {.n = batch, .c = l->in.d[0], .h = l->in.d[1], .w = l->in.d[2],
                          .k = s->cout, .kh = s->k, .kw = s->k, .stride_h = s->stride,
                          .stride_w = s->stride, .pad_h = s->pad, .pad_w = s->pad,
-                         .compute = l->compute};
+                         .compute = l->compute,
+                         .f32_weights = l->compute == LK_BF16 && lk_layer_weights(l, &l->params[0]).type == LK_F32};
     lk_conv2d_desc_init(&cd); /* checked once in setup */
     return cd;
 }

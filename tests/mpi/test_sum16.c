@@ -1,11 +1,13 @@
-/* test_bf16_sum.c - the bf16 sums of --grad-dtype bf16 (lk_comm_sum_bf16) under mpirun
- * -np 2 and 3 (and as a world of one): every rank's part is the float32 sum in rank order
- * of every rank's bf16 values, rounded once to nearest even - bit for bit the serial
- * reference each rank computes from the values it knows the others hold - with uneven
- * parts (one empty), blocking, started and waited, started and polled, several slots in
- * flight at once, with and without the all-gather, and for a device buffer through the
- * staging buffer. Then the bucketer with a bf16 wire: the same sums whichever way the
- * buckets are driven. */
+/* test_sum16.c - the 16-bit sums of the gradient wire (lk_comm_sum16: --grad-compress
+ * bf16|fp16, --grad-dtype bf16) under mpirun -np 2 and 3 (and as a world of one), in bf16
+ * and in fp16: every rank's part is the float32 sum in rank order of every rank's 16-bit
+ * values, rounded once to nearest even - bit for bit the serial reference each rank
+ * computes from the values it knows the others hold - with uneven parts (one empty),
+ * blocking, started and waited, started and polled, several slots in flight at once, with
+ * and without the all-gather, and for a device buffer through the staging buffer. Then the
+ * bucketer with a 16-bit wire: the gradients scaled by 1/world, summed, scaled back,
+ * whichever way the buckets are driven; and gradients whose sum overflows fp16 (but not
+ * their average) arrive finite. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,26 +15,28 @@
 
 #include "comm/bucket.h"
 #include "comm/comm.h"
-#include "core/bf16.h"
+#include "core/half.h"
 #include "core/layers.h"
 #include "core/ops.h"
 #include "testutil.h"
 
 static lk_comm *C;
+static lk_dtype T = LK_BF16; /* the type under test */
 
-/* rank r's value at i: spread over magnitudes so the sums round (2^-9 of them) */
+/* rank r's value at i: spread over magnitudes so the sums round (within fp16's range: its
+ * sums stay below 2^15) */
 static uint16_t value(int r, size_t i)
 {
     const float f = (float)((long)((i * 7919 + (size_t)r * 104729) % 20011) - 10005) *
-                    ldexpf(1.0f, (int)(i % 13) - 6 + r);
-    return lk_bf16_rne(f);
+                    ldexpf(1.0f, (int)(i % 13) - 16 + r);
+    return lk_wire16_rne(T, f);
 }
 
 static uint16_t want(size_t i)
 {
     float acc = 0.0f;
-    for (int r = 0; r < C->world; r++) acc += lk_bf16_to_f32(value(r, i));
-    return lk_bf16_rne(acc);
+    for (int r = 0; r < C->world; r++) acc += lk_wire16_to_f32(T, value(r, i));
+    return lk_wire16_rne(T, acc);
 }
 
 static size_t count_of(int r, size_t scale) { return r == 1 ? 0 : (2 * (size_t)r + 3) * scale + (size_t)r; }
@@ -45,17 +49,17 @@ static void check(uint16_t *buf, size_t scale, int gather, int mode, int slot)
     for (int r = 0; r < C->rank; r++) off += counts[r];
     for (size_t i = 0; i < total; i++) buf[i] = value(C->rank, i);
     if (mode == 0) {
-        TU_OK(lk_comm_sum_bf16(C, buf, counts, gather));
+        TU_OK(lk_comm_sum16(C, T, buf, counts, gather));
     } else {
-        TU_OK(lk_comm_sum_bf16_start(C, buf, counts, gather, slot));
+        TU_OK(lk_comm_sum16_start(C, T, buf, counts, gather, slot));
         for (int done = 0; mode == 2 && !done;) TU_OK(lk_comm_test(C, slot, &done));
         TU_OK(lk_comm_wait(C, slot));
     }
     const size_t lo = gather ? 0 : off, hi = gather ? total : off + counts[C->rank];
     for (size_t i = lo; i < hi; i++)
         if (buf[i] != want(i))
-            fail_msg("rank %d: bf16 sum (scale %zu, gather %d, mode %d) at %zu: %#x, want %#x", C->rank, scale,
-                     gather, mode, i, buf[i], want(i));
+            fail_msg("rank %d: %s sum (scale %zu, gather %d, mode %d) at %zu: %#x, want %#x", C->rank,
+                     lk_dtype_name(T), scale, gather, mode, i, buf[i], want(i));
 }
 
 static void test_sums(void **state)
@@ -67,6 +71,7 @@ static void test_sums(void **state)
         for (int gather = 0; gather < 2; gather++)
             for (int mode = 0; mode < 3; mode++) check(buf, scales[k], gather, mode, 7);
     free(buf);
+    TU_FAILS_WITH(lk_comm_sum16(C, LK_F32, NULL, NULL, 1), LK_ERR_ARG, "16-bit sum of fp32");
 }
 
 /* three sums in flight at once on their own slots, waited for in another order */
@@ -80,7 +85,7 @@ static void test_slots(void **state)
         b[s] = malloc(N * sizeof **b);
         for (size_t i = 0; i < N; i++) b[s][i] = value(C->rank, i + (size_t)s * N);
         lk_comm_even_counts(C, N, counts[s]);
-        TU_OK(lk_comm_sum_bf16_start(C, b[s], counts[s], s != 1, 10 + s));
+        TU_OK(lk_comm_sum16_start(C, T, b[s], counts[s], s != 1, 10 + s));
     }
     for (int s = 2; s >= 0; s--) TU_OK(lk_comm_wait(C, 10 + s));
     for (int s = 0; s < 3; s++) {
@@ -90,7 +95,7 @@ static void test_slots(void **state)
         for (size_t i = lo; i < hi; i++) assert_int_equal(b[s][i], want(i + (size_t)s * N));
         free(b[s]);
     }
-    TU_FAILS_WITH(lk_comm_sum_bf16(C, b[0], NULL, 1), LK_ERR_ARG, "counts");
+    TU_FAILS_WITH(lk_comm_sum16(C, T, b[0], NULL, 1), LK_ERR_ARG, "counts");
 }
 
 /* a device buffer goes through the staging buffer (a CPU device that claims it cannot
@@ -108,7 +113,7 @@ static void test_device_buffer(void **state)
     lk_comm_even_counts(C, N, counts);
     for (int gather = 0; gather < 2; gather++) {
         for (size_t i = 0; i < N; i++) dev[i] = value(C->rank, i);
-        TU_OK(lk_comm_sum_bf16_start(C, dev, counts, gather, 3)); /* done at once */
+        TU_OK(lk_comm_sum16_start(C, T, dev, counts, gather, 3)); /* done at once */
         TU_OK(lk_comm_wait(C, 3));
         size_t off = 0;
         for (int r = 0; r < C->rank; r++) off += counts[r];
@@ -119,10 +124,12 @@ static void test_device_buffer(void **state)
     free(dev);
 }
 
-/* The bucketer with a bf16 wire on a model: after backward, each gradient is the bf16 sum
- * of every rank's rounded gradient (here every rank computes the same, so the rounded
- * world x g), between layers and on the comm thread alike. */
-static void check_buckets(lk_progress_mode mode)
+/* The bucketer with a 16-bit wire on a model: after backward, each gradient is world times
+ * the 16-bit sum of every rank's gradient rounded after scaling by 1/world (here every rank
+ * computes the same), between layers and on the comm thread alike; `big` (0: none) scales
+ * the output gradient to make the largest gradient that (40000: their sum overflows fp16,
+ * their average does not). */
+static void check_buckets(lk_progress_mode mode, float big)
 {
     int in = 20;
     lk_shape s = lk_shape_make(1, &in);
@@ -135,7 +142,7 @@ static void check_buckets(lk_progress_mode mode)
     TU_OK(lk_model_build(m, 4));
     TU_OK(lk_model_init(m, LK_INIT_DEFAULT, 3));
     lk_buckets *b;
-    const lk_buckets_opts o = {4096, mode, 0, 0, NULL, NULL, LK_BF16};
+    const lk_buckets_opts o = {4096, mode, 0, 0, NULL, NULL, T};
     if (mode == LK_PROGRESS_THREAD && !C->threads_ok) {
         lk_model_destroy(m);
         return;
@@ -145,25 +152,42 @@ static void check_buckets(lk_progress_mode mode)
     float *x = lk_model_input(m);
     for (int i = 0; i < 4 * 20; i++) x[i] = (float)sin(0.3 * i);
     float *ref = malloc(m->nparams * sizeof *ref);
+    if (big > 0.0f) { /* the largest gradient made `big` (gradients are linear in dout) */
+        lk_tensor out;
+        TU_OK(lk_model_forward(m, 4, 1, 0, &out));
+        for (size_t i = 0; i < lk_tensor_numel(&out); i++) m->dout[i] = out.data[i] * 0.1f;
+        m->on_grad_ready = NULL;
+        TU_OK(lk_model_backward_ex(m, 4, 0, LK_GRADS_REPLACE));
+        float gmax = 0.0f;
+        for (size_t i = 0; i < m->nparams; i++) gmax = fmaxf(gmax, fabsf(m->grads[i]));
+        big /= gmax;
+    } else {
+        big = 1.0f;
+    }
     for (int step = 0; step < 2; step++) {
         lk_tensor out;
         TU_OK(lk_model_forward(m, 4, 1, step, &out));
-        for (size_t i = 0; i < lk_tensor_numel(&out); i++) m->dout[i] = out.data[i] * 0.1f;
+        for (size_t i = 0; i < lk_tensor_numel(&out); i++) m->dout[i] = out.data[i] * 0.1f * big;
         lk_buckets_begin(b, 1, 1);
         m->on_grad_ready = NULL; /* the serial reference first: gradients alone */
         TU_OK(lk_model_backward_ex(m, 4, step, LK_GRADS_REPLACE));
+        const float scale = 1.0f / (float)C->world;
+        float gmax = 0.0f;
         for (size_t i = 0; i < m->nparams; i++) {
             float acc = 0.0f;
-            for (int r = 0; r < C->world; r++) acc += lk_bf16_to_f32(lk_bf16_rne(m->grads[i]));
-            ref[i] = lk_bf16_to_f32(lk_bf16_rne(acc));
+            for (int r = 0; r < C->world; r++) acc += lk_wire16_to_f32(T, lk_wire16_rne(T, m->grads[i] * scale));
+            ref[i] = lk_wire16_to_f32(T, lk_wire16_rne(T, acc)) * (float)C->world;
+            gmax = fmaxf(gmax, fabsf(m->grads[i]));
         }
+        /* the case the scaling is for: world x the largest gradient beyond fp16, it not */
+        if (big != 1.0f) assert_true(gmax < 65504.0f && (C->world == 1 || gmax * (float)C->world > 65504.0f));
         m->on_grad_ready = lk_buckets_grad_ready;
         TU_OK(lk_model_backward_ex(m, 4, step, LK_GRADS_REPLACE));
         TU_OK(lk_buckets_finish(b));
         for (size_t i = 0; i < m->nparams; i++)
-            if (m->grads[i] != ref[i])
-                fail_msg("rank %d mode %d: gradient %zu is %g, the bf16 sum %g", C->rank, (int)mode, i,
-                         (double)m->grads[i], (double)ref[i]);
+            if (m->grads[i] != ref[i] || !isfinite(m->grads[i]))
+                fail_msg("rank %d mode %d: gradient %zu is %g, the %s sum %g", C->rank, (int)mode, i,
+                         (double)m->grads[i], lk_dtype_name(T), (double)ref[i]);
     }
     free(ref);
     lk_buckets_destroy(b);
@@ -173,17 +197,45 @@ static void check_buckets(lk_progress_mode mode)
 static void test_buckets(void **state)
 {
     (void)state;
-    check_buckets(LK_PROGRESS_LAYERS);
-    check_buckets(LK_PROGRESS_THREAD);
+    check_buckets(LK_PROGRESS_LAYERS, 0.0f);
+    check_buckets(LK_PROGRESS_THREAD, 0.0f);
+}
+
+/* fp16: gradients of about 40000 on every rank, whose sum (80000 on 2 ranks) fp16 cannot
+ * hold: the wire carries their average */
+static void test_overflow(void **state)
+{
+    (void)state;
+    if (T != LK_F16) return;
+    check_buckets(LK_PROGRESS_LAYERS, 4e4f);
+}
+
+static int use_bf16(void **state)
+{
+    (void)state;
+    T = LK_BF16;
+    return 0;
+}
+
+static int use_f16(void **state)
+{
+    (void)state;
+    T = LK_F16;
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sums),
-        cmocka_unit_test(test_slots),
-        cmocka_unit_test(test_device_buffer),
-        cmocka_unit_test(test_buckets),
+        cmocka_unit_test_setup(test_sums, use_bf16),
+        cmocka_unit_test_setup(test_slots, use_bf16),
+        cmocka_unit_test_setup(test_device_buffer, use_bf16),
+        cmocka_unit_test_setup(test_buckets, use_bf16),
+        cmocka_unit_test_setup(test_sums, use_f16),
+        cmocka_unit_test_setup(test_slots, use_f16),
+        cmocka_unit_test_setup(test_device_buffer, use_f16),
+        cmocka_unit_test_setup(test_buckets, use_f16),
+        cmocka_unit_test_setup(test_overflow, use_f16),
     };
     return tu_mpi_main(&argc, &argv, &C, tests, sizeof tests / sizeof *tests);
 }
