@@ -130,6 +130,10 @@ static void train_usage(FILE *f)
             "                        the sum would overflow), each rank's part summed in float32\n"
             "                        and rounded once, back to float32 times world (default none)\n"
             "  --grad-dtype fp32|bf16  the same as --grad-compress none|bf16\n"
+            "  --local-steps K       local SGD: each rank steps on its own gradients and the\n"
+            "                        ranks average parameters and optimizer state every K\n"
+            "                        steps (and before evaluations, checkpoints, the end)\n"
+            "  --local-start N       local SGD: after N data-parallel steps (default 0)\n"
             "  --peak-tflops X       each rank's peak, the denominator of mfu (default: a GPU's\n"
             "                        data-sheet peak in the run's precision, else 2048^3 products\n"
             "                        in it measured at start-up on the rank's threads)\n");
@@ -164,7 +168,8 @@ static const struct option train_opts[] = {
     {"decay", 1, 0, O_DECAY},         {"zero", 1, 0, O_ZERO},
     {"recompute", 1, 0, O_RECOMPUTE}, {"precision", 1, 0, O_PRECISION},
     {"stochastic-round", 0, 0, O_STOCHASTIC_ROUND}, {"grad-dtype", 1, 0, O_GRAD_DTYPE},
-    {"grad-compress", 1, 0, O_GRAD_COMPRESS},
+    {"grad-compress", 1, 0, O_GRAD_COMPRESS}, {"local-steps", 1, 0, O_LOCAL_STEPS},
+    {"local-start", 1, 0, O_LOCAL_START},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -299,6 +304,8 @@ static int cmd_train(int argc, char **argv)
             break;
         case O_COMM_TIMEOUT: s = lk_arg_float("--comm-timeout", optarg, 1e-3, 1e7, &o.comm_timeout); break;
         case O_CHECK_EVERY: s = lk_arg_int("--check-every", optarg, 0, 1L << 40, &o.check_every); break;
+        case O_LOCAL_STEPS: s = lk_arg_int("--local-steps", optarg, 1, 1L << 40, &o.local_steps); break;
+        case O_LOCAL_START: s = lk_arg_int("--local-start", optarg, 0, 1L << 40, &o.local_start); break;
         case O_BIND:
             s = CHOICE("--bind", o.bind, NAMES("cores", "none"), VALUES(1, 0));
             break;

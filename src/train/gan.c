@@ -71,11 +71,11 @@ static lk_status bce(lk_gan *g, const lk_tensor *out, int n, const float *target
     return acc ? lk_axpy(d, (float)n, &g->loss[0], acc, 1) : LK_OK;
 }
 
-static void arm(lk_gan *g, lk_buckets *b, int first, int last)
+static void arm(lk_gan *g, lk_buckets *b, int first, int last, int local)
 {
     if (!b) return;
     g->r->model->grad_ready_user = b;
-    lk_buckets_begin(b, first, last);
+    lk_buckets_begin(b, first, last && !local);
 }
 
 /* one network's optimizer step: the trainer's way (ZeRO's), or, for a GAN stepped on its
@@ -97,13 +97,13 @@ lk_status lk_gan_step(lk_gan *g, lk_optim *opt, const lk_dataset *d, const lk_ga
     LK_CHECK(load_reals(g, d, b->idx, n));
     LK_CHECK(lk_model_forward_range(m, g->split, L, n, 1, b->step, &out));
     LK_CHECK(bce(g, &out, n, g->ones, b->scale, 1, &g->loss[1]));
-    arm(g, g->bd, 1, 0);
+    arm(g, g->bd, 1, 0, b->local);
     LK_CHECK(lk_model_backward_range(m, g->split, n, b->step, LK_GRADS_REPLACE));
     if (g->bd) LK_CHECK(lk_buckets_finish(g->bd)); /* only ZeRO-2 reduces this one */
     LK_CHECK(latents(g, n, m->seed, z_key(b->step, Z_FOR_D), b->base));
     LK_CHECK(lk_model_forward_range(m, 0, L, n, 1, b->step, &out));
     LK_CHECK(bce(g, &out, n, g->zeros, b->scale, 1, &g->loss[1]));
-    arm(g, g->bd, 0, 1); /* the discriminator's gradients are complete after this backward */
+    arm(g, g->bd, 0, 1, b->local); /* the discriminator's gradients are complete after this backward */
     LK_CHECK(lk_model_backward_range(m, g->split, n, b->step, LK_GRADS_ADD));
     if (g->bd) LK_CHECK(lk_buckets_finish(g->bd));
     LK_CHECK(step(g, opt, b->grad_scale, 0, g->d_end, 0));
@@ -111,7 +111,7 @@ lk_status lk_gan_step(lk_gan *g, lk_optim *opt, const lk_dataset *d, const lk_ga
     LK_CHECK(latents(g, n, m->seed, z_key(b->step, Z_FOR_G), b->base));
     LK_CHECK(lk_model_forward_range(m, 0, L, n, 1, b->step, &out));
     LK_CHECK(bce(g, &out, n, g->ones, b->scale, 1, &g->loss[2]));
-    arm(g, g->bg, 1, 1);
+    arm(g, g->bg, 1, 1, b->local);
     LK_CHECK(lk_model_backward_range(m, 0, n, b->step, LK_GRADS_REPLACE));
     if (g->bg) LK_CHECK(lk_buckets_finish(g->bg));
     return step(g, opt, b->grad_scale, g->d_end, m->nparams, 1);

@@ -37,6 +37,7 @@ typedef struct {
     float scale;          /* loss scale: n / global samples (each sample 1/global of the mean) */
     float grad_scale;     /* on the summed gradients (1: the losses are scaled to the global batch) */
     long step;            /* optimizer step, keys the latent codes */
+    int local;            /* local SGD: the ranks' gradients are not summed (average.h) */
 } lk_gan_batch;
 
 /* The key of the latent codes of a step's discriminator (for_g 0) or generator (1) half:

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "../comm/average.h"
 #include "../comm/bucket.h"
 #include "../comm/topo.h"
 #include "../comm/zero.h"
@@ -137,6 +138,7 @@ typedef struct {
     lk_comm *comm, *own_comm;
     lk_buckets *buckets;
     lk_zero_state *zero; /* how the optimizer steps: every parameter, or this rank's slice */
+    lk_averager avg;     /* local SGD's averaging (k 0: off) */
     lk_gan gan;         /* a GAN's state; gan.r is NULL for other models */
     float *host_params; /* host copy of the parameters (broadcast, replica checks) */
     long total, step;   /* optimizer steps: the run's and the current one */
@@ -250,6 +252,8 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     lk_agree_add(&a, "validation samples", &s->val.n, sizeof s->val.n);
     lk_agree_add(&a, "--batch", &o->batch, sizeof o->batch);
     lk_agree_add(&a, "--accum", &o->accum, sizeof o->accum);
+    lk_agree_add(&a, "--local-steps", &o->local_steps, sizeof o->local_steps);
+    lk_agree_add(&a, "--local-start", &o->local_start, sizeof o->local_start);
     lk_agree_add(&a, "--epochs/--steps", &s->total, sizeof s->total);
     lk_agree_add(&a, "--seed", &o->seed, sizeof o->seed);
     lk_agree_add(&a, "--init", &o->init, sizeof o->init);
@@ -274,14 +278,13 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     return lk_agree_check(s->comm, &a);
 }
 
-static lk_status average_buffers(run_state *s, const lk_train_opts *o);
-
 /* A checkpoint, written by rank 0: the same files whatever the sharding (a sharded
  * optimizer state is gathered tensor by tensor from every rank's slice, so every rank
  * takes part). */
 static lk_status save(const lk_train_opts *o, run_state *s)
 {
-    LK_CHECK(average_buffers(s, o));
+    LK_CHECK(lk_averager_after(&s->avg, s->step, 1, NULL)); /* local SGD: averaged parameters */
+    if (!o->sync_bn) LK_CHECK(lk_average_buffers(s->comm, s->r.model));
     lk_run_config rc;
     fill_run_config(&rc, o, &s->train, s->opt, s->epoch);
     lk_zero_gather g = {s->zero, s->opt};
@@ -295,16 +298,6 @@ static lk_status save(const lk_train_opts *o, run_state *s)
 static lk_status sync_sum(void *user, float *buf, size_t n)
 {
     return lk_comm_allreduce((lk_comm *)user, buf, n, LK_REDUCE_SUM);
-}
-
-/* Without --sync-bn each rank's running statistics follow its own batches: before they are
- * used (evaluation) or saved, every rank takes their mean over the ranks (as the trained
- * parameters, they then agree on every rank). */
-static lk_status average_buffers(run_state *s, const lk_train_opts *o)
-{
-    lk_model *m = s->r.model;
-    if (o->sync_bn || s->comm->world == 1 || !m->nbuffers) return LK_OK;
-    return lk_comm_allreduce(s->comm, m->params + m->nparams, m->nbuffers, LK_REDUCE_AVG);
 }
 
 /* How the gradients travel between ranks: GPU buffers through NCCL or a pinned staging
@@ -450,6 +443,7 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
     lk_optim_set_working(s->opt, m->params16, &m->round); /* the step rewrites the bf16 copy */
     s->gan.zero = s->zero;
     if (o->resume_dir) LK_CHECK(resume(o, s, &s->epoch, &s->step));
+    LK_CHECK(lk_averager_init(&s->avg, s->comm, m, s->opt, o->local_steps, o->local_start, s->step));
     LK_CHECK(agree(o, s));
     if (!s->r.dev->host_addressable) { /* broadcasts and replica checks read the parameters here */
         s->host_params = lk_malloc(m->nparams * sizeof(float));
@@ -524,6 +518,10 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
                               : o->stochastic_round ? "a bf16 working copy rounded stochastically"
                                                     : "a bf16 working copy rounded to nearest even");
     }
+    if (o->local_steps && world > 1)
+        lk_progress_line(prog, "--local-steps %ld: after %ld data-parallel steps each rank steps on its own "
+                               "gradients; parameters and optimizer state averaged every %ld steps",
+                         o->local_steps, o->local_start, o->local_steps);
     if (o->grad_dtype != LK_F32 && world > 1)
         lk_progress_line(prog, "--grad-compress %s: gradient buckets travel as %s, scaled by 1/%d, each "
                                "rank's part summed in float32 and rounded once (%s)",
@@ -559,12 +557,12 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
         LK_CHECK(lk_model_forward(m, n, 1, s->step, &out));
         LK_CHECK(lk_replica_loss(&s->r, &out, n, 1, (float)(n / group), 0));
         LK_CHECK(lk_axpy(s->r.dev, (float)n, &s->r.scalars[0], &s->r.scalars[2], 1));
-        if (s->buckets) lk_buckets_begin(s->buckets, i == 0, i + 1 == count);
+        if (s->buckets) lk_buckets_begin(s->buckets, i == 0, i + 1 == count && !lk_averager_local(&s->avg, s->step));
         LK_CHECK(lk_model_backward_ex(m, n, s->step, i == 0 ? LK_GRADS_REPLACE : LK_GRADS_ADD));
         if (s->buckets) LK_CHECK(lk_buckets_finish(s->buckets));
         *samples += n;
     }
-    LK_CHECK(lk_zero_step(s->zero, s->opt, 1.0f, 0, m->nparams, 1));
+    LK_CHECK(lk_zero_step(s->zero, s->opt, lk_averager_grad_scale(&s->avg, s->step), 0, m->nparams, 1));
     s->step++;
     return inject_fault(s);
 }
@@ -574,7 +572,8 @@ static lk_status gan_train_step(run_state *s, int i, double *samples)
 {
     int n = lk_sampler_batch(&s->sampler, i, s->r.idx);
     lk_gan_batch b = {s->r.idx, n, lk_sampler_first(&s->sampler, i),
-                      (float)n / (float)lk_sampler_global_count(&s->sampler, i), 1.0f, s->step};
+                      (float)n / (float)lk_sampler_global_count(&s->sampler, i),
+                      lk_averager_grad_scale(&s->avg, s->step), s->step, lk_averager_local(&s->avg, s->step)};
     LK_CHECK(lk_gan_step(&s->gan, s->opt, &s->train, &b));
     *samples += n;
     s->step++;
@@ -632,8 +631,10 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
             s->step_ms[timed++] = (lk_now() - t0) * 1e3;
             comm_stats(s, &log_comm, &log_hidden);
             log_n++;
-            int last = i + o->accum >= s->sampler.steps || s->step == s->total;
-            if (o->check_every > 0 && s->step % o->check_every == 0)
+            int last = i + o->accum >= s->sampler.steps || s->step == s->total, averaged = 0;
+            LK_CHECK(lk_averager_after(&s->avg, s->step, 0, &averaged));
+            /* (local SGD: the replicas agree right after an average) */
+            if (o->check_every > 0 && (lk_averager_local(&s->avg, s->step - 1) ? averaged : s->step % o->check_every == 0))
                 LK_CHECK(lk_dist_check_replicas(c, s->r.model, s->step, s->host_params));
             if (log_n == o->log_every || last) {
                 /* mean loss over every sample of every rank since the last line */
@@ -664,7 +665,8 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                 log_n = 0;
             }
             if ((o->eval_every > 0 && s->step % o->eval_every == 0) || last) {
-                LK_CHECK(average_buffers(s, o));
+                LK_CHECK(lk_averager_after(&s->avg, s->step, 1, NULL));
+                if (!o->sync_bn) LK_CHECK(lk_average_buffers(c, s->r.model));
                 LK_CHECK(evaluate(&s->r, s->gan.r ? &s->gan : NULL, c, &s->val, &val_loss, &val_acc));
                 LK_CHECK(lk_metrics_eval(&s->metrics, s->step, s->epoch + 1, val_loss, val_acc));
                 if (isnan(val_acc))
@@ -679,6 +681,7 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
         s->epoch++;
         if (o->save_dir) LK_CHECK(save(o, s)); /* a collective: every rank */
     }
+    LK_CHECK(lk_averager_after(&s->avg, s->step, 1, NULL));
     LK_CHECK(lk_dist_check_replicas(c, s->r.model, s->step, s->host_params));
 
     /* throughput over the steps after warm-up (the first 10%, at most 20 steps) */

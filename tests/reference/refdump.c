@@ -201,7 +201,7 @@ static lk_status run_gan(const args *a, dump *d, lk_replica *r, const lk_dataset
     const int B = a->batch;
     for (int s = 1; st == LK_OK && s <= a->steps; s++) {
         for (int i = 0; i < B; i++) r->idx[i] = (s - 1) * B + i;
-        lk_gan_batch b = {r->idx, B, 0, 1.0f, 1.0f, s - 1};
+        lk_gan_batch b = {r->idx, B, 0, 1.0f, 1.0f, s - 1, 0};
         lk_zero(r->dev, g.loss, 3 * sizeof(float));
         st = lk_gan_step(&g, opt, ds, &b);
         char name[32];
