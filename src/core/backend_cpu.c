@@ -296,6 +296,43 @@ static void cpu_count_correct(lk_device *d, lk_dtype t, const void *logits, cons
     *correct = (float)hits;
 }
 
+/* one matrix's columns in turn (device.h's rule); the dot products serial, in double (the
+ * same bits on every rank whatever its threads); the matrices of a call in parallel */
+static double col_dot(const float *p, int n, int r, int j, int k)
+{
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += (double)p[(size_t)i * r + j] * p[(size_t)i * r + k];
+    return s;
+}
+
+static void orthonormalize_one(float *p, int n, int r)
+{
+    for (int j = 0; j < r; j++) {
+        double sq0 = col_dot(p, n, r, j, j);
+        for (int tries = 0;; tries++) {
+            for (int k = 0; k < j; k++) {
+                const float f = (float)col_dot(p, n, r, k, j);
+                for (int i = 0; i < n; i++) p[(size_t)i * r + j] -= f * p[(size_t)i * r + k];
+            }
+            const double sq = col_dot(p, n, r, j, j);
+            if ((sq > 0.0 && sqrt(sq) > 1e-4 * sqrt(sq0)) || tries >= n) {
+                const float inv = sq > 0.0 ? (float)(1.0 / sqrt(sq)) : 0.0f;
+                for (int i = 0; i < n; i++) p[(size_t)i * r + j] *= inv;
+                break;
+            }
+            for (int i = 0; i < n; i++) p[(size_t)i * r + j] = i == (j + tries) % n ? 1.0f : 0.0f;
+            sq0 = 1.0;
+        }
+    }
+}
+
+static void cpu_orthonormalize(lk_device *d, float *p, int n, int r, int count)
+{
+    (void)d;
+    LK_CPU_FOR((long)count * n * r > LK_CPU_PAR_MIN && count > 1, c, count,
+               orthonormalize_one(p + (size_t)c * n * r, n, r););
+}
+
 static void cpu_sumsq(lk_device *d, const float *x, size_t n, float *out)
 {
     (void)d;
@@ -373,6 +410,7 @@ static const lk_backend cpu_backend = {
     .widen_bf16 = lk_cpu_widen_bf16,
     .pack16 = lk_cpu_pack16,
     .unpack16 = lk_cpu_unpack16,
+    .orthonormalize = cpu_orthonormalize,
     .scale = cpu_scale,
     .axpy = cpu_axpy,
     .transpose = lk_cpu_transpose,

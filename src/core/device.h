@@ -279,6 +279,15 @@ typedef struct lk_backend {
      * y = x * scale rounded to nearest even into t; and back, y = float32(x) * scale */
     void (*pack16)(lk_device *d, lk_dtype t, const float *x, float scale, uint16_t *y, size_t n);
     void (*unpack16)(lk_device *d, lk_dtype t, const uint16_t *x, float scale, float *y, size_t n);
+    /* Gram-Schmidt over the r columns of each of `count` row-major n x r matrices stored
+     * back to back (PowerSGD's P): column j minus its projections on columns 0..j-1, then
+     * divided by its norm. A column (nearly) in the span of the earlier ones (its norm left
+     * <= 1e-4 of what it had, or zero) is replaced by unit vector e_((j + t) mod n), t = 0,
+     * 1, ..., until one is not, and that is orthonormalised: P always has orthonormal
+     * columns (normalised rounding noise would not be orthogonal; a zero column would make
+     * the next warm-started Q lose that direction for good). Sums in double, in a fixed
+     * order for given (n, r), so every rank of a kind gets the same bits */
+    void (*orthonormalize)(lk_device *d, float *p, int n, int r, int count);
     void (*scale)(lk_device *d, float *x, float a, size_t n);
     void (*axpy)(lk_device *d, float a, const float *x, float *y, size_t n); /* y += a*x */
     /* the first failure since the device was opened (a GPU's calls are asynchronous:

@@ -529,6 +529,14 @@ lk_status lk_unpack16(lk_device *d, lk_dtype t, const uint16_t *x, float scale, 
     return LK_OK;
 }
 
+lk_status lk_orthonormalize(lk_device *d, float *p, int n, int r, int count)
+{
+    NEED(p || !count, "orthonormalize: null buffer");
+    NEED(n > 0 && r > 0 && r <= n && count >= 0, "orthonormalize: needs 0 < r <= n");
+    if (count) RUN(d, orthonormalize, p, n, r, count);
+    return LK_OK;
+}
+
 lk_status lk_sumsq(lk_device *d, const float *x, size_t n, float *out)
 {
     NEED(x && out, "sumsq: null buffer");

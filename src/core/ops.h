@@ -140,6 +140,8 @@ lk_status lk_pack16(lk_device *d, lk_dtype t, const float *x, float scale, uint1
 lk_status lk_unpack16(lk_device *d, lk_dtype t, const uint16_t *x, float scale, float *y, size_t n);
 lk_status lk_sumsq(lk_device *d, const float *x, size_t n, float *out);
 lk_status lk_scale(lk_device *d, float *x, float a, size_t n);
+/* the columns of count n x r row-major matrices made orthonormal (device.h) */
+lk_status lk_orthonormalize(lk_device *d, float *p, int n, int r, int count);
 lk_status lk_axpy(lk_device *d, float a, const float *x, float *y, size_t n);
 
 #endif

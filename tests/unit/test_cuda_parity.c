@@ -360,6 +360,34 @@ static void case_matmul(void **state)
     }
 }
 
+/* PowerSGD's orthonormalisation: three 301 x 4 matrices (one with a zero column, one
+ * with two equal ones, each then replaced by a unit vector made orthogonal): the same
+ * columns within 1e-5, and orthonormal (P^T P = I) */
+static void case_orthonormalize(void **state)
+{
+    (void)state;
+    enum { N = 301, R = 4, C = 3 };
+    pair p = pair_rand((size_t)N * R * C, 19);
+    for (int i = 0; i < N; i++) {
+        p.c[(size_t)N * R + (size_t)i * R + 2] = 0.0f;                                  /* matrix 1, column 2 */
+        p.c[(size_t)2 * N * R + (size_t)i * R + 3] = p.c[(size_t)2 * N * R + (size_t)i * R + 1]; /* matrix 2 */
+    }
+    pair_push(&p);
+    CPU->ops->orthonormalize(CPU, p.c, N, R, C);
+    GPU->ops->orthonormalize(GPU, p.g, N, R, C);
+    same("orthonormalize", &p, 1e-5);
+    for (int c = 0; c < C; c++)
+        for (int j = 0; j < R; j++)
+            for (int k = 0; k <= j; k++) {
+                double dot = 0.0;
+                for (int i = 0; i < N; i++)
+                    dot += (double)p.c[(size_t)c * N * R + (size_t)i * R + j] * p.c[(size_t)c * N * R + (size_t)i * R + k];
+                const double want = j == k ? 1.0 : 0.0;
+                if (fabs(dot - want) > 1e-4) fail_msg("matrix %d columns %d, %d: %g, want %g", c, j, k, dot, want);
+            }
+    pair_free(&p);
+}
+
 /* the 16-bit gradient wire, bf16 and fp16, scaled (values beyond fp16's range but not
  * after the scaling, and below its normals): bitwise both ways */
 static void case_pack16(void **state)
@@ -1455,6 +1483,7 @@ static const entry_row ENTRIES[] = {
     CASE(affine),
     CASE(optim_update),
     CASE(sumsq),
+    CASE(orthonormalize),
     CASE(cast_bf16),
     CASE(widen_bf16),
     CASE(pack16),

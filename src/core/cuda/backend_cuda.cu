@@ -510,6 +510,53 @@ static void cu_sumsq(lk_device *d, const float *x, size_t n, float *out)
     finish_sum(g, nb, 1.0, out);
 }
 
+/* one block per matrix: Gram-Schmidt over its r columns (device.h's rule, as the CPU's),
+ * each dot product a block sum in double broadcast through shared memory */
+__device__ double col_dot(const float *q, int n, int r, int j, int k)
+{
+    __shared__ double result;
+    double s = 0.0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += (double)q[(size_t)i * r + j] * q[(size_t)i * r + k];
+    s = block_sum(s);
+    if (threadIdx.x == 0) result = s;
+    __syncthreads();
+    s = result;
+    __syncthreads();
+    return s;
+}
+
+__global__ void k_orthonormalize(float *p, int n, int r)
+{
+    float *q = p + (size_t)blockIdx.x * n * r;
+    for (int j = 0; j < r; j++) {
+        double sq0 = col_dot(q, n, r, j, j);
+        for (int tries = 0;; tries++) {
+            for (int k = 0; k < j; k++) {
+                const float f = (float)col_dot(q, n, r, k, j);
+                for (int i = threadIdx.x; i < n; i += blockDim.x) q[(size_t)i * r + j] -= f * q[(size_t)i * r + k];
+                __syncthreads();
+            }
+            const double sq = col_dot(q, n, r, j, j);
+            if ((sq > 0.0 && sqrt(sq) > 1e-4 * sqrt(sq0)) || tries >= n) {
+                const float inv = sq > 0.0 ? (float)(1.0 / sqrt(sq)) : 0.0f;
+                for (int i = threadIdx.x; i < n; i += blockDim.x) q[(size_t)i * r + j] *= inv;
+                __syncthreads();
+                break;
+            }
+            for (int i = threadIdx.x; i < n; i += blockDim.x) q[(size_t)i * r + j] = i == (j + tries) % n ? 1.0f : 0.0f;
+            __syncthreads();
+            sq0 = 1.0;
+        }
+    }
+}
+
+static void cu_orthonormalize(lk_device *d, float *p, int n, int r, int count)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    k_orthonormalize<<<count, LK_CUDA_THREADS, 0, g->stream>>>(p, n, r);
+    LK_LAUNCHED(g);
+}
+
 __global__ void k_scale(float *x, float a, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
@@ -645,6 +692,7 @@ static const lk_backend cuda_backend = {
     .widen_bf16 = lk_cuda_widen,
     .pack16 = lk_cuda_pack16,
     .unpack16 = lk_cuda_unpack16,
+    .orthonormalize = cu_orthonormalize,
     .scale = cu_scale,
     .axpy = cu_axpy,
     .status = cu_status,
