@@ -125,10 +125,14 @@ static void train_usage(FILE *f)
             "                        rest, gradients and optimizer state float32; default fp32)\n"
             "  --stochastic-round    bf16: round the weights' working copy stochastically (the\n"
             "                        same draws on every rank) instead of to nearest even\n"
-            "  --grad-compress none|bf16|fp16  gradient buckets travel between ranks in 16 bits\n"
-            "                        (half the bytes): scaled by 1/world (so fp16 holds what\n"
-            "                        the sum would overflow), each rank's part summed in float32\n"
-            "                        and rounded once, back to float32 times world (default none)\n"
+            "  --grad-compress none|bf16|fp16|powersgd:R  bf16, fp16: gradient buckets travel\n"
+            "                        between ranks in 16 bits (half the bytes), scaled by 1/world\n"
+            "                        (so fp16 holds what the sum would overflow), each rank's part\n"
+            "                        summed in float32 and rounded once, back to float32 times\n"
+            "                        world; powersgd:R: each gradient matrix sent as rank-R factors\n"
+            "                        with error feedback (PowerSGD), the rest uncompressed\n"
+            "                        (default none)\n"
+            "  --compress-start N    plain all-reduces for the first N steps (default 0)\n"
             "  --grad-dtype fp32|bf16  the same as --grad-compress none|bf16\n"
             "  --local-steps K       local SGD: each rank steps on its own gradients and the\n"
             "                        ranks average parameters and optimizer state every K\n"
@@ -169,7 +173,7 @@ static const struct option train_opts[] = {
     {"recompute", 1, 0, O_RECOMPUTE}, {"precision", 1, 0, O_PRECISION},
     {"stochastic-round", 0, 0, O_STOCHASTIC_ROUND}, {"grad-dtype", 1, 0, O_GRAD_DTYPE},
     {"grad-compress", 1, 0, O_GRAD_COMPRESS}, {"local-steps", 1, 0, O_LOCAL_STEPS},
-    {"local-start", 1, 0, O_LOCAL_START},
+    {"local-start", 1, 0, O_LOCAL_START}, {"compress-start", 1, 0, O_COMPRESS_START},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -263,10 +267,20 @@ static int cmd_train(int argc, char **argv)
         case O_GRAD_DTYPE:
         case O_GRAD_COMPRESS: {
             const int was = o.grad_dtype;
-            s = c == O_GRAD_DTYPE
-                    ? CHOICE("--grad-dtype", o.grad_dtype, NAMES("fp32", "bf16"), VALUES(LK_F32, LK_BF16))
-                    : CHOICE("--grad-compress", o.grad_dtype, NAMES("none", "bf16", "fp16"),
-                             VALUES(LK_F32, LK_BF16, LK_F16));
+            if (c == O_GRAD_COMPRESS) o.powersgd_rank = 0;
+            if (c == O_GRAD_COMPRESS && !strncmp(optarg, "powersgd:", 9)) {
+                long r = 0;
+                s = lk_arg_int("--grad-compress powersgd:R", optarg + 9, 1, 1024, &r);
+                o.powersgd_rank = (int)r, o.grad_dtype = LK_F32;
+            } else if (c == O_GRAD_DTYPE) {
+                s = CHOICE("--grad-dtype", o.grad_dtype, NAMES("fp32", "bf16"), VALUES(LK_F32, LK_BF16));
+            } else {
+                s = CHOICE("--grad-compress", o.grad_dtype, NAMES("none", "bf16", "fp16"),
+                           VALUES(LK_F32, LK_BF16, LK_F16));
+                if (s != LK_OK)
+                    s = LK_ERR(LK_ERR_ARG, "--grad-compress: expected none, bf16, fp16 or powersgd:R, got '%s'",
+                               optarg);
+            }
             /* the other flag asking for another wire is refused; the same one again: the last wins */
             if (s == LK_OK && wire_given && wire_given != c && was != o.grad_dtype)
                 s = LK_ERR(LK_ERR_ARG, "--grad-dtype and --grad-compress ask for different gradient wires "
@@ -306,6 +320,7 @@ static int cmd_train(int argc, char **argv)
         case O_CHECK_EVERY: s = lk_arg_int("--check-every", optarg, 0, 1L << 40, &o.check_every); break;
         case O_LOCAL_STEPS: s = lk_arg_int("--local-steps", optarg, 1, 1L << 40, &o.local_steps); break;
         case O_LOCAL_START: s = lk_arg_int("--local-start", optarg, 0, 1L << 40, &o.local_start); break;
+        case O_COMPRESS_START: s = lk_arg_int("--compress-start", optarg, 0, 1L << 40, &o.compress_start); break;
         case O_BIND:
             s = CHOICE("--bind", o.bind, NAMES("cores", "none"), VALUES(1, 0));
             break;

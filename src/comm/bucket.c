@@ -38,11 +38,11 @@ int lk_buckets_plan(const lk_model *m, size_t bucket_bytes, size_t lo, size_t hi
         if (!l->param_count || l->param_offset < lo || l->param_offset >= hi) continue;
         size_t end = l->param_offset + l->param_count;
         if (end - begin >= limit && n < cap - 1) {
-            b[n++] = (lk_bucket){begin, end, 0, 0.0, 0.0, 0, -1, 0, 0, 0};
+            b[n++] = (lk_bucket){begin, end, 0, 0.0, 0.0, 0, -1, 0, 0, 0, 0};
             begin = end;
         }
     }
-    if (begin < hi || n == 0) b[n++] = (lk_bucket){begin, hi, 0, 0.0, 0.0, 0, -1, 0, 0, 0};
+    if (begin < hi || n == 0) b[n++] = (lk_bucket){begin, hi, 0, 0.0, 0.0, 0, -1, 0, 0, 0, 0};
     return n;
 }
 
@@ -57,7 +57,7 @@ int lk_buckets_cap(const lk_model *m)
 lk_status lk_buckets_create_range(lk_buckets **out, lk_comm *c, lk_model *m, size_t bucket_bytes,
                                   lk_progress_mode mode, size_t lo, size_t hi)
 {
-    const lk_buckets_opts o = {bucket_bytes, mode, lo, hi, NULL, NULL, LK_F32};
+    const lk_buckets_opts o = {bucket_bytes, mode, lo, hi, NULL, NULL, LK_F32, 0, 0};
     return lk_buckets_open(out, c, m, &o);
 }
 
@@ -240,6 +240,7 @@ static lk_status setup_wire(lk_buckets *b, lk_model *m)
 
 static void free_buckets(lk_buckets *b, lk_model *m)
 {
+    lk_buckets_psgd_close(b);
     lk_dev_free(m->dev, b->wire_buf);
     if (b->stage_owned) lk_dev_free(m->dev, b->stage_buf);
     lk_dev_free(m->dev, b->pinned_buf);
@@ -281,9 +282,17 @@ lk_status lk_buckets_open(lk_buckets **out, lk_comm *c, lk_model *m, const lk_bu
     b->stage = o->zero ? o->zero->stage : 0;
     b->wire = o->wire;
     b->wire_scale = 1.0f / (float)c->world;
-    b->reduce = choose_reduction(b);
+    b->reduce = b->plain = choose_reduction(b);
     lk_status st = b->stage ? setup_shards(b, m, o->stage) : LK_OK;
     if (st == LK_OK && b->wire != LK_F32) st = setup_wire(b, m);
+    if (st == LK_OK && o->powersgd_rank > 0) {
+        if (b->stage || b->wire != LK_F32)
+            st = LK_ERR(LK_ERR_ARG, "--grad-compress powersgd sends approximations of whole gradients: "
+                                    "not with --zero's reduce-scatters (use --zero 0)");
+        else
+            st = lk_buckets_psgd_open(b, m, o->powersgd_rank, o->seed);
+        b->reduce = b->psgd ? &lk_reduction_powersgd : b->plain;
+    }
     if (st == LK_OK && mode == LK_PROGRESS_LAYERS) /* NCCL's all-reduces: only the GPU sees the waits */
         st = lk_comm_timer_create(c, data(b, 0), &b->timer);
     if (st != LK_OK) {
@@ -387,9 +396,10 @@ static lk_status from_wire(lk_buckets *b, const uint16_t *x, float *y, size_t n)
     return LK_OK;
 }
 
-static lk_status arrived_in_place(lk_buckets *b, int i)
+static lk_status arrived_in_place(lk_buckets *b, int i, int slot, int *more)
 {
-    (void)b, (void)i;
+    (void)b, (void)i, (void)slot;
+    *more = 0;
     return LK_OK;
 }
 
@@ -421,8 +431,10 @@ static lk_status start_sum16(lk_buckets *b, int i, int slot)
 
 /* ... and the sums back to float32 in the bucket's place, times world (stage 0 all of
  * them, else this rank's part) */
-static lk_status arrived_sum16(lk_buckets *b, int i)
+static lk_status arrived_sum16(lk_buckets *b, int i, int slot, int *more)
 {
+    (void)slot;
+    *more = 0;
     const lk_bucket *k = &b->b[i];
     const uint16_t *w = b->wire_buf + (k->begin - b->lo);
     if (!b->stage) return from_wire(b, w, data(b, i), k->end - k->begin);
@@ -443,9 +455,31 @@ static const lk_bucket_reduction *choose_reduction(const lk_buckets *b)
     return &reductions[b->stage ? 1 : 0];
 }
 
-/* bucket i's collective, started (slot i) or blocking (slot < 0); its sums put in place */
-static lk_status collective(lk_buckets *b, int i, int slot) { return b->reduce->start(b, i, slot); }
-static lk_status arrived(lk_buckets *b, int i) { return b->reduce->arrived(b, i); }
+/* bucket i's collective, started (slot i) or blocking (slot < 0, every one of its
+ * collectives run and their sums put in place) */
+static lk_status collective(lk_buckets *b, int i, int slot)
+{
+    b->b[i].phase = 0;
+    lk_status st = b->reduce->start(b, i, slot);
+    for (int more = slot < 0; st == LK_OK && slot < 0 && more;) st = b->reduce->arrived(b, i, -1, &more);
+    return st;
+}
+
+/* slot i's collective is done: its sums put in place; *more when the next one started */
+static lk_status arrived(lk_buckets *b, int i, int *more) { return b->reduce->arrived(b, i, i, more); }
+
+/* Waits for every collective of bucket i (slot i), putting each one's sums in place. */
+static lk_status wait_all(lk_buckets *b, int i)
+{
+    lk_status st = LK_OK;
+    for (int more = 1; st == LK_OK && more;) {
+        st = lk_comm_wait(b->comm, i);
+        if (st == LK_OK) st = arrived(b, i, &more);
+    }
+    return st;
+}
+
+void lk_buckets_compress(lk_buckets *b, int on) { b->reduce = on && b->psgd ? &lk_reduction_powersgd : b->plain; }
 
 static void start(lk_buckets *b, int i)
 {
@@ -461,10 +495,10 @@ static void progress(lk_buckets *b)
 {
     for (int i = 0; i < b->next && b->status == LK_OK; i++) {
         if (b->b[i].done) continue;
-        int done = 0;
+        int done = 0, more = 0;
         b->status = lk_comm_test(b->comm, i, &done);
-        if (done && b->status == LK_OK) b->status = arrived(b, i);
-        if (done) {
+        if (done && b->status == LK_OK) b->status = arrived(b, i, &more);
+        if (done && !more) {
             b->b[i].done = 1;
             b->b[i].t_done = lk_now();
         }
@@ -491,7 +525,6 @@ static void *comm_thread(void *arg)
             pthread_mutex_unlock(&b->mu);
             double t0 = lk_now();
             lk_status st = collective(b, i, -1);
-            if (st == LK_OK) st = arrived(b, i);
             double t1 = lk_now();
             if (st != LK_OK) /* the message is this thread's; keep it for finish */
                 snprintf(b->thread_error, sizeof b->thread_error, "%s", lk_error_message());
@@ -528,8 +561,7 @@ static void finalize(lk_buckets *b, int i)
         pthread_mutex_unlock(&b->mu);
         if (b->status != LK_OK) return;
     } else if (!k->done) { /* started: its layers' hook has run */
-        b->status = lk_comm_wait(b->comm, i);
-        if (b->status == LK_OK) b->status = arrived(b, i);
+        b->status = wait_all(b, i);
         k->done = 1;
         k->t_done = lk_now();
         if (b->status != LK_OK) return;
@@ -596,8 +628,7 @@ lk_status lk_buckets_finish(lk_buckets *b)
         if (b->status == LK_OK) b->status = lk_comm_timer_wait(b->timer);
         for (int i = 0; i < b->n && b->status == LK_OK; i++) {
             if (b->b[i].done) continue;
-            b->status = lk_comm_wait(b->comm, i);
-            if (b->status == LK_OK) b->status = arrived(b, i);
+            b->status = wait_all(b, i);
             b->b[i].done = 1;
             b->b[i].t_done = lk_now();
         }

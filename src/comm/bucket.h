@@ -48,13 +48,18 @@
 typedef struct lk_zero_state lk_zero_state;
 typedef struct lk_buckets lk_buckets;
 
-/* A bucket's reduction: start (bucket i's collective started in request slot `slot`, or
- * blocking when slot < 0) and arrived (its sums are in: put them where the step reads them). */
+/* A bucket's reduction: start (bucket i's first collective started in request slot `slot`,
+ * or run when slot < 0) and arrived (that collective's sums are in: put them where the step
+ * reads them; a reduction of several collectives - PowerSGD's - then starts (runs) the next
+ * in the same slot and sets *more, and arrived is called again when it is done). */
 typedef struct {
     const char *name;
     lk_status (*start)(lk_buckets *b, int i, int slot);
-    lk_status (*arrived)(lk_buckets *b, int i);
+    lk_status (*arrived)(lk_buckets *b, int i, int slot, int *more);
 } lk_bucket_reduction;
+
+typedef struct lk_powersgd lk_powersgd;
+typedef struct lk_buckets_psgd lk_buckets_psgd;
 
 typedef struct {
     size_t begin, end;
@@ -65,6 +70,7 @@ typedef struct {
     int prev;               /* the bucket that used its lane before it (-1: none) */
     int touched, final;     /* this backward: its staging readied, its part in the slice */
     int pinned;             /* written before its own layers run: a place of its own */
+    int phase;              /* a reduction of several collectives: the one in flight */
 } lk_bucket;
 
 /* AUTO: THREAD where the communicator allows a second thread, else LAYERS */
@@ -105,7 +111,9 @@ struct lk_buckets {
     double comm_ms;
     double span_ms;
     lk_comm_timer *timer; /* NCCL's all-reduces timed on the GPU, else NULL */
-    const lk_bucket_reduction *reduce; /* chosen at open */
+    const lk_bucket_reduction *reduce; /* this step's: plain (chosen at open), or compressed */
+    const lk_bucket_reduction *plain;
+    lk_buckets_psgd *psgd;   /* --grad-compress powersgd:R: its state (NULL: none) */
     lk_dtype wire;       /* what the buckets travel as: LK_F32, or LK_BF16 / LK_F16 through wire_buf */
     float wire_scale;    /* 16-bit: the values on the wire are the gradients times this (1/world) */
     uint16_t *wire_buf;  /* 16-bit: [lo, hi) scaled and rounded, on the model's device */
@@ -131,6 +139,8 @@ typedef struct {
                             in shared memory each rank would also touch its share of every
                             other rank's, for the whole backward) */
     lk_dtype wire;       /* LK_F32 (0), or LK_BF16, LK_F16: the buckets travel and are summed in 16 bits */
+    int powersgd_rank;   /* > 0: PowerSGD at that rank (stage 0, a float32 wire; bucket_psgd.c) */
+    uint64_t seed;       /* PowerSGD: its first Qs' */
 } lk_buckets_opts;
 
 /* Plans buckets for m's layout and hooks them into m's on_grad_ready and before_grads;
@@ -164,6 +174,13 @@ void lk_buckets_before_grads(void *user, size_t offset, size_t count);
  * this rank's slice of them; stage 2: in the slice). Call it after every backward (only
  * the communicating ones do anything); comm_ms and span_ms add up over a step's. */
 lk_status lk_buckets_finish(lk_buckets *b);
+/* PowerSGD (opened with powersgd_rank): whether the next steps compress (else plain
+ * all-reduces: --compress-start's first steps; the residuals wait untouched). */
+void lk_buckets_compress(lk_buckets *b, int on);
+/* bucket_psgd.c: PowerSGD's state for b's buckets, its reduction, and its release. */
+lk_status lk_buckets_psgd_open(lk_buckets *b, lk_model *m, int rank, uint64_t seed);
+void lk_buckets_psgd_close(lk_buckets *b);
+extern const lk_bucket_reduction lk_reduction_powersgd;
 /* Share of the last step's communication that overlapped backward (0..1). */
 double lk_buckets_hidden_share(const lk_buckets *b);
 

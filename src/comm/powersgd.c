@@ -23,6 +23,20 @@ static int as_matrix(const lk_param *p, int r, int *n, int *m)
     return 1;
 }
 
+size_t lk_powersgd_state_floats(const lk_model *m, size_t lo, size_t hi, int r)
+{
+    size_t floats = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; j < m->layers[i]->nparams; j++) {
+            const lk_param *p = &m->layers[i]->params[j];
+            int n, c;
+            if (p->buffer || p->offset < lo || p->offset >= hi) continue;
+            floats += lk_param_storage(p);
+            if (as_matrix(p, r, &n, &c)) floats += ((size_t)n + (size_t)c) * (size_t)r;
+        }
+    return floats;
+}
+
 void lk_powersgd_destroy(lk_powersgd *s)
 {
     if (!s) return;

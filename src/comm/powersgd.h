@@ -31,7 +31,7 @@ typedef struct {
     size_t p_at, q_at, e_at; /* its P, Q and residual in p, q and e */
 } lk_psgd_mat;
 
-typedef struct {
+typedef struct lk_powersgd {
     lk_device *dev;
     int r;           /* the rank of the approximation */
     int world;
@@ -46,6 +46,10 @@ typedef struct {
 lk_status lk_powersgd_create(lk_powersgd **out, const lk_model *m, size_t lo, size_t hi, int r,
                              uint64_t seed, int world);
 void lk_powersgd_destroy(lk_powersgd *s);
+/* Floats of the state PowerSGD at rank r keeps for m's [lo, hi) on a rank, the buckets'
+ * staging of the uncompressed tensors included: every trainable float once (a residual or
+ * a staged value) and each matrix's P and Q (the memory plan's). */
+size_t lk_powersgd_state_floats(const lk_model *m, size_t lo, size_t hi, int r);
 /* 1 when the tensor at flat offset `offset` is compressed (its index in *k). */
 int lk_powersgd_find(const lk_powersgd *s, size_t offset, int *k);
 /* The P (which 0) or Q (1) floats of matrices [k0, k1): from *at, *n of them. */

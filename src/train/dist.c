@@ -18,7 +18,10 @@ uint64_t lk_fnv1a(const void *data, size_t bytes, uint64_t h)
 
 void lk_agree_add(lk_agreement *a, const char *name, const void *data, size_t bytes)
 {
-    if (a->n >= LK_AGREE_MAX) return;
+    if (a->n >= LK_AGREE_MAX) {
+        a->overflow = 1;
+        return;
+    }
     a->name[a->n] = name;
     a->hash[a->n++] = lk_fnv1a(data, bytes, LK_FNV_INIT);
 }
@@ -46,6 +49,9 @@ void lk_agree_add_model(lk_agreement *a, const lk_model *m)
 
 lk_status lk_agree_check(lk_comm *c, const lk_agreement *a)
 {
+    if (a->overflow)
+        return LK_ERR(LK_ERR_STATE, "the start-up agreement holds %d entries: raise LK_AGREE_MAX (dist.h)",
+                      LK_AGREE_MAX);
     if (c->world == 1) return LK_OK;
     size_t bytes = LK_AGREE_MAX * sizeof(uint64_t);
     uint64_t *all = lk_calloc((size_t)c->world, bytes);

@@ -7,11 +7,12 @@
 #include "../comm/comm.h"
 #include "../core/model.h"
 
-#define LK_AGREE_MAX 24
+#define LK_AGREE_MAX 40
 
 /* Named fingerprints of everything that must be equal on all ranks. */
 typedef struct {
     int n;
+    int overflow; /* more than LK_AGREE_MAX were added: lk_agree_check refuses (a bug) */
     const char *name[LK_AGREE_MAX];
     uint64_t hash[LK_AGREE_MAX];
 } lk_agreement;
@@ -23,7 +24,8 @@ void lk_agree_add_str(lk_agreement *a, const char *name, const char *s);
 /* Fingerprint of the model's layer types, shapes and parameter layout. */
 void lk_agree_add_model(lk_agreement *a, const lk_model *m);
 /* Compares every rank's fingerprints with rank 0's; on a difference every rank
- * returns an error naming the ranks and what differs. */
+ * returns an error naming the ranks and what differs (and refuses an agreement that
+ * could not hold every entry rather than skip some). */
 lk_status lk_agree_check(lk_comm *c, const lk_agreement *a);
 
 /* Copies rank 0's parameters to every rank (host_scratch: nparams floats when the

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../comm/bucket.h"
+#include "../comm/powersgd.h"
 #include "../comm/zero.h"
 #include "../comm/shm.h"
 
@@ -93,6 +94,8 @@ static void compute(const lk_mem_inputs *in, const lk_model *m, size_t split, lk
         dev[LK_MEM_COMM] += n * 2.0;
         if (d->host_addressable) host[LK_MEM_COMM] += n * 2.0;
     }
+    if (in->powersgd_rank > 0 && in->world > 1) /* residuals, P, Q, the uncompressed staging */
+        dev[LK_MEM_COMM] += (double)lk_powersgd_state_floats(m, 0, m->nparams, in->powersgd_rank) * F;
     host[LK_MEM_DATA] = in->data_bytes;
     host[LK_MEM_RUNTIME] = in->runtime_bytes;
     for (int k = 0; k < LK_MEM_KINDS; k++) {

@@ -54,6 +54,7 @@ typedef struct {
     double peak_before;    /* its resident peak so far (transients: the CPU's peak measurement):
                               the rank's host total is at least that */
     lk_dtype wire;         /* what gradient buckets travel as (--grad-dtype) */
+    int powersgd_rank;     /* --grad-compress powersgd:R (0: none): its state, per rank */
 } lk_mem_inputs;
 
 typedef struct {

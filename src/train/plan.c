@@ -420,7 +420,7 @@ lk_status lk_plan_memory(const lk_plan_opts *o, FILE *out)
                                   t->zero, o->ranks, 0, o->ranks, (size_t)(t->bucket_mb * 1048576.0),
                                   t->shm && t->comm_progress != LK_PROGRESS_LAYERS && !t->sync_bn,
                                   lk_mem_data_bytes(&d[0], data, t->batch),
-                                  LK_MAX(0.0, lk_mem_rss() - data), 0.0, LK_F32};
+                                  LK_MAX(0.0, lk_mem_rss() - data), 0.0, LK_F32, 0};
         st = lk_mem_plan_make(&in, dev, &p);
     }
     if (st == LK_OK) {

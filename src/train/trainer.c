@@ -253,6 +253,8 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     lk_agree_add(&a, "--batch", &o->batch, sizeof o->batch);
     lk_agree_add(&a, "--accum", &o->accum, sizeof o->accum);
     lk_agree_add(&a, "--local-steps", &o->local_steps, sizeof o->local_steps);
+    lk_agree_add(&a, "--grad-compress powersgd", &o->powersgd_rank, sizeof o->powersgd_rank);
+    lk_agree_add(&a, "--compress-start", &o->compress_start, sizeof o->compress_start);
     lk_agree_add(&a, "--local-start", &o->local_start, sizeof o->local_start);
     lk_agree_add(&a, "--epochs/--steps", &s->total, sizeof s->total);
     lk_agree_add(&a, "--seed", &o->seed, sizeof o->seed);
@@ -331,8 +333,9 @@ static lk_status setup_comm(const lk_train_opts *o, run_state *s)
         if (hi[k] > lo[k]) stage_floats[k] = lk_buckets_stage_floats(m, bytes, lo[k], hi[k], &pinned);
     const size_t grad_floats = stage == 2 ? stage_floats[0] + stage_floats[1] : m->nparams;
     float *shared = NULL;
-    /* (16-bit buckets travel through the library: its own shared-memory transport) */
-    LK_CHECK(lk_comm_use_shm(c, o->shm && mode == LK_PROGRESS_THREAD && o->grad_dtype == LK_F32, grad_floats,
+    /* (16-bit and PowerSGD's buckets travel through the library: its own shared-memory transport) */
+    LK_CHECK(lk_comm_use_shm(c, o->shm && mode == LK_PROGRESS_THREAD && o->grad_dtype == LK_F32 && !o->powersgd_rank,
+                             grad_floats,
                              s->r.dev->host_addressable ? &shared : NULL));
     if (shared && stage < 2) LK_CHECK(lk_model_borrow_grads(m, shared));
     else if (stage < 2) LK_CHECK(lk_model_alloc_grads(m));
@@ -341,7 +344,7 @@ static lk_status setup_comm(const lk_train_opts *o, run_state *s)
         if (hi[k] <= lo[k]) continue;
         const lk_buckets_opts bo = {bytes, mode, lo[k], hi[k], s->zero,
                                     shared && stage == 2 ? shared + (k ? stage_floats[0] : 0) : NULL,
-                                    (lk_dtype)o->grad_dtype};
+                                    (lk_dtype)o->grad_dtype, o->powersgd_rank, o->seed};
         LK_CHECK(lk_buckets_open(sets[k], c, m, &bo));
     }
     if (stage == 2) LK_CHECK(lk_model_drop_grads(m)); /* every gradient now lives in staging */
@@ -371,7 +374,7 @@ static lk_status plan_memory(void *user, lk_device *dev)
                               (size_t)(o->bucket_mb * 1048576.0),
                               o->shm && mode == LK_PROGRESS_THREAD && dev->host_addressable,
                               lk_mem_data_bytes(&s->train, s->data_bytes, o->batch), s->runtime_bytes, lk_mem_rss_peak(),
-                              (lk_dtype)o->grad_dtype};
+                              (lk_dtype)o->grad_dtype, o->powersgd_rank};
     LK_CHECK(lk_mem_plan_make(&in, dev, &s->plan));
     char line[600];
     lk_mem_plan_line(&s->plan, line, sizeof line);
@@ -522,6 +525,10 @@ static lk_status setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
         lk_progress_line(prog, "--local-steps %ld: after %ld data-parallel steps each rank steps on its own "
                                "gradients; parameters and optimizer state averaged every %ld steps",
                          o->local_steps, o->local_start, o->local_steps);
+    if (o->powersgd_rank && world > 1)
+        lk_progress_line(prog, "--grad-compress powersgd:%d: matrices sent as rank-%d P and Q with error feedback "
+                               "(after %ld plain steps), the other tensors uncompressed",
+                         o->powersgd_rank, o->powersgd_rank, o->compress_start);
     if (o->grad_dtype != LK_F32 && world > 1)
         lk_progress_line(prog, "--grad-compress %s: gradient buckets travel as %s, scaled by 1/%d, each "
                                "rank's part summed in float32 and rounded once (%s)",
@@ -557,6 +564,7 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
         LK_CHECK(lk_model_forward(m, n, 1, s->step, &out));
         LK_CHECK(lk_replica_loss(&s->r, &out, n, 1, (float)(n / group), 0));
         LK_CHECK(lk_axpy(s->r.dev, (float)n, &s->r.scalars[0], &s->r.scalars[2], 1));
+        if (s->buckets) lk_buckets_compress(s->buckets, s->step >= s->opts->compress_start);
         if (s->buckets) lk_buckets_begin(s->buckets, i == 0, i + 1 == count && !lk_averager_local(&s->avg, s->step));
         LK_CHECK(lk_model_backward_ex(m, n, s->step, i == 0 ? LK_GRADS_REPLACE : LK_GRADS_ADD));
         if (s->buckets) LK_CHECK(lk_buckets_finish(s->buckets));
@@ -574,6 +582,8 @@ static lk_status gan_train_step(run_state *s, int i, double *samples)
     lk_gan_batch b = {s->r.idx, n, lk_sampler_first(&s->sampler, i),
                       (float)n / (float)lk_sampler_global_count(&s->sampler, i),
                       lk_averager_grad_scale(&s->avg, s->step), s->step, lk_averager_local(&s->avg, s->step)};
+    for (int k = 0; k < 2; k++)
+        if (k ? s->gan.bg : s->gan.bd) lk_buckets_compress(k ? s->gan.bg : s->gan.bd, s->step >= s->opts->compress_start);
     LK_CHECK(lk_gan_step(&s->gan, s->opt, &s->train, &b));
     *samples += n;
     s->step++;

@@ -46,6 +46,8 @@ typedef struct {
     int stochastic_round;     /* bf16: the weights' working copy rounded stochastically */
     int grad_dtype;           /* lk_dtype the gradient buckets travel as (LK_F32; LK_BF16, LK_F16:
                                  --grad-compress, --grad-dtype bf16) */
+    int powersgd_rank;        /* --grad-compress powersgd:R (0: off) */
+    long compress_start;      /* steps of plain all-reduces before compressing */
     long local_steps;         /* local SGD: average every K steps of each rank's own (0: off) */
     long local_start;         /* ... after this many data-parallel steps (average.h) */
 } lk_train_opts;

@@ -8,7 +8,10 @@
 #   here) and 2e-2 (fp16: 11 bits, but this mlp's smallest gradients, scaled by 1/world,
 #   fall below fp16's normals and lose bits: 0.9e-2 here);
 # - --grad-dtype bf16 is --grad-compress bf16; the GAN's two bucket sets take fp16 too;
-# - conflicting and bad values are refused.
+# - PowerSGD (powersgd:R): the same run whichever way the buckets go (2 ranks bitwise; 3
+#   within 1e-5: MPI's float32 sums), the replica check at every step; plain until --compress-start; trains (rank 8 as float32
+#   buckets do); the GAN and a CNN (convolution weights as matrices) too;
+# - conflicting and bad values, and PowerSGD with --zero, are refused.
 # (The fp16 range - sums beyond 65504 whose average is not - is held by tests/mpi/test_sum16.)
 source "$(dirname "$0")/common.bash"
 [[ -d /usr/share/datasets/fashion-mnist ]] || { echo "SKIP: dataset-fashion-mnist not installed"; exit 0; }
@@ -36,6 +39,39 @@ check "--grad-compress fp16, 3 ranks: comm thread and --zero 2 vs between layers
 mpi -n 2 --oversubscribe train --model gan --steps 4 --batch 16 --train-limit 640 --val-limit 64 --quiet \
   --threads 1 --grad-compress fp16 || fail "gan with fp16 buckets"
 
+# PowerSGD: the same run between layers and on the comm thread (2 and 3 ranks); with
+# --compress-start covering every step, the plain run bit for bit; rank 8 trains as well as
+# float32 buckets (validation loss within 5% after 30 steps; rank 2 lags: within 25%)
+mpi -n 2 --oversubscribe train "${run[@]}" --metrics "$TMP/fp32.jsonl"
+for r in 2 8; do
+  mpi -n 2 --oversubscribe train "${run[@]}" --grad-compress powersgd:$r --comm-progress layers \
+    --metrics "$TMP/psgd$r.jsonl" --save "$TMP/psgd$r-layers"
+done
+mpi -n 2 --oversubscribe train "${run[@]}" --grad-compress powersgd:2 --comm-progress thread --save "$TMP/psgd2-thread"
+check "--grad-compress powersgd:2: comm thread vs between layers" "$TMP/psgd2-layers" "$TMP/psgd2-thread" 0
+mpi -n 3 --oversubscribe train "${run[@]}" --grad-compress powersgd:2 --comm-progress layers --save "$TMP/psgd3-layers"
+mpi -n 3 --oversubscribe train "${run[@]}" --grad-compress powersgd:2 --comm-progress thread --check-every 1 \
+  --save "$TMP/psgd3-thread"
+# (MPI's float32 sums of 3 ranks add in another order blocking than non-blocking: not bitwise)
+check "--grad-compress powersgd:2, 3 ranks: comm thread vs between layers" "$TMP/psgd3-layers" "$TMP/psgd3-thread" 1e-5
+mpi -n 2 --oversubscribe train "${run[@]}" --grad-compress powersgd:2 --compress-start 30 --save "$TMP/psgd-late"
+check "--compress-start past the last step: float32 buckets' run" "$TMP/fp32" "$TMP/psgd-late" 0
+mpi -n 2 --oversubscribe train "${run[@]}" --grad-compress powersgd:2 --compress-start 10 --check-every 1 ||
+  fail "powersgd after 10 plain steps"
+/usr/bin/python3 - "$TMP/fp32.jsonl" "$TMP/psgd8.jsonl" "$TMP/psgd2.jsonl" <<'PY' || fail "PowerSGD's validation loss"
+import json, sys
+v = [[json.loads(l)["val_loss"] for l in open(p) if '"summary"' in l][-1] for p in sys.argv[1:]]
+print(f"validation loss after 30 steps: float32 buckets {v[0]:.4f}, powersgd:8 {v[1]:.4f}, powersgd:2 {v[2]:.4f}")
+sys.exit(0 if v[1] <= 1.05 * v[0] and v[2] <= 1.25 * v[0] else 1)
+PY
+mpi -n 2 --oversubscribe train --model gan --steps 4 --batch 16 --train-limit 640 --val-limit 64 --quiet \
+  --threads 1 --grad-compress powersgd:2 || fail "gan with powersgd"
+mpi -n 2 --oversubscribe train --model cnn --steps 4 --batch 16 --train-limit 640 --val-limit 64 --quiet \
+  --threads 1 --grad-compress powersgd:4 --check-every 1 || fail "cnn with powersgd"
+
+expect_fail 2 "powersgd:R" -- "$LK" train --grad-compress powersgd:0
+expect_fail 2 "powersgd:R" -- "$LK" train --grad-compress powersgd
+expect_fail 2 "--zero" -- mpi -n 2 --oversubscribe train "${run[@]}" --grad-compress powersgd:2 --zero 1
 expect_fail 2 "--grad-compress" -- "$LK" train --grad-compress fp8
 expect_fail 2 "different gradient wires" -- "$LK" train --grad-dtype bf16 --grad-compress fp16
 echo PASS

@@ -142,7 +142,7 @@ static void check_buckets(lk_progress_mode mode, float big)
     TU_OK(lk_model_build(m, 4));
     TU_OK(lk_model_init(m, LK_INIT_DEFAULT, 3));
     lk_buckets *b;
-    const lk_buckets_opts o = {4096, mode, 0, 0, NULL, NULL, T};
+    const lk_buckets_opts o = {4096, mode, 0, 0, NULL, NULL, T, 0, 0};
     if (mode == LK_PROGRESS_THREAD && !C->threads_ok) {
         lk_model_destroy(m);
         return;

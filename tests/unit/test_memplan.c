@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "comm/powersgd.h"
 #include "comm/shm.h"
 #include "core/model.h"
 #include "testutil.h"
@@ -17,7 +18,7 @@ enum { NPARAMS = 100352 + 128 + 1280 + 16 };
 static lk_mem_plan plan_in(int zero, int rank, int shm, lk_dtype precision)
 {
     const lk_mem_inputs in = {"mlp", NULL, {3, {1, 28, 28}}, 10, 4, LK_RECOMPUTE_NONE, precision,
-                              LK_OPT_ADAM, zero, 2, rank, 2, 1 << 20, shm, 1000.0, 2000.0, 0.0, LK_F32};
+                              LK_OPT_ADAM, zero, 2, rank, 2, 1 << 20, shm, 1000.0, 2000.0, 0.0, LK_F32, 0};
     lk_mem_plan p;
     TU_OK(lk_mem_plan_make(&in, tu_cpu(), &p));
     return p;
@@ -82,11 +83,33 @@ static void test_by_hand(void **state)
 }
 
 /* A plan that cannot fit says so (a batch whose activations no host holds). */
+/* PowerSGD's state: every trainable float once (residuals, the uncompressed staging) and
+ * each compressed matrix's P and Q, in the comm line */
+static void test_powersgd(void **state)
+{
+    (void)state;
+    lk_mem_inputs in = {"mlp", NULL, {3, {1, 28, 28}}, 10, 4, LK_RECOMPUTE_NONE, LK_F32,
+                        LK_OPT_ADAM, 0, 2, 0, 2, 1 << 20, 0, 1000.0, 2000.0, 0.0, LK_F32, 0};
+    lk_mem_plan a, b;
+    TU_OK(lk_mem_plan_make(&in, tu_cpu(), &a));
+    in.powersgd_rank = 4;
+    TU_OK(lk_mem_plan_make(&in, tu_cpu(), &b));
+    const tu_zoo_spec sp = {"mlp", {3, {1, 28, 28}}, 10, {0}, 4};
+    struct lk_model *m = tu_zoo_model(&sp, LK_RECOMPUTE_NONE, LK_F32, LK_BUILD_DRY);
+    /* mlp: 784 -> 128 -> 10: its trainable floats (unpadded) and, at rank 4, the P and Q of
+     * both weights (10 x 128's 552 values are under half its 1280) */
+    const size_t want = 100352 + 128 + 1280 + 10 + (128 + 784) * 4 + (10 + 128) * 4;
+    assert_int_equal(lk_powersgd_state_floats(m, 0, m->nparams, 4), want);
+    const double d = (b.host[LK_MEM_COMM] + b.dev[LK_MEM_COMM]) - (a.host[LK_MEM_COMM] + a.dev[LK_MEM_COMM]);
+    assert_true(fabs(d - (double)want * 4.0) < 1.0);
+    lk_model_destroy(m);
+}
+
 static void test_does_not_fit(void **state)
 {
     (void)state;
     const lk_mem_inputs in = {"mlp", NULL, {3, {1, 28, 28}}, 10, 1 << 27, LK_RECOMPUTE_NONE, LK_F32,
-                              LK_OPT_ADAM, 0, 1, 0, 1, 1 << 20, 0, 0.0, 0.0, 0.0, LK_F32};
+                              LK_OPT_ADAM, 0, 1, 0, 1, 1 << 20, 0, 0.0, 0.0, 0.0, LK_F32, 0};
     lk_mem_plan p;
     TU_OK(lk_mem_plan_make(&in, tu_cpu(), &p));
     assert_true(p.host[LK_MEM_ACT] > 1e12);
@@ -100,6 +123,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_by_hand),
+        cmocka_unit_test(test_powersgd),
         cmocka_unit_test(test_does_not_fit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
