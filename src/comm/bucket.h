@@ -181,6 +181,14 @@ void lk_buckets_compress(lk_buckets *b, int on);
 lk_status lk_buckets_psgd_open(lk_buckets *b, lk_model *m, int rank, uint64_t seed);
 void lk_buckets_psgd_close(lk_buckets *b);
 extern const lk_bucket_reduction lk_reduction_powersgd;
+/* PowerSGD's state in a checkpoint directory: this rank's residuals and Qs of the sets
+ * (a GAN's two; NULL entries skipped) in dir/powersgd-RANK-of-WORLD.safetensors with the
+ * step; every rank writes its own. load restores them when that file is there and of the
+ * step (why: "resumed ...", or why they restart from zero - another world size, another
+ * step, another rank R). */
+lk_status lk_buckets_psgd_save(lk_buckets *const *sets, int nsets, const char *dir, long step);
+lk_status lk_buckets_psgd_load(lk_buckets *const *sets, int nsets, const char *dir, long step, char *why,
+                               size_t why_size);
 /* Share of the last step's communication that overlapped backward (0..1). */
 double lk_buckets_hidden_share(const lk_buckets *b);
 

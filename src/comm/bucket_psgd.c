@@ -10,6 +10,12 @@
  * (a phase with nothing to send is skipped). */
 #include "bucket.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../core/checkpoint.h"
 #include "../core/ops.h"
 #include "powersgd.h"
 
@@ -141,3 +147,87 @@ static lk_status psgd_arrived(lk_buckets *b, int i, int slot, int *more)
 }
 
 const lk_bucket_reduction lk_reduction_powersgd = {"powersgd", psgd_start, psgd_arrived};
+
+/* ---- the state in checkpoints: per rank, resumable on the same world size ---- */
+
+static void psgd_path(char *buf, size_t size, const char *dir, int rank, int world)
+{
+    snprintf(buf, size, "%s/powersgd-%d-of-%d.safetensors", dir, rank, world);
+}
+
+lk_status lk_buckets_psgd_save(lk_buckets *const *sets, int nsets, const char *dir, long step)
+{
+    lk_st_tensor t[8];
+    char names[8][32], stepbuf[32];
+    float *host[8] = {0};
+    int n = 0;
+    lk_status st = LK_OK;
+    for (int k = 0; k < nsets && k < 4 && st == LK_OK; k++) {
+        if (!sets[k] || !sets[k]->psgd) continue;
+        const lk_powersgd *p = sets[k]->psgd->s;
+        for (int which = 0; which < 2 && st == LK_OK; which++) {
+            const size_t floats = LK_MAX(which ? p->q_floats : p->e_floats, 1);
+            host[n] = lk_malloc(floats * sizeof(float));
+            if (!host[n]) {
+                st = LK_ERR(LK_ERR_NOMEM, "cannot stage PowerSGD's state for the checkpoint");
+                break;
+            }
+            lk_copy_to_host(p->dev, host[n], which ? p->q : p->e, floats * sizeof(float));
+            snprintf(names[n], sizeof names[n], "%d.%s", k, which ? "q" : "residual");
+            t[n] = (lk_st_tensor){names[n], 1, {(int64_t)floats}, host[n]};
+            n++;
+        }
+    }
+    if (st == LK_OK && n) st = lk_device_status(sets[0]->model->dev);
+    char path[600];
+    const lk_comm *c = sets[0]->comm;
+    psgd_path(path, sizeof path, dir, c->rank, c->world);
+    snprintf(stepbuf, sizeof stepbuf, "%ld", step);
+    const char *keys[] = {"step"}, *vals[] = {stepbuf};
+    if (st == LK_OK && n) st = lk_safetensors_write(path, t, n, keys, vals, 1);
+    for (int i = 0; i < n; i++) lk_free(host[i]);
+    return st;
+}
+
+lk_status lk_buckets_psgd_load(lk_buckets *const *sets, int nsets, const char *dir, long step, char *why,
+                               size_t why_size)
+{
+    char path[600];
+    const lk_comm *c = sets[0]->comm;
+    psgd_path(path, sizeof path, dir, c->rank, c->world);
+    if (access(path, F_OK) != 0) {
+        snprintf(why, why_size, "restart from zero: %s holds none saved by %d ranks", dir, c->world);
+        return LK_OK;
+    }
+    lk_safetensors *f;
+    LK_CHECK(lk_safetensors_read(path, &f));
+    const char *saved = lk_safetensors_meta(f, "step");
+    if (!saved || strtol(saved, NULL, 10) != step) {
+        snprintf(why, why_size, "restart from zero: %s is of step %s, the checkpoint's %ld", path,
+                 saved ? saved : "(none)", step);
+        lk_safetensors_free(f);
+        return LK_OK;
+    }
+    for (int pass = 0; pass < 2; pass++) /* every tensor checked, then every one loaded */
+        for (int k = 0; k < nsets; k++) {
+            if (!sets[k] || !sets[k]->psgd) continue;
+            lk_powersgd *p = sets[k]->psgd->s;
+            for (int which = 0; which < 2; which++) {
+                char name[32];
+                snprintf(name, sizeof name, "%d.%s", k, which ? "q" : "residual");
+                const lk_st_entry *e = lk_safetensors_find(f, name);
+                const size_t floats = LK_MAX(which ? p->q_floats : p->e_floats, 1);
+                if (pass) {
+                    lk_copy_to_device(p->dev, which ? p->q : p->e, e->data, floats * sizeof(float));
+                } else if (!e || strcmp(e->dtype, "F32") || e->ndim != 1 || (size_t)e->shape[0] != floats) {
+                    snprintf(why, why_size, "restart from zero: %s's %s is not this run's (another rank R?)",
+                             path, name);
+                    lk_safetensors_free(f);
+                    return LK_OK;
+                }
+            }
+        }
+    lk_safetensors_free(f);
+    snprintf(why, why_size, "resumed from %s", path);
+    return lk_device_status(sets[0]->model->dev);
+}

@@ -10,7 +10,9 @@
 # - --grad-dtype bf16 is --grad-compress bf16; the GAN's two bucket sets take fp16 too;
 # - PowerSGD (powersgd:R): the same run whichever way the buckets go (2 ranks bitwise; 3
 #   within 1e-5: MPI's float32 sums), the replica check at every step; plain until --compress-start; trains (rank 8 as float32
-#   buckets do); the GAN and a CNN (convolution weights as matrices) too;
+#   buckets do); the GAN and a CNN (convolution weights as matrices) too; a checkpoint holds
+#   every rank's residuals and Q, so a resumed run is the straight one bit for bit (and is
+#   not without them), and on another world size they restart from zero, said in the log;
 # - conflicting and bad values, and PowerSGD with --zero, are refused.
 # (The fp16 range - sums beyond 65504 whose average is not - is held by tests/mpi/test_sum16.)
 source "$(dirname "$0")/common.bash"
@@ -64,6 +66,26 @@ v = [[json.loads(l)["val_loss"] for l in open(p) if '"summary"' in l][-1] for p 
 print(f"validation loss after 30 steps: float32 buckets {v[0]:.4f}, powersgd:8 {v[1]:.4f}, powersgd:2 {v[2]:.4f}")
 sys.exit(0 if v[1] <= 1.05 * v[0] and v[2] <= 1.25 * v[0] else 1)
 PY
+# checkpoints carry every rank's residuals and Q: resumed at an epoch's end (10 steps an
+# epoch here), the run is the straight one bit for bit - and without them it is not; on
+# another world size they restart from zero, which the log says
+loud=(--model mlp --batch 16 --train-limit 320 --val-limit 64 --lr 0.05 --optim momentum --seed 7 --threads 1
+      --grad-compress powersgd:2)
+ps=("${loud[@]}" --quiet)
+mpi -n 2 --oversubscribe train "${ps[@]}" --epochs 3 --save "$TMP/ps-full"
+mpi -n 2 --oversubscribe train "${ps[@]}" --epochs 2 --save "$TMP/ps-half"
+[[ -f $TMP/ps-half/powersgd-0-of-2.safetensors && -f $TMP/ps-half/powersgd-1-of-2.safetensors ]] ||
+  fail "no PowerSGD state in the checkpoint"
+mpi -n 2 --oversubscribe train "${ps[@]}" --epochs 3 --resume "$TMP/ps-half" --save "$TMP/ps-resumed"
+check "--grad-compress powersgd:2 resumed vs straight through" "$TMP/ps-full" "$TMP/ps-resumed" 0
+rm "$TMP"/ps-half/powersgd-*
+mpi -n 2 --oversubscribe train "${ps[@]}" --epochs 3 --resume "$TMP/ps-half" --save "$TMP/ps-lost"
+d=$(max_rel_diff "$TMP/ps-full/model.safetensors" "$TMP/ps-lost/model.safetensors")
+/usr/bin/python3 -c "import sys; sys.exit(0 if $d > 0 else 1)" || fail "the residuals made no difference"
+mpi -n 2 --oversubscribe train "${ps[@]}" --epochs 2 --save "$TMP/ps-half2"
+mpi -n 3 --oversubscribe train "${loud[@]}" --epochs 3 --resume "$TMP/ps-half2" >"$TMP/ps3.log" 2>&1 ||
+  fail "a PowerSGD checkpoint on another world size"
+grep -q "restart from zero: .* none saved by 3 ranks" "$TMP/ps3.log" || fail "the log does not say the residuals restart"
 mpi -n 2 --oversubscribe train --model gan --steps 4 --batch 16 --train-limit 640 --val-limit 64 --quiet \
   --threads 1 --grad-compress powersgd:2 || fail "gan with powersgd"
 mpi -n 2 --oversubscribe train --model cnn --steps 4 --batch 16 --train-limit 640 --val-limit 64 --quiet \

@@ -1,0 +1,57 @@
+/* run.h - the state of a training run, shared by trainer.c (the loop) and
+ * trainer_setup.c (building it: data, replica, optimizer, communication, memory plan,
+ * checkpoints). Internal to src/train. */
+#ifndef LK_RUN_H
+#define LK_RUN_H
+
+#include "../comm/average.h"
+#include "../comm/bucket.h"
+#include "../comm/topo.h"
+#include "../comm/zero.h"
+#include "../data/dataset.h"
+#include "gan.h"
+#include "memplan.h"
+#include "metrics.h"
+#include "peak.h"
+#include "replica.h"
+#include "trainer.h"
+
+typedef struct {
+    lk_dataset train, val;
+    lk_replica r;
+    lk_optim *opt;
+    lk_sampler sampler;
+    lk_metrics metrics;
+    double *step_ms;
+    lk_comm *comm, *own_comm;
+    lk_buckets *buckets;
+    lk_zero_state *zero; /* how the optimizer steps: every parameter, or this rank's slice */
+    lk_averager avg;     /* local SGD's averaging (k 0: off) */
+    lk_gan gan;         /* a GAN's state; gan.r is NULL for other models */
+    float *host_params; /* host copy of the parameters (broadcast, replica checks) */
+    long total, step;   /* optimizer steps: the run's and the current one */
+    int epoch, epochs, steps_per_epoch;
+    lk_topo_binding binding;
+    double flops_sample; /* model FLOPs of one sample's training step (forward + backward) */
+    double peak;         /* the job's peak FLOP/s: every rank's summed */
+    double runtime_bytes; /* resident before the model, the data and the backend's buffers aside */
+    double data_bytes;    /* resident growth while the datasets loaded */
+    lk_mem_plan plan;    /* this rank's memory plan */
+    double peak_dev;     /* the GPU's memory in use, at its highest seen (after steps) */
+    const lk_train_opts *opts;
+    lk_progress *prog;
+    lk_peak own_peak;    /* this rank's, and where it comes from */
+    struct {            /* LK_INJECT_FAULT=KIND:RANK:STEP, for testing failure handling */
+        char kind[16];
+        int rank;
+        long step;
+    } fault;
+} run_state;
+
+/* Builds everything the run needs before its first step (lk_trainer_free undoes it). */
+lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *prog);
+void lk_trainer_free(run_state *s);
+/* A checkpoint into o->save_dir (a collective: every rank calls it). */
+lk_status lk_trainer_save(const lk_train_opts *o, run_state *s);
+
+#endif

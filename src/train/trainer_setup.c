@@ -1,0 +1,436 @@
+/* trainer_setup.c - everything a training run builds before its first step: the data,
+ * the replica and its memory plan, the optimizer, the start-up agreement, resuming and
+ * saving checkpoints, and how gradients travel between ranks. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/checkpoint.h"
+#include "../core/ops.h"
+#include "../models/zoo.h"
+#include "ckptdir.h"
+#include "dist.h"
+#include "run.h"
+
+/* The model's output fits what its loss compares it with: the labels, or the input. */
+static lk_status check_output(const lk_replica *r, const lk_dataset *d)
+{
+    lk_shape os = lk_model_out_shape(r->model);
+    char b[64], c[64];
+    if (r->zoo->target == LK_TARGET_INPUT) {
+        if (lk_shape_numel(&os) != lk_dataset_sample_numel(d))
+            return LK_ERR(LK_ERR_SHAPE, "model output %s per sample cannot reconstruct %s samples %s",
+                          lk_shape_str(&os, b, sizeof b), d->name, lk_shape_str(&d->sample, c, sizeof c));
+        return LK_OK;
+    }
+    const size_t want = (size_t)lk_dataset_ylen(d) * d->nclasses;
+    const size_t got = lk_shape_numel(&os) / (size_t)os.d[os.ndim - 1] * lk_model_out_valid(r->model);
+    if (got != want)
+        return LK_ERR(LK_ERR_SHAPE, "model output %s per sample does not fit %s: %d label%s of %d classes",
+                      lk_shape_str(&os, b, sizeof b), d->name, lk_dataset_ylen(d),
+                      lk_dataset_ylen(d) == 1 ? "" : "s", d->nclasses);
+    return LK_OK;
+}
+
+static void fill_run_config(lk_run_config *rc, const lk_train_opts *o, const lk_dataset *d,
+                            const lk_optim *opt, int epoch)
+{
+    memset(rc, 0, sizeof *rc);
+    snprintf(rc->model, sizeof rc->model, "%s", o->model);
+    if (lk_arch_for(o->model, &o->arch, &rc->arch) != LK_OK) rc->arch = o->arch; /* (checked at start) */
+    snprintf(rc->data, sizeof rc->data, "%s", o->data);
+    rc->in_shape = d->sample;
+    rc->nclasses = d->nclasses;
+    for (int i = 0; i < d->nclasses && i < 16; i++)
+        snprintf(rc->class_names[i], sizeof rc->class_names[i], "%s",
+                 d->class_names ? d->class_names[i] : "");
+    rc->epoch = epoch;
+    rc->step = opt->step;
+    rc->seed = o->seed;
+    rc->batch = o->batch;
+    rc->world = o->comm ? o->comm->world : 1;
+    rc->optim = opt->cfg;
+}
+
+/* Fault injection for the tests of failure handling: after optimizer step STEP,
+ * rank RANK returns an error ("error"), dies ("kill"), perturbs its parameters so
+ * the replicas diverge ("diverge") or stops without dying ("stall"). */
+static lk_status parse_fault(run_state *s)
+{
+    const char *spec = getenv("LK_INJECT_FAULT");
+    s->fault.step = -1;
+    if (!spec || !*spec) return LK_OK;
+    if (sscanf(spec, "%15[a-z]:%d:%ld", s->fault.kind, &s->fault.rank, &s->fault.step) != 3 ||
+        (strcmp(s->fault.kind, "error") && strcmp(s->fault.kind, "kill") &&
+         strcmp(s->fault.kind, "diverge") && strcmp(s->fault.kind, "stall")))
+        return LK_ERR(LK_ERR_ARG, "LK_INJECT_FAULT='%s': expected error|kill|diverge|stall:RANK:STEP",
+                      spec);
+    return LK_OK;
+}
+
+void lk_trainer_free(run_state *s)
+{
+    lk_dataset_free(&s->train);
+    lk_dataset_free(&s->val);
+    lk_optim_destroy(s->opt);
+    lk_buckets_destroy(s->buckets);
+    lk_buckets_destroy(s->gan.bd);
+    lk_buckets_destroy(s->gan.bg);
+    lk_zero_destroy(s->zero);
+    lk_gan_free(&s->gan);
+    if (s->comm) lk_comm_use_device(s->comm, NULL, 0); /* before the device closes */
+    lk_replica_free(&s->r);
+    lk_sampler_free(&s->sampler);
+    lk_metrics_close(&s->metrics);
+    lk_free(s->step_ms);
+    lk_free(s->host_params);
+    lk_comm_close(s->own_comm);
+}
+
+static lk_status open_data(const lk_train_opts *o, run_state *s)
+{
+    lk_arch arch; /* token data come in windows of its context */
+    LK_CHECK(lk_arch_for(o->model, &o->arch, &arch));
+    LK_CHECK(lk_data_open(o->data, "train", arch.ctx, &s->train));
+    LK_CHECK(lk_data_open(o->data, "test", arch.ctx, &s->val));
+    if (o->train_limit > 0 && o->train_limit < s->train.n) lk_dataset_truncate(&s->train, o->train_limit);
+    if (o->val_limit > 0 && o->val_limit < s->val.n) lk_dataset_truncate(&s->val, o->val_limit);
+    return LK_OK;
+}
+
+/* Restores weights, optimizer state and position from a checkpoint directory. */
+static lk_status resume(const lk_train_opts *o, run_state *s, int *epoch, long *step)
+{
+    lk_run_config rc;
+    char path[600];
+    LK_CHECK(lk_ckptdir_load_config(o->resume_dir, &rc));
+    if (strcmp(rc.model, o->model))
+        return LK_ERR(LK_ERR_ARG, "--resume %s holds model '%s' but --model is '%s'", o->resume_dir,
+                      rc.model, o->model);
+    if (rc.optim.kind != s->opt->cfg.kind)
+        return LK_ERR(LK_ERR_ARG, "--resume %s was trained with --optim %s, not %s", o->resume_dir,
+                      lk_optim_name(rc.optim.kind), lk_optim_name(s->opt->cfg.kind));
+    if (rc.optim.decay != s->opt->cfg.decay)
+        return LK_ERR(LK_ERR_ARG, "--resume %s was trained with --decay %s, not %s", o->resume_dir,
+                      lk_decay_name(rc.optim.decay), lk_decay_name(s->opt->cfg.decay));
+    LK_CHECK(lk_checkpoint_load_weights(lk_ckptdir_path(o->resume_dir, "model.safetensors", path, sizeof path),
+                                        s->r.model));
+    LK_CHECK(lk_checkpoint_load_optim(lk_ckptdir_path(o->resume_dir, "optim.safetensors", path, sizeof path),
+                                      s->r.model, s->opt));
+    *epoch = rc.epoch;
+    *step = s->opt->step;
+    return LK_OK;
+}
+
+/* Everything that must agree across ranks, fingerprinted for lk_agree_check. */
+static lk_status agree(const lk_train_opts *o, run_state *s)
+{
+    lk_agreement a = {0};
+    lk_agree_add_str(&a, "--model", o->model);
+    lk_agree_add_model(&a, s->r.model);
+    lk_agree_add_str(&a, "--data", o->data);
+    lk_agree_add(&a, "training samples", &s->train.n, sizeof s->train.n);
+    lk_agree_add(&a, "validation samples", &s->val.n, sizeof s->val.n);
+    lk_agree_add(&a, "--batch", &o->batch, sizeof o->batch);
+    lk_agree_add(&a, "--accum", &o->accum, sizeof o->accum);
+    lk_agree_add(&a, "--local-steps", &o->local_steps, sizeof o->local_steps);
+    lk_agree_add(&a, "--grad-compress powersgd", &o->powersgd_rank, sizeof o->powersgd_rank);
+    lk_agree_add(&a, "--compress-start", &o->compress_start, sizeof o->compress_start);
+    lk_agree_add(&a, "--local-start", &o->local_start, sizeof o->local_start);
+    lk_agree_add(&a, "--epochs/--steps", &s->total, sizeof s->total);
+    lk_agree_add(&a, "--seed", &o->seed, sizeof o->seed);
+    lk_agree_add(&a, "--init", &o->init, sizeof o->init);
+    lk_agree_add(&a, "--bucket-mb", &o->bucket_mb, sizeof o->bucket_mb);
+    lk_agree_add(&a, "--comm-progress", &o->comm_progress, sizeof o->comm_progress);
+    lk_agree_add(&a, "--shm", &o->shm, sizeof o->shm);
+    lk_agree_add(&a, "--gpu-comm", &o->gpu_comm, sizeof o->gpu_comm);
+    lk_agree_add(&a, "--sync-bn", &o->sync_bn, sizeof o->sync_bn);
+    lk_agree_add(&a, "--zero", &o->zero, sizeof o->zero);
+    lk_agree_add(&a, "--recompute", &o->recompute, sizeof o->recompute);
+    lk_agree_add(&a, "--precision", &o->precision, sizeof o->precision);
+    lk_agree_add(&a, "--stochastic-round", &o->stochastic_round, sizeof o->stochastic_round);
+    lk_agree_add(&a, "--grad-compress", &o->grad_dtype, sizeof o->grad_dtype);
+    const lk_optim_config *c = &s->opt->cfg;
+    lk_agree_add(&a, "--optim", &c->kind, sizeof c->kind);
+    float hyper[] = {c->lr, c->momentum, c->beta1, c->beta2, c->eps, c->alpha, c->weight_decay,
+                     c->l1, c->clip_norm, c->gamma};
+    lk_agree_add(&a, "optimizer hyperparameters", hyper, sizeof hyper);
+    long sched[] = {c->schedule, c->warmup, c->total_steps, c->step_size};
+    lk_agree_add(&a, "--schedule/--warmup/--step-size", sched, sizeof sched);
+    lk_agree_add(&a, "optimizer step (--resume)", &s->opt->step, sizeof s->opt->step);
+    return lk_agree_check(s->comm, &a);
+}
+
+/* A checkpoint, written by rank 0: the same files whatever the sharding (a sharded
+ * optimizer state is gathered tensor by tensor from every rank's slice, so every rank
+ * takes part). */
+lk_status lk_trainer_save(const lk_train_opts *o, run_state *s)
+{
+    LK_CHECK(lk_averager_after(&s->avg, s->step, 1, NULL)); /* local SGD: averaged parameters */
+    if (!o->sync_bn) LK_CHECK(lk_average_buffers(s->comm, s->r.model));
+    lk_run_config rc;
+    fill_run_config(&rc, o, &s->train, s->opt, s->epoch);
+    lk_zero_gather g = {s->zero, s->opt};
+    const int sharded = s->zero->stage > 0;
+    if (s->comm->rank == 0 || sharded)
+        LK_CHECK(lk_ckptdir_save(o->save_dir, &rc, s->r.model, s->opt, s->comm->rank == 0,
+                                 sharded ? lk_zero_gather_state : NULL, &g));
+    lk_buckets *sets[2] = {s->buckets ? s->buckets : s->gan.bd, s->gan.bg};
+    if (!sets[0] || !sets[0]->psgd) return LK_OK;
+    /* PowerSGD's residuals and Q: every rank its own file, once rank 0 made the directory
+     * (a rank failing there fails at the barrier's next collective, on every rank) */
+    LK_CHECK(lk_comm_barrier(s->comm));
+    return lk_buckets_psgd_save(sets, 2, o->save_dir, s->step);
+}
+
+/* SyncBatchNorm's hook: sums a layer's statistics over every rank. */
+static lk_status sync_sum(void *user, float *buf, size_t n)
+{
+    return lk_comm_allreduce((lk_comm *)user, buf, n, LK_REDUCE_SUM);
+}
+
+/* How the gradients travel between ranks: GPU buffers through NCCL or a pinned staging
+ * buffer, same-host ranks in shared memory (the comm thread's blocking all-reduce, the
+ * gradients moved there to be summed in place), then the buckets; the optimizer state
+ * (--resume) is rank 0's. */
+static lk_status setup_comm(const lk_train_opts *o, run_state *s)
+{
+    lk_comm *c = s->comm;
+    lk_model *m = s->r.model;
+    c->timeout_s = o->comm_timeout; /* before NCCL and shared memory take it */
+    LK_CHECK(lk_comm_use_device(c, s->r.dev, m->nparams * sizeof(float)));
+    LK_CHECK(lk_comm_use_nccl(c, (lk_gpu_comm)o->gpu_comm));
+    lk_progress_mode mode = (lk_progress_mode)o->comm_progress;
+    if (o->sync_bn) { /* its all-reduces come from the training thread, in forward and backward */
+        if (mode == LK_PROGRESS_THREAD)
+            return LK_ERR(LK_ERR_ARG, "--sync-bn sums statistics on the training thread during backward: "
+                                      "use --comm-progress layers (or auto), not thread");
+        mode = LK_PROGRESS_LAYERS;
+        m->sync_sum = sync_sum;
+        m->sync_user = c;
+    }
+    mode = lk_progress_resolve(c, mode);
+    const size_t bytes = (size_t)(o->bucket_mb * 1048576.0);
+    const int stage = s->zero->stage;
+    /* the gradients the layers write: the whole buffer, or (stage 2) each network's staging */
+    const size_t lo[2] = {0, s->gan.r ? s->gan.d_end : 0};
+    const size_t hi[2] = {s->gan.r ? s->gan.d_end : m->nparams, s->gan.r ? m->nparams : 0};
+    size_t stage_floats[2] = {0, 0}, pinned = 0;
+    for (int k = 0; stage == 2 && k < 2; k++)
+        if (hi[k] > lo[k]) stage_floats[k] = lk_buckets_stage_floats(m, bytes, lo[k], hi[k], &pinned);
+    const size_t grad_floats = stage == 2 ? stage_floats[0] + stage_floats[1] : m->nparams;
+    float *shared = NULL;
+    /* (16-bit and PowerSGD's buckets travel through the library: its own shared-memory transport) */
+    LK_CHECK(lk_comm_use_shm(c, o->shm && mode == LK_PROGRESS_THREAD && o->grad_dtype == LK_F32 && !o->powersgd_rank,
+                             grad_floats,
+                             s->r.dev->host_addressable ? &shared : NULL));
+    if (shared && stage < 2) LK_CHECK(lk_model_borrow_grads(m, shared));
+    else if (stage < 2) LK_CHECK(lk_model_alloc_grads(m));
+    lk_buckets **sets[2] = {s->gan.r ? &s->gan.bd : &s->buckets, &s->gan.bg};
+    for (int k = 0; k < 2; k++) {
+        if (hi[k] <= lo[k]) continue;
+        const lk_buckets_opts bo = {bytes, mode, lo[k], hi[k], s->zero,
+                                    shared && stage == 2 ? shared + (k ? stage_floats[0] : 0) : NULL,
+                                    (lk_dtype)o->grad_dtype, o->powersgd_rank, o->seed};
+        LK_CHECK(lk_buckets_open(sets[k], c, m, &bo));
+    }
+    if (stage == 2) LK_CHECK(lk_model_drop_grads(m)); /* every gradient now lives in staging */
+    if (stage) return LK_OK; /* each rank's optimizer state is its own slice's */
+    size_t n = m->nparams * sizeof(float);
+    if (s->opt->s1) LK_CHECK(lk_comm_broadcast(c, s->opt->s1, n, 0));
+    if (s->opt->s2) LK_CHECK(lk_comm_broadcast(c, s->opt->s2, n, 0));
+    return LK_OK;
+}
+
+/* The replica's check, once its device is open: the memory plan, from the model built dry
+ * on that device; printed, and a run that does not fit (on any rank) refused now. */
+static lk_status plan_memory(void *user, lk_device *dev)
+{
+    run_state *s = user;
+    const lk_train_opts *o = s->opts;
+    lk_comm *c = s->comm;
+    /* the peak MFU divides by (a CPU measures its products), then what the process holds
+     * that the plan does not model */
+    LK_CHECK(lk_peak_find(dev, (lk_dtype)o->precision, o->peak_tflops, &s->own_peak));
+    size_t held = 0, used = 0, total = 0; /* the backend's buffers are the plan's workspace */
+    if (dev->ops->mem_info) dev->ops->mem_info(dev, &held, &used, &total);
+    s->runtime_bytes = LK_MAX(0.0, lk_mem_rss() - s->data_bytes - (double)held);
+    lk_progress_mode mode = o->sync_bn ? LK_PROGRESS_LAYERS : lk_progress_resolve(c, o->comm_progress);
+    const lk_mem_inputs in = {o->model, &o->arch, s->train.sample, s->train.nclasses, o->batch,
+                              (lk_recompute)o->recompute, (lk_dtype)o->precision, o->optim.kind, o->zero, c->world, c->rank, c->local_world,
+                              (size_t)(o->bucket_mb * 1048576.0),
+                              o->shm && mode == LK_PROGRESS_THREAD && dev->host_addressable,
+                              lk_mem_data_bytes(&s->train, s->data_bytes, o->batch), s->runtime_bytes, lk_mem_rss_peak(),
+                              (lk_dtype)o->grad_dtype, o->powersgd_rank};
+    LK_CHECK(lk_mem_plan_make(&in, dev, &s->plan));
+    char line[600];
+    lk_mem_plan_line(&s->plan, line, sizeof line);
+    lk_progress_line(s->prog, "%s", line);
+    double refuse = !s->plan.fits; /* every rank's verdict: all stop, or none */
+    LK_CHECK(lk_comm_allreduce_f64(c, &refuse, 1, LK_REDUCE_MAX));
+    if (refuse > 0.0)
+        return LK_ERR(LK_ERR_NOMEM, "the run does not fit: %s%s (lower --batch, add ranks with --zero 1 "
+                      "or 2, or --recompute)", s->plan.fits ? "on another host; here " : "", line);
+    return LK_OK;
+}
+
+lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
+{
+    s->comm = o->comm;
+    if (!s->comm) {
+        LK_CHECK(lk_comm_open(&s->own_comm, "local", NULL, NULL));
+        s->comm = s->own_comm;
+    }
+    const int rank = s->comm->rank, world = s->comm->world;
+    s->opts = o;
+    s->prog = prog;
+    LK_CHECK(parse_fault(s));
+    /* under mpirun stdout is a pseudo-terminal even when the job's output goes to a
+     * file: plain lines there unless a bar is asked for */
+    int mode = o->progress < 0 && lk_comm_launched() ? 0 : o->progress;
+    lk_progress_init(prog, mode, o->quiet || rank != 0);
+    /* the device (one GPU per local rank), then each rank its own cores - near its
+     * GPU - before any thread exists; a thread per core */
+    char dev[32];
+    LK_CHECK(lk_device_resolve(o->device, s->comm->local_rank, dev, sizeof dev));
+    int gpus = strcmp(dev, "cpu") && strncmp(o->device, "cuda:", 5) ? lk_cuda_device_count() : 0;
+    LK_CHECK(lk_topo_bind(s->comm, o->bind, gpus, &s->binding));
+    const double before_data = lk_mem_rss();
+    LK_CHECK(open_data(o, s));
+    s->data_bytes = LK_MAX(0.0, lk_mem_rss() - before_data);
+    int threads = o->threads > 0 ? o->threads : s->binding.ncores;
+    LK_CHECK(lk_replica_open(&s->r, &(lk_replica_spec){dev, threads, o->model, o->arch,
+                                                      s->train.sample, s->train.nclasses,
+                                                      lk_dataset_ylen(&s->train), o->batch,
+                                                      o->init, o->seed, LK_BUILD_NO_GRADS,
+                                                      (lk_recompute)o->recompute, plan_memory, s,
+                                                      (lk_dtype)o->precision, o->stochastic_round}));
+    lk_model *m = s->r.model;
+    if (s->r.zoo->target == LK_TARGET_REAL) {
+        if (o->accum != 1) return LK_ERR(LK_ERR_ARG, "--accum: model %s alternates its own steps; use 1", o->model);
+        if (o->recompute)
+            return LK_ERR(LK_ERR_ARG, "--recompute: model %s loads real images between its networks, "
+                                      "where a recomputed output would go; use none", o->model);
+        LK_CHECK(lk_gan_init(&s->gan, &s->r));
+    } else {
+        LK_CHECK(check_output(&s->r, &s->train));
+    }
+    LK_CHECK(lk_sampler_init(&s->sampler, s->train.n, o->batch, rank, world, o->seed, 1));
+    if (s->sampler.steps < 1)
+        return LK_ERR(LK_ERR_ARG, "--batch %d x %d ranks: no step fits in %d training samples",
+                      o->batch, world, s->train.n);
+    s->steps_per_epoch = (s->sampler.steps + o->accum - 1) / o->accum;
+    s->total = o->steps > 0 ? o->steps : (long)o->epochs * s->steps_per_epoch;
+    s->epochs = (int)((s->total + s->steps_per_epoch - 1) / s->steps_per_epoch);
+    lk_optim_config oc = o->optim;
+    oc.total_steps = s->total;
+    if (oc.decay == LK_DECAY_DEFAULT) oc.decay = s->r.zoo->decay_matrices ? LK_DECAY_MATRICES : LK_DECAY_ALL;
+    LK_CHECK(lk_zero_create(&s->zero, s->comm, m, o->zero, (size_t)(o->bucket_mb * 1048576.0)));
+    /* the optimizer's state is made for this rank's slice from the start */
+    LK_CHECK(lk_optim_create_slice(&s->opt, s->r.dev, &oc, m->nparams, s->zero->shard.lo, s->zero->shard.hi));
+    LK_CHECK(lk_zero_bind(s->zero, s->opt));
+    LK_CHECK(lk_optim_decay_model(s->opt, m));
+    lk_optim_set_working(s->opt, m->params16, &m->round); /* the step rewrites the bf16 copy */
+    s->gan.zero = s->zero;
+    if (o->resume_dir) LK_CHECK(resume(o, s, &s->epoch, &s->step));
+    LK_CHECK(lk_averager_init(&s->avg, s->comm, m, s->opt, o->local_steps, o->local_start, s->step));
+    LK_CHECK(agree(o, s));
+    if (!s->r.dev->host_addressable) { /* broadcasts and replica checks read the parameters here */
+        s->host_params = lk_malloc(m->nparams * sizeof(float));
+        if (!s->host_params) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a host copy of the parameters");
+    }
+    LK_CHECK(lk_dist_broadcast_params(s->comm, m, s->host_params));
+    if (world > 1) LK_CHECK(setup_comm(o, s));
+    else LK_CHECK(lk_model_alloc_grads(m));
+    lk_buckets *psgd[2] = {s->buckets ? s->buckets : s->gan.bd, s->gan.bg};
+    char why[700] = "";
+    if (o->resume_dir && psgd[0] && psgd[0]->psgd)
+        LK_CHECK(lk_buckets_psgd_load(psgd, 2, o->resume_dir, s->step, why, sizeof why));
+    /* model FLOPs per sample, and the peak they are measured against (every rank's) */
+    s->flops_sample = s->gan.r ? lk_gan_flops(&s->gan) : 3.0 * lk_model_flops(m, 0, m->nlayers);
+    s->peak = s->own_peak.flops; /* (own_peak: found before the model was built) */
+    LK_CHECK(lk_comm_allreduce_f64(s->comm, &s->peak, 1, LK_REDUCE_SUM));
+    if (rank == 0) LK_CHECK(lk_metrics_open(&s->metrics, o->metrics_path));
+    s->step_ms = lk_malloc((size_t)LK_MAX(s->total, 1) * sizeof(double));
+    if (!s->step_ms) return LK_ERR(LK_ERR_NOMEM, "cannot allocate step timers");
+
+    /* a line per layer (gpt2-xl has 582) */
+    const size_t desc_len = (size_t)m->nlayers * 96 + 128;
+    char *desc = lk_malloc(desc_len);
+    if (!desc) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the model description");
+    lk_model_describe(m, desc, desc_len);
+    lk_progress_line(prog,
+                     "model %s on %d rank%s x %s (%d thread%s), batch %d x %d ranks x %d accum, "
+                     "%d training / %d validation samples\n%s",
+                     o->model, world, world == 1 ? "" : "s", s->r.dev->name, s->r.dev->threads,
+                     s->r.dev->threads == 1 ? "" : "s", o->batch, world, o->accum, s->train.n,
+                     s->val.n, desc);
+    lk_free(desc);
+    lk_progress_line(prog, "rank 0 on %s: cores %s (NUMA %s)%s%s", s->comm->host,
+                     s->binding.cores, s->binding.numa, s->binding.bound ? ", bound" : "; ",
+                     s->binding.bound ? "" : s->binding.note);
+    lk_progress_line(prog, "model FLOPs %.4g GFLOP per sample (forward + backward); peak %.4g "
+                     "TFLOP/s (rank 0: %s)%s",
+                     s->flops_sample * 1e-9, s->peak * 1e-12, s->own_peak.source,
+                     world > 1 ? ", summed over the ranks" : "");
+    const lk_buckets *any = s->buckets ? s->buckets : s->gan.bd;
+    if (any)
+        lk_progress_line(prog, "gradient %s: %s, %d bucket%s of <= %.2f MB%s, progressed %s",
+                         s->zero->stage ? "reduce-scatter" : "all-reduce",
+                         s->comm->nccl  ? lk_nccl_version()
+                         : s->comm->shm ? s->comm->shm_note
+                                        : s->comm->library,
+                         any->n + (s->gan.bg ? s->gan.bg->n : 0),
+                         any->n + (s->gan.bg ? s->gan.bg->n : 0) == 1 ? "" : "s",
+                         o->bucket_mb, s->gan.bg ? " (the discriminator's and the generator's)" : "",
+                         s->comm->nccl ? "on its own CUDA stream"
+                         : any->mode == LK_PROGRESS_THREAD ? "by a comm thread"
+                                                           : "between layers");
+    if (s->zero->stage)
+        lk_progress_line(prog, "--zero %d: rank 0 owns parameters [%zu, %zu) of %zu (optimizer state%s kept "
+                         "for them only; the parameters all-gathered after each step)", s->zero->stage, s->zero->shard.lo,
+                         s->zero->shard.hi, m->nparams, s->zero->stage == 2 ? " and gradients" : "");
+    if (o->recompute)
+        lk_progress_line(prog, "--recompute %s: activations %.2f GB (the plan's)",
+                         lk_recompute_name((lk_recompute)o->recompute), s->plan.host[LK_MEM_ACT] / 1e9 +
+                         s->plan.dev[LK_MEM_ACT] / 1e9);
+    if (o->precision == LK_BF16) {
+        char how[160] = "cuBLAS and cuDNN on the tensor cores";
+        if (s->r.dev->kind == LK_DEV_CPU) {
+            lk_cpu_math_info mi;
+            lk_backend_cpu_math_info(&mi);
+            if (mi.bf16_onednn) snprintf(how, sizeof how, "oneDNN %s", mi.bf16_kernel);
+            else snprintf(how, sizeof how, "float32 products of bf16-rounded operands, the same values");
+            if (!mi.bf16_native && rank == 0)
+                fprintf(stderr, "warning: --precision bf16: this CPU has no bf16 instructions (AVX-512 "
+                                "BF16 or AMX): bf16 products run as float32 products of bf16-rounded "
+                                "operands (the same values, float32's speed)\n");
+        }
+        lk_progress_line(prog, "--precision bf16: products and convolutions in bf16 (%s), float32 "
+                               "masters and optimizer state, %s",
+                         how, !m->params16 ? "which the products round to nearest even as they read them"
+                              : o->stochastic_round ? "a bf16 working copy rounded stochastically"
+                                                    : "a bf16 working copy rounded to nearest even");
+    }
+    if (o->local_steps && world > 1)
+        lk_progress_line(prog, "--local-steps %ld: after %ld data-parallel steps each rank steps on its own "
+                               "gradients; parameters and optimizer state averaged every %ld steps",
+                         o->local_steps, o->local_start, o->local_steps);
+    if (o->powersgd_rank && world > 1)
+        lk_progress_line(prog, "--grad-compress powersgd:%d: matrices sent as rank-%d P and Q with error feedback "
+                               "(after %ld plain steps), the other tensors uncompressed%s%s",
+                         o->powersgd_rank, o->powersgd_rank, o->compress_start, why[0] ? "; residuals and Q " : "",
+                         why);
+    if (o->grad_dtype != LK_F32 && world > 1)
+        lk_progress_line(prog, "--grad-compress %s: gradient buckets travel as %s, scaled by 1/%d, each "
+                               "rank's part summed in float32 and rounded once (%s)",
+                         lk_dtype_name((lk_dtype)o->grad_dtype), lk_dtype_name((lk_dtype)o->grad_dtype), world,
+                         s->r.dev->kind == LK_DEV_CUDA && s->comm->nccl
+                             ? (o->grad_dtype == LK_F16 ? "NCCL's ncclFloat16" : "NCCL's ncclBfloat16")
+                             : "MPI: exchange, add, all-gather");
+    if (o->resume_dir)
+        lk_progress_line(prog, "resumed from %s at epoch %d, step %ld", o->resume_dir, s->epoch,
+                         s->step);
+    return LK_OK;
+}
