@@ -468,7 +468,8 @@ static const struct option plan_opts[] = {
     {"latency-us", 1, 0, O_LATENCY_US}, {"comm-csv", 1, 0, O_COMM_CSV}, {"steps", 1, 0, O_STEPS},
     {"shared-cores", 0, 0, O_SHARED_CORES}, {"memory", 0, 0, O_MEMORY}, {"zero", 1, 0, O_ZERO},
     {"shm", 1, 0, O_SHM},             {"device", 1, 0, O_DEVICE},       {"recompute", 1, 0, O_RECOMPUTE},
-    {"precision", 1, 0, O_PRECISION}, {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
+    {"precision", 1, 0, O_PRECISION}, {"help", 0, 0, O_HELP},           {"grad-compress", 1, 0, O_GRAD_COMPRESS},
+    {"local-steps", 1, 0, O_LOCAL_STEPS}, {0, 0, 0, 0},
 };
 
 static int cmd_plan(int argc, char **argv)
@@ -498,6 +499,14 @@ static int cmd_plan(int argc, char **argv)
         case O_BUCKET_MB: s = lk_arg_float("--bucket-mb", optarg, 1e-6, 1e6, &o.train.bucket_mb); break;
         case O_OPTIM: s = lk_optim_parse(optarg, &kind); break;
         case O_RANKS: s = lk_arg_int("--ranks", optarg, 1, 1 << 20, &v), o.ranks = (int)v, ranks_given = 1; break;
+        case O_LOCAL_STEPS: s = lk_arg_int("--local-steps", optarg, 1, 1L << 40, &o.train.local_steps); break;
+        case O_GRAD_COMPRESS:
+            s = strncmp(optarg, "powersgd:", 9)
+                    ? LK_ERR(LK_ERR_ARG, "plan --grad-compress: expected powersgd:R (the rank its row models; "
+                                         "every option is compared), got '%s'", optarg)
+                    : lk_arg_int("--grad-compress powersgd:R", optarg + 9, 1, 1024, &v);
+            o.train.powersgd_rank = (int)v;
+            break;
         case O_LINK_GBPS: s = lk_arg_float("--link-gbps", optarg, 1e-3, 1e6, &o.link_gbps); break;
         case O_LATENCY_US: s = lk_arg_float("--latency-us", optarg, 0, 1e7, &o.latency_us); break;
         case O_COMM_CSV: o.comm_csv = optarg; break;
@@ -523,6 +532,8 @@ static int cmd_plan(int argc, char **argv)
                    "                        --optim as for train)\n"
                    "  --ranks N             project 1, 2, 4 ... N ranks (default 8)\n"
                    "  --link-gbps B --latency-us A   the links (default 10 Gbit/s, 50 us)\n"
+                   "  --grad-compress powersgd:R --local-steps K   the rank and period the comparison of\n"
+                   "                        ways to send less models (default 4 and 8)\n"
                    "  --comm-csv FILE       fit the all-reduce to `lockstep bench comm --csv` instead\n"
                    "  --steps K             steps measured here, after 3 of warm-up (default 20)\n"
                    "  --shared-cores        the all-reduces need the cores that compute (CPU ranks over TCP):\n"

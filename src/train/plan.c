@@ -38,8 +38,14 @@ lk_plan_row lk_plan_project(const lk_plan_measure *m, int n, double alpha, doubl
     double t = 0.0, w = 0.0;
     for (int i = 0; i < m->nbuckets && n > 1; i++) {
         if (w < m->ready_ms[i]) t += m->ready_ms[i] - w, w = m->ready_ms[i]; /* computing, nothing in flight */
-        int tree;
-        double d = lk_plan_allreduce_s(m->bucket_bytes[i], n, alpha, beta, &tree) * 1e3; /* ms of it alone */
+        int tree = 0;
+        double d = m->extra_ms[i]; /* ms of it alone: its all-reduces, and compression's compute */
+        if (!m->nphases[i]) d += lk_plan_allreduce_s(m->bucket_bytes[i], n, alpha, beta, &tree) * 1e3;
+        for (int p = 0; p < m->nphases[i]; p++) {
+            int tr = 0;
+            d += m->phase_bytes[i][p] > 0.0 ? lk_plan_allreduce_s(m->phase_bytes[i][p], n, alpha, beta, &tr) * 1e3 : 0.0;
+            tree |= tr;
+        }
         const double t_start = t;
         if (w < W) { /* beside backward: backward at `slowed`, the all-reduce at `rate` */
             const double tb = slowed > 0.0 ? (W - w) / slowed : INFINITY, tc = d / rate;
@@ -295,6 +301,17 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
         if (st == LK_OK && beside) st = lk_comm_allreduce_f64(together, ca, K, LK_REDUCE_MAX);
     }
     if (st == LK_OK) {
+        size_t *be = lk_calloc((size_t)LK_MAX(pm->nbuckets, 1) * 2, sizeof *be);
+        for (int k = 0; be && k < pm->nbuckets; k++) be[k] = bk[k].begin, be[pm->nbuckets + k] = bk[k].end;
+        st = be ? lk_plan_measure_options(m, opt, be, be + pm->nbuckets, pm->nbuckets,
+                                          t->powersgd_rank > 0 ? t->powersgd_rank : 4, pm)
+                : LK_ERR(LK_ERR_NOMEM, "plan: out of memory");
+        lk_free(be);
+    }
+    if (st == LK_OK && together) /* the slowest rank's arithmetic */
+        st = lk_comm_allreduce_f64(together, pm->psgd_ms, pm->nbuckets, LK_REDUCE_MAX);
+    if (st == LK_OK && together) st = lk_comm_allreduce_f64(together, pm->pack16_ms, pm->nbuckets, LK_REDUCE_MAX);
+    if (st == LK_OK) {
         pm->fwd_ms = median(f, K), pm->bwd_ms = median(b, K), pm->opt_ms = median(u, K);
         if (beside) {
             pm->bwd_beside_ms = median(bb, K), pm->overlap_ms = median(ov, K), pm->comm_beside_ms = median(cb, K);
@@ -396,6 +413,7 @@ lk_status lk_plan(const lk_plan_opts *o, FILE *out)
                 hid, r.samples_per_s, r.efficiency, r.ring_buckets, r.tree_buckets);
         if (n >= o->ranks) break;
     }
+    if (o->ranks > 1) lk_plan_print_options(&pm, o->ranks, alpha, beta, share, rate, o->train.local_steps, out);
     return LK_OK;
 }
 

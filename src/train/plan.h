@@ -50,6 +50,8 @@
 
 #include <stdio.h>
 
+#include "../core/model.h"
+#include "../core/optim.h"
 #include "trainer.h"
 
 #define LK_PLAN_MAX_BUCKETS 256
@@ -64,6 +66,18 @@ typedef struct {
     double bwd_beside_ms, overlap_ms;     /* that backward, and how long one was in flight in it */
     double comm_beside_ms;                /* the step's all-reduces, each start to done, summed */
     double comm_after_ms;                 /* the same all-reduced after backward, alone */
+    /* what each bucket sends under another option (plan_options.c; nphases 0: bucket_bytes
+     * in one all-reduce): its all-reduces' bytes, one after another, and the compute added
+     * to them (compression: ms on this rank) */
+    int nphases[LK_PLAN_MAX_BUCKETS];
+    double phase_bytes[LK_PLAN_MAX_BUCKETS][3];
+    double extra_ms[LK_PLAN_MAX_BUCKETS];
+    /* measured for the options (plan_options.c) */
+    double pack16_ms[LK_PLAN_MAX_BUCKETS];   /* a bucket into the 16-bit wire and back */
+    double psgd_ms[LK_PLAN_MAX_BUCKETS];     /* PowerSGD's arithmetic on the bucket at rank R */
+    double psgd_bytes[LK_PLAN_MAX_BUCKETS][3]; /* its uncompressed tensors, P, Q */
+    int psgd_rank;
+    double state_bytes;                   /* parameters, buffers, optimizer state: local SGD's average */
 } lk_plan_measure;
 
 typedef struct {
@@ -100,8 +114,15 @@ typedef struct {
                               (each step the slowest rank's times); rank 0 prints */
 } lk_plan_opts;
 
+/* The communication options on n ranks (--grad-compress none, bf16, fp16, powersgd:R;
+ * --local-steps K), each step's bytes and predicted step, and the fastest (plan_options.c):
+ * measure_options times the compression arithmetic on m's gradients in buckets bk. */
+lk_status lk_plan_measure_options(lk_model *m, const lk_optim *opt, const size_t *begin, const size_t *end,
+                                  int nbk, int psgd_rank, lk_plan_measure *pm);
+void lk_plan_print_options(const lk_plan_measure *pm, int n, double alpha, double beta, double cpu_share,
+                           double comm_rate, long local_steps, FILE *out);
 /* Measures (every rank of o->comm at once) and prints, on rank 0, the projection for
- * 1, 2, 4 ... ranks and `ranks`. */
+ * 1, 2, 4 ... ranks and `ranks`, and the communication options at `ranks`. */
 lk_status lk_plan(const lk_plan_opts *o, FILE *out);
 /* `lockstep plan --memory`: the memory plan (memplan.h) of a rank of a run of o->train on
  * o->ranks ranks, all on this host (o->train.zero, shm, optimizer, batch ...), printed by
