@@ -383,7 +383,10 @@ static lk_status to_wire(lk_buckets *b, const float *x, uint16_t *y, size_t n)
     lk_device *d = b->model->dev;
     const float s = b->wire_scale;
     if (!d->host_addressable) return lk_pack16(d, b->wire, x, s, y, n);
-    for (size_t j = 0; j < n; j++) y[j] = lk_wire16_rne(b->wire, x[j] * s);
+    if (b->wire == LK_F16)
+        for (size_t j = 0; j < n; j++) y[j] = lk_wire16_rne(LK_F16, x[j] * s);
+    else
+        for (size_t j = 0; j < n; j++) y[j] = lk_wire16_rne(LK_BF16, x[j] * s);
     return LK_OK;
 }
 
@@ -392,7 +395,10 @@ static lk_status from_wire(lk_buckets *b, const uint16_t *x, float *y, size_t n)
     lk_device *d = b->model->dev;
     const float s = 1.0f / b->wire_scale;
     if (!d->host_addressable) return lk_unpack16(d, b->wire, x, s, y, n);
-    for (size_t j = 0; j < n; j++) y[j] = lk_wire16_to_f32(b->wire, x[j]) * s;
+    if (b->wire == LK_F16)
+        for (size_t j = 0; j < n; j++) y[j] = lk_wire16_to_f32(LK_F16, x[j]) * s;
+    else
+        for (size_t j = 0; j < n; j++) y[j] = lk_wire16_to_f32(LK_BF16, x[j]) * s;
     return LK_OK;
 }
 

@@ -1,7 +1,6 @@
 /* comm.c - choosing a backend, and the checked wrappers. */
 #include "comm.h"
 
-#include "../core/half.h"
 #include "../core/ops.h"
 
 #include <stdio.h>
@@ -361,9 +360,6 @@ void lk_comm_even_counts(const lk_comm *c, size_t n, size_t *counts)
         counts[r] = LK_MIN(n, lo + per) - lo;
     }
 }
-
-float lk_wire16_to_f32(lk_dtype t, uint16_t h) { return t == LK_F16 ? lk_f16_to_f32(h) : lk_bf16_to_f32(h); }
-uint16_t lk_wire16_rne(lk_dtype t, float f) { return t == LK_F16 ? lk_f16_rne(f) : lk_bf16_rne(f); }
 
 /* a device buffer's 16-bit sum through the staging buffer, now */
 static lk_status sum16_staged(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather,

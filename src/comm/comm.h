@@ -8,6 +8,7 @@
 #ifndef LK_COMM_H
 #define LK_COMM_H
 
+#include "../core/half.h"
 #include "../core/common.h"
 #include "../core/device.h"
 
@@ -115,9 +116,10 @@ lk_status lk_comm_allgather_bytes(lk_comm *c, const void *send, void *recv, size
  * buffer. */
 lk_status lk_comm_sum16_start(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather, int slot);
 lk_status lk_comm_sum16(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather);
-/* the bytes of a 16-bit element of t with its float32 conversions (LK_BF16, LK_F16) */
-float lk_wire16_to_f32(lk_dtype t, uint16_t h);
-uint16_t lk_wire16_rne(lk_dtype t, float f);
+/* a 16-bit element of type t (LK_BF16, LK_F16) to float32, and back to nearest even (hot
+ * loops test t outside: inlined, each loop is one type's) */
+static inline float lk_wire16_to_f32(lk_dtype t, uint16_t h) { return t == LK_F16 ? lk_f16_to_f32(h) : lk_bf16_to_f32(h); }
+static inline uint16_t lk_wire16_rne(lk_dtype t, float f) { return t == LK_F16 ? lk_f16_rne(f) : lk_bf16_rne(f); }
 /* counts of n values split evenly over the ranks (an all-reduce's parts for sum16) */
 void lk_comm_even_counts(const lk_comm *c, size_t n, size_t *counts);
 lk_status lk_comm_barrier(lk_comm *c);

@@ -345,12 +345,14 @@ static void sum16_add(lk_comm *c, int slot)
     const sum16_slot *s = &m->s16[slot];
     const size_t n = (size_t)cnt[c->rank];
     uint16_t *own = s->buf + dsp[c->rank];
-    const lk_dtype t = s->type;
-    for (size_t i = 0; i < n; i++) {
-        float acc = 0.0f;
-        for (int r = 0; r < w; r++) acc += lk_wire16_to_f32(t, s->rx[(size_t)r * n + i]);
-        own[i] = lk_wire16_rne(t, acc);
+#define SUM16(T)                                                                       \
+    for (size_t i = 0; i < n; i++) {                                                   \
+        float acc = 0.0f;                                                              \
+        for (int r = 0; r < w; r++) acc += lk_wire16_to_f32(T, s->rx[(size_t)r * n + i]); \
+        own[i] = lk_wire16_rne(T, acc);                                                \
     }
+    if (s->type == LK_F16) SUM16(LK_F16) else SUM16(LK_BF16)
+#undef SUM16
 }
 
 static lk_status mpi_sum16_start(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather, int slot)

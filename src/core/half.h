@@ -7,8 +7,11 @@
 #include "bf16.h"
 
 /* Round to nearest, ties to even: beyond 65504 (from 65520 on) to infinity, below 2^-14 to
- * a subnormal, below 2^-25 (and at it, a tie to even) to zero; a NaN stays a (quiet) NaN. */
-LK_HD uint16_t lk_f16_rne(float f)
+ * a subnormal, below 2^-25 (and at it, a tie to even) to zero; a NaN stays a (quiet) NaN.
+ * _soft: in integer arithmetic (CUDA kernels, and CPUs without F16C); lk_f16_rne and
+ * lk_f16_to_f32 use the CPU's F16C conversions where the build targets them (x86-64-v3:
+ * the same values, 3-4x faster here). */
+LK_HD uint16_t lk_f16_rne_soft(float f)
 {
     lk_f32_bits v;
     v.f = f;
@@ -28,7 +31,7 @@ LK_HD uint16_t lk_f16_rne(float f)
     return (uint16_t)(sign | k);
 }
 
-LK_HD float lk_f16_to_f32(uint16_t h)
+LK_HD float lk_f16_to_f32_soft(uint16_t h)
 {
     const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
     lk_f32_bits v;
@@ -42,5 +45,14 @@ LK_HD float lk_f16_to_f32(uint16_t h)
     }
     return v.f;
 }
+
+#if defined(__F16C__) && !defined(__CUDACC__)
+#include <immintrin.h>
+static inline uint16_t lk_f16_rne(float f) { return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
+static inline float lk_f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
+#else
+LK_HD uint16_t lk_f16_rne(float f) { return lk_f16_rne_soft(f); }
+LK_HD float lk_f16_to_f32(uint16_t h) { return lk_f16_to_f32_soft(h); }
+#endif
 
 #endif

@@ -186,11 +186,15 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
             int count = LK_MIN(o->accum, s->sampler.steps - i);
             if (s->gan.r) LK_CHECK(gan_train_step(s, i, &log_local));
             else LK_CHECK(train_step(s, i, count, &log_local));
-            s->step_ms[timed++] = (lk_now() - t0) * 1e3;
-            comm_stats(s, &log_comm, &log_hidden);
-            log_n++;
-            int last = i + o->accum >= s->sampler.steps || s->step == s->total, averaged = 0;
+            const double ta = lk_now(); /* local SGD's average: part of the step, its communication */
+            int averaged = 0;
             LK_CHECK(lk_averager_after(&s->avg, s->step, 0, &averaged));
+            const double t1 = lk_now();
+            s->step_ms[timed++] = (t1 - t0) * 1e3;
+            comm_stats(s, &log_comm, &log_hidden);
+            log_comm += (t1 - ta) * 1e3;
+            log_n++;
+            int last = i + o->accum >= s->sampler.steps || s->step == s->total;
             /* (local SGD: the replicas agree right after an average) */
             if (o->check_every > 0 && (lk_averager_local(&s->avg, s->step - 1) ? averaged : s->step % o->check_every == 0))
                 LK_CHECK(lk_dist_check_replicas(c, s->r.model, s->step, s->host_params));
