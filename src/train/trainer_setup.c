@@ -221,8 +221,9 @@ static lk_status setup_comm(const lk_train_opts *o, run_state *s)
         if (hi[k] > lo[k]) stage_floats[k] = lk_buckets_stage_floats(m, bytes, lo[k], hi[k], &pinned);
     const size_t grad_floats = stage == 2 ? stage_floats[0] + stage_floats[1] : m->nparams;
     float *shared = NULL;
-    /* (16-bit and PowerSGD's buckets travel through the library: its own shared-memory transport) */
-    LK_CHECK(lk_comm_use_shm(c, o->shm && mode == LK_PROGRESS_THREAD && o->grad_dtype == LK_F32 && !o->powersgd_rank,
+    /* (16-bit buckets travel through the library: its own shared-memory transport; PowerSGD's
+     * float32 all-reduces of P, Q and the packed tensors take lockstep's staging slots) */
+    LK_CHECK(lk_comm_use_shm(c, o->shm && mode == LK_PROGRESS_THREAD && o->grad_dtype == LK_F32,
                              grad_floats,
                              s->r.dev->host_addressable ? &shared : NULL));
     if (shared && stage < 2) LK_CHECK(lk_model_borrow_grads(m, shared));
