@@ -56,7 +56,9 @@ static void test_layout(void **state)
     assert_memory_equal(s->q, t->q, s->q_floats * sizeof(float));
     assert_true(memcmp(s->q, u->q, s->q_floats * sizeof(float)) != 0);
     assert_true(s->q[0] == lk_rng_normal(5, LK_RNG_NOISE, LK_PSGD_KEY, 0));
-    TU_FAILS_WITH(lk_powersgd_create(&u, m, 0, m->nparams, 0, 6, 1), LK_ERR_ARG, "rank");
+    lk_powersgd *bad;
+    TU_FAILS_WITH(lk_powersgd_create(&bad, m, 0, m->nparams, 0, 6, 1), LK_ERR_ARG, "rank");
+    assert_null(bad);
     lk_powersgd_destroy(s), lk_powersgd_destroy(t), lk_powersgd_destroy(u);
     lk_model_destroy(m);
 }
