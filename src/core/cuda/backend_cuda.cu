@@ -1,10 +1,11 @@
 /* backend_cuda.cu - the CUDA backend: cuBLAS for matrix products, our kernels for
- * element-wise work, activations, dropout (the CPU's Philox, so masks agree), losses
- * and reductions. Convolution and pooling live in backend_cuda_conv.cu, the optimizer
- * in backend_cuda_optim.cu. Everything runs on the device's one stream; reductions
+ * element-wise work, activations, dropout (the CPU's Philox, so masks agree) and
+ * reductions. Convolution and pooling live in backend_cuda_conv.cu, the optimizer in
+ * backend_cuda_optim.cu, the losses in backend_cuda_loss.cu. Everything runs on the device's one stream; reductions
  * write per-block partial sums in double and a one-block kernel adds them in a fixed
  * order, so results do not depend on scheduling. */
 #include "backend_cuda.h"
+#include "backend_cuda_reduce.cuh"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,38 +103,6 @@ static int cu_owns(lk_device *d, const void *p)
 
 /* ---- reductions: per-block double partials, then one block adds them in order ---- */
 
-__device__ double block_sum(double v)
-{
-    __shared__ double warp_sums[LK_CUDA_THREADS / 32];
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
-    if (lane == 0) warp_sums[wid] = v;
-    __syncthreads();
-    v = threadIdx.x < blockDim.x / 32 ? warp_sums[threadIdx.x] : 0.0;
-    if (wid == 0)
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-    __syncthreads(); /* warp_sums may be reused by the next call */
-    return v;         /* valid in thread 0 */
-}
-
-__device__ float block_max(float v)
-{
-    __shared__ float warp_max[LK_CUDA_THREADS / 32];
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_down_sync(0xffffffffu, v, o));
-    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
-    if (lane == 0) warp_max[wid] = v;
-    __syncthreads();
-    v = threadIdx.x < blockDim.x / 32 ? warp_max[threadIdx.x] : -INFINITY;
-    if (wid == 0)
-        for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_down_sync(0xffffffffu, v, o));
-    __shared__ float result;
-    if (threadIdx.x == 0) result = v;
-    __syncthreads();
-    v = result;
-    __syncthreads();
-    return v; /* valid in every thread */
-}
-
 /* out = (sum of partial[0..nb)) / denom, by one block in a fixed order */
 __global__ void k_finish_sum(const double *partial, int nb, double denom, float *out)
 {
@@ -143,13 +112,13 @@ __global__ void k_finish_sum(const double *partial, int nb, double denom, float 
     if (threadIdx.x == 0) *out = (float)(v / denom);
 }
 
-static unsigned reduce_blocks(const lk_cuda *g, size_t n)
+unsigned lk_cuda_reduce_blocks(const lk_cuda *g, size_t n)
 {
     unsigned b = lk_cuda_blocks(g, n);
     return b > LK_CUDA_REDUCE_BLOCKS ? LK_CUDA_REDUCE_BLOCKS : b;
 }
 
-static void finish_sum(lk_cuda *g, unsigned nb, double denom, float *out)
+void lk_cuda_finish_sum(lk_cuda *g, unsigned nb, double denom, float *out)
 {
     k_finish_sum<<<1, LK_CUDA_THREADS, 0, g->stream>>>(g->partial, (int)nb, denom, out);
     LK_LAUNCHED(g);
@@ -295,146 +264,6 @@ static void cu_dropout_backward(lk_device *d, float p, uint64_t seed, uint64_t a
     cu_dropout_forward(d, p, seed, a, first, dy, dx, n); /* the same mask and scale */
 }
 
-/* ---- losses ---- */
-
-/* a logit or its gradient, as stored: float32, or bf16 (computed in float32, rounded to
- * nearest even) */
-__device__ __forceinline__ float logit_at(const float *p, size_t i) { return p[i]; }
-__device__ __forceinline__ float logit_at(const uint16_t *p, size_t i) { return lk_bf16_to_f32(p[i]); }
-__device__ __forceinline__ void logit_put(float *p, size_t i, float v) { p[i] = v; }
-__device__ __forceinline__ void logit_put(uint16_t *p, size_t i, float v) { p[i] = lk_bf16_rne(v); }
-
-/* rows r = blockIdx.x, += gridDim.x; the block shares a row's classes */
-template <typename T>
-__global__ void k_softmax_xent(const T *logits, const int32_t *labels, int n, int c, int ld, T *dlogits,
-                               float g, double *partial)
-{
-    double total = 0.0;
-    for (int r = blockIdx.x; r < n; r += gridDim.x) {
-        const size_t row = (size_t)r * ld;
-        float mx = -INFINITY;
-        for (int j = threadIdx.x; j < c; j += blockDim.x) mx = fmaxf(mx, logit_at(logits, row + j));
-        mx = block_max(mx);
-        const float zy = logit_at(logits, row + labels[r]); /* read before any dz is written (dz may alias z) */
-        double s = 0.0;
-        for (int j = threadIdx.x; j < c; j += blockDim.x) s += (double)expf(logit_at(logits, row + j) - mx);
-        s = block_sum(s);
-        __shared__ float sum;
-        if (threadIdx.x == 0) sum = (float)s;
-        __syncthreads();
-        const float tot = sum;
-        __syncthreads();
-        const int y = labels[r];
-        if (threadIdx.x == 0) total += (double)(logf(tot) - (zy - mx));
-        if (dlogits) {
-            const float inv = 1.0f / tot;
-            for (int j = threadIdx.x; j < c; j += blockDim.x)
-                logit_put(dlogits, row + j, expf(logit_at(logits, row + j) - mx) * inv * g - (j == y ? g : 0.0f));
-            for (int j = c + threadIdx.x; j < ld; j += blockDim.x) logit_put(dlogits, row + j, 0.0f); /* padding */
-        }
-    }
-    if (threadIdx.x == 0) partial[blockIdx.x] = total;
-}
-
-static void cu_softmax_xent(lk_device *d, lk_dtype t, const void *logits, const int32_t *labels, int n,
-                            int c, int ld, float *loss, void *dlogits, float scale)
-{
-    lk_cuda *g = lk_cuda_of(d);
-    unsigned nb = n < LK_CUDA_REDUCE_BLOCKS ? (unsigned)n : LK_CUDA_REDUCE_BLOCKS;
-    if (!nb) nb = 1;
-    const float gs = scale / (float)n;
-    if (t == LK_BF16)
-        k_softmax_xent<<<nb, LK_CUDA_THREADS, 0, g->stream>>>((const uint16_t *)logits, labels, n, c, ld,
-                                                              (uint16_t *)dlogits, gs, g->partial);
-    else
-        k_softmax_xent<<<nb, LK_CUDA_THREADS, 0, g->stream>>>((const float *)logits, labels, n, c, ld,
-                                                              (float *)dlogits, gs, g->partial);
-    LK_LAUNCHED(g);
-    finish_sum(g, nb, (double)n, loss);
-}
-
-__global__ void k_mse(const float *p, const float *t, size_t n, float *dp, float gscale,
-                      double *partial)
-{
-    double s = 0.0;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x) {
-        float e = p[i] - t[i];
-        s += (double)e * e;
-        if (dp) dp[i] = gscale * e;
-    }
-    s = block_sum(s);
-    if (threadIdx.x == 0) partial[blockIdx.x] = s;
-}
-
-static void cu_mse(lk_device *d, const float *p, const float *t, size_t n, float *loss, float *dp,
-                   float scale)
-{
-    lk_cuda *g = lk_cuda_of(d);
-    unsigned nb = reduce_blocks(g, n);
-    k_mse<<<nb, LK_CUDA_THREADS, 0, g->stream>>>(p, t, n, dp, 2.0f * scale / (float)n, g->partial);
-    LK_LAUNCHED(g);
-    finish_sum(g, nb, (double)n, loss);
-}
-
-__global__ void k_bce_logits(const float *z, const float *t, size_t n, float *dz, float gscale,
-                             double *partial)
-{
-    double s = 0.0;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x) {
-        float x = z[i];
-        s += (double)(fmaxf(x, 0.0f) - x * t[i] + log1pf(expf(-fabsf(x))));
-        if (dz) dz[i] = gscale * (lk_d_sigmoid(x) - t[i]);
-    }
-    s = block_sum(s);
-    if (threadIdx.x == 0) partial[blockIdx.x] = s;
-}
-
-static void cu_bce_logits(lk_device *d, const float *z, const float *t, size_t n, float *loss,
-                          float *dz, float scale)
-{
-    lk_cuda *g = lk_cuda_of(d);
-    unsigned nb = reduce_blocks(g, n);
-    k_bce_logits<<<nb, LK_CUDA_THREADS, 0, g->stream>>>(z, t, n, dz, scale / (float)n, g->partial);
-    LK_LAUNCHED(g);
-    finish_sum(g, nb, (double)n, loss);
-}
-
-/* a thread per row: the first largest logit, as the CPU */
-template <typename T>
-__global__ void k_count_correct(const T *logits, const int32_t *labels, int n, int c, int ld, double *partial)
-{
-    double hits = 0.0;
-    for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < n; r += gridDim.x * blockDim.x) {
-        const size_t row = (size_t)r * ld;
-        int best = 0;
-        float top = logit_at(logits, row);
-        for (int j = 1; j < c; j++) {
-            const float z = logit_at(logits, row + j);
-            if (z > top) best = j, top = z;
-        }
-        hits += best == labels[r];
-    }
-    hits = block_sum(hits);
-    if (threadIdx.x == 0) partial[blockIdx.x] = hits;
-}
-
-static void cu_count_correct(lk_device *d, lk_dtype t, const void *logits, const int32_t *labels, int n,
-                             int c, int ld, float *correct)
-{
-    lk_cuda *g = lk_cuda_of(d);
-    unsigned nb = reduce_blocks(g, (size_t)n);
-    if (t == LK_BF16)
-        k_count_correct<<<nb, LK_CUDA_THREADS, 0, g->stream>>>((const uint16_t *)logits, labels, n, c, ld,
-                                                               g->partial);
-    else
-        k_count_correct<<<nb, LK_CUDA_THREADS, 0, g->stream>>>((const float *)logits, labels, n, c, ld,
-                                                               g->partial);
-    LK_LAUNCHED(g);
-    finish_sum(g, nb, 1.0, correct);
-}
-
 /* ---- the VAE's reparameterisation and KL term (eps regenerated from Philox) ---- */
 
 __global__ void k_reparam_forward(const float *ml, float *z, int n, int zdim, int noise,
@@ -458,11 +287,11 @@ static void cu_reparam_forward(lk_device *d, const float *ml, float *z, int n, i
                                uint64_t seed, uint64_t key, uint64_t first, float *kl)
 {
     lk_cuda *g = lk_cuda_of(d);
-    unsigned nb = reduce_blocks(g, (size_t)n * zdim);
+    unsigned nb = lk_cuda_reduce_blocks(g, (size_t)n * zdim);
     k_reparam_forward<<<nb, LK_CUDA_THREADS, 0, g->stream>>>(ml, z, n, zdim, noise, seed, key, first,
                                                              g->partial);
     LK_LAUNCHED(g);
-    finish_sum(g, nb, (double)n, kl);
+    lk_cuda_finish_sum(g, nb, (double)n, kl);
 }
 
 __global__ void k_reparam_backward(const float *ml, const float *dz, float *dml, int n, int zdim,
@@ -504,10 +333,10 @@ __global__ void k_sumsq(const float *x, size_t n, double *partial)
 static void cu_sumsq(lk_device *d, const float *x, size_t n, float *out)
 {
     lk_cuda *g = lk_cuda_of(d);
-    unsigned nb = reduce_blocks(g, n);
+    unsigned nb = lk_cuda_reduce_blocks(g, n);
     k_sumsq<<<nb, LK_CUDA_THREADS, 0, g->stream>>>(x, n, g->partial);
     LK_LAUNCHED(g);
-    finish_sum(g, nb, 1.0, out);
+    lk_cuda_finish_sum(g, nb, 1.0, out);
 }
 
 /* one block per matrix: Gram-Schmidt over its r columns (device.h's rule, as the CPU's),
@@ -663,10 +492,10 @@ static const lk_backend cuda_backend = {
     .pool2d_backward = lk_cuda_pool2d_backward,
     .dropout_forward = cu_dropout_forward,
     .dropout_backward = cu_dropout_backward,
-    .softmax_xent = cu_softmax_xent,
-    .mse = cu_mse,
-    .bce_logits = cu_bce_logits,
-    .count_correct = cu_count_correct,
+    .softmax_xent = lk_cuda_softmax_xent,
+    .mse = lk_cuda_mse,
+    .bce_logits = lk_cuda_bce_logits,
+    .count_correct = lk_cuda_count_correct,
     .transpose = lk_cuda_transpose,
     .lstm_cell_forward = lk_cuda_lstm_cell_forward,
     .lstm_cell_backward = lk_cuda_lstm_cell_backward,

@@ -82,6 +82,18 @@ void lk_cuda_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float
                              const int32_t *argmax, float *dx);
 void lk_cuda_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                           float *s1, float *s2, uint16_t *w16, size_t n);
+/* reductions: blocks for one over n values, and their partials added into out / denom */
+unsigned lk_cuda_reduce_blocks(const lk_cuda *g, size_t n);
+void lk_cuda_finish_sum(lk_cuda *g, unsigned nb, double denom, float *out);
+/* losses (backend_cuda_loss.cu) */
+void lk_cuda_softmax_xent(lk_device *d, lk_dtype t, const void *logits, const int32_t *labels, int n, int c,
+                          int ld, float *loss, void *dlogits, float scale);
+void lk_cuda_mse(lk_device *d, const float *pred, const float *target, size_t n, float *loss, float *dpred,
+                 float scale);
+void lk_cuda_bce_logits(lk_device *d, const float *logits, const float *target, size_t n, float *loss,
+                        float *dlogits, float scale);
+void lk_cuda_count_correct(lk_device *d, lk_dtype t, const void *logits, const int32_t *labels, int n, int c,
+                           int ld, float *correct);
 /* products and bf16 conversions (backend_cuda_bf16.cu) */
 void lk_cuda_matmul(lk_device *d, const lk_gemm_desc *p, const void *a, const void *b, float *c);
 lk_status lk_cuda_gemm_plan(lk_device *d, const lk_gemm_desc *p);
