@@ -450,9 +450,9 @@ static lk_status arrived_sum16(lk_buckets *b, int i, int slot, int *more)
 }
 
 static const lk_bucket_reduction reductions[] = {
-    {"all-reduce", start_allreduce, arrived_in_place},
-    {"reduce-scatter", start_reduce_scatter, arrived_in_place},
-    {"16-bit sum", start_sum16, arrived_sum16},
+    {start_allreduce, arrived_in_place},     /* stage 0 */
+    {start_reduce_scatter, arrived_in_place}, /* stages 1, 2 */
+    {start_sum16, arrived_sum16},             /* a 16-bit wire */
 };
 
 static const lk_bucket_reduction *choose_reduction(const lk_buckets *b)

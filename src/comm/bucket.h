@@ -53,12 +53,10 @@ typedef struct lk_buckets lk_buckets;
  * reads them; a reduction of several collectives - PowerSGD's - then starts (runs) the next
  * in the same slot and sets *more, and arrived is called again when it is done). */
 typedef struct {
-    const char *name;
     lk_status (*start)(lk_buckets *b, int i, int slot);
     lk_status (*arrived)(lk_buckets *b, int i, int slot, int *more);
 } lk_bucket_reduction;
 
-typedef struct lk_powersgd lk_powersgd;
 typedef struct lk_buckets_psgd lk_buckets_psgd;
 
 typedef struct {

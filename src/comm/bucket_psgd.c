@@ -146,7 +146,7 @@ static lk_status psgd_arrived(lk_buckets *b, int i, int slot, int *more)
     return launch(b, i, slot, more);
 }
 
-const lk_bucket_reduction lk_reduction_powersgd = {"powersgd", psgd_start, psgd_arrived};
+const lk_bucket_reduction lk_reduction_powersgd = {psgd_start, psgd_arrived};
 
 /* ---- the state in checkpoints: per rank, resumable on the same world size ---- */
 

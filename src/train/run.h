@@ -48,6 +48,14 @@ typedef struct {
     } fault;
 } run_state;
 
+/* The run's gradient bucket sets: the model's, or a GAN's discriminator's and generator's
+ * (NULL where there is none: one rank, or no GAN). */
+static inline void lk_run_bucket_sets(const run_state *s, lk_buckets *sets[2])
+{
+    sets[0] = s->buckets ? s->buckets : s->gan.bd;
+    sets[1] = s->gan.bg;
+}
+
 /* Builds everything the run needs before its first step (lk_trainer_free undoes it). */
 lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *prog);
 void lk_trainer_free(run_state *s);

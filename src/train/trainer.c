@@ -90,6 +90,15 @@ static lk_status inject_fault(run_state *s)
     return lk_scale(s->r.dev, s->r.model->params, 1.0001f, 1); /* "diverge" */
 }
 
+/* --grad-compress powersgd: plain all-reduces before --compress-start, compressed after */
+static void compress_from_start(run_state *s)
+{
+    lk_buckets *sets[2];
+    lk_run_bucket_sets(s, sets);
+    for (int k = 0; k < 2; k++)
+        if (sets[k]) lk_buckets_compress(sets[k], s->step >= s->opts->compress_start);
+}
+
 /* One optimizer step: `accum` micro-batches starting at sampler step `first`, the
  * gradients of the last one all-reduced bucket by bucket during its backward.
  * Each micro-batch's loss is scaled so that the summed gradient is the mean over
@@ -99,6 +108,7 @@ static lk_status inject_fault(run_state *s)
  * is the step's gradient. */
 static lk_status train_step(run_state *s, int first, int count, double *samples)
 {
+    compress_from_start(s);
     lk_model *m = s->r.model;
     double group = 0.0;
     for (int i = 0; i < count; i++) group += lk_sampler_global_count(&s->sampler, first + i);
@@ -112,7 +122,6 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
         LK_CHECK(lk_model_forward(m, n, 1, s->step, &out));
         LK_CHECK(lk_replica_loss(&s->r, &out, n, 1, (float)(n / group), 0));
         LK_CHECK(lk_axpy(s->r.dev, (float)n, &s->r.scalars[0], &s->r.scalars[2], 1));
-        if (s->buckets) lk_buckets_compress(s->buckets, s->step >= s->opts->compress_start);
         if (s->buckets) lk_buckets_begin(s->buckets, i == 0, i + 1 == count && !lk_averager_local(&s->avg, s->step));
         LK_CHECK(lk_model_backward_ex(m, n, s->step, i == 0 ? LK_GRADS_REPLACE : LK_GRADS_ADD));
         if (s->buckets) LK_CHECK(lk_buckets_finish(s->buckets));
@@ -130,8 +139,7 @@ static lk_status gan_train_step(run_state *s, int i, double *samples)
     lk_gan_batch b = {s->r.idx, n, lk_sampler_first(&s->sampler, i),
                       (float)n / (float)lk_sampler_global_count(&s->sampler, i),
                       lk_averager_grad_scale(&s->avg, s->step), s->step, lk_averager_local(&s->avg, s->step)};
-    for (int k = 0; k < 2; k++)
-        if (k ? s->gan.bg : s->gan.bd) lk_buckets_compress(k ? s->gan.bg : s->gan.bd, s->step >= s->opts->compress_start);
+    compress_from_start(s);
     LK_CHECK(lk_gan_step(&s->gan, s->opt, &s->train, &b));
     *samples += n;
     s->step++;
@@ -158,7 +166,8 @@ static void zero_losses(run_state *s)
 /* the communication of the last step: time blocked in the final waits, share hidden */
 static void comm_stats(const run_state *s, double *ms, double *hidden)
 {
-    const lk_buckets *b[2] = {s->buckets ? s->buckets : s->gan.bd, s->gan.bg};
+    lk_buckets *b[2];
+    lk_run_bucket_sets(s, b);
     for (int k = 0; k < 2; k++) {
         if (!b[k]) continue;
         *ms += b[k]->comm_ms;

@@ -176,7 +176,8 @@ lk_status lk_trainer_save(const lk_train_opts *o, run_state *s)
     if (s->comm->rank == 0 || sharded)
         LK_CHECK(lk_ckptdir_save(o->save_dir, &rc, s->r.model, s->opt, s->comm->rank == 0,
                                  sharded ? lk_zero_gather_state : NULL, &g));
-    lk_buckets *sets[2] = {s->buckets ? s->buckets : s->gan.bd, s->gan.bg};
+    lk_buckets *sets[2];
+    lk_run_bucket_sets(s, sets);
     if (!sets[0] || !sets[0]->psgd) return LK_OK;
     /* PowerSGD's residuals and Q: every rank its own file, once rank 0 made the directory
      * (a rank failing there fails at the barrier's next collective, on every rank) */
@@ -344,7 +345,8 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     LK_CHECK(lk_dist_broadcast_params(s->comm, m, s->host_params));
     if (world > 1) LK_CHECK(setup_comm(o, s));
     else LK_CHECK(lk_model_alloc_grads(m));
-    lk_buckets *psgd[2] = {s->buckets ? s->buckets : s->gan.bd, s->gan.bg};
+    lk_buckets *psgd[2];
+    lk_run_bucket_sets(s, psgd);
     char why[700] = "";
     if (o->resume_dir && psgd[0] && psgd[0]->psgd)
         LK_CHECK(lk_buckets_psgd_load(psgd, 2, o->resume_dir, s->step, why, sizeof why));

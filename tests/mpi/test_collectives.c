@@ -326,16 +326,7 @@ static void test_nccl_one_rank(void **state)
  * steps (active, inactive, active again) for either way of driving progress. */
 static void check_buckets(lk_progress_mode mode, int shm)
 {
-    int in = 20;
-    lk_shape s = lk_shape_make(1, &in);
-    lk_model *m;
-    TU_OK(lk_model_create(&m, tu_cpu(), &s));
-    TU_OK(lk_model_add(m, lk_linear(20, 300, 1)));
-    TU_OK(lk_model_add(m, lk_activation(LK_ACT_TANH, 0)));
-    TU_OK(lk_model_add(m, lk_linear(300, 200, 1)));
-    TU_OK(lk_model_add(m, lk_activation(LK_ACT_TANH, 0)));
-    TU_OK(lk_model_add(m, lk_linear(200, 5, 1)));
-    TU_OK(lk_model_build(m, 4));
+    lk_model *m = tu_linear_stack((const int[]){20, 300, 200, 5}, 4, 3u);
     TU_OK(lk_model_init(m, LK_INIT_DEFAULT, 11));
     if (shm) { /* the gradients move into shared memory and are summed in place */
         float *g = NULL;

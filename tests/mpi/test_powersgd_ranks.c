@@ -18,18 +18,7 @@
 
 static lk_comm *C;
 
-static lk_model *mlp(void)
-{
-    int in = 20;
-    lk_shape s = lk_shape_make(1, &in);
-    lk_model *m;
-    TU_OK(lk_model_create(&m, tu_cpu(), &s));
-    TU_OK(lk_model_add(m, lk_linear(20, 300, 1)));
-    TU_OK(lk_model_add(m, lk_activation(LK_ACT_TANH, 0)));
-    TU_OK(lk_model_add(m, lk_linear(300, 200, 1)));
-    TU_OK(lk_model_build(m, 4));
-    return m;
-}
+static lk_model *mlp(void) { return tu_linear_stack((const int[]){20, 300, 200}, 3, 1u); }
 
 /* rank r's gradient of matrix x at step t: full rank, or (outer) r's a times a shared b */
 static void fill(const lk_psgd_mat *x, float *g, int t, int outer)

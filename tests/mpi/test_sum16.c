@@ -131,15 +131,7 @@ static void test_device_buffer(void **state)
  * their average does not). */
 static void check_buckets(lk_progress_mode mode, float big)
 {
-    int in = 20;
-    lk_shape s = lk_shape_make(1, &in);
-    lk_model *m;
-    TU_OK(lk_model_create(&m, tu_cpu(), &s));
-    TU_OK(lk_model_add(m, lk_linear(20, 300, 1)));
-    TU_OK(lk_model_add(m, lk_activation(LK_ACT_TANH, 0)));
-    TU_OK(lk_model_add(m, lk_linear(300, 200, 1)));
-    TU_OK(lk_model_add(m, lk_linear(200, 7, 1)));
-    TU_OK(lk_model_build(m, 4));
+    lk_model *m = tu_linear_stack((const int[]){20, 300, 200, 7}, 4, 1u);
     TU_OK(lk_model_init(m, LK_INIT_DEFAULT, 3));
     lk_buckets *b;
     const lk_buckets_opts o = {4096, mode, 0, 0, NULL, NULL, T, 0, 0};

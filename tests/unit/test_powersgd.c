@@ -15,19 +15,7 @@
 #include "core/rng.h"
 #include "testutil.h"
 
-static lk_model *mlp(void)
-{
-    int in = 20;
-    lk_shape s = lk_shape_make(1, &in);
-    lk_model *m;
-    TU_OK(lk_model_create(&m, tu_cpu(), &s));
-    TU_OK(lk_model_add(m, lk_linear(20, 300, 1)));
-    TU_OK(lk_model_add(m, lk_activation(LK_ACT_TANH, 0)));
-    TU_OK(lk_model_add(m, lk_linear(300, 200, 1)));
-    TU_OK(lk_model_add(m, lk_linear(200, 7, 1)));
-    TU_OK(lk_model_build(m, 4));
-    return m;
-}
+static lk_model *mlp(void) { return tu_linear_stack((const int[]){20, 300, 200, 7}, 4, 1u); }
 
 static void test_layout(void **state)
 {

@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include "comm/comm.h"
+#include "core/layers.h"
 #include "core/model.h"
 
 #include <stdio.h>
@@ -103,6 +104,19 @@ int tu_mpi_main(int *argc, char ***argv, struct lk_comm **comm, const struct CMU
     if (lk_comm_allreduce_f64(*comm, &f, 1, LK_REDUCE_MAX) != LK_OK) f = 1;
     lk_comm_close(*comm);
     return f > 0 ? 1 : 0;
+}
+
+struct lk_model *tu_linear_stack(const int *dims, int n, unsigned tanh_after)
+{
+    lk_shape s = lk_shape_make(1, &dims[0]);
+    lk_model *m;
+    TU_OK(lk_model_create(&m, tu_cpu(), &s));
+    for (int i = 0; i + 1 < n; i++) {
+        TU_OK(lk_model_add(m, lk_linear(dims[i], dims[i + 1], 1)));
+        if (tanh_after >> i & 1u) TU_OK(lk_model_add(m, lk_activation(LK_ACT_TANH, 0)));
+    }
+    TU_OK(lk_model_build(m, 4));
+    return m;
 }
 
 struct lk_model *tu_zoo_model(const tu_zoo_spec *sp, int recompute, lk_dtype precision, int build)

@@ -36,6 +36,10 @@ typedef struct {
 } tu_zoo_spec;
 struct lk_model;
 struct lk_model *tu_zoo_model(const tu_zoo_spec *sp, int recompute, lk_dtype precision, int build);
+/* Linear layers dims[0] -> dims[1] -> ... -> dims[n - 1] on tu_cpu(), a tanh after layer i
+ * where bit i of tanh_after is set, built for batches of 4 (not initialised): the small
+ * models of the gradient-communication tests. */
+struct lk_model *tu_linear_stack(const int *dims, int n, unsigned tanh_after);
 /* Fails the test with lk_error_message() when s != LK_OK. */
 #define TU_OK(expr)                                                                   \
     do {                                                                              \
