@@ -425,10 +425,16 @@ static lk_status start_reduce_scatter(lk_buckets *b, int i, int slot)
 }
 
 /* a 16-bit wire: the bucket scaled by 1/world and rounded into the wire buffer, summed there
- * (every rank's part added in float32, rounded once; stage 0 all-gathers the sums) */
+ * (every rank's part added in float32, rounded once; stage 0 all-gathers the sums); on the
+ * comm thread of one host, where the bucket lies in lockstep's shared memory, the same sums
+ * in place in one pass (phase 1: nothing to convert back) */
 static lk_status start_sum16(lk_buckets *b, int i, int slot)
 {
-    const lk_bucket *k = &b->b[i];
+    lk_bucket *k = &b->b[i];
+    if (slot < 0 && lk_comm_sum16_in_place(b->comm, data(b, i), k->end - k->begin)) {
+        k->phase = 1;
+        return lk_comm_sum16_floats(b->comm, b->wire, data(b, i), parts(b, i), !b->stage, b->wire_scale);
+    }
     uint16_t *w = b->wire_buf + (k->begin - b->lo);
     LK_CHECK(to_wire(b, data(b, i), w, k->end - k->begin));
     return slot < 0 ? lk_comm_sum16(b->comm, b->wire, w, parts(b, i), !b->stage)
@@ -442,6 +448,7 @@ static lk_status arrived_sum16(lk_buckets *b, int i, int slot, int *more)
     (void)slot;
     *more = 0;
     const lk_bucket *k = &b->b[i];
+    if (k->phase == 1) return LK_OK; /* summed in place */
     const uint16_t *w = b->wire_buf + (k->begin - b->lo);
     if (!b->stage) return from_wire(b, w, data(b, i), k->end - k->begin);
     size_t mine;
@@ -522,6 +529,7 @@ static void start_ready(lk_buckets *b, size_t ready)
 static void *comm_thread(void *arg)
 {
     lk_buckets *b = arg;
+    lk_device_helper_thread(); /* (the 16-bit conversions, PowerSGD's stages: on this thread alone) */
     pthread_mutex_lock(&b->mu);
     while (!b->stop) {
         const int armed = b->active && !b->complete; /* an active step not handed back */

@@ -7,7 +7,9 @@
  *   0  the uncompressed tensors, packed into one buffer (then unpacked into the gradients)
  *   1  P of its matrices (after the residuals are added and P = M Q)
  *   2  Q (after P is orthonormalised and Q = M^T P); then M = P Q^T and the residuals
- * (a phase with nothing to send is skipped). */
+ * (a phase with nothing to send is skipped). On the comm thread the stages run on a helper
+ * device of the CPU (lk_device_open_helper): the model's device, its primitives and scratch,
+ * belong to backward on the training thread meanwhile. */
 #include "bucket.h"
 
 #include <stdio.h>
@@ -27,6 +29,7 @@ struct lk_buckets_psgd {
     int *u_first;   /* bucket i's: [u_first[i], u_first[i + 1]) */
     size_t *u_at;   /* bucket i's packed values in ubuf, and (i + 1) the end */
     float *ubuf;    /* device */
+    lk_device *helper; /* the comm thread's device for the stages (NULL between layers) */
 };
 
 void lk_buckets_psgd_close(lk_buckets *b)
@@ -34,6 +37,7 @@ void lk_buckets_psgd_close(lk_buckets *b)
     lk_buckets_psgd *p = b->psgd;
     if (!p) return;
     lk_powersgd_destroy(p->s);
+    lk_device_close(p->helper);
     lk_dev_free(b->model ? b->model->dev : NULL, p->ubuf);
     lk_free(p->k0), lk_free(p->u_off), lk_free(p->u_len), lk_free(p->u_first), lk_free(p->u_at);
     lk_free(p);
@@ -47,6 +51,13 @@ lk_status lk_buckets_psgd_open(lk_buckets *b, lk_model *m, int rank, uint64_t se
     b->psgd = p;
     b->model = m; /* (lk_buckets_open sets it at its end; the close above needs it sooner) */
     LK_CHECK(lk_powersgd_create(&p->s, m, b->lo, b->hi, rank, seed, b->comm->world));
+    if (b->mode == LK_PROGRESS_THREAD) {
+        if (m->dev->kind != LK_DEV_CPU)
+            return LK_ERR(LK_ERR_ARG, "--grad-compress powersgd on %s runs its arithmetic between layers, "
+                                      "not on a comm thread: use --comm-progress layers (or auto)", m->dev->name);
+        LK_CHECK(lk_device_open_helper(&p->helper, m->dev));
+        p->s->math = p->helper;
+    }
     int nt = 0;
     for (int i = 0; i < m->nlayers; i++) nt += m->layers[i]->nparams;
     p->k0 = lk_calloc((size_t)b->n + 1, sizeof *p->k0);
@@ -90,7 +101,7 @@ static void move_u(lk_buckets *b, int i, int pack)
     float *at = p->ubuf + p->u_at[i];
     for (int u = p->u_first[i]; u < p->u_first[i + 1]; at += p->u_len[u], u++) {
         float *g = b->grads + p->u_off[u];
-        lk_copy_on_device(b->model->dev, pack ? (void *)at : (void *)g, pack ? (const void *)g : (const void *)at,
+        lk_copy_on_device(p->s->math, pack ? (void *)at : (void *)g, pack ? (const void *)g : (const void *)at,
                           p->u_len[u] * sizeof(float));
     }
 }
@@ -121,6 +132,7 @@ static lk_status launch(lk_buckets *b, int i, int slot, int *more)
     } else {
         return LK_OK;
     }
+    if (p->helper) LK_CHECK(lk_device_status(p->helper)); /* (the trainer checks the model's only) */
     return slot < 0 ? lk_comm_allreduce(b->comm, buf, n, LK_REDUCE_SUM)
                     : lk_comm_allreduce_start(b->comm, buf, n, LK_REDUCE_SUM, slot);
 }
@@ -138,6 +150,7 @@ static lk_status psgd_arrived(lk_buckets *b, int i, int slot, int *more)
     *more = 0;
     if (k->phase == 0) move_u(b, i, 0);
     if (k->phase == 2) LK_CHECK(lk_powersgd_expand(p->s, b->grads, p->k0[i], p->k0[i + 1]));
+    if (p->helper) LK_CHECK(lk_device_status(p->helper));
     if (k->phase >= 2) {
         k->phase = 3;
         return LK_OK;

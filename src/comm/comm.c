@@ -410,6 +410,22 @@ lk_status lk_comm_sum16(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *cou
     return c->vt->sum16(c, t, buf, counts, gather);
 }
 
+int lk_comm_sum16_in_place(const lk_comm *c, const float *buf, size_t n)
+{
+    return c->vt->sum16_in_place && c->vt->sum16_in_place(c, buf, n);
+}
+
+lk_status lk_comm_sum16_floats(lk_comm *c, lk_dtype t, float *buf, const size_t *counts, int gather, float scale)
+{
+    size_t total = 0, mine = 0;
+    LK_CHECK(check_type16(t));
+    LK_CHECK(check_parts(c, "16-bit sum", buf, counts, &total, &mine));
+    if (!lk_comm_sum16_in_place(c, buf, total))
+        return LK_ERR(LK_ERR_ARG, "rank %d: a 16-bit sum of %zu floats in place where %s cannot do one", c->rank,
+                      total, c->vt->name);
+    return c->vt->sum16_floats(c, t, buf, counts, gather, scale);
+}
+
 lk_status lk_comm_use_shm(lk_comm *c, int on, size_t grad_floats, float **grads)
 {
     return c->vt->use_shm(c, on, grad_floats, grads);

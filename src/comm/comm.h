@@ -54,6 +54,11 @@ typedef struct {
      * different times on different ranks.) */
     lk_status (*sum16_start)(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather, int slot);
     lk_status (*sum16)(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather);
+    /* The same sum of float values in place, blocking, where the backend can do it without
+     * a 16-bit buffer (NULL where none can; see lk_comm_sum16_floats): in_place says whether
+     * buf[0, n) is such a place. */
+    int (*sum16_in_place)(const lk_comm *c, const float *buf, size_t n);
+    lk_status (*sum16_floats)(lk_comm *c, lk_dtype t, float *buf, const size_t *counts, int gather, float scale);
     /* recv = world blocks of `bytes` bytes, block r from rank r */
     lk_status (*allgather_bytes)(lk_comm *c, const void *send, void *recv, size_t bytes);
     lk_status (*barrier)(lk_comm *c);
@@ -116,6 +121,14 @@ lk_status lk_comm_allgather_bytes(lk_comm *c, const void *send, void *recv, size
  * buffer. */
 lk_status lk_comm_sum16_start(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather, int slot);
 lk_status lk_comm_sum16(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather);
+/* The 16-bit sum of float values, in place and blocking: each rank's buf times scale rounded
+ * to t, summed as lk_comm_sum16 does, the sums widened and times 1 / scale back in buf
+ * (every part with gather, else this rank's) - bitwise rounding into a 16-bit buffer,
+ * lk_comm_sum16 and widening back, without the buffer or its copies. Only where
+ * lk_comm_sum16_in_place says so: the ranks of one host with buf in lockstep's shared
+ * gradient buffer (lk_comm_use_shm), one pass over it. */
+int lk_comm_sum16_in_place(const lk_comm *c, const float *buf, size_t n);
+lk_status lk_comm_sum16_floats(lk_comm *c, lk_dtype t, float *buf, const size_t *counts, int gather, float scale);
 /* a 16-bit element of type t (LK_BF16, LK_F16) to float32, and back to nearest even (hot
  * loops test t outside: inlined, each loop is one type's) */
 static inline float lk_wire16_to_f32(lk_dtype t, uint16_t h) { return t == LK_F16 ? lk_f16_to_f32(h) : lk_bf16_to_f32(h); }

@@ -448,6 +448,11 @@ static lk_status sum16_next(lk_comm *c, int slot, int *done)
 static lk_status mpi_sum16(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *counts, int gather)
 {
     mpi_impl *m = c->impl;
+    if (one_host_shm(c)) { /* lockstep's shared memory: the same sums, rank order being local order */
+        m->shm.timeout_s = c->timeout_s;
+        lk_status st = lk_shm_sum16(&m->shm, t, buf, counts, gather);
+        return st == LK_OK ? LK_OK : shm_failed(c, st);
+    }
     const int slot = LK_COMM_MAX_SLOTS, w = c->world; /* the blocking calls' entries */
     int *a = NULL;
     LK_CHECK(sum16_plan(c, slot, counts, &a));
@@ -463,6 +468,20 @@ static lk_status mpi_sum16(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *
         MPI_TRY(c, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, s->buf, m->counts + at, m->displs + at,
                                   MPI_UINT16_T, m->gathers));
     return LK_OK;
+}
+
+static int mpi_sum16_in_place(const lk_comm *c, const float *buf, size_t n)
+{
+    const mpi_impl *m = c->impl;
+    return one_host_shm(c) && lk_shm_holds(&m->shm, buf, n);
+}
+
+static lk_status mpi_sum16_floats(lk_comm *c, lk_dtype t, float *buf, const size_t *counts, int gather, float scale)
+{
+    mpi_impl *m = c->impl;
+    m->shm.timeout_s = c->timeout_s;
+    lk_status st = lk_shm_sum16_floats(&m->shm, t, buf, counts, gather, scale);
+    return st == LK_OK ? LK_OK : shm_failed(c, st);
 }
 
 static lk_status mpi_allgather_bytes(lk_comm *c, const void *send, void *recv, size_t bytes)
@@ -611,6 +630,8 @@ static const lk_comm_vt mpi_vt = {
     .allgather = mpi_allgather,
     .sum16_start = mpi_sum16_start,
     .sum16 = mpi_sum16,
+    .sum16_in_place = mpi_sum16_in_place,
+    .sum16_floats = mpi_sum16_floats,
     .allgather_bytes = mpi_allgather_bytes,
     .barrier = mpi_barrier,
     .use_shm = mpi_use_shm,

@@ -60,7 +60,7 @@ lk_status lk_powersgd_create(lk_powersgd **out, const lk_model *m, size_t lo, si
         lk_powersgd_destroy(s);
         return LK_ERR(LK_ERR_NOMEM, "cannot allocate PowerSGD's matrices");
     }
-    s->dev = m->dev, s->r = r, s->world = world;
+    s->dev = s->math = m->dev, s->r = r, s->world = world;
     for (int i = 0; i < m->nlayers; i++)
         for (int j = 0; j < m->layers[i]->nparams; j++) {
             const lk_param *p = &m->layers[i]->params[j];
@@ -128,8 +128,8 @@ lk_status lk_powersgd_project(lk_powersgd *s, float *grads, int k0, int k1)
     for (int k = k0; k < k1; k++) {
         const lk_psgd_mat *x = &s->mat[k];
         float *M = grads + x->offset;
-        LK_CHECK(lk_axpy(s->dev, 1.0f, s->e + x->e_at, M, (size_t)x->n * (size_t)x->m));
-        LK_CHECK(lk_gemm(s->dev, 0, 0, x->n, s->r, x->m, 1.0f, M, x->m, s->q + x->q_at, s->r, 0.0f,
+        LK_CHECK(lk_axpy(s->math, 1.0f, s->e + x->e_at, M, (size_t)x->n * (size_t)x->m));
+        LK_CHECK(lk_gemm(s->math, 0, 0, x->n, s->r, x->m, 1.0f, M, x->m, s->q + x->q_at, s->r, 0.0f,
                          s->p + x->p_at, s->r));
     }
     return LK_OK;
@@ -139,8 +139,8 @@ lk_status lk_powersgd_back(lk_powersgd *s, const float *grads, int k0, int k1)
 {
     for (int k = k0; k < k1; k++) {
         const lk_psgd_mat *x = &s->mat[k];
-        LK_CHECK(lk_orthonormalize(s->dev, s->p + x->p_at, x->n, s->r, 1));
-        LK_CHECK(lk_gemm(s->dev, 1, 0, x->m, s->r, x->n, 1.0f, grads + x->offset, x->m, s->p + x->p_at, s->r,
+        LK_CHECK(lk_orthonormalize(s->math, s->p + x->p_at, x->n, s->r, 1));
+        LK_CHECK(lk_gemm(s->math, 1, 0, x->m, s->r, x->n, 1.0f, grads + x->offset, x->m, s->p + x->p_at, s->r,
                          0.0f, s->q + x->q_at, s->r));
     }
     return LK_OK;
@@ -152,10 +152,10 @@ lk_status lk_powersgd_expand(lk_powersgd *s, float *grads, int k0, int k1)
         const lk_psgd_mat *x = &s->mat[k];
         float *M = grads + x->offset, *e = s->e + x->e_at;
         const size_t nm = (size_t)x->n * (size_t)x->m;
-        lk_copy_on_device(s->dev, e, M, nm * sizeof(float));
-        LK_CHECK(lk_gemm(s->dev, 0, 1, x->n, x->m, s->r, 1.0f, s->p + x->p_at, s->r, s->q + x->q_at, s->r, 0.0f,
+        lk_copy_on_device(s->math, e, M, nm * sizeof(float));
+        LK_CHECK(lk_gemm(s->math, 0, 1, x->n, x->m, s->r, 1.0f, s->p + x->p_at, s->r, s->q + x->q_at, s->r, 0.0f,
                          M, x->m));
-        LK_CHECK(lk_axpy(s->dev, -1.0f / (float)s->world, M, e, nm));
+        LK_CHECK(lk_axpy(s->math, -1.0f / (float)s->world, M, e, nm));
     }
     return LK_OK;
 }

@@ -32,7 +32,8 @@ typedef struct {
 } lk_psgd_mat;
 
 typedef struct lk_powersgd {
-    lk_device *dev;
+    lk_device *dev;  /* where the state lives */
+    lk_device *math; /* where the stages run: dev, or a helper device of it (the comm thread's) */
     int r;           /* the rank of the approximation */
     int world;
     int nmat;        /* compressed matrices, in flat-buffer order */

@@ -1,6 +1,11 @@
 /* shm.c - all-reduce between the processes of one host through shared memory. */
 #include "shm.h"
 
+#include "../core/half.h"
+#if defined(__AVX2__) && defined(__F16C__)
+#include <immintrin.h>
+#endif
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -31,7 +36,10 @@ struct lk_shm_ctl {
 
 static size_t align_up(size_t x) { return (x + LINE - 1) / LINE * LINE; }
 static size_t floats_padded(size_t n) { return align_up(n * sizeof(float)) / sizeof(float); }
-#define SIG_WORDS 3 /* per process: (length, kind, in place, op), the offset in the buffer, the parts */
+#define SIG_WORDS 3 /* per process: (length, kind, in place, op), the offset in the buffer (a 16-bit
+                      * sum: the values' type), the parts */
+enum { KIND_ALLREDUCE, KIND_REDUCE_SCATTER, KIND_ALLGATHER, KIND_SUM16, KIND_SUM16_GATHERED, KIND_SUM16_FLOATS,
+       KIND_SUM16_FLOATS_GATHERED };
 
 static size_t head_bytes(int nlocal)
 {
@@ -141,14 +149,19 @@ static lk_status barrier(lk_shm *s)
     }
 }
 
+static unsigned sig_kind(unsigned long long w) { return (unsigned)(w >> 3) & 31; }
+static unsigned long long sig_len(unsigned long long w) { return w >> 8; }
+
 static const char *op_name(unsigned long long w)
 {
     static const char *const names[] = {"sum", "average", "max", "min"};
-    static const char *const kinds[] = {"", " reduce-scatter", " all-gather", ""};
-    static char buf[2][48];
+    static const char *const kinds[] = {"", " reduce-scatter", " all-gather", " of 16-bit values",
+                                        " of 16-bit values to every rank", " of 16-bit rounded floats",
+                                        " of 16-bit rounded floats to every rank"};
+    static char buf[2][64];
     static _Thread_local int k;
     k ^= 1;
-    snprintf(buf[k], sizeof buf[k], "%s%s", names[w & 3], kinds[(w >> 3) & 3]);
+    snprintf(buf[k], sizeof buf[k], "%s%s", names[w & 3], kinds[sig_kind(w) <= KIND_SUM16_FLOATS_GATHERED ? sig_kind(w) : 0]);
     return buf[k];
 }
 
@@ -170,10 +183,15 @@ static lk_status check_signatures(const lk_shm *s)
             return LK_ERR(LK_ERR_COMM,
                           "local rank %d: %s calls differ on this host: local ranks 0 and %d pass "
                           "different parts", s->me, op_name(a[0]), i);
+        if (a[0] == b[0] && sig_kind(a[0]) >= KIND_SUM16)
+            return LK_ERR(LK_ERR_COMM,
+                          "local rank %d: 16-bit sums differ on this host: local rank 0 sums %s values, "
+                          "local rank %d %s", s->me, lk_dtype_name((lk_dtype)a[1]), i,
+                          lk_dtype_name((lk_dtype)b[1]));
         return LK_ERR(LK_ERR_COMM,
                       "local rank %d: all-reduce calls differ on this host: local rank 0 passed "
-                      "%llu floats at offset %llu (%s), local rank %d %llu floats at offset %llu (%s)",
-                      s->me, a[0] >> 5, a[1], op_name(a[0]), i, b[0] >> 5, b[1], op_name(b[0]));
+                      "%llu values at offset %llu (%s), local rank %d %llu values at offset %llu (%s)",
+                      s->me, sig_len(a[0]), a[1], op_name(a[0]), i, sig_len(b[0]), b[1], op_name(b[0]));
     }
     return LK_OK;
 }
@@ -262,18 +280,23 @@ static unsigned long long parts_hash(const size_t *counts, int n)
     return h;
 }
 
-/* Signs the call (kind 0 all-reduce, 1 reduce-scatter, 2 all-gather) for check_signatures;
- * returns 1 when buf lies in this process's gradient buffer (at *at) and the call can work
- * there in place (not an all-gather). */
+/* Signs the call (a KIND_) for check_signatures; returns 1 when buf lies in this process's
+ * gradient buffer (at *at) and the call can work there in place (a float32 all-reduce or
+ * reduce-scatter). */
+int lk_shm_holds(const lk_shm *s, const float *buf, size_t n)
+{
+    const float *g = lk_shm_grads(s);
+    return g && buf >= g && n <= s->grad_floats && (size_t)(buf - g) <= s->grad_floats - n;
+}
+
 static int sign(lk_shm *s, int kind, const float *buf, size_t n, lk_reduce_op op, const size_t *counts,
                 size_t *at)
 {
-    float *g = lk_shm_grads(s);
-    const int direct = kind != 2 && g && buf >= g && n <= s->grad_floats &&
-                       (size_t)(buf - g) <= s->grad_floats - n;
-    *at = direct ? (size_t)(buf - g) : 0;
+    const int direct = kind != KIND_ALLGATHER && kind != KIND_SUM16 && kind != KIND_SUM16_GATHERED &&
+                       lk_shm_holds(s, buf, n);
+    *at = direct ? (size_t)(buf - lk_shm_grads(s)) : 0;
     unsigned long long *sig = s->sig + (size_t)s->me * SIG_WORDS;
-    sig[0] = (unsigned long long)n << 5 | (unsigned)kind << 3 | (unsigned)direct << 2 | (unsigned)op;
+    sig[0] = (unsigned long long)n << 8 | (unsigned)kind << 3 | (unsigned)direct << 2 | (unsigned)op;
     sig[1] = *at;
     sig[2] = parts_hash(counts, s->nlocal);
     return direct;
@@ -312,7 +335,7 @@ lk_status lk_shm_allreduce(lk_shm *s, float *buf, size_t n, lk_reduce_op op, flo
 {
     if (atomic_load(&s->ctl->failed)) return peer_failed(s);
     size_t at;
-    if (sign(s, 0, buf, n, op, NULL, &at)) return allreduce_direct(s, at, n, op, avg_scale, cross, user);
+    if (sign(s, KIND_ALLREDUCE, buf, n, op, NULL, &at)) return allreduce_direct(s, at, n, op, avg_scale, cross, user);
     return staged(s, buf, n, op, avg_scale, cross, user, 0, n);
 }
 
@@ -339,7 +362,7 @@ lk_status lk_shm_reduce_scatter(lk_shm *s, float *buf, const size_t *counts, lk_
     if (atomic_load(&s->ctl->failed)) return peer_failed(s);
     size_t n, mine, at;
     parts_extent(s, counts, &n, &mine);
-    if (sign(s, 1, buf, n, op, counts, &at)) { /* each process sums its sub-chunk into the owners' buffers */
+    if (sign(s, KIND_REDUCE_SCATTER, buf, n, op, counts, &at)) { /* each process sums its sub-chunk into the owners' buffers */
         LK_CHECK(first_barrier(s));
         size_t lo, hi;
         my_part(s, n, &lo, &hi);
@@ -361,7 +384,7 @@ lk_status lk_shm_allgather(lk_shm *s, float *buf, const size_t *counts)
     if (atomic_load(&s->ctl->failed)) return peer_failed(s);
     size_t n, mine, at;
     parts_extent(s, counts, &n, &mine);
-    sign(s, 2, buf, n, LK_REDUCE_SUM, counts, &at);
+    sign(s, KIND_ALLGATHER, buf, n, LK_REDUCE_SUM, counts, &at);
     const size_t end = mine + counts[s->me];
     size_t off = 0;
     /* Each process puts its part of the piece into its own slot, then copies the others'
@@ -384,6 +407,130 @@ lk_status lk_shm_allgather(lk_shm *s, float *buf, const size_t *counts)
         off += len;
     } while (off < n);
     return LK_OK;
+}
+
+/* ---- 16-bit sums (one host): piece by piece through the slots, which hold twice as many
+ * 16-bit values as floats; every process's value added in float32 in local-rank order from
+ * zero, as the MPI path adds the ranks' copies, and rounded once into the output ---- */
+
+static void sum16_part(const lk_shm *s, lk_dtype t, uint16_t *out, size_t lo, size_t hi)
+{
+    const size_t stride = floats_padded(s->piece) * 2; /* a slot, in 16-bit values */
+    const uint16_t *x = (const uint16_t *)s->slots;
+#define SUM16(T)                                                                          \
+    for (size_t j = lo; j < hi; j++) {                                                    \
+        float acc = 0.0f;                                                                 \
+        for (int q = 0; q < s->nlocal; q++) acc += lk_wire16_to_f32(T, x[(size_t)q * stride + j]); \
+        out[j] = lk_wire16_rne(T, acc);                                                   \
+    }
+    if (t == LK_F16) SUM16(LK_F16) else SUM16(LK_BF16)
+#undef SUM16
+}
+
+lk_status lk_shm_sum16(lk_shm *s, lk_dtype t, uint16_t *buf, const size_t *counts, int gather)
+{
+    if (atomic_load(&s->ctl->failed)) return peer_failed(s);
+    size_t n, mine, at;
+    parts_extent(s, counts, &n, &mine);
+    sign(s, gather ? KIND_SUM16_GATHERED : KIND_SUM16, NULL, n, LK_REDUCE_SUM, counts, &at);
+    s->sig[(size_t)s->me * SIG_WORDS + 1] = (unsigned long long)t;
+    const size_t keep_lo = gather ? 0 : mine, keep_hi = gather ? n : mine + counts[s->me];
+    const size_t piece = s->piece * 2;
+    uint16_t *slot16 = (uint16_t *)slot(s, s->me), *out = (uint16_t *)s->out;
+    size_t off = 0;
+    do {
+        const size_t len = LK_MIN(piece, n - off);
+        if (len) memcpy(slot16, buf + off, len * sizeof *buf);
+        if (off == 0) LK_CHECK(first_barrier(s));
+        else LK_CHECK(barrier(s));
+        size_t lo, hi;
+        my_part(s, len, &lo, &hi);
+        if (hi > lo) sum16_part(s, t, out, lo, hi);
+        LK_CHECK(barrier(s));
+        const size_t a = LK_MAX(off, keep_lo), b = LK_MIN(off + len, keep_hi);
+        if (a < b) memcpy(buf + a, out + (a - off), (b - a) * sizeof *buf);
+        off += len;
+    } while (off < n);
+    return LK_OK;
+}
+
+/* y = x times scale rounded to t and widened back (AVX2 and F16C eight at a time where the
+ * build has them: the same roundings as half.h's, which the tail uses) */
+static void round16(lk_dtype t, const float *x, float scale, float *y, size_t n)
+{
+    size_t j = 0;
+#if defined(__AVX2__) && defined(__F16C__)
+    const __m256 s = _mm256_set1_ps(scale);
+    if (t == LK_F16) {
+        for (; j + 8 <= n; j += 8) {
+            const __m128i h = _mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(x + j), s), _MM_FROUND_TO_NEAREST_INT);
+            _mm256_storeu_ps(y + j, _mm256_cvtph_ps(h));
+        }
+    } else {
+        const __m256i abs = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000),
+                      one = _mm256_set1_epi32(1), half = _mm256_set1_epi32(0x7fff),
+                      top = _mm256_set1_epi32((int)0xffff0000u), quiet = _mm256_set1_epi32(0x00400000);
+        for (; j + 8 <= n; j += 8) {
+            const __m256i u = _mm256_castps_si256(_mm256_mul_ps(_mm256_loadu_ps(x + j), s));
+            const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs), inf);
+            const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
+            const __m256i r = _mm256_and_si256(_mm256_add_epi32(u, _mm256_add_epi32(half, odd)), top);
+            const __m256i q = _mm256_or_si256(_mm256_and_si256(u, top), quiet); /* a NaN stays one */
+            _mm256_storeu_ps(y + j, _mm256_castsi256_ps(_mm256_blendv_epi8(r, q, nan)));
+        }
+    }
+#endif
+    for (; j < n; j++) y[j] = lk_wire16_to_f32(t, lk_wire16_rne(t, x[j] * scale));
+}
+
+/* [lo, hi) of the range at `at` of the gradient buffers: every process's values rounded,
+ * added in local-rank order from zero, the sum rounded and times 1 / scale, written to every
+ * buffer (gather) or to `owner`'s */
+static void sum16_floats_part(const lk_shm *s, lk_dtype t, size_t at, size_t lo, size_t hi, float scale,
+                              int owner)
+{
+    enum { BLOCK = 512 };
+    float acc[BLOCK], v[BLOCK];
+    const float unscale = 1.0f / scale;
+    for (size_t j0 = lo; j0 < hi; j0 += BLOCK) {
+        const size_t len = LK_MIN((size_t)BLOCK, hi - j0);
+        for (size_t j = 0; j < len; j++) acc[j] = 0.0f;
+        for (int q = 0; q < s->nlocal; q++) {
+            round16(t, grads_of(s, q) + at + j0, scale, v, len);
+            for (size_t j = 0; j < len; j++) acc[j] += v[j];
+        }
+        round16(t, acc, 1.0f, v, len);
+        for (size_t j = 0; j < len; j++) v[j] *= unscale;
+        for (int q = 0; q < s->nlocal; q++)
+            if (owner < 0 || q == owner) memcpy(grads_of(s, q) + at + j0, v, len * sizeof *v);
+    }
+}
+
+lk_status lk_shm_sum16_floats(lk_shm *s, lk_dtype t, float *buf, const size_t *counts, int gather, float scale)
+{
+    if (atomic_load(&s->ctl->failed)) return peer_failed(s);
+    size_t n, mine, at;
+    parts_extent(s, counts, &n, &mine);
+    if (!lk_shm_holds(s, buf, n))
+        return LK_ERR(LK_ERR_ARG, "local rank %d: a 16-bit sum of floats in place outside the gradient buffer",
+                      s->me);
+    sign(s, gather ? KIND_SUM16_FLOATS_GATHERED : KIND_SUM16_FLOATS, NULL, n, LK_REDUCE_SUM, counts, &at);
+    at = (size_t)(buf - lk_shm_grads(s));
+    unsigned long long *sig = s->sig + (size_t)s->me * SIG_WORDS;
+    sig[1] = (unsigned long long)t;
+    sig[2] ^= (unsigned long long)at * 0x9e3779b97f4a7c15ULL; /* the offset, too */
+    LK_CHECK(first_barrier(s));
+    size_t lo, hi, base = 0;
+    my_part(s, n, &lo, &hi);
+    if (gather) {
+        if (hi > lo) sum16_floats_part(s, t, at, lo, hi, scale, -1);
+    } else { /* each owner's values of [lo, hi) into its buffer alone */
+        for (int owner = 0; owner < s->nlocal; base += counts[owner], owner++) {
+            const size_t a = LK_MAX(lo, base), b = LK_MIN(hi, base + counts[owner]);
+            if (a < b) sum16_floats_part(s, t, at, a, b, scale, owner);
+        }
+    }
+    return barrier(s);
 }
 
 lk_status lk_shm_map_create(const char *name, size_t bytes, void **addr)

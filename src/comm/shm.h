@@ -77,4 +77,18 @@ lk_status lk_shm_reduce_scatter(lk_shm *s, float *buf, const size_t *counts, lk_
                                 float avg_scale);
 lk_status lk_shm_allgather(lk_shm *s, float *buf, const size_t *counts);
 
+/* comm.h's 16-bit sum over the processes of ONE host (local rank = rank): every process's
+ * values added in float32 in local-rank order and rounded once, bitwise the MPI path's;
+ * with gather every process gets every part, else its own (counts[me] values at its
+ * offset). Through the slots: two barriers a piece of 2 x piece values. */
+lk_status lk_shm_sum16(lk_shm *s, lk_dtype t, uint16_t *buf, const size_t *counts, int gather);
+/* 1 when buf[0, n) lies in this process's gradient buffer in the region */
+int lk_shm_holds(const lk_shm *s, const float *buf, size_t n);
+/* The same sum of float values held in the gradient buffers (lk_shm_holds), in place, in one
+ * pass: each process's buf times scale rounded to t, added, the sum rounded and times
+ * 1 / scale written back - bitwise the values of rounding into a 16-bit buffer,
+ * lk_shm_sum16 and widening back. After a barrier process i does sub-chunk i over every
+ * buffer; a second barrier ends it. */
+lk_status lk_shm_sum16_floats(lk_shm *s, lk_dtype t, float *buf, const size_t *counts, int gather, float scale);
+
 #endif

@@ -453,4 +453,14 @@ lk_status lk_backend_cpu_open(lk_device *d, int threads)
     return LK_OK;
 }
 
+lk_status lk_backend_cpu_open_helper(lk_device *d)
+{
+    const int keep = omp_get_max_threads(); /* (open sets the calling thread's count) */
+    lk_status st = lk_backend_cpu_open(d, 1);
+    omp_set_num_threads(keep);
+    return st;
+}
+
+void lk_device_helper_thread(void) { omp_set_num_threads(1); }
+
 void lk_backend_cpu_close(lk_device *d) { lk_cpu_dnnl_close(d); }

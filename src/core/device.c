@@ -84,6 +84,22 @@ lk_status lk_device_open(lk_device **out, const char *spec, int threads)
     return LK_OK;
 }
 
+lk_status lk_device_open_helper(lk_device **out, const lk_device *main)
+{
+    *out = NULL;
+    if (main->kind != LK_DEV_CPU)
+        return LK_ERR(LK_ERR_DEVICE, "%s: no helper device for another thread (only a CPU has one)", main->name);
+    lk_device *d = lk_calloc(1, sizeof *d);
+    if (!d) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a helper device");
+    lk_status st = lk_backend_cpu_open_helper(d);
+    if (st != LK_OK) {
+        lk_free(d);
+        return st;
+    }
+    *out = d;
+    return LK_OK;
+}
+
 void lk_device_close(lk_device *d)
 {
     if (!d) return;

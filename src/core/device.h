@@ -317,9 +317,18 @@ struct lk_device {
  * present, else the CPU). threads <= 0 keeps the backend's default. */
 lk_status lk_device_open(lk_device **out, const char *spec, int threads);
 void lk_device_close(lk_device *d);
+/* A device for a helper thread (the comm thread) to run main's ops on main's memory while
+ * the training thread uses main: its own primitives, caches and scratch, one thread, and
+ * the caller's threads left as they were. Only a CPU has one (a GPU's kernels would share
+ * its stream with the training thread's): LK_ERR_DEVICE elsewhere. */
+lk_status lk_device_open_helper(lk_device **out, const lk_device *main);
+/* Called first on a helper thread: what it runs in OpenMP regions runs on it alone, beside
+ * the training thread's team rather than with a team of its own. */
+void lk_device_helper_thread(void);
 
 /* Backends register a constructor; the CPU one is always linked. */
 lk_status lk_backend_cpu_open(lk_device *d, int threads);
+lk_status lk_backend_cpu_open_helper(lk_device *d); /* one thread, the caller's OpenMP count kept */
 void lk_backend_cpu_close(lk_device *d);
 /* The CUDA backend (built when nvcc is found: LK_HAVE_CUDA). */
 lk_status lk_backend_cuda_open(lk_device *d, int ordinal, int threads);

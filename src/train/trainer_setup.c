@@ -211,6 +211,8 @@ static lk_status setup_comm(const lk_train_opts *o, run_state *s)
         m->sync_sum = sync_sum;
         m->sync_user = c;
     }
+    /* PowerSGD's arithmetic on a comm thread needs a helper device: a CPU's */
+    if (mode == LK_PROGRESS_AUTO && o->powersgd_rank && s->r.dev->kind != LK_DEV_CPU) mode = LK_PROGRESS_LAYERS;
     mode = lk_progress_resolve(c, mode);
     const size_t bytes = (size_t)(o->bucket_mb * 1048576.0);
     const int stage = s->zero->stage;
@@ -222,9 +224,11 @@ static lk_status setup_comm(const lk_train_opts *o, run_state *s)
         if (hi[k] > lo[k]) stage_floats[k] = lk_buckets_stage_floats(m, bytes, lo[k], hi[k], &pinned);
     const size_t grad_floats = stage == 2 ? stage_floats[0] + stage_floats[1] : m->nparams;
     float *shared = NULL;
-    /* (16-bit buckets travel through the library: its own shared-memory transport; PowerSGD's
-     * float32 all-reduces of P, Q and the packed tensors take lockstep's staging slots) */
-    LK_CHECK(lk_comm_use_shm(c, o->shm && mode == LK_PROGRESS_THREAD && o->grad_dtype == LK_F32,
+    /* (16-bit buckets are summed in shared memory on one host, through the library across
+     * hosts, where a host's partial sums would be rounded twice; PowerSGD's float32
+     * all-reduces of P, Q and the packed tensors take lockstep's staging slots) */
+    const int shm_fits = o->grad_dtype == LK_F32 || c->local_world == c->world;
+    LK_CHECK(lk_comm_use_shm(c, o->shm && mode == LK_PROGRESS_THREAD && shm_fits,
                              grad_floats,
                              s->r.dev->host_addressable ? &shared : NULL));
     if (shared && stage < 2) LK_CHECK(lk_model_borrow_grads(m, shared));
@@ -381,9 +385,10 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     if (any)
         lk_progress_line(prog, "gradient %s: %s, %d bucket%s of <= %.2f MB%s, progressed %s",
                          s->zero->stage ? "reduce-scatter" : "all-reduce",
-                         s->comm->nccl  ? lk_nccl_version()
-                         : s->comm->shm ? s->comm->shm_note
-                                        : s->comm->library,
+                         s->comm->nccl                        ? lk_nccl_version()
+                         : s->comm->shm && o->grad_dtype != LK_F32 ? "shared memory between the ranks of the host"
+                         : s->comm->shm                       ? s->comm->shm_note
+                                                              : s->comm->library,
                          any->n + (s->gan.bg ? s->gan.bg->n : 0),
                          any->n + (s->gan.bg ? s->gan.bg->n : 0) == 1 ? "" : "s",
                          o->bucket_mb, s->gan.bg ? " (the discriminator's and the generator's)" : "",
@@ -431,7 +436,8 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
                          lk_dtype_name((lk_dtype)o->grad_dtype), lk_dtype_name((lk_dtype)o->grad_dtype), world,
                          s->r.dev->kind == LK_DEV_CUDA && s->comm->nccl
                              ? (o->grad_dtype == LK_F16 ? "NCCL's ncclFloat16" : "NCCL's ncclBfloat16")
-                             : "MPI: exchange, add, all-gather");
+                         : s->comm->shm ? "lockstep's shared memory: each rank adds a slice of every rank's values"
+                                        : "MPI: exchange, add, all-gather");
     if (o->resume_dir)
         lk_progress_line(prog, "resumed from %s at epoch %d, step %ld", o->resume_dir, s->epoch,
                          s->step);

@@ -2,8 +2,8 @@
 # --grad-compress bf16|fp16: gradient buckets travel in 16 bits, scaled by 1/world, each
 # rank's part summed in float32 in rank order and rounded once, then scaled back.
 # - the sums, and so the runs, are the same bit for bit whichever way the buckets go
-#   (between layers, on the comm thread, reduce-scattered by ZeRO 1 and 2), in fp16 as in
-#   bf16, on 2 and 3 ranks;
+#   (between layers through MPI, on the comm thread through lockstep's shared memory,
+#   reduce-scattered by ZeRO 1 and 2), in fp16 as in bf16, on 2 and 3 ranks;
 # - against float32 buckets after 30 steps: within 3e-2 (bf16: 8 bits of the sums; 1.4e-2
 #   here) and 2e-2 (fp16: 11 bits, but this mlp's smallest gradients, scaled by 1/world,
 #   fall below fp16's normals and lose bits: 0.9e-2 here);
@@ -30,6 +30,10 @@ for w in fp16 bf16; do
   check "--grad-compress $w: --zero 1 vs 0" "$TMP/$w-layers" "$TMP/$w-z1" 0
   check "--grad-compress $w: --zero 2 (small buckets) vs 0" "$TMP/$w-layers" "$TMP/$w-z2" 0
 done
+mpi -n 2 --oversubscribe train --model mlp --steps 2 --batch 16 --train-limit 640 --val-limit 64 --threads 1 \
+  --grad-compress fp16 --comm-progress thread >"$TMP/shm.log" 2>&1 || fail "fp16 buckets on the comm thread"
+grep -q "rounded once (lockstep's shared memory" "$TMP/shm.log" ||
+  fail "16-bit buckets on the comm thread of one host do not go through lockstep's shared memory: $(cat "$TMP/shm.log")"
 check "--grad-compress fp16 vs float32 buckets" "$TMP/fp32" "$TMP/fp16-layers" 2e-2
 check "--grad-compress bf16 vs float32 buckets" "$TMP/fp32" "$TMP/bf16-layers" 3e-2
 mpi -n 2 --oversubscribe train "${run[@]}" --grad-dtype bf16 --comm-progress layers --save "$TMP/dtype-bf16"
@@ -51,6 +55,15 @@ for r in 2 8; do
 done
 mpi -n 2 --oversubscribe train "${run[@]}" --grad-compress powersgd:2 --comm-progress thread --save "$TMP/psgd2-thread"
 check "--grad-compress powersgd:2: comm thread vs between layers" "$TMP/psgd2-layers" "$TMP/psgd2-thread" 0
+# mlp-wide, 2 buckets: the comm thread's stages run while backward computes the layers below
+# (on a helper device: sharing the model's primitives and scratch with backward corrupted
+# both - NaN, diverged replicas or a crash within 30 steps, 2 runs in 3)
+for p in layers thread; do
+  mpi -n 2 --oversubscribe train "${run[@]}" --model mlp-wide --grad-compress powersgd:2 --comm-progress $p \
+    --check-every 1 --save "$TMP/psgd2-wide-$p"
+done
+check "--grad-compress powersgd:2, mlp-wide: comm thread vs between layers" "$TMP/psgd2-wide-layers" \
+  "$TMP/psgd2-wide-thread" 0
 mpi -n 3 --oversubscribe train "${run[@]}" --grad-compress powersgd:2 --comm-progress layers --save "$TMP/psgd3-layers"
 mpi -n 3 --oversubscribe train "${run[@]}" --grad-compress powersgd:2 --comm-progress thread --check-every 1 \
   --save "$TMP/psgd3-thread"

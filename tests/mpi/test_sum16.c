@@ -4,7 +4,11 @@
  * values, rounded once to nearest even - bit for bit the serial reference each rank
  * computes from the values it knows the others hold - with uneven parts (one empty),
  * blocking, started and waited, started and polled, several slots in flight at once, with
- * and without the all-gather, and for a device buffer through the staging buffer. Then the
+ * and without the all-gather, for a device buffer through the staging buffer, and through
+ * lockstep's shared memory (bitwise the same sums; a type that differs between ranks is an
+ * error on every rank), and float values summed so in place in the shared gradient buffer
+ * (lk_comm_sum16_floats: bitwise rounding, summing and widening, NaN, infinities, zeros'
+ * signs and fp16's overflow included). Then the
  * bucketer with a 16-bit wire: the gradients scaled by 1/world, summed, scaled back,
  * whichever way the buckets are driven; and gradients whose sum overflows fp16 (but not
  * their average) arrive finite. */
@@ -72,6 +76,91 @@ static void test_sums(void **state)
             for (int mode = 0; mode < 3; mode++) check(buf, scales[k], gather, mode, 7);
     free(buf);
     TU_FAILS_WITH(lk_comm_sum16(C, LK_F32, NULL, NULL, 1), LK_ERR_ARG, "16-bit sum of fp32");
+}
+
+/* the blocking sums through lockstep's shared memory (mpirun puts every rank on this host),
+ * over several of its pieces */
+static void test_sums_shm(void **state)
+{
+    (void)state;
+    const size_t scales[] = {1, 1000, 70001, 200001};
+    uint16_t *buf = malloc(64 * 4 * 200003 * sizeof *buf);
+    TU_OK(lk_comm_use_shm(C, 1, 0, NULL));
+    assert_int_equal(C->shm, C->world > 1);
+    for (size_t k = 0; k < 4; k++)
+        for (int gather = 0; gather < 2; gather++) check(buf, scales[k], gather, 0, 0);
+    if (C->world > 1) { /* the types differ: an error on every rank, not a hang */
+        size_t counts[64];
+        lk_comm_even_counts(C, 100, counts);
+        lk_status st = lk_comm_sum16(C, C->rank ? LK_F16 : LK_BF16, buf, counts, 1);
+        assert_int_equal(st, LK_ERR_COMM);
+        assert_non_null(strstr(lk_error_message(), "16-bit sums differ"));
+    }
+    TU_OK(lk_comm_use_shm(C, 0, 0, NULL));
+    free(buf);
+}
+
+/* rank r's float value at i, with the awkward ones among them */
+static float fvalue(int r, size_t i)
+{
+    switch ((i * 31 + (size_t)r) % 97) {
+    case 0: return NAN;
+    case 1: return INFINITY;
+    case 2: return -0.0f;
+    case 3: return 1e5f;                  /* beyond fp16 (scaled by 1/2: 5e4, their sum not) */
+    case 4: return 3.0e-8f;               /* below fp16's normals */
+    case 5: return 1.0f + 0x1p-8f;        /* a tie for bf16 */
+    default: return sinf((float)(i * 7 + (size_t)r * 13)) * ldexpf(1.0f, (int)(i % 29) - 14);
+    }
+}
+
+/* what to_wire, sum16 and from_wire give at i (rank order, from zero, rounded once) */
+static float fwant(size_t i, float scale)
+{
+    float acc = 0.0f;
+    for (int r = 0; r < C->world; r++) acc += lk_wire16_to_f32(T, lk_wire16_rne(T, fvalue(r, i) * scale));
+    return lk_wire16_to_f32(T, lk_wire16_rne(T, acc)) * (1.0f / scale);
+}
+
+static int same(float a, float b) { return (isnan(a) && isnan(b)) || memcmp(&a, &b, sizeof a) == 0; }
+
+static void test_floats_in_place(void **state)
+{
+    (void)state;
+    enum { G = 300007 };
+    float *g = NULL;
+    TU_OK(lk_comm_use_shm(C, 1, G, &g));
+    if (!C->shm) { /* one rank: no shared memory, nothing in place */
+        assert_false(lk_comm_sum16_in_place(C, g, 10));
+        TU_OK(lk_comm_use_shm(C, 0, 0, NULL));
+        return;
+    }
+    assert_true(lk_comm_sum16_in_place(C, g + 5, G - 5));
+    assert_false(lk_comm_sum16_in_place(C, g + 5, G)); /* past its end */
+    const float scale = 1.0f / (float)C->world;
+    const size_t ranges[][2] = {{0, G}, {3, 1000}, {1001, G - 2}};
+    for (int r = 0; r < 3; r++)
+        for (int gather = 0; gather < 2; gather++) {
+            const size_t lo = ranges[r][0], n = ranges[r][1] - lo;
+            for (size_t i = 0; i < G; i++) g[i] = fvalue(C->rank, i);
+            size_t counts[64], off = 0;
+            lk_comm_even_counts(C, n, counts);
+            for (int q = 0; q < C->rank; q++) off += counts[q];
+            TU_OK(lk_comm_sum16_floats(C, T, g + lo, counts, gather, scale));
+            for (size_t i = 0; i < G; i++) {
+                const int summed = i >= lo && i < lo + n && (gather || (i >= lo + off && i < lo + off + counts[C->rank]));
+                const float want = summed ? fwant(i, scale) : fvalue(C->rank, i);
+                if (!same(g[i], want) && (summed || i < lo || i >= lo + n)) /* (others' parts: undefined) */
+                    fail_msg("rank %d: %s floats in place, range %d, gather %d, at %zu: %a, want %a", C->rank,
+                             lk_dtype_name(T), r, gather, i, (double)g[i], (double)want);
+            }
+            TU_OK(lk_comm_barrier(C)); /* all checked before the buffers are refilled */
+        }
+    float elsewhere[8] = {0};
+    size_t counts[64];
+    lk_comm_even_counts(C, 8, counts);
+    TU_FAILS_WITH(lk_comm_sum16_floats(C, T, elsewhere, counts, 1, scale), LK_ERR_ARG, "in place");
+    TU_OK(lk_comm_use_shm(C, 0, 0, NULL));
 }
 
 /* three sums in flight at once on their own slots, waited for in another order */
@@ -220,10 +309,14 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_sums, use_bf16),
+        cmocka_unit_test_setup(test_sums_shm, use_bf16),
+        cmocka_unit_test_setup(test_floats_in_place, use_bf16),
         cmocka_unit_test_setup(test_slots, use_bf16),
         cmocka_unit_test_setup(test_device_buffer, use_bf16),
         cmocka_unit_test_setup(test_buckets, use_bf16),
         cmocka_unit_test_setup(test_sums, use_f16),
+        cmocka_unit_test_setup(test_sums_shm, use_f16),
+        cmocka_unit_test_setup(test_floats_in_place, use_f16),
         cmocka_unit_test_setup(test_slots, use_f16),
         cmocka_unit_test_setup(test_device_buffer, use_f16),
         cmocka_unit_test_setup(test_buckets, use_f16),
