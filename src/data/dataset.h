@@ -28,6 +28,9 @@ typedef struct {
 lk_status lk_idx_load(const char *images_path, const char *labels_path, lk_dataset *out);
 /* An IDX image file alone (for inference); labels are all 0. */
 lk_status lk_idx_load_images(const char *images_path, lk_dataset *out);
+/* The images of a file to classify: a binary PGM (P5, 8-bit: one sample) when it starts
+ * with "P5", else an IDX image file (plain or gzip; labels all 0). */
+lk_status lk_image_file_load(const char *path, lk_dataset *out);
 /* CIFAR-10 binary batches (each record: 1 label byte + 3072 pixel bytes). */
 lk_status lk_cifar10_load(const char *const *paths, int npaths, lk_dataset *out);
 

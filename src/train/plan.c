@@ -413,7 +413,11 @@ lk_status lk_plan(const lk_plan_opts *o, FILE *out)
                 hid, r.samples_per_s, r.efficiency, r.ring_buckets, r.tree_buckets);
         if (n >= o->ranks) break;
     }
-    if (o->ranks > 1) lk_plan_print_options(&pm, o->ranks, alpha, beta, share, rate, o->train.local_steps, out);
+    /* measured on one host with every projected rank on it: 16-bit sums in shared memory */
+    const int shm16 = together && o->train.shm && o->comm->local_world == o->comm->world &&
+                      o->ranks <= o->comm->world;
+    if (o->ranks > 1)
+        lk_plan_print_options(&pm, o->ranks, alpha, beta, share, rate, o->train.local_steps, shm16, out);
     return LK_OK;
 }
 

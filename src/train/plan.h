@@ -115,12 +115,14 @@ typedef struct {
 } lk_plan_opts;
 
 /* The communication options on n ranks (--grad-compress none, bf16, fp16, powersgd:R;
- * --local-steps K), each step's bytes and predicted step, and the fastest (plan_options.c):
- * measure_options times the compression arithmetic on m's gradients in buckets bk. */
+ * --local-steps K), each step's bytes and predicted step, the fastest, and the one to use
+ * (plan_options.c): measure_options times the compression arithmetic on m's gradients in
+ * buckets bk. shm16: the n ranks share one host and lockstep's shared memory, where 16-bit
+ * sums are float32's pass over the gradient buffers with the roundings in it. */
 lk_status lk_plan_measure_options(lk_model *m, const lk_optim *opt, const size_t *begin, const size_t *end,
                                   int nbk, int psgd_rank, lk_plan_measure *pm);
 void lk_plan_print_options(const lk_plan_measure *pm, int n, double alpha, double beta, double cpu_share,
-                           double comm_rate, long local_steps, FILE *out);
+                           double comm_rate, long local_steps, int shm16, FILE *out);
 /* Measures (every rank of o->comm at once) and prints, on rank 0, the projection for
  * 1, 2, 4 ... ranks and `ranks`, and the communication options at `ranks`. */
 lk_status lk_plan(const lk_plan_opts *o, FILE *out);

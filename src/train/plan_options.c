@@ -2,14 +2,19 @@
  * (--grad-compress bf16|fp16|powersgd:R, --local-steps K) against float32 buckets, on the
  * links and ranks of the projection (plan.h's model):
  *   none        every bucket in one float32 all-reduce
- *   bf16/fp16   half its bytes, plus the conversions into the wire and back (measured)
+ *   bf16/fp16   half its bytes, plus the conversions into the wire and back (measured); on
+ *               one host through lockstep's shared memory float32's pass, the roundings
+ *               in it (no wire buffer: its time is float32's, within 5% measured)
  *   powersgd:R  its uncompressed tensors, then P, then Q, one all-reduce after another,
  *               plus PowerSGD's arithmetic on its matrices (measured at rank R)
  *   local K     no gradient all-reduce; parameters, buffers and optimizer state averaged
  *               every K steps (that all-reduce's time / K a step, after the step)
  * Each bucket's all-reduces start as soon as it is final, as in the projection. Only
  * throughput is compared: PowerSGD and local SGD change what is trained (see the README's
- * accuracy figures); bf16 and fp16 round the sums. */
+ * accuracy figures); bf16 and fp16 round the sums. So the option to use is the fastest only
+ * where it is predicted at least LK_PLAN_MARGIN x float32's samples/s (the predictions'
+ * error on the emulated hosts reached 30% for one option, most are within 15%); else
+ * float32 buckets. */
 #include "plan.h"
 
 #include <math.h>
@@ -79,8 +84,10 @@ lk_status lk_plan_measure_options(lk_model *m, const lk_optim *opt, const size_t
     return st;
 }
 
+#define LK_PLAN_MARGIN 1.10
+
 void lk_plan_print_options(const lk_plan_measure *pm, int n, double alpha, double beta, double cpu_share,
-                           double comm_rate, long local_steps, FILE *out)
+                           double comm_rate, long local_steps, int shm16, FILE *out)
 {
     lk_plan_measure *v = lk_malloc(sizeof *v);
     if (!v) return;
@@ -89,15 +96,16 @@ void lk_plan_print_options(const lk_plan_measure *pm, int n, double alpha, doubl
     char name[NOPT][48];
     double bytes[NOPT] = {0}, step[NOPT], extra[NOPT] = {0};
     snprintf(name[NONE], sizeof name[NONE], "none (float32)");
-    snprintf(name[WIRE16], sizeof name[WIRE16], "bf16, fp16");
+    snprintf(name[WIRE16], sizeof name[WIRE16], shm16 ? "bf16, fp16 (in shared memory)" : "bf16, fp16");
     snprintf(name[PSGD], sizeof name[PSGD], "powersgd:%d", pm->psgd_rank);
     snprintf(name[LOCAL], sizeof name[LOCAL], "--local-steps %ld", K);
     for (int o = NONE; o <= PSGD; o++) {
         *v = *pm;
         for (int k = 0; k < v->nbuckets; k++) {
-            v->nphases[k] = o == NONE ? 0 : o == WIRE16 ? 1 : 3;
-            v->extra_ms[k] = o == WIRE16 ? pm->pack16_ms[k] : o == PSGD ? pm->psgd_ms[k] : 0.0;
-            if (o == WIRE16) v->phase_bytes[k][0] = pm->bucket_bytes[k] / 2.0;
+            const int wire = o == WIRE16 && !shm16; /* (in shared memory: float32's pass) */
+            v->nphases[k] = o == NONE || (o == WIRE16 && !wire) ? 0 : wire ? 1 : 3;
+            v->extra_ms[k] = wire ? pm->pack16_ms[k] : o == PSGD ? pm->psgd_ms[k] : 0.0;
+            if (wire) v->phase_bytes[k][0] = pm->bucket_bytes[k] / 2.0;
             for (int p = 0; p < 3 && o == PSGD; p++) v->phase_bytes[k][p] = pm->psgd_bytes[k][p];
             for (int p = 0; p < (v->nphases[k] ? v->nphases[k] : 1); p++)
                 bytes[o] += v->nphases[k] ? v->phase_bytes[k][p] : v->bucket_bytes[k];
@@ -112,10 +120,16 @@ void lk_plan_print_options(const lk_plan_measure *pm, int n, double alpha, doubl
         if (step[o] < step[best]) best = o;
     fprintf(out, "# ways to send less on %d ranks (each step's bytes sent per rank's all-reduces; compression's own\n"
                  "# compute measured here; throughput only: PowerSGD and local SGD change what is trained)\n", n);
-    fprintf(out, "# %-18s %12s %12s %10s %12s\n", "option", "MB/step", "compute_ms", "step_ms", "samples/s");
+    fprintf(out, "# %-30s %12s %12s %10s %12s\n", "option", "MB/step", "compute_ms", "step_ms", "samples/s");
     for (int o = 0; o < NOPT; o++)
-        fprintf(out, "  %-18s %12.3f %12.3f %10.3f %12.1f\n", name[o], bytes[o] / 1048576.0, extra[o], step[o],
+        fprintf(out, "  %-30s %12.3f %12.3f %10.3f %12.1f\n", name[o], bytes[o] / 1048576.0, extra[o], step[o],
                 n * pm->batch / (step[o] * 1e-3));
-    fprintf(out, "# fastest here: %s (%.2fx float32 buckets' samples/s)\n", name[best], step[NONE] / step[best]);
+    const double gain = step[NONE] / step[best];
+    fprintf(out, "# fastest here: %s (%.2fx float32 buckets' samples/s)\n", name[best], gain);
+    if (best == NONE || gain >= LK_PLAN_MARGIN)
+        fprintf(out, "# to use here: %s\n", name[best]);
+    else
+        fprintf(out, "# to use here: none (float32): %s gains under %.0f%%, within the predictions' error, and "
+                     "changes what is trained\n", name[best], (LK_PLAN_MARGIN - 1) * 100);
     lk_free(v);
 }

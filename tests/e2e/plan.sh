@@ -56,6 +56,12 @@ print(f"step ms at 1 Gbit/s: float32 {n1}, 16-bit {h1}, powersgd:4 {p1}; at 1000
 sys.exit(0 if h1 < n1 and p1 < n1 and n2 < h2 and n2 < p2 else 1)
 PY
   fail "the options' order: $(cat "$TMP/opt1" "$TMP/opt1000")"
+grep -q "^# to use here: " "$TMP/opt1" || fail "no option to use: $(cat "$TMP/opt1")"
+# every projected rank on this host: the 16-bit sums are float32's pass in shared memory
+mpi -n 2 --oversubscribe plan --model mlp --ranks 2 --steps 3 --comm-csv "$TMP/comm.csv" >"$TMP/host"
+[[ $(opt_step "$TMP/host" "bf16, fp16 \\(in shared memory\\)") == "$(opt_step "$TMP/host" none)" ]] ||
+  fail "16-bit sums in shared memory are not modelled as float32's pass: $(cat "$TMP/host")"
+grep -q "^# to use here: " "$TMP/host" || fail "no option to use on one host: $(cat "$TMP/host")"
 expect_fail 2 "powersgd:R" -- "$LK" plan --model mlp --grad-compress fp16
 expect_fail 1 "not a \`lockstep bench comm --csv\` file" -- "$LK" plan --model mlp --comm-csv /etc/hostname
 expect_fail 2 "unknown --model" -- "$LK" plan --model nosuch --steps 1
