@@ -3,7 +3,8 @@
 #
 #   launch/install-deps.sh               build + run dependencies, Fashion-MNIST
 #   launch/install-deps.sh --with-torch  also what tests and bench/ use: CPU PyTorch and
-#                                        NumPy, Slurm and munge (cluster/slurm), gnuplot
+#                                        NumPy, Slurm and munge (cluster/slurm), gnuplot,
+#                                        clang and its OpenMP (the libFuzzer targets)
 #
 # Idempotent: when everything is installed it prints "all dependencies present" and
 # touches nothing (no apt-get update, no sudo).
@@ -29,7 +30,7 @@ packages=(
   dataset-fashion-mnist
 )
 if [[ $with_torch -eq 1 ]]; then
-  packages+=(python3-torch python3-numpy slurm-wlm munge gnuplot-nox)
+  packages+=(python3-torch python3-numpy slurm-wlm munge gnuplot-nox clang libomp-dev)
 fi
 
 missing=()

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Build and run every test, twice: a Release tree (build/) and a Debug tree with
-# AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/).
+# Build and run every test: a Release tree (build/), a Debug tree with AddressSanitizer +
+# UndefinedBehaviorSanitizer (build-asan/), and clang's libFuzzer targets (build-fuzz/,
+# tests/fuzz: each reader fuzzed for a few seconds from its seed corpus).
 #
 #   tests/run.sh
 #
 # Environment:
 #   LK_TEST_FILTER=REGEX   only run tests whose name matches (ctest -R REGEX)
 #   LK_SKIP_ASAN=1         skip the sanitizer tree
+#   LK_SKIP_FUZZ=1         skip the fuzz tree
 #
-# The last line is always "N passed, N failed" summed over both trees; the exit status
+# The last line is always "N passed, N failed" summed over the trees; the exit status
 # is non-zero if any test failed, or a tree failed to configure or build.
 set -euo pipefail
 
@@ -79,6 +81,13 @@ if [[ "${LK_SKIP_ASAN:-0}" == 1 ]]; then
   echo "==== asan: skipped (LK_SKIP_ASAN=1)"
 else
   run_tree asan build-asan -DCMAKE_BUILD_TYPE=Debug -DLK_SANITIZE=ON
+fi
+
+if [[ "${LK_SKIP_FUZZ:-0}" == 1 ]]; then
+  echo
+  echo "==== fuzz: skipped (LK_SKIP_FUZZ=1)"
+else # (the library instrumented, no CUDA, no other tests: only the fuzz targets' ctest)
+  CC=clang run_tree fuzz build-fuzz -DCMAKE_BUILD_TYPE=Debug -DLK_FUZZ=ON -DLK_TESTS=OFF -DLK_CUDA=OFF
 fi
 
 echo

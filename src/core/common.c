@@ -31,6 +31,7 @@ const char *lk_error_where(void) { return lk_errwhere; }
 
 void *lk_malloc(size_t bytes) { return malloc(bytes ? bytes : 1); }
 void *lk_calloc(size_t n, size_t size) { return calloc(n ? n : 1, size ? size : 1); }
+void *lk_realloc(void *p, size_t bytes) { return realloc(p, bytes ? bytes : 1); }
 void lk_free(void *p) { free(p); }
 
 double lk_now(void)

@@ -42,6 +42,7 @@ const char *lk_error_where(void);
 /* Allocation through one place so tests can count it. */
 void *lk_malloc(size_t bytes);
 void *lk_calloc(size_t n, size_t size);
+void *lk_realloc(void *p, size_t bytes); /* NULL: p is left as it was */
 void lk_free(void *p);
 
 /* Monotonic time in seconds. */

@@ -105,8 +105,9 @@ static lk_status idx_header(gzFile gz, const char *path, uint32_t magic, uint32_
     return LK_OK;
 }
 
-/* Reads want payload bytes into x (as they are) or y, then checks the file ends. */
-static lk_status idx_payload(gzFile gz, const char *path, size_t want, uint8_t *x, int32_t *y)
+/* Reads want payload bytes into *x (as they are; grown from *cap bytes as they arrive) or
+ * y, then checks the file ends. */
+static lk_status idx_payload(gzFile gz, const char *path, size_t want, uint8_t **x, size_t *cap, int32_t *y)
 {
     uint8_t buf[16384];
     size_t got = 0;
@@ -115,8 +116,15 @@ static lk_status idx_payload(gzFile gz, const char *path, size_t want, uint8_t *
         int r = gzread(gz, buf, (unsigned)chunk);
         if (r < 0) return gz_fail(gz, path);
         if (r == 0) break;
+        if (x && got + (size_t)r > *cap) { /* a gzip stream: memory as the data comes, not as claimed */
+            const size_t grow = LK_MIN(want, LK_MAX(*cap * 2, got + (size_t)r));
+            uint8_t *more = lk_realloc(*x, grow);
+            if (!more)
+                return LK_ERR(LK_ERR_NOMEM, "%s: cannot allocate %zu bytes for its images", path, grow);
+            *x = more, *cap = grow;
+        }
         if (x)
-            memcpy(x + got, buf, (size_t)r);
+            memcpy(*x + got, buf, (size_t)r);
         else
             for (int i = 0; i < r; i++) y[got + (size_t)i] = buf[i];
         got += (size_t)r;
@@ -147,15 +155,18 @@ static lk_status load_images(const char *path, lk_dataset *d)
     gzFile gz;
     LK_CHECK(idx_open(path, "images", &gz));
     uint32_t dims[3];
-    size_t bytes = 0;
+    size_t bytes = 0, cap = 0;
     lk_status s = idx_header(gz, path, IDX_IMAGES_MAGIC, dims, &bytes);
     if (s == LK_OK) {
-        d->x = lk_malloc(bytes);
+        /* a plain file's length was checked against the header; a gzip stream's is known at
+         * its end only, so its buffer starts at 64 MiB at most and grows with the data */
+        cap = gzdirect(gz) ? bytes : LK_MIN(bytes, (size_t)64 << 20);
+        d->x = lk_malloc(LK_MAX(cap, 1));
         if (!d->x)
             s = LK_ERR(LK_ERR_NOMEM, "%s: cannot allocate %zu bytes for %u images of %ux%u", path,
-                       bytes, dims[0], dims[1], dims[2]);
+                       cap, dims[0], dims[1], dims[2]);
     }
-    if (s == LK_OK) s = idx_payload(gz, path, bytes, d->x, NULL);
+    if (s == LK_OK) s = idx_payload(gz, path, bytes, &d->x, &cap, NULL);
     gzclose(gz);
     if (s != LK_OK) return s;
     d->n = (int)dims[0];
@@ -178,7 +189,7 @@ static lk_status load_labels(const char *path, const char *images_path, lk_datas
         d->y = lk_malloc(bytes * sizeof(int32_t));
         if (!d->y) s = LK_ERR(LK_ERR_NOMEM, "%s: cannot allocate %u labels", path, n);
     }
-    if (s == LK_OK) s = idx_payload(gz, path, bytes, NULL, d->y);
+    if (s == LK_OK) s = idx_payload(gz, path, bytes, NULL, NULL, d->y);
     gzclose(gz);
     if (s != LK_OK) return s;
     for (int i = 0; i < d->n; i++)
