@@ -89,7 +89,14 @@ static void train_usage(FILE *f)
             "  --device D            auto, cpu, cuda, cuda:N (default auto)\n"
             "  --threads N           CPU threads for BLAS and loops (default: all cores)\n"
             "  --save DIR            write a checkpoint after every epoch\n"
-            "  --resume DIR          continue from a checkpoint written by --save\n"
+            "  --save-every N        also every N steps: DIR/step-NNNNNNNN, DIR/latest the newest\n"
+            "                        complete one (epoch ends are step checkpoints too then)\n"
+            "  --keep K              keep the newest K step checkpoints (default: all)\n"
+            "  --resume DIR          continue from a checkpoint written by --save (DIR/latest\n"
+            "                        where it has one): the same batches and learning rates on\n"
+            "                        from there, bitwise on the same world size\n"
+            "  --force-resume        continue although the data, the global batch, the seed or\n"
+            "                        the learning rates differ from the checkpoint's run\n"
             "  --metrics FILE        JSON lines: steps, evaluations, summary\n"
             "  --eval-every N        also validate every N steps (always after each epoch)\n"
             "  --log-every N         log/metrics line every N steps (default 50)\n"
@@ -174,6 +181,8 @@ static const struct option train_opts[] = {
     {"stochastic-round", 0, 0, O_STOCHASTIC_ROUND}, {"grad-dtype", 1, 0, O_GRAD_DTYPE},
     {"grad-compress", 1, 0, O_GRAD_COMPRESS}, {"local-steps", 1, 0, O_LOCAL_STEPS},
     {"local-start", 1, 0, O_LOCAL_START}, {"compress-start", 1, 0, O_COMPRESS_START},
+    {"save-every", 1, 0, O_SAVE_EVERY}, {"keep", 1, 0, O_KEEP},
+    {"force-resume", 0, 0, O_FORCE_RESUME},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -245,6 +254,9 @@ static int cmd_train(int argc, char **argv)
         case O_THREADS: s = lk_arg_int("--threads", optarg, 1, 4096, &v), o.threads = (int)v; break;
         case O_SAVE: o.save_dir = optarg; break;
         case O_RESUME: o.resume_dir = optarg; break;
+        case O_SAVE_EVERY: s = lk_arg_int("--save-every", optarg, 1, 1L << 40, &o.save_every); break;
+        case O_KEEP: s = lk_arg_int("--keep", optarg, 1, 1 << 20, &v), o.keep = (int)v; break;
+        case O_FORCE_RESUME: o.force_resume = 1; break;
         case O_METRICS: o.metrics_path = optarg; break;
         case O_EVAL_EVERY: s = lk_arg_int("--eval-every", optarg, 0, 1L << 40, &o.eval_every); break;
         case O_LOG_EVERY: s = lk_arg_int("--log-every", optarg, 1, 1L << 40, &o.log_every); break;

@@ -3,11 +3,14 @@
 #include "ckptdir.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../core/checkpoint.h"
 
@@ -55,6 +58,8 @@ static cJSON *optim_json(const lk_optim_config *o)
     return j;
 }
 
+void (*lk_ckptdir_before_config)(void);
+
 lk_status lk_ckptdir_save(const char *dir, const lk_run_config *c, const lk_model *m,
                           const lk_optim *o, int writer, lk_ckpt_gather_fn gather, void *user)
 {
@@ -72,6 +77,7 @@ lk_status lk_ckptdir_save(const char *dir, const lk_run_config *c, const lk_mode
             writer ? lk_ckptdir_path(dir, "optim.safetensors", path, sizeof path) : NULL, m, o, gather,
             user));
     if (!writer) return LK_OK;
+    if (lk_ckptdir_before_config) lk_ckptdir_before_config();
 
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "format", "lockstep-checkpoint");
@@ -90,12 +96,15 @@ lk_status lk_ckptdir_save(const char *dir, const lk_run_config *c, const lk_mode
     for (int i = 0; i < c->nclasses && i < 16; i++)
         cJSON_AddItemToArray(names, cJSON_CreateString(c->class_names[i]));
     cJSON_AddNumberToObject(j, "epoch", c->epoch);
+    cJSON_AddNumberToObject(j, "epoch_step", (double)c->epoch_step);
     cJSON_AddNumberToObject(j, "step", (double)c->step);
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
     cJSON_AddStringToObject(j, "seed", seed);
     cJSON_AddNumberToObject(j, "batch", c->batch);
     cJSON_AddNumberToObject(j, "world", c->world);
+    cJSON_AddNumberToObject(j, "accum", c->accum);
+    cJSON_AddNumberToObject(j, "train_samples", (double)c->train_samples);
     cJSON_AddItemToObject(j, "optimizer", optim_json(&c->optim));
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
@@ -174,6 +183,18 @@ static lk_status parse_config(const cJSON *j, const char *path, lk_run_config *c
     if ((v = cJSON_GetObjectItemCaseSensitive(j, "step")) && cJSON_IsNumber(v)) c->step = (long)v->valuedouble;
     if ((v = cJSON_GetObjectItemCaseSensitive(j, "batch")) && cJSON_IsNumber(v)) c->batch = v->valueint;
     if ((v = cJSON_GetObjectItemCaseSensitive(j, "world")) && cJSON_IsNumber(v)) c->world = v->valueint;
+    /* (absent before step checkpoints: the start of the epoch, one micro-batch, unknown) */
+    c->accum = 1;
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "accum")) && cJSON_IsNumber(v)) c->accum = v->valueint;
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "epoch_step")) && cJSON_IsNumber(v))
+        c->epoch_step = (long)v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "train_samples")) && cJSON_IsNumber(v))
+        c->train_samples = (long)v->valuedouble;
+    if (c->epoch < 0 || c->epoch_step < 0 || c->step < 0 || c->accum < 1 || c->train_samples < 0 ||
+        c->epoch_step > c->step)
+        return LK_ERR(LK_ERR_FORMAT, "%s: epoch %d, epoch_step %ld, step %ld, accum %d, train_samples %ld: "
+                                     "not a run's position", path, c->epoch, c->epoch_step, c->step, c->accum,
+                      c->train_samples);
     if ((v = cJSON_GetObjectItemCaseSensitive(j, "seed")) && cJSON_IsString(v))
         c->seed = strtoull(v->valuestring, NULL, 10);
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(j, "optimizer");
@@ -226,4 +247,94 @@ lk_status lk_ckptdir_load_config(const char *dir, lk_run_config *c)
     lk_status s = parse_config(j, path, c);
     cJSON_Delete(j);
     return s;
+}
+
+const char *lk_ckptdir_step(const char *root, long step, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/step-%08ld", root, step);
+    return buf;
+}
+
+lk_status lk_ckptdir_resolve(const char *dir, char *buf, size_t size)
+{
+    char link[600], target[256];
+    lk_ckptdir_path(dir, "latest", link, sizeof link);
+    const ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n < 0) {
+        if (errno != ENOENT && errno != EINVAL)
+            return LK_ERR(LK_ERR_IO, "%s: %s", link, strerror(errno));
+        snprintf(buf, size, "%s", dir); /* a checkpoint itself */
+        return LK_OK;
+    }
+    target[n] = 0;
+    if (strchr(target, '/') || strncmp(target, "step-", 5))
+        return LK_ERR(LK_ERR_FORMAT, "%s points at '%s', not a step directory beside it", link, target);
+    lk_ckptdir_path(dir, target, buf, size);
+    return LK_OK;
+}
+
+static int is_step_dir(const char *name, long *step)
+{
+    char *end = NULL;
+    if (strncmp(name, "step-", 5) || !name[5]) return 0;
+    *step = strtol(name + 5, &end, 10);
+    return *end == 0 && *step >= 0;
+}
+
+static int cmp_long_desc(const void *a, const void *b)
+{
+    const long x = *(const long *)a, y = *(const long *)b;
+    return (x < y) - (x > y);
+}
+
+/* a step directory and the plain files in it */
+static lk_status remove_step_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return LK_ERR(LK_ERR_IO, "cannot open %s to remove it: %s", dir, strerror(errno));
+    struct dirent *e;
+    const int fd = dirfd(d);
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlinkat(fd, e->d_name, 0);
+    closedir(d);
+    if (rmdir(dir) != 0) return LK_ERR(LK_ERR_IO, "cannot remove %s: %s", dir, strerror(errno));
+    return LK_OK;
+}
+
+lk_status lk_ckptdir_publish(const char *root, long step, int keep)
+{
+    char name[32], tmp[600], link[600];
+    snprintf(name, sizeof name, "step-%08ld", step);
+    snprintf(tmp, sizeof tmp, "%s/latest.tmp.%ld", root, (long)getpid());
+    lk_ckptdir_path(root, "latest", link, sizeof link);
+    unlink(tmp);
+    if (symlink(name, tmp) != 0) return LK_ERR(LK_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    if (rename(tmp, link) != 0) {
+        const int err = errno;
+        unlink(tmp);
+        return LK_ERR(LK_ERR_IO, "cannot replace %s: %s", link, strerror(err));
+    }
+    const int fd = open(root, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) { /* the rename itself on disk */
+        fsync(fd);
+        close(fd);
+    }
+    if (keep <= 0) return LK_OK;
+    DIR *d = opendir(root);
+    if (!d) return LK_ERR(LK_ERR_IO, "cannot list %s: %s", root, strerror(errno));
+    long steps[4096];
+    int n = 0;
+    struct dirent *e;
+    long s;
+    /* (step directories past this one - a timeline abandoned by resuming from an older
+     * one - are left alone: they are overwritten as the run reaches them) */
+    while ((e = readdir(d)) && n < (int)(sizeof steps / sizeof *steps))
+        if (is_step_dir(e->d_name, &s) && s <= step) steps[n++] = s;
+    closedir(d);
+    qsort(steps, (size_t)n, sizeof *steps, cmp_long_desc);
+    for (int i = keep; i < n; i++) {
+        char dir[600];
+        LK_CHECK(remove_step_dir(lk_ckptdir_step(root, steps[i], dir, sizeof dir)));
+    }
+    return LK_OK;
 }

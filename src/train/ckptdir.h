@@ -1,5 +1,7 @@
 /* ckptdir.h - a checkpoint directory: model.safetensors, optim.safetensors and
- * config.json (what is needed to rebuild the model and resume the run). */
+ * config.json (what is needed to rebuild the model and resume the run); and a directory
+ * of step checkpoints (--save-every): ROOT/step-NNNNNNNN/, one each, and ROOT/latest, a
+ * symbolic link to the newest complete one, replaced atomically once it is written. */
 #ifndef LK_CKPTDIR_H
 #define LK_CKPTDIR_H
 
@@ -16,9 +18,11 @@ typedef struct {
     int nclasses;
     char class_names[16][32];
     int epoch;          /* epochs completed */
+    long epoch_step;    /* optimizer steps taken in the epoch after those (the sampler's place) */
     long step;          /* optimizer steps taken */
     uint64_t seed;
-    int batch, world;
+    int batch, world, accum;
+    long train_samples; /* the training set's size (--train-limit) */
     lk_optim_config optim;
 } lk_run_config;
 
@@ -27,9 +31,21 @@ typedef struct {
  * lk_checkpoint_save_optim_gather) every rank calls it and only the writer writes. */
 lk_status lk_ckptdir_save(const char *dir, const lk_run_config *c, const lk_model *m,
                           const lk_optim *o, int writer, lk_ckpt_gather_fn gather, void *user);
+/* For the tests of a failure while saving: called, when set, after the weights and the
+ * optimizer state are written and before config.json is (LK_INJECT_FAULT=savekill). */
+extern void (*lk_ckptdir_before_config)(void);
 /* Reads and validates config.json. */
 lk_status lk_ckptdir_load_config(const char *dir, lk_run_config *c);
 /* dir/name into buf. */
 const char *lk_ckptdir_path(const char *dir, const char *name, char *buf, size_t size);
+
+/* ROOT/step-NNNNNNNN into buf. */
+const char *lk_ckptdir_step(const char *root, long step, char *buf, size_t size);
+/* The checkpoint a directory names: ROOT/latest's target where it has one, else dir. */
+lk_status lk_ckptdir_resolve(const char *dir, char *buf, size_t size);
+/* Points ROOT/latest at step's (complete) directory - a new link renamed over the old one,
+ * so a reader sees the old or the new - then removes all but the keep newest step
+ * directories (keep 0: none removed). */
+lk_status lk_ckptdir_publish(const char *root, long step, int keep);
 
 #endif

@@ -47,10 +47,12 @@ static lk_status run(const char *dir, const lk_run_config *rc, const lk_dataset 
     return LK_OK;
 }
 
-lk_status lk_predict(const char *dir, const char *input, const char *device, int threads, int top,
+lk_status lk_predict(const char *named, const char *input, const char *device, int threads, int top,
                      int limit, FILE *out)
 {
     lk_run_config rc;
+    char dir[600];
+    LK_CHECK(lk_ckptdir_resolve(named, dir, sizeof dir)); /* (step checkpoints: the latest) */
     LK_CHECK(lk_ckptdir_load_config(dir, &rc));
     lk_dataset d;
     LK_CHECK(lk_image_file_load(input, &d));

@@ -31,6 +31,8 @@ typedef struct {
     float *host_params; /* host copy of the parameters (broadcast, replica checks) */
     long total, step;   /* optimizer steps: the run's and the current one */
     int epoch, epochs, steps_per_epoch;
+    long epoch_step;    /* optimizer steps taken in the epoch being trained */
+    char resumed_from[600]; /* the checkpoint --resume named (its latest step one) */
     lk_topo_binding binding;
     double flops_sample; /* model FLOPs of one sample's training step (forward + backward) */
     double peak;         /* the job's peak FLOP/s: every rank's summed */
@@ -59,7 +61,8 @@ static inline void lk_run_bucket_sets(const run_state *s, lk_buckets *sets[2])
 /* Builds everything the run needs before its first step (lk_trainer_free undoes it). */
 lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *prog);
 void lk_trainer_free(run_state *s);
-/* A checkpoint into o->save_dir (a collective: every rank calls it). */
+/* A checkpoint into o->save_dir, or (--save-every, --keep) a step one under it published
+ * as its latest (a collective: every rank calls it). */
 lk_status lk_trainer_save(const lk_train_opts *o, run_state *s);
 
 #endif

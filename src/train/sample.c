@@ -180,13 +180,14 @@ static lk_status make_images(const lk_sample_opts *o, const lk_run_config *rc, l
 lk_status lk_sample(const lk_sample_opts *o, FILE *text)
 {
     lk_run_config rc;
-    char path[600];
-    LK_CHECK(lk_ckptdir_load_config(o->checkpoint, &rc));
+    char path[600], dir[600];
+    LK_CHECK(lk_ckptdir_resolve(o->checkpoint, dir, sizeof dir)); /* (step checkpoints: the latest) */
+    LK_CHECK(lk_ckptdir_load_config(dir, &rc));
     const int is_text = !strcmp(rc.model, "gpt");
     const int is_image = !strcmp(rc.model, "gan") || !strcmp(rc.model, "vae") || !strcmp(rc.model, "autoencoder");
     if (!is_text && !is_image)
         return LK_ERR(LK_ERR_ARG, "checkpoint %s holds a %s, which generates nothing: use lockstep predict",
-                      o->checkpoint, rc.model);
+                      dir, rc.model);
     if (is_image && !o->out) return LK_ERR(LK_ERR_ARG, "sample: --out FILE.png is required for model %s", rc.model);
     if (o->count < 1 || o->count > 4096) return LK_ERR(LK_ERR_ARG, "--count must be 1..4096 (got %d)", o->count);
     if (is_image && (rc.in_shape.ndim != 3 || rc.in_shape.d[0] != 1))
@@ -198,7 +199,7 @@ lk_status lk_sample(const lk_sample_opts *o, FILE *text)
                                                           rc.nclasses, 1, is_text ? 1 : LK_MIN(o->count, 64),
                                                           LK_INIT_DEFAULT, 0, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL, LK_F32, 0});
     if (st == LK_OK)
-        st = lk_checkpoint_load_weights(lk_ckptdir_path(o->checkpoint, "model.safetensors", path, sizeof path),
+        st = lk_checkpoint_load_weights(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path),
                                         r.model);
     if (st == LK_OK && is_text) st = sample_text(o, &r, rc.nclasses, text);
     if (st == LK_OK && is_image) {

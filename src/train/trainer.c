@@ -87,7 +87,8 @@ static lk_status inject_fault(run_state *s)
         for (;;) pause();
     if (!strcmp(s->fault.kind, "error"))
         return LK_ERR(LK_ERR_STATE, "injected fault after step %ld (LK_INJECT_FAULT)", s->step);
-    return lk_scale(s->r.dev, s->r.model->params, 1.0001f, 1); /* "diverge" */
+    if (!strcmp(s->fault.kind, "diverge")) return lk_scale(s->r.dev, s->r.model->params, 1.0001f, 1);
+    return LK_OK; /* (savekill: in lk_trainer_save) */
 }
 
 /* --grad-compress powersgd: plain all-reduces before --compress-start, compressed after */
@@ -190,7 +191,8 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
         double log_local = 0.0; /* samples of this rank */
         long log_n = 0;
         zero_losses(s);
-        for (int i = 0; i < s->sampler.steps && s->step < s->total; i += o->accum) {
+        /* (a resumed run starts where its checkpoint's sampler stopped in the epoch) */
+        for (int i = (int)(s->epoch_step * o->accum); i < s->sampler.steps && s->step < s->total; i += o->accum) {
             double t0 = lk_now();
             int count = LK_MIN(o->accum, s->sampler.steps - i);
             if (s->gan.r) LK_CHECK(gan_train_step(s, i, &log_local));
@@ -199,6 +201,7 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
             int averaged = 0;
             LK_CHECK(lk_averager_after(&s->avg, s->step, 0, &averaged));
             const double t1 = lk_now();
+            s->epoch_step++;
             s->step_ms[timed++] = (t1 - t0) * 1e3;
             comm_stats(s, &log_comm, &log_hidden);
             log_comm += (t1 - ta) * 1e3;
@@ -248,8 +251,14 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                                      s->epoch + 1, s->step, val_loss, val_acc);
                 log_t0 = lk_now(); /* keep evaluation out of the throughput */
             }
+            /* a step checkpoint (the epoch's and the run's last are saved below) */
+            if (o->save_dir && o->save_every > 0 && s->step % o->save_every == 0 && !last)
+                LK_CHECK(lk_trainer_save(o, s));
         }
-        s->epoch++;
+        if (s->epoch_step == s->steps_per_epoch) { /* (else the run ended inside the epoch) */
+            s->epoch++;
+            s->epoch_step = 0;
+        }
         if (o->save_dir) LK_CHECK(lk_trainer_save(o, s)); /* a collective: every rank */
     }
     LK_CHECK(lk_averager_after(&s->avg, s->step, 1, NULL));
@@ -322,11 +331,12 @@ lk_status lk_train(const lk_train_opts *o, lk_train_result *res)
     return st;
 }
 
-lk_status lk_eval_checkpoint(const char *dir, const char *data_spec, const char *device,
+lk_status lk_eval_checkpoint(const char *named, const char *data_spec, const char *device,
                              int threads, int batch, lk_eval_result *res)
 {
     lk_run_config rc;
-    char path[600];
+    char path[600], dir[600];
+    LK_CHECK(lk_ckptdir_resolve(named, dir, sizeof dir)); /* (a directory of step checkpoints: its latest) */
     LK_CHECK(lk_ckptdir_load_config(dir, &rc));
     lk_dataset d;
     memset(&d, 0, sizeof d);

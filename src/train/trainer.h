@@ -21,7 +21,10 @@ typedef struct {
     const char *device;
     int threads;
     const char *save_dir;     /* NULL: no checkpoint */
-    const char *resume_dir;   /* NULL: fresh start */
+    long save_every;          /* also a checkpoint every N steps, as save_dir/step-N (0: epochs only) */
+    int keep;                 /* step checkpoints: keep the newest K (0: all) */
+    const char *resume_dir;   /* NULL: fresh start (a checkpoint, or a directory of step ones) */
+    int force_resume;         /* resume although the schedule or the data changed */
     const char *metrics_path; /* NULL: no JSON lines */
     long eval_every;          /* also validate every N steps (0: at epoch ends only) */
     long log_every;           /* metrics/log line every N steps */

@@ -2,6 +2,7 @@
  * the replica and its memory plan, the optimizer, the start-up agreement, resuming and
  * saving checkpoints, and how gradients travel between ranks. */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,7 @@ static lk_status check_output(const lk_replica *r, const lk_dataset *d)
 }
 
 static void fill_run_config(lk_run_config *rc, const lk_train_opts *o, const lk_dataset *d,
-                            const lk_optim *opt, int epoch)
+                            const lk_optim *opt, int epoch, long epoch_step)
 {
     memset(rc, 0, sizeof *rc);
     snprintf(rc->model, sizeof rc->model, "%s", o->model);
@@ -46,25 +47,33 @@ static void fill_run_config(lk_run_config *rc, const lk_train_opts *o, const lk_
         snprintf(rc->class_names[i], sizeof rc->class_names[i], "%s",
                  d->class_names ? d->class_names[i] : "");
     rc->epoch = epoch;
+    rc->epoch_step = epoch_step;
     rc->step = opt->step;
     rc->seed = o->seed;
     rc->batch = o->batch;
     rc->world = o->comm ? o->comm->world : 1;
+    rc->accum = o->accum;
+    rc->train_samples = d->n;
     rc->optim = opt->cfg;
 }
 
+/* (LK_INJECT_FAULT=savekill: in the middle of writing a checkpoint) */
+static void kill_self(void) { raise(SIGKILL); }
+
 /* Fault injection for the tests of failure handling: after optimizer step STEP,
  * rank RANK returns an error ("error"), dies ("kill"), perturbs its parameters so
- * the replicas diverge ("diverge") or stops without dying ("stall"). */
+ * the replicas diverge ("diverge") or stops without dying ("stall"); or dies while
+ * writing step STEP's checkpoint, its weights and optimizer state written and its
+ * config.json not ("savekill"). */
 static lk_status parse_fault(run_state *s)
 {
     const char *spec = getenv("LK_INJECT_FAULT");
     s->fault.step = -1;
     if (!spec || !*spec) return LK_OK;
     if (sscanf(spec, "%15[a-z]:%d:%ld", s->fault.kind, &s->fault.rank, &s->fault.step) != 3 ||
-        (strcmp(s->fault.kind, "error") && strcmp(s->fault.kind, "kill") &&
-         strcmp(s->fault.kind, "diverge") && strcmp(s->fault.kind, "stall")))
-        return LK_ERR(LK_ERR_ARG, "LK_INJECT_FAULT='%s': expected error|kill|diverge|stall:RANK:STEP",
+        (strcmp(s->fault.kind, "error") && strcmp(s->fault.kind, "kill") && strcmp(s->fault.kind, "diverge") &&
+         strcmp(s->fault.kind, "stall") && strcmp(s->fault.kind, "savekill")))
+        return LK_ERR(LK_ERR_ARG, "LK_INJECT_FAULT='%s': expected error|kill|diverge|stall|savekill:RANK:STEP",
                       spec);
     return LK_OK;
 }
@@ -99,27 +108,68 @@ static lk_status open_data(const lk_train_opts *o, run_state *s)
     return LK_OK;
 }
 
-/* Restores weights, optimizer state and position from a checkpoint directory. */
+/* What a resume would change in the run's batches or learning rates, into why ("" if
+ * nothing): the data, the global batch, the seed, or the schedule (its length only where
+ * the rates depend on it). */
+static void resume_changes(const lk_run_config *rc, const lk_train_opts *o, const run_state *s, char *why,
+                           size_t size)
+{
+    const int world = s->comm->world;
+    const long saved_global = (long)rc->batch * rc->world * rc->accum, global = (long)o->batch * world * o->accum;
+    const lk_optim_config *a = &rc->optim, *b = &s->opt->cfg;
+    const int by_length = b->schedule == LK_SCHED_COSINE;
+    size_t len = 0;
+    why[0] = 0;
+#define CHANGED(cond, ...)                                                        \
+    if ((cond) && len < size) len += (size_t)snprintf(why + len, size - len, __VA_ARGS__)
+    CHANGED(strcmp(rc->data, o->data), "; --data %s, not %s", o->data, rc->data);
+    CHANGED(rc->train_samples && rc->train_samples != s->train.n, "; %d training samples, not %ld", s->train.n,
+            rc->train_samples);
+    CHANGED(saved_global != global, "; a global batch of %ld (--batch %d x %d ranks x --accum %d), not %ld",
+            global, o->batch, world, o->accum, saved_global);
+    CHANGED(rc->seed != o->seed, "; --seed %llu, not %llu", (unsigned long long)o->seed,
+            (unsigned long long)rc->seed);
+    CHANGED(a->schedule != b->schedule || a->lr != b->lr || a->warmup != b->warmup ||
+                a->step_size != b->step_size || a->gamma != b->gamma,
+            "; the learning rates (--lr --schedule --warmup --step-size --gamma)");
+    CHANGED(by_length && a->total_steps != b->total_steps, "; %ld steps in all, not %ld (the %s schedule's length)",
+            b->total_steps, a->total_steps, lk_schedule_name(b->schedule));
+#undef CHANGED
+    if (why[0]) memmove(why, why + 2, strlen(why + 2) + 1);
+}
+
+/* Restores weights, optimizer state and position (epoch, and the step in it) from a
+ * checkpoint directory, or a directory of step checkpoints' latest. */
 static lk_status resume(const lk_train_opts *o, run_state *s, int *epoch, long *step)
 {
     lk_run_config rc;
     char path[600];
-    LK_CHECK(lk_ckptdir_load_config(o->resume_dir, &rc));
+    LK_CHECK(lk_ckptdir_resolve(o->resume_dir, s->resumed_from, sizeof s->resumed_from));
+    const char *dir = s->resumed_from;
+    LK_CHECK(lk_ckptdir_load_config(dir, &rc));
     if (strcmp(rc.model, o->model))
-        return LK_ERR(LK_ERR_ARG, "--resume %s holds model '%s' but --model is '%s'", o->resume_dir,
+        return LK_ERR(LK_ERR_ARG, "--resume %s holds model '%s' but --model is '%s'", dir,
                       rc.model, o->model);
     if (rc.optim.kind != s->opt->cfg.kind)
-        return LK_ERR(LK_ERR_ARG, "--resume %s was trained with --optim %s, not %s", o->resume_dir,
+        return LK_ERR(LK_ERR_ARG, "--resume %s was trained with --optim %s, not %s", dir,
                       lk_optim_name(rc.optim.kind), lk_optim_name(s->opt->cfg.kind));
     if (rc.optim.decay != s->opt->cfg.decay)
-        return LK_ERR(LK_ERR_ARG, "--resume %s was trained with --decay %s, not %s", o->resume_dir,
+        return LK_ERR(LK_ERR_ARG, "--resume %s was trained with --decay %s, not %s", dir,
                       lk_decay_name(rc.optim.decay), lk_decay_name(s->opt->cfg.decay));
-    LK_CHECK(lk_checkpoint_load_weights(lk_ckptdir_path(o->resume_dir, "model.safetensors", path, sizeof path),
+    LK_CHECK(lk_checkpoint_load_weights(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path),
                                         s->r.model));
-    LK_CHECK(lk_checkpoint_load_optim(lk_ckptdir_path(o->resume_dir, "optim.safetensors", path, sizeof path),
+    LK_CHECK(lk_checkpoint_load_optim(lk_ckptdir_path(dir, "optim.safetensors", path, sizeof path),
                                       s->r.model, s->opt));
+    char why[600];
+    resume_changes(&rc, o, s, why, sizeof why);
+    if (why[0] && !o->force_resume)
+        return LK_ERR(LK_ERR_ARG, "--resume %s: this run would not continue it: %s (--force-resume continues "
+                                  "anyway)", dir, why);
     *epoch = rc.epoch;
     *step = s->opt->step;
+    /* the sampler's place: where it stopped in that epoch, if the epochs are the same steps */
+    s->epoch_step = !why[0] && rc.epoch_step < s->steps_per_epoch ? rc.epoch_step : 0;
+    if (why[0] && rc.epoch_step) *epoch += 1; /* (forced: from the next epoch's start) */
     return LK_OK;
 }
 
@@ -170,19 +220,29 @@ lk_status lk_trainer_save(const lk_train_opts *o, run_state *s)
     LK_CHECK(lk_averager_after(&s->avg, s->step, 1, NULL)); /* local SGD: averaged parameters */
     if (!o->sync_bn) LK_CHECK(lk_average_buffers(s->comm, s->r.model));
     lk_run_config rc;
-    fill_run_config(&rc, o, &s->train, s->opt, s->epoch);
+    fill_run_config(&rc, o, &s->train, s->opt, s->epoch, s->epoch_step);
+    const int stepped = o->save_every > 0 || o->keep > 0;
+    char dir[600];
+    if (stepped) lk_ckptdir_step(o->save_dir, s->step, dir, sizeof dir);
+    else snprintf(dir, sizeof dir, "%s", o->save_dir);
+    if (!strcmp(s->fault.kind, "savekill") && s->fault.step == s->step && s->fault.rank == s->comm->rank)
+        lk_ckptdir_before_config = kill_self; /* (LK_INJECT_FAULT: dies with weights and state written) */
     lk_zero_gather g = {s->zero, s->opt};
     const int sharded = s->zero->stage > 0;
     if (s->comm->rank == 0 || sharded)
-        LK_CHECK(lk_ckptdir_save(o->save_dir, &rc, s->r.model, s->opt, s->comm->rank == 0,
+        LK_CHECK(lk_ckptdir_save(dir, &rc, s->r.model, s->opt, s->comm->rank == 0,
                                  sharded ? lk_zero_gather_state : NULL, &g));
     lk_buckets *sets[2];
     lk_run_bucket_sets(s, sets);
-    if (!sets[0] || !sets[0]->psgd) return LK_OK;
-    /* PowerSGD's residuals and Q: every rank its own file, once rank 0 made the directory
-     * (a rank failing there fails at the barrier's next collective, on every rank) */
-    LK_CHECK(lk_comm_barrier(s->comm));
-    return lk_buckets_psgd_save(sets, 2, o->save_dir, s->step);
+    const int psgd = sets[0] && sets[0]->psgd;
+    /* PowerSGD's residuals and Q: every rank its own file, once rank 0 made the directory;
+     * a step checkpoint is published once every rank's files are in it (a rank failing
+     * fails at the barrier's next collective, on every rank) */
+    if (psgd || stepped) LK_CHECK(lk_comm_barrier(s->comm));
+    if (psgd) LK_CHECK(lk_buckets_psgd_save(sets, 2, dir, s->step));
+    if (psgd && stepped) LK_CHECK(lk_comm_barrier(s->comm));
+    if (stepped && s->comm->rank == 0) LK_CHECK(lk_ckptdir_publish(o->save_dir, s->step, o->keep));
+    return LK_OK;
 }
 
 /* SyncBatchNorm's hook: sums a layer's statistics over every rank. */
@@ -292,6 +352,8 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     s->opts = o;
     s->prog = prog;
     LK_CHECK(parse_fault(s));
+    if ((o->save_every > 0 || o->keep > 0) && !o->save_dir)
+        return LK_ERR(LK_ERR_ARG, "--save-every and --keep need --save DIR (where the step checkpoints go)");
     /* under mpirun stdout is a pseudo-terminal even when the job's output goes to a
      * file: plain lines there unless a bar is asked for */
     int mode = o->progress < 0 && lk_comm_launched() ? 0 : o->progress;
@@ -353,7 +415,7 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     lk_run_bucket_sets(s, psgd);
     char why[700] = "";
     if (o->resume_dir && psgd[0] && psgd[0]->psgd)
-        LK_CHECK(lk_buckets_psgd_load(psgd, 2, o->resume_dir, s->step, why, sizeof why));
+        LK_CHECK(lk_buckets_psgd_load(psgd, 2, s->resumed_from, s->step, why, sizeof why));
     /* model FLOPs per sample, and the peak they are measured against (every rank's) */
     s->flops_sample = s->gan.r ? lk_gan_flops(&s->gan) : 3.0 * lk_model_flops(m, 0, m->nlayers);
     s->peak = s->own_peak.flops; /* (own_peak: found before the model was built) */
@@ -439,7 +501,7 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
                          : s->comm->shm ? "lockstep's shared memory: each rank adds a slice of every rank's values"
                                         : "MPI: exchange, add, all-gather");
     if (o->resume_dir)
-        lk_progress_line(prog, "resumed from %s at epoch %d, step %ld", o->resume_dir, s->epoch,
-                         s->step);
+        lk_progress_line(prog, "resumed from %s at epoch %d, step %ld%s", s->resumed_from, s->epoch,
+                         s->step, s->epoch_step ? " (inside the epoch: its sampler continues)" : "");
     return LK_OK;
 }

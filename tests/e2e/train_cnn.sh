@@ -36,10 +36,13 @@ PY
 "$LK" eval --checkpoint "$TMP/ck" --threads 1 | tee "$TMP/eval.txt"
 grep -q "test accuracy 0\.[7-9]" "$TMP/eval.txt" || fail "eval accuracy too low: $(cat "$TMP/eval.txt")"
 
-# resume for one more epoch: the step count continues from 94
-"$LK" train --model cnn --train-limit 3000 --val-limit 1000 --epochs 3 --batch 64 \
-  --optim momentum --lr 0.05 --schedule cosine --seed 0 --threads 1 --progress lines \
-  --resume "$TMP/ck" --save "$TMP/ck" --metrics "$TMP/m2.jsonl" | tee "$TMP/resume.txt"
+# resume for one more epoch: a longer cosine schedule is refused, then forced; the step
+# count continues from 94
+more=(train --model cnn --train-limit 3000 --val-limit 1000 --epochs 3 --batch 64 --optim momentum --lr 0.05
+      --schedule cosine --seed 0 --threads 1 --progress lines --resume "$TMP/ck" --save "$TMP/ck")
+expect_fail 2 "141 steps in all, not 94 (the cosine schedule's length) (--force-resume continues anyway)" -- \
+  "$LK" "${more[@]}"
+"$LK" "${more[@]}" --force-resume --metrics "$TMP/m2.jsonl" | tee "$TMP/resume.txt"
 grep -q "resumed from .* at epoch 2, step 94" "$TMP/resume.txt" || fail "resume did not start at epoch 2 step 94"
 steps=$(json_field "$TMP/m2.jsonl" summary steps)
 [[ $steps -eq 141 ]] || fail "resumed run ended at step $steps, expected 141"
