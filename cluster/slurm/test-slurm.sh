@@ -108,6 +108,18 @@ timeout 300 sbatch --wait --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --outp
   fail "multi-node.sbatch failed: $(tail -n 20 "$dir"/work/multi-*.out)"
 grep -q "done: 30 steps" "$dir"/work/multi-*.out || fail "multi-node.sbatch did not finish"
 echo "  multi-node | $(grep "done:" "$dir"/work/multi-*.out)"
+# restart.sbatch: rank 1 killed after step 12 (once); launch/run.sh relaunches the step
+# from the step-10 checkpoint and the job finishes
+timeout 300 sbatch --wait --ntasks-per-node=2 --output="$dir/work/restart-%j.out" \
+  --export=ALL,LK_BIN="$bin",LK_RUN_SH="$repo_root/launch/run.sh",LK_INJECT_FAULT=kill:1:12,LK_INJECT_FAULT_ONCE="$dir/work/fired" \
+  "$repo_root/cluster/slurm/restart.sbatch" "${args[@]}" --save "$dir/work/ck" --save-every 10 >"$dir/restart.submit" ||
+  fail "restart.sbatch failed: $(tail -n 30 "$dir"/work/restart-*.out)"
+grep -q "run.sh: restart 1 of 3 after status" "$dir"/work/restart-*.out ||
+  fail "restart.sbatch did not restart: $(tail -n 30 "$dir"/work/restart-*.out)"
+grep -q "resumed from .*step-00000010 at epoch" "$dir"/work/restart-*.out ||
+  fail "the restart did not resume from step 10: $(tail -n 30 "$dir"/work/restart-*.out)"
+grep -q "done: 20 steps" "$dir"/work/restart-*.out || fail "the restarted job did not finish its last 20 steps"
+echo "  restart | $(grep "run.sh: restart" "$dir"/work/restart-*.out) | $(grep "done:" "$dir"/work/restart-*.out)"
 # a failing job reports its failure: a model that does not exist
 if timeout 120 sbatch --wait --output="$dir/work/bad-%j.out" --export=ALL,LK_BIN="$bin" \
     "$repo_root/cluster/slurm/one-node.sbatch" --model nosuch >/dev/null 2>&1; then

@@ -38,7 +38,9 @@ static int fail(lk_status s)
         fprintf(stderr, "lockstep: %serror: %s [%s]\n", who, lk_error_message(), lk_error_where());
     else
         fprintf(stderr, "lockstep: %serror: %s\n", who, lk_error_message());
-    int code = s == LK_ERR_ARG ? 2 : 1;
+    /* 2: the command line; 3: a rank or the communication between ranks (launch/run.sh
+     * restarts on it); 1: everything else (data, files, numerics, the device) */
+    int code = s == LK_ERR_ARG ? 2 : s == LK_ERR_COMM ? 3 : 1;
     if (g_comm && g_comm->world > 1) g_comm->vt->abort(g_comm, code);
     return code;
 }

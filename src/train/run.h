@@ -4,6 +4,7 @@
 #ifndef LK_RUN_H
 #define LK_RUN_H
 
+#include <stdio.h>
 #include "../comm/average.h"
 #include "../comm/bucket.h"
 #include "../comm/topo.h"
@@ -47,6 +48,7 @@ typedef struct {
         char kind[16];
         int rank;
         long step;
+        char once[512];  /* LK_INJECT_FAULT_ONCE: created as the fault fires ("": none) */
     } fault;
 } run_state;
 
@@ -56,6 +58,14 @@ static inline void lk_run_bucket_sets(const run_state *s, lk_buckets *sets[2])
 {
     sets[0] = s->buckets ? s->buckets : s->gan.bd;
     sets[1] = s->gan.bg;
+}
+
+/* An injected fault is about to happen: LK_INJECT_FAULT_ONCE's file is created. */
+static inline void lk_fault_fired(const run_state *s)
+{
+    if (!s->fault.once[0]) return;
+    FILE *f = fopen(s->fault.once, "w");
+    if (f) fclose(f);
 }
 
 /* Builds everything the run needs before its first step (lk_trainer_free undoes it). */

@@ -82,6 +82,7 @@ static int cmp_double(const void *a, const void *b)
 static lk_status inject_fault(run_state *s)
 {
     if (s->fault.step != s->step || s->fault.rank != s->comm->rank) return LK_OK;
+    lk_fault_fired(s);
     if (!strcmp(s->fault.kind, "kill")) raise(SIGKILL);
     if (!strcmp(s->fault.kind, "stall")) /* alive but never arriving */
         for (;;) pause();

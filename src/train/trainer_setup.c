@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../core/checkpoint.h"
 #include "../core/ops.h"
@@ -70,6 +71,11 @@ static lk_status parse_fault(run_state *s)
     const char *spec = getenv("LK_INJECT_FAULT");
     s->fault.step = -1;
     if (!spec || !*spec) return LK_OK;
+    /* LK_INJECT_FAULT_ONCE=FILE: only while FILE does not exist (the fault creates it), so
+     * a restarted run is spared */
+    const char *once = getenv("LK_INJECT_FAULT_ONCE");
+    if (once && *once && access(once, F_OK) == 0) return LK_OK;
+    snprintf(s->fault.once, sizeof s->fault.once, "%s", once ? once : "");
     if (sscanf(spec, "%15[a-z]:%d:%ld", s->fault.kind, &s->fault.rank, &s->fault.step) != 3 ||
         (strcmp(s->fault.kind, "error") && strcmp(s->fault.kind, "kill") && strcmp(s->fault.kind, "diverge") &&
          strcmp(s->fault.kind, "stall") && strcmp(s->fault.kind, "savekill")))
@@ -225,8 +231,10 @@ lk_status lk_trainer_save(const lk_train_opts *o, run_state *s)
     char dir[600];
     if (stepped) lk_ckptdir_step(o->save_dir, s->step, dir, sizeof dir);
     else snprintf(dir, sizeof dir, "%s", o->save_dir);
-    if (!strcmp(s->fault.kind, "savekill") && s->fault.step == s->step && s->fault.rank == s->comm->rank)
+    if (!strcmp(s->fault.kind, "savekill") && s->fault.step == s->step && s->fault.rank == s->comm->rank) {
+        lk_fault_fired(s);
         lk_ckptdir_before_config = kill_self; /* (LK_INJECT_FAULT: dies with weights and state written) */
+    }
     lk_zero_gather g = {s->zero, s->opt};
     const int sharded = s->zero->stage > 0;
     if (s->comm->rank == 0 || sharded)
