@@ -19,6 +19,7 @@
 #include "../train/trainer.h"
 #include "args.h"
 #include "cli.h"
+#include "../train/guard.h"
 
 /* The job's communicator: set once in main, so an error on any rank can stop
  * every rank (never a hang in a collective the failed rank will not join). */
@@ -99,6 +100,12 @@ static void train_usage(FILE *f)
             "                        from there, bitwise on the same world size\n"
             "  --force-resume        continue although the data, the global batch, the seed or\n"
             "                        the learning rates differ from the checkpoint's run\n"
+            "  --nan-policy P        a step whose loss or gradient is not finite (checked every\n"
+            "                        step, agreed by every rank): stop (default: names the step\n"
+            "                        and the first layer) or skip (no update on any rank)\n"
+            "  --max-skips N         stop after N steps skipped in a row (default 10)\n"
+            "  --skip-spikes Z       also skip a step whose loss is Z standard deviations above\n"
+            "                        the mean of the last 100 steps\n"
             "  --metrics FILE        JSON lines: steps, evaluations, summary\n"
             "  --eval-every N        also validate every N steps (always after each epoch)\n"
             "  --log-every N         log/metrics line every N steps (default 50)\n"
@@ -184,7 +191,8 @@ static const struct option train_opts[] = {
     {"grad-compress", 1, 0, O_GRAD_COMPRESS}, {"local-steps", 1, 0, O_LOCAL_STEPS},
     {"local-start", 1, 0, O_LOCAL_START}, {"compress-start", 1, 0, O_COMPRESS_START},
     {"save-every", 1, 0, O_SAVE_EVERY}, {"keep", 1, 0, O_KEEP},
-    {"force-resume", 0, 0, O_FORCE_RESUME},
+    {"force-resume", 0, 0, O_FORCE_RESUME}, {"nan-policy", 1, 0, O_NAN_POLICY},
+    {"max-skips", 1, 0, O_MAX_SKIPS}, {"skip-spikes", 1, 0, O_SKIP_SPIKES},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -259,6 +267,14 @@ static int cmd_train(int argc, char **argv)
         case O_SAVE_EVERY: s = lk_arg_int("--save-every", optarg, 1, 1L << 40, &o.save_every); break;
         case O_KEEP: s = lk_arg_int("--keep", optarg, 1, 1 << 20, &v), o.keep = (int)v; break;
         case O_FORCE_RESUME: o.force_resume = 1; break;
+        case O_NAN_POLICY: {
+            lk_nan_policy p = LK_NAN_STOP;
+            s = lk_nan_policy_parse(optarg, &p);
+            o.nan_policy = (int)p;
+            break;
+        }
+        case O_MAX_SKIPS: s = lk_arg_int("--max-skips", optarg, 0, 1L << 40, &o.max_skips); break;
+        case O_SKIP_SPIKES: s = lk_arg_float("--skip-spikes", optarg, 0.5, 1e6, &o.skip_spikes); break;
         case O_METRICS: o.metrics_path = optarg; break;
         case O_EVAL_EVERY: s = lk_arg_int("--eval-every", optarg, 0, 1L << 40, &o.eval_every); break;
         case O_LOG_EVERY: s = lk_arg_int("--log-every", optarg, 1, 1L << 40, &o.log_every); break;

@@ -38,11 +38,11 @@ int lk_buckets_plan(const lk_model *m, size_t bucket_bytes, size_t lo, size_t hi
         if (!l->param_count || l->param_offset < lo || l->param_offset >= hi) continue;
         size_t end = l->param_offset + l->param_count;
         if (end - begin >= limit && n < cap - 1) {
-            b[n++] = (lk_bucket){begin, end, 0, 0.0, 0.0, 0, -1, 0, 0, 0, 0};
+            b[n++] = (lk_bucket){begin, end, 0, 0.0, 0.0, 0.0, 0, -1, 0, 0, 0, 0};
             begin = end;
         }
     }
-    if (begin < hi || n == 0) b[n++] = (lk_bucket){begin, hi, 0, 0.0, 0.0, 0, -1, 0, 0, 0, 0};
+    if (begin < hi || n == 0) b[n++] = (lk_bucket){begin, hi, 0, 0.0, 0.0, 0.0, 0, -1, 0, 0, 0, 0};
     return n;
 }
 
@@ -350,6 +350,7 @@ void lk_buckets_begin(lk_buckets *b, int first, int last)
     b->ready = 0;
     b->next = 0;
     b->active = last || b->stage == 2;
+    b->last_active = last;
     b->accumulate = b->stage == 2 && !first;
     if (first) b->comm_ms = b->span_ms = 0.0; /* a step's backwards add up */
     b->status = LK_OK;
@@ -470,11 +471,37 @@ static const lk_bucket_reduction *choose_reduction(const lk_buckets *b)
 
 /* bucket i's collective, started (slot i) or blocking (slot < 0, every one of its
  * collectives run and their sums put in place) */
+/* bucket i's reduced values (all of them, or this rank's part at stage 1), squared and
+ * added while they are in cache - a plain loop, safe on the comm thread */
+static void note_sumsq(lk_buckets *b, int i)
+{
+    lk_bucket *k = &b->b[i];
+    k->sumsq = 0.0;
+    if (!b->model->dev->host_addressable || b->stage == 2) return;
+    size_t mine = k->end - k->begin, off = 0;
+    if (b->stage == 1) off = my_part(b, i, &mine);
+    const float *x = data(b, i) + off;
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (size_t j = 0; j < mine; j++) s += (double)x[j] * x[j];
+    k->sumsq = s;
+}
+
+int lk_buckets_sumsq(const lk_buckets *b, double *out)
+{
+    if (!b->model->dev->host_addressable || b->stage == 2 || !b->last_active) return 0;
+    double s = 0.0;
+    for (int i = 0; i < b->n; i++) s += b->b[i].sumsq;
+    *out = s;
+    return 1;
+}
+
 static lk_status collective(lk_buckets *b, int i, int slot)
 {
     b->b[i].phase = 0;
     lk_status st = b->reduce->start(b, i, slot);
     for (int more = slot < 0; st == LK_OK && slot < 0 && more;) st = b->reduce->arrived(b, i, -1, &more);
+    if (st == LK_OK && slot < 0) note_sumsq(b, i);
     return st;
 }
 
@@ -514,6 +541,7 @@ static void progress(lk_buckets *b)
         if (done && !more) {
             b->b[i].done = 1;
             b->b[i].t_done = lk_now();
+            note_sumsq(b, i);
         }
     }
 }
@@ -579,6 +607,7 @@ static void finalize(lk_buckets *b, int i)
         k->done = 1;
         k->t_done = lk_now();
         if (b->status != LK_OK) return;
+        note_sumsq(b, i);
     }
     size_t mine;
     const size_t off = my_part(b, i, &mine);
@@ -645,6 +674,7 @@ lk_status lk_buckets_finish(lk_buckets *b)
             b->status = wait_all(b, i);
             b->b[i].done = 1;
             b->b[i].t_done = lk_now();
+            note_sumsq(b, i);
         }
         if (b->status == LK_OK) b->status = lk_comm_timer_end(b->timer, &gpu_exposed, &gpu_span);
     }

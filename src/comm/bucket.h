@@ -63,6 +63,7 @@ typedef struct {
     size_t begin, end;
     int done;
     double t_start, t_done; /* this step's all-reduce in flight (lk_now; t_done when seen done) */
+    double sumsq;           /* the sum of squares of what it reduced (host memory: see lk_buckets_sumsq) */
     /* ZeRO-2 */
     size_t at;              /* its place in the staging (its lane, or the pinned region) */
     int prev;               /* the bucket that used its lane before it (-1: none) */
@@ -97,6 +98,7 @@ struct lk_buckets {
     size_t ready;        /* gradients [0, ready) are final in this backward */
     int next;            /* first bucket not started */
     int active;          /* this backward communicates (last micro-batch) */
+    int last_active;     /* the step's last backward did (and so each bucket has its sumsq) */
     lk_status status;    /* first error seen in the hook */
     /* The last step's communication: comm_ms, the time the step waited for it (exposed),
      * span_ms, from the first all-reduce's start to the last one's completion. On the
@@ -174,6 +176,11 @@ void lk_buckets_before_grads(void *user, size_t offset, size_t count);
 lk_status lk_buckets_finish(lk_buckets *b);
 /* PowerSGD (opened with powersgd_rank): whether the next steps compress (else plain
  * all-reduces: --compress-start's first steps; the residuals wait untouched). */
+/* The sum of squares of what this rank steps on (every gradient at stage 0, its part at
+ * stage 1), added up as each bucket's reduction completed - on the comm thread beside
+ * backward, the values still in cache: 1 and *out, where the gradients are host memory and
+ * this step's buckets communicated at stages 0 and 1; else 0 (lk_sumsq after the step). */
+int lk_buckets_sumsq(const lk_buckets *b, double *out);
 void lk_buckets_compress(lk_buckets *b, int on);
 /* bucket_psgd.c: PowerSGD's state for b's buckets, its reduction, and its release. */
 lk_status lk_buckets_psgd_open(lk_buckets *b, lk_model *m, int rank, uint64_t seed);

@@ -100,6 +100,14 @@ lk_status lk_zero_step(lk_zero_state *z, lk_optim *o, float grad_scale, size_t l
     return lk_model_refresh_working(z->m, b, hi, key);
 }
 
+void lk_zero_step_grads(const lk_zero_state *z, const float **g, size_t *n)
+{
+    const size_t mine = z->shard.hi - z->shard.lo;
+    if (z->stage == 2) *g = z->slice, *n = mine;
+    else if (z->stage == 1) *g = z->m->grads + z->shard.lo, *n = mine;
+    else *g = z->m->grads, *n = z->m->nparams;
+}
+
 lk_status lk_zero_gather_state(void *user, int state, size_t offset, size_t n, float *host)
 {
     lk_zero_gather *g = user;

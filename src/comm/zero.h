@@ -47,6 +47,9 @@ void lk_zero_destroy(lk_zero_state *z);
  * GAN): this rank's part of them from its reduced gradients, then (stages 1, 2) every
  * rank's updated part all-gathered. grad_scale as lk_optim_step's. */
 lk_status lk_zero_step(lk_zero_state *z, lk_optim *o, float grad_scale, size_t lo, size_t hi, int last);
+/* What this rank's optimizer steps on: every gradient at stage 0, its slice's at stages
+ * 1 and 2 (in the gradient buffer, or stage 2's slice) - n floats from *g. */
+void lk_zero_step_grads(const lk_zero_state *z, const float **g, size_t *n);
 /* lk_optim's `sum` hook: v summed over z's communicator. */
 lk_status lk_zero_sum(void *z, double *v, int n);
 /* The checkpoint's gather (lk_ckpt_gather_fn): optimizer state `state` of parameters

@@ -62,7 +62,8 @@ lk_status lk_metrics_step(lk_metrics *m, const lk_step_record *r)
     num(m->f, "comm_ms", r->comm_ms, 0);
     num(m->f, "comm_hidden", r->hidden_share, 0);
     num(m->f, "model_flops_per_s", r->flops_per_s, 0);
-    num(m->f, "mfu", r->mfu, 1);
+    num(m->f, "mfu", r->mfu, 0);
+    num(m->f, "skipped", (double)r->skipped, 1);
     return finish(m);
 }
 
@@ -93,6 +94,7 @@ lk_status lk_metrics_summary(lk_metrics *m, const lk_summary_record *r)
     json_str(m->f, r->peak_source ? r->peak_source : "");
     fputc(',', m->f);
     num(m->f, "params", r->params, 0);
+    num(m->f, "skipped", (double)r->skipped, 0);
     fputs("\"precision\":", m->f);
     json_str(m->f, r->precision ? r->precision : "fp32");
     fputc(',', m->f);

@@ -22,6 +22,7 @@ typedef struct {
     double loss_g;       /* a GAN's generator loss (loss is the discriminator's); NaN: none */
     double flops_per_s;  /* model FLOP/s of the job (peak.h) */
     double mfu;          /* flops_per_s over the job's peak */
+    long skipped;        /* steps skipped so far (--nan-policy skip, --skip-spikes) */
 } lk_step_record;
 lk_status lk_metrics_step(lk_metrics *m, const lk_step_record *r);
 lk_status lk_metrics_eval(lk_metrics *m, long step, int epoch, double val_loss, double val_acc);
@@ -39,6 +40,7 @@ typedef struct {
     double peak_host_all, plan_host_all; /* every rank's added up */
     double params;        /* floats of the flat parameter buffer (trainable, padded) */
     const char *precision; /* "fp32", "bf16" */
+    long skipped;          /* steps skipped (--nan-policy skip, --skip-spikes) */
 } lk_summary_record;
 lk_status lk_metrics_summary(lk_metrics *m, const lk_summary_record *r);
 

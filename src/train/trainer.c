@@ -35,6 +35,7 @@ lk_train_opts lk_train_defaults(void)
     o.shm = 1;
     o.comm_timeout = LK_COMM_TIMEOUT_S;
     o.check_every = 100;
+    o.max_skips = 10;
     o.bind = 1;
     return o;
 }
@@ -82,6 +83,7 @@ static int cmp_double(const void *a, const void *b)
 static lk_status inject_fault(run_state *s)
 {
     if (s->fault.step != s->step || s->fault.rank != s->comm->rank) return LK_OK;
+    if (!strcmp(s->fault.kind, "savekill") || !strcmp(s->fault.kind, "nan")) return LK_OK; /* (elsewhere) */
     lk_fault_fired(s);
     if (!strcmp(s->fault.kind, "kill")) raise(SIGKILL);
     if (!strcmp(s->fault.kind, "stall")) /* alive but never arriving */
@@ -89,7 +91,35 @@ static lk_status inject_fault(run_state *s)
     if (!strcmp(s->fault.kind, "error"))
         return LK_ERR(LK_ERR_STATE, "injected fault after step %ld (LK_INJECT_FAULT)", s->step);
     if (!strcmp(s->fault.kind, "diverge")) return lk_scale(s->r.dev, s->r.model->params, 1.0001f, 1);
-    return LK_OK; /* (savekill: in lk_trainer_save) */
+    return LK_OK;
+}
+
+/* The guard's verdict on the step (guard.h): the sum of squares of what this rank steps on
+ * and its loss, agreed by one all-reduce; LK_INJECT_FAULT=nan puts a NaN into this rank's
+ * gradient first. On a skip the loss leaves the log's sums too. */
+static lk_status check_step(run_state *s, double loss_sum, double samples, int *skip)
+{
+    const float *g;
+    size_t n;
+    lk_zero_step_grads(s->zero, &g, &n);
+    int injected = 0;
+    if (!strcmp(s->fault.kind, "nan") && s->fault.step == s->step + 1 && s->fault.rank == s->comm->rank && n) {
+        lk_fault_fired(s);
+        LK_CHECK(lk_scale(s->r.dev, (float *)g, NAN, 1)); /* (the flat buffer's first: the last layer's) */
+        injected = 1;
+    }
+    double ss = 0.0; /* added up by the buckets as they arrived, or a pass now */
+    if (injected || !s->buckets || !lk_buckets_sumsq(s->buckets, &ss)) {
+        float f = 0.0f;
+        LK_CHECK(lk_sumsq(s->r.dev, g, n, s->guard_sumsq));
+        lk_copy_to_host(s->r.dev, &f, s->guard_sumsq, sizeof f);
+        LK_CHECK(lk_device_status(s->r.dev));
+        ss = f;
+    }
+    /* (float: through lockstep's shared memory between the ranks of a host, a few us) */
+    float v[3] = {(float)ss, (float)loss_sum, (float)samples};
+    if (s->comm->world > 1) LK_CHECK(lk_comm_allreduce(s->comm, v, 3, LK_REDUCE_SUM));
+    return lk_guard_decide(&s->guard, s->r.model, s->step, v[0], (double)v[1] / v[2], skip);
 }
 
 /* --grad-compress powersgd: plain all-reduces before --compress-start, compressed after */
@@ -115,6 +145,9 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
     double group = 0.0;
     for (int i = 0; i < count; i++) group += lk_sampler_global_count(&s->sampler, first + i);
     long before = 0; /* samples of the step's earlier micro-batches, over all ranks */
+    double loss_sum = 0.0, local = 0.0; /* this rank's: the step's loss x samples, samples */
+    float window = 0.0f; /* the log's loss sum before the step (a skipped step leaves it so) */
+    lk_copy_to_host(s->r.dev, &window, &s->r.scalars[2], sizeof window);
     for (int i = 0; i < count; i++) {
         int n = lk_sampler_batch(&s->sampler, first + i, s->r.idx);
         m->sample_base = before + lk_sampler_first(&s->sampler, first + i);
@@ -123,13 +156,23 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
         lk_tensor out;
         LK_CHECK(lk_model_forward(m, n, 1, s->step, &out));
         LK_CHECK(lk_replica_loss(&s->r, &out, n, 1, (float)(n / group), 0));
+        float mean = 0.0f;
+        lk_copy_to_host(s->r.dev, &mean, &s->r.scalars[0], sizeof mean);
+        loss_sum += (double)mean * n, local += n;
         LK_CHECK(lk_axpy(s->r.dev, (float)n, &s->r.scalars[0], &s->r.scalars[2], 1));
         if (s->buckets) lk_buckets_begin(s->buckets, i == 0, i + 1 == count && !lk_averager_local(&s->avg, s->step));
         LK_CHECK(lk_model_backward_ex(m, n, s->step, i == 0 ? LK_GRADS_REPLACE : LK_GRADS_ADD));
         if (s->buckets) LK_CHECK(lk_buckets_finish(s->buckets));
-        *samples += n;
     }
-    LK_CHECK(lk_zero_step(s->zero, s->opt, lk_averager_grad_scale(&s->avg, s->step), 0, m->nparams, 1));
+    int skip = 0;
+    LK_CHECK(check_step(s, loss_sum, local, &skip));
+    if (skip) { /* nothing learnt from it: the log's sums without it, the counters on */
+        s->opt->step++;
+        lk_copy_to_device(s->r.dev, &s->r.scalars[2], &window, sizeof window);
+    } else {
+        *samples += local;
+        LK_CHECK(lk_zero_step(s->zero, s->opt, lk_averager_grad_scale(&s->avg, s->step), 0, m->nparams, 1));
+    }
     s->step++;
     return inject_fault(s);
 }
@@ -220,15 +263,17 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                 note_device_memory(s);
                 LK_CHECK(lk_comm_status(c));          /* and NCCL's, before MPI waits */
                 LK_CHECK(lk_comm_allreduce_f64(c, red, 3, LK_REDUCE_SUM));
-                double loss = red[0] / red[1], loss_g = s->gan.r ? red[2] / red[1] : NAN;
-                if (!isfinite(loss))
+                /* (a window of skipped steps only has no loss: NaN, and no error) */
+                double loss = red[1] > 0 ? red[0] / red[1] : NAN, loss_g = s->gan.r ? red[2] / red[1] : NAN;
+                if (!isfinite(loss) && red[1] > 0)
                     return LK_ERR(LK_ERR_STATE, "training loss is %g at step %ld (diverged: lower --lr?)",
                                   loss, s->step);
                 double dt = lk_now() - log_t0;
                 const double flops = s->flops_sample * red[1] / dt;
                 lk_step_record rec = {s->step, s->epoch + 1, loss, s->opt->last_lr, red[1] / dt,
                                       dt * 1e3 / (double)log_n, log_comm / (double)log_n,
-                                      log_hidden / (double)log_n, loss_g, flops, flops / s->peak};
+                                      log_hidden / (double)log_n, loss_g, flops, flops / s->peak,
+                                      s->guard.skipped};
                 LK_CHECK(lk_metrics_step(&s->metrics, &rec));
                 lk_progress_step(&prog, &(lk_progress_rec){s->epoch + 1, s->epochs, i / o->accum + 1,
                                                            s->steps_per_epoch, loss, loss_g,
@@ -291,16 +336,18 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                             s->r.dev->name, o->model, tokens, s->flops_sample, res->flops_per_s,
                             s->peak, res->mfu, s->own_peak.source, res->peak_host_bytes,
                             res->peak_dev_bytes, s->plan.host_rank, s->plan.dev_rank, mem[0], mem[1],
-                            (double)s->r.model->nparams, lk_dtype_name((lk_dtype)o->precision)};
+                            (double)s->r.model->nparams, lk_dtype_name((lk_dtype)o->precision),
+                            s->guard.skipped};
     LK_CHECK(lk_metrics_summary(&s->metrics, &sr));
-    char acc[32] = "", tok[48] = "";
+    char acc[32] = "", tok[48] = "", skipped[48] = "";
+    if (s->guard.skipped) snprintf(skipped, sizeof skipped, " (%ld steps skipped)", s->guard.skipped);
     if (!isnan(val_acc)) snprintf(acc, sizeof acc, ", val_acc %.4f", val_acc);
     if (isfinite(tokens)) snprintf(tok, sizeof tok, ", %.0f tokens/s", tokens);
     lk_progress_line(&prog,
                      "done: %ld steps, %.0f samples/s%s (median step %.3f ms), %.4g TFLOP/s, mfu "
-                     "%.3f, val_loss %.4f%s",
+                     "%.3f, val_loss %.4f%s%s",
                      res->steps, res->samples_per_s, tok, res->step_ms_median,
-                     res->flops_per_s * 1e-12, res->mfu, val_loss, acc);
+                     res->flops_per_s * 1e-12, res->mfu, val_loss, acc, skipped);
     if (s->plan.dev_rank > 0.0)
         lk_progress_line(&prog, "memory: peak GPU %.2f GB on rank 0 (plan %.2f GB), peak resident host %.2f GB "
                          "(plan %.2f GB)", res->peak_dev_bytes / 1e9, s->plan.dev_rank / 1e9,

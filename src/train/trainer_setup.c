@@ -61,7 +61,8 @@ static void fill_run_config(lk_run_config *rc, const lk_train_opts *o, const lk_
 /* (LK_INJECT_FAULT=savekill: in the middle of writing a checkpoint) */
 static void kill_self(void) { raise(SIGKILL); }
 
-/* Fault injection for the tests of failure handling: after optimizer step STEP,
+/* Fault injection for the tests of failure handling (a NaN into rank RANK's gradient of
+ * step STEP, counted from 1, after its reduction: "nan"); after optimizer step STEP,
  * rank RANK returns an error ("error"), dies ("kill"), perturbs its parameters so
  * the replicas diverge ("diverge") or stops without dying ("stall"); or dies while
  * writing step STEP's checkpoint, its weights and optimizer state written and its
@@ -78,8 +79,8 @@ static lk_status parse_fault(run_state *s)
     snprintf(s->fault.once, sizeof s->fault.once, "%s", once ? once : "");
     if (sscanf(spec, "%15[a-z]:%d:%ld", s->fault.kind, &s->fault.rank, &s->fault.step) != 3 ||
         (strcmp(s->fault.kind, "error") && strcmp(s->fault.kind, "kill") && strcmp(s->fault.kind, "diverge") &&
-         strcmp(s->fault.kind, "stall") && strcmp(s->fault.kind, "savekill")))
-        return LK_ERR(LK_ERR_ARG, "LK_INJECT_FAULT='%s': expected error|kill|diverge|stall|savekill:RANK:STEP",
+         strcmp(s->fault.kind, "stall") && strcmp(s->fault.kind, "savekill") && strcmp(s->fault.kind, "nan")))
+        return LK_ERR(LK_ERR_ARG, "LK_INJECT_FAULT='%s': expected error|kill|diverge|stall|savekill|nan:RANK:STEP",
                       spec);
     return LK_OK;
 }
@@ -95,6 +96,7 @@ void lk_trainer_free(run_state *s)
     lk_zero_destroy(s->zero);
     lk_gan_free(&s->gan);
     if (s->comm) lk_comm_use_device(s->comm, NULL, 0); /* before the device closes */
+    if (s->guard_sumsq) lk_dev_free(s->r.dev, s->guard_sumsq);
     lk_replica_free(&s->r);
     lk_sampler_free(&s->sampler);
     lk_metrics_close(&s->metrics);
@@ -207,6 +209,9 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     lk_agree_add(&a, "--precision", &o->precision, sizeof o->precision);
     lk_agree_add(&a, "--stochastic-round", &o->stochastic_round, sizeof o->stochastic_round);
     lk_agree_add(&a, "--grad-compress", &o->grad_dtype, sizeof o->grad_dtype);
+    lk_agree_add(&a, "--nan-policy", &o->nan_policy, sizeof o->nan_policy);
+    lk_agree_add(&a, "--max-skips", &o->max_skips, sizeof o->max_skips);
+    lk_agree_add(&a, "--skip-spikes", &o->skip_spikes, sizeof o->skip_spikes);
     const lk_optim_config *c = &s->opt->cfg;
     lk_agree_add(&a, "--optim", &c->kind, sizeof c->kind);
     float hyper[] = {c->lr, c->momentum, c->beta1, c->beta2, c->eps, c->alpha, c->weight_decay,
@@ -360,6 +365,9 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     s->opts = o;
     s->prog = prog;
     LK_CHECK(parse_fault(s));
+    if (!strcmp(o->model, "gan") && (o->nan_policy == LK_NAN_SKIP || o->skip_spikes > 0))
+        return LK_ERR(LK_ERR_ARG, "--nan-policy skip and --skip-spikes are not for the gan yet (its two optimizer "
+                                  "steps are unchecked: a non-finite loss stops it at the next log line)");
     if ((o->save_every > 0 || o->keep > 0) && !o->save_dir)
         return LK_ERR(LK_ERR_ARG, "--save-every and --keep need --save DIR (where the step checkpoints go)");
     /* under mpirun stdout is a pseudo-terminal even when the job's output goes to a
@@ -412,6 +420,9 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     if (o->resume_dir) LK_CHECK(resume(o, s, &s->epoch, &s->step));
     LK_CHECK(lk_averager_init(&s->avg, s->comm, m, s->opt, o->local_steps, o->local_start, s->step));
     LK_CHECK(agree(o, s));
+    lk_guard_init(&s->guard, (lk_nan_policy)o->nan_policy, o->max_skips, o->skip_spikes, rank == 0);
+    s->guard_sumsq = lk_dev_alloc(s->r.dev, sizeof(float));
+    if (!s->guard_sumsq) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the step check's scalar on %s", s->r.dev->name);
     if (!s->r.dev->host_addressable) { /* broadcasts and replica checks read the parameters here */
         s->host_params = lk_malloc(m->nparams * sizeof(float));
         if (!s->host_params) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a host copy of the parameters");

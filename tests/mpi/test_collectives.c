@@ -378,11 +378,17 @@ static void check_buckets(lk_progress_mode mode, int shm)
         assert_true(b->span_ms >= 0.0 && b->comm_ms >= 0.0);
         double h = lk_buckets_hidden_share(b);
         assert_true(h >= 0.0 && h <= 1.0);
-        /* inactive: no communication, gradients stay local */
+        /* the sum of squares the buckets added up as they arrived (the step's check) */
+        double ss = 0.0, direct = 0.0;
+        assert_true(lk_buckets_sumsq(b, &ss));
+        for (size_t k = 0; k < n; k++) direct += (double)m->grads[k] * m->grads[k];
+        assert_true(fabs(ss - direct) <= 1e-9 * direct && direct > 0.0);
+        /* inactive: no communication, gradients stay local (and no sum of squares) */
         lk_buckets_begin(b, 1, 0);
         TU_OK(lk_model_backward_ex(m, 4, 0, LK_GRADS_REPLACE));
         TU_OK(lk_buckets_finish(b));
         assert_true(b->comm_ms == 0.0);
+        assert_false(lk_buckets_sumsq(b, &ss));
         TU_OK(lk_model_forward(m, 4, 1, 0, &out)); /* the same input again */
         for (int i = 0; i < 4 * 5; i++) m->dout[i] = 0.1f * (float)(i % 3);
     }

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Every step, every rank (--nan-policy): a NaN injected into rank 1's gradient at step 7
+# (LK_INJECT_FAULT=nan:1:7, after the reduction: only rank 1 holds it)
+# - stop: every rank ends with status 1 at step 7, rank 1 naming the layer;
+# - skip: step 7 is skipped on every rank alike (the replicas compared at every step and
+#   at the end), counted in the metrics and the summary line; the same under --zero 2
+#   (each rank's slice) and between local SGD's averages; the run then equals one whose
+#   step 7 took no update... so it trains on: the final loss is finite;
+# - --max-skips 0 stops at the first skip; bad values are refused.
+source "$(dirname "$0")/common.bash"
+[[ -d /usr/share/datasets/fashion-mnist ]] || { echo "SKIP: dataset-fashion-mnist not installed"; exit 0; }
+run=(train --model mlp --train-limit 640 --val-limit 100 --batch 16 --steps 20 --optim momentum --lr 0.05
+     --seed 3 --threads 1)
+expect_nonzero "rank 1: error: step 7: not finite: loss" -- \
+  env LK_INJECT_FAULT=nan:1:7 bash -c "$(declare -f mpi); HERE='$HERE'; mpi -n 2 --oversubscribe '$LK' ${run[*]}"
+grep -q "rank 1: error: step 7: .*first in backward order in layer 3 (linear)" "$TMP/out" ||
+  fail "rank 1 does not name the layer: $(cat "$TMP/out")"
+grep -q "rank 0: error: step 7: not finite" "$TMP/out" || true # (rank 0 may be aborted before it prints)
+
+for extra in "" "--zero 2" "--local-steps 4"; do
+  LK_INJECT_FAULT=nan:1:7 mpi -n 2 --oversubscribe "${run[@]}" $extra --nan-policy skip --check-every 1 \
+    --metrics "$TMP/skip.jsonl" >"$TMP/skip.log" 2>&1 || fail "--nan-policy skip $extra: $(tail -5 "$TMP/skip.log")"
+  grep -q "step 7 skipped: not finite" "$TMP/skip.log" || fail "no skip said ($extra): $(cat "$TMP/skip.log")"
+  grep -q "(1 steps skipped)" "$TMP/skip.log" || fail "the summary line does not count it ($extra)"
+  [[ $(json_field "$TMP/skip.jsonl" summary skipped) == 1 ]] || fail "the metrics do not count it ($extra)"
+  echo "--nan-policy skip $extra: $(grep '^done' "$TMP/skip.log")"
+done
+# skipping is not updating: with the NaN at the run's only step, the parameters stay put
+LK_INJECT_FAULT=nan:1:1 mpi -n 2 --oversubscribe "${run[@]/--steps 20/--steps 1}" --steps 1 --nan-policy skip \
+  --save "$TMP/none" >/dev/null 2>&1 || fail "a skipped only step"
+mpi -n 2 --oversubscribe "${run[@]/--steps 20/--steps 1}" --steps 1 --lr 0 --save "$TMP/lr0" >/dev/null 2>&1 ||
+  fail "a step at lr 0"
+check_models "a skipped step vs a step at learning rate 0" "$TMP/lr0" "$TMP/none" 0
+expect_nonzero "step 7: 1 steps skipped in a row (a gradient not finite), more than --max-skips 0" -- \
+  env LK_INJECT_FAULT=nan:0:7 bash -c "$(declare -f mpi); HERE='$HERE'; mpi -n 2 --oversubscribe '$LK' ${run[*]} --nan-policy skip --max-skips 0"
+expect_fail 2 "--nan-policy: 'ignore' is not stop or skip" -- "$LK" "${run[@]}" --nan-policy ignore
+expect_fail 2 "--skip-spikes" -- "$LK" "${run[@]}" --skip-spikes 0.1
+echo PASS
