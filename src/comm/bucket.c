@@ -565,6 +565,7 @@ static void *comm_thread(void *arg)
             int i = b->next++;
             lk_bucket *k = &b->b[i];
             pthread_mutex_unlock(&b->mu);
+            b->comm->doing.bucket = i; /* (a timeout's report says which) */
             double t0 = lk_now();
             lk_status st = collective(b, i, -1);
             double t1 = lk_now();
@@ -581,6 +582,7 @@ static void *comm_thread(void *arg)
             continue;
         }
         if (armed && b->finishing && b->next == b->n) { /* every bucket summed: hand back */
+            b->comm->doing.bucket = -1;
             b->complete = 1;
             pthread_cond_broadcast(&b->idle);
             continue;

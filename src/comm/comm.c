@@ -23,6 +23,7 @@ lk_status lk_comm_open(lk_comm **out, const char *backend, int *argc, char ***ar
     lk_comm *c = lk_calloc(1, sizeof *c);
     if (!c) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a communicator");
     c->timeout_s = LK_COMM_TIMEOUT_S;
+    c->doing.bucket = -1;
     lk_status s;
     if (!strcmp(backend, "local"))
         s = lk_comm_local_open(c);
@@ -429,4 +430,12 @@ lk_status lk_comm_sum16_floats(lk_comm *c, lk_dtype t, float *buf, const size_t 
 lk_status lk_comm_use_shm(lk_comm *c, int on, size_t grad_floats, float **grads)
 {
     return c->vt->use_shm(c, on, grad_floats, grads);
+}
+
+const char *lk_doing_name(int what)
+{
+    static const char *const names[LK_DOING_COUNT] = {
+        "setting up", "forward", "backward", "reducing gradients", "checking the step", "updating",
+        "evaluating", "saving a checkpoint", "averaging (local SGD)"};
+    return what >= 0 && what < LK_DOING_COUNT ? names[what] : "?";
 }

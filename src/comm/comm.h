@@ -69,8 +69,23 @@ typedef struct {
     void (*close)(lk_comm *c);
 } lk_comm_vt;
 
+/* What a rank is doing, for the report when another rank waits for it in vain (the trainer
+ * says; the shared-memory collectives publish it beside their call numbers). */
+typedef enum {
+    LK_DOING_SETUP = 0, LK_DOING_FORWARD, LK_DOING_BACKWARD, LK_DOING_REDUCE, LK_DOING_CHECK,
+    LK_DOING_UPDATE, LK_DOING_EVAL, LK_DOING_SAVE, LK_DOING_AVERAGE, LK_DOING_COUNT
+} lk_doing;
+typedef struct {
+    volatile long step;  /* optimizer steps taken */
+    volatile int what;   /* lk_doing */
+    volatile int bucket; /* the comm thread's bucket (-1: none) */
+} lk_comm_activity;
+const char *lk_doing_name(int what);
+
 struct lk_comm {
     const lk_comm_vt *vt;
+    lk_comm_activity doing;      /* this rank's, as last said */
+    volatile long long *board;   /* its place on the shared-memory board (shm.h), or NULL */
     int rank, world;
     int local_rank, local_world; /* ranks on this host */
     char host[64];
@@ -86,6 +101,13 @@ struct lk_comm {
     unsigned char slot_nccl[LK_COMM_MAX_SLOTS]; /* the request in a slot is NCCL's */
     void *impl;
 };
+
+static inline void lk_comm_doing(lk_comm *c, long step, lk_doing what)
+{
+    c->doing.step = step;
+    c->doing.what = (int)what;
+    if (c->board) c->board[2] = step, c->board[3] = (long long)what; /* (seen by the host's others) */
+}
 
 /* Opens a backend by name ("auto", "local", "mpi"); argc/argv may be NULL. */
 lk_status lk_comm_open(lk_comm **out, const char *backend, int *argc, char ***argv);

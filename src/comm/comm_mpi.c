@@ -503,6 +503,7 @@ static void unmap_shm(lk_comm *c)
 {
     mpi_impl *m = c->impl;
     c->shm = 0;
+    c->board = NULL;
     lk_shm_map_close(m->region, m->region_bytes);
     m->region = NULL;
     if (m->cross != MPI_COMM_NULL) MPI_Comm_free(&m->cross);
@@ -577,6 +578,9 @@ static lk_status mpi_use_shm(lk_comm *c, int on, size_t grad_floats, float **gra
     if (c->local_world < c->world)
         MPI_TRY(c, MPI_Comm_split(m->world, c->local_rank, c->rank, &m->cross));
     lk_shm_attach(&m->shm, m->region, c->local_rank, nl, piece, grad_floats, c->timeout_s);
+    m->shm.doing = &c->doing;
+    m->shm.rank = c->rank;
+    c->board = lk_shm_board(&m->shm);
     if (grads) *grads = lk_shm_grads(&m->shm);
     c->shm = 1;
     snprintf(c->shm_note, sizeof c->shm_note, "shared memory between the %d ranks of %s%.60s%s, %s",

@@ -41,9 +41,12 @@ static size_t floats_padded(size_t n) { return align_up(n * sizeof(float)) / siz
 enum { KIND_ALLREDUCE, KIND_REDUCE_SCATTER, KIND_ALLGATHER, KIND_SUM16, KIND_SUM16_GATHERED, KIND_SUM16_FLOATS,
        KIND_SUM16_FLOATS_GATHERED };
 
+#define BOARD_WORDS 5 /* per process: call number, rank, step, activity, bucket */
+
 static size_t head_bytes(int nlocal)
 {
-    return align_up(sizeof(lk_shm_ctl)) + align_up((size_t)nlocal * SIG_WORDS * sizeof(unsigned long long));
+    return align_up(sizeof(lk_shm_ctl)) + align_up((size_t)nlocal * SIG_WORDS * sizeof(unsigned long long)) +
+           align_up((size_t)nlocal * BOARD_WORDS * sizeof(long long));
 }
 
 size_t lk_shm_region_bytes(int nlocal, size_t piece, size_t grad_floats)
@@ -66,6 +69,11 @@ void lk_shm_attach(lk_shm *s, void *region, int me, int nlocal, size_t piece, si
     char *p = region;
     s->ctl = (lk_shm_ctl *)p;
     s->sig = (unsigned long long *)(p + align_up(sizeof(lk_shm_ctl)));
+    s->board = (volatile long long *)(p + align_up(sizeof(lk_shm_ctl)) +
+                                      align_up((size_t)nlocal * SIG_WORDS * sizeof(unsigned long long)));
+    s->doing = NULL;
+    s->rank = me;
+    s->calls = 0;
     p += head_bytes(nlocal);
     s->out = (float *)p;
     p += floats_padded(piece) * sizeof(float);
@@ -82,6 +90,7 @@ void lk_shm_attach(lk_shm *s, void *region, int me, int nlocal, size_t piece, si
 static float *slot(const lk_shm *s, int i) { return s->slots + (size_t)i * floats_padded(s->piece); }
 static float *grads_of(const lk_shm *s, int i) { return s->grads + (size_t)i * floats_padded(s->grad_floats); }
 float *lk_shm_grads(const lk_shm *s) { return s->grads ? grads_of(s, s->me) : NULL; }
+volatile long long *lk_shm_board(const lk_shm *s) { return s->board + (size_t)s->me * BOARD_WORDS; }
 
 static void cpu_relax(void)
 {
@@ -120,6 +129,25 @@ static lk_status peer_failed(const lk_shm *s)
                   s->me, atomic_load(&s->ctl->failed) - 1);
 }
 
+/* Who did not arrive, and what every process of the host is doing, from the board. */
+static void report(const lk_shm *s, char *buf, size_t size)
+{
+    size_t len = 0;
+    const volatile long long *mine = s->board + (size_t)s->me * BOARD_WORDS;
+    for (int q = 0; q < s->nlocal && len < size; q++) {
+        const volatile long long *b = s->board + (size_t)q * BOARD_WORDS;
+        const long long call = b[0];
+        char bucket[32] = "";
+        if (b[4] >= 0) snprintf(bucket, sizeof bucket, ", bucket %lld", b[4]);
+        /* (forward to the update belong to the step after those taken; the rest come after) */
+        const int in_step = b[3] >= LK_DOING_FORWARD && b[3] <= LK_DOING_UPDATE;
+        len += (size_t)snprintf(buf + len, size - len, "%s local rank %d (rank %lld) %s call %lld, step %lld: %s%s",
+                                q ? ";" : "", q, b[1],
+                                q == s->me ? "waits in" : call < mine[0] ? "did not arrive: its last was" : "arrived at",
+                                call, b[2] + in_step, lk_doing_name((int)b[3]), bucket);
+    }
+}
+
 static lk_status barrier(lk_shm *s)
 {
     lk_shm_ctl *c = s->ctl;
@@ -141,11 +169,14 @@ static lk_status barrier(lk_shm *s)
         atomic_fetch_sub(&c->sleepers, 1);
         if (atomic_load_explicit(&c->gen, memory_order_acquire) != g) return LK_OK;
         if (atomic_load(&c->failed)) return peer_failed(s);
-        if (lk_now() > deadline)
+        if (lk_now() > deadline) {
+            char who[700];
+            report(s, who, sizeof who);
             return fail(s, LK_ERR(LK_ERR_COMM,
                                   "local rank %d: shared-memory all-reduce: the other ranks on "
-                                  "this host did not arrive within %.0f s (--comm-timeout)",
-                                  s->me, s->timeout_s));
+                                  "this host did not arrive within %.0f s (--comm-timeout):%s",
+                                  s->me, s->timeout_s, who));
+        }
     }
 }
 
@@ -295,6 +326,12 @@ static int sign(lk_shm *s, int kind, const float *buf, size_t n, lk_reduce_op op
     const int direct = kind != KIND_ALLGATHER && kind != KIND_SUM16 && kind != KIND_SUM16_GATHERED &&
                        lk_shm_holds(s, buf, n);
     *at = direct ? (size_t)(buf - lk_shm_grads(s)) : 0;
+    volatile long long *b = s->board + (size_t)s->me * BOARD_WORDS; /* (for a timeout's report) */
+    b[1] = s->rank;
+    b[2] = s->doing ? s->doing->step : -1;
+    b[3] = s->doing ? s->doing->what : LK_DOING_SETUP;
+    b[4] = s->doing ? s->doing->bucket : -1;
+    b[0] = ++s->calls;
     unsigned long long *sig = s->sig + (size_t)s->me * SIG_WORDS;
     sig[0] = (unsigned long long)n << 8 | (unsigned)kind << 3 | (unsigned)direct << 2 | (unsigned)op;
     sig[1] = *at;

@@ -14,7 +14,9 @@
  * A process that waits for a slower one spins briefly and then sleeps on a futex: its
  * core goes back to the training thread instead of being burnt polling. A wait longer
  * than the timeout, or a failure on another process of the host, ends the call on
- * every process with an error instead of a hang.
+ * every process with an error instead of a hang, which names the processes that did not
+ * arrive and what each was doing: every call is numbered, and each process publishes its
+ * call's number and its activity (comm.h's lk_comm_activity) on a board in the region.
  *
  * Every process of the host must make the same calls in the same order, one at a time;
  * a call whose range, length or operation differs on some process is reported as an
@@ -33,6 +35,10 @@ typedef struct lk_shm_ctl lk_shm_ctl;
 typedef struct {
     lk_shm_ctl *ctl;         /* barrier state, in the region */
     unsigned long long *sig; /* two words of call signature per process */
+    volatile long long *board; /* per process: call number, rank, step, activity, bucket */
+    const lk_comm_activity *doing; /* this process's activity (NULL: not known) */
+    int rank;                /* this process's rank in the job (for the report) */
+    long long calls;         /* this process's calls so far */
     float *out;              /* piece floats: the summed piece */
     float *slots;            /* nlocal x piece floats: each process's copy of its piece */
     float *grads;            /* nlocal x grad_floats (padded): the gradient buffers */
@@ -52,6 +58,8 @@ size_t lk_shm_piece_for(int nlocal, size_t max_bytes);
 /* Points s at a region (page aligned, zeroed before the first call on any process). */
 void lk_shm_attach(lk_shm *s, void *region, int me, int nlocal, size_t piece, size_t grad_floats,
                    double timeout_s);
+/* This process's place on the board (call number, rank, step, activity, bucket). */
+volatile long long *lk_shm_board(const lk_shm *s);
 /* This process's gradient buffer in the region (NULL without one). */
 float *lk_shm_grads(const lk_shm *s);
 

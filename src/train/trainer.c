@@ -154,6 +154,7 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
         before += lk_sampler_global_count(&s->sampler, first + i);
         lk_replica_load_batch(&s->r, &s->train, s->r.idx, n);
         lk_tensor out;
+        lk_comm_doing(s->comm, s->step, LK_DOING_FORWARD);
         LK_CHECK(lk_model_forward(m, n, 1, s->step, &out));
         LK_CHECK(lk_replica_loss(&s->r, &out, n, 1, (float)(n / group), 0));
         float mean = 0.0f;
@@ -161,11 +162,15 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
         loss_sum += (double)mean * n, local += n;
         LK_CHECK(lk_axpy(s->r.dev, (float)n, &s->r.scalars[0], &s->r.scalars[2], 1));
         if (s->buckets) lk_buckets_begin(s->buckets, i == 0, i + 1 == count && !lk_averager_local(&s->avg, s->step));
+        lk_comm_doing(s->comm, s->step, LK_DOING_BACKWARD);
         LK_CHECK(lk_model_backward_ex(m, n, s->step, i == 0 ? LK_GRADS_REPLACE : LK_GRADS_ADD));
+        lk_comm_doing(s->comm, s->step, LK_DOING_REDUCE);
         if (s->buckets) LK_CHECK(lk_buckets_finish(s->buckets));
     }
     int skip = 0;
+    lk_comm_doing(s->comm, s->step, LK_DOING_CHECK);
     LK_CHECK(check_step(s, loss_sum, local, &skip));
+    lk_comm_doing(s->comm, s->step, LK_DOING_UPDATE);
     if (skip) { /* nothing learnt from it: the log's sums without it, the counters on */
         s->opt->step++;
         lk_copy_to_device(s->r.dev, &s->r.scalars[2], &window, sizeof window);
@@ -243,6 +248,7 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
             else LK_CHECK(train_step(s, i, count, &log_local));
             const double ta = lk_now(); /* local SGD's average: part of the step, its communication */
             int averaged = 0;
+            lk_comm_doing(c, s->step, LK_DOING_AVERAGE);
             LK_CHECK(lk_averager_after(&s->avg, s->step, 0, &averaged));
             const double t1 = lk_now();
             s->epoch_step++;
@@ -285,6 +291,7 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                 log_n = 0;
             }
             if ((o->eval_every > 0 && s->step % o->eval_every == 0) || last) {
+                lk_comm_doing(c, s->step, LK_DOING_EVAL);
                 LK_CHECK(lk_averager_after(&s->avg, s->step, 1, NULL));
                 if (!o->sync_bn) LK_CHECK(lk_average_buffers(c, s->r.model));
                 LK_CHECK(evaluate(&s->r, s->gan.r ? &s->gan : NULL, c, &s->val, &val_loss, &val_acc));

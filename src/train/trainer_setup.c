@@ -228,6 +228,7 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
  * takes part). */
 lk_status lk_trainer_save(const lk_train_opts *o, run_state *s)
 {
+    lk_comm_doing(s->comm, s->step, LK_DOING_SAVE);
     LK_CHECK(lk_averager_after(&s->avg, s->step, 1, NULL)); /* local SGD: averaged parameters */
     if (!o->sync_bn) LK_CHECK(lk_average_buffers(s->comm, s->r.model));
     lk_run_config rc;

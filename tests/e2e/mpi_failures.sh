@@ -25,6 +25,9 @@ expect_nonzero "signal 9" -- \
 # after --comm-timeout and the job ends (rank 0's error aborts rank 1)
 expect_nonzero "rank 0: error: on host $(hostname), local rank 0: shared-memory all-reduce: the other ranks on this host did not arrive within 3 s" -- \
   env LK_INJECT_FAULT=stall:1:3 bash -c "$(declare -f mpi); HERE='$HERE'; mpi -n 2 --oversubscribe '$LK' ${run[*]} --steps 100 --comm-timeout 3"
+# ... and says who did not arrive and what each rank was doing
+grep -q "local rank 0 (rank 0) waits in call [0-9]*, step 4: reducing gradients, bucket 0; local rank 1 (rank 1) did not arrive: its last was call [0-9]*, step 3: updating" "$TMP/out" ||
+  fail "the timeout does not report the ranks: $(grep error "$TMP/out")"
 # rank 1 cannot read its data
 expect_nonzero "rank 1: error: dataset 'fashion-mnist:$TMP/missing'" -- \
   bash -c "ASAN_OPTIONS=\${ASAN_OPTIONS:+\$ASAN_OPTIONS:}detect_leaks=0 '$HERE/launch/mpirun.sh' -n 1 --oversubscribe '$LK' ${run[*]} --steps 5 : -np 1 '$LK' ${run[*]} --steps 5 --data fashion-mnist:$TMP/missing"
