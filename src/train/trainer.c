@@ -248,7 +248,7 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
             else LK_CHECK(train_step(s, i, count, &log_local));
             const double ta = lk_now(); /* local SGD's average: part of the step, its communication */
             int averaged = 0;
-            lk_comm_doing(c, s->step, LK_DOING_AVERAGE);
+            if (o->local_steps) lk_comm_doing(c, s->step, LK_DOING_AVERAGE);
             LK_CHECK(lk_averager_after(&s->avg, s->step, 0, &averaged));
             const double t1 = lk_now();
             s->epoch_step++;
