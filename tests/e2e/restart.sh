@@ -28,7 +28,8 @@ check_models "killed after step $kill_at and restarted vs uninterrupted" "$TMP/s
 
 # the host loses a slot as the rank dies: the relaunch has 2 ranks
 printf 'localhost slots=3\n' >"$TMP/hosts"
-( while [[ ! -f $TMP/fired2 ]]; do sleep 0.05; done; printf 'localhost slots=2\n' >"$TMP/hosts" ) &
+( for _ in $(seq 1200); do [[ -f $TMP/fired2 ]] && break; sleep 0.05; done  # (60 s at most)
+  printf 'localhost slots=2\n' >"$TMP/hosts" ) &
 LK_INJECT_FAULT=kill:1:$kill_at LK_INJECT_FAULT_ONCE=$TMP/fired2 \
   "$HERE/launch/run.sh" --hostfile "$TMP/hosts" --oversubscribe --max-restarts 2 -- "${job[@]}" --save "$TMP/fewer" \
   2>"$TMP/fewer.log" || fail "the job cut to 2 ranks failed: $(tail -20 "$TMP/fewer.log")"
