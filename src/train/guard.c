@@ -54,7 +54,7 @@ lk_status lk_guard_decide(lk_guard *g, const lk_model *m, long step, double sums
         mean /= g->nrecent;
         for (int i = 0; i < g->nrecent; i++) sd += (g->recent[i] - mean) * (g->recent[i] - mean);
         sd = sqrt(sd / g->nrecent);
-        spike = loss > mean + g->spike_z * sd;
+        spike = sd > 0.0 && loss > mean + g->spike_z * sd; /* (a flat window flags nothing) */
     }
     if (!bad && !spike) {
         g->in_a_row = 0;

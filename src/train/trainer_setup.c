@@ -369,6 +369,9 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     if (!strcmp(o->model, "gan") && (o->nan_policy == LK_NAN_SKIP || o->skip_spikes > 0))
         return LK_ERR(LK_ERR_ARG, "--nan-policy skip and --skip-spikes are not for the gan yet (its two optimizer "
                                   "steps are unchecked: a non-finite loss stops it at the next log line)");
+    if (o->powersgd_rank > 0 && (o->nan_policy == LK_NAN_SKIP || o->skip_spikes > 0))
+        return LK_ERR(LK_ERR_ARG, "--nan-policy skip and --skip-spikes with --grad-compress powersgd: its error "
+                                  "feedback would keep a skipped step's gradient (use --nan-policy stop)");
     if ((o->save_every > 0 || o->keep > 0) && !o->save_dir)
         return LK_ERR(LK_ERR_ARG, "--save-every and --keep need --save DIR (where the step checkpoints go)");
     /* under mpirun stdout is a pseudo-terminal even when the job's output goes to a

@@ -4,6 +4,7 @@ LK="$1"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 export OMP_NUM_THREADS=1
+export LK_BIN="$LK" # (launch/mpirun.sh and run.sh run this binary for a subcommand: the one under test)
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 

@@ -35,4 +35,7 @@ expect_nonzero "step 7: 1 steps skipped in a row (a gradient not finite), more t
   env LK_INJECT_FAULT=nan:0:7 bash -c "$(declare -f mpi); HERE='$HERE'; mpi -n 2 --oversubscribe '$LK' ${run[*]} --nan-policy skip --max-skips 0"
 expect_fail 2 "--nan-policy: 'ignore' is not stop or skip" -- "$LK" "${run[@]}" --nan-policy ignore
 expect_fail 2 "--skip-spikes" -- "$LK" "${run[@]}" --skip-spikes 0.1
+expect_fail 2 "its error feedback would keep a skipped step's gradient" -- \
+  "$LK" "${run[@]}" --nan-policy skip --grad-compress powersgd:2
+expect_fail 2 "not for the gan yet" -- "$LK" train --model gan --steps 1 --nan-policy skip
 echo PASS
