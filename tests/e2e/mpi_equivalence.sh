@@ -17,9 +17,11 @@ for model in mlp cnn; do
   mpi -n 2 --oversubscribe train --model $model --steps $steps --batch 24 "${common[@]}" --save "$TMP/$model-2x24"
   mpi -n 3 --oversubscribe train --model $model --steps $steps --batch 16 --comm-progress layers \
     "${common[@]}" --save "$TMP/$model-3x16"
+  # (to a file: `| grep -q` would close the pipe on rank 0 while it still writes)
   mpi -n 3 --oversubscribe train --model $model --steps $steps --batch 16 "${loud[@]}" \
-    --save "$TMP/$model-3x16-shm" | grep -q "shared memory between the 3 ranks of the host, gradients in place" ||
-    fail "$model: 3 ranks did not all-reduce in shared memory"
+    --save "$TMP/$model-3x16-shm" >"$TMP/shm.log"
+  grep -q "shared memory between the 3 ranks of the host, gradients in place" "$TMP/shm.log" ||
+    fail "$model: 3 ranks did not all-reduce in shared memory: $(cat "$TMP/shm.log")"
   mpi -n 2 --oversubscribe train --model $model --steps $steps --batch 24 --shm off "${common[@]}" \
     --save "$TMP/$model-2x24-mpi"
   mpi -n 2 --oversubscribe train --model $model --steps $steps --batch 12 --accum 2 --bucket-mb 0.05 \
