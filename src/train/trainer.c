@@ -145,8 +145,9 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
     double group = 0.0;
     for (int i = 0; i < count; i++) group += lk_sampler_global_count(&s->sampler, first + i);
     long before = 0; /* samples of the step's earlier micro-batches, over all ranks */
-    double loss_sum = 0.0, local = 0.0; /* this rank's: the step's loss x samples, samples */
-    float window = 0.0f; /* the log's loss sum before the step (a skipped step leaves it so) */
+    double local = 0.0; /* this rank's samples of the step */
+    float window = 0.0f, after = 0.0f; /* the log's loss sum before and after the step (a skipped
+                                          step leaves it as before; the difference is its loss) */
     lk_copy_to_host(s->r.dev, &window, &s->r.scalars[2], sizeof window);
     for (int i = 0; i < count; i++) {
         int n = lk_sampler_batch(&s->sampler, first + i, s->r.idx);
@@ -157,9 +158,7 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
         lk_comm_doing(s->comm, s->step, LK_DOING_FORWARD);
         LK_CHECK(lk_model_forward(m, n, 1, s->step, &out));
         LK_CHECK(lk_replica_loss(&s->r, &out, n, 1, (float)(n / group), 0));
-        float mean = 0.0f;
-        lk_copy_to_host(s->r.dev, &mean, &s->r.scalars[0], sizeof mean);
-        loss_sum += (double)mean * n, local += n;
+        local += n;
         LK_CHECK(lk_axpy(s->r.dev, (float)n, &s->r.scalars[0], &s->r.scalars[2], 1));
         if (s->buckets) lk_buckets_begin(s->buckets, i == 0, i + 1 == count && !lk_averager_local(&s->avg, s->step));
         lk_comm_doing(s->comm, s->step, LK_DOING_BACKWARD);
@@ -169,7 +168,8 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
     }
     int skip = 0;
     lk_comm_doing(s->comm, s->step, LK_DOING_CHECK);
-    LK_CHECK(check_step(s, loss_sum, local, &skip));
+    lk_copy_to_host(s->r.dev, &after, &s->r.scalars[2], sizeof after);
+    LK_CHECK(check_step(s, (double)after - window, local, &skip));
     lk_comm_doing(s->comm, s->step, LK_DOING_UPDATE);
     if (skip) { /* nothing learnt from it: the log's sums without it, the counters on */
         s->opt->step++;

@@ -48,6 +48,16 @@ static inline void fuzz_split(const uint8_t *data, size_t size, const uint8_t **
     *b = *a + cut, *nb = body - cut;
 }
 
+/* a token reader (lk_tokens_open's kind and argument) on both splits */
+#define FUZZ_TOKENS(kind, arg, ctx)                                            \
+    for (int train_ = 0; train_ < 2; train_++) {                               \
+        lk_dataset d_;                                                         \
+        memset(&d_, 0, sizeof d_);                                             \
+        lk_status st_ = lk_tokens_open(kind, arg, train_, ctx, &d_);           \
+        FUZZ_EXPECT_MESSAGE(st_);                                              \
+        lk_dataset_free(&d_);                                                  \
+    }
+
 /* a reader must either succeed or fail with a message: never crash, leak or hang */
 #define FUZZ_EXPECT_MESSAGE(st)                                                  \
     do {                                                                       \

@@ -13,12 +13,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char glob[300];
     snprintf(glob, sizeof glob, "%s/shard_*.bin", fuzz_dir());
     const int ctx = size ? 1 + data[size - 1] % 64 : 8;
-    for (int train = 0; train < 2; train++) {
-        lk_dataset d;
-        memset(&d, 0, sizeof d);
-        lk_status st = lk_tokens_open("tokens", glob, train, ctx, &d);
-        FUZZ_EXPECT_MESSAGE(st);
-        lk_dataset_free(&d);
-    }
+    FUZZ_TOKENS("tokens", glob, ctx);
     return 0;
 }
