@@ -127,6 +127,20 @@ static const cJSON *field(const cJSON *j, const char *key, int want_string, cons
     return v;
 }
 
+/* An optional whole number in [0, 2^53]: absent leaves *dst; anything else (a fraction, a
+ * negative, a value past what a double holds exactly - a cast of one past LONG_MAX is
+ * undefined) is an error naming the field. */
+static lk_status opt_count(const cJSON *o, const char *key, const char *path, long *dst)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v) return LK_OK;
+    double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+    if (!(d >= 0 && d <= 9007199254740992.0) || d != (double)(long)d)
+        return LK_ERR(LK_ERR_FORMAT, "%s: \"%s\" is not a count", path, key);
+    *dst = (long)d;
+    return LK_OK;
+}
+
 static lk_status parse_config(const cJSON *j, const char *path, lk_run_config *c)
 {
     lk_status err = LK_OK;
@@ -180,16 +194,14 @@ static lk_status parse_config(const cJSON *j, const char *path, lk_run_config *c
             snprintf(c->class_names[i], sizeof c->class_names[i], "%d", i);
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(j, "epoch")) && cJSON_IsNumber(v)) c->epoch = v->valueint;
-    if ((v = cJSON_GetObjectItemCaseSensitive(j, "step")) && cJSON_IsNumber(v)) c->step = (long)v->valuedouble;
+    LK_CHECK(opt_count(j, "step", path, &c->step));
     if ((v = cJSON_GetObjectItemCaseSensitive(j, "batch")) && cJSON_IsNumber(v)) c->batch = v->valueint;
     if ((v = cJSON_GetObjectItemCaseSensitive(j, "world")) && cJSON_IsNumber(v)) c->world = v->valueint;
     /* (absent before step checkpoints: the start of the epoch, one micro-batch, unknown) */
     c->accum = 1;
     if ((v = cJSON_GetObjectItemCaseSensitive(j, "accum")) && cJSON_IsNumber(v)) c->accum = v->valueint;
-    if ((v = cJSON_GetObjectItemCaseSensitive(j, "epoch_step")) && cJSON_IsNumber(v))
-        c->epoch_step = (long)v->valuedouble;
-    if ((v = cJSON_GetObjectItemCaseSensitive(j, "train_samples")) && cJSON_IsNumber(v))
-        c->train_samples = (long)v->valuedouble;
+    LK_CHECK(opt_count(j, "epoch_step", path, &c->epoch_step));
+    LK_CHECK(opt_count(j, "train_samples", path, &c->train_samples));
     if (c->epoch < 0 || c->epoch_step < 0 || c->step < 0 || c->accum < 1 || c->train_samples < 0 ||
         c->epoch_step > c->step)
         return LK_ERR(LK_ERR_FORMAT, "%s: epoch %d, epoch_step %ld, step %ld, accum %d, train_samples %ld: "
@@ -216,11 +228,11 @@ static lk_status parse_config(const cJSON *j, const char *path, lk_run_config *c
         GETF("weight_decay", c->optim.weight_decay);
         GETF("l1", c->optim.l1);
         GETF("clip_norm", c->optim.clip_norm);
-        GETF("warmup", c->optim.warmup);
-        GETF("total_steps", c->optim.total_steps);
-        GETF("step_size", c->optim.step_size);
         GETF("gamma", c->optim.gamma);
 #undef GETF
+        LK_CHECK(opt_count(o, "warmup", path, &c->optim.warmup));
+        LK_CHECK(opt_count(o, "total_steps", path, &c->optim.total_steps));
+        LK_CHECK(opt_count(o, "step_size", path, &c->optim.step_size));
         const cJSON *dc = cJSON_GetObjectItemCaseSensitive(o, "decay"); /* absent: all, as before */
         lk_decay decay = LK_DECAY_ALL;
         if (dc && (!cJSON_IsString(dc) || lk_decay_parse(dc->valuestring, &decay) != LK_OK))
