@@ -50,6 +50,19 @@ grep -q "on 4 ranks" "$tmp/train" || fail "the job did not run on 4 ranks"
 grep -q "done: 40 steps" "$tmp/train" || fail "the job did not finish"
 grep "gradient all-reduce\|done:" "$tmp/train"
 
+# rank 2 stops without dying after step 3: the others' all-reduce across the links gives
+# up after --comm-timeout, and every rank prints who did not arrive (the watchdog asks each
+# over TCP) and the job ends with status 3
+rc=0
+"${emu[@]}" sh -c 'LK_INJECT_FAULT=stall:2:3 $LK_EMU_MPIRUN -x LK_INJECT_FAULT "$BIN" train --model mlp \
+  --steps 40 --batch 32 --train-limit 4000 --val-limit 400 --threads 1 --comm-timeout 3' >"$tmp/stall" 2>&1 || rc=$?
+[[ $rc -eq 3 ]] || fail "a stalled rank across hosts: exit $rc, expected 3: $(tail -5 "$tmp/stall")"
+told=$(grep -c "error: MPI all-reduce (call [0-9]*) did not complete within 3 s (--comm-timeout); did not arrive: rank(s) 2;" "$tmp/stall" || true)
+[[ $told -ge 3 ]] || fail "$told of the 3 waiting ranks report the stalled rank: $(grep error "$tmp/stall")"
+grep -q "rank 2 (host emu-host2) did not arrive: its last was call [0-9]*, step 3: updating" "$tmp/stall" ||
+  fail "the report does not say where rank 2 is: $(grep -m1 error "$tmp/stall")"
+grep -m1 "rank 0: error" "$tmp/stall"
+
 if "${emu[@]}" sh -c '$LK_EMU_MPIRUN "$BIN" train --model nosuch' >"$tmp/bad" 2>&1; then
   fail "a failing job succeeded"
 fi

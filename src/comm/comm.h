@@ -94,6 +94,7 @@ struct lk_comm {
     int shm;                     /* blocking all-reduces go through shared memory (shm.h) */
     char shm_note[256];          /* how same-host ranks all-reduce, or why not in shared memory */
     double timeout_s;            /* longest wait for another rank in lockstep's own waits */
+    int mpi_deadline;            /* MPI's collectives have it too (a watchdog: mpi_watch.h) */
     lk_device *dev;              /* buffers of this device go through `stage` (use_device) */
     void *stage;
     size_t stage_bytes;

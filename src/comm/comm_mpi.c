@@ -9,6 +9,7 @@
 
 #include "../core/half.h"
 #include "comm.h"
+#include "mpi_watch.h"
 #include "shm.h"
 
 /* A 16-bit sum in flight (sum16_start): the parts' exchange, then this rank's sum, then
@@ -41,6 +42,9 @@ typedef struct {
     int *counts, *displs;              /* world entries per slot (+1: blocking calls), v-collectives */
     int *a2a;                          /* 4 x world per slot (+1): a 16-bit sum's exchange */
     sum16_slot s16[LK_COMM_MAX_SLOTS + 1];
+    lk_mpi_watch *watch;               /* the collectives' deadline (NULL: none, see open) */
+    long slot_call[LK_COMM_MAX_SLOTS]; /* a slot's collective: its number ... */
+    const char *slot_what[LK_COMM_MAX_SLOTS]; /* ... and kind, for the watchdog */
 } mpi_impl;
 
 static lk_status mpi_fail(const lk_comm *c, const char *call, int rc)
@@ -55,6 +59,31 @@ static lk_status mpi_fail(const lk_comm *c, const char *call, int rc)
         int rc_ = (call);                                 \
         if (rc_ != MPI_SUCCESS) return mpi_fail(c, #call, rc_); \
     } while (0)
+
+/* A blocking collective: numbered, and watched while it blocks (mpi_watch.h). */
+#define MPI_BLOCKING(c, what, call)                                      \
+    do {                                                                 \
+        lk_mpi_watch *w_ = ((mpi_impl *)(c)->impl)->watch;               \
+        lk_mpi_watch_block(w_, lk_mpi_watch_number(w_), what);           \
+        int rc_ = (call);                                                \
+        lk_mpi_watch_unblock(w_);                                        \
+        if (rc_ != MPI_SUCCESS) return mpi_fail(c, #call, rc_);          \
+    } while (0)
+/* A wait for the collective a slot started (numbered then: note_start). */
+#define MPI_WAITING(c, slot, call)                                                    \
+    do {                                                                              \
+        mpi_impl *m_ = (c)->impl;                                                     \
+        lk_mpi_watch_block(m_->watch, m_->slot_call[slot], m_->slot_what[slot]);      \
+        int rc_ = (call);                                                             \
+        lk_mpi_watch_unblock(m_->watch);                                              \
+        if (rc_ != MPI_SUCCESS) return mpi_fail(c, #call, rc_);                       \
+    } while (0)
+
+static void note_start(mpi_impl *m, int slot, const char *what)
+{
+    m->slot_call[slot] = lk_mpi_watch_number(m->watch);
+    m->slot_what[slot] = what;
+}
 
 static MPI_Op mpi_op(lk_reduce_op op)
 {
@@ -113,6 +142,7 @@ static lk_status mpi_allreduce_start(lk_comm *c, float *buf, size_t n, lk_reduce
     m->avg_n[slot] = n;
     m->move_to[slot] = NULL;
     if (!n) return LK_OK;
+    note_start(m, slot, "all-reduce");
     MPI_TRY(c, MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, mpi_op(op), m->world,
                               &m->req[slot]));
     return LK_OK;
@@ -136,7 +166,7 @@ static lk_status mpi_wait(lk_comm *c, int slot)
     mpi_impl *m = c->impl;
     for (int done = 0; !done;) {
         if (m->s16[slot].phase == 2) LK_CHECK(sum16_turn(c, slot)); /* the earlier ones first */
-        if (m->req[slot] != MPI_REQUEST_NULL) MPI_TRY(c, MPI_Wait(&m->req[slot], MPI_STATUS_IGNORE));
+        if (m->req[slot] != MPI_REQUEST_NULL) MPI_WAITING(c, slot, MPI_Wait(&m->req[slot], MPI_STATUS_IGNORE));
         done = 1;
         if (m->s16[slot].phase) LK_CHECK(sum16_next(c, slot, &done));
     }
@@ -150,7 +180,7 @@ static lk_status cross_allreduce(void *user, float *chunk, size_t n, lk_reduce_o
     lk_comm *c = user;
     mpi_impl *m = c->impl;
     LK_CHECK(check_count(c, n));
-    MPI_TRY(c, MPI_Allreduce(MPI_IN_PLACE, chunk, (int)n, MPI_FLOAT, mpi_op(op), m->cross));
+    MPI_BLOCKING(c, "all-reduce between hosts", MPI_Allreduce(MPI_IN_PLACE, chunk, (int)n, MPI_FLOAT, mpi_op(op), m->cross));
     return LK_OK;
 }
 
@@ -176,7 +206,7 @@ static lk_status mpi_allreduce(lk_comm *c, float *buf, size_t n, lk_reduce_op op
     if (c->shm) return shm_allreduce(c, buf, n, op);
     LK_CHECK(check_count(c, n));
     if (!n) return LK_OK;
-    MPI_TRY(c, MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, mpi_op(op), m->world));
+    MPI_BLOCKING(c, "all-reduce", MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, mpi_op(op), m->world));
     if (op == LK_REDUCE_AVG) scale_avg(c, buf, n);
     return LK_OK;
 }
@@ -185,7 +215,7 @@ static lk_status mpi_allreduce_f64(lk_comm *c, double *buf, int n, lk_reduce_op 
 {
     mpi_impl *m = c->impl;
     if (!n) return LK_OK;
-    MPI_TRY(c, MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, mpi_op(op), m->world));
+    MPI_BLOCKING(c, "all-reduce", MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, mpi_op(op), m->world));
     if (op == LK_REDUCE_AVG)
         for (int i = 0; i < n; i++) buf[i] /= c->world;
     return LK_OK;
@@ -196,7 +226,7 @@ static lk_status mpi_broadcast(lk_comm *c, void *buf, size_t bytes, int root)
     mpi_impl *m = c->impl;
     for (size_t off = 0; off < bytes; off += (size_t)INT_MAX / 2) { /* big buffers in pieces */
         int len = (int)LK_MIN(bytes - off, (size_t)INT_MAX / 2);
-        MPI_TRY(c, MPI_Bcast((char *)buf + off, len, MPI_BYTE, root, m->world));
+        MPI_BLOCKING(c, "broadcast", MPI_Bcast((char *)buf + off, len, MPI_BYTE, root, m->world));
     }
     return LK_OK;
 }
@@ -251,6 +281,7 @@ static lk_status mpi_reduce_scatter_start(lk_comm *c, float *buf, const size_t *
     int *cnt = NULL, *dsp = NULL;
     LK_CHECK(start_parts(c, slot, counts, &cnt, &dsp));
     float dummy = 0.0f;
+    note_start(m, slot, "reduce-scatter");
     MPI_TRY(c, MPI_Ireduce_scatter(MPI_IN_PLACE, buf ? buf : &dummy, cnt, MPI_FLOAT, mpi_op(op), m->world,
                                    &m->req[slot]));
     note_part(c, slot, buf ? buf : &dummy, dsp, cnt, op);
@@ -263,6 +294,7 @@ static lk_status mpi_allgather_start(lk_comm *c, float *buf, const size_t *count
     int *cnt = NULL, *dsp = NULL;
     LK_CHECK(start_parts(c, slot, counts, &cnt, &dsp));
     float dummy = 0.0f;
+    note_start(m, slot, "all-gather");
     MPI_TRY(c, MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf ? buf : &dummy, cnt, dsp, MPI_FLOAT,
                                m->world, &m->req[slot]));
     return LK_OK;
@@ -280,7 +312,7 @@ static lk_status mpi_reduce_scatter(lk_comm *c, float *buf, const size_t *counts
     int *cnt = NULL, *dsp = NULL;
     LK_CHECK(fill_parts(c, slot, counts, &cnt, &dsp));
     float dummy = 0.0f;
-    MPI_TRY(c, MPI_Reduce_scatter(MPI_IN_PLACE, buf ? buf : &dummy, cnt, MPI_FLOAT, mpi_op(op), m->world));
+    MPI_BLOCKING(c, "reduce-scatter", MPI_Reduce_scatter(MPI_IN_PLACE, buf ? buf : &dummy, cnt, MPI_FLOAT, mpi_op(op), m->world));
     if (buf) place_part(c, buf, buf + dsp[c->rank], (size_t)cnt[c->rank], op == LK_REDUCE_AVG);
     return LK_OK;
 }
@@ -296,8 +328,8 @@ static lk_status mpi_allgather(lk_comm *c, float *buf, const size_t *counts)
     int *cnt = NULL, *dsp = NULL;
     LK_CHECK(fill_parts(c, LK_COMM_MAX_SLOTS, counts, &cnt, &dsp));
     float dummy = 0.0f;
-    MPI_TRY(c, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf ? buf : &dummy, cnt, dsp, MPI_FLOAT,
-                              m->world));
+    MPI_BLOCKING(c, "all-gather", MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf ? buf : &dummy, cnt,
+                                                 dsp, MPI_FLOAT, m->world));
     return LK_OK;
 }
 
@@ -369,6 +401,7 @@ static lk_status mpi_sum16_start(lk_comm *c, lk_dtype t, uint16_t *buf, const si
     s->gather = gather;
     if (gather) s->seq = m->gather_seq++;
     const int w = c->world;
+    note_start(m, slot, gather ? "16-bit all-reduce" : "16-bit reduce-scatter"); /* (its all-gather too) */
     MPI_TRY(c, MPI_Ialltoallv(s->buf, a, a + w, MPI_UINT16_T, s->rx ? s->rx : &dummy, a + 2 * w, a + 3 * w,
                               MPI_UINT16_T, m->world, &m->req[slot]));
     s->phase = 1;
@@ -417,7 +450,7 @@ static lk_status sum16_turn(lk_comm *c, int slot)
         const int k = turn_slot(m);
         if (k < 0) return LK_ERR(LK_ERR_STATE, "rank %d: a 16-bit all-reduce lost its place", c->rank);
         if (m->s16[k].phase == 1) {
-            if (m->req[k] != MPI_REQUEST_NULL) MPI_TRY(c, MPI_Wait(&m->req[k], MPI_STATUS_IGNORE));
+            if (m->req[k] != MPI_REQUEST_NULL) MPI_WAITING(c, k, MPI_Wait(&m->req[k], MPI_STATUS_IGNORE));
             sum16_add(c, k);
             m->s16[k].phase = 2;
         }
@@ -460,14 +493,21 @@ static lk_status mpi_sum16(lk_comm *c, lk_dtype t, uint16_t *buf, const size_t *
     static uint16_t dummy;
     s->type = t;
     s->buf = buf ? buf : &dummy;
-    MPI_TRY(c, MPI_Alltoallv(s->buf, a, a + w, MPI_UINT16_T, s->rx ? s->rx : &dummy, a + 2 * w, a + 3 * w,
-                             MPI_UINT16_T, m->world));
+    const long call = lk_mpi_watch_number(m->watch); /* (one number: the exchange and its all-gather) */
+    const char *what = gather ? "16-bit all-reduce" : "16-bit reduce-scatter";
+    lk_mpi_watch_block(m->watch, call, what);
+    int rc = MPI_Alltoallv(s->buf, a, a + w, MPI_UINT16_T, s->rx ? s->rx : &dummy, a + 2 * w, a + 3 * w,
+                           MPI_UINT16_T, m->world);
+    lk_mpi_watch_unblock(m->watch);
+    if (rc != MPI_SUCCESS) return mpi_fail(c, "MPI_Alltoallv", rc);
     sum16_add(c, slot);
     const size_t at = (size_t)slot * (size_t)w;
-    if (gather)
-        MPI_TRY(c, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, s->buf, m->counts + at, m->displs + at,
-                                  MPI_UINT16_T, m->gathers));
-    return LK_OK;
+    if (!gather) return LK_OK;
+    lk_mpi_watch_block(m->watch, call, what);
+    rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, s->buf, m->counts + at, m->displs + at, MPI_UINT16_T,
+                        m->gathers);
+    lk_mpi_watch_unblock(m->watch);
+    return rc == MPI_SUCCESS ? LK_OK : mpi_fail(c, "MPI_Allgatherv", rc);
 }
 
 static int mpi_sum16_in_place(const lk_comm *c, const float *buf, size_t n)
@@ -488,14 +528,14 @@ static lk_status mpi_allgather_bytes(lk_comm *c, const void *send, void *recv, s
 {
     mpi_impl *m = c->impl;
     if (bytes > INT_MAX) return LK_ERR(LK_ERR_ARG, "allgather of %zu bytes is too large", bytes);
-    MPI_TRY(c, MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, m->world));
+    MPI_BLOCKING(c, "all-gather", MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, m->world));
     return LK_OK;
 }
 
 static lk_status mpi_barrier(lk_comm *c)
 {
     mpi_impl *m = c->impl;
-    MPI_TRY(c, MPI_Barrier(m->world));
+    MPI_BLOCKING(c, "barrier", MPI_Barrier(m->world));
     return LK_OK;
 }
 
@@ -526,15 +566,15 @@ static lk_status map_region(lk_comm *c, size_t bytes, char *why, size_t why_len)
             snprintf(why, why_len, "%s", lk_error_message());
         }
     }
-    MPI_TRY(c, MPI_Bcast(name, (int)sizeof name, MPI_CHAR, 0, m->node));
+    MPI_BLOCKING(c, "broadcast on the host", MPI_Bcast(name, (int)sizeof name, MPI_CHAR, 0, m->node));
     if (c->local_rank != 0 && name[0] && lk_shm_map_open(name, bytes, &m->region) != LK_OK) {
         ok = 0;
         snprintf(why, why_len, "%s", lk_error_message());
     }
-    MPI_TRY(c, MPI_Barrier(m->node));
+    MPI_BLOCKING(c, "barrier on the host", MPI_Barrier(m->node));
     if (c->local_rank == 0 && name[0]) lk_shm_map_unlink(name);
     int all = ok;
-    MPI_TRY(c, MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, m->world));
+    MPI_BLOCKING(c, "all-reduce", MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, m->world));
     m->region_bytes = bytes;
     if (!all) {
         lk_shm_map_close(m->region, bytes);
@@ -556,7 +596,7 @@ static lk_status mpi_use_shm(lk_comm *c, int on, size_t grad_floats, float **gra
         return LK_OK;
     }
     int lw[2] = {c->local_world, -c->local_world};
-    MPI_TRY(c, MPI_Allreduce(MPI_IN_PLACE, lw, 2, MPI_INT, MPI_MIN, m->world));
+    MPI_BLOCKING(c, "all-reduce", MPI_Allreduce(MPI_IN_PLACE, lw, 2, MPI_INT, MPI_MIN, m->world));
     if (lw[0] < 2 || lw[0] != -lw[1]) {
         snprintf(c->shm_note, sizeof c->shm_note, "%.60s (%s)", c->library,
                  lw[0] < 2 ? "one rank on a host" : "hosts run different numbers of ranks");
@@ -576,7 +616,7 @@ static lk_status mpi_use_shm(lk_comm *c, int on, size_t grad_floats, float **gra
         return LK_OK;
     }
     if (c->local_world < c->world)
-        MPI_TRY(c, MPI_Comm_split(m->world, c->local_rank, c->rank, &m->cross));
+        MPI_BLOCKING(c, "communicator split", MPI_Comm_split(m->world, c->local_rank, c->rank, &m->cross));
     lk_shm_attach(&m->shm, m->region, c->local_rank, nl, piece, grad_floats, c->timeout_s);
     m->shm.doing = &c->doing;
     m->shm.rank = c->rank;
@@ -605,6 +645,8 @@ static void mpi_close(lk_comm *c)
     if (!m) return;
     for (int i = 0; i < LK_COMM_MAX_SLOTS; i++)
         if (m->req[i] != MPI_REQUEST_NULL) MPI_Wait(&m->req[i], MPI_STATUS_IGNORE);
+    lk_mpi_watch_close(m->watch);
+    m->watch = NULL;
     unmap_shm(c);
     if (m->node != MPI_COMM_NULL) MPI_Comm_free(&m->node);
     if (m->gathers != MPI_COMM_NULL) MPI_Comm_free(&m->gathers);
@@ -660,9 +702,10 @@ lk_status lk_comm_mpi_open(lk_comm *c, int *argc, char ***argv)
          * messages here. Reduce-scatter + all-gather (Rabenseifner) needs log2(p)
          * rounds and matches the blocking call. A value set by the user wins. */
         setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", 0);
-        /* one thread at a time: the training thread, or the comm thread of
-         * --comm-progress thread while a step's buckets are in flight */
-        if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
+        /* lockstep's own calls come from one thread at a time (the training thread, or
+         * the comm thread of --comm-progress thread while a step's buckets are in
+         * flight); MULTIPLE is for the watchdog (mpi_watch.h), which runs beside them */
+        if (MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS) {
             lk_free(m);
             return LK_ERR(LK_ERR_COMM, "MPI_Init_thread failed");
         }
@@ -695,6 +738,16 @@ lk_status lk_comm_mpi_open(lk_comm *c, int *argc, char ***argv)
     if (!m->counts || !m->displs || !m->a2a) {
         mpi_close(c);
         return LK_ERR(LK_ERR_NOMEM, "cannot allocate MPI bookkeeping");
+    }
+    int all_multiple = provided >= MPI_THREAD_MULTIPLE;
+    MPI_Allreduce(MPI_IN_PLACE, &all_multiple, 1, MPI_INT, MPI_MIN, m->world);
+    c->mpi_deadline = c->world > 1 && all_multiple; /* (else MPI's collectives wait without one) */
+    if (c->mpi_deadline) {
+        lk_status st = lk_mpi_watch_open(&m->watch, c, m->world);
+        if (st != LK_OK) {
+            mpi_close(c);
+            return st;
+        }
     }
     return LK_OK;
 }

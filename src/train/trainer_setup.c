@@ -480,6 +480,9 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
                          s->comm->nccl ? "on its own CUDA stream"
                          : any->mode == LK_PROGRESS_THREAD ? "by a comm thread"
                                                            : "between layers");
+    if (world > 1 && !strcmp(s->comm->vt->name, "mpi") && !s->comm->mpi_deadline)
+        lk_progress_line(prog, "warning: this MPI library does not provide MPI_THREAD_MULTIPLE, so MPI's own "
+                         "collectives have no --comm-timeout: a rank that stalls holds the others");
     if (s->zero->stage)
         lk_progress_line(prog, "--zero %d: rank 0 owns parameters [%zu, %zu) of %zu (optimizer state%s kept "
                          "for them only; the parameters all-gathered after each step)", s->zero->stage, s->zero->shard.lo,

@@ -28,6 +28,19 @@ expect_nonzero "rank 0: error: on host $(hostname), local rank 0: shared-memory 
 # ... and says who did not arrive and what each rank was doing
 grep -q "local rank 0 (rank 0) waits in call [0-9]*, step 4: reducing gradients, bucket 0; local rank 1 (rank 1) did not arrive: its last was call [0-9]*, step 3: updating" "$TMP/out" ||
   fail "the timeout does not report the ranks: $(grep error "$TMP/out")"
+# the same without shared memory: MPI's own all-reduce cannot time out, so the watchdog
+# (mpi_watch.h) asks every rank where it is; every surviving rank prints the verdict
+# (rank 1, stalled but alive, too) and the job ends with status 3 (launch/run.sh restarts)
+rc=0
+timeout 60 env LK_INJECT_FAULT=stall:1:3 bash -c "$(declare -f mpi); HERE='$HERE'; mpi -n 3 --oversubscribe '$LK' ${run[*]} --steps 100 --comm-timeout 3 --shm off" >"$TMP/out" 2>&1 || rc=$?
+[[ $rc -eq 3 ]] || fail "a stalled rank under MPI: exit $rc, expected 3: $(tail -5 "$TMP/out")"
+verdict="MPI all-reduce (call [0-9]*) did not complete within 3 s (--comm-timeout); did not arrive: rank(s) 1;"
+for r in 0 2; do
+  grep -q "rank $r: error: $verdict" "$TMP/out" || fail "rank $r does not report the stalled rank: $(grep error "$TMP/out")"
+done
+grep -q "rank 1 (host [^)]*) did not arrive: its last was call [0-9]*, step 3: updating; rank 2 (host [^)]*) waits in call [0-9]* (all-reduce) for [0-9]* s, step 4: reducing gradients, bucket 0" "$TMP/out" ||
+  fail "the MPI timeout does not say what each rank was doing: $(grep error "$TMP/out")"
+echo "ok: MPI's all-reduce timed out: $(grep -m1 'rank 0: error' "$TMP/out")"
 # rank 1 cannot read its data
 expect_nonzero "rank 1: error: dataset 'fashion-mnist:$TMP/missing'" -- \
   bash -c "ASAN_OPTIONS=\${ASAN_OPTIONS:+\$ASAN_OPTIONS:}detect_leaks=0 '$HERE/launch/mpirun.sh' -n 1 --oversubscribe '$LK' ${run[*]} --steps 5 : -np 1 '$LK' ${run[*]} --steps 5 --data fashion-mnist:$TMP/missing"
