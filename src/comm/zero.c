@@ -95,9 +95,9 @@ lk_status lk_zero_step(lk_zero_state *z, lk_optim *o, float grad_scale, size_t l
     const long key = o->step + (last ? 0 : 1);
     size_t a, b;
     lk_shard_mine(&z->shard, lo, hi, &a, &b);
-    if (b <= a) return lk_model_refresh_working(z->m, lo, hi, key);
-    LK_CHECK(lk_model_refresh_working(z->m, lo, a, key));
-    return lk_model_refresh_working(z->m, b, hi, key);
+    if (b <= a) return lk_model_refresh_working(z->m, lo, hi, key, o->skip);
+    LK_CHECK(lk_model_refresh_working(z->m, lo, a, key, o->skip));
+    return lk_model_refresh_working(z->m, b, hi, key, o->skip);
 }
 
 void lk_zero_step_grads(const lk_zero_state *z, const float **g, size_t *n)

@@ -407,6 +407,7 @@ static const lk_backend cpu_backend = {
     .optim_update = lk_cpu_optim_update,
     .sumsq = cpu_sumsq,
     .cast_bf16 = lk_cpu_cast_bf16,
+    .guard = lk_cpu_guard,
     .widen_bf16 = lk_cpu_widen_bf16,
     .pack16 = lk_cpu_pack16,
     .unpack16 = lk_cpu_unpack16,

@@ -112,6 +112,8 @@ void lk_cpu_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float 
                             const int32_t *argmax, float *dx);
 void lk_cpu_bias_grad(lk_device *d, float *db, const float *dy, int outer, int c, int inner,
                       float beta);
+void lk_cpu_guard(lk_device *d, lk_guard_state *g, int phase, lk_guard_cfg c, long long step, float *loss_acc,
+                  float samples);
 void lk_cpu_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                          float *s1, float *s2, uint16_t *w16, size_t n);
 void lk_cpu_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, const lk_round *r);

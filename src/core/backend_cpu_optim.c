@@ -59,9 +59,17 @@
         break;                                                                                 \
     }
 
+void lk_cpu_guard(lk_device *d, lk_guard_state *g, int phase, lk_guard_cfg c, long long step, float *loss_acc,
+                  float samples)
+{
+    (void)d;
+    lk_guard_apply(g, phase, c, step, loss_acc, samples);
+}
+
 void lk_cpu_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                          float *s1, float *s2, uint16_t *w16, size_t n)
 {
+    if (hp->skip && *hp->skip != 0.0f) return; /* the step check dropped the step */
     const long ln = (long)n;
     const float lr = hp->lr, gs = hp->grad_scale, l1 = hp->l1, mom = hp->momentum;
     const float wd = hp->kind == LK_OPT_ADAMW ? 0.0f : hp->weight_decay;
@@ -125,6 +133,7 @@ void lk_cpu_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, const
 {
     (void)d;
     const long ln = (long)n;
+    if (r->skip && *r->skip != 0.0f) return;
     if (!r->stochastic) {
         LK_CPU_FOR_SIMD(ln > LK_CPU_PAR_MIN, i, ln, y[i] = lk_bf16_rne(x[i]););
         return;

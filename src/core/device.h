@@ -11,6 +11,7 @@
 #define LK_DEVICE_H
 
 #include "common.h"
+#include "guard_rule.h"
 
 typedef enum { LK_DEV_CPU = 0, LK_DEV_CUDA = 1 } lk_device_kind;
 
@@ -28,6 +29,7 @@ static inline const char *lk_dtype_name(lk_dtype t) { return t == LK_BF16 ? "bf1
 typedef struct {
     int stochastic;
     uint64_t seed, key, first;
+    const float *skip; /* a device flag (guard_rule.h): nonzero leaves the copy as it is (NULL: never) */
 } lk_round;
 
 typedef enum {
@@ -80,6 +82,7 @@ typedef struct {
     float lr, momentum, beta1, beta2, eps, alpha, weight_decay, l1, grad_scale;
     long step; /* 1-based step number, for Adam's bias correction */
     lk_round round; /* how the pass writes the bf16 working copy (first: element 0's index) */
+    const float *skip; /* a device flag (guard_rule.h): nonzero drops the pass (NULL: never) */
 } lk_optim_hparams;
 
 /* One matrix product as a backend plans and runs it: `count` products
@@ -271,6 +274,9 @@ typedef struct lk_backend {
     void (*optim_update)(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                        float *s1, float *s2, uint16_t *w16, size_t n);
     void (*sumsq)(lk_device *d, const float *x, size_t n, float *out); /* device scalar */
+    /* the step check's phase on its state in this device's memory (lk_guard_apply) */
+    void (*guard)(lk_device *d, lk_guard_state *g, int phase, lk_guard_cfg c, long long step, float *loss_acc,
+                  float samples);
     /* y = bf16(x) rounded as r says (the bf16 working copy of the weights) */
     void (*cast_bf16)(lk_device *d, const float *x, uint16_t *y, size_t n, const lk_round *r);
     /* y = float32(x) (bf16 activations staged for element-wise work) */

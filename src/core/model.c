@@ -95,7 +95,7 @@ lk_status lk_model_set_precision(lk_model *m, lk_dtype compute, const lk_round *
     if (m->params) return LK_ERR(LK_ERR_STATE, "--precision must be chosen before the model is built");
     if (compute != LK_F32 && compute != LK_BF16) return LK_ERR(LK_ERR_ARG, "unknown precision %d", (int)compute);
     m->compute = compute;
-    m->round = r ? *r : (lk_round){0, 0, 0, 0};
+    m->round = r ? *r : (lk_round){0, 0, 0, 0, NULL};
     return LK_OK;
 }
 
@@ -111,13 +111,13 @@ int lk_model_keeps_working_copy(const lk_model *m)
     return m->compute == LK_BF16 && (m->round.stochastic || !m->dev->bf16_emulated);
 }
 
-lk_status lk_model_refresh_working(lk_model *m, size_t lo, size_t hi, long step)
+lk_status lk_model_refresh_working(lk_model *m, size_t lo, size_t hi, long step, const float *skip)
 {
     if (!m->params16 || lo >= hi) return LK_OK;
     if (hi > m->nparams)
         return LK_ERR(LK_ERR_ARG, "working copy refresh over [%zu, %zu) of %zu parameters", lo, hi,
                       m->nparams);
-    const lk_round r = {m->round.stochastic, m->round.seed, (uint64_t)step, lo};
+    const lk_round r = {m->round.stochastic, m->round.seed, (uint64_t)step, lo, skip};
     return lk_cast_bf16(m->dev, m->params + lo, m->params16 + lo, hi - lo, &r);
 }
 
@@ -505,7 +505,7 @@ lk_status lk_model_forward_range(lk_model *m, int lo, int hi, int batch, int tra
     lk_ctx c = {m->dev, training, m->seed, step, m->sample_base, m->workspace, 0, m->aux_loss, 1.0f,
                 m->sync_sum, m->sync_user};
     if (m->working_stale && !m->dev->planning) { /* (a planning pass has no values to round) */
-        LK_CHECK(lk_model_refresh_working(m, 0, m->nparams, step));
+        LK_CHECK(lk_model_refresh_working(m, 0, m->nparams, step, NULL));
         m->working_stale = 0;
     }
     if (m->has_aux) lk_zero(m->dev, m->aux_loss, sizeof(float)); /* zeroed at build otherwise */

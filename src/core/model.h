@@ -120,8 +120,9 @@ lk_status lk_model_set_output_bf16(lk_model *m);
  * without its 2 bytes a parameter; a stochastic rounding's draws need the copy. */
 int lk_model_keeps_working_copy(const lk_model *m);
 /* Rounds the parameters [lo, hi) into the working copy (keyed by step when stochastic);
- * nothing in float32. lk_model_params_changed: the whole copy, at the next forward. */
-lk_status lk_model_refresh_working(lk_model *m, size_t lo, size_t hi, long step);
+ * nothing in float32; skip: a device flag that leaves it as it is (guard_rule.h; NULL: never).
+ * lk_model_params_changed: the whole copy, at the next forward. */
+lk_status lk_model_refresh_working(lk_model *m, size_t lo, size_t hi, long step, const float *skip);
 void lk_model_params_changed(lk_model *m);
 /* Before the build: what backward recomputes (see lk_recompute). */
 lk_status lk_model_set_recompute(lk_model *m, lk_recompute r);

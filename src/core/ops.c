@@ -503,7 +503,7 @@ lk_status lk_cast_bf16(lk_device *d, const float *x, uint16_t *y, size_t n, cons
 
 lk_status lk_cast_bf16_rne(lk_device *d, const float *x, uint16_t *y, size_t n)
 {
-    return lk_cast_bf16(d, x, y, n, &(lk_round){0, 0, 0, 0});
+    return lk_cast_bf16(d, x, y, n, &(lk_round){0, 0, 0, 0, NULL});
 }
 
 lk_status lk_widen_bf16(lk_device *d, const uint16_t *x, float *y, size_t n)
@@ -541,6 +541,15 @@ lk_status lk_sumsq(lk_device *d, const float *x, size_t n, float *out)
 {
     NEED(x && out, "sumsq: null buffer");
     RUN(d, sumsq, x, n, out);
+    return LK_OK;
+}
+
+lk_status lk_guard_op(lk_device *d, lk_guard_state *g, int phase, lk_guard_cfg c, long step, float *loss_acc,
+                      float samples)
+{
+    NEED(g && loss_acc, "guard: null buffer");
+    NEED(phase >= LK_GUARD_BEGIN && phase <= LK_GUARD_DECIDE && step >= 0, "guard: phase %d, step %ld", phase, step);
+    RUN(d, guard, g, phase, c, (long long)step, loss_acc, samples);
     return LK_OK;
 }
 

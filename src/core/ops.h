@@ -139,6 +139,9 @@ lk_status lk_widen_bf16(lk_device *d, const uint16_t *x, float *y, size_t n);
 lk_status lk_pack16(lk_device *d, lk_dtype t, const float *x, float scale, uint16_t *y, size_t n);
 lk_status lk_unpack16(lk_device *d, lk_dtype t, const uint16_t *x, float scale, float *y, size_t n);
 lk_status lk_sumsq(lk_device *d, const float *x, size_t n, float *out);
+/* a phase of the step check on g, in d's memory (guard_rule.h); loss_acc: d's loss sum */
+lk_status lk_guard_op(lk_device *d, lk_guard_state *g, int phase, lk_guard_cfg c, long step, float *loss_acc,
+                      float samples);
 lk_status lk_scale(lk_device *d, float *x, float a, size_t n);
 /* the columns of count n x r row-major matrices made orthonormal (device.h) */
 lk_status lk_orthonormalize(lk_device *d, float *p, int n, int r, int count);

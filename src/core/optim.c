@@ -246,7 +246,7 @@ lk_status lk_optim_step_range(lk_optim *o, float *w, const float *g, size_t g_fr
         if (o->sum) LK_CHECK(o->sum(o->sum_user, &sq, 1)); /* every rank's slice */
         float norm = (float)sqrt(sq) * fabsf(grad_scale);
         o->last_grad_norm = norm;
-        if (!isfinite(norm))
+        if (!isfinite(norm) && !o->skip) /* (with the step check, its verdict drops the step) */
             return LK_ERR(LK_ERR_STATE, "gradient norm is not finite at step %ld (diverged: lower --lr?)",
                           o->step + 1);
         if (norm > c->clip_norm) grad_scale *= c->clip_norm / norm;
@@ -255,7 +255,8 @@ lk_status lk_optim_step_range(lk_optim *o, float *w, const float *g, size_t g_fr
         .kind = c->kind, .lr = lk_optim_lr_at(c, o->step), .momentum = c->momentum,
         .beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps, .alpha = c->alpha,
         .weight_decay = c->weight_decay, .l1 = c->l1, .grad_scale = grad_scale,
-        .step = o->step + 1, .round = {o->round.stochastic, o->round.seed, (uint64_t)(o->step + 1), 0},
+        .step = o->step + 1, .round = {o->round.stochastic, o->round.seed, (uint64_t)(o->step + 1), 0, o->skip},
+        .skip = o->skip,
     };
     if (a < b) LK_CHECK(update(o, &hp, w, g, g_from, a, b)); /* (and the working copy, if any) */
     o->last_lr = hp.lr;

@@ -63,6 +63,8 @@ typedef struct {
     size_t *decayed;     /* with LK_DECAY_MATRICES: sorted [lo, hi) pairs of the flat buffer
                           * that decay; the rest does not (NULL: everything decays) */
     int ndecayed;
+    const float *skip;   /* the step check's verdict in device memory (guard_rule.h): a step
+                          * it drops changes nothing but the step counter (NULL: no check) */
 } lk_optim;
 
 lk_status lk_optim_create(lk_optim **out, lk_device *dev, const lk_optim_config *cfg, size_t n);

@@ -1,8 +1,9 @@
-/* guard.c - every step's check of the loss and the gradient (guard.h). */
+/* guard.c - every step's check of the loss and the gradient: the host's side (guard.h). */
 #include "guard.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../core/ops.h"
@@ -15,25 +16,38 @@ lk_status lk_nan_policy_parse(const char *s, lk_nan_policy *out)
     return LK_OK;
 }
 
-void lk_guard_init(lk_guard *g, lk_nan_policy policy, long max_skips, double spike_z, int loud)
+lk_status lk_guard_open(lk_guard *g, lk_device *dev, lk_nan_policy policy, long max_skips, double spike_z,
+                        int loud)
 {
     memset(g, 0, sizeof *g);
+    g->cfg = (lk_guard_cfg){(int)policy, max_skips, spike_z};
+    g->dev = dev;
     g->loud = loud;
-    g->policy = policy;
-    g->max_skips = max_skips;
-    g->spike_z = spike_z;
+    const char *defer = getenv("LK_GUARD_DEFER");
+    g->every_step = dev->host_addressable && !(defer && *defer && strcmp(defer, "0"));
+    g->state = lk_dev_alloc(dev, sizeof *g->state);
+    if (!g->state) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the step check's state on %s", dev->name);
+    lk_zero(dev, g->state, sizeof *g->state);
+    return LK_OK;
 }
 
-/* the first layer, in backward order, with a gradient that is not finite (-1: none found) */
-static int first_bad_layer(const lk_model *m, double *what)
+void lk_guard_close(lk_guard *g)
+{
+    if (g->state) lk_dev_free(g->dev, g->state);
+    g->state = NULL;
+}
+
+/* the first layer, in backward order, with a gradient that is not finite (-1: none found);
+ * the sums of squares go through the state's first float (the run ends here) */
+static int first_bad_layer(lk_guard *g, const lk_model *m, double *what)
 {
     for (int i = m->nlayers - 1; i >= 0; i--) {
         const lk_layer *l = m->layers[i];
         for (int j = 0; j < l->nparams; j++) {
             const lk_param *p = &l->params[j];
             if (p->buffer || !m->grads) continue;
-            float s = 0.0f;
-            if (lk_sumsq(m->dev, m->grads + p->offset, lk_param_storage(p), &s) != LK_OK) return -1;
+            if (lk_sumsq(m->dev, m->grads + p->offset, lk_param_storage(p), &g->state->in[0]) != LK_OK) return -1;
+            const float s = lk_read_scalar(m->dev, &g->state->in[0]);
             if (!isfinite(s)) {
                 *what = s;
                 return i;
@@ -43,49 +57,45 @@ static int first_bad_layer(const lk_model *m, double *what)
     return -1;
 }
 
-lk_status lk_guard_decide(lk_guard *g, const lk_model *m, long step, double sumsq, double loss, int *skip)
+/* the skips since the last read, on stderr */
+static void tell(lk_guard *g)
 {
-    *skip = 0;
-    const int bad = !isfinite(sumsq) || !isfinite(loss);
-    int spike = 0;
-    double mean = 0.0, sd = 0.0;
-    if (!bad && g->spike_z > 0.0 && g->nrecent >= LK_GUARD_MIN) {
-        for (int i = 0; i < g->nrecent; i++) mean += g->recent[i];
-        mean /= g->nrecent;
-        for (int i = 0; i < g->nrecent; i++) sd += (g->recent[i] - mean) * (g->recent[i] - mean);
-        sd = sqrt(sd / g->nrecent);
-        spike = sd > 0.0 && loss > mean + g->spike_z * sd; /* (a flat window flags nothing) */
-    }
-    if (!bad && !spike) {
-        g->in_a_row = 0;
-        if (g->spike_z > 0.0) { /* the window holds steps taken */
-            g->recent[g->next] = loss;
-            g->next = (g->next + 1) % LK_GUARD_WINDOW;
-            if (g->nrecent < LK_GUARD_WINDOW) g->nrecent++;
-        }
-        return LK_OK;
-    }
-    if (bad && g->policy == LK_NAN_STOP) {
-        double what = sumsq;
-        const int at = first_bad_layer(m, &what);
-        char where[160] = "not in this rank's gradient: another rank's, or the loss";
-        if (at >= 0)
-            snprintf(where, sizeof where, "first in backward order in layer %d (%s): sum of squares %g", at,
-                     m->layers[at]->vt->type, what);
-        return LK_ERR(LK_ERR_STATE, "step %ld: not finite: loss %g, gradient's sum of squares %g; %s "
-                                    "(--nan-policy stop; skip drops such steps)", step + 1, loss, sumsq, where);
-    }
-    g->skipped++;
-    if (++g->in_a_row > g->max_skips)
-        return LK_ERR(LK_ERR_STATE, "step %ld: %ld steps skipped in a row (%s), more than --max-skips %ld",
-                      step + 1, g->in_a_row, bad ? "a gradient not finite" : "a loss spike", g->max_skips);
-    *skip = 1;
-    if (g->loud && spike)
-        fprintf(stderr, "lockstep: step %ld skipped: loss %.4g is %.1f standard deviations above the last %d "
-                        "steps' mean %.4g (--skip-spikes %g)\n", step + 1, loss, sd > 0 ? (loss - mean) / sd : INFINITY,
-                g->nrecent, mean, g->spike_z);
-    else if (g->loud)
-        fprintf(stderr, "lockstep: step %ld skipped: not finite (loss %g, gradient's sum of squares %g; "
-                        "--nan-policy skip, %ld in a row)\n", step + 1, loss, sumsq, g->in_a_row);
-    return LK_OK;
+    const lk_guard_state *s = &g->seen;
+    const long long fresh = s->skipped - g->told;
+    g->told = s->skipped;
+    if (!g->loud || fresh <= 0) return;
+    char more[96] = "";
+    if (fresh > 1) snprintf(more, sizeof more, " (and %lld steps before it since the last report)", fresh - 1);
+    if (s->last_kind == LK_GUARD_SPIKE)
+        fprintf(stderr, "lockstep: step %lld skipped%s: loss %.4g is %.1f standard deviations above the last %d "
+                        "steps' mean %.4g (--skip-spikes %g)\n", s->last_step, more, s->loss,
+                s->sd > 0 ? (s->loss - s->mean) / s->sd : INFINITY, s->nrecent, s->mean, g->cfg.spike_z);
+    else
+        fprintf(stderr, "lockstep: step %lld skipped%s: not finite (loss %g, gradient's sum of squares %g; "
+                        "--nan-policy skip, %lld in a row)\n", s->last_step, more, s->loss, s->sumsq, s->in_a_row);
+}
+
+lk_status lk_guard_read(lk_guard *g, const lk_model *m, long step)
+{
+    lk_copy_to_host(g->dev, &g->seen, g->state, sizeof g->seen);
+    LK_CHECK(lk_device_status(g->dev));
+    tell(g);
+    const lk_guard_state *s = &g->seen;
+    if (!s->stopped) return LK_OK;
+    if (s->stop_kind == LK_GUARD_TOO_MANY)
+        return LK_ERR(LK_ERR_STATE, "step %lld: %lld steps skipped in a row (%s), more than --max-skips %lld",
+                      s->stopped, s->in_a_row, s->last_kind == LK_GUARD_SPIKE ? "a loss spike" : "a gradient not finite",
+                      g->cfg.max_skips);
+    double what = s->sumsq;
+    const int at = first_bad_layer(g, m, &what);
+    char where[240], then[96] = "";
+    if (s->stopped != step) /* (read later: the gradient is a later step's, from the same parameters) */
+        snprintf(then, sizeof then, " of step %ld (read then; the parameters unchanged since)", step);
+    if (at >= 0)
+        snprintf(where, sizeof where, "first in backward order in layer %d (%s)%s%s: sum of squares %g", at,
+                 m->layers[at]->vt->type, then[0] ? ", in the gradient" : "", then, what);
+    else
+        snprintf(where, sizeof where, "not in this rank's gradient%s: another rank's, or the loss", then);
+    return LK_ERR(LK_ERR_STATE, "step %lld: not finite: loss %g, gradient's sum of squares %g; %s "
+                                "(--nan-policy stop; skip drops such steps)", s->stopped, s->loss, s->sumsq, where);
 }

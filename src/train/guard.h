@@ -1,43 +1,48 @@
 /* guard.h - every step's check of the loss and the gradient (--nan-policy, --max-skips,
- * --skip-spikes), the same decision on every rank.
+ * --skip-spikes), the same decision on every rank, made where the numbers are.
  *
  * After the gradients' reduction each rank adds up the squares of what it steps on (the
  * whole reduced gradient, or with ZeRO and between local SGD's averages its part) and its
- * step's loss; one all-reduce of three doubles (sum of squares, loss x samples, samples)
+ * step's loss; one all-reduce of three floats (sum of squares, loss x samples, samples)
  * gives every rank the same numbers, NaN and infinity carried by the sums, so every rank
- * decides alike. Not finite: stop names the step and the first layer, in backward order,
- * whose gradient is not finite on that rank; skip leaves parameters and optimizer state as
- * they were (the optimizer's step counter still advances, with the data), counts it, and
- * stops after --max-skips in a row. --skip-spikes Z also skips a step whose mean loss is
- * more than Z standard deviations above the mean of the last LK_GUARD_WINDOW steps taken
- * (OLMo's rule), once LK_GUARD_MIN of them are known. On a GPU the host reads the sum of
- * squares each step: a wait on the device the step did not have before. */
+ * decides alike. The rule (core/guard_rule.h) runs on the model's device and leaves its
+ * verdict there; the optimizer's pass (and ZeRO's refresh of the bf16 working copy) reads
+ * it and changes nothing on a dropped step, so on a GPU the check costs no wait: the
+ * all-reduce is NCCL's, queued like a bucket's. Not finite: stop freezes the parameters
+ * from that step on, and the error names the step and the first layer, in backward order,
+ * whose gradient is not finite; skip leaves parameters and optimizer state as they were
+ * (the optimizer's step counter still advances, with the data), counts it, and stops after
+ * --max-skips in a row. --skip-spikes Z also skips a step whose mean loss is more than Z
+ * standard deviations above the mean of the last LK_GUARD_WINDOW steps taken (OLMo's
+ * rule), once LK_GUARD_MIN of them are known.
+ *
+ * The host learns the outcome by reading the state: after every step where the device is
+ * the host's memory (nothing to wait for), else where the host waits anyway - each log
+ * line, evaluation, checkpoint and the end (LK_GUARD_DEFER=1 makes the CPU read there too,
+ * for the tests). A stop read later than its step still names it; the layer is then found
+ * in the gradient of the step read (the parameters unchanged since). */
 #ifndef LK_GUARD_H
 #define LK_GUARD_H
 
-#include "../comm/comm.h"
 #include "../core/model.h"
 
-#define LK_GUARD_WINDOW 100
-#define LK_GUARD_MIN 20
-
-typedef enum { LK_NAN_STOP = 0, LK_NAN_SKIP } lk_nan_policy;
-
 typedef struct {
-    lk_nan_policy policy;
-    long max_skips;      /* skips in a row before stopping */
-    double spike_z;      /* 0: no spike rule */
-    long in_a_row, skipped; /* skips: now in a row, and in all */
-    int loud;            /* say each skip on stderr (rank 0) */
-    double recent[LK_GUARD_WINDOW];
-    int nrecent, next;
+    lk_guard_cfg cfg;
+    lk_device *dev;
+    lk_guard_state *state; /* in dev's memory */
+    lk_guard_state seen;   /* as last read */
+    long long told;        /* the skips already said */
+    int loud;              /* say each skip on stderr (rank 0) */
+    int every_step;        /* read after every step */
 } lk_guard;
 
 lk_status lk_nan_policy_parse(const char *s, lk_nan_policy *out);
-void lk_guard_init(lk_guard *g, lk_nan_policy policy, long max_skips, double spike_z, int loud);
-/* The step's verdict from the sum of squares of what the ranks step on and the step's mean
- * loss over every rank (both agreed: the same on every rank): *skip, or an error for
- * --nan-policy stop and for too many skips in a row. */
-lk_status lk_guard_decide(lk_guard *g, const lk_model *m, long step, double sumsq, double loss, int *skip);
+lk_status lk_guard_open(lk_guard *g, lk_device *dev, lk_nan_policy policy, long max_skips, double spike_z,
+                        int loud);
+void lk_guard_close(lk_guard *g);
+/* Reads the state (a wait for the device): says the skips since the last read and returns
+ * the stop's error, if any. step: the optimizer steps taken; m: its gradient is that step's. */
+lk_status lk_guard_read(lk_guard *g, const lk_model *m, long step);
+static inline long lk_guard_skipped(const lk_guard *g) { return (long)g->seen.skipped; }
 
 #endif

@@ -34,7 +34,7 @@ lk_status lk_replica_open(lk_replica *r, const lk_replica_spec *sp)
     const int batch = sp->batch;
     LK_CHECK(lk_model_set_recompute(r->model, sp->recompute));
     LK_CHECK(lk_zoo_set_precision(r->model, z, sp->precision,
-                                  &(lk_round){sp->stochastic_round, sp->seed ^ 0x5eed0bf16ULL, 0, 0}));
+                                  &(lk_round){sp->stochastic_round, sp->seed ^ 0x5eed0bf16ULL, 0, 0, NULL}));
     LK_CHECK(lk_model_build_ex(r->model, batch, sp->build));
     LK_CHECK(lk_model_init(r->model, sp->init, sp->seed));
     size_t numel = lk_shape_numel(&sp->sample), nlab = (size_t)batch * r->ylen;

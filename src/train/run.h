@@ -36,7 +36,6 @@ typedef struct {
     long epoch_step;    /* optimizer steps taken in the epoch being trained */
     char resumed_from[600]; /* the checkpoint --resume named (its latest step one) */
     lk_guard guard;     /* every step's check of the loss and the gradient */
-    float *guard_sumsq; /* device scalar: the sum of squares it reads */
     lk_topo_binding binding;
     double flops_sample; /* model FLOPs of one sample's training step (forward + backward) */
     double peak;         /* the job's peak FLOP/s: every rank's summed */

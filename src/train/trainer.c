@@ -94,32 +94,38 @@ static lk_status inject_fault(run_state *s)
     return LK_OK;
 }
 
-/* The guard's verdict on the step (guard.h): the sum of squares of what this rank steps on
- * and its loss, agreed by one all-reduce; LK_INJECT_FAULT=nan puts a NaN into this rank's
- * gradient first. On a skip the loss leaves the log's sums too. */
-static lk_status check_step(run_state *s, double loss_sum, double samples, int *skip)
+/* The step check (guard.h), on the device: the sum of squares of what this rank steps on
+ * and its loss, agreed by one all-reduce, then the rule, whose verdict the optimizer's pass
+ * reads; LK_INJECT_FAULT=nan puts a NaN into this rank's gradient first. On a device that
+ * is the host's memory the host reads the outcome at once. */
+static lk_status check_step(run_state *s, double samples)
 {
+    lk_device *d = s->r.dev;
+    lk_guard_state *gs = s->guard.state;
     const float *g;
     size_t n;
     lk_zero_step_grads(s->zero, &g, &n);
     int injected = 0;
     if (!strcmp(s->fault.kind, "nan") && s->fault.step == s->step + 1 && s->fault.rank == s->comm->rank && n) {
         lk_fault_fired(s);
-        LK_CHECK(lk_scale(s->r.dev, (float *)g, NAN, 1)); /* (the flat buffer's first: the last layer's) */
+        LK_CHECK(lk_scale(d, (float *)g, NAN, 1)); /* (the flat buffer's first: the last layer's) */
         injected = 1;
     }
-    double ss = 0.0; /* added up by the buckets as they arrived, or a pass now */
-    if (injected || !s->buckets || !lk_buckets_sumsq(s->buckets, &ss)) {
-        float f = 0.0f;
-        LK_CHECK(lk_sumsq(s->r.dev, g, n, s->guard_sumsq));
-        lk_copy_to_host(s->r.dev, &f, s->guard_sumsq, sizeof f);
-        LK_CHECK(lk_device_status(s->r.dev));
-        ss = f;
+    double ss = 0.0; /* added up by the buckets as they arrived (host memory), or a pass now */
+    if (d->host_addressable && !injected && s->buckets && lk_buckets_sumsq(s->buckets, &ss)) gs->in[0] = (float)ss;
+    else LK_CHECK(lk_sumsq(d, g, n, &gs->in[0]));
+    LK_CHECK(lk_guard_op(d, gs, LK_GUARD_PREPARE, s->guard.cfg, s->step, &s->r.scalars[2], (float)samples));
+    if (s->comm->world > 1) {
+        /* (host memory: lockstep's shared memory between the ranks of a host, a few us; a
+         * GPU's: NCCL's, the compute stream waiting for it, the host not) */
+        if (d->host_addressable) LK_CHECK(lk_comm_allreduce(s->comm, gs->in, 3, LK_REDUCE_SUM));
+        else {
+            LK_CHECK(lk_comm_allreduce_start(s->comm, gs->in, 3, LK_REDUCE_SUM, 0));
+            LK_CHECK(lk_comm_wait(s->comm, 0));
+        }
     }
-    /* (float: through lockstep's shared memory between the ranks of a host, a few us) */
-    float v[3] = {(float)ss, (float)loss_sum, (float)samples};
-    if (s->comm->world > 1) LK_CHECK(lk_comm_allreduce(s->comm, v, 3, LK_REDUCE_SUM));
-    return lk_guard_decide(&s->guard, s->r.model, s->step, v[0], (double)v[1] / v[2], skip);
+    LK_CHECK(lk_guard_op(d, gs, LK_GUARD_DECIDE, s->guard.cfg, s->step, &s->r.scalars[2], 0.0f));
+    return LK_OK;
 }
 
 /* --grad-compress powersgd: plain all-reduces before --compress-start, compressed after */
@@ -146,9 +152,8 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
     for (int i = 0; i < count; i++) group += lk_sampler_global_count(&s->sampler, first + i);
     long before = 0; /* samples of the step's earlier micro-batches, over all ranks */
     double local = 0.0; /* this rank's samples of the step */
-    float window = 0.0f, after = 0.0f; /* the log's loss sum before and after the step (a skipped
-                                          step leaves it as before; the difference is its loss) */
-    lk_copy_to_host(s->r.dev, &window, &s->r.scalars[2], sizeof window);
+    /* (the log's loss sum before the step: a dropped step leaves it so) */
+    LK_CHECK(lk_guard_op(s->r.dev, s->guard.state, LK_GUARD_BEGIN, s->guard.cfg, s->step, &s->r.scalars[2], 0.0f));
     for (int i = 0; i < count; i++) {
         int n = lk_sampler_batch(&s->sampler, first + i, s->r.idx);
         m->sample_base = before + lk_sampler_first(&s->sampler, first + i);
@@ -166,19 +171,14 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
         lk_comm_doing(s->comm, s->step, LK_DOING_REDUCE);
         if (s->buckets) LK_CHECK(lk_buckets_finish(s->buckets));
     }
-    int skip = 0;
     lk_comm_doing(s->comm, s->step, LK_DOING_CHECK);
-    lk_copy_to_host(s->r.dev, &after, &s->r.scalars[2], sizeof after);
-    LK_CHECK(check_step(s, (double)after - window, local, &skip));
+    LK_CHECK(check_step(s, local));
     lk_comm_doing(s->comm, s->step, LK_DOING_UPDATE);
-    if (skip) { /* nothing learnt from it: the log's sums without it, the counters on */
-        s->opt->step++;
-        lk_copy_to_device(s->r.dev, &s->r.scalars[2], &window, sizeof window);
-    } else {
-        *samples += local;
-        LK_CHECK(lk_zero_step(s->zero, s->opt, lk_averager_grad_scale(&s->avg, s->step), 0, m->nparams, 1));
-    }
+    /* (a step the check dropped changes nothing here but the counters) */
+    LK_CHECK(lk_zero_step(s->zero, s->opt, lk_averager_grad_scale(&s->avg, s->step), 0, m->nparams, 1));
+    *samples += local;
     s->step++;
+    if (s->guard.every_step) LK_CHECK(lk_guard_read(&s->guard, m, s->step));
     return inject_fault(s);
 }
 
@@ -234,6 +234,7 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
     const long first_step = s->step;
     double val_loss = NAN, val_acc = NAN;
     long timed = 0;
+    double log_dropped = 0.0; /* the samples of dropped steps, as of the last log line */
     while (s->step < s->total) {
         lk_sampler_set_epoch(&s->sampler, s->epoch);
         double log_t0 = lk_now(), log_comm = 0.0, log_hidden = 0.0;
@@ -264,11 +265,14 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                 /* mean loss over every sample of every rank since the last line */
                 float sums[2] = {0.0f, 0.0f};
                 lk_copy_to_host(s->r.dev, sums, loss_sum(s), (s->gan.r ? 2 : 1) * sizeof(float));
+                LK_CHECK(lk_guard_read(&s->guard, s->r.model, s->step)); /* (the host waits here anyway) */
                 double red[3] = {sums[0], log_local, sums[1]};
                 LK_CHECK(lk_device_status(s->r.dev)); /* a GPU's failures surface here */
                 note_device_memory(s);
                 LK_CHECK(lk_comm_status(c));          /* and NCCL's, before MPI waits */
                 LK_CHECK(lk_comm_allreduce_f64(c, red, 3, LK_REDUCE_SUM));
+                red[1] -= s->guard.seen.dropped - log_dropped; /* (every rank's, as red[1]) */
+                log_dropped = s->guard.seen.dropped;
                 /* (a window of skipped steps only has no loss: NaN, and no error) */
                 double loss = red[1] > 0 ? red[0] / red[1] : NAN, loss_g = s->gan.r ? red[2] / red[1] : NAN;
                 if (!isfinite(loss) && red[1] > 0)
@@ -279,7 +283,7 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                 lk_step_record rec = {s->step, s->epoch + 1, loss, s->opt->last_lr, red[1] / dt,
                                       dt * 1e3 / (double)log_n, log_comm / (double)log_n,
                                       log_hidden / (double)log_n, loss_g, flops, flops / s->peak,
-                                      s->guard.skipped};
+                                      lk_guard_skipped(&s->guard)};
                 LK_CHECK(lk_metrics_step(&s->metrics, &rec));
                 lk_progress_step(&prog, &(lk_progress_rec){s->epoch + 1, s->epochs, i / o->accum + 1,
                                                            s->steps_per_epoch, loss, loss_g,
@@ -292,6 +296,7 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
             }
             if ((o->eval_every > 0 && s->step % o->eval_every == 0) || last) {
                 lk_comm_doing(c, s->step, LK_DOING_EVAL);
+                LK_CHECK(lk_guard_read(&s->guard, s->r.model, s->step));
                 LK_CHECK(lk_averager_after(&s->avg, s->step, 1, NULL));
                 if (!o->sync_bn) LK_CHECK(lk_average_buffers(c, s->r.model));
                 LK_CHECK(evaluate(&s->r, s->gan.r ? &s->gan : NULL, c, &s->val, &val_loss, &val_acc));
@@ -305,8 +310,10 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                 log_t0 = lk_now(); /* keep evaluation out of the throughput */
             }
             /* a step checkpoint (the epoch's and the run's last are saved below) */
-            if (o->save_dir && o->save_every > 0 && s->step % o->save_every == 0 && !last)
+            if (o->save_dir && o->save_every > 0 && s->step % o->save_every == 0 && !last) {
+                LK_CHECK(lk_guard_read(&s->guard, s->r.model, s->step)); /* (not a stopped run's) */
                 LK_CHECK(lk_trainer_save(o, s));
+            }
         }
         if (s->epoch_step == s->steps_per_epoch) { /* (else the run ended inside the epoch) */
             s->epoch++;
@@ -344,10 +351,11 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                             s->peak, res->mfu, s->own_peak.source, res->peak_host_bytes,
                             res->peak_dev_bytes, s->plan.host_rank, s->plan.dev_rank, mem[0], mem[1],
                             (double)s->r.model->nparams, lk_dtype_name((lk_dtype)o->precision),
-                            s->guard.skipped};
+                            lk_guard_skipped(&s->guard)};
     LK_CHECK(lk_metrics_summary(&s->metrics, &sr));
     char acc[32] = "", tok[48] = "", skipped[48] = "";
-    if (s->guard.skipped) snprintf(skipped, sizeof skipped, " (%ld steps skipped)", s->guard.skipped);
+    if (lk_guard_skipped(&s->guard))
+        snprintf(skipped, sizeof skipped, " (%ld steps skipped)", lk_guard_skipped(&s->guard));
     if (!isnan(val_acc)) snprintf(acc, sizeof acc, ", val_acc %.4f", val_acc);
     if (isfinite(tokens)) snprintf(tok, sizeof tok, ", %.0f tokens/s", tokens);
     lk_progress_line(&prog,

@@ -96,7 +96,7 @@ void lk_trainer_free(run_state *s)
     lk_zero_destroy(s->zero);
     lk_gan_free(&s->gan);
     if (s->comm) lk_comm_use_device(s->comm, NULL, 0); /* before the device closes */
-    if (s->guard_sumsq) lk_dev_free(s->r.dev, s->guard_sumsq);
+    lk_guard_close(&s->guard);
     lk_replica_free(&s->r);
     lk_sampler_free(&s->sampler);
     lk_metrics_close(&s->metrics);
@@ -424,9 +424,9 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     if (o->resume_dir) LK_CHECK(resume(o, s, &s->epoch, &s->step));
     LK_CHECK(lk_averager_init(&s->avg, s->comm, m, s->opt, o->local_steps, o->local_start, s->step));
     LK_CHECK(agree(o, s));
-    lk_guard_init(&s->guard, (lk_nan_policy)o->nan_policy, o->max_skips, o->skip_spikes, rank == 0);
-    s->guard_sumsq = lk_dev_alloc(s->r.dev, sizeof(float));
-    if (!s->guard_sumsq) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the step check's scalar on %s", s->r.dev->name);
+    LK_CHECK(lk_guard_open(&s->guard, s->r.dev, (lk_nan_policy)o->nan_policy, o->max_skips, o->skip_spikes,
+                           rank == 0));
+    if (s->opt) s->opt->skip = &s->guard.state->skip; /* (the optimizer's pass reads the verdict) */
     if (!s->r.dev->host_addressable) { /* broadcasts and replica checks read the parameters here */
         s->host_params = lk_malloc(m->nparams * sizeof(float));
         if (!s->host_params) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a host copy of the parameters");

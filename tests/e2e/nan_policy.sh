@@ -17,14 +17,25 @@ grep -q "rank 1: error: step 7: .*first in backward order in layer 3 (linear)" "
   fail "rank 1 does not name the layer: $(cat "$TMP/out")"
 grep -q "rank 0: error: step 7: not finite" "$TMP/out" || true # (rank 0 may be aborted before it prints)
 
+# (LK_GUARD_DEFER=1: the host reads the device's verdicts only where a GPU's host waits
+# anyway - each log line - as on a GPU: the same run, bit for bit)
 for extra in "" "--zero 2" "--local-steps 4"; do
-  LK_INJECT_FAULT=nan:1:7 mpi -n 2 --oversubscribe "${run[@]}" $extra --nan-policy skip --check-every 1 \
-    --metrics "$TMP/skip.jsonl" >"$TMP/skip.log" 2>&1 || fail "--nan-policy skip $extra: $(tail -5 "$TMP/skip.log")"
-  grep -q "step 7 skipped: not finite" "$TMP/skip.log" || fail "no skip said ($extra): $(cat "$TMP/skip.log")"
-  grep -q "(1 steps skipped)" "$TMP/skip.log" || fail "the summary line does not count it ($extra)"
-  [[ $(json_field "$TMP/skip.jsonl" summary skipped) == 1 ]] || fail "the metrics do not count it ($extra)"
-  echo "--nan-policy skip $extra: $(grep '^done' "$TMP/skip.log")"
+  for defer in 0 1; do
+    LK_GUARD_DEFER=$defer LK_INJECT_FAULT=nan:1:7 mpi -n 2 --oversubscribe "${run[@]}" $extra --nan-policy skip \
+      --check-every 1 --log-every 5 --metrics "$TMP/skip.jsonl" --save "$TMP/skip$defer" >"$TMP/skip.log" 2>&1 ||
+      fail "--nan-policy skip $extra: $(tail -5 "$TMP/skip.log")"
+    grep -q "step 7 skipped: not finite" "$TMP/skip.log" || fail "no skip said ($extra): $(cat "$TMP/skip.log")"
+    grep -q "(1 steps skipped)" "$TMP/skip.log" || fail "the summary line does not count it ($extra)"
+    [[ $(json_field "$TMP/skip.jsonl" summary skipped) == 1 ]] || fail "the metrics do not count it ($extra)"
+    echo "--nan-policy skip $extra (read $( ((defer)) && echo at the log lines || echo every step)): $(grep '^done' "$TMP/skip.log")"
+  done
+  check_models "skip $extra: read every step vs at the log lines" "$TMP/skip0" "$TMP/skip1" 0
 done
+# stop read at a log line (step 10): still step 7, the parameters frozen since
+expect_nonzero "rank 1: error: step 7: not finite: loss" -- \
+  env LK_GUARD_DEFER=1 LK_INJECT_FAULT=nan:1:7 bash -c "$(declare -f mpi); HERE='$HERE'; mpi -n 2 --oversubscribe '$LK' ${run[*]} --log-every 5"
+grep -q "rank 1: error: step 7: .*of step 10 (read then; the parameters unchanged since)" "$TMP/out" ||
+  fail "the stop read later does not say so: $(grep error "$TMP/out")"
 # skipping is not updating: with the NaN at the run's only step, the parameters stay put
 LK_INJECT_FAULT=nan:1:1 mpi -n 2 --oversubscribe "${run[@]/--steps 20/--steps 1}" --steps 1 --nan-policy skip \
   --save "$TMP/none" >/dev/null 2>&1 || fail "a skipped only step"

@@ -452,7 +452,7 @@ static void case_cast_bf16(void **state)
     pair_push(&x);
     uint16_t *c = lk_dev_alloc(CPU, n * 2), *g = lk_dev_alloc(GPU, n * 2);
     for (int st = 0; st < 2; st++) {
-        const lk_round r = {st, 7, 42, 1003};
+        const lk_round r = {st, 7, 42, 1003, NULL};
         CPU->ops->cast_bf16(CPU, x.c, c, n, &r);
         GPU->ops->cast_bf16(GPU, x.g, g, n, &r);
         same_bytes(st ? "cast_bf16 (stochastic)" : "cast_bf16 (nearest even)", c, g, n * 2);
@@ -1335,13 +1335,13 @@ static void case_optim_update(void **state)
         }
         pair_push(&s1), pair_push(&s2);
         lk_optim_hparams hp = {(lk_optim_kind)kind, 0.01f, 0.9f, 0.9f, 0.999f, 1e-8f, 0.99f,
-                               0.01f, 1e-4f, 0.5f, 3, {0, 0, 0, 0}};
+                               0.01f, 1e-4f, 0.5f, 3, {0, 0, 0, 0, NULL}, NULL};
         /* the last step also writes the bf16 working copy: to nearest even for the odd kinds,
          * stochastically for the even ones (keyed: step 5, from element 1000) */
         uint16_t *c16 = lk_dev_alloc(CPU, n * 2), *g16 = lk_dev_alloc(GPU, n * 2), *h16 = malloc(n * 2);
         for (int step = 0; step < 3; step++, hp.step++) {
             const int last = step == 2;
-            hp.round = (lk_round){kind % 2 == 0, 9, 5, 1000};
+            hp.round = (lk_round){kind % 2 == 0, 9, 5, 1000, NULL};
             CPU->ops->optim_update(CPU, &hp, w.c, g.c, s1.c, s2.c, last ? c16 : NULL, n);
             GPU->ops->optim_update(GPU, &hp, w.g, g.g, s1.g, s2.g, last ? g16 : NULL, n);
         }
@@ -1364,6 +1364,47 @@ static void case_optim_update(void **state)
         lk_dev_free(CPU, c16), lk_dev_free(GPU, g16);
         pair_free(&w), pair_free(&g), pair_free(&s1), pair_free(&s2);
     }
+}
+
+/* the step check's rule over a run of steps (kept, spikes, skips, a stop), the state
+ * compared bit for bit (the same code on both); its verdict gates the optimizer's pass */
+static void case_guard(void **state)
+{
+    (void)state;
+    const lk_guard_cfg cfg = {LK_NAN_SKIP, 3, 3.0};
+    lk_guard_state *cs = calloc(1, sizeof *cs), *gs = lk_dev_alloc(GPU, sizeof *gs), *back = malloc(sizeof *back);
+    float cacc = 0.0f, *gacc = lk_dev_alloc(GPU, sizeof(float));
+    lk_zero(GPU, gs, sizeof *gs);
+    lk_zero(GPU, gacc, sizeof(float));
+    for (long step = 0; step < 60; step++) {
+        const float loss = step == 30 || step == 31 ? 9.0f : 1.0f + 0.01f * (float)(step % 7);
+        const float sumsq = step == 40 ? NAN : step >= 50 ? INFINITY : 2.0f; /* a skip; then 4 in a row: stop */
+        CPU->ops->guard(CPU, cs, LK_GUARD_BEGIN, cfg, step, &cacc, 0.0f);
+        GPU->ops->guard(GPU, gs, LK_GUARD_BEGIN, cfg, step, gacc, 0.0f);
+        cacc += loss * 4.0f;
+        lk_copy_to_device(GPU, gacc, &cacc, sizeof cacc);
+        cs->in[0] = sumsq;
+        lk_copy_to_device(GPU, &gs->in[0], &sumsq, sizeof sumsq);
+        CPU->ops->guard(CPU, cs, LK_GUARD_PREPARE, cfg, step, &cacc, 4.0f);
+        GPU->ops->guard(GPU, gs, LK_GUARD_PREPARE, cfg, step, gacc, 4.0f);
+        CPU->ops->guard(CPU, cs, LK_GUARD_DECIDE, cfg, step, &cacc, 0.0f);
+        GPU->ops->guard(GPU, gs, LK_GUARD_DECIDE, cfg, step, gacc, 0.0f);
+        lk_copy_to_host(GPU, back, gs, sizeof *back);
+        TU_OK(lk_device_status(GPU));
+        if (memcmp(cs, back, sizeof *cs)) fail_msg("guard: the state differs after step %ld", step);
+    }
+    assert_int_equal(cs->skipped, 2 + 1 + 4);
+    assert_int_equal(cs->stopped, 54);
+    /* a dropped step's pass changes nothing on the GPU either */
+    pair w = pair_rand(1000, 120), g = pair_rand(1000, 121), s1 = pair_rand(1000, 122);
+    lk_optim_hparams hp = {LK_OPT_MOMENTUM, 0.1f, 0.9f, 0.9f, 0.999f, 1e-8f, 0.99f, 0.0f, 0.0f, 1.0f, 1,
+                           {0, 0, 0, 0, &gs->skip}, &gs->skip};
+    GPU->ops->optim_update(GPU, &hp, w.g, g.g, s1.g, NULL, NULL, 1000);
+    same("optim_update dropped: w", &w, 0.0);
+    same("optim_update dropped: s1", &s1, 0.0);
+    pair_free(&w), pair_free(&g), pair_free(&s1);
+    lk_dev_free(GPU, gs), lk_dev_free(GPU, gacc);
+    free(cs), free(back);
 }
 
 static void case_sumsq(void **state)
@@ -1483,6 +1524,7 @@ static const entry_row ENTRIES[] = {
     CASE(affine),
     CASE(optim_update),
     CASE(sumsq),
+    CASE(guard),
     CASE(orthonormalize),
     CASE(cast_bf16),
     CASE(widen_bf16),

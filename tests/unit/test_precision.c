@@ -67,7 +67,7 @@ static void test_round_stochastic(void **state)
     uint16_t *a = malloc(n * 2), *b = malloc(n * 2);
     const float v = from_bits(0x3f804000u); /* 1 + 2^-9: a quarter of the way up */
     for (size_t i = 0; i < n; i++) x[i] = v;
-    TU_OK(lk_cast_bf16(d, x, a, n, &(lk_round){1, 3, 17, 0}));
+    TU_OK(lk_cast_bf16(d, x, a, n, &(lk_round){1, 3, 17, 0, NULL}));
     double sum = 0, up = 0;
     for (size_t i = 0; i < n; i++) {
         assert_true(a[i] == 0x3f80 || a[i] == 0x3f81);
@@ -78,14 +78,14 @@ static void test_round_stochastic(void **state)
     if (fabs(frac - 0.25) > 0.012) fail_msg("rounded up %.4f of the time, not 0.25", frac);
     if (fabs(sum / (double)n - (double)v) > 1e-4) fail_msg("mean %.7f, value %.7f", sum / (double)n, (double)v);
     for (size_t i = 0; i < n; i++) x[i] = (float)sin((double)i) * 3.0f;
-    TU_OK(lk_cast_bf16(d, x, a, n, &(lk_round){1, 3, 17, 1000}));
+    TU_OK(lk_cast_bf16(d, x, a, n, &(lk_round){1, 3, 17, 1000, NULL}));
     const size_t cuts[] = {0, 1, 5, 4099, 17001, n};
     for (int c = 0; c + 1 < 6; c++)
         TU_OK(lk_cast_bf16(d, x + cuts[c], b + cuts[c], cuts[c + 1] - cuts[c],
-                           &(lk_round){1, 3, 17, 1000 + cuts[c]}));
+                           &(lk_round){1, 3, 17, 1000 + cuts[c], NULL}));
     assert_memory_equal(a, b, n * 2);
     int differ = 0, step = 0;
-    TU_OK(lk_cast_bf16(d, x, b, n, &(lk_round){1, 3, 18, 1000})); /* another step's draws */
+    TU_OK(lk_cast_bf16(d, x, b, n, &(lk_round){1, 3, 18, 1000, NULL})); /* another step's draws */
     for (size_t i = 0; i < n; i++) {
         differ += a[i] != b[i];
         step |= abs((int)a[i] - (int)b[i]) > 1; /* never more than one ulp apart */
@@ -416,7 +416,7 @@ static void test_optimizer_step(void **state)
             TU_OK(lk_optim_create(&f, d, &cfg, n));
             TU_OK(lk_optim_create(&h, d, &cfg, n));
             TU_OK(lk_optim_create(&p, d, &cfg, n));
-            const lk_round r = {st, 99, 0, 0};
+            const lk_round r = {st, 99, 0, 0, NULL};
             lk_optim_set_working(h, c1, &r);
             lk_optim_set_working(p, c2, &r);
             float *w2 = malloc(n * sizeof(float));
@@ -500,7 +500,7 @@ static void test_set_precision(void **state)
     if (m->params16) assert_int_equal(m->params16[0], lk_bf16_rne(0.123456f));
     lk_model_destroy(m);
     /* stochastic rounding keeps a copy everywhere: its draws are not the masters' to redo */
-    const lk_round sr = {1, 7, 0, 0};
+    const lk_round sr = {1, 7, 0, 0, NULL};
     TU_OK(lk_model_create(&m, tu_cpu(), &mlp.z.sample));
     TU_OK(lk_zoo_build("mlp", m, 10, &mlp.z.arch));
     TU_OK(lk_model_set_precision(m, LK_BF16, &sr));

@@ -517,6 +517,7 @@ static const lk_backend cuda_backend = {
     .affine = cu_affine,
     .optim_update = lk_cuda_optim_update,
     .sumsq = cu_sumsq,
+    .guard = lk_cuda_guard,
     .cast_bf16 = lk_cuda_cast_bf16,
     .widen_bf16 = lk_cuda_widen,
     .pack16 = lk_cuda_pack16,

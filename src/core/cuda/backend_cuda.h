@@ -80,6 +80,8 @@ void lk_cuda_pool2d_forward(lk_device *d, const lk_pool2d_desc *pd, const float 
                             int32_t *argmax);
 void lk_cuda_pool2d_backward(lk_device *d, const lk_pool2d_desc *pd, const float *dy,
                              const int32_t *argmax, float *dx);
+void lk_cuda_guard(lk_device *d, lk_guard_state *g, int phase, lk_guard_cfg c, long long step, float *loss_acc,
+                   float samples);
 void lk_cuda_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                           float *s1, float *s2, uint16_t *w16, size_t n);
 /* reductions: blocks for one over n values, and their partials added into out / denom */

@@ -16,6 +16,7 @@ extern "C" {
 
 __global__ void k_round_bf16(const float *x, uint16_t *y, size_t n, lk_round r)
 {
+    if (r.skip && *r.skip != 0.0f) return; /* (the step check dropped the step) */
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         y[i] = lk_bf16_round(x[i], r.stochastic, r.seed, r.key, r.first + i);
@@ -74,7 +75,7 @@ void lk_cuda_unpack16(lk_device *d, lk_dtype t, const uint16_t *x, float scale, 
 
 void lk_cuda_round_bf16(lk_cuda *g, const float *x, uint16_t *y, size_t n)
 {
-    const lk_round rne = {0, 0, 0, 0};
+    const lk_round rne = {0, 0, 0, 0, NULL};
     if (!n) return;
     k_round_bf16<<<lk_cuda_blocks(g, n), LK_CUDA_THREADS, 0, g->stream>>>(x, y, n, rne);
     LK_LAUNCHED(g);

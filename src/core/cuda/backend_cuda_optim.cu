@@ -14,10 +14,12 @@ typedef struct {
     float lr, gs, wd, l1, mom, b1, b2, eps, alpha, step, bc2_sqrt, decay;
 } optim_args;
 
-/* with w16, each new weight is also rounded into the bf16 working copy, as r says */
+/* with w16, each new weight is also rounded into the bf16 working copy, as r says; skip
+ * (a device flag, or NULL): the step check dropped the step, nothing changes */
 __global__ void k_optim(optim_args a, float *w, const float *g, float *s1, float *s2, uint16_t *w16,
-                        lk_round r, size_t n)
+                        lk_round r, const float *skip, size_t n)
 {
+    if (skip && *skip != 0.0f) return;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         const float wi = w[i];
@@ -65,6 +67,21 @@ __global__ void k_optim(optim_args a, float *w, const float *g, float *s1, float
     }
 }
 
+/* the step check's phase (guard_rule.h): one thread, on the stream, so the verdict is in
+ * device memory before the optimizer's kernel reads it, and the host never waits */
+__global__ void k_guard(lk_guard_state *g, int phase, lk_guard_cfg c, long long step, float *loss_acc, float samples)
+{
+    lk_guard_apply(g, phase, c, step, loss_acc, samples);
+}
+
+void lk_cuda_guard(lk_device *d, lk_guard_state *g, int phase, lk_guard_cfg c, long long step, float *loss_acc,
+                   float samples)
+{
+    lk_cuda *cu = lk_cuda_of(d);
+    k_guard<<<1, 1, 0, cu->stream>>>(g, phase, c, step, loss_acc, samples);
+    LK_LAUNCHED(cu);
+}
+
 void lk_cuda_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, const float *g,
                           float *s1, float *s2, uint16_t *w16, size_t n)
 {
@@ -90,6 +107,6 @@ void lk_cuda_optim_update(lk_device *d, const lk_optim_hparams *hp, float *w, co
         a.step = hp->lr / (float)bc1;
         if (hp->kind == LK_OPT_ADAMW) a.decay = 1.0f - hp->lr * hp->weight_decay;
     }
-    k_optim<<<lk_cuda_blocks(c, n), LK_CUDA_THREADS, 0, c->stream>>>(a, w, g, s1, s2, w16, hp->round, n);
+    k_optim<<<lk_cuda_blocks(c, n), LK_CUDA_THREADS, 0, c->stream>>>(a, w, g, s1, s2, w16, hp->round, hp->skip, n);
     LK_LAUNCHED(c);
 }
