@@ -11,7 +11,9 @@
 # numerics, the device) and 2 (the command line) - the job ends with that status. Each
 # attempt after the first resumes from DIR (its latest checkpoint, when one exists). The
 # ranks of an attempt: -n, or the slots of --hostfile read again before each attempt (a
-# host taken out of it is gone), or SLURM_NTASKS under srun. With fewer ranks than the
+# host taken out of it is gone), or under srun the allocation's nodes now (scontrol show
+# job: a node lost in a --no-kill allocation is gone) x the tasks per node of the start
+# (SLURM_NTASKS_PER_NODE, or SLURM_NTASKS / SLURM_JOB_NUM_NODES). With fewer ranks than the
 # first attempt's the global batch is kept (--batch x ranks x --accum): the smallest
 # --accum whose per-rank batch divides it evenly and is no larger than the first's;
 # refused, as fewer than M ranks are, with a message. Every restart is logged with its
@@ -60,7 +62,16 @@ available() { # the ranks this attempt can have
     awk '!/^[ \t]*(#|$)/ { n = 1; for (i = 2; i <= NF; i++) if ($i ~ /^slots=/) { split($i, s, "="); n = s[2] }
          total += n } END { print total + 0 }' "$hostfile"
   elif [[ $launcher == srun ]]; then
-    echo "${SLURM_NTASKS:-${ranks:-1}}"
+    local per=${SLURM_NTASKS_PER_NODE:-} nodes
+    if ! [[ $per =~ ^[1-9][0-9]*$ ]] && [[ ${SLURM_NTASKS:-} =~ ^[0-9]+$ && ${SLURM_JOB_NUM_NODES:-} =~ ^[1-9][0-9]*$ ]]; then
+      per=$((SLURM_NTASKS / SLURM_JOB_NUM_NODES))
+    fi
+    nodes=$(scontrol show job "${SLURM_JOB_ID:-}" 2>/dev/null | grep -o 'NumNodes=[0-9]*' | head -n 1 | cut -d= -f2)
+    if [[ $per =~ ^[1-9][0-9]*$ && $nodes =~ ^[1-9][0-9]*$ ]]; then
+      echo $((per * nodes))
+    else
+      echo "${SLURM_NTASKS:-${ranks:-1}}"
+    fi
   else
     echo "${ranks:-$(getconf _NPROCESSORS_ONLN)}"
   fi
