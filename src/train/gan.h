@@ -13,6 +13,7 @@
 #include "../comm/bucket.h"
 #include "../comm/zero.h"
 #include "../core/optim.h"
+#include "guard.h"
 #include "replica.h"
 
 typedef struct {
@@ -25,6 +26,10 @@ typedef struct {
     lk_buckets *bd, *bg;   /* the networks' gradient buckets (NULL in a world of one) */
     lk_zero_state *zero;   /* how each network's optimizer step runs (the trainer's; NULL: all
                               of its parameters here) */
+    lk_guard *guard;       /* each network's update checked before it is taken (guard.h; the
+                              optimizer's skip is the guard's verdict); NULL: none */
+    lk_comm *comm;         /* ... agreed over it */
+    long nan_at;           /* (LK_INJECT_FAULT=nan: a NaN into the gradient at this step) */
 } lk_gan;
 
 lk_status lk_gan_init(lk_gan *g, lk_replica *r);
@@ -46,7 +51,9 @@ uint64_t lk_gan_z_key(long step, int for_g);
 
 /* One iteration: D on the real batch (target 1) and on as many generated images
  * (target 0), D's optimizer part; then G through D (target 1, the non-saturating loss),
- * G's part. Adds n * D's loss and n * G's loss to g->loss[1] and [2]. */
+ * G's part. Adds n * D's loss and n * G's loss to g->loss[1] and [2]. With a guard, each
+ * network's update is checked first (its reduced gradient and loss): two verdicts an
+ * iteration, each counted on its own. */
 lk_status lk_gan_step(lk_gan *g, lk_optim *opt, const lk_dataset *d, const lk_gan_batch *b);
 
 /* D's loss (real + generated) and accuracy over d: reals should score > 0, fakes < 0.

@@ -37,6 +37,31 @@ void lk_guard_close(lk_guard *g)
     g->state = NULL;
 }
 
+lk_status lk_guard_begin(lk_guard *g, float *loss_acc, long step)
+{
+    return lk_guard_op(g->dev, g->state, LK_GUARD_BEGIN, g->cfg, step, loss_acc, 0.0f);
+}
+
+lk_status lk_guard_check(lk_guard *g, lk_comm *c, const float *grad, size_t n, const double *host_sumsq,
+                         float *loss_acc, double samples, long step)
+{
+    lk_device *d = g->dev;
+    lk_guard_state *gs = g->state;
+    if (host_sumsq && d->host_addressable) gs->in[0] = (float)*host_sumsq;
+    else LK_CHECK(lk_sumsq(d, grad, n, &gs->in[0]));
+    LK_CHECK(lk_guard_op(d, gs, LK_GUARD_PREPARE, g->cfg, step, loss_acc, (float)samples));
+    if (c && c->world > 1) {
+        /* (host memory: lockstep's shared memory between the ranks of a host, a few us; a
+         * GPU's: NCCL's, the compute stream waiting for it, the host not) */
+        if (d->host_addressable) LK_CHECK(lk_comm_allreduce(c, gs->in, 3, LK_REDUCE_SUM));
+        else {
+            LK_CHECK(lk_comm_allreduce_start(c, gs->in, 3, LK_REDUCE_SUM, 0));
+            LK_CHECK(lk_comm_wait(c, 0));
+        }
+    }
+    return lk_guard_op(d, gs, LK_GUARD_DECIDE, g->cfg, step, loss_acc, 0.0f);
+}
+
 /* the first layer, in backward order, with a gradient that is not finite (-1: none found);
  * the sums of squares go through the state's first float (the run ends here) */
 static int first_bad_layer(lk_guard *g, const lk_model *m, double *what)

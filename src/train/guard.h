@@ -24,6 +24,7 @@
 #ifndef LK_GUARD_H
 #define LK_GUARD_H
 
+#include "../comm/comm.h"
 #include "../core/model.h"
 
 typedef struct {
@@ -40,6 +41,13 @@ lk_status lk_nan_policy_parse(const char *s, lk_nan_policy *out);
 lk_status lk_guard_open(lk_guard *g, lk_device *dev, lk_nan_policy policy, long max_skips, double spike_z,
                         int loud);
 void lk_guard_close(lk_guard *g);
+/* A step's check, on the device: begin before the step's losses are added to loss_acc;
+ * check once its gradient is reduced: the sum of squares of grad[0..n) (or *host_sumsq
+ * where the caller has it, host memory only), the loss added since begin and this rank's
+ * samples, agreed over c, then the rule. The optimizer's pass reads the verdict. */
+lk_status lk_guard_begin(lk_guard *g, float *loss_acc, long step);
+lk_status lk_guard_check(lk_guard *g, lk_comm *c, const float *grad, size_t n, const double *host_sumsq,
+                         float *loss_acc, double samples, long step);
 /* Reads the state (a wait for the device): says the skips since the last read and returns
  * the stop's error, if any. step: the optimizer steps taken; m: its gradient is that step's. */
 lk_status lk_guard_read(lk_guard *g, const lk_model *m, long step);

@@ -95,37 +95,22 @@ static lk_status inject_fault(run_state *s)
 }
 
 /* The step check (guard.h), on the device: the sum of squares of what this rank steps on
- * and its loss, agreed by one all-reduce, then the rule, whose verdict the optimizer's pass
- * reads; LK_INJECT_FAULT=nan puts a NaN into this rank's gradient first. On a device that
- * is the host's memory the host reads the outcome at once. */
+ * (as the buckets added it up where they could) and its loss; LK_INJECT_FAULT=nan puts a
+ * NaN into this rank's gradient first. */
 static lk_status check_step(run_state *s, double samples)
 {
-    lk_device *d = s->r.dev;
-    lk_guard_state *gs = s->guard.state;
     const float *g;
     size_t n;
     lk_zero_step_grads(s->zero, &g, &n);
     int injected = 0;
     if (!strcmp(s->fault.kind, "nan") && s->fault.step == s->step + 1 && s->fault.rank == s->comm->rank && n) {
         lk_fault_fired(s);
-        LK_CHECK(lk_scale(d, (float *)g, NAN, 1)); /* (the flat buffer's first: the last layer's) */
+        LK_CHECK(lk_scale(s->r.dev, (float *)g, NAN, 1)); /* (the flat buffer's first: the last layer's) */
         injected = 1;
     }
-    double ss = 0.0; /* added up by the buckets as they arrived (host memory), or a pass now */
-    if (d->host_addressable && !injected && s->buckets && lk_buckets_sumsq(s->buckets, &ss)) gs->in[0] = (float)ss;
-    else LK_CHECK(lk_sumsq(d, g, n, &gs->in[0]));
-    LK_CHECK(lk_guard_op(d, gs, LK_GUARD_PREPARE, s->guard.cfg, s->step, &s->r.scalars[2], (float)samples));
-    if (s->comm->world > 1) {
-        /* (host memory: lockstep's shared memory between the ranks of a host, a few us; a
-         * GPU's: NCCL's, the compute stream waiting for it, the host not) */
-        if (d->host_addressable) LK_CHECK(lk_comm_allreduce(s->comm, gs->in, 3, LK_REDUCE_SUM));
-        else {
-            LK_CHECK(lk_comm_allreduce_start(s->comm, gs->in, 3, LK_REDUCE_SUM, 0));
-            LK_CHECK(lk_comm_wait(s->comm, 0));
-        }
-    }
-    LK_CHECK(lk_guard_op(d, gs, LK_GUARD_DECIDE, s->guard.cfg, s->step, &s->r.scalars[2], 0.0f));
-    return LK_OK;
+    double ss = 0.0;
+    const int have = !injected && s->buckets && lk_buckets_sumsq(s->buckets, &ss);
+    return lk_guard_check(&s->guard, s->comm, g, n, have ? &ss : NULL, &s->r.scalars[2], samples, s->step);
 }
 
 /* --grad-compress powersgd: plain all-reduces before --compress-start, compressed after */
@@ -153,7 +138,7 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
     long before = 0; /* samples of the step's earlier micro-batches, over all ranks */
     double local = 0.0; /* this rank's samples of the step */
     /* (the log's loss sum before the step: a dropped step leaves it so) */
-    LK_CHECK(lk_guard_op(s->r.dev, s->guard.state, LK_GUARD_BEGIN, s->guard.cfg, s->step, &s->r.scalars[2], 0.0f));
+    LK_CHECK(lk_guard_begin(&s->guard, &s->r.scalars[2], s->step));
     for (int i = 0; i < count; i++) {
         int n = lk_sampler_batch(&s->sampler, first + i, s->r.idx);
         m->sample_base = before + lk_sampler_first(&s->sampler, first + i);
@@ -190,9 +175,14 @@ static lk_status gan_train_step(run_state *s, int i, double *samples)
                       (float)n / (float)lk_sampler_global_count(&s->sampler, i),
                       lk_averager_grad_scale(&s->avg, s->step), s->step, lk_averager_local(&s->avg, s->step)};
     compress_from_start(s);
+    if (!strcmp(s->fault.kind, "nan") && s->fault.step == s->step + 1 && s->fault.rank == s->comm->rank) {
+        lk_fault_fired(s);
+        s->gan.nan_at = s->step + 1; /* (into the discriminator's gradient) */
+    }
     LK_CHECK(lk_gan_step(&s->gan, s->opt, &s->train, &b));
     *samples += n;
     s->step++;
+    if (s->guard.every_step) LK_CHECK(lk_guard_read(&s->guard, s->r.model, s->step));
     return inject_fault(s);
 }
 
@@ -271,7 +261,9 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                 note_device_memory(s);
                 LK_CHECK(lk_comm_status(c));          /* and NCCL's, before MPI waits */
                 LK_CHECK(lk_comm_allreduce_f64(c, red, 3, LK_REDUCE_SUM));
-                red[1] -= s->guard.seen.dropped - log_dropped; /* (every rank's, as red[1]) */
+                /* (every rank's, as red[1]; a GAN's D and G updates are dropped one by one:
+                 * the loss of one left its sum, the samples stay in the count) */
+                if (!s->gan.r) red[1] -= s->guard.seen.dropped - log_dropped;
                 log_dropped = s->guard.seen.dropped;
                 /* (a window of skipped steps only has no loss: NaN, and no error) */
                 double loss = red[1] > 0 ? red[0] / red[1] : NAN, loss_g = s->gan.r ? red[2] / red[1] : NAN;

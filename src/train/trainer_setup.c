@@ -366,9 +366,9 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     s->opts = o;
     s->prog = prog;
     LK_CHECK(parse_fault(s));
-    if (!strcmp(o->model, "gan") && (o->nan_policy == LK_NAN_SKIP || o->skip_spikes > 0))
-        return LK_ERR(LK_ERR_ARG, "--nan-policy skip and --skip-spikes are not for the gan yet (its two optimizer "
-                                  "steps are unchecked: a non-finite loss stops it at the next log line)");
+    if (!strcmp(o->model, "gan") && o->skip_spikes > 0)
+        return LK_ERR(LK_ERR_ARG, "--skip-spikes is not for the gan: its two losses pull against each other, "
+                                  "a rise in one is no spike (--nan-policy stop and skip are)");
     if (o->powersgd_rank > 0 && (o->nan_policy == LK_NAN_SKIP || o->skip_spikes > 0))
         return LK_ERR(LK_ERR_ARG, "--nan-policy skip and --skip-spikes with --grad-compress powersgd: its error "
                                   "feedback would keep a skipped step's gradient (use --nan-policy stop)");
@@ -427,6 +427,7 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     LK_CHECK(lk_guard_open(&s->guard, s->r.dev, (lk_nan_policy)o->nan_policy, o->max_skips, o->skip_spikes,
                            rank == 0));
     if (s->opt) s->opt->skip = &s->guard.state->skip; /* (the optimizer's pass reads the verdict) */
+    if (s->gan.r) s->gan.guard = &s->guard, s->gan.comm = s->comm;
     if (!s->r.dev->host_addressable) { /* broadcasts and replica checks read the parameters here */
         s->host_params = lk_malloc(m->nparams * sizeof(float));
         if (!s->host_params) return LK_ERR(LK_ERR_NOMEM, "cannot allocate a host copy of the parameters");

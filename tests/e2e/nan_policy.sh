@@ -6,6 +6,7 @@
 #   at the end), counted in the metrics and the summary line; the same under --zero 2
 #   (each rank's slice) and between local SGD's averages; the run then equals one whose
 #   step 7 took no update... so it trains on: the final loss is finite;
+# - the gan's two updates are each checked, stop and skip alike;
 # - --max-skips 0 stops at the first skip; bad values are refused.
 source "$(dirname "$0")/common.bash"
 [[ -d /usr/share/datasets/fashion-mnist ]] || { echo "SKIP: dataset-fashion-mnist not installed"; exit 0; }
@@ -48,5 +49,22 @@ expect_fail 2 "--nan-policy: 'ignore' is not stop or skip" -- "$LK" "${run[@]}" 
 expect_fail 2 "--skip-spikes" -- "$LK" "${run[@]}" --skip-spikes 0.1
 expect_fail 2 "its error feedback would keep a skipped step's gradient" -- \
   "$LK" "${run[@]}" --nan-policy skip --grad-compress powersgd:2
-expect_fail 2 "not for the gan yet" -- "$LK" train --model gan --steps 1 --nan-policy skip
+# the GAN: each of its two updates checked (a NaN in rank 1's discriminator gradient at step
+# 4): stop names the step and the layer; skip drops that update on both ranks alike, read at
+# once or at the log lines: the same run bit for bit
+gan=(train --model gan --train-limit 640 --val-limit 100 --batch 16 --steps 10 --seed 3 --threads 1)
+expect_nonzero "rank 1: error: step 4: not finite: loss" -- \
+  env LK_INJECT_FAULT=nan:1:4 bash -c "$(declare -f mpi); HERE='$HERE'; mpi -n 2 --oversubscribe '$LK' ${gan[*]}"
+grep -q "rank 1: error: step 4: .*first in backward order in layer [0-9]* (linear)" "$TMP/out" ||
+  fail "the gan's stop does not name the layer: $(grep error "$TMP/out")"
+for defer in 0 1; do
+  LK_GUARD_DEFER=$defer LK_INJECT_FAULT=nan:1:4 mpi -n 2 --oversubscribe "${gan[@]}" --nan-policy skip --check-every 1 \
+    --log-every 5 --save "$TMP/gan$defer" >"$TMP/gan.log" 2>&1 || fail "gan, --nan-policy skip: $(tail -5 "$TMP/gan.log")"
+  grep -q "step 4 skipped: not finite" "$TMP/gan.log" && grep -q "(1 steps skipped)" "$TMP/gan.log" ||
+    fail "the gan's skip is not said or counted: $(cat "$TMP/gan.log")"
+done
+check_models "gan, skip read every step vs at the log lines" "$TMP/gan0" "$TMP/gan1" 0
+LK_INJECT_FAULT=nan:1:4 mpi -n 2 --oversubscribe "${gan[@]}" --nan-policy skip --check-every 1 --zero 2 >"$TMP/gan.log" 2>&1 &&
+  grep -q "(1 steps skipped)" "$TMP/gan.log" || fail "gan, --zero 2, skip: $(tail -5 "$TMP/gan.log")"
+expect_fail 2 "--skip-spikes is not for the gan" -- "$LK" train --model gan --steps 1 --skip-spikes 3
 echo PASS
