@@ -58,6 +58,7 @@ static void usage(FILE *f)
             "  bench    bench comm: all-reduce time and bandwidth over message sizes (under mpirun);\n"
             "           bench gemm: the matrix products' FLOP/s (float32, bf16)\n"
             "  plan     project a model's step time, samples/s and efficiency on N ranks\n"
+            "  tokenize text files into llm.c token shards with GPT-2's tokenizer\n"
             "  info     build, devices and libraries\n\n"
             "  --help, --version\n");
 }
@@ -449,7 +450,8 @@ static const struct option sample_opts[] = {
     {"checkpoint", 1, 0, O_CHECKPOINT}, {"prompt", 1, 0, O_PROMPT},   {"tokens", 1, 0, O_TOKENS},
     {"temperature", 1, 0, O_TEMPERATURE}, {"top-k", 1, 0, O_TOP_K},   {"seed", 1, 0, O_SEED},
     {"count", 1, 0, O_COUNT},           {"out", 1, 0, O_OUT},         {"device", 1, 0, O_DEVICE},
-    {"threads", 1, 0, O_THREADS},       {"help", 0, 0, O_HELP},       {0, 0, 0, 0},
+    {"threads", 1, 0, O_THREADS},       {"help", 0, 0, O_HELP},       {"tokenizer", 1, 0, O_TOKENIZER},
+    {0, 0, 0, 0},
 };
 
 static int cmd_sample(int argc, char **argv)
@@ -464,6 +466,7 @@ static int cmd_sample(int argc, char **argv)
         switch (c) {
         case O_CHECKPOINT: o.checkpoint = optarg; break;
         case O_PROMPT: o.prompt = optarg; break;
+        case O_TOKENIZER: o.tokenizer = optarg; break;
         case O_TOKENS: s = lk_arg_int("--tokens", optarg, 1, 1 << 20, &v), o.tokens = (int)v; break;
         case O_TEMPERATURE: s = lk_arg_float("--temperature", optarg, 0, 100, &o.temperature); break;
         case O_TOP_K: s = lk_arg_int("--top-k", optarg, 0, 1 << 24, &v), o.top_k = (int)v; break;
@@ -474,7 +477,8 @@ static int cmd_sample(int argc, char **argv)
         case O_THREADS: s = lk_arg_int("--threads", optarg, 1, 4096, &v), o.threads = (int)v; break;
         case O_HELP:
             printf("usage: lockstep sample --checkpoint DIR [flags]\n"
-                   "  gpt:         --prompt TEXT (GPT-2-token models: ids:1,2,3) --tokens N (200)\n"
+                   "  gpt:         --prompt TEXT (GPT-2-token models: text through GPT-2's tokenizer,\n"
+                   "               --tokenizer DIR; or ids:1,2,3 for ids out) --tokens N (200)\n"
                    "               --temperature T (0.8; 0: greedy) --top-k K (40; 0: all) --seed S\n"
                    "  gan, vae:    --out FILE.png --count N (64): a grid of generated images\n"
                    "  autoencoder: --out FILE.png --count N: test images above their reconstructions\n"
@@ -666,7 +670,7 @@ int main(int argc, char **argv)
     }
     int known = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "predict") ||
                 !strcmp(cmd, "sample") || !strcmp(cmd, "bench") || !strcmp(cmd, "plan") ||
-                !strcmp(cmd, "info");
+                !strcmp(cmd, "info") || !strcmp(cmd, "tokenize");
     if (!known) {
         fprintf(stderr, "lockstep: error: unknown command '%s'\n", cmd);
         usage(stderr);
@@ -678,7 +682,8 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--comm") && i + 1 < argc) backend = argv[i + 1];
         else if (!strncmp(argv[i], "--comm=", 7)) backend = argv[i] + 7;
     }
-    if (strcmp(cmd, "train") && strcmp(cmd, "info") && strcmp(cmd, "bench") && strcmp(cmd, "plan"))
+    if (strcmp(cmd, "train") && strcmp(cmd, "info") && strcmp(cmd, "bench") && strcmp(cmd, "plan") &&
+        strcmp(cmd, "tokenize"))
         backend = "local"; /* eval, predict, sample: one process */
     lk_status s = lk_comm_open(&g_comm, backend, &argc, &argv);
     if (s != LK_OK) return fail(s);
@@ -695,6 +700,8 @@ int main(int argc, char **argv)
         rc = lk_cli_bench(argc - 1, argv + 1);
     else if (!strcmp(cmd, "plan"))
         rc = cmd_plan(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "tokenize"))
+        rc = lk_cli_tokenize(argc - 1, argv + 1);
     else
         rc = cmd_info();
     lk_comm_close(g_comm);

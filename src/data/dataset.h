@@ -37,6 +37,10 @@ lk_status lk_cifar10_load(const char *const *paths, int npaths, lk_dataset *out)
 /* Token windows of ctx tokens (tokens.c): kind "text" (arg: a file) or "tokens" (arg: a
  * glob of llm.c shards); train selects the split. */
 lk_status lk_tokens_open(const char *kind, const char *arg, int train, int ctx, lk_dataset *out);
+/* Reads an llm.c shard's tokens (checked: header, length, GPT-2's vocabulary). */
+lk_status lk_tokens_read_shard(const char *path, uint16_t **tok, long *ntok);
+/* Writes n tokens as an llm.c shard (header: magic 20240520, version 1, count), atomically. */
+lk_status lk_tokens_write_shard(const char *path, const uint16_t *tok, size_t n);
 
 /* Opens a dataset split from a --data SPEC:
  *   fashion-mnist[:DIR]  (default DIR /usr/share/datasets/fashion-mnist)

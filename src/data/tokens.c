@@ -11,6 +11,7 @@
  *                   the others train; without such a shard, the last 10% of the training
  *                   tokens validate. */
 #include <glob.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -112,6 +113,26 @@ static lk_status read_shard(const char *path, uint16_t **tok, long *ntok)
     *tok = grown;
     *ntok += count;
     return LK_OK;
+}
+
+lk_status lk_tokens_read_shard(const char *path, uint16_t **tok, long *ntok)
+{
+    *tok = NULL;
+    *ntok = 0;
+    return read_shard(path, tok, ntok);
+}
+
+lk_status lk_tokens_write_shard(const char *path, const uint16_t *tok, size_t n)
+{
+    if (n > INT32_MAX) return LK_ERR(LK_ERR_ARG, "token shard %s: %zu tokens, more than a shard holds", path, n);
+    char *buf = lk_calloc(SHARD_HEADER + 2 * n + 1, 1);
+    if (!buf) return LK_ERR(LK_ERR_NOMEM, "token shard %s: cannot hold %zu tokens", path, n);
+    int32_t *h = (int32_t *)buf;
+    h[0] = SHARD_MAGIC, h[1] = SHARD_VERSION, h[2] = (int32_t)n;
+    if (n) memcpy(buf + SHARD_HEADER, tok, 2 * n);
+    lk_status st = lk_write_file_atomic(path, buf, SHARD_HEADER + 2 * n);
+    lk_free(buf);
+    return st;
 }
 
 static int is_val(const char *path)

@@ -10,6 +10,7 @@
 #include "../core/checkpoint.h"
 #include "../core/ops.h"
 #include "../core/rng.h"
+#include "../data/bpe.h"
 #include "ckptdir.h"
 #include "gan.h"
 #include "png.h"
@@ -30,8 +31,10 @@ lk_sample_opts lk_sample_defaults(void)
     return o;
 }
 
-/* the prompt as tokens: bytes for a byte-level model, "ids:a,b,c" for a GPT-2 one */
-static lk_status prompt_tokens(const char *p, int vocab, int32_t *tok, int cap, int *n)
+/* the prompt as tokens: bytes for a byte-level model; for a GPT-2 one "ids:a,b,c", or text
+ * through GPT-2's tokenizer (bpe: end-of-text, then the text's tokens, as documents begin
+ * in llm.c's shards) */
+static lk_status prompt_tokens(const char *p, int vocab, const lk_bpe *bpe, int32_t *tok, int cap, int *n)
 {
     *n = 0;
     if (vocab == 256) {
@@ -44,9 +47,16 @@ static lk_status prompt_tokens(const char *p, int vocab, int32_t *tok, int cap, 
         tok[(*n)++] = EOT_GPT2;
         return LK_OK;
     }
-    if (strncmp(p, "ids:", 4))
-        return LK_ERR(LK_ERR_ARG, "--prompt: this model reads GPT-2 tokens (vocabulary %d) and lockstep has "
-                                  "no BPE tokenizer: give token ids as ids:1,2,3", vocab);
+    if (strncmp(p, "ids:", 4) && bpe) {
+        int32_t *ids = NULL;
+        size_t k = 0, room = 0;
+        LK_CHECK(lk_bpe_encode(bpe, p, strlen(p), &ids, &k, &room));
+        tok[(*n)++] = EOT_GPT2;
+        lk_status st = k + 1 > (size_t)cap ? LK_ERR(LK_ERR_ARG, "--prompt: %zu tokens, more than %d", k, cap - 1) : LK_OK;
+        for (size_t i = 0; st == LK_OK && i < k; i++) tok[(*n)++] = ids[i] < vocab ? ids[i] : 0;
+        lk_free(ids);
+        return st;
+    }
     for (const char *c = p + 4; *c && *n < cap;) {
         char *end;
         errno = 0;
@@ -101,8 +111,18 @@ static lk_status sample_text(const lk_sample_opts *o, lk_replica *r, int vocab, 
     float *x = lk_malloc((size_t)ctx * sizeof *x), *logits = lk_malloc((size_t)vocab * 2 * sizeof *logits);
     lk_status st = tok && x && logits ? LK_OK : LK_ERR(LK_ERR_NOMEM, "sample: out of memory");
     int n = 0;
-    if (st == LK_OK) st = prompt_tokens(o->prompt, vocab, tok, 4096, &n);
-    if (st == LK_OK && vocab == 256 && o->prompt) fputs(o->prompt, text);
+    /* a GPT-2 model reads and writes text through GPT-2's tokenizer, ids with an ids: prompt
+     * (or where the tokenizer's files are missing and no text prompt needs them) */
+    lk_bpe *bpe = NULL;
+    const int ids_prompt = o->prompt && !strncmp(o->prompt, "ids:", 4);
+    if (st == LK_OK && vocab == 50257 && !ids_prompt && lk_bpe_open(&bpe, o->tokenizer) != LK_OK && o->prompt &&
+        *o->prompt) {
+        char why[1400];
+        snprintf(why, sizeof why, "%s", lk_error_message());
+        st = LK_ERR(LK_ERR_ARG, "--prompt: %s; or give token ids as ids:1,2,3", why);
+    }
+    if (st == LK_OK) st = prompt_tokens(o->prompt, vocab, bpe, tok, 4096, &n);
+    if (st == LK_OK && (vocab == 256 || bpe) && o->prompt) fputs(o->prompt, text);
     for (int k = 0; st == LK_OK && k < o->tokens; k++) {
         const int len = LK_MIN(n, ctx), from = n - len; /* the last ctx tokens */
         for (int i = 0; i < ctx; i++) x[i] = i < len ? (float)tok[from + i] : 0.0f;
@@ -115,7 +135,10 @@ static lk_status sample_text(const lk_sample_opts *o, lk_replica *r, int vocab, 
         if (st != LK_OK) break;
         int32_t t = pick(logits, vocab, o, k, logits + vocab);
         tok[n++] = t;
+        size_t plen = 0;
+        const char *piece = bpe ? lk_bpe_token(bpe, t, &plen) : NULL;
         if (vocab == 256) fputc(t, text);
+        else if (piece) fwrite(piece, 1, plen, text);
         else fprintf(text, "%s%d", k ? " " : "", t);
         fflush(text);
     }
@@ -123,6 +146,7 @@ static lk_status sample_text(const lk_sample_opts *o, lk_replica *r, int vocab, 
     lk_free(tok);
     lk_free(x);
     lk_free(logits);
+    lk_bpe_free(bpe);
     return st;
 }
 

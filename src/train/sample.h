@@ -1,6 +1,7 @@
 /* sample.h - `lockstep sample`: what a generative checkpoint makes.
  *   gpt          text from a prompt (byte-level models: the prompt and the output are
- *                text; GPT-2-token models: "ids:1,2,3" in, token ids out), with
+ *                text; GPT-2-token models: text through GPT-2's tokenizer, or
+ *                "ids:1,2,3" in and token ids out), with
  *                temperature and top-k, --tokens new tokens, reproducible by --seed
  *   gan, vae     a PNG grid of --count generated images
  *   autoencoder  a PNG of --count test images (rows) above their reconstructions */
@@ -13,6 +14,7 @@
 
 typedef struct {
     const char *checkpoint, *device, *prompt, *out;
+    const char *tokenizer; /* GPT-2's tokenizer files' directory (NULL: data/bpe.h's default) */
     int threads, tokens, top_k, count;
     double temperature;
     uint64_t seed;

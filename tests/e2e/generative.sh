@@ -75,7 +75,7 @@ echo "gpt (tokens) sample: $ids"
 "$LK" train --model mlp --steps 2 --val-limit 10 --threads 1 --quiet --save "$TMP/mlp"
 expect_fail 2 "generates nothing" -- "$LK" sample --checkpoint "$TMP/mlp"
 expect_fail 2 "--out FILE.png is required" -- "$LK" sample --checkpoint "$TMP/vae"
-expect_fail 2 "ids:1,2,3" -- "$LK" sample --checkpoint "$TMP/gpt2" --prompt "hello"
+expect_fail 2 "ids:1,2,3" -- "$LK" sample --checkpoint "$TMP/gpt2" --prompt "hello" --tokenizer "$TMP/nowhere"
 expect_fail 2 "not a token id below 50257" -- "$LK" sample --checkpoint "$TMP/gpt2" --prompt "ids:1,99999"
 expect_fail 2 "not an image classifier" -- "$LK" predict --checkpoint "$TMP/vae" \
   --input /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --limit 2

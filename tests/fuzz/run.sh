@@ -4,7 +4,7 @@
 # build-fuzz/campaigns/NAME (crash-*, leak-*, timeout-* inputs and the log there).
 #
 #   tests/fuzz/run.sh [--seconds S] [TARGET...]     targets: idx cifar shard text
-#                                                    safetensors config image (default all)
+#                                                    safetensors config image bpe (default all)
 set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo_root"
@@ -18,7 +18,7 @@ while [[ $# -gt 0 ]]; do
     *) targets+=("$1"); shift ;;
   esac
 done
-((${#targets[@]})) || targets=(idx cifar shard text safetensors config image)
+((${#targets[@]})) || targets=(idx cifar shard text safetensors config image bpe)
 launch/install-deps.sh --with-torch
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DLK_FUZZ=ON -DLK_TESTS=OFF -DLK_CUDA=OFF >/dev/null
 cmake --build build-fuzz -j"$(nproc)" --target fuzz_all

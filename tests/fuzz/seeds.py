@@ -205,13 +205,47 @@ def image():
     }
 
 
+def gpt2_char(b):
+    """GPT-2's character for byte b (encoder.py's bytes_to_unicode)"""
+    printable = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    if b in printable:
+        return chr(b)
+    return chr(256 + [c for c in range(256) if c not in printable].index(b))
+
+
+def bpe():
+    """ENCODER \0 MERGES \0 TEXT: a small byte-level vocabulary and its merges, and text"""
+    vocab = {gpt2_char(b): b for b in range(256)}
+    merges = ["a a", "aa aa", "Ġ t", "Ġt h", "Ġth e", "# #"]
+    for m in merges:
+        vocab[m.replace(" ", "")] = len(vocab)
+    enc = json.dumps(vocab).encode()
+    mer = ("#version: 0.2\n" + "\n".join(merges) + "\n").encode()
+    def case(text, e=enc, m=mer):
+        return e + b"\0" + m + b"\0" + text
+    no_byte = dict(vocab)
+    del no_byte[gpt2_char(0)]
+    return {
+        "text": case("the theory, aaaaa!  ## héllo 日本 👍\n\n  x".encode()),
+        "not-utf8": case(b"\xff\xfe abc \xc3\x28 \xe2\x82 aa"),
+        "long-word": case(b"a" * 3000),
+        "merge-unknown": case(b"x", m=b"q q\n"),
+        "merge-three": case(b"x", m=b"a a a\n"),
+        "id-duplicate": case(b"x", e=enc[:-1] + b', "zz": 3}'),
+        "id-huge": case(b"x", e=enc[:-1] + b', "zz": 1e300}'),
+        "byte-missing": case(b"x", e=json.dumps(no_byte).encode()),
+        "not-object": case(b"x", e=b"[1,2]"),
+        "empty": b"\0\0",
+    }
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = sys.argv[1]
     valid_config = CONFIG
     sets = {"idx": idx(), "cifar": cifar(), "shard": shards(), "text": text(), "safetensors": safetensors(),
-            "config": config(valid_config), "image": image()}
+            "config": config(valid_config), "image": image(), "bpe": bpe()}
     for target, seeds in sets.items():
         os.makedirs(os.path.join(out, target), exist_ok=True)
         for name, data in seeds.items():
