@@ -181,6 +181,28 @@ static lk_status resume(const lk_train_opts *o, run_state *s, int *epoch, long *
     return LK_OK;
 }
 
+/* --init-from: the weights of a checkpoint of the same model (names and shapes checked
+ * one by one), nothing else of its run: step 0, a fresh optimizer and schedule. */
+static lk_status init_from(const lk_train_opts *o, run_state *s)
+{
+    char dir[600], path[700];
+    lk_run_config rc;
+    LK_CHECK(lk_ckptdir_resolve(o->init_from, dir, sizeof dir));
+    LK_CHECK(lk_ckptdir_load_config(dir, &rc));
+    if (strcmp(rc.model, o->model))
+        return LK_ERR(LK_ERR_ARG, "--init-from %s holds model '%s' but --model is '%s'", dir, rc.model, o->model);
+    lk_status st = lk_checkpoint_load_weights(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path),
+                                              s->r.model);
+    if (st != LK_OK) {
+        char why[700];
+        snprintf(why, sizeof why, "%s", lk_error_message());
+        return LK_ERR(st, "--init-from %s: %s", dir, why);
+    }
+    lk_model_params_changed(s->r.model); /* (a bf16 working copy is rounded again) */
+    snprintf(s->resumed_from, sizeof s->resumed_from, "%s", dir);
+    return LK_OK;
+}
+
 /* Everything that must agree across ranks, fingerprinted for lk_agree_check. */
 static lk_status agree(const lk_train_opts *o, run_state *s)
 {
@@ -421,7 +443,11 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     LK_CHECK(lk_optim_decay_model(s->opt, m));
     lk_optim_set_working(s->opt, m->params16, &m->round); /* the step rewrites the bf16 copy */
     s->gan.zero = s->zero;
+    if (o->resume_dir && o->init_from)
+        return LK_ERR(LK_ERR_ARG, "--resume continues a run and --init-from starts a new one from its weights: "
+                                  "give one of them");
     if (o->resume_dir) LK_CHECK(resume(o, s, &s->epoch, &s->step));
+    if (o->init_from) LK_CHECK(init_from(o, s));
     LK_CHECK(lk_averager_init(&s->avg, s->comm, m, s->opt, o->local_steps, o->local_start, s->step));
     LK_CHECK(agree(o, s));
     LK_CHECK(lk_guard_open(&s->guard, s->r.dev, (lk_nan_policy)o->nan_policy, o->max_skips, o->skip_spikes,
@@ -527,6 +553,8 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
                              ? (o->grad_dtype == LK_F16 ? "NCCL's ncclFloat16" : "NCCL's ncclBfloat16")
                          : s->comm->shm ? "lockstep's shared memory: each rank adds a slice of every rank's values"
                                         : "MPI: exchange, add, all-gather");
+    if (o->init_from)
+        lk_progress_line(prog, "weights from %s (--init-from: a fresh optimizer and schedule)", s->resumed_from);
     if (o->resume_dir)
         lk_progress_line(prog, "resumed from %s at epoch %d, step %ld%s", s->resumed_from, s->epoch,
                          s->step, s->epoch_step ? " (inside the epoch: its sampler continues)" : "");

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# --init-from DIR (fine-tuning's start): a checkpoint's weights, nothing else of its run -
+# at learning rate 0 the weights come out bitwise as they went in, with the step count
+# from 0; trained on, it starts where the checkpoint was (accuracy far above a fresh
+# start's after as many steps), on 1 rank or 2; another model, --resume with it and a
+# missing checkpoint are refused, naming them.
+source "$(dirname "$0")/common.bash"
+[[ -d /usr/share/datasets/fashion-mnist ]] || { echo "SKIP: dataset-fashion-mnist not installed"; exit 0; }
+loud=(train --model mlp --train-limit 4000 --val-limit 500 --batch 32 --threads 1 --optim momentum)
+run=("${loud[@]}" --quiet)
+"$LK" "${run[@]}" --steps 150 --lr 0.05 --save "$TMP/base"
+"$LK" "${run[@]}" --steps 1 --lr 0 --init-from "$TMP/base" --save "$TMP/same" >"$TMP/same.log" 2>&1 ||
+  fail "--init-from: $(cat "$TMP/same.log")"
+check_models "--init-from at learning rate 0 vs the checkpoint" "$TMP/base" "$TMP/same" 0
+grep -qP '"step":\s*1,' "$TMP/same/config.json" || fail "the fine-tuning run does not count its steps from 0"
+acc() { grep -o 'val_acc [0-9.]*' "$1" | tail -1 | cut -d' ' -f2; }
+"$LK" "${loud[@]}" --steps 10 --lr 0.05 --seed 7 >"$TMP/fresh.log" 2>&1
+mpi -n 2 --oversubscribe "$LK" "${loud[@]}" --steps 10 --lr 0.05 --seed 7 --init-from "$TMP/base" \
+  >"$TMP/tuned.log" 2>&1 || fail "--init-from on 2 ranks: $(tail -5 "$TMP/tuned.log")"
+grep -q "weights from $TMP/base" "$TMP/tuned.log" || fail "the run does not say where its weights came from"
+echo "10 steps: from scratch val_acc $(acc "$TMP/fresh.log"), from the checkpoint $(acc "$TMP/tuned.log")"
+/usr/bin/python3 -c "import sys; sys.exit(0 if $(acc "$TMP/tuned.log") > $(acc "$TMP/fresh.log") + 0.1 else 1)" ||
+  fail "starting from the checkpoint is no better than from scratch"
+expect_fail 2 "--init-from $TMP/base holds model 'mlp' but --model is 'cnn'" -- \
+  "$LK" train --model cnn --steps 1 --threads 1 --init-from "$TMP/base"
+expect_fail 2 "give one of them" -- "$LK" "${run[@]}" --steps 1 --init-from "$TMP/base" --resume "$TMP/base"
+expect_fail 1 "$TMP/nowhere" -- "$LK" "${run[@]}" --steps 1 --init-from "$TMP/nowhere"
+echo PASS
