@@ -103,6 +103,10 @@ static void train_usage(FILE *f)
             "                        the learning rates differ from the checkpoint's run\n"
             "  --init-from DIR       start from a checkpoint's weights (DIR/latest where it has\n"
             "                        one) with a fresh optimizer and schedule: fine-tuning\n"
+            "  --freeze PATTERNS     keep the parameters whose names match (comma-separated shell\n"
+            "                        patterns over checkpoint names, e.g. '0.*,2.weight') as they\n"
+            "                        are: no update, and no all-reduce where they lie outside\n"
+            "                        the layers that train\n"
             "  --nan-policy P        a step whose loss or gradient is not finite (checked every\n"
             "                        step, agreed by every rank): stop (default: names the step\n"
             "                        and the first layer) or skip (no update on any rank)\n"
@@ -176,7 +180,7 @@ static const struct option train_opts[] = {
     {"gamma", 1, 0, O_GAMMA},         {"init", 1, 0, O_INIT},
     {"seed", 1, 0, O_SEED},           {"device", 1, 0, O_DEVICE},
     {"threads", 1, 0, O_THREADS},     {"save", 1, 0, O_SAVE},
-    {"resume", 1, 0, O_RESUME},       {"metrics", 1, 0, O_METRICS},     {"init-from", 1, 0, O_INIT_FROM},
+    {"resume", 1, 0, O_RESUME},       {"metrics", 1, 0, O_METRICS},     {"init-from", 1, 0, O_INIT_FROM},   {"freeze", 1, 0, O_FREEZE},
     {"eval-every", 1, 0, O_EVAL_EVERY}, {"log-every", 1, 0, O_LOG_EVERY},
     {"train-limit", 1, 0, O_TRAIN_LIMIT}, {"val-limit", 1, 0, O_VAL_LIMIT},
     {"progress", 1, 0, O_PROGRESS},   {"quiet", 0, 0, O_QUIET},
@@ -268,6 +272,7 @@ static int cmd_train(int argc, char **argv)
         case O_SAVE: o.save_dir = optarg; break;
         case O_RESUME: o.resume_dir = optarg; break;
         case O_INIT_FROM: o.init_from = optarg; break;
+        case O_FREEZE: o.freeze = optarg; break;
         case O_SAVE_EVERY: s = lk_arg_int("--save-every", optarg, 1, 1L << 40, &o.save_every); break;
         case O_KEEP: s = lk_arg_int("--keep", optarg, 1, 1 << 20, &v), o.keep = (int)v; break;
         case O_FORCE_RESUME: o.force_resume = 1; break;

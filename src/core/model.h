@@ -174,6 +174,11 @@ double lk_model_flops(const lk_model *m, int lo, int hi);
  * dimensions), as sorted [lo, hi) pairs, adjacent ones merged (alignment padding goes
  * with its tensor): what GPT-2's recipe decays. *out (lk_free) holds 2 * *n offsets. */
 lk_status lk_model_decay_ranges(const lk_model *m, size_t **out, int *n);
+/* The parts of the flat buffer holding the parameters whose names ("3.weight": the layer's
+ * index and the tensor's name, as in checkpoints) match one of the comma-separated shell
+ * patterns (fnmatch), as sorted [lo, hi) pairs, adjacent ones merged; *matched counts the
+ * tensors. An error names a pattern that matches none. */
+lk_status lk_model_name_ranges(const lk_model *m, const char *patterns, size_t **out, int *n, int *matched);
 /* Number of trainable floats (without alignment padding). */
 size_t lk_model_trainable(const lk_model *m);
 /* Human-readable summary into buf. */

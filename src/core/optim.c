@@ -164,6 +164,7 @@ void lk_optim_destroy(lk_optim *o)
     lk_dev_free(o->dev, o->s2);
     lk_dev_free(o->dev, o->scratch);
     lk_free(o->decayed);
+    lk_free(o->frozen);
     lk_free(o);
 }
 
@@ -178,10 +179,23 @@ lk_status lk_optim_decay_model(lk_optim *o, const lk_model *m)
     return lk_model_decay_ranges(m, &o->decayed, &o->ndecayed);
 }
 
+lk_status lk_optim_freeze(lk_optim *o, const size_t *ranges, int n)
+{
+    lk_free(o->frozen);
+    o->frozen = NULL;
+    o->nfrozen = 0;
+    if (n <= 0) return LK_OK;
+    o->frozen = lk_malloc((size_t)n * 2 * sizeof *o->frozen);
+    if (!o->frozen) return LK_ERR(LK_ERR_NOMEM, "cannot allocate the frozen ranges");
+    memcpy(o->frozen, ranges, (size_t)n * 2 * sizeof *o->frozen);
+    o->nfrozen = n;
+    return LK_OK;
+}
+
 /* The fused update over [lo, hi) (within the state's slice), weight decay and L1 where the
  * tensors take them; g[i - g_from] is parameter i's gradient. */
-static lk_status update(lk_optim *o, lk_optim_hparams *hp, float *w, const float *g, size_t g_from,
-                        size_t lo, size_t hi)
+static lk_status update_part(lk_optim *o, lk_optim_hparams *hp, float *w, const float *g, size_t g_from,
+                             size_t lo, size_t hi)
 {
 #define RUN_PART(a, b, wd, l1_)                                                                   \
     do {                                                                                         \
@@ -209,6 +223,20 @@ static lk_status update(lk_optim *o, lk_optim_hparams *hp, float *w, const float
     hp->weight_decay = wd, hp->l1 = l1;
     return LK_OK;
 #undef RUN_PART
+}
+
+/* ... over what of [lo, hi) is not frozen */
+static lk_status update(lk_optim *o, lk_optim_hparams *hp, float *w, const float *g, size_t g_from,
+                        size_t lo, size_t hi)
+{
+    size_t at = lo;
+    for (int r = 0; r < o->nfrozen && at < hi; r++) {
+        const size_t a = LK_MAX(o->frozen[2 * r], at), b = LK_MIN(o->frozen[2 * r + 1], hi);
+        if (a >= b) continue;
+        if (at < a) LK_CHECK(update_part(o, hp, w, g, g_from, at, a));
+        at = b;
+    }
+    return at < hi ? update_part(o, hp, w, g, g_from, at, hi) : LK_OK;
 }
 
 lk_status lk_optim_step(lk_optim *o, float *w, const float *g, float grad_scale)
@@ -239,9 +267,19 @@ lk_status lk_optim_step_range(lk_optim *o, float *w, const float *g, size_t g_fr
         return LK_ERR(LK_ERR_ARG, "optimizer step: gradients from %zu do not cover %zu", g_from, a);
     if (c->clip_norm > 0.0f) {
         double sq = 0.0;
-        if (a < b) {
-            LK_CHECK(lk_sumsq(o->dev, g + (a - g_from), b - a, o->scratch));
-            sq = (double)lk_read_scalar(o->dev, o->scratch);
+        for (size_t at = a; at < b;) { /* (the norm of what steps: frozen parameters left out) */
+            size_t end = b, next = b;
+            for (int r = 0; r < o->nfrozen; r++)
+                if (o->frozen[2 * r + 1] > at && o->frozen[2 * r] < end) {
+                    end = LK_MAX(o->frozen[2 * r], at);
+                    next = LK_MIN(o->frozen[2 * r + 1], b);
+                    break;
+                }
+            if (end > at) {
+                LK_CHECK(lk_sumsq(o->dev, g + (at - g_from), end - at, o->scratch));
+                sq += (double)lk_read_scalar(o->dev, o->scratch);
+            }
+            at = LK_MAX(next, end);
         }
         if (o->sum) LK_CHECK(o->sum(o->sum_user, &sq, 1)); /* every rank's slice */
         float norm = (float)sqrt(sq) * fabsf(grad_scale);

@@ -63,6 +63,8 @@ typedef struct {
     size_t *decayed;     /* with LK_DECAY_MATRICES: sorted [lo, hi) pairs of the flat buffer
                           * that decay; the rest does not (NULL: everything decays) */
     int ndecayed;
+    size_t *frozen;      /* --freeze: sorted [lo, hi) pairs of the flat buffer no step changes */
+    int nfrozen;
     const float *skip;   /* the step check's verdict in device memory (guard_rule.h): a step
                           * it drops changes nothing but the step counter (NULL: no check) */
 } lk_optim;
@@ -94,6 +96,9 @@ void lk_optim_set_working(lk_optim *o, uint16_t *w16, const lk_round *r);
  * dimensions only (lk_model_decay_ranges); with LK_DECAY_ALL nothing changes. */
 struct lk_model;
 lk_status lk_optim_decay_model(lk_optim *o, const struct lk_model *m);
+/* Keeps the parameters in n sorted [lo, hi) pairs as they are (copied): no update, no
+ * weight decay, no state change (fine-tuning's --freeze). */
+lk_status lk_optim_freeze(lk_optim *o, const size_t *ranges, int n);
 /* Number of state buffers the kind uses (0, 1 or 2), e.g. for checkpoints. */
 int lk_optim_state_count(lk_optim_kind kind);
 

@@ -34,6 +34,10 @@ typedef struct {
     long total, step;   /* optimizer steps: the run's and the current one */
     int epoch, epochs, steps_per_epoch;
     long epoch_step;    /* optimizer steps taken in the epoch being trained */
+    size_t grad_lo, grad_hi; /* the gradients the buckets reduce: all, or (--freeze) the span of
+                                the layers that train */
+    int frozen_tensors;      /* --freeze: tensors kept as they are, and the parameters that train */
+    size_t kept;
     char resumed_from[600]; /* the checkpoint --resume named (its latest step one) */
     lk_guard guard;     /* every step's check of the loss and the gradient */
     lk_topo_binding binding;

@@ -27,6 +27,7 @@ typedef struct {
     int force_resume;         /* resume although the schedule or the data changed */
     const char *init_from;    /* start from this checkpoint's weights, with a fresh optimizer and
                                  schedule (fine-tuning; NULL: the model's initialisation) */
+    const char *freeze;       /* parameters no step changes: comma-separated name patterns (NULL: none) */
     int nan_policy;           /* lk_nan_policy: a non-finite loss or gradient stops (0) or is skipped */
     long max_skips;           /* skipped steps in a row before stopping */
     double skip_spikes;       /* skip a step whose loss is Z deviations above the recent mean (0: off) */

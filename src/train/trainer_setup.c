@@ -203,6 +203,46 @@ static lk_status init_from(const lk_train_opts *o, run_state *s)
     return LK_OK;
 }
 
+/* --freeze: the matching parameters leave the optimizer, and the buckets reduce only the
+ * span of the layers with a parameter that trains (a frozen prefix or suffix of the flat
+ * buffer - a backbone - travels no more). */
+static lk_status freeze(const lk_train_opts *o, run_state *s)
+{
+    lk_model *m = s->r.model;
+    s->grad_lo = 0, s->grad_hi = m->nparams;
+    if (!o->freeze) return LK_OK;
+    if (s->gan.r || o->zero || o->powersgd_rank)
+        return LK_ERR(LK_ERR_ARG, "--freeze is not for the gan, --zero or --grad-compress powersgd yet");
+    size_t *r = NULL;
+    int n = 0, matched = 0;
+    lk_status st = lk_model_name_ranges(m, o->freeze, &r, &n, &matched);
+    if (st != LK_OK) {
+        char why[400];
+        snprintf(why, sizeof why, "%s", lk_error_message());
+        return LK_ERR(st, "--freeze: %s", why);
+    }
+    size_t lo = m->nparams, hi = 0, kept = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        const lk_layer *l = m->layers[i];
+        int trains = 0;
+        for (int j = 0; j < l->nparams; j++) {
+            const lk_param *p = &l->params[j];
+            int in = 0;
+            for (int k = 0; k < n && !in; k++) in = r[2 * k] <= p->offset && p->offset < r[2 * k + 1];
+            if (!in && !p->buffer) trains = 1, kept += lk_shape_numel(&p->shape);
+        }
+        if (trains && l->param_count)
+            lo = LK_MIN(lo, l->param_offset), hi = LK_MAX(hi, l->param_offset + l->param_count);
+    }
+    if (!kept) st = LK_ERR(LK_ERR_ARG, "--freeze %s: every parameter is frozen, nothing would train", o->freeze);
+    if (st == LK_OK) st = lk_optim_freeze(s->opt, r, n);
+    lk_free(r);
+    LK_CHECK(st);
+    s->grad_lo = lo, s->grad_hi = hi;
+    s->frozen_tensors = matched, s->kept = kept;
+    return LK_OK;
+}
+
 /* Everything that must agree across ranks, fingerprinted for lk_agree_check. */
 static lk_status agree(const lk_train_opts *o, run_state *s)
 {
@@ -234,6 +274,7 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     lk_agree_add(&a, "--nan-policy", &o->nan_policy, sizeof o->nan_policy);
     lk_agree_add(&a, "--max-skips", &o->max_skips, sizeof o->max_skips);
     lk_agree_add(&a, "--skip-spikes", &o->skip_spikes, sizeof o->skip_spikes);
+    lk_agree_add_str(&a, "--freeze", o->freeze ? o->freeze : "");
     const lk_optim_config *c = &s->opt->cfg;
     lk_agree_add(&a, "--optim", &c->kind, sizeof c->kind);
     float hyper[] = {c->lr, c->momentum, c->beta1, c->beta2, c->eps, c->alpha, c->weight_decay,
@@ -313,8 +354,8 @@ static lk_status setup_comm(const lk_train_opts *o, run_state *s)
     const size_t bytes = (size_t)(o->bucket_mb * 1048576.0);
     const int stage = s->zero->stage;
     /* the gradients the layers write: the whole buffer, or (stage 2) each network's staging */
-    const size_t lo[2] = {0, s->gan.r ? s->gan.d_end : 0};
-    const size_t hi[2] = {s->gan.r ? s->gan.d_end : m->nparams, s->gan.r ? m->nparams : 0};
+    const size_t lo[2] = {s->gan.r ? 0 : s->grad_lo, s->gan.r ? s->gan.d_end : 0};
+    const size_t hi[2] = {s->gan.r ? s->gan.d_end : s->grad_hi, s->gan.r ? m->nparams : 0};
     size_t stage_floats[2] = {0, 0}, pinned = 0;
     for (int k = 0; stage == 2 && k < 2; k++)
         if (hi[k] > lo[k]) stage_floats[k] = lk_buckets_stage_floats(m, bytes, lo[k], hi[k], &pinned);
@@ -448,6 +489,7 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
                                   "give one of them");
     if (o->resume_dir) LK_CHECK(resume(o, s, &s->epoch, &s->step));
     if (o->init_from) LK_CHECK(init_from(o, s));
+    LK_CHECK(freeze(o, s));
     LK_CHECK(lk_averager_init(&s->avg, s->comm, m, s->opt, o->local_steps, o->local_start, s->step));
     LK_CHECK(agree(o, s));
     LK_CHECK(lk_guard_open(&s->guard, s->r.dev, (lk_nan_policy)o->nan_policy, o->max_skips, o->skip_spikes,
@@ -555,6 +597,10 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
                                         : "MPI: exchange, add, all-gather");
     if (o->init_from)
         lk_progress_line(prog, "weights from %s (--init-from: a fresh optimizer and schedule)", s->resumed_from);
+    if (o->freeze)
+        lk_progress_line(prog, "--freeze %s: %d tensors kept as they are, %zu parameters train; gradients "
+                         "[%zu, %zu) of %zu reduced", o->freeze, s->frozen_tensors, s->kept, s->grad_lo, s->grad_hi,
+                         m->nparams);
     if (o->resume_dir)
         lk_progress_line(prog, "resumed from %s at epoch %d, step %ld%s", s->resumed_from, s->epoch,
                          s->step, s->epoch_step ? " (inside the epoch: its sampler continues)" : "");

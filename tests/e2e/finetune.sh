@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# --init-from DIR (fine-tuning's start): a checkpoint's weights, nothing else of its run -
+# Fine-tuning. --init-from DIR: a checkpoint's weights, nothing else of its run -
 # at learning rate 0 the weights come out bitwise as they went in, with the step count
 # from 0; trained on, it starts where the checkpoint was (accuracy far above a fresh
 # start's after as many steps), on 1 rank or 2; another model, --resume with it and a
-# missing checkpoint are refused, naming them.
+# missing checkpoint are refused, naming them. --freeze keeps the matching parameters
+# bitwise as they were while the rest trains, and leaves them out of the all-reduce.
 source "$(dirname "$0")/common.bash"
 [[ -d /usr/share/datasets/fashion-mnist ]] || { echo "SKIP: dataset-fashion-mnist not installed"; exit 0; }
 loud=(train --model mlp --train-limit 4000 --val-limit 500 --batch 32 --threads 1 --optim momentum)
@@ -21,6 +22,26 @@ grep -q "weights from $TMP/base" "$TMP/tuned.log" || fail "the run does not say 
 echo "10 steps: from scratch val_acc $(acc "$TMP/fresh.log"), from the checkpoint $(acc "$TMP/tuned.log")"
 /usr/bin/python3 -c "import sys; sys.exit(0 if $(acc "$TMP/tuned.log") > $(acc "$TMP/fresh.log") + 0.1 else 1)" ||
   fail "starting from the checkpoint is no better than from scratch"
+# --freeze: the first linear (1.*: the end of the flat buffer) kept bitwise, the head trains,
+# and only the head's gradients are all-reduced
+mpi -n 2 --oversubscribe "$LK" "${loud[@]}" --steps 20 --lr 0.05 --init-from "$TMP/base" --freeze '1.*' --clip 1 \
+  --save "$TMP/frozen" >"$TMP/frozen.log" 2>&1 || fail "--freeze: $(tail -5 "$TMP/frozen.log")"
+grep -q -- "--freeze 1.\*: 2 tensors kept as they are, 1290 parameters train; gradients \[0, 1296) of 101776 reduced" \
+  "$TMP/frozen.log" || fail "--freeze does not say what it froze: $(grep freeze "$TMP/frozen.log")"
+/usr/bin/python3 - "$TMP/base/model.safetensors" "$TMP/frozen/model.safetensors" <<'PY' || fail "--freeze"
+import json, struct, sys
+def load(p):
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+    return {k: b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in h.items() if k != "__metadata__"}
+a, b = load(sys.argv[1]), load(sys.argv[2])
+for k in sorted(a):
+    print(k, "bitwise the checkpoint's" if a[k] == b[k] else "trained")
+    assert (a[k] == b[k]) == k.startswith("1."), k
+PY
+expect_fail 2 "'9.*' matches no parameter of the model (its names are like 1.weight" -- \
+  "$LK" "${run[@]}" --steps 1 --freeze '9.*'
+expect_fail 2 "every parameter is frozen" -- "$LK" "${run[@]}" --steps 1 --freeze '*'
+expect_fail 2 "--freeze is not for the gan, --zero" -- "$LK" "${run[@]}" --steps 1 --freeze '1.*' --zero 1
 expect_fail 2 "--init-from $TMP/base holds model 'mlp' but --model is 'cnn'" -- \
   "$LK" train --model cnn --steps 1 --threads 1 --init-from "$TMP/base"
 expect_fail 2 "give one of them" -- "$LK" "${run[@]}" --steps 1 --init-from "$TMP/base" --resume "$TMP/base"
