@@ -34,5 +34,7 @@ int lk_cli_fail(lk_status s);
 int lk_cli_bench(int argc, char **argv);
 /* lockstep tokenize (tokenize_cmd.c) */
 int lk_cli_tokenize(int argc, char **argv);
+/* lockstep convert (convert_cmd.c) */
+int lk_cli_convert(int argc, char **argv);
 
 #endif

@@ -59,6 +59,7 @@ static void usage(FILE *f)
             "           bench gemm: the matrix products' FLOP/s (float32, bf16)\n"
             "  plan     project a model's step time, samples/s and efficiency on N ranks\n"
             "  tokenize text files into llm.c token shards with GPT-2's tokenizer\n"
+            "  convert  GPT-2 weights between llm.c's checkpoints and lockstep's\n"
             "  info     build, devices and libraries\n\n"
             "  --help, --version\n");
 }
@@ -678,7 +679,7 @@ int main(int argc, char **argv)
     }
     int known = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "predict") ||
                 !strcmp(cmd, "sample") || !strcmp(cmd, "bench") || !strcmp(cmd, "plan") ||
-                !strcmp(cmd, "info") || !strcmp(cmd, "tokenize");
+                !strcmp(cmd, "info") || !strcmp(cmd, "tokenize") || !strcmp(cmd, "convert");
     if (!known) {
         fprintf(stderr, "lockstep: error: unknown command '%s'\n", cmd);
         usage(stderr);
@@ -710,6 +711,8 @@ int main(int argc, char **argv)
         rc = cmd_plan(argc - 1, argv + 1);
     else if (!strcmp(cmd, "tokenize"))
         rc = lk_cli_tokenize(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "convert"))
+        rc = lk_cli_convert(argc - 1, argv + 1);
     else
         rc = cmd_info();
     lk_comm_close(g_comm);
