@@ -12,8 +12,9 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: lockstep convert IN OUT [--heads N]\n\n"
                "GPT-2 weights into and out of lockstep:\n"
-               "  lockstep convert gpt2_124M.bin DIR     llm.c's float32 checkpoint (version 3) into a lockstep\n"
-               "                                         checkpoint directory (--init-from, eval, sample)\n"
+               "  lockstep convert gpt2_124M.bin DIR     llm.c's checkpoint (version 3, float32; 5, bf16) into\n"
+               "                                         a lockstep checkpoint directory (--init-from, eval,\n"
+               "                                         sample)\n"
                "  lockstep convert model.safetensors DIR Hugging Face's GPT-2 (or its directory, whose\n"
                "                                         config.json gives the heads; else --heads N, or\n"
                "                                         GPT-2's for its sizes)\n"

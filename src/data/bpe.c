@@ -352,8 +352,26 @@ static merge_at heap_pop(heap *q)
 
 typedef struct {
     uint32_t *id, *next, *prev, *ver;
+    size_t room; /* of the four arrays */
     heap q, pending;
 } piece_work;
+
+/* One encode's memory, kept from piece to piece: the merge's arrays and heaps, and a cache
+ * of the short pieces already merged (text repeats its words: most pieces are met again) */
+#define CACHE_SLOTS 65536 /* a power of two; emptied when half full */
+#define CACHE_PIECE 32    /* longer pieces are merged each time */
+typedef struct {
+    uint64_t hash;
+    uint32_t at, len, ids, nids; /* the piece's bytes at bytes + at, its ids at idv + ids */
+} cache_slot;
+typedef struct {
+    piece_work w;
+    cache_slot *slot; /* NULL until the text has enough pieces to pay for it */
+    size_t used, pieces;
+    char *bytes;   /* CACHE_SLOTS / 2 * CACHE_PIECE: the pieces kept */
+    uint32_t *idv; /* as many: their ids */
+    size_t nbytes, nidv;
+} encode_work;
 
 /* the pair (l, next[l]) into q when the merges have it */
 static int offer(const lk_bpe *b, piece_work *w, heap *q, uint32_t l)
@@ -384,14 +402,28 @@ static lk_status emit(int32_t **ids, size_t *n, size_t *cap, uint32_t id)
 
 /* One piece's bytes merged as GPT-2's bpe() merges them: the lowest-ranked pair present,
  * every occurrence of it left to right (pairs it makes wait for the next round), again. */
-static lk_status encode_piece(const lk_bpe *b, const unsigned char *p, size_t len, int32_t **ids, size_t *n,
-                              size_t *cap)
+static lk_status merge_piece(const lk_bpe *b, piece_work *pw, const unsigned char *p, size_t len, int32_t **ids,
+                             size_t *n, size_t *cap)
 {
     if (len == 1) return emit(ids, n, cap, b->byte_id[p[0]]);
-    piece_work w = {0};
-    w.id = lk_malloc(len * sizeof *w.id), w.next = lk_malloc(len * sizeof *w.next);
-    w.prev = lk_malloc(len * sizeof *w.prev), w.ver = lk_calloc(len, sizeof *w.ver);
-    int ok = w.id && w.next && w.prev && w.ver;
+    if (len > pw->room) {
+        const size_t room = LK_MAX(len, 2 * pw->room);
+        uint32_t *a[4] = {pw->id, pw->next, pw->prev, pw->ver};
+        for (int k = 0; k < 4; k++) {
+            uint32_t *g = lk_realloc(a[k], room * sizeof *g);
+            if (!g) return LK_ERR(LK_ERR_NOMEM, "tokenizer: out of memory for a piece of %zu bytes", len);
+            a[k] = g;
+            if (k == 0) pw->id = g;
+            else if (k == 1) pw->next = g;
+            else if (k == 2) pw->prev = g;
+            else pw->ver = g;
+        }
+        pw->room = room;
+    }
+    piece_work w = *pw; /* (the arrays; the heaps empty) */
+    w.q.n = w.pending.n = 0;
+    memset(w.ver, 0, len * sizeof *w.ver);
+    int ok = 1;
     for (size_t i = 0; ok && i < len; i++) {
         w.id[i] = b->byte_id[p[i]];
         w.next[i] = i + 1 < len ? (uint32_t)(i + 1) : NONE;
@@ -414,35 +446,84 @@ static lk_status encode_piece(const lk_bpe *b, const unsigned char *p, size_t le
         }
         while (ok && w.pending.n) ok = heap_push(&w.q, heap_pop(&w.pending));
     }
+    pw->q = w.q, pw->pending = w.pending; /* (grown heaps kept) */
     lk_status st = ok ? LK_OK : LK_ERR(LK_ERR_NOMEM, "tokenizer: out of memory for a piece of %zu bytes", len);
     for (uint32_t i = 0; st == LK_OK && i != NONE; i = w.next[i]) st = emit(ids, n, cap, w.id[i]);
-    lk_free(w.id), lk_free(w.next), lk_free(w.prev), lk_free(w.ver), lk_free(w.q.h), lk_free(w.pending.h);
     return st;
+}
+
+static int same_piece(const encode_work *e, const cache_slot *c, uint64_t h, const unsigned char *p, size_t len)
+{
+    return c->hash == h && c->len == len && !memcmp(e->bytes + c->at, p, len);
+}
+
+/* a piece through the cache: its ids as merged before, or merged now and kept */
+static lk_status encode_piece(const lk_bpe *b, encode_work *e, const unsigned char *p, size_t len, int32_t **ids,
+                              size_t *n, size_t *cap)
+{
+    if (len == 1 || len > CACHE_PIECE) return merge_piece(b, &e->w, p, len, ids, n, cap);
+    if (!e->slot && ++e->pieces > 512) { /* (a text of a few hundred pieces merges them as they come) */
+        e->slot = lk_calloc(CACHE_SLOTS, sizeof *e->slot);
+        e->bytes = lk_malloc(CACHE_SLOTS / 2 * CACHE_PIECE);
+        e->idv = lk_malloc(CACHE_SLOTS / 2 * CACHE_PIECE * sizeof *e->idv);
+        if (!e->slot || !e->bytes || !e->idv) return LK_ERR(LK_ERR_NOMEM, "tokenizer: cannot allocate its cache");
+    }
+    if (!e->slot || !e->bytes || !e->idv) return merge_piece(b, &e->w, p, len, ids, n, cap);
+    const uint64_t h = hash_bytes((const char *)p, len) | 1; /* (0: an empty slot) */
+    size_t i = h & (CACHE_SLOTS - 1);
+    for (; e->slot[i].hash; i = (i + 1) & (CACHE_SLOTS - 1))
+        if (same_piece(e, &e->slot[i], h, p, len)) {
+            const cache_slot *c = &e->slot[i];
+            for (uint32_t k = 0; k < c->nids; k++) LK_CHECK(emit(ids, n, cap, e->idv[c->ids + k]));
+            return LK_OK;
+        }
+    const size_t first = *n;
+    LK_CHECK(merge_piece(b, &e->w, p, len, ids, n, cap));
+    if (e->used >= CACHE_SLOTS / 2) { /* full: start again */
+        memset(e->slot, 0, CACHE_SLOTS * sizeof *e->slot);
+        e->used = e->nbytes = e->nidv = 0;
+        for (i = h & (CACHE_SLOTS - 1); e->slot[i].hash; i = (i + 1) & (CACHE_SLOTS - 1)) {}
+    }
+    const size_t made = *n - first; /* (at most len ids: within the arenas) */
+    e->slot[i] = (cache_slot){h, (uint32_t)e->nbytes, (uint32_t)len, (uint32_t)e->nidv, (uint32_t)made};
+    memcpy(e->bytes + e->nbytes, p, len);
+    for (size_t k = 0; k < made; k++) e->idv[e->nidv + k] = (uint32_t)(*ids)[first + k];
+    e->nbytes += len, e->nidv += made, e->used++;
+    return LK_OK;
 }
 
 lk_status lk_bpe_encode(const lk_bpe *b, const char *text, size_t len, int32_t **ids, size_t *n, size_t *cap)
 {
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(b->re, NULL);
-    if (!md) return LK_ERR(LK_ERR_NOMEM, "tokenizer: cannot allocate match data");
+    encode_work *e = lk_calloc(1, sizeof *e);
+    if (!md || !e) {
+        if (md) pcre2_match_data_free(md);
+        lk_free(e);
+        return LK_ERR(LK_ERR_NOMEM, "tokenizer: cannot allocate match data");
+    }
     const unsigned char *t = (const unsigned char *)text;
     lk_status st = LK_OK;
     for (size_t at = 0; at < len && st == LK_OK;) {
         const int rc = pcre2_match(b->re, t, len, at, 0, md, NULL);
-        size_t s = len, e = len;
+        size_t s = len, end = len;
         if (rc >= 0) {
             const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-            s = ov[0], e = ov[1];
+            s = ov[0], end = ov[1];
         } else if (rc != PCRE2_ERROR_NOMATCH) {
             st = LK_ERR(LK_ERR_STATE, "tokenizer: PCRE2 match error %d at byte %zu", rc, at);
             break;
         }
         /* bytes no match covers (not UTF-8): each a piece of its own */
-        for (; at < s && st == LK_OK; at++) st = encode_piece(b, t + at, 1, ids, n, cap);
+        for (; at < s && st == LK_OK; at++) st = encode_piece(b, e, t + at, 1, ids, n, cap);
         if (st != LK_OK || at >= len) break;
-        if (e <= s) e = s + 1; /* (no empty match in this pattern; never stall) */
-        st = encode_piece(b, t + s, e - s, ids, n, cap);
-        at = e;
+        if (end <= s) end = s + 1; /* (no empty match in this pattern; never stall) */
+        st = encode_piece(b, e, t + s, end - s, ids, n, cap);
+        at = end;
     }
     pcre2_match_data_free(md);
+    lk_free(e->slot), lk_free(e->bytes), lk_free(e->idv);
+    lk_free(e->w.id), lk_free(e->w.next), lk_free(e->w.prev), lk_free(e->w.ver);
+    lk_free(e->w.q.h), lk_free(e->w.pending.h);
+    lk_free(e);
     return st;
 }

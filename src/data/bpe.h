@@ -9,8 +9,8 @@
  * \s+(?!\S)|\s+ (PCRE2, Unicode properties); bytes that are not UTF-8 become pieces of
  * their own, so any bytes round-trip. Each piece's bytes are merged pair by pair, the
  * lowest-ranked pair first and all its occurrences left to right, as GPT-2's bpe() does
- * (a heap: n log n in the piece's length). <|endoftext|> is id 50256 and is never made
- * from text. */
+ * (a heap: n log n in the piece's length; a piece met before in the same call comes from a
+ * cache). <|endoftext|> is id 50256 and is never made from text. */
 #ifndef LK_BPE_H
 #define LK_BPE_H
 

@@ -4,12 +4,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../core/bf16.h"
 #include "../core/checkpoint.h"
 #include "ckptdir.h"
 #include "replica.h"
 
 #define LLMC_MAGIC 20240326
-#define LLMC_VERSION 3 /* float32 parameters (5: bf16, which llm.c writes for its bf16 runs) */
+#define LLMC_VERSION 3      /* float32 parameters */
+#define LLMC_VERSION_BF16 5 /* bf16 parameters (llm.c's bf16 runs write these; read, widened) */
 #define LLMC_HEADER 256
 
 /* llm.c's tensors, in its file's order: the element counts from the header */
@@ -145,9 +147,10 @@ lk_status lk_convert_from_llmc(const char *bin, const char *dir, FILE *log)
     if (bytes < LLMC_HEADER * 4 || h[0] != LLMC_MAGIC)
         st = LK_ERR(LK_ERR_FORMAT, "%s: not an llm.c GPT-2 checkpoint (magic %d, expected %d)", bin,
                     bytes >= 4 ? h[0] : -1, LLMC_MAGIC);
-    else if (h[1] != LLMC_VERSION)
-        st = LK_ERR(LK_ERR_FORMAT, "%s: version %d; lockstep reads llm.c's float32 checkpoints (version %d)", bin,
-                    h[1], LLMC_VERSION);
+    else if (h[1] != LLMC_VERSION && h[1] != LLMC_VERSION_BF16)
+        st = LK_ERR(LK_ERR_FORMAT, "%s: version %d; llm.c's checkpoints are version %d (float32) or %d (bf16)", bin,
+                    h[1], LLMC_VERSION, LLMC_VERSION_BF16);
+    const size_t width = st == LK_OK && h[1] == LLMC_VERSION_BF16 ? 2 : 4; /* bytes a parameter */
     if (st == LK_OK) {
         s.maxT = h[2], s.V = h[3], s.L = h[4], s.NH = h[5], s.C = h[6], s.Vp = h[7];
         if (s.maxT < 1 || s.maxT > 1 << 16 || s.V < 1 || s.V > 1 << 20 || s.L < 1 || s.L > 1024 || s.NH < 1 ||
@@ -157,11 +160,21 @@ lk_status lk_convert_from_llmc(const char *bin, const char *dir, FILE *log)
     }
     if (st == LK_OK) {
         llmc_sizes(&s);
-        if (bytes != LLMC_HEADER * 4 + s.total * 4)
-            st = LK_ERR(LK_ERR_FORMAT, "%s: %zu bytes, but its sizes make %zu%s", bin, bytes, LLMC_HEADER * 4 + s.total * 4,
-                        bytes < LLMC_HEADER * 4 + s.total * 4 ? " (truncated)" : "");
+        if (bytes != LLMC_HEADER * 4 + s.total * width)
+            st = LK_ERR(LK_ERR_FORMAT, "%s: %zu bytes, but its sizes make %zu%s", bin, bytes,
+                        LLMC_HEADER * 4 + s.total * width, bytes < LLMC_HEADER * 4 + s.total * width ? " (truncated)" : "");
     }
-    if (st == LK_OK) st = from_llmc_layout(&s, (float *)((char *)raw + LLMC_HEADER * 4), bin, "llm.c", dir, log);
+    float *wide = NULL; /* a bf16 file's parameters in float32 (exactly: bf16 is float32's top half) */
+    if (st == LK_OK && width == 2) {
+        wide = lk_malloc(s.total * sizeof *wide);
+        if (!wide) st = LK_ERR(LK_ERR_NOMEM, "convert: cannot hold %zu parameters", s.total);
+        const uint16_t *p16 = (const uint16_t *)((char *)raw + LLMC_HEADER * 4);
+        for (size_t i = 0; st == LK_OK && i < s.total; i++) wide[i] = lk_bf16_to_f32(p16[i]);
+    }
+    if (st == LK_OK)
+        st = from_llmc_layout(&s, wide ? wide : (float *)((char *)raw + LLMC_HEADER * 4), bin,
+                              width == 2 ? "llm.c, bf16" : "llm.c", dir, log);
+    lk_free(wide);
     lk_free(raw);
     return st;
 }

@@ -1,7 +1,8 @@
 /* convert.h - `lockstep convert`: GPT-2 weights between llm.c's checkpoint format and
  * lockstep's checkpoint directories.
  *
- * llm.c's gpt2_124M.bin (train_gpt2.c, version 3): a header of 256 int32 - magic 20240326,
+ * llm.c's gpt2_124M.bin (train_gpt2.c, version 3; version 5, of its bf16 runs, is read too,
+ * widened): a header of 256 int32 - magic 20240326,
  * version 3, max context, vocabulary, layers, heads, width, the vocabulary padded to a
  * multiple of 128 - then float32 tensors in its order: wte (padded rows), wpe, and for
  * every layer at once ln_1 weights, ln_1 biases, c_attn weights (3C x C, PyTorch's Linear

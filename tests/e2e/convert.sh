@@ -6,7 +6,8 @@
 # tokens, and so does the same model in Hugging Face's layout (its directory or file); a
 # gpt lockstep trained (tanh GELU) goes out to llm.c's format, computes the same
 # loss in the script, comes back and goes out again byte for byte; the converted model
-# fine-tunes (--init-from); bad files and models llm.c cannot hold are refused.
+# fine-tunes (--init-from); llm.c's bf16 files (version 5) come in as their values in
+# float32; bad files and models llm.c cannot hold are refused.
 source "$(dirname "$0")/common.bash"
 py=/usr/bin/python3
 $py -c "import torch" 2>/dev/null || { echo "SKIP: PyTorch (python3-torch) is not installed"; exit 0; }
@@ -47,6 +48,12 @@ printf '{"model_type": "gpt2", "n_head": 4, "n_layer": 2, "n_embd": 64}\n' >"$TM
 cmp -s "$TMP/in/model.safetensors" "$TMP/from_hfdir/model.safetensors" || fail "the Hugging Face directory"
 expect_fail 2 "give its heads (--heads N" -- "$LK" convert "$TMP/hf.safetensors" "$TMP/x"
 echo "ok: Hugging Face's layout converts to the same checkpoint as llm.c's"
+# llm.c's bf16 checkpoints (version 5): widened exactly, the checkpoint of the same values in float32
+$py "$ref" bf16 "$TMP/random.bin" "$TMP/v5.bin" "$TMP/v5as3.bin"
+"$LK" convert "$TMP/v5.bin" "$TMP/from5" >/dev/null || fail "convert a version-5 file"
+"$LK" convert "$TMP/v5as3.bin" "$TMP/from3" >/dev/null
+cmp -s "$TMP/from5/model.safetensors" "$TMP/from3/model.safetensors" || fail "a bf16 file is not widened exactly"
+echo "ok: llm.c's bf16 file gives the checkpoint of its values in float32"
 
 # out: a gpt trained here, read by the PyTorch script
 "$LK" train --model gpt --data "tokens:$TMP/toks_*.bin" --layers 2 --heads 2 --dim 32 --ctx 32 --gelu tanh --batch 8 \
@@ -65,9 +72,9 @@ cmp -s "$TMP/trained.bin" "$TMP/trained2.bin" || fail "lockstep -> llm.c -> lock
 # refused
 head -c 5000 "$TMP/random.bin" >"$TMP/cut.bin"
 expect_fail 1 "(truncated)" -- "$LK" convert "$TMP/cut.bin" "$TMP/x"
-$py -c "import sys; b = bytearray(open(sys.argv[1], 'rb').read()); b[4] = 5; open(sys.argv[2], 'wb').write(b)" \
-  "$TMP/random.bin" "$TMP/v5.bin"
-expect_fail 1 "version 5; lockstep reads llm.c's float32 checkpoints" -- "$LK" convert "$TMP/v5.bin" "$TMP/x"
+$py -c "import sys; b = bytearray(open(sys.argv[1], 'rb').read()); b[4] = 4; open(sys.argv[2], 'wb').write(b)" \
+  "$TMP/random.bin" "$TMP/v4.bin"
+expect_fail 1 "version 4; llm.c's checkpoints are version 3 (float32) or 5 (bf16)" -- "$LK" convert "$TMP/v4.bin" "$TMP/x"
 expect_fail 1 "not an llm.c GPT-2 checkpoint" -- "$LK" convert "$TMP/toks_val.bin" "$TMP/x"
 "$LK" train --model gpt --data "tokens:$TMP/toks_*.bin" --layers 1 --heads 2 --dim 16 --ctx 16 --batch 4 --steps 1 \
   --threads 1 --quiet --save "$TMP/erf"

@@ -6,6 +6,8 @@ not from lockstep's code.
   llmc_gpt2.py loss IN.bin SHARD               the mean cross-entropy over SHARD's windows of T
   llmc_gpt2.py hf IN.bin OUT.safetensors       the same weights as Hugging Face's GPT2LMHeadModel
                                                saves them (Conv1D weights in x out)
+  llmc_gpt2.py bf16 IN.bin OUT5.bin OUT3.bin   IN's weights rounded to bf16 as llm.c's version 5
+                                               writes them, and the same values in version 3
 """
 import struct
 import sys
@@ -111,10 +113,23 @@ def hf(path, out):
     open(out, "wb").write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
+def bf16(path, out5, out3):
+    b = open(path, "rb").read()
+    h = list(struct.unpack("<256i", b[:1024]))
+    x = torch.frombuffer(bytearray(b[1024:]), dtype=torch.float32)
+    r = x.to(torch.bfloat16)  # (round to nearest even)
+    h[1] = 5
+    open(out5, "wb").write(struct.pack("<256i", *h) + r.view(torch.int16).numpy().tobytes())
+    h[1] = 3
+    open(out3, "wb").write(struct.pack("<256i", *h) + r.float().numpy().tobytes())
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "write":
         write(sys.argv[2], *map(int, sys.argv[3:9]))
     elif sys.argv[1] == "hf":
         hf(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "bf16":
+        bf16(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         loss(sys.argv[2], sys.argv[3])

@@ -3,7 +3,8 @@
  * with contractions, runs of spaces, newlines, numbers, accents, CJK, emoji and code;
  * any bytes (not UTF-8 too) round-trip; the merge rule on a small vocabulary made here
  * (the lowest-ranked pair first, all its occurrences left to right); malformed files are
- * refused naming the file and what is wrong. The GPT-2 cases need its files
+ * refused naming the file and what is wrong; the encoder's cache of merged pieces changes no
+ * id. The GPT-2 cases need its files
  * (launch/install-deps.sh --with-gpt2-tokenizer) and are skipped, saying so, without. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,6 +199,41 @@ static void test_merge_rule(void **state)
     free(v);
 }
 
+/* a long text goes through the encoder's cache of merged pieces (and its emptying when
+ * full, past 32768 distinct pieces); short calls do not: the same ids either way */
+static void cached_equals_uncached(const lk_bpe *b)
+{
+    enum { WORDS = 50000 };
+    char *text = malloc(WORDS * 12);
+    size_t len = 0, *cut = malloc((WORDS / 100 + 2) * sizeof *cut), ncut = 0;
+    for (int i = 0; i < WORDS; i++) {
+        if (i % 100 == 0) cut[ncut++] = len;
+        len += (size_t)sprintf(text + len, " %d%s", i * 7919 % 100003, i % 3 ? "aa" : "'s");
+    }
+    cut[ncut] = len;
+    int32_t *all = NULL, *parts = NULL;
+    size_t n = 0, cap = 0, m = 0, mcap = 0;
+    TU_OK(lk_bpe_encode(b, text, len, &all, &n, &cap));
+    for (size_t k = 0; k < ncut; k++) TU_OK(lk_bpe_encode(b, text + cut[k], cut[k + 1] - cut[k], &parts, &m, &mcap));
+    assert_int_equal(n, m);
+    assert_memory_equal(all, parts, n * sizeof *all);
+    lk_free(all), lk_free(parts), free(text), free(cut);
+}
+
+static void test_cache(void **state)
+{
+    (void)state;
+    size_t vl;
+    char *v = small_vocab(-1, &vl);
+    lk_bpe *b;
+    TU_OK(small(&b, v, vl, SMALL_MERGES));
+    cached_equals_uncached(b);
+    lk_bpe_free(b);
+    free(v);
+    need_gpt2();
+    cached_equals_uncached(gpt2);
+}
+
 static void test_bad_files(void **state)
 {
     (void)state;
@@ -234,6 +270,7 @@ int main(void)
         cmocka_unit_test(test_known_ids),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_merge_rule),
+        cmocka_unit_test(test_cache),
         cmocka_unit_test(test_bad_files),
     };
     const int rc = cmocka_run_group_tests(tests, NULL, NULL);
