@@ -4,7 +4,8 @@
 # build-fuzz/campaigns/NAME (crash-*, leak-*, timeout-* inputs and the log there).
 #
 #   tests/fuzz/run.sh [--seconds S] [TARGET...]     targets: idx cifar shard text
-#                                                    safetensors config image bpe (default all)
+#                                                    safetensors config image bpe llmc
+#                                                    (default all)
 set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo_root"
@@ -13,12 +14,12 @@ targets=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --seconds) seconds=$2; shift 2 ;;
-    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "run.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
-((${#targets[@]})) || targets=(idx cifar shard text safetensors config image bpe)
+((${#targets[@]})) || targets=(idx cifar shard text safetensors config image bpe llmc)
 launch/install-deps.sh --with-torch
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DLK_FUZZ=ON -DLK_TESTS=OFF -DLK_CUDA=OFF >/dev/null
 cmake --build build-fuzz -j"$(nproc)" --target fuzz_all

@@ -239,13 +239,58 @@ def bpe():
     }
 
 
+def llmc():
+    """b"\\0" + an llm.c checkpoint, or b"\\5" (odd: Hugging Face; 2 heads in bits 1-3) + a
+    Hugging Face GPT-2 model.safetensors"""
+    L, NH, C, T, V = 1, 2, 4, 3, 5
+    Vp = (V + 127) // 128 * 128
+    n = Vp * C + T * C + L * (2 * C + 3 * C * C + 3 * C + C * C + C + 2 * C + 4 * C * C + 4 * C + 4 * C * C + C) + 2 * C
+    def head(version=3, t=T, v=V, l=L, nh=NH, c=C, vp=Vp):
+        return struct.pack("<256i", 20240326, version, t, v, l, nh, c, vp, *[0] * 248)
+    body = struct.pack(f"<{n}f", *[((i * 37) % 19 - 9) / 10 for i in range(n)])
+    body16 = struct.pack(f"<{n}H", *[0x3f80] * n)
+    def tensor(shape):
+        k = 1
+        for d in shape:
+            k *= d
+        return shape, struct.pack(f"<{k}f", *[0.01 * (i % 7) for i in range(k)])
+    hf = {"wte.weight": tensor([V, C]), "wpe.weight": tensor([T, C]), "ln_f.weight": tensor([C]),
+          "ln_f.bias": tensor([C])}
+    for name, shape in (("ln_1.weight", [C]), ("ln_1.bias", [C]), ("attn.c_attn.weight", [C, 3 * C]),
+                        ("attn.c_attn.bias", [3 * C]), ("attn.c_proj.weight", [C, C]), ("attn.c_proj.bias", [C]),
+                        ("ln_2.weight", [C]), ("ln_2.bias", [C]), ("mlp.c_fc.weight", [C, 4 * C]),
+                        ("mlp.c_fc.bias", [4 * C]), ("mlp.c_proj.weight", [4 * C, C]), ("mlp.c_proj.bias", [C])):
+        hf[f"h.0.{name}"] = tensor(shape)
+    header, blob, at = {}, b"", 0
+    for k, (shape, data) in hf.items():
+        header[k] = {"dtype": "F32", "shape": shape, "data_offsets": [at, at + len(data)]}
+        blob += data
+        at += len(data)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    hf_file = struct.pack("<Q", len(h)) + h + blob
+    return {
+        "llmc-valid": b"\0" + head() + body,
+        "llmc-bf16": b"\0" + head(5) + body16,
+        "llmc-truncated": b"\0" + head() + body[:100],
+        "llmc-huge": b"\0" + head(t=1 << 30, v=1 << 30, c=1 << 30),
+        "llmc-heads": b"\0" + head(nh=3) + body,
+        "llmc-vp-small": b"\0" + head(vp=1) + body,
+        "llmc-magic": b"\0" + b"\x00" * 1024,
+        "hf-valid": b"\5" + hf_file,
+        "hf-no-heads": b"\1" + hf_file,
+        "hf-no-layer": b"\5" + hf_file.replace(b"h.0.ln_1.weight", b"h.9.ln_1.weight"),
+        "hf-bad-shape": b"\5" + hf_file.replace(b'"shape": [4, 12]', b'"shape": [12, 4]'),
+    }
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = sys.argv[1]
     valid_config = CONFIG
     sets = {"idx": idx(), "cifar": cifar(), "shard": shards(), "text": text(), "safetensors": safetensors(),
-            "config": config(valid_config), "image": image(), "bpe": bpe()}
+            "config": config(valid_config), "image": image(), "bpe": bpe(), "llmc": llmc()}
     for target, seeds in sets.items():
         os.makedirs(os.path.join(out, target), exist_ok=True)
         for name, data in seeds.items():
