@@ -469,8 +469,6 @@ static const lk_bucket_reduction *choose_reduction(const lk_buckets *b)
     return &reductions[b->stage ? 1 : 0];
 }
 
-/* bucket i's collective, started (slot i) or blocking (slot < 0, every one of its
- * collectives run and their sums put in place) */
 /* bucket i's reduced values (all of them, or this rank's part at stage 1), squared and
  * added while they are in cache - a plain loop, safe on the comm thread */
 static void note_sumsq(lk_buckets *b, int i)
@@ -496,6 +494,8 @@ int lk_buckets_sumsq(const lk_buckets *b, double *out)
     return 1;
 }
 
+/* bucket i's collective, started (slot i) or blocking (slot < 0, every one of its
+ * collectives run and their sums put in place) */
 static lk_status collective(lk_buckets *b, int i, int slot)
 {
     b->b[i].phase = 0;

@@ -174,13 +174,13 @@ void lk_buckets_before_grads(void *user, size_t offset, size_t count);
  * this rank's slice of them; stage 2: in the slice). Call it after every backward (only
  * the communicating ones do anything); comm_ms and span_ms add up over a step's. */
 lk_status lk_buckets_finish(lk_buckets *b);
-/* PowerSGD (opened with powersgd_rank): whether the next steps compress (else plain
- * all-reduces: --compress-start's first steps; the residuals wait untouched). */
 /* The sum of squares of what this rank steps on (every gradient at stage 0, its part at
  * stage 1), added up as each bucket's reduction completed - on the comm thread beside
  * backward, the values still in cache: 1 and *out, where the gradients are host memory and
  * this step's buckets communicated at stages 0 and 1; else 0 (lk_sumsq after the step). */
 int lk_buckets_sumsq(const lk_buckets *b, double *out);
+/* PowerSGD (opened with powersgd_rank): whether the next steps compress (else plain
+ * all-reduces: --compress-start's first steps; the residuals wait untouched). */
 void lk_buckets_compress(lk_buckets *b, int on);
 /* bucket_psgd.c: PowerSGD's state for b's buckets, its reduction, and its release. */
 lk_status lk_buckets_psgd_open(lk_buckets *b, lk_model *m, int rank, uint64_t seed);

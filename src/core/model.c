@@ -641,64 +641,52 @@ lk_status lk_model_decay_ranges(const lk_model *m, size_t **out, int *n)
 lk_status lk_model_name_ranges(const lk_model *m, const char *patterns, size_t **out, int *n, int *matched)
 {
     *out = NULL, *n = 0, *matched = 0;
-    int cap = 0;
+    int cap = 0, npat = 1;
     for (int i = 0; i < m->nlayers; i++) cap += m->layers[i]->nparams;
+    for (const char *c = patterns; *c; c++) npat += *c == ',';
     size_t *r = lk_malloc((size_t)LK_MAX(cap, 1) * 2 * sizeof *r);
-    char *pats = lk_malloc(strlen(patterns) + 1);
-    if (!r || !pats) {
-        lk_free(r), lk_free(pats);
-        return LK_ERR(LK_ERR_NOMEM, "cannot allocate the parameter ranges");
+    char *pats = lk_malloc(strlen(patterns) + 1), **pat = lk_calloc((size_t)npat, sizeof *pat);
+    int *hits = lk_calloc((size_t)npat, sizeof *hits);
+    lk_status st = r && pats && pat && hits ? LK_OK : LK_ERR(LK_ERR_NOMEM, "cannot allocate the parameter ranges");
+    int np = 0, k = 0;
+    if (st == LK_OK) {
+        strcpy(pats, patterns);
+        char *save = NULL;
+        for (char *t = strtok_r(pats, ",", &save); t; t = strtok_r(NULL, ",", &save)) pat[np++] = t;
     }
-    int k = 0;
-    lk_status st = LK_OK;
-    strcpy(pats, patterns);
-    char *save = NULL;
-    for (char *pat = strtok_r(pats, ",", &save); pat && st == LK_OK; pat = strtok_r(NULL, ",", &save)) {
-        int hits = 0;
-        for (int i = m->nlayers - 1; i >= 0; i--) /* offsets grow backwards through the layers */
-            for (int j = 0; j < m->layers[i]->nparams; j++) {
-                const lk_param *p = &m->layers[i]->params[j];
-                char name[128];
-                snprintf(name, sizeof name, "%d.%s", m->layers[i]->index, p->name);
-                if (fnmatch(pat, name, 0)) continue;
-                hits++;
-                const size_t lo = p->offset, hi = lo + LK_ALIGN_UP(lk_param_storage(p), PARAM_ALIGN);
-                int dup = 0;
-                for (int q = 0; q < k && !dup; q++) dup = r[2 * q] <= lo && hi <= r[2 * q + 1];
-                if (dup) continue;
-                r[2 * k] = lo, r[2 * k + 1] = hi, k++;
-                (*matched)++;
-            }
-        if (!hits) {
-            char names[160] = "";
-            for (int q = 0, at = 0; q < 4; q++) {
-                char one[48];
-                if (!lk_model_param(m, q, one, sizeof one)) break;
-                at += snprintf(names + at, sizeof names - (size_t)at, "%s%s", q ? ", " : "", one);
-            }
-            st = LK_ERR(LK_ERR_ARG, "'%s' matches no parameter of the model (its names are like %s, ...)", pat,
-                        names);
+    /* in offset order (they grow backwards through the layers), as lk_model_decay_ranges */
+    for (int i = m->nlayers - 1; st == LK_OK && i >= 0; i--)
+        for (int j = 0; j < m->layers[i]->nparams; j++) {
+            const lk_param *p = &m->layers[i]->params[j];
+            char name[128];
+            snprintf(name, sizeof name, "%d.%s", m->layers[i]->index, p->name);
+            int any = 0;
+            for (int q = 0; q < np; q++)
+                if (!fnmatch(pat[q], name, 0)) hits[q]++, any = 1;
+            if (!any) continue;
+            (*matched)++;
+            const size_t lo = p->offset, hi = lo + LK_ALIGN_UP(lk_param_storage(p), PARAM_ALIGN);
+            if (k && r[2 * k - 1] == lo) r[2 * k - 1] = hi;
+            else r[2 * k] = lo, r[2 * k + 1] = hi, k++;
         }
+    for (int q = 0; st == LK_OK && q < np; q++) {
+        if (hits[q]) continue;
+        char names[160] = "";
+        for (int e = 0, at = 0; e < 4; e++) {
+            char one[48];
+            if (!lk_model_param(m, e, one, sizeof one)) break;
+            at += snprintf(names + at, sizeof names - (size_t)at, "%s%s", e ? ", " : "", one);
+        }
+        st = LK_ERR(LK_ERR_ARG, "'%s' matches no parameter of the model (its names are like %s, ...)", pat[q], names);
     }
-    lk_free(pats);
+    lk_free(pats), lk_free(pat), lk_free(hits);
     if (st != LK_OK) {
         lk_free(r);
+        *matched = 0;
         return st;
     }
-    /* sorted, adjacent and overlapping ones merged */
-    for (int a = 1; a < k; a++)
-        for (int b = a; b > 0 && r[2 * b] < r[2 * (b - 1)]; b--) {
-            const size_t t0 = r[2 * b], t1 = r[2 * b + 1];
-            r[2 * b] = r[2 * (b - 1)], r[2 * b + 1] = r[2 * (b - 1) + 1];
-            r[2 * (b - 1)] = t0, r[2 * (b - 1) + 1] = t1;
-        }
-    int w = 0;
-    for (int a = 0; a < k; a++) {
-        if (w && r[2 * a] <= r[2 * w - 1]) r[2 * w - 1] = LK_MAX(r[2 * w - 1], r[2 * a + 1]);
-        else r[2 * w] = r[2 * a], r[2 * w + 1] = r[2 * a + 1], w++;
-    }
     *out = r;
-    *n = w;
+    *n = k;
     return LK_OK;
 }
 

@@ -225,18 +225,30 @@ static lk_status update_part(lk_optim *o, lk_optim_hparams *hp, float *w, const 
 #undef RUN_PART
 }
 
+/* The next piece of [*at, hi) that is not frozen, as [*a, *b); 0 when there is none. */
+static int next_free(const lk_optim *o, size_t *at, size_t hi, size_t *a, size_t *b)
+{
+    for (int r = 0; r < o->nfrozen && *at < hi; r++) {
+        const size_t flo = o->frozen[2 * r], fhi = o->frozen[2 * r + 1];
+        if (fhi <= *at) continue;
+        if (flo > *at) { /* free up to this frozen range */
+            *a = *at, *b = LK_MIN(flo, hi), *at = LK_MIN(fhi, hi);
+            return 1;
+        }
+        *at = LK_MIN(fhi, hi); /* inside it: skip it */
+    }
+    if (*at >= hi) return 0;
+    *a = *at, *b = hi, *at = hi;
+    return 1;
+}
+
 /* ... over what of [lo, hi) is not frozen */
 static lk_status update(lk_optim *o, lk_optim_hparams *hp, float *w, const float *g, size_t g_from,
                         size_t lo, size_t hi)
 {
-    size_t at = lo;
-    for (int r = 0; r < o->nfrozen && at < hi; r++) {
-        const size_t a = LK_MAX(o->frozen[2 * r], at), b = LK_MIN(o->frozen[2 * r + 1], hi);
-        if (a >= b) continue;
-        if (at < a) LK_CHECK(update_part(o, hp, w, g, g_from, at, a));
-        at = b;
-    }
-    return at < hi ? update_part(o, hp, w, g, g_from, at, hi) : LK_OK;
+    size_t a, b;
+    for (size_t at = lo; next_free(o, &at, hi, &a, &b);) LK_CHECK(update_part(o, hp, w, g, g_from, a, b));
+    return LK_OK;
 }
 
 lk_status lk_optim_step(lk_optim *o, float *w, const float *g, float grad_scale)
@@ -267,19 +279,10 @@ lk_status lk_optim_step_range(lk_optim *o, float *w, const float *g, size_t g_fr
         return LK_ERR(LK_ERR_ARG, "optimizer step: gradients from %zu do not cover %zu", g_from, a);
     if (c->clip_norm > 0.0f) {
         double sq = 0.0;
-        for (size_t at = a; at < b;) { /* (the norm of what steps: frozen parameters left out) */
-            size_t end = b, next = b;
-            for (int r = 0; r < o->nfrozen; r++)
-                if (o->frozen[2 * r + 1] > at && o->frozen[2 * r] < end) {
-                    end = LK_MAX(o->frozen[2 * r], at);
-                    next = LK_MIN(o->frozen[2 * r + 1], b);
-                    break;
-                }
-            if (end > at) {
-                LK_CHECK(lk_sumsq(o->dev, g + (at - g_from), end - at, o->scratch));
-                sq += (double)lk_read_scalar(o->dev, o->scratch);
-            }
-            at = LK_MAX(next, end);
+        size_t pa, pb; /* (the norm of what steps: frozen parameters left out) */
+        for (size_t at = a; next_free(o, &at, b, &pa, &pb);) {
+            LK_CHECK(lk_sumsq(o->dev, g + (pa - g_from), pb - pa, o->scratch));
+            sq += (double)lk_read_scalar(o->dev, o->scratch);
         }
         if (o->sum) LK_CHECK(o->sum(o->sum_user, &sq, 1)); /* every rank's slice */
         float norm = (float)sqrt(sq) * fabsf(grad_scale);

@@ -408,15 +408,11 @@ static lk_status merge_piece(const lk_bpe *b, piece_work *pw, const unsigned cha
     if (len == 1) return emit(ids, n, cap, b->byte_id[p[0]]);
     if (len > pw->room) {
         const size_t room = LK_MAX(len, 2 * pw->room);
-        uint32_t *a[4] = {pw->id, pw->next, pw->prev, pw->ver};
+        uint32_t **arr[4] = {&pw->id, &pw->next, &pw->prev, &pw->ver};
         for (int k = 0; k < 4; k++) {
-            uint32_t *g = lk_realloc(a[k], room * sizeof *g);
+            uint32_t *g = lk_realloc(*arr[k], room * sizeof *g);
             if (!g) return LK_ERR(LK_ERR_NOMEM, "tokenizer: out of memory for a piece of %zu bytes", len);
-            a[k] = g;
-            if (k == 0) pw->id = g;
-            else if (k == 1) pw->next = g;
-            else if (k == 2) pw->prev = g;
-            else pw->ver = g;
+            *arr[k] = g;
         }
         pw->room = room;
     }

@@ -20,6 +20,7 @@
 #include "../core/common.h"
 
 #define LK_BPE_EOT 50256
+#define LK_GPT2_VOCAB 50257
 #define LK_GPT2_TOKENIZER_DIR "/usr/share/datasets/gpt2-tokenizer"
 
 typedef struct lk_bpe lk_bpe;

@@ -16,12 +16,12 @@
 #include <string.h>
 
 #include "../core/checkpoint.h"
+#include "bpe.h"
 #include "dataset.h"
 
 #define SHARD_MAGIC 20240520
 #define SHARD_VERSION 1
 #define SHARD_HEADER 1024
-#define GPT2_VOCAB 50257
 
 static lk_status windows(lk_dataset *d, uint16_t *tok, long ntok, int ctx, const char *what)
 {
@@ -98,9 +98,9 @@ static lk_status read_shard(const char *path, uint16_t **tok, long *ntok)
         if (*ntok) memcpy(grown, *tok, (size_t)*ntok * sizeof *grown);
         const uint16_t *src = (const uint16_t *)((const char *)raw + SHARD_HEADER);
         for (long i = 0; i < count && st == LK_OK; i++) {
-            if (src[i] >= GPT2_VOCAB)
+            if (src[i] >= LK_GPT2_VOCAB)
                 st = LK_ERR(LK_ERR_FORMAT, "token shard %s: token %ld is %u, outside GPT-2's vocabulary of %d",
-                            path, i, (unsigned)src[i], GPT2_VOCAB);
+                            path, i, (unsigned)src[i], LK_GPT2_VOCAB);
             grown[*ntok + i] = src[i];
         }
     }
@@ -182,7 +182,7 @@ static lk_status open_shards(const char *pattern, int train, int ctx, lk_dataset
     }
     snprintf(d->name, sizeof d->name, "tokens");
     snprintf(d->source, sizeof d->source, "%s", pattern);
-    d->nclasses = GPT2_VOCAB;
+    d->nclasses = LK_GPT2_VOCAB;
     char what[600];
     snprintf(what, sizeof what, "tokens:%s (%s split)", pattern, train ? "train" : "validation");
     return windows(d, tok, ntok, ctx, what);

@@ -88,8 +88,9 @@ static lk_status step(lk_gan *g, lk_optim *opt, float scale, size_t lo, size_t h
 }
 
 /* The check of one network's update (guard.h): what this rank steps on of [lo, hi) (its
- * ZeRO slice's part, or all of it) and the network's loss since begin */
-static lk_status check(lk_gan *g, size_t lo, size_t hi, float *loss_acc, const lk_gan_batch *b)
+ * ZeRO slice's part, or all of it; its sum of squares as the network's buckets added it up
+ * where they could) and the network's loss since begin */
+static lk_status check(lk_gan *g, lk_buckets *bk, size_t lo, size_t hi, float *loss_acc, const lk_gan_batch *b)
 {
     if (!g->guard) return LK_OK;
     const lk_model *m = g->r->model;
@@ -101,12 +102,16 @@ static lk_status check(lk_gan *g, size_t lo, size_t hi, float *loss_acc, const l
     }
     const size_t a = LK_MAX(lo, off), e = LK_MIN(hi, off + cnt);
     const float *p = all + (a - off);
+    int injected = 0;
     if (g->nan_at == b->step + 1 && e > a) { /* (the injected fault: D's, or G's where this rank's
                                                  ZeRO slice holds none of D's) */
         LK_CHECK(lk_scale(g->r->dev, (float *)p, NAN, 1));
         g->nan_at = 0;
+        injected = 1;
     }
-    LK_CHECK(lk_guard_check(g->guard, g->comm, p, e > a ? e - a : 0, NULL, loss_acc, b->n, b->step));
+    double ss = 0.0;
+    const int have = !injected && bk && lk_buckets_sumsq(bk, &ss);
+    LK_CHECK(lk_guard_check(g->guard, g->comm, p, e > a ? e - a : 0, have ? &ss : NULL, loss_acc, b->n, b->step));
     /* (read at once where that is free: G's backward runs through D and would overwrite a
      * stopped D's gradient before the step's end) */
     return g->guard->every_step ? lk_guard_read(g->guard, m, b->step + 1) : LK_OK;
@@ -132,7 +137,7 @@ lk_status lk_gan_step(lk_gan *g, lk_optim *opt, const lk_dataset *d, const lk_ga
     arm(g, g->bd, 0, 1, b->local); /* the discriminator's gradients are complete after this backward */
     LK_CHECK(lk_model_backward_range(m, g->split, n, b->step, LK_GRADS_ADD));
     if (g->bd) LK_CHECK(lk_buckets_finish(g->bd));
-    LK_CHECK(check(g, 0, g->d_end, &g->loss[1], b));
+    LK_CHECK(check(g, g->bd, 0, g->d_end, &g->loss[1], b));
     LK_CHECK(step(g, opt, b->grad_scale, 0, g->d_end, 0));
     /* G: make D call its images real, through the updated D */
     if (g->guard) LK_CHECK(lk_guard_begin(g->guard, &g->loss[2], b->step));
@@ -142,7 +147,7 @@ lk_status lk_gan_step(lk_gan *g, lk_optim *opt, const lk_dataset *d, const lk_ga
     arm(g, g->bg, 1, 1, b->local);
     LK_CHECK(lk_model_backward_range(m, 0, n, b->step, LK_GRADS_REPLACE));
     if (g->bg) LK_CHECK(lk_buckets_finish(g->bg));
-    LK_CHECK(check(g, g->d_end, m->nparams, &g->loss[2], b));
+    LK_CHECK(check(g, g->bg, g->d_end, m->nparams, &g->loss[2], b));
     return step(g, opt, b->grad_scale, g->d_end, m->nparams, 1);
 }
 

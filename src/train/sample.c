@@ -16,7 +16,6 @@
 #include "png.h"
 #include "replica.h"
 
-#define EOT_GPT2 50256
 #define VAE_SAMPLE_KEY 0xfff4 /* the LK_RNG_NOISE key of the vae's sampled codes */
 
 lk_sample_opts lk_sample_defaults(void)
@@ -44,14 +43,14 @@ static lk_status prompt_tokens(const char *p, int vocab, const lk_bpe *bpe, int3
         return LK_OK;
     }
     if (!p || !*p) {
-        tok[(*n)++] = EOT_GPT2;
+        tok[(*n)++] = LK_BPE_EOT;
         return LK_OK;
     }
     if (strncmp(p, "ids:", 4) && bpe) {
         int32_t *ids = NULL;
         size_t k = 0, room = 0;
         LK_CHECK(lk_bpe_encode(bpe, p, strlen(p), &ids, &k, &room));
-        tok[(*n)++] = EOT_GPT2;
+        tok[(*n)++] = LK_BPE_EOT;
         lk_status st = k + 1 > (size_t)cap ? LK_ERR(LK_ERR_ARG, "--prompt: %zu tokens, more than %d", k, cap - 1) : LK_OK;
         for (size_t i = 0; st == LK_OK && i < k; i++) tok[(*n)++] = ids[i] < vocab ? ids[i] : 0;
         lk_free(ids);
@@ -115,7 +114,7 @@ static lk_status sample_text(const lk_sample_opts *o, lk_replica *r, int vocab, 
      * (or where the tokenizer's files are missing and no text prompt needs them) */
     lk_bpe *bpe = NULL;
     const int ids_prompt = o->prompt && !strncmp(o->prompt, "ids:", 4);
-    if (st == LK_OK && vocab == 50257 && !ids_prompt && lk_bpe_open(&bpe, o->tokenizer) != LK_OK && o->prompt &&
+    if (st == LK_OK && vocab == LK_GPT2_VOCAB && !ids_prompt && lk_bpe_open(&bpe, o->tokenizer) != LK_OK && o->prompt &&
         *o->prompt) {
         char why[1400];
         snprintf(why, sizeof why, "%s", lk_error_message());

@@ -435,6 +435,9 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     if (o->powersgd_rank > 0 && (o->nan_policy == LK_NAN_SKIP || o->skip_spikes > 0))
         return LK_ERR(LK_ERR_ARG, "--nan-policy skip and --skip-spikes with --grad-compress powersgd: its error "
                                   "feedback would keep a skipped step's gradient (use --nan-policy stop)");
+    if (o->resume_dir && o->init_from)
+        return LK_ERR(LK_ERR_ARG, "--resume continues a run and --init-from starts a new one from its weights: "
+                                  "give one of them");
     if ((o->save_every > 0 || o->keep > 0) && !o->save_dir)
         return LK_ERR(LK_ERR_ARG, "--save-every and --keep need --save DIR (where the step checkpoints go)");
     /* under mpirun stdout is a pseudo-terminal even when the job's output goes to a
@@ -484,9 +487,6 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     LK_CHECK(lk_optim_decay_model(s->opt, m));
     lk_optim_set_working(s->opt, m->params16, &m->round); /* the step rewrites the bf16 copy */
     s->gan.zero = s->zero;
-    if (o->resume_dir && o->init_from)
-        return LK_ERR(LK_ERR_ARG, "--resume continues a run and --init-from starts a new one from its weights: "
-                                  "give one of them");
     if (o->resume_dir) LK_CHECK(resume(o, s, &s->epoch, &s->step));
     if (o->init_from) LK_CHECK(init_from(o, s));
     LK_CHECK(freeze(o, s));

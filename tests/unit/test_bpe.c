@@ -167,13 +167,21 @@ static lk_status small(lk_bpe **b, const char *vocab, size_t vlen, const char *m
     return lk_bpe_load(b, vocab, vlen, "enc.json", merges, strlen(merges), "merges.bpe");
 }
 
+/* the small vocabulary with SMALL_MERGES, loaded */
+static lk_bpe *small_bpe(void)
+{
+    size_t vl;
+    char *v = small_vocab(-1, &vl);
+    lk_bpe *b = NULL;
+    TU_OK(small(&b, v, vl, SMALL_MERGES));
+    free(v);
+    return b;
+}
+
 static void test_merge_rule(void **state)
 {
     (void)state;
-    size_t vl;
-    char *v = small_vocab(-1, &vl);
-    lk_bpe *b;
-    TU_OK(small(&b, v, vl, SMALL_MERGES));
+    lk_bpe *b = small_bpe();
     static const struct {
         const char *text;
         int32_t ids[8];
@@ -196,7 +204,6 @@ static void test_merge_rule(void **state)
     }
     round_trip(b, 2);
     lk_bpe_free(b);
-    free(v);
 }
 
 /* a long text goes through the encoder's cache of merged pieces (and its emptying when
@@ -223,13 +230,9 @@ static void cached_equals_uncached(const lk_bpe *b)
 static void test_cache(void **state)
 {
     (void)state;
-    size_t vl;
-    char *v = small_vocab(-1, &vl);
-    lk_bpe *b;
-    TU_OK(small(&b, v, vl, SMALL_MERGES));
+    lk_bpe *b = small_bpe();
     cached_equals_uncached(b);
     lk_bpe_free(b);
-    free(v);
     need_gpt2();
     cached_equals_uncached(gpt2);
 }
