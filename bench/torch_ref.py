@@ -207,6 +207,112 @@ def build_model(name, arch=None):
     raise SystemExit(f"torch_ref.py: unknown model '{name}' (choose from {', '.join(MODELS)})")
 
 
+class View(nn.Module):
+    """lockstep's reshape: each sample viewed as `shape` (no parameters)."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], *self.shape)
+
+
+def _arith(node, names):
+    """Only a spec's arithmetic (no Python beyond it): numbers, names, + - * /, calls."""
+    import ast
+    if isinstance(node, ast.Expression):
+        return _arith(node.body, names)
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return node.value
+    if isinstance(node, ast.Name):
+        return names[node.id]  # (KeyError: not a known name)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_arith(node.operand, names)
+    ops = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+           ast.Div: lambda a, b: a / b}
+    if isinstance(node, ast.BinOp) and type(node.op) in ops:
+        return ops[type(node.op)](_arith(node.left, names), _arith(node.right, names))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) == 1:
+        return names[node.func.id](_arith(node.args[0], names))
+    raise SystemExit(f"spec: cannot evaluate {ast.dump(node)}")
+
+
+def _spec_value(text, spec, classes, sample, cur):
+    """A spec's number: a JSON number, or an expression over its vars, classes, input,
+    shape(i) and sqrt (docs/model-spec.md)."""
+    import ast
+    if not isinstance(text, str):
+        return text
+    names = {"classes": classes, "input": math.prod(sample), "sqrt": math.sqrt,
+             "shape": lambda i: cur[int(i)]}
+    pending = {k: v for k, v in spec.get("vars", {}).items() if k != "gelu"}
+    for _ in range(len(pending) + 1):  # vars may use vars: evaluated once their names are known
+        for k, v in list(pending.items()):
+            try:
+                names[k] = v if not isinstance(v, str) else _arith(ast.parse(v, mode="eval"), names)
+                del pending[k]
+            except (KeyError, SystemExit):
+                pass
+    return _arith(ast.parse(text, mode="eval"), names)
+
+
+def build_from_spec(spec, sample, classes):
+    """The nn.Sequential a spec of PyTorch's layers maps to (names "3.weight" as lockstep's),
+    or None when it has layers nn.Sequential cannot express (residuals, attention, ...)."""
+    if "layers" not in spec:
+        return None
+    mods, cur = [], list(sample)
+
+    def num(layer, key, default=None):
+        v = layer.get(key, default)
+        if v is None:
+            raise SystemExit(f"spec: layer {layer} has no '{key}'")
+        return _spec_value(v, spec, classes, sample, cur)
+
+    for layer in spec["layers"]:
+        t = layer["type"]
+        if t == "linear":
+            m = nn.Linear(cur[-1], int(num(layer, "out")), bias=layer.get("bias", True))
+        elif t == "conv2d":
+            k = int(num(layer, "kernel"))
+            m = nn.Conv2d(cur[0], int(num(layer, "out")), k, stride=int(num(layer, "stride", 1)),
+                          padding=int(num(layer, "padding", 0)), bias=layer.get("bias", True))
+        elif t in ("maxpool2d", "avgpool2d"):
+            k = int(num(layer, "kernel"))
+            cls = nn.MaxPool2d if t == "maxpool2d" else nn.AvgPool2d
+            m = cls(k, stride=int(num(layer, "stride", k)), padding=int(num(layer, "padding", 0)))
+        elif t == "flatten":
+            m = nn.Flatten()
+        elif t == "reshape":
+            m = View([int(num({"v": v}, "v")) for v in layer["shape"]])
+        elif t in ("relu", "sigmoid", "tanh"):
+            m = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}[t]()
+        elif t == "gelu":
+            a = layer.get("approximate", "none")
+            if a.startswith("$"):
+                a = spec.get("vars", {}).get(a[1:], "none")
+            m = nn.GELU(approximate="tanh" if a == "tanh" else "none")
+        elif t == "leaky_relu":
+            m = nn.LeakyReLU(float(num(layer, "slope", 0.01)))
+        elif t == "dropout":
+            m = nn.Dropout(float(num(layer, "p", 0.5)))
+        elif t == "batchnorm":
+            cls = nn.BatchNorm2d if len(cur) == 3 else nn.BatchNorm1d
+            m = cls(cur[0], eps=float(num(layer, "eps", 1e-5)), momentum=float(num(layer, "momentum", 0.1)))
+        elif t == "layernorm":
+            m = nn.LayerNorm(cur[-1], eps=float(num(layer, "eps", 1e-5)))
+        elif t in ("lstm", "gru") and not layer.get("sequences", False):
+            cls = LSTMLast if t == "lstm" else GRULast
+            m = cls(cur[-1], int(num(layer, "hidden")), int(num(layer, "layers", 1)), batch_first=True)
+        else:
+            return None
+        mods.append(m)
+        with torch.no_grad():
+            cur = list(nn.Sequential(*mods).eval()(torch.zeros(2, *sample)).shape[1:])
+    return nn.Sequential(*mods)
+
+
 # ---------------------------------------------------------------- data
 
 def read_idx(path):

@@ -15,7 +15,7 @@ enum {
     O_COMM_PROGRESS, O_SHM, O_COMM_TIMEOUT, O_GPU_COMM, O_LAYERS, O_HEADS, O_DIM, O_CTX, O_SYNC_BN,
     O_PROMPT, O_TOKENS, O_TEMPERATURE, O_TOP_K, O_COUNT, O_OUT, O_MIN_BYTES, O_MAX_BYTES, O_ITERS, O_SHARED_CORES,
     O_WARMUP_ITERS, O_BARRIER, O_CSV, O_RANKS, O_LINK_GBPS, O_LATENCY_US, O_COMM_CSV,
-    O_SIZES, O_MIN_TIME, O_PEAK_TFLOPS, O_GELU, O_DECAY, O_ZERO, O_RECOMPUTE, O_PRECISION, O_STOCHASTIC_ROUND, O_GRAD_DTYPE, O_GRAD_COMPRESS, O_LOCAL_STEPS, O_LOCAL_START, O_COMPRESS_START, O_MEMORY, O_SAVE_EVERY, O_KEEP, O_FORCE_RESUME, O_NAN_POLICY, O_MAX_SKIPS, O_SKIP_SPIKES, O_TOKENIZER, O_INIT_FROM, O_FREEZE,
+    O_SIZES, O_MIN_TIME, O_PEAK_TFLOPS, O_GELU, O_DECAY, O_ZERO, O_RECOMPUTE, O_PRECISION, O_STOCHASTIC_ROUND, O_GRAD_DTYPE, O_GRAD_COMPRESS, O_LOCAL_STEPS, O_LOCAL_START, O_COMPRESS_START, O_MEMORY, O_SAVE_EVERY, O_KEEP, O_FORCE_RESUME, O_NAN_POLICY, O_MAX_SKIPS, O_SKIP_SPIKES, O_TOKENIZER, O_INIT_FROM, O_FREEZE, O_MODEL_FILE, O_NEW_HEAD,
 };
 
 /* a flag with named values: CHOICE("--shm", o.shm, NAMES("auto", "off"), VALUES(1, 0)) */
@@ -36,5 +36,7 @@ int lk_cli_bench(int argc, char **argv);
 int lk_cli_tokenize(int argc, char **argv);
 /* lockstep convert (convert_cmd.c) */
 int lk_cli_convert(int argc, char **argv);
+/* `lockstep models [NAME]`: the built-in models, or one's spec (models_cmd.c). */
+int lk_cli_models(int argc, char **argv);
 
 #endif

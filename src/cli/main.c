@@ -7,19 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/common.h"
-#include "../comm/bucket.h"
-#include "../comm/comm.h"
-#include "../comm/topo.h"
-#include "../core/device.h"
-#include "../models/zoo.h"
+#include "../lockstep.h" /* the public API; and the internals the command reports on or sets: */
+#include "../comm/bucket.h" /* lk_progress_mode */
+#include "../comm/topo.h"   /* info's bindings */
+#include "../train/guard.h" /* lk_nan_policy */
 #include "../train/plan.h"
-#include "../train/predict.h"
-#include "../train/sample.h"
-#include "../train/trainer.h"
 #include "args.h"
 #include "cli.h"
-#include "../train/guard.h"
 
 /* The job's communicator: set once in main, so an error on any rank can stop
  * every rank (never a hang in a collective the failed rank will not join). */
@@ -60,6 +54,7 @@ static void usage(FILE *f)
             "  plan     project a model's step time, samples/s and efficiency on N ranks\n"
             "  tokenize text files into llm.c token shards with GPT-2's tokenizer\n"
             "  convert  GPT-2 weights between llm.c's checkpoints and lockstep's\n"
+            "  models   the built-in models; `models NAME` prints one's spec (--model-file)\n"
             "  info     build, devices and libraries\n\n"
             "  --help, --version\n");
 }
@@ -69,7 +64,10 @@ static void train_usage(FILE *f)
     fprintf(f,
             "usage: lockstep train --model NAME [flags]\n\n"
             "  --model NAME          mlp, mlp-wide, cnn, cnn-bn, lstm, gru, gpt, gpt2, gpt2-medium,\n"
-            "                        gpt2-large, gpt2-xl, autoencoder, vae, gan (default cnn)\n"
+            "                        gpt2-large, gpt2-xl, autoencoder, vae, gan (default cnn; with\n"
+            "                        --resume alone, the checkpoint's)\n"
+            "  --model-file SPEC.json  a model of your own (docs/model-spec.md; lockstep models NAME\n"
+            "                        prints a built-in one to start from)\n"
             "  --layers N --heads N --dim N --ctx N   gpt's sizes (default 4, 4, 256, 128); the\n"
             "                        gpt2 presets have GPT-2's, --ctx may shorten their 1024\n"
             "  --gelu erf|tanh       the MLP's GELU (default: erf for gpt, tanh for gpt2*)\n"
@@ -104,6 +102,8 @@ static void train_usage(FILE *f)
             "                        the learning rates differ from the checkpoint's run\n"
             "  --init-from DIR       start from a checkpoint's weights (DIR/latest where it has\n"
             "                        one) with a fresh optimizer and schedule: fine-tuning\n"
+            "  --new-head            ... but for its head (the last layer with weights), which\n"
+            "                        starts afresh for the data's number of classes\n"
             "  --freeze PATTERNS     keep the parameters whose names match (comma-separated shell\n"
             "                        patterns over checkpoint names, e.g. '0.*,2.weight') as they\n"
             "                        are: no update, and no all-reduce where they lie outside\n"
@@ -169,7 +169,7 @@ static void train_usage(FILE *f)
 
 
 static const struct option train_opts[] = {
-    {"model", 1, 0, O_MODEL},         {"data", 1, 0, O_DATA},
+    {"model", 1, 0, O_MODEL},         {"model-file", 1, 0, O_MODEL_FILE}, {"data", 1, 0, O_DATA},
     {"epochs", 1, 0, O_EPOCHS},       {"steps", 1, 0, O_STEPS},
     {"batch", 1, 0, O_BATCH},         {"optim", 1, 0, O_OPTIM},
     {"lr", 1, 0, O_LR},               {"momentum", 1, 0, O_MOMENTUM},
@@ -181,7 +181,7 @@ static const struct option train_opts[] = {
     {"gamma", 1, 0, O_GAMMA},         {"init", 1, 0, O_INIT},
     {"seed", 1, 0, O_SEED},           {"device", 1, 0, O_DEVICE},
     {"threads", 1, 0, O_THREADS},     {"save", 1, 0, O_SAVE},
-    {"resume", 1, 0, O_RESUME},       {"metrics", 1, 0, O_METRICS},     {"init-from", 1, 0, O_INIT_FROM},   {"freeze", 1, 0, O_FREEZE},
+    {"resume", 1, 0, O_RESUME},       {"metrics", 1, 0, O_METRICS},     {"init-from", 1, 0, O_INIT_FROM},   {"new-head", 0, 0, O_NEW_HEAD},   {"freeze", 1, 0, O_FREEZE},
     {"eval-every", 1, 0, O_EVAL_EVERY}, {"log-every", 1, 0, O_LOG_EVERY},
     {"train-limit", 1, 0, O_TRAIN_LIMIT}, {"val-limit", 1, 0, O_VAL_LIMIT},
     {"progress", 1, 0, O_PROGRESS},   {"quiet", 0, 0, O_QUIET},
@@ -248,6 +248,7 @@ static int cmd_train(int argc, char **argv)
         if (arch_flag(c, &o.arch, &s)) continue;
         switch (c) {
         case O_MODEL: o.model = optarg; break;
+        case O_MODEL_FILE: o.model_file = optarg; break;
         case O_DATA: o.data = optarg; break;
         case O_EPOCHS: s = lk_arg_int("--epochs", optarg, 1, 100000, &v), o.epochs = (int)v; break;
         case O_STEPS: s = lk_arg_int("--steps", optarg, 1, 1L << 40, &v), o.steps = v; break;
@@ -273,6 +274,7 @@ static int cmd_train(int argc, char **argv)
         case O_SAVE: o.save_dir = optarg; break;
         case O_RESUME: o.resume_dir = optarg; break;
         case O_INIT_FROM: o.init_from = optarg; break;
+        case O_NEW_HEAD: o.new_head = 1; break;
         case O_FREEZE: o.freeze = optarg; break;
         case O_SAVE_EVERY: s = lk_arg_int("--save-every", optarg, 1, 1L << 40, &o.save_every); break;
         case O_KEEP: s = lk_arg_int("--keep", optarg, 1, 1 << 20, &v), o.keep = (int)v; break;
@@ -504,7 +506,8 @@ static int cmd_sample(int argc, char **argv)
 }
 
 static const struct option plan_opts[] = {
-    {"model", 1, 0, O_MODEL},         {"data", 1, 0, O_DATA},           {"batch", 1, 0, O_BATCH},
+    {"model", 1, 0, O_MODEL},         {"model-file", 1, 0, O_MODEL_FILE}, {"data", 1, 0, O_DATA},
+    {"batch", 1, 0, O_BATCH},
     {"threads", 1, 0, O_THREADS},     {"bucket-mb", 1, 0, O_BUCKET_MB}, {"optim", 1, 0, O_OPTIM},
     {"layers", 1, 0, O_LAYERS},       {"heads", 1, 0, O_HEADS},         {"dim", 1, 0, O_DIM},
     {"ctx", 1, 0, O_CTX},             {"ranks", 1, 0, O_RANKS},         {"link-gbps", 1, 0, O_LINK_GBPS},
@@ -536,6 +539,7 @@ static int cmd_plan(int argc, char **argv)
         if (arch_flag(c, &o.train.arch, &s)) continue;
         switch (c) {
         case O_MODEL: o.train.model = optarg; break;
+        case O_MODEL_FILE: o.train.model_file = optarg; break;
         case O_DATA: o.train.data = optarg; break;
         case O_BATCH: s = lk_arg_int("--batch", optarg, 1, 1 << 20, &v), o.train.batch = (int)v; break;
         case O_THREADS: s = lk_arg_int("--threads", optarg, 1, 4096, &v), o.train.threads = (int)v; break;
@@ -567,7 +571,7 @@ static int cmd_plan(int argc, char **argv)
             s = CHOICE("--precision", o.train.precision, NAMES("fp32", "bf16"), VALUES(LK_F32, LK_BF16));
             break;
         case O_HELP:
-            printf("usage: lockstep plan --model NAME [flags]\n"
+            printf("usage: lockstep plan --model NAME [flags]       (or --model-file SPEC.json)\n"
                    "       lockstep plan --memory --model NAME [--ranks N --zero 0|1|2 ...]\n\n"
                    "  --memory              the memory a rank of the run would hold, by kind, and\n"
                    "                        whether N ranks on this host fit (--ranks default 1;\n"
@@ -637,7 +641,7 @@ static int cmd_info(void)
         printf("cuda: %s\n", lk_cuda_describe());
         printf("nccl: %s\n", lk_nccl_version());
         printf("models:");
-        for (int i = 0; i < lk_zoo_count(); i++) printf(" %s", lk_zoo_at(i)->name);
+        for (int i = 0; i < lk_zoo_count(); i++) printf(" %s", lk_zoo_name(i));
         printf("\n");
     }
     /* one line per rank, in rank order */
@@ -679,7 +683,8 @@ int main(int argc, char **argv)
     }
     int known = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "predict") ||
                 !strcmp(cmd, "sample") || !strcmp(cmd, "bench") || !strcmp(cmd, "plan") ||
-                !strcmp(cmd, "info") || !strcmp(cmd, "tokenize") || !strcmp(cmd, "convert");
+                !strcmp(cmd, "info") || !strcmp(cmd, "tokenize") || !strcmp(cmd, "convert") ||
+                !strcmp(cmd, "models");
     if (!known) {
         fprintf(stderr, "lockstep: error: unknown command '%s'\n", cmd);
         usage(stderr);
@@ -713,6 +718,8 @@ int main(int argc, char **argv)
         rc = lk_cli_tokenize(argc - 1, argv + 1);
     else if (!strcmp(cmd, "convert"))
         rc = lk_cli_convert(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "models"))
+        rc = lk_cli_models(argc - 1, argv + 1);
     else
         rc = cmd_info();
     lk_comm_close(g_comm);

@@ -39,6 +39,11 @@ lk_status lk_comm_open(lk_comm **out, const char *backend, int *argc, char ***ar
     return LK_OK;
 }
 
+void lk_comm_abort(lk_comm *c, int code)
+{
+    if (c && c->world > 1) c->vt->abort(c, code);
+}
+
 void lk_comm_close(lk_comm *c)
 {
     if (!c) return;

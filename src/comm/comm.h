@@ -114,6 +114,9 @@ static inline void lk_comm_doing(lk_comm *c, long step, lk_doing what)
 lk_status lk_comm_open(lk_comm **out, const char *backend, int *argc, char ***argv);
 /* Finalises (MPI_Finalize) and frees. */
 void lk_comm_close(lk_comm *c);
+/* Ends the whole job with status code, every rank (MPI_Abort): for one rank's failure that
+ * the others cannot know of. A world of one: nothing (the caller returns code). */
+void lk_comm_abort(lk_comm *c, int code);
 /* 1 when this process was started by a parallel launcher (mpirun, srun). */
 int lk_comm_launched(void);
 

@@ -143,8 +143,18 @@ static lk_status save_slots(const char *path, const ck_source *src, const ck_slo
     return st;
 }
 
-/* Every slot present with dtype F32 and its exact shape, and nothing else. */
-static lk_status check_slots(const char *path, const lk_safetensors *f, const ck_slot *s, int n)
+/* 1 when the tensor's name is one of the layer `skip`'s ("<skip>.weight"); skip < 0: none. */
+static int skipped(const char *name, int skip)
+{
+    char prefix[24];
+    if (skip < 0) return 0;
+    int k = snprintf(prefix, sizeof prefix, "%d.", skip);
+    return !strncmp(name, prefix, (size_t)k);
+}
+
+/* Every slot present with dtype F32 and its exact shape, and nothing else (but the tensors
+ * of layer `skip`, which the caller leaves out of s). */
+static lk_status check_slots(const char *path, const lk_safetensors *f, const ck_slot *s, int n, int skip)
 {
     char want[160], got[160];
     for (int i = 0; i < n; i++) {
@@ -166,7 +176,7 @@ static lk_status check_slots(const char *path, const lk_safetensors *f, const ck
     int count = lk_safetensors_count(f);
     for (int j = 0; count != n && j < count; j++) {
         const lk_st_entry *e = lk_safetensors_entry(f, j);
-        int known = 0;
+        int known = skipped(e->name, skip);
         for (int i = 0; i < n && !known; i++) known = strcmp(e->name, s[i].name) == 0;
         if (!known)
             return LK_ERR(LK_ERR_FORMAT, "%s: tensor '%s' has no counterpart in the model", path,
@@ -207,12 +217,20 @@ lk_status lk_checkpoint_save_weights(const char *path, const lk_model *m,
 
 lk_status lk_checkpoint_load_weights(const char *path, lk_model *m)
 {
+    return lk_checkpoint_load_weights_but(path, m, -1);
+}
+
+lk_status lk_checkpoint_load_weights_but(const char *path, lk_model *m, int skip)
+{
     ck_slot *s;
-    int n;
+    int n, kept = 0;
     LK_CHECK(make_slots(m, NULL, &s, &n));
+    for (int i = 0; i < n; i++)
+        if (!skipped(s[i].name, skip)) s[kept++] = s[i];
+    n = kept;
     lk_safetensors *f = NULL;
     lk_status st = lk_safetensors_read(path, &f);
-    if (st == LK_OK) st = check_slots(path, f, s, n);
+    if (st == LK_OK) st = check_slots(path, f, s, n, skip);
     if (st == LK_OK) load_slots(m->dev, NULL, f, s, n);
     if (st == LK_OK) lk_model_params_changed(m); /* a bf16 model's working copy follows */
     lk_safetensors_free(f);
@@ -270,7 +288,7 @@ lk_status lk_checkpoint_load_optim(const char *path, const lk_model *m, lk_optim
     long step = 0;
     lk_status st = lk_safetensors_read(path, &f);
     if (st == LK_OK) st = check_optim_meta(path, f, o, &step);
-    if (st == LK_OK) st = check_slots(path, f, s, n);
+    if (st == LK_OK) st = check_slots(path, f, s, n, -1);
     if (st == LK_OK) {
         load_slots(o->dev ? o->dev : m->dev, o, f, s, n);
         o->step = step;

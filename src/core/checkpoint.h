@@ -80,6 +80,9 @@ lk_status lk_checkpoint_save_weights(const char *path, const lk_model *m,
 /* Loads weights into m. Every parameter must be present as F32 with exactly its
  * shape and the file may hold no other tensor; m is untouched on any error. */
 lk_status lk_checkpoint_load_weights(const char *path, lk_model *m);
+/* The same but for layer `skip`'s tensors ("<skip>.*"), which keep their values and may be
+ * in the file with any shape or not at all (a new head, --new-head); skip < 0: none. */
+lk_status lk_checkpoint_load_weights_but(const char *path, lk_model *m, int skip);
 /* Writes the optimizer's state buffers ("<param>.state<i>") and its step. */
 lk_status lk_checkpoint_save_optim(const char *path, const lk_model *m, const lk_optim *o);
 /* Optimizer state sharded over ranks (each holds [o->lo, o->hi), lk_optim_shard): every rank

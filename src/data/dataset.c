@@ -70,7 +70,7 @@ static lk_status open_idx(const char *spec, const char *name, const char *dir, i
     LK_CHECK(lk_idx_load(images, labels, out));
     snprintf(out->name, sizeof out->name, "%s", name);
     snprintf(out->source, sizeof out->source, "%s", dir);
-    out->class_names = class_names;
+    out->class_names = out->nclasses == 10 ? class_names : NULL; /* (another set in the same format) */
     return LK_OK;
 }
 

@@ -15,7 +15,8 @@
 
 #define IDX_IMAGES_MAGIC 0x00000803u
 #define IDX_LABELS_MAGIC 0x00000801u
-#define IDX_NCLASSES 10   /* MNIST and Fashion-MNIST; the format does not say */
+#define IDX_NCLASSES 10   /* unlabelled images (predict's input): MNIST's and Fashion-MNIST's; a
+                             labelled set has as many classes as its largest label says */
 #define IDX_MAX_SIDE 16384 /* keeps rows*cols well inside an int */
 
 static uint32_t be32(const uint8_t *p)
@@ -192,10 +193,8 @@ static lk_status load_labels(const char *path, const char *images_path, lk_datas
     if (s == LK_OK) s = idx_payload(gz, path, bytes, NULL, NULL, d->y);
     gzclose(gz);
     if (s != LK_OK) return s;
-    for (int i = 0; i < d->n; i++)
-        if (d->y[i] >= IDX_NCLASSES)
-            return LK_ERR(LK_ERR_FORMAT, "%s: label %d of sample %d is out of range 0..%d", path,
-                          d->y[i], i, IDX_NCLASSES - 1);
+    d->nclasses = 1; /* the format does not say: the largest label's (a byte: at most 256) */
+    for (int i = 0; i < d->n; i++) d->nclasses = LK_MAX(d->nclasses, d->y[i] + 1);
     return LK_OK;
 }
 
@@ -216,7 +215,7 @@ static lk_status idx_load(const char *images_path, const char *labels_path, lk_d
     }
     snprintf(out->name, sizeof out->name, "idx");
     snprintf(out->source, sizeof out->source, "%s", images_path);
-    out->nclasses = IDX_NCLASSES;
+    if (!labels_path) out->nclasses = IDX_NCLASSES;
     return LK_OK;
 }
 

@@ -77,6 +77,10 @@ lk_status lk_ckptdir_save(const char *dir, const lk_run_config *c, const lk_mode
             writer ? lk_ckptdir_path(dir, "optim.safetensors", path, sizeof path) : NULL, m, o, gather,
             user));
     if (!writer) return LK_OK;
+    if (c->spec) {
+        const char *spec = lk_spec_text(c->spec);
+        LK_CHECK(lk_write_file_atomic(lk_ckptdir_path(dir, "model.json", path, sizeof path), spec, strlen(spec)));
+    }
     if (lk_ckptdir_before_config) lk_ckptdir_before_config();
 
     cJSON *j = cJSON_CreateObject();
@@ -259,6 +263,26 @@ lk_status lk_ckptdir_load_config(const char *dir, lk_run_config *c)
     lk_status s = parse_config(j, path, c);
     cJSON_Delete(j);
     return s;
+}
+
+lk_status lk_ckptdir_open_spec(const char *dir, const lk_run_config *c, lk_spec **out)
+{
+    char path[600];
+    lk_ckptdir_path(dir, "model.json", path, sizeof path);
+    *out = NULL;
+    if (access(path, F_OK)) return lk_spec_builtin(c->model, out);
+    void *text = NULL;
+    size_t n = 0;
+    LK_CHECK(lk_read_file(path, &text, &n)); /* (NUL-terminated) */
+    lk_status st = strlen(text) == n ? lk_spec_parse(text, path, out) : LK_ERR(LK_ERR_FORMAT, "%s: not text", path);
+    lk_free(text);
+    LK_CHECK(st);
+    if (strcmp(lk_spec_name(*out), c->model)) {
+        st = LK_ERR(LK_ERR_FORMAT, "%s: model '%s', but config.json says '%s'", path, lk_spec_name(*out), c->model);
+        lk_spec_free(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 const char *lk_ckptdir_step(const char *root, long step, char *buf, size_t size)

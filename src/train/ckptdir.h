@@ -1,5 +1,6 @@
-/* ckptdir.h - a checkpoint directory: model.safetensors, optim.safetensors and
- * config.json (what is needed to rebuild the model and resume the run); and a directory
+/* ckptdir.h - a checkpoint directory: model.safetensors, optim.safetensors, model.json
+ * (the model's spec) and config.json (what else is needed to rebuild the model and resume
+ * the run); and a directory
  * of step checkpoints (--save-every): ROOT/step-NNNNNNNN/, one each, and ROOT/latest, a
  * symbolic link to the newest complete one, replaced atomically once it is written. */
 #ifndef LK_CKPTDIR_H
@@ -24,6 +25,8 @@ typedef struct {
     int batch, world, accum;
     long train_samples; /* the training set's size (--train-limit) */
     lk_optim_config optim;
+    const lk_spec *spec; /* saving: the model's spec, written as model.json (NULL: none); never
+                            set by lk_ckptdir_load_config (lk_ckptdir_open_spec reads it) */
 } lk_run_config;
 
 /* Creates dir if needed; writes weights, optimizer state (when o != NULL) and
@@ -36,6 +39,9 @@ lk_status lk_ckptdir_save(const char *dir, const lk_run_config *c, const lk_mode
 extern void (*lk_ckptdir_before_config)(void);
 /* Reads and validates config.json. */
 lk_status lk_ckptdir_load_config(const char *dir, lk_run_config *c);
+/* The model's spec: dir/model.json, or (a checkpoint written before specs were stored) the
+ * built-in model c->model names. The spec's name must be c->model. */
+lk_status lk_ckptdir_open_spec(const char *dir, const lk_run_config *c, lk_spec **out);
 /* dir/name into buf. */
 const char *lk_ckptdir_path(const char *dir, const char *name, char *buf, size_t size);
 

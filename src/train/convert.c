@@ -126,10 +126,12 @@ static const char *model_for(const llmc_shape *s)
     return "gpt";
 }
 
-static lk_status open_gpt(lk_replica *r, const char *model, const lk_arch *arch, int V)
+/* The built-in gpt model (its spec into *spec, for the caller to free after the replica). */
+static lk_status open_gpt(lk_replica *r, const char *model, lk_spec **spec, const lk_arch *arch, int V)
 {
     const int T = arch->ctx;
-    return lk_replica_open(r, &(lk_replica_spec){"cpu", 1, model, *arch, lk_shape_make(1, &T), V, T, 1,
+    LK_CHECK(lk_spec_builtin(model, spec));
+    return lk_replica_open(r, &(lk_replica_spec){"cpu", 1, *spec, *arch, lk_shape_make(1, &T), V, T, 1,
                                                    LK_INIT_DEFAULT, 0, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL, LK_F32, 0});
 }
 
@@ -189,7 +191,8 @@ static lk_status from_llmc_layout(const llmc_shape *sp, float *llmc, const char 
     const char *model = model_for(&s);
     const lk_arch arch = {s.L, s.NH, s.C, s.maxT, LK_GELU_TANH}; /* (GPT-2's GELU is the tanh one) */
     gpt_params g = {0};
-    st = open_gpt(&r, model, &arch, s.V);
+    lk_spec *spec = NULL;
+    st = open_gpt(&r, model, &spec, &arch, s.V);
     if (st == LK_OK) st = gpt_roles(r.model, s.L, &g);
     if (st == LK_OK) st = each_tensor(&g, &s, r.model->params, llmc, 0);
     if (st == LK_OK) {
@@ -203,6 +206,7 @@ static lk_status from_llmc_layout(const llmc_shape *sp, float *llmc, const char 
         rc.batch = rc.world = rc.accum = 1;
         rc.optim = lk_optim_defaults(LK_OPT_ADAMW);
         rc.optim.decay = LK_DECAY_MATRICES;
+        rc.spec = spec;
         st = lk_ckptdir_save(dir, &rc, r.model, NULL, 1, NULL, NULL);
     }
     if (st == LK_OK && log)
@@ -210,6 +214,7 @@ static lk_status from_llmc_layout(const llmc_shape *sp, float *llmc, const char 
                 src, kind, s.L, s.NH, s.C, s.maxT, s.V, dir, model);
     lk_free(g.blk);
     lk_replica_free(&r);
+    lk_spec_free(spec);
     return st;
 }
 
@@ -219,12 +224,17 @@ lk_status lk_convert_to_llmc(const char *dir_in, const char *bin, FILE *log)
     lk_run_config rc;
     LK_CHECK(lk_ckptdir_resolve(dir_in, dir, sizeof dir));
     LK_CHECK(lk_ckptdir_load_config(dir, &rc));
-    if (strncmp(rc.model, "gpt", 3))
-        return LK_ERR(LK_ERR_ARG, "convert: %s holds a %s; llm.c's format is GPT-2's (gpt, gpt2*)", dir, rc.model);
+    lk_spec *spec = NULL;
+    LK_CHECK(lk_ckptdir_open_spec(dir, &rc, &spec));
+    const int gpt = !strncmp(rc.model, "gpt", 3) && lk_spec_is_builtin(spec);
+    lk_spec_free(spec);
+    if (!gpt)
+        return LK_ERR(LK_ERR_ARG, "convert: %s holds a %s; llm.c's format is GPT-2's (the built-in gpt, gpt2*)", dir,
+                      rc.model);
     lk_replica r = {0};
     lk_arch arch = rc.arch;
     arch.ctx = rc.in_shape.d[0];
-    lk_status st = open_gpt(&r, rc.model, &arch, rc.nclasses);
+    lk_status st = open_gpt(&r, rc.model, &spec, &arch, rc.nclasses);
     if (st == LK_OK) st = lk_checkpoint_load_weights(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path), r.model);
     const lk_model *m = r.model;
     gpt_params g = {0};
@@ -240,7 +250,7 @@ lk_status lk_convert_to_llmc(const char *dir_in, const char *bin, FILE *log)
     }
     if (st == LK_OK) {
         lk_arch used;
-        st = lk_arch_for(rc.model, &arch, &used); /* the heads and the GELU as built */
+        st = lk_spec_arch(spec, &arch, &used); /* the heads and the GELU as built */
         s.NH = used.heads;
         if (st == LK_OK && used.gelu != LK_GELU_TANH)
             st = LK_ERR(LK_ERR_ARG, "convert: %s uses the exact (erf) GELU, llm.c the tanh one: its activations "
@@ -266,6 +276,7 @@ lk_status lk_convert_to_llmc(const char *dir_in, const char *bin, FILE *log)
     lk_free(out);
     lk_free(g.blk);
     lk_replica_free(&r);
+    lk_spec_free(spec);
     return st;
 }
 

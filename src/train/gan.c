@@ -18,9 +18,9 @@ lk_status lk_gan_init(lk_gan *g, lk_replica *r)
     memset(g, 0, sizeof *g);
     lk_model *m = r->model;
     g->r = r;
-    g->split = LK_GAN_G_LAYERS;
-    if (m->nlayers <= g->split) return LK_ERR(LK_ERR_STATE, "gan: no discriminator after the generator");
-    g->d_end = m->layers[g->split]->param_offset + m->layers[g->split]->param_count;
+    g->split = lk_spec_gan_split(m);
+    if (g->split <= 0) return LK_ERR(LK_ERR_STATE, "gan: no discriminator after the generator");
+    g->d_end = lk_spec_gan_d_params(m);
     g->image = (int)lk_shape_numel(&m->layers[g->split]->in);
     const size_t B = (size_t)m->max_batch * sizeof(float);
     g->ones = lk_dev_alloc(r->dev, B);
@@ -56,8 +56,8 @@ static lk_status load_reals(lk_gan *g, const lk_dataset *d, const int32_t *idx, 
 /* z for n samples at global positions base.. into the model input */
 static lk_status latents(lk_gan *g, int n, uint64_t seed, uint64_t key, long base)
 {
-    return lk_randn(g->r->dev, lk_model_input(g->r->model), (size_t)n * LK_GAN_LATENT, seed, key,
-                    (uint64_t)base * LK_GAN_LATENT);
+    const size_t z = lk_shape_numel(&g->r->model->in_shape);
+    return lk_randn(g->r->dev, lk_model_input(g->r->model), (size_t)n * z, seed, key, (uint64_t)base * z);
 }
 
 /* BCE of D's logits against a target; with dout, the gradient times scale; adds n x the

@@ -46,7 +46,8 @@ typedef struct {
 } lk_gan_batch;
 
 /* The key of the latent codes of a step's discriminator (for_g 0) or generator (1) half:
- * z[i][j] = lk_rng_normal(model seed, LK_RNG_NOISE, key, (base + i) * LK_GAN_LATENT + j). */
+ * z[i][j] = lk_rng_normal(model seed, LK_RNG_NOISE, key, (base + i) * latent + j), latent the
+ * generator's input size (LK_GAN_LATENT for the built-in gan). */
 uint64_t lk_gan_z_key(long step, int for_g);
 
 /* One iteration: D on the real batch (target 1) and on as many generated images

@@ -122,15 +122,14 @@ lk_status lk_mem_plan_make(const lk_mem_inputs *in, lk_device *dev, lk_mem_plan 
 {
     lk_model *m = NULL;
     lk_status st = lk_model_create(&m, dev, &in->sample);
-    if (st == LK_OK) st = lk_zoo_build(in->model, m, in->nclasses, in->arch);
+    if (st == LK_OK) st = lk_spec_build(in->model, m, in->nclasses, in->arch);
     if (st == LK_OK) st = lk_model_set_recompute(m, in->recompute);
-    const lk_zoo_entry *z = lk_zoo_find(in->model);
+    const lk_zoo_entry *z = lk_spec_entry(in->model);
     if (st == LK_OK) st = lk_zoo_set_precision(m, z, in->precision, NULL);
     if (st == LK_OK) st = lk_model_build_ex(m, in->batch, LK_BUILD_DRY);
     if (st == LK_OK) {
         size_t split = m->nparams; /* a GAN: the discriminator's [0, split), the generator's after */
-        if (z->target == LK_TARGET_REAL && m->nlayers > LK_GAN_G_LAYERS)
-            split = m->layers[LK_GAN_G_LAYERS]->param_offset + m->layers[LK_GAN_G_LAYERS]->param_count;
+        if (z->target == LK_TARGET_REAL && lk_spec_gan_split(m) > 0) split = lk_spec_gan_d_params(m);
         compute(in, m, split, out);
     }
     lk_model_destroy(m);

@@ -36,7 +36,7 @@ typedef enum {
 } lk_mem_kind;
 
 typedef struct {
-    const char *model;     /* the zoo's name, its sizes, the data's sample shape and classes */
+    const lk_spec *model;  /* the model, its sizes, the data's sample shape and classes */
     const lk_arch *arch;
     lk_shape sample;
     int nclasses;

@@ -198,11 +198,11 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
     lk_buckets *feed = NULL;
     lk_status st = tl && f && b && u && ready && bb && ov && cb && ca ? LK_OK : LK_ERR(LK_ERR_NOMEM, "plan: out of memory");
     lk_arch arch;
-    if (st == LK_OK) st = lk_arch_for(t->model, &t->arch, &arch);
+    if (st == LK_OK) st = lk_spec_arch(t->spec, &t->arch, &arch);
     if (st == LK_OK) st = lk_data_open(t->data, "train", arch.ctx, &d);
     if (st == LK_OK && d.n < t->batch) st = LK_ERR(LK_ERR_ARG, "plan: %s has %d samples, fewer than --batch %d", t->data, d.n, t->batch);
     if (st == LK_OK)
-        st = lk_replica_open(&r, &(lk_replica_spec){"cpu", t->threads > 0 ? t->threads : 1, t->model, t->arch,
+        st = lk_replica_open(&r, &(lk_replica_spec){"cpu", t->threads > 0 ? t->threads : 1, t->spec, t->arch,
                                                     d.sample, d.nclasses, lk_dataset_ylen(&d), t->batch,
                                                     t->init, t->seed, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL,
                                                     (lk_dtype)t->precision, t->stochastic_round});
@@ -341,7 +341,26 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
     return st;
 }
 
-lk_status lk_plan(const lk_plan_opts *o, FILE *out)
+/* fn with o's model opened (where the caller has not: o->train.spec NULL) */
+static lk_status with_spec(const lk_plan_opts *o, FILE *out, lk_status (*fn)(const lk_plan_opts *, FILE *))
+{
+    if (o->train.spec) return fn(o, out);
+    lk_plan_opts p = *o;
+    lk_spec *s;
+    LK_CHECK(lk_train_open_spec(&o->train, &s));
+    p.train.spec = s;
+    p.train.model = lk_spec_name(s);
+    lk_status st = fn(&p, out);
+    lk_spec_free(s);
+    return st;
+}
+
+static lk_status plan_memory(const lk_plan_opts *o, FILE *out);
+static lk_status plan_time(const lk_plan_opts *o, FILE *out);
+lk_status lk_plan(const lk_plan_opts *o, FILE *out) { return with_spec(o, out, plan_time); }
+lk_status lk_plan_memory(const lk_plan_opts *o, FILE *out) { return with_spec(o, out, plan_memory); }
+
+static lk_status plan_time(const lk_plan_opts *o, FILE *out)
 {
     if (o->ranks < 1 || o->ranks > 1 << 20) return LK_ERR(LK_ERR_ARG, "--ranks must be 1..2^20 (got %d)", o->ranks);
     if (!(o->link_gbps > 0) || !(o->latency_us >= 0)) return LK_ERR(LK_ERR_ARG, "--link-gbps > 0 and --latency-us >= 0");
@@ -421,13 +440,13 @@ lk_status lk_plan(const lk_plan_opts *o, FILE *out)
     return LK_OK;
 }
 
-lk_status lk_plan_memory(const lk_plan_opts *o, FILE *out)
+static lk_status plan_memory(const lk_plan_opts *o, FILE *out)
 {
     const lk_train_opts *t = &o->train;
     if (o->ranks < 1 || o->ranks > 1 << 20) return LK_ERR(LK_ERR_ARG, "--ranks must be 1..2^20 (got %d)", o->ranks);
     const double runtime = lk_mem_rss(); /* this process stands for a rank's libraries */
     lk_arch arch;
-    LK_CHECK(lk_arch_for(t->model, &t->arch, &arch));
+    LK_CHECK(lk_spec_arch(t->spec, &t->arch, &arch));
     lk_dataset d[2];
     memset(d, 0, sizeof d);
     lk_device *dev = NULL;
@@ -437,7 +456,7 @@ lk_status lk_plan_memory(const lk_plan_opts *o, FILE *out)
     if (st == LK_OK) st = lk_device_open(&dev, t->device, t->threads);
     lk_mem_plan p;
     if (st == LK_OK) {
-        const lk_mem_inputs in = {t->model, &t->arch, d[0].sample, d[0].nclasses, t->batch,
+        const lk_mem_inputs in = {t->spec, &t->arch, d[0].sample, d[0].nclasses, t->batch,
                                   (lk_recompute)t->recompute, (lk_dtype)t->precision, t->optim.kind,
                                   t->zero, o->ranks, 0, o->ranks, (size_t)(t->bucket_mb * 1048576.0),
                                   t->shm && t->comm_progress != LK_PROGRESS_LAYERS && !t->sync_bn,

@@ -59,8 +59,11 @@ lk_status lk_predict(const char *named, const char *input, const char *device, i
     if (limit > 0 && limit < d.n) lk_dataset_truncate(&d, limit);
     lk_status s = LK_OK;
     char a[64], b[64];
-    const lk_zoo_entry *z = lk_zoo_find(rc.model);
-    if (z && (z->target != LK_TARGET_LABELS || rc.in_shape.ndim == 1))
+    lk_spec *spec = NULL;
+    s = lk_ckptdir_open_spec(dir, &rc, &spec);
+    const lk_zoo_entry *z = spec ? lk_spec_entry(spec) : NULL;
+    if (s != LK_OK) {
+    } else if (z->tokens || (z->target != LK_TARGET_LABELS || rc.in_shape.ndim == 1))
         s = LK_ERR(LK_ERR_ARG, "checkpoint %s holds a %s, not an image classifier: use lockstep sample", dir,
                    rc.model);
     else if (!lk_shape_equal(&d.sample, &rc.in_shape))
@@ -69,12 +72,13 @@ lk_status lk_predict(const char *named, const char *input, const char *device, i
     lk_replica r;
     memset(&r, 0, sizeof r);
     if (s == LK_OK)
-        s = lk_replica_open(&r, &(lk_replica_spec){device, threads, rc.model, rc.arch, rc.in_shape,
+        s = lk_replica_open(&r, &(lk_replica_spec){device, threads, spec, rc.arch, rc.in_shape,
                                                     rc.nclasses, 1, LK_MIN(d.n, 256),
                                                     LK_INIT_DEFAULT, 0, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL,
                                                     LK_F32, 0});
     if (s == LK_OK) s = run(dir, &rc, &d, &r, top, out);
     lk_replica_free(&r);
     lk_dataset_free(&d);
+    lk_spec_free(spec);
     return s;
 }

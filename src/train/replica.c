@@ -25,10 +25,9 @@ lk_status lk_replica_open(lk_replica *r, const lk_replica_spec *sp)
     memset(r, 0, sizeof *r);
     LK_CHECK(lk_device_open(&r->dev, sp->device, sp->threads));
     if (sp->check) LK_CHECK(sp->check(sp->check_user, r->dev));
-    const lk_zoo_entry *z = lk_zoo_find(sp->model);
-    if (!z) return lk_zoo_build(sp->model, NULL, 0, NULL); /* the error lists the known models */
+    const lk_zoo_entry *z = lk_spec_entry(sp->model);
     LK_CHECK(lk_model_create(&r->model, r->dev, &sp->sample));
-    LK_CHECK(lk_zoo_build(sp->model, r->model, sp->nclasses, &sp->arch));
+    LK_CHECK(lk_spec_build(sp->model, r->model, sp->nclasses, &sp->arch));
     r->zoo = z;
     r->ylen = sp->ylen > 0 ? sp->ylen : 1;
     const int batch = sp->batch;

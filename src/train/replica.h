@@ -11,7 +11,7 @@
 typedef struct {
     const char *device;    /* "auto", "cpu", "cuda:N" */
     int threads;
-    const char *model;     /* zoo name */
+    const lk_spec *model;  /* what to build (it outlives the replica: r->zoo is its entry) */
     lk_arch arch;          /* its sizes (0: defaults) */
     lk_shape sample;       /* per-sample input shape */
     int nclasses;          /* classes, or the vocabulary */
@@ -40,7 +40,7 @@ typedef struct {
     int32_t *y_host, *idx;
 } lk_replica;
 
-/* Opens the device, builds the zoo model for the spec's sample and classes at its
+/* Opens the device, builds the spec's model for the spec's sample and classes at its
  * batch, initialises it and allocates every buffer a step needs. */
 lk_status lk_replica_open(lk_replica *r, const lk_replica_spec *spec);
 void lk_replica_free(lk_replica *r);

@@ -36,6 +36,7 @@ typedef struct {
     long epoch_step;    /* optimizer steps taken in the epoch being trained */
     size_t grad_lo, grad_hi; /* the gradients the buckets reduce: all, or (--freeze) the span of
                                 the layers that train */
+    int new_head;            /* --new-head: the layer that starts afresh (head_layer) */
     int frozen_tensors;      /* --freeze: tensors kept as they are, and the parameters that train */
     size_t kept;
     char resumed_from[600]; /* the checkpoint --resume named (its latest step one) */

@@ -149,23 +149,29 @@ static lk_status sample_text(const lk_sample_opts *o, lk_replica *r, int vocab, 
     return st;
 }
 
+/* The index of a VAE's sampling layer; nlayers where there is none. */
+static int reparam_at(const lk_model *m)
+{
+    int k = 0;
+    while (k < m->nlayers && !lk_layer_is_reparam(m->layers[k])) k++;
+    return k;
+}
+
 /* images [count][h][w] (host, [0, 1]) of a model that makes them */
 static lk_status make_images(const lk_sample_opts *o, const lk_run_config *rc, lk_replica *r,
                              float *img, int per)
 {
     lk_model *m = r->model;
     const int B = m->max_batch;
-    if (!strcmp(rc->model, "gan")) {
+    const int k = reparam_at(m); /* a variational autoencoder's sampling layer */
+    if (r->zoo->target == LK_TARGET_REAL) {
         lk_gan g;
         LK_CHECK(lk_gan_init(&g, r));
         lk_status st = lk_gan_generate(&g, o->count, o->seed, img);
         lk_gan_free(&g);
         return st;
     }
-    if (!strcmp(rc->model, "vae")) { /* the decoder on z ~ N(0, 1) */
-        int k = 0;
-        while (k < m->nlayers && !lk_layer_is_reparam(m->layers[k])) k++;
-        if (k == m->nlayers) return LK_ERR(LK_ERR_STATE, "vae: no sampling layer");
+    if (k < m->nlayers) { /* a VAE: the decoder on z ~ N(0, 1) */
         const int z = m->layers[k]->out.d[0];
         for (int start = 0, n = 0; start < o->count; start += n) {
             n = LK_MIN(B, o->count - start);
@@ -200,42 +206,56 @@ static lk_status make_images(const lk_sample_opts *o, const lk_run_config *rc, l
     return st;
 }
 
-lk_status lk_sample(const lk_sample_opts *o, FILE *text)
+static lk_status sample_with(const lk_sample_opts *o, const char *dir, const lk_run_config *rc, const lk_spec *spec,
+                             int is_text, FILE *text)
 {
-    lk_run_config rc;
-    char path[600], dir[600];
-    LK_CHECK(lk_ckptdir_resolve(o->checkpoint, dir, sizeof dir)); /* (step checkpoints: the latest) */
-    LK_CHECK(lk_ckptdir_load_config(dir, &rc));
-    const int is_text = !strcmp(rc.model, "gpt");
-    const int is_image = !strcmp(rc.model, "gan") || !strcmp(rc.model, "vae") || !strcmp(rc.model, "autoencoder");
-    if (!is_text && !is_image)
-        return LK_ERR(LK_ERR_ARG, "checkpoint %s holds a %s, which generates nothing: use lockstep predict",
-                      dir, rc.model);
-    if (is_image && !o->out) return LK_ERR(LK_ERR_ARG, "sample: --out FILE.png is required for model %s", rc.model);
-    if (o->count < 1 || o->count > 4096) return LK_ERR(LK_ERR_ARG, "--count must be 1..4096 (got %d)", o->count);
-    if (is_image && (rc.in_shape.ndim != 3 || rc.in_shape.d[0] != 1))
-        return LK_ERR(LK_ERR_SHAPE, "sample: PNGs are grayscale; %s was trained on images of %d channels",
-                      rc.model, rc.in_shape.ndim == 3 ? rc.in_shape.d[0] : 0);
+    char path[600];
     lk_replica r;
     memset(&r, 0, sizeof r);
-    lk_status st = lk_replica_open(&r, &(lk_replica_spec){o->device, o->threads, rc.model, rc.arch, rc.in_shape,
-                                                          rc.nclasses, 1, is_text ? 1 : LK_MIN(o->count, 64),
+    lk_status st = lk_replica_open(&r, &(lk_replica_spec){o->device, o->threads, spec, rc->arch, rc->in_shape,
+                                                          rc->nclasses, 1, is_text ? 1 : LK_MIN(o->count, 64),
                                                           LK_INIT_DEFAULT, 0, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL, LK_F32, 0});
     if (st == LK_OK)
         st = lk_checkpoint_load_weights(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path),
                                         r.model);
-    if (st == LK_OK && is_text) st = sample_text(o, &r, rc.nclasses, text);
-    if (st == LK_OK && is_image) {
-        const int h = rc.in_shape.d[1], w = rc.in_shape.d[2], per = h * w;
-        const int ae = !strcmp(rc.model, "autoencoder"), cols = ae ? LK_MIN(o->count, 16) : (int)ceil(sqrt(o->count));
+    if (st == LK_OK && is_text) st = sample_text(o, &r, rc->nclasses, text);
+    if (st == LK_OK && !is_text) {
+        const int h = rc->in_shape.d[1], w = rc->in_shape.d[2], per = h * w;
+        const int ae = r.zoo->target == LK_TARGET_INPUT && reparam_at(r.model) == r.model->nlayers, cols = ae ? LK_MIN(o->count, 16) : (int)ceil(sqrt(o->count));
         const int slots = ae ? 2 * cols * ((o->count + cols - 1) / cols) : o->count;
         float *img = lk_calloc((size_t)slots * per, sizeof *img);
-        st = img ? make_images(o, &rc, &r, img, per) : LK_ERR(LK_ERR_NOMEM, "sample: out of memory");
+        st = img ? make_images(o, rc, &r, img, per) : LK_ERR(LK_ERR_NOMEM, "sample: out of memory");
         if (st == LK_OK) st = lk_png_write_grid(o->out, img, slots, h, w, cols);
         if (st == LK_OK) fprintf(text, "wrote %s (%d image%s of %dx%d%s)\n", o->out, o->count,
                                  o->count == 1 ? "" : "s", h, w, ae ? ", above their reconstructions" : "");
         lk_free(img);
     }
     lk_replica_free(&r);
+    return st;
+}
+
+lk_status lk_sample(const lk_sample_opts *o, FILE *text)
+{
+    lk_run_config rc;
+    char dir[600];
+    LK_CHECK(lk_ckptdir_resolve(o->checkpoint, dir, sizeof dir)); /* (step checkpoints: the latest) */
+    LK_CHECK(lk_ckptdir_load_config(dir, &rc));
+    lk_spec *spec;
+    LK_CHECK(lk_ckptdir_open_spec(dir, &rc, &spec));
+    const lk_zoo_entry *z = lk_spec_entry(spec);
+    const int is_text = z->tokens && z->target == LK_TARGET_LABELS, is_image = z->target != LK_TARGET_LABELS;
+    lk_status st = LK_OK;
+    if (!is_text && !is_image)
+        st = LK_ERR(LK_ERR_ARG, "checkpoint %s holds a %s, which generates nothing: use lockstep predict", dir,
+                    rc.model);
+    else if (is_image && !o->out)
+        st = LK_ERR(LK_ERR_ARG, "sample: --out FILE.png is required for model %s", rc.model);
+    else if (o->count < 1 || o->count > 4096)
+        st = LK_ERR(LK_ERR_ARG, "--count must be 1..4096 (got %d)", o->count);
+    else if (is_image && (rc.in_shape.ndim != 3 || rc.in_shape.d[0] != 1))
+        st = LK_ERR(LK_ERR_SHAPE, "sample: PNGs are grayscale; %s was trained on images of %d channels", rc.model,
+                    rc.in_shape.ndim == 3 ? rc.in_shape.d[0] : 0);
+    if (st == LK_OK) st = sample_with(o, dir, &rc, spec, is_text, text);
+    lk_spec_free(spec);
     return st;
 }

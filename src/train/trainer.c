@@ -20,7 +20,6 @@ lk_train_opts lk_train_defaults(void)
 {
     lk_train_opts o;
     memset(&o, 0, sizeof o);
-    o.model = "cnn";
     o.data = "fashion-mnist";
     o.epochs = 1;
     o.batch = 64;
@@ -368,6 +367,20 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
     return LK_OK;
 }
 
+lk_status lk_train_open_spec(const lk_train_opts *o, lk_spec **out)
+{
+    *out = NULL;
+    if (o->model && o->model_file)
+        return LK_ERR(LK_ERR_ARG, "--model %s and --model-file %s: one or the other", o->model, o->model_file);
+    if (o->model_file) return lk_spec_load(o->model_file, out);
+    if (o->model || !o->resume_dir) return lk_spec_builtin(o->model ? o->model : "cnn", out);
+    char dir[600]; /* the model --resume's checkpoint holds */
+    lk_run_config rc;
+    LK_CHECK(lk_ckptdir_resolve(o->resume_dir, dir, sizeof dir));
+    LK_CHECK(lk_ckptdir_load_config(dir, &rc));
+    return lk_ckptdir_open_spec(dir, &rc, out);
+}
+
 lk_status lk_train(const lk_train_opts *o, lk_train_result *res)
 {
     run_state s;
@@ -380,9 +393,16 @@ lk_status lk_train(const lk_train_opts *o, lk_train_result *res)
     if (o->accum < 1) return LK_ERR(LK_ERR_ARG, "--accum must be at least 1 (got %d)", o->accum);
     if (!(o->bucket_mb > 0)) return LK_ERR(LK_ERR_ARG, "--bucket-mb must be positive");
     if (!(o->comm_timeout > 0)) return LK_ERR(LK_ERR_ARG, "--comm-timeout must be positive");
-    if (!lk_zoo_find(o->model)) return lk_zoo_build(o->model, NULL, 0, NULL); /* names the known ones */
-    lk_status st = train_run(o, &s, res);
+    lk_spec *own = NULL;
+    lk_train_opts oo = *o;
+    if (!oo.spec) {
+        LK_CHECK(lk_train_open_spec(o, &own));
+        oo.spec = own;
+    }
+    oo.model = lk_spec_name(oo.spec);
+    lk_status st = train_run(&oo, &s, res);
     lk_trainer_free(&s);
+    lk_spec_free(own);
     return st;
 }
 
@@ -396,21 +416,26 @@ lk_status lk_eval_checkpoint(const char *named, const char *data_spec, const cha
     lk_dataset d;
     memset(&d, 0, sizeof d);
     lk_arch arch;
-    LK_CHECK(lk_arch_for(rc.model, &rc.arch, &arch));
-    LK_CHECK(lk_data_open(data_spec ? data_spec : rc.data, "test", arch.ctx, &d));
+    lk_spec *spec;
+    LK_CHECK(lk_ckptdir_open_spec(dir, &rc, &spec));
+    lk_status st = lk_spec_arch(spec, &rc.arch, &arch);
+    if (st == LK_OK) st = lk_data_open(data_spec ? data_spec : rc.data, "test", arch.ctx, &d);
+    if (st != LK_OK) {
+        lk_spec_free(spec);
+        return st;
+    }
     lk_replica r;
     memset(&r, 0, sizeof r);
-    lk_status st = LK_OK;
     char a[64], b[64];
     if (!lk_shape_equal(&d.sample, &rc.in_shape))
         st = LK_ERR(LK_ERR_SHAPE, "checkpoint %s expects samples %s but %s has %s", dir,
                     lk_shape_str(&rc.in_shape, a, sizeof a), d.source,
                     lk_shape_str(&d.sample, b, sizeof b));
-    else if (d.nclasses != rc.nclasses)
+    else if (d.nclasses > rc.nclasses || (lk_dataset_ylen(&d) > 1 && d.nclasses != rc.nclasses))
         st = LK_ERR(LK_ERR_SHAPE, "checkpoint %s has %d classes but %s has %d", dir, rc.nclasses,
                     d.source, d.nclasses);
     if (st == LK_OK)
-        st = lk_replica_open(&r, &(lk_replica_spec){device, threads, rc.model, rc.arch, rc.in_shape,
+        st = lk_replica_open(&r, &(lk_replica_spec){device, threads, spec, rc.arch, rc.in_shape,
                                                     rc.nclasses, lk_dataset_ylen(&d), batch,
                                                     LK_INIT_DEFAULT, 0, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL, LK_F32, 0});
     if (st == LK_OK)
@@ -426,5 +451,6 @@ lk_status lk_eval_checkpoint(const char *named, const char *data_spec, const cha
     lk_gan_free(&gan);
     lk_replica_free(&r);
     lk_dataset_free(&d);
+    lk_spec_free(spec);
     return st;
 }

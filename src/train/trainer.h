@@ -9,7 +9,9 @@
 #include "../models/zoo.h"
 
 typedef struct {
-    const char *model;        /* zoo name */
+    const char *model;        /* a built-in model's name (NULL: --resume's checkpoint's model, else cnn) */
+    const char *model_file;   /* --model-file: a spec file instead (NULL: none) */
+    const lk_spec *spec;      /* the model; lk_train sets it from the three above where it is NULL */
     lk_arch arch;             /* its sizes: --layers --heads --dim --ctx (0: defaults) */
     const char *data;         /* --data SPEC */
     int epochs;               /* used when steps == 0 */
@@ -27,6 +29,8 @@ typedef struct {
     int force_resume;         /* resume although the schedule or the data changed */
     const char *init_from;    /* start from this checkpoint's weights, with a fresh optimizer and
                                  schedule (fine-tuning; NULL: the model's initialisation) */
+    int new_head;             /* --init-from but the head (the last layer with weights), which starts
+                                 fresh for the data's classes */
     const char *freeze;       /* parameters no step changes: comma-separated name patterns (NULL: none) */
     int nan_policy;           /* lk_nan_policy: a non-finite loss or gradient stops (0) or is skipped */
     long max_skips;           /* skipped steps in a row before stopping */
@@ -61,7 +65,7 @@ typedef struct {
     long local_start;         /* ... after this many data-parallel steps (average.h) */
 } lk_train_opts;
 
-/* Defaults: cnn, fashion-mnist, 1 epoch, batch 64, momentum lr 0.01 ... */
+/* Defaults: (cnn), fashion-mnist, 1 epoch, batch 64, momentum lr 0.01 ... */
 lk_train_opts lk_train_defaults(void);
 
 typedef struct {
@@ -75,6 +79,9 @@ typedef struct {
 } lk_train_result;
 
 lk_status lk_train(const lk_train_opts *o, lk_train_result *res);
+/* The model o names: --model-file's spec, the built-in --model, or (neither given) the one
+ * --resume's checkpoint holds, else cnn. */
+lk_status lk_train_open_spec(const lk_train_opts *o, lk_spec **out);
 
 /* Evaluates a saved checkpoint on a dataset split ("test" unless the spec says). */
 typedef struct {

@@ -40,7 +40,8 @@ static void fill_run_config(lk_run_config *rc, const lk_train_opts *o, const lk_
 {
     memset(rc, 0, sizeof *rc);
     snprintf(rc->model, sizeof rc->model, "%s", o->model);
-    if (lk_arch_for(o->model, &o->arch, &rc->arch) != LK_OK) rc->arch = o->arch; /* (checked at start) */
+    if (lk_spec_arch(o->spec, &o->arch, &rc->arch) != LK_OK) rc->arch = o->arch; /* (checked at start) */
+    rc->spec = o->spec;
     snprintf(rc->data, sizeof rc->data, "%s", o->data);
     rc->in_shape = d->sample;
     rc->nclasses = d->nclasses;
@@ -108,9 +109,12 @@ void lk_trainer_free(run_state *s)
 static lk_status open_data(const lk_train_opts *o, run_state *s)
 {
     lk_arch arch; /* token data come in windows of its context */
-    LK_CHECK(lk_arch_for(o->model, &o->arch, &arch));
+    LK_CHECK(lk_spec_arch(o->spec, &o->arch, &arch));
     LK_CHECK(lk_data_open(o->data, "train", arch.ctx, &s->train));
     LK_CHECK(lk_data_open(o->data, "test", arch.ctx, &s->val));
+    if (s->val.nclasses > s->train.nclasses) /* (a set whose classes its labels tell) */
+        return LK_ERR(LK_ERR_SHAPE, "%s: the test split has %d classes, the training split %d", o->data,
+                      s->val.nclasses, s->train.nclasses);
     if (o->train_limit > 0 && o->train_limit < s->train.n) lk_dataset_truncate(&s->train, o->train_limit);
     if (o->val_limit > 0 && o->val_limit < s->val.n) lk_dataset_truncate(&s->val, o->val_limit);
     return LK_OK;
@@ -146,6 +150,22 @@ static void resume_changes(const lk_run_config *rc, const lk_train_opts *o, cons
     if (why[0]) memmove(why, why + 2, strlen(why + 2) + 1);
 }
 
+/* The checkpoint in dir holds the run's model: its name, and its spec where it keeps one. */
+static lk_status same_model(const lk_train_opts *o, const char *dir, const lk_run_config *rc, const char *flag)
+{
+    if (strcmp(rc->model, o->model))
+        return LK_ERR(LK_ERR_ARG, "%s %s holds model '%s' but the run's is '%s' (--model, --model-file)", flag, dir,
+                      rc->model, o->model);
+    lk_spec *saved;
+    LK_CHECK(lk_ckptdir_open_spec(dir, rc, &saved));
+    const int same = !strcmp(lk_spec_text(saved), lk_spec_text(o->spec));
+    lk_spec_free(saved);
+    if (!same)
+        return LK_ERR(LK_ERR_ARG, "%s %s holds a model '%s' whose spec (its model.json) differs from the run's", flag,
+                      dir, rc->model);
+    return LK_OK;
+}
+
 /* Restores weights, optimizer state and position (epoch, and the step in it) from a
  * checkpoint directory, or a directory of step checkpoints' latest. */
 static lk_status resume(const lk_train_opts *o, run_state *s, int *epoch, long *step)
@@ -155,9 +175,7 @@ static lk_status resume(const lk_train_opts *o, run_state *s, int *epoch, long *
     LK_CHECK(lk_ckptdir_resolve(o->resume_dir, s->resumed_from, sizeof s->resumed_from));
     const char *dir = s->resumed_from;
     LK_CHECK(lk_ckptdir_load_config(dir, &rc));
-    if (strcmp(rc.model, o->model))
-        return LK_ERR(LK_ERR_ARG, "--resume %s holds model '%s' but --model is '%s'", dir,
-                      rc.model, o->model);
+    LK_CHECK(same_model(o, dir, &rc, "--resume"));
     if (rc.optim.kind != s->opt->cfg.kind)
         return LK_ERR(LK_ERR_ARG, "--resume %s was trained with --optim %s, not %s", dir,
                       lk_optim_name(rc.optim.kind), lk_optim_name(s->opt->cfg.kind));
@@ -181,18 +199,43 @@ static lk_status resume(const lk_train_opts *o, run_state *s, int *epoch, long *
     return LK_OK;
 }
 
+/* --new-head: the model's head, the last layer with weights of its own, which keeps its
+ * fresh initialisation (-1 with an error where the output comes from a tied head). */
+static int head_layer(const lk_model *m)
+{
+    int head = -1;
+    for (int i = 0; i < m->nlayers; i++) {
+        const lk_layer *l = m->layers[i];
+        if (l->grads_into) {
+            LK_ERR(LK_ERR_ARG, "--new-head: the model's output comes from layer %d (%s), tied to layer %d's "
+                               "weights: there is no head of its own to replace", i, l->vt->type, l->grads_into->index);
+            return -1;
+        }
+        for (int j = 0; j < l->nparams; j++)
+            if (!l->params[j].buffer) head = i;
+    }
+    if (head < 0) LK_ERR(LK_ERR_ARG, "--new-head: the model has no weights");
+    return head;
+}
+
 /* --init-from: the weights of a checkpoint of the same model (names and shapes checked
- * one by one), nothing else of its run: step 0, a fresh optimizer and schedule. */
+ * one by one), nothing else of its run: step 0, a fresh optimizer and schedule; with
+ * --new-head all but the head's, which starts fresh for the data's classes. */
 static lk_status init_from(const lk_train_opts *o, run_state *s)
 {
     char dir[600], path[700];
     lk_run_config rc;
     LK_CHECK(lk_ckptdir_resolve(o->init_from, dir, sizeof dir));
     LK_CHECK(lk_ckptdir_load_config(dir, &rc));
-    if (strcmp(rc.model, o->model))
-        return LK_ERR(LK_ERR_ARG, "--init-from %s holds model '%s' but --model is '%s'", dir, rc.model, o->model);
-    lk_status st = lk_checkpoint_load_weights(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path),
-                                              s->r.model);
+    LK_CHECK(same_model(o, dir, &rc, "--init-from"));
+    const int head = o->new_head ? head_layer(s->r.model) : -1;
+    if (o->new_head && head < 0) return LK_ERR_ARG;
+    if (!o->new_head && rc.nclasses != s->train.nclasses)
+        return LK_ERR(LK_ERR_SHAPE, "--init-from %s was trained for %d classes, %s has %d (--new-head replaces "
+                                    "the model's head)", dir, rc.nclasses, o->data, s->train.nclasses);
+    s->new_head = head;
+    lk_status st = lk_checkpoint_load_weights_but(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path),
+                                                  s->r.model, head);
     if (st != LK_OK) {
         char why[700];
         snprintf(why, sizeof why, "%s", lk_error_message());
@@ -248,6 +291,7 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
 {
     lk_agreement a = {0};
     lk_agree_add_str(&a, "--model", o->model);
+    lk_agree_add_str(&a, "the model's spec", lk_spec_text(o->spec));
     lk_agree_add_model(&a, s->r.model);
     lk_agree_add_str(&a, "--data", o->data);
     lk_agree_add(&a, "training samples", &s->train.n, sizeof s->train.n);
@@ -400,7 +444,7 @@ static lk_status plan_memory(void *user, lk_device *dev)
     if (dev->ops->mem_info) dev->ops->mem_info(dev, &held, &used, &total);
     s->runtime_bytes = LK_MAX(0.0, lk_mem_rss() - s->data_bytes - (double)held);
     lk_progress_mode mode = o->sync_bn ? LK_PROGRESS_LAYERS : lk_progress_resolve(c, o->comm_progress);
-    const lk_mem_inputs in = {o->model, &o->arch, s->train.sample, s->train.nclasses, o->batch,
+    const lk_mem_inputs in = {o->spec, &o->arch, s->train.sample, s->train.nclasses, o->batch,
                               (lk_recompute)o->recompute, (lk_dtype)o->precision, o->optim.kind, o->zero, c->world, c->rank, c->local_world,
                               (size_t)(o->bucket_mb * 1048576.0),
                               o->shm && mode == LK_PROGRESS_THREAD && dev->host_addressable,
@@ -429,7 +473,7 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     s->opts = o;
     s->prog = prog;
     LK_CHECK(parse_fault(s));
-    if (!strcmp(o->model, "gan") && o->skip_spikes > 0)
+    if (lk_spec_entry(o->spec)->target == LK_TARGET_REAL && o->skip_spikes > 0)
         return LK_ERR(LK_ERR_ARG, "--skip-spikes is not for the gan: its two losses pull against each other, "
                                   "a rise in one is no spike (--nan-policy stop and skip are)");
     if (o->powersgd_rank > 0 && (o->nan_policy == LK_NAN_SKIP || o->skip_spikes > 0))
@@ -438,6 +482,8 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     if (o->resume_dir && o->init_from)
         return LK_ERR(LK_ERR_ARG, "--resume continues a run and --init-from starts a new one from its weights: "
                                   "give one of them");
+    if (o->new_head && !o->init_from)
+        return LK_ERR(LK_ERR_ARG, "--new-head replaces the head of --init-from's model: give --init-from DIR");
     if ((o->save_every > 0 || o->keep > 0) && !o->save_dir)
         return LK_ERR(LK_ERR_ARG, "--save-every and --keep need --save DIR (where the step checkpoints go)");
     /* under mpirun stdout is a pseudo-terminal even when the job's output goes to a
@@ -454,7 +500,7 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     LK_CHECK(open_data(o, s));
     s->data_bytes = LK_MAX(0.0, lk_mem_rss() - before_data);
     int threads = o->threads > 0 ? o->threads : s->binding.ncores;
-    LK_CHECK(lk_replica_open(&s->r, &(lk_replica_spec){dev, threads, o->model, o->arch,
+    LK_CHECK(lk_replica_open(&s->r, &(lk_replica_spec){dev, threads, o->spec, o->arch,
                                                       s->train.sample, s->train.nclasses,
                                                       lk_dataset_ylen(&s->train), o->batch,
                                                       o->init, o->seed, LK_BUILD_NO_GRADS,
@@ -597,6 +643,9 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
                                         : "MPI: exchange, add, all-gather");
     if (o->init_from)
         lk_progress_line(prog, "weights from %s (--init-from: a fresh optimizer and schedule)", s->resumed_from);
+    if (o->new_head)
+        lk_progress_line(prog, "--new-head: layer %d (%s) starts afresh for %d classes", s->new_head,
+                         m->layers[s->new_head]->vt->type, s->train.nclasses);
     if (o->freeze)
         lk_progress_line(prog, "--freeze %s: %d tensors kept as they are, %zu parameters train; gradients "
                          "[%zu, %zu) of %zu reduced", o->freeze, s->frozen_tensors, s->kept, s->grad_lo, s->grad_hi,

@@ -284,13 +284,34 @@ def llmc():
     }
 
 
+def spec():
+    """Model specs (the first byte: the sample shape and the classes), from the built-in
+    ones (src/models/specs) and a few bad ones."""
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src", "models", "specs")
+    out = {}
+    for name in sorted(os.listdir(here)):
+        text = open(os.path.join(here, name), "rb").read()
+        first = {"gpt": 1, "gpt2": 1, "lstm": 0, "gru": 2, "gan": 0}.get(name.split("-")[0].split(".")[0], 0)
+        out["builtin-" + name] = bytes([first | 9 << 2]) + text
+    out["cycle"] = b"\0" + b'{"name": "c", "blocks": {"a": [{"type": "block", "name": "b"}], "b": [{"type": "block", ' \
+        b'"name": "a"}]}, "layers": [{"type": "block", "name": "a"}]}'
+    out["expressions"] = b"\3" + b'{"name": "e", "vars": {"w": "2 * h", "h": "sqrt(16) * classes"}, "layers": [' \
+        b'{"type": "linear", "out": "w / 2 + shape(-1) - 784", "init": {"std": "0.02 / sqrt(w)"}}]}'
+    out["nested-repeat"] = b"\3" + b'{"name": "r", "layers": [{"type": "repeat", "times": 3, "layers": [' \
+        b'{"type": "residual", "layers": [{"type": "linear", "out": 784}, {"type": "tanh"}]}]}]}'
+    out["gan-reshape"] = b"\0" + b'{"name": "g", "latent": 8, "generator": [{"type": "linear", "out": "input"}, ' \
+        b'{"type": "reshape", "shape": [1, 28, -1]}], "discriminator": [{"type": "conv2d", "out": 2, "kernel": 3}, ' \
+        b'{"type": "flatten"}, {"type": "linear", "out": 1}]}'
+    return out
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = sys.argv[1]
     valid_config = CONFIG
     sets = {"idx": idx(), "cifar": cifar(), "shard": shards(), "text": text(), "safetensors": safetensors(),
-            "config": config(valid_config), "image": image(), "bpe": bpe(), "llmc": llmc()}
+            "config": config(valid_config), "image": image(), "bpe": bpe(), "llmc": llmc(), "spec": spec()}
     for target, seeds in sets.items():
         os.makedirs(os.path.join(out, target), exist_ok=True)
         for name, data in seeds.items():

@@ -230,7 +230,11 @@ static lk_status run(const args *a, dump *d)
     memset(&r, 0, sizeof r);
     lk_optim *opt = NULL;
     lk_arch arch;
-    lk_status st = lk_arch_for(a->model, &a->arch, &arch);
+    lk_spec *spec = NULL; /* a built-in model, or a spec file (NAME.json) */
+    const size_t len = strlen(a->model);
+    lk_status st = len > 5 && !strcmp(a->model + len - 5, ".json") ? lk_spec_load(a->model, &spec)
+                                                                    : lk_spec_builtin(a->model, &spec);
+    if (st == LK_OK) st = lk_spec_arch(spec, &a->arch, &arch);
     if (st == LK_OK) st = lk_data_open(a->data, "train", arch.ctx, &ds);
     if (st == LK_OK && ds.n < (a->steps + 1) * a->batch)
         st = LK_ERR(LK_ERR_ARG, "%s has %d samples, fewer than %d", a->data, ds.n,
@@ -238,7 +242,7 @@ static lk_status run(const args *a, dump *d)
     lk_init_kind init = LK_INIT_DEFAULT;
     if (st == LK_OK) st = lk_init_parse(a->init, &init);
     if (st == LK_OK)
-        st = lk_replica_open(&r, &(lk_replica_spec){"cpu", 1, a->model, a->arch, ds.sample, ds.nclasses,
+        st = lk_replica_open(&r, &(lk_replica_spec){"cpu", 1, spec, a->arch, ds.sample, ds.nclasses,
                                                     lk_dataset_ylen(&ds), a->batch, init, a->seed, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL,
                                                     a->precision, 0});
     lk_model *m = r.model;
@@ -291,6 +295,7 @@ static lk_status run(const args *a, dump *d)
     lk_optim_destroy(opt);
     lk_replica_free(&r);
     lk_dataset_free(&ds);
+    lk_spec_free(spec);
     return st;
 }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Loads a lockstep checkpoint into the PyTorch twin of its model (bench/torch_ref.py)
 with load_state_dict(strict=True), so every name and shape must match PyTorch's,
-evaluates it on the Fashion-MNIST test set and prints {"test_loss", "test_acc"}."""
+evaluates it on the Fashion-MNIST test set and prints {"test_loss", "test_acc"}. The
+twin is the nn.Sequential the checkpoint's spec (model.json) maps to where it maps to one,
+else the built-in model's of that name."""
 import json
 import os
 import struct
@@ -31,7 +33,12 @@ def read_safetensors(path):
 def main():
     ckpt = sys.argv[1]
     config = json.load(open(os.path.join(ckpt, "config.json")))
-    model = torch_ref.build_model(config["model"])
+    model = None
+    spec_path = os.path.join(ckpt, "model.json")
+    if os.path.exists(spec_path):
+        model = torch_ref.build_from_spec(json.load(open(spec_path)), config["input_shape"], config["classes"])
+    if model is None:
+        model = torch_ref.build_model(config["model"])
     model.load_state_dict(read_safetensors(os.path.join(ckpt, "model.safetensors")), strict=True)
     x, y = torch_ref.load_split(torch_ref.DEFAULT_DATA_DIR, "t10k")
     loss, acc = torch_ref.evaluate(model, x, y)

@@ -17,7 +17,7 @@ enum { NPARAMS = 100352 + 128 + 1280 + 16 };
 
 static lk_mem_plan plan_in(int zero, int rank, int shm, lk_dtype precision)
 {
-    const lk_mem_inputs in = {"mlp", NULL, {3, {1, 28, 28}}, 10, 4, LK_RECOMPUTE_NONE, precision,
+    const lk_mem_inputs in = {tu_builtin("mlp"), NULL, {3, {1, 28, 28}}, 10, 4, LK_RECOMPUTE_NONE, precision,
                               LK_OPT_ADAM, zero, 2, rank, 2, 1 << 20, shm, 1000.0, 2000.0, 0.0, LK_F32, 0};
     lk_mem_plan p;
     TU_OK(lk_mem_plan_make(&in, tu_cpu(), &p));
@@ -88,7 +88,7 @@ static void test_by_hand(void **state)
 static void test_powersgd(void **state)
 {
     (void)state;
-    lk_mem_inputs in = {"mlp", NULL, {3, {1, 28, 28}}, 10, 4, LK_RECOMPUTE_NONE, LK_F32,
+    lk_mem_inputs in = {tu_builtin("mlp"), NULL, {3, {1, 28, 28}}, 10, 4, LK_RECOMPUTE_NONE, LK_F32,
                         LK_OPT_ADAM, 0, 2, 0, 2, 1 << 20, 0, 1000.0, 2000.0, 0.0, LK_F32, 0};
     lk_mem_plan a, b;
     TU_OK(lk_mem_plan_make(&in, tu_cpu(), &a));
@@ -108,7 +108,7 @@ static void test_powersgd(void **state)
 static void test_does_not_fit(void **state)
 {
     (void)state;
-    const lk_mem_inputs in = {"mlp", NULL, {3, {1, 28, 28}}, 10, 1 << 27, LK_RECOMPUTE_NONE, LK_F32,
+    const lk_mem_inputs in = {tu_builtin("mlp"), NULL, {3, {1, 28, 28}}, 10, 1 << 27, LK_RECOMPUTE_NONE, LK_F32,
                               LK_OPT_ADAM, 0, 1, 0, 1, 1 << 20, 0, 0.0, 0.0, 0.0, LK_F32, 0};
     lk_mem_plan p;
     TU_OK(lk_mem_plan_make(&in, tu_cpu(), &p));

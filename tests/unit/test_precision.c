@@ -521,7 +521,7 @@ static void test_set_precision(void **state)
     const tu_zoo_spec g = {"gpt", {1, {32}}, 61, {1, 2, 32, 32, LK_GELU_DEFAULT}, 2};
     TU_OK(lk_model_create(&m, tu_cpu(), &g.sample));
     TU_OK(lk_zoo_build(g.name, m, g.classes, &g.arch));
-    TU_OK(lk_zoo_set_precision(m, lk_zoo_find("gpt"), LK_BF16, NULL));
+    TU_OK(lk_zoo_set_precision(m, lk_spec_entry(tu_builtin("gpt")), LK_BF16, NULL));
     TU_OK(lk_model_build_ex(m, g.batch, LK_BUILD_DRY));
     assert_int_equal(lk_model_act_type(m, m->nlayers), tu_cpu()->bf16_emulated ? LK_F32 : LK_BF16);
     printf("bf16 products %s: the trainer's gpt logits in %s\n", tu_cpu()->bf16_emulated ? "emulated" : "native",

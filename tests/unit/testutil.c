@@ -4,6 +4,7 @@
 #include "comm/comm.h"
 #include "core/layers.h"
 #include "core/model.h"
+#include "models/spec.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 static lk_device *tu_dev;
 static char tu_dir[512];
 static int tu_registered;
+static lk_spec *tu_specs[32];
 
 static void tu_cleanup(void);
 static void tu_register(void)
@@ -25,6 +27,7 @@ static void tu_cleanup(void)
 {
     if (tu_dev) lk_device_close(tu_dev);
     tu_dev = NULL;
+    for (int i = 0; i < 32; i++) lk_spec_free(tu_specs[i]), tu_specs[i] = NULL;
     if (tu_dir[0]) {
         char cmd[600];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", tu_dir);
@@ -42,6 +45,19 @@ lk_device *tu_cpu(void)
         tu_register();
     }
     return tu_dev;
+}
+
+const struct lk_spec *tu_builtin(const char *name)
+{
+    int i = 0;
+    for (; i < 32 && tu_specs[i]; i++)
+        if (!strcmp(lk_spec_name(tu_specs[i]), name)) return tu_specs[i];
+    if (i == 32 || lk_spec_builtin(name, &tu_specs[i]) != LK_OK) {
+        fprintf(stderr, "built-in model %s: %s\n", name, lk_error_message());
+        abort();
+    }
+    tu_register();
+    return tu_specs[i];
 }
 
 const char *tu_tmpdir(void)

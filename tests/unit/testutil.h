@@ -16,6 +16,9 @@
 lk_device *tu_cpu(void);
 /* A fresh temporary directory under $TMPDIR (removed at exit). */
 const char *tu_tmpdir(void);
+/* The built-in model's spec, kept until the test exits. */
+struct lk_spec;
+const struct lk_spec *tu_builtin(const char *name);
 /* Writes bytes to tu_tmpdir()/name and returns that path (a ring of 64 buffers). */
 const char *tu_write(const char *name, const void *bytes, size_t n);
 /* A CPU device (*dev, its vtable in *ops) that claims the bytes [lo, lo + bytes) as memory
