@@ -2,6 +2,7 @@
  * the shape each layer gets, every error naming the layer, its text and its input. */
 #include "spec_impl.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@ typedef struct {
     lk_arch a;
     double input; /* elements of the data's sample */
     long visits;
+    int depth; /* lists within lists as built (blocks referring to blocks included) */
     struct {
         const char *id;
         lk_layer *l;
@@ -57,12 +59,15 @@ typedef struct {
     const bctx *b;
     int single; /* each step rounded to float (float fields: the same value C's float arithmetic gives) */
     int depth;  /* vars holding expressions, nested */
+    int nest;   /* parentheses and signs, nested (bounded: no stack to exhaust) */
     char err[160];
 } expr;
 
 static double ex_sum(expr *e);
 
-static double rnd(const expr *e, double v) { return e->single ? (double)(float)v : v; }
+/* v as the nearest float (a value beyond float's range: an infinity, which the ranges refuse) */
+static double f32(double v) { return fabs(v) > FLT_MAX ? (v > 0 ? INFINITY : -INFINITY) : (double)(float)v; }
+static double rnd(const expr *e, double v) { return e->single ? f32(v) : v; }
 
 static void ex_space(expr *e)
 {
@@ -106,17 +111,21 @@ static double ex_atom(expr *e)
 {
     ex_space(e);
     const char *p = e->p;
+    if ((*p == '(' || *p == '-') && e->nest >= 64) return ex_fail(e, "nested more than 64 deep%s", "");
     if (*p == '(') {
-        e->p++;
+        e->p++, e->nest++;
         double v = ex_sum(e);
+        e->nest--;
         ex_space(e);
         if (*e->p != ')') return ex_fail(e, "expected ')' at '%s'", e->p);
         e->p++;
         return v;
     }
     if (*p == '-') {
-        e->p++;
-        return -ex_atom(e);
+        e->p++, e->nest++;
+        double v = -ex_atom(e);
+        e->nest--;
+        return v;
     }
     if ((*p >= '0' && *p <= '9') || *p == '.') {
         char *end;
@@ -131,8 +140,10 @@ static double ex_atom(expr *e)
         name[n] = 0;
         ex_space(e);
         if (*e->p != '(') return ex_name(e, name);
-        e->p++;
+        if (e->nest >= 64) return ex_fail(e, "nested more than 64 deep%s", "");
+        e->p++, e->nest++;
         double arg = ex_sum(e);
+        e->nest--;
         ex_space(e);
         if (*e->p != ')') return ex_fail(e, "expected ')' at '%s'", e->p);
         e->p++;
@@ -142,10 +153,9 @@ static double ex_atom(expr *e)
         }
         if (!strcmp(name, "shape")) {
             lk_shape in = lk_model_out_shape(e->b->m);
-            int i = (int)arg;
-            if (i < 0) i += in.ndim;
-            if (arg != floor(arg) || i < 0 || i >= in.ndim)
+            if (arg != floor(arg) || arg < -in.ndim || arg >= in.ndim) /* (before the cast: any double comes) */
                 return ex_fail(e, "shape(i): i is an axis of the layer's input (from 0, or from -1 at the end)%s", "");
+            const int i = (int)arg < 0 ? (int)arg + in.ndim : (int)arg;
             return in.d[i];
         }
         return ex_fail(e, "unknown function '%s' (sqrt, shape)", name);
@@ -203,7 +213,7 @@ static lk_status get_num(const bctx *b, const at *w, const cJSON *node, const ch
         return LK_OK;
     }
     if (cJSON_IsNumber(v)) {
-        *out = single ? (double)(float)v->valuedouble : v->valuedouble;
+        *out = single ? f32(v->valuedouble) : v->valuedouble;
         return LK_OK;
     }
     if (!cJSON_IsString(v)) return berr(b, w, LK_ERR_ARG, "\"%s\" is a number or an expression", key);
@@ -368,11 +378,13 @@ static lk_status make_layer(bctx *b, const at *w, const char *t, const lk_shape 
             if (d[i] == -1 && infer >= 0) return berr(b, w, LK_ERR_ARG, "\"shape\" has more than one -1");
             if (d[i] == -1) infer = i;
             else if (d[i] == 0) return berr(b, w, LK_ERR_ARG, "\"shape\" has a size 0");
-            else known *= (size_t)d[i];
+            else if ((known *= (size_t)d[i]) > lk_shape_numel(in))
+                return berr(b, w, LK_ERR_SHAPE, "\"shape\" holds more values than the input's %zu", lk_shape_numel(in));
         }
         size_t numel = lk_shape_numel(in);
         if (infer >= 0) {
-            if (numel % known) return berr(b, w, LK_ERR_SHAPE, "%zu values do not divide into the shape", numel);
+            if (numel % known || numel / known > (size_t)big)
+                return berr(b, w, LK_ERR_SHAPE, "%zu values do not divide into the shape", numel);
             d[infer] = (int)(numel / known);
         }
         *l = lk_reshape(nd, d);
@@ -474,11 +486,17 @@ static lk_status build_list(bctx *b, const cJSON *list, const char *path)
 {
     char sub[256];
     int i = 0;
-    for (const cJSON *l = list->child; l; l = l->next, i++) {
+    if (b->depth >= 2 * SPEC_MAX_DEPTH)
+        return LK_ERR(LK_ERR_ARG, "%s: %s: layers nested deeper than %d (through blocks)", b->s->origin, path,
+                      2 * SPEC_MAX_DEPTH);
+    b->depth++;
+    lk_status st = LK_OK;
+    for (const cJSON *l = list->child; l && st == LK_OK; l = l->next, i++) {
         snprintf(sub, sizeof sub, "%.200s[%d]", path, i);
-        LK_CHECK(build_layer(b, l, sub));
+        st = build_layer(b, l, sub);
     }
-    return LK_OK;
+    b->depth--;
+    return st;
 }
 
 /* The data's samples against the spec's "input", where it has one. */

@@ -57,16 +57,14 @@ lk_status lk_predict(const char *named, const char *input, const char *device, i
     lk_dataset d;
     LK_CHECK(lk_image_file_load(input, &d));
     if (limit > 0 && limit < d.n) lk_dataset_truncate(&d, limit);
-    lk_status s = LK_OK;
     char a[64], b[64];
     lk_spec *spec = NULL;
-    s = lk_ckptdir_open_spec(dir, &rc, &spec);
+    lk_status s = lk_ckptdir_open_spec(dir, &rc, &spec);
     const lk_zoo_entry *z = spec ? lk_spec_entry(spec) : NULL;
-    if (s != LK_OK) {
-    } else if (z->tokens || (z->target != LK_TARGET_LABELS || rc.in_shape.ndim == 1))
+    if (s == LK_OK && (z->tokens || z->target != LK_TARGET_LABELS || rc.in_shape.ndim == 1))
         s = LK_ERR(LK_ERR_ARG, "checkpoint %s holds a %s, not an image classifier: use lockstep sample", dir,
                    rc.model);
-    else if (!lk_shape_equal(&d.sample, &rc.in_shape))
+    else if (s == LK_OK && !lk_shape_equal(&d.sample, &rc.in_shape))
         s = LK_ERR(LK_ERR_SHAPE, "%s: images are %s but checkpoint %s expects %s", input,
                    lk_shape_str(&d.sample, a, sizeof a), dir, lk_shape_str(&rc.in_shape, b, sizeof b));
     lk_replica r;

@@ -297,6 +297,10 @@ def spec():
         b'"name": "a"}]}, "layers": [{"type": "block", "name": "a"}]}'
     out["expressions"] = b"\3" + b'{"name": "e", "vars": {"w": "2 * h", "h": "sqrt(16) * classes"}, "layers": [' \
         b'{"type": "linear", "out": "w / 2 + shape(-1) - 784", "init": {"std": "0.02 / sqrt(w)"}}]}'
+    # (found by the first campaign: shape() of a number no int holds was cast before the check)
+    out["shape-huge"] = b"\3" + b'{"name": "s", "layers": [{"type": "linear", "out": "shape(-888888888888888888881)"}]}'
+    out["float-huge"] = b"\3" + b'{"name": "f", "layers": [{"type": "dropout", "p": 1e300}, {"type": "linear", ' \
+        b'"out": 4, "init": {"std": "1e39 * 1e39"}}]}'
     out["nested-repeat"] = b"\3" + b'{"name": "r", "layers": [{"type": "repeat", "times": 3, "layers": [' \
         b'{"type": "residual", "layers": [{"type": "linear", "out": 784}, {"type": "tanh"}]}]}]}'
     out["gan-reshape"] = b"\0" + b'{"name": "g", "latent": 8, "generator": [{"type": "linear", "out": "input"}, ' \

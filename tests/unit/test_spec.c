@@ -250,6 +250,17 @@ static void test_bad_specs(void **state)
         NULL);
     bad("{\"name\": \"n\", \"vars\": {\"input\": 3}, \"layers\": [{\"type\": \"flatten\"}]}", &flat, LK_ERR_ARG,
         "var 'input' is a reserved name", NULL);
+    char text[4096], deep[160];
+    memset(deep, '(', 70), deep[70] = '1', memset(deep + 71, ')', 70), deep[141] = 0;
+    snprintf(text, sizeof text, "{\"name\": \"n\", \"layers\": [{\"type\": \"linear\", \"out\": \"%s\"}]}", deep);
+    bad(text, &flat, LK_ERR_ARG, "nested more than 64 deep", NULL);
+    int k = snprintf(text, sizeof text, "{\"name\": \"n\", \"layers\": [{\"type\": \"block\", \"name\": \"b0\"}], "
+                                        "\"blocks\": {");
+    for (int i = 0; i < 40; i++)
+        k += snprintf(text + k, sizeof text - (size_t)k, "%s\"b%d\": [{\"type\": \"block\", \"name\": \"b%d\"}]",
+                      i ? ", " : "", i, i + 1);
+    snprintf(text + k, sizeof text - (size_t)k, ", \"b40\": [{\"type\": \"flatten\"}]}}");
+    bad(text, &flat, LK_ERR_ARG, "nested deeper than 32", NULL);
     TU_FAILS_WITH(lk_spec_builtin("resnet", &(lk_spec *){NULL}), LK_ERR_ARG, "unknown --model 'resnet'");
     TU_FAILS_WITH(lk_spec_load("/nonexistent/net.json", &(lk_spec *){NULL}), LK_ERR_IO, "/nonexistent/net.json");
 }
