@@ -1,4 +1,4 @@
-/* spec.c - parsing, checking and building model specs (spec.h, docs/model-spec.md).
+/* spec.c - parsing and checking model specs (spec.h, docs/model-spec.md); spec_build.c builds them.
  *
  * Parsing checks the structure: known top-level keys, every layer an object of a known
  * type with only its own fields, block references that exist and do not recurse. Building

@@ -54,11 +54,21 @@ static lk_status berr(const bctx *b, const at *w, lk_status code, const char *fm
 }
 
 /* ---- expressions: + - * / ( ), numbers, names (vars, classes, input), sqrt(x), shape(i) ---- */
+/* One field's evaluation: the vars it has worked out (each once, however often named) and
+ * the ones being worked out (a var that needs itself is a cycle). */
+typedef struct {
+    const char *done[32];
+    double value[32];
+    int ndone;
+    const char *active[16];
+    int nactive;
+} ex_vars;
+
 typedef struct {
     const char *p;
     const bctx *b;
     int single; /* each step rounded to float (float fields: the same value C's float arithmetic gives) */
-    int depth;  /* vars holding expressions, nested */
+    ex_vars *vars;
     int nest;   /* parentheses and signs, nested (bounded: no stack to exhaust) */
     char err[160];
 } expr;
@@ -80,7 +90,7 @@ static double ex_fail(expr *e, const char *fmt, const char *arg)
     return 0;
 }
 
-static double ex_eval(const bctx *b, const char *text, int single, int depth, char *err, size_t esize);
+static double ex_eval(const bctx *b, const char *text, int single, ex_vars *vars, char *err, size_t esize);
 
 static double ex_name(expr *e, const char *name)
 {
@@ -94,14 +104,22 @@ static double ex_name(expr *e, const char *name)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(b->s->root, "vars"), name);
     if (cJSON_IsNumber(v)) return rnd(e, v->valuedouble);
     if (cJSON_IsString(v)) {
-        if (e->depth >= 16) return ex_fail(e, "var '%s': vars refer to each other too deeply (a cycle?)", name);
+        ex_vars *c = e->vars;
+        for (int i = 0; i < c->ndone; i++)
+            if (!strcmp(c->done[i], name)) return c->value[i];
+        for (int i = 0; i < c->nactive; i++)
+            if (!strcmp(c->active[i], name)) return ex_fail(e, "var '%s' needs itself (a cycle)", name);
+        if (c->nactive == 16) return ex_fail(e, "var '%s': vars refer to vars more than 16 deep", name);
+        c->active[c->nactive++] = name;
         char err[160] = "";
-        double r = ex_eval(b, v->valuestring, e->single, e->depth + 1, err, sizeof err);
+        double r = ex_eval(b, v->valuestring, e->single, c, err, sizeof err);
+        c->nactive--;
         if (err[0]) {
             char m[160];
             snprintf(m, sizeof m, "var '%.40s' (%.100s)", name, err);
             return ex_fail(e, "%s", m);
         }
+        if (c->ndone < 32) c->done[c->ndone] = name, c->value[c->ndone++] = r;
         return r;
     }
     return ex_fail(e, "unknown name '%s' (the spec's vars, classes, input, sqrt(x), shape(i))", name);
@@ -190,9 +208,9 @@ static double ex_sum(expr *e)
     }
 }
 
-static double ex_eval(const bctx *b, const char *text, int single, int depth, char *err, size_t esize)
+static double ex_eval(const bctx *b, const char *text, int single, ex_vars *vars, char *err, size_t esize)
 {
-    expr e = {.p = text, .b = b, .single = single, .depth = depth};
+    expr e = {.p = text, .b = b, .single = single, .vars = vars};
     double v = ex_sum(&e);
     ex_space(&e);
     if (!e.err[0] && *e.p) snprintf(e.err, sizeof e.err, "unexpected '%.40s'", e.p);
@@ -218,7 +236,8 @@ static lk_status get_num(const bctx *b, const at *w, const cJSON *node, const ch
     }
     if (!cJSON_IsString(v)) return berr(b, w, LK_ERR_ARG, "\"%s\" is a number or an expression", key);
     char err[200];
-    *out = ex_eval(b, v->valuestring, single, 0, err, sizeof err);
+    ex_vars vars = {.ndone = 0};
+    *out = ex_eval(b, v->valuestring, single, &vars, err, sizeof err);
     if (err[0]) return berr(b, w, LK_ERR_ARG, "\"%s\": %s", key, err);
     return LK_OK;
 }
@@ -286,7 +305,7 @@ static lk_status apply_init(const bctx *b, const at *w, lk_layer *l)
     const cJSON *init = cJSON_GetObjectItemCaseSensitive(w->node, "init");
     if (!init) return LK_OK;
     if (cJSON_GetObjectItemCaseSensitive(init, "std")) {
-        float std;
+        float std = 0;
         LK_CHECK(get_float(b, w, init, "std", NAN, 0, 1e3, &std));
         for (int j = 0; j < l->nparams; j++) {
             lk_param *p = &l->params[j];
@@ -302,7 +321,7 @@ static lk_status apply_init(const bctx *b, const at *w, lk_layer *l)
         for (int j = 0; j < l->nparams; j++)
             if (!strcmp(l->params[j].name, t->string) && !l->params[j].buffer) p = &l->params[j];
         if (!p) return berr(b, w, LK_ERR_ARG, "\"init\": the layer has no tensor '%s'", t->string);
-        float std;
+        float std = 0;
         LK_CHECK(get_float(b, w, tensors, t->string, NAN, 0, 1e3, &std));
         p->fixed = LK_PINIT_NORMAL;
         p->fixed_std = std;
@@ -318,7 +337,7 @@ static lk_status act_layer(bctx *b, const at *w, const char *t, lk_layer **l)
     else if (!strcmp(t, "sigmoid")) *l = lk_activation(LK_ACT_SIGMOID, 0);
     else if (!strcmp(t, "tanh")) *l = lk_activation(LK_ACT_TANH, 0);
     else if (!strcmp(t, "leaky_relu")) {
-        float slope;
+        float slope = 0;
         LK_CHECK(get_float(b, w, w->node, "slope", 0.01, 0, 1e3, &slope));
         *l = lk_activation(LK_ACT_LEAKY_RELU, slope);
     } else { /* gelu */
@@ -392,16 +411,16 @@ static lk_status make_layer(bctx *b, const at *w, const char *t, const lk_shape 
                !strcmp(t, "leaky_relu")) {
         LK_CHECK(act_layer(b, w, t, l));
     } else if (!strcmp(t, "dropout")) {
-        float p;
+        float p = 0;
         LK_CHECK(get_float(b, w, n, "p", 0.5, 0, 1, &p));
         *l = lk_dropout(p);
     } else if (!strcmp(t, "batchnorm") || !strcmp(t, "layernorm")) {
-        float eps, mom = 0;
+        float eps = 0, mom = 0;
         LK_CHECK(get_float(b, w, n, "eps", 1e-5, 0, 1, &eps));
         if (t[0] == 'b') LK_CHECK(get_float(b, w, n, "momentum", 0.1, 0, 1, &mom));
         *l = t[0] == 'b' ? lk_batchnorm(in->d[0], eps, mom) : lk_layernorm(last, eps);
     } else if (!strcmp(t, "embedding")) {
-        int vocab, dim, pos;
+        int vocab = 0, dim = 0, pos = 0;
         LK_CHECK(get_int(b, w, n, "vocab", b->nclasses, 1, big, &vocab));
         LK_CHECK(get_int(b, w, n, "dim", NAN, 1, big, &dim));
         LK_CHECK(get_bool(b, w, n, "positions", 0, &pos));
@@ -411,12 +430,12 @@ static lk_status make_layer(bctx *b, const at *w, const char *t, const lk_shape 
         *l = lk_embedding(vocab, dim, pos, pad);
         if (*l) b->last_emb = *l;
     } else if (!strcmp(t, "attention")) {
-        int heads;
+        int heads = 0;
         LK_CHECK(get_int(b, w, n, "heads", NAN, 1, 4096, &heads));
         if (last % heads) return berr(b, w, LK_ERR_ARG, "its dim %d is not a multiple of heads %d", last, heads);
         *l = lk_attention(last, heads);
     } else if (!strcmp(t, "lstm") || !strcmp(t, "gru")) {
-        int hidden, layers, seq;
+        int hidden = 0, layers = 0, seq = 0;
         if (in->ndim != 2) return berr(b, w, LK_ERR_SHAPE, "%s takes sequences [T, features] (reshape first)", t);
         LK_CHECK(get_int(b, w, n, "hidden", NAN, 1, big, &hidden));
         LK_CHECK(get_int(b, w, n, "layers", 1, 1, 4, &layers));
@@ -454,7 +473,7 @@ static lk_status build_layer(bctx *b, const cJSON *node, const char *path)
         return add(b, &w, lk_residual_end(begin));
     }
     if (!strcmp(t, "repeat")) {
-        int times;
+        int times = 0;
         LK_CHECK(get_int(b, &w, node, "times", NAN, 0, MAX_VISITS, &times));
         snprintf(sub, sizeof sub, "%.200s.layers", path);
         for (int i = 0; i < times; i++) { /* (each time counts: a repeat of nothing is no free loop) */

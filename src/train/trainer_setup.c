@@ -254,8 +254,10 @@ static lk_status freeze(const lk_train_opts *o, run_state *s)
     lk_model *m = s->r.model;
     s->grad_lo = 0, s->grad_hi = m->nparams;
     if (!o->freeze) return LK_OK;
-    if (s->gan.r || o->zero || o->powersgd_rank)
-        return LK_ERR(LK_ERR_ARG, "--freeze is not for the gan, --zero or --grad-compress powersgd yet");
+    /* (ZeRO-2 keeps only the reduced span's gradients, but backward writes the frozen layers'
+     * too; the GAN's two networks and PowerSGD's matrices have spans of their own) */
+    if (s->gan.r || o->zero == 2 || o->powersgd_rank)
+        return LK_ERR(LK_ERR_ARG, "--freeze is not for the gan, --zero 2 or --grad-compress powersgd yet");
     size_t *r = NULL;
     int n = 0, matched = 0;
     lk_status st = lk_model_name_ranges(m, o->freeze, &r, &n, &matched);

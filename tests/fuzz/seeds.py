@@ -299,6 +299,10 @@ def spec():
         b'{"type": "linear", "out": "w / 2 + shape(-1) - 784", "init": {"std": "0.02 / sqrt(w)"}}]}'
     # (found by the first campaign: shape() of a number no int holds was cast before the check)
     out["shape-huge"] = b"\3" + b'{"name": "s", "layers": [{"type": "linear", "out": "shape(-888888888888888888881)"}]}'
+    # (found by the second: a var naming itself three times was worked out 3^16 times; now once,
+    # and a var that needs itself is a cycle)
+    out["vars-cycle"] = b"\3" + b'{"name": "v", "vars": {"w": "w * w + w", "u": "2 * k", "k": "u"}, "layers": [' \
+        b'{"type": "linear", "out": "w"}]}'
     out["float-huge"] = b"\3" + b'{"name": "f", "layers": [{"type": "dropout", "p": 1e300}, {"type": "linear", ' \
         b'"out": 4, "init": {"std": "1e39 * 1e39"}}]}'
     out["nested-repeat"] = b"\3" + b'{"name": "r", "layers": [{"type": "repeat", "times": 3, "layers": [' \

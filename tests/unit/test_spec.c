@@ -248,6 +248,9 @@ static void test_bad_specs(void **state)
         "target labels needs loss cross_entropy", NULL);
     bad("{\"name\": \"n\", \"base\": \"resnet\", \"layers\": []}", &flat, LK_ERR_ARG, "\"base\" names a built-in",
         NULL);
+    bad("{\"name\": \"n\", \"vars\": {\"a\": \"2 * b\", \"b\": \"a + 1\"}, \"layers\": [{\"type\": \"linear\", "
+        "\"out\": \"a\"}]}",
+        &flat, LK_ERR_ARG, "var 'a' needs itself (a cycle)", NULL);
     bad("{\"name\": \"n\", \"vars\": {\"input\": 3}, \"layers\": [{\"type\": \"flatten\"}]}", &flat, LK_ERR_ARG,
         "var 'input' is a reserved name", NULL);
     char text[4096], deep[160];
