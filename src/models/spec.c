@@ -226,14 +226,14 @@ static lk_status check_spec(lk_spec *s)
 {
     cJSON *r = s->root;
     if (!cJSON_IsObject(r)) return LK_ERR(LK_ERR_ARG, "%s: a spec is a JSON object", s->origin);
-    static const char *const keys[] = {"name", "base", "summary", "loss", "target", "loss_reduction", "decay", "vars",
+    static const char *const keys[] = {"name", "base", "summary", "loss", "target", "loss_reduction", "decay", "init", "vars",
                                        "fixed", "input", "blocks", "layers", "latent", "generator",
                                        "discriminator", "comment"};
     for (const cJSON *f = r->child; f; f = f->next) {
         int ok = 0;
         for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) ok |= !strcmp(f->string, keys[i]);
-        if (!ok) return LK_ERR(LK_ERR_ARG, "%s: unknown key \"%s\" (a spec has name, summary, loss, target, "
-                                           "loss_reduction, decay, vars, fixed, input, blocks, layers; a GAN latent, "
+        if (!ok) return LK_ERR(LK_ERR_ARG, "%s: unknown key \"%s\" (a spec has name, base, summary, loss, target, "
+                                           "loss_reduction, decay, init, vars, fixed, input, blocks, layers; a GAN latent, "
                                            "generator and discriminator)", s->origin, f->string);
     }
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(r, "name");
@@ -255,6 +255,11 @@ static lk_status check_spec(lk_spec *s)
     s->e.target = (lk_target)v;
     LK_CHECK(parse_enum(s, r, "loss_reduction", reductions, 2, 0, &s->e.loss_sum));
     LK_CHECK(parse_enum(s, r, "decay", decays, 2, 0, &s->e.decay_matrices));
+    const cJSON *init = cJSON_GetObjectItemCaseSensitive(r, "init");
+    s->e.init = LK_INIT_DEFAULT;
+    if (init && (!cJSON_IsString(init) || lk_init_parse(init->valuestring, &s->e.init) != LK_OK))
+        return LK_ERR(LK_ERR_ARG, "%s: \"init\" is a scheme of --init's (default, normal, uniform, xavier, "
+                                  "xavier-normal, he, he-uniform)", s->origin);
     if (s->e.target == LK_TARGET_LABELS && s->e.loss != LK_LOSS_XENT)
         return LK_ERR(LK_ERR_ARG, "%s: target labels needs loss cross_entropy", s->origin);
     if (s->e.target != LK_TARGET_LABELS && s->e.loss == LK_LOSS_XENT)

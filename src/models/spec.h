@@ -35,6 +35,7 @@ typedef struct {
     int decay_matrices;   /* weight decay on matrices and embeddings only by default (GPT-2's
                              recipe, nanoGPT's and llm.c's grouping); else on every tensor */
     int tokens;           /* it reads token windows (an embedding first): sample prints text */
+    lk_init_kind init;    /* the spec's "init" scheme: what --init default means for it */
 } lk_zoo_entry;
 
 typedef enum { LK_GELU_DEFAULT = 0, LK_GELU_ERF, LK_GELU_TANH } lk_gelu;

@@ -35,7 +35,8 @@ lk_status lk_replica_open(lk_replica *r, const lk_replica_spec *sp)
     LK_CHECK(lk_zoo_set_precision(r->model, z, sp->precision,
                                   &(lk_round){sp->stochastic_round, sp->seed ^ 0x5eed0bf16ULL, 0, 0, NULL}));
     LK_CHECK(lk_model_build_ex(r->model, batch, sp->build));
-    LK_CHECK(lk_model_init(r->model, sp->init, sp->seed));
+    /* --init default: the spec's own scheme */
+    LK_CHECK(lk_model_init(r->model, sp->init != LK_INIT_DEFAULT ? sp->init : z->init, sp->seed));
     size_t numel = lk_shape_numel(&sp->sample), nlab = (size_t)batch * r->ylen;
     r->labels = lk_dev_alloc(r->dev, nlab * sizeof(int32_t));
     r->scalars = lk_dev_alloc(r->dev, 4 * sizeof(float));

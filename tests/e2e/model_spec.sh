@@ -55,6 +55,15 @@ for how in "--model cnn" "--model-file $TMP/cnn.json"; do
 done
 cmp -s "$TMP/cnn---model/model.safetensors" "$TMP/cnn---model-file/model.safetensors" ||
   fail "--model-file (cnn's spec) and --model cnn trained different weights"
+# a spec's "init" is what --init default means for it
+/usr/bin/python3 -c "import json, sys; s = json.load(open(sys.argv[1])); s['init'] = 'xavier'; json.dump(s, open(sys.argv[2], 'w'))" \
+  "$TMP/cnn.json" "$TMP/cnn-xavier.json"
+"$LK" train --model cnn --init xavier --steps 1 --lr 0 --batch 16 --threads 1 --train-limit 200 --val-limit 100 \
+  --quiet --save "$TMP/x-flag" || fail "cnn --init xavier"
+"$LK" train --model-file "$TMP/cnn-xavier.json" --steps 1 --lr 0 --batch 16 --threads 1 --train-limit 200 \
+  --val-limit 100 --quiet --save "$TMP/x-spec" || fail "a spec with init xavier"
+cmp -s "$TMP/x-flag/model.safetensors" "$TMP/x-spec/model.safetensors" ||
+  fail "a spec's \"init\": \"xavier\" and --init xavier gave different weights"
 # bad specs and flags, every one naming the culprit
 echo '{"name": "x", "layers": [{"type": "flatten"}, {"type": "dense", "out": 3}]}' >"$TMP/bad1.json"
 expect_fail 2 "$TMP/bad1.json: layers[1] ({\"type\":\"dense\",\"out\":3}): unknown layer type 'dense'" -- \

@@ -246,6 +246,8 @@ static void test_bad_specs(void **state)
         &img, LK_ERR_SHAPE, "the generator makes [100], the data's samples are [1, 28, 28]", NULL);
     bad("{\"name\": \"n\", \"loss\": \"mse\", \"layers\": [{\"type\": \"flatten\"}]}", &flat, LK_ERR_ARG,
         "target labels needs loss cross_entropy", NULL);
+    bad("{\"name\": \"n\", \"init\": \"glorot\", \"layers\": [{\"type\": \"flatten\"}]}", &flat, LK_ERR_ARG,
+        "\"init\" is a scheme of --init's", NULL);
     bad("{\"name\": \"n\", \"base\": \"resnet\", \"layers\": []}", &flat, LK_ERR_ARG, "\"base\" names a built-in",
         NULL);
     bad("{\"name\": \"n\", \"vars\": {\"a\": \"2 * b\", \"b\": \"a + 1\"}, \"layers\": [{\"type\": \"linear\", "
