@@ -110,7 +110,7 @@ static double ex_name(expr *e, const char *name)
         for (int i = 0; i < c->nactive; i++)
             if (!strcmp(c->active[i], name)) return ex_fail(e, "var '%s' needs itself (a cycle)", name);
         if (c->nactive == 16) return ex_fail(e, "var '%s': vars refer to vars more than 16 deep", name);
-        c->active[c->nactive++] = name;
+        c->active[c->nactive++] = v->string; /* (the tree's: name is the caller's buffer) */
         char err[160] = "";
         double r = ex_eval(b, v->valuestring, e->single, c, err, sizeof err);
         c->nactive--;
@@ -119,7 +119,7 @@ static double ex_name(expr *e, const char *name)
             snprintf(m, sizeof m, "var '%.40s' (%.100s)", name, err);
             return ex_fail(e, "%s", m);
         }
-        if (c->ndone < 32) c->done[c->ndone] = name, c->value[c->ndone++] = r;
+        if (c->ndone < 32) c->done[c->ndone] = v->string, c->value[c->ndone++] = r;
         return r;
     }
     return ex_fail(e, "unknown name '%s' (the spec's vars, classes, input, sqrt(x), shape(i))", name);

@@ -303,6 +303,9 @@ def spec():
     # and a var that needs itself is a cycle)
     out["vars-cycle"] = b"\3" + b'{"name": "v", "vars": {"w": "w * w + w", "u": "2 * k", "k": "u"}, "layers": [' \
         b'{"type": "linear", "out": "w"}]}'
+    # (and the third: the worked-out vars' names pointed into a buffer gone by the next lookup)
+    out["vars-twice"] = b"\3" + b'{"name": "v", "vars": {"w": "2 * h", "h": "sqrt(8) * classes"}, "layers": [' \
+        b'{"type": "linear", "out": "(w / 2 + shape(-1) - 784) * 0 + w / (h / 4)"}]}'
     out["float-huge"] = b"\3" + b'{"name": "f", "layers": [{"type": "dropout", "p": 1e300}, {"type": "linear", ' \
         b'"out": 4, "init": {"std": "1e39 * 1e39"}}]}'
     out["nested-repeat"] = b"\3" + b'{"name": "r", "layers": [{"type": "repeat", "times": 3, "layers": [' \
