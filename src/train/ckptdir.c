@@ -77,10 +77,10 @@ lk_status lk_ckptdir_save(const char *dir, const lk_run_config *c, const lk_mode
             writer ? lk_ckptdir_path(dir, "optim.safetensors", path, sizeof path) : NULL, m, o, gather,
             user));
     if (!writer) return LK_OK;
-    if (c->spec) {
-        const char *spec = lk_spec_text(c->spec);
-        LK_CHECK(lk_write_file_atomic(lk_ckptdir_path(dir, "model.json", path, sizeof path), spec, strlen(spec)));
-    }
+    lk_ckptdir_path(dir, "model.json", path, sizeof path);
+    if (c->spec) LK_CHECK(lk_write_file_atomic(path, lk_spec_text(c->spec), strlen(lk_spec_text(c->spec))));
+    else if (unlink(path) && errno != ENOENT) /* (an earlier save's would describe another model) */
+        return LK_ERR(LK_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
     if (lk_ckptdir_before_config) lk_ckptdir_before_config();
 
     cJSON *j = cJSON_CreateObject();

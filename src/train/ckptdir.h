@@ -1,8 +1,8 @@
 /* ckptdir.h - a checkpoint directory: model.safetensors, optim.safetensors, model.json
  * (the model's spec) and config.json (what else is needed to rebuild the model and resume
- * the run); and a directory
- * of step checkpoints (--save-every): ROOT/step-NNNNNNNN/, one each, and ROOT/latest, a
- * symbolic link to the newest complete one, replaced atomically once it is written. */
+ * the run); and a directory of step checkpoints (--save-every): ROOT/step-NNNNNNNN/, one
+ * each, and ROOT/latest, a symbolic link to the newest complete one, replaced atomically
+ * once it is written. */
 #ifndef LK_CKPTDIR_H
 #define LK_CKPTDIR_H
 
