@@ -8,6 +8,19 @@
 # --new-head moves a 10-class checkpoint to a 3-class set: all but the head comes in.
 source "$(dirname "$0")/common.bash"
 [[ -d /usr/share/datasets/fashion-mnist ]] || { echo "SKIP: dataset-fashion-mnist not installed"; exit 0; }
+# kept_as BASE OUT PREFIX: OUT's tensors named PREFIX* bitwise BASE's, every other one changed
+kept_as() {
+  /usr/bin/python3 - "$1/model.safetensors" "$2/model.safetensors" "$3" <<'PY'
+import json, struct, sys
+def load(p):
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+    return {k: b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in h.items() if k != "__metadata__"}
+a, b = load(sys.argv[1]), load(sys.argv[2])
+for k in sorted(a):
+    print(k, "bitwise the checkpoint's" if a[k] == b[k] else "trained")
+    assert (a[k] == b[k]) == k.startswith(sys.argv[3]), k
+PY
+}
 loud=(train --model mlp --train-limit 4000 --val-limit 500 --batch 32 --threads 1 --optim momentum)
 run=("${loud[@]}" --quiet)
 "$LK" "${run[@]}" --steps 150 --lr 0.05 --save "$TMP/base"
@@ -29,16 +42,7 @@ mpi -n 2 --oversubscribe "$LK" "${loud[@]}" --steps 20 --lr 0.05 --init-from "$T
   --save "$TMP/frozen" >"$TMP/frozen.log" 2>&1 || fail "--freeze: $(tail -5 "$TMP/frozen.log")"
 grep -q -- "--freeze 1.\*: 2 tensors kept as they are, 1290 parameters train; gradients \[0, 1296) of 101776 reduced" \
   "$TMP/frozen.log" || fail "--freeze does not say what it froze: $(grep freeze "$TMP/frozen.log")"
-/usr/bin/python3 - "$TMP/base/model.safetensors" "$TMP/frozen/model.safetensors" <<'PY' || fail "--freeze"
-import json, struct, sys
-def load(p):
-    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
-    return {k: b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in h.items() if k != "__metadata__"}
-a, b = load(sys.argv[1]), load(sys.argv[2])
-for k in sorted(a):
-    print(k, "bitwise the checkpoint's" if a[k] == b[k] else "trained")
-    assert (a[k] == b[k]) == k.startswith("1."), k
-PY
+kept_as "$TMP/base" "$TMP/frozen" "1." || fail "--freeze"
 # --new-head: a 3-class set in Fashion-MNIST's format (T-shirt, trouser, bag as 0, 1, 2); the
 # 10-class checkpoint's head is refused without it; with it every other tensor comes in
 # bitwise (learning rate 0) and the head is [3, 128], and fine-tuned it beats a fresh start
@@ -93,16 +97,7 @@ mpi -n 3 --oversubscribe "$LK" "${run[@]}" --steps 20 --lr 0.001 --optim adamw -
 mpi -n 3 --oversubscribe "$LK" "${run[@]}" --steps 20 --lr 0.001 --optim adamw --init-from "$TMP/base" \
   --freeze '3.*' --zero 1 --save "$TMP/frz1" >"$TMP/frz1.log" 2>&1 || fail "--freeze --zero 1: $(tail -3 "$TMP/frz1.log")"
 check_models "--freeze '3.*' with --zero 1 vs without (3 ranks)" "$TMP/frz0" "$TMP/frz1" 1e-6
-/usr/bin/python3 - "$TMP/base/model.safetensors" "$TMP/frz1/model.safetensors" <<'PY' || fail "--freeze --zero 1"
-import json, struct, sys
-def load(p):
-    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
-    return {k: b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in h.items() if k != "__metadata__"}
-a, b = load(sys.argv[1]), load(sys.argv[2])
-for k in sorted(a):
-    assert (a[k] == b[k]) == k.startswith("3."), k
-print("--freeze --zero 1: 3.* bitwise the checkpoint's, 1.* trained")
-PY
+kept_as "$TMP/base" "$TMP/frz1" "3." || fail "--freeze --zero 1"
 expect_fail 2 "'9.*' matches no parameter of the model (its names are like 1.weight" -- \
   "$LK" "${run[@]}" --steps 1 --freeze '9.*'
 expect_fail 2 "every parameter is frozen" -- "$LK" "${run[@]}" --steps 1 --freeze '*'
