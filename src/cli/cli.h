@@ -38,5 +38,7 @@ int lk_cli_tokenize(int argc, char **argv);
 int lk_cli_convert(int argc, char **argv);
 /* `lockstep models [NAME]`: the built-in models, or one's spec (models_cmd.c). */
 int lk_cli_models(int argc, char **argv);
+/* `lockstep explain`: attributions of an image classifier (explain_cmd.c). */
+int lk_cli_explain(int argc, char **argv);
 
 #endif

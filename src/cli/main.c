@@ -55,6 +55,7 @@ static void usage(FILE *f)
             "  tokenize text files into llm.c token shards with GPT-2's tokenizer\n"
             "  convert  GPT-2 weights between llm.c's checkpoints and lockstep's\n"
             "  models   the built-in models; `models NAME` prints one's spec (--model-file)\n"
+            "  explain  which pixels made an image classifier's predictions (ig, saliency, occlusion)\n"
             "  info     build, devices and libraries\n\n"
             "  --help, --version\n");
 }
@@ -684,7 +685,7 @@ int main(int argc, char **argv)
     int known = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "predict") ||
                 !strcmp(cmd, "sample") || !strcmp(cmd, "bench") || !strcmp(cmd, "plan") ||
                 !strcmp(cmd, "info") || !strcmp(cmd, "tokenize") || !strcmp(cmd, "convert") ||
-                !strcmp(cmd, "models");
+                !strcmp(cmd, "models") || !strcmp(cmd, "explain");
     if (!known) {
         fprintf(stderr, "lockstep: error: unknown command '%s'\n", cmd);
         usage(stderr);
@@ -697,7 +698,7 @@ int main(int argc, char **argv)
         else if (!strncmp(argv[i], "--comm=", 7)) backend = argv[i] + 7;
     }
     if (strcmp(cmd, "train") && strcmp(cmd, "info") && strcmp(cmd, "bench") && strcmp(cmd, "plan") &&
-        strcmp(cmd, "tokenize"))
+        strcmp(cmd, "tokenize") && strcmp(cmd, "explain"))
         backend = "local"; /* eval, predict, sample: one process */
     lk_status s = lk_comm_open(&g_comm, backend, &argc, &argv);
     if (s != LK_OK) return fail(s);
@@ -720,6 +721,8 @@ int main(int argc, char **argv)
         rc = lk_cli_convert(argc - 1, argv + 1);
     else if (!strcmp(cmd, "models"))
         rc = lk_cli_models(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "explain"))
+        rc = lk_cli_explain(argc - 1, argv + 1);
     else
         rc = cmd_info();
     lk_comm_close(g_comm);

@@ -217,6 +217,7 @@ static void plan_arena(lk_model *m, lk_arena *a)
         if (l->vt->workspace_bytes) ws = LK_MAX(ws, l->vt->workspace_bytes(l, m->dev, B));
         if (i + 1 < m->nlayers) dmax = LK_MAX(dmax, outs * sizeof(float)); /* the gradients of layer inputs */
     }
+    if (m->input_grad) dmax = LK_MAX(dmax, in_bytes); /* (the input's gradient) */
     const lk_layer *last = m->layers[m->nlayers - 1];
     m->dbuf[0] = lk_arena_take(a, dmax);
     m->dbuf[1] = lk_arena_take(a, dmax);
@@ -549,12 +550,13 @@ lk_status lk_model_backward_range(lk_model *m, int lo, int batch, long step, lk_
     LK_CHECK(check_batch(m, batch));
     if (lo < 0 || lo >= m->nlayers)
         return LK_ERR(LK_ERR_ARG, "backward down to layer %d of a model of %d", lo, m->nlayers);
-    lk_ctx c = {m->dev, 1, m->seed, step, m->sample_base, m->workspace,
+    lk_ctx c = {m->dev, !m->backward_eval, m->seed, step, m->sample_base, m->workspace,
                 mode == LK_GRADS_REPLACE || m->grads_transient, m->aux_loss, m->loss_scale, m->sync_sum,
                 m->sync_user};
     float *dy = m->dout;
+    const int to_input = m->input_grad && lo == 0; /* the gradient down to the model's input */
     int first = lo; /* below the first layer with parameters no gradient is needed */
-    while (first < m->nlayers && m->layers[first]->nparams == 0) first++;
+    while (!to_input && first < m->nlayers && m->layers[first]->nparams == 0) first++;
     for (int i = m->nlayers - 1; i >= first; i--) {
         lk_layer *l = m->layers[i];
         if (m->recompute) LK_CHECK(recompute_for(m, i, batch, step));
@@ -565,7 +567,7 @@ lk_status lk_model_backward_range(lk_model *m, int lo, int batch, long step, lk_
             }
             continue;
         }
-        int need_dx = i > first;
+        int need_dx = i > first || to_input;
         float *dx = need_dx ? (dy == m->dbuf[0] ? m->dbuf[1] : m->dbuf[0]) : NULL;
         lk_tensor tx = act_view(m, i, batch), ty = act_view(m, i + 1, batch);
         lk_tensor tdy = lk_tensor_batch(m->dev, dy, batch, &l->out);
@@ -581,6 +583,7 @@ lk_status lk_model_backward_range(lk_model *m, int lo, int batch, long step, lk_
             m->on_grad_ready(m->grad_ready_user, l->param_offset, l->param_count);
         dy = dx;
     }
+    if (to_input) m->din = dy;
     return LK_OK;
 }
 

@@ -76,6 +76,11 @@ typedef struct lk_model {
                                  lk_model_place_grads): every backward replaces them */
     lk_status (*sync_sum)(void *user, float *buf, size_t n); /* see lk_ctx (NULL: none) */
     void *sync_user;
+    int input_grad;           /* set before the build: backward also computes the gradient with
+                                 respect to the model's input, into din (attributions) */
+    float *din;               /* after such a backward: [batch, in_shape] (NULL before) */
+    int backward_eval;        /* backward follows an evaluation-mode forward (batch norm's
+                                 running statistics, no dropout): attributions of a trained model */
 } lk_model;
 
 lk_status lk_model_create(lk_model **out, lk_device *dev, const lk_shape *in_sample);

@@ -20,7 +20,7 @@ const char *lk_ckptdir_path(const char *dir, const char *name, char *buf, size_t
     return buf;
 }
 
-static lk_status make_dirs(const char *dir)
+lk_status lk_make_dirs(const char *dir)
 {
     char tmp[512];
     snprintf(tmp, sizeof tmp, "%s", dir);
@@ -65,7 +65,7 @@ lk_status lk_ckptdir_save(const char *dir, const lk_run_config *c, const lk_mode
 {
     char path[600];
     if (writer) {
-        LK_CHECK(make_dirs(dir));
+        LK_CHECK(lk_make_dirs(dir));
         char step[32];
         snprintf(step, sizeof step, "%ld", c->step);
         const char *keys[] = {"model", "step"}, *vals[] = {c->model, step};

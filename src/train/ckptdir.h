@@ -42,6 +42,8 @@ lk_status lk_ckptdir_load_config(const char *dir, lk_run_config *c);
 /* The model's spec: dir/model.json, or (a checkpoint written before specs were stored) the
  * built-in model c->model names. The spec's name must be c->model. */
 lk_status lk_ckptdir_open_spec(const char *dir, const lk_run_config *c, lk_spec **out);
+/* mkdir -p dir. */
+lk_status lk_make_dirs(const char *dir);
 /* dir/name into buf. */
 const char *lk_ckptdir_path(const char *dir, const char *name, char *buf, size_t size);
 

@@ -1,4 +1,4 @@
-/* png.c - the smallest correct PNG: signature, IHDR (8-bit grayscale), one zlib IDAT
+/* png.c - the smallest correct PNG: signature, IHDR (8-bit grey or RGB), one zlib IDAT
  * of filter-0 scanlines, IEND; every chunk with its CRC-32. */
 #include "png.h"
 
@@ -27,9 +27,14 @@ static void chunk(unsigned char **at, const char *type, const unsigned char *dat
 
 lk_status lk_png_write_gray(const char *path, const float *pixels, int w, int h)
 {
-    if (w <= 0 || h <= 0 || w > 1 << 15 || h > 1 << 15)
-        return LK_ERR(LK_ERR_ARG, "png %s: bad size %dx%d", path, w, h);
-    const size_t raw_n = (size_t)h * (w + 1);
+    return lk_png_write(path, pixels, w, h, 1);
+}
+
+lk_status lk_png_write(const char *path, const float *pixels, int w, int h, int channels)
+{
+    if (w <= 0 || h <= 0 || w > 1 << 15 || h > 1 << 15 || (channels != 1 && channels != 3))
+        return LK_ERR(LK_ERR_ARG, "png %s: bad size %dx%d (%d channels)", path, w, h, channels);
+    const size_t line = (size_t)w * channels, raw_n = (size_t)h * (line + 1);
     unsigned char *raw = lk_malloc(raw_n);
     uLongf zn = compressBound((uLong)raw_n);
     unsigned char *file = lk_malloc(8 + 25 + 12 + zn + 12);
@@ -38,10 +43,10 @@ lk_status lk_png_write_gray(const char *path, const float *pixels, int w, int h)
     if (!raw || !file || !z) st = LK_ERR(LK_ERR_NOMEM, "png %s: out of memory", path);
     if (st == LK_OK) {
         for (int y = 0; y < h; y++) {
-            unsigned char *row = raw + (size_t)y * (w + 1);
+            unsigned char *row = raw + (size_t)y * (line + 1);
             row[0] = 0; /* filter: none */
-            for (int x = 0; x < w; x++) {
-                float v = pixels[(size_t)y * w + x];
+            for (size_t x = 0; x < line; x++) {
+                float v = pixels[(size_t)y * line + x];
                 v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
                 row[1 + x] = (unsigned char)(v * 255.0f + 0.5f);
             }
@@ -55,7 +60,7 @@ lk_status lk_png_write_gray(const char *path, const float *pixels, int w, int h)
         memcpy(file, sig, 8);
         be32(ihdr, (uint32_t)w);
         be32(ihdr + 4, (uint32_t)h);
-        ihdr[8] = 8, ihdr[9] = 0, ihdr[10] = 0, ihdr[11] = 0, ihdr[12] = 0; /* 8-bit grey */
+        ihdr[8] = 8, ihdr[9] = channels == 3 ? 2 : 0, ihdr[10] = 0, ihdr[11] = 0, ihdr[12] = 0; /* 8-bit grey, RGB */
         chunk(&at, "IHDR", ihdr, 13);
         chunk(&at, "IDAT", z, (uint32_t)zn);
         chunk(&at, "IEND", NULL, 0);

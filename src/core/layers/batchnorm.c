@@ -82,6 +82,10 @@ static lk_status bn_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, c
         LK_CHECK(lk_axpy(c->dev, 1.0f, sums + C, p[P_WEIGHT].g, (size_t)C));
     }
     if (!dx->data) return LK_OK;
+    if (!c->training) { /* the running statistics are constants: dx = dy * weight * rstd */
+        lk_zero(c->dev, sums, cb); /* (as the mean and the bias) */
+        return lk_bn_forward(c->dev, dy->data, sums, rstd, p[P_WEIGHT].w, sums, dx->data, n, C, inner);
+    }
     if (c->sync_sum) LK_CHECK(c->sync_sum(c->sync_user, sums, 2 * (size_t)C + 1));
     return lk_bn_backward(c->dev, x->data, dy->data, mean, rstd, p[P_WEIGHT].w, sums, dx->data, n,
                           C, inner);

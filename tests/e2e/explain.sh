@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Attributions (lockstep explain). A cnn trained briefly on Fashion-MNIST: integrated
+# gradients on 8 test images dealt to 2 ranks, every completeness gap below 1%; a PNG (RGB,
+# the image, the map over it and alone) and a JSON (784 attributions, their sum, the scores)
+# per image; saliency and occlusion run too; bad input refused, naming it.
+source "$(dirname "$0")/common.bash"
+[[ -d /usr/share/datasets/fashion-mnist ]] || { echo "SKIP: dataset-fashion-mnist not installed"; exit 0; }
+images=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+"$LK" train --model cnn --steps 200 --batch 64 --lr 0.05 --threads 1 --val-limit 500 --quiet --save "$TMP/cnn" ||
+  fail "training the cnn"
+mpi -n 2 --oversubscribe "$LK" explain --checkpoint "$TMP/cnn" --input "$images" --limit 8 --method ig \
+  --threads 1 --out "$TMP/ig" >"$TMP/ig.log" 2>&1 || fail "explain ig on 2 ranks: $(tail -5 "$TMP/ig.log")"
+cat "$TMP/ig.log"
+grep -q "8 images on 2 ranks: completeness gap mean" "$TMP/ig.log" || fail "no summary over the ranks"
+largest=$(grep -o 'largest [0-9.]*%' "$TMP/ig.log" | grep -o '[0-9.]*')
+/usr/bin/python3 -c "import sys; sys.exit(0 if $largest < 1.0 else 1)" || fail "a completeness gap of $largest%"
+/usr/bin/python3 - "$TMP/ig" <<'PY' || fail "the maps"
+import glob, json, struct, sys, zlib
+pngs, jsons = sorted(glob.glob(sys.argv[1] + "/*.png")), sorted(glob.glob(sys.argv[1] + "/*.json"))
+assert len(pngs) == len(jsons) == 8, (len(pngs), len(jsons))
+for p in pngs:
+    b = open(p, "rb").read()
+    assert b[:8] == b"\x89PNG\r\n\x1a\n"
+    w, h, depth, ctype = struct.unpack(">IIBB", b[16:26])
+    assert depth == 8 and ctype == 2 and h == 28 * 4 + 4 and w == 3 * 28 * 4 + 8, (w, h, depth, ctype)
+    at, idat = 8, b""
+    while at < len(b):  # the chunks, their CRCs
+        n, kind = struct.unpack(">I4s", b[at:at + 8])
+        assert zlib.crc32(b[at + 4:at + 8 + n]) == struct.unpack(">I", b[at + 8 + n:at + 12 + n])[0]
+        idat += b[at + 8:at + 8 + n] if kind == b"IDAT" else b""
+        at += 12 + n
+    assert len(zlib.decompress(idat)) == h * (3 * w + 1)
+for p in jsons:
+    j = json.load(open(p))
+    assert j["method"] == "ig" and j["steps"] == 64 and len(j["attributions"]) == 784 and j["shape"] == [1, 28, 28]
+    change = j["score"] - j["baseline_score"]
+    assert abs(sum(j["attributions"]) - change) < 0.01 * abs(change), p
+print("8 PNGs (RGB 344x116, CRCs and pixels) and JSONs (784 attributions summing to f(x) - f(x'))")
+PY
+for m in saliency occlusion; do
+  "$LK" explain --checkpoint "$TMP/cnn" --input "$images" --limit 2 --method $m --baseline blur --threads 1 \
+    --out "$TMP/$m" >"$TMP/$m.log" 2>&1 || fail "explain $m: $(tail -3 "$TMP/$m.log")"
+  [[ -f $TMP/$m/explain-00001.png && -f $TMP/$m/explain-00001.json ]] || fail "explain $m wrote no maps"
+done
+expect_fail 2 "--method: expected ig, saliency or occlusion" -- "$LK" explain --checkpoint "$TMP/cnn" --input "$images" \
+  --out "$TMP/x" --method lime
+expect_fail 2 "--out DIR is required" -- "$LK" explain --checkpoint "$TMP/cnn" --input "$images"
+expect_fail 2 "--target 10: checkpoint $TMP/cnn has 10 classes" -- "$LK" explain --checkpoint "$TMP/cnn" \
+  --input "$images" --out "$TMP/x" --target 10
+expect_fail 1 "$TMP/none.idx" -- "$LK" explain --checkpoint "$TMP/cnn" --input "$TMP/none.idx" --out "$TMP/x"
+"$LK" train --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 1 --heads 1 --dim 16 --ctx 8 --steps 1 \
+  --threads 1 --quiet --save "$TMP/gpt" || fail "a gpt checkpoint"
+expect_fail 2 "explain takes image classifiers" -- "$LK" explain --checkpoint "$TMP/gpt" --input "$images" --out "$TMP/x"
+echo PASS
