@@ -12,7 +12,10 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: lockstep explain --checkpoint DIR --input FILE --out DIR [--method ig|saliency|occlusion]\n"
                "                        [--target CLASS] [--steps N] [--baseline black|blur|FILE]\n"
-               "                        [--window W] [--stride S] [--limit N] [--device D] [--threads N]\n\n"
+               "                        [--window W] [--stride S] [--limit N] [--device D] [--threads N]\n"
+               "       lockstep explain --checkpoint DIR --prompt TEXT [--target TOKEN] [--steps N]\n"
+               "                        [--tokenizer DIR] [--out DIR]   (gpt, gpt2*: the next token's\n"
+               "                        logit attributed to the prompt's tokens, printed as text)\n\n"
                "Which pixels made an image classifier's prediction (alone or under mpirun: the images\n"
                "dealt to the ranks). Per image, OUT/explain-NNNNN.png (the image, the map over it and\n"
                "alone: red for, blue against) and .json (the attributions and the scores).\n"
@@ -29,12 +32,13 @@ static void usage(FILE *f)
 int lk_cli_explain(int argc, char **argv)
 {
     enum { X_METHOD = 1000, X_TARGET, X_STEPS, X_BASELINE, X_WINDOW, X_STRIDE, X_OUT, X_CKPT, X_INPUT, X_LIMIT,
-           X_DEVICE, X_THREADS };
+           X_DEVICE, X_THREADS, X_PROMPT, X_TOKENIZER };
     static const struct option opts[] = {
         {"checkpoint", 1, 0, X_CKPT}, {"input", 1, 0, X_INPUT},   {"out", 1, 0, X_OUT},
         {"method", 1, 0, X_METHOD},   {"target", 1, 0, X_TARGET}, {"steps", 1, 0, X_STEPS},
         {"baseline", 1, 0, X_BASELINE}, {"window", 1, 0, X_WINDOW}, {"stride", 1, 0, X_STRIDE},
         {"limit", 1, 0, X_LIMIT},     {"device", 1, 0, X_DEVICE}, {"threads", 1, 0, X_THREADS},
+        {"prompt", 1, 0, X_PROMPT},   {"tokenizer", 1, 0, X_TOKENIZER},
         {"help", 0, 0, 'h'},          {"comm", 1, 0, 'c'},        {0, 0, 0, 0},
     };
     lk_explain_opts o = {.device = "auto", .method = LK_EXPLAIN_IG, .target = -1, .steps = 64, .baseline = "black",
@@ -47,6 +51,8 @@ int lk_cli_explain(int argc, char **argv)
         switch (c) {
         case X_CKPT: o.checkpoint = optarg; break;
         case X_INPUT: o.input = optarg; break;
+        case X_PROMPT: o.prompt = optarg; break;
+        case X_TOKENIZER: o.tokenizer = optarg; break;
         case X_OUT: o.out_dir = optarg; break;
         case X_METHOD:
             if (!strcmp(optarg, "ig")) o.method = LK_EXPLAIN_IG;
@@ -70,8 +76,12 @@ int lk_cli_explain(int argc, char **argv)
         }
     }
     if (s == LK_OK && optind < argc) s = LK_ERR(LK_ERR_ARG, "explain: unexpected argument '%s'", argv[optind]);
-    if (s == LK_OK && (!o.checkpoint || !o.input))
-        s = LK_ERR(LK_ERR_ARG, "explain: --checkpoint DIR and --input FILE are required");
+    if (s == LK_OK && (!o.checkpoint || (!o.input && !o.prompt)))
+        s = LK_ERR(LK_ERR_ARG, "explain: --checkpoint DIR and --input FILE (or a language model's --prompt TEXT) "
+                               "are required");
+    if (s == LK_OK && o.input && o.prompt) s = LK_ERR(LK_ERR_ARG, "explain: --input or --prompt, not both");
+    if (s == LK_OK && o.prompt && o.method != LK_EXPLAIN_IG)
+        s = LK_ERR(LK_ERR_ARG, "explain --prompt: integrated gradients only (--method ig)");
     if (s == LK_OK) s = lk_explain(&o, stdout);
     return s == LK_OK ? 0 : lk_cli_fail(s);
 }

@@ -554,7 +554,7 @@ lk_status lk_model_backward_range(lk_model *m, int lo, int batch, long step, lk_
                 mode == LK_GRADS_REPLACE || m->grads_transient, m->aux_loss, m->loss_scale, m->sync_sum,
                 m->sync_user};
     float *dy = m->dout;
-    const int to_input = m->input_grad && lo == 0; /* the gradient down to the model's input */
+    const int to_input = m->input_grad; /* the gradient down to layer lo's input (din) */
     int first = lo; /* below the first layer with parameters no gradient is needed */
     while (!to_input && first < m->nlayers && m->layers[first]->nparams == 0) first++;
     for (int i = m->nlayers - 1; i >= first; i--) {

@@ -77,8 +77,9 @@ typedef struct lk_model {
     lk_status (*sync_sum)(void *user, float *buf, size_t n); /* see lk_ctx (NULL: none) */
     void *sync_user;
     int input_grad;           /* set before the build: backward also computes the gradient with
-                                 respect to the model's input, into din (attributions) */
-    float *din;               /* after such a backward: [batch, in_shape] (NULL before) */
+                                 respect to its lowest layer's input (the model's, or with
+                                 lk_model_backward_range layer lo's), into din (attributions) */
+    float *din;               /* after such a backward: [batch, that input's shape] (NULL before) */
     int backward_eval;        /* backward follows an evaluation-mode forward (batch norm's
                                  running statistics, no dropout): attributions of a trained model */
 } lk_model;

@@ -9,10 +9,12 @@
 
 #include "../core/checkpoint.h"
 #include "../core/ops.h"
+#include "../data/bpe.h"
 #include "../data/dataset.h"
 #include "../models/spec.h"
 #include "ckptdir.h"
 #include "png.h"
+#include "sample.h"
 
 static size_t numel_in(const lk_model *m) { return lk_shape_numel(&m->in_shape); }
 
@@ -290,6 +292,87 @@ static lk_status explain_one(const lk_explain_opts *o, lk_model *m, const lk_run
     return write_json(path, o, e, attr, &m->in_shape, name);
 }
 
+/* token id's text, quoted, control bytes escaped */
+static void token_text(const lk_bpe *bpe, int vocab, int32_t id, char *buf, size_t size)
+{
+    unsigned char one = (unsigned char)id;
+    size_t n = 0, at = 0;
+    const char *p = vocab == 256 ? (const char *)&one : bpe ? lk_bpe_token(bpe, id, &n) : NULL;
+    if (vocab == 256) n = 1;
+    if (!p) {
+        snprintf(buf, size, "#%d", id);
+        return;
+    }
+    buf[at++] = '\'';
+    for (size_t i = 0; i < n && at + 6 < size; i++) {
+        const unsigned char c = (unsigned char)p[i];
+        at += (size_t)snprintf(buf + at, size - at, c < 32 || c == 127 ? "\\x%02x" : "%c", c);
+    }
+    snprintf(buf + at, size - at, "'");
+}
+
+/* a language model's next token after the prompt, attributed to the prompt's tokens */
+static lk_status explain_prompt(const lk_explain_opts *o, lk_model *m, const lk_run_config *rc, FILE *log)
+{
+    const int T = m->in_shape.d[0], V = rc->nclasses, cap = 1 << 16;
+    int32_t *tok = lk_malloc((size_t)cap * sizeof *tok);
+    float *ids = lk_calloc((size_t)T, sizeof *ids), *attr = lk_calloc((size_t)T, sizeof *attr);
+    lk_bpe *bpe = NULL;
+    int n = 0, t = o->target;
+    lk_status st = tok && ids && attr ? LK_OK : LK_ERR(LK_ERR_NOMEM, "explain: out of memory");
+    if (st == LK_OK) st = lk_prompt_open(o->prompt, V, o->tokenizer, &bpe, tok, cap, &n);
+    const int len = LK_MIN(n, T), from = n - len; /* (the last --ctx tokens) */
+    for (int i = 0; st == LK_OK && i < len; i++) ids[i] = (float)tok[from + i];
+    if (st == LK_OK && t < 0) { /* the predicted next token */
+        lk_copy_to_device(m->dev, lk_model_input(m), ids, (size_t)T * sizeof *ids);
+        lk_tensor out;
+        st = lk_model_forward(m, 1, 0, 0, &out);
+        float *row = st == LK_OK ? lk_malloc((size_t)V * sizeof *row) : NULL;
+        if (st == LK_OK && !row) st = LK_ERR(LK_ERR_NOMEM, "explain: out of memory");
+        if (st == LK_OK) {
+            const size_t ld = (size_t)out.shape.d[out.shape.ndim - 1];
+            lk_copy_to_host(m->dev, row, out.data + (size_t)(len - 1) * ld, (size_t)V * sizeof *row);
+            t = 0;
+            for (int v = 1; v < V; v++) t = row[v] > row[t] ? v : t;
+        }
+        lk_free(row);
+    }
+    if (st == LK_OK && t >= V) st = LK_ERR(LK_ERR_ARG, "--target %d: the vocabulary has %d tokens", t, V);
+    double fx = 0, fb = 0, sum = 0, mag = 0;
+    if (st == LK_OK) st = lk_attr_tokens(m, ids, len, t, o->steps, attr, &fx, &fb);
+    for (int i = 0; st == LK_OK && i < len; i++) sum += attr[i], mag += fabs(attr[i]);
+    char text[160];
+    if (st == LK_OK) {
+        const double gap = fabs(sum - (fx - fb)) / fmax(fabs(fx - fb), 1e-12);
+        token_text(bpe, V, t, text, sizeof text);
+        fprintf(log, "next token %s (id %d), logit %.4f; integrated gradients over %d steps from the positions alone: "
+                     "sum of attributions %.4f, f(x) - f(baseline) %.4f, completeness gap %.3f%%\n",
+                text, t, fx, o->steps, sum, fx - fb, 100.0 * gap);
+        for (int i = 0; i < len; i++) {
+            token_text(bpe, V, tok[from + i], text, sizeof text);
+            fprintf(log, "  %+10.4f %6.1f%%  %s\n", attr[i], 100.0 * fabs(attr[i]) / fmax(mag, 1e-30), text);
+        }
+    }
+    if (st == LK_OK && o->out_dir) {
+        cJSON *j = cJSON_CreateObject(), *ts = cJSON_AddArrayToObject(j, "tokens");
+        for (int i = 0; i < len; i++) cJSON_AddItemToArray(ts, cJSON_CreateNumber(tok[from + i]));
+        cJSON_AddNumberToObject(j, "target", t);
+        cJSON_AddNumberToObject(j, "score", fx);
+        cJSON_AddNumberToObject(j, "baseline_score", fb);
+        cJSON_AddNumberToObject(j, "steps", o->steps);
+        cJSON_AddItemToObject(j, "attributions", cJSON_CreateFloatArray(attr, len));
+        char *s = cJSON_PrintUnformatted(j), path[700];
+        cJSON_Delete(j);
+        st = lk_make_dirs(o->out_dir);
+        snprintf(path, sizeof path, "%s/explain-tokens.json", o->out_dir);
+        if (st == LK_OK) st = s ? lk_write_file_atomic(path, s, strlen(s)) : LK_ERR(LK_ERR_NOMEM, "explain: out of memory");
+        free(s);
+    }
+    lk_bpe_free(bpe);
+    lk_free(tok), lk_free(ids), lk_free(attr);
+    return st;
+}
+
 /* The checkpoint's model, built for attributions (its input's gradient, evaluation mode). */
 static lk_status open_model(const lk_explain_opts *o, const char *dir, const lk_run_config *rc, lk_spec **spec,
                             lk_device **dev, lk_model **m)
@@ -297,14 +380,19 @@ static lk_status open_model(const lk_explain_opts *o, const char *dir, const lk_
     char path[700];
     LK_CHECK(lk_ckptdir_open_spec(dir, rc, spec));
     const lk_zoo_entry *z = lk_spec_entry(*spec);
-    if (z->target != LK_TARGET_LABELS || z->tokens || rc->in_shape.ndim != 3)
-        return LK_ERR(LK_ERR_ARG, "explain: checkpoint %s holds a %s; explain takes image classifiers (per-token "
-                                  "attributions of language models are not in this version)", dir, rc->model);
+    if (z->target != LK_TARGET_LABELS || (!z->tokens && rc->in_shape.ndim != 3))
+        return LK_ERR(LK_ERR_ARG, "explain: checkpoint %s holds a %s; explain takes image classifiers and language "
+                                  "models", dir, rc->model);
+    if (z->tokens != !!o->prompt)
+        return LK_ERR(LK_ERR_ARG, "explain: checkpoint %s holds a %s: %s", dir, rc->model,
+                      z->tokens ? "a language model explains --prompt TEXT, not --input" : "--prompt is for language models");
     LK_CHECK(lk_device_open(dev, o->device ? o->device : "auto", o->threads));
     LK_CHECK(lk_model_create(m, *dev, &rc->in_shape));
     LK_CHECK(lk_spec_build(*spec, *m, rc->nclasses, &rc->arch));
     (*m)->input_grad = (*m)->backward_eval = 1;
-    LK_CHECK(lk_model_build(*m, 32));
+    /* a language model's points in batches whose logits stay within ~200 MB (GPT-2's: 1) */
+    const double logits = (double)lk_shape_numel(&rc->in_shape) * rc->nclasses * sizeof(float);
+    LK_CHECK(lk_model_build(*m, z->tokens ? (int)LK_MAX(1.0, LK_MIN(8.0, 2e8 / logits)) : 32));
     return lk_checkpoint_load_weights(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path), *m);
 }
 
@@ -315,7 +403,7 @@ lk_status lk_explain(const lk_explain_opts *o, FILE *log)
     lk_run_config rc;
     LK_CHECK(lk_ckptdir_resolve(o->checkpoint, dir, sizeof dir));
     LK_CHECK(lk_ckptdir_load_config(dir, &rc));
-    if (!o->out_dir) return LK_ERR(LK_ERR_ARG, "explain: --out DIR is required (where the maps go)");
+    if (!o->out_dir && !o->prompt) return LK_ERR(LK_ERR_ARG, "explain: --out DIR is required (where the maps go)");
     lk_spec *spec = NULL;
     lk_device *dev = NULL;
     lk_model *m = NULL;
@@ -323,6 +411,15 @@ lk_status lk_explain(const lk_explain_opts *o, FILE *log)
     memset(&d, 0, sizeof d), memset(&bd, 0, sizeof bd);
     float *x = NULL, *attr = NULL, *base = NULL;
     lk_status st = open_model(o, dir, &rc, &spec, &dev, &m);
+    const int rank = o->comm ? o->comm->rank : 0, world = o->comm ? o->comm->world : 1;
+    if (st == LK_OK && o->prompt) { /* a language model: one prompt, on rank 0 */
+        st = rank == 0 ? explain_prompt(o, m, &rc, log) : LK_OK;
+        lk_model_destroy(m);
+        lk_device_close(dev);
+        lk_spec_free(spec);
+        return st;
+    }
+    if (st == LK_OK && !o->input) st = LK_ERR(LK_ERR_ARG, "explain: --input FILE is required (the images)");
     if (st == LK_OK) st = lk_image_file_load(o->input, &d);
     if (st == LK_OK && !lk_shape_equal(&d.sample, &rc.in_shape))
         st = LK_ERR(LK_ERR_SHAPE, "%s: images are %s but checkpoint %s expects %s", o->input,
@@ -342,7 +439,6 @@ lk_status lk_explain(const lk_explain_opts *o, FILE *log)
     }
     if (st == LK_OK) st = lk_make_dirs(o->out_dir);
     if (st == LK_OK && bd.n) lk_dataset_gather(&bd, &(int32_t){0}, 1, x + D, NULL);
-    const int rank = o->comm ? o->comm->rank : 0, world = o->comm ? o->comm->world : 1;
     const int n = o->limit > 0 ? LK_MIN(o->limit, d.n) : d.n;
     double gaps[3] = {0, 0, 0}; /* sum and largest of the completeness gaps, images */
     for (int i = rank; st == LK_OK && i < n; i += world) {
@@ -373,5 +469,88 @@ lk_status lk_explain(const lk_explain_opts *o, FILE *log)
     lk_model_destroy(m);
     lk_device_close(dev);
     lk_spec_free(spec);
+    return st;
+}
+
+/* ---- language models: the next token's logit, token by token ---- */
+
+/* f at n points base + a[k] (E - base) between the baseline's embedding outputs and the
+ * prompt's E (host, [T, C]), for token t at position pos; with g, the gradients with respect
+ * to those embedding outputs into g[n][T * C] */
+static lk_status token_points(lk_model *m, const float *emb, const float *base, const double *a, int n, int pos,
+                              int t, double *f, float *g)
+{
+    lk_device *d = m->dev;
+    const size_t E = lk_shape_numel(&m->layers[0]->out);
+    float *in = lk_malloc((size_t)n * E * sizeof *in);
+    if (!in) return LK_ERR(LK_ERR_NOMEM, "explain: out of memory");
+    for (int k = 0; k < n; k++)
+        for (size_t i = 0; i < E; i++) in[(size_t)k * E + i] = base[i] + (float)a[k] * (emb[i] - base[i]);
+    lk_copy_to_device(d, m->act[1], in, (size_t)n * E * sizeof *in);
+    lk_free(in);
+    lk_tensor out;
+    LK_CHECK(lk_model_forward_range(m, 1, m->nlayers, n, 0, 0, &out));
+    const size_t per = lk_tensor_numel(&out) / (size_t)n, row = (size_t)out.shape.d[out.shape.ndim - 1];
+    const size_t at = (size_t)pos * row + (size_t)t;
+    float v;
+    for (int k = 0; k < n; k++) {
+        lk_copy_to_host(d, &v, out.data + (size_t)k * per + at, sizeof v);
+        f[k] = v;
+    }
+    LK_CHECK(lk_device_status(d));
+    if (!g) return LK_OK;
+    lk_zero(d, m->dout, (size_t)n * per * sizeof(float)); /* (the output is read: the loss's place is free) */
+    const float one = 1.0f;
+    for (int k = 0; k < n; k++) lk_copy_to_device(d, m->dout + (size_t)k * per + at, &one, sizeof one);
+    LK_CHECK(lk_model_backward_range(m, 1, n, 0, LK_GRADS_REPLACE));
+    lk_copy_to_host(d, g, m->din, (size_t)n * E * sizeof *g);
+    return lk_device_status(d);
+}
+
+lk_status lk_attr_tokens(lk_model *m, const float *ids, int len, int t, int steps, float *attr, double *fx,
+                         double *fb)
+{
+    const int T = m->in_shape.d[0], B = m->max_batch;
+    if (m->nlayers < 2 || len < 1 || len > T || steps < 1 || steps > 4096)
+        return LK_ERR(LK_ERR_ARG, "explain: %d prompt tokens (1 to --ctx %d), %d steps (1 to 4096)", len, T, steps);
+    const size_t E = lk_shape_numel(&m->layers[0]->out), C = E / (size_t)T;
+    float *emb = lk_malloc(E * sizeof *emb), *g = lk_malloc((size_t)B * E * sizeof *g), *base = lk_malloc(E * sizeof *base);
+    double *at = lk_malloc((size_t)steps * sizeof *at), *w = lk_malloc((size_t)steps * sizeof *w);
+    double *acc = lk_calloc(E, sizeof *acc), *f = lk_malloc((size_t)B * sizeof *f);
+    lk_status st = emb && g && base && at && w && acc && f ? LK_OK : LK_ERR(LK_ERR_NOMEM, "explain: out of memory");
+    lk_tensor e;
+    if (st == LK_OK) { /* the prompt's embedding outputs */
+        lk_copy_to_device(m->dev, lk_model_input(m), ids, (size_t)T * sizeof *ids);
+        st = lk_model_forward_range(m, 0, 1, 1, 0, 0, &e);
+    }
+    if (st == LK_OK) lk_copy_to_host(m->dev, emb, e.data, E * sizeof *emb), st = lk_device_status(m->dev);
+    /* the baseline: the same positions without the tokens (the embedding's output less each
+     * token's row of its table; zero for the window's unused tail, which no logit sees) */
+    const lk_param *wte = &m->layers[0]->params[0];
+    for (int i = 0; st == LK_OK && i < T; i++) {
+        float *b = base + (size_t)i * C;
+        lk_copy_to_host(m->dev, b, wte->w + (size_t)ids[i] * C, C * sizeof *b);
+        for (size_t c = 0; c < C; c++) b[c] = i < len ? emb[(size_t)i * C + c] - b[c] : 0.0f;
+    }
+    if (st == LK_OK) st = lk_device_status(m->dev);
+    if (st == LK_OK) gauss_legendre(steps, at, w);
+    for (int k0 = 0; st == LK_OK && k0 < steps; k0 += B) {
+        const int n = LK_MIN(B, steps - k0);
+        st = token_points(m, emb, base, at + k0, n, len - 1, t, f, g);
+        for (int k = 0; st == LK_OK && k < n; k++)
+            for (size_t i = 0; i < E; i++) acc[i] += w[k0 + k] * g[(size_t)k * E + i];
+    }
+    for (int i = 0; st == LK_OK && i < len; i++) {
+        double s = 0;
+        for (size_t c = 0; c < C; c++) s += (emb[(size_t)i * C + c] - base[(size_t)i * C + c]) * acc[(size_t)i * C + c];
+        attr[i] = (float)s;
+    }
+    const double ends[2] = {1.0, 0.0};
+    double fe[2] = {0, 0};
+    if (st == LK_OK) st = token_points(m, emb, base, ends, 1, len - 1, t, &fe[0], NULL);
+    if (st == LK_OK) st = token_points(m, emb, base, ends + 1, 1, len - 1, t, &fe[1], NULL);
+    if (fx) *fx = fe[0];
+    if (fb) *fb = fe[1];
+    lk_free(emb), lk_free(g), lk_free(base), lk_free(at), lk_free(w), lk_free(acc), lk_free(f);
     return st;
 }

@@ -9,6 +9,11 @@
  *   occlusion  f_t(x) - f_t(x with a window replaced by the baseline), the window slid over
  *              the image (all channels at once), each pixel's the mean of its windows'
  *
+ * For a language model (gpt, gpt2*) --prompt gives the tokens, and the attribution is of the
+ * next token's logit to each token: integrated gradients on the layers above the embedding,
+ * from the positions alone (the embedding's output less the tokens' rows) to the prompt's,
+ * each token's the dot product of its row with its mean gradient, printed as text.
+ *
  * f_t is the target class's logit; the target is --target or the predicted class. The
  * model runs in evaluation mode (batch norm's running statistics, no dropout) and
  * back-propagates down to its input. Baselines: black (zeros), blur (each channel box-blurred,
@@ -27,6 +32,7 @@ typedef enum { LK_EXPLAIN_SALIENCY = 0, LK_EXPLAIN_IG, LK_EXPLAIN_OCCLUSION } lk
 
 typedef struct {
     const char *checkpoint, *input, *out_dir;
+    const char *prompt, *tokenizer; /* a language model's: its tokens (sample.h's lk_prompt_open) */
     const char *device;
     int threads;
     lk_explain_method method;
@@ -48,6 +54,10 @@ lk_status lk_attr_ig(lk_model *m, const float *x, const float *base, int t, int 
                      double *fb);
 lk_status lk_attr_occlusion(lk_model *m, const float *x, const float *base, int t, int window, int stride,
                             float *attr);
+/* A language model's: ids[0, len) of its window (the rest 0); the logit of t at position
+ * len - 1 into *fx, and at the baseline (the positions alone) into *fb. */
+lk_status lk_attr_tokens(lk_model *m, const float *ids, int len, int t, int steps, float *attr, double *fx,
+                         double *fb);
 /* f_t of n inputs x[n][in_shape] into score[n]; with g, their gradients into g[n][in_shape]. */
 lk_status lk_attr_scores(lk_model *m, const float *x, int n, int t, double *score, float *g);
 

@@ -69,6 +69,21 @@ static lk_status prompt_tokens(const char *p, int vocab, const lk_bpe *bpe, int3
     return LK_OK;
 }
 
+lk_status lk_prompt_open(const char *prompt, int vocab, const char *tokenizer, lk_bpe **bpe, int32_t *tok, int cap,
+                         int *n)
+{
+    /* a GPT-2 model reads and writes text through GPT-2's tokenizer, ids with an ids: prompt
+     * (or where the tokenizer's files are missing and no text prompt needs them) */
+    *bpe = NULL, *n = 0;
+    const int ids_prompt = prompt && !strncmp(prompt, "ids:", 4);
+    if (vocab == LK_GPT2_VOCAB && !ids_prompt && lk_bpe_open(bpe, tokenizer) != LK_OK && prompt && *prompt) {
+        char why[1400];
+        snprintf(why, sizeof why, "%s", lk_error_message());
+        return LK_ERR(LK_ERR_ARG, "--prompt: %s; or give token ids as ids:1,2,3", why);
+    }
+    return prompt_tokens(prompt, vocab, *bpe, tok, cap, n);
+}
+
 /* the next token from logits: temperature, the top k, then a draw (greedy at T = 0) */
 static int32_t pick(float *logits, int vocab, const lk_sample_opts *o, long draw, float *scratch)
 {
@@ -110,17 +125,8 @@ static lk_status sample_text(const lk_sample_opts *o, lk_replica *r, int vocab, 
     float *x = lk_malloc((size_t)ctx * sizeof *x), *logits = lk_malloc((size_t)vocab * 2 * sizeof *logits);
     lk_status st = tok && x && logits ? LK_OK : LK_ERR(LK_ERR_NOMEM, "sample: out of memory");
     int n = 0;
-    /* a GPT-2 model reads and writes text through GPT-2's tokenizer, ids with an ids: prompt
-     * (or where the tokenizer's files are missing and no text prompt needs them) */
     lk_bpe *bpe = NULL;
-    const int ids_prompt = o->prompt && !strncmp(o->prompt, "ids:", 4);
-    if (st == LK_OK && vocab == LK_GPT2_VOCAB && !ids_prompt && lk_bpe_open(&bpe, o->tokenizer) != LK_OK && o->prompt &&
-        *o->prompt) {
-        char why[1400];
-        snprintf(why, sizeof why, "%s", lk_error_message());
-        st = LK_ERR(LK_ERR_ARG, "--prompt: %s; or give token ids as ids:1,2,3", why);
-    }
-    if (st == LK_OK) st = prompt_tokens(o->prompt, vocab, bpe, tok, 4096, &n);
+    if (st == LK_OK) st = lk_prompt_open(o->prompt, vocab, o->tokenizer, &bpe, tok, 4096, &n);
     if (st == LK_OK && (vocab == 256 || bpe) && o->prompt) fputs(o->prompt, text);
     for (int k = 0; st == LK_OK && k < o->tokens; k++) {
         const int len = LK_MIN(n, ctx), from = n - len; /* the last ctx tokens */

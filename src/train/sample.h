@@ -21,6 +21,13 @@ typedef struct {
 } lk_sample_opts;
 
 lk_sample_opts lk_sample_defaults(void);
+/* A prompt as up to cap tokens of a model of `vocab`: bytes for a byte-level model; for a
+ * GPT-2-vocabulary one "ids:1,2,3", or text through GPT-2's tokenizer (opened from
+ * `tokenizer` into *bpe, NULL where not needed: free with lk_bpe_free) after an end-of-text,
+ * as documents begin in llm.c's shards. */
+struct lk_bpe;
+lk_status lk_prompt_open(const char *prompt, int vocab, const char *tokenizer, struct lk_bpe **bpe, int32_t *tok,
+                         int cap, int *n);
 /* Text goes to `text`; images to o->out (required for the image models). */
 lk_status lk_sample(const lk_sample_opts *o, FILE *text);
 

@@ -2,7 +2,8 @@
 # Attributions (lockstep explain). A cnn trained briefly on Fashion-MNIST: integrated
 # gradients on 8 test images dealt to 2 ranks, every completeness gap below 1%; a PNG (RGB,
 # the image, the map over it and alone) and a JSON (784 attributions, their sum, the scores)
-# per image; saliency and occlusion run too; bad input refused, naming it.
+# per image; saliency and occlusion run too; a gpt's next token attributed to its prompt's
+# tokens (a line each, completeness gap below 1%); bad input refused, naming it.
 source "$(dirname "$0")/common.bash"
 [[ -d /usr/share/datasets/fashion-mnist ]] || { echo "SKIP: dataset-fashion-mnist not installed"; exit 0; }
 images=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
@@ -48,7 +49,17 @@ expect_fail 2 "--out DIR is required" -- "$LK" explain --checkpoint "$TMP/cnn" -
 expect_fail 2 "--target 10: checkpoint $TMP/cnn has 10 classes" -- "$LK" explain --checkpoint "$TMP/cnn" \
   --input "$images" --out "$TMP/x" --target 10
 expect_fail 1 "$TMP/none.idx" -- "$LK" explain --checkpoint "$TMP/cnn" --input "$TMP/none.idx" --out "$TMP/x"
-"$LK" train --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 1 --heads 1 --dim 16 --ctx 8 --steps 1 \
-  --threads 1 --quiet --save "$TMP/gpt" || fail "a gpt checkpoint"
-expect_fail 2 "explain takes image classifiers" -- "$LK" explain --checkpoint "$TMP/gpt" --input "$images" --out "$TMP/x"
+# a language model: the next token's logit attributed to the prompt's tokens, as text
+"$LK" train --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 2 --heads 2 --dim 64 --ctx 64 \
+  --steps 150 --batch 16 --lr 3e-3 --optim adamw --threads 1 --quiet --save "$TMP/gpt" || fail "a gpt checkpoint"
+"$LK" explain --checkpoint "$TMP/gpt" --prompt "GNU General Public Lic" --threads 1 --out "$TMP/tok" \
+  >"$TMP/tok.log" 2>&1 || fail "explain --prompt: $(tail -3 "$TMP/tok.log")"
+cat "$TMP/tok.log"
+[[ $(grep -c "%  '" "$TMP/tok.log") == 22 ]] || fail "not one line per prompt token (22 bytes)"
+gap=$(grep -o 'completeness gap [0-9.]*' "$TMP/tok.log" | grep -o '[0-9.]*$')
+/usr/bin/python3 -c "import sys; sys.exit(0 if $gap < 1.0 else 1)" || fail "the prompt's completeness gap is $gap%"
+[[ -f $TMP/tok/explain-tokens.json ]] || fail "no explain-tokens.json"
+expect_fail 2 "a language model explains --prompt TEXT, not --input" -- "$LK" explain --checkpoint "$TMP/gpt" \
+  --input "$images" --out "$TMP/x"
+expect_fail 2 "--prompt is for language models" -- "$LK" explain --checkpoint "$TMP/cnn" --prompt hi
 echo PASS

@@ -140,12 +140,38 @@ static void test_occlusion_direct(void **state)
     lk_model_destroy(m);
 }
 
+/* a fresh gpt (vocabulary 50, window 16): the next token's logit attributed to 11 prompt
+ * tokens adds up to f(x) - f(positions alone) within 1% at 64 points */
+static void test_tokens_completeness(void **state)
+{
+    (void)state;
+    lk_model *m;
+    const lk_shape s = {1, {16}};
+    TU_OK(lk_model_create(&m, tu_cpu(), &s));
+    TU_OK(lk_zoo_build("gpt", m, 50, &(lk_arch){2, 2, 32, 16, LK_GELU_DEFAULT}));
+    m->input_grad = m->backward_eval = 1;
+    TU_OK(lk_model_build(m, 4));
+    TU_OK(lk_model_init(m, LK_INIT_DEFAULT, 5));
+    float ids[16] = {0}, attr[16];
+    for (int i = 0; i < 11; i++) ids[i] = (float)lk_rng_below(3, LK_RNG_TEST, 0, (uint64_t)i, 50);
+    for (int t = 0; t < 50; t += 7) {
+        double fx, fb, sum = 0;
+        TU_OK(lk_attr_tokens(m, ids, 11, t, 64, attr, &fx, &fb));
+        for (int i = 0; i < 11; i++) sum += attr[i];
+        if (!(fabs(sum - (fx - fb)) <= 0.01 * fabs(fx - fb) + 1e-6))
+            fail_msg("token %d: sum %.6g, f(x) - f(x') %.6g", t, sum, fx - fb);
+    }
+    TU_FAILS_WITH(lk_attr_tokens(m, ids, 17, 0, 64, attr, NULL, NULL), LK_ERR_ARG, "17 prompt tokens");
+    lk_model_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradient_against_differences),
         cmocka_unit_test(test_ig_completeness),
         cmocka_unit_test(test_occlusion_direct),
+        cmocka_unit_test(test_tokens_completeness),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
