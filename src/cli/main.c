@@ -55,7 +55,7 @@ static void usage(FILE *f)
             "  tokenize text files into llm.c token shards with GPT-2's tokenizer\n"
             "  convert  GPT-2 weights between llm.c's checkpoints and lockstep's\n"
             "  models   the built-in models; `models NAME` prints one's spec (--model-file)\n"
-            "  explain  which pixels made an image classifier's predictions (ig, saliency, occlusion)\n"
+            "  explain  which pixels (tokens) made an image classifier's (language model's) prediction\n"
             "  info     build, devices and libraries\n\n"
             "  --help, --version\n");
 }
