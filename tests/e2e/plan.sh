@@ -41,22 +41,24 @@ grep -Eq "shared cores: measured, the job's all-reduces took [0-9.]+ ms a step a
   "$TMP/beside" || fail "no measured all-reduce speed: $(cat "$TMP/beside")"
 [[ $(grep -c "^# lockstep plan" "$TMP/beside") -eq 1 ]] || fail "expected one report: $(cat "$TMP/beside")"
 # the ways to send less: on slow links 16-bit buckets and PowerSGD beat float32 ones, on
-# fast links the conversions and PowerSGD's arithmetic cost more than the wire saves
+# fast links the conversions and PowerSGD's arithmetic cost more than the wire saves (the
+# slow link is 100 Mbit/s: at 1 Gbit/s an instrumented build's conversions, measured at
+# 5x their speed, can cost what the wire saves)
 opt_step() { awk -v o="$2" '$0 ~ "^  "o {print $(NF-1)}' "$1"; }
-for g in 1 1000; do
+for g in 0.1 1000; do
   "$LK" plan --model mlp --ranks 8 --link-gbps $g --steps 5 --grad-compress powersgd:4 --local-steps 8 >"$TMP/opt$g"
   grep -q "^# fastest here: " "$TMP/opt$g" || fail "no comparison of the options: $(cat "$TMP/opt$g")"
   grep -q "^  --local-steps 8 " "$TMP/opt$g" || fail "no local SGD row: $(cat "$TMP/opt$g")"
 done
-/usr/bin/python3 - "$(opt_step "$TMP/opt1" none)" "$(opt_step "$TMP/opt1" bf16)" "$(opt_step "$TMP/opt1" powersgd:4)" \
+/usr/bin/python3 - "$(opt_step "$TMP/opt0.1" none)" "$(opt_step "$TMP/opt0.1" bf16)" "$(opt_step "$TMP/opt0.1" powersgd:4)" \
   "$(opt_step "$TMP/opt1000" none)" "$(opt_step "$TMP/opt1000" bf16)" "$(opt_step "$TMP/opt1000" powersgd:4)" <<'PY' ||
 import sys
 n1, h1, p1, n2, h2, p2 = map(float, sys.argv[1:])
-print(f"step ms at 1 Gbit/s: float32 {n1}, 16-bit {h1}, powersgd:4 {p1}; at 1000: {n2}, {h2}, {p2}")
+print(f"step ms at 0.1 Gbit/s: float32 {n1}, 16-bit {h1}, powersgd:4 {p1}; at 1000: {n2}, {h2}, {p2}")
 sys.exit(0 if h1 < n1 and p1 < n1 and n2 < h2 and n2 < p2 else 1)
 PY
-  fail "the options' order: $(cat "$TMP/opt1" "$TMP/opt1000")"
-grep -q "^# to use here: " "$TMP/opt1" || fail "no option to use: $(cat "$TMP/opt1")"
+  fail "the options' order: $(cat "$TMP/opt0.1" "$TMP/opt1000")"
+grep -q "^# to use here: " "$TMP/opt0.1" || fail "no option to use: $(cat "$TMP/opt0.1")"
 # every projected rank on this host: the 16-bit sums are float32's pass in shared memory
 mpi -n 2 --oversubscribe plan --model mlp --ranks 2 --steps 3 --comm-csv "$TMP/comm.csv" >"$TMP/host"
 [[ $(opt_step "$TMP/host" "bf16, fp16 \\(in shared memory\\)") == "$(opt_step "$TMP/host" none)" ]] ||
