@@ -42,6 +42,8 @@
 #             the small gpt's 6 losses within 1e-2 of the CPU's bf16 run, cnn for 200 steps
 #             in fp32 and bf16 (samples/s of each); 2 ranks sharing GPU 0 with --grad-dtype
 #             bf16 (the staged bf16 sums) give --zero 1's parameters bit for bit
+#  explain    integrated gradients of a briefly trained cnn-bn on 4 images on the GPU against
+#             the CPU's (max relative difference <= 1e-3; completeness gaps < 1%)
 #  cnn        `cnn` on the GPU with the CPU's recipe (3 epochs, momentum, lr 0.05,
 #             cosine, batch 64, seed 0) reaches the README's bar: test accuracy >= 0.905
 #  bench-gpu  bench/gpu.sh: lockstep against PyTorch eager and torch.compile
@@ -265,6 +267,34 @@ print(max(abs(a - b) / abs(b) for a, b in zip(*l)))" "$tmp/gpu.jsonl" "$tmp/cpu.
   note "--grad-dtype bf16, 2 ranks: --zero 1 vs --zero 0: max relative difference $d (bar 0: bit for bit)"
   le "$d" 0 || worst=1
   return $worst
+}
+
+step_explain() {
+  need_build
+  local tmp=$LK_WORK/explain gdev=cuda:0 d gap dv
+  [[ $LK_MODE == gpu ]] || gdev=cpu
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  # a cnn-bn trained briefly on the CPU; its attributions on the GPU against the CPU's (the
+  # input gradient, batch norm's evaluation-mode backward, the batched quadrature points)
+  lk train --device cpu --model cnn-bn --steps 60 --batch 32 --lr 0.05 --train-limit 3000 --val-limit 200 \
+    --quiet --data "$LK_DATA" --save "$tmp/ck" || { note "training failed"; return 1; }
+  for dv in cpu "$gdev"; do
+    lk explain --device "$dv" --checkpoint "$tmp/ck" --input "$LK_DATA_DIR/t10k-images-idx3-ubyte.gz" \
+      --limit 4 --out "$tmp/$dv" >"$tmp/$dv.log" 2>&1 || { note "explain on $dv failed"; return 1; }
+  done
+  d=$(py - "$tmp/cpu" "$tmp/$gdev" <<'PY'
+import glob, json, os, sys
+worst = 0.0
+for p in sorted(glob.glob(sys.argv[1] + "/*.json")):
+    a = json.load(open(p))["attributions"]
+    b = json.load(open(os.path.join(sys.argv[2], os.path.basename(p))))["attributions"]
+    worst = max(worst, max(abs(x - y) for x, y in zip(a, b)) / (max(abs(x) for x in a) or 1.0))
+print(worst)
+PY
+  ) || { note "compare failed"; return 1; }
+  gap=$(grep -o 'largest [0-9.]*' "$tmp/$gdev.log" | grep -o '[0-9.]*$')
+  note "cnn-bn, ig on 4 images, $gdev against cpu: max relative difference $d (bar 1e-3); completeness gap at most $gap% (bar 1%)"
+  le "$d" 1e-3 && le "${gap:-100}" 1
 }
 
 step_cnn() {
@@ -575,6 +605,7 @@ run_step collectives 90
 run_step mpi2 120
 run_step zero 120
 run_step precision 120
+run_step explain 60
 run_step cnn 150
 run_step bench-gpu 240
 run_step gpt2 150
@@ -599,7 +630,7 @@ run_step gpt2 150
   printf '%s\n' "${rows[@]}"
   echo
   echo "$passed passed, $failed failed, $skipped skipped"
-  for id in kit build gpu info parity collectives mpi2 cnn bench-gpu gpt2; do
+  for id in kit build gpu info parity collectives mpi2 zero precision explain cnn bench-gpu gpt2; do
     [[ -s $work/$id.md ]] || continue
     echo
     echo "## $id"
