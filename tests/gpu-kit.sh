@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Gather, once, on a networked Debian 12 (bookworm) machine, the Debian packages that an
-# air-gapped GPU node lacks for tests/run-gpu.sh: Open MPI, hwloc, cJSON, cmocka, oneDNN,
+# air-gapped GPU node lacks for tests/run-gpu.sh: Open MPI, hwloc, cJSON, PCRE2, cmocka, oneDNN,
 # zlib headers, pkg-config, make and the Fashion-MNIST data set, with the libraries they
 # need at run time. The node has CUDA, cuDNN, NCCL, PyTorch, a C compiler, CMake and
 # Python, but no network, no package manager use and none of these.
@@ -41,7 +41,8 @@ done
 roots=(
   libopenmpi-dev libopenmpi3 openmpi-bin openmpi-common   # MPI, mpicc, mpirun
   libhwloc-dev libhwloc15                                 # topology and binding
-  libcjson-dev libcjson1                                  # safetensors headers, config.json
+  libcjson-dev libcjson1                                  # safetensors headers, config.json, specs
+  libpcre2-dev libpcre2-8-0                               # GPT-2's pre-tokenisation regex
   libcmocka-dev libcmocka0                                # unit tests
   libdnnl-dev libdnnl2                                    # oneDNN: the CPU backend
   zlib1g-dev zlib1g                                       # gzip'd IDX, CRC-32

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The checks that need an NVIDIA GPU, in one call on an air-gapped GPU node: no network,
-# no package manager. What the node lacks (Open MPI, hwloc, cJSON, cmocka, oneDNN,
+# no package manager. What the node lacks (Open MPI, hwloc, cJSON, PCRE2, cmocka, oneDNN,
 # pkg-config, the Fashion-MNIST files) comes from the kit of Debian packages that
 # tests/gpu-kit.sh gathers on a networked machine (.gpu-kit/, carried to the node):
 # every .deb is unpacked with `dpkg -x` into a prefix (/tmp/lk-kit), never into /.
@@ -508,8 +508,8 @@ EOF
   # a help text or plugin that was not found means a path still points into /usr
   ! grep -qE "couldn't open the help file|Sorry!|unable to open|cannot open shared object" <<<"$o" ||
     { echo "kit: mpirun complains (see the log): Open MPI or PMIx not fully relocated" >>"$work/kit.note"; return 1; }
-  echo "pkg-config: hwloc $(pkg-config --modversion hwloc), libcjson $(pkg-config --modversion libcjson), cmocka $(pkg-config --modversion cmocka)"
-  pkg-config --cflags --libs hwloc libcjson cmocka >/dev/null ||
+  echo "pkg-config: hwloc $(pkg-config --modversion hwloc), libcjson $(pkg-config --modversion libcjson), cmocka $(pkg-config --modversion cmocka), libpcre2-8 $(pkg-config --modversion libpcre2-8)"
+  pkg-config --cflags --libs hwloc libcjson cmocka libpcre2-8 >/dev/null ||
     { echo "kit: pkg-config does not find the kit's modules" >>"$work/kit.note"; return 1; }
   [[ -n $data ]] || { echo "kit: no Fashion-MNIST files in the kit" >>"$work/kit.note"; return 1; }
   echo "kit: Open MPI $(mpirun --version | head -1 | awk '{ print $NF }') relocated (OPAL_PREFIX, PMIX_*DIR)" >>"$work/kit.note"
