@@ -83,6 +83,9 @@ lk_status lk_sampler_init(lk_sampler *s, int n, int batch, int rank, int world, 
 void lk_sampler_free(lk_sampler *s);
 /* Computes the epoch's permutation in place (no allocation). */
 void lk_sampler_set_epoch(lk_sampler *s, long epoch);
+/* v[0, n) shuffled in place (Fisher-Yates from the top), the draws those of the counter-based
+ * generator's (seed, stream, key) - the same on every rank and device. */
+void lk_shuffle(int32_t *v, int n, uint64_t seed, uint32_t stream, uint64_t key);
 /* This rank's indices for step `step` of the epoch; returns how many (<= batch). */
 int lk_sampler_batch(const lk_sampler *s, int step, int32_t *idx);
 /* Where this rank's slice starts within the global batch of `step`. */

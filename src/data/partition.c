@@ -33,16 +33,6 @@ lk_status lk_partition_parse(const char *text, lk_partition_spec *out)
     return LK_ERR(LK_ERR_ARG, "--partition: expected iid, classes:K or dirichlet:A, got '%s'", text);
 }
 
-/* v[0, n) shuffled in place (Fisher-Yates, draws keyed by key) */
-static void shuffle(int32_t *v, int n, uint64_t seed, uint64_t key)
-{
-    for (int i = n - 1; i > 0; i--) {
-        const int j = (int)lk_rng_below(seed, LK_RNG_PARTITION, key, (uint64_t)i, (uint32_t)i + 1);
-        const int32_t t = v[i];
-        v[i] = v[j], v[j] = t;
-    }
-}
-
 /* uniform in (0, 1) and standard normal in double, from one counter block each */
 static double uniform01(uint64_t seed, uint64_t key, uint64_t i)
 {
@@ -89,7 +79,7 @@ static lk_status by_class(const lk_dataset *d, uint64_t seed, int32_t ***by, int
     if (!fill) return LK_ERR(LK_ERR_NOMEM, "--partition: out of memory");
     for (int i = 0; i < d->n; i++) (*by)[d->y[i]][fill[d->y[i]]++] = i;
     lk_free(fill);
-    for (int c = 0; c < C; c++) shuffle((*by)[c], (*count)[c], seed, KEY(KEY_PERM, c));
+    for (int c = 0; c < C; c++) lk_shuffle((*by)[c], (*count)[c], seed, LK_RNG_PARTITION, KEY(KEY_PERM, c));
     return LK_OK;
 }
 
@@ -112,7 +102,7 @@ static lk_status deal_classes(const lk_dataset *d, int K, int world, uint64_t se
         return LK_ERR(LK_ERR_NOMEM, "--partition: out of memory");
     }
     for (int c = 0; c < C; c++) order[c] = c;
-    shuffle(order, C, seed, KEY(KEY_CLASS_ORDER, 0)); /* (ties go in this order) */
+    lk_shuffle(order, C, seed, LK_RNG_PARTITION, KEY(KEY_CLASS_ORDER, 0)); /* (ties go in this order) */
     for (int round = 0; round < K; round++)
         for (int r = 0; r < world; r++) {
             int best = -1;
@@ -167,7 +157,7 @@ lk_status lk_partition(const lk_dataset *d, const lk_partition_spec *p, int worl
     int m = 0;
     if (p->kind == LK_PART_IID) {
         for (int i = 0; i < d->n; i++) out[i] = i;
-        shuffle(out, d->n, seed, KEY(KEY_PERM, 0));
+        lk_shuffle(out, d->n, seed, LK_RNG_PARTITION, KEY(KEY_PERM, 0));
         const long lo = (long)d->n * rank / world, hi = (long)d->n * (rank + 1) / world;
         memmove(out, out + lo, (size_t)(hi - lo) * sizeof *out);
         m = (int)(hi - lo);

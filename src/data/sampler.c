@@ -53,19 +53,22 @@ void lk_sampler_free(lk_sampler *s)
     memset(s, 0, sizeof *s);
 }
 
+void lk_shuffle(int32_t *v, int n, uint64_t seed, uint32_t stream, uint64_t key)
+{
+    /* Fisher-Yates from the top: position i swaps with a uniform j in [0, i]. */
+    for (int i = n - 1; i > 0; i--) {
+        uint32_t j = lk_rng_below(seed, stream, key, (uint64_t)i, (uint32_t)i + 1);
+        int32_t t = v[i];
+        v[i] = v[j];
+        v[j] = t;
+    }
+}
+
 void lk_sampler_set_epoch(lk_sampler *s, long epoch)
 {
     s->epoch = epoch;
     for (int i = 0; i < s->n; i++) s->perm[i] = i;
-    if (!s->shuffle) return;
-    /* Fisher-Yates from the top: position i swaps with a uniform j in [0, i]. */
-    for (int i = s->n - 1; i > 0; i--) {
-        uint32_t j = lk_rng_below(s->seed, LK_RNG_SHUFFLE, (uint64_t)epoch, (uint64_t)i,
-                                  (uint32_t)i + 1);
-        int32_t t = s->perm[i];
-        s->perm[i] = s->perm[j];
-        s->perm[j] = t;
-    }
+    if (s->shuffle) lk_shuffle(s->perm, s->n, s->seed, LK_RNG_SHUFFLE, (uint64_t)epoch);
 }
 
 int lk_sampler_batch(const lk_sampler *s, int step, int32_t *idx)

@@ -46,10 +46,11 @@ lk_status lk_attr_scores(lk_model *m, const float *x, int n, int t, double *scor
     return st;
 }
 
-lk_status lk_attr_saliency(lk_model *m, const float *x, int t, float *attr)
+lk_status lk_attr_saliency(lk_model *m, const float *x, int t, float *attr, double *fx)
 {
     double f;
     LK_CHECK(lk_attr_scores(m, x, 1, t, &f, attr));
+    if (fx) *fx = f;
     for (size_t i = 0; i < numel_in(m); i++) attr[i] = fabsf(attr[i]);
     return LK_OK;
 }
@@ -105,7 +106,7 @@ lk_status lk_attr_ig(lk_model *m, const float *x, const float *base, int t, int 
 }
 
 lk_status lk_attr_occlusion(lk_model *m, const float *x, const float *base, int t, int window, int stride,
-                            float *attr)
+                            float *attr, double *fxp)
 {
     const lk_shape *s = &m->in_shape;
     if (s->ndim != 3) return LK_ERR(LK_ERR_SHAPE, "occlusion: images [C, H, W], not %d axes", s->ndim);
@@ -145,6 +146,7 @@ lk_status lk_attr_occlusion(lk_model *m, const float *x, const float *base, int 
         }
     }
     for (size_t i = 0; st == LK_OK && i < D; i++) attr[i] = hits[i] ? (float)(sum[i] / hits[i]) : 0.0f;
+    if (fxp) *fxp = fx;
     lk_free(in), lk_free(score), lk_free(sum), lk_free(hits);
     return st;
 }
@@ -243,16 +245,18 @@ static lk_status write_json(const char *path, const lk_explain_opts *o, const ex
     return st;
 }
 
-/* the predicted class: the largest of the model's outputs for x */
-static lk_status predicted(lk_model *m, const float *x, int *t)
+/* the predicted class (or next token): the largest of the model's meaningful outputs for x
+ * (one sample) in row `row` of its last axis (0 for a classifier; a window's position) */
+static lk_status predicted(lk_model *m, const float *x, int row, int *t)
 {
     lk_copy_to_device(m->dev, lk_model_input(m), x, numel_in(m) * sizeof *x);
     lk_tensor out;
     LK_CHECK(lk_model_forward(m, 1, 0, 0, &out));
     const int C = lk_model_out_valid(m);
+    const size_t ld = (size_t)out.shape.d[out.shape.ndim - 1];
     float *v = lk_malloc((size_t)C * sizeof *v);
     if (!v) return LK_ERR(LK_ERR_NOMEM, "explain: out of memory");
-    lk_copy_to_host(m->dev, v, out.data, (size_t)C * sizeof *v);
+    lk_copy_to_host(m->dev, v, out.data + (size_t)row * ld, (size_t)C * sizeof *v);
     *t = 0;
     for (int c = 1; c < C; c++) *t = v[c] > v[*t] ? c : *t;
     lk_free(v);
@@ -266,18 +270,16 @@ static lk_status explain_one(const lk_explain_opts *o, lk_model *m, const lk_run
     const size_t D = numel_in(m);
     e->index = index, e->gap = 0, e->fb = 0;
     if (o->target >= 0) e->target = o->target;
-    else LK_CHECK(predicted(m, x, &e->target));
+    else LK_CHECK(predicted(m, x, 0, &e->target));
     if (!strcmp(o->baseline, "black")) memset(base, 0, D * sizeof *base);
     else if (!strcmp(o->baseline, "blur")) blur(x, &m->in_shape, base);
     else memcpy(base, base_file, D * sizeof *base);
     if (o->method == LK_EXPLAIN_SALIENCY) {
-        LK_CHECK(lk_attr_saliency(m, x, e->target, attr));
-        LK_CHECK(lk_attr_scores(m, x, 1, e->target, &e->fx, NULL));
+        LK_CHECK(lk_attr_saliency(m, x, e->target, attr, &e->fx));
     } else if (o->method == LK_EXPLAIN_IG) {
         LK_CHECK(lk_attr_ig(m, x, base, e->target, o->steps, attr, &e->fx, &e->fb));
     } else {
-        LK_CHECK(lk_attr_occlusion(m, x, base, e->target, o->window, o->stride, attr));
-        LK_CHECK(lk_attr_scores(m, x, 1, e->target, &e->fx, NULL));
+        LK_CHECK(lk_attr_occlusion(m, x, base, e->target, o->window, o->stride, attr, &e->fx));
         LK_CHECK(lk_attr_scores(m, base, 1, e->target, &e->fb, NULL));
     }
     e->sum = 0;
@@ -323,20 +325,7 @@ static lk_status explain_prompt(const lk_explain_opts *o, lk_model *m, const lk_
     if (st == LK_OK) st = lk_prompt_open(o->prompt, V, o->tokenizer, &bpe, tok, cap, &n);
     const int len = LK_MIN(n, T), from = n - len; /* (the last --ctx tokens) */
     for (int i = 0; st == LK_OK && i < len; i++) ids[i] = (float)tok[from + i];
-    if (st == LK_OK && t < 0) { /* the predicted next token */
-        lk_copy_to_device(m->dev, lk_model_input(m), ids, (size_t)T * sizeof *ids);
-        lk_tensor out;
-        st = lk_model_forward(m, 1, 0, 0, &out);
-        float *row = st == LK_OK ? lk_malloc((size_t)V * sizeof *row) : NULL;
-        if (st == LK_OK && !row) st = LK_ERR(LK_ERR_NOMEM, "explain: out of memory");
-        if (st == LK_OK) {
-            const size_t ld = (size_t)out.shape.d[out.shape.ndim - 1];
-            lk_copy_to_host(m->dev, row, out.data + (size_t)(len - 1) * ld, (size_t)V * sizeof *row);
-            t = 0;
-            for (int v = 1; v < V; v++) t = row[v] > row[t] ? v : t;
-        }
-        lk_free(row);
-    }
+    if (st == LK_OK && t < 0) st = predicted(m, ids, len - 1, &t); /* the predicted next token */
     if (st == LK_OK && t >= V) st = LK_ERR(LK_ERR_ARG, "--target %d: the vocabulary has %d tokens", t, V);
     double fx = 0, fb = 0, sum = 0, mag = 0;
     if (st == LK_OK) st = lk_attr_tokens(m, ids, len, t, o->steps, attr, &fx, &fb);

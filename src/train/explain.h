@@ -47,13 +47,13 @@ typedef struct {
 lk_status lk_explain(const lk_explain_opts *o, FILE *log);
 
 /* The pieces, on a model built with input_grad and backward_eval (model.h) for batches of
- * up to m->max_batch: the attributions of x ([in_shape]) for class t into attr, and (ig)
- * f_t(x) and f_t(x') into *fx, *fb (may be NULL). */
-lk_status lk_attr_saliency(lk_model *m, const float *x, int t, float *attr);
+ * up to m->max_batch: the attributions of x ([in_shape]) for class t into attr, f_t(x) into
+ * *fx and (ig) f_t(x') into *fb (either may be NULL). */
+lk_status lk_attr_saliency(lk_model *m, const float *x, int t, float *attr, double *fx);
 lk_status lk_attr_ig(lk_model *m, const float *x, const float *base, int t, int steps, float *attr, double *fx,
                      double *fb);
 lk_status lk_attr_occlusion(lk_model *m, const float *x, const float *base, int t, int window, int stride,
-                            float *attr);
+                            float *attr, double *fx);
 /* A language model's: ids[0, len) of its window (the rest 0); the logit of t at position
  * len - 1 into *fx, and at the baseline (the positions alone) into *fb. */
 lk_status lk_attr_tokens(lk_model *m, const float *ids, int len, int t, int steps, float *attr, double *fx,

@@ -58,7 +58,7 @@ static void test_gradient_against_differences(void **state)
         image(x, 1);
         double f;
         TU_OK(lk_attr_scores(m, x, 1, 4, &f, g));
-        TU_OK(lk_attr_saliency(m, x, 4, sal));
+        TU_OK(lk_attr_saliency(m, x, 4, sal, NULL));
         float top = 0.0f;
         for (int i = 0; i < D; i++) {
             top = fmaxf(top, fabsf(g[i]));
@@ -123,7 +123,7 @@ static void test_occlusion_direct(void **state)
     float x[D], base[D], attr[D], occluded[D];
     image(x, 20);
     for (int i = 0; i < D; i++) base[i] = 0.25f;
-    TU_OK(lk_attr_occlusion(m, x, base, 2, 7, 7, attr)); /* windows that tile the image */
+    TU_OK(lk_attr_occlusion(m, x, base, 2, 7, 7, attr, NULL)); /* windows that tile the image */
     const double fx = logit(m, x, 2);
     for (int wy = 0; wy < 4; wy++)
         for (int wx = 0; wx < 4; wx++) {
@@ -135,7 +135,7 @@ static void test_occlusion_direct(void **state)
             if (fabs(got - want) > 1e-5 * (1 + fabs(want)))
                 fail_msg("window (%d, %d): %.6g, directly %.6g", wy, wx, got, want);
         }
-    TU_FAILS_WITH(lk_attr_occlusion(m, x, base, 2, 29, 1, attr), LK_ERR_ARG, "--window 29");
+    TU_FAILS_WITH(lk_attr_occlusion(m, x, base, 2, 29, 1, attr, NULL), LK_ERR_ARG, "--window 29");
     TU_FAILS_WITH(lk_attr_scores(m, x, 1, 10, &(double){0}, NULL), LK_ERR_ARG, "--target 10");
     lk_model_destroy(m);
 }
