@@ -4,6 +4,7 @@
 #define LK_CLI_H
 
 #include "../comm/comm.h"
+#include "../models/zoo.h" /* lk_arch */
 #include "args.h"
 
 enum {
@@ -16,6 +17,8 @@ enum {
     O_PROMPT, O_TOKENS, O_TEMPERATURE, O_TOP_K, O_COUNT, O_OUT, O_MIN_BYTES, O_MAX_BYTES, O_ITERS, O_SHARED_CORES,
     O_WARMUP_ITERS, O_BARRIER, O_CSV, O_RANKS, O_LINK_GBPS, O_LATENCY_US, O_COMM_CSV,
     O_SIZES, O_MIN_TIME, O_PEAK_TFLOPS, O_GELU, O_DECAY, O_ZERO, O_RECOMPUTE, O_PRECISION, O_STOCHASTIC_ROUND, O_GRAD_DTYPE, O_GRAD_COMPRESS, O_LOCAL_STEPS, O_LOCAL_START, O_COMPRESS_START, O_MEMORY, O_SAVE_EVERY, O_KEEP, O_FORCE_RESUME, O_NAN_POLICY, O_MAX_SKIPS, O_SKIP_SPIKES, O_TOKENIZER, O_INIT_FROM, O_FREEZE, O_MODEL_FILE, O_NEW_HEAD,
+    O_DP_CLIP, O_DP_NOISE, O_DP_EPSILON, O_DP_DELTA, O_DP_SAMPLING, O_DP_LEVEL, O_FEDAVG, O_PARTITION,
+    O_CLIENT_FRACTION, O_LOCAL_EPOCHS,
 };
 
 /* a flag with named values: CHOICE("--shm", o.shm, NAMES("auto", "off"), VALUES(1, 0)) */
@@ -30,6 +33,10 @@ lk_comm *lk_cli_comm(void);
  * status (2 for a bad argument, else 1). */
 int lk_cli_fail(lk_status s);
 
+/* `lockstep train` (train_cmd.c) */
+int lk_cli_train(int argc, char **argv);
+/* --layers --heads --dim --ctx --gelu into a (1: c was one of them; *s its parse) */
+int lk_cli_arch_flag(int c, lk_arch *a, lk_status *s);
 /* lockstep bench comm|gemm (bench.c) */
 int lk_cli_bench(int argc, char **argv);
 /* lockstep tokenize (tokenize_cmd.c) */

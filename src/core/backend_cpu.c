@@ -360,6 +360,18 @@ static void cpu_axpy(lk_device *d, float a, const float *x, float *y, size_t n)
     LK_CPU_FOR_SIMD((long)n > LK_CPU_PAR_MIN, i, (long)n, y[i] += a * x[i];);
 }
 
+static void cpu_ghost_norm(lk_device *d, const float *x, const float *dy, int n, int in, int out, int bias,
+                           float *sq)
+{
+    (void)d;
+    LK_CPU_FOR((long)n * (in + out) > LK_CPU_PAR_MIN, i, (long)n, {
+        double sx = bias, sg = 0.0;
+        for (int j = 0; j < in; j++) sx += (double)x[(size_t)i * in + j] * x[(size_t)i * in + j];
+        for (int j = 0; j < out; j++) sg += (double)dy[(size_t)i * out + j] * dy[(size_t)i * out + j];
+        sq[i] += (float)(sx * sg);
+    });
+}
+
 static void cpu_randn(lk_device *d, float *out, size_t n, uint64_t seed, uint64_t key, uint64_t first)
 {
     (void)d;
@@ -414,6 +426,7 @@ static const lk_backend cpu_backend = {
     .orthonormalize = cpu_orthonormalize,
     .scale = cpu_scale,
     .axpy = cpu_axpy,
+    .ghost_norm = cpu_ghost_norm,
     .transpose = lk_cpu_transpose,
     .lstm_cell_forward = lk_cpu_lstm_cell_forward,
     .lstm_cell_backward = lk_cpu_lstm_cell_backward,

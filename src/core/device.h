@@ -296,6 +296,12 @@ typedef struct lk_backend {
     void (*orthonormalize)(lk_device *d, float *p, int n, int r, int count);
     void (*scale)(lk_device *d, float *x, float a, size_t n);
     void (*axpy)(lk_device *d, float a, const float *x, float *y, size_t n); /* y += a*x */
+    /* DP-SGD's per-sample gradient norms of a linear layer over flat inputs, never forming the
+     * per-sample gradients (dy_i x_i^T has norm |x_i| |dy_i|): for x [n, in] and its output's
+     * gradient dy [n, out], sq[i] += (|x_i|^2 + bias) * |dy_i|^2 (bias 1 where the layer has
+     * one: its per-sample gradient is dy_i), sums in double */
+    void (*ghost_norm)(lk_device *d, const float *x, const float *dy, int n, int in, int out, int bias,
+                       float *sq);
     /* the first failure since the device was opened (a GPU's calls are asynchronous:
      * they fail later, and the entries above cannot return it), else LK_OK */
     lk_status (*status)(lk_device *d);

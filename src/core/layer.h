@@ -116,6 +116,13 @@ typedef struct {
      * multiply-add; element-wise work is not counted), after setup. NULL: none. The
      * model counts backward as twice forward (see lk_model_flops). */
     double (*flops)(const lk_layer *l);
+    /* DP-SGD (src/train/dpsgd.h): adds each sample's squared gradient norm over the layer's
+     * parameters to sq[batch] (device), from its input x and its output's gradient dy, without
+     * touching the gradients (the model calls it just before backward when lk_model.sample_sq
+     * is set). Its workspace is in workspace_bytes where l->sample_norms. NULL: the layer has no
+     * such shortcut (the norms then come from one backward per sample). */
+    lk_status (*sample_sqnorms)(lk_layer *l, const lk_ctx *c, const lk_tensor *x, const lk_tensor *dy,
+                                float *sq);
 } lk_layer_vt;
 
 struct lk_layer {
@@ -139,6 +146,8 @@ struct lk_layer {
     lk_dtype in_type, out_type; /* how its input and output are stored (set by the build) */
     int input_f32;             /* the caller writes this layer's input itself (a GAN's
                                   discriminator): it stays float32 */
+    int sample_norms;          /* set before the build: sample_sqnorms will be called (its
+                                  workspace counts) */
 };
 
 /* An activation as a product's operand: as it is stored. */

@@ -578,6 +578,11 @@ lk_status lk_model_backward_range(lk_model *m, int lo, int batch, long step, lk_
             const lk_layer *t = l->grads_into;
             if (t && t->param_count) m->before_grads(m->grad_ready_user, t->param_offset, t->param_count);
         }
+        if (m->sample_sq && l->param_count) {
+            if (!l->vt->sample_sqnorms)
+                return LK_ERR(LK_ERR_STATE, "layer %d (%s) has no per-sample gradient norms", i, l->vt->type);
+            LK_CHECK(l->vt->sample_sqnorms(l, &c, &tx, &tdy, m->sample_sq));
+        }
         LK_CHECK(l->vt->backward(l, &c, &tx, &ty, &tdy, &tdx));
         if (l->param_count && m->on_grad_ready)
             m->on_grad_ready(m->grad_ready_user, l->param_offset, l->param_count);
@@ -585,6 +590,23 @@ lk_status lk_model_backward_range(lk_model *m, int lo, int batch, long step, lk_
     }
     if (to_input) m->din = dy;
     return LK_OK;
+}
+
+void lk_model_set_sample_norms(lk_model *m)
+{
+    for (int i = 0; i < m->nlayers; i++) m->layers[i]->sample_norms = 1;
+}
+
+int lk_model_direct_norms(const lk_model *m, const lk_layer **why)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        const lk_layer *l = m->layers[i];
+        if (l->param_count && !l->vt->sample_sqnorms) {
+            if (why) *why = l;
+            return 0;
+        }
+    }
+    return 1;
 }
 
 void lk_model_zero_grad(lk_model *m)

@@ -82,6 +82,9 @@ typedef struct lk_model {
     float *din;               /* after such a backward: [batch, that input's shape] (NULL before) */
     int backward_eval;        /* backward follows an evaluation-mode forward (batch norm's
                                  running statistics, no dropout): attributions of a trained model */
+    float *sample_sq;         /* DP-SGD: when set (device, a float per sample), backward first adds
+                                 each sample's squared gradient norm of every layer to it
+                                 (layer.h's sample_sqnorms; lk_model_direct_norms must hold) */
 } lk_model;
 
 lk_status lk_model_create(lk_model **out, lk_device *dev, const lk_shape *in_sample);
@@ -130,6 +133,13 @@ int lk_model_keeps_working_copy(const lk_model *m);
  * lk_model_params_changed: the whole copy, at the next forward. */
 lk_status lk_model_refresh_working(lk_model *m, size_t lo, size_t hi, long step, const float *skip);
 void lk_model_params_changed(lk_model *m);
+/* Before the build: the layers' per-sample gradient norms will be asked for (sample_sq), so
+ * their workspace counts. */
+void lk_model_set_sample_norms(lk_model *m);
+/* 1 when every layer with parameters computes its per-sample gradient norms itself (layer.h's
+ * sample_sqnorms): a batch's norms then come out of one backward; else NULL, and *why names
+ * the first layer that does not (may be NULL). */
+int lk_model_direct_norms(const lk_model *m, const lk_layer **why);
 /* Before the build: what backward recomputes (see lk_recompute). */
 lk_status lk_model_set_recompute(lk_model *m, lk_recompute r);
 /* Plans and allocates params, grads and the arena for batches up to max_batch. */

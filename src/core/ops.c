@@ -566,3 +566,11 @@ lk_status lk_axpy(lk_device *d, float a, const float *x, float *y, size_t n)
     if (n) RUN(d, axpy, a, x, y, n);
     return LK_OK;
 }
+
+lk_status lk_ghost_norm(lk_device *d, const float *x, const float *dy, int n, int in, int out, int bias, float *sq)
+{
+    NEED(n >= 0 && in > 0 && out > 0, "ghost_norm: bad sizes");
+    NEED((x && dy && sq) || !n, "ghost_norm: null buffer");
+    if (n) RUN(d, ghost_norm, x, dy, n, in, out, bias, sq);
+    return LK_OK;
+}

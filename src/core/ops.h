@@ -146,5 +146,7 @@ lk_status lk_scale(lk_device *d, float *x, float a, size_t n);
 /* the columns of count n x r row-major matrices made orthonormal (device.h) */
 lk_status lk_orthonormalize(lk_device *d, float *p, int n, int r, int count);
 lk_status lk_axpy(lk_device *d, float a, const float *x, float *y, size_t n);
+/* sq[i] += (|x_i|^2 + bias) * |dy_i|^2 (device.h: a linear layer's per-sample gradient norms) */
+lk_status lk_ghost_norm(lk_device *d, const float *x, const float *dy, int n, int in, int out, int bias, float *sq);
 
 #endif

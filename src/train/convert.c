@@ -132,7 +132,7 @@ static lk_status open_gpt(lk_replica *r, const char *model, lk_spec **spec, cons
     const int T = arch->ctx;
     LK_CHECK(lk_spec_builtin(model, spec));
     return lk_replica_open(r, &(lk_replica_spec){"cpu", 1, *spec, *arch, lk_shape_make(1, &T), V, T, 1,
-                                                   LK_INIT_DEFAULT, 0, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL, LK_F32, 0});
+                                                   LK_INIT_DEFAULT, 0, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL, LK_F32, 0, 0});
 }
 
 static lk_status from_llmc_layout(const llmc_shape *sp, float *llmc, const char *src, const char *kind,

@@ -7,7 +7,7 @@
 #include "../comm/comm.h"
 #include "../core/model.h"
 
-#define LK_AGREE_MAX 40
+#define LK_AGREE_MAX 64
 
 /* Named fingerprints of everything that must be equal on all ranks. */
 typedef struct {

@@ -67,10 +67,15 @@ lk_status lk_metrics_step(lk_metrics *m, const lk_step_record *r)
     return finish(m);
 }
 
-lk_status lk_metrics_eval(lk_metrics *m, long step, int epoch, double val_loss, double val_acc)
+lk_status lk_metrics_eval(lk_metrics *m, long step, int epoch, double val_loss, double val_acc, double epsilon,
+                          double delta)
 {
     if (!m->f) return LK_OK;
     fprintf(m->f, "{\"event\":\"eval\",\"step\":%ld,\"epoch\":%d,", step, epoch);
+    if (!isnan(epsilon)) {
+        num(m->f, "epsilon", epsilon, 0);
+        num(m->f, "delta", delta, 0);
+    }
     num(m->f, "val_loss", val_loss, 0);
     num(m->f, "val_acc", val_acc, 1);
     return finish(m);
@@ -95,6 +100,13 @@ lk_status lk_metrics_summary(lk_metrics *m, const lk_summary_record *r)
     fputc(',', m->f);
     num(m->f, "params", r->params, 0);
     num(m->f, "skipped", (double)r->skipped, 0);
+    if (!isnan(r->epsilon)) {
+        num(m->f, "epsilon", r->epsilon, 0);
+        num(m->f, "delta", r->delta, 0);
+        num(m->f, "dp_sigma", r->dp_sigma, 0);
+        num(m->f, "dp_q", r->dp_q, 0);
+        num(m->f, "dp_steps", (double)r->dp_steps, 0);
+    }
     fputs("\"precision\":", m->f);
     json_str(m->f, r->precision ? r->precision : "fp32");
     fputc(',', m->f);

@@ -25,7 +25,9 @@ typedef struct {
     long skipped;        /* steps skipped so far (--nan-policy skip, --skip-spikes) */
 } lk_step_record;
 lk_status lk_metrics_step(lk_metrics *m, const lk_step_record *r);
-lk_status lk_metrics_eval(lk_metrics *m, long step, int epoch, double val_loss, double val_acc);
+/* epsilon: DP-SGD's privacy spent so far at delta (NaN: not a private run) */
+lk_status lk_metrics_eval(lk_metrics *m, long step, int epoch, double val_loss, double val_acc, double epsilon,
+                          double delta);
 typedef struct {
     double samples_per_s, step_ms_median, val_loss, val_acc, wall_s;
     long steps, warmup_steps;
@@ -41,6 +43,9 @@ typedef struct {
     double params;        /* floats of the flat parameter buffer (trainable, padded) */
     const char *precision; /* "fp32", "bf16" */
     long skipped;          /* steps skipped (--nan-policy skip, --skip-spikes) */
+    double epsilon, delta; /* DP-SGD's privacy spent (epsilon NaN: not a private run) ... */
+    double dp_sigma, dp_q; /* ... at this noise and sampling rate ... */
+    long dp_steps;         /* ... over this many steps */
 } lk_summary_record;
 lk_status lk_metrics_summary(lk_metrics *m, const lk_summary_record *r);
 

@@ -205,7 +205,7 @@ static lk_status measure(const lk_plan_opts *o, lk_plan_measure *pm, char *desc,
         st = lk_replica_open(&r, &(lk_replica_spec){"cpu", t->threads > 0 ? t->threads : 1, t->spec, t->arch,
                                                     d.sample, d.nclasses, lk_dataset_ylen(&d), t->batch,
                                                     t->init, t->seed, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL,
-                                                    (lk_dtype)t->precision, t->stochastic_round});
+                                                    (lk_dtype)t->precision, t->stochastic_round, 0});
     if (st == LK_OK && r.zoo->target == LK_TARGET_REAL)
         st = LK_ERR(LK_ERR_ARG, "plan: the gan's alternating steps are not modelled; plan a single network");
     if (st == LK_OK) st = lk_optim_create(&opt, r.dev, &t->optim, r.model->nparams);

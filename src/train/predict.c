@@ -73,7 +73,7 @@ lk_status lk_predict(const char *named, const char *input, const char *device, i
         s = lk_replica_open(&r, &(lk_replica_spec){device, threads, spec, rc.arch, rc.in_shape,
                                                     rc.nclasses, 1, LK_MIN(d.n, 256),
                                                     LK_INIT_DEFAULT, 0, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL,
-                                                    LK_F32, 0});
+                                                    LK_F32, 0, 0});
     if (s == LK_OK) s = run(dir, &rc, &d, &r, top, out);
     lk_replica_free(&r);
     lk_dataset_free(&d);

@@ -32,6 +32,7 @@ lk_status lk_replica_open(lk_replica *r, const lk_replica_spec *sp)
     r->ylen = sp->ylen > 0 ? sp->ylen : 1;
     const int batch = sp->batch;
     LK_CHECK(lk_model_set_recompute(r->model, sp->recompute));
+    if (sp->sample_norms) lk_model_set_sample_norms(r->model);
     LK_CHECK(lk_zoo_set_precision(r->model, z, sp->precision,
                                   &(lk_round){sp->stochastic_round, sp->seed ^ 0x5eed0bf16ULL, 0, 0, NULL}));
     LK_CHECK(lk_model_build_ex(r->model, batch, sp->build));

@@ -27,6 +27,7 @@ typedef struct {
     void *check_user;
     lk_dtype precision;    /* of the products: fp32, or bf16 with a working copy (model.h) */
     int stochastic_round;  /* the working copy rounded stochastically (else to nearest even) */
+    int sample_norms;      /* DP-SGD will ask for per-sample gradient norms (dpsgd.h) */
 } lk_replica_spec;
 
 typedef struct {

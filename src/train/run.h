@@ -10,6 +10,7 @@
 #include "../comm/topo.h"
 #include "../comm/zero.h"
 #include "../data/dataset.h"
+#include "dpsgd.h"
 #include "gan.h"
 #include "guard.h"
 #include "memplan.h"
@@ -30,6 +31,7 @@ typedef struct {
     lk_zero_state *zero; /* how the optimizer steps: every parameter, or this rank's slice */
     lk_averager avg;     /* local SGD's averaging (k 0: off) */
     lk_gan gan;         /* a GAN's state; gan.r is NULL for other models */
+    lk_dp dp;           /* DP-SGD's state (dp.on 0: off) */
     float *host_params; /* host copy of the parameters (broadcast, replica checks) */
     long total, step;   /* optimizer steps: the run's and the current one */
     int epoch, epochs, steps_per_epoch;

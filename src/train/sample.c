@@ -220,7 +220,7 @@ static lk_status sample_with(const lk_sample_opts *o, const char *dir, const lk_
     memset(&r, 0, sizeof r);
     lk_status st = lk_replica_open(&r, &(lk_replica_spec){o->device, o->threads, spec, rc->arch, rc->in_shape,
                                                           rc->nclasses, 1, is_text ? 1 : LK_MIN(o->count, 64),
-                                                          LK_INIT_DEFAULT, 0, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL, LK_F32, 0});
+                                                          LK_INIT_DEFAULT, 0, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL, LK_F32, 0, 0});
     if (st == LK_OK)
         st = lk_checkpoint_load_weights(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path),
                                         r.model);

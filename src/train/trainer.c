@@ -166,6 +166,47 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
     return inject_fault(s);
 }
 
+/* A DP-SGD step (dpsgd.h): its chunks' per-sample norms, then their clipped gradients through
+ * the buckets, the step's noise on the reduced sum, the check and the update. */
+static lk_status dp_train_step(run_state *s, int first, int count, double *samples)
+{
+    lk_dp *dp = &s->dp;
+    lk_model *m = s->r.model;
+    long global;
+    LK_CHECK(lk_dp_plan_step(dp, &s->sampler, first, count, s->step, s->opts->seed, s->train.n, m->max_batch,
+                             &global));
+    LK_CHECK(lk_guard_begin(&s->guard, &s->r.scalars[2], s->step));
+    lk_comm_doing(s->comm, s->step, LK_DOING_FORWARD);
+    for (int k = 0; k < dp->nchunks; k++) LK_CHECK(lk_dp_norms(dp, &s->r, &s->train, k, s->step));
+    double local = 0.0;
+    for (int k = 0; k < dp->nchunks; k++) {
+        const lk_dp_chunk *c = &dp->chunks[k];
+        if (s->buckets) lk_buckets_begin(s->buckets, k == 0, k + 1 == dp->nchunks);
+        lk_comm_doing(s->comm, s->step, LK_DOING_BACKWARD);
+        LK_CHECK(lk_dp_clipped_backward(dp, &s->r, &s->train, k, s->step, k == 0 ? LK_GRADS_REPLACE : LK_GRADS_ADD));
+        if (!c->dummy) {
+            local += c->n;
+            LK_CHECK(lk_axpy(s->r.dev, (float)c->n, &s->r.scalars[0], &s->r.scalars[2], 1));
+        }
+        lk_comm_doing(s->comm, s->step, LK_DOING_REDUCE);
+        if (s->buckets) LK_CHECK(lk_buckets_finish(s->buckets));
+    }
+    const float *g;
+    size_t n;
+    lk_zero_step_grads(s->zero, &g, &n);
+    const size_t g_lo = (size_t)(g - m->grads);
+    LK_CHECK(lk_dp_add_noise(dp, m, (float *)g, g_lo, g_lo + n, s->step, s->opts->seed));
+    lk_comm_doing(s->comm, s->step, LK_DOING_CHECK);
+    LK_CHECK(check_step(s, local));
+    lk_comm_doing(s->comm, s->step, LK_DOING_UPDATE);
+    LK_CHECK(lk_zero_step(s->zero, s->opt, 1.0f, 0, m->nparams, 1));
+    lk_dp_stepped(dp);
+    *samples += local;
+    s->step++;
+    if (s->guard.every_step) LK_CHECK(lk_guard_read(&s->guard, m, s->step));
+    return inject_fault(s);
+}
+
 /* A GAN's iteration on sampler step i: the discriminator's step, then the generator's. */
 static lk_status gan_train_step(run_state *s, int i, double *samples)
 {
@@ -235,6 +276,7 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
             double t0 = lk_now();
             int count = LK_MIN(o->accum, s->sampler.steps - i);
             if (s->gan.r) LK_CHECK(gan_train_step(s, i, &log_local));
+            else if (s->dp.on) LK_CHECK(dp_train_step(s, i, count, &log_local));
             else LK_CHECK(train_step(s, i, count, &log_local));
             const double ta = lk_now(); /* local SGD's average: part of the step, its communication */
             int averaged = 0;
@@ -291,13 +333,13 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                 LK_CHECK(lk_averager_after(&s->avg, s->step, 1, NULL));
                 if (!o->sync_bn) LK_CHECK(lk_average_buffers(c, s->r.model));
                 LK_CHECK(evaluate(&s->r, s->gan.r ? &s->gan : NULL, c, &s->val, &val_loss, &val_acc));
-                LK_CHECK(lk_metrics_eval(&s->metrics, s->step, s->epoch + 1, val_loss, val_acc));
-                if (isnan(val_acc))
-                    lk_progress_line(&prog, "epoch %d step %ld: val_loss %.4f", s->epoch + 1,
-                                     s->step, val_loss);
-                else
-                    lk_progress_line(&prog, "epoch %d step %ld: val_loss %.4f val_acc %.4f",
-                                     s->epoch + 1, s->step, val_loss, val_acc);
+                const double eps = lk_dp_epsilon(&s->dp);
+                LK_CHECK(lk_metrics_eval(&s->metrics, s->step, s->epoch + 1, val_loss, val_acc, eps, s->dp.delta));
+                char acc[32] = "", priv[64] = "";
+                if (!isnan(val_acc)) snprintf(acc, sizeof acc, " val_acc %.4f", val_acc);
+                if (!isnan(eps)) snprintf(priv, sizeof priv, " epsilon %.4g (delta %g)", eps, s->dp.delta);
+                lk_progress_line(&prog, "epoch %d step %ld: val_loss %.4f%s%s", s->epoch + 1, s->step, val_loss,
+                                 acc, priv);
                 log_t0 = lk_now(); /* keep evaluation out of the throughput */
             }
             /* a step checkpoint (the epoch's and the run's last are saved below) */
@@ -342,7 +384,9 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                             s->peak, res->mfu, s->own_peak.source, res->peak_host_bytes,
                             res->peak_dev_bytes, s->plan.host_rank, s->plan.dev_rank, mem[0], mem[1],
                             (double)s->r.model->nparams, lk_dtype_name((lk_dtype)o->precision),
-                            lk_guard_skipped(&s->guard)};
+                            lk_guard_skipped(&s->guard), lk_dp_epsilon(&s->dp), s->dp.delta,
+                            s->dp.sigma, s->dp.q, s->dp.accounted};
+    res->epsilon = sr.epsilon;
     LK_CHECK(lk_metrics_summary(&s->metrics, &sr));
     char acc[32] = "", tok[48] = "", skipped[48] = "";
     if (lk_guard_skipped(&s->guard))
@@ -354,6 +398,14 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                      "%.3f, val_loss %.4f%s%s",
                      res->steps, res->samples_per_s, tok, res->step_ms_median,
                      res->flops_per_s * 1e-12, res->mfu, val_loss, acc, skipped);
+    if (s->dp.on) {
+        double clipped[2] = {s->dp.clipped, s->dp.seen};
+        LK_CHECK(lk_comm_allreduce_f64(c, clipped, 2, LK_REDUCE_SUM));
+        lk_progress_line(&prog, "privacy: epsilon %.4g at delta %g after %ld DP-SGD steps (sigma %.4g, q %.5g); %.1f%% "
+                         "of the per-sample gradients were clipped to norm %g", res->epsilon, s->dp.delta,
+                         s->dp.accounted, s->dp.sigma, s->dp.q, 100.0 * clipped[0] / LK_MAX(clipped[1], 1.0),
+                         s->dp.o.clip);
+    }
     if (s->plan.dev_rank > 0.0)
         lk_progress_line(&prog, "memory: peak GPU %.2f GB on rank 0 (plan %.2f GB), peak resident host %.2f GB "
                          "(plan %.2f GB)", res->peak_dev_bytes / 1e9, s->plan.dev_rank / 1e9,
@@ -437,7 +489,7 @@ lk_status lk_eval_checkpoint(const char *named, const char *data_spec, const cha
     if (st == LK_OK)
         st = lk_replica_open(&r, &(lk_replica_spec){device, threads, spec, rc.arch, rc.in_shape,
                                                     rc.nclasses, lk_dataset_ylen(&d), batch,
-                                                    LK_INIT_DEFAULT, 0, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL, LK_F32, 0});
+                                                    LK_INIT_DEFAULT, 0, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL, LK_F32, 0, 0});
     if (st == LK_OK)
         st = lk_checkpoint_load_weights(lk_ckptdir_path(dir, "model.safetensors", path, sizeof path),
                                         r.model);

@@ -7,6 +7,7 @@
 #include "../core/layer.h"
 #include "../core/optim.h"
 #include "../models/zoo.h"
+#include "dpsgd.h"
 
 typedef struct {
     const char *model;        /* a built-in model's name (NULL: --resume's checkpoint's model, else cnn) */
@@ -63,6 +64,8 @@ typedef struct {
     long compress_start;      /* steps of plain all-reduces before compressing */
     long local_steps;         /* local SGD: average every K steps of each rank's own (0: off) */
     long local_start;         /* ... after this many data-parallel steps (average.h) */
+    lk_dp_opts dp;            /* DP-SGD: --dp-clip --dp-noise --dp-epsilon --dp-delta --dp-sampling
+                                 (clip 0: off; dpsgd.h) */
 } lk_train_opts;
 
 /* Defaults: (cnn), fashion-mnist, 1 epoch, batch 64, momentum lr 0.01 ... */
@@ -76,6 +79,7 @@ typedef struct {
     double peak_dev_bytes;   /* its GPU's memory in use at the highest seen (0: not a GPU) */
     double peak_host_all;    /* every rank's peak resident memory added up */
     long steps;
+    double epsilon;          /* DP-SGD: the privacy spent, at opts.dp.delta (NaN: not private) */
 } lk_train_result;
 
 lk_status lk_train(const lk_train_opts *o, lk_train_result *res);

@@ -96,6 +96,7 @@ void lk_trainer_free(run_state *s)
     lk_buckets_destroy(s->gan.bg);
     lk_zero_destroy(s->zero);
     lk_gan_free(&s->gan);
+    lk_dp_free(&s->dp, s->r.dev);
     if (s->comm) lk_comm_use_device(s->comm, NULL, 0); /* before the device closes */
     lk_guard_close(&s->guard);
     lk_replica_free(&s->r);
@@ -301,6 +302,11 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     lk_agree_add(&a, "--batch", &o->batch, sizeof o->batch);
     lk_agree_add(&a, "--accum", &o->accum, sizeof o->accum);
     lk_agree_add(&a, "--local-steps", &o->local_steps, sizeof o->local_steps);
+    lk_agree_add(&a, "--dp-clip", &o->dp.clip, sizeof o->dp.clip);
+    lk_agree_add(&a, "--dp-noise", &o->dp.noise, sizeof o->dp.noise);
+    lk_agree_add(&a, "--dp-epsilon", &o->dp.epsilon, sizeof o->dp.epsilon);
+    lk_agree_add(&a, "--dp-delta", &o->dp.delta, sizeof o->dp.delta);
+    lk_agree_add(&a, "--dp-sampling", &o->dp.sampling, sizeof o->dp.sampling);
     lk_agree_add(&a, "--grad-compress powersgd", &o->powersgd_rank, sizeof o->powersgd_rank);
     lk_agree_add(&a, "--compress-start", &o->compress_start, sizeof o->compress_start);
     lk_agree_add(&a, "--local-start", &o->local_start, sizeof o->local_start);
@@ -352,6 +358,8 @@ lk_status lk_trainer_save(const lk_train_opts *o, run_state *s)
     }
     lk_zero_gather g = {s->zero, s->opt};
     const int sharded = s->zero->stage > 0;
+    /* (DP-SGD's account before the config: a checkpoint never claims less than was spent) */
+    if (s->comm->rank == 0) LK_CHECK(lk_dp_save(&s->dp, dir));
     if (s->comm->rank == 0 || sharded)
         LK_CHECK(lk_ckptdir_save(dir, &rc, s->r.model, s->opt, s->comm->rank == 0,
                                  sharded ? lk_zero_gather_state : NULL, &g));
@@ -464,6 +472,41 @@ static lk_status plan_memory(void *user, lk_device *dev)
     return LK_OK;
 }
 
+/* DP-SGD (dpsgd.h): what it cannot combine with, its state, and a resumed run's account. */
+static lk_status setup_dp(const lk_train_opts *o, run_state *s)
+{
+    const lk_dp_opts *d = &o->dp;
+    if (d->clip > 0) {
+        const char *no = s->gan.r ? "the gan (its two networks' steps)"
+                         : o->zero == 2 ? "--zero 2 (the norms' pass needs the full gradient buffer ZeRO-2 "
+                                          "drops: use --zero 1)"
+                         : o->powersgd_rank || o->grad_dtype != LK_F32
+                             ? "--grad-compress (the noise is calibrated to the exact clipped sum)"
+                         : o->local_steps ? "--local-steps (each rank's own steps would each need their noise)"
+                         : o->precision != LK_F32 ? "--precision bf16 (per-sample norms over float32 activations)"
+                                                  : NULL;
+        if (no) return LK_ERR(LK_ERR_ARG, "DP-SGD (--dp-clip) does not combine with %s", no);
+    }
+    const int world = s->comm->world;
+    LK_CHECK(lk_dp_init(&s->dp, d, s->r.model, s->train.n, (long)o->batch * o->accum * world, s->total,
+                        s->grad_lo, s->grad_hi, s->comm->rank != 0));
+    if (!s->dp.on) return LK_OK;
+    if (o->resume_dir) LK_CHECK(lk_dp_load(&s->dp, s->resumed_from, s->step));
+    char budget[96] = "given";
+    if (d->epsilon > 0) snprintf(budget, sizeof budget, "solved for epsilon %g at delta %g over %ld steps", d->epsilon,
+                                 s->dp.delta, s->total);
+    lk_progress_line(s->prog, "DP-SGD: per-sample gradients clipped to norm %g (norms %s), Gaussian noise sigma "
+                              "%.4g (%s) added to the global sum, divided by the expected batch %.0f; %s sampling "
+                              "at rate q = %.5g%s",
+                     d->clip, s->dp.direct ? "from the layers in one backward" : "from a backward per sample",
+                     s->dp.sigma, budget, s->dp.expected, d->sampling == LK_DP_POISSON ? "Poisson" : "shuffled",
+                     s->dp.q, "");
+    if (s->dp.accounted)
+        lk_progress_line(s->prog, "DP-SGD: the checkpoint's account: %ld steps, epsilon %.4g so far", s->dp.accounted,
+                         lk_dp_epsilon(&s->dp));
+    return LK_OK;
+}
+
 lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *prog)
 {
     s->comm = o->comm;
@@ -507,7 +550,8 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
                                                       lk_dataset_ylen(&s->train), o->batch,
                                                       o->init, o->seed, LK_BUILD_NO_GRADS,
                                                       (lk_recompute)o->recompute, plan_memory, s,
-                                                      (lk_dtype)o->precision, o->stochastic_round}));
+                                                      (lk_dtype)o->precision, o->stochastic_round,
+                                                      o->dp.clip > 0}));
     lk_model *m = s->r.model;
     if (s->r.zoo->target == LK_TARGET_REAL) {
         if (o->accum != 1) return LK_ERR(LK_ERR_ARG, "--accum: model %s alternates its own steps; use 1", o->model);
@@ -539,6 +583,7 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     if (o->init_from) LK_CHECK(init_from(o, s));
     LK_CHECK(freeze(o, s));
     LK_CHECK(lk_averager_init(&s->avg, s->comm, m, s->opt, o->local_steps, o->local_start, s->step));
+    LK_CHECK(setup_dp(o, s));
     LK_CHECK(agree(o, s));
     LK_CHECK(lk_guard_open(&s->guard, s->r.dev, (lk_nan_policy)o->nan_policy, o->max_skips, o->skip_spikes,
                            rank == 0));

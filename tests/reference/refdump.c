@@ -244,7 +244,7 @@ static lk_status run(const args *a, dump *d)
     if (st == LK_OK)
         st = lk_replica_open(&r, &(lk_replica_spec){"cpu", 1, spec, a->arch, ds.sample, ds.nclasses,
                                                     lk_dataset_ylen(&ds), a->batch, init, a->seed, LK_BUILD_FULL, LK_RECOMPUTE_NONE, NULL, NULL,
-                                                    a->precision, 0});
+                                                    a->precision, 0, 0});
     lk_model *m = r.model;
     const int B = a->batch;
     const int gan = st == LK_OK && r.zoo->target == LK_TARGET_REAL;

@@ -416,6 +416,27 @@ static void cu_axpy(lk_device *d, float a, const float *x, float *y, size_t n)
     LK_LAUNCHED(g);
 }
 
+/* one block per sample: both sums of squares as block sums in double */
+__global__ void k_ghost_norm(const float *x, const float *dy, int in, int out, int bias, float *sq)
+{
+    const size_t i = blockIdx.x;
+    double sx = 0.0, sg = 0.0;
+    for (int j = threadIdx.x; j < in; j += blockDim.x) sx += (double)x[i * in + j] * x[i * in + j];
+    for (int j = threadIdx.x; j < out; j += blockDim.x) sg += (double)dy[i * out + j] * dy[i * out + j];
+    sx = block_sum(sx);
+    sg = block_sum(sg);
+    if (threadIdx.x == 0) sq[i] += (float)((sx + bias) * sg);
+}
+
+static void cu_ghost_norm(lk_device *d, const float *x, const float *dy, int n, int in, int out, int bias,
+                          float *sq)
+{
+    lk_cuda *g = lk_cuda_of(d);
+    if (!n) return;
+    k_ghost_norm<<<n, LK_CUDA_THREADS, 0, g->stream>>>(x, dy, in, out, bias, sq);
+    LK_LAUNCHED(g);
+}
+
 __global__ void k_randn(float *out, size_t n, uint64_t seed, uint64_t key, uint64_t first)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
@@ -525,6 +546,7 @@ static const lk_backend cuda_backend = {
     .orthonormalize = cu_orthonormalize,
     .scale = cu_scale,
     .axpy = cu_axpy,
+    .ghost_norm = cu_ghost_norm,
     .status = cu_status,
 };
 

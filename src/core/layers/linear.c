@@ -30,7 +30,11 @@ static int rows(const linear *s, const lk_tensor *x) { return (int)(lk_tensor_nu
 static size_t linear_workspace(const lk_layer *l, lk_device *d, int batch)
 {
     (void)d;
-    return lk_layer_staging(l->out_type, (size_t)batch * lk_shape_numel(&l->out));
+    const linear *s = (const linear *)l;
+    size_t norms = l->sample_norms && lk_shape_numel(&l->in) > (size_t)s->in /* (a sequence) */
+                       ? ((size_t)s->out * s->in + (size_t)s->out + 1) * sizeof(float)
+                       : 0;
+    return LK_MAX(lk_layer_staging(l->out_type, (size_t)batch * lk_shape_numel(&l->out)), norms);
 }
 
 static lk_status linear_forward(lk_layer *l, const lk_ctx *c, const lk_tensor *x, lk_tensor *y)
@@ -60,6 +64,30 @@ static lk_status linear_backward(lk_layer *l, const lk_ctx *c, const lk_tensor *
     return LK_OK;
 }
 
+/* Per-sample gradient norms. One row per sample: |dy_i x_i^T|^2 = |x_i|^2 |dy_i|^2, never formed.
+ * Rows of a sequence (T per sample): sample i's gradient is dy_i^T x_i, summed over its T rows,
+ * so it is formed, one sample at a time, in the workspace (out x in, then the bias's). */
+static lk_status linear_sqnorms(lk_layer *l, const lk_ctx *c, const lk_tensor *x, const lk_tensor *dy, float *sq)
+{
+    linear *s = (linear *)l;
+    const int n = x->shape.d[0], T = rows(s, x) / LK_MAX(n, 1);
+    if (x->type != LK_F32 || dy->type != LK_F32)
+        return LK_ERR(LK_ERR_ARG, "layer %d (linear): per-sample norms take float32 activations", l->index);
+    if (T == 1) return lk_ghost_norm(c->dev, x->data, dy->data, n, s->in, s->out, s->bias, sq);
+    float *g = c->workspace, *gb = g + (size_t)s->out * s->in, *t = gb + s->out;
+    for (int i = 0; i < n; i++) {
+        const float *xi = x->data + (size_t)i * T * s->in, *di = dy->data + (size_t)i * T * s->out;
+        LK_CHECK(lk_gemm(c->dev, 1, 0, s->out, s->in, T, 1.0f, di, s->out, xi, s->in, 0.0f, g, s->in));
+        LK_CHECK(lk_sumsq(c->dev, g, (size_t)s->out * s->in, t));
+        LK_CHECK(lk_axpy(c->dev, 1.0f, t, sq + i, 1));
+        if (!s->bias) continue;
+        LK_CHECK(lk_bias_grad(c->dev, gb, di, T, s->out, 1, 0.0f));
+        LK_CHECK(lk_sumsq(c->dev, gb, (size_t)s->out, t));
+        LK_CHECK(lk_axpy(c->dev, 1.0f, t, sq + i, 1));
+    }
+    return LK_OK;
+}
+
 static double linear_flops(const lk_layer *l)
 {
     const linear *s = (const linear *)l;
@@ -75,6 +103,7 @@ static const lk_layer_vt linear_vt = {
     .writes_bf16 = 1,
     .forward = linear_forward,
     .backward = linear_backward,
+    .sample_sqnorms = linear_sqnorms,
 };
 
 lk_layer *lk_linear(int in_features, int out_features, int bias)
