@@ -8,7 +8,7 @@ include(CMakePackageConfigHelpers)
 set(LK_PUBLIC_HEADERS lockstep.h comm/comm.h core/arena.h core/bf16.h core/checkpoint.h core/common.h
     core/device.h core/guard_rule.h core/half.h core/layer.h core/layers.h core/model.h core/ops.h
     core/optim.h core/rng.h core/tensor.h data/dataset.h models/spec.h models/zoo.h train/ckptdir.h
-    train/predict.h train/sample.h train/trainer.h)
+    train/predict.h train/sample.h train/trainer.h train/private_training.h)
 foreach(h ${LK_PUBLIC_HEADERS})
   get_filename_component(dir ${h} DIRECTORY)
   install(FILES ${CMAKE_SOURCE_DIR}/src/${h} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/lockstep/${dir})

@@ -8,6 +8,7 @@
 #include "../lockstep.h"
 #include "../comm/bucket.h" /* lk_progress_mode */
 #include "../train/guard.h" /* lk_nan_policy */
+#include "../train/fedavg.h"  /* the --dp-* and federated flags' parsers */
 #include "args.h"
 #include "cli.h"
 
@@ -124,6 +125,17 @@ static void train_usage(FILE *f)
             "  --dp-sampling S       DP-SGD: poisson (each sample in a step's batch with\n"
             "                        probability batch x accum x ranks / N: what the accountant\n"
             "                        assumes; default) or shuffle (epochs; epsilon heuristic)\n"
+            "  --dp-level sample|client  DP-SGD per sample (default), or with --fedavg per client:\n"
+            "                        each client's round update clipped to C, noise on their sum\n"
+            "  --partition SPEC      deal the training set to the ranks as federated clients: iid,\n"
+            "                        classes:K (each client K classes, every class on some\n"
+            "                        client) or dirichlet:A; alone: data-parallel over the shards\n"
+            "  --fedavg              federated averaging: each round every sampled client runs its\n"
+            "                        own optimizer on its own shard (--local-steps K or\n"
+            "                        --local-epochs E), then the parameters are averaged weighted\n"
+            "                        by shard size (--partition default iid; --epochs: rounds)\n"
+            "  --client-fraction F   --fedavg: clients sampled per round (default 1: all)\n"
+            "  --local-epochs E      --fedavg: a round is E passes over the mean shard\n"
             "  --peak-tflops X       each rank's peak, the denominator of mfu (default: a GPU's\n"
             "                        data-sheet peak in the run's precision, else 2048^3 products\n"
             "                        in it measured at start-up on the rank's threads)\n");
@@ -165,7 +177,9 @@ static const struct option train_opts[] = {
     {"max-skips", 1, 0, O_MAX_SKIPS}, {"skip-spikes", 1, 0, O_SKIP_SPIKES},
     {"dp-clip", 1, 0, O_DP_CLIP},     {"dp-noise", 1, 0, O_DP_NOISE},
     {"dp-epsilon", 1, 0, O_DP_EPSILON}, {"dp-delta", 1, 0, O_DP_DELTA},
-    {"dp-sampling", 1, 0, O_DP_SAMPLING},
+    {"dp-sampling", 1, 0, O_DP_SAMPLING}, {"dp-level", 1, 0, O_DP_LEVEL},
+    {"fedavg", 0, 0, O_FEDAVG},       {"partition", 1, 0, O_PARTITION},
+    {"client-fraction", 1, 0, O_CLIENT_FRACTION}, {"local-epochs", 1, 0, O_LOCAL_EPOCHS},
     {"help", 0, 0, O_HELP},           {0, 0, 0, 0},
 };
 
@@ -336,6 +350,16 @@ int lk_cli_train(int argc, char **argv)
         case O_DP_EPSILON: s = lk_arg_float("--dp-epsilon", optarg, 1e-6, 1e6, &o.dp.epsilon); break;
         case O_DP_DELTA: s = lk_arg_float("--dp-delta", optarg, 1e-300, 0.999999, &o.dp.delta); break;
         case O_DP_SAMPLING: s = lk_dp_sampling_parse(optarg, &o.dp.sampling); break;
+        case O_DP_LEVEL: s = lk_dp_level_parse(optarg, &o.fed.dp_client); break;
+        case O_FEDAVG: o.fed.fedavg = 1; break;
+        case O_PARTITION: {
+            lk_partition_spec p;
+            s = lk_partition_parse(optarg, &p);
+            o.fed.partition = optarg;
+            break;
+        }
+        case O_CLIENT_FRACTION: s = lk_arg_float("--client-fraction", optarg, 1e-9, 1.0, &o.fed.fraction); break;
+        case O_LOCAL_EPOCHS: s = lk_arg_float("--local-epochs", optarg, 1e-6, 1e6, &o.fed.local_epochs); break;
         case O_HELP: train_usage(stdout); return 0;
         case ':': s = LK_ERR(LK_ERR_ARG, "%s needs a value", flag); break;
         default: s = LK_ERR(LK_ERR_ARG, "unknown flag '%s' for train (see lockstep train --help)", flag);

@@ -17,7 +17,8 @@
 #include "../core/optim.h"
 #include "comm.h"
 
-typedef struct {
+typedef struct lk_averager lk_averager;
+struct lk_averager {
     lk_comm *comm;
     lk_model *model;
     lk_optim *opt;
@@ -25,7 +26,13 @@ typedef struct {
     long start;      /* steps of plain data parallelism first */
     long last;       /* steps done at the last average (or at start) */
     long averages;   /* averages taken */
-} lk_averager;
+    float local_scale; /* a local step's gradient factor (lk_averager_grad_scale): world, or
+                          1 where each rank's loss is its own batch's mean (federated clients) */
+    /* How the replicas are combined (NULL: the mean of parameters, buffers and optimizer
+     * state): federated averaging's weighted mean, or its clipped and noised update. */
+    lk_status (*combine)(void *user, lk_averager *a, long done); /* (done: steps taken) */
+    void *combine_user;
+};
 
 /* k 0: off (every step data-parallel). opt keeps state for every parameter (no ZeRO). done:
  * the steps already taken (a resumed run's: its checkpoint holds averaged parameters). */

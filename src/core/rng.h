@@ -27,6 +27,7 @@ enum {
     LK_RNG_ROUND = 7,   /* a = step,                   index = element (stochastic rounding) */
     LK_RNG_PARTITION = 8, /* a = what is dealt (partition.c), index = draw */
     LK_RNG_POISSON = 9,   /* a = step,                   index = sample (DP-SGD's batches) */
+    LK_RNG_CLIENTS = 10,  /* a = round,                  index = swap position (federated clients) */
 };
 
 LK_HD void lk_philox4x32(uint32_t ctr[4], uint32_t key[2])

@@ -153,6 +153,26 @@ lk_dataset lk_dataset_view(const lk_dataset *d, int lo, int hi)
     return v;
 }
 
+lk_status lk_dataset_subset(const lk_dataset *d, const int32_t *idx, int n, lk_dataset *out)
+{
+    if (!d->x || !d->y) return LK_ERR(LK_ERR_ARG, "%s: only labelled images can be dealt to clients", d->name);
+    const size_t m = lk_dataset_sample_numel(d);
+    *out = *d;
+    out->n = n;
+    out->x = lk_malloc((size_t)LK_MAX(n, 1) * m);
+    out->y = lk_malloc((size_t)LK_MAX(n, 1) * sizeof *out->y);
+    if (!out->x || !out->y) {
+        lk_free(out->x), lk_free(out->y);
+        memset(out, 0, sizeof *out);
+        return LK_ERR(LK_ERR_NOMEM, "%s: cannot copy %d samples", d->name, n);
+    }
+    for (int i = 0; i < n; i++) {
+        memcpy(out->x + (size_t)i * m, d->x + (size_t)idx[i] * m, m);
+        out->y[i] = d->y[idx[i]];
+    }
+    return LK_OK;
+}
+
 void lk_dataset_truncate(lk_dataset *d, int n)
 {
     /* The buffers keep their size; only the visible count shrinks. */

@@ -92,5 +92,10 @@ int lk_sampler_batch(const lk_sampler *s, int step, int32_t *idx);
 int lk_sampler_first(const lk_sampler *s, int step);
 /* Samples in the whole global batch of `step` (for averaging across ranks). */
 int lk_sampler_global_count(const lk_sampler *s, int step);
+/* The sampler's t-th step counted over epochs (a federated client going round its own
+ * shard): moves to epoch t / steps where it is not there and returns the step in it. */
+int lk_sampler_cycle(lk_sampler *s, long t);
+/* A copy of samples idx[0..n) of an image set d, in that order (free with lk_dataset_free). */
+lk_status lk_dataset_subset(const lk_dataset *d, const int32_t *idx, int n, lk_dataset *out);
 
 #endif

@@ -105,3 +105,10 @@ int lk_sampler_global_count(const lk_sampler *s, int step)
     int global = s->batch * s->world;
     return step < s->n / global ? global : tail_size(s);
 }
+
+int lk_sampler_cycle(lk_sampler *s, long t)
+{
+    const long e = t / s->steps;
+    if (e != s->epoch) lk_sampler_set_epoch(s, e);
+    return (int)(t % s->steps);
+}

@@ -33,16 +33,7 @@
 #include "../data/dataset.h"
 #include "rdp.h"
 #include "replica.h"
-
-typedef enum { LK_DP_POISSON = 0, LK_DP_SHUFFLE } lk_dp_sampling;
-
-typedef struct {
-    double clip;    /* --dp-clip C (0: DP-SGD off) */
-    double noise;   /* --dp-noise SIGMA (0: solved from epsilon) */
-    double epsilon; /* --dp-epsilon E: the budget the noise is solved for (0: none) */
-    double delta;   /* --dp-delta D (0: 1e-5) */
-    int sampling;   /* lk_dp_sampling */
-} lk_dp_opts;
+#include "private_training.h"
 
 /* "poisson" | "shuffle" */
 lk_status lk_dp_sampling_parse(const char *name, int *out);

@@ -11,6 +11,7 @@
 #include "../comm/zero.h"
 #include "../data/dataset.h"
 #include "dpsgd.h"
+#include "fedavg.h"
 #include "gan.h"
 #include "guard.h"
 #include "memplan.h"
@@ -32,6 +33,7 @@ typedef struct {
     lk_averager avg;     /* local SGD's averaging (k 0: off) */
     lk_gan gan;         /* a GAN's state; gan.r is NULL for other models */
     lk_dp dp;           /* DP-SGD's state (dp.on 0: off) */
+    lk_fed fed;         /* the ranks as federated clients (fed.on 0: not) */
     float *host_params; /* host copy of the parameters (broadcast, replica checks) */
     long total, step;   /* optimizer steps: the run's and the current one */
     int epoch, epochs, steps_per_epoch;

@@ -134,13 +134,14 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
     lk_model *m = s->r.model;
     double group = 0.0;
     for (int i = 0; i < count; i++) group += lk_sampler_global_count(&s->sampler, first + i);
+    if (s->fed.on && !s->fed.fedavg) group = (double)lk_fed_group(&s->fed, s->step); /* (every client's batch) */
     long before = 0; /* samples of the step's earlier micro-batches, over all ranks */
     double local = 0.0; /* this rank's samples of the step */
     /* (the log's loss sum before the step: a dropped step leaves it so) */
     LK_CHECK(lk_guard_begin(&s->guard, &s->r.scalars[2], s->step));
     for (int i = 0; i < count; i++) {
         int n = lk_sampler_batch(&s->sampler, first + i, s->r.idx);
-        m->sample_base = before + lk_sampler_first(&s->sampler, first + i);
+        m->sample_base = before + lk_sampler_first(&s->sampler, first + i) + (long)s->fed.rank * s->opts->batch;
         before += lk_sampler_global_count(&s->sampler, first + i);
         lk_replica_load_batch(&s->r, &s->train, s->r.idx, n);
         lk_tensor out;
@@ -164,6 +165,18 @@ static lk_status train_step(run_state *s, int first, int count, double *samples)
     s->step++;
     if (s->guard.every_step) LK_CHECK(lk_guard_read(&s->guard, m, s->step));
     return inject_fault(s);
+}
+
+/* A federated client not sampled for this round (fedavg.h): no batch, no update; it takes part
+ * in the step check's agreement (with nothing to add) and its optimizer's count moves on. */
+static lk_status idle_step(run_state *s)
+{
+    LK_CHECK(lk_guard_begin(&s->guard, &s->r.scalars[2], s->step));
+    LK_CHECK(lk_guard_check(&s->guard, s->comm, s->r.model->grads, 0, NULL, &s->r.scalars[2], 0.0, s->step));
+    s->opt->step++;
+    s->step++;
+    if (s->guard.every_step) LK_CHECK(lk_guard_read(&s->guard, s->r.model, s->step));
+    return LK_OK;
 }
 
 /* A DP-SGD step (dpsgd.h): its chunks' per-sample norms, then their clipped gradients through
@@ -266,18 +279,21 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
     long timed = 0;
     double log_dropped = 0.0; /* the samples of dropped steps, as of the last log line */
     while (s->step < s->total) {
-        lk_sampler_set_epoch(&s->sampler, s->epoch);
+        if (!s->fed.on) lk_sampler_set_epoch(&s->sampler, s->epoch); /* (a client's goes round: cycle) */
+        const int epoch_steps = s->fed.on ? s->steps_per_epoch : s->sampler.steps;
         double log_t0 = lk_now(), log_comm = 0.0, log_hidden = 0.0;
         double log_local = 0.0; /* samples of this rank */
         long log_n = 0;
         zero_losses(s);
         /* (a resumed run starts where its checkpoint's sampler stopped in the epoch) */
-        for (int i = (int)(s->epoch_step * o->accum); i < s->sampler.steps && s->step < s->total; i += o->accum) {
+        for (int i = (int)(s->epoch_step * o->accum); i < epoch_steps && s->step < s->total; i += o->accum) {
             double t0 = lk_now();
-            int count = LK_MIN(o->accum, s->sampler.steps - i);
+            int count = LK_MIN(o->accum, epoch_steps - i);
+            if (s->fed.on) LK_CHECK(lk_fed_before_step(&s->fed, s->step));
             if (s->gan.r) LK_CHECK(gan_train_step(s, i, &log_local));
-            else if (s->dp.on) LK_CHECK(dp_train_step(s, i, count, &log_local));
-            else LK_CHECK(train_step(s, i, count, &log_local));
+            else if (s->dp.on && !s->fed.dp_client) LK_CHECK(dp_train_step(s, i, count, &log_local));
+            else if (!lk_fed_active(&s->fed, s->step)) LK_CHECK(idle_step(s));
+            else LK_CHECK(train_step(s, s->fed.on ? lk_sampler_cycle(&s->sampler, s->step) : i, count, &log_local));
             const double ta = lk_now(); /* local SGD's average: part of the step, its communication */
             int averaged = 0;
             if (o->local_steps) lk_comm_doing(c, s->step, LK_DOING_AVERAGE);
@@ -288,7 +304,7 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
             comm_stats(s, &log_comm, &log_hidden);
             log_comm += (t1 - ta) * 1e3;
             log_n++;
-            int last = i + o->accum >= s->sampler.steps || s->step == s->total;
+            int last = i + o->accum >= epoch_steps || s->step == s->total;
             /* (local SGD: the replicas agree right after an average) */
             if (o->check_every > 0 && (lk_averager_local(&s->avg, s->step - 1) ? averaged : s->step % o->check_every == 0))
                 LK_CHECK(lk_dist_check_replicas(c, s->r.model, s->step, s->host_params));
@@ -338,8 +354,8 @@ static lk_status train_run(const lk_train_opts *o, run_state *s, lk_train_result
                 char acc[32] = "", priv[64] = "";
                 if (!isnan(val_acc)) snprintf(acc, sizeof acc, " val_acc %.4f", val_acc);
                 if (!isnan(eps)) snprintf(priv, sizeof priv, " epsilon %.4g (delta %g)", eps, s->dp.delta);
-                lk_progress_line(&prog, "epoch %d step %ld: val_loss %.4f%s%s", s->epoch + 1, s->step, val_loss,
-                                 acc, priv);
+                lk_progress_line(&prog, "%s %d step %ld: val_loss %.4f%s%s", s->fed.fedavg ? "round" : "epoch",
+                                 s->epoch + 1, s->step, val_loss, acc, priv);
                 log_t0 = lk_now(); /* keep evaluation out of the throughput */
             }
             /* a step checkpoint (the epoch's and the run's last are saved below) */

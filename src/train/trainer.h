@@ -7,7 +7,7 @@
 #include "../core/layer.h"
 #include "../core/optim.h"
 #include "../models/zoo.h"
-#include "dpsgd.h"
+#include "private_training.h"
 
 typedef struct {
     const char *model;        /* a built-in model's name (NULL: --resume's checkpoint's model, else cnn) */
@@ -66,6 +66,8 @@ typedef struct {
     long local_start;         /* ... after this many data-parallel steps (average.h) */
     lk_dp_opts dp;            /* DP-SGD: --dp-clip --dp-noise --dp-epsilon --dp-delta --dp-sampling
                                  (clip 0: off; dpsgd.h) */
+    lk_fed_opts fed;          /* the ranks as federated clients: --partition --fedavg
+                                 --client-fraction --local-epochs --dp-level (fedavg.h) */
 } lk_train_opts;
 
 /* Defaults: (cnn), fashion-mnist, 1 epoch, batch 64, momentum lr 0.01 ... */

@@ -36,7 +36,7 @@ static lk_status check_output(const lk_replica *r, const lk_dataset *d)
 }
 
 static void fill_run_config(lk_run_config *rc, const lk_train_opts *o, const lk_dataset *d,
-                            const lk_optim *opt, int epoch, long epoch_step)
+                            const lk_optim *opt, int epoch, long epoch_step, long n_train)
 {
     memset(rc, 0, sizeof *rc);
     snprintf(rc->model, sizeof rc->model, "%s", o->model);
@@ -55,7 +55,7 @@ static void fill_run_config(lk_run_config *rc, const lk_train_opts *o, const lk_
     rc->batch = o->batch;
     rc->world = o->comm ? o->comm->world : 1;
     rc->accum = o->accum;
-    rc->train_samples = d->n;
+    rc->train_samples = n_train;
     rc->optim = opt->cfg;
 }
 
@@ -97,6 +97,7 @@ void lk_trainer_free(run_state *s)
     lk_zero_destroy(s->zero);
     lk_gan_free(&s->gan);
     lk_dp_free(&s->dp, s->r.dev);
+    lk_fed_free(&s->fed, s->r.dev);
     if (s->comm) lk_comm_use_device(s->comm, NULL, 0); /* before the device closes */
     lk_guard_close(&s->guard);
     lk_replica_free(&s->r);
@@ -136,7 +137,8 @@ static void resume_changes(const lk_run_config *rc, const lk_train_opts *o, cons
 #define CHANGED(cond, ...)                                                        \
     if ((cond) && len < size) len += (size_t)snprintf(why + len, size - len, __VA_ARGS__)
     CHANGED(strcmp(rc->data, o->data), "; --data %s, not %s", o->data, rc->data);
-    CHANGED(rc->train_samples && rc->train_samples != s->train.n, "; %d training samples, not %ld", s->train.n,
+    const long n_train = s->fed.on ? s->fed.total : s->train.n; /* (every client's, with --partition) */
+    CHANGED(rc->train_samples && rc->train_samples != n_train, "; %ld training samples, not %ld", n_train,
             rc->train_samples);
     CHANGED(saved_global != global, "; a global batch of %ld (--batch %d x %d ranks x --accum %d), not %ld",
             global, o->batch, world, o->accum, saved_global);
@@ -297,7 +299,8 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     lk_agree_add_str(&a, "the model's spec", lk_spec_text(o->spec));
     lk_agree_add_model(&a, s->r.model);
     lk_agree_add_str(&a, "--data", o->data);
-    lk_agree_add(&a, "training samples", &s->train.n, sizeof s->train.n);
+    const long ntrain = s->fed.on ? s->fed.total : s->train.n; /* (a client holds its shard) */
+    lk_agree_add(&a, "training samples", &ntrain, sizeof ntrain);
     lk_agree_add(&a, "validation samples", &s->val.n, sizeof s->val.n);
     lk_agree_add(&a, "--batch", &o->batch, sizeof o->batch);
     lk_agree_add(&a, "--accum", &o->accum, sizeof o->accum);
@@ -307,6 +310,11 @@ static lk_status agree(const lk_train_opts *o, run_state *s)
     lk_agree_add(&a, "--dp-epsilon", &o->dp.epsilon, sizeof o->dp.epsilon);
     lk_agree_add(&a, "--dp-delta", &o->dp.delta, sizeof o->dp.delta);
     lk_agree_add(&a, "--dp-sampling", &o->dp.sampling, sizeof o->dp.sampling);
+    lk_agree_add_str(&a, "--partition", o->fed.partition ? o->fed.partition : "");
+    lk_agree_add(&a, "--fedavg", &o->fed.fedavg, sizeof o->fed.fedavg);
+    lk_agree_add(&a, "--client-fraction", &o->fed.fraction, sizeof o->fed.fraction);
+    lk_agree_add(&a, "--local-epochs", &o->fed.local_epochs, sizeof o->fed.local_epochs);
+    lk_agree_add(&a, "--dp-level", &o->fed.dp_client, sizeof o->fed.dp_client);
     lk_agree_add(&a, "--grad-compress powersgd", &o->powersgd_rank, sizeof o->powersgd_rank);
     lk_agree_add(&a, "--compress-start", &o->compress_start, sizeof o->compress_start);
     lk_agree_add(&a, "--local-start", &o->local_start, sizeof o->local_start);
@@ -347,7 +355,7 @@ lk_status lk_trainer_save(const lk_train_opts *o, run_state *s)
     LK_CHECK(lk_averager_after(&s->avg, s->step, 1, NULL)); /* local SGD: averaged parameters */
     if (!o->sync_bn) LK_CHECK(lk_average_buffers(s->comm, s->r.model));
     lk_run_config rc;
-    fill_run_config(&rc, o, &s->train, s->opt, s->epoch, s->epoch_step);
+    fill_run_config(&rc, o, &s->train, s->opt, s->epoch, s->epoch_step, s->fed.on ? s->fed.total : s->train.n);
     const int stepped = o->save_every > 0 || o->keep > 0;
     char dir[600];
     if (stepped) lk_ckptdir_step(o->save_dir, s->step, dir, sizeof dir);
@@ -472,6 +480,35 @@ static lk_status plan_memory(void *user, lk_device *dev)
     return LK_OK;
 }
 
+/* The ranks as federated clients (fedavg.h): what it cannot combine with, the averager's
+ * rounds, and a line per client. */
+static lk_status setup_fed(const lk_train_opts *o, run_state *s)
+{
+    lk_fed *f = &s->fed;
+    if (!f->on) return LK_OK;
+    if (s->gan.r) return LK_ERR(LK_ERR_ARG, "--partition/--fedavg: the gan's alternating networks are not clients");
+    if (f->fedavg && s->zero->stage)
+        return LK_ERR(LK_ERR_ARG, "--fedavg: each client steps every parameter on its own, which --zero's sharded "
+                                  "optimizer cannot (use --zero 0)");
+    if (f->fedavg && ((o->eval_every % f->k) || (o->save_every % f->k)))
+        return LK_ERR(LK_ERR_ARG, "--fedavg: --eval-every and --save-every must be whole rounds (multiples of the "
+                                  "%ld local steps a round)", f->k);
+    LK_CHECK(lk_fed_setup(f, &o->fed, &s->avg, s->r.model, s->opt, &s->dp));
+    char *lines = lk_malloc(8192);
+    if (!lines) return LK_ERR(LK_ERR_NOMEM, "out of memory");
+    lk_status st = lk_fed_describe(f, &s->train, lines, 8192);
+    if (st == LK_OK && f->fedavg)
+        lk_progress_line(s->prog, "federated averaging: %d clients (--partition %s), %d a round, %ld local steps a "
+                                  "round (an epoch of the log is a round), %s\n%s", f->world,
+                         o->fed.partition ? o->fed.partition : "iid", f->per_round, f->k,
+                         o->fed.dp_client ? "clipped updates, equal weights" : "weighted by shard size", lines);
+    else if (st == LK_OK)
+        lk_progress_line(s->prog, "data-parallel over the clients' shards (--partition %s): each rank's batches from "
+                                  "its own\n%s", o->fed.partition, lines);
+    lk_free(lines);
+    return st;
+}
+
 /* DP-SGD (dpsgd.h): what it cannot combine with, its state, and a resumed run's account. */
 static lk_status setup_dp(const lk_train_opts *o, run_state *s)
 {
@@ -485,22 +522,37 @@ static lk_status setup_dp(const lk_train_opts *o, run_state *s)
                          : o->local_steps ? "--local-steps (each rank's own steps would each need their noise)"
                          : o->precision != LK_F32 ? "--precision bf16 (per-sample norms over float32 activations)"
                                                   : NULL;
-        if (no) return LK_ERR(LK_ERR_ARG, "DP-SGD (--dp-clip) does not combine with %s", no);
+        if (no && !o->fed.dp_client) return LK_ERR(LK_ERR_ARG, "DP-SGD (--dp-clip) does not combine with %s", no);
+        if (s->fed.on && !o->fed.dp_client)
+            return LK_ERR(LK_ERR_ARG, "DP-SGD's per-sample clipping draws Poisson batches from the whole training "
+                                      "set, not a client's shard: with --partition/--fedavg use --dp-level client");
     }
     const int world = s->comm->world;
-    LK_CHECK(lk_dp_init(&s->dp, d, s->r.model, s->train.n, (long)o->batch * o->accum * world, s->total,
-                        s->grad_lo, s->grad_hi, s->comm->rank != 0));
+    if (o->fed.dp_client) { /* a round is a step, a client a sample (fedavg.h) */
+        if (!s->fed.fedavg) return LK_ERR(LK_ERR_ARG, "--dp-level client is federated averaging's: give --fedavg");
+        LK_CHECK(lk_dp_init(&s->dp, d, s->r.model, world, s->fed.per_round, (s->total + s->fed.k - 1) / s->fed.k,
+                            s->grad_lo, s->grad_hi, s->comm->rank != 0));
+    } else
+        LK_CHECK(lk_dp_init(&s->dp, d, s->r.model, s->train.n, (long)o->batch * o->accum * world, s->total,
+                            s->grad_lo, s->grad_hi, s->comm->rank != 0));
     if (!s->dp.on) return LK_OK;
     if (o->resume_dir) LK_CHECK(lk_dp_load(&s->dp, s->resumed_from, s->step));
     char budget[96] = "given";
-    if (d->epsilon > 0) snprintf(budget, sizeof budget, "solved for epsilon %g at delta %g over %ld steps", d->epsilon,
-                                 s->dp.delta, s->total);
-    lk_progress_line(s->prog, "DP-SGD: per-sample gradients clipped to norm %g (norms %s), Gaussian noise sigma "
-                              "%.4g (%s) added to the global sum, divided by the expected batch %.0f; %s sampling "
-                              "at rate q = %.5g%s",
-                     d->clip, s->dp.direct ? "from the layers in one backward" : "from a backward per sample",
-                     s->dp.sigma, budget, s->dp.expected, d->sampling == LK_DP_POISSON ? "Poisson" : "shuffled",
-                     s->dp.q, "");
+    if (d->epsilon > 0) snprintf(budget, sizeof budget, "solved for epsilon %g at delta %g over %ld %s", d->epsilon,
+                                 s->dp.delta, o->fed.dp_client ? (s->total + s->fed.k - 1) / s->fed.k : s->total,
+                                 o->fed.dp_client ? "rounds" : "steps");
+    if (o->fed.dp_client)
+        lk_progress_line(s->prog, "DP-FedAvg: each client's update in a round clipped to norm %g, Gaussian noise "
+                                  "sigma %.4g (%s) added to their sum, divided by the %d clients per round; "
+                                  "sampling rate q = %.5g a round",
+                         d->clip, s->dp.sigma, budget, s->fed.per_round, s->dp.q);
+    else
+        lk_progress_line(s->prog, "DP-SGD: per-sample gradients clipped to norm %g (norms %s), Gaussian noise sigma "
+                                  "%.4g (%s) added to the global sum, divided by the expected batch %.0f; %s "
+                                  "sampling at rate q = %.5g",
+                         d->clip, s->dp.direct ? "from the layers in one backward" : "from a backward per sample",
+                         s->dp.sigma, budget, s->dp.expected, d->sampling == LK_DP_POISSON ? "Poisson" : "shuffled",
+                         s->dp.q);
     if (s->dp.accounted)
         lk_progress_line(s->prog, "DP-SGD: the checkpoint's account: %ld steps, epsilon %.4g so far", s->dp.accounted,
                          lk_dp_epsilon(&s->dp));
@@ -543,6 +595,7 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     LK_CHECK(lk_topo_bind(s->comm, o->bind, gpus, &s->binding));
     const double before_data = lk_mem_rss();
     LK_CHECK(open_data(o, s));
+    LK_CHECK(lk_fed_deal(&s->fed, &o->fed, s->comm, o->seed, o->batch, o->local_steps, &s->train));
     s->data_bytes = LK_MAX(0.0, lk_mem_rss() - before_data);
     int threads = o->threads > 0 ? o->threads : s->binding.ncores;
     LK_CHECK(lk_replica_open(&s->r, &(lk_replica_spec){dev, threads, o->spec, o->arch,
@@ -562,11 +615,18 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     } else {
         LK_CHECK(check_output(&s->r, &s->train));
     }
-    LK_CHECK(lk_sampler_init(&s->sampler, s->train.n, o->batch, rank, world, o->seed, 1));
-    if (s->sampler.steps < 1)
-        return LK_ERR(LK_ERR_ARG, "--batch %d x %d ranks: no step fits in %d training samples",
-                      o->batch, world, s->train.n);
-    s->steps_per_epoch = (s->sampler.steps + o->accum - 1) / o->accum;
+    if (s->fed.on) { /* a client: its own shard, its own shuffles (client 0's those of one rank) */
+        LK_CHECK(lk_sampler_init(&s->sampler, s->train.n, o->batch, 0, 1, o->seed ^ (0x9E3779B97F4A7C15ULL * (uint64_t)rank), 1));
+        if (o->accum != 1) return LK_ERR(LK_ERR_ARG, "--accum %d with --partition: a client's step is one batch", o->accum);
+        s->steps_per_epoch = s->fed.fedavg ? (int)s->fed.k /* (an epoch of the log is a round) */
+                                           : (int)LK_MAX(1, ((s->fed.total + world - 1) / world + o->batch - 1) / o->batch);
+    } else {
+        LK_CHECK(lk_sampler_init(&s->sampler, s->train.n, o->batch, rank, world, o->seed, 1));
+        if (s->sampler.steps < 1)
+            return LK_ERR(LK_ERR_ARG, "--batch %d x %d ranks: no step fits in %d training samples",
+                          o->batch, world, s->train.n);
+        s->steps_per_epoch = (s->sampler.steps + o->accum - 1) / o->accum;
+    }
     s->total = o->steps > 0 ? o->steps : (long)o->epochs * s->steps_per_epoch;
     s->epochs = (int)((s->total + s->steps_per_epoch - 1) / s->steps_per_epoch);
     lk_optim_config oc = o->optim;
@@ -582,8 +642,10 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
     if (o->resume_dir) LK_CHECK(resume(o, s, &s->epoch, &s->step));
     if (o->init_from) LK_CHECK(init_from(o, s));
     LK_CHECK(freeze(o, s));
-    LK_CHECK(lk_averager_init(&s->avg, s->comm, m, s->opt, o->local_steps, o->local_start, s->step));
+    LK_CHECK(lk_averager_init(&s->avg, s->comm, m, s->opt, s->fed.fedavg ? 0 : o->local_steps, o->local_start,
+                              s->step));
     LK_CHECK(setup_dp(o, s));
+    LK_CHECK(setup_fed(o, s));
     LK_CHECK(agree(o, s));
     LK_CHECK(lk_guard_open(&s->guard, s->r.dev, (lk_nan_policy)o->nan_policy, o->max_skips, o->skip_spikes,
                            rank == 0));
@@ -671,7 +733,7 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
                               : o->stochastic_round ? "a bf16 working copy rounded stochastically"
                                                     : "a bf16 working copy rounded to nearest even");
     }
-    if (o->local_steps && world > 1)
+    if (o->local_steps && world > 1 && !s->fed.fedavg)
         lk_progress_line(prog, "--local-steps %ld: after %ld data-parallel steps each rank steps on its own "
                                "gradients; parameters and optimizer state averaged every %ld steps",
                          o->local_steps, o->local_start, o->local_steps);

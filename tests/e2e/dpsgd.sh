@@ -4,7 +4,7 @@
 #   on 2 and 3 ranks, and the same run twice gives the same weights bit for bit;
 # - Poisson batches do not depend on the world size: 2 ranks x B and 1 rank x 2B draw the same
 #   global batches and noise, so their models agree to float rounding, for `mlp` (norms from
-#   the layers) and `cnn` (a backward per sample);
+#   the layers) and `cnn` (a backward per sample); --zero 1 (each rank noises its slice) too;
 # - epsilon is in every evaluation line and the summary, agrees within 1% with an independent
 #   numerical integration of the Renyi divergence (bench/rdp_check.py), and a resumed run
 #   keeps counting: a run stopped at step 10 and resumed to 20 reports the uninterrupted
@@ -29,6 +29,8 @@ echo "ok: replicas agree at every step on 2 and 3 ranks; the same run twice is b
 # 2 ranks x 16 against 1 rank x 32: the same Poisson batches, noise and clipping
 "$LK" train "${run[@]}" --batch 32 --save "$TMP/one" > /dev/null 2>&1 || fail "DP-SGD on one rank"
 check_models "DP-SGD mlp: 2 ranks x 16 vs 1 rank x 32" "$TMP/np2" "$TMP/one" 1e-5
+mpi -n 2 --oversubscribe train "${run[@]}" --zero 1 --save "$TMP/zero1" > /dev/null 2>&1 || fail "DP-SGD --zero 1"
+check_models "DP-SGD mlp: --zero 1 vs 0 on 2 ranks" "$TMP/np2" "$TMP/zero1" 1e-5
 cnn=(--model cnn --steps 6 --batch 8 --train-limit 2000 --val-limit 100 --lr 0.1 --seed 5 --threads 1 --quiet
      --dp-clip 0.5 --dp-noise 0.8)
 mpi -n 2 --oversubscribe train "${cnn[@]}" --save "$TMP/cnn2" || fail "DP-SGD cnn on 2 ranks"

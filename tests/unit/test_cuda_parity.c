@@ -1444,6 +1444,19 @@ static void case_axpy(void **state)
     pair_free(&x), pair_free(&y);
 }
 
+static void case_ghost_norm(void **state)
+{
+    (void)state;
+    const int n = 37, in = 300, out = 1100; /* (more than a block's threads on one side) */
+    pair x = pair_rand((size_t)n * in, 111), dy = pair_rand((size_t)n * out, 112), sq = pair_rand(n, 113);
+    for (int bias = 0; bias < 2; bias++) {
+        CPU->ops->ghost_norm(CPU, x.c, dy.c, n, in, out, bias, sq.c);
+        GPU->ops->ghost_norm(GPU, x.g, dy.g, n, in, out, bias, sq.g);
+        same("ghost_norm", &sq, 1e-5);
+    }
+    pair_free(&x), pair_free(&dy), pair_free(&sq);
+}
+
 /* ---- the table: one row per entry of lk_backend ---- */
 
 typedef void (*entry_fn)(void);
@@ -1532,6 +1545,7 @@ static const entry_row ENTRIES[] = {
     CASE(unpack16),
     CASE(scale),
     CASE(axpy),
+    CASE(ghost_norm),
     EXEMPT(status, 0, "every comparison reads it first and fails on anything but LK_OK (same, "
                       "same_bytes, gpu_scalar)"),
 };
