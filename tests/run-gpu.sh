@@ -44,6 +44,10 @@
 #             bf16 (the staged bf16 sums) give --zero 1's parameters bit for bit
 #  explain    integrated gradients of a briefly trained cnn-bn on 4 images on the GPU against
 #             the CPU's (max relative difference <= 1e-3; completeness gaps < 1%)
+#  private    DP-SGD on the GPU against the CPU: `mlp` (per-sample norms from the CUDA
+#             ghost_norm kernel) and `cnn` (a backward per sample), 8 steps, the weights within
+#             1e-4 relative (cuDNN and oneDNN sum in other orders); FedAvg on 2 ranks sharing
+#             GPU 0 (--gpu-comm mpi, --partition classes:5, 2 rounds) against the CPU's
 #  cnn        `cnn` on the GPU with the CPU's recipe (3 epochs, momentum, lr 0.05,
 #             cosine, batch 64, seed 0) reaches the README's bar: test accuracy >= 0.905
 #  bench-gpu  bench/gpu.sh: lockstep against PyTorch eager and torch.compile
@@ -295,6 +299,32 @@ PY
   gap=$(grep -o 'largest [0-9.]*' "$tmp/$gdev.log" | grep -o '[0-9.]*$')
   note "cnn-bn, ig on 4 images, $gdev against cpu: max relative difference $d (bar 1e-3); completeness gap at most $gap% (bar 1%)"
   le "$d" 1e-3 && le "${gap:-100}" 1
+}
+
+step_private() {
+  need_build
+  local tmp=$LK_WORK/private gdev=cuda:0 d worst=0 m comm=(--gpu-comm mpi)
+  [[ $LK_MODE == gpu ]] || { gdev=cpu; comm=(); }
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  for m in mlp cnn; do
+    local run=(train --model $m --steps 8 --batch 16 --train-limit 2000 --val-limit 100 --lr 0.1 --seed 3 --quiet
+               --data "$LK_DATA" --dp-clip 0.5 --dp-noise 1.0)
+    lk "${run[@]}" --device "$gdev" --save "$tmp/$m-gpu" || { note "DP-SGD $m on $gdev failed"; return 1; }
+    lk "${run[@]}" --device cpu --save "$tmp/$m-cpu" || { note "DP-SGD $m on the CPU failed"; return 1; }
+    d=$(rel_diff "$tmp/$m-cpu/model.safetensors" "$tmp/$m-gpu/model.safetensors") || { note "compare failed"; return 1; }
+    note "DP-SGD $m, $gdev vs cpu after 8 steps: max relative difference $d (bar 1e-4)"
+    le "$d" 1e-4 || worst=1
+  done
+  local f=(train --model mlp --epochs 2 --batch 16 --train-limit 2000 --val-limit 100 --lr 0.05 --seed 3 --quiet
+           --data "$LK_DATA" --fedavg --partition classes:5 --local-steps 10)
+  LK_BIN=$LK_BIN launch/mpirun.sh -n 2 --oversubscribe "${f[@]}" --device "$gdev" "${comm[@]}" --save "$tmp/fed-gpu" ||
+    { note "FedAvg on $gdev failed"; return 1; }
+  LK_BIN=$LK_BIN launch/mpirun.sh -n 2 --oversubscribe "${f[@]}" --device cpu --save "$tmp/fed-cpu" ||
+    { note "FedAvg on the CPU failed"; return 1; }
+  d=$(rel_diff "$tmp/fed-cpu/model.safetensors" "$tmp/fed-gpu/model.safetensors") || { note "compare failed"; return 1; }
+  note "FedAvg mlp, 2 ranks, $gdev vs cpu after 2 rounds: max relative difference $d (bar 1e-4)"
+  le "$d" 1e-4 || worst=1
+  return $worst
 }
 
 step_cnn() {
@@ -606,6 +636,7 @@ run_step mpi2 120
 run_step zero 120
 run_step precision 120
 run_step explain 60
+run_step private 90
 run_step cnn 150
 run_step bench-gpu 240
 run_step gpt2 150
@@ -630,7 +661,7 @@ run_step gpt2 150
   printf '%s\n' "${rows[@]}"
   echo
   echo "$passed passed, $failed failed, $skipped skipped"
-  for id in kit build gpu info parity collectives mpi2 zero precision explain cnn bench-gpu gpt2; do
+  for id in kit build gpu info parity collectives mpi2 zero precision explain private cnn bench-gpu gpt2; do
     [[ -s $work/$id.md ]] || continue
     echo
     echo "## $id"
