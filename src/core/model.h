@@ -137,8 +137,8 @@ void lk_model_params_changed(lk_model *m);
  * their workspace counts. */
 void lk_model_set_sample_norms(lk_model *m);
 /* 1 when every layer with parameters computes its per-sample gradient norms itself (layer.h's
- * sample_sqnorms): a batch's norms then come out of one backward; else NULL, and *why names
- * the first layer that does not (may be NULL). */
+ * sample_sqnorms): a batch's norms then come out of one backward; else 0, and *why (why may be
+ * NULL) is the first layer that does not. */
 int lk_model_direct_norms(const lk_model *m, const lk_layer **why);
 /* Before the build: what backward recomputes (see lk_recompute). */
 lk_status lk_model_set_recompute(lk_model *m, lk_recompute r);
