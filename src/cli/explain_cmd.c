@@ -24,6 +24,8 @@ static void usage(FILE *f)
                "                    window of the image is replaced by the baseline)\n"
                "  --target CLASS    the class explained (default: the predicted one)\n"
                "  --steps N         ig's quadrature points (default 64)\n"
+               "  --max-gap P       ig: an image whose completeness gap is above P%% runs again with\n"
+               "                    twice the points, up to 1024 (default 1; 0: never)\n"
                "  --baseline B      black (default), blur (a box blur of the image) or an image file\n"
                "  --window W --stride S   occlusion's window and step (default 4, 4)\n"
                "  --limit N         the first N images of FILE\n");
@@ -32,16 +34,16 @@ static void usage(FILE *f)
 int lk_cli_explain(int argc, char **argv)
 {
     enum { X_METHOD = 1000, X_TARGET, X_STEPS, X_BASELINE, X_WINDOW, X_STRIDE, X_OUT, X_CKPT, X_INPUT, X_LIMIT,
-           X_DEVICE, X_THREADS, X_PROMPT, X_TOKENIZER };
+           X_DEVICE, X_THREADS, X_PROMPT, X_TOKENIZER, X_MAX_GAP };
     static const struct option opts[] = {
         {"checkpoint", 1, 0, X_CKPT}, {"input", 1, 0, X_INPUT},   {"out", 1, 0, X_OUT},
         {"method", 1, 0, X_METHOD},   {"target", 1, 0, X_TARGET}, {"steps", 1, 0, X_STEPS},
         {"baseline", 1, 0, X_BASELINE}, {"window", 1, 0, X_WINDOW}, {"stride", 1, 0, X_STRIDE},
         {"limit", 1, 0, X_LIMIT},     {"device", 1, 0, X_DEVICE}, {"threads", 1, 0, X_THREADS},
-        {"prompt", 1, 0, X_PROMPT},   {"tokenizer", 1, 0, X_TOKENIZER},
+        {"prompt", 1, 0, X_PROMPT},   {"tokenizer", 1, 0, X_TOKENIZER}, {"max-gap", 1, 0, X_MAX_GAP},
         {"help", 0, 0, 'h'},          {"comm", 1, 0, 'c'},        {0, 0, 0, 0},
     };
-    lk_explain_opts o = {.device = "auto", .method = LK_EXPLAIN_IG, .target = -1, .steps = 64, .baseline = "black",
+    lk_explain_opts o = {.device = "auto", .method = LK_EXPLAIN_IG, .target = -1, .steps = 64, .max_gap = 0.01, .baseline = "black",
                          .window = 4, .stride = 4, .comm = lk_cli_comm()};
     lk_status s = LK_OK;
     long v;
@@ -62,6 +64,12 @@ int lk_cli_explain(int argc, char **argv)
             break;
         case X_TARGET: s = lk_arg_int("--target", optarg, 0, 1 << 24, &v), o.target = (int)v; break;
         case X_STEPS: s = lk_arg_int("--steps", optarg, 1, 4096, &v), o.steps = (int)v; break;
+        case X_MAX_GAP: {
+            double p;
+            s = lk_arg_float("--max-gap", optarg, 0.0, 100.0, &p);
+            o.max_gap = p / 100.0;
+            break;
+        }
         case X_BASELINE: o.baseline = optarg; break;
         case X_WINDOW: s = lk_arg_int("--window", optarg, 1, 4096, &v), o.window = (int)v; break;
         case X_STRIDE: s = lk_arg_int("--stride", optarg, 1, 4096, &v), o.stride = (int)v; break;

@@ -38,12 +38,15 @@ typedef struct {
     lk_explain_method method;
     int target;           /* -1: the predicted class */
     int steps;            /* ig: quadrature points (64) */
+    double max_gap;       /* ig: an image whose completeness gap is above this (0.01) runs again
+                             with twice the points, up to LK_EXPLAIN_MAX_STEPS (0: never) */
     const char *baseline; /* "black", "blur" or an image file */
     int window, stride;   /* occlusion's (4, 4) */
     int limit;            /* images (0: all) */
     lk_comm *comm;        /* NULL: one process */
 } lk_explain_opts;
 
+#define LK_EXPLAIN_MAX_STEPS 1024
 lk_status lk_explain(const lk_explain_opts *o, FILE *log);
 
 /* The pieces, on a model built with input_grad and backward_eval (model.h) for batches of

@@ -22,8 +22,12 @@ typedef struct {
     size_t in_largest; /* the largest of those, in bytes */
 } alloc_counts;
 
-/* Blocks oneDNN's argument map may take; anything larger would be a buffer. */
-#define ALLOC_SMALL 256
+/* Blocks oneDNN's execute may take and free again: its argument map's, and, on CPUs where
+ * its convolutions and products go through its JIT gemm (AVX2 without AVX-512: an AMD EPYC
+ * of that kind), the gemm driver's per-call packing buffer (16640 bytes there). Lockstep's
+ * own code allocates nothing after the build; a larger block would be a scratchpad oneDNN
+ * was not handed. */
+#define ALLOC_SMALL 32768
 
 #ifndef LK_SANITIZE
 #define ALLOC_COUNTED 1

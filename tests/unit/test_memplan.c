@@ -74,7 +74,9 @@ static void test_by_hand(void **state)
     const double act16 = act - 2 * (2048 - 1024);
     for (int zero = 0; zero <= 2; zero++) {
         lk_mem_plan f = plan(zero, 0, 0), b = plan_in(zero, 0, 0, LK_BF16);
-        near(b.host[LK_MEM_PARAMS], n * F + n * 2, "params with the bf16 working copy");
+        /* (a CPU whose bf16 products are emulated keeps no copy: they round the masters as
+         * they read them - lk_model_keeps_working_copy) */
+        near(b.host[LK_MEM_PARAMS], n * F + (tu_cpu()->bf16_emulated ? 0 : n * 2), "params with the bf16 working copy");
         near(b.host[LK_MEM_OPTIM], f.host[LK_MEM_OPTIM], "optimizer (bf16)");
         near(b.host[LK_MEM_GRADS], f.host[LK_MEM_GRADS], "gradients (bf16)");
         near(b.host[LK_MEM_ACT], act16, "activations (bf16)");
