@@ -10,8 +10,8 @@
  *                  a symmetric Dirichlet(A) (small A: few clients per class)
  *
  * Every rank computes the same deal from the seed (the counter-based generator, purpose
- * LK_RNG_PARTITION), so no rank sends another its indices. Issue 20's federated averaging
- * builds on it (not yet wired into training). */
+ * LK_RNG_PARTITION), so no rank sends another its indices. --partition and --fedavg
+ * (train/fedavg.h) deal with it. */
 #ifndef LK_PARTITION_H
 #define LK_PARTITION_H
 
