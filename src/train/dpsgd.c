@@ -79,7 +79,6 @@ lk_status lk_dp_init(lk_dp *dp, const lk_dp_opts *o, lk_model *m, int n, long gl
     for (int i = 0; i < m->nlayers; i++)
         for (int j = 0; j < m->layers[i]->nparams; j++)
             if (!m->layers[i]->params[j].buffer) big = LK_MAX(big, lk_shape_numel(&m->layers[i]->params[j].shape));
-    dp->noise_cap = big;
     dp->sq = lk_dev_alloc(m->dev, (size_t)m->max_batch * sizeof(float));
     dp->noise = lk_dev_alloc(m->dev, LK_MAX(big, 1) * sizeof(float));
     if (!dp->sq || !dp->noise) return LK_ERR(LK_ERR_NOMEM, "DP-SGD: cannot allocate its device buffers");

@@ -60,7 +60,6 @@ typedef struct {
     float *sq;         /* device, max_batch: the chunk's squared norms */
     float *sq_host;    /* every sample of the step (host) */
     float *noise;      /* device scratch: the largest parameter tensor */
-    size_t noise_cap;
     int32_t *sel;      /* the step's selection (Poisson: global; shuffle: this rank's) */
     int nsel_cap;
     lk_dp_chunk *chunks;

@@ -133,6 +133,8 @@ static lk_status combine_weighted(void *user, lk_averager *a, long done)
 }
 
 /* Client-level DP: start + (sum of the sampled clients' updates clipped to C, plus noise) / m. */
+#define FED_NORM_EPS 1e-6 /* (DP-SGD's: C / (|update| + 1e-6)) */
+
 static lk_status combine_private(void *user, lk_averager *a, long done)
 {
     lk_fed *f = user;
@@ -146,7 +148,7 @@ static lk_status combine_private(void *user, lk_averager *a, long done)
     LK_CHECK(lk_sumsq(m->dev, m->params + dp->lo, dp->hi - dp->lo, dp->sq));
     const double norm = sqrt((double)lk_read_scalar(m->dev, dp->sq));
     LK_CHECK(lk_device_status(m->dev));
-    const double c = drawn(f, round, f->rank) ? LK_MIN(1.0, dp->o.clip / (norm + 1e-6)) : 0.0;
+    const double c = drawn(f, round, f->rank) ? LK_MIN(1.0, dp->o.clip / (norm + FED_NORM_EPS)) : 0.0;
     if (c > 0) dp->seen += 1, dp->clipped += c < 1.0;
     LK_CHECK(lk_scale(m->dev, m->params, (float)c, n));
     LK_CHECK(lk_comm_allreduce(a->comm, m->params, n, LK_REDUCE_SUM));
@@ -159,9 +161,9 @@ static lk_status combine_private(void *user, lk_averager *a, long done)
     return LK_OK;
 }
 
-lk_status lk_fed_setup(lk_fed *f, const lk_fed_opts *o, lk_averager *avg, lk_model *m, lk_optim *opt, lk_dp *dp)
+lk_status lk_fed_setup(lk_fed *f, const lk_fed_opts *o, lk_averager *avg, lk_model *m, lk_dp *dp)
 {
-    f->model = m, f->opt = opt, f->comm = avg->comm;
+    f->model = m, f->comm = avg->comm;
     if (o->dp_client && !o->fedavg) return LK_ERR(LK_ERR_ARG, "--dp-level client is federated averaging's: give --fedavg");
     if (!f->fedavg) return LK_OK;
     avg->k = f->k, avg->start = 0;

@@ -49,7 +49,6 @@ typedef struct {
     float *start;        /* client-level DP: the round's starting parameters (device) */
     long round_started;  /* the round whose start `start` holds (-1: none) */
     lk_model *model;
-    lk_optim *opt;
     lk_comm *comm;
 } lk_fed;
 
@@ -62,7 +61,7 @@ lk_status lk_fed_deal(lk_fed *f, const lk_fed_opts *o, lk_comm *c, uint64_t seed
 lk_status lk_fed_describe(const lk_fed *f, const lk_dataset *mine, char *buf, size_t size);
 /* Federated averaging's set-up once the model, optimizer and DP state exist: the averager's
  * round and combination (weighted mean, or client-level DP's clipped noisy one). */
-lk_status lk_fed_setup(lk_fed *f, const lk_fed_opts *o, lk_averager *avg, lk_model *m, lk_optim *opt, lk_dp *dp);
+lk_status lk_fed_setup(lk_fed *f, const lk_fed_opts *o, lk_averager *avg, lk_model *m, lk_dp *dp);
 void lk_fed_free(lk_fed *f, lk_device *dev);
 /* Whether this rank is sampled for the round of step `step` (always without --fedavg). */
 int lk_fed_active(lk_fed *f, long step);

@@ -493,7 +493,7 @@ static lk_status setup_fed(const lk_train_opts *o, run_state *s)
     if (f->fedavg && ((o->eval_every % f->k) || (o->save_every % f->k)))
         return LK_ERR(LK_ERR_ARG, "--fedavg: --eval-every and --save-every must be whole rounds (multiples of the "
                                   "%ld local steps a round)", f->k);
-    LK_CHECK(lk_fed_setup(f, &o->fed, &s->avg, s->r.model, s->opt, &s->dp));
+    LK_CHECK(lk_fed_setup(f, &o->fed, &s->avg, s->r.model, &s->dp));
     char *lines = lk_malloc(8192);
     if (!lines) return LK_ERR(LK_ERR_NOMEM, "out of memory");
     lk_status st = lk_fed_describe(f, &s->train, lines, 8192);
