@@ -38,11 +38,11 @@ int lk_buckets_plan(const lk_model *m, size_t bucket_bytes, size_t lo, size_t hi
         if (!l->param_count || l->param_offset < lo || l->param_offset >= hi) continue;
         size_t end = l->param_offset + l->param_count;
         if (end - begin >= limit && n < cap - 1) {
-            b[n++] = (lk_bucket){begin, end, 0, 0.0, 0.0, 0.0, 0, -1, 0, 0, 0, 0};
+            b[n++] = (lk_bucket){.begin = begin, .end = end, .prev = -1};
             begin = end;
         }
     }
-    if (begin < hi || n == 0) b[n++] = (lk_bucket){begin, hi, 0, 0.0, 0.0, 0.0, 0, -1, 0, 0, 0, 0};
+    if (begin < hi || n == 0) b[n++] = (lk_bucket){.begin = begin, .end = hi, .prev = -1};
     return n;
 }
 
@@ -474,6 +474,10 @@ static const lk_bucket_reduction *choose_reduction(const lk_buckets *b)
 static void note_sumsq(lk_buckets *b, int i)
 {
     lk_bucket *k = &b->b[i];
+    if (k->sumsq_set) { /* (from its reduction) */
+        k->sumsq_set = 0;
+        return;
+    }
     k->sumsq = 0.0;
     if (!b->model->dev->host_addressable || b->stage == 2) return;
     size_t mine = k->end - k->begin, off = 0;

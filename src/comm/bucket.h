@@ -64,6 +64,7 @@ typedef struct {
     int done;
     double t_start, t_done; /* this step's all-reduce in flight (lk_now; t_done when seen done) */
     double sumsq;           /* the sum of squares of what it reduced (host memory: see lk_buckets_sumsq) */
+    int sumsq_set;          /* its reduction found sumsq itself (PowerSGD on one host) */
     /* ZeRO-2 */
     size_t at;              /* its place in the staging (its lane, or the pinned region) */
     int prev;               /* the bucket that used its lane before it (-1: none) */
@@ -185,6 +186,9 @@ void lk_buckets_compress(lk_buckets *b, int on);
 /* bucket_psgd.c: PowerSGD's state for b's buckets, its reduction, and its release. */
 lk_status lk_buckets_psgd_open(lk_buckets *b, lk_model *m, int rank, uint64_t seed);
 void lk_buckets_psgd_close(lk_buckets *b);
+/* 1 when b's PowerSGD buckets run the host stages (powersgd.h): the comm thread of ranks on
+ * one host, in lockstep's shared gradient buffers */
+int lk_buckets_psgd_on_host(const lk_buckets *b);
 extern const lk_bucket_reduction lk_reduction_powersgd;
 /* PowerSGD's state in a checkpoint directory: this rank's residuals and Qs of the sets
  * (a GAN's two; NULL entries skipped) in dir/powersgd-RANK-of-WORLD.safetensors with the

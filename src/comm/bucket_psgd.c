@@ -9,7 +9,12 @@
  *   2  Q (after P is orthonormalised and Q = M^T P); then M = P Q^T and the residuals
  * (a phase with nothing to send is skipped). On the comm thread the stages run on a helper
  * device of the CPU (lk_device_open_helper): the model's device, its primitives and scratch,
- * belong to backward on the training thread meanwhile. */
+ * belong to backward on the training thread meanwhile.
+ *
+ * Where every rank is on one host and the bucket lies in lockstep's shared gradient buffers
+ * (lk_comm_phases_room; the comm thread's blocking calls), the bucket is one call of two
+ * phases (rarely three) instead (powersgd.h's host stages): the uncompressed tensors summed
+ * in place in the first, beside the projection. */
 #include "bucket.h"
 
 #include <stdio.h>
@@ -29,6 +34,9 @@ struct lk_buckets_psgd {
     int *u_first;   /* bucket i's: [u_first[i], u_first[i + 1]) */
     size_t *u_at;   /* bucket i's packed values in ubuf, and (i + 1) the end */
     float *ubuf;    /* device */
+    unsigned char *spread; /* bucket i's residuals may hold values outside this process's rows
+                              (a checkpoint's, the per-rank stages'): gathered before the host
+                              stages */
     lk_device *helper; /* the comm thread's device for the stages (NULL between layers) */
 };
 
@@ -39,6 +47,7 @@ void lk_buckets_psgd_close(lk_buckets *b)
     lk_powersgd_destroy(p->s);
     lk_device_close(p->helper);
     lk_dev_free(b->model ? b->model->dev : NULL, p->ubuf);
+    lk_free(p->spread);
     lk_free(p->k0), lk_free(p->u_off), lk_free(p->u_len), lk_free(p->u_first), lk_free(p->u_at);
     lk_free(p);
     b->psgd = NULL;
@@ -65,7 +74,8 @@ lk_status lk_buckets_psgd_open(lk_buckets *b, lk_model *m, int rank, uint64_t se
     p->u_at = lk_calloc((size_t)b->n + 1, sizeof *p->u_at);
     p->u_off = lk_calloc((size_t)LK_MAX(nt, 1), sizeof *p->u_off);
     p->u_len = lk_calloc((size_t)LK_MAX(nt, 1), sizeof *p->u_len);
-    if (!p->k0 || !p->u_first || !p->u_at || !p->u_off || !p->u_len)
+    p->spread = lk_calloc((size_t)b->n + 1, 1);
+    if (!p->spread || !p->k0 || !p->u_first || !p->u_at || !p->u_off || !p->u_len)
         return LK_ERR(LK_ERR_NOMEM, "cannot allocate PowerSGD's buckets");
     /* the uncompressed tensors in flat order (a simple insertion sort: a few hundred) */
     int nu = 0;
@@ -106,6 +116,71 @@ static void move_u(lk_buckets *b, int i, int pack)
     }
 }
 
+/* ---- on one host: the bucket in two or three phases over the shared gradient buffers ---- */
+
+typedef struct {
+    lk_buckets *b;
+    int i;
+    lk_psgd_host h;
+} host_call;
+
+/* process v->me's part of [off, off + len) of the buffers at the call's start, summed into
+ * every buffer */
+static void host_sum(const lk_host_view *v, size_t off, size_t len)
+{
+    const size_t lo = len * (size_t)v->me / (size_t)v->nlocal, hi = len * (size_t)(v->me + 1) / (size_t)v->nlocal;
+    float *acc = v->grads + off;
+    for (int q = 1; q < v->nlocal; q++) {
+        const float *g = v->grads + (size_t)q * v->stride + off;
+        for (size_t j = lo; j < hi; j++) acc[j] += g[j];
+    }
+    for (int q = 1; q < v->nlocal; q++)
+        memcpy(v->grads + (size_t)q * v->stride + off + lo, acc + lo, (hi - lo) * sizeof(float));
+}
+
+static lk_status host_phase(void *user, int phase, const lk_host_view *v, int *last)
+{
+    host_call *c = user;
+    lk_buckets_psgd *p = c->b->psgd;
+    const int i = c->i;
+    if (phase == 0) /* the uncompressed tensors summed */
+        for (int u = p->u_first[i]; u < p->u_first[i + 1]; u++) host_sum(v, p->u_off[u] - c->h.base, p->u_len[u]);
+    if (phase == 1) /* and their sums of squares, from this process's buffer */
+        for (int u = p->u_first[i]; u < p->u_first[i + 1]; u++) {
+            const float *x = v->grads + (size_t)v->me * v->stride + (p->u_off[u] - c->h.base);
+            for (size_t j = 0; j < p->u_len[u]; j++) c->h.sumsq += (double)x[j] * x[j];
+        }
+    LK_CHECK(lk_powersgd_host_phase(p->s, p->k0[i], p->k0[i + 1], &c->h, phase, v, last));
+    return p->helper ? lk_device_status(p->helper) : LK_OK;
+}
+
+int lk_buckets_psgd_on_host(const lk_buckets *b)
+{
+    return b->psgd && b->mode == LK_PROGRESS_THREAD && b->hi > b->lo &&
+           lk_comm_phases_room(b->comm, b->grads + b->lo, b->hi - b->lo) > 0;
+}
+
+/* bucket i through the host stages, when it can go that way (1) */
+static int host_run(lk_buckets *b, int i, lk_status *st)
+{
+    lk_buckets_psgd *p = b->psgd;
+    const lk_bucket *k = &b->b[i];
+    host_call c = {b, i, {.base = k->begin}};
+    size_t np;
+    lk_powersgd_range(p->s, 0, p->k0[i], p->k0[i + 1], &c.h.p_base, &np);
+    lk_powersgd_range(p->s, 1, p->k0[i], p->k0[i + 1], &c.h.q_base, &c.h.q_n);
+    const size_t room = lk_comm_phases_room(b->comm, b->grads + k->begin, k->end - k->begin);
+    if (!room || np > room || 2 * c.h.q_n > room) return 0;
+    if (p->spread[i])
+        for (int m = p->k0[i]; m < p->k0[i + 1]; m++)
+            lk_powersgd_host_gather(p->s, b->grads, m, b->comm->local_rank, b->comm->local_world);
+    p->spread[i] = 0;
+    *st = lk_comm_phases(b->comm, b->grads + k->begin, k->end - k->begin, LK_PSGD_KEY | (uint64_t)p->s->r, 3,
+                             host_phase, &c);
+    b->b[i].sumsq = c.h.sumsq, b->b[i].sumsq_set = 1;
+    return 1;
+}
+
 /* the first phase from k->phase on with something to send: prepared, and its collective
  * started in slot (run when slot < 0); *more 0 when none is left */
 static lk_status launch(lk_buckets *b, int i, int slot, int *more)
@@ -113,6 +188,11 @@ static lk_status launch(lk_buckets *b, int i, int slot, int *more)
     lk_bucket *k = &b->b[i];
     lk_buckets_psgd *p = b->psgd;
     const int k0 = p->k0[i], k1 = p->k0[i + 1];
+    lk_status st;
+    if (slot < 0 && k->phase == 0 && k0 < k1 && host_run(b, i, &st)) {
+        k->phase = 3, *more = 0;
+        return st;
+    }
     if (k->phase == 0 && p->u_at[i + 1] == p->u_at[i]) k->phase = 1;
     if (k->phase >= 1 && k0 == k1) k->phase = 3;
     *more = k->phase < 3;
@@ -122,6 +202,7 @@ static lk_status launch(lk_buckets *b, int i, int slot, int *more)
         move_u(b, i, 1);
         buf = p->ubuf + p->u_at[i], n = p->u_at[i + 1] - p->u_at[i];
     } else if (k->phase == 1) {
+        lk_powersgd_host_settle(p->s, k0, k1);
         LK_CHECK(lk_powersgd_project(p->s, b->grads, k0, k1));
         lk_powersgd_range(p->s, 0, k0, k1, &at, &n);
         buf = p->s->p + at;
@@ -149,7 +230,10 @@ static lk_status psgd_arrived(lk_buckets *b, int i, int slot, int *more)
     lk_buckets_psgd *p = b->psgd;
     *more = 0;
     if (k->phase == 0) move_u(b, i, 0);
-    if (k->phase == 2) LK_CHECK(lk_powersgd_expand(p->s, b->grads, p->k0[i], p->k0[i + 1]));
+    if (k->phase == 2) {
+        LK_CHECK(lk_powersgd_expand(p->s, b->grads, p->k0[i], p->k0[i + 1]));
+        p->spread[i] = 1;
+    }
     if (p->helper) LK_CHECK(lk_device_status(p->helper));
     if (k->phase >= 2) {
         k->phase = 3;
@@ -177,7 +261,8 @@ lk_status lk_buckets_psgd_save(lk_buckets *const *sets, int nsets, const char *d
     lk_status st = LK_OK;
     for (int k = 0; k < nsets && k < 4 && st == LK_OK; k++) {
         if (!sets[k] || !sets[k]->psgd) continue;
-        const lk_powersgd *p = sets[k]->psgd->s;
+        lk_powersgd *p = sets[k]->psgd->s;
+        lk_powersgd_host_settle(p, 0, p->nmat);
         for (int which = 0; which < 2 && st == LK_OK; which++) {
             const size_t floats = LK_MAX(which ? p->q_floats : p->e_floats, 1);
             host[n] = lk_malloc(floats * sizeof(float));
@@ -241,6 +326,11 @@ lk_status lk_buckets_psgd_load(lk_buckets *const *sets, int nsets, const char *d
             }
         }
     lk_safetensors_free(f);
+    for (int k = 0; k < nsets; k++)
+        if (sets[k] && sets[k]->psgd) { /* (a saved residual owes nothing: settled before it was written) */
+            memset(sets[k]->psgd->spread, 1, (size_t)sets[k]->n + 1);
+            memset(sets[k]->psgd->s->owed, 0, (size_t)LK_MAX(sets[k]->psgd->s->nmat, 1));
+        }
     snprintf(why, why_size, "resumed from %s", path);
     return lk_device_status(sets[0]->model->dev);
 }

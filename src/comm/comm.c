@@ -437,6 +437,20 @@ lk_status lk_comm_use_shm(lk_comm *c, int on, size_t grad_floats, float **grads)
     return c->vt->use_shm(c, on, grad_floats, grads);
 }
 
+size_t lk_comm_phases_room(const lk_comm *c, const float *buf, size_t n)
+{
+    return c->vt->phases_room ? c->vt->phases_room(c, buf, n) : 0;
+}
+
+lk_status lk_comm_phases(lk_comm *c, float *buf, size_t n, unsigned long long tag, int nphases,
+                         lk_host_phase_fn fn, void *user)
+{
+    if (!lk_comm_phases_room(c, buf, n))
+        return LK_ERR(LK_ERR_ARG, "rank %d: a computation in phases over %zu floats in place where %s cannot do one",
+                      c->rank, n, c->vt->name);
+    return c->vt->phases(c, buf, n, tag, nphases, fn, user);
+}
+
 const char *lk_doing_name(int what)
 {
     static const char *const names[LK_DOING_COUNT] = {

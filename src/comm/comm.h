@@ -19,6 +19,23 @@ typedef enum { LK_REDUCE_SUM = 0, LK_REDUCE_AVG, LK_REDUCE_MAX, LK_REDUCE_MIN } 
 typedef struct lk_comm lk_comm;
 typedef struct lk_nccl lk_nccl;
 
+/* What a phase of a computation over the host's gradient buffers sees (lk_comm_phases: every
+ * rank on one host, lockstep's shared memory): every process's buffer at the call's offset
+ * (process q's at grads + q * stride), and scratch every process reads and writes - the
+ * shared output (`shared`, piece floats) and a slot per process (q's at slots + q *
+ * slot_stride, piece floats); what a phase writes the others see in the next phase. A
+ * phase sets *last (on every rank alike) to end the call after it. */
+typedef struct {
+    float *grads;
+    size_t stride;
+    int me, nlocal;
+    float *shared;
+    size_t piece;
+    float *slots;
+    size_t slot_stride;
+} lk_host_view;
+typedef lk_status (*lk_host_phase_fn)(void *user, int phase, const lk_host_view *v, int *last);
+
 typedef struct {
     const char *name;
     /* in-place all-reduce of n floats, started now, finished by wait(slot) */
@@ -59,6 +76,12 @@ typedef struct {
      * buf[0, n) is such a place. */
     int (*sum16_in_place)(const lk_comm *c, const float *buf, size_t n);
     lk_status (*sum16_floats)(lk_comm *c, lk_dtype t, float *buf, const size_t *counts, int gather, float scale);
+    /* A computation in phases over the gradient buffers of a job on one host, in place
+     * (lk_comm_phases; NULL where the backend has none): phases_room, the scratch's piece
+     * floats where buf[0, n) is such a place, else 0. */
+    size_t (*phases_room)(const lk_comm *c, const float *buf, size_t n);
+    lk_status (*phases)(lk_comm *c, float *buf, size_t n, unsigned long long tag, int nphases, lk_host_phase_fn fn,
+                        void *user);
     /* recv = world blocks of `bytes` bytes, block r from rank r */
     lk_status (*allgather_bytes)(lk_comm *c, const void *send, void *recv, size_t bytes);
     lk_status (*barrier)(lk_comm *c);
@@ -226,5 +249,14 @@ lk_status lk_nccl_timer_end(lk_comm_timer *t, double *exposed_ms, double *span_m
  * shared memory (or NULL): all-reduces of ranges of it run in place, without copies.
  * It stays valid until the next call or lk_comm_close. */
 lk_status lk_comm_use_shm(lk_comm *c, int on, size_t grad_floats, float **grads);
+/* Every rank on one host, in lockstep's shared memory, with buf[0, n) in its gradient buffer
+ * (lk_comm_use_shm): the floats of scratch a phase of lk_comm_phases may use in the shared
+ * output and in each slot (the view's piece); else 0, and lk_comm_phases refuses. */
+size_t lk_comm_phases_room(const lk_comm *c, const float *buf, size_t n);
+/* Blocking: phases 0 .. nphases - 1 of fn over every rank's buf[0, n) in place (rank = local
+ * rank; fewer where a phase says it is the last), a barrier after each; tag (the same on every rank) names the computation, a call
+ * that differs on some rank is an error on all. PowerSGD on one host (bucket_psgd.c). */
+lk_status lk_comm_phases(lk_comm *c, float *buf, size_t n, unsigned long long tag, int nphases,
+                         lk_host_phase_fn fn, void *user);
 
 #endif

@@ -524,6 +524,21 @@ static lk_status mpi_sum16_floats(lk_comm *c, lk_dtype t, float *buf, const size
     return st == LK_OK ? LK_OK : shm_failed(c, st);
 }
 
+static size_t mpi_phases_room(const lk_comm *c, const float *buf, size_t n)
+{
+    const mpi_impl *m = c->impl;
+    return one_host_shm(c) && lk_shm_holds(&m->shm, buf, n) ? m->shm.piece : 0;
+}
+
+static lk_status mpi_phases(lk_comm *c, float *buf, size_t n, unsigned long long tag, int nphases,
+                            lk_host_phase_fn fn, void *user)
+{
+    mpi_impl *m = c->impl;
+    m->shm.timeout_s = c->timeout_s;
+    lk_status st = lk_shm_phases(&m->shm, buf, n, tag, nphases, fn, user);
+    return st == LK_OK ? LK_OK : shm_failed(c, st);
+}
+
 static lk_status mpi_allgather_bytes(lk_comm *c, const void *send, void *recv, size_t bytes)
 {
     mpi_impl *m = c->impl;
@@ -678,6 +693,8 @@ static const lk_comm_vt mpi_vt = {
     .sum16 = mpi_sum16,
     .sum16_in_place = mpi_sum16_in_place,
     .sum16_floats = mpi_sum16_floats,
+    .phases_room = mpi_phases_room,
+    .phases = mpi_phases,
     .allgather_bytes = mpi_allgather_bytes,
     .barrier = mpi_barrier,
     .use_shm = mpi_use_shm,

@@ -1,7 +1,9 @@
 /* powersgd.c - PowerSGD's compression arithmetic (see powersgd.h). */
 #include "powersgd.h"
 
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../core/ops.h"
 #include "../core/rng.h"
@@ -43,6 +45,9 @@ void lk_powersgd_destroy(lk_powersgd *s)
     lk_dev_free(s->dev, s->p);
     lk_dev_free(s->dev, s->q);
     lk_dev_free(s->dev, s->e);
+    lk_free(s->qt);
+    lk_free(s->owed);
+    lk_free(s->again);
     lk_free(s->mat);
     lk_free(s);
 }
@@ -77,10 +82,15 @@ lk_status lk_powersgd_create(lk_powersgd **out, const lk_model *m, size_t lo, si
         s->e_floats += (size_t)x->n * (size_t)x->m;
     }
     const size_t F = sizeof(float);
+    size_t widest = 1;
+    for (int k = 0; k < s->nmat; k++) widest = LK_MAX(widest, (size_t)s->mat[k].m);
+    s->qt = lk_malloc(2 * widest * (size_t)r * F);
+    s->owed = lk_calloc((size_t)LK_MAX(s->nmat, 1), 1);
+    s->again = lk_calloc((size_t)LK_MAX(s->nmat, 1), sizeof *s->again);
     s->p = lk_dev_alloc(s->dev, LK_MAX(s->p_floats, 1) * F);
     s->q = lk_dev_alloc(s->dev, LK_MAX(s->q_floats, 1) * F);
     s->e = lk_dev_alloc(s->dev, LK_MAX(s->e_floats, 1) * F);
-    if (!s->p || !s->q || !s->e) {
+    if (!s->p || !s->q || !s->e || !s->qt || !s->owed || !s->again) {
         const double mb = (double)(s->p_floats + s->q_floats + s->e_floats) * F / 1e6;
         lk_powersgd_destroy(s);
         return LK_ERR(LK_ERR_NOMEM, "cannot allocate PowerSGD's state (%.1f MB) on %s", mb, m->dev->name);
@@ -157,5 +167,288 @@ lk_status lk_powersgd_expand(lk_powersgd *s, float *grads, int k0, int k1)
                          M, x->m));
         LK_CHECK(lk_axpy(s->math, -1.0f / (float)s->world, M, e, nm));
     }
+    return LK_OK;
+}
+
+/* ---- on one host (powersgd.h) ----
+ * Host memory (the shared gradient buffers are), with loops of their own instead of gemm
+ * calls: products with r columns are a few operations per value read, as fast as the
+ * passes over memory they ride on when fused into them, and the rows go in blocks that
+ * stay in cache between a block's steps. Q is read transposed (qt, r x m), so that every
+ * inner loop runs along a row (vectorised). */
+
+/* process v->me's rows of an n-row matrix */
+static void host_rows(int n, const lk_host_view *v, int *lo, int *hi)
+{
+    *lo = (int)((long long)n * v->me / v->nlocal);
+    *hi = (int)((long long)n * (v->me + 1) / v->nlocal);
+}
+
+/* rows a block: 64 KiB of a matrix */
+static int block_rows(int m) { return LK_MAX(1, 16384 / LK_MAX(m, 1)); }
+
+/* qt (r x m) = q (m x r) transposed */
+static void transpose(const float *q, size_t m, size_t r, float *qt)
+{
+    for (size_t j = 0; j < m; j++)
+        for (size_t c = 0; c < r; c++) qt[c * m + j] = q[j * r + c];
+}
+
+/* p[c] = sum_j x[j] qt[c][j], c < r: four columns at a time, eight lanes each (independent
+ * vector sums: a single one would wait on its own additions), added at the end */
+static void row_times(const float *x, const float *qt, size_t m, size_t r, float *p)
+{
+    enum { L = 8, C = 4 };
+    for (size_t c0 = 0; c0 < r; c0 += C) {
+        const size_t nc = LK_MIN((size_t)C, r - c0);
+        float acc[C][L] = {{0}};
+        size_t j = 0;
+        if (nc == C) {
+            const float *y0 = qt + c0 * m, *y1 = y0 + m, *y2 = y1 + m, *y3 = y2 + m;
+            for (; j + L <= m; j += L)
+                for (int l = 0; l < L; l++) {
+                    const float v = x[j + l];
+                    acc[0][l] = fmaf(v, y0[j + l], acc[0][l]);
+                    acc[1][l] = fmaf(v, y1[j + l], acc[1][l]);
+                    acc[2][l] = fmaf(v, y2[j + l], acc[2][l]);
+                    acc[3][l] = fmaf(v, y3[j + l], acc[3][l]);
+                }
+        }
+        for (size_t c = 0; c < nc; c++) {
+            const float *y = qt + (c0 + c) * m;
+            float t = 0.0f;
+            for (size_t i = j; i < m; i++) t = fmaf(x[i], y[i], t);
+            for (int l = 0; l < L; l++) t += acc[c][l];
+            p[c0 + c] = t;
+        }
+    }
+}
+
+/* a[j] (+)= sum_c p[c] qt[c][j]: a row of P Q^T (times sign, added when add) */
+static void approx_row(float *a, const float *p, const float *qt, size_t m, size_t r, float sign, int add)
+{
+    size_t c = 0;
+    for (; c + 4 <= r; c += 4) { /* four columns a pass over the row */
+        const float w0 = sign * p[c], w1 = sign * p[c + 1], w2 = sign * p[c + 2], w3 = sign * p[c + 3];
+        const float *y0 = qt + c * m, *y1 = y0 + m, *y2 = y1 + m, *y3 = y2 + m;
+        if (c == 0 && !add)
+            for (size_t j = 0; j < m; j++) a[j] = fmaf(w3, y3[j], fmaf(w2, y2[j], fmaf(w1, y1[j], w0 * y0[j])));
+        else
+            for (size_t j = 0; j < m; j++)
+                a[j] = fmaf(w3, y3[j], fmaf(w2, y2[j], fmaf(w1, y1[j], fmaf(w0, y0[j], a[j]))));
+    }
+    if (c == 0 && !add && r > 0) {
+        const float w = sign * p[0];
+        for (size_t j = 0; j < m; j++) a[j] = w * qt[j];
+        c = 1;
+    }
+    for (; c < r; c++) {
+        const float w = sign * p[c], *y = qt + c * m;
+        for (size_t j = 0; j < m; j++) a[j] = fmaf(w, y[j], a[j]);
+    }
+}
+
+void lk_powersgd_host_settle(lk_powersgd *s, int k0, int k1)
+{
+    const size_t r = (size_t)s->r;
+    for (int k = k0; k < k1; k++) {
+        if (!s->owed[k]) continue;
+        const lk_psgd_mat *x = &s->mat[k];
+        const size_t m = (size_t)x->m;
+        const lk_host_view v = {.me = s->owed_me, .nlocal = s->owed_nlocal};
+        int lo, hi;
+        host_rows(x->n, &v, &lo, &hi);
+        transpose(s->q + x->q_at, m, r, s->qt);
+        for (int i = lo; i < hi; i++)
+            approx_row(s->e + x->e_at + (size_t)i * m, s->p + x->p_at + (size_t)i * r, s->qt, m, r, -1.0f, 1);
+        s->owed[k] = 0;
+    }
+}
+
+void lk_powersgd_host_gather(lk_powersgd *s, float *grads, int k, int me, int nlocal)
+{
+    lk_powersgd_host_settle(s, k, k + 1);
+    const lk_psgd_mat *x = &s->mat[k];
+    const lk_host_view v = {.me = me, .nlocal = nlocal};
+    int lo, hi;
+    host_rows(x->n, &v, &lo, &hi);
+    const size_t m = (size_t)x->m;
+    for (int part = 0; part < 2; part++) { /* rows [0, lo) and [hi, n): their nonzero values moved */
+        const size_t from = part ? (size_t)hi * m : 0, to = part ? (size_t)x->n * m : (size_t)lo * m;
+        float *e = s->e + x->e_at, *g = grads + x->offset;
+        for (size_t j = from; j < to; j++)
+            if (e[j] != 0.0f) g[j] += e[j], e[j] = 0.0f;
+    }
+}
+
+/* acc[c][j] += sum_i p[i][c] e[i][j] over rows i < rows of e (m floats each) and p (r): four
+ * rows a pass over acc */
+static void add_rows_t(float *acc, const float *e, const float *p, int rows, size_t m, size_t r)
+{
+    int i = 0;
+    for (; i + 4 <= rows; i += 4) {
+        const float *e0 = e + (size_t)i * m, *e1 = e0 + m, *e2 = e1 + m, *e3 = e2 + m, *w = p + (size_t)i * r;
+        for (size_t c = 0; c < r; c++) {
+            const float w0 = w[c], w1 = w[r + c], w2 = w[2 * r + c], w3 = w[3 * r + c];
+            float *y = acc + c * m;
+            for (size_t j = 0; j < m; j++)
+                y[j] = fmaf(w3, e3[j], fmaf(w2, e2[j], fmaf(w1, e1[j], fmaf(w0, e0[j], y[j]))));
+        }
+    }
+    for (; i < rows; i++)
+        for (size_t c = 0; c < r; c++) {
+            const float w = p[(size_t)i * r + c], *x = e + (size_t)i * m;
+            float *y = acc + c * m;
+            for (size_t j = 0; j < m; j++) y[j] = fmaf(w, x[j], y[j]);
+        }
+}
+
+/* out (m x r) = acc (r x m) transposed */
+static void untranspose(const float *acc, size_t m, size_t r, float *out)
+{
+    for (size_t j = 0; j < m; j++)
+        for (size_t c = 0; c < r; c++) out[j * r + c] = acc[c * m + j];
+}
+
+static lk_status host_project(lk_powersgd *s, int k, const lk_host_view *v, size_t base, size_t p_base,
+                              size_t q_base)
+{
+    const lk_psgd_mat *x = &s->mat[k];
+    const size_t m = (size_t)x->m, r = (size_t)s->r;
+    int lo, hi;
+    host_rows(x->n, v, &lo, &hi);
+    float *qt = s->qt, *acc = s->qt + m * r;
+    transpose(s->q + x->q_at, m, r, qt);
+    memset(acc, 0, m * r * sizeof(float));
+    float *p = v->shared + (x->p_at - p_base);
+    const int owed = s->owed[k] && s->owed_me == v->me && s->owed_nlocal == v->nlocal;
+    if (s->owed[k] && !owed) lk_powersgd_host_settle(s, k, k + 1); /* (rows cut otherwise: not seen) */
+    const int step = block_rows(x->m);
+    for (int i0 = lo; i0 < hi; i0 += step) { /* long runs over memory, then rows in cache */
+        const int rows = LK_MIN(step, hi - i0);
+        float *e = s->e + x->e_at + (size_t)i0 * m;
+        const size_t at = x->offset - base + (size_t)i0 * m, len = (size_t)rows * m;
+        for (int i = 0; owed && i < rows; i++) /* last step's M^ first: as settled, the same bits */
+            approx_row(e + (size_t)i * m, s->p + x->p_at + (size_t)(i0 + i) * r, qt, m, r, -1.0f, 1);
+        for (int q = 0; q < v->nlocal; q++) {
+            const float *g = v->grads + (size_t)q * v->stride + at;
+            for (size_t j = 0; j < len; j++) e[j] += g[j];
+        }
+        for (int i = 0; i < rows; i++) row_times(e + (size_t)i * m, qt, m, r, p + (size_t)(i0 + i) * r);
+        add_rows_t(acc, e, p + (size_t)i0 * r, rows, m, r);
+    }
+    untranspose(acc, m, r, v->slots + (size_t)v->me * v->slot_stride + (x->q_at - q_base));
+    s->owed[k] = 0;
+    return LK_OK;
+}
+
+/* Q = (sum of the slots' parts at `at`), m x r, in process order */
+static void sum_parts(const lk_host_view *v, size_t at, size_t mr, float *q)
+{
+    memcpy(q, v->slots + at, mr * sizeof(float));
+    for (int o = 1; o < v->nlocal; o++) {
+        const float *part = v->slots + (size_t)o * v->slot_stride + at;
+        for (size_t j = 0; j < mr; j++) q[j] += part[j];
+    }
+}
+
+/* M^ = P Q^T: this process's rows into every process's buffer; E owes them. Its sum of
+ * squares (the same on every process) added to *sumsq: |P Q^T|^2 = sum over c, d of
+ * (P^T P)_cd (Q^T Q)_cd, (n + m) r^2 operations instead of a pass over every n m value. */
+static void expand_rows(lk_powersgd *s, int k, const lk_host_view *v, size_t base, double *sumsq)
+{
+    const lk_psgd_mat *x = &s->mat[k];
+    const size_t m = (size_t)x->m, r = (size_t)s->r;
+    const float *P = s->p + x->p_at, *Q = s->q + x->q_at;
+    for (size_t c = 0; c < r; c++)
+        for (size_t d = 0; d < r; d++) {
+            double pp = 0.0, qq = 0.0;
+            for (int i = 0; i < x->n; i++) pp += (double)P[(size_t)i * r + c] * P[(size_t)i * r + d];
+            for (size_t j = 0; j < m; j++) qq += (double)Q[j * r + c] * Q[j * r + d];
+            *sumsq += pp * qq;
+        }
+    transpose(s->q + x->q_at, m, r, s->qt);
+    int lo, hi;
+    host_rows(x->n, v, &lo, &hi);
+    for (int i = lo; i < hi; i++) {
+        const size_t at = x->offset - base + (size_t)i * m;
+        float *a = v->grads + (size_t)v->me * v->stride + at;
+        approx_row(a, s->p + x->p_at + (size_t)i * r, s->qt, m, r, 1.0f, 0);
+        for (int o = 0; o < v->nlocal; o++)
+            if (o != v->me) memcpy(v->grads + (size_t)o * v->stride + at, a, m * sizeof(float));
+    }
+    s->owed[k] = 1, s->owed_me = v->me, s->owed_nlocal = v->nlocal; /* E -= M^ in the next projection */
+}
+
+static lk_status host_finish(lk_powersgd *s, int k, const lk_host_view *v, size_t base, size_t p_base,
+                             size_t q_base, size_t q_n, int *again, double *sumsq)
+{
+    const lk_psgd_mat *x = &s->mat[k];
+    const size_t m = (size_t)x->m, r = (size_t)s->r;
+    const float *p0 = v->shared + (x->p_at - p_base);
+    float *p = s->p + x->p_at;
+    memcpy(p, p0, (size_t)x->n * r * sizeof(float));
+    LK_CHECK(lk_orthonormalize(s->math, p, x->n, s->r, 1));
+    /* R = P^^T P0 (upper triangular: P0 = P R); Q = E^T P = (E^T P0) R^-1 where R is well conditioned */
+    double R[LK_PSGD_HOST_R][LK_PSGD_HOST_R] = {{0}};
+    int good = r <= LK_PSGD_HOST_R;
+    for (size_t j = 0; good && j < r; j++) {
+        double col = 0.0;
+        for (int i = 0; i < x->n; i++) col += (double)p0[(size_t)i * r + j] * p0[(size_t)i * r + j];
+        for (size_t c = 0; c <= j; c++) {
+            double d = 0.0;
+            for (int i = 0; i < x->n; i++) d += (double)p[(size_t)i * r + c] * p0[(size_t)i * r + j];
+            R[c][j] = d;
+        }
+        good = isfinite(col) && R[j][j] > 1e-2 * sqrt(col);
+    }
+    *again = !good;
+    if (!good) { /* this process's rows of E^T P, for host_expand */
+        int lo, hi;
+        host_rows(x->n, v, &lo, &hi);
+        float *acc = s->qt + m * r;
+        memset(acc, 0, m * r * sizeof(float));
+        add_rows_t(acc, s->e + x->e_at + (size_t)lo * m, p + (size_t)lo * r, hi - lo, m, r);
+        untranspose(acc, m, r, v->slots + (size_t)v->me * v->slot_stride + q_n + (x->q_at - q_base));
+        return LK_OK;
+    }
+    float *q = s->q + x->q_at;
+    sum_parts(v, x->q_at - q_base, m * r, q);
+    for (size_t i = 0; i < m; i++) { /* q_i R = a_i, forward */
+        float *row = q + i * r;
+        for (size_t j = 0; j < r; j++) {
+            double t = row[j];
+            for (size_t c = 0; c < j; c++) t -= (double)row[c] * R[c][j];
+            row[j] = (float)(t / R[j][j]);
+        }
+    }
+    expand_rows(s, k, v, base, sumsq);
+    return LK_OK;
+}
+
+static lk_status host_expand(lk_powersgd *s, int k, const lk_host_view *v, size_t base, size_t q_base,
+                             size_t q_n, double *sumsq)
+{
+    const lk_psgd_mat *x = &s->mat[k];
+    sum_parts(v, q_n + (x->q_at - q_base), (size_t)x->m * (size_t)s->r, s->q + x->q_at);
+    expand_rows(s, k, v, base, sumsq);
+    return LK_OK;
+}
+
+lk_status lk_powersgd_host_phase(lk_powersgd *s, int k0, int k1, lk_psgd_host *h, int phase, const lk_host_view *v,
+                                 int *last)
+{
+    int again = 0;
+    for (int k = k0; k < k1; k++) {
+        if (phase == 0) {
+            LK_CHECK(host_project(s, k, v, h->base, h->p_base, h->q_base));
+        } else if (phase == 1) {
+            LK_CHECK(host_finish(s, k, v, h->base, h->p_base, h->q_base, h->q_n, &s->again[k], &h->sumsq));
+            again |= s->again[k];
+        } else if (s->again[k]) {
+            LK_CHECK(host_expand(s, k, v, h->base, h->q_base, h->q_n, &h->sumsq));
+        }
+    }
+    *last = phase >= 2 || (phase == 1 && !again);
     return LK_OK;
 }

@@ -39,7 +39,7 @@ static size_t floats_padded(size_t n) { return align_up(n * sizeof(float)) / siz
 #define SIG_WORDS 3 /* per process: (length, kind, in place, op), the offset in the buffer (a 16-bit
                       * sum: the values' type), the parts */
 enum { KIND_ALLREDUCE, KIND_REDUCE_SCATTER, KIND_ALLGATHER, KIND_SUM16, KIND_SUM16_GATHERED, KIND_SUM16_FLOATS,
-       KIND_SUM16_FLOATS_GATHERED };
+       KIND_SUM16_FLOATS_GATHERED, KIND_PHASES };
 
 #define BOARD_WORDS 5 /* per process: call number, rank, step, activity, bucket */
 
@@ -188,11 +188,11 @@ static const char *op_name(unsigned long long w)
     static const char *const names[] = {"sum", "average", "max", "min"};
     static const char *const kinds[] = {"", " reduce-scatter", " all-gather", " of 16-bit values",
                                         " of 16-bit values to every rank", " of 16-bit rounded floats",
-                                        " of 16-bit rounded floats to every rank"};
+                                        " of 16-bit rounded floats to every rank", " in phases (PowerSGD)"};
     static char buf[2][64];
     static _Thread_local int k;
     k ^= 1;
-    snprintf(buf[k], sizeof buf[k], "%s%s", names[w & 3], kinds[sig_kind(w) <= KIND_SUM16_FLOATS_GATHERED ? sig_kind(w) : 0]);
+    snprintf(buf[k], sizeof buf[k], "%s%s", names[w & 3], kinds[sig_kind(w) <= KIND_PHASES ? sig_kind(w) : 0]);
     return buf[k];
 }
 
@@ -568,6 +568,30 @@ lk_status lk_shm_sum16_floats(lk_shm *s, lk_dtype t, float *buf, const size_t *c
         }
     }
     return barrier(s);
+}
+
+lk_status lk_shm_phases(lk_shm *s, float *buf, size_t n, unsigned long long tag, int nphases,
+                        lk_host_phase_fn fn, void *user)
+{
+    if (atomic_load(&s->ctl->failed)) return peer_failed(s);
+    if (!lk_shm_holds(s, buf, n))
+        return LK_ERR(LK_ERR_ARG, "local rank %d: a computation in phases outside the gradient buffer", s->me);
+    size_t at;
+    sign(s, KIND_PHASES, NULL, n, LK_REDUCE_SUM, NULL, &at);
+    at = (size_t)(buf - lk_shm_grads(s));
+    unsigned long long *sig = s->sig + (size_t)s->me * SIG_WORDS;
+    sig[1] = at;
+    sig[2] = tag;
+    LK_CHECK(first_barrier(s));
+    const lk_host_view v = {s->grads + at, floats_padded(s->grad_floats), s->me, s->nlocal,
+                           s->out, s->piece, s->slots, floats_padded(s->piece)};
+    for (int k = 0, last = 0; !last; k++) {
+        last = k + 1 >= nphases;
+        lk_status st = fn(user, k, &v, &last);
+        if (st != LK_OK) return fail(s, st);
+        LK_CHECK(barrier(s));
+    }
+    return LK_OK;
 }
 
 lk_status lk_shm_map_create(const char *name, size_t bytes, void **addr)

@@ -99,4 +99,11 @@ int lk_shm_holds(const lk_shm *s, const float *buf, size_t n);
  * buffer; a second barrier ends it. */
 lk_status lk_shm_sum16_floats(lk_shm *s, lk_dtype t, float *buf, const size_t *counts, int gather, float scale);
 
+/* A computation over the host's gradient buffers in place, in phases with a barrier after
+ * each (comm.h's lk_host_view and lk_host_phase_fn say what a phase sees). tag, the same on
+ * every process, stands for what the call does (checked beside the range, as the other
+ * calls' signatures are). A phase's error ends the call on every process. */
+lk_status lk_shm_phases(lk_shm *s, float *buf, size_t n, unsigned long long tag, int nphases,
+                        lk_host_phase_fn fn, void *user);
+
 #endif

@@ -75,6 +75,7 @@ typedef struct {
     /* measured for the options (plan_options.c) */
     double pack16_ms[LK_PLAN_MAX_BUCKETS];   /* a bucket into the 16-bit wire and back */
     double psgd_ms[LK_PLAN_MAX_BUCKETS];     /* PowerSGD's arithmetic on the bucket at rank R */
+    double psgd_host_ms[LK_PLAN_MAX_BUCKETS]; /* its host stages' (powersgd.h), every row one process's */
     double psgd_bytes[LK_PLAN_MAX_BUCKETS][3]; /* its uncompressed tensors, P, Q */
     int psgd_rank;
     double state_bytes;                   /* parameters, buffers, optimizer state: local SGD's average */
@@ -118,7 +119,8 @@ typedef struct {
  * --local-steps K), each step's bytes and predicted step, the fastest, and the one to use
  * (plan_options.c): measure_options times the compression arithmetic on m's gradients in
  * buckets bk. shm16: the n ranks share one host and lockstep's shared memory, where 16-bit
- * sums are float32's pass over the gradient buffers with the roundings in it. */
+ * sums are float32's pass over the gradient buffers with the roundings in it, and PowerSGD
+ * runs its host stages: float32's pass with the arithmetic of 1/n of the rows in it. */
 lk_status lk_plan_measure_options(lk_model *m, const lk_optim *opt, const size_t *begin, const size_t *end,
                                   int nbk, int psgd_rank, lk_plan_measure *pm);
 void lk_plan_print_options(const lk_plan_measure *pm, int n, double alpha, double beta, double cpu_share,

@@ -6,7 +6,9 @@
  *               one host through lockstep's shared memory float32's pass, the roundings
  *               in it (no wire buffer: its time is float32's, within 5% measured)
  *   powersgd:R  its uncompressed tensors, then P, then Q, one all-reduce after another,
- *               plus PowerSGD's arithmetic on its matrices (measured at rank R)
+ *               plus PowerSGD's arithmetic on its matrices (measured at rank R); on one
+ *               host through lockstep's shared memory its host stages: float32's pass
+ *               and the arithmetic of 1/n of the rows (measured on all of them, / n)
  *   local K     no gradient all-reduce; parameters, buffers and optimizer state averaged
  *               every K steps (that all-reduce's time / K a step, after the step)
  * Each bucket's all-reduces start as soon as it is final, as in the projection. Only
@@ -45,6 +47,23 @@ static int cmp_double(const void *a, const void *b)
         (out) = t_[2];                                                      \
     } while (0)
 
+/* the host stages of matrices [k0, k1) as one process of one doing every row (ms) */
+static lk_status time_host(lk_powersgd *s, int k0, int k1, float *grads, size_t base, lk_device *d, double *ms)
+{
+    lk_psgd_host h = {.base = base};
+    size_t np;
+    lk_powersgd_range(s, 0, k0, k1, &h.p_base, &np);
+    lk_powersgd_range(s, 1, k0, k1, &h.q_base, &h.q_n);
+    float *scratch = lk_malloc((np + 2 * h.q_n + 1) * sizeof(float));
+    if (!scratch) return LK_ERR(LK_ERR_NOMEM, "plan: cannot allocate PowerSGD's host scratch");
+    const lk_host_view v = {grads + base, 0, 0, 1, scratch, np, scratch + np, 2 * h.q_n};
+    lk_status st = LK_OK;
+    TIMED(d, *ms, for (int phase = 0, last = 0; !last && st == LK_OK; phase++)
+                      st = lk_powersgd_host_phase(s, k0, k1, &h, phase, &v, &last));
+    lk_free(scratch);
+    return st;
+}
+
 lk_status lk_plan_measure_options(lk_model *m, const lk_optim *opt, const size_t *begin, const size_t *end,
                                   int nbk, int psgd_rank, lk_plan_measure *pm)
 {
@@ -76,6 +95,8 @@ lk_status lk_plan_measure_options(lk_model *m, const lk_optim *opt, const size_t
             TIMED(d, pm->psgd_ms[k], st = lk_powersgd_project(s, m->grads, k0, k1);
                   if (st == LK_OK) st = lk_powersgd_back(s, m->grads, k0, k1);
                   if (st == LK_OK) st = lk_powersgd_expand(s, m->grads, k0, k1));
+        pm->psgd_host_ms[k] = 0.0;
+        if (k1 > k0 && st == LK_OK && d->host_addressable) st = time_host(s, k0, k1, m->grads, begin[k], d, &pm->psgd_host_ms[k]);
         k0 = k1;
     }
     if (st == LK_OK) st = lk_device_status(d);
@@ -103,10 +124,11 @@ void lk_plan_print_options(const lk_plan_measure *pm, int n, double alpha, doubl
         *v = *pm;
         for (int k = 0; k < v->nbuckets; k++) {
             const int wire = o == WIRE16 && !shm16; /* (in shared memory: float32's pass) */
-            v->nphases[k] = o == NONE || (o == WIRE16 && !wire) ? 0 : wire ? 1 : 3;
-            v->extra_ms[k] = wire ? pm->pack16_ms[k] : o == PSGD ? pm->psgd_ms[k] : 0.0;
+            const int host = o == PSGD && shm16 && pm->psgd_host_ms[k] > 0.0; /* (the host stages) */
+            v->nphases[k] = o == NONE || (o == WIRE16 && !wire) || host ? 0 : wire ? 1 : 3;
+            v->extra_ms[k] = wire ? pm->pack16_ms[k] : host ? pm->psgd_host_ms[k] / n : o == PSGD ? pm->psgd_ms[k] : 0.0;
             if (wire) v->phase_bytes[k][0] = pm->bucket_bytes[k] / 2.0;
-            for (int p = 0; p < 3 && o == PSGD; p++) v->phase_bytes[k][p] = pm->psgd_bytes[k][p];
+            for (int p = 0; p < 3 && o == PSGD && !host; p++) v->phase_bytes[k][p] = pm->psgd_bytes[k][p];
             for (int p = 0; p < (v->nphases[k] ? v->nphases[k] : 1); p++)
                 bytes[o] += v->nphases[k] ? v->phase_bytes[k][p] : v->bucket_bytes[k];
             extra[o] += v->extra_ms[k];

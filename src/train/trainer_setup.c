@@ -739,9 +739,12 @@ lk_status lk_trainer_setup(const lk_train_opts *o, run_state *s, lk_progress *pr
                          o->local_steps, o->local_start, o->local_steps);
     if (o->powersgd_rank && world > 1)
         lk_progress_line(prog, "--grad-compress powersgd:%d: matrices sent as rank-%d P and Q with error feedback "
-                               "(after %ld plain steps), the other tensors uncompressed%s%s",
-                         o->powersgd_rank, o->powersgd_rank, o->compress_start, why[0] ? "; residuals and Q " : "",
-                         why);
+                               "(after %ld plain steps), the other tensors uncompressed%s%s%s",
+                         o->powersgd_rank, o->powersgd_rank, o->compress_start,
+                         psgd[0] && lk_buckets_psgd_on_host(psgd[0])
+                             ? "; this host's ranks sum them in shared memory first, one residual split by rows"
+                             : "",
+                         why[0] ? "; residuals and Q " : "", why);
     if (o->grad_dtype != LK_F32 && world > 1)
         lk_progress_line(prog, "--grad-compress %s: gradient buckets travel as %s, scaled by 1/%d, each "
                                "rank's part summed in float32 and rounded once (%s)",

@@ -8,11 +8,15 @@
 #   here) and 2e-2 (fp16: 11 bits, but this mlp's smallest gradients, scaled by 1/world,
 #   fall below fp16's normals and lose bits: 0.9e-2 here);
 # - --grad-dtype bf16 is --grad-compress bf16; the GAN's two bucket sets take fp16 too;
-# - PowerSGD (powersgd:R): the same run whichever way the buckets go (2 ranks bitwise; 3
-#   within 1e-5: MPI's float32 sums), the replica check at every step; plain until --compress-start; trains (rank 8 as float32
+# - PowerSGD (powersgd:R): the same run whichever way the buckets go - between layers (the
+#   per-rank stages, all-reducing P and Q through MPI) and on the comm thread of one host
+#   (the host stages: the gradients summed in shared memory first, one residual split by
+#   rows; within 1e-5 after 30 steps: the same arithmetic, other orders of additions), the
+#   replica check at every step; plain until --compress-start; trains (rank 8 as float32
 #   buckets do); the GAN and a CNN (convolution weights as matrices) too; a checkpoint holds
 #   every rank's residuals and Q, so a resumed run is the straight one bit for bit (and is
-#   not without them), and on another world size they restart from zero, said in the log;
+#   not without them), a checkpoint of either stages resumes under the other, and on
+#   another world size the residuals restart from zero, said in the log;
 # - conflicting and bad values, and PowerSGD with --zero, are refused.
 # (The fp16 range - sums beyond 65504 whose average is not - is held by tests/mpi/test_sum16.)
 source "$(dirname "$0")/common.bash"
@@ -54,7 +58,8 @@ for r in 2 8; do
     --metrics "$TMP/psgd$r.jsonl" --save "$TMP/psgd$r-layers"
 done
 mpi -n 2 --oversubscribe train "${run[@]}" --grad-compress powersgd:2 --comm-progress thread --save "$TMP/psgd2-thread"
-check "--grad-compress powersgd:2: comm thread vs between layers" "$TMP/psgd2-layers" "$TMP/psgd2-thread" 0
+check "--grad-compress powersgd:2: comm thread (host stages) vs between layers" "$TMP/psgd2-layers" \
+  "$TMP/psgd2-thread" 1e-5
 # mlp-wide, 2 buckets: the comm thread's stages run while backward computes the layers below
 # (on a helper device: sharing the model's primitives and scratch with backward corrupted
 # both - NaN, diverged replicas or a crash within 30 steps, 2 runs in 3)
@@ -63,11 +68,10 @@ for p in layers thread; do
     --check-every 1 --save "$TMP/psgd2-wide-$p"
 done
 check "--grad-compress powersgd:2, mlp-wide: comm thread vs between layers" "$TMP/psgd2-wide-layers" \
-  "$TMP/psgd2-wide-thread" 0
+  "$TMP/psgd2-wide-thread" 1e-5
 mpi -n 3 --oversubscribe train "${run[@]}" --grad-compress powersgd:2 --comm-progress layers --save "$TMP/psgd3-layers"
 mpi -n 3 --oversubscribe train "${run[@]}" --grad-compress powersgd:2 --comm-progress thread --check-every 1 \
   --save "$TMP/psgd3-thread"
-# (MPI's float32 sums of 3 ranks add in another order blocking than non-blocking: not bitwise)
 check "--grad-compress powersgd:2, 3 ranks: comm thread vs between layers" "$TMP/psgd3-layers" "$TMP/psgd3-thread" 1e-5
 mpi -n 2 --oversubscribe train "${run[@]}" --grad-compress powersgd:2 --compress-start 30 --save "$TMP/psgd-late"
 check "--compress-start past the last step: float32 buckets' run" "$TMP/fp32" "$TMP/psgd-late" 0
@@ -95,6 +99,22 @@ rm "$TMP"/ps-half/powersgd-*
 mpi -n 2 --oversubscribe train "${ps[@]}" --epochs 3 --resume "$TMP/ps-half" --save "$TMP/ps-lost"
 d=$(max_rel_diff "$TMP/ps-full/model.safetensors" "$TMP/ps-lost/model.safetensors")
 /usr/bin/python3 -c "import sys; sys.exit(0 if $d > 0 else 1)" || fail "the residuals made no difference"
+# a checkpoint of the host stages resumed between layers, and the other way round: the
+# residuals carried over (the per-rank files add up to the host's residual)
+for p in layers thread; do
+  mpi -n 2 --oversubscribe train "${ps[@]}" --epochs 3 --comm-progress $p --save "$TMP/ps-full-$p"
+  mpi -n 2 --oversubscribe train "${ps[@]}" --epochs 2 --comm-progress $p --save "$TMP/ps-half-$p"
+done
+for p in layers thread; do
+  from=thread
+  [[ $p == thread ]] && from=layers
+  mpi -n 2 --oversubscribe train "${loud[@]}" --epochs 3 --comm-progress $p --resume "$TMP/ps-half-$from" \
+    --save "$TMP/ps-cross-$p" >"$TMP/ps-cross-$p.log" 2>&1 || fail "powersgd: resumed $p from $from"
+  grep -q "residuals and Q resumed from" "$TMP/ps-cross-$p.log" || fail "powersgd: $p from $from did not resume them"
+done
+check "powersgd: host stages' checkpoint resumed between layers" "$TMP/ps-full-layers" "$TMP/ps-cross-layers" 1e-4
+check "powersgd: per-rank stages' checkpoint resumed on the comm thread" "$TMP/ps-full-thread" \
+  "$TMP/ps-cross-thread" 1e-4
 mpi -n 2 --oversubscribe train "${ps[@]}" --epochs 2 --save "$TMP/ps-half2"
 # (3 x 16 is another global batch than 2 x 16: forced)
 mpi -n 3 --oversubscribe train "${loud[@]}" --epochs 3 --resume "$TMP/ps-half2" --force-resume >"$TMP/ps3.log" 2>&1 ||
