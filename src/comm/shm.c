@@ -21,7 +21,9 @@
 #include <unistd.h>
 
 #define LINE 64
-#define SPINS 2000          /* polls before sleeping: a few microseconds */
+#define SPINS 2000          /* polls before sleeping where the host's cores are oversubscribed */
+#define SPIN_S 250e-6       /* else the time a wait polls before it sleeps (a futex wake-up costs
+                               tens of microseconds on a VM; the others are usually nearer) */
 #define NAP_NS 100000000L   /* a sleep is cut every 100 ms to look at the clock */
 
 /* One central barrier: the last process to arrive resets `arrived` and advances
@@ -85,6 +87,8 @@ void lk_shm_attach(lk_shm *s, void *region, int me, int nlocal, size_t piece, si
     s->piece = piece;
     s->grad_floats = grad_floats;
     s->timeout_s = timeout_s;
+    const long cpus = sysconf(_SC_NPROCESSORS_ONLN); /* a core each: waits poll longer */
+    s->spin_s = cpus >= nlocal ? SPIN_S : 0.0;
 }
 
 static float *slot(const lk_shm *s, int i) { return s->slots + (size_t)i * floats_padded(s->piece); }
@@ -158,7 +162,8 @@ static lk_status barrier(lk_shm *s)
         if (atomic_load(&c->sleepers)) futex_wake_all(&c->gen);
         return LK_OK;
     }
-    for (int i = 0; i < SPINS; i++) {
+    const double spin_end = s->spin_s > 0.0 ? lk_now() + s->spin_s : 0.0;
+    for (int i = 0; i < SPINS || (i % 64 != 0 || lk_now() < spin_end); i++) {
         if (atomic_load_explicit(&c->gen, memory_order_acquire) != g) return LK_OK;
         cpu_relax();
     }

@@ -11,8 +11,9 @@
  * shared output (and the hook), barrier, each copies the piece back. The next call's
  * first barrier keeps slots and output from being reused before everyone is done.
  *
- * A process that waits for a slower one spins briefly and then sleeps on a futex: its
- * core goes back to the training thread instead of being burnt polling. A wait longer
+ * A process that waits for a slower one polls for a while (250 us where the host has a
+ * core for each process, else a few microseconds) and then sleeps on a futex: its core
+ * goes back to the training thread instead of being burnt polling. A wait longer
  * than the timeout, or a failure on another process of the host, ends the call on
  * every process with an error instead of a hang, which names the processes that did not
  * arrive and what each was doing: every call is numbered, and each process publishes its
@@ -46,6 +47,7 @@ typedef struct {
     size_t piece;            /* floats per piece */
     size_t grad_floats;      /* 0: no gradient buffers in the region */
     double timeout_s;
+    double spin_s;           /* how long a wait polls before it sleeps (beyond SPINS polls) */
 } lk_shm;
 
 #define LK_SHM_SLOTS_MAX ((size_t)32 << 20) /* staging slots per host, whatever the ranks */
