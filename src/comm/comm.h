@@ -254,8 +254,9 @@ lk_status lk_comm_use_shm(lk_comm *c, int on, size_t grad_floats, float **grads)
  * output and in each slot (the view's piece); else 0, and lk_comm_phases refuses. */
 size_t lk_comm_phases_room(const lk_comm *c, const float *buf, size_t n);
 /* Blocking: phases 0 .. nphases - 1 of fn over every rank's buf[0, n) in place (rank = local
- * rank; fewer where a phase says it is the last), a barrier after each; tag (the same on every rank) names the computation, a call
- * that differs on some rank is an error on all. PowerSGD on one host (bucket_psgd.c). */
+ * rank; fewer where a phase says it is the last), a barrier after each; tag (the same on
+ * every rank) names the computation, a call that differs on some rank is an error on all.
+ * PowerSGD on one host (bucket_psgd.c). */
 lk_status lk_comm_phases(lk_comm *c, float *buf, size_t n, unsigned long long tag, int nphases,
                          lk_host_phase_fn fn, void *user);
 

@@ -96,7 +96,8 @@ lk_status lk_plan_measure_options(lk_model *m, const lk_optim *opt, const size_t
                   if (st == LK_OK) st = lk_powersgd_back(s, m->grads, k0, k1);
                   if (st == LK_OK) st = lk_powersgd_expand(s, m->grads, k0, k1));
         pm->psgd_host_ms[k] = 0.0;
-        if (k1 > k0 && st == LK_OK && d->host_addressable) st = time_host(s, k0, k1, m->grads, begin[k], d, &pm->psgd_host_ms[k]);
+        if (k1 > k0 && st == LK_OK && d->host_addressable)
+            st = time_host(s, k0, k1, m->grads, begin[k], d, &pm->psgd_host_ms[k]);
         k0 = k1;
     }
     if (st == LK_OK) st = lk_device_status(d);
@@ -126,7 +127,9 @@ void lk_plan_print_options(const lk_plan_measure *pm, int n, double alpha, doubl
             const int wire = o == WIRE16 && !shm16; /* (in shared memory: float32's pass) */
             const int host = o == PSGD && shm16 && pm->psgd_host_ms[k] > 0.0; /* (the host stages) */
             v->nphases[k] = o == NONE || (o == WIRE16 && !wire) || host ? 0 : wire ? 1 : 3;
-            v->extra_ms[k] = wire ? pm->pack16_ms[k] : host ? pm->psgd_host_ms[k] / n : o == PSGD ? pm->psgd_ms[k] : 0.0;
+            v->extra_ms[k] = wire   ? pm->pack16_ms[k]
+                             : host ? pm->psgd_host_ms[k] / n
+                             : o == PSGD ? pm->psgd_ms[k] : 0.0;
             if (wire) v->phase_bytes[k][0] = pm->bucket_bytes[k] / 2.0;
             for (int p = 0; p < 3 && o == PSGD && !host; p++) v->phase_bytes[k][p] = pm->psgd_bytes[k][p];
             for (int p = 0; p < (v->nphases[k] ? v->nphases[k] : 1); p++)

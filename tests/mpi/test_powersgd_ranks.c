@@ -179,11 +179,13 @@ static void check_host(int outer, int steps, int mode, double tol)
         uint64_t h = fnv(g, n * sizeof(float)), all[64];
         TU_OK(lk_comm_allgather_bytes(C, &h, all, sizeof h));
         for (int q = 0; q < C->world; q++)
-            if (all[q] != h) fail_msg("host stages, step %d: rank %d's approximation differs from rank %d's", t, C->rank, q);
+            if (all[q] != h)
+                fail_msg("host stages, step %d: rank %d's approximation differs from rank %d's", t, C->rank, q);
         if (host) {
             double direct = 0.0;
             for (size_t i = 0; i < n; i++) direct += (double)g[i] * g[i];
-            if (fabs(sq - direct) > 1e-5 * direct) fail_msg("step %d: sum of squares %.9g, of the values %.9g", t, sq, direct);
+            if (fabs(sq - direct) > 1e-5 * direct)
+                fail_msg("step %d: sum of squares %.9g, of the values %.9g", t, sq, direct);
         }
         if (mode == 1 && t == 0) { /* beside the per-rank stages from the same start */
             step(ref, r);
