@@ -162,9 +162,10 @@ static lk_status barrier(lk_shm *s)
         if (atomic_load(&c->sleepers)) futex_wake_all(&c->gen);
         return LK_OK;
     }
-    const double spin_end = s->spin_s > 0.0 ? lk_now() + s->spin_s : 0.0;
-    for (int i = 0; i < SPINS || (i % 64 != 0 || lk_now() < spin_end); i++) {
+    const double spin_end = lk_now() + s->spin_s; /* poll SPINS times, and on until then */
+    for (int i = 0;; i++) {
         if (atomic_load_explicit(&c->gen, memory_order_acquire) != g) return LK_OK;
+        if (i >= SPINS && i % 64 == 0 && lk_now() >= spin_end) break;
         cpu_relax();
     }
     const double deadline = lk_now() + s->timeout_s;
